@@ -1,0 +1,25 @@
+"""kernel_recovery: recover the kernel (and bias) of a 1-D convolution from its inputs and outputs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .api import recover_kernel
+from .conv import conv1d
+from .determinacy import DeterminacyReport, IllConditionedWarning, UnderdeterminedWarning, analyze
+from .result import KernelResult, Solution
+
+try:
+    __version__ = version("kernel_recovery")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DeterminacyReport",
+    "IllConditionedWarning",
+    "KernelResult",
+    "Solution",
+    "UnderdeterminedWarning",
+    "__version__",
+    "analyze",
+    "conv1d",
+    "recover_kernel",
+]

@@ -1,0 +1,124 @@
+"""``recover_kernel``: validate once, reduce to the canonical problem, dispatch to a registered solver."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import solvers
+from .determinacy import report_for
+from .problem import Layout, Padding, build_problem
+from .result import KernelResult
+
+
+def recover_kernel(
+    x: ArrayLike,
+    y: ArrayLike,
+    kernel_size: int,
+    *,
+    method: str | Callable = "lstsq",
+    stride: int = 1,
+    padding: Padding = "valid",
+    dilation: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    layout: Layout = "nwc",
+    flip: bool = False,
+    **options,
+) -> KernelResult:
+    """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
+
+    Parameters
+    ----------
+    x : array_like or list of array_like
+        Inputs: ``(batch, length, in_channels)`` for ``layout="nwc"`` (Keras), ``(batch, in_channels, length)``
+        for ``"ncw"`` (PyTorch); a 2-D array is one sequence, a 1-D array one single-channel sequence, a list
+        of arrays a batch of sequences of different lengths.
+    y : array_like or list of array_like
+        Outputs, in the same layout; their lengths must match the configuration (see :func:`conv1d`).
+    kernel_size : int
+        Number of taps.
+    method : {"lstsq"} or callable
+        The strategy (see Notes).  A callable ``solve(problem, **options) -> Solution`` is used as a custom
+        method.
+    stride, padding, dilation, groups, layout, flip
+        The configuration of the convolution, exactly as in :func:`conv1d`.
+    use_bias : bool
+        Also recover a bias per output channel.
+    **options
+        Options of the method (``method="lstsq"``: ``ridge``).  An option the method does not take is a
+        ``TypeError``.
+
+    Returns
+    -------
+    KernelResult
+        ``kernel`` of shape ``(kernel_size, in_channels // groups, out_channels)``, ``bias``, ``report``,
+        ``residual_rms``, ``success``, ``message`` and more; the same fields for every method.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad shapes, lengths inconsistent with the configuration, invalid settings, NaN/Inf, bad dtypes,
+        unknown methods or options.
+
+    Warns
+    -----
+    UnderdeterminedWarning
+        When some output channel has fewer equations than unknowns or a rank-deficient design; the
+        minimum-norm kernel is returned.
+    IllConditionedWarning
+        When the design's condition number exceeds 1e8.
+
+    Notes
+    -----
+    Every output channel ``o`` is the linear system ``y[:, o] = A w_o (+ b_o)``, where ``A`` is the
+    Toeplitz (im2col) design of ``x``.  ``"lstsq"`` solves it exactly in the least-squares sense
+    (minimum norm when it is rank-deficient).
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0], [6.0, 11.0, 14.0], kernel_size=2)
+    >>> res.kernel.ravel().round(12)
+    array([1., 2.])
+    >>> res.report.status
+    'overdetermined'
+    """
+    if y is None:
+        raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
+    name, solver = solvers.resolve(method)
+    solvers.check_options(name, solver, options)
+    problem = build_problem(
+        x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+        layout=layout, flip=flip,
+    )
+    report = report_for(problem)
+    report.warn(stacklevel=2)
+    sol = solver(problem, **options)
+    kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
+    bias = problem.from_canonical_bias(sol.biases) if problem.config.use_bias else None
+    residuals = problem.residuals(sol.kernels, sol.biases)
+    total = sum(float(np.sum(r**2)) for r in residuals)
+    count = sum(r.size for r in residuals)
+    residual_rms = float(np.sqrt(total / count))
+    success, message = sol.success, sol.message
+    if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+        success, message = False, f"the solver returned non-finite values ({sol.message})"
+    return KernelResult(
+        kernel=kernel,
+        bias=bias,
+        method=name,
+        report=report,
+        residual_rms=residual_rms,
+        success=bool(success),
+        message=message,
+        config=problem.config,
+        stderr=None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr),
+        bias_stderr=None if sol.bias_stderr is None else problem.from_canonical_bias(sol.bias_stderr),
+        n_iterations=sol.n_iterations,
+        loss_history=sol.loss_history,
+        options=dict(sol.options),
+        diagnostics=dict(sol.diagnostics),
+    )

@@ -1,0 +1,534 @@
+"""Validation and the canonical reduction shared by every solver.
+
+Any Conv1D configuration (padding, stride, dilation, groups, layout, flip, bias, ragged batches) is
+turned here, in one place, into a :class:`CanonicalProblem`: per group, a *valid, stride-1, undilated*
+multichannel cross-correlation
+
+    Y_i[t, o] = bias[o] + sum_j sum_c X_i[t + j, c] * W[j, c, o],    0 <= t < len(X_i) - taps + 1,
+
+with some coefficients of ``W`` fixed at zero (``mask``), plus the map between ``W`` and the user's
+kernel.  The factorization, for stride ``s`` and dilation ``d`` with ``g = gcd(s, d)``:
+
+* padding becomes explicit zeros;
+* dilation: the outputs split into ``d' = d / g`` interleaved subsequences (a batch) whose inputs are
+  ``x[r*s + i*d]``; each is a conv with stride ``s' = s / g`` and no dilation;
+* stride: ``s'`` polyphase components ``x_r[i*s' + q]`` become ``s' * Cin`` channels, so kernel tap
+  ``k = j*s' + q`` becomes tap ``j`` of channel ``q``; taps ``k >= kernel_size`` are the masked zeros;
+* groups become independent blocks; layout and flip become a transpose and a reversal.
+
+The total number of samples is unchanged (each input sample lands in at most one subsequence), so
+the reduction costs one copy of the data.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Literal, Sequence, Union
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+Padding = Union[Literal["valid", "same", "causal", "full"], int, "tuple[int, int]"]
+Layout = Literal["nwc", "ncw"]
+
+PADDING_MODES = ("valid", "same", "causal", "full")
+LAYOUTS = ("nwc", "ncw")
+
+
+# ----------------------------------------------------------------------------------------------
+# Scalar arguments
+# ----------------------------------------------------------------------------------------------
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum``; a 1-tuple (Keras style) is accepted."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_layout(layout) -> str:
+    if not isinstance(layout, str) or layout.lower() not in LAYOUTS:
+        raise ValueError(f"`layout` must be 'nwc' (channels-last) or 'ncw' (channels-first), got {layout!r}.")
+    return layout.lower()
+
+
+def check_padding(padding) -> str | tuple[int, int]:
+    """Normalise ``padding`` to a mode string or an explicit ``(left, right)`` pair."""
+    if isinstance(padding, str):
+        if padding.lower() not in PADDING_MODES:
+            raise ValueError(
+                f"`padding` must be one of {', '.join(map(repr, PADDING_MODES))}, an int or a (left, right) "
+                f"pair, got {padding!r}."
+            )
+        return padding.lower()
+    if isinstance(padding, numbers.Integral) and not isinstance(padding, (bool, np.bool_)):
+        padding = (padding, padding)
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        left, right = padding
+        for side in (left, right):
+            if isinstance(side, (bool, np.bool_)) or not isinstance(side, numbers.Integral):
+                raise TypeError(f"`padding` entries must be integers, got {padding!r}.")
+            if side < 0:
+                raise ValueError(f"`padding` must be non-negative, got {padding!r}.")
+        return (int(left), int(right))
+    raise TypeError(
+        f"`padding` must be 'valid', 'same', 'causal', 'full', an int or a (left, right) pair, got {padding!r}."
+    )
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# The configuration
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvConfig:
+    """A validated Conv1D configuration (kernel layout ``(kernel_size, in_channels // groups, out_channels)``)."""
+
+    kernel_size: int
+    in_channels: int
+    out_channels: int
+    stride: int = 1
+    padding: str | tuple[int, int] = "valid"
+    dilation: int = 1
+    groups: int = 1
+    use_bias: bool = False
+    layout: str = "nwc"
+    flip: bool = False
+
+    @classmethod
+    def create(
+        cls, kernel_size, in_channels, out_channels, *, stride=1, padding="valid", dilation=1, groups=1,
+        use_bias=False, layout="nwc", flip=False,
+    ) -> "ConvConfig":
+        kernel_size = check_positive_int(kernel_size, "kernel_size")
+        stride = check_positive_int(stride, "stride")
+        dilation = check_positive_int(dilation, "dilation")
+        groups = check_positive_int(groups, "groups")
+        if in_channels % groups:
+            raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={groups}).")
+        if out_channels % groups:
+            raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={groups}).")
+        return cls(
+            kernel_size=kernel_size, in_channels=in_channels, out_channels=out_channels, stride=stride,
+            padding=check_padding(padding), dilation=dilation, groups=groups,
+            use_bias=check_bool(use_bias, "use_bias"), layout=check_layout(layout), flip=check_bool(flip, "flip"),
+        )
+
+    @property
+    def span(self) -> int:
+        """Receptive field of one output sample, ``(kernel_size - 1) * dilation + 1``."""
+        return (self.kernel_size - 1) * self.dilation + 1
+
+    def pads(self, length: int) -> tuple[int, int]:
+        """Zeros added on the (left, right) of a sequence of ``length`` samples."""
+        p = self.padding
+        if p == "valid":
+            return (0, 0)
+        if p == "causal":
+            return (self.span - 1, 0)
+        if p == "full":
+            return (self.span - 1, self.span - 1)
+        if p == "same":  # TensorFlow's rule: asymmetric, extra zero on the right
+            out = -(-length // self.stride)
+            total = max((out - 1) * self.stride + self.span - length, 0)
+            return (total // 2, total - total // 2)
+        return p
+
+    def output_length(self, length: int) -> int:
+        """Number of output samples for an input of ``length`` samples (may be <= 0 when too short).
+
+        valid: ``floor((L - span) / stride) + 1``; same and causal: ``ceil(L / stride)``;
+        full: ``floor((L + span - 2) / stride) + 1``; explicit ``(l, r)``: ``floor((L + l + r - span) / stride) + 1``,
+        with ``span = (kernel_size - 1) * dilation + 1``.
+        """
+        left, right = self.pads(length)
+        return (length + left + right - self.span) // self.stride + 1
+
+    @property
+    def in_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int]:
+        return (self.kernel_size, self.in_per_group, self.out_channels)
+
+    @property
+    def unknowns_per_output(self) -> int:
+        """Free coefficients of one output channel: its taps, plus the bias."""
+        return self.kernel_size * self.in_per_group + int(self.use_bias)
+
+    def describe(self) -> str:
+        parts = [f"kernel_size={self.kernel_size}"]
+        for name, default in (("stride", 1), ("padding", "valid"), ("dilation", 1), ("groups", 1)):
+            if getattr(self, name) != default:
+                parts.append(f"{name}={getattr(self, name)!r}")
+        if self.use_bias:
+            parts.append("use_bias=True")
+        if self.flip:
+            parts.append("flip=True")
+        return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrays
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    """Sequences as float arrays ``(length, channels)``; ``form`` records how to give outputs back."""
+
+    arrays: tuple[np.ndarray, ...]
+    form: Literal["1d", "2d", "3d", "list"]
+    dtype: np.dtype  # the caller's dtype, before conversion to float64
+
+    @property
+    def channels(self) -> int:
+        return self.arrays[0].shape[1]
+
+
+def _check_dtype(a: np.ndarray, name: str) -> None:
+    if a.dtype == object and a.size:
+        raise TypeError(f"`{name}` must be a numeric array, got dtype object (ragged or non-numeric values?).")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise TypeError(f"`{name}` must be real, got complex dtype {a.dtype}.")
+    if a.dtype == bool:
+        raise TypeError(f"`{name}` must be numeric, got dtype bool; convert it explicitly, e.g. `{name}.astype(float)`.")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)) and a.dtype != object:
+        raise TypeError(f"`{name}` must be a real numeric array, got dtype {a.dtype}.")
+
+
+def _check_finite(a: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = np.argwhere(bad)[0].tolist()
+        raise ValueError(
+            f"`{name}` contains {int(bad.sum())} NaN or Inf value(s), the first at index {tuple(where)}."
+        )
+
+
+def _to_float_array(a, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"`{name}` could not be read as a numeric array: {exc}") from None
+    _check_dtype(arr, name)
+    if arr.dtype == object:  # empty object array
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> SequenceBatch:
+    """Read ``x`` or ``y`` into a batch of ``(length, channels)`` arrays.
+
+    3-D arrays are ``(batch, length, channels)`` ("nwc") or ``(batch, channels, length)`` ("ncw"); 2-D
+    arrays are one sequence; 1-D arrays one single-channel sequence; a list or tuple of arrays (or a ragged
+    nested list) is a batch of sequences of different lengths.  The caller's data are never modified;
+    the arrays returned are read-only views or copies.
+    """
+    if isinstance(data, (list, tuple)):
+        ragged = any(isinstance(item, np.ndarray) or hasattr(item, "__array__") for item in data)
+        if not ragged:
+            try:
+                np.asarray(data, dtype=float) if data else None
+            except (ValueError, TypeError):
+                ragged = True
+        if ragged:
+            if not len(data):
+                raise ValueError(f"`{name}` is an empty list: give at least one sequence.")
+            arrays, dtypes = [], []
+            for i, item in enumerate(data):
+                arr = _to_float_array(item, f"{name}[{i}]")
+                dtypes.append(arr.dtype)
+                if arr.ndim not in (1, 2):
+                    raise ValueError(
+                        f"each sequence in `{name}` must be 1-D or 2-D, got {name}[{i}] with shape {arr.shape}."
+                    )
+                arrays.append(_sequence_2d(arr, f"{name}[{i}]", layout, check_finite))
+            channels = {a.shape[1] for a in arrays}
+            if len(channels) > 1:
+                raise ValueError(
+                    f"all sequences in `{name}` must have the same number of channels, got {sorted(channels)}."
+                )
+            return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes))
+    arr = _to_float_array(data, name)
+    if arr.ndim == 3:
+        if arr.shape[0] == 0:
+            raise ValueError(f"`{name}` has an empty batch (shape {arr.shape}).")
+        seqs = tuple(_sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite) for i in range(arr.shape[0]))
+        return SequenceBatch(seqs, "3d", arr.dtype)
+    if arr.ndim in (1, 2):
+        return SequenceBatch(
+            (_sequence_2d(arr, name, layout, check_finite),), "1d" if arr.ndim == 1 else "2d", arr.dtype
+        )
+    raise ValueError(
+        f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch), or a list of sequences; "
+        f"got an array with shape {arr.shape}."
+    )
+
+
+def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool) -> np.ndarray:
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    elif layout == "ncw":
+        arr = arr.T
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"`{name}` is empty (length {arr.shape[0]}, {arr.shape[1]} channels).")
+    out = np.asarray(arr, dtype=np.float64).view()
+    out.flags.writeable = False  # the solvers read user data, never write it
+    if check_finite:
+        _check_finite(out, name)
+    return out
+
+
+def restore_form(outputs: Sequence[np.ndarray], form: str, layout: str, dtype) -> np.ndarray | list[np.ndarray]:
+    """Give ``(length, channels)`` outputs back in the shape family of the input."""
+    outs = [o.astype(dtype, copy=False) if layout == "nwc" else o.T.astype(dtype, copy=False) for o in outputs]
+    if form == "list":
+        return [np.ascontiguousarray(o) for o in outs]
+    if form == "3d":
+        return np.ascontiguousarray(np.stack(outs))
+    if form == "1d":
+        o = outputs[0].astype(dtype, copy=False)
+        return np.ascontiguousarray(o[:, 0] if o.shape[1] == 1 else (o if layout == "nwc" else o.T))
+    return np.ascontiguousarray(outs[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# The canonical problem
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Block:
+    """One group as a valid, stride-1, undilated cross-correlation (see the module docstring).
+
+    ``xs[i]`` is ``(len_i, channels)``; ``ys[i]`` (or None) is ``(len_i - taps + 1, len(out_channels))``.
+    ``mask[j, c]`` is True where the coefficient ``W[j, c, o]`` is free.
+    """
+
+    xs: list[np.ndarray]
+    ys: list[np.ndarray] | None
+    taps: int
+    mask: np.ndarray
+    out_channels: np.ndarray
+    cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def channels(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def n_free(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def n_equations(self) -> int:
+        return sum(len(x) - self.taps + 1 for x in self.xs)
+
+    def forward(self, kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray]:
+        """Outputs of the canonical correlation for a canonical ``kernel`` ``(taps, channels, O)``."""
+        kernel = np.where(self.mask[:, :, None], kernel, 0.0)
+        outs = []
+        for x in self.xs:
+            m = len(x) - self.taps + 1
+            out = np.zeros((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
+            for j in range(self.taps):
+                out += x[j : j + m] @ kernel[j]
+            if bias is not None:
+                out += bias
+            outs.append(out)
+        return outs
+
+
+@dataclass(eq=False)
+class CanonicalProblem:
+    """A validated problem: the user's configuration and one :class:`Block` per group."""
+
+    config: ConvConfig
+    blocks: list[Block]
+    lengths: tuple[int, ...]  # user input length of each sequence
+    out_lengths: tuple[int, ...]
+    x_form: str
+    dtype: np.dtype
+
+    @property
+    def n_equations(self) -> int:
+        """Equations per output channel (each output sample of that channel is one equation)."""
+        return int(sum(self.out_lengths))
+
+    # -- kernel maps --------------------------------------------------------------------------
+
+    def _tap_layout(self) -> tuple[int, int]:
+        s = self.config.stride // math.gcd(self.config.stride, self.config.dilation)
+        taps = -(-self.config.kernel_size // s)
+        return s, taps
+
+    def to_canonical(self, kernel: np.ndarray) -> list[np.ndarray]:
+        """Split a user kernel ``(K, Cin/groups, Cout)`` into canonical block kernels."""
+        cfg = self.config
+        s, taps = self._tap_layout()
+        k = kernel[::-1] if cfg.flip else kernel
+        padded = np.zeros((taps * s,) + k.shape[1:], dtype=k.dtype)
+        padded[: cfg.kernel_size] = k
+        full = padded.reshape(taps, s * cfg.in_per_group, cfg.out_channels)
+        return [full[:, :, b.out_channels] for b in self.blocks]
+
+    def from_canonical(self, kernels: Sequence[np.ndarray]) -> np.ndarray:
+        """Assemble canonical block kernels back into the user kernel ``(K, Cin/groups, Cout)``."""
+        cfg = self.config
+        s, taps = self._tap_layout()
+        dtype = np.result_type(*kernels)
+        full = np.zeros((taps, s * cfg.in_per_group, cfg.out_channels), dtype=dtype)
+        for b, w in zip(self.blocks, kernels):
+            full[:, :, b.out_channels] = w
+        k = full.reshape(taps * s, cfg.in_per_group, cfg.out_channels)[: cfg.kernel_size]
+        return np.ascontiguousarray(k[::-1] if cfg.flip else k)
+
+    def from_canonical_bias(self, biases: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros(self.config.out_channels, dtype=np.result_type(*biases))
+        for b, v in zip(self.blocks, biases):
+            out[b.out_channels] = v
+        return out
+
+    def to_canonical_bias(self, bias: np.ndarray) -> list[np.ndarray]:
+        return [bias[b.out_channels] for b in self.blocks]
+
+    def free_to_kernel(self, vector: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Map a vector over one block's free coefficients (then the bias) to ``(K, Cin/groups)`` and a bias."""
+        cfg = self.config
+        s, taps = self._tap_layout()
+        mask = self.blocks[0].mask
+        canon = np.zeros(mask.shape)
+        canon[mask] = vector[: mask.sum()]
+        k = canon.reshape(taps * s, cfg.in_per_group)[: cfg.kernel_size]
+        bias = float(vector[mask.sum()]) if cfg.use_bias else None
+        return np.ascontiguousarray(k[::-1] if cfg.flip else k), bias
+
+    # -- output maps --------------------------------------------------------------------------
+
+    def assemble_outputs(self, block_outputs: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+        """Put canonical outputs (per block, per subsequence) back as user ``(out_length, Cout)`` arrays."""
+        cfg = self.config
+        d_sub = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
+        dtype = np.result_type(*[o for outs in block_outputs for o in outs]) if self.n_equations else np.float64
+        outs = [np.zeros((m, cfg.out_channels), dtype=dtype) for m in self.out_lengths]
+        for block, outputs in zip(self.blocks, block_outputs):
+            it = iter(outputs)
+            for i, m in enumerate(self.out_lengths):
+                for r in range(min(d_sub, m)):
+                    outs[i][r::d_sub, block.out_channels] = next(it)
+        return outs
+
+    def residuals(self, kernels, biases=None) -> list[np.ndarray]:
+        """Per block, ``y - prediction`` stacked over subsequences, ``(equations, O)``."""
+        res = []
+        for i, block in enumerate(self.blocks):
+            pred = block.forward(kernels[i], None if biases is None else biases[i])
+            res.append(np.concatenate([y - p for y, p in zip(block.ys, pred)]))
+        return res
+
+
+def build_problem(
+    x: ArrayLike,
+    y: ArrayLike | None,
+    kernel_size,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+    groups=1,
+    use_bias=False,
+    layout="nwc",
+    flip=False,
+    out_channels: int | None = None,
+) -> CanonicalProblem:
+    """Validate user arrays and configuration and reduce them to a :class:`CanonicalProblem`.
+
+    Without ``y``, ``out_channels`` (default: ``groups``, one filter per group) sizes the problem.
+    """
+    layout = check_layout(layout)
+    xb = as_sequences(x, "x", layout)
+    yb = None if y is None else as_sequences(y, "y", layout)
+    if yb is not None:
+        if len(yb.arrays) != len(xb.arrays):
+            raise ValueError(
+                f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
+            )
+        out_channels = yb.channels
+    elif out_channels is None:
+        out_channels = check_positive_int(groups, "groups")
+    else:
+        out_channels = check_positive_int(out_channels, "out_channels")
+    cfg = ConvConfig.create(
+        kernel_size, xb.channels, out_channels, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        use_bias=use_bias, layout=layout, flip=flip,
+    )
+    lengths = tuple(len(a) for a in xb.arrays)
+    out_lengths = tuple(cfg.output_length(n) for n in lengths)
+    for i, (n, m) in enumerate(zip(lengths, out_lengths)):
+        where = "" if len(lengths) == 1 else f" (sequence {i})"
+        if m < 1:
+            raise ValueError(
+                f"`x`{where} has {n} samples, too short for kernel_size={cfg.kernel_size}, dilation={cfg.dilation}"
+                f" with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
+            )
+        if yb is not None and len(yb.arrays[i]) != m:
+            raise ValueError(
+                f"`y`{where} has {len(yb.arrays[i])} samples but {n} input samples with {cfg.describe()} give "
+                f"{m} outputs; check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
+            )
+    blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
+    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.dtype)
+
+
+def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
+    g = math.gcd(cfg.stride, cfg.dilation)
+    s, d_sub = cfg.stride // g, cfg.dilation // g
+    taps = -(-cfg.kernel_size // s)
+    cin = cfg.in_per_group
+    mask = (np.arange(taps * s) < cfg.kernel_size).reshape(taps, s, 1).repeat(cin, axis=2).reshape(taps, s * cin)
+    blocks = []
+    for grp in range(cfg.groups):
+        bx, by = [], [] if ys is not None else None
+        out_ch = np.arange(grp * cfg.out_per_group, (grp + 1) * cfg.out_per_group)
+        for i, x in enumerate(xs):
+            left, right = cfg.pads(len(x))
+            xg = x[:, grp * cin : (grp + 1) * cin]
+            if left or right:
+                xg = np.concatenate([np.zeros((left, cin)), xg, np.zeros((right, cin))])
+            m = cfg.output_length(len(x))
+            for r in range(min(d_sub, m)):
+                m_r = len(range(r, m, d_sub))
+                n_c = m_r + taps - 1
+                sub = xg[r * cfg.stride :: cfg.dilation]  # x_r[i] = x[r*s + i*d]
+                if s == 1:
+                    canon = sub[:n_c]
+                else:
+                    need = n_c * s
+                    if len(sub) < need:
+                        sub = np.concatenate([sub, np.zeros((need - len(sub), cin))])
+                    canon = sub[:need].reshape(n_c, s * cin)  # channel q*cin + c holds x_r[i*s + q, c]
+                bx.append(canon)
+                if ys is not None:
+                    by.append(ys[i][r::d_sub, out_ch])
+        blocks.append(Block(bx, by, taps, mask.copy(), out_ch))
+    return blocks

@@ -1,0 +1,104 @@
+"""The one result type every method returns, and what solvers hand back to build it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .determinacy import DeterminacyReport
+from .problem import ConvConfig
+
+
+@dataclass
+class Solution:
+    """What a solver returns, in the canonical space: one entry per block (group).
+
+    ``kernels[b]`` is ``(taps, channels, O_b)``, ``biases[b]`` ``(O_b,)`` (None without bias).
+    ``options`` records the options actually used, automatic choices included; ``diagnostics`` holds
+    method-specific numbers (they are copied to :attr:`KernelResult.diagnostics`).
+    """
+
+    kernels: list[np.ndarray]
+    biases: list[np.ndarray] | None = None
+    success: bool = True
+    message: str = "converged"
+    kernel_stderr: list[np.ndarray] | None = None
+    bias_stderr: list[np.ndarray] | None = None
+    n_iterations: int | None = None
+    loss_history: np.ndarray | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class KernelResult:
+    """The recovered kernel, with the same fields whatever the method.
+
+    Attributes
+    ----------
+    kernel : ndarray, shape (kernel_size, in_channels // groups, out_channels)
+        The recovered kernel, float64, in the Keras layout.
+    bias : ndarray, shape (out_channels,), or None
+        The recovered bias (None unless ``use_bias=True``).
+    method : str
+        The method that produced it.
+    report : DeterminacyReport
+        What the data determine (see :func:`analyze`).
+    residual_rms : float
+        Root mean square of ``y - conv1d(x, kernel, bias)`` over all outputs.
+    success : bool
+        Whether the solver reached its answer (False e.g. when gradient descent hit its step limit).
+    message : str
+        How the solver ended, in words.
+    stderr, bias_stderr : ndarray or None
+        Standard errors, shaped like ``kernel`` and ``bias``, where the method provides them.
+    n_iterations : int or None
+        Iterations taken, for iterative methods.
+    loss_history : ndarray or None
+        Loss per step, for gradient descent.
+    options : dict
+        The options used, automatic choices included.
+    diagnostics : dict
+        Method-specific numbers (how the system was solved, noise estimates, ...).
+    config : ConvConfig
+        The configuration (kernel_size, stride, padding, ...), for :meth:`predict` and exports.
+    """
+
+    kernel: np.ndarray
+    bias: np.ndarray | None
+    method: str
+    report: DeterminacyReport
+    residual_rms: float
+    success: bool
+    message: str
+    config: ConvConfig
+    stderr: np.ndarray | None = None
+    bias_stderr: np.ndarray | None = None
+    n_iterations: int | None = None
+    loss_history: np.ndarray | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, x):
+        """``conv1d(x, kernel, bias)`` with the configuration the kernel was recovered under."""
+        from .conv import conv1d
+
+        c = self.config
+        return conv1d(
+            x, self.kernel, self.bias, stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups,
+            layout=c.layout, flip=c.flip,
+        )
+
+    def __str__(self) -> str:
+        k = np.array2string(self.kernel.squeeze(), precision=6, suppress_small=True)
+        lines = [
+            f"KernelResult(method={self.method!r}, success={self.success}, status={self.report.status!r})",
+            f"  message: {self.message}",
+            f"  kernel {self.kernel.shape}: {k}",
+        ]
+        if self.bias is not None:
+            lines.append(f"  bias: {np.array2string(self.bias, precision=6, suppress_small=True)}")
+        lines.append(f"  residual_rms: {self.residual_rms:.3g}")
+        return "\n".join(lines)

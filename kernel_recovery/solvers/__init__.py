@@ -1,0 +1,40 @@
+"""Solver registry.  Each strategy lives in its own module and is imported only when used.
+
+A solver is a function ``solve(problem, *, option=default, ...) -> Solution`` taking a
+:class:`~kernel_recovery.problem.CanonicalProblem`; its keyword-only parameters are its options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Callable
+
+#: method name -> "module:function", imported lazily (JAX and optax load only with method="adam").
+METHODS: dict[str, str] = {
+    "lstsq": "kernel_recovery.solvers.lstsq:solve",
+}
+
+
+def resolve(method) -> tuple[str, Callable]:
+    """Return ``(name, solver)`` for a method name or a user callable."""
+    if callable(method):
+        return getattr(method, "__name__", type(method).__name__), method
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        names = ", ".join(repr(m) for m in METHODS)
+        raise ValueError(f"`method` must be one of {names} or a callable solver, got {method!r}.")
+    name = method.lower()
+    module, func = METHODS[name].split(":")
+    return name, getattr(importlib.import_module(module), func)
+
+
+def check_options(name: str, solver: Callable, options: dict) -> None:
+    """Refuse options the solver does not take, as Python does for an unexpected keyword."""
+    params = inspect.signature(solver).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    for key in options:
+        if key not in known:
+            listed = ", ".join(known) if known else "none"
+            raise TypeError(f"method {name!r} got an unexpected option {key!r}; its options are: {listed}.")
