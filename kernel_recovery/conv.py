@@ -102,4 +102,4 @@ def conv1d(
     kernels = problem.to_canonical(w.astype(np.float64))
     outs = [block.forward(k, None if biases is None else biases[i]) for i, (block, k) in enumerate(zip(problem.blocks, kernels))]
     dtype = np.result_type(problem.dtype, w.dtype, np.float32, *([] if bias is None else [np.asarray(bias).dtype]))
-    return restore_form(problem.assemble_outputs(outs), problem.x_form, cfg.layout, dtype)
+    return restore_form(problem.assemble_outputs(outs), problem.x_form, cfg.layout, dtype, problem.x_item_ndims)

@@ -199,6 +199,7 @@ class SequenceBatch:
     arrays: tuple[np.ndarray, ...]
     form: Literal["1d", "2d", "3d", "list"]
     dtype: np.dtype  # the caller's dtype, before conversion to float64
+    item_ndims: tuple[int, ...] = ()  # for a list: the ndim of each sequence
 
     @property
     def channels(self) -> int:
@@ -245,7 +246,8 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> 
     the arrays returned are read-only views or copies.
     """
     if isinstance(data, (list, tuple)):
-        ragged = any(isinstance(item, np.ndarray) or hasattr(item, "__array__") for item in data)
+        # a list of arrays is a batch; a list of numbers (numpy scalars included) is one sequence
+        ragged = any(hasattr(item, "__array__") and np.ndim(item) >= 1 for item in data)
         if not ragged:
             try:
                 np.asarray(data, dtype=float) if data else None
@@ -254,10 +256,11 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> 
         if ragged:
             if not len(data):
                 raise ValueError(f"`{name}` is an empty list: give at least one sequence.")
-            arrays, dtypes = [], []
+            arrays, dtypes, ndims = [], [], []
             for i, item in enumerate(data):
                 arr = _to_float_array(item, f"{name}[{i}]")
                 dtypes.append(arr.dtype)
+                ndims.append(arr.ndim)
                 if arr.ndim not in (1, 2):
                     raise ValueError(
                         f"each sequence in `{name}` must be 1-D or 2-D, got {name}[{i}] with shape {arr.shape}."
@@ -268,7 +271,7 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> 
                 raise ValueError(
                     f"all sequences in `{name}` must have the same number of channels, got {sorted(channels)}."
                 )
-            return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes))
+            return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes), tuple(ndims))
     arr = _to_float_array(data, name)
     if arr.ndim == 3:
         if arr.shape[0] == 0:
@@ -299,17 +302,25 @@ def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool) ->
     return out
 
 
-def restore_form(outputs: Sequence[np.ndarray], form: str, layout: str, dtype) -> np.ndarray | list[np.ndarray]:
-    """Give ``(length, channels)`` outputs back in the shape family of the input."""
-    outs = [o.astype(dtype, copy=False) if layout == "nwc" else o.T.astype(dtype, copy=False) for o in outputs]
+def restore_form(
+    outputs: Sequence[np.ndarray], form: str, layout: str, dtype, item_ndims: Sequence[int] = ()
+) -> np.ndarray | list[np.ndarray]:
+    """Give ``(length, channels)`` outputs back in the shape family of the input.
+
+    A 1-D input sequence gives a 1-D output when there is one output channel.
+    """
+
+    def one(o: np.ndarray, ndim: int) -> np.ndarray:
+        o = o.astype(dtype, copy=False)
+        if ndim == 1 and o.shape[1] == 1:
+            return np.ascontiguousarray(o[:, 0])
+        return np.ascontiguousarray(o if layout == "nwc" else o.T)
+
     if form == "list":
-        return [np.ascontiguousarray(o) for o in outs]
+        return [one(o, n) for o, n in zip(outputs, item_ndims)]
     if form == "3d":
-        return np.ascontiguousarray(np.stack(outs))
-    if form == "1d":
-        o = outputs[0].astype(dtype, copy=False)
-        return np.ascontiguousarray(o[:, 0] if o.shape[1] == 1 else (o if layout == "nwc" else o.T))
-    return np.ascontiguousarray(outs[0])
+        return np.stack([one(o, 2) for o in outputs])
+    return one(outputs[0], 1 if form == "1d" else 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,6 +379,7 @@ class CanonicalProblem:
     lengths: tuple[int, ...]  # user input length of each sequence
     out_lengths: tuple[int, ...]
     x_form: str
+    x_item_ndims: tuple[int, ...]
     dtype: np.dtype
 
     @property
@@ -497,7 +509,7 @@ def build_problem(
                 f"{m} outputs; check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
             )
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
-    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.dtype)
+    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype)
 
 
 def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
