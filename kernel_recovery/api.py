@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,6 +26,7 @@ def recover_kernel(
     use_bias: bool = False,
     layout: Layout = "nwc",
     flip: bool = False,
+    nan_policy: Literal["raise", "omit"] = "raise",
     **options,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
@@ -47,6 +48,10 @@ def recover_kernel(
         The configuration of the convolution, exactly as in :func:`conv1d`.
     use_bias : bool
         Also recover a bias per output channel.
+    nan_policy : {"raise", "omit"}
+        NaN in ``x`` or ``y`` is an error (the message says how many and where), or with ``"omit"`` the
+        equations (output samples) that are NaN in ``y`` or read a NaN of ``x`` are dropped; the report then
+        counts only the equations that remain.
     **options
         Options of the method (``method="lstsq"``: ``ridge``).  An option the method does not take is a
         ``TypeError``.
@@ -92,7 +97,7 @@ def recover_kernel(
     solvers.check_options(name, solver, options)
     problem = build_problem(
         x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-        layout=layout, flip=flip,
+        layout=layout, flip=flip, nan_policy=nan_policy,
     )
     report = report_for(problem)
     report.warn(stacklevel=2)

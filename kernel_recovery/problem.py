@@ -217,13 +217,13 @@ def _check_dtype(a: np.ndarray, name: str) -> None:
         raise TypeError(f"`{name}` must be a real numeric array, got dtype {a.dtype}.")
 
 
-def _check_finite(a: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(a)
+def _check_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
+    bad = np.isinf(a) if allow_nan else ~np.isfinite(a)
     if bad.any():
-        where = np.argwhere(bad)[0].tolist()
-        raise ValueError(
-            f"`{name}` contains {int(bad.sum())} NaN or Inf value(s), the first at index {tuple(where)}."
-        )
+        where = tuple(np.argwhere(bad)[0].tolist())
+        what = "Inf" if allow_nan else "NaN or Inf"
+        hint = "" if allow_nan else "; to drop the equations they touch, pass nan_policy='omit' (recover_kernel, analyze)"
+        raise ValueError(f"`{name}` contains {int(bad.sum())} {what} value(s), the first at index {where}{hint}.")
 
 
 def _to_float_array(a, name: str) -> np.ndarray:
@@ -237,7 +237,7 @@ def _to_float_array(a, name: str) -> np.ndarray:
     return arr
 
 
-def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> SequenceBatch:
+def as_sequences(data, name: str, layout: str, *, check_finite: bool = True, allow_nan: bool = False) -> SequenceBatch:
     """Read ``x`` or ``y`` into a batch of ``(length, channels)`` arrays.
 
     3-D arrays are ``(batch, length, channels)`` ("nwc") or ``(batch, channels, length)`` ("ncw"); 2-D
@@ -265,7 +265,7 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> 
                     raise ValueError(
                         f"each sequence in `{name}` must be 1-D or 2-D, got {name}[{i}] with shape {arr.shape}."
                     )
-                arrays.append(_sequence_2d(arr, f"{name}[{i}]", layout, check_finite))
+                arrays.append(_sequence_2d(arr, f"{name}[{i}]", layout, check_finite, allow_nan))
             channels = {a.shape[1] for a in arrays}
             if len(channels) > 1:
                 raise ValueError(
@@ -276,11 +276,13 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> 
     if arr.ndim == 3:
         if arr.shape[0] == 0:
             raise ValueError(f"`{name}` has an empty batch (shape {arr.shape}).")
-        seqs = tuple(_sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite) for i in range(arr.shape[0]))
+        seqs = tuple(
+            _sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite, allow_nan) for i in range(arr.shape[0])
+        )
         return SequenceBatch(seqs, "3d", arr.dtype)
     if arr.ndim in (1, 2):
         return SequenceBatch(
-            (_sequence_2d(arr, name, layout, check_finite),), "1d" if arr.ndim == 1 else "2d", arr.dtype
+            (_sequence_2d(arr, name, layout, check_finite, allow_nan),), "1d" if arr.ndim == 1 else "2d", arr.dtype
         )
     raise ValueError(
         f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch), or a list of sequences; "
@@ -288,7 +290,7 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True) -> 
     )
 
 
-def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool) -> np.ndarray:
+def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool, allow_nan: bool = False) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[:, None]
     elif layout == "ncw":
@@ -298,7 +300,7 @@ def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool) ->
     out = np.asarray(arr, dtype=np.float64).view()
     out.flags.writeable = False  # the solvers read user data, never write it
     if check_finite:
-        _check_finite(out, name)
+        _check_finite(out, name, allow_nan)
     return out
 
 
@@ -472,14 +474,19 @@ def build_problem(
     layout="nwc",
     flip=False,
     out_channels: int | None = None,
+    nan_policy: Literal["raise", "omit"] = "raise",
 ) -> CanonicalProblem:
     """Validate user arrays and configuration and reduce them to a :class:`CanonicalProblem`.
 
     Without ``y``, ``out_channels`` (default: ``groups``, one filter per group) sizes the problem.
+    ``nan_policy="omit"`` drops the equations (output samples) that are NaN in ``y`` or touch a NaN in ``x``.
     """
     layout = check_layout(layout)
-    xb = as_sequences(x, "x", layout)
-    yb = None if y is None else as_sequences(y, "y", layout)
+    if nan_policy not in ("raise", "omit"):
+        raise ValueError(f"`nan_policy` must be 'raise' or 'omit', got {nan_policy!r}.")
+    omit = nan_policy == "omit"
+    xb = as_sequences(x, "x", layout, allow_nan=omit)
+    yb = None if y is None else as_sequences(y, "y", layout, allow_nan=omit)
     if yb is not None:
         if len(yb.arrays) != len(xb.arrays):
             raise ValueError(
@@ -509,7 +516,53 @@ def build_problem(
                 f"{m} outputs; check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
             )
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
+    if omit:
+        blocks = [part for block in blocks for part in _omit_missing(block)]
     return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype)
+
+
+def _omit_missing(block: Block) -> list[Block]:
+    """Drop equations that are NaN in y or touch a NaN in x, by splitting subsequences around them.
+
+    The pieces stay valid stride-1 correlations, so every solver handles missing data unchanged.  Output
+    channels whose missing rows differ get blocks of their own (their designs differ).
+    """
+    n_out = len(block.out_channels)
+    missing = []  # per subsequence: (rows, n_out) bool
+    xs = []
+    for i, x in enumerate(block.xs):
+        m = len(x) - block.taps + 1
+        miss = np.zeros((m, n_out), dtype=bool)
+        if block.ys is not None:
+            miss |= np.isnan(block.ys[i])
+        nan_rows, nan_cols = np.nonzero(np.isnan(x))
+        if len(nan_rows):
+            for j in range(block.taps):  # output t uses row t + j of channel c where mask[j, c]
+                hit = nan_rows[block.mask[j, nan_cols]] - j
+                miss[hit[(hit >= 0) & (hit < m)]] = True
+            x = np.where(np.isnan(x), 0.0, x)  # no remaining equation reads these
+        missing.append(miss)
+        xs.append(x)
+    if not any(m.any() for m in missing):
+        return [block]
+    same = all((m == m[:, :1]).all() for m in missing)
+    groups = [np.arange(n_out)] if same else [np.array([o]) for o in range(n_out)]
+    parts = []
+    for cols in groups:
+        bx, by = [], [] if block.ys is not None else None
+        for i, x in enumerate(xs):
+            good = ~missing[i][:, cols[0]]
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], good.astype(np.int8), [0]])))
+            for a, b in zip(edges[::2], edges[1::2]):
+                bx.append(x[a : b + block.taps - 1])
+                if by is not None:
+                    by.append(block.ys[i][a:b][:, cols])
+        if not bx:  # every equation dropped: keep an empty subsequence so shapes stay defined
+            bx.append(np.zeros((block.taps - 1, block.channels)))
+            if by is not None:
+                by.append(np.zeros((0, len(cols))))
+        parts.append(Block(bx, by, block.taps, block.mask.copy(), block.out_channels[cols]))
+    return parts
 
 
 def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
