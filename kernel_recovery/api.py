@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -96,8 +97,17 @@ def recover_kernel(
     name, solver = solvers.resolve(method)
     solvers.check_options(name, solver, options)
     problem = build_problem(
-        x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-        layout=layout, flip=flip, nan_policy=nan_policy,
+        x,
+        y,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=use_bias,
+        layout=layout,
+        flip=flip,
+        nan_policy=nan_policy,
     )
     report = report_for(problem)
     report.warn(stacklevel=2)

@@ -15,7 +15,9 @@ def run_demo(out=sys.stdout) -> int:
     from . import datasets, solvers
     from .api import recover_kernel
 
-    header = f"{'example':<20} {'method':<7} {'status':<16} {'eq/unk':>7} {'max |err|':>10} {'resid rms':>10} {'time':>9}"
+    header = (
+        f"{'example':<20} {'method':<7} {'status':<16} {'eq/unk':>7} {'max |err|':>10} {'resid rms':>10} {'time':>9}"
+    )
     print(header, file=out)
     print("-" * len(header), file=out)
     for ex in datasets.all_examples():
@@ -34,8 +36,10 @@ def run_demo(out=sys.stdout) -> int:
             )
     print("\nkernel recovered from the tutorial's 2-channel example (lstsq):", file=out)
     ex = datasets.tutorial_examples()[1]
-    print(np.array2string(recover_kernel(ex.x, ex.y, ex.kernel_size).kernel[:, :, 0], precision=6, suppress_small=True),
-          file=out)
+    print(
+        np.array2string(recover_kernel(ex.x, ex.y, ex.kernel_size).kernel[:, :, 0], precision=6, suppress_small=True),
+        file=out,
+    )
     print("\nwhat analyze() says about the underdetermined example:", file=out)
     from .determinacy import analyze
 

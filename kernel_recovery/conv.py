@@ -44,7 +44,8 @@ def conv1d(
         - ``"causal"``: ``span - 1`` zeros on the left, ``ceil(L / stride)`` (Keras).
         - ``"full"``: ``span - 1`` zeros on both sides, ``floor((L + span - 2) / stride) + 1``
           (``scipy.signal.convolve(mode="full")`` at stride 1).
-        - an int ``p`` or a pair ``(left, right)``: explicit zeros (PyTorch), ``floor((L + left + right - span) / stride) + 1``.
+        - an int ``p`` or a pair ``(left, right)``: explicit zeros (PyTorch),
+          ``floor((L + left + right - span) / stride) + 1``.
     layout : {"nwc", "ncw"}
         Channels-last (Keras) or channels-first (PyTorch).
     flip : bool
@@ -82,8 +83,16 @@ def conv1d(
         raise ValueError(f"`kernel` is empty (shape {w.shape}).")
     _check_finite(w, "kernel")
     problem = build_problem(
-        x, None, w.shape[0], stride=stride, padding=padding, dilation=dilation, groups=groups,
-        layout=layout, out_channels=w.shape[2], flip=flip,
+        x,
+        None,
+        w.shape[0],
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        layout=layout,
+        out_channels=w.shape[2],
+        flip=flip,
     )
     cfg = problem.config
     if w.shape[1] != cfg.in_per_group:
@@ -100,6 +109,9 @@ def conv1d(
         _check_finite(b, "bias")
         biases = problem.to_canonical_bias(b.astype(np.float64))
     kernels = problem.to_canonical(w.astype(np.float64))
-    outs = [block.forward(k, None if biases is None else biases[i]) for i, (block, k) in enumerate(zip(problem.blocks, kernels))]
+    outs = [
+        block.forward(k, None if biases is None else biases[i])
+        for i, (block, k) in enumerate(zip(problem.blocks, kernels))
+    ]
     dtype = np.result_type(problem.dtype, w.dtype, np.float32, *([] if bias is None else [np.asarray(bias).dtype]))
     return restore_form(problem.assemble_outputs(outs), problem.x_form, cfg.layout, dtype, problem.x_item_ndims)

@@ -26,13 +26,30 @@ def tutorial_examples() -> list[Example]:
     x1 = np.array([0.0, 3.0, 4.0, 5.0])
     x2 = np.array([[0, 0], [3, 6], [4, 7], [5, 8], [1, 2], [4, 5], [2, 0], [0, 1]], dtype=float)
     return [
-        Example("single filter", "x=[0,3,4,5], y=[6,11,14], kernel_size=2", x1, np.array([6.0, 11.0, 14.0]), 2,
-                np.array([1.0, 2.0]).reshape(2, 1, 1)),
-        Example("two channels", "8 steps, 2 input channels, kernel_size=3", x2,
-                np.array([14.0, 20.0, 14.0, 15.0, 10.0, 4.0]), 3,
-                np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]).reshape(3, 2, 1)),
-        Example("two filters", "x=[0,3,4,5], two filters of length 2", x1,
-                np.array([[6.0, 12.0], [11.0, 25.0], [14.0, 32.0]]), 2, np.array([[1.0, 3.0], [2.0, 4.0]]).reshape(2, 1, 2)),
+        Example(
+            "single filter",
+            "x=[0,3,4,5], y=[6,11,14], kernel_size=2",
+            x1,
+            np.array([6.0, 11.0, 14.0]),
+            2,
+            np.array([1.0, 2.0]).reshape(2, 1, 1),
+        ),
+        Example(
+            "two channels",
+            "8 steps, 2 input channels, kernel_size=3",
+            x2,
+            np.array([14.0, 20.0, 14.0, 15.0, 10.0, 4.0]),
+            3,
+            np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]).reshape(3, 2, 1),
+        ),
+        Example(
+            "two filters",
+            "x=[0,3,4,5], two filters of length 2",
+            x1,
+            np.array([[6.0, 12.0], [11.0, 25.0], [14.0, 32.0]]),
+            2,
+            np.array([[1.0, 3.0], [2.0, 4.0]]).reshape(2, 1, 2),
+        ),
     ]
 
 
@@ -45,8 +62,16 @@ def noisy_multichannel(length: int = 2000, noise: float = 0.01, seed: int = 0) -
     bias = np.array([0.5, -0.25])
     x = rng.standard_normal((length, 3))
     y = conv1d(x, kernel, bias, padding="same") + noise * rng.standard_normal((length, 2))
-    return Example("noisy multichannel", f"L={length}, 3 in, 2 out, K=8, same, bias, noise {noise}", x, y, 8,
-                   kernel, bias, {"padding": "same", "use_bias": True})
+    return Example(
+        "noisy multichannel",
+        f"L={length}, 3 in, 2 out, K=8, same, bias, noise {noise}",
+        x,
+        y,
+        8,
+        kernel,
+        bias,
+        {"padding": "same", "use_bias": True},
+    )
 
 
 def underdetermined(seed: int = 0) -> Example:
@@ -56,8 +81,9 @@ def underdetermined(seed: int = 0) -> Example:
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal((6, 1, 1))
     x = rng.standard_normal(10)
-    return Example("underdetermined", "10 samples, kernel_size=6: 5 equations, 6 unknowns", x, conv1d(x, kernel), 6,
-                   kernel)
+    return Example(
+        "underdetermined", "10 samples, kernel_size=6: 5 equations, 6 unknowns", x, conv1d(x, kernel), 6, kernel
+    )
 
 
 def all_examples() -> list[Example]:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence, Union
+from typing import Literal, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -111,9 +112,19 @@ class ConvConfig:
 
     @classmethod
     def create(
-        cls, kernel_size, in_channels, out_channels, *, stride=1, padding="valid", dilation=1, groups=1,
-        use_bias=False, layout="nwc", flip=False,
-    ) -> "ConvConfig":
+        cls,
+        kernel_size,
+        in_channels,
+        out_channels,
+        *,
+        stride=1,
+        padding="valid",
+        dilation=1,
+        groups=1,
+        use_bias=False,
+        layout="nwc",
+        flip=False,
+    ) -> ConvConfig:
         kernel_size = check_positive_int(kernel_size, "kernel_size")
         stride = check_positive_int(stride, "stride")
         dilation = check_positive_int(dilation, "dilation")
@@ -123,9 +134,16 @@ class ConvConfig:
         if out_channels % groups:
             raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={groups}).")
         return cls(
-            kernel_size=kernel_size, in_channels=in_channels, out_channels=out_channels, stride=stride,
-            padding=check_padding(padding), dilation=dilation, groups=groups,
-            use_bias=check_bool(use_bias, "use_bias"), layout=check_layout(layout), flip=check_bool(flip, "flip"),
+            kernel_size=kernel_size,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            stride=stride,
+            padding=check_padding(padding),
+            dilation=dilation,
+            groups=groups,
+            use_bias=check_bool(use_bias, "use_bias"),
+            layout=check_layout(layout),
+            flip=check_bool(flip, "flip"),
         )
 
     @property
@@ -212,7 +230,9 @@ def _check_dtype(a: np.ndarray, name: str) -> None:
     if np.issubdtype(a.dtype, np.complexfloating):
         raise TypeError(f"`{name}` must be real, got complex dtype {a.dtype}.")
     if a.dtype == bool:
-        raise TypeError(f"`{name}` must be numeric, got dtype bool; convert it explicitly, e.g. `{name}.astype(float)`.")
+        raise TypeError(
+            f"`{name}` must be numeric, got dtype bool; convert it explicitly, e.g. `{name}.astype(float)`."
+        )
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)) and a.dtype != object:
         raise TypeError(f"`{name}` must be a real numeric array, got dtype {a.dtype}.")
 
@@ -222,7 +242,9 @@ def _check_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
     if bad.any():
         where = tuple(np.argwhere(bad)[0].tolist())
         what = "Inf" if allow_nan else "NaN or Inf"
-        hint = "" if allow_nan else "; to drop the equations they touch, pass nan_policy='omit' (recover_kernel, analyze)"
+        hint = (
+            "" if allow_nan else "; to drop the equations they touch, pass nan_policy='omit' (recover_kernel, analyze)"
+        )
         raise ValueError(f"`{name}` contains {int(bad.sum())} {what} value(s), the first at index {where}{hint}.")
 
 
@@ -276,9 +298,7 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True, all
     if arr.ndim == 3:
         if arr.shape[0] == 0:
             raise ValueError(f"`{name}` has an empty batch (shape {arr.shape}).")
-        seqs = tuple(
-            _sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite, allow_nan) for i in range(arr.shape[0])
-        )
+        seqs = tuple(_sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite, allow_nan) for i in range(arr.shape[0]))
         return SequenceBatch(seqs, "3d", arr.dtype)
     if arr.ndim in (1, 2):
         return SequenceBatch(
@@ -498,8 +518,16 @@ def build_problem(
     else:
         out_channels = check_positive_int(out_channels, "out_channels")
     cfg = ConvConfig.create(
-        kernel_size, xb.channels, out_channels, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        use_bias=use_bias, layout=layout, flip=flip,
+        kernel_size,
+        xb.channels,
+        out_channels,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=use_bias,
+        layout=layout,
+        flip=flip,
     )
     lengths = tuple(len(a) for a in xb.arrays)
     out_lengths = tuple(cfg.output_length(n) for n in lengths)

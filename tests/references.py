@@ -1,5 +1,7 @@
 import numpy as np
+
 """Independent references the tests compare against."""
+
 
 def jax_conv1d(x, kernel, bias=None, *, stride=1, padding=(0, 0), dilation=1, groups=1):
     """Reference: jax.lax.conv_general_dilated in float64 on (batch, length, channels) data."""

@@ -8,8 +8,20 @@ import kernel_recovery as kr
 
 @pytest.mark.parametrize(
     "padding, stride, expected",
-    [("valid", 1, 8), ("same", 1, 10), ("causal", 1, 10), ("full", 1, 12), (1, 1, 10), ((3, 0), 1, 11),
-     ("valid", 2, 4), ("same", 2, 5), ("causal", 2, 5), ("full", 2, 6), ("valid", 3, 3), ("same", 3, 4)],
+    [
+        ("valid", 1, 8),
+        ("same", 1, 10),
+        ("causal", 1, 10),
+        ("full", 1, 12),
+        (1, 1, 10),
+        ((3, 0), 1, 11),
+        ("valid", 2, 4),
+        ("same", 2, 5),
+        ("causal", 2, 5),
+        ("full", 2, 6),
+        ("valid", 3, 3),
+        ("same", 3, 4),
+    ],
 )
 def test_counts_for_each_padding_and_stride(padding, stride, expected, rng):
     # L = 10, kernel_size = 3, worked by hand from the output-length formulas

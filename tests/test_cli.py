@@ -17,6 +17,8 @@ def test_demo_solves_the_tutorial_examples():
 
 
 def test_python_dash_m_runs(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "kernel_recovery", "demo"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kernel_recovery", "demo"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "noisy multichannel" in proc.stdout

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import scipy.signal
-from references import jax_conv1d
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references import jax_conv1d
 
 import kernel_recovery as kr
 
@@ -33,16 +33,32 @@ def configs(draw):
     span = (k - 1) * dilation + 1
     length = draw(st.integers(span, span + 20))
     batch = draw(st.integers(1, 3))
-    return dict(groups=groups, cin=cin, cout=cout, k=k, stride=stride, dilation=dilation, padding=padding,
-                length=length, batch=batch, bias=draw(st.booleans()), layout=draw(st.sampled_from(["nwc", "ncw"])),
-                flip=draw(st.booleans()), seed=draw(st.integers(0, 2**31)))
+    return dict(
+        groups=groups,
+        cin=cin,
+        cout=cout,
+        k=k,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        length=length,
+        batch=batch,
+        bias=draw(st.booleans()),
+        layout=draw(st.sampled_from(["nwc", "ncw"])),
+        flip=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31)),
+    )
 
 
 def explicit_pads(c):
     k, d, p = c["k"], c["dilation"], c["padding"]
     span = (k - 1) * d + 1
-    return {"valid": (0, 0), "causal": (span - 1, 0), "full": (span - 1, span - 1),
-            "same": tf_same_pads(c["length"], k, c["stride"], d)}.get(p, p if isinstance(p, tuple) else (p, p))
+    return {
+        "valid": (0, 0),
+        "causal": (span - 1, 0),
+        "full": (span - 1, span - 1),
+        "same": tf_same_pads(c["length"], k, c["stride"], d),
+    }.get(p, p if isinstance(p, tuple) else (p, p))
 
 
 @settings(max_examples=150, deadline=None)
@@ -55,8 +71,17 @@ def test_conv1d_matches_jax(c):
     wj = w[::-1] if c["flip"] else w
     ref = jax_conv1d(x, wj, b, stride=c["stride"], padding=explicit_pads(c), dilation=c["dilation"], groups=c["groups"])
     xin = x if c["layout"] == "nwc" else x.transpose(0, 2, 1)
-    out = kr.conv1d(xin, w, b, stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"],
-                    layout=c["layout"], flip=c["flip"])
+    out = kr.conv1d(
+        xin,
+        w,
+        b,
+        stride=c["stride"],
+        padding=c["padding"],
+        dilation=c["dilation"],
+        groups=c["groups"],
+        layout=c["layout"],
+        flip=c["flip"],
+    )
     if c["layout"] == "ncw":
         out = out.transpose(0, 2, 1)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
@@ -95,7 +120,9 @@ def test_no_flip_is_scipy_correlate(mode, rng):
 def test_causal_matches_lfilter(rng):
     x = rng.standard_normal(30)
     w = rng.standard_normal(4)
-    np.testing.assert_allclose(kr.conv1d(x, w, padding="causal", flip=True), scipy.signal.lfilter(w, [1.0], x), atol=1e-12)
+    np.testing.assert_allclose(
+        kr.conv1d(x, w, padding="causal", flip=True), scipy.signal.lfilter(w, [1.0], x), atol=1e-12
+    )
 
 
 def test_ragged_batch_is_per_sequence(rng):

@@ -36,7 +36,9 @@ def test_omit_per_channel_patterns_round_trip(rng):
 def test_nan_without_omit_says_how_many_and_where():
     y = np.ones(8)
     y[[2, 5]] = np.nan
-    with pytest.raises(ValueError, match=r"`y` contains 2 NaN or Inf value\(s\), the first at index \(2, 0\).*nan_policy='omit'"):
+    with pytest.raises(
+        ValueError, match=r"`y` contains 2 NaN or Inf value\(s\), the first at index \(2, 0\).*nan_policy='omit'"
+    ):
         kr.recover_kernel(np.arange(10.0), y, 3)
 
 

@@ -30,26 +30,47 @@ def recovery_configs(draw):
     use_bias = draw(st.booleans())
     unknowns = k * cin // groups + use_bias
     span = (k - 1) * dilation + 1
-    lengths = draw(st.lists(st.integers(span + stride * (unknowns + 4), span + stride * (unknowns + 20)), min_size=1,
-                            max_size=3))
-    return dict(groups=groups, cin=cin, cout=cout, k=k, stride=stride, dilation=dilation, padding=padding,
-                use_bias=use_bias, lengths=lengths, layout=draw(st.sampled_from(["nwc", "ncw"])),
-                flip=draw(st.booleans()), ragged=draw(st.booleans()), seed=draw(st.integers(0, 2**31)))
+    lengths = draw(
+        st.lists(st.integers(span + stride * (unknowns + 4), span + stride * (unknowns + 20)), min_size=1, max_size=3)
+    )
+    return dict(
+        groups=groups,
+        cin=cin,
+        cout=cout,
+        k=k,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        use_bias=use_bias,
+        lengths=lengths,
+        layout=draw(st.sampled_from(["nwc", "ncw"])),
+        flip=draw(st.booleans()),
+        ragged=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31)),
+    )
 
 
 @settings(max_examples=120, deadline=None)
 @given(recovery_configs())
 def test_round_trip_every_configuration(c):
     rng = np.random.default_rng(c["seed"])
-    conf = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"],
-                layout=c["layout"], flip=c["flip"])
+    conf = dict(
+        stride=c["stride"],
+        padding=c["padding"],
+        dilation=c["dilation"],
+        groups=c["groups"],
+        layout=c["layout"],
+        flip=c["flip"],
+    )
     w = rng.standard_normal((c["k"], c["cin"] // c["groups"], c["cout"]))
     b = rng.standard_normal(c["cout"]) if c["use_bias"] else None
     if c["ragged"]:
         x = [rng.standard_normal((n, c["cin"]) if c["layout"] == "nwc" else (c["cin"], n)) for n in c["lengths"]]
     else:
         n = c["lengths"][0]
-        x = rng.standard_normal((len(c["lengths"]), n, c["cin"]) if c["layout"] == "nwc" else (len(c["lengths"]), c["cin"], n))
+        x = rng.standard_normal(
+            (len(c["lengths"]), n, c["cin"]) if c["layout"] == "nwc" else (len(c["lengths"]), c["cin"], n)
+        )
     y = kr.conv1d(x, w, b, **conf)
     res = kr.recover_kernel(x, y, c["k"], use_bias=c["use_bias"], **conf)
     assert res.report.ok and res.success
