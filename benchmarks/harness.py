@@ -1,0 +1,90 @@
+"""Shared helpers for the benchmark scripts: timing, machine description, result files."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import time
+from importlib import metadata
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def measure(fn, *, repeat: int = 5, warmup: int = 1, min_time: float = 0.0) -> dict:
+    """Run ``fn`` ``warmup`` times, then ``repeat`` times; return the median, min, max (seconds) and last value."""
+    value = None
+    for _ in range(warmup):
+        value = fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 100):
+        t0 = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t0)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times), "value": value}
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds != seconds:  # NaN
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_spread(m: dict) -> str:
+    return f"{fmt_time(m['median'])} ({fmt_time(m['min'])}-{fmt_time(m['max'])})"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def versions(*names: str) -> str:
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n} {metadata.version(n)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{n} not installed")
+    return ", ".join(out)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{versions('numpy', 'scipy', 'jax', 'optax', 'kernel_recovery')}; {datetime.date.today().isoformat()}"
+    )
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_result(name: str, title: str, body: str, quick: bool) -> pathlib.Path:
+    """Write ``benchmarks/results/<name>.md`` (``<name>_quick.md`` in quick mode) and print it."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / (f"{name}_quick.md" if quick else f"{name}.md")
+    text = f"# {title}\n\nMachine: {machine()}\n\n{body}\n"
+    path.write_text(text)
+    print(text)
+    print(f"written to {path}")
+    return path
