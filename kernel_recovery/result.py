@@ -91,6 +91,33 @@ class KernelResult:
             layout=c.layout, flip=c.flip,
         )
 
+    def plot(self, x=None, y=None, *, true_kernel=None):
+        """A figure of the kernel (95 % bands where ``stderr`` is known), residuals, loss and spectrum.
+
+        See :func:`kernel_recovery.plotting.plot_result`; needs matplotlib.
+        """
+        from .plotting import plot_result
+
+        return plot_result(self, x, y, true_kernel=true_kernel)
+
+    def to_torch(self, *, dtype=None) -> dict:
+        """A state dict for ``torch.nn.Conv1d.load_state_dict``; see :func:`kernel_recovery.export.to_torch`."""
+        from .export import to_torch
+
+        return to_torch(self, dtype=dtype)
+
+    def to_keras(self, *, dtype: str = "float32") -> list[np.ndarray]:
+        """The list for ``keras.layers.Conv1D.set_weights``; see :func:`kernel_recovery.export.to_keras`."""
+        from .export import to_keras
+
+        return to_keras(self, dtype=dtype)
+
+    def to_scipy(self) -> np.ndarray:
+        """The impulse response for ``scipy.signal.convolve``; see :func:`kernel_recovery.export.to_scipy`."""
+        from .export import to_scipy
+
+        return to_scipy(self)
+
     def __str__(self) -> str:
         k = np.array2string(self.kernel.squeeze(), precision=6, suppress_small=True)
         lines = [

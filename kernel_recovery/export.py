@@ -1,0 +1,161 @@
+"""Export a recovered kernel to PyTorch, Keras and SciPy so that their layers reproduce the same outputs.
+
+Kernels are stored here as ``(kernel_size, in_channels // groups, out_channels)`` for the configuration they
+were recovered under; ``flip=True`` means true convolution (the taps reversed).  Deep-learning layers compute
+cross-correlation and ``scipy.signal.convolve`` true convolution, so each export reverses the taps where the
+conventions differ.  PyTorch and Keras are imported only inside :func:`to_torch` (and nothing imports Keras).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["to_keras", "to_scipy", "to_torch"]
+
+
+def _check_result(result) -> None:
+    for name in ("kernel", "bias", "config"):
+        if not hasattr(result, name):
+            raise TypeError(f"`result` must be a KernelResult (from recover_kernel), got {type(result).__name__}.")
+
+
+def _correlation_kernel(result) -> np.ndarray:
+    """The kernel as a cross-correlation (deep-learning) kernel: taps reversed when ``flip=True``."""
+    k = np.asarray(result.kernel, dtype=np.float64)
+    return k[::-1] if result.config.flip else k
+
+
+def to_torch(result, *, dtype: Any = None) -> dict[str, Any]:
+    """A state dict that ``torch.nn.Conv1d.load_state_dict`` accepts.
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel`.
+    dtype : torch.dtype, optional
+        Of the tensors (default ``torch.get_default_dtype()``, float32 unless changed).
+        ``load_state_dict`` copies into the layer's own dtype anyway.
+
+    Returns
+    -------
+    dict
+        ``{"weight": Tensor (out_channels, in_channels // groups, kernel_size)}``, plus ``"bias"``
+        ``(out_channels,)`` when the result has a bias.  Build the layer as
+        ``nn.Conv1d(in_channels, out_channels, kernel_size, stride=..., dilation=..., groups=...,
+        bias=result.bias is not None)`` with the padding of ``result.config`` (PyTorch takes an int or
+        ``"valid"``/``"same"``; pad ``"causal"`` or asymmetric pairs yourself with ``torch.nn.functional.pad``).
+
+    Raises
+    ------
+    ImportError
+        When PyTorch is not installed (``pip install "kernel_recovery[export]"``).
+
+    Notes
+    -----
+    ``weight[o, c, k] = kernel[k, c, o]`` (``kernel[K - 1 - k, c, o]`` when the result was recovered with
+    ``flip=True``), since ``nn.Conv1d`` is a cross-correlation.
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0], [6.0, 11.0, 14.0], kernel_size=2)
+    >>> state = to_torch(res)  # doctest: +SKIP
+    >>> torch.nn.Conv1d(1, 1, 2, bias=False).load_state_dict(state)  # doctest: +SKIP
+    <All keys matched successfully>
+    """
+    _check_result(result)
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            "to_torch needs PyTorch: pip install torch (or pip install 'kernel_recovery[export]')."
+        ) from None
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    weight = np.ascontiguousarray(_correlation_kernel(result).transpose(2, 1, 0))
+    state = {"weight": torch.tensor(weight, dtype=dtype)}
+    if result.bias is not None:
+        state["bias"] = torch.tensor(np.asarray(result.bias, dtype=np.float64), dtype=dtype)
+    return state
+
+
+def to_keras(result, *, dtype: str = "float32") -> list[np.ndarray]:
+    """The list that ``keras.layers.Conv1D.set_weights`` accepts: ``[kernel]`` or ``[kernel, bias]``.
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel`.
+    dtype : str
+        Of the arrays (Keras layers default to float32).
+
+    Returns
+    -------
+    list of ndarray
+        ``kernel`` of shape ``(kernel_size, in_channels // groups, out_channels)`` (taps reversed when the
+        result was recovered with ``flip=True``), then ``bias`` ``(out_channels,)`` when there is one.  Build
+        the layer as ``Conv1D(out_channels, kernel_size, strides=..., padding=..., dilation_rate=...,
+        groups=..., use_bias=result.bias is not None)``; Keras takes ``"valid"``, ``"same"`` and ``"causal"``
+        padding and channels-last data.
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0], [6.0, 11.0, 14.0], kernel_size=2)
+    >>> [w.shape for w in to_keras(res)]
+    [(2, 1, 1)]
+    >>> res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0], [6.0, 11.0, 14.0], kernel_size=2, flip=True)
+    >>> to_keras(res)[0].ravel()  # the layer is a cross-correlation: the taps come back in Keras order
+    array([1., 2.], dtype=float32)
+    """
+    _check_result(result)
+    weights = [np.ascontiguousarray(_correlation_kernel(result), dtype=dtype)]
+    if result.bias is not None:
+        weights.append(np.asarray(result.bias, dtype=dtype))
+    return weights
+
+
+def to_scipy(result) -> np.ndarray:
+    """The impulse response for ``scipy.signal.convolve`` (true convolution): the taps reversed, dilated.
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel`.
+
+    Returns
+    -------
+    h : ndarray, float64
+        Shape ``(span,)`` for one input and one output channel, otherwise
+        ``(span, in_channels // groups, out_channels)``, with ``span = (kernel_size - 1) * dilation + 1``:
+        the kernel in convolution order (reversed, unless recovered with ``flip=True``) with ``dilation - 1``
+        zeros between taps.
+
+    Notes
+    -----
+    With ``xpad`` the input padded by ``result.config.pads(len(x))`` zeros (none for ``"valid"``),
+    ``y[:, o] = bias[o] + sum_c scipy.signal.convolve(xpad[:, g * Cin_g + c], h[:, c, o], mode="valid")[::stride]``
+    where ``g = o // (out_channels // groups)`` is the output channel's group and ``Cin_g = in_channels // groups``.
+    At stride 1, ``padding="full"`` is ``mode="full"`` on the unpadded input.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import kernel_recovery as kr
+    >>> x = np.array([0.0, 3.0, 4.0, 5.0])
+    >>> res = kr.recover_kernel(x, [6.0, 11.0, 14.0], kernel_size=2)  # y[t] = 1 x[t] + 2 x[t+1]
+    >>> h = to_scipy(res)
+    >>> h.round(12)
+    array([2., 1.])
+    >>> scipy.signal.convolve(x, h, mode="valid").round(12)
+    array([ 6., 11., 14.])
+    """
+    _check_result(result)
+    cfg = result.config
+    k = _correlation_kernel(result)[::-1]
+    h = np.zeros((cfg.span, *k.shape[1:]))
+    h[:: cfg.dilation] = k
+    if h.shape[1] == 1 and h.shape[2] == 1:
+        return h[:, 0, 0]
+    return h

@@ -1,0 +1,340 @@
+"""Pictures of a recovery: the kernel with confidence bands, residuals, the loss curve, the singular-value spectrum.
+
+matplotlib is an optional dependency (``pip install "kernel_recovery[plot]"``), imported only when a
+function here is called.  Every function draws into the axes (or figure) it is given, or a new figure, and
+returns the :class:`matplotlib.figure.Figure`; save it with ``fig.savefig("kernel.png")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
+
+#: z-value of a two-sided 95 % band under a normal approximation.
+Z95 = 1.959963984540054
+#: Beyond this many (input, output) channel pairs, plot_kernel shows the first ones and says so.
+MAX_PANELS = 16
+#: Residual traces longer than this are thinned for drawing (every k-th sample, stated in the title).
+MAX_POINTS = 20_000
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plotting needs matplotlib: pip install matplotlib (or pip install 'kernel_recovery[plot]')."
+        ) from None
+    return plt
+
+
+def _axes(ax, figsize=(6.0, 3.6)):
+    """``(figure, axes)``: the given axes, or a new figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def _check_result(result, name: str = "result") -> None:
+    if not hasattr(result, "kernel") or not hasattr(result, "config"):
+        raise TypeError(f"`{name}` must be a KernelResult (from recover_kernel), got {type(result).__name__}.")
+
+
+def plot_kernel(result, true_kernel: ArrayLike | None = None, *, fig: Any = None, max_panels: int = MAX_PANELS):
+    """Plot the recovered kernel, one panel per (input channel, output channel), with 95 % bands.
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel`.  When ``result.stderr`` is set, a band of
+        ``kernel +- 1.96 stderr`` is shaded.
+    true_kernel : array_like, optional
+        The kernel that made the data, ``(kernel_size, in_channels // groups, out_channels)`` (or 1-D for one
+        channel), drawn for comparison.
+    fig : Figure or SubFigure, optional
+        Where to draw (a new figure by default).
+    max_panels : int
+        At most this many panels; further channel pairs are left out and the title says how many.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> from kernel_recovery.plotting import plot_kernel
+    >>> res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0, 1.0], [6.0, 11.0, 14.0, 7.0], kernel_size=2)
+    >>> fig = plot_kernel(res, true_kernel=[1.0, 2.0])
+    >>> len(fig.axes)
+    1
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    _check_result(result)
+    kernel = np.asarray(result.kernel)
+    k_size, c_in, c_out = kernel.shape
+    truth = None
+    if true_kernel is not None:
+        truth = np.asarray(true_kernel, dtype=float)
+        if truth.ndim == 1:
+            truth = truth[:, None, None]
+        if truth.shape != kernel.shape:
+            raise ValueError(f"`true_kernel` must have the kernel's shape {kernel.shape}, got {truth.shape}.")
+    cfg = result.config
+    pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
+    shown = pairs[:max_panels]
+    cols = min(c_in, max_panels) if c_in > 1 else min(c_out, 4)
+    rows = -(-len(shown) // cols)
+    if fig is None:
+        fig = _pyplot().figure(figsize=(min(3.3 * cols, 16.0), min(2.5 * rows + 0.6, 14.0)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, squeeze=False)).ravel()
+    taps = np.arange(k_size)
+    marker = "o" if k_size <= 48 else None
+    widest = Z95 * float(np.max(result.stderr)) if result.stderr is not None and result.stderr.size else 0.0
+    for ax, (c, o) in zip(axes, shown):
+        group = o // cfg.out_per_group
+        k = kernel[:, c, o]
+        ax.axhline(0.0, color="0.75", lw=0.8)
+        if result.stderr is not None:
+            band = Z95 * np.asarray(result.stderr)[:, c, o]
+            ax.fill_between(taps, k - band, k + band, color="C0", alpha=0.25, lw=0,
+                            label=f"95% band (widest ±{widest:.2g})")
+        ax.plot(taps, k, color="C0", marker=marker, ms=4, lw=1.5, label="recovered")
+        if truth is not None:
+            ax.plot(taps, truth[:, c, o], color="C3", marker="x" if marker else None, ms=6, lw=1.0, ls="--",
+                    label="true")
+        ax.set_title(f"in {group * c_in + c} -> out {o}", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    for ax in axes[-cols:]:
+        ax.set_xlabel("tap", fontsize=9)
+    axes[0].legend(fontsize=8, loc="best")
+    title = f"recovered kernel ({result.method}, {result.report.status})"
+    if len(shown) < len(pairs):
+        title += f": first {len(shown)} of {len(pairs)} channel pairs"
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _sequences(data, layout: str) -> np.ndarray:
+    from .problem import as_sequences
+
+    return np.concatenate(as_sequences(data, "y", layout).arrays)
+
+
+def plot_residuals(result, x: ArrayLike, y: ArrayLike, *, ax: Any = None):
+    """Plot ``y - result.predict(x)`` per output channel, over the output samples (sequences concatenated).
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel`.
+    x, y : array_like
+        The data the kernel was recovered from (or fresh data to check it on), as for ``recover_kernel``.
+    ax : matplotlib Axes, optional
+        Where to draw (a new figure by default).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> from kernel_recovery.plotting import plot_residuals
+    >>> x, y = [0.0, 3.0, 4.0, 5.0, 1.0], [6.0, 11.0, 14.0, 7.1]
+    >>> fig = plot_residuals(kr.recover_kernel(x, y, kernel_size=2), x, y)
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    _check_result(result)
+    layout = result.config.layout
+    y_arr = _sequences(y, layout)
+    pred = _sequences(result.predict(x), layout)
+    if pred.shape != y_arr.shape:
+        raise ValueError(f"`y` has {y_arr.shape} output samples x channels, but the kernel predicts {pred.shape} from `x`.")
+    res = y_arr - pred
+    fig, ax = _axes(ax)
+    step = max(1, -(-len(res) // MAX_POINTS))
+    t = np.arange(0, len(res), step)
+    for o in range(res.shape[1]):
+        ax.plot(t, res[::step, o], lw=0.8, alpha=0.8, label=f"out {o}")
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    rms = float(np.sqrt(np.mean(res**2))) if res.size else 0.0
+    title = f"residuals y - prediction (rms {rms:.3g})"
+    if step > 1:
+        title += f", every {step}th sample"
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("output sample", fontsize=9)
+    ax.tick_params(labelsize=8)
+    if 1 < res.shape[1] <= 8:
+        ax.legend(fontsize=8, loc="upper right", ncols=min(res.shape[1], 4))
+    return fig
+
+
+def plot_loss(result, *, ax: Any = None):
+    """Plot the loss per step of an iterative method (``result.loss_history``, e.g. ``method="adam"``).
+
+    Parameters
+    ----------
+    result : KernelResult
+        A result whose ``loss_history`` is set.
+    ax : matplotlib Axes, optional
+        Where to draw (a new figure by default).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        When the result has no loss history (direct methods such as ``"lstsq"`` have none).
+
+    Examples
+    --------
+    >>> import dataclasses, numpy as np, kernel_recovery as kr
+    >>> from kernel_recovery.plotting import plot_loss
+    >>> res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0], [6.0, 11.0, 14.0], kernel_size=2)
+    >>> res = dataclasses.replace(res, loss_history=np.geomspace(1.0, 1e-6, 50))  # as gradient descent fills it
+    >>> fig = plot_loss(res)
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    _check_result(result)
+    if result.loss_history is None or len(result.loss_history) == 0:
+        raise ValueError(
+            f"`result` has no loss_history (method {result.method!r} is not iterative); "
+            "the loss curve exists for gradient descent (method='adam')."
+        )
+    loss = np.asarray(result.loss_history, dtype=float)
+    fig, ax = _axes(ax)
+    ax.plot(np.arange(1, len(loss) + 1), loss, color="C2", lw=1.2)
+    finite = loss[np.isfinite(loss)]
+    if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("step", fontsize=9)
+    ax.set_ylabel("loss", fontsize=9)
+    ax.set_title(f"loss ({result.method}, {len(loss)} steps, final {loss[-1]:.3g})", fontsize=10)
+    ax.tick_params(labelsize=8)
+    return fig
+
+
+def plot_spectrum(report, *, ax: Any = None, label: str | None = None):
+    """Plot the singular values of the design matrix of each group (from :func:`kernel_recovery.analyze`).
+
+    Singular values at zero (kernel directions the data cannot see) are drawn at the bottom of the axis
+    as open triangles; the dotted line marks the numerical rank.
+
+    Parameters
+    ----------
+    report : DeterminacyReport
+        From :func:`kernel_recovery.analyze` or ``result.report``.
+    ax : matplotlib Axes, optional
+        Where to draw (a new figure by default); several reports can share one axes.
+    label : str, optional
+        Legend label (default: the report's status).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> from kernel_recovery.plotting import plot_spectrum
+    >>> rep = kr.analyze(np.ones(50), None, kernel_size=4, warn=False)  # a constant input: rank 1
+    >>> fig = plot_spectrum(rep)
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    if not hasattr(report, "singular_values") or not hasattr(report, "status"):
+        raise TypeError(f"`report` must be a DeterminacyReport (from analyze), got {type(report).__name__}.")
+    fig, ax = _axes(ax)
+    spectra = [np.asarray(s, dtype=float) for s in report.singular_values]
+    top = max((s.max() for s in spectra if s.size), default=1.0) or 1.0
+    cfg = report.config
+    positive = [s[s > top * 1e-15] for s in spectra]
+    low = min((p.min() for p in positive if p.size), default=top)
+    floor = low / 30.0
+    name = label if label is not None else report.status.replace("_", "-")
+    offset = len(ax.get_legend_handles_labels()[0])  # reports drawn earlier on this axes keep their colours
+    for g, s in enumerate(spectra):
+        idx = np.arange(1, len(s) + 1)
+        rank = int(report.rank[g * cfg.out_per_group])
+        color = f"C{(offset + g) % 10}"
+        lab = name if len(spectra) == 1 else f"{name}, group {g}"
+        ax.semilogy(idx[:rank], np.maximum(s[:rank], floor), "o-", color=color, ms=4, lw=1.2,
+                    label=f"{lab}: rank {rank} of {len(s)}")
+        if rank < len(s):
+            ax.semilogy(idx[rank:], np.full(len(s) - rank, floor), "v", color=color, mfc="none", ms=7,
+                        label=f"{len(s) - rank} at zero: directions the data cannot see")
+            ax.axvline(rank + 0.5, color=color, ls=":", lw=1.0)
+    ax.set_xlabel("index", fontsize=9)
+    ax.set_ylabel("singular value", fontsize=9)
+    cond = float(np.max(report.condition_number)) if len(report.condition_number) else float("nan")
+    if offset:  # several reports on one axes: a title for all of them
+        ax.set_title("design spectra", fontsize=10)
+    else:
+        ax.set_title(f"design spectrum ({report.status.replace('_', '-')}, condition {cond:.3g})", fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def plot_result(result, x: ArrayLike | None = None, y: ArrayLike | None = None, *,
+                true_kernel: ArrayLike | None = None, max_panels: int = MAX_PANELS):
+    """One figure: the kernel (with bands and the true kernel), and below it the residuals (when ``x`` and
+    ``y`` are given), the loss curve (when there is one) and the design's singular values.
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel`.
+    x, y : array_like, optional
+        The data, for the residual panel.
+    true_kernel : array_like, optional
+        Drawn next to the recovered kernel.
+    max_panels : int
+        As in :func:`plot_kernel`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> x, y = [0.0, 3.0, 4.0, 5.0, 1.0], [6.0, 11.0, 14.0, 7.1]
+    >>> fig = kr.recover_kernel(x, y, kernel_size=2).plot(x, y)
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    _check_result(result)
+    if (x is None) != (y is None):
+        raise ValueError("give both `x` and `y` for the residual panel, or neither.")
+    plt = _pyplot()
+    lower = ["spectrum"]
+    if result.loss_history is not None and len(result.loss_history):
+        lower.insert(0, "loss")
+    if x is not None:
+        lower.insert(0, "residuals")
+    c_in, c_out = result.kernel.shape[1:]
+    n_pairs = min(c_in * c_out, max_panels)
+    cols = min(c_in, max_panels) if c_in > 1 else min(c_out, 4)
+    rows = -(-n_pairs // cols)
+    width = max(min(3.3 * cols, 16.0), 4.2 * len(lower))
+    fig = plt.figure(figsize=(width, min(2.5 * rows + 0.6, 14.0) + 3.2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[min(2.5 * rows + 0.6, 14.0), 3.2])
+    plot_kernel(result, true_kernel, fig=top, max_panels=max_panels)
+    axes = np.atleast_1d(bottom.subplots(1, len(lower)))
+    for ax, what in zip(axes, lower):
+        if what == "residuals":
+            plot_residuals(result, x, y, ax=ax)
+        elif what == "loss":
+            plot_loss(result, ax=ax)
+        else:
+            plot_spectrum(result.report, ax=ax)
+    return fig
