@@ -1,9 +1,21 @@
-"""Sufficient statistics of the canonical least-squares system, shared by lstsq and the analyzer.
+"""Sufficient statistics of the canonical least-squares system, shared by lstsq, the analyzer and streaming.
 
 For one block, the design matrix ``A`` has one row per output sample and one column per free kernel
-coefficient (in the block mask's row-major order), then a column of ones for the bias.  Everything
-least squares needs is ``A^T A``, ``A^T Y``, ``Y^T Y`` and the number of rows; these add up over
+coefficient (in the block mask's row-major ``(tap, channel)`` order), then a column of ones for the bias.
+Everything least squares needs is ``A^T A``, ``A^T Y``, ``Y^T Y`` and the number of rows; these add up over
 sequences and chunks.
+
+``A`` is never formed.  Its Gram matrix is block Toeplitz up to small edge terms: with ``m`` rows and
+``T`` taps,
+
+    G[j, j + l] = R[l] - sum_{i < j} x_i x_{i+l}^T + sum_{i < j} x_{m+i} x_{m+i+l}^T,
+    R[l] = sum_{t < m} x_t x_{t+l}^T,
+
+and ``A^T Y`` is the lagged cross-correlation ``sum_{t < m} x_{t+j} y_t^T`` (no edge terms, since ``y`` has
+exactly ``m`` rows).  ``R`` and the cross-correlation cost ``O(m T C (C + O))`` and are computed either by
+blocked GEMMs (time split into blocks of ``b`` samples; the products of each block with itself and with
+its ``k`` successors, ``k b >= T - 1``, hold every lag below ``T``) or, for long kernels, by block FFTs accumulated in the frequency
+domain.  Both are exact sums (no approximation), streamed in chunks, so memory is ``O(chunk + (T C)^2)``.
 """
 
 from __future__ import annotations
@@ -17,13 +29,15 @@ from .problem import Block
 
 #: Design matrices with at most this many entries may be built explicitly (32 MiB of float64).
 EXPLICIT_LIMIT = 1 << 22
-#: Rows per chunk when a design is streamed.
+#: Rows per chunk when a design is streamed explicitly.
 CHUNK_ROWS = 1 << 14
+#: Entries of ``x`` per chunk in the blocked lagged correlations (2 MiB of float64).
+CHUNK_ENTRIES = 1 << 18
 
 
 @dataclass(frozen=True)
 class Statistics:
-    """``gram = A^T A`` (P, P); ``cross = A^T Y`` (P, O); ``yty`` (O,); ``n_rows``; ``y_sum`` (O,)."""
+    """``gram = A^T A`` (P, P); ``cross = A^T Y`` (P, O); ``yty`` (O,); ``n_rows``."""
 
     gram: np.ndarray
     cross: np.ndarray | None
@@ -52,26 +66,230 @@ def design_matrix(block: Block, use_bias: bool) -> np.ndarray:
     return np.concatenate([design_rows(block, x, use_bias) for x in block.xs])
 
 
+# ----------------------------------------------------------------------------------------------
+# Lagged correlations
+# ----------------------------------------------------------------------------------------------
+
+
+def _use_fft(taps: int, c: int, o: int) -> bool:
+    """Block FFTs beat blocked GEMMs when the kernel is long and there are few channels."""
+    return taps >= 256 and 2 * taps * c * (c + o) > 600 * (2 * c + o + c * (c + o))
+
+
+def lagged_correlations(
+    x: np.ndarray, taps: int, y: np.ndarray | None = None, *, method: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``R[l] = sum_{t<m} x_t x_{t+l}^T`` and ``Q[j] = sum_{t<m} x_{t+j} y_t^T`` for lags below ``taps``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, C)
+    taps : int
+        ``T``; ``m = n - T + 1`` rows.
+    y : ndarray, shape (m, O), optional
+    method : {"gemm", "fft", "direct"}, optional
+        Default: chosen by a cost model.  All give the same sums up to rounding.
+
+    Returns
+    -------
+    R : ndarray, shape (T, C, C)
+    Q : ndarray, shape (T, C, O), or None without ``y``
+    """
+    n, c = x.shape
+    m = n - taps + 1
+    o = 0 if y is None else y.shape[1]
+    if method is None:
+        if taps * c <= 8 or m < 4 * taps:
+            method = "direct"
+        else:
+            method = "fft" if _use_fft(taps, c, o) else "gemm"
+    if method == "direct":
+        return _lagged_direct(x, taps, y, 0, m)
+    if method == "fft":
+        return _lagged_fft(x, taps, y)
+    return _lagged_gemm(x, taps, y)
+
+
+def _lagged_direct(x, taps, y, start, stop):
+    """Reference-speed sums over rows ``start:stop`` (used for short stretches and tiny kernels)."""
+    c = x.shape[1]
+    r = np.empty((taps, c, c))
+    xs = x[start:stop]
+    for lag in range(taps):
+        r[lag] = xs.T @ x[start + lag : stop + lag]
+    if y is None:
+        return r, None
+    q = np.empty((taps, c, y.shape[1]))
+    ys = y[start:stop]
+    for lag in range(taps):
+        q[lag] = x[start + lag : stop + lag].T @ ys
+    return r, q
+
+
+def _lagged_gemm(x, taps, y, offsets=None):
+    n, c = x.shape
+    m = n - taps + 1
+    o = 0 if y is None else y.shape[1]
+    # time in blocks of b samples; lag l pairs block i with blocks i .. i + k, for k * b >= taps - 1
+    k = offsets or (1 if taps * c >= 96 else 2)
+    b = max(-(-(taps - 1) // k), -(-16 // c), 1)
+    k = -(-(taps - 1) // b)
+    nb = max(min(m // b, n // b - k), 0)  # full blocks whose k successors exist
+    bc = b * c
+    mx = [np.zeros((bc, bc)) for _ in range(k + 1)]
+    my = [np.zeros((bc, b * o)) for _ in range(k + 1)]
+    per_chunk = max(CHUNK_ENTRIES // bc, 1)
+    for s in range(0, nb, per_chunk):
+        e = min(nb, s + per_chunk)
+        shifted = [np.ascontiguousarray(x[(s + d) * b : (e + d) * b]).reshape(e - s, bc) for d in range(k + 1)]
+        a = shifted[0]
+        yb = None if y is None else np.ascontiguousarray(y[s * b : e * b]).reshape(e - s, b * o)
+        for d in range(k + 1):
+            mx[d] += a.T @ shifted[d]
+            if yb is not None:
+                my[d] += shifted[d].T @ yb
+    # sum the block products along diagonals: mx[d][p, q] pairs x_{ib+p} with x_{(i+d)b+q}, lag d*b + q - p
+    r = np.zeros((taps, c, c))
+    q = None if y is None else np.zeros((taps, c, o))
+    for d in range(k + 1):
+        md = mx[d].reshape(b, c, b, c).transpose(1, 3, 0, 2)
+        nd = None if y is None else my[d].reshape(b, c, b, o).transpose(1, 3, 0, 2)
+        for lag in range(max(0, (d - 1) * b + 1), min(taps, (d + 1) * b)):
+            r[lag] += np.trace(md, offset=lag - d * b, axis1=2, axis2=3)
+            if nd is not None:
+                q[lag] += np.trace(nd, offset=d * b - lag, axis1=2, axis2=3)
+    if nb * b < m:  # the rows after the last full block
+        r_tail, q_tail = _lagged_direct(x, taps, y, nb * b, m)
+        r += r_tail
+        if q is not None:
+            q += q_tail
+    return r, q
+
+
+def _lagged_fft(x, taps, y):
+    """Overlap-save block FFTs, the products accumulated in the frequency domain (one inverse FFT per pair)."""
+    import scipy.fft
+
+    n, c = x.shape
+    m = n - taps + 1
+    o = 0 if y is None else y.shape[1]
+    blk = max(4 * taps, 1 << 12)
+    size = scipy.fft.next_fast_len(blk + taps - 1, real=True)
+    blk = size - taps + 1
+    nf = size // 2 + 1
+    acc_r = np.zeros((nf, c, c), dtype=complex)
+    acc_q = np.zeros((nf, c, o), dtype=complex) if y is not None else None
+    n_blocks = -(-m // blk)
+    per_chunk = max(CHUNK_ENTRIES // (size * max(c, 1)), 1)
+    for s in range(0, n_blocks, per_chunk):
+        e = min(n_blocks, s + per_chunk)
+        k = e - s
+        head = np.zeros((k, size, c))  # x_t for t in the block, zero-padded
+        span = np.zeros((k, size, c))  # x_t for t from the block start over blk + taps - 1 samples
+        ybl = np.zeros((k, size, o)) if y is not None else None
+        for i in range(k):
+            t0 = (s + i) * blk
+            t1 = min(t0 + blk, m)
+            head[i, : t1 - t0] = x[t0:t1]
+            span[i, : t1 - t0 + taps - 1] = x[t0 : t1 + taps - 1]
+            if y is not None:
+                ybl[i, : t1 - t0] = y[t0:t1]
+        fh = scipy.fft.rfft(head, axis=1, workers=-1).transpose(1, 2, 0)  # (f, C, k)
+        fs = scipy.fft.rfft(span, axis=1, workers=-1).transpose(1, 0, 2)  # (f, k, C)
+        acc_r += np.conj(fh) @ fs
+        if y is not None:
+            fy = scipy.fft.rfft(ybl, axis=1, workers=-1).transpose(1, 0, 2)  # (f, k, O)
+            acc_q += fs.transpose(0, 2, 1) @ np.conj(fy)
+    r = scipy.fft.irfft(acc_r, n=size, axis=0, workers=-1)[:taps]
+    q = scipy.fft.irfft(acc_q, n=size, axis=0, workers=-1)[:taps] if y is not None else None
+    return r, q
+
+
+# ----------------------------------------------------------------------------------------------
+# Gram assembly
+# ----------------------------------------------------------------------------------------------
+
+
+def gram_from_lags(x: np.ndarray, taps: int, r: np.ndarray) -> np.ndarray:
+    """The full Gram ``(T * C, T * C)`` over all taps and channels, from ``R`` and the edge samples of ``x``."""
+    n, c = x.shape
+    m = n - taps + 1
+    g = np.empty((taps, c, taps, c))
+    head = np.asarray(x[: taps - 1])
+    tail = np.asarray(x[m : m + taps - 1])
+    zero = np.zeros((1, c, c))
+    for lag in range(taps):
+        k = taps - 1 - lag
+        # edge corrections for j = 0 .. taps-1-lag: sums over i < j
+        dh = np.einsum("ic,id->icd", head[:k], head[lag : lag + k]).cumsum(axis=0)
+        dt = np.einsum("ic,id->icd", tail[:k], tail[lag : lag + k]).cumsum(axis=0)
+        vals = r[lag] + np.concatenate([zero, dt - dh])
+        jj = np.arange(taps - lag)
+        g[jj, :, jj + lag, :] = vals
+        if lag:
+            g[jj + lag, :, jj, :] = vals.transpose(0, 2, 1)
+    return g.reshape(taps * c, taps * c)
+
+
+def column_sums(x: np.ndarray, taps: int) -> np.ndarray:
+    """``sum_{t<m} x_{t+j}`` for each tap ``j``, ``(T, C)`` (the bias row of the Gram)."""
+    n, c = x.shape
+    m = n - taps + 1
+    total = x.sum(axis=0)
+    head = np.concatenate([np.zeros((1, c)), np.cumsum(x[: taps - 1], axis=0)])
+    tail = np.concatenate([np.cumsum(x[m:][::-1], axis=0)[::-1], np.zeros((1, c))])
+    return total - head - tail
+
+
+def sequence_statistics(x: np.ndarray, y: np.ndarray | None, taps: int, mask: np.ndarray, use_bias: bool) -> Statistics:
+    """Statistics of one sequence ``x`` ``(n, C)`` with outputs ``y`` ``(n - taps + 1, O)``."""
+    m = len(x) - taps + 1
+    cols = mask.ravel()
+    r, q = lagged_correlations(x, taps, y)
+    gram = gram_from_lags(x, taps, r)[np.ix_(cols, cols)]
+    cross = None if q is None else q.reshape(-1, q.shape[2])[cols]
+    if use_bias:
+        s = column_sums(x, taps).ravel()[cols]
+        gram = np.block([[gram, s[:, None]], [s[None, :], np.full((1, 1), float(m))]])
+        if cross is not None:
+            cross = np.concatenate([cross, y.sum(axis=0)[None]])
+    yty = None if y is None else np.einsum("ij,ij->j", y, y)
+    return Statistics(gram, cross, yty, m)
+
+
+def add_statistics(a: Statistics | None, b: Statistics) -> Statistics:
+    """The statistics of two disjoint sets of equations together."""
+    if a is None:
+        return b
+    return Statistics(
+        a.gram + b.gram,
+        None if a.cross is None else a.cross + b.cross,
+        None if a.yty is None else a.yty + b.yty,
+        a.n_rows + b.n_rows,
+    )
+
+
 def block_statistics(block: Block, use_bias: bool) -> Statistics:
-    """``A^T A``, ``A^T Y`` and ``Y^T Y`` of a block, streamed in chunks of rows (cached on the block)."""
+    """``A^T A``, ``A^T Y`` and ``Y^T Y`` of a block, exact and streamed (cached on the block).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kernel_recovery.problem import build_problem
+    >>> x = np.arange(6.0)
+    >>> block = build_problem(x, x[1:] + x[:-1], 2).blocks[0]
+    >>> st = block_statistics(block, use_bias=False)
+    >>> a = design_matrix(block, use_bias=False)
+    >>> bool(np.allclose(st.gram, a.T @ a)), st.cross.ravel().tolist()
+    (True, [70.0, 95.0])
+    """
     key = ("statistics", use_bias)
     if key in block.cache:
         return block.cache[key]
-    p = n_columns(block, use_bias)
-    gram = np.zeros((p, p))
-    with_y = block.ys is not None
-    cross = np.zeros((p, len(block.out_channels))) if with_y else None
-    yty = np.zeros(len(block.out_channels)) if with_y else None
+    stats = None
     for i, x in enumerate(block.xs):
-        m = len(x) - block.taps + 1
-        for start in range(0, m, CHUNK_ROWS):
-            a = design_rows(block, x, use_bias, start, start + CHUNK_ROWS)
-            gram += a.T @ a
-            if with_y:
-                yc = block.ys[i][start : start + CHUNK_ROWS]
-                cross += a.T @ yc
-                yty += np.einsum("ij,ij->j", yc, yc)
-    stats = Statistics(gram, cross, yty, block.n_equations)
+        y = None if block.ys is None else block.ys[i]
+        stats = add_statistics(stats, sequence_statistics(x, y, block.taps, block.mask, use_bias))
     block.cache[key] = stats
     return stats
 
