@@ -1,0 +1,528 @@
+"""Frequency-domain deconvolution: ``method="fft"``.
+
+The convolution theorem turns the canonical correlation ``y = A w`` into one small system per
+frequency.  Dividing spectra is exact only for circular data, so this solver uses the spectra in two
+roles, and solves the *same* least-squares problem as ``method="lstsq"``:
+
+1. **Statistics in one pass, O(N log N).**  One real FFT per sequence and channel (fast lengths from
+   :func:`scipy.fft.next_fast_len`) gives the correlation lags ``R(d) = sum_s x[s] x[s+d]^T``,
+   ``|d| < taps``, and the cross-correlation ``r(j) = sum_t x[t+j] y[t]^T``.  The normal matrix of the
+   valid data is *exactly* ``A^T A = Toeplitz(R) - E^T E``: the Toeplitz part is the Gram of the
+   "full" correlation, and ``E`` holds the ``2 (taps - 1)`` rows per sequence that valid data do not
+   see (the unseen edge outputs).  Both parts are applied by FFTs of length about ``2 taps``, so after
+   the pass over the data no step costs more than ``O(taps log taps)``, whatever the record length.
+2. **Per-frequency least squares (Welch).**  The cross-spectral matrices ``S(f)`` (``C x C`` per
+   frequency, ``C`` input channels) are accumulated over the batch and over every shift of a
+   rectangular segment of ``taps`` samples (Welch with maximal overlap, computed exactly from the
+   lags: the Bartlett-tapered correlogram).  ``H(f) = S(f)^-1 S_xy(f)`` per frequency is the classic
+   spectral estimate of the kernel, over a lag window of ``segment_length`` taps; its share of energy
+   outside the kernel's support is reported, and its in-support part starts the refinement.
+3. **Edge refinement.**  Preconditioned conjugate gradients on the exact normal equations, with the
+   per-frequency inverse ``S(f)^-1`` as the preconditioner: each step predicts what the current
+   kernel does at the unseen edges (``E^T E w``) and divides by the spectra again.  For long records
+   ``S`` is close to ``A^T A`` and a few steps reach the least-squares answer to ``tol``.
+4. **Wiener/Tikhonov regularization.**  With ``regularization="wiener"`` the normal equations get
+   ``lambda = sigma^2 / tau^2`` on the diagonal (the Wiener filter for a white kernel prior), with
+   ``sigma`` the noise level (given, or estimated from the least-squares residual) and ``tau^2`` the
+   mean squared tap of the least-squares kernel.  The bias, if any, is eliminated exactly (centering).
+
+What is approximate: the per-frequency estimate of step 2 (it ignores the edges, so it is biased by
+about ``taps / record length``, and so is the out-of-support energy it reports); the answer itself is
+the (regularized) least-squares kernel to the tolerance ``tol`` of the refinement, which is reported
+in ``diagnostics["edge_residual"]``.  For rank-deficient data the refinement converges to *a*
+least-squares kernel, not necessarily the minimum-norm one that ``"lstsq"`` returns.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.fft as sfft
+
+from ..determinacy import IllConditionedWarning
+from ..problem import Block, CanonicalProblem
+from ..result import Solution
+
+REGULARIZATIONS = ("wiener", "none")
+#: Smallest default lag window of the per-frequency estimate, in taps.
+WINDOW_FACTOR = 4
+#: Restart the recurrences of conjugate gradients from the true residual this often.
+RESTART_EVERY = 50
+
+
+class SpectralWarning(IllConditionedWarning):
+    """The per-frequency systems of ``method="fft"`` are singular at some frequencies.
+
+    The input channels carry no (independent) power there, so the kernel's response at those
+    frequencies is fixed by regularization rather than by the data.
+    """
+
+
+# ----------------------------------------------------------------------------------------------
+# The solver
+# ----------------------------------------------------------------------------------------------
+
+
+def solve(
+    problem: CanonicalProblem,
+    *,
+    noise_level: float | np.ndarray | None = None,
+    regularization: Literal["wiener", "none"] = "wiener",
+    segment_length: int | None = None,
+    tol: float = 1e-12,
+    max_iter: int = 500,
+    workers: int | None = -1,
+) -> Solution:
+    """Frequency-domain deconvolution, refined to the least-squares kernel of the valid data.
+
+    Options
+    -------
+    noise_level : float, array of shape (out_channels,), or None
+        Standard deviation of the noise in ``y``.  None estimates it per output channel from the
+        residual of the least-squares fit (``sqrt(RSS / (equations - unknowns))``).  The value used is
+        recorded in ``options["noise_level"]``.
+    regularization : {"wiener", "none"}
+        ``"wiener"`` adds ``noise_level**2 / mean(kernel**2)`` times ``||kernel||^2`` to the squared
+        residual (Wiener deconvolution with a white kernel prior; the bias is not penalized); it
+        vanishes for noiseless data.  ``"none"`` returns the plain least-squares kernel.
+    segment_length : int, optional
+        Length of the per-frequency systems (the lag window of the spectral estimate); at least
+        ``2 * taps - 1``.  Default: ``scipy.fft.next_fast_len(4 * taps)``.
+    tol : float
+        Relative residual of the normal equations at which the edge refinement stops.
+    max_iter : int
+        Most refinement steps per solve.
+    workers : int or None
+        Threads for :mod:`scipy.fft` (``-1``: all cores).
+
+    Notes
+    -----
+    See the module docstring: one FFT pass over the data, the per-frequency least-squares estimate
+    (Welch cross-spectral matrices), then preconditioned conjugate gradients on the exact normal
+    equations ``(A^T A + lambda I) w = A^T y`` with ``A^T A = Toeplitz(R) - E^T E`` applied by short
+    FFTs.  ``diagnostics`` holds ``out_of_support_energy`` (per output channel, the share of the
+    spectral estimate's energy outside the kernel's taps: a large share says ``kernel_size`` is too
+    small), ``edge_iterations`` and ``edge_residual`` (per group), ``singular_frequencies`` (per
+    group), ``ridge`` (per output channel) and ``warnings``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kernel_recovery as kr
+    >>> x = np.random.default_rng(0).standard_normal(200)
+    >>> y = kr.conv1d(x, np.array([1.0, -2.0, 0.5]), padding="same")
+    >>> res = kr.recover_kernel(x, y, 3, padding="same", method="fft")
+    >>> res.kernel.ravel().round(10)
+    array([ 1. , -2. ,  0.5])
+    """
+    cfg = problem.config
+    if not isinstance(regularization, str) or regularization.lower() not in REGULARIZATIONS:
+        raise ValueError(f"`regularization` must be 'wiener' or 'none', got {regularization!r}.")
+    regularization = regularization.lower()
+    tol = _check_real(tol, "tol", low=0.0, high=1.0)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    if workers is not None:
+        workers = _check_int(workers, "workers", None)
+        if workers == 0:
+            raise ValueError("`workers` must be a positive number of threads or -1 (all cores), got 0.")
+    given_noise = _check_noise(noise_level, cfg.out_channels)
+    taps = problem.blocks[0].taps
+    if segment_length is None:
+        window = sfft.next_fast_len(max(WINDOW_FACTOR * taps, 16), real=True)
+    else:
+        window = _check_int(segment_length, "segment_length", 2 * taps - 1)
+
+    n_out = cfg.out_channels
+    kernels, biases = [], []
+    noise_used = np.zeros(n_out)
+    ridge_used = np.zeros(n_out)
+    out_energy = np.zeros(n_out)
+    iterations, residuals, singular, n_freq, messages = [], [], [], [], []
+    converged = True
+    for b, block in enumerate(problem.blocks):
+        stats = _fft_statistics(block, cfg.use_bias, window, workers)
+        oc = block.out_channels
+        n_singular = int(np.sum(stats.singular))
+        singular.append(n_singular)
+        n_freq.append(len(stats.singular))
+        if n_singular:
+            where = "" if len(problem.blocks) == 1 else f" (group {b})"
+            text = (
+                f"the per-frequency cross-spectral systems{where} are singular at {n_singular} of "
+                f"{len(stats.singular)} frequencies: the input channels carry no independent power there, so "
+                "the kernel's response at those frequencies is set by regularization, not by the data. Use a "
+                "broadband input on every channel, drop duplicate or silent channels, or give a noise_level."
+            )
+            warnings.warn(text, SpectralWarning, stacklevel=3)
+            messages.append(text)
+        estimate = _spectral_estimate(stats)
+        w0 = np.where(stats.mask[:, :, None], estimate[: stats.taps], 0.0)
+
+        zero = np.zeros(len(oc))
+        w, its, res, ok = _refine(stats, w0, zero, tol, max_iter)
+        total_its = its
+        rss, resid_cross = _residual_pass(block, stats, w)
+        out_energy[oc] = _outside_energy(stats, w, resid_cross)
+        n_unknowns = stats.n_free + int(cfg.use_bias)
+        if given_noise is None:
+            dof = block.n_equations - n_unknowns
+            sigma = np.sqrt(np.maximum(rss, 0.0) / dof) if dof > 0 else np.zeros(len(oc))
+        else:
+            sigma = given_noise[oc]
+        lam = np.zeros(len(oc))
+        if regularization == "wiener":
+            power = np.einsum("tco,tco->o", w, w) / stats.n_free
+            lam = np.divide(sigma**2, power, out=np.zeros(len(oc)), where=power > 0)
+            if np.any(lam > 0):
+                w, its, res, ok = _refine(stats, w, lam, tol, max_iter)
+                total_its += its
+        converged &= ok
+        noise_used[oc] = sigma
+        ridge_used[oc] = lam
+        iterations.append(total_its)
+        residuals.append(float(res))
+        kernels.append(w)
+        if cfg.use_bias:
+            biases.append((stats.y_sum - np.einsum("tc,tco->o", stats.window_sums, w)) / stats.n_rows)
+
+    message = (
+        "refined to the least-squares kernel"
+        if regularization == "none" or not np.any(ridge_used)
+        else "refined to the Wiener-regularized least-squares kernel"
+    )
+    if not converged:
+        message = (
+            f"the edge refinement stopped after max_iter={max_iter} steps at a relative residual of "
+            f"{max(residuals):.3g} (tol={tol:g}); raise max_iter, or use method='lstsq'"
+        )
+    return Solution(
+        kernels=kernels,
+        biases=biases if cfg.use_bias else None,
+        success=bool(converged),
+        message=message,
+        n_iterations=int(sum(iterations)),
+        options={
+            "noise_level": noise_used,
+            "regularization": regularization,
+            "segment_length": int(window),
+            "tol": float(tol),
+            "max_iter": int(max_iter),
+            "workers": workers,
+        },
+        diagnostics={
+            "noise_level_source": "estimated" if given_noise is None else "given",
+            "ridge": ridge_used,
+            "out_of_support_energy": out_energy,
+            "edge_iterations": iterations,
+            "edge_residual": residuals,
+            "singular_frequencies": singular,
+            "frequencies": n_freq,
+            "warnings": messages,
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Option checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_real(value, name: str, *, low: float, high: float) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number, got {value!r} ({type(value).__name__}).")
+    if not (low < value < high):
+        raise ValueError(f"`{name}` must be in ({low:g}, {high:g}), got {value!r}.")
+    return float(value)
+
+
+def _check_int(value, name: str, minimum: int | None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _check_noise(noise_level, n_out: int) -> np.ndarray | None:
+    if noise_level is None:
+        return None
+    if isinstance(noise_level, (bool, np.bool_, str)):
+        raise TypeError(f"`noise_level` must be None, a number or an array of {n_out} numbers, got {noise_level!r}.")
+    try:
+        arr = np.asarray(noise_level, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`noise_level` must be None, a number or an array of {n_out} numbers, got {noise_level!r}."
+        ) from None
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n_out):
+        raise ValueError(
+            f"`noise_level` must be a number or have one entry per output channel ({n_out}), got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"`noise_level` must be finite and >= 0, got {noise_level!r}.")
+    return np.broadcast_to(arr, (n_out,)).copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# One pass over the data
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Spectra:
+    """What one block's solve needs, from one FFT pass over its data (``T`` taps, ``C`` channels, ``O`` outputs)."""
+
+    taps: int
+    mask: np.ndarray  # (T, C) free coefficients
+    n_rows: int  # equations per output channel
+    n_toeplitz: int  # FFT length of the normal operator, >= 2T - 1
+    toeplitz: np.ndarray  # (F, C, C): conj of the DFT of R(d), |d| < T, so that (R w)^ = toeplitz @ w^
+    edges: np.ndarray  # (E, F, C): DFTs of the unseen edge windows, zero-padded
+    rhs: np.ndarray  # (T, C, O): A^T y, centered when there is a bias
+    window_sums: np.ndarray | None  # (T, C): A^T 1, with a bias
+    y_sum: np.ndarray  # (O,)
+    window: int  # length of the per-frequency systems
+    eigenvalues: np.ndarray  # (Fw, C): of the Welch (Bartlett) cross-spectral matrices, clipped at 0
+    eigenvectors: np.ndarray  # (Fw, C, C)
+    floor: float  # added to the spectrum's eigenvalues so that it can be inverted
+    singular: np.ndarray  # (Fw,) bool
+    cross: np.ndarray  # (window, C, O): cross-correlation lags of the window, circular order
+    transforms: list  # per length group: (indices, N, X^ (B, N//2+1, C))
+    workers: int | None
+
+    @property
+    def n_free(self) -> int:
+        return int(self.mask.sum())
+
+
+def _fft_statistics(block: Block, use_bias: bool, window: int, workers) -> _Spectra:
+    taps, n_ch = block.taps, block.channels
+    n_out = len(block.out_channels)
+    after = (window - taps) // 2  # lags taps .. taps + after - 1 of the window
+    before = window - taps - after  # lags -before .. -1
+    lags_r = np.zeros((2 * taps - 1, n_ch, n_ch))  # index d + T - 1
+    cross = np.zeros((window, n_ch, n_out))
+    sums = np.zeros((taps, n_ch))
+    y_sum = np.zeros(n_out)
+    edges = []
+    transforms = []
+    by_length: dict[int, list[int]] = {}
+    for i, x in enumerate(block.xs):
+        by_length.setdefault(len(x), []).append(i)
+    pos = np.arange(taps)
+    neg = np.arange(-before, 0)
+    high = np.arange(taps, taps + after)
+    for n, idx in by_length.items():
+        m = n - taps + 1
+        size = sfft.next_fast_len(n + window, real=True)
+        xs = np.stack([block.xs[i] for i in idx])  # (B, n, C)
+        ys = np.stack([block.ys[i] for i in idx])  # (B, m, O)
+        xf = sfft.rfft(xs, size, axis=1, workers=workers)
+        yf = sfft.rfft(ys, size, axis=1, workers=workers)
+        for c in range(n_ch):
+            # R_{c,c'}(d) = sum_s x_c[s] x_c'[s+d] for c' >= c; the others by symmetry
+            prod = np.einsum("bf,bfd->fd", xf[:, :, c].conj(), xf[:, :, c:])
+            r = sfft.irfft(prod, size, axis=0, workers=workers)
+            lags_r[taps - 1 :, c, c:] += r[:taps]
+            lags_r[: taps - 1, c, c:] += r[size - taps + 1 :]
+        for o in range(n_out):
+            prod = np.einsum("bfc,bf->fc", xf, yf[:, :, o].conj())
+            r = sfft.irfft(prod, size, axis=0, workers=workers)  # r[j] = sum_t x[t+j] y[t]
+            cross[:taps, :, o] += r[pos]
+            cross[taps : taps + after, :, o] += r[high]
+            cross[window - before :, :, o] += r[size + neg]
+        csum = np.concatenate([np.zeros((len(idx), 1, n_ch)), np.cumsum(xs, axis=1)], axis=1)
+        sums += (csum[:, m : m + taps] - csum[:, :taps]).sum(axis=0)
+        y_sum += ys.sum(axis=(0, 1))
+        if taps > 1:
+            pad = np.zeros((len(idx), taps - 1, n_ch))
+            edges.append(np.concatenate([pad, xs[:, : taps - 1]], axis=1))  # rows t = -(T-1) .. -1
+            edges.append(np.concatenate([xs[:, m:], pad], axis=1))  # rows t = m .. n-1
+        transforms.append((idx, size, xf))
+    # fill R_{c',c}(d) = R_{c,c'}(-d) below the diagonal
+    for c in range(n_ch):
+        for c2 in range(c):
+            lags_r[:, c, c2] = lags_r[::-1, c2, c]
+    n_rows = block.n_equations
+    rhs = cross[:taps].copy()
+    if use_bias:
+        rhs -= sums[:, :, None] * (y_sum / n_rows)
+        mean_sum = sums.mean(axis=0)
+        centered = lags_r - np.outer(mean_sum, mean_sum)[None] / n_rows
+        cross[taps:] -= mean_sum[None, :, None] * (y_sum / n_rows)
+        cross[:taps] = rhs
+    else:
+        centered = lags_r
+    n_t = sfft.next_fast_len(2 * taps - 1, real=True)
+    circ = np.zeros((n_t, n_ch, n_ch))
+    circ[:taps] = lags_r[taps - 1 :]
+    circ[n_t - taps + 1 :] = lags_r[: taps - 1]
+    toeplitz = sfft.rfft(circ, axis=0, workers=workers).conj()
+    if edges:
+        edge_arr = np.concatenate(edges)
+        edge_hat = sfft.rfft(edge_arr, n_t, axis=1, workers=workers)
+    else:
+        edge_hat = np.zeros((0, n_t // 2 + 1, n_ch), dtype=complex)
+    # Welch with every shift of a rectangular segment of T samples = Bartlett-tapered correlogram
+    taper = 1.0 - np.abs(np.arange(-(taps - 1), taps)) / taps
+    circ = np.zeros((window, n_ch, n_ch))
+    tapered = centered * taper[:, None, None]
+    circ[:taps] = tapered[taps - 1 :]
+    circ[window - taps + 1 :] += tapered[: taps - 1]
+    spectrum = sfft.rfft(circ, axis=0, workers=workers).conj()
+    spectrum = 0.5 * (spectrum + spectrum.conj().transpose(0, 2, 1))
+    eig, vec = np.linalg.eigh(spectrum)
+    eig = np.clip(eig, 0.0, None)
+    top = float(eig.max()) if eig.size else 0.0
+    tiny = top * window * n_ch * np.finfo(np.float64).eps
+    singular = eig[:, 0] <= tiny
+    floor = max(tiny, np.finfo(np.float64).tiny)
+    return _Spectra(
+        taps=taps, mask=block.mask, n_rows=n_rows, n_toeplitz=n_t, toeplitz=toeplitz, edges=edge_hat, rhs=rhs,
+        window_sums=sums if use_bias else None, y_sum=y_sum, window=window, eigenvalues=eig, eigenvectors=vec, floor=floor,
+        singular=singular, cross=cross, transforms=transforms, workers=workers,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Operators
+# ----------------------------------------------------------------------------------------------
+
+
+def _normal_apply(stats: _Spectra, w: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+    """``(A^T A + ridge) w`` on the free coefficients, ``w`` of shape ``(T, C, O)``; centered with a bias."""
+    taps, n_t, workers = stats.taps, stats.n_toeplitz, stats.workers
+    wf = sfft.rfft(w, n_t, axis=0, workers=workers)  # (F, C, O)
+    out = np.matmul(stats.toeplitz, wf)
+    if len(stats.edges):
+        # the unseen edge outputs of the current kernel, then their correlation with the edge inputs
+        z = sfft.irfft(np.einsum("efc,fco->efo", stats.edges, wf.conj()), n_t, axis=1, workers=workers)
+        z[:, taps - 1 :] = 0.0
+        zf = sfft.rfft(z, axis=1, workers=workers)
+        out -= np.einsum("efc,efo->fco", stats.edges, zf.conj())
+    g = sfft.irfft(out, n_t, axis=0, workers=workers)[:taps]
+    if stats.window_sums is not None:
+        s = stats.window_sums
+        g -= s[:, :, None] * (np.einsum("tc,tco->o", s, w) / stats.n_rows)
+    g += ridge * w
+    return np.where(stats.mask[:, :, None], g, 0.0)
+
+
+def _spectral_solve(stats: _Spectra, r: np.ndarray, ridge: np.ndarray, length: int) -> np.ndarray:
+    """Per-frequency least squares: the circulant (Welch) inverse applied to ``r``, ``length`` lags out."""
+    workers = stats.workers
+    rf = sfft.rfft(r, stats.window, axis=0, workers=workers)  # (Fw, C, O)
+    mu, u = stats.eigenvalues, stats.eigenvectors
+    uh_r = np.matmul(u.conj().transpose(0, 2, 1), rf)
+    uh_r /= mu[:, :, None] + ridge[None, None, :] + stats.floor
+    return sfft.irfft(np.matmul(u, uh_r), stats.window, axis=0, workers=workers)[:length]
+
+
+def _spectral_estimate(stats: _Spectra) -> np.ndarray:
+    """The per-frequency (Welch) estimate over the lag window, ``(window, C, O)`` in circular lag order."""
+    return _spectral_solve(stats, stats.cross, np.zeros(stats.cross.shape[2]), stats.window)
+
+
+def _outside_energy(stats: _Spectra, w: np.ndarray, resid_cross: np.ndarray) -> np.ndarray:
+    """Per output channel, the share of the unconstrained estimate's energy outside the kernel's free taps.
+
+    The unconstrained estimate over the lag window is the least-squares kernel plus the per-frequency
+    estimate of what its residual still correlates with; the latter is only noise when ``kernel_size``
+    covers the true kernel.
+    """
+    extra = _spectral_solve(stats, resid_cross, np.zeros(w.shape[2]), stats.window)
+    free = np.zeros(extra.shape[:2], dtype=bool)
+    free[: stats.taps] = stats.mask
+    inside = extra[: stats.taps] + w
+    within = np.einsum("tco,tco->o", inside, inside * free[: stats.taps, :, None])
+    outside = np.einsum("tco,tco->o", extra, extra * ~free[:, :, None])
+    total = within + outside
+    return np.divide(outside, total, out=np.zeros_like(total), where=total > 0)
+
+
+def _refine(stats: _Spectra, w0: np.ndarray, ridge: np.ndarray, tol: float, max_iter: int):
+    """Preconditioned conjugate gradients on ``(A^T A + ridge) w = A^T y``, one column per output channel.
+
+    Returns ``(w, iterations, relative residual, converged)``.
+    """
+    mask = stats.mask[:, :, None]
+    b = np.where(mask, stats.rhs, 0.0)
+
+    def dot(a, c):
+        return np.einsum("tco,tco->o", a, c)
+
+    def precondition(r):
+        return np.where(mask, _spectral_solve(stats, r, ridge, stats.taps), 0.0)
+
+    b_norm = np.sqrt(dot(b, b))
+    scale = np.where(b_norm > 0, b_norm, 1.0)
+    w = np.where(mask, w0, 0.0)
+    r = b - _normal_apply(stats, w, ridge)
+    rel = np.sqrt(dot(r, r)) / scale
+    if np.all(b_norm == 0):
+        return np.zeros_like(w), 0, 0.0, True
+    z = precondition(r)
+    p = z.copy()
+    rz = dot(r, z)
+    best = rel.copy()
+    stalled = 0
+    it = 0
+    while it < max_iter and np.any(rel > tol):
+        it += 1
+        active = rel > tol
+        q = _normal_apply(stats, p, ridge)
+        pq = dot(p, q)
+        alpha = np.where(active & (pq > 0), rz / np.where(pq > 0, pq, 1.0), 0.0)
+        w += alpha * p
+        if it % RESTART_EVERY == 0:
+            r = b - _normal_apply(stats, w, ridge)
+        else:
+            r -= alpha * q
+        rel = np.sqrt(dot(r, r)) / scale
+        z = precondition(r)
+        rz_new = dot(r, z)
+        beta = np.where(rz > 0, rz_new / np.where(rz > 0, rz, 1.0), 0.0)
+        p = z + beta * p
+        rz = rz_new
+        # stop at the rounding floor: no progress for a while below 1e-9
+        if np.all(rel >= 0.5 * best) and np.max(rel) < 1e-9:
+            stalled += 1
+            if stalled >= 10:
+                break
+        else:
+            stalled = 0
+        best = np.minimum(best, rel)
+    rel_max = float(np.max(rel))
+    return w, it, rel_max, bool(rel_max <= max(tol, 1e-9))
+
+
+def _residual_pass(block: Block, stats: _Spectra, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One FFT pass: ``||y - A w - bias||^2`` per output channel (no cancellation), and the residual's
+    cross-correlation with the input over the lag window, ``(window, C, O)`` in circular lag order."""
+    taps, window, workers = stats.taps, stats.window, stats.workers
+    after = (window - taps) // 2
+    before = window - taps - after
+    lags = np.concatenate([np.arange(taps + after), np.arange(-before, 0)])
+    n_out = w.shape[2]
+    rss = np.zeros(n_out)
+    cross = np.zeros((window, w.shape[1], n_out))
+    if stats.window_sums is not None:
+        bias = (stats.y_sum - np.einsum("tc,tco->o", stats.window_sums, w)) / stats.n_rows
+    else:
+        bias = np.zeros(n_out)
+    for idx, size, xf in stats.transforms:
+        m = len(block.xs[idx[0]]) - taps + 1
+        wf = sfft.rfft(w, size, axis=0, workers=workers)  # (F, C, O)
+        pred = sfft.irfft(np.einsum("bfc,fco->bfo", xf, wf.conj()), size, axis=1, workers=workers)
+        resid = np.zeros_like(pred)
+        resid[:, :m] = np.stack([block.ys[i] for i in idx]) - pred[:, :m] - bias
+        rss += np.einsum("bto,bto->o", resid[:, :m], resid[:, :m])
+        rf = sfft.rfft(resid, axis=1, workers=workers)
+        for o in range(n_out):
+            prod = np.einsum("bfc,bf->fc", xf, rf[:, :, o].conj())
+            cross[:, :, o] += sfft.irfft(prod, size, axis=0, workers=workers)[lags]
+    return rss, cross
