@@ -382,9 +382,23 @@ def _fft_statistics(block: Block, use_bias: bool, window: int, workers) -> _Spec
     singular = eig[:, 0] <= tiny
     floor = max(tiny, np.finfo(np.float64).tiny)
     return _Spectra(
-        taps=taps, mask=block.mask, n_rows=n_rows, n_toeplitz=n_t, toeplitz=toeplitz, edges=edge_hat, rhs=rhs,
-        window_sums=sums if use_bias else None, y_sum=y_sum, window=window, eigenvalues=eig, eigenvectors=vec, floor=floor,
-        singular=singular, cross=cross, transforms=transforms, workers=workers,
+        taps=taps,
+        mask=block.mask,
+        n_rows=n_rows,
+        n_toeplitz=n_t,
+        toeplitz=toeplitz,
+        edges=edge_hat,
+        rhs=rhs,
+        window_sums=sums if use_bias else None,
+        y_sum=y_sum,
+        window=window,
+        eigenvalues=eig,
+        eigenvectors=vec,
+        floor=floor,
+        singular=singular,
+        cross=cross,
+        transforms=transforms,
+        workers=workers,
     )
 
 
