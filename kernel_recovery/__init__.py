@@ -5,6 +5,9 @@ from importlib.metadata import PackageNotFoundError, version
 from .api import recover_kernel
 from .conv import conv1d
 from .determinacy import DeterminacyReport, IllConditionedWarning, UnderdeterminedWarning, analyze
+from .determinacy import KernelSizeWarning
+from .planning import plan
+from .selection import KernelSizeSelection, select_kernel_size
 from .result import KernelResult, Solution
 
 try:
@@ -16,10 +19,14 @@ __all__ = [
     "DeterminacyReport",
     "IllConditionedWarning",
     "KernelResult",
+    "KernelSizeSelection",
+    "KernelSizeWarning",
     "Solution",
     "UnderdeterminedWarning",
     "__version__",
     "analyze",
     "conv1d",
+    "plan",
     "recover_kernel",
+    "select_kernel_size",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -9,9 +10,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import solvers
-from .determinacy import report_for
+from .determinacy import KernelSizeWarning, report_for
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
+from .selection import kernel_size_message
 
 
 def recover_kernel(
@@ -76,6 +78,9 @@ def recover_kernel(
         minimum-norm kernel is returned.
     IllConditionedWarning
         When the design's condition number exceeds 1e8.
+    KernelSizeWarning
+        When the residual says the kernel is longer than ``kernel_size`` (a fit with a few more taps explains
+        it; see :func:`select_kernel_size`).
 
     Notes
     -----
@@ -118,6 +123,11 @@ def recover_kernel(
     total = sum(float(np.sum(r**2)) for r in residuals)
     count = sum(r.size for r in residuals)
     residual_rms = float(np.sqrt(total / count))
+    # Kernel-size check (issue 9): does a fit with a few more taps explain the residual? Cheap: a row subsample.
+    if report.ok:
+        too_short = kernel_size_message(problem)
+        if too_short:
+            warnings.warn(too_short, KernelSizeWarning, stacklevel=2)
     success, message = sol.success, sol.message
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
         success, message = False, f"the solver returned non-finite values ({sol.message})"

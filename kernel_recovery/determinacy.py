@@ -1,14 +1,22 @@
-"""Determinacy analysis: equations against unknowns, rank, conditioning and invisible kernel directions."""
+"""Determinacy analysis: what the data determine, what they cannot see, and how accurate the answer can be.
+
+Everything here is read off the design's spectrum (an SVD of the explicit design when it is small, otherwise the
+eigenvalues of the Gram ``A^T A`` that least squares also uses), so analysing a long record costs one pass to
+build the sufficient statistics and a few ``(K * Cin)^2``-sized eigenproblems.
+"""
 
 from __future__ import annotations
 
+import json
+import numbers
 import warnings
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .problem import CanonicalProblem, ConvConfig, Layout, Padding, build_problem
+from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem
 from .statistics import EXPLICIT_LIMIT, block_statistics, design_matrix, n_columns
 
 STATUSES = ("overdetermined", "determined", "underdetermined", "rank_deficient")
@@ -24,6 +32,10 @@ class IllConditionedWarning(UserWarning):
     """The data determine the kernel, but noise in ``y`` is amplified by a large condition number."""
 
 
+class KernelSizeWarning(UserWarning):
+    """The residual says the kernel is longer than ``kernel_size``: taps outside the support explain ``y``."""
+
+
 @dataclass(frozen=True)
 class BlockSpectrum:
     singular_values: np.ndarray  # descending
@@ -35,6 +47,18 @@ class BlockSpectrum:
     def rank(self) -> int:
         return int((self.singular_values > self.tolerance).sum())
 
+    @property
+    def coordinates(self) -> np.ndarray:
+        """``diag(s) V^T`` (P, P): any subset of the design's columns has the singular values of these columns."""
+        return self.singular_values[:, None] * self.right_vectors.T
+
+    def column_rank(self, columns: np.ndarray) -> int:
+        """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
+        if len(columns) == 0:
+            return 0
+        s = np.linalg.svd(self.coordinates[:, columns], compute_uv=False)
+        return int((s > self.tolerance).sum())
+
 
 def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
     """Singular values and right singular vectors of one block's design (cached on the block)."""
@@ -45,7 +69,7 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
     n = block.n_equations
     eps = np.finfo(np.float64).eps
     if n * p <= EXPLICIT_LIMIT:
-        _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=True)
+        _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
         s = np.concatenate([s, np.zeros(p - len(s))])
         tol = (s[0] if len(s) else 0.0) * max(n, p) * eps
         spec = BlockSpectrum(s, vt.T, tol, True)
@@ -53,10 +77,121 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
         lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
         lam, v = lam[::-1], v[:, ::-1]
         s = np.sqrt(np.clip(lam, 0.0, None))
-        # eigenvalues of A^T A carry errors of ~eps * lam_max, so singular values below ~sqrt(eps) s_max are unresolved
-        spec = BlockSpectrum(s, v, s[0] * np.sqrt(p * eps), False)
+        # eigenvalues of A^T A carry errors of ~eps * lam_max (more after long sums), so singular values below
+        # ~sqrt(eps) s_max are unresolved; the factor 4 keeps exactly deficient designs from looking full rank
+        spec = BlockSpectrum(s, v, 4 * s[0] * np.sqrt(p * eps), False)
     block.cache[key] = spec
     return spec
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometry: what the configuration alone decides (shared with planning)
+# ----------------------------------------------------------------------------------------------
+
+
+def tap_columns(problem: CanonicalProblem, block: Block) -> np.ndarray:
+    """Design column of each (tap, input channel of the group), ``(kernel_size, in_channels // groups)``.
+
+    Taps are in correlation order (tap ``k`` reads ``x[t * stride + k * dilation]``), before any ``flip``.
+    """
+    cfg = problem.config
+    s, _ = problem._tap_layout()
+    cin = cfg.in_per_group
+    index = np.full(block.mask.shape, -1)
+    index[block.mask] = np.arange(block.n_free)
+    k = np.arange(cfg.kernel_size)[:, None]
+    c = np.arange(cin)[None, :]
+    return index[k // s, (k % s) * cin + c]
+
+
+def untouched_taps(config: ConvConfig, lengths: Sequence[int]) -> np.ndarray:
+    """Boolean ``(kernel_size,)``, correlation order: taps that never read an input sample, only padding zeros.
+
+    Tap ``k`` of output ``t`` reads sample ``t * stride + k * dilation - left_pad``; a tap is untouched when that
+    index falls outside ``[0, L)`` for every output of every sequence.
+    """
+    k = np.arange(config.kernel_size)
+    touched = np.zeros(config.kernel_size, dtype=bool)
+    for n in lengths:
+        m = config.output_length(n)
+        if m < 1:
+            continue
+        left, _ = config.pads(n)
+        offset = k * config.dilation - left  # sample read by output 0
+        first = np.maximum(0, -(offset // config.stride))  # ceil(-offset / stride)
+        last = np.minimum(m - 1, (n - 1 - offset) // config.stride)
+        touched |= first <= last
+    return ~touched
+
+
+def _user_taps(config: ConvConfig, taps: np.ndarray) -> list[int]:
+    """Correlation-order tap indices as indices into the user's kernel (reversed with ``flip``)."""
+    taps = np.asarray(taps, dtype=int)
+    return sorted((config.kernel_size - 1 - taps if config.flip else taps).tolist())
+
+
+def data_needed(config: ConvConfig, lengths: Sequence[int]) -> tuple[int | None, int | None]:
+    """``(min_length, min_sequences)``: the least data with as many equations as unknowns and every tap reached.
+
+    ``min_length`` is the shortest common length for ``len(lengths)`` sequences; ``min_sequences`` the number of
+    sequences as long as the longest one given (None when such sequences leave taps untouched).  These are
+    necessary, not sufficient: the input must also excite every direction (see the excitation orders).
+    """
+    p = config.unknowns_per_output
+    batch = max(len(lengths), 1)
+
+    def enough(n: int) -> bool:
+        m = config.output_length(n)
+        return m >= 1 and batch * m >= p and not untouched_taps(config, [n]).any()
+
+    hi = max(config.span, 1)
+    while not enough(hi):
+        hi *= 2
+        if hi > 1 << 62:  # pragma: no cover - unreachable for valid configurations
+            return None, None
+    lo = 0
+    while hi - lo > 1:  # the smallest n with enough(n); enough is monotone in n
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    min_length = hi
+    longest = max(lengths) if len(lengths) else min_length
+    m = config.output_length(longest)
+    min_sequences = None
+    if m >= 1 and not untouched_taps(config, [longest]).any():
+        min_sequences = -(-p // m)
+    return min_length, min_sequences
+
+
+def _noise_array(noise_level, n_out: int) -> np.ndarray | None:
+    if noise_level is None:
+        return None
+    arr = np.asarray(noise_level, dtype=float) if not isinstance(noise_level, (bool, np.bool_)) else None
+    if arr is None or arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n_out,)):
+        raise ValueError(
+            f"`noise_level` must be a number or one number per output channel ({n_out}), got {noise_level!r}."
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"`noise_level` must be finite and >= 0, got {noise_level!r}.")
+    return np.broadcast_to(arr, (n_out,)).copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------------
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -78,17 +213,49 @@ class DeterminacyReport:
     channel_status : tuple of str
         The status of each output channel.
     error_per_unit_noise : ndarray of float, shape (out_channels,)
-        ``sqrt(trace((A^T A)^-1))``: the expected root-sum-square kernel error for unit-variance white noise
-        in ``y`` (``inf`` when rank-deficient).
+        ``sqrt(trace((A^T A)^-1))``: the expected root-sum-square error of the channel's coefficients (taps and
+        bias) for unit-variance white noise in ``y`` (``inf`` when rank-deficient).
     singular_values : list of ndarray
-        The design's singular values for each group.
+        The design's singular values for each group (the spectrum to plot; see :meth:`spectrum`).
     null_space : list of ndarray
-        For each group, ``(n_null, kernel_size, in_channels // groups)``: kernel directions the data
-        cannot see (adding any multiple of one leaves the outputs unchanged).
+        For each group, ``(n_null, kernel_size, in_channels // groups)``: orthonormal kernel directions the data
+        cannot see (adding any multiple of one, with its ``null_space_bias``, leaves every output unchanged).
     null_space_bias : list of ndarray or None
         The bias component of each null direction (with ``use_bias``).
     causes, advice : tuple of str
-        Plain-words reasons for rank deficiency and what to do.
+        Plain-words reasons for rank deficiency, and what extra data would fix them.
+    exact_rank : bool
+        True when the rank comes from an SVD of the explicit design, False from the Gram's eigenvalues.
+    cause_codes : tuple of str
+        One short code per cause: "too_short", "untouched_taps", "zero_channel", "zero_taps", "constant_channel",
+        "few_frequencies", "identical_channels", "proportional_channels", "related_channels", "bias_confounded",
+        "unexcited".
+    excitation_order : ndarray of int, shape (in_channels,)
+        For each input channel, the number of independent kernel directions it excites among its ``kernel_size``
+        taps: its order of persistent excitation as seen by this configuration, capped at ``kernel_size``
+        (a constant 1, a sinusoid 2, white noise ``kernel_size``).
+    joint_excitation_order : ndarray of int, shape (groups,)
+        The largest ``n <= kernel_size`` for which the first ``n`` taps of all the group's channels together
+        are excited (the multichannel order of persistent excitation, capped at ``kernel_size``).
+    kernel_error_per_unit_noise : ndarray, shape (kernel_size, in_channels // groups, out_channels)
+        Standard deviation of each coefficient per unit noise, ``sqrt(diag((A^T A)^+))``; ``inf`` for the
+        coefficients that the null space touches (those are not determined).
+    bias_error_per_unit_noise : ndarray of shape (out_channels,) or None
+        The same for the bias.
+    noise_level, expected_error : ndarray of shape (out_channels,) or None
+        With ``noise_level`` given (the standard deviation of white noise in ``y``): ``noise_level *
+        error_per_unit_noise``, the expected root-sum-square error of the recovered coefficients.
+    untouched_taps : tuple of int
+        Kernel taps (user indices) that padding and stride leave untouched: they only ever meet padding zeros.
+    min_length, min_sequences : int or None
+        The shortest common sequence length (for as many sequences as given), or the number of sequences as
+        long as the longest one, that give as many equations as unknowns and reach every tap.
+    lengths : tuple of int
+        Input length of each sequence.
+    rank_tolerance : tuple of float
+        Per group, the singular value below which a direction counts as invisible.
+    source : str
+        "data" (from :func:`analyze`) or "plan" (from :func:`plan`: shapes only, white-noise input assumed).
     """
 
     config: ConvConfig
@@ -105,15 +272,67 @@ class DeterminacyReport:
     causes: tuple[str, ...] = ()
     advice: tuple[str, ...] = ()
     exact_rank: bool = True
+    cause_codes: tuple[str, ...] = ()
+    excitation_order: np.ndarray | None = field(default=None, repr=False)
+    joint_excitation_order: np.ndarray | None = field(default=None, repr=False)
+    kernel_error_per_unit_noise: np.ndarray | None = field(default=None, repr=False)
+    bias_error_per_unit_noise: np.ndarray | None = field(default=None, repr=False)
+    noise_level: np.ndarray | None = field(default=None, repr=False)
+    expected_error: np.ndarray | None = field(default=None, repr=False)
+    untouched_taps: tuple[int, ...] = ()
+    min_length: int | None = None
+    min_sequences: int | None = None
+    lengths: tuple[int, ...] = ()
+    rank_tolerance: tuple[float, ...] = ()
+    source: str = "data"
 
     @property
     def ok(self) -> bool:
         """True when every output channel's kernel is uniquely determined by the data."""
         return self.status in ("overdetermined", "determined")
 
-    def to_dict(self) -> dict:
-        """A JSON-serialisable summary."""
+    def samples_for_error(self, target_error: float, noise_level=None) -> np.ndarray:
+        """Output samples per channel needed for an expected coefficient error of ``target_error``.
+
+        Uses the white-noise law ``error^2 = c / (n - P - 1)`` (the mean of an inverse Wishart matrix), with ``c``
+        fitted to this report, i.e. more data with the same statistics as these.  ``inf`` where the kernel is not
+        determined (more data of the same kind would not help).
+
+        Parameters
+        ----------
+        target_error : float
+            Wanted root-sum-square coefficient error per output channel.
+        noise_level : float or array_like, optional
+            Noise standard deviation in ``y``; defaults to the report's ``noise_level``.
+
+        Returns
+        -------
+        ndarray of float, shape (out_channels,)
+        """
+        if isinstance(target_error, (bool, np.bool_)) or not isinstance(target_error, numbers.Real) \
+                or not target_error > 0 or not np.isfinite(target_error):
+            raise ValueError(f"`target_error` must be a finite number > 0, got {target_error!r}.")
+        noise = _noise_array(noise_level, len(self.equations)) if noise_level is not None else self.noise_level
+        if noise is None:
+            raise ValueError("`noise_level` is needed: give it here or to analyze()/plan().")
+        p = self.unknowns.astype(float)
+        spare = np.maximum(self.equations - p - 1, 1.0)
+        with np.errstate(invalid="ignore"):
+            c = np.where(np.isfinite(self.error_per_unit_noise), self.error_per_unit_noise**2 * spare, np.inf)
+            need = np.where(np.isfinite(c), np.ceil(p + 1 + c * noise**2 / target_error**2), np.inf)
+        return np.maximum(need, p)
+
+    def spectrum(self) -> dict:
+        """The singular-value spectrum per group, for plotting: values, rank tolerance and rank."""
         return {
+            "singular_values": [s.copy() for s in self.singular_values],
+            "tolerance": list(self.rank_tolerance),
+            "rank": [int(self.rank[g * self.config.out_per_group]) for g in range(self.config.groups)],
+        }
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable summary (non-finite numbers stay ``inf``; :meth:`to_json` writes them)."""
+        d = {
             "status": self.status,
             "channel_status": list(self.channel_status),
             "equations": self.equations.tolist(),
@@ -125,11 +344,43 @@ class DeterminacyReport:
             "causes": list(self.causes),
             "advice": list(self.advice),
             "config": self.config.describe(),
+            "source": self.source,
+            "cause_codes": list(self.cause_codes),
+            "lengths": list(self.lengths),
+            "min_length": self.min_length,
+            "min_sequences": self.min_sequences,
+            "untouched_taps": list(self.untouched_taps),
+            "rank_tolerance": list(self.rank_tolerance),
+            "exact_rank": self.exact_rank,
+            "excitation_order": None if self.excitation_order is None else self.excitation_order.tolist(),
+            "joint_excitation_order": (
+                None if self.joint_excitation_order is None else self.joint_excitation_order.tolist()
+            ),
+            "noise_level": None if self.noise_level is None else self.noise_level.tolist(),
+            "expected_error": None if self.expected_error is None else self.expected_error.tolist(),
+            "kernel_error_per_unit_noise": (
+                None if self.kernel_error_per_unit_noise is None else self.kernel_error_per_unit_noise.tolist()
+            ),
+            "null_space": [n.tolist() for n in self.null_space],
+            "null_space_bias": None if self.null_space_bias is None else [b.tolist() for b in self.null_space_bias],
         }
+        return _jsonable(d)
+
+    def to_json(self, **kwargs) -> str:
+        """:meth:`to_dict` as a JSON string (``inf`` written as ``Infinity``, as Python's json module does)."""
+        return json.dumps(self.to_dict(), **kwargs)
 
     def __str__(self) -> str:
         cfg = self.config
-        lines = [f"Determinacy of a Conv1D kernel ({cfg.describe()}): {self.status.upper().replace('_', '-')}"]
+        head = "Determinacy of a Conv1D kernel" if self.source == "data" else "Planned determinacy of a Conv1D kernel"
+        lines = [f"{head} ({cfg.describe()}): {self.status.upper().replace('_', '-')}"]
+        if self.source == "plan":
+            n_seq = len(self.lengths)
+            lens = f"{self.lengths[0]} samples" if len(set(self.lengths)) == 1 else f"{min(self.lengths)}-{max(self.lengths)} samples"
+            lines.append(
+                f"  plan for {n_seq} sequence(s) of {lens}, {cfg.in_channels} input channel(s), "
+                "assuming a white-noise input"
+            )
         per_group = cfg.out_per_group
         for grp in range(cfg.groups):
             o = grp * per_group
@@ -142,11 +393,63 @@ class DeterminacyReport:
             )
         if cfg.out_per_group > 1 or cfg.groups > 1:
             lines.append("  (each output channel is its own system; channels of one group share the design matrix)")
+        if self.excitation_order is not None and self.source == "data":
+            parts = []
+            for c, r in enumerate(self.excitation_order):
+                parts.append(f"{c}: {r}" + ("" if r >= cfg.kernel_size else " (too low)"))
+            joint = ", ".join(str(int(j)) for j in self.joint_excitation_order)
+            lines.append(
+                f"  excitation order (capped at kernel_size={cfg.kernel_size}): input channel "
+                f"{', '.join(parts)}; jointly {joint}{' per group' if cfg.groups > 1 else ''}"
+            )
+        if self.source == "data" and self.singular_values and len(self.singular_values[0]):
+            s = self.singular_values[0]
+            lines.append(
+                f"  singular values{' (group 0)' if cfg.groups > 1 else ''}: largest {s[0]:.3g}, smallest {s[-1]:.3g}, "
+                f"{int((s > self.rank_tolerance[0]).sum())} of {len(s)} above the tolerance {self.rank_tolerance[0]:.2g}"
+            )
+        lines.extend(self._accuracy_lines())
+        n_null = sum(len(n) for n in self.null_space)
+        if n_null:
+            shapes = ", ".join(str(n.shape) for n in self.null_space)
+            lines.append(
+                f"  invisible directions: {n_null} (report.null_space, shape {shapes}): adding any of them to the "
+                "kernel leaves y unchanged"
+            )
         for c in self.causes:
             lines.append(f"  cause: {c}")
         for a in self.advice:
             lines.append(f"  what to do: {a}")
+        if self.min_length is not None and (not self.ok or self.source == "plan"):
+            lines.append(
+                f"  data needed: {_needed_text(self.config, self.lengths)} (as many equations as unknowns, every tap "
+                "reached; the input must also excite every direction)"
+            )
         return "\n".join(lines)
+
+    def _accuracy_lines(self) -> list[str]:
+        err = self.error_per_unit_noise
+        if not np.all(np.isfinite(err)):
+            if self.kernel_error_per_unit_noise is not None:
+                det = np.isfinite(self.kernel_error_per_unit_noise[..., 0])
+                if det.any():
+                    return [f"  accuracy: only {int(det.sum())} of {det.size} kernel coefficients are determined "
+                            "(see kernel_error_per_unit_noise; the rest are inf)"]
+            if self.ok:
+                return ["  accuracy: with as few equations as this the expected error diverges (it needs more output "
+                        "samples than unknowns + 1); record more"]
+            return ["  accuracy: the kernel is not determined, so its error is unbounded"]
+        spread = f"{err.min():.3g}" if np.ptp(err) == 0 else f"{err.min():.3g}-{err.max():.3g}"
+        how = "expected" if self.source == "data" else "expected for a unit-variance white-noise input"
+        line = f"  accuracy: {how} coefficient error (root-sum-square) per unit noise std in y: {spread} per output channel"
+        out = [line]
+        if self.expected_error is not None:
+            e = self.expected_error
+            out.append(
+                f"  with noise_level={np.array2string(self.noise_level, precision=3) if np.ptp(self.noise_level) else f'{self.noise_level[0]:.3g}'}: "
+                f"expected coefficient error {e.min():.3g}" + ("" if np.ptp(e) == 0 else f"-{e.max():.3g}")
+            )
+        return out
 
     def warn(self, stacklevel: int = 2) -> None:
         """Issue :class:`UnderdeterminedWarning` or :class:`IllConditionedWarning` when they apply."""
@@ -178,6 +481,11 @@ class DeterminacyReport:
         return text + " The returned kernel is the minimum-norm one that fits the data."
 
 
+# ----------------------------------------------------------------------------------------------
+# analyze
+# ----------------------------------------------------------------------------------------------
+
+
 def analyze(
     x: ArrayLike,
     y: ArrayLike | None,
@@ -191,6 +499,7 @@ def analyze(
     layout: Layout = "nwc",
     flip: bool = False,
     out_channels: int | None = None,
+    noise_level: float | ArrayLike | None = None,
     warn: bool = True,
 ) -> DeterminacyReport:
     """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
@@ -204,19 +513,33 @@ def analyze(
         The configuration, as in :func:`conv1d`.
     out_channels : int, optional
         Number of output channels when ``y`` is None (default: ``groups``).
+    noise_level : float or array_like of shape (out_channels,), optional
+        Standard deviation of white noise in ``y``; the report then gives ``expected_error``.
     warn : bool
         Issue :class:`UnderdeterminedWarning` / :class:`IllConditionedWarning` when they apply.
 
     Returns
     -------
     DeterminacyReport
+        Counts, rank, condition number, expected error per unit noise, the orders of excitation, the invisible
+        kernel directions (``null_space``) and their causes in plain words with what extra data would fix them.
+
+    See Also
+    --------
+    plan : the same report from shapes alone, before recording any data.
 
     Notes
     -----
     Each output channel is a separate linear system ``A w = y_o`` whose design ``A`` has one row per
     output sample and ``kernel_size * in_channels // groups (+1 for the bias)`` columns.  The rank and
     singular values come from an SVD of ``A`` when it is small, otherwise from the eigenvalues of
-    ``A^T A`` (then singular values below ``sqrt(eps)`` times the largest are treated as zero).
+    ``A^T A`` (then singular values below ``4 sqrt(P * eps)`` times the largest are treated as zero), so a long
+    record costs one pass to build ``A^T A`` and an eigendecomposition of a ``P x P`` matrix.
+
+    The expected error for white noise of standard deviation ``sigma`` is ``sigma * sqrt(trace((A^T A)^-1))``
+    (root-sum-square over the channel's coefficients).  The order of excitation of a channel is the rank of
+    the design's columns that belong to its taps (capped at ``kernel_size``): a signal made of ``m``
+    distinct sinusoids excites ``2 m`` directions, a constant one, broadband noise all of them.
 
     Examples
     --------
@@ -224,107 +547,295 @@ def analyze(
     >>> rep = kr.analyze([0.0, 3.0, 4.0, 5.0], [[6.0, 12.0], [11.0, 25.0], [14.0, 32.0]], 2)
     >>> rep.status, rep.equations.tolist(), rep.unknowns.tolist()
     ('overdetermined', [3, 3], [2, 2])
+    >>> import numpy as np
+    >>> rep = kr.analyze(np.sin(0.3 * np.arange(100)), None, 4, warn=False)
+    >>> rep.rank.tolist(), rep.excitation_order.tolist(), rep.cause_codes
+    ([2], [2], ('few_frequencies',))
     """
     problem = build_problem(
         x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
         layout=layout, flip=flip, out_channels=out_channels,
     )
-    report = report_for(problem)
+    report = report_for(problem, noise_level=noise_level)
     if warn:
         report.warn(stacklevel=2)
     return report
 
 
-def report_for(problem: CanonicalProblem) -> DeterminacyReport:
+def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyReport:
     """The :class:`DeterminacyReport` of a canonical problem."""
     cfg = problem.config
     n_out = cfg.out_channels
+    noise = _noise_array(noise_level, n_out)
     equations = np.full(n_out, problem.n_equations, dtype=np.int64)
     unknowns = np.full(n_out, cfg.unknowns_per_output, dtype=np.int64)
     rank = np.zeros(n_out, dtype=np.int64)
     cond = np.zeros(n_out)
     gain = np.zeros(n_out)
+    coef_gain = np.zeros(cfg.kernel_shape)
+    bias_gain = np.zeros(n_out) if cfg.use_bias else None
+    excitation = np.zeros(cfg.in_channels, dtype=np.int64)
+    joint = np.zeros(cfg.groups, dtype=np.int64)
     statuses = [""] * n_out
-    svals, nulls, null_bias = [], [], []
+    svals, nulls, null_bias, tols = [], [], [], []
     exact = True
+    geometry = untouched_taps(cfg, problem.lengths)
+    diagnosis: list[tuple[str, str, str]] = []
+    excitation[:] = cfg.kernel_size
+    joint[:] = cfg.kernel_size
     for block in problem.blocks:
+        grp = int(block.out_channels[0]) // cfg.out_per_group
+        n_eq = block.n_equations
         spec = block_spectrum(block, cfg.use_bias)
         exact &= spec.exact
         r = spec.rank
         s = spec.singular_values
         p = len(s)
         svals.append(s)
+        tols.append(float(spec.tolerance))
         null_vecs = spec.right_vectors[:, r:].T
         mapped = [problem.free_to_kernel(v) for v in null_vecs]
         nulls.append(np.array([k for k, _ in mapped]).reshape(len(mapped), cfg.kernel_size, cfg.in_per_group))
         null_bias.append(np.array([b for _, b in mapped]))
-        if problem.n_equations < p:
+        if n_eq < p:
             st = "underdetermined"
         elif r < p:
             st = "rank_deficient"
-        elif problem.n_equations == p:
+        elif n_eq == p:
             st = "determined"
         else:
             st = "overdetermined"
         oc = block.out_channels
+        equations[oc] = n_eq
         rank[oc] = r
         cond[oc] = s[0] / s[-1] if r == p and p else np.inf
         gain[oc] = np.sqrt(np.sum(1.0 / s**2)) if r == p and p else np.inf
         for o in oc:
             statuses[o] = st
+        # per-coefficient spread: finite only for coefficients with no component in the null space
+        v_range, v_null = spec.right_vectors[:, :r], spec.right_vectors[:, r:]
+        var = np.einsum("ij,j->i", v_range**2, 1.0 / s[:r] ** 2)
+        var[np.sqrt(np.sum(v_null**2, axis=1)) > 1e-8] = np.inf
+        k_var, b_var = problem.free_to_kernel(np.where(np.isfinite(var), var, -1.0))
+        k_sd = np.where(k_var < 0, np.inf, np.sqrt(np.abs(k_var)))
+        coef_gain[:, :, oc] = k_sd[:, :, None]
+        if bias_gain is not None:
+            bias_gain[oc] = np.inf if b_var < 0 else np.sqrt(b_var)
+        cols = tap_columns(problem, block)
+        ranks_c = [spec.column_rank(cols[:, c]) for c in range(cfg.in_per_group)]
+        chans = slice(grp * cfg.in_per_group, (grp + 1) * cfg.in_per_group)
+        excitation[chans] = np.minimum(excitation[chans], ranks_c)
+        joint[grp] = min(joint[grp], _joint_order(spec, cols))
+        if r < p:
+            diagnosis += _diagnose(problem, grp, block, spec, cols, ranks_c, geometry)
     order = ("underdetermined", "rank_deficient", "determined", "overdetermined")
     status = next(s for s in order if s in statuses)
-    causes = _causes(problem, rank) if status in ("underdetermined", "rank_deficient") else ()
-    advice = _advice(problem, status, int(equations[0]), int(unknowns[0]), causes)
+    # deduplicate, keeping order (groups may repeat a cause)
+    seen, codes, causes, advice = set(), [], [], []
+    for code, cause, adv in diagnosis:
+        if cause not in seen:
+            seen.add(cause)
+            codes.append(code)
+            causes.append(cause)
+            if adv and adv not in advice:
+                advice.append(adv)
+    if status in ("underdetermined", "rank_deficient"):
+        advice.append(
+            "the null_space attribute lists the directions the data cannot see; until more data come, recover_kernel "
+            "returns the minimum-norm kernel (ridge>0 regularizes it)."
+        )
+    min_length, min_sequences = data_needed(cfg, problem.lengths)
     return DeterminacyReport(
         config=cfg, equations=equations, unknowns=unknowns, rank=rank, condition_number=cond, status=status,
         channel_status=tuple(statuses), error_per_unit_noise=gain, singular_values=svals, null_space=nulls,
         null_space_bias=null_bias if cfg.use_bias else None, causes=tuple(causes), advice=tuple(advice),
-        exact_rank=exact,
+        exact_rank=exact, cause_codes=tuple(codes), excitation_order=excitation, joint_excitation_order=joint,
+        kernel_error_per_unit_noise=coef_gain, bias_error_per_unit_noise=bias_gain, noise_level=noise,
+        expected_error=None if noise is None else noise * gain, untouched_taps=tuple(_user_taps(cfg, np.flatnonzero(geometry))),
+        min_length=min_length, min_sequences=min_sequences, lengths=tuple(problem.lengths), rank_tolerance=tuple(tols),
+        source="data",
     )
 
 
-def _causes(problem: CanonicalProblem, rank: np.ndarray) -> list[str]:
-    """Plain-words reasons for a rank deficiency, read off the input channels of each group."""
+def _joint_order(spec: BlockSpectrum, cols: np.ndarray) -> int:
+    """Largest n such that the first n taps of every channel together have full column rank (binary search)."""
+    k, cin = cols.shape
+
+    def full(n: int) -> bool:
+        return spec.column_rank(cols[:n].ravel()) == n * cin
+
+    lo, hi = 0, k  # full(lo) holds; find the largest
+    if full(hi):
+        return k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if full(mid) else (lo, mid)
+    return lo
+
+
+def _frequencies(spec: BlockSpectrum, cols: np.ndarray, order: int, dilation: int) -> list[float]:
+    """Frequencies (radians per sample) of a channel that excites ``order`` < kernel_size directions.
+
+    The first ``order + 1`` taps then have one null direction: the coefficients of the polynomial that
+    annihilates the signal, whose roots on the unit circle are ``exp(+-i omega)`` of its frequencies.
+    """
+    sub = spec.coordinates[:, cols[: order + 1]]
+    if np.any(cols[: order + 1] < 0):
+        return []
+    _, s, vt = np.linalg.svd(sub)
+    roots = np.roots(vt[-1][::-1])
+    on_circle = roots[np.abs(np.abs(roots) - 1) < 1e-4]
+    if len(on_circle) != order:
+        return []
+    return sorted({round(float(abs(np.angle(z))) / dilation, 4) for z in on_circle})
+
+
+def _needed_text(config: ConvConfig, lengths: Sequence[int]) -> str:
+    min_length, min_sequences = data_needed(config, lengths)
+    if len(lengths) > 1:
+        text = f"{len(lengths)} sequences of at least {min_length} samples each"
+    else:
+        text = f"a record of at least {min_length} samples"
+    if min_sequences is not None and min_sequences > 1:
+        text += f", or {min_sequences} sequences of {max(lengths)} samples"
+    return text
+
+
+def shape_causes(config: ConvConfig, lengths: Sequence[int], n_eq: int, geometry: np.ndarray) -> list[tuple[str, str, str]]:
+    """The causes that the shapes alone decide (too short a record, taps left untouched): ``(code, cause, advice)``."""
+    p = config.unknowns_per_output
+    out = []
+    if n_eq < p:
+        out.append((
+            "too_short",
+            f"too short a record: {n_eq} output samples per channel for {p} unknowns.",
+            f"give {_needed_text(config, lengths)}, or reduce kernel_size.",
+        ))
+    if geometry.any():
+        taps = _user_taps(config, np.flatnonzero(geometry))
+        out.append((
+            "untouched_taps",
+            f"zero padding and stride leave tap(s) {taps} untouched: with padding={config.padding!r}, "
+            f"stride={config.stride}, dilation={config.dilation} and sequences of {max(lengths)} samples these taps "
+            "only ever meet padding zeros, so their coefficients have no effect on y.",
+            f"use {_needed_text(config, lengths)}, less padding, or a smaller kernel_size.",
+        ))
+    return out
+
+
+def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[str, str, str]]:
+    """Plain-words reasons for one group's rank deficiency: ``(code, cause, advice)``."""
     cfg = problem.config
-    causes = []
-    if problem.n_equations < cfg.unknowns_per_output:
-        causes.append(
-            f"too short a record: {problem.n_equations} output samples per channel for {cfg.unknowns_per_output} unknowns."
-        )
-    cin = cfg.in_per_group
-    for grp, block in enumerate(problem.blocks):
-        data = np.concatenate(block.xs)
-        # canonical channel q*cin + c carries polyphase component q of user channel c
-        for c in range(cin):
-            cols = data[:, c::cin]
-            user_c = grp * cin + c
-            if not np.any(cols):
-                causes.append(f"input channel {user_c} is zero: its taps have no effect on y.")
-            elif np.ptp(cols) == 0:
-                what = "with each other and with the bias" if cfg.use_bias else "with each other"
-                causes.append(f"input channel {user_c} is constant: its taps are confounded {what} (only their sum is seen).")
-        for c in range(cin):
-            for c2 in range(c + 1, cin):
-                a, b = data[:, c::cin].ravel(), data[:, c2::cin].ravel()
-                if np.any(a) and np.any(b) and abs(np.dot(a, b)) >= (1 - 1e-12) * np.linalg.norm(a) * np.linalg.norm(b):
-                    causes.append(
-                        f"input channels {grp * cin + c} and {grp * cin + c2} are proportional: only a combination of "
-                        "their taps is seen."
-                    )
-    return causes
+    cin, k = cfg.in_per_group, cfg.kernel_size
+    n_eq = block.n_equations
+    p = n_columns(block, cfg.use_bias)
+    out = shape_causes(cfg, problem.lengths, n_eq, geometry)
+    coords = spec.coordinates
+    norms = np.linalg.norm(coords, axis=0)
+    data = None
 
+    def channel_data():
+        nonlocal data
+        if data is None:
+            data = np.concatenate(block.xs)
+        return data
 
-def _advice(problem, status, eq, unk, causes) -> list[str]:
-    if status == "underdetermined":
-        return [
-            f"record at least {unk - eq} more output sample(s) per channel (longer or more sequences), reduce "
-            "kernel_size, or accept the minimum-norm answer (ridge>0 regularizes it)."
-        ]
-    if status == "rank_deficient":
-        return [
-            "excite every kernel direction: use a broadband input (white noise, a chirp) on every channel, drop "
-            "duplicate or constant channels, or regularize (ridge>0); the null_space attribute lists the directions "
-            "the data cannot see."
-        ]
-    return []
+    live = ~geometry
+    constant = np.zeros(cin, dtype=bool)
+    dead = np.zeros(cin, dtype=bool)
+    for c in range(cin):
+        user_c = grp * cin + c
+        zero_taps = live & (norms[cols[:, c]] <= spec.tolerance)
+        if live.any() and zero_taps[live].all():
+            dead[c] = True
+            out.append((
+                "zero_channel",
+                f"input channel {user_c} is zero: its taps have no effect on y.",
+                f"drive input channel {user_c} with a nonzero, broadband signal, or leave it out of the model.",
+            ))
+            continue
+        if zero_taps.any():
+            out.append((
+                "zero_taps",
+                f"input channel {user_c} is zero at every sample that tap(s) {_user_taps(cfg, np.flatnonzero(zero_taps))}"
+                " read: those coefficients have no effect on y.",
+                f"record input channel {user_c} where it is nonzero at the samples those taps read (a longer record).",
+            ))
+        cols_data = channel_data()[:, c::cin]
+        if np.ptp(cols_data) == 0:
+            constant[c] = True
+            bias = " and with the bias" if cfg.use_bias else ""
+            out.append((
+                "constant_channel",
+                f"input channel {user_c} is constant: its taps are confounded with each other{bias} "
+                "(only their sum is seen); a constant excites 1 direction.",
+                f"make input channel {user_c} vary (a broadband signal such as white noise or a chirp).",
+            ))
+            continue
+        live_taps = int((live & ~zero_taps).sum())
+        if ranks_c[c] < min(live_taps, n_eq):
+            freqs = _frequencies(spec, cols[:, c], ranks_c[c], cfg.dilation) if not geometry.any() else []
+            seen = f" (its frequencies: {', '.join(map(str, freqs))} rad/sample)" if freqs else ""
+            out.append((
+                "few_frequencies",
+                f"input channel {user_c} has too few distinct frequencies: it excites only {ranks_c[c]} of its {k} tap "
+                f"directions (order of persistent excitation {ranks_c[c]} < kernel_size={k}){seen}; a sinusoid "
+                "excites only 2 directions, a constant 1.",
+                f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
+                f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
+            ))
+    # relations between channels
+    explained = set()
+    for c in range(cin):
+        for c2 in range(c + 1, cin):
+            if dead[c] or dead[c2]:
+                continue
+            a, b = channel_data()[:, c::cin].ravel(), channel_data()[:, c2::cin].ravel()
+            na, nb = np.linalg.norm(a), np.linalg.norm(b)
+            dot = float(np.dot(a, b))
+            if abs(dot) >= (1 - 1e-12) * na * nb:
+                ratio = dot / na**2
+                u, v = grp * cin + c, grp * cin + c2
+                explained.add(c2)
+                if abs(ratio - 1) < 1e-12:
+                    code, what = "identical_channels", f"input channels {u} and {v} are identical"
+                    seen = f"only the sum of their kernels (w{u} + w{v}) is seen"
+                else:
+                    code, what = "proportional_channels", f"input channels {u} and {v} are proportional (channel {v} = {ratio:.4g} x channel {u})"
+                    seen = f"only w{u} + {ratio:.4g} w{v} is seen"
+                out.append((code, f"{what}: {seen}, not each kernel.",
+                            f"record input channels {u} and {v} with independent signals."))
+    kernel_cols = cols.ravel()
+    joint = spec.column_rank(kernel_cols)
+    cap = min(n_eq, int(sum(ranks_c)))
+    if joint < cap:
+        related, previous = [], []
+        for c in range(cin):
+            before = spec.column_rank(cols[:, previous].ravel()) if previous else 0
+            after = spec.column_rank(cols[:, previous + [c]].ravel())
+            if after < min(n_eq, before + ranks_c[c]) and c not in explained:
+                related.append(grp * cin + c)
+            previous.append(c)
+        if related:
+            names = ", ".join(map(str, related))
+            out.append((
+                "related_channels",
+                f"input channel(s) {names} are linearly related to the other channels within kernel_size={k} taps "
+                "(a delayed, filtered, scaled or summed copy): only combinations of their kernels are seen.",
+                "record the input channels with independent signals (or leave out the redundant channel).",
+            ))
+    if cfg.use_bias and not constant.any() and spec.rank < min(n_eq, joint + 1):
+        out.append((
+            "bias_confounded",
+            "the bias is confounded with the taps: some combination of the inputs is constant (e.g. channels that "
+            "sum to a constant, or a channel constant on every stride phase).",
+            "use inputs with no constant combination, or set use_bias=False.",
+        ))
+    if not out:
+        out.append((
+            "unexcited",
+            f"the input does not excite every kernel direction: the design has rank {spec.rank} for {p} unknowns.",
+            "use a broadband input (white noise, a chirp) on every channel.",
+        ))
+    return out
+

@@ -1,0 +1,193 @@
+"""Planning an experiment from shapes alone: ``plan()`` gives the report :func:`analyze` would give on white noise."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .determinacy import (
+    DeterminacyReport,
+    UnderdeterminedWarning,
+    _noise_array,
+    _user_taps,
+    data_needed,
+    shape_causes,
+    untouched_taps,
+)
+from .problem import ConvConfig, Padding, check_positive_int
+
+
+def _lengths(lengths, batch) -> tuple[int, ...]:
+    if isinstance(lengths, numbers.Integral) and not isinstance(lengths, (bool, np.bool_)):
+        n = 1 if batch is None else check_positive_int(batch, "batch")
+        return (check_positive_int(lengths, "lengths"),) * n
+    if isinstance(lengths, (Sequence, np.ndarray)) and len(lengths) and not isinstance(lengths, str):
+        out = tuple(check_positive_int(v, "lengths") for v in lengths)
+        if batch is not None and check_positive_int(batch, "batch") != len(out):
+            raise ValueError(f"`batch` (={batch}) must equal the number of `lengths` given ({len(out)}), or be None.")
+        return out
+    raise TypeError(f"`lengths` must be a positive int or a non-empty sequence of them, got {lengths!r}.")
+
+
+def plan(
+    kernel_size: int,
+    *,
+    lengths: int | Sequence[int],
+    in_channels: int = 1,
+    out_channels: int | None = None,
+    batch: int | None = None,
+    stride: int = 1,
+    padding: Padding = "valid",
+    dilation: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    flip: bool = False,
+    noise_level: float | Sequence[float] | None = None,
+    input_std: float = 1.0,
+    warn: bool = False,
+) -> DeterminacyReport:
+    """Analyze an experiment before recording it: counts, rank, expected accuracy and the data needed.
+
+    Parameters
+    ----------
+    kernel_size : int
+        Number of taps.
+    lengths : int or sequence of int
+        Input length of each sequence; an int with ``batch`` means ``batch`` sequences of that length.
+    in_channels, out_channels : int
+        Channels of ``x`` and ``y`` (``out_channels`` defaults to ``groups``).
+    batch : int, optional
+        Number of sequences when ``lengths`` is an int (default 1).
+    stride, padding, dilation, groups, use_bias, flip
+        The configuration, as in :func:`conv1d`.
+    noise_level : float or sequence of float, optional
+        Standard deviation of white noise in ``y``; the report then gives ``expected_error``.
+    input_std : float
+        Standard deviation of the planned zero-mean white-noise input (default 1).
+    warn : bool
+        Issue :class:`UnderdeterminedWarning` when the plan cannot determine the kernel.
+
+    Returns
+    -------
+    DeterminacyReport
+        With ``source="plan"``: the same counts, rank and status that :func:`analyze` gives on a white-noise
+        input of these shapes, the expected accuracy, ``min_length`` / ``min_sequences``, the taps that padding
+        and stride leave untouched (and their null directions), but no singular values or excitation orders
+        (they need data).
+
+    Notes
+    -----
+    Equations per output channel are ``sum_i output_length(L_i)`` and unknowns ``kernel_size * in_channels //
+    groups (+1)``.  A white-noise input excites every tap that reads at least one sample, so the rank is
+    ``min(equations, reached coefficients)``.  For Gaussian white noise of standard deviation ``s`` the rows of
+    the design are (nearly) independent with covariance ``diag(s^2, ..., s^2, 1)``, so ``E[(A^T A)^-1] =
+    diag(1/s^2, ..., 1) / (n - P - 1)`` (the inverse Wishart mean) and the expected error per unit noise is
+    ``sqrt((P_taps / s^2 + bias) / (n - P - 1))``; the expected condition number is the Marchenko-Pastur ratio
+    ``(1 + sqrt(P / n)) / (1 - sqrt(P / n))``.
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> rep = kr.plan(8, lengths=20, in_channels=2, use_bias=True)
+    >>> rep.status, rep.equations.tolist(), rep.unknowns.tolist(), rep.min_length
+    ('underdetermined', [13], [17], 24)
+    >>> kr.plan(8, lengths=1000, noise_level=0.1).expected_error.round(4).tolist()
+    [0.009]
+    """
+    n_seq = _lengths(lengths, batch)
+    if isinstance(input_std, (bool, np.bool_)) or not isinstance(input_std, numbers.Real) \
+            or not np.isfinite(input_std) or input_std <= 0:
+        raise ValueError(f"`input_std` must be a finite number > 0, got {input_std!r}.")
+    in_channels = check_positive_int(in_channels, "in_channels")
+    out_channels = check_positive_int(groups, "groups") if out_channels is None else check_positive_int(
+        out_channels, "out_channels"
+    )
+    cfg = ConvConfig.create(
+        kernel_size, in_channels, out_channels, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        use_bias=use_bias, flip=flip,
+    )
+    n_out = cfg.out_channels
+    noise = _noise_array(noise_level, n_out)
+    out_lengths = [cfg.output_length(n) for n in n_seq]
+    for i, (n, m) in enumerate(zip(n_seq, out_lengths)):
+        if m < 1:
+            min_length, _ = data_needed(cfg, [1])
+            where = "" if len(n_seq) == 1 else f" (sequence {i})"
+            raise ValueError(
+                f"`lengths`{where} gives {n} samples, too short for kernel_size={cfg.kernel_size}, dilation="
+                f"{cfg.dilation} with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
+            )
+    n_eq = int(sum(out_lengths))
+    p = cfg.unknowns_per_output
+    cin = cfg.in_per_group
+    geometry = untouched_taps(cfg, n_seq)
+    reached = (cfg.kernel_size - int(geometry.sum())) * cin + int(cfg.use_bias)
+    r = min(n_eq, reached)
+    if n_eq < p:
+        status = "underdetermined"
+    elif r < p:
+        status = "rank_deficient"
+    elif n_eq == p:
+        status = "determined"
+    else:
+        status = "overdetermined"
+    spare = n_eq - p - 1
+    var_tap = 1.0 / input_std**2 / spare if r == p and spare > 0 else np.inf
+    var_bias = 1.0 / spare if r == p and spare > 0 else np.inf
+    gain = np.sqrt(cfg.kernel_size * cin * var_tap + (var_bias if cfg.use_bias else 0.0))
+    if r == p and n_eq > p:
+        ratio = np.sqrt(p / n_eq)
+        cond = (1 + ratio) / (1 - ratio)
+        if cfg.use_bias:
+            cond *= max(input_std, 1.0) / min(input_std, 1.0)
+    else:
+        cond = np.inf if r < p else np.nan
+    kernel_gain = np.full(cfg.kernel_shape, np.sqrt(var_tap))
+    user_untouched = _user_taps(cfg, np.flatnonzero(geometry))
+    kernel_gain[user_untouched] = np.inf
+    null = []
+    for k in user_untouched:
+        for c in range(cin):
+            v = np.zeros((cfg.kernel_size, cin))
+            v[k, c] = 1.0
+            null.append(v)
+    null_arr = np.array(null).reshape(len(null), cfg.kernel_size, cin)
+    diagnosis = shape_causes(cfg, n_seq, n_eq, geometry)
+    min_length, min_sequences = data_needed(cfg, n_seq)
+    report = DeterminacyReport(
+        config=cfg,
+        equations=np.full(n_out, n_eq, dtype=np.int64),
+        unknowns=np.full(n_out, p, dtype=np.int64),
+        rank=np.full(n_out, r, dtype=np.int64),
+        condition_number=np.full(n_out, cond),
+        status=status,
+        channel_status=(status,) * n_out,
+        error_per_unit_noise=np.full(n_out, gain),
+        singular_values=[np.zeros(0) for _ in range(cfg.groups)],
+        null_space=[null_arr.copy() for _ in range(cfg.groups)],
+        null_space_bias=[np.zeros(len(null)) for _ in range(cfg.groups)] if cfg.use_bias else None,
+        causes=tuple(c for _, c, _ in diagnosis),
+        advice=tuple(a for _, _, a in diagnosis),
+        exact_rank=False,
+        cause_codes=tuple(code for code, _, _ in diagnosis),
+        kernel_error_per_unit_noise=kernel_gain,
+        bias_error_per_unit_noise=np.full(n_out, np.sqrt(var_bias)) if cfg.use_bias else None,
+        noise_level=noise,
+        expected_error=None if noise is None else noise * gain,
+        untouched_taps=tuple(user_untouched),
+        min_length=min_length,
+        min_sequences=min_sequences,
+        lengths=n_seq,
+        source="plan",
+    )
+    if warn and not report.ok:
+        warnings.warn(
+            f"the planned experiment does not determine the kernel: {' '.join(report.causes)} "
+            f"{' '.join(report.advice)}",
+            UnderdeterminedWarning,
+            stacklevel=2,
+        )
+    return report

@@ -1,0 +1,428 @@
+"""Choosing ``kernel_size``: information criteria, cross-validation, and the check that warns when it is too small."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike
+
+from .determinacy import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
+from .problem import CanonicalProblem, ConvConfig, as_sequences, build_problem, check_layout, check_padding
+from .statistics import design_rows, n_columns
+
+CRITERIA = ("aic", "bic", "cv")
+#: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).
+EXACT_FIT = 1e-20
+
+
+@dataclass(frozen=True, eq=False)
+class KernelSizeSelection:
+    """The outcome of :func:`select_kernel_size`.
+
+    Attributes
+    ----------
+    kernel_size : int
+        The chosen size (the candidate with the lowest score).
+    criterion : str
+        "aic", "bic" or "cv".
+    candidates : tuple of int
+        The sizes compared, ascending.
+    scores : ndarray of float
+        The criterion for each candidate (lower is better); ``inf`` for a candidate that cannot be fitted (more
+        unknowns than equations, or longer than ``y``'s length allows with ``padding="valid"``).
+    rss : ndarray of float
+        Residual sum of squares of each candidate's fit on all the data (``nan`` where not fitted).
+    n_params : ndarray of int
+        Coefficients of each candidate (taps of every output channel, plus the biases).
+    n_samples : int
+        Residuals the criteria count (output samples times output channels).
+    status : tuple of str
+        The determinacy status of each candidate's fit.
+    result : KernelResult
+        The fit at the chosen size.
+    notes : tuple of str
+        How the candidates were made comparable (e.g. how ``x`` was trimmed for ``padding="valid"``).
+    """
+
+    kernel_size: int
+    criterion: str
+    candidates: tuple[int, ...]
+    scores: np.ndarray
+    rss: np.ndarray
+    n_params: np.ndarray
+    n_samples: int
+    status: tuple[str, ...]
+    result: object = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable summary."""
+        return {
+            "kernel_size": self.kernel_size,
+            "criterion": self.criterion,
+            "candidates": list(self.candidates),
+            "scores": [float(s) for s in self.scores],
+            "rss": [float(r) for r in self.rss],
+            "n_params": [int(k) for k in self.n_params],
+            "n_samples": self.n_samples,
+            "status": list(self.status),
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        name = {"aic": "AIC", "bic": "BIC", "cv": "CV mean squared error"}[self.criterion]
+        lines = [f"kernel_size selected by {name}: {self.kernel_size}", f"  {'size':>5} {'params':>7} {'rss':>11} {'score':>13}"]
+        for k, p, r, s, st in zip(self.candidates, self.n_params, self.rss, self.scores, self.status):
+            mark = "  <-" if k == self.kernel_size else ""
+            extra = "" if st in ("overdetermined", "determined") else f"  ({st})"
+            lines.append(f"  {k:>5} {p:>7} {r:>11.4g} {s:>13.6g}{mark}{extra}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _check_candidates(candidates) -> tuple[int, ...]:
+    if isinstance(candidates, numbers.Integral) and not isinstance(candidates, (bool, np.bool_)):
+        candidates = range(1, int(candidates) + 1)
+    try:
+        values = list(candidates)
+    except TypeError:
+        raise TypeError(f"`candidates` must be a sequence of kernel sizes, got {candidates!r}.") from None
+    if not values:
+        raise ValueError("`candidates` is empty: give at least one kernel size.")
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"`candidates` must be positive integers, got {candidates!r}.")
+    return tuple(sorted({int(v) for v in values}))
+
+
+def select_kernel_size(
+    x: ArrayLike,
+    y: ArrayLike,
+    candidates: Sequence[int] | int,
+    *,
+    criterion: Literal["aic", "bic", "cv"] = "aic",
+    folds: int = 5,
+    method: str | Callable = "lstsq",
+    stride: int = 1,
+    padding="valid",
+    dilation: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    layout: str = "nwc",
+    flip: bool = False,
+    **options,
+) -> KernelSizeSelection:
+    """Choose ``kernel_size`` among ``candidates`` by an information criterion or cross-validation.
+
+    Parameters
+    ----------
+    x, y : array_like
+        Inputs and outputs, as in :func:`recover_kernel`.
+    candidates : sequence of int, or int
+        Kernel sizes to compare; an int ``n`` means ``1, ..., n``.
+    criterion : {"aic", "bic", "cv"}
+        ``"aic"``: ``n log(RSS / n) + 2 k``; ``"bic"``: ``n log(RSS / n) + k log n`` (``n`` residuals, ``k``
+        coefficients); ``"cv"``: the mean squared prediction error over ``folds`` contiguous blocks of output
+        samples, each predicted from a least-squares fit to the others.
+    folds : int
+        Number of blocks for ``criterion="cv"`` (at least 2).
+    method, **options
+        The method (and its options) used to fit each candidate, as in :func:`recover_kernel`; the
+        cross-validation fits are exact least squares.
+    stride, padding, dilation, groups, use_bias, layout, flip
+        The configuration, as in :func:`conv1d`.
+
+    Returns
+    -------
+    KernelSizeSelection
+        ``kernel_size``, the ``scores`` of every candidate, their ``rss`` and ``n_params``, and ``result``,
+        the :class:`KernelResult` at the chosen size.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad candidates, criterion or folds, or data that fit no candidate.
+
+    Notes
+    -----
+    All candidates are scored on the same output samples.  With ``padding="same"`` or ``"causal"`` the output
+    length does not depend on ``kernel_size``.  With ``"valid"``, ``"full"`` or explicit padding, ``y``'s length
+    fixes the receptive field: ``x`` is zero-padded as the configuration says, then each candidate reads the
+    first ``(M - 1) * stride + (K - 1) * dilation + 1`` samples (the last ones with ``flip=True``), i.e. a
+    shorter kernel is the longer one with its trailing taps zero; a candidate longer than ``y`` allows scores
+    ``inf``.  A residual that is exact to 1e-10 (relative) counts as exact, so on noiseless data the smallest
+    exact candidate wins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kernel_recovery as kr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(400)
+    >>> y = kr.conv1d(x, [0.5, -1.0, 0.25], padding="causal") + 0.01 * rng.standard_normal(400)
+    >>> sel = kr.select_kernel_size(x, y, [1, 2, 3, 4, 5, 6], padding="causal")
+    >>> sel.kernel_size, sel.scores.argmin()
+    (3, np.int64(2))
+    """
+    from .api import recover_kernel
+
+    cands = _check_candidates(candidates)
+    if not isinstance(criterion, str) or criterion.lower() not in CRITERIA:
+        raise ValueError(f"`criterion` must be 'aic', 'bic' or 'cv', got {criterion!r}.")
+    criterion = criterion.lower()
+    if isinstance(folds, (bool, np.bool_)) or not isinstance(folds, numbers.Integral) or folds < 2:
+        raise ValueError(f"`folds` must be an integer >= 2, got {folds!r}.")
+    layout = check_layout(layout)
+    pad = check_padding(padding)
+    xb = as_sequences(x, "x", layout)
+    yb = as_sequences(y, "y", layout)
+    if len(xb.arrays) != len(yb.arrays):
+        raise ValueError(
+            f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
+        )
+    base = dict(stride=stride, dilation=dilation, groups=groups, use_bias=use_bias, flip=flip)
+    ys = list(yb.arrays)
+    notes: list[str] = []
+    if pad in ("same", "causal"):
+        xs_for = {k: (list(xb.arrays), pad) for k in cands}
+    else:
+        xs_for = _trimmed_inputs(xb.arrays, ys, cands, pad, base, notes)
+    yty = sum(float(np.sum(v**2)) for v in ys)
+    n_samples = sum(v.size for v in ys)
+    scores, rss, n_params, status, results = [], [], [], [], {}
+    for k in cands:
+        cfg_in = xs_for.get(k)
+        if cfg_in is None:
+            scores.append(np.inf)
+            rss.append(np.nan)
+            n_params.append(_n_params(k, xb.channels, ys[0].shape[1], groups, use_bias))
+            status.append("too long for y")
+            continue
+        xs_k, pad_k = cfg_in
+        with warnings.catch_warnings():
+            for category in (UnderdeterminedWarning, IllConditionedWarning, KernelSizeWarning):
+                warnings.simplefilter("ignore", category)
+            res = recover_kernel(xs_k, ys, k, method=method, padding=pad_k, **base, **options)
+        results[k] = (xs_k, pad_k)
+        r = res.residual_rms**2 * n_samples
+        kp = res.kernel.size + (res.bias.size if res.bias is not None else 0)
+        rss.append(r)
+        n_params.append(kp)
+        status.append(res.report.status)
+        if not res.report.ok or kp >= n_samples:
+            scores.append(np.inf)
+            continue
+        if criterion == "cv":
+            problem = build_problem(xs_k, ys, k, padding=pad_k, **base)
+            scores.append(_cv_score(problem, folds))
+        else:
+            r_eff = max(r, EXACT_FIT * yty, np.finfo(float).tiny)
+            penalty = 2.0 * kp if criterion == "aic" else kp * np.log(n_samples)
+            scores.append(n_samples * np.log(r_eff / n_samples) + penalty)
+    scores_arr = np.array(scores, dtype=float)
+    if not np.isfinite(scores_arr).any():
+        raise ValueError(
+            f"no candidate in {list(cands)} can be fitted to these data (each has more unknowns than equations or "
+            "does not fit y's length); give smaller candidates or more data."
+        )
+    best = cands[int(np.argmin(scores_arr))]
+    xs_best, pad_best = results[best]
+    result = recover_kernel(xs_best, ys, best, method=method, padding=pad_best, **base, **options)
+    return KernelSizeSelection(
+        kernel_size=best, criterion=criterion, candidates=cands, scores=scores_arr, rss=np.array(rss, dtype=float),
+        n_params=np.array(n_params, dtype=np.int64), n_samples=int(n_samples), status=tuple(status), result=result,
+        notes=tuple(notes),
+    )
+
+
+def _n_params(k: int, cin: int, cout: int, groups: int, use_bias: bool) -> int:
+    return k * (cin // max(groups, 1)) * cout + (cout if use_bias else 0)
+
+
+def _trimmed_inputs(xs, ys, cands, pad, base, notes) -> dict:
+    """For length-changing padding: zero-pad ``x`` as ``y``'s length implies, then trim it per candidate."""
+    s, d = base["stride"], base["dilation"]
+    cin, cout = xs[0].shape[1], ys[0].shape[1]
+    out: dict = {}
+    padded = []
+    for x, y in zip(xs, ys):
+        m = len(y)
+        if pad == "full":
+            # 'full' pads depend on the true span: take the largest kernel consistent with y's length
+            fits = [
+                k for k in range(1, len(x) + (m + 1) * s + 1)
+                if ConvConfig.create(k, cin, cout, stride=s, padding="full", dilation=d).output_length(len(x)) == m
+            ]
+            if not fits:
+                raise ValueError(f"`y` has {m} samples, which no kernel_size gives with padding='full' for {len(x)} samples.")
+            left, right = ConvConfig.create(max(fits), cin, cout, padding="full", dilation=d).pads(len(x))
+        else:
+            left, right = (0, 0) if pad == "valid" else pad
+        padded.append(np.concatenate([np.zeros((left, cin)), x, np.zeros((right, cin))]) if left or right else x)
+    for k in cands:
+        need = [(len(y) - 1) * s + (k - 1) * d + 1 for y in ys]
+        if any(n > len(x) for n, x in zip(need, padded)):
+            continue
+        if base["flip"]:
+            out[k] = ([x[len(x) - n :] for n, x in zip(need, padded)], "valid")
+        else:
+            out[k] = ([x[:n] for n, x in zip(need, padded)], "valid")
+    anchor = "last" if base["flip"] else "first"
+    notes.append(
+        f"padding={pad!r}: y's length fixes the receptive field, so each candidate was fitted to the {anchor} samples "
+        "of the (zero-padded) input that its taps reach; a shorter kernel is a longer one with zero taps at the end."
+    )
+    return out
+
+
+def _fold_statistics(block, use_bias: bool, folds: int):
+    """Gram, cross and y^T y of each fold of contiguous rows (concatenated over subsequences)."""
+    p = n_columns(block, use_bias)
+    n = block.n_equations
+    edges = np.linspace(0, n, folds + 1).astype(int)
+    grams = np.zeros((folds, p, p))
+    cross = np.zeros((folds, p, len(block.out_channels)))
+    yty = np.zeros((folds, len(block.out_channels)))
+    offset = 0
+    for x, y in zip(block.xs, block.ys):
+        m = len(x) - block.taps + 1
+        for f in range(folds):
+            lo, hi = max(edges[f] - offset, 0), min(edges[f + 1] - offset, m)
+            for start in range(lo, hi, 1 << 14):
+                stop = min(start + (1 << 14), hi)
+                a = design_rows(block, x, use_bias, start, stop)
+                yc = y[start:stop]
+                grams[f] += a.T @ a
+                cross[f] += a.T @ yc
+                yty[f] += np.einsum("ij,ij->j", yc, yc)
+        offset += m
+    return grams, cross, yty
+
+
+def _cv_score(problem: CanonicalProblem, folds: int) -> float:
+    """Mean squared prediction error of blocked ``folds``-fold cross-validation (exact least squares)."""
+    use_bias = problem.config.use_bias
+    total, count = 0.0, 0
+    for block in problem.blocks:
+        grams, cross, yty = _fold_statistics(block, use_bias, folds)
+        g_all, c_all = grams.sum(axis=0), cross.sum(axis=0)
+        for f in range(folds):
+            coef = np.linalg.lstsq(g_all - grams[f], c_all - cross[f], rcond=None)[0]
+            err = yty[f] - 2 * np.einsum("ij,ij->j", cross[f], coef) + np.einsum("ij,ik,kj->j", coef, grams[f], coef)
+            total += float(np.sum(np.maximum(err, 0.0)))
+        count += block.n_equations * len(block.out_channels)
+    return total / count
+
+
+# ----------------------------------------------------------------------------------------------
+# The check recover_kernel runs: is the kernel longer than kernel_size?
+# ----------------------------------------------------------------------------------------------
+
+#: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
+CHECK_ROWS = 1 << 14
+CHECK_EXTRA = 2
+#: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
+CHECK_ALPHA = 1e-6
+CHECK_EFFECT = 0.01
+
+
+def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Extended rows (taps -e .. taps+e-1, all channels), restricted column mask and y, on a subsample."""
+    width = block.taps + 2 * e
+    spans = [(i, len(x) - block.taps + 1 - 2 * e) for i, x in enumerate(block.xs)]
+    usable = sum(max(n, 0) for _, n in spans)
+    if usable <= 0:
+        return None
+    per_chunk = max(CHECK_ROWS // 8, 1)
+    take = min(usable, CHECK_ROWS)
+    starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
+    wanted = np.unique(np.concatenate([np.arange(s0, min(s0 + per_chunk, usable)) for s0 in starts]))
+    rows, ys = [], []
+    offset = 0
+    for i, n in spans:
+        if n <= 0:
+            continue
+        sel = wanted[(wanted >= offset) & (wanted < offset + n)] - offset  # row t = sel + e of subsequence i
+        if len(sel):
+            win = sliding_window_view(block.xs[i], width, axis=0)[sel]  # (rows, C, width): taps t-e .. t+taps+e-1
+            rows.append(win.transpose(0, 2, 1).reshape(len(sel), -1))
+            ys.append(block.ys[i][sel + e])
+        offset += n
+    a = np.concatenate(rows)
+    if use_bias:
+        a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    inner = np.zeros((width, block.channels), dtype=bool)
+    inner[e : e + block.taps] = block.mask
+    keep = inner.ravel()
+    if use_bias:
+        keep = np.append(keep, True)
+    return a, keep, np.concatenate(ys)
+
+
+def kernel_size_message(problem: CanonicalProblem) -> str | None:
+    """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not).
+
+    On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
+    compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
+    at least 1% of the residual with p < 1e-6 (over all channels).  Fits exact to 1e-6 (relative rms) are
+    left alone.  The cost is that of a least-squares fit of at most ``CHECK_ROWS`` rows.
+    """
+    from scipy.special import fdtrc
+
+    cfg = problem.config
+    e = CHECK_EXTRA
+    flagged, shares, pvalues, sides = [], [], [], np.zeros(2)
+    for block in problem.blocks:
+        if block.ys is None:
+            return None
+        cols_ext = (block.taps + 2 * e) * block.channels + int(cfg.use_bias)
+        if cols_ext > 1024:
+            continue
+        got = _check_rows(block, e, cfg.use_bias)
+        if got is None:
+            continue
+        a, keep, y = got
+        n = len(a)
+        coef_e, _, rank_e, _ = np.linalg.lstsq(a, y, rcond=None)
+        coef_r, _, rank_r, _ = np.linalg.lstsq(a[:, keep], y, rcond=None)
+        q, dof = rank_e - rank_r, n - rank_e
+        if q <= 0 or dof <= 10:
+            continue
+        rss_e = np.sum((y - a @ coef_e) ** 2, axis=0)
+        rss_r = np.sum((y - a[:, keep] @ coef_r) ** 2, axis=0)
+        yty = np.sum(y**2, axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
+        f_stat = np.where(rss_e > 0, f_stat, np.inf)
+        p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
+        share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
+        hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / cfg.out_channels) & (share >= CHECK_EFFECT)
+        width = block.taps + 2 * e
+        ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
+        for j in np.flatnonzero(hit):
+            flagged.append(int(block.out_channels[j]))
+            shares.append(float(share[j]))
+            pvalues.append(float(p[j]))
+            sides += [np.sum(ext[:e, :, j] ** 2), np.sum(ext[e + block.taps :, :, j] ** 2)]
+    if not flagged:
+        return None
+    s, _ = problem._tap_layout()
+    before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
+    where = []
+    if before > 0.1 * (before + after):
+        where.append("before tap 0")
+    if after > 0.1 * (before + after):
+        where.append(f"after tap {cfg.kernel_size - 1}")
+    chans = ", ".join(map(str, sorted(flagged)))
+    return (
+        f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {e * s} more tap(s) "
+        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} (F-test p={min(pvalues):.1e}"
+        f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
+        "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
+    )
