@@ -1,91 +1,679 @@
-"""Linear least squares on the Toeplitz (im2col) system: ``method="lstsq"``."""
+"""Linear least squares on the Toeplitz (im2col) system: ``method="lstsq"``.
+
+Paths, chosen per block (group) and recorded in ``diagnostics["solver"]``:
+
+* ``"svd"``: small systems, an SVD of the explicit design (``numpy.linalg.lstsq``), backward stable;
+* ``"normal_equations"``: the exact streamed Gram ``A^T A`` and ``A^T Y`` (see :mod:`..statistics`), solved
+  through the eigendecomposition the analyzer already computed; when the Gram's condition number exceeds
+  ``1e7`` the answer is refined with residuals computed from the data (``"+refined"``), and above ``1e12``
+  the block is solved by a chunked Householder QR of ``[A | Y]`` instead (``"orthogonal"``);
+* ``"toeplitz_cg"``: single-input blocks with at least ``LONG_KERNEL`` taps; preconditioned conjugate
+  gradients on the Gram written as Toeplitz minus two edge terms, every product by FFT, so time is
+  ``O(N log K + iterations * K log K)`` and memory ``O(chunk + K)``;
+* ``"gcv"``, ``"ml"``, ``"tc"``, ``"dc"``: automatically regularized estimates from the statistics;
+* ``"lp"`` / ``"irls"``: robust losses.
+"""
 
 from __future__ import annotations
 
 import numbers
+from typing import Literal
 
 import numpy as np
 
 from ..determinacy import block_spectrum
-from ..problem import CanonicalProblem
+from ..problem import Block, CanonicalProblem
 from ..result import Solution
-from ..statistics import EXPLICIT_LIMIT, block_statistics, design_matrix, n_columns, unpack_columns
+from ..statistics import (
+    CHUNK_ROWS,
+    EXPLICIT_LIMIT,
+    block_statistics,
+    column_sums,
+    design_matrix,
+    design_rows,
+    lagged_correlations,
+    n_columns,
+    unpack_columns,
+)
+
+#: Refine normal-equation solutions when the Gram's condition number exceeds this.
+REFINE_ABOVE = 1e7
+#: Solve by orthogonal factorization of the design when the Gram's condition number exceeds this.
+ORTHOGONAL_ABOVE = 1e12
+#: Single-input blocks with at least this many taps take the Toeplitz CG path.
+LONG_KERNEL = 2048
+#: Largest LP (design entries) solved exactly for ``loss="mae"``; larger problems use IRLS.
+LP_LIMIT = 1 << 21
+
+REGULARIZATIONS = ("gcv", "ml", "tc", "dc")
+LOSSES = ("mse", "mae", "huber")
 
 
-def solve(problem: CanonicalProblem, *, ridge: float = 0.0) -> Solution:
-    """Minimum-norm least squares, per output channel, optionally with Tikhonov regularization.
+def solve(
+    problem: CanonicalProblem,
+    *,
+    ridge: float = 0.0,
+    regularization: Literal["gcv", "ml", "tc", "dc"] | None = None,
+    loss: Literal["mse", "mae", "huber"] = "mse",
+    huber_delta: float | None = None,
+) -> Solution:
+    """Least squares per output channel: exact, optionally regularized or robust.
 
     Options
     -------
     ridge : float, >= 0
         Adds ``ridge * ||kernel||^2`` to the squared residual (the bias is not penalized).
+    regularization : {None, "gcv", "ml", "tc", "dc"}
+        Automatic regularization, chosen per output channel and recorded in ``options``:
+        ``"gcv"`` ridge with ``lambda`` by generalized cross-validation; ``"ml"`` ridge by marginal likelihood;
+        ``"tc"`` / ``"dc"`` the tuned/correlated and diagonal/correlated kernel priors of regularized FIR
+        identification (Chen, Ohlsson and Ljung, Automatica 2012), hyperparameters by marginal likelihood.
+        The priors decay along the impulse-response lag, which is the tap index for ``flip=True`` and the
+        reversed tap index for cross-correlation (``flip=False``).
+    loss : {"mse", "mae", "huber"}
+        ``"mae"``: least absolute deviations, an exact linear program (scipy HiGHS) when the design has at
+        most ``LP_LIMIT`` entries, otherwise iteratively reweighted least squares.  ``"huber"``: Huber loss by
+        IRLS to convergence.
+    huber_delta : float, optional
+        Huber threshold; default ``1.345`` times a robust (MAD) noise scale of the least-squares residual.
 
     Notes
     -----
-    Small systems (at most ``EXPLICIT_LIMIT`` design entries) are solved by an SVD of the explicit
-    design (``numpy.linalg.lstsq``), which is backward stable.  Larger ones use the normal equations
-    ``A^T A w = A^T y`` built in chunks, solved through the eigendecomposition of ``A^T A`` with the
-    analyzer's rank tolerance, so a rank-deficient design still gives the minimum-norm answer.
+    Standard errors ``sqrt(diag(sigma^2 (A^T A)^-1))``, ``sigma^2 = RSS / (n - P)``, are returned for plain
+    full-rank least squares; ``diagnostics["dof"]`` holds ``n - P`` for confidence intervals (see
+    :func:`confidence_interval`).
     """
     if isinstance(ridge, (bool, np.bool_)) or not isinstance(ridge, numbers.Real) or not np.isfinite(ridge) or ridge < 0:
         raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
+    if regularization is not None and regularization not in REGULARIZATIONS:
+        raise ValueError(f"`regularization` must be None, 'gcv', 'ml', 'tc' or 'dc', got {regularization!r}.")
+    if loss not in LOSSES:
+        raise ValueError(f"`loss` must be 'mse', 'mae' or 'huber', got {loss!r}.")
+    if huber_delta is not None and (
+        isinstance(huber_delta, bool) or not isinstance(huber_delta, numbers.Real) or not huber_delta > 0
+    ):
+        raise ValueError(f"`huber_delta` must be a number > 0, got {huber_delta!r}.")
+    if regularization is not None and ridge > 0:
+        raise ValueError(f"give either `ridge` (={ridge!r}) or `regularization` (={regularization!r}), not both.")
+    if loss != "mse" and (regularization is not None or ridge > 0):
+        raise ValueError(f"`loss`={loss!r} cannot be combined with `ridge` or `regularization`.")
+    if huber_delta is not None and loss != "huber":
+        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
+    return solve_blocks(problem, ridge=float(ridge), regularization=regularization, loss=loss, huber_delta=huber_delta)
+
+
+def solve_blocks(
+    problem: CanonicalProblem,
+    *,
+    ridge: float = 0.0,
+    regularization: str | None = None,
+    loss: str = "mse",
+    huber_delta: float | None = None,
+    data: bool = True,
+) -> Solution:
+    """The solver behind :func:`solve`; ``data=False`` uses the cached statistics only (streamed problems)."""
     use_bias = problem.config.use_bias
-    kernels, biases, stderr, bias_err, paths = [], [], [], [], []
+    out = _Collector(problem)
     for block in problem.blocks:
+        if loss != "mse":
+            coef, info = _robust(block, use_bias, loss, huber_delta)
+            out.add(block, coef, info, None, None)
+            continue
+        if regularization is not None:
+            coef, info = _regularized(problem, block, regularization)
+            out.add(block, coef, info, None, None)
+            continue
+        if data and block.channels == 1 and block.taps >= LONG_KERNEL:
+            coef, info = _toeplitz_cg(block, use_bias, ridge)
+            out.add(block, coef, info, None, None)
+            continue
         p = n_columns(block, use_bias)
-        n = block.n_equations
-        penalty = np.ones(p)
-        if use_bias:
-            penalty[-1] = 0.0
-        if n * p <= EXPLICIT_LIMIT:
-            a = design_matrix(block, use_bias)
-            y = np.concatenate(block.ys)
-            if ridge > 0:
-                a = np.concatenate([a, np.diag(np.sqrt(ridge * penalty))])
-                y = np.concatenate([y, np.zeros((p, y.shape[1]))])
-            coef = np.linalg.lstsq(a, y, rcond=None)[0]
-            paths.append("svd")
+        if data and block.n_equations * p <= EXPLICIT_LIMIT:
+            coef, info, rss = _explicit(block, use_bias, ridge)
         else:
-            stats = block_statistics(block, use_bias)
-            if ridge > 0:
-                coef = np.linalg.solve(stats.gram + np.diag(ridge * penalty), stats.cross)
-            else:
-                spec = block_spectrum(block, use_bias)
-                keep = spec.singular_values > spec.tolerance
-                v = spec.right_vectors[:, keep]
-                coef = v @ ((v.T @ stats.cross) / spec.singular_values[keep, None] ** 2)
-            paths.append("normal_equations")
-        k, b = unpack_columns(block, coef, use_bias)
-        kernels.append(k)
-        biases.append(b)
-        se = _standard_errors(problem, block, coef, ridge)
-        if se is not None:
-            ks, bs = unpack_columns(block, se, use_bias)
-            stderr.append(ks)
-            bias_err.append(bs)
-    full = len(stderr) == len(problem.blocks)
-    return Solution(
-        kernels=kernels,
-        biases=biases if use_bias else None,
-        message="solved" if ridge == 0 else f"solved with ridge={ridge:g}",
-        kernel_stderr=stderr if full else None,
-        bias_stderr=bias_err if full and use_bias else None,
-        options={"ridge": float(ridge)},
-        diagnostics={"solver": paths},
-    )
+            coef, info, rss = _normal_equations(block, use_bias, ridge, data)
+        out.add(block, coef, info, rss, None if ridge > 0 else _inverse_diagonal(block, use_bias))
+    if regularization is not None:
+        message = f"solved with regularization={regularization!r}"
+    elif loss != "mse":
+        message = f"solved with loss={loss!r}"
+    else:
+        message = "solved" if ridge == 0 else f"solved with ridge={ridge:g}"
+    options = {"ridge": ridge, "regularization": regularization, "loss": loss}
+    return out.solution(message, options)
 
 
-def _standard_errors(problem, block, coef, ridge) -> np.ndarray | None:
-    """``sqrt(diag(sigma^2 (A^T A)^-1))`` with ``sigma^2 = RSS / (n - P)``; None when undefined."""
+class _Collector:
+    """Gathers per-block coefficients and diagnostics into one :class:`Solution`."""
+
+    def __init__(self, problem: CanonicalProblem):
+        self.problem = problem
+        self.use_bias = problem.config.use_bias
+        self.kernels, self.biases, self.stderr, self.bias_err = [], [], [], []
+        self.infos: list[dict] = []
+        self.sigma2: list[np.ndarray] = []
+        self.dof: list[int] = []
+
+    def add(self, block: Block, coef, info: dict, rss, inv_diag) -> None:
+        k, b = unpack_columns(block, coef, self.use_bias)
+        self.kernels.append(k)
+        self.biases.append(b)
+        self.infos.append(info)
+        p = n_columns(block, self.use_bias)
+        n = info.get("n_rows", block.n_equations)
+        dof = n - p
+        self.dof.append(dof)
+        if rss is not None and inv_diag is not None and dof > 0:
+            sigma2 = np.clip(rss, 0.0, None) / dof
+            self.sigma2.append(sigma2)
+            se = np.sqrt(np.outer(inv_diag, sigma2))
+            ks, bs = unpack_columns(block, se, self.use_bias)
+            self.stderr.append(ks)
+            self.bias_err.append(bs)
+        else:
+            self.sigma2.append(np.full(coef.shape[1], np.nan))
+
+    def solution(self, message: str, options: dict) -> Solution:
+        blocks = self.problem.blocks
+        full = len(self.stderr) == len(blocks)
+        diagnostics = {"solver": [i["solver"] for i in self.infos]}
+        for key in ("gram_condition", "refinement_steps", "iterations"):
+            if any(key in i for i in self.infos):
+                diagnostics[key] = [i.get(key) for i in self.infos]
+        diagnostics["dof"] = int(min(self.dof))
+        diagnostics["noise_variance"] = self.problem.from_canonical_bias(self.sigma2)
+        hyper = {}
+        for key in ("ridge", "prior_scale", "decay", "correlation", "huber_delta"):
+            if any(key in i for i in self.infos):
+                hyper[key] = self.problem.from_canonical_bias(
+                    [np.broadcast_to(np.asarray(i.get(key, np.nan), dtype=float), (len(b.out_channels),)) for i, b in
+                     zip(self.infos, blocks)]
+                )
+        options = dict(options)
+        if options.get("regularization") is not None or options.get("loss") == "huber":
+            options.update(hyper)
+        if options.get("loss") == "mae":
+            options["mae_solver"] = [i["solver"] for i in self.infos]
+        return Solution(
+            kernels=self.kernels,
+            biases=self.biases if self.use_bias else None,
+            message=message,
+            kernel_stderr=self.stderr if full else None,
+            bias_stderr=self.bias_err if full and self.use_bias else None,
+            options=options,
+            diagnostics=diagnostics,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain least squares
+# ----------------------------------------------------------------------------------------------
+
+
+def _penalty(block: Block, use_bias: bool) -> np.ndarray:
+    pen = np.ones(n_columns(block, use_bias))
+    if use_bias:
+        pen[-1] = 0.0
+    return pen
+
+
+def _explicit(block: Block, use_bias: bool, ridge: float):
+    a = design_matrix(block, use_bias)
+    y = np.concatenate(block.ys)
+    if ridge > 0:
+        p = a.shape[1]
+        a_aug = np.concatenate([a, np.diag(np.sqrt(ridge * _penalty(block, use_bias)))])
+        coef = np.linalg.lstsq(a_aug, np.concatenate([y, np.zeros((p, y.shape[1]))]), rcond=None)[0]
+    else:
+        coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    r = y - a @ coef
+    return coef, {"solver": "svd"}, np.einsum("ij,ij->j", r, r)
+
+
+def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
+    stats = block_statistics(block, use_bias)
+    info: dict = {"solver": "normal_equations", "n_rows": stats.n_rows}
+    if ridge > 0:
+        import scipy.linalg
+
+        g = stats.gram + np.diag(ridge * _penalty(block, use_bias))
+        coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g), stats.cross)
+        return coef, info, _rss_from_statistics(stats, coef)
+    spec = block_spectrum(block, use_bias)
+    keep = spec.singular_values > spec.tolerance
+    s_keep = spec.singular_values[keep]
+    cond = float((s_keep[0] / s_keep[-1]) ** 2) if len(s_keep) else np.inf
+    info["gram_condition"] = cond if keep.all() else np.inf
+    v = spec.right_vectors[:, keep]
+
+    def apply_inverse(rhs):
+        return v @ ((v.T @ rhs) / s_keep[:, None] ** 2)
+
+    coef = apply_inverse(stats.cross)
+    if not data or cond <= REFINE_ABOVE:
+        if cond > REFINE_ABOVE:
+            info["solver"] = "normal_equations (not refined: streamed statistics only)"
+        return coef, info, _rss_from_statistics(stats, coef)
+    if cond > ORTHOGONAL_ABOVE and keep.all():
+        coef, rss = _orthogonal(block, use_bias, spec.tolerance)
+        info["solver"] = "orthogonal"
+        return coef, info, rss
+    steps = 0
+    for steps in range(1, 4):  # corrected semi-normal equations: residuals from the data, not the Gram
+        resid = _residuals(block, use_bias, coef)
+        step = apply_inverse(_design_t_times(block, use_bias, resid))
+        coef = coef + step
+        if np.max(np.abs(step)) <= 1e-15 * max(np.max(np.abs(coef)), 1e-300):
+            break
+    resid = _residuals(block, use_bias, coef)
+    info["solver"] = "normal_equations+refined"
+    info["refinement_steps"] = steps
+    return coef, info, sum(np.einsum("ij,ij->j", r, r) for r in resid)
+
+
+def _rss_from_statistics(stats, coef) -> np.ndarray:
+    """``||y - A w||^2 = y^T y - 2 w^T A^T y + w^T A^T A w`` per output channel."""
+    return stats.yty - 2 * np.einsum("ij,ij->j", coef, stats.cross) + np.einsum("ij,ij->j", coef, stats.gram @ coef)
+
+
+def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
+    """``diag((A^T A)^-1)``, or None when the design is rank-deficient."""
+    spec = block_spectrum(block, use_bias)
+    if spec.rank < len(spec.singular_values):
+        return None
+    return np.einsum("ij,j->i", spec.right_vectors**2, 1.0 / spec.singular_values**2)
+
+
+def _residuals(block: Block, use_bias: bool, coef: np.ndarray) -> list[np.ndarray]:
+    k, b = unpack_columns(block, coef, use_bias)
+    return [y - f for y, f in zip(block.ys, block.forward(k, b))]
+
+
+def _design_t_times(block: Block, use_bias: bool, values: list[np.ndarray]) -> np.ndarray:
+    """``A^T v`` for per-sequence ``v`` ``(rows, O)``, through the lagged cross-correlations."""
+    cols = block.mask.ravel()
+    out = 0.0
+    for x, v in zip(block.xs, values):
+        _, q = lagged_correlations(x, block.taps, v)
+        part = q.reshape(-1, v.shape[1])[cols]
+        if use_bias:
+            part = np.concatenate([part, v.sum(axis=0)[None]])
+        out = out + part
+    return out
+
+
+def _orthogonal(block: Block, use_bias: bool, tolerance: float):
+    """Minimum-norm least squares from a chunked Householder QR of ``[A | Y]`` (TSQR), then an SVD of ``R``."""
+    p = n_columns(block, use_bias)
+    r_aug = None
+    for i, x in enumerate(block.xs):
+        m = len(x) - block.taps + 1
+        for start in range(0, m, CHUNK_ROWS):
+            rows = np.concatenate(
+                [design_rows(block, x, use_bias, start, start + CHUNK_ROWS), block.ys[i][start : start + CHUNK_ROWS]],
+                axis=1,
+            )
+            stack = rows if r_aug is None else np.concatenate([r_aug, rows])
+            r_aug = np.linalg.qr(stack, mode="r")
+    r, qty = r_aug[:p, :p], r_aug[:p, p:]
+    u, s, vt = np.linalg.svd(r)
+    keep = s > tolerance
+    coef = vt[keep].T @ ((u[:, keep].T @ qty) / s[keep, None])
+    resid = _residuals(block, use_bias, coef)
+    return coef, sum(np.einsum("ij,ij->j", q, q) for q in resid)
+
+
+# ----------------------------------------------------------------------------------------------
+# Long kernels: conjugate gradients on Toeplitz-plus-edges, by FFT
+# ----------------------------------------------------------------------------------------------
+
+
+class _ToeplitzGram:
+    """Products with the Gram of a single-input block: ``Toep(R) - H^T H + E^T E`` (+ bias, ridge) by FFT."""
+
+    def __init__(self, block: Block, use_bias: bool, ridge: float):
+        import scipy.fft
+
+        self.fft = scipy.fft
+        t = block.taps
+        self.t = t
+        self.size = scipy.fft.next_fast_len(2 * t, real=True)
+        r = np.zeros(t)
+        self.cross = 0.0
+        self.edges = []
+        sums = np.zeros(t)
+        ysum = 0.0
+        n_rows = 0
+        for x, y in zip(block.xs, block.ys):
+            m = len(x) - t + 1
+            rl, q = lagged_correlations(x, t, y, method="fft")
+            r += rl[:, 0, 0]
+            self.cross = self.cross + q[:, 0, :]
+            for edge, sign in ((x[: t - 1, 0], -1.0), (x[m : m + t - 1, 0], 1.0)):
+                self.edges.append((scipy.fft.rfft(edge, self.size), sign))
+            sums += column_sums(x, t)[:, 0]
+            ysum = ysum + y.sum(axis=0)
+            n_rows += m
+        self.n_rows = n_rows
+        circ = np.concatenate([r, np.zeros(self.size - 2 * t + 1), r[:0:-1]])
+        self.toeplitz = scipy.fft.rfft(circ)
+        # T. Chan's optimal circulant preconditioner of Toep(R)
+        k = np.arange(t)
+        chan = ((t - k) * r + k * np.concatenate([[0.0], r[:0:-1]])) / t
+        eig = scipy.fft.rfft(chan).real
+        self.precond = 1.0 / np.maximum(eig + ridge, eig.max() * 1e-12)
+        self.ridge = ridge
+        self.use_bias = use_bias
+        self.sums, self.ysum = sums, ysum
+
+    def matvec(self, w: np.ndarray) -> np.ndarray:
+        fft, t, size = self.fft, self.t, self.size
+        wf = fft.rfft(w, size)
+        out = fft.irfft(self.toeplitz * wf, size)[:t]
+        for hf, sign in self.edges:
+            v = fft.irfft(np.conj(hf) * wf, size)[:t]  # v[s] = sum_i h_i w_{i+s}
+            v[0] = 0.0
+            out += sign * fft.irfft(hf * fft.rfft(v, size), size)[:t]
+        if self.use_bias:
+            out -= self.sums * (self.sums @ w) / self.n_rows
+        return out + self.ridge * w
+
+    def precondition(self, v: np.ndarray) -> np.ndarray:
+        return self.fft.irfft(self.fft.rfft(v) * self.precond, self.t)
+
+
+def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13, max_iter: int = 2000):
+    op = _ToeplitzGram(block, use_bias, ridge)
+    rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
+    coefs, iters = [], []
+    for o in range(rhs.shape[1]):
+        w, it = _pcg(op, rhs[:, o], tol, max_iter)
+        if use_bias:
+            w = np.concatenate([w, [(op.ysum[o] - op.sums @ w) / op.n_rows]])
+        coefs.append(w)
+        iters.append(it)
+    return np.stack(coefs, axis=1), {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows}
+
+
+def _pcg(op: _ToeplitzGram, b: np.ndarray, tol: float, max_iter: int):
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = op.precondition(r)
+    p = z.copy()
+    rz = r @ z
+    norm_b = np.linalg.norm(b)
+    if norm_b == 0:
+        return x, 0
+    for it in range(1, max_iter + 1):
+        ap = op.matvec(p)
+        alpha = rz / (p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        if np.linalg.norm(r) <= tol * norm_b:
+            return x, it
+        z = op.precondition(r)
+        rz_new = r @ z
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, max_iter
+
+
+# ----------------------------------------------------------------------------------------------
+# Automatic regularization
+# ----------------------------------------------------------------------------------------------
+
+
+def _centered(block: Block, use_bias: bool):
+    """Statistics of the kernel columns with an unpenalized bias profiled out."""
+    st = block_statistics(block, use_bias)
+    nf = block.n_free
+    g, c, yy, n = st.gram[:nf, :nf], st.cross[:nf], st.yty.copy(), st.n_rows
+    if use_bias:
+        s = st.gram[:nf, nf]
+        ys = st.cross[nf]
+        g = g - np.outer(s, s) / n
+        c = c - np.outer(s, ys) / n
+        yy = yy - ys**2 / n
+        return g, c, yy, n - 1, (s, ys, n)
+    return g, c, yy, n, None
+
+
+def _lags(problem: CanonicalProblem, block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """Impulse-response lag and input channel of each free kernel column."""
+    cfg = problem.config
+    cin = cfg.in_per_group
+    s = block.channels // cin
+    j, ch = np.nonzero(block.mask)
+    tap = j * s + ch // cin
+    lag = tap if cfg.flip else cfg.kernel_size - 1 - tap
+    return lag.astype(float), ch % cin
+
+
+def _prior(kind: str, lag, chan, decay: float, corr: float) -> np.ndarray:
+    same = chan[:, None] == chan[None, :]
+    if kind == "tc":
+        k = decay ** np.maximum(lag[:, None], lag[None, :])
+    elif kind == "dc":
+        k = decay ** ((lag[:, None] + lag[None, :]) / 2) * corr ** np.abs(lag[:, None] - lag[None, :])
+    else:
+        k = np.eye(len(lag))
+    return np.where(same, k, 0.0)
+
+
+def _evidence(g, c, yy, n, kernel):
+    """Per output: ``min over gamma`` of ``-2 log p(y) + const`` (noise variance profiled), and that gamma."""
+    e, u = np.linalg.eigh(kernel)
+    keep = e > e.max() * 1e-12
+    ell = u[:, keep] * np.sqrt(e[keep])
+    d, wv = np.linalg.eigh(ell.T @ g @ ell)
+    d = np.clip(d, 0.0, None)
+    z2 = (wv.T @ (ell.T @ c)) ** 2
+    scale = max(d.max(), 1e-300)
+    grid = scale * np.logspace(-10, 4, 57)
+    best = []
+    for o in range(c.shape[1]):
+        def nll(gamma, o=o):
+            q = max(yy[o] - np.sum(z2[:, o] / (gamma + d)), 1e-300 * max(yy[o], 1e-300))
+            return n * np.log(q / n) + np.sum(np.log1p(d / gamma))
+
+        vals = [nll(gm) for gm in grid]
+        i = int(np.argmin(vals))
+        gamma = _golden(lambda lg: nll(np.exp(lg)), np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)]))
+        best.append((nll(np.exp(gamma)), float(np.exp(gamma))))
+    return best, (ell, d, wv)
+
+
+def _golden(f, lo: float, hi: float, iters: int = 40) -> float:
+    from scipy.optimize import minimize_scalar
+
+    if hi <= lo:
+        return lo
+    return float(minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6, "maxiter": iters}).x)
+
+
+def _regularized(problem: CanonicalProblem, block: Block, kind: str):
     use_bias = problem.config.use_bias
+    g, c, yy, n, bias_parts = _centered(block, use_bias)
+    n_out = c.shape[1]
+    info: dict = {"solver": kind}
+    if kind == "gcv":
+        d, v = np.linalg.eigh(g)
+        d = np.clip(d, 0.0, None)
+        z = v.T @ c
+        scale = max(d.max(), 1e-300)
+        lams, w = np.zeros(n_out), np.zeros_like(c)
+        for o in range(n_out):
+            def gcv(loglam, o=o):
+                lam = np.exp(loglam)
+                rss = yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2)
+                df = np.sum(d / (d + lam))
+                return max(rss, 0.0) / max(n - df, 1e-12) ** 2
+
+            grid = np.log(scale) + np.log(10.0) * np.linspace(-14, 2, 65)
+            i = int(np.argmin([gcv(lg) for lg in grid]))
+            lg = _golden(gcv, grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
+            lams[o] = np.exp(lg)
+            w[:, o] = v @ (z[:, o] / (d + lams[o]))
+        info["ridge"] = lams
+    else:
+        lag, chan = _lags(problem, block)
+        if kind == "ml":
+            grid = [(1.0, 0.0)]
+        elif kind == "tc":
+            grid = [(1.0 - a, 0.0) for a in np.logspace(-3, np.log10(0.7), 24)]
+        else:
+            grid = [(1.0 - a, rho) for a in np.logspace(-3, np.log10(0.7), 14) for rho in (-0.5, 0.0, 0.5, 0.8, 0.9, 0.95, 0.99)]
+        best = [(np.inf, None, None)] * n_out
+        for decay, corr in grid:
+            kern = _prior(kind, lag, chan, decay, corr)
+            res, factors = _evidence(g, c, yy, n, kern)
+            for o, (val, gamma) in enumerate(res):
+                if val < best[o][0]:
+                    best[o] = (val, (decay, corr, gamma), factors)
+        w = np.zeros_like(c)
+        decays, corrs, scales, ridges = (np.zeros(n_out) for _ in range(4))
+        for o, (_, (decay, corr, gamma), (ell, d, wv)) in enumerate(best):
+            z = wv.T @ (ell.T @ c[:, o])
+            w[:, o] = ell @ (wv @ (z / (d + gamma)))
+            q = yy[o] - np.sum(z**2 / (d + gamma))
+            sigma2 = max(q, 0.0) / n
+            decays[o], corrs[o], ridges[o] = decay, corr, gamma
+            scales[o] = sigma2 / gamma  # prior variance scale lambda, since gamma = sigma^2 / lambda
+        info["ridge"] = ridges
+        info["prior_scale"] = scales
+        if kind in ("tc", "dc"):
+            info["decay"] = decays
+        if kind == "dc":
+            info["correlation"] = corrs
+    if bias_parts is not None:
+        s, ys, n_rows = bias_parts
+        w = np.concatenate([w, ((ys - s @ w) / n_rows)[None]])
+    info["n_rows"] = block_statistics(block, use_bias).n_rows
+    return w, info
+
+
+# ----------------------------------------------------------------------------------------------
+# Robust losses
+# ----------------------------------------------------------------------------------------------
+
+
+def _robust(block: Block, use_bias: bool, loss: str, delta: float | None):
     p = n_columns(block, use_bias)
     n = block.n_equations
-    spec = block_spectrum(block, use_bias)
-    if ridge > 0 or n <= p or spec.rank < p:
-        return None
-    k, b = unpack_columns(block, coef, use_bias)
-    resid = np.concatenate([y - f for y, f in zip(block.ys, block.forward(k, b))])
-    sigma2 = np.einsum("ij,ij->j", resid, resid) / (n - p)
-    v, s = spec.right_vectors, spec.singular_values
-    diag_inv = np.einsum("ij,j->i", v**2, 1.0 / s**2)
-    return np.sqrt(np.outer(diag_inv, sigma2))
+    y = np.concatenate(block.ys)
+    if loss == "mae" and n * p <= LP_LIMIT:
+        return _lad_linprog(design_matrix(block, use_bias), y), {"solver": "lp"}
+    coef = np.linalg.lstsq(design_matrix(block, use_bias), y, rcond=None)[0] if n * p <= EXPLICIT_LIMIT else None
+    if coef is None:
+        coef, _, _ = _normal_equations(block, use_bias, 0.0, True)
+    resid = np.concatenate(_residuals(block, use_bias, coef))
+    deltas = np.zeros(y.shape[1])
+    iters = 0
+    for o in range(y.shape[1]):
+        if loss == "huber":
+            scale = 1.4826 * np.median(np.abs(resid[:, o] - np.median(resid[:, o])))
+            deltas[o] = delta if delta is not None else 1.345 * max(scale, 1e-12 * np.max(np.abs(y[:, o])), 1e-300)
+        coef[:, o], it = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o])
+        iters = max(iters, it)
+    info = {"solver": "irls", "iterations": iters}
+    if loss == "huber":
+        info["huber_delta"] = deltas
+    return coef, info
+
+
+def _lad_linprog(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least absolute deviations through the dual LP ``max y^T d`` s.t. ``A^T d = 0``, ``-1 <= d <= 1`` (HiGHS).
+
+    The dual has ``P`` equality constraints instead of the primal's ``n``; the coefficients are the
+    (sign-flipped) multipliers of those constraints.
+    """
+    from scipy.optimize import linprog
+
+    p = a.shape[1]
+    out = np.zeros((p, y.shape[1]))
+    for o in range(y.shape[1]):
+        res = linprog(-y[:, o], A_eq=a.T, b_eq=np.zeros(p), bounds=(-1, 1), method="highs")
+        if res.status != 0:
+            raise RuntimeError(f"the least-absolute-deviations linear program failed: {res.message}")
+        out[:, o] = -res.eqlin.marginals
+    return out
+
+
+def _irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str, delta: float, max_iter: int = 200):
+    """Iteratively reweighted least squares for one output channel (weighted Gram built in chunks)."""
+    eps = 1e-10 * max(np.max(np.abs(y)), 1e-300)
+    it = 0
+    for it in range(1, max_iter + 1):
+        p = len(w)
+        g = np.zeros((p, p))
+        c = np.zeros(p)
+        start_row = 0
+        for x in block.xs:
+            m = len(x) - block.taps + 1
+            for start in range(0, m, CHUNK_ROWS):
+                a = design_rows(block, x, use_bias, start, start + CHUNK_ROWS)
+                yc = y[start_row + start : start_row + start + len(a)]
+                r = np.abs(yc - a @ w)
+                wt = 1.0 / np.maximum(r, eps) if loss == "mae" else np.minimum(1.0, delta / np.maximum(r, 1e-300))
+                g += a.T @ (wt[:, None] * a)
+                c += a.T @ (wt * yc)
+            start_row += m
+        w_new = np.linalg.lstsq(g, c, rcond=None)[0]
+        done = np.max(np.abs(w_new - w)) <= 1e-12 * max(np.max(np.abs(w_new)), 1e-300)
+        w = w_new
+        if done:
+            break
+    return w, it
+
+
+# ----------------------------------------------------------------------------------------------
+# Confidence intervals
+# ----------------------------------------------------------------------------------------------
+
+
+def confidence_interval(result, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided confidence intervals for the kernel (or bias) of a least-squares :class:`KernelResult`.
+
+    ``estimate -+ t_{dof, (1 + level) / 2} * stderr`` with ``dof = n - P`` (Student's t: exact under
+    Gaussian noise for a full-rank design).
+
+    Parameters
+    ----------
+    result : KernelResult
+        From ``recover_kernel(..., method="lstsq")`` (or :class:`NormalEquations`), with standard errors.
+    level : float
+        Coverage, in (0, 1).
+    bias : bool
+        Intervals for the bias instead of the kernel.
+
+    Returns
+    -------
+    lower, upper : ndarray
+        Shaped like ``result.kernel`` (or ``result.bias``).
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> from kernel_recovery.solvers.lstsq import confidence_interval
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(500)
+    >>> y = kr.conv1d(x, [1.0, -0.5]) + 0.1 * rng.standard_normal(499)
+    >>> lo, hi = confidence_interval(kr.recover_kernel(x, y, 2))
+    >>> bool(np.all((lo.ravel() < [1.0, -0.5]) & ([1.0, -0.5] < hi.ravel())))
+    True
+    """
+    from scipy.stats import t as student_t
+
+    if not (isinstance(level, numbers.Real) and 0 < level < 1):
+        raise ValueError(f"`level` must be a number in (0, 1), got {level!r}.")
+    se = result.bias_stderr if bias else result.stderr
+    est = result.bias if bias else result.kernel
+    if se is None or est is None:
+        what = "bias" if bias else "kernel"
+        raise ValueError(
+            f"this result has no standard errors for its {what} (method={result.method!r}); they come from plain "
+            "least squares with a full-rank design and more equations than unknowns."
+        )
+    dof = result.diagnostics.get("dof")
+    q = student_t.ppf(0.5 + level / 2, dof) if dof else np.inf
+    return est - q * se, est + q * se
