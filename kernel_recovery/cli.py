@@ -127,6 +127,12 @@ def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.
     suffix = _suffix(path, DATA_SUFFIXES, "input file")
     if not os.path.isfile(path):
         raise InputError(f"no such file: {path}")
+    magic = {".npy": b"\x93NUMPY", ".npz": b"PK"}.get(suffix)
+    if magic is not None:
+        with open(path, "rb") as f:
+            if f.read(len(magic)) != magic:
+                kind = "NumPy .npy" if suffix == ".npy" else "NumPy .npz (zip)"
+                raise InputError(f"could not read {path}: not a {kind} file")
     try:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -231,23 +237,51 @@ def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+
+def _progress_bar(total: int, desc: str, quiet: bool):
+    """A tqdm bar on stderr when it is a terminal (and not ``quiet``); a no-op without tqdm."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="fit", disable=not _show_progress(quiet), leave=False)
+
+
 # ----------------------------------------------------------------------------------------------
 # demo
 # ----------------------------------------------------------------------------------------------
 
 
-def run_demo(out: TextIO = sys.stdout, *, plot: str | bool | None = None, quiet: bool = False) -> int:
+def run_demo(
+    out: TextIO | None = None, *, plot: str | bool | None = None, quiet: bool = False,
+    methods: list[str] | None = None,
+) -> int:
     """Solve the built-in examples with every available method and print a table, then save a figure.
 
     Parameters
     ----------
-    out : text stream
-        Where the table goes.
+    out : text stream, optional
+        Where the table goes (default ``sys.stdout``).
     plot : str, bool or None
         Path of the PNG figure; None or True: :data:`DEFAULT_DEMO_FIGURE`; False: no figure.  Without
         matplotlib the figure is skipped, and the table printed all the same.
     quiet : bool
         No progress bar.
+    methods : list of str, optional
+        The methods to compare (default: every registered method).
 
     Returns
     -------
@@ -258,20 +292,17 @@ def run_demo(out: TextIO = sys.stdout, *, plot: str | bool | None = None, quiet:
     from .api import recover_kernel
     from .determinacy import analyze
 
+    out = sys.stdout if out is None else out
     examples = datasets.all_examples()
-    methods = list(solvers.METHODS)
+    methods = list(solvers.METHODS) if methods is None else list(methods)
     header = (
         f"{'example':<20} {'method':<7} {'status':<16} {'eq/unk':>7} {'max |err|':>10} {'resid rms':>10} "
         f"{'time':>9}  solver"
     )
     print(header, file=out)
     print("-" * len(header), file=out)
-    from tqdm.auto import tqdm
-
     results: dict[tuple[str, str], Any] = {}
-    bar = tqdm(total=len(examples) * len(methods), desc="demo", unit="fit", disable=not _show_progress(quiet),
-               leave=False)
-    with bar:
+    with _progress_bar(len(examples) * len(methods), "demo", quiet) as bar:
         for ex in examples:
             for method in methods:
                 bar.set_postfix_str(f"{ex.name}, {method}")
@@ -392,15 +423,27 @@ def cmd_recover(args, out: TextIO) -> int:
     for w in caught:
         print(f"{PROG}: warning: {_first_line(w.message)}", file=sys.stderr)
     written = save_result(res, args.output) if args.output is not None else []
+    truth, error = None, None
+    if args.true_kernel is not None:
+        truth = load_array(args.true_kernel, None, "kernel", "nwc").astype(np.float64)
+        truth = truth.reshape(-1, 1, 1) if truth.ndim == 1 else truth
+        if truth.shape != res.kernel.shape:
+            raise InputError(f"--true-kernel has shape {truth.shape}, the recovered kernel {res.kernel.shape}")
+        error = float(np.max(np.abs(res.kernel - truth)))
     if args.plot is not None:
         from .plotting import plot_result
 
-        _save_figure(plot_result(res, x, y), args.plot)
+        _save_figure(plot_result(res, x, y, true_kernel=truth), args.plot)
     if args.json:
-        print(json.dumps(result_dict(res)), file=out)
+        summary = result_dict(res)
+        if error is not None:
+            summary["max_abs_error"] = error
+        print(json.dumps(summary), file=out)
     elif not args.quiet:
         print(res, file=out)
         print(res.report, file=out)
+        if error is not None:
+            print(f"max |kernel - true kernel| = {error:.3g}", file=out)
         if written:
             print(f"wrote {', '.join(written)} to {args.output}", file=out)
         if args.plot is not None:
@@ -524,7 +567,8 @@ def _add_conv_options(p: argparse.ArgumentParser, kernel_required: bool = True) 
 def _add_output_options(p: argparse.ArgumentParser, plot_help: str) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the human one")
     p.add_argument("--plot", metavar="FILE", help=plot_help)
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bars (errors and warnings still)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no summary, no progress bars (errors and warnings are still printed)")
 
 
 def _add_inputs(p: argparse.ArgumentParser, y_help: str) -> None:
@@ -560,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "true/false and none are parsed)")
     r.add_argument("-o", "--output", metavar="FILE", help=".npy (kernel), .npz (kernel, bias, stderr) or .json "
                    "(everything)")
+    r.add_argument("--true-kernel", metavar="FILE", help="the known kernel (.npy, or .npz key 'kernel', as written "
+                   "by simulate), to report the error and draw it")
     _add_output_options(r, "save a PNG of the kernel, residuals and spectrum")
 
     a = sub.add_parser("analyze", help="say whether the data determine the kernel (before solving)")
@@ -600,8 +646,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except (InputError, ValueError, TypeError, ImportError) as exc:
+    except (InputError, ValueError, TypeError, ImportError, OSError) as exc:
         print(f"{PROG}: error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `kernel-recovery recover ... --json | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

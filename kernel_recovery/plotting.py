@@ -112,8 +112,11 @@ def plot_kernel(result, true_kernel: ArrayLike | None = None, *, fig: Any = None
         ax.tick_params(labelsize=8)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes[-cols:]:
         ax.set_xlabel("tap", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8, loc="best")
     title = f"recovered kernel ({result.method}, {result.report.status})"
     if len(shown) < len(pairs):
@@ -157,7 +160,9 @@ def plot_residuals(result, x: ArrayLike, y: ArrayLike, *, ax: Any = None):
     y_arr = _sequences(y, layout)
     pred = _sequences(result.predict(x), layout)
     if pred.shape != y_arr.shape:
-        raise ValueError(f"`y` has {y_arr.shape} output samples x channels, but the kernel predicts {pred.shape} from `x`.")
+        raise ValueError(
+            f"`y` has {y_arr.shape} output samples x channels, but the kernel predicts {pred.shape} from `x`."
+        )
     res = y_arr - pred
     fig, ax = _axes(ax)
     step = max(1, -(-len(res) // MAX_POINTS))
@@ -260,6 +265,13 @@ def plot_spectrum(report, *, ax: Any = None, label: str | None = None):
     positive = [s[s > top * 1e-15] for s in spectra]
     low = min((p.min() for p in positive if p.size), default=top)
     floor = low / 30.0
+    # a narrow, full-rank spectrum reads better on a linear axis from zero than on a log axis
+    linear = all(int(r) == len(sp) for r, sp in zip(report.rank[:: cfg.out_per_group], spectra)) and top / low < 30
+    linear = linear and (not ax.get_lines() or ax.get_yscale() == "linear")
+    if not linear and ax.get_lines() and ax.get_yscale() == "linear":
+        ax.set_yscale("log")
+        ax.autoscale(axis="y")
+    plot = ax.plot if linear else ax.semilogy
     name = label if label is not None else report.status.replace("_", "-")
     offset = len(ax.get_legend_handles_labels()[0])  # reports drawn earlier on this axes keep their colours
     for g, s in enumerate(spectra):
@@ -267,12 +279,17 @@ def plot_spectrum(report, *, ax: Any = None, label: str | None = None):
         rank = int(report.rank[g * cfg.out_per_group])
         color = f"C{(offset + g) % 10}"
         lab = name if len(spectra) == 1 else f"{name}, group {g}"
-        ax.semilogy(idx[:rank], np.maximum(s[:rank], floor), "o-", color=color, ms=4, lw=1.2,
+        plot(idx[:rank], np.maximum(s[:rank], floor), "o-", color=color, ms=4, lw=1.2,
                     label=f"{lab}: rank {rank} of {len(s)}")
         if rank < len(s):
             ax.semilogy(idx[rank:], np.full(len(s) - rank, floor), "v", color=color, mfc="none", ms=7,
                         label=f"{len(s) - rank} at zero: directions the data cannot see")
             ax.axvline(rank + 0.5, color=color, ls=":", lw=1.0)
+    if linear:
+        ax.set_ylim(bottom=0.0)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("index", fontsize=9)
     ax.set_ylabel("singular value", fontsize=9)
     cond = float(np.max(report.condition_number)) if len(report.condition_number) else float("nan")
