@@ -1,0 +1,346 @@
+"""Streaming sufficient statistics: :class:`NormalEquations`.
+
+Sequences arrive in chunks of any size.  The accumulator keeps, per sequence, the few input samples whose
+output equations are not complete yet (a receptive field spans ``(kernel_size - 1) * dilation + 1``
+samples across a chunk boundary) and turns every complete stretch of equations into a *valid* problem on
+that stretch of the padded input.  Those stretches partition the rows of the full design, so their
+statistics add up to exactly the statistics of the whole sequence, for every padding, stride, dilation and
+groups configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .determinacy import report_for
+from .problem import (
+    Block,
+    CanonicalProblem,
+    ConvConfig,
+    _check_dtype,
+    _check_finite,
+    build_problem,
+    check_layout,
+    check_padding,
+    check_positive_int,
+)
+from .result import KernelResult
+from .statistics import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics, n_columns
+
+
+@dataclass(eq=False)
+class _StreamedBlock(Block):
+    """A block whose statistics were accumulated; ``xs``/``ys`` hold the retained rows (all of them if small)."""
+
+    n_rows: int = 0
+
+    @property
+    def n_equations(self) -> int:
+        return self.n_rows
+
+
+class NormalEquations:
+    """Accumulate ``A^T A``, ``A^T Y``, ``Y^T Y`` and counts of a Conv1D problem, chunk by chunk.
+
+    Parameters
+    ----------
+    kernel_size : int
+    stride, padding, dilation, groups, use_bias, layout, flip
+        The configuration, as in :func:`recover_kernel`.  Channel counts are read from the first chunk.
+
+    Notes
+    -----
+    ``update(x_chunk, y_chunk)`` appends to the current sequence (the chunk boundaries of ``x`` and ``y``
+    need not line up); ``end_sequence()`` closes it (its right padding is applied then), and the next update
+    starts a new sequence.  :meth:`solve` treats an open sequence as ended, without closing it.  Memory is
+    ``O(chunk + (kernel_size * in_channels)^2)``, except with ``padding="same"`` and ``stride > 1``, where the
+    left padding depends on the sequence's length, so the sequence is held until it ends.
+
+    :meth:`merge` adds another accumulator's sequences (e.g. from another worker).  To split one long
+    sequence across workers with ``padding="valid"``, give each worker a stretch of ``x`` that overlaps the
+    next by ``span - stride`` samples, and the outputs of that stretch.
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(1000)
+    >>> y = kr.conv1d(x, [0.5, -1.0, 2.0], padding="same")
+    >>> acc = kr.NormalEquations(3, padding="same")
+    >>> for i in range(0, 1000, 300):
+    ...     acc.update(x[i : i + 300], y[i : i + 300])
+    >>> acc.solve().kernel.ravel().round(12)
+    array([ 0.5, -1. ,  2. ])
+    """
+
+    def __init__(
+        self,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding="valid",
+        dilation: int = 1,
+        groups: int = 1,
+        use_bias: bool = False,
+        layout: str = "nwc",
+        flip: bool = False,
+    ):
+        self._args = dict(
+            kernel_size=check_positive_int(kernel_size, "kernel_size"),
+            stride=check_positive_int(stride, "stride"),
+            padding=check_padding(padding),
+            dilation=check_positive_int(dilation, "dilation"),
+            groups=check_positive_int(groups, "groups"),
+            use_bias=use_bias,
+            layout=check_layout(layout),
+            flip=flip,
+        )
+        self.config: ConvConfig | None = None
+        self._stats: list[Statistics | None] = []
+        self._kept: list[tuple[list, list]] = []  # retained canonical rows per block
+        self._kept_rows = 0
+        self._lengths: list[int] = []
+        self._out_lengths: list[int] = []
+        self._open = False
+
+    # -- feeding ---------------------------------------------------------------------------------
+
+    def _read(self, chunk, name: str, channels: int | None) -> np.ndarray:
+        arr = np.asarray(chunk)
+        _check_dtype(arr, name)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        elif arr.ndim == 2:
+            if self._args["layout"] == "ncw":
+                arr = arr.T
+        else:
+            raise ValueError(f"`{name}` must be 1-D or 2-D (one stretch of one sequence), got shape {arr.shape}.")
+        arr = np.asarray(arr, dtype=np.float64)
+        _check_finite(arr, name)
+        if channels is not None and arr.shape[1] != channels:
+            raise ValueError(f"`{name}` has {arr.shape[1]} channels, but earlier chunks had {channels}.")
+        return arr
+
+    def update(self, x_chunk: ArrayLike, y_chunk: ArrayLike) -> None:
+        """Append a stretch of the current sequence: inputs ``x_chunk`` and outputs ``y_chunk`` (any lengths)."""
+        cfg = self.config
+        x = self._read(x_chunk, "x_chunk", None if cfg is None else cfg.in_channels)
+        y = self._read(y_chunk, "y_chunk", None if cfg is None else cfg.out_channels)
+        if cfg is None:
+            a = self._args
+            cfg = ConvConfig.create(
+                a["kernel_size"], x.shape[1], y.shape[1], stride=a["stride"], padding=a["padding"],
+                dilation=a["dilation"], groups=a["groups"], use_bias=a["use_bias"], layout=a["layout"], flip=a["flip"],
+            )
+            self.config = cfg
+            self._stats = [None] * cfg.groups
+            self._kept = [([], []) for _ in range(cfg.groups)]
+        if not self._open:
+            self._open = True
+            self._n_in = 0
+            self._left = self._left_pad()
+            self._xbuf = np.zeros((0 if self._left is None else self._left, cfg.in_channels))
+            self._ybuf = np.zeros((0, cfg.out_channels))
+            self._y_seen = 0
+        self._n_in += len(x)
+        self._y_seen += len(y)
+        self._xbuf = np.concatenate([self._xbuf, x])
+        self._ybuf = np.concatenate([self._ybuf, y])
+        if self._left is not None:
+            self._consume()
+
+    def end_sequence(self) -> None:
+        """Close the current sequence: apply its right padding and account for its last equations."""
+        if not self._open:
+            return
+        cfg = self.config
+        length = self._n_in
+        out = cfg.output_length(length)
+        if out < 1:
+            raise ValueError(
+                f"the sequence has {length} samples, too short for {cfg.describe()}: a receptive field spans "
+                f"{cfg.span} samples."
+            )
+        if self._y_seen != out:
+            raise ValueError(
+                f"the sequence has {length} input samples, which give {out} outputs with {cfg.describe()}, "
+                f"but {self._y_seen} output samples were given."
+            )
+        left, right = cfg.pads(length)
+        if self._left is None:
+            self._xbuf = np.concatenate([np.zeros((left, cfg.in_channels)), self._xbuf])
+            self._left = left
+        self._xbuf = np.concatenate([self._xbuf, np.zeros((right, cfg.in_channels))])
+        self._consume()
+        self._lengths.append(length)
+        self._out_lengths.append(out)
+        self._open = False
+        del self._xbuf, self._ybuf
+
+    def _left_pad(self) -> int | None:
+        cfg = self.config
+        if cfg.padding == "same" and cfg.stride > 1:
+            return None  # depends on the length modulo the stride
+        return cfg.pads(cfg.stride)[0] if cfg.padding == "same" else cfg.pads(0)[0]
+
+    def _consume(self) -> None:
+        """Account for every output whose receptive field is complete; drop the inputs no longer needed."""
+        cfg = self.config
+        s, span = cfg.stride, cfg.span
+        ready = min(len(self._ybuf), max((len(self._xbuf) - span) // s + 1, 0))
+        if ready < 1:
+            return
+        seg_x = self._xbuf[: (ready - 1) * s + span]
+        seg_y = self._ybuf[:ready]
+        problem = build_problem(
+            seg_x, seg_y, cfg.kernel_size, stride=s, padding="valid", dilation=cfg.dilation, groups=cfg.groups,
+            use_bias=cfg.use_bias, layout="nwc", flip=cfg.flip,
+        )
+        p = problem.blocks[0].n_free + int(cfg.use_bias)
+        keep = (self._kept_rows + ready) * p <= EXPLICIT_LIMIT
+        for g, block in enumerate(problem.blocks):
+            self._stats[g] = add_statistics(self._stats[g], block_statistics(block, cfg.use_bias))
+            if keep:
+                self._kept[g][0].extend(np.array(x) for x in block.xs)
+                self._kept[g][1].extend(np.array(y) for y in block.ys)
+        if keep:
+            self._kept_rows += ready
+        self._xbuf = self._xbuf[ready * s :]
+        self._ybuf = self._ybuf[ready:]
+
+    def merge(self, other: NormalEquations) -> NormalEquations:
+        """Add the sequences of ``other`` (its open sequence treated as ended); returns ``self``."""
+        if not isinstance(other, NormalEquations):
+            raise TypeError(f"`other` must be a NormalEquations, got {type(other).__name__}.")
+        if other._args != self._args:
+            raise ValueError(f"cannot merge accumulators with different configurations: {self._args} and {other._args}.")
+        other = other._closed()
+        if other.config is None:
+            return self
+        if self.config is None:
+            self.config = other.config
+            self._stats = [None] * other.config.groups
+            self._kept = [([], []) for _ in range(other.config.groups)]
+        elif (self.config.in_channels, self.config.out_channels) != (other.config.in_channels, other.config.out_channels):
+            raise ValueError(
+                f"cannot merge data with {other.config.in_channels} input / {other.config.out_channels} output channels "
+                f"into data with {self.config.in_channels} / {self.config.out_channels}."
+            )
+        p = self.config.unknowns_per_output
+        keep = self._all_kept() and other._all_kept() and (self._kept_rows + other._kept_rows) * p <= EXPLICIT_LIMIT
+        for g in range(self.config.groups):
+            if other._stats[g] is not None:
+                self._stats[g] = add_statistics(self._stats[g], other._stats[g])
+            if keep:
+                self._kept[g][0].extend(other._kept[g][0])
+                self._kept[g][1].extend(other._kept[g][1])
+        if keep:
+            self._kept_rows += other._kept_rows
+        self._lengths += other._lengths
+        self._out_lengths += other._out_lengths
+        return self
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _all_kept(self) -> bool:
+        return self.n_equations == self._kept_rows
+
+    def _closed(self) -> NormalEquations:
+        if not self._open:
+            return self
+        done = copy.deepcopy(self)
+        done.end_sequence()
+        return done
+
+    @property
+    def n_equations(self) -> int:
+        """Output samples accounted for so far (per output channel), in closed sequences and the open one."""
+        if self.config is None or self._stats[0] is None:
+            return 0
+        return int(self._stats[0].n_rows)
+
+    def statistics(self) -> list[Statistics]:
+        """Per group: the accumulated :class:`~kernel_recovery.statistics.Statistics` (open sequence ended)."""
+        done = self._closed()
+        if done.config is None or done._stats[0] is None:
+            raise ValueError("no data yet: call update(x_chunk, y_chunk) first.")
+        return list(done._stats)
+
+    def problem(self) -> CanonicalProblem:
+        """The canonical problem the statistics describe (statistics cached on its blocks)."""
+        done = self._closed()
+        stats = done.statistics()
+        cfg = done.config
+        template = build_problem(
+            np.zeros((cfg.span, cfg.in_channels)), np.zeros((1, cfg.out_channels)), cfg.kernel_size, stride=cfg.stride,
+            padding="valid", dilation=cfg.dilation, groups=cfg.groups, use_bias=cfg.use_bias, flip=cfg.flip,
+        )
+        blocks = []
+        for g, tb in enumerate(template.blocks):
+            xs, ys = done._kept[g]
+            blk = _StreamedBlock(list(xs), list(ys), tb.taps, tb.mask.copy(), tb.out_channels, n_rows=stats[g].n_rows)
+            blk.cache[("statistics", cfg.use_bias)] = stats[g]
+            blocks.append(blk)
+        return dataclasses.replace(
+            template, config=cfg, blocks=blocks, lengths=tuple(done._lengths), out_lengths=tuple(done._out_lengths)
+        )
+
+    def solve(
+        self, *, ridge: float = 0.0, regularization: str | None = None, warn: bool = True
+    ) -> KernelResult:
+        """Least squares from the accumulated statistics, as ``recover_kernel(method="lstsq")`` would give.
+
+        Parameters
+        ----------
+        ridge, regularization
+            As for ``method="lstsq"`` (robust losses need the data and are not available here).
+        warn : bool
+            Issue the analyzer's warnings (underdetermined, ill-conditioned).
+
+        Returns
+        -------
+        KernelResult
+            While every row is retained (small problems) the explicit-design path is used, exactly as in
+            :func:`recover_kernel`; otherwise the normal equations, without data-based refinement
+            (``diagnostics["solver"]`` says which).
+        """
+        from .solvers import lstsq
+
+        problem = self.problem()
+        cfg = problem.config
+        data = self._closed()._all_kept()
+        if isinstance(ridge, (bool, np.bool_)) or not np.isscalar(ridge) or not np.isfinite(ridge) or ridge < 0:
+            raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
+        if regularization is not None and regularization not in lstsq.REGULARIZATIONS:
+            raise ValueError(f"`regularization` must be None, 'gcv', 'ml', 'tc' or 'dc', got {regularization!r}.")
+        report = report_for(problem)
+        if warn:
+            report.warn(stacklevel=2)
+        sol = lstsq.solve_blocks(problem, ridge=float(ridge), regularization=regularization, data=data)
+        total, count = 0.0, 0
+        for block, k, b in zip(problem.blocks, sol.kernels, sol.biases or [None] * len(problem.blocks)):
+            st = block.cache[("statistics", cfg.use_bias)]
+            coef = k.reshape(-1, k.shape[2])[block.mask.ravel()]
+            if cfg.use_bias:
+                coef = np.concatenate([coef, b[None]])
+            total += float(np.sum(np.clip(lstsq._rss_from_statistics(st, coef), 0.0, None)))
+            count += st.n_rows * coef.shape[1]
+        return KernelResult(
+            kernel=problem.from_canonical(sol.kernels),
+            bias=problem.from_canonical_bias(sol.biases) if cfg.use_bias else None,
+            method="lstsq",
+            report=report,
+            residual_rms=float(np.sqrt(total / count)),
+            success=True,
+            message=sol.message,
+            config=cfg,
+            stderr=None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr),
+            bias_stderr=None if sol.bias_stderr is None else problem.from_canonical_bias(sol.bias_stderr),
+            options=dict(sol.options),
+            diagnostics=dict(sol.diagnostics, streamed=True, columns=n_columns(problem.blocks[0], cfg.use_bias)),
+        )
