@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .accumulator import NormalEquations
 from .api import recover_kernel
 from .conv import conv1d
 from .determinacy import DeterminacyReport, IllConditionedWarning, UnderdeterminedWarning, analyze
@@ -21,6 +22,7 @@ __all__ = [
     "KernelResult",
     "KernelSizeSelection",
     "KernelSizeWarning",
+    "NormalEquations",
     "Solution",
     "UnderdeterminedWarning",
     "__version__",
