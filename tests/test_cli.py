@@ -15,7 +15,9 @@ from references import jax_conv1d
 
 from kernel_recovery.cli import main, parse_value, run_demo
 
-ROW = re.compile(r"^(?P<example>.+?)\s{2,}(?P<method>\S+)\s+.*?\s(?P<err>\S+)\s+(?P<resid>\S+)\s+\S+ms\s+(?P<solver>.+)$")
+ROW = re.compile(
+    r"^(?P<example>.+?)\s{2,}(?P<method>\S+)\s+.*?\s(?P<err>\S+)\s+(?P<resid>\S+)\s+\S+ms\s+(?P<solver>.+)$"
+)
 
 
 @pytest.fixture(scope="module")
