@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem
-from .statistics import EXPLICIT_LIMIT, block_statistics, design_matrix, n_columns
+from .statistics import EXPLICIT_LIMIT, block_statistics, design_matrix, design_rows, n_columns
 
 STATUSES = ("overdetermined", "determined", "underdetermined", "rank_deficient")
 #: Above this design condition number a relative error in y may be amplified more than 1e8-fold.
@@ -165,7 +165,10 @@ def data_needed(config: ConvConfig, lengths: Sequence[int]) -> tuple[int | None,
 def _noise_array(noise_level, n_out: int) -> np.ndarray | None:
     if noise_level is None:
         return None
-    arr = np.asarray(noise_level, dtype=float) if not isinstance(noise_level, (bool, np.bool_)) else None
+    try:
+        arr = None if isinstance(noise_level, (bool, np.bool_)) else np.asarray(noise_level, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
     if arr is None or arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n_out,)):
         raise ValueError(
             f"`noise_level` must be a number or one number per output channel ({n_out}), got {noise_level!r}."
@@ -723,6 +726,21 @@ def shape_causes(config: ConvConfig, lengths: Sequence[int], n_eq: int, geometry
     return out
 
 
+def _column_ranges(block: Block, use_bias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest entry of each design column (one streamed pass; cached on the block)."""
+    key = ("column_ranges", use_bias)
+    if key not in block.cache:
+        p = n_columns(block, use_bias)
+        lo, hi = np.full(p, np.inf), np.full(p, -np.inf)
+        for x in block.xs:
+            m = len(x) - block.taps + 1
+            for start in range(0, m, 1 << 14):
+                rows = design_rows(block, x, use_bias, start, start + (1 << 14))
+                lo, hi = np.minimum(lo, rows.min(axis=0)), np.maximum(hi, rows.max(axis=0))
+        block.cache[key] = (lo, hi)
+    return block.cache[key]
+
+
 def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[str, str, str]]:
     """Plain-words reasons for one group's rank deficiency: ``(code, cause, advice)``."""
     cfg = problem.config
@@ -761,8 +779,9 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
                 " read: those coefficients have no effect on y.",
                 f"record input channel {user_c} where it is nonzero at the samples those taps read (a longer record).",
             ))
-        cols_data = channel_data()[:, c::cin]
-        if np.ptp(cols_data) == 0:
+        lo, hi = _column_ranges(block, cfg.use_bias)
+        taps_c = cols[:, c][live]
+        if np.all(lo[taps_c] == hi[taps_c]) and np.ptp(lo[taps_c]) == 0:
             constant[c] = True
             bias = " and with the bias" if cfg.use_bias else ""
             out.append((

@@ -422,7 +422,7 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
     chans = ", ".join(map(str, sorted(flagged)))
     return (
         f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {e * s} more tap(s) "
-        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} (F-test p={min(pvalues):.1e}"
+        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} (F-test p={max(min(pvalues), 1e-300):.1e}"
         f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
         "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
     )
