@@ -22,7 +22,22 @@ class Example:
 
 
 def tutorial_examples() -> list[Example]:
-    """The three worked examples of the classic "recover a Conv1D kernel" tutorial."""
+    """The three worked examples of the classic "recover a Conv1D kernel" tutorial.
+
+    Returns
+    -------
+    list of Example
+        "single filter" (``x=[0,3,4,5]``, ``y=[6,11,14]``, kernel ``[1, 2]``), "two channels" (8 steps of 2
+        input channels, ``kernel_size=3``, a square 6x6 system) and "two filters" (the same input through two
+        filters).
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> ex = tutorial_examples()[0]
+    >>> kr.recover_kernel(ex.x, ex.y, ex.kernel_size).kernel.ravel().round(12)
+    array([1., 2.])
+    """
     x1 = np.array([0.0, 3.0, 4.0, 5.0])
     x2 = np.array([[0, 0], [3, 6], [4, 7], [5, 8], [1, 2], [4, 5], [2, 0], [0, 1]], dtype=float)
     return [
@@ -54,7 +69,28 @@ def tutorial_examples() -> list[Example]:
 
 
 def noisy_multichannel(length: int = 2000, noise: float = 0.01, seed: int = 0) -> Example:
-    """A 3-in / 2-out sensor array with 'same' padding, bias and Gaussian noise."""
+    """A 3-in / 2-out sensor array with 'same' padding, bias and Gaussian noise.
+
+    Parameters
+    ----------
+    length : int
+        Samples in the record.
+    noise : float
+        Standard deviation of the white Gaussian noise added to ``y``.
+    seed : int
+        Seed of the random kernel, input and noise.
+
+    Returns
+    -------
+    Example
+        ``kernel_size=8``, with ``settings={"padding": "same", "use_bias": True}`` to pass to ``recover_kernel``.
+
+    Examples
+    --------
+    >>> ex = noisy_multichannel(length=500)
+    >>> ex.x.shape, ex.y.shape, ex.kernel.shape
+    ((500, 3), (500, 2), (8, 3, 2))
+    """
     from .conv import conv1d
 
     rng = np.random.default_rng(seed)
@@ -75,7 +111,15 @@ def noisy_multichannel(length: int = 2000, noise: float = 0.01, seed: int = 0) -
 
 
 def underdetermined(seed: int = 0) -> Example:
-    """Too short a record: 5 outputs for a 6-tap kernel."""
+    """Too short a record: 5 outputs for a 6-tap kernel.
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> ex = underdetermined()
+    >>> kr.analyze(ex.x, ex.y, ex.kernel_size, warn=False).status
+    'underdetermined'
+    """
     from .conv import conv1d
 
     rng = np.random.default_rng(seed)
@@ -87,4 +131,11 @@ def underdetermined(seed: int = 0) -> Example:
 
 
 def all_examples() -> list[Example]:
+    """Every built-in example, in the order ``kernel-recovery demo`` shows them.
+
+    Examples
+    --------
+    >>> [ex.name for ex in all_examples()]
+    ['single filter', 'two channels', 'two filters', 'noisy multichannel', 'underdetermined']
+    """
     return [*tutorial_examples(), noisy_multichannel(), underdetermined()]
