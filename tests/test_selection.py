@@ -1,0 +1,115 @@
+"""select_kernel_size: criteria against explicit least squares, cross-validation against brute force."""
+
+import json
+
+import numpy as np
+import pytest
+
+import kernel_recovery as kr
+
+
+def causal_design(x, k):
+    xp = np.concatenate([np.zeros(k - 1), x])
+    return np.lib.stride_tricks.sliding_window_view(xp, k)
+
+
+@pytest.fixture
+def causal_data():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(600)
+    w = np.array([0.8, -0.5, 0.3, 0.9])
+    y = kr.conv1d(x, w, padding="causal") + 0.05 * rng.standard_normal(600)
+    return x, y
+
+
+@pytest.mark.parametrize("criterion", ["aic", "bic", "cv"])
+def test_picks_the_true_size_on_noisy_data(criterion, causal_data):
+    x, y = causal_data
+    sel = kr.select_kernel_size(x, y, range(1, 11), criterion=criterion, padding="causal")
+    assert sel.criterion == criterion and sel.candidates == tuple(range(1, 11)) and sel.scores.shape == (10,)
+    if criterion == "cv":  # CV, like AIC, may take a spare tap; it must never miss one
+        assert sel.kernel_size >= 4 and sel.scores[3] <= 1.01 * sel.scores.min()
+        assert np.all(sel.scores[:3] > 1.5 * sel.scores[3])
+    else:
+        assert sel.kernel_size == 4 and sel.result.kernel.shape == (4, 1, 1)
+
+
+def test_aic_and_bic_against_explicit_least_squares(causal_data):
+    x, y = causal_data
+    n = len(y)
+    for criterion in ("aic", "bic"):
+        sel = kr.select_kernel_size(x, y, [2, 4, 6], criterion=criterion, padding="causal")
+        for k, score, rss in zip(sel.candidates, sel.scores, sel.rss):
+            a = causal_design(x, k)
+            ref_rss = np.sum((y - a @ np.linalg.lstsq(a, y, rcond=None)[0]) ** 2)
+            penalty = 2 * k if criterion == "aic" else k * np.log(n)
+            np.testing.assert_allclose(rss, ref_rss, rtol=1e-9)
+            np.testing.assert_allclose(score, n * np.log(ref_rss / n) + penalty, rtol=1e-9)
+
+
+def test_cv_score_against_brute_force(causal_data):
+    x, y = causal_data
+    sel = kr.select_kernel_size(x, y, [3, 5], criterion="cv", folds=4, padding="causal")
+    for k, score in zip(sel.candidates, sel.scores):
+        a = causal_design(x, k)
+        edges = np.linspace(0, len(y), 5).astype(int)
+        sse = 0.0
+        for f in range(4):
+            test = np.zeros(len(y), dtype=bool)
+            test[edges[f] : edges[f + 1]] = True
+            coef = np.linalg.lstsq(a[~test], y[~test], rcond=None)[0]
+            sse += np.sum((y[test] - a[test] @ coef) ** 2)
+        np.testing.assert_allclose(score, sse / len(y), rtol=1e-8)
+
+
+def test_valid_padding_noiseless_picks_the_smallest_exact(rng):
+    x = rng.standard_normal(300)
+    y = kr.conv1d(x, [1.0, -2.0, 0.5, 0.0, 0.0, 0.0])  # a 3-tap kernel in a 6-tap valid window
+    sel = kr.select_kernel_size(x, y, range(1, 10))
+    assert sel.kernel_size == 3
+    np.testing.assert_allclose(sel.result.kernel.ravel(), [1.0, -2.0, 0.5], atol=1e-10)
+    assert np.all(np.isinf(sel.scores[6:])) and sel.status[6:] == ("too long for y",) * 3
+    assert any("valid" in n for n in sel.notes)
+    d = json.loads(json.dumps(sel.to_dict()))
+    assert d["kernel_size"] == 3 and len(d["scores"]) == 9
+    assert "<-" in str(sel) and "too long for y" in str(sel)
+
+
+def test_true_convolution_full_padding(rng):
+    x = rng.standard_normal(200)
+    h = np.array([0.5, 1.0, -0.7])
+    y = np.convolve(x, h) + 1e-3 * rng.standard_normal(202)
+    sel = kr.select_kernel_size(x, y, [1, 2, 3], padding="full", flip=True, criterion="bic")
+    assert sel.kernel_size == 3
+    np.testing.assert_allclose(sel.result.kernel.ravel(), h, atol=1e-2)
+
+
+def test_multichannel_bias_and_groups(rng):
+    x = rng.standard_normal((800, 4))
+    w = rng.standard_normal((3, 2, 2))
+    y = kr.conv1d(x, w, [0.3, -0.1], padding="same", groups=2) + 0.05 * rng.standard_normal((800, 2))
+    sel = kr.select_kernel_size(x, y, [1, 3, 5, 7], padding="same", groups=2, use_bias=True, criterion="bic")
+    assert sel.kernel_size == 3
+    assert sel.n_params.tolist() == [k * 2 * 2 + 2 for k in (1, 3, 5, 7)]
+    assert sel.n_samples == 1600
+
+
+def test_underdetermined_candidates_score_inf(rng):
+    x = rng.standard_normal(12)
+    y = kr.conv1d(x, [1.0, 2.0], padding="same")
+    sel = kr.select_kernel_size(x, y, [2, 20], padding="same")
+    assert sel.kernel_size == 2 and np.isinf(sel.scores[1]) and sel.status[1] == "underdetermined"
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [(dict(candidates=[]), ValueError, "candidates"), (dict(candidates=[0, 2]), ValueError, "candidates"),
+     (dict(candidates=None), TypeError, "candidates"), (dict(criterion="mdl"), ValueError, "criterion"),
+     (dict(criterion="cv", folds=1), ValueError, "folds"), (dict(candidates=[50]), ValueError, "no candidate")],
+)
+def test_bad_input(kwargs, err, match, rng):
+    x = rng.standard_normal(40)
+    args = dict(candidates=[1, 2, 3])
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        kr.select_kernel_size(x, kr.conv1d(x, [1.0, 2.0], padding="same"), padding="same", **args)
