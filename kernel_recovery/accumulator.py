@@ -57,7 +57,8 @@ class NormalEquations:
     -----
     ``update(x_chunk, y_chunk)`` appends to the current sequence (the chunk boundaries of ``x`` and ``y``
     need not line up); ``end_sequence()`` closes it (its right padding is applied then), and the next update
-    starts a new sequence.  :meth:`solve` treats an open sequence as ended, without closing it.  Memory is
+    starts a new sequence.  :meth:`solve` treats an open sequence as ended, without closing it (if
+    its ``x`` and ``y`` counts do not match yet, only its complete equations are used).  Memory is
     ``O(chunk + (kernel_size * in_channels)^2)``, except with ``padding="same"`` and ``stride > 1``, where the
     left padding depends on the sequence's length, so the sequence is held until it ends.
 
@@ -147,6 +148,7 @@ class NormalEquations:
             self._xbuf = np.zeros((0 if self._left is None else self._left, cfg.in_channels))
             self._ybuf = np.zeros((0, cfg.out_channels))
             self._y_seen = 0
+            self._y_done = 0
         self._n_in += len(x)
         self._y_seen += len(y)
         self._xbuf = np.concatenate([self._xbuf, x])
@@ -212,6 +214,7 @@ class NormalEquations:
             self._kept_rows += ready
         self._xbuf = self._xbuf[ready * s :]
         self._ybuf = self._ybuf[ready:]
+        self._y_done += ready
 
     def merge(self, other: NormalEquations) -> NormalEquations:
         """Add the sequences of ``other`` (its open sequence treated as ended); returns ``self``."""
@@ -254,7 +257,13 @@ class NormalEquations:
         if not self._open:
             return self
         done = copy.deepcopy(self)
-        done.end_sequence()
+        if done._left is not None and done._y_seen != done.config.output_length(done._n_in):
+            # a partial stretch: keep the equations already complete, as if the sequence stopped there
+            done._lengths.append(done._n_in)
+            done._out_lengths.append(done._y_done)
+            done._open = False
+        else:
+            done.end_sequence()
         return done
 
     @property

@@ -1,0 +1,155 @@
+"""NormalEquations: streamed statistics equal the whole sequence's, in any chunking, for every configuration."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import kernel_recovery as kr
+from kernel_recovery import accumulator, determinacy, statistics
+from kernel_recovery.solvers import lstsq
+
+
+def brute_design(x, kernel_size, cout_group, *, use_bias, **conv):
+    """The user-space design of output channel 0 of each group, column by column, from conv1d of unit kernels."""
+    cin = x.shape[1] // conv.get("groups", 1)
+    groups = conv.get("groups", 1)
+    cols = []
+    for k in range(kernel_size):
+        for c in range(cin):
+            w = np.zeros((kernel_size, cin, cout_group * groups))
+            w[k, c, :] = 1.0
+            cols.append(kr.conv1d(x, w, **conv))
+    design = np.stack(cols, axis=-1)  # (out_len, cout, P)
+    if use_bias:
+        design = np.concatenate([design, np.ones(design.shape[:2] + (1,))], axis=-1)
+    return design
+
+
+def feed(acc, x, y, rng, pieces=5):
+    """Feed x and y in independent random chunkings (boundaries of x and y need not line up)."""
+    cx = np.sort(rng.choice(np.arange(1, len(x)), pieces, replace=False))
+    cy = np.sort(rng.choice(np.arange(1, len(y)), pieces - 1, replace=False))
+    xs, ys = np.split(x, cx), np.split(y, cy)
+    for i in range(max(len(xs), len(ys))):
+        acc.update(xs[i] if i < len(xs) else x[:0], ys[i] if i < len(ys) else y[:0])
+
+
+CONFIGS = list(
+    itertools.product(["valid", "same", "causal", "full", (2, 1)], [1, 2, 3], [1, 2], [1, 2], [False, True])
+)
+
+
+@pytest.mark.parametrize("padding,stride,dilation,groups,use_bias", CONFIGS)
+def test_chunked_equals_explicit_lstsq(rng, padding, stride, dilation, groups, use_bias):
+    k, cin, cout = 3, 2 * groups, 2 * groups
+    conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x = rng.standard_normal((120, cin))
+    w = rng.standard_normal((k, cin // groups, cout))
+    y = kr.conv1d(x, w, **conv)
+    y = y + 0.1 * rng.standard_normal(y.shape)
+    acc = kr.NormalEquations(k, use_bias=use_bias, **conv)
+    feed(acc, x, y, rng)
+    res = acc.solve()
+    design = brute_design(x, k, cout // groups, use_bias=use_bias, **conv)
+    for o in range(cout):
+        coef = np.linalg.lstsq(design[:, o, :], y[:, o], rcond=None)[0]
+        np.testing.assert_allclose(res.kernel[:, :, o].ravel(), coef[: k * cin // groups], rtol=1e-10, atol=1e-11)
+        if use_bias:
+            np.testing.assert_allclose(res.bias[o], coef[-1], rtol=1e-10, atol=1e-11)
+
+
+@pytest.mark.parametrize("padding,stride,dilation", [("same", 2, 1), ("valid", 3, 2), ("causal", 1, 3), ((1, 4), 2, 2)])
+def test_chunking_invariance_on_the_statistics_path(rng, monkeypatch, padding, stride, dilation):
+    for module in (accumulator, determinacy, statistics, lstsq):
+        monkeypatch.setattr(module, "EXPLICIT_LIMIT", 64)
+    monkeypatch.setattr(statistics, "CHUNK_ENTRIES", 40)  # many GEMM chunks per sequence
+    conv = dict(stride=stride, padding=padding, dilation=dilation, groups=1)
+    x = rng.standard_normal((700, 2))
+    y = kr.conv1d(x, rng.standard_normal((5, 2, 3)), **conv)
+    y = y + 0.05 * rng.standard_normal(y.shape)
+    results = []
+    for pieces in (1, 7, 40):
+        acc = kr.NormalEquations(5, use_bias=True, **conv)
+        if pieces == 1:
+            acc.update(x, y)
+        else:
+            feed(acc, x, y, rng, pieces)
+        results.append(acc.solve())
+    assert all(r.diagnostics["solver"] == ["normal_equations"] for r in results)
+    for r in results[1:]:
+        np.testing.assert_allclose(r.kernel, results[0].kernel, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(r.bias, results[0].bias, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(r.stderr, results[0].stderr, rtol=1e-9)
+    design = brute_design(x, 5, 3, use_bias=True, **conv)
+    for o in range(3):
+        coef = np.linalg.lstsq(design[:, o, :], y[:, o], rcond=None)[0]
+        np.testing.assert_allclose(results[0].kernel[:, :, o].ravel(), coef[:10], rtol=1e-10, atol=1e-11)
+
+
+def test_statistics_match_explicit_design(rng):
+    acc = kr.NormalEquations(4, stride=2, padding="same")
+    x = rng.standard_normal((501, 1))
+    y = rng.standard_normal((251, 1))
+    feed(acc, x, y, rng, 9)
+    st = acc.statistics()[0]
+    block = kr.problem.build_problem(x, y, 4, stride=2, padding="same").blocks[0]
+    a = statistics.design_matrix(block, False)
+    np.testing.assert_allclose(st.gram, a.T @ a, rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(st.cross, a.T @ np.concatenate(block.ys), rtol=1e-12, atol=1e-11)
+    assert st.n_rows == 251
+
+
+def test_several_sequences_and_merge(rng):
+    w = rng.standard_normal((4, 2, 1))
+    xs = [rng.standard_normal((n, 2)) for n in (50, 80, 65)]
+    ys = [kr.conv1d(x, w, padding="causal") + 0.1 * rng.standard_normal((len(x), 1)) for x in xs]
+    whole = kr.recover_kernel(xs, ys, 4, padding="causal")
+    one = kr.NormalEquations(4, padding="causal")
+    for x, y in zip(xs, ys):
+        one.update(x, y)
+        one.end_sequence()
+    a, b = kr.NormalEquations(4, padding="causal"), kr.NormalEquations(4, padding="causal")
+    a.update(xs[0], ys[0])
+    b.update(xs[1], ys[1])
+    b.end_sequence()
+    b.update(xs[2], ys[2])  # left open: merge treats it as ended
+    merged = a.merge(b)
+    for res in (one.solve(), merged.solve()):
+        np.testing.assert_allclose(res.kernel, whole.kernel, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(res.residual_rms, whole.residual_rms, rtol=1e-8)
+    assert sorted(merged.solve().report.lengths) == [50, 65, 80]
+
+
+def test_solve_does_not_close_the_sequence(rng):
+    x = rng.standard_normal(400)
+    y = kr.conv1d(x, [1.0, 2.0, -1.0])
+    acc = kr.NormalEquations(3)
+    acc.update(x[:200], y[:150])
+    first = acc.solve()
+    np.testing.assert_allclose(first.kernel.ravel(), [1.0, 2.0, -1.0], rtol=1e-12)
+    acc.update(x[200:], y[150:])
+    assert acc.n_equations == 398
+    np.testing.assert_allclose(acc.solve().kernel.ravel(), [1.0, 2.0, -1.0], rtol=1e-12)
+
+
+def test_errors(rng):
+    with pytest.raises(ValueError, match="kernel_size"):
+        kr.NormalEquations(0)
+    with pytest.raises(ValueError, match="padding"):
+        kr.NormalEquations(3, padding="middle")
+    acc = kr.NormalEquations(3)
+    with pytest.raises(ValueError, match="no data"):
+        acc.statistics()
+    acc.update(rng.standard_normal((10, 2)), rng.standard_normal((8, 1)))
+    with pytest.raises(ValueError, match="x_chunk.*3 channels"):
+        acc.update(rng.standard_normal((10, 3)), rng.standard_normal((8, 1)))
+    with pytest.raises(ValueError, match="x_chunk.*NaN"):
+        acc.update(np.full((2, 2), np.nan), np.zeros((0, 1)))
+    acc.update(rng.standard_normal((5, 2)), rng.standard_normal((4, 1)))
+    with pytest.raises(ValueError, match="13 outputs.*12 output samples"):
+        acc.end_sequence()
+    with pytest.raises(TypeError, match="other"):
+        acc.merge("data")
+    with pytest.raises(ValueError, match="different configurations"):
+        acc.merge(kr.NormalEquations(4))
