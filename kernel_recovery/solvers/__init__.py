@@ -13,6 +13,7 @@ from typing import Callable
 #: method name -> "module:function", imported lazily (JAX and optax load only with method="adam").
 METHODS: dict[str, str] = {
     "lstsq": "kernel_recovery.solvers.lstsq:solve",
+    "adam": "kernel_recovery.solvers.gradient:solve",
     "fft": "kernel_recovery.solvers.spectral:solve",
 }
 

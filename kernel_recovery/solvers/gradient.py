@@ -1,0 +1,609 @@
+"""Gradient descent in JAX + optax: ``method="adam"``.
+
+The whole optimization (every step, the learning-rate schedule and the stopping rule) runs inside one
+compiled function (``lax.while_loop`` over blocks of ``lax.scan`` steps), compiled once per shape and
+static setting and reused by later calls.  Two formulations of the canonical problem:
+
+* ``"statistics"`` (squared loss, full batch): the loss ``||A w - y||^2 / n`` is rewritten once, in
+  float64, as ``||R w - z||^2 / n + const`` with ``R^T R = A^T A`` and ``R^T z = A^T y`` (from the
+  chunked statistics), so every step costs ``O(P^2)`` whatever the number of samples ``n``, and the
+  iterates are those of gradient descent on the data.
+* ``"frames"`` (every other case): outputs are cut into frames of ``B`` consecutive samples; a frame is
+  one row of inputs (``B + taps - 1`` samples) times a block-Toeplitz matrix built from the kernel, so
+  the forward pass is one matrix product with ``B * out_channels`` columns.  On a CPU this is several
+  times faster than ``lax.conv`` or a plain im2col product (which has only ``out_channels`` columns),
+  and it is a plain matrix product on a GPU too.
+
+JAX and optax are imported here only; this module is loaded when ``method="adam"`` is first used.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Any, Callable, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..problem import CanonicalProblem
+from ..result import Solution
+from ..statistics import block_statistics, n_columns
+
+LOSSES = ("mae", "mse", "huber")
+INITS = ("glorot_uniform", "zeros", "lstsq")
+DTYPES = ("float32", "float64")
+
+#: Steps per compiled block: the schedule and the stopping rule are checked between blocks.
+CHECK_EVERY = 25
+#: The default schedule multiplies the learning rate by this when a block oscillates (ends above its own
+#: lowest loss) or does not improve the best loss.
+PLATEAU_FACTOR = 0.5
+#: Problems whose data hold at most this many numbers are compiled with fewer optimizations.
+QUICK_COMPILE_SIZE = 1 << 16
+#: Frames aim at this many output columns (frame length x output channels) per matrix product.
+FRAME_COLUMNS = 32
+
+
+# ----------------------------------------------------------------------------------------------
+# Option validation
+# ----------------------------------------------------------------------------------------------
+
+
+def _positive(value, name: str, *, integer: bool = False, allow_zero: bool = False):
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        what = "an integer" if integer else "a number"
+        raise TypeError(f"`{name}` must be {what}, got {value!r} ({type(value).__name__}).")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
+    return int(value) if integer else float(value)
+
+
+def _choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+    return value.lower()
+
+
+def check_dtype(dtype) -> str:
+    """Normalise ``dtype`` to "float32" or "float64"."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}.")
+    return name
+
+
+def check_optimizer(optimizer, learning_rate, default: float = 5e-2):
+    """Validate ``optimizer``/``learning_rate``; return ``(optimizer or None, learning_rate)``."""
+    if optimizer is None:
+        lr = default if learning_rate is None else _positive(learning_rate, "learning_rate")
+        return None, lr
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"`optimizer` must be an optax.GradientTransformation, got {optimizer!r}.")
+    if learning_rate is not None:
+        raise ValueError(
+            "`learning_rate` applies to the default optimizer only; with `optimizer=` set the learning rate "
+            f"inside it (e.g. optax.adam({learning_rate!r})), got learning_rate={learning_rate!r}."
+        )
+    return optimizer, None
+
+
+# ----------------------------------------------------------------------------------------------
+# The generic compiled loop (shared with recover_stack)
+# ----------------------------------------------------------------------------------------------
+
+
+class Model(NamedTuple):
+    """Static description of what is optimized: ``factory(*args)`` returns ``(batch_loss, full_loss)``.
+
+    ``batch_loss(params, data, key)`` is the loss a step differentiates (``key`` is None unless the
+    model samples minibatches, then a PRNG key); ``full_loss(params, data)`` is the loss on all data,
+    used to choose the best restart.  ``factory`` must be a module-level function and ``args``
+    hashable, so compiled loops are cached per model.
+    """
+
+    factory: Callable
+    args: tuple
+    stochastic: bool = False
+
+
+class LoopState(NamedTuple):
+    """Everything the loop carries; every field but ``step`` and ``history`` has a leading restart axis."""
+
+    params: Any
+    opt_state: Any
+    lr_scale: jax.Array
+    best: jax.Array  # lowest loss so far
+    prev_best: jax.Array  # lowest loss at the end of the previous block
+    path: jax.Array  # summed per-step movement in the current block
+    n_steps: jax.Array
+    active: jax.Array
+    converged: jax.Array
+    history: jax.Array  # (restarts, blocks * CHECK_EVERY)
+    step: jax.Array  # blocks done (shared)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_optimizer() -> optax.GradientTransformation:
+    # Adam's direction; the learning rate and its plateau schedule are applied in the loop.
+    return optax.scale_by_adam()
+
+
+def _leaf_max(tree) -> jax.Array:
+    return functools.reduce(jnp.maximum, [jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(tree)])
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = False):
+    """``(start, resume)``, jitted: ``start(params0, data, hyper, stop)`` builds the state and runs whole
+    blocks of CHECK_EVERY steps until step ``stop``; ``resume(state, data, hyper, stop)`` goes on.  Both
+    return ``(state, full_losses)``."""
+    batch_loss, full_loss = model.factory(*model.args)
+    default = optimizer is None
+    opt = _default_optimizer() if default else optimizer
+    n_blocks = -(-steps // CHECK_EVERY)
+
+    def run_block(params, opt_state, lr_scale, best, path, n_steps, active, key, data, hyper):
+        # inactive restarts (converged, or past `steps`) take zero steps; their optimizer state is unused
+        def step(carry, i):
+            params, opt_state, best, path, n_steps = carry
+            go = active & (n_steps < steps)
+            sub = None if key is None else jax.random.fold_in(key, i)
+            loss, grads = jax.value_and_grad(batch_loss)(params, data, sub)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            gain = jnp.where(go, -hyper["learning_rate"] * lr_scale if default else 1.0, 0.0)
+            updates = jax.tree_util.tree_map(lambda u: gain * u, updates)
+            params = optax.apply_updates(params, updates)
+            best = jnp.where(go & jnp.isfinite(loss), jnp.minimum(best, loss), best)
+            path = path + _leaf_max(updates)
+            return (params, opt_state, best, path, n_steps + go.astype(n_steps.dtype)), jnp.where(go, loss, jnp.nan)
+
+        start = n_steps[()] if key is None else n_steps
+        carry = (params, opt_state, best, path, n_steps)
+        carry, losses = jax.lax.scan(step, carry, start + jnp.arange(CHECK_EVERY))
+        return carry, losses
+
+    def loop(state: LoopState, data, hyper, stop):
+        base = jax.random.key(hyper["seed"]) if model.stochastic else None
+
+        def body(s: LoopState) -> LoopState:
+            if model.stochastic:
+                keys = jax.random.split(jax.random.fold_in(base, s.step), s.active.shape[0])
+            else:
+                keys = None
+            (params, opt_state, best, path, n_steps), losses = jax.vmap(
+                run_block, in_axes=(0, 0, 0, 0, 0, 0, 0, None if keys is None else 0, None, None)
+            )(s.params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active, keys, data, hyper)
+            # the plateau schedule and the stopping rule
+            taken = n_steps - s.n_steps
+            ran = s.active & (taken > 0)
+            # oscillating (the block ends above its own best) or stalled: take smaller steps
+            last = losses[:, -1]
+            block_best = jnp.min(jnp.where(jnp.isnan(losses), jnp.inf, losses), axis=1)
+            plateau = ~(best < s.prev_best) | (last > block_best)
+            if default:
+                # a smaller step, and Adam's moments restarted so that its step is not damped by stale ones
+                cut = ran & plateau
+                lr_scale = jnp.where(cut, s.lr_scale * PLATEAU_FACTOR, s.lr_scale)
+                fresh = jax.vmap(opt.init)(params)
+                opt_state = jax.tree_util.tree_map(
+                    lambda new, old: jnp.where(cut.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, opt_state
+                )
+            else:
+                lr_scale = s.lr_scale
+            scale = jnp.maximum(1.0, jax.vmap(_leaf_max)(params))
+            done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
+            history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
+            return LoopState(
+                params, opt_state, lr_scale, best, jnp.where(ran, best, s.prev_best), jnp.zeros_like(path), n_steps,
+                s.active & ~done & (n_steps < steps), s.converged | done, history, s.step + 1,
+            )
+
+        stop_block = jnp.minimum(-(-stop // CHECK_EVERY), n_blocks)
+        state = jax.lax.while_loop(lambda s: (s.step < stop_block) & jnp.any(s.active), body, state)
+        return state, jax.vmap(full_loss, in_axes=(0, None))(state.params, data)
+
+    def start(params0, data, hyper, stop):
+        restarts = jax.tree_util.tree_leaves(params0)[0].shape[0]
+        dtype = jax.tree_util.tree_leaves(params0)[0].dtype
+        state = LoopState(
+            params=params0,
+            opt_state=jax.vmap(opt.init)(params0),
+            lr_scale=jnp.ones(restarts, dtype),
+            best=jnp.full(restarts, jnp.inf, dtype),
+            prev_best=jnp.full(restarts, jnp.inf, dtype),
+            path=jnp.zeros(restarts, dtype),
+            n_steps=jnp.zeros(restarts, jnp.int32),
+            active=jnp.ones(restarts, bool),
+            converged=jnp.zeros(restarts, bool),
+            history=jnp.full((restarts, n_blocks * CHECK_EVERY), jnp.nan, dtype),
+            step=jnp.zeros((), jnp.int32),
+        )
+        return loop(state, data, hyper, stop)
+
+    # small problems: compile time dominates, so skip LLVM's costly optimizations (the loop runs ~2x slower)
+    options = {"xla_backend_optimization_level": 0} if quick_compile else None
+    return jax.jit(start, compiler_options=options), jax.jit(loop, compiler_options=options)
+
+
+def optimize(
+    model: Model,
+    params0,
+    data: dict,
+    *,
+    optimizer,
+    learning_rate: float | None,
+    steps: int,
+    tol: float,
+    seed: int,
+    progress: bool,
+):
+    """Run the compiled loop from ``params0`` (numpy leaves with a leading restart axis).
+
+    Returns numpy ``(params, final_losses, histories, n_steps, converged)``, per restart.  Call inside
+    ``jax.enable_x64(True)`` for float64.
+    """
+    dtype = jax.tree_util.tree_leaves(params0)[0].dtype
+    hyper = {
+        "learning_rate": np.asarray(0.0 if learning_rate is None else learning_rate, dtype),
+        "tol": np.asarray(tol, dtype),
+        "seed": np.asarray(seed, np.uint32),
+    }
+    size = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(data))
+    start, resume = compiled_loop(model, optimizer, steps, size <= QUICK_COMPILE_SIZE)
+    if not progress:
+        state, final = start(params0, data, hyper, np.int32(steps))
+    else:
+        from tqdm.auto import tqdm
+
+        chunk = max(CHECK_EVERY, steps // 50)
+        with tqdm(total=steps, unit="step", desc="adam") as bar:
+            state, final = start(params0, data, hyper, np.int32(chunk))
+            while True:
+                step = int(state.step) * CHECK_EVERY
+                bar.update(min(step, steps) - bar.n)
+                bar.set_postfix(loss=f"{float(np.nanmin(np.asarray(state.best))):.4g}")
+                if step >= steps or not np.any(np.asarray(state.active)):
+                    break
+                state, final = resume(state, data, hyper, np.int32(min(step + chunk, steps)))
+    params = jax.tree_util.tree_map(np.asarray, state.params)
+    n_steps = np.asarray(state.n_steps)
+    history = np.asarray(state.history)
+    histories = [history[r, : n_steps[r]].astype(np.float64) for r in range(len(n_steps))]
+    return params, np.asarray(final), histories, n_steps, np.asarray(state.converged)
+
+
+def end_message(converged: bool, n_steps: int, steps: int, tol: float) -> str:
+    if converged:
+        return f"converged: the mean step fell below tol={tol:g} (relative to the largest weight) after {n_steps} steps"
+    return (
+        f"stopped at the step limit (steps={steps}) before the tol={tol:g} criterion was met; "
+        "increase `steps` or `tol`, or adjust `learning_rate`"
+    )
+
+
+def elementwise_loss(loss: str, delta: float) -> Callable:
+    if loss == "mae":
+        return jnp.abs
+    if loss == "mse":
+        return jnp.square
+    return lambda r: jnp.where(jnp.abs(r) <= delta, 0.5 * r * r, delta * (jnp.abs(r) - 0.5 * delta))
+
+
+# ----------------------------------------------------------------------------------------------
+# The canonical problem as a model
+# ----------------------------------------------------------------------------------------------
+
+
+def _statistics_model(n_free: int, use_bias: bool):
+    """Squared loss from ``R`` (G, P, P), ``z`` (G, P, O), ``const`` (G, O) and the equation count."""
+
+    def loss(coef, data):
+        r = jnp.einsum("gpq,gqo->gpo", data["R"], coef) - data["z"]
+        return (jnp.sum(r * r) + jnp.sum(data["const"])) / data["count"]
+
+    return (lambda coef, data, key: loss(coef, data)), loss
+
+
+def _frames_model(n_free: int, use_bias: bool, loss: str, delta: float, batch_frames: int):
+    """Loss on frames: ``X`` (G, F, D) times a block-Toeplitz matrix (``select`` (D, B, n_free)) against ``Y``.
+
+    The parameters are ``u`` with coefficients ``P u`` (``P`` = ``data["P"]``, the preconditioner).
+    """
+    elementwise = elementwise_loss(loss, delta)
+
+    def predict(u, p, x, select):
+        coef = jnp.einsum("gpq,gqo->gpo", p, u)
+        g, _, o = coef.shape
+        d, b = select.shape[0], select.shape[1]
+        # the block-Toeplitz matrix as a product with a 0/1 selection tensor: cheaper to compile than a gather
+        toeplitz = jnp.einsum("dbp,gpo->gdbo", select, coef[:, :n_free]).reshape(g, d, b * o)
+        pred = jnp.einsum("gfd,gdk->gfk", x, toeplitz)
+        if use_bias:
+            pred = pred + jnp.tile(coef[:, n_free], (1, b))[:, None, :]
+        return pred
+
+    def weighted(u, p, x, y, w, select):
+        err = elementwise(y - predict(u, p, x, select)) * w
+        return jnp.sum(err) / jnp.maximum(jnp.sum(w) * u.shape[0], 1.0)
+
+    def full_loss(u, data):
+        return weighted(u, data["P"], data["X"], data["Y"], data["W"], data["select"])
+
+    def batch_loss(u, data, key):
+        if not batch_frames:
+            return full_loss(u, data)
+        pick = jax.random.randint(key, (batch_frames,), 0, data["X"].shape[1])
+        return weighted(u, data["P"], data["X"][:, pick], data["Y"][:, pick], data["W"][pick], data["select"])
+
+    return batch_loss, full_loss
+
+
+def frame_length(n_equations: int, out_per_block: int) -> int:
+    """Frame length ``B``: ``B * out_channels`` near FRAME_COLUMNS, a power of two, at most ~``n_equations``."""
+    target = max(1, -(-FRAME_COLUMNS // out_per_block))
+    b = 1 << (target - 1).bit_length()
+    cap = 1 << max(0, (n_equations - 1).bit_length())
+    return max(1, min(b, cap))
+
+
+def frames_data(problem: CanonicalProblem, b: int, dtype, precondition: np.ndarray) -> dict:
+    """Cut every block's subsequences into frames of ``b`` outputs (zero-weighted padding at the ends)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    block0 = problem.blocks[0]
+    taps, c, o = block0.taps, block0.channels, len(block0.out_channels)
+    width = b + taps - 1
+    xs, ys, ws = [], [], []
+    for block in problem.blocks:
+        bx, by, bw = [], [], []
+        for x, y in zip(block.xs, block.ys):
+            m = len(x) - taps + 1
+            f = -(-m // b)
+            xp = np.zeros(((f - 1) * b + width, c))
+            xp[: len(x)] = x
+            win = sliding_window_view(xp, width, axis=0)[::b][:f]  # (f, c, width)
+            bx.append(win.transpose(0, 2, 1).reshape(f, width * c))
+            yp = np.zeros((f * b, o))
+            yp[:m] = y
+            by.append(yp.reshape(f, b * o))
+            wp = np.zeros((f * b, o))
+            wp[:m] = 1.0
+            bw.append(wp.reshape(f, b * o))
+        xs.append(np.concatenate(bx))
+        ys.append(np.concatenate(by))
+        ws.append(np.concatenate(bw))
+    free = np.flatnonzero(block0.mask.ravel())  # canonical (tap, channel) position of each free coefficient
+    select = np.zeros((width * c, b, block0.n_free))
+    for u in range(b):
+        select[u * c + free, u, np.arange(block0.n_free)] = 1.0  # output u sees input samples u .. u + taps - 1
+    return {
+        "X": np.asarray(np.stack(xs), dtype),
+        "Y": np.asarray(np.stack(ys), dtype),
+        "W": np.asarray(ws[0], dtype),
+        "select": np.asarray(select, dtype),
+        "P": np.asarray(precondition, dtype),
+    }
+
+
+def preconditioners(problem: CanonicalProblem, whiten: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, P^-1)``, each (G, P, P): coefficients are ``P u``.
+
+    Whitening takes ``P = V diag(s_max / s) `` from the eigendecomposition ``A^T A = V diag(s^2) V^T``, so
+    the squared loss has the Hessian ``2 s_max^2 I / n`` in ``u``: every direction converges at the same
+    rate, and ``|u| <= |coefficients|``.  Directions the data do not see (``s = 0``) get no gradient.
+    """
+    use_bias = problem.config.use_bias
+    p = n_columns(problem.blocks[0], use_bias)
+    if not whiten:
+        eye = np.broadcast_to(np.eye(p), (len(problem.blocks), p, p))
+        return eye, eye
+    ps, inverses = [], []
+    for block in problem.blocks:
+        lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        s_max = s.max(initial=0.0)
+        if s_max == 0:
+            ps.append(np.eye(p))
+            inverses.append(np.eye(p))
+            continue
+        s = np.maximum(s, s_max * 1e-6)
+        ps.append(v * (s_max / s))
+        inverses.append((s / s_max)[:, None] * v.T)
+    return np.stack(ps), np.stack(inverses)
+
+
+def statistics_data(problem: CanonicalProblem, dtype, precondition: np.ndarray) -> dict:
+    """``R``, ``z``, ``const`` with ``||A P u - y||^2 = ||R u - z||^2 + const``, from the float64 statistics."""
+    use_bias = problem.config.use_bias
+    rs, zs, consts = [], [], []
+    for block, pm in zip(problem.blocks, precondition):
+        stats = block_statistics(block, use_bias)
+        lam, v = np.linalg.eigh(stats.gram)
+        lam = np.clip(lam, 0.0, None)
+        keep = lam > lam.max(initial=0.0) * len(lam) * np.finfo(np.float64).eps
+        root = np.sqrt(lam)
+        rs.append((root[:, None] * v.T) @ pm)
+        proj = v.T @ stats.cross
+        z = np.where(keep[:, None], proj / np.where(keep, root, 1.0)[:, None], 0.0)
+        zs.append(z)
+        consts.append(np.clip(stats.yty - np.sum(z * z, axis=0), 0.0, None))
+    count = problem.n_equations * problem.config.out_channels
+    return {
+        "R": np.asarray(np.stack(rs), dtype),
+        "z": np.asarray(np.stack(zs), dtype),
+        "const": np.asarray(np.stack(consts), dtype),
+        "count": np.asarray(float(count), dtype),
+    }
+
+
+def glorot_limit(kernel_size: int, fan_in_channels: int, fan_out_channels: int) -> float:
+    """Keras' glorot_uniform bound for a conv kernel: ``sqrt(6 / (K * Cin + K * Cout))``."""
+    return float(np.sqrt(6.0 / (kernel_size * (fan_in_channels + fan_out_channels))))
+
+
+def _initial_coefficients(problem: CanonicalProblem, init: str, restarts: int, seed: int) -> np.ndarray:
+    """``(restarts, G, P, O)`` starting points; restarts after the first add a glorot draw to zeros/lstsq."""
+    cfg = problem.config
+    use_bias = cfg.use_bias
+    block0 = problem.blocks[0]
+    g, p, o, n_free = len(problem.blocks), n_columns(block0, use_bias), len(block0.out_channels), block0.n_free
+    limit = glorot_limit(cfg.kernel_size, cfg.in_per_group, cfg.out_channels)
+    rng = np.random.default_rng(seed)
+    draws = np.zeros((restarts, g, p, o))
+    draws[:, :, :n_free] = rng.uniform(-limit, limit, size=(restarts, g, n_free, o))
+    if init == "glorot_uniform":
+        return draws
+    base = np.zeros((g, p, o))
+    if init == "lstsq":
+        from .lstsq import solve as lstsq_solve
+
+        sol = lstsq_solve(problem)
+        for i, (block, k) in enumerate(zip(problem.blocks, sol.kernels)):
+            base[i, :n_free] = k.reshape(block.taps * block.channels, o)[block.mask.ravel()]
+            if use_bias:
+                base[i, n_free] = sol.biases[i]
+    draws[0] = 0.0
+    return base[None] + draws
+
+
+def solve(
+    problem: CanonicalProblem,
+    *,
+    loss: Literal["mae", "mse", "huber"] = "mse",
+    learning_rate: float | None = None,
+    steps: int = 2000,
+    tol: float = 1e-6,
+    seed: int = 0,
+    init: Literal["glorot_uniform", "zeros", "lstsq"] = "glorot_uniform",
+    optimizer: optax.GradientTransformation | None = None,
+    batch_size: int | None = None,
+    restarts: int = 1,
+    dtype: str = "float32",
+    huber_delta: float = 1.0,
+    precondition: bool = True,
+    progress: bool = False,
+) -> Solution:
+    """Gradient descent with Adam (optax) on the canonical problem, compiled end to end.
+
+    Options
+    -------
+    loss : {"mse", "mae", "huber"}
+        Mean squared error, mean absolute error (the tutorials' choice; robust to outliers) or Huber
+        with threshold ``huber_delta``, averaged over every output sample and channel.
+    learning_rate : float, default 0.05 (0.001 with ``init="lstsq"``)
+        Initial step of the default optimizer (Adam).  The schedule halves it, and restarts Adam's
+        moments, whenever a block of 25 steps oscillates (ends above its own lowest loss) or does not
+        lower the best loss.  Not allowed with ``optimizer=``, which carries its own.
+    steps : int
+        The most steps taken.
+    tol : float
+        Stop when the mean step over a block (the largest coefficient change per step) is at most
+        ``tol * max(1, largest |coefficient|)``; ``tol=0`` runs every step.
+    seed : int
+        Seeds the initial kernel and the minibatch draws.
+    init : {"glorot_uniform", "zeros", "lstsq"}
+        Keras' glorot-uniform kernel (zero bias), zeros, or the least-squares solution (a good start
+        for ``loss="mae"``).
+    optimizer : optax.GradientTransformation, optional
+        Replaces Adam and its schedule; its updates are applied as they are.
+    batch_size : int, optional
+        Output samples per step (rounded to whole frames, drawn with replacement); default: all.
+    restarts : int
+        Independent starts run side by side (vectorized); the one with the lowest final loss is kept.
+    dtype : {"float32", "float64"}
+        Working precision; float64 is enabled inside this call only.
+    huber_delta : float
+        Threshold of the Huber loss.
+    precondition : bool
+        Descend in whitened coordinates ``u`` (coefficients ``V diag(s_max / s) u`` from the design's
+        eigendecomposition ``A^T A = V diag(s^2) V^T``), so that every direction of an ill-conditioned
+        design converges at the same rate; False descends on the kernel itself, as Keras does.
+    progress : bool
+        Show a tqdm bar, updated between compiled blocks of steps.
+    """
+    loss = _choice(loss, "loss", LOSSES)
+    init = _choice(init, "init", INITS)
+    # from the least-squares answer the first steps should be small: Adam's first step has size ~learning_rate
+    optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init == "lstsq" else 5e-2)
+    steps = _positive(steps, "steps", integer=True)
+    tol = _positive(tol, "tol", allow_zero=True)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    if batch_size is not None:
+        batch_size = _positive(batch_size, "batch_size", integer=True)
+    restarts = _positive(restarts, "restarts", integer=True)
+    dtype = check_dtype(dtype)
+    huber_delta = _positive(huber_delta, "huber_delta")
+    for flag, name in ((progress, "progress"), (precondition, "precondition")):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
+
+    cfg = problem.config
+    block0 = problem.blocks[0]
+    use_bias, n_free, o = cfg.use_bias, block0.n_free, len(block0.out_channels)
+    n_eq = block0.n_equations
+    use_statistics = loss == "mse" and (batch_size is None or batch_size >= n_eq)
+    coef0 = _initial_coefficients(problem, init, restarts, int(seed))
+    pm, pm_inv = preconditioners(problem, bool(precondition))
+    u0 = np.einsum("gpq,rgqo->rgpo", pm_inv, coef0)
+    diagnostics: dict[str, Any] = {}
+    with jax.enable_x64(dtype == "float64"):
+        if use_statistics:
+            model = Model(_statistics_model, (n_free, use_bias))
+            data = statistics_data(problem, dtype, pm)
+            diagnostics["formulation"] = "statistics"
+        else:
+            b = frame_length(n_eq, o)
+            data = frames_data(problem, b, dtype, pm)
+            frames = int(data["X"].shape[1])
+            batch_frames = 0 if batch_size is None else -(-batch_size // b)
+            batch_frames = 0 if batch_frames >= frames else batch_frames
+            model = Model(_frames_model, (n_free, use_bias, loss, huber_delta, batch_frames), batch_frames > 0)
+            diagnostics.update(formulation="frames", frame_length=b, frames=frames, batch_frames=batch_frames)
+        params, final, histories, n_steps, converged = optimize(
+            model, u0.astype(dtype), data, optimizer=optimizer, learning_rate=learning_rate, steps=steps,
+            tol=tol, seed=int(seed), progress=bool(progress),
+        )
+    final = np.where(np.isfinite(final), final, np.inf)
+    best = int(np.argmin(final))
+    coef = np.einsum("gpq,gqo->gpo", pm, params[best].astype(np.float64))
+    kernels, biases = [], []
+    for i, block in enumerate(problem.blocks):
+        k = np.zeros((block.taps * block.channels, o))
+        k[block.mask.ravel()] = coef[i, :n_free]
+        kernels.append(k.reshape(block.taps, block.channels, o))
+        biases.append(coef[i, n_free].copy() if use_bias else None)
+    diagnostics.update(final_loss=float(final[best]), restart=best, restart_losses=final.astype(float).tolist())
+    options = {
+        "loss": loss,
+        "learning_rate": learning_rate,
+        "steps": steps,
+        "tol": tol,
+        "seed": int(seed),
+        "init": init,
+        "optimizer": "adam" if optimizer is None else optimizer,
+        "batch_size": batch_size,
+        "restarts": restarts,
+        "dtype": dtype,
+        "huber_delta": huber_delta,
+        "precondition": bool(precondition),
+        "progress": bool(progress),
+    }
+    return Solution(
+        kernels=kernels,
+        biases=biases if use_bias else None,
+        success=bool(converged[best]),
+        message=end_message(bool(converged[best]), int(n_steps[best]), steps, tol),
+        n_iterations=int(n_steps[best]),
+        loss_history=histories[best],
+        options=options,
+        diagnostics=diagnostics,
+    )
