@@ -52,6 +52,12 @@ REGULARIZATIONS = ("wiener", "none")
 WINDOW_FACTOR = 4
 #: Restart the recurrences of conjugate gradients from the true residual this often.
 RESTART_EVERY = 50
+#: Most passes over the data that polish the solution with residuals (iterative refinement).
+POLISH_STEPS = 4
+#: A polishing correction smaller than this (relative) ends the polishing.
+POLISH_TOL = 1e-10
+#: Relative tolerance of each polishing correction.
+POLISH_INNER_TOL = 1e-6
 
 
 class SpectralWarning(IllConditionedWarning):
@@ -141,7 +147,7 @@ def solve(
     noise_used = np.zeros(n_out)
     ridge_used = np.zeros(n_out)
     out_energy = np.zeros(n_out)
-    iterations, residuals, singular, n_freq, messages = [], [], [], [], []
+    iterations, polish, residuals, singular, n_freq, messages = [], [], [], [], [], []
     converged = True
     for b, block in enumerate(problem.blocks):
         stats = _fft_statistics(block, cfg.use_bias, window, workers)
@@ -163,27 +169,25 @@ def solve(
         w0 = np.where(stats.mask[:, :, None], estimate[: stats.taps], 0.0)
 
         zero = np.zeros(len(oc))
-        w, its, res, ok = _refine(stats, w0, zero, tol, max_iter)
-        total_its = its
-        rss, resid_cross = _residual_pass(block, stats, w)
+        w, its, res, ok, steps, rss, resid_cross = _least_squares(block, stats, w0, zero, tol, max_iter, None)
         out_energy[oc] = _outside_energy(stats, w, resid_cross)
-        n_unknowns = stats.n_free + int(cfg.use_bias)
         if given_noise is None:
-            dof = block.n_equations - n_unknowns
+            dof = block.n_equations - stats.n_free - int(cfg.use_bias)
             sigma = np.sqrt(np.maximum(rss, 0.0) / dof) if dof > 0 else np.zeros(len(oc))
         else:
             sigma = given_noise[oc]
-        lam = np.zeros(len(oc))
+        lam = zero
         if regularization == "wiener":
             power = np.einsum("tco,tco->o", w, w) / stats.n_free
             lam = np.divide(sigma**2, power, out=np.zeros(len(oc)), where=power > 0)
             if np.any(lam > 0):
-                w, its, res, ok = _refine(stats, w, lam, tol, max_iter)
-                total_its += its
+                w, its2, res, ok2, steps2, _, _ = _least_squares(block, stats, w, lam, tol, max_iter, steps > 1)
+                its, ok, steps = its + its2, ok and ok2, steps + steps2
         converged &= ok
         noise_used[oc] = sigma
         ridge_used[oc] = lam
-        iterations.append(total_its)
+        iterations.append(its)
+        polish.append(steps)
         residuals.append(float(res))
         kernels.append(w)
         if cfg.use_bias:
@@ -219,6 +223,7 @@ def solve(
             "out_of_support_energy": out_energy,
             "edge_iterations": iterations,
             "edge_residual": residuals,
+            "polish_steps": polish,
             "singular_frequencies": singular,
             "frequencies": n_freq,
             "warnings": messages,
@@ -432,7 +437,9 @@ def _spectral_solve(stats: _Spectra, r: np.ndarray, ridge: np.ndarray, length: i
     rf = sfft.rfft(r, stats.window, axis=0, workers=workers)  # (Fw, C, O)
     mu, u = stats.eigenvalues, stats.eigenvectors
     uh_r = np.matmul(u.conj().transpose(0, 2, 1), rf)
-    uh_r /= mu[:, :, None] + ridge[None, None, :] + stats.floor
+    level = mu[:, :, None] + ridge[None, None, :]
+    # a pseudo-inverse: directions without power are left alone rather than amplified
+    uh_r *= np.divide(1.0, level, out=np.zeros_like(level), where=level > stats.floor)
     return sfft.irfft(np.matmul(u, uh_r), stats.window, axis=0, workers=workers)[:length]
 
 
@@ -458,13 +465,39 @@ def _outside_energy(stats: _Spectra, w: np.ndarray, resid_cross: np.ndarray) -> 
     return np.divide(outside, total, out=np.zeros_like(total), where=total > 0)
 
 
-def _refine(stats: _Spectra, w0: np.ndarray, ridge: np.ndarray, tol: float, max_iter: int):
-    """Preconditioned conjugate gradients on ``(A^T A + ridge) w = A^T y``, one column per output channel.
+def _least_squares(block, stats, w0, ridge, tol, max_iter, polish):
+    """Solve ``(A^T A + ridge) w = A^T y`` by :func:`_refine`, then polish it with residuals from the data.
+
+    Forming ``A^T y`` and ``A^T A w`` separately loses accuracy as ``cond(A)^2``; a correction solved from
+    the residual ``A^T (y - A w)``, computed over the record, loses only ``cond(A)`` (iterative refinement).
+    ``polish`` None: polish until the correction is negligible (at most ``POLISH_STEPS`` passes); True or
+    False: polish or not.  Returns ``(w, iterations, residual, converged, passes, rss, residual_cross)``.
+    """
+    w, its, res, ok = _refine(stats, w0, ridge, tol, max_iter, stats.rhs)
+    rss = cross = None
+    steps = 0
+    while (polish is None or polish) and steps < POLISH_STEPS:
+        rss, cross = _residual_pass(block, stats, w)
+        steps += 1
+        rhs = cross[: stats.taps] - ridge * w
+        # each correction only needs to shrink the error, not to reach tol
+        delta, its2, _, _ = _refine(stats, np.zeros_like(w), ridge, max(tol, POLISH_INNER_TOL), max_iter, rhs)
+        its += its2
+        w = w + delta
+        if np.all(np.linalg.norm(delta, axis=(0, 1)) <= POLISH_TOL * np.linalg.norm(w, axis=(0, 1))):
+            break
+    if rss is None and polish is None:
+        rss, cross = _residual_pass(block, stats, w)
+    return w, its, res, ok, steps, rss, cross
+
+
+def _refine(stats: _Spectra, w0: np.ndarray, ridge: np.ndarray, tol: float, max_iter: int, rhs: np.ndarray):
+    """Preconditioned conjugate gradients on ``(A^T A + ridge) w = rhs``, one column per output channel.
 
     Returns ``(w, iterations, relative residual, converged)``.
     """
     mask = stats.mask[:, :, None]
-    b = np.where(mask, stats.rhs, 0.0)
+    b = np.where(mask, rhs, 0.0)
 
     def dot(a, c):
         return np.einsum("tco,tco->o", a, c)
