@@ -22,15 +22,18 @@ ROW = re.compile(
 
 @pytest.fixture(scope="module")
 def demo_output(tmp_path_factory):
-    path = tmp_path_factory.mktemp("demo") / "demo.png"
-    out = io.StringIO()
-    code = run_demo(out, plot=str(path), quiet=True)
-    return code, out.getvalue(), path
+    """`python -m kernel_recovery demo` with no arguments, run once, with the temp dir pointed at tmp."""
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.run([sys.executable, "-m", "kernel_recovery", "demo"], capture_output=True, text=True,
+                          cwd=tmp, env=env)
+    return proc, tmp / "kernel_recovery_demo.png"
 
 
-def test_demo_solves_the_tutorial_examples(demo_output):
-    code, text, _ = demo_output
-    assert code == 0
+def test_demo_solves_the_tutorial_examples_with_every_method(demo_output):
+    proc, _ = demo_output
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
     assert "two channels" in text and "determined" in text and "UNDERDETERMINED" in text
     rows = [m.groupdict() for m in map(ROW.match, text.splitlines()) if m]
     from kernel_recovery import solvers
@@ -45,10 +48,19 @@ def test_demo_solves_the_tutorial_examples(demo_output):
             assert float(r["err"]) < 5e-3 and 5e-3 < float(r["resid"]) < 2e-2
 
 
-def test_demo_saves_a_png_it_names(demo_output):
-    _, text, path = demo_output
-    assert f"figure saved to {path}" in text
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+def test_demo_saves_a_png_in_the_temp_dir_and_names_it(demo_output):
+    proc, figure = demo_output
+    assert f"figure saved to {figure}" in proc.stdout
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
+    assert proc.stderr == ""  # not a terminal: no progress bar
+
+
+def test_run_demo_in_process(tmp_path):
+    out = io.StringIO()
+    assert run_demo(out, plot=str(tmp_path / "d.png"), methods=["lstsq"], quiet=True) == 0
+    text = out.getvalue()
+    assert "single filter" in text and f"figure saved to {tmp_path / 'd.png'}" in text
+    assert (tmp_path / "d.png").exists()
 
 
 def test_demo_without_matplotlib_still_prints_the_table(monkeypatch, tmp_path):
@@ -58,17 +70,6 @@ def test_demo_without_matplotlib_still_prints_the_table(monkeypatch, tmp_path):
     text = out.getvalue()
     assert "noisy multichannel" in text and "figure skipped: matplotlib is not installed" in text
     assert not (tmp_path / "d.png").exists()
-
-
-def test_python_dash_m_demo_writes_its_figure_to_the_temp_dir(tmp_path):
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "kernel_recovery", "demo"], capture_output=True, text=True,
-                          cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "noisy multichannel" in proc.stdout
-    figure = tmp_path / "kernel_recovery_demo.png"
-    assert f"figure saved to {figure}" in proc.stdout and figure.exists()
-    assert proc.stderr == ""  # not a terminal: no progress bar
 
 
 def test_console_script_is_declared():
