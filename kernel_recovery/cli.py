@@ -233,6 +233,16 @@ def _save_figure(fig, path: str) -> None:
         plt.close(fig)
 
 
+def _need_matplotlib(args) -> None:
+    """Fail before the work, not after, when --plot cannot be honoured."""
+    if getattr(args, "plot", None) is None:
+        return
+    try:
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install matplotlib (or 'kernel_recovery[plot]')") from None
+
+
 def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
@@ -416,6 +426,7 @@ def cmd_recover(args, out: TextIO) -> int:
         options["progress"] = _show_progress(args.quiet)
     if args.output is not None:
         _suffix(args.output, OUTPUT_SUFFIXES, "output file")
+    _need_matplotlib(args)
     x, y = _load_xy(args, need_y=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -459,6 +470,7 @@ def cmd_analyze(args, out: TextIO) -> int:
 
     if args.output is not None:
         _suffix(args.output, (".json",), "output file")
+    _need_matplotlib(args)
     x, y = _load_xy(args, need_y=False)
     settings = _conv_settings(args)
     rep = analyze(x, y, args.kernel_size, out_channels=args.out_channels if y is None else None, warn=False,

@@ -285,3 +285,12 @@ def test_a_solver_that_does_not_converge_exits_1(tmp_path, capsys, rng):
 def test_help_exits_0(capsys):
     assert main(["recover", "--help"]) == 0
     assert "--kernel-size" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_fails_before_the_work(tmp_path, capsys, monkeypatch):
+    np.savez(tmp_path / "d.npz", x=np.arange(10.0), y=np.arange(9.0))
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    code, _, err = run(["recover", tmp_path / "d.npz", "-k", 2, "-o", tmp_path / "k.npy", "--plot",
+                        tmp_path / "k.png"], capsys)
+    assert code == 1 and "--plot needs matplotlib" in err
+    assert not (tmp_path / "k.npy").exists()
