@@ -10,6 +10,7 @@ from .determinacy import KernelSizeWarning
 from .planning import plan
 from .selection import KernelSizeSelection, select_kernel_size
 from .result import KernelResult, Solution
+from .stack import StackResult, recover_stack
 
 try:
     __version__ = version("kernel_recovery")
@@ -24,11 +25,13 @@ __all__ = [
     "KernelSizeWarning",
     "NormalEquations",
     "Solution",
+    "StackResult",
     "UnderdeterminedWarning",
     "__version__",
     "analyze",
     "conv1d",
     "plan",
     "recover_kernel",
+    "recover_stack",
     "select_kernel_size",
 ]

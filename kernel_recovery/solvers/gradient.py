@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp

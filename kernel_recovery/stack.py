@@ -1,0 +1,414 @@
+"""``recover_stack``: fit a stack of Conv1D layers, with optional activations between them, by gradient descent.
+
+A stack is what least squares cannot fit: its outputs are products of the layers' kernels (and, with an
+activation, nonlinear in them).  The fit reuses the compiled Adam loop of ``method="adam"``
+(:mod:`kernel_recovery.solvers.gradient`); JAX is imported only when ``recover_stack`` is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .conv import conv1d
+from .determinacy import DeterminacyReport, analyze
+from .problem import ConvConfig, as_sequences, check_layout, restore_form
+
+ACTIVATIONS = (None, "relu", "tanh")
+LAYER_KEYS = ("kernel_size", "filters", "stride", "padding", "dilation", "use_bias")
+
+
+@dataclass(frozen=True, eq=False)
+class StackResult:
+    """A fitted stack of Conv1D layers.
+
+    Attributes
+    ----------
+    kernels : list of ndarray
+        Per layer, ``(kernel_size, in_channels, filters)`` (the Keras layout).
+    biases : list of (ndarray or None)
+        Per layer, ``(filters,)``, or None for a layer without bias.
+    composite_kernel : ndarray or None
+        For a linear stack (no activation) of valid, stride-1, undilated layers: the single kernel
+        ``(sum(kernel_size - 1) + 1, in_channels, out_channels)`` the stack is equivalent to.  Unlike the
+        per-layer kernels it is identifiable: compare it with ``recover_kernel`` on the same data.
+    composite_bias : ndarray or None
+        The composite's bias ``(out_channels,)`` when some layer has a bias.
+    report : DeterminacyReport or None
+        What the data determine about the composite kernel (``analyze`` on the composite problem).
+    identifiability : str
+        In plain words, what the data can and cannot tell about the layers.
+    layers : list of dict
+        The layer settings, defaults filled in.
+    activation : str or None
+    residual_rms : float
+        Root mean square of ``y - predict(x)``.
+    success, message, n_iterations, loss_history, options, diagnostics
+        As in :class:`~kernel_recovery.KernelResult` with ``method="adam"``.
+    """
+
+    kernels: list[np.ndarray]
+    biases: list[np.ndarray | None]
+    composite_kernel: np.ndarray | None
+    composite_bias: np.ndarray | None
+    report: DeterminacyReport | None
+    identifiability: str
+    layers: list[dict]
+    activation: str | None
+    layout: str
+    residual_rms: float
+    success: bool
+    message: str
+    n_iterations: int
+    loss_history: np.ndarray
+    options: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, x: ArrayLike) -> np.ndarray | list[np.ndarray]:
+        """The stack's output for ``x`` (NumPy, float64), in the form and layout of ``x``."""
+        xb = as_sequences(x, "x", self.layout)
+        outs = [_numpy_forward(a, self.kernels, self.biases, self.layers, self.activation) for a in xb.arrays]
+        return restore_form(outs, xb.form, self.layout, np.result_type(xb.dtype, np.float32))
+
+
+def _activate(z, activation, xp):
+    if activation == "relu":
+        return xp.maximum(z, 0.0)
+    if activation == "tanh":
+        return xp.tanh(z)
+    return z
+
+
+def _numpy_forward(x, kernels, biases, layers, activation) -> np.ndarray:
+    z = x
+    for i, (w, b, layer) in enumerate(zip(kernels, biases, layers)):
+        z = conv1d(z, w, b, stride=layer["stride"], padding=layer["padding"], dilation=layer["dilation"])
+        z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
+        if i < len(layers) - 1:
+            z = _activate(z, activation, np)
+    return z
+
+
+def _check_layers(layers, in_channels: int) -> tuple[list[dict], list[ConvConfig]]:
+    if isinstance(layers, Mapping) or not isinstance(layers, Sequence) or not len(layers):
+        raise TypeError(
+            "`layers` must be a non-empty list of dicts such as [dict(kernel_size=5, filters=4), ...], "
+            f"got {layers!r}."
+        )
+    out, configs = [], []
+    channels = in_channels
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Mapping):
+            raise TypeError(f"`layers[{i}]` must be a dict with kernel_size and filters, got {layer!r}.")
+        unknown = [k for k in layer if k not in LAYER_KEYS]
+        if unknown:
+            raise ValueError(
+                f"`layers[{i}]` has unknown key {unknown[0]!r}; the keys are {', '.join(LAYER_KEYS)}."
+            )
+        for key in ("kernel_size", "filters"):
+            if key not in layer:
+                raise ValueError(f"`layers[{i}]` needs {key!r}, got {dict(layer)!r}.")
+        filters = layer["filters"]
+        if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"`layers[{i}]['filters']` must be a positive integer, got {filters!r}.")
+        try:
+            cfg = ConvConfig.create(
+                layer["kernel_size"], channels, int(filters), stride=layer.get("stride", 1),
+                padding=layer.get("padding", "valid"), dilation=layer.get("dilation", 1),
+                use_bias=layer.get("use_bias", False),
+            )
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"in `layers[{i}]`: {exc}") from None
+        out.append(
+            dict(kernel_size=cfg.kernel_size, filters=int(filters), stride=cfg.stride, padding=cfg.padding,
+                 dilation=cfg.dilation, use_bias=cfg.use_bias)
+        )
+        configs.append(cfg)
+        channels = int(filters)
+    return out, configs
+
+
+def _stack_model(layers: tuple, activation, loss: str, delta: float, groups: tuple):
+    """All layers' weights in one flat vector (one Adam update for the whole stack).
+
+    ``layers``: per layer ``(kernel_shape, use_bias, stride, dilation)``; ``groups``: per stack of
+    equal-length sequences, the (left, right) padding of each layer.
+    """
+    import jax.numpy as jnp
+
+    from .solvers.gradient import elementwise_loss
+
+    elementwise = elementwise_loss(loss, delta)
+
+    def unflatten(flat):
+        out, at = [], 0
+        for shape, use_bias, _, _ in layers:
+            size = int(np.prod(shape))
+            w = flat[at : at + size].reshape(shape)
+            at += size
+            b = None
+            if use_bias:
+                b = flat[at : at + shape[2]]
+                at += shape[2]
+            out.append((w, b))
+        return out
+
+    def forward(params, z, pads):
+        for i, ((w, b), (_, _, stride, dilation), pad) in enumerate(zip(params, layers, pads)):
+            # im2col by strided slices and one product: faster than lax.conv on CPU, also under vmap
+            z = jnp.pad(z, ((0, 0), pad, (0, 0)))
+            taps = w.shape[0]
+            m = (z.shape[1] - (taps - 1) * dilation - 1) // stride + 1
+            patches = jnp.stack(
+                [z[:, j * dilation : j * dilation + (m - 1) * stride + 1 : stride] for j in range(taps)], axis=2
+            )
+            z = jnp.einsum("bmkc,kcf->bmf", patches, w)
+            if b is not None:
+                z = z + b
+            if i < len(layers) - 1:
+                z = _activate(z, activation, jnp)
+        return z
+
+    def full_loss(flat, data):
+        params = unflatten(flat)
+        total = 0.0
+        for (x, y), pads in zip(data["pairs"], groups):
+            total = total + jnp.sum(elementwise(y - forward(params, x, pads)))
+        return total / data["count"]
+
+    return (lambda flat, data, key: full_loss(flat, data)), full_loss
+
+
+def composite(kernels, biases) -> tuple[np.ndarray, np.ndarray | None]:
+    """The single kernel (and bias) of a linear stack of valid, stride-1, undilated layers.
+
+    ``W[k, c, f] = sum_{j1 + j2 = k} sum_m W1[j1, c, m] W2[j2, m, f]``, applied layer after layer;
+    the bias of layer ``i`` passes through the later layers as ``sum_{j, m} b[m] W[j, m, f]``.
+    """
+    w = kernels[0]
+    b = None if biases[0] is None else biases[0]
+    for w2, b2 in zip(kernels[1:], biases[1:]):
+        out = np.zeros((w.shape[0] + w2.shape[0] - 1, w.shape[1], w2.shape[2]))
+        for j in range(w2.shape[0]):
+            out[j : j + w.shape[0]] += np.einsum("kcm,mf->kcf", w, w2[j])
+        if b is not None:
+            b = np.einsum("m,jmf->f", b, w2)
+        if b2 is not None:
+            b = b2 if b is None else b + b2
+        w = out
+    return w, b
+
+
+def _identifiability(layers: list[dict], activation, has_composite: bool, composite_size: int | None) -> str:
+    hidden = [layer["filters"] for layer in layers[:-1]]
+    if len(layers) == 1:
+        return "A single layer is a linear least-squares problem: its kernel is identifiable when kr.analyze says so."
+    if activation is None:
+        text = (
+            "The layers of a linear stack are identifiable only through their composite: between layers i and "
+            f"i+1 (hidden widths {hidden}), any invertible matrix M can be absorbed as W_i -> W_i M, "
+            "W_(i+1) -> M^-1 W_(i+1) (and b_i -> b_i M), which includes rescaling a layer by s and the next by "
+            "1/s, so the per-layer kernels returned are one of infinitely many factorizations that give the same "
+            "outputs and will differ from any 'true' ones."
+        )
+        if has_composite:
+            text += (
+                f" The composite kernel (length {composite_size}) is what the data determine; compare it with "
+                "kr.recover_kernel on the same data, and see `report` for whether the data determine it."
+            )
+        else:
+            text += " (No composite kernel is returned: it is a single convolution only for valid, stride-1, undilated layers.)"
+        return text
+    symmetry = "a positive rescaling of each hidden channel (its incoming weights by a > 0, outgoing by 1/a)" if (
+        activation == "relu"
+    ) else "a sign flip of each hidden channel (tanh is odd: negate its incoming and outgoing weights)"
+    return (
+        f"With {activation} between layers the loss is not convex and the layers are identifiable at best up to a "
+        f"permutation of the hidden channels (widths {hidden}) and {symmetry}; "
+        + ("hidden channels that are never active are not determined at all; " if activation == "relu" else "")
+        + "different seeds or restarts can give different but equivalent layers, so compare outputs (predict), "
+        "not kernels."
+    )
+
+
+def recover_stack(
+    x: ArrayLike,
+    y: ArrayLike,
+    layers: Sequence[Mapping],
+    activation: Literal["relu", "tanh"] | None = None,
+    *,
+    layout: Literal["nwc", "ncw"] = "nwc",
+    loss: Literal["mse", "mae", "huber"] = "mse",
+    learning_rate: float | None = None,
+    steps: int = 3000,
+    tol: float = 1e-6,
+    seed: int = 0,
+    restarts: int = 1,
+    optimizer=None,
+    dtype: str = "float32",
+    huber_delta: float = 1.0,
+    progress: bool = False,
+) -> StackResult:
+    """Fit a stack of Conv1D layers (Keras semantics) from inputs ``x`` and outputs ``y`` by gradient descent.
+
+    Parameters
+    ----------
+    x, y : array_like or list of array_like
+        Inputs and outputs of the whole stack, as in :func:`recover_kernel` (sequences of different lengths
+        in a list are fitted together).
+    layers : list of dict
+        One dict per layer with ``kernel_size`` and ``filters`` and optionally ``stride``, ``padding``,
+        ``dilation`` (as in :func:`conv1d`) and ``use_bias`` (default False).  The last ``filters`` must be
+        the number of channels of ``y``.
+    activation : {None, "relu", "tanh"}
+        Applied between layers (not after the last).
+    layout : {"nwc", "ncw"}
+        Channels-last (Keras) or channels-first (PyTorch) data.
+    loss, learning_rate, steps, tol, seed, restarts, optimizer, dtype, huber_delta, progress
+        As for ``recover_kernel(method="adam")``; the layers start from Keras' glorot-uniform kernels
+        (a stack started at zero has zero gradient).
+
+    Returns
+    -------
+    StackResult
+        Per-layer ``kernels`` and ``biases``, the ``composite_kernel`` of a linear stack, the ``report`` on
+        the composite problem and an ``identifiability`` note.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad layers (unknown keys, missing kernel_size or filters), an unknown activation, shapes of ``y``
+        inconsistent with the stack, bad options.
+
+    Notes
+    -----
+    Without activation the stack computes one convolution whose kernel is the layers' kernels convolved
+    with each other (summed over hidden channels); only that composite is determined by the data (see
+    ``identifiability``).  Least squares on the composite problem (``recover_kernel`` with
+    ``kernel_size = sum(kernel_size_i - 1) + 1``) gives the same composite when the stack can represent it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kernel_recovery as kr
+    >>> x = np.random.default_rng(0).standard_normal(64)
+    >>> y = kr.conv1d(kr.conv1d(x, [1.0, 0.5]), [2.0, -1.0])
+    >>> fit = kr.recover_stack(x, y, [dict(kernel_size=2, filters=1), dict(kernel_size=2, filters=1)])
+    >>> fit.composite_kernel.ravel().round(3) + 0.0  # the layers differ, their composite is [2, 0, -0.5]
+    array([ 2. ,  0. , -0.5])
+    """
+    from .solvers import gradient
+
+    if activation is not None and (not isinstance(activation, str) or activation.lower() not in ACTIVATIONS):
+        raise ValueError(f"`activation` must be None, 'relu' or 'tanh', got {activation!r}.")
+    activation = None if activation is None else activation.lower()
+    layout = check_layout(layout)
+    loss = gradient._choice(loss, "loss", gradient.LOSSES)
+    optimizer, learning_rate = gradient.check_optimizer(optimizer, learning_rate)
+    steps = gradient._positive(steps, "steps", integer=True)
+    tol = gradient._positive(tol, "tol", allow_zero=True)
+    restarts = gradient._positive(restarts, "restarts", integer=True)
+    huber_delta = gradient._positive(huber_delta, "huber_delta")
+    dtype = gradient.check_dtype(dtype)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+
+    xb = as_sequences(x, "x", layout)
+    yb = as_sequences(y, "y", layout)
+    layers, configs = _check_layers(layers, xb.channels)
+    if len(xb.arrays) != len(yb.arrays):
+        raise ValueError(f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}.")
+    if yb.channels != layers[-1]["filters"]:
+        raise ValueError(
+            f"`y` has {yb.channels} channels but the last layer has filters={layers[-1]['filters']}."
+        )
+    # per sequence: each layer's padding and the stack's output length
+    by_length: dict[int, list[int]] = {}
+    for i, (xa, ya) in enumerate(zip(xb.arrays, yb.arrays)):
+        n = len(xa)
+        for j, cfg in enumerate(configs):
+            m = cfg.output_length(n)
+            if m < 1:
+                raise ValueError(f"sequence {i} of `x` ({len(xa)} samples) is too short for layers[{j}] ({cfg.describe()}).")
+            n = m
+        if len(ya) != n:
+            raise ValueError(f"`y` sequence {i} has {len(ya)} samples but the stack gives {n} for {len(xa)} inputs.")
+        by_length.setdefault(len(xa), []).append(i)
+    group_pads, pairs = [], []
+    for length, idx in by_length.items():
+        n, pads = length, []
+        for cfg in configs:
+            pads.append(cfg.pads(n))
+            n = cfg.output_length(n)
+        group_pads.append(tuple(pads))
+        pairs.append(
+            (np.stack([xb.arrays[i] for i in idx]).astype(dtype), np.stack([yb.arrays[i] for i in idx]).astype(dtype))
+        )
+    count = sum(p[1].size for p in pairs)
+
+    rng = np.random.default_rng(int(seed))
+    pieces = []
+    for cfg in configs:
+        limit = gradient.glorot_limit(cfg.kernel_size, cfg.in_channels, cfg.out_channels)
+        pieces.append(rng.uniform(-limit, limit, size=(restarts, int(np.prod(cfg.kernel_shape)))))
+        if cfg.use_bias:
+            pieces.append(np.zeros((restarts, cfg.out_channels)))
+    params0 = np.concatenate(pieces, axis=1).astype(dtype)
+    static = tuple((cfg.kernel_shape, cfg.use_bias, cfg.stride, cfg.dilation) for cfg in configs)
+    model = gradient.Model(_stack_model, (static, activation, loss, huber_delta, tuple(group_pads)))
+    import jax
+
+    with jax.enable_x64(dtype == "float64"):
+        data = {"pairs": pairs, "count": np.asarray(float(count), dtype)}
+        params, final, histories, n_steps, converged = gradient.optimize(
+            model, params0, data, optimizer=optimizer, learning_rate=learning_rate, steps=steps, tol=tol,
+            seed=int(seed), progress=bool(progress),
+        )
+    final = np.where(np.isfinite(final), final, np.inf)
+    best = int(np.argmin(final))
+    kernels, biases, at = [], [], 0
+    flat = np.asarray(params[best], np.float64)
+    for cfg in configs:
+        size = int(np.prod(cfg.kernel_shape))
+        kernels.append(flat[at : at + size].reshape(cfg.kernel_shape))
+        at += size
+        biases.append(flat[at : at + cfg.out_channels] if cfg.use_bias else None)
+        at += cfg.out_channels if cfg.use_bias else 0
+
+    plain = all(layer["padding"] == "valid" and layer["stride"] == 1 and layer["dilation"] == 1 for layer in layers)
+    comp_w = comp_b = report = None
+    comp_size = sum(layer["kernel_size"] - 1 for layer in layers) + 1
+    if activation is None and plain:
+        comp_w, comp_b = composite(kernels, biases)
+        report = analyze(x, y, comp_size, use_bias=comp_b is not None, layout=layout, warn=False)
+    residuals = [
+        ya - _numpy_forward(xa, kernels, biases, layers, activation) for xa, ya in zip(xb.arrays, yb.arrays)
+    ]
+    rms = float(np.sqrt(sum(np.sum(r**2) for r in residuals) / sum(r.size for r in residuals)))
+    ok = bool(converged[best]) and np.isfinite(rms)
+    return StackResult(
+        kernels=kernels,
+        biases=biases,
+        composite_kernel=comp_w,
+        composite_bias=comp_b,
+        report=report,
+        identifiability=_identifiability(layers, activation, comp_w is not None, comp_size),
+        layers=layers,
+        activation=activation,
+        layout=layout,
+        residual_rms=rms,
+        success=ok,
+        message=gradient.end_message(bool(converged[best]), int(n_steps[best]), steps, tol),
+        n_iterations=int(n_steps[best]),
+        loss_history=histories[best],
+        options={
+            "loss": loss, "learning_rate": learning_rate, "steps": steps, "tol": tol, "seed": int(seed),
+            "restarts": restarts, "optimizer": "adam" if optimizer is None else optimizer, "dtype": dtype,
+            "huber_delta": huber_delta, "progress": bool(progress),
+        },
+        diagnostics={"final_loss": float(final[best]), "restart": best, "restart_losses": final.tolist()},
+    )
