@@ -135,8 +135,16 @@ class NormalEquations:
         if cfg is None:
             a = self._args
             cfg = ConvConfig.create(
-                a["kernel_size"], x.shape[1], y.shape[1], stride=a["stride"], padding=a["padding"],
-                dilation=a["dilation"], groups=a["groups"], use_bias=a["use_bias"], layout=a["layout"], flip=a["flip"],
+                a["kernel_size"],
+                x.shape[1],
+                y.shape[1],
+                stride=a["stride"],
+                padding=a["padding"],
+                dilation=a["dilation"],
+                groups=a["groups"],
+                use_bias=a["use_bias"],
+                layout=a["layout"],
+                flip=a["flip"],
             )
             self.config = cfg
             self._stats = [None] * cfg.groups
@@ -200,8 +208,16 @@ class NormalEquations:
         seg_x = self._xbuf[: (ready - 1) * s + span]
         seg_y = self._ybuf[:ready]
         problem = build_problem(
-            seg_x, seg_y, cfg.kernel_size, stride=s, padding="valid", dilation=cfg.dilation, groups=cfg.groups,
-            use_bias=cfg.use_bias, layout="nwc", flip=cfg.flip,
+            seg_x,
+            seg_y,
+            cfg.kernel_size,
+            stride=s,
+            padding="valid",
+            dilation=cfg.dilation,
+            groups=cfg.groups,
+            use_bias=cfg.use_bias,
+            layout="nwc",
+            flip=cfg.flip,
         )
         p = problem.blocks[0].n_free + int(cfg.use_bias)
         keep = (self._kept_rows + ready) * p <= EXPLICIT_LIMIT
@@ -221,7 +237,9 @@ class NormalEquations:
         if not isinstance(other, NormalEquations):
             raise TypeError(f"`other` must be a NormalEquations, got {type(other).__name__}.")
         if other._args != self._args:
-            raise ValueError(f"cannot merge accumulators with different configurations: {self._args} and {other._args}.")
+            raise ValueError(
+                f"cannot merge accumulators with different configurations: {self._args} and {other._args}."
+            )
         other = other._closed()
         if other.config is None:
             return self
@@ -229,9 +247,13 @@ class NormalEquations:
             self.config = other.config
             self._stats = [None] * other.config.groups
             self._kept = [([], []) for _ in range(other.config.groups)]
-        elif (self.config.in_channels, self.config.out_channels) != (other.config.in_channels, other.config.out_channels):
+        elif (self.config.in_channels, self.config.out_channels) != (
+            other.config.in_channels,
+            other.config.out_channels,
+        ):
             raise ValueError(
-                f"cannot merge data with {other.config.in_channels} input / {other.config.out_channels} output channels "
+                f"cannot merge data with {other.config.in_channels} input / {other.config.out_channels} output "
+                "channels "
                 f"into data with {self.config.in_channels} / {self.config.out_channels}."
             )
         p = self.config.unknowns_per_output
@@ -286,8 +308,15 @@ class NormalEquations:
         stats = done.statistics()
         cfg = done.config
         template = build_problem(
-            np.zeros((cfg.span, cfg.in_channels)), np.zeros((1, cfg.out_channels)), cfg.kernel_size, stride=cfg.stride,
-            padding="valid", dilation=cfg.dilation, groups=cfg.groups, use_bias=cfg.use_bias, flip=cfg.flip,
+            np.zeros((cfg.span, cfg.in_channels)),
+            np.zeros((1, cfg.out_channels)),
+            cfg.kernel_size,
+            stride=cfg.stride,
+            padding="valid",
+            dilation=cfg.dilation,
+            groups=cfg.groups,
+            use_bias=cfg.use_bias,
+            flip=cfg.flip,
         )
         blocks = []
         for g, tb in enumerate(template.blocks):
@@ -299,9 +328,7 @@ class NormalEquations:
             template, config=cfg, blocks=blocks, lengths=tuple(done._lengths), out_lengths=tuple(done._out_lengths)
         )
 
-    def solve(
-        self, *, ridge: float = 0.0, regularization: str | None = None, warn: bool = True
-    ) -> KernelResult:
+    def solve(self, *, ridge: float = 0.0, regularization: str | None = None, warn: bool = True) -> KernelResult:
         """Least squares from the accumulated statistics, as ``recover_kernel(method="lstsq")`` would give.
 
         Parameters

@@ -14,8 +14,9 @@ sequences and chunks.
 and ``A^T Y`` is the lagged cross-correlation ``sum_{t < m} x_{t+j} y_t^T`` (no edge terms, since ``y`` has
 exactly ``m`` rows).  ``R`` and the cross-correlation cost ``O(m T C (C + O))`` and are computed either by
 blocked GEMMs (time split into blocks of ``b`` samples; the products of each block with itself and with
-its ``k`` successors, ``k b >= T - 1``, hold every lag below ``T``) or, for long kernels, by block FFTs accumulated in the frequency
-domain.  Both are exact sums (no approximation), streamed in chunks, so memory is ``O(chunk + (T C)^2)``.
+its ``k`` successors, ``k b >= T - 1``, hold every lag below ``T``) or, for long kernels, by block FFTs
+accumulated in the frequency domain.  Both are exact sums (no approximation), streamed in chunks, so memory
+is ``O(chunk + (T C)^2)``.
 """
 
 from __future__ import annotations

@@ -35,9 +35,7 @@ def feed(acc, x, y, rng, pieces=5):
         acc.update(xs[i] if i < len(xs) else x[:0], ys[i] if i < len(ys) else y[:0])
 
 
-CONFIGS = list(
-    itertools.product(["valid", "same", "causal", "full", (2, 1)], [1, 2, 3], [1, 2], [1, 2], [False, True])
-)
+CONFIGS = list(itertools.product(["valid", "same", "causal", "full", (2, 1)], [1, 2, 3], [1, 2], [1, 2], [False, True]))
 
 
 @pytest.mark.parametrize("padding,stride,dilation,groups,use_bias", CONFIGS)

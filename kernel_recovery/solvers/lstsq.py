@@ -83,7 +83,12 @@ def solve(
     full-rank least squares; ``diagnostics["dof"]`` holds ``n - P`` for confidence intervals (see
     :func:`confidence_interval`).
     """
-    if isinstance(ridge, (bool, np.bool_)) or not isinstance(ridge, numbers.Real) or not np.isfinite(ridge) or ridge < 0:
+    if (
+        isinstance(ridge, (bool, np.bool_))
+        or not isinstance(ridge, numbers.Real)
+        or not np.isfinite(ridge)
+        or ridge < 0
+    ):
         raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
     if regularization is not None and regularization not in REGULARIZATIONS:
         raise ValueError(f"`regularization` must be None, 'gcv', 'ml', 'tc' or 'dc', got {regularization!r}.")
@@ -177,7 +182,7 @@ class _Collector:
         blocks = self.problem.blocks
         full = len(self.stderr) == len(blocks)
         diagnostics = {"solver": [i["solver"] for i in self.infos]}
-        for key in ("gram_condition", "refinement_steps", "iterations"):
+        for key in ("gram_condition", "design_condition", "refinement_steps", "iterations"):
             if any(key in i for i in self.infos):
                 diagnostics[key] = [i.get(key) for i in self.infos]
         diagnostics["dof"] = int(min(self.dof))
@@ -186,8 +191,10 @@ class _Collector:
         for key in ("ridge", "prior_scale", "decay", "correlation", "huber_delta"):
             if any(key in i for i in self.infos):
                 hyper[key] = self.problem.from_canonical_bias(
-                    [np.broadcast_to(np.asarray(i.get(key, np.nan), dtype=float), (len(b.out_channels),)) for i, b in
-                     zip(self.infos, blocks)]
+                    [
+                        np.broadcast_to(np.asarray(i.get(key, np.nan), dtype=float), (len(b.out_channels),))
+                        for i, b in zip(self.infos, blocks)
+                    ]
                 )
         options = dict(options)
         if options.get("regularization") is not None or options.get("loss") == "huber":
@@ -250,16 +257,18 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
         return v @ ((v.T @ rhs) / s_keep[:, None] ** 2)
 
     coef = apply_inverse(stats.cross)
-    if not data or cond <= REFINE_ABOVE:
-        if cond > REFINE_ABOVE:
+    if not data or (cond <= REFINE_ABOVE and (keep.all() or spec.exact)):
+        if cond > REFINE_ABOVE or not keep.all():
             info["solver"] = "normal_equations (not refined: streamed statistics only)"
         return coef, info, _rss_from_statistics(stats, coef)
-    if cond > ORTHOGONAL_ABOVE and keep.all():
-        coef, rss = _orthogonal(block, use_bias, spec.tolerance)
+    if cond > ORTHOGONAL_ABOVE or not keep.all():
+        # also when the Gram's eigenvalues cannot resolve the rank: the QR of the design can
+        coef, rss, cond_r = _orthogonal(block, use_bias)
         info["solver"] = "orthogonal"
+        info["design_condition"] = cond_r
         return coef, info, rss
     steps = 0
-    for steps in range(1, 4):  # corrected semi-normal equations: residuals from the data, not the Gram
+    for steps in range(1, 4):  # noqa: B007 (corrected semi-normal equations: residuals from the data)
         resid = _residuals(block, use_bias, coef)
         step = apply_inverse(_design_t_times(block, use_bias, resid))
         coef = coef + step
@@ -302,7 +311,7 @@ def _design_t_times(block: Block, use_bias: bool, values: list[np.ndarray]) -> n
     return out
 
 
-def _orthogonal(block: Block, use_bias: bool, tolerance: float):
+def _orthogonal(block: Block, use_bias: bool):
     """Minimum-norm least squares from a chunked Householder QR of ``[A | Y]`` (TSQR), then an SVD of ``R``."""
     p = n_columns(block, use_bias)
     r_aug = None
@@ -317,10 +326,11 @@ def _orthogonal(block: Block, use_bias: bool, tolerance: float):
             r_aug = np.linalg.qr(stack, mode="r")
     r, qty = r_aug[:p, :p], r_aug[:p, p:]
     u, s, vt = np.linalg.svd(r)
-    keep = s > tolerance
+    keep = s > s[0] * max(block.n_equations, p) * np.finfo(float).eps  # numpy.linalg.lstsq's tolerance
     coef = vt[keep].T @ ((u[:, keep].T @ qty) / s[keep, None])
     resid = _residuals(block, use_bias, coef)
-    return coef, sum(np.einsum("ij,ij->j", q, q) for q in resid)
+    cond = float(s[0] / s[-1]) if keep.all() else np.inf
+    return coef, sum(np.einsum("ij,ij->j", q, q) for q in resid), cond
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,7 +414,7 @@ def _pcg(op: _ToeplitzGram, b: np.ndarray, tol: float, max_iter: int):
     norm_b = np.linalg.norm(b)
     if norm_b == 0:
         return x, 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007
         ap = op.matvec(p)
         alpha = rz / (p @ ap)
         x += alpha * p
@@ -461,26 +471,29 @@ def _prior(kind: str, lag, chan, decay: float, corr: float) -> np.ndarray:
 
 
 def _evidence(g, c, yy, n, kernel):
-    """Per output: ``min over gamma`` of ``-2 log p(y) + const`` (noise variance profiled), and that gamma."""
+    """Factors of the prior, and per output ``-2 log p(y)`` (noise variance profiled) on a grid of ``gamma``."""
     e, u = np.linalg.eigh(kernel)
     keep = e > e.max() * 1e-12
     ell = u[:, keep] * np.sqrt(e[keep])
     d, wv = np.linalg.eigh(ell.T @ g @ ell)
     d = np.clip(d, 0.0, None)
     z2 = (wv.T @ (ell.T @ c)) ** 2
-    scale = max(d.max(), 1e-300)
-    grid = scale * np.logspace(-10, 4, 57)
-    best = []
-    for o in range(c.shape[1]):
-        def nll(gamma, o=o):
-            q = max(yy[o] - np.sum(z2[:, o] / (gamma + d)), 1e-300 * max(yy[o], 1e-300))
-            return n * np.log(q / n) + np.sum(np.log1p(d / gamma))
+    grid = max(d.max(), 1e-300) * np.logspace(-10, 4, 57)
+    q = np.maximum(yy[None, :] - (1.0 / (grid[:, None] + d[None, :])) @ z2, 1e-300)
+    nll = n * np.log(q / n) + np.sum(np.log1p(d[None, :] / grid[:, None]), axis=1)[:, None]
+    return nll, grid, (ell, d, z2)
 
-        vals = [nll(gm) for gm in grid]
-        i = int(np.argmin(vals))
-        gamma = _golden(lambda lg: nll(np.exp(lg)), np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)]))
-        best.append((nll(np.exp(gamma)), float(np.exp(gamma))))
-    return best, (ell, d, wv)
+
+def _refine_gamma(factors, yy, n, o, grid, i) -> float:
+    """Minimize ``-2 log p(y)`` over ``gamma`` between the grid neighbours of ``grid[i]``."""
+    _, d, z2 = factors
+
+    def nll(log_gamma):
+        gamma = np.exp(log_gamma)
+        q = max(yy[o] - np.sum(z2[:, o] / (gamma + d)), 1e-300)
+        return n * np.log(q / n) + np.sum(np.log1p(d / gamma))
+
+    return float(np.exp(_golden(nll, np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)]))))
 
 
 def _golden(f, lo: float, hi: float, iters: int = 40) -> float:
@@ -503,6 +516,7 @@ def _regularized(problem: CanonicalProblem, block: Block, kind: str):
         scale = max(d.max(), 1e-300)
         lams, w = np.zeros(n_out), np.zeros_like(c)
         for o in range(n_out):
+
             def gcv(loglam, o=o):
                 lam = np.exp(loglam)
                 rss = yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2)
@@ -520,22 +534,27 @@ def _regularized(problem: CanonicalProblem, block: Block, kind: str):
         if kind == "ml":
             grid = [(1.0, 0.0)]
         elif kind == "tc":
-            grid = [(1.0 - a, 0.0) for a in np.logspace(-3, np.log10(0.7), 24)]
+            grid = [(1.0 - a, 0.0) for a in np.logspace(-3, np.log10(0.7), 16)]
         else:
-            grid = [(1.0 - a, rho) for a in np.logspace(-3, np.log10(0.7), 14) for rho in (-0.5, 0.0, 0.5, 0.8, 0.9, 0.95, 0.99)]
-        best = [(np.inf, None, None)] * n_out
+            grid = [
+                (1.0 - a, rho) for a in np.logspace(-3, np.log10(0.7), 10) for rho in (-0.5, 0.0, 0.5, 0.8, 0.9, 0.97)
+            ]
+        best = [(np.inf, None, None, None)] * n_out
         for decay, corr in grid:
-            kern = _prior(kind, lag, chan, decay, corr)
-            res, factors = _evidence(g, c, yy, n, kern)
-            for o, (val, gamma) in enumerate(res):
-                if val < best[o][0]:
-                    best[o] = (val, (decay, corr, gamma), factors)
+            nll, gammas, factors = _evidence(g, c, yy, n, _prior(kind, lag, chan, decay, corr))
+            for o in range(n_out):
+                i = int(np.argmin(nll[:, o]))
+                if nll[i, o] < best[o][0]:
+                    best[o] = (nll[i, o], (decay, corr, gammas, i), factors, kind)
         w = np.zeros_like(c)
         decays, corrs, scales, ridges = (np.zeros(n_out) for _ in range(4))
-        for o, (_, (decay, corr, gamma), (ell, d, wv)) in enumerate(best):
-            z = wv.T @ (ell.T @ c[:, o])
-            w[:, o] = ell @ (wv @ (z / (d + gamma)))
-            q = yy[o] - np.sum(z**2 / (d + gamma))
+        for o, (_, (decay, corr, gammas, i), factors, _) in enumerate(best):
+            gamma = _refine_gamma(factors, yy, n, o, gammas, i)
+            ell, d, _ = factors
+            e, u = np.linalg.eigh(ell.T @ g @ ell)
+            z = u.T @ (ell.T @ c[:, o])
+            w[:, o] = ell @ (u @ (z / (np.clip(e, 0.0, None) + gamma)))
+            q = yy[o] - np.sum(z**2 / (np.clip(e, 0.0, None) + gamma))
             sigma2 = max(q, 0.0) / n
             decays[o], corrs[o], ridges[o] = decay, corr, gamma
             scales[o] = sigma2 / gamma  # prior variance scale lambda, since gamma = sigma^2 / lambda
@@ -603,7 +622,7 @@ def _irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str,
     """Iteratively reweighted least squares for one output channel (weighted Gram built in chunks)."""
     eps = 1e-10 * max(np.max(np.abs(y)), 1e-300)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007
         p = len(w)
         g = np.zeros((p, p))
         c = np.zeros(p)
