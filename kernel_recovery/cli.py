@@ -260,6 +260,10 @@ class _NoBar:
     def set_postfix_str(self, text: str) -> None:
         pass
 
+    @staticmethod
+    def write(text: str, file: TextIO) -> None:
+        print(text, file=file)
+
 
 def _progress_bar(total: int, desc: str, quiet: bool):
     """A tqdm bar on stderr when it is a terminal (and not ``quiet``); a no-op without tqdm."""
@@ -312,6 +316,13 @@ def run_demo(
     print(header, file=out)
     print("-" * len(header), file=out)
     results: dict[tuple[str, str], Any] = {}
+    for method in methods:  # untimed warm-up: the first call of a method pays for its imports
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                recover_kernel(examples[0].x, examples[0].y, examples[0].kernel_size, method=method)
+        except Exception:  # reported in the table below
+            pass
     with _progress_bar(len(examples) * len(methods), "demo", quiet) as bar:
         for ex in examples:
             for method in methods:
@@ -323,7 +334,7 @@ def run_demo(
                         res = recover_kernel(ex.x, ex.y, ex.kernel_size, method=method, **ex.settings)
                 except Exception as exc:  # one method failing must not stop the demo
                     bar.update()
-                    print(f"{ex.name:<20} {method:<7} error: {_first_line(exc)}", file=out)
+                    bar.write(f"{ex.name:<20} {method:<7} error: {_first_line(exc)}", file=out)
                     continue
                 elapsed = time.perf_counter() - t0
                 bar.update()
@@ -331,7 +342,7 @@ def run_demo(
                 err = np.max(np.abs(res.kernel - ex.kernel)) if ex.kernel is not None else float("nan")
                 rep = res.report
                 solver = "ok" if res.success else "not converged"
-                print(
+                bar.write(  # tqdm's write clears and redraws the bar around the row
                     f"{ex.name:<20} {method:<7} {rep.status:<16} {rep.equations[0]:>3}/{rep.unknowns[0]:<3} "
                     f"{err:>10.2e} {res.residual_rms:>10.2e} {elapsed * 1e3:>7.1f}ms  {solver}",
                     file=out,
@@ -658,12 +669,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except (InputError, ValueError, TypeError, ImportError, OSError) as exc:
-        print(f"{PROG}: error: {_first_line(exc)}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # e.g. `kernel-recovery recover ... --json | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (InputError, ValueError, TypeError, ImportError, OSError) as exc:
+        print(f"{PROG}: error: {_first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
