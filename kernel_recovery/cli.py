@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import inspect
 import json
 import math
@@ -434,7 +435,7 @@ def cmd_recover(args, out: TextIO) -> int:
     except TypeError as exc:
         raise UsageError(str(exc)) from None
     if "progress" in inspect.signature(solver).parameters and "progress" not in options:
-        options["progress"] = _show_progress(args.quiet)
+        options["progress"] = _show_progress(args.quiet) and importlib.util.find_spec("tqdm") is not None
     if args.output is not None:
         _suffix(args.output, OUTPUT_SUFFIXES, "output file")
     _need_matplotlib(args)
