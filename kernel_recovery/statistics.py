@@ -74,7 +74,9 @@ def design_matrix(block: Block, use_bias: bool) -> np.ndarray:
 
 def _use_fft(taps: int, c: int, o: int) -> bool:
     """Block FFTs beat blocked GEMMs when the kernel is long and there are few channels."""
-    return taps >= 256 and 2 * taps * c * (c + o) > 600 * (2 * c + o + c * (c + o))
+    # flops per sample: GEMMs ~ 2 T C (C + O); FFTs ~ (2C + O) forward transforms + C (C + O) products, each
+    # worth ~60 GEMM flops at the speeds numpy reaches (measured crossover: T ~ 64-128 for one channel)
+    return taps >= 64 and 2 * taps * c * (c + o) > 60 * (2 * c + o + c * (c + o))
 
 
 def lagged_correlations(
