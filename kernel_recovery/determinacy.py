@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import numbers
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -312,8 +312,12 @@ class DeterminacyReport:
         -------
         ndarray of float, shape (out_channels,)
         """
-        if isinstance(target_error, (bool, np.bool_)) or not isinstance(target_error, numbers.Real) \
-                or not target_error > 0 or not np.isfinite(target_error):
+        if (
+            isinstance(target_error, (bool, np.bool_))
+            or not isinstance(target_error, numbers.Real)
+            or not target_error > 0
+            or not np.isfinite(target_error)
+        ):
             raise ValueError(f"`target_error` must be a finite number > 0, got {target_error!r}.")
         noise = _noise_array(noise_level, len(self.equations)) if noise_level is not None else self.noise_level
         if noise is None:
@@ -379,7 +383,11 @@ class DeterminacyReport:
         lines = [f"{head} ({cfg.describe()}): {self.status.upper().replace('_', '-')}"]
         if self.source == "plan":
             n_seq = len(self.lengths)
-            lens = f"{self.lengths[0]} samples" if len(set(self.lengths)) == 1 else f"{min(self.lengths)}-{max(self.lengths)} samples"
+            lens = (
+                f"{self.lengths[0]} samples"
+                if len(set(self.lengths)) == 1
+                else f"{min(self.lengths)}-{max(self.lengths)} samples"
+            )
             lines.append(
                 f"  plan for {n_seq} sequence(s) of {lens}, {cfg.in_channels} input channel(s), "
                 "assuming a white-noise input"
@@ -409,7 +417,8 @@ class DeterminacyReport:
             s = self.singular_values[0]
             lines.append(
                 f"  singular values{' (group 0)' if cfg.groups > 1 else ''}: largest {s[0]:.3g}, smallest {s[-1]:.3g}, "
-                f"{int((s > self.rank_tolerance[0]).sum())} of {len(s)} above the tolerance {self.rank_tolerance[0]:.2g}"
+                f"{int((s > self.rank_tolerance[0]).sum())} of {len(s)} above the tolerance "
+                f"{self.rank_tolerance[0]:.2g}"
             )
         lines.extend(self._accuracy_lines())
         n_null = sum(len(n) for n in self.null_space)
@@ -436,20 +445,29 @@ class DeterminacyReport:
             if self.kernel_error_per_unit_noise is not None:
                 det = np.isfinite(self.kernel_error_per_unit_noise[..., 0])
                 if det.any():
-                    return [f"  accuracy: only {int(det.sum())} of {det.size} kernel coefficients are determined "
-                            "(see kernel_error_per_unit_noise; the rest are inf)"]
+                    return [
+                        f"  accuracy: only {int(det.sum())} of {det.size} kernel coefficients are determined "
+                        "(see kernel_error_per_unit_noise; the rest are inf)"
+                    ]
             if self.ok:
-                return ["  accuracy: with as few equations as this the expected error diverges (it needs more output "
-                        "samples than unknowns + 1); record more"]
+                return [
+                    "  accuracy: with as few equations as this the expected error diverges (it needs more output "
+                    "samples than unknowns + 1); record more"
+                ]
             return ["  accuracy: the kernel is not determined, so its error is unbounded"]
         spread = f"{err.min():.3g}" if np.ptp(err) == 0 else f"{err.min():.3g}-{err.max():.3g}"
         how = "expected" if self.source == "data" else "expected for a unit-variance white-noise input"
-        line = f"  accuracy: {how} coefficient error (root-sum-square) per unit noise std in y: {spread} per output channel"
+        line = (
+            f"  accuracy: {how} coefficient error (root-sum-square) per unit noise std in y: {spread} "
+            "per output channel"
+        )
         out = [line]
         if self.expected_error is not None:
             e = self.expected_error
+            nl = self.noise_level
+            noise_text = np.array2string(nl, precision=3) if np.ptp(nl) else f"{nl[0]:.3g}"
             out.append(
-                f"  with noise_level={np.array2string(self.noise_level, precision=3) if np.ptp(self.noise_level) else f'{self.noise_level[0]:.3g}'}: "
+                f"  with noise_level={noise_text}: "
                 f"expected coefficient error {e.min():.3g}" + ("" if np.ptp(e) == 0 else f"-{e.max():.3g}")
             )
         return out
@@ -556,8 +574,17 @@ def analyze(
     ([2], [2], ('few_frequencies',))
     """
     problem = build_problem(
-        x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-        layout=layout, flip=flip, out_channels=out_channels,
+        x,
+        y,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=use_bias,
+        layout=layout,
+        flip=flip,
+        out_channels=out_channels,
     )
     report = report_for(problem, noise_level=noise_level)
     if warn:
@@ -649,13 +676,32 @@ def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyRep
         )
     min_length, min_sequences = data_needed(cfg, problem.lengths)
     return DeterminacyReport(
-        config=cfg, equations=equations, unknowns=unknowns, rank=rank, condition_number=cond, status=status,
-        channel_status=tuple(statuses), error_per_unit_noise=gain, singular_values=svals, null_space=nulls,
-        null_space_bias=null_bias if cfg.use_bias else None, causes=tuple(causes), advice=tuple(advice),
-        exact_rank=exact, cause_codes=tuple(codes), excitation_order=excitation, joint_excitation_order=joint,
-        kernel_error_per_unit_noise=coef_gain, bias_error_per_unit_noise=bias_gain, noise_level=noise,
-        expected_error=None if noise is None else noise * gain, untouched_taps=tuple(_user_taps(cfg, np.flatnonzero(geometry))),
-        min_length=min_length, min_sequences=min_sequences, lengths=tuple(problem.lengths), rank_tolerance=tuple(tols),
+        config=cfg,
+        equations=equations,
+        unknowns=unknowns,
+        rank=rank,
+        condition_number=cond,
+        status=status,
+        channel_status=tuple(statuses),
+        error_per_unit_noise=gain,
+        singular_values=svals,
+        null_space=nulls,
+        null_space_bias=null_bias if cfg.use_bias else None,
+        causes=tuple(causes),
+        advice=tuple(advice),
+        exact_rank=exact,
+        cause_codes=tuple(codes),
+        excitation_order=excitation,
+        joint_excitation_order=joint,
+        kernel_error_per_unit_noise=coef_gain,
+        bias_error_per_unit_noise=bias_gain,
+        noise_level=noise,
+        expected_error=None if noise is None else noise * gain,
+        untouched_taps=tuple(_user_taps(cfg, np.flatnonzero(geometry))),
+        min_length=min_length,
+        min_sequences=min_sequences,
+        lengths=tuple(problem.lengths),
+        rank_tolerance=tuple(tols),
         source="data",
     )
 
@@ -704,25 +750,32 @@ def _needed_text(config: ConvConfig, lengths: Sequence[int]) -> str:
     return text
 
 
-def shape_causes(config: ConvConfig, lengths: Sequence[int], n_eq: int, geometry: np.ndarray) -> list[tuple[str, str, str]]:
+def shape_causes(
+    config: ConvConfig, lengths: Sequence[int], n_eq: int, geometry: np.ndarray
+) -> list[tuple[str, str, str]]:
     """The causes that the shapes alone decide (too short a record, taps left untouched): ``(code, cause, advice)``."""
     p = config.unknowns_per_output
     out = []
     if n_eq < p:
-        out.append((
-            "too_short",
-            f"too short a record: {n_eq} output samples per channel for {p} unknowns.",
-            f"give {_needed_text(config, lengths)}, or reduce kernel_size.",
-        ))
+        out.append(
+            (
+                "too_short",
+                f"too short a record: {n_eq} output samples per channel for {p} unknowns.",
+                f"give {_needed_text(config, lengths)}, or reduce kernel_size.",
+            )
+        )
     if geometry.any():
         taps = _user_taps(config, np.flatnonzero(geometry))
-        out.append((
-            "untouched_taps",
-            f"zero padding and stride leave tap(s) {taps} untouched: with padding={config.padding!r}, "
-            f"stride={config.stride}, dilation={config.dilation} and sequences of {max(lengths)} samples these taps "
-            "only ever meet padding zeros, so their coefficients have no effect on y.",
-            f"use {_needed_text(config, lengths)}, less padding, or a smaller kernel_size.",
-        ))
+        out.append(
+            (
+                "untouched_taps",
+                f"zero padding and stride leave tap(s) {taps} untouched: with padding={config.padding!r}, "
+                f"stride={config.stride}, dilation={config.dilation} and sequences of {max(lengths)} samples these "
+                "taps "
+                "only ever meet padding zeros, so their coefficients have no effect on y.",
+                f"use {_needed_text(config, lengths)}, less padding, or a smaller kernel_size.",
+            )
+        )
     return out
 
 
@@ -739,6 +792,18 @@ def _column_ranges(block: Block, use_bias: bool) -> tuple[np.ndarray, np.ndarray
                 lo, hi = np.minimum(lo, rows.min(axis=0)), np.maximum(hi, rows.max(axis=0))
         block.cache[key] = (lo, hi)
     return block.cache[key]
+
+
+def _is_constant(block: Block, use_bias: bool, columns: np.ndarray) -> bool:
+    lo, hi = _column_ranges(block, use_bias)
+    return bool(np.all(lo[columns] == hi[columns]) and np.ptp(lo[columns]) == 0)
+
+
+def _gram_proportional(coords: np.ndarray, cols_a: np.ndarray, cols_b: np.ndarray) -> bool:
+    """Whether every tap column of one channel is (to rounding) parallel to the same tap of another (prefilter)."""
+    ma, mb = coords[:, cols_a], coords[:, cols_b]
+    na, nb = np.linalg.norm(ma, axis=0), np.linalg.norm(mb, axis=0)
+    return bool(np.all(np.abs(np.sum(ma * mb, axis=0)) >= (1 - 1e-6) * na * nb))
 
 
 def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[str, str, str]]:
@@ -766,48 +831,59 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
         zero_taps = live & (norms[cols[:, c]] <= spec.tolerance)
         if live.any() and zero_taps[live].all():
             dead[c] = True
-            out.append((
-                "zero_channel",
-                f"input channel {user_c} is zero: its taps have no effect on y.",
-                f"drive input channel {user_c} with a nonzero, broadband signal, or leave it out of the model.",
-            ))
+            out.append(
+                (
+                    "zero_channel",
+                    f"input channel {user_c} is zero: its taps have no effect on y.",
+                    f"drive input channel {user_c} with a nonzero, broadband signal, or leave it out of the model.",
+                )
+            )
             continue
         if zero_taps.any():
-            out.append((
-                "zero_taps",
-                f"input channel {user_c} is zero at every sample that tap(s) {_user_taps(cfg, np.flatnonzero(zero_taps))}"
-                " read: those coefficients have no effect on y.",
-                f"record input channel {user_c} where it is nonzero at the samples those taps read (a longer record).",
-            ))
-        lo, hi = _column_ranges(block, cfg.use_bias)
+            out.append(
+                (
+                    "zero_taps",
+                    f"input channel {user_c} is zero at every sample that tap(s) "
+                    f"{_user_taps(cfg, np.flatnonzero(zero_taps))}"
+                    " read: those coefficients have no effect on y.",
+                    f"record input channel {user_c} where it is nonzero at the samples those taps read "
+                    "(a longer record).",
+                )
+            )
         taps_c = cols[:, c][live]
-        if np.all(lo[taps_c] == hi[taps_c]) and np.ptp(lo[taps_c]) == 0:
+        # a constant channel excites one direction; only then is the (streamed) range check needed
+        if ranks_c[c] <= 1 and _is_constant(block, cfg.use_bias, taps_c):
             constant[c] = True
             bias = " and with the bias" if cfg.use_bias else ""
-            out.append((
-                "constant_channel",
-                f"input channel {user_c} is constant: its taps are confounded with each other{bias} "
-                "(only their sum is seen); a constant excites 1 direction.",
-                f"make input channel {user_c} vary (a broadband signal such as white noise or a chirp).",
-            ))
+            out.append(
+                (
+                    "constant_channel",
+                    f"input channel {user_c} is constant: its taps are confounded with each other{bias} "
+                    "(only their sum is seen); a constant excites 1 direction.",
+                    f"make input channel {user_c} vary (a broadband signal such as white noise or a chirp).",
+                )
+            )
             continue
         live_taps = int((live & ~zero_taps).sum())
         if ranks_c[c] < min(live_taps, n_eq):
             freqs = _frequencies(spec, cols[:, c], ranks_c[c], cfg.dilation) if not geometry.any() else []
             seen = f" (its frequencies: {', '.join(map(str, freqs))} rad/sample)" if freqs else ""
-            out.append((
-                "few_frequencies",
-                f"input channel {user_c} has too few distinct frequencies: it excites only {ranks_c[c]} of its {k} tap "
-                f"directions (order of persistent excitation {ranks_c[c]} < kernel_size={k}){seen}; a sinusoid "
-                "excites only 2 directions, a constant 1.",
-                f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
-                f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
-            ))
+            out.append(
+                (
+                    "few_frequencies",
+                    f"input channel {user_c} has too few distinct frequencies: it excites only {ranks_c[c]} of its "
+                    f"{k} tap "
+                    f"directions (order of persistent excitation {ranks_c[c]} < kernel_size={k}){seen}; a sinusoid "
+                    "excites only 2 directions, a constant 1.",
+                    f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
+                    f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
+                )
+            )
     # relations between channels
     explained = set()
     for c in range(cin):
         for c2 in range(c + 1, cin):
-            if dead[c] or dead[c2]:
+            if dead[c] or dead[c2] or not _gram_proportional(coords, cols[live][:, c], cols[live][:, c2]):
                 continue
             a, b = channel_data()[:, c::cin].ravel(), channel_data()[:, c2::cin].ravel()
             na, nb = np.linalg.norm(a), np.linalg.norm(b)
@@ -820,10 +896,18 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
                     code, what = "identical_channels", f"input channels {u} and {v} are identical"
                     seen = f"only the sum of their kernels (w{u} + w{v}) is seen"
                 else:
-                    code, what = "proportional_channels", f"input channels {u} and {v} are proportional (channel {v} = {ratio:.4g} x channel {u})"
+                    code, what = (
+                        "proportional_channels",
+                        f"input channels {u} and {v} are proportional (channel {v} = {ratio:.4g} x channel {u})",
+                    )
                     seen = f"only w{u} + {ratio:.4g} w{v} is seen"
-                out.append((code, f"{what}: {seen}, not each kernel.",
-                            f"record input channels {u} and {v} with independent signals."))
+                out.append(
+                    (
+                        code,
+                        f"{what}: {seen}, not each kernel.",
+                        f"record input channels {u} and {v} with independent signals.",
+                    )
+                )
     kernel_cols = cols.ravel()
     joint = spec.column_rank(kernel_cols)
     cap = min(n_eq, int(sum(ranks_c)))
@@ -837,24 +921,29 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
             previous.append(c)
         if related:
             names = ", ".join(map(str, related))
-            out.append((
-                "related_channels",
-                f"input channel(s) {names} are linearly related to the other channels within kernel_size={k} taps "
-                "(a delayed, filtered, scaled or summed copy): only combinations of their kernels are seen.",
-                "record the input channels with independent signals (or leave out the redundant channel).",
-            ))
+            out.append(
+                (
+                    "related_channels",
+                    f"input channel(s) {names} are linearly related to the other channels within kernel_size={k} taps "
+                    "(a delayed, filtered, scaled or summed copy): only combinations of their kernels are seen.",
+                    "record the input channels with independent signals (or leave out the redundant channel).",
+                )
+            )
     if cfg.use_bias and not constant.any() and spec.rank < min(n_eq, joint + 1):
-        out.append((
-            "bias_confounded",
-            "the bias is confounded with the taps: some combination of the inputs is constant (e.g. channels that "
-            "sum to a constant, or a channel constant on every stride phase).",
-            "use inputs with no constant combination, or set use_bias=False.",
-        ))
+        out.append(
+            (
+                "bias_confounded",
+                "the bias is confounded with the taps: some combination of the inputs is constant (e.g. channels that "
+                "sum to a constant, or a channel constant on every stride phase).",
+                "use inputs with no constant combination, or set use_bias=False.",
+            )
+        )
     if not out:
-        out.append((
-            "unexcited",
-            f"the input does not excite every kernel direction: the design has rank {spec.rank} for {p} unknowns.",
-            "use a broadband input (white noise, a chirp) on every channel.",
-        ))
+        out.append(
+            (
+                "unexcited",
+                f"the input does not excite every kernel direction: the design has rank {spec.rank} for {p} unknowns.",
+                "use a broadband input (white noise, a chirp) on every channel.",
+            )
+        )
     return out
-

@@ -98,16 +98,29 @@ def plan(
     [0.009]
     """
     n_seq = _lengths(lengths, batch)
-    if isinstance(input_std, (bool, np.bool_)) or not isinstance(input_std, numbers.Real) \
-            or not np.isfinite(input_std) or input_std <= 0:
+    if (
+        isinstance(input_std, (bool, np.bool_))
+        or not isinstance(input_std, numbers.Real)
+        or not np.isfinite(input_std)
+        or input_std <= 0
+    ):
         raise ValueError(f"`input_std` must be a finite number > 0, got {input_std!r}.")
     in_channels = check_positive_int(in_channels, "in_channels")
-    out_channels = check_positive_int(groups, "groups") if out_channels is None else check_positive_int(
-        out_channels, "out_channels"
+    out_channels = (
+        check_positive_int(groups, "groups")
+        if out_channels is None
+        else check_positive_int(out_channels, "out_channels")
     )
     cfg = ConvConfig.create(
-        kernel_size, in_channels, out_channels, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        use_bias=use_bias, flip=flip,
+        kernel_size,
+        in_channels,
+        out_channels,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=use_bias,
+        flip=flip,
     )
     n_out = cfg.out_channels
     noise = _noise_array(noise_level, n_out)

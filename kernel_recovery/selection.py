@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -77,7 +77,10 @@ class KernelSizeSelection:
 
     def __str__(self) -> str:
         name = {"aic": "AIC", "bic": "BIC", "cv": "CV mean squared error"}[self.criterion]
-        lines = [f"kernel_size selected by {name}: {self.kernel_size}", f"  {'size':>5} {'params':>7} {'rss':>11} {'score':>13}"]
+        lines = [
+            f"kernel_size selected by {name}: {self.kernel_size}",
+            f"  {'size':>5} {'params':>7} {'rss':>11} {'score':>13}",
+        ]
         for k, p, r, s, st in zip(self.candidates, self.n_params, self.rss, self.scores, self.status):
             mark = "  <-" if k == self.kernel_size else ""
             extra = "" if st in ("overdetermined", "determined") else f"  ({st})"
@@ -235,8 +238,15 @@ def select_kernel_size(
     xs_best, pad_best = results[best]
     result = recover_kernel(xs_best, ys, best, method=method, padding=pad_best, **base, **options)
     return KernelSizeSelection(
-        kernel_size=best, criterion=criterion, candidates=cands, scores=scores_arr, rss=np.array(rss, dtype=float),
-        n_params=np.array(n_params, dtype=np.int64), n_samples=int(n_samples), status=tuple(status), result=result,
+        kernel_size=best,
+        criterion=criterion,
+        candidates=cands,
+        scores=scores_arr,
+        rss=np.array(rss, dtype=float),
+        n_params=np.array(n_params, dtype=np.int64),
+        n_samples=int(n_samples),
+        status=tuple(status),
+        result=result,
         notes=tuple(notes),
     )
 
@@ -256,11 +266,14 @@ def _trimmed_inputs(xs, ys, cands, pad, base, notes) -> dict:
         if pad == "full":
             # 'full' pads depend on the true span: take the largest kernel consistent with y's length
             fits = [
-                k for k in range(1, len(x) + (m + 1) * s + 1)
+                k
+                for k in range(1, len(x) + (m + 1) * s + 1)
                 if ConvConfig.create(k, cin, cout, stride=s, padding="full", dilation=d).output_length(len(x)) == m
             ]
             if not fits:
-                raise ValueError(f"`y` has {m} samples, which no kernel_size gives with padding='full' for {len(x)} samples.")
+                raise ValueError(
+                    f"`y` has {m} samples, which no kernel_size gives with padding='full' for {len(x)} samples."
+                )
             left, right = ConvConfig.create(max(fits), cin, cout, padding="full", dilation=d).pads(len(x))
         else:
             left, right = (0, 0) if pad == "valid" else pad
@@ -422,7 +435,8 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
     chans = ", ".join(map(str, sorted(flagged)))
     return (
         f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {e * s} more tap(s) "
-        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} (F-test p={max(min(pvalues), 1e-300):.1e}"
+        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} "
+        f"(F-test p={max(min(pvalues), 1e-300):.1e}"
         f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
         "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
     )

@@ -224,8 +224,14 @@ def test_report_dict_json_and_text(rng):
     assert d["cause_codes"] == ["few_frequencies"] and d["excitation_order"] == [2]
     assert np.array(d["null_space"][0]).shape == (2, 4, 1) and d["source"] == "data"
     text = str(rep)
-    for piece in ("RANK-DEFICIENT", "excitation order", "invisible directions: 2", "cause: input channel 0 has too few",
-                  "what to do:", "singular values"):
+    for piece in (
+        "RANK-DEFICIENT",
+        "excitation order",
+        "invisible directions: 2",
+        "cause: input channel 0 has too few",
+        "what to do:",
+        "singular values",
+    ):
         assert piece in text
     spec = rep.spectrum()
     assert spec["rank"] == [2] and len(spec["singular_values"][0]) == 4
@@ -266,7 +272,10 @@ def test_plan_agrees_with_analyze_on_white_noise(spec, rng):
         assert getattr(rep_plan, name).tolist() == getattr(rep, name).tolist(), name
     assert (rep_plan.status, rep_plan.channel_status) == (rep.status, rep.channel_status)
     assert (rep_plan.min_length, rep_plan.min_sequences, rep_plan.untouched_taps) == (
-        rep.min_length, rep.min_sequences, rep.untouched_taps)
+        rep.min_length,
+        rep.min_sequences,
+        rep.untouched_taps,
+    )
     assert rep_plan.cause_codes == rep.cause_codes
     assert [n.shape for n in rep_plan.null_space] == [n.shape for n in rep.null_space] or not rep.ok
     if rep.ok and rep.equations[0] > 20 * rep.unknowns[0]:
@@ -293,7 +302,9 @@ def test_plan_text_and_expected_error():
     assert rep.source == "plan" and rep.ok
     np.testing.assert_allclose(rep.expected_error, 0.05 * np.sqrt(17 / (993 - 18)))
     text = str(rep)
-    assert "Planned determinacy" in text and "white-noise input" in text and "data needed: a record of at least 24" in text
+    assert (
+        "Planned determinacy" in text and "white-noise input" in text and "data needed: a record of at least 24" in text
+    )
     n = rep.samples_for_error(0.002)[0]
     assert kr.plan(8, lengths=int(n) + 7, in_channels=2, noise_level=0.05, use_bias=True).expected_error[0] <= 0.002
     json.dumps(rep.to_dict())
@@ -301,9 +312,14 @@ def test_plan_text_and_expected_error():
 
 @pytest.mark.parametrize(
     "kwargs, err, match",
-    [(dict(lengths=0), ValueError, "lengths"), (dict(lengths="10"), TypeError, "lengths"),
-     (dict(lengths=[10, 20], batch=3), ValueError, "batch"), (dict(lengths=2), ValueError, "too short"),
-     (dict(lengths=10, input_std=0), ValueError, "input_std"), (dict(lengths=10, in_channels=3, groups=2), ValueError, "groups")],
+    [
+        (dict(lengths=0), ValueError, "lengths"),
+        (dict(lengths="10"), TypeError, "lengths"),
+        (dict(lengths=[10, 20], batch=3), ValueError, "batch"),
+        (dict(lengths=2), ValueError, "too short"),
+        (dict(lengths=10, input_std=0), ValueError, "input_std"),
+        (dict(lengths=10, in_channels=3, groups=2), ValueError, "groups"),
+    ],
 )
 def test_plan_bad_input(kwargs, err, match):
     with pytest.raises(err, match=match):
@@ -330,18 +346,27 @@ CONFIGS = [
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 def test_no_kernel_size_warning_at_the_right_size(cfg, noise):
     rng = np.random.default_rng(7)
-    for trial in range(3):
+    for _ in range(3):
         x = rng.standard_normal((3000, 2))
         w = rng.standard_normal((5, 2, 3))
-        y = kr.conv1d(x, w, [0.1, 0.2, 0.3] if cfg.get("use_bias") else None, **{k: v for k, v in cfg.items() if k != "use_bias"})
+        y = kr.conv1d(
+            x, w, [0.1, 0.2, 0.3] if cfg.get("use_bias") else None, **{k: v for k, v in cfg.items() if k != "use_bias"}
+        )
         y = y + noise * rng.standard_normal(y.shape)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             kr.recover_kernel(x, y, 5, **cfg)
 
 
-@pytest.mark.parametrize("cfg, side", [(dict(), "after tap 3"), (dict(padding="causal"), "before tap 0"),
-                                       (dict(flip=True), "before tap 0"), (dict(padding="same", stride=2), "")])
+@pytest.mark.parametrize(
+    "cfg, side",
+    [
+        (dict(), "after tap 3"),
+        (dict(padding="causal"), "before tap 0"),
+        (dict(flip=True), "before tap 0"),
+        (dict(padding="same", stride=2), ""),
+    ],
+)
 def test_kernel_size_warning_when_the_kernel_is_longer(cfg, side, rng):
     x = rng.standard_normal(4000)
     w = np.exp(-np.arange(7) / 2.0)

@@ -103,9 +103,14 @@ def test_underdetermined_candidates_score_inf(rng):
 
 @pytest.mark.parametrize(
     "kwargs, err, match",
-    [(dict(candidates=[]), ValueError, "candidates"), (dict(candidates=[0, 2]), ValueError, "candidates"),
-     (dict(candidates=None), TypeError, "candidates"), (dict(criterion="mdl"), ValueError, "criterion"),
-     (dict(criterion="cv", folds=1), ValueError, "folds"), (dict(candidates=[50]), ValueError, "no candidate")],
+    [
+        (dict(candidates=[]), ValueError, "candidates"),
+        (dict(candidates=[0, 2]), ValueError, "candidates"),
+        (dict(candidates=None), TypeError, "candidates"),
+        (dict(criterion="mdl"), ValueError, "criterion"),
+        (dict(criterion="cv", folds=1), ValueError, "folds"),
+        (dict(candidates=[50]), ValueError, "no candidate"),
+    ],
 )
 def test_bad_input(kwargs, err, match, rng):
     x = rng.standard_normal(40)
