@@ -337,6 +337,12 @@ class DeterminacyReport:
             "rank": [int(self.rank[g * self.config.out_per_group]) for g in range(self.config.groups)],
         }
 
+    def plot(self, ax=None):
+        """Plot the singular-value spectrum (matplotlib); see :func:`kernel_recovery.plotting.plot_spectrum`."""
+        from .plotting import plot_spectrum
+
+        return plot_spectrum(self, ax=ax)
+
     def to_dict(self) -> dict:
         """A JSON-serialisable summary (non-finite numbers stay ``inf``; :meth:`to_json` writes them)."""
         d = {

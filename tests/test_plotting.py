@@ -171,3 +171,10 @@ def test_missing_matplotlib_is_a_clear_import_error(monkeypatch):
     res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0], [6.0, 11.0, 14.0], kernel_size=2)
     with pytest.raises(ImportError, match=r"kernel_recovery\[plot\]"):
         plotting.plot_kernel(res)
+
+
+def test_report_plot_draws_the_spectrum():
+    rep = kr.analyze(np.sin(0.3 * np.arange(100)), None, 5, warn=False)
+    fig = rep.plot()
+    ys = np.concatenate([line.get_ydata() for ax in fig.axes for line in ax.get_lines()])
+    assert np.isclose(ys.max(), rep.singular_values[0][0])
