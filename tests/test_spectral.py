@@ -104,16 +104,16 @@ def test_noiseless_long_records_with_unseen_edges(padding, color, rng):
     assert res.diagnostics["edge_iterations"][0] > 0
 
 
-def test_docstring_example_naive_division_is_not_enough(rng):
-    # naive spectral division of valid data (zero-padded y) is visibly wrong; fft is exact
+def test_naive_division_is_not_enough_on_valid_data(rng):
+    # naive spectral division of valid data (y zero-padded) errs by about taps / length; fft is exact
     n, k = 2000, 16
     x = rng.standard_normal(n)
     w = rng.standard_normal(k)
-    y = kr.conv1d(x, w)
+    y = kr.conv1d(x, w)  # y[t] = sum_j x[t + j] w[j], so Y = X conj(W) up to the missing edges
     size = 4096
-    naive = np.fft.irfft(np.fft.rfft(y, size) / np.fft.rfft(x, size).conj(), size)[:k]
+    naive = np.fft.irfft(np.conj(np.fft.rfft(y, size) / np.fft.rfft(x, size)), size)[:k]
     res = kr.recover_kernel(x, y, k, method="fft")
-    assert rel(naive, w) > 1e-3
+    assert 1e-4 < rel(naive, w) < 0.5
     assert rel(res.kernel.ravel(), w) < 1e-10
 
 
