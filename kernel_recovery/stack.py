@@ -221,7 +221,10 @@ def _identifiability(layers: list[dict], activation, has_composite: bool, compos
                 "kr.recover_kernel on the same data, and see `report` for whether the data determine it."
             )
         else:
-            text += " (No composite kernel is returned: it is a single convolution only for valid, stride-1, undilated layers.)"
+            text += (
+                " (No composite kernel is returned: the stack is a single convolution only for valid, stride-1, "
+                "undilated layers.)"
+            )
         return text
     symmetry = "a positive rescaling of each hidden channel (its incoming weights by a > 0, outgoing by 1/a)" if (
         activation == "relu"
@@ -321,7 +324,9 @@ def recover_stack(
     yb = as_sequences(y, "y", layout)
     layers, configs = _check_layers(layers, xb.channels)
     if len(xb.arrays) != len(yb.arrays):
-        raise ValueError(f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}.")
+        raise ValueError(
+            f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
+        )
     if yb.channels != layers[-1]["filters"]:
         raise ValueError(
             f"`y` has {yb.channels} channels but the last layer has filters={layers[-1]['filters']}."
@@ -333,7 +338,9 @@ def recover_stack(
         for j, cfg in enumerate(configs):
             m = cfg.output_length(n)
             if m < 1:
-                raise ValueError(f"sequence {i} of `x` ({len(xa)} samples) is too short for layers[{j}] ({cfg.describe()}).")
+                raise ValueError(
+                    f"sequence {i} of `x` ({len(xa)} samples) is too short for layers[{j}] ({cfg.describe()})."
+                )
             n = m
         if len(ya) != n:
             raise ValueError(f"`y` sequence {i} has {len(ya)} samples but the stack gives {n} for {len(xa)} inputs.")
