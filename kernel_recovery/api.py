@@ -56,7 +56,9 @@ def recover_kernel(
         equations (output samples) that are NaN in ``y`` or read a NaN of ``x`` are dropped; the report then
         counts only the equations that remain.
     **options
-        Options of the method (``method="lstsq"``: ``ridge``).  An option the method does not take is a
+        Options of the method (``method="lstsq"``: ``ridge``; ``method="adam"``: ``loss``, ``learning_rate``,
+        ``steps``, ``tol``, ``seed``, ``init``, ``optimizer``, ``batch_size``, ``restarts``, ``dtype``,
+        ``huber_delta``, ``precondition``, ``progress``).  An option the method does not take is a
         ``TypeError``.
 
     Returns
@@ -86,7 +88,9 @@ def recover_kernel(
     -----
     Every output channel ``o`` is the linear system ``y[:, o] = A w_o (+ b_o)``, where ``A`` is the
     Toeplitz (im2col) design of ``x``.  ``"lstsq"`` solves it exactly in the least-squares sense
-    (minimum norm when it is rank-deficient).
+    (minimum norm when it is rank-deficient).  ``"adam"`` runs gradient descent (JAX + optax, the whole
+    loop compiled) on a chosen loss ("mse", "mae" or "huber"); it fills ``loss_history`` and
+    ``n_iterations``.
 
     Examples
     --------
