@@ -101,6 +101,15 @@ def recover_kernel(
     >>> res.report.status
     'overdetermined'
     """
+    # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): streamed least squares.
+    from . import outofcore
+
+    if outofcore.is_out_of_core(x, y):
+        config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
+        return outofcore.recover_kernel(
+            x, y, kernel_size, method=method, layout=layout, flip=flip, nan_policy=nan_policy, _stacklevel=3,
+            **config, **options,
+        )  # fmt: skip
     if y is None:
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
     name, solver = solvers.resolve(method)

@@ -579,6 +579,15 @@ def analyze(
     >>> rep.rank.tolist(), rep.excitation_order.tolist(), rep.cause_codes
     ([2], [2], ('few_frequencies',))
     """
+    # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): one streamed pass.
+    from . import outofcore
+
+    if outofcore.is_out_of_core(x, y):
+        config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
+        return outofcore.analyze(
+            x, y, kernel_size, layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level,
+            warn=warn, _stacklevel=3, **config,
+        )  # fmt: skip
     problem = build_problem(
         x,
         y,
