@@ -10,7 +10,7 @@ reused); ``recover_kernel`` adds the analyzer's report and the residual, which a
 Error: relative L2 error of the kernel against the true kernel.  Times are medians after a warm-up.
 
 Peers: ``lstsq`` is kernel_recovery's own (as it is in this checkout); PyLops: ``lsqr`` on
-``Restriction @ Convolve1D(h=x, method="fft") @ Pad`` (a zero-padded kernel in, valid outputs out), run to
+``Restriction @ Convolve1D(h=x, method="fft") @ Pad`` (the reversed kernel, zero-padded, in; valid outputs out), run to
 ``atol = btol = 1e-10``; naive: ``irfft(conj(rfft(y) / rfft(x)))`` at a fast length, first K taps.
 """
 
@@ -61,13 +61,14 @@ def run_pylops(x, y, k):
     import pylops
 
     n = len(x)
+    # the model is the reversed kernel, convolved with x; Restriction keeps the valid outputs
     op = (
         pylops.Restriction(n, np.arange(len(y)))
-        @ pylops.signalprocessing.Convolve1D(n, h=x[::-1, 0].copy(), offset=n - 1, method="fft")
+        @ pylops.signalprocessing.Convolve1D(n, h=x[:, 0], offset=k - 1, method="fft")
         @ pylops.Pad(k, (0, n - k))
     )
     out = pylops.optimization.basic.lsqr(op, y[:, 0], x0=np.zeros(k), niter=500, atol=1e-10, btol=1e-10)
-    return out[0].reshape(k, 1, 1), int(out[2])
+    return out[0][::-1].reshape(k, 1, 1), int(out[2])
 
 
 def error(kernel, w) -> float:
@@ -92,7 +93,7 @@ def headline(rng, quick: bool):
             cases.insert(2, ("PyLops lsqr (Convolve1D)", run_pylops))
         timed = {}
         for name, fn in cases:
-            m = measure(lambda fn=fn: fn(x, y, k), repeat=1 if "PyLops" in name else repeat, warmup=1)
+            m = measure(lambda fn=fn, x=x, y=y, k=k: fn(x, y, k), repeat=1 if "PyLops" in name else repeat, warmup=1)
             timed[name] = m
         base = timed["fft"]["median"]
         for name, m in timed.items():
@@ -130,7 +131,7 @@ def sweep(rng, quick: bool):
             res = {}
             for name, fn in (("fft", run_fft), ("lstsq", run_lstsq), ("naive", run_naive)):
                 big = length * k >= 10**8
-                res[name] = measure(lambda fn=fn: fn(x, y, k), repeat=2 if big else 5, warmup=1)
+                res[name] = measure(lambda fn=fn, x=x, y=y, k=k: fn(x, y, k), repeat=2 if big else 5, warmup=1)
             e = {n: error(m["value"][0], w) for n, m in res.items()}
             rows.append(
                 {
@@ -157,7 +158,7 @@ def multichannel(rng, quick: bool):
         x, y, w = make(rng, length, k, 1e-3, cin, cout)
         res = {}
         for name, fn in (("fft", run_fft), ("lstsq", run_lstsq)):
-            res[name] = measure(lambda fn=fn: fn(x, y, k), repeat=3, warmup=1)
+            res[name] = measure(lambda fn=fn, x=x, y=y, k=k: fn(x, y, k), repeat=3, warmup=1)
         e = {n: error(m["value"][0], w) for n, m in res.items()}
         rows.append(
             {

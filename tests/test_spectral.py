@@ -148,7 +148,7 @@ def configs(draw):
 @given(configs())
 def test_equals_least_squares_over_random_configurations(c):
     rng = np.random.default_rng(c["seed"])
-    conf = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"], layout=c["layout"], flip=c["flip"])  # fmt: skip
+    conf = {key: c[key] for key in ("stride", "padding", "dilation", "groups", "layout", "flip")}
     shape = (c["k"], c["cin"] // c["groups"], c["cout"])
     w = rng.standard_normal(shape)
     b = rng.standard_normal(c["cout"]) if c["use_bias"] else None

@@ -14,23 +14,34 @@ roles, and solves the *same* least-squares problem as ``method="lstsq"``:
 2. **Per-frequency least squares (Welch).**  The cross-spectral matrices ``S(f)`` (``C x C`` per
    frequency, ``C`` input channels) are accumulated over the batch and over every shift of a
    rectangular segment of ``taps`` samples (Welch with maximal overlap, computed exactly from the
-   lags: the Bartlett-tapered correlogram).  ``H(f) = S(f)^-1 S_xy(f)`` per frequency is the classic
-   spectral estimate of the kernel, over a lag window of ``segment_length`` taps; its share of energy
-   outside the kernel's support is reported, and its in-support part starts the refinement.
+   lags: the Bartlett-tapered correlogram), on ``segment_length`` frequencies.  ``S(f)^-1 S_xy(f)`` per
+   frequency is the classic spectral estimate of the kernel; its in-support part starts step 3.
+   Frequencies where ``S(f)`` is numerically singular (no independent input power) raise
+   :class:`SpectralWarning` and are left out of the division (a pseudo-inverse) rather than amplified.
 3. **Edge refinement.**  Preconditioned conjugate gradients on the exact normal equations, with the
    per-frequency inverse ``S(f)^-1`` as the preconditioner: each step predicts what the current
    kernel does at the unseen edges (``E^T E w``) and divides by the spectra again.  For long records
-   ``S`` is close to ``A^T A`` and a few steps reach the least-squares answer to ``tol``.
+   ``S`` is close to ``A^T A`` and a few steps reach the least-squares answer to ``tol``.  One more
+   pass over the data computes the residual ``y - A w``; a correction solved from ``A^T (y - A w)``
+   (iterative refinement, repeated while it matters) keeps the rounding error at about
+   ``cond(A) * eps`` instead of the ``cond(A)^2 * eps`` of normal equations.
 4. **Wiener/Tikhonov regularization.**  With ``regularization="wiener"`` the normal equations get
    ``lambda = sigma^2 / tau^2`` on the diagonal (the Wiener filter for a white kernel prior), with
    ``sigma`` the noise level (given, or estimated from the least-squares residual) and ``tau^2`` the
    mean squared tap of the least-squares kernel.  The bias, if any, is eliminated exactly (centering).
+5. **Out-of-support energy.**  The unconstrained estimate over the ``segment_length`` lags around the
+   support is the least-squares kernel plus the per-frequency estimate of what its residual still
+   correlates with; its share of energy outside the kernel's taps is reported per output channel.  It
+   is noise-sized when ``kernel_size`` covers the true kernel and large when it does not.
 
-What is approximate: the per-frequency estimate of step 2 (it ignores the edges, so it is biased by
-about ``taps / record length``, and so is the out-of-support energy it reports); the answer itself is
-the (regularized) least-squares kernel to the tolerance ``tol`` of the refinement, which is reported
-in ``diagnostics["edge_residual"]``.  For rank-deficient data the refinement converges to *a*
-least-squares kernel, not necessarily the minimum-norm one that ``"lstsq"`` returns.
+What is exact and what is approximate: the answer is the (regularized) least-squares kernel of the
+valid data, to the tolerance ``tol`` of the refinement (``diagnostics["edge_residual"]``); the
+spectral division only preconditions it, so its approximations (edges ignored, a smoothed spectrum)
+cost iterations, not accuracy.  The out-of-support energy is approximate (the circular per-frequency
+division on a finite lag window).  For rank-deficient data the refinement returns the minimum-norm
+kernel when the deficiency is the same at every frequency (duplicate or silent channels), otherwise
+*a* least-squares kernel, not necessarily the minimum-norm one of ``"lstsq"``.  The noise level is
+estimated from the least-squares residual with ``equations - unknowns`` degrees of freedom.
 """
 
 from __future__ import annotations
@@ -110,10 +121,16 @@ def solve(
     See the module docstring: one FFT pass over the data, the per-frequency least-squares estimate
     (Welch cross-spectral matrices), then preconditioned conjugate gradients on the exact normal
     equations ``(A^T A + lambda I) w = A^T y`` with ``A^T A = Toeplitz(R) - E^T E`` applied by short
-    FFTs.  ``diagnostics`` holds ``out_of_support_energy`` (per output channel, the share of the
-    spectral estimate's energy outside the kernel's taps: a large share says ``kernel_size`` is too
-    small), ``edge_iterations`` and ``edge_residual`` (per group), ``singular_frequencies`` (per
-    group), ``ridge`` (per output channel) and ``warnings``.
+    FFTs, polished with residuals from one more pass over the data.  Time: ``O(N log N)`` for ``N``
+    samples, plus ``O(taps log taps)`` per refinement step.
+
+    ``options`` records ``noise_level`` (per output channel, given or estimated), ``regularization``,
+    ``segment_length``, ``tol``, ``max_iter`` and ``workers``.  ``diagnostics`` holds
+    ``noise_level_source`` ("given" or "estimated"), ``ridge`` (lambda per output channel),
+    ``out_of_support_energy`` (per output channel, the share of the unconstrained estimate's energy
+    outside the kernel's taps: a large share says ``kernel_size`` is too small), ``edge_iterations``,
+    ``edge_residual`` and ``polish_steps`` (per group), ``singular_frequencies`` and ``frequencies``
+    (per group) and ``warnings`` (the texts of the :class:`SpectralWarning` issued).
 
     Examples
     --------
@@ -159,9 +176,10 @@ def solve(
             where = "" if len(problem.blocks) == 1 else f" (group {b})"
             text = (
                 f"the per-frequency cross-spectral systems{where} are singular at {n_singular} of "
-                f"{len(stats.singular)} frequencies: the input channels carry no independent power there, so "
-                "the kernel's response at those frequencies is set by regularization, not by the data. Use a "
-                "broadband input on every channel, drop duplicate or silent channels, or give a noise_level."
+                f"{len(stats.singular)} frequencies: the input channels carry no independent power there, so the "
+                "data do not determine the kernel's response at those frequencies (it is left at its smallest "
+                "norm, or set by the Wiener regularization). Use a broadband input on every channel, or drop "
+                "duplicate or silent channels."
             )
             warnings.warn(text, SpectralWarning, stacklevel=3)
             messages.append(text)
