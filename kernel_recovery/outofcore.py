@@ -504,8 +504,8 @@ def _accumulate(x, y, kernel_size, *, out_channels=None, chunk_size=None, split_
     if kx == "stream":
         if y is not None:
             raise ValueError(
-                "a streamed `x` (an iterator) must yield (x_chunk, y_chunk) pairs and `y` must be None, "
-                f"got y of type {type(y).__name__}."
+                "a streamed `x` (an iterator) yields (x_chunk, y_chunk) pairs: pass y=None, "
+                f"got `y` of type {type(y).__name__}."
             )
         return _accumulate_stream(args, x, progress)
     if ky == "stream":
@@ -684,5 +684,5 @@ def analyze(
     )
     report = report_for(_problem(acc, cfg, lengths, out_lengths), noise_level=noise_level)
     if warn:
-        report.warn(stacklevel=_stacklevel + 1)
+        report.warn(stacklevel=_stacklevel)
     return report
