@@ -369,7 +369,11 @@ def _accumulate_dask(args: _Args, x, y, out_channels, chunk_size, split_every: i
     x3 = _to_nwc3(xd, layout)
     batch, length, cin = (int(n) for n in x3.shape)
     if y is not None:
-        yd = y if input_kind(y) == "dask" else da.from_array(y, chunks=_chunks_like(y, chunk_size // args.stride, layout))
+        yd = (
+            y
+            if input_kind(y) == "dask"
+            else da.from_array(y, chunks=_chunks_like(y, chunk_size // args.stride, layout))
+        )
         y3 = _to_nwc3(yd, layout)
         cout = int(y3.shape[2])
     else:

@@ -191,9 +191,7 @@ def test_dask_progress_bar(rng, capsys):
 def client():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # start-up chatter of the cluster (ports, resource probes)
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        )
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
         c = distributed.Client(cluster)
     yield c
     with warnings.catch_warnings():
@@ -295,7 +293,9 @@ def test_zarr_matches_explicit_lstsq(rng, tmp_path):
     np.testing.assert_allclose(rep.singular_values, kr.analyze(x, None, 5, **cfg).singular_values, rtol=1e-12)
 
 
-@pytest.mark.parametrize("cfg", [dict(), dict(padding="same", use_bias=True), dict(padding="full", dilation=2)], ids=str)
+@pytest.mark.parametrize(
+    "cfg", [dict(), dict(padding="same", use_bias=True), dict(padding="full", dilation=2)], ids=str
+)
 def test_generator_of_unaligned_chunks(rng, cfg):
     conv = {k: v for k, v in cfg.items() if k != "use_bias"}
     x, y = make_data(rng, 1, 500, 2, 3, 6, **conv)
