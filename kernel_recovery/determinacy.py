@@ -36,12 +36,17 @@ class KernelSizeWarning(UserWarning):
     """The residual says the kernel is longer than ``kernel_size``: taps outside the support explain ``y``."""
 
 
+#: Designs with more columns than this are analyzed from a spectral (Welch/Szego) estimate in the report.
+APPROXIMATE_ABOVE = 1024
+
+
 @dataclass(frozen=True)
 class BlockSpectrum:
     singular_values: np.ndarray  # descending
-    right_vectors: np.ndarray  # (P, P), columns
+    right_vectors: np.ndarray | None  # (P, P), columns; None for the spectral estimate of large designs
     tolerance: float
     exact: bool  # from an SVD of the explicit design (True) or eigenvalues of the Gram (False)
+    channel_orders: np.ndarray | None = None  # spectral estimate only: excited directions per canonical channel
 
     @property
     def rank(self) -> int:
@@ -82,6 +87,49 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
         spec = BlockSpectrum(s, v, 4 * s[0] * np.sqrt(p * eps), False)
     block.cache[key] = spec
     return spec
+
+
+def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
+    """The spectrum the report uses: exact when cheap or already computed, else a spectral estimate.
+
+    For more than ``APPROXIMATE_ABOVE`` columns an eigendecomposition of the Gram costs O(P^3); the
+    eigenvalues of the (block-)Toeplitz Gram are then estimated, by Szego's theorem, from the eigenvalues of
+    the inputs' cross-spectral matrices at ``taps`` frequencies (Welch: Kaiser windows, 50% overlap), scaled to
+    the number of equations.  Ranks and condition numbers are then approximate and no null space is given.
+    """
+    p = n_columns(block, use_bias)
+    if ("spectrum", use_bias) in block.cache or p <= APPROXIMATE_ABOVE:
+        return block_spectrum(block, use_bias)
+    key = ("spectral_estimate", use_bias)
+    if key not in block.cache:
+        block.cache[key] = _spectral_estimate(block, use_bias)
+    return block.cache[key]
+
+
+def _spectral_estimate(block, use_bias: bool) -> BlockSpectrum:
+    t, c = block.taps, block.channels
+    window = np.kaiser(t, 16.0)  # sidelobes below -110 dB: a sinusoid stays a few bins wide
+    acc = np.zeros((t, c, c), dtype=complex)
+    weight = 0.0
+    for x in block.xs:
+        if len(x) < t:
+            x = np.concatenate([x, np.zeros((t - len(x), c))])
+        starts = np.arange(0, len(x) - t + 1, max(t // 2, 1))
+        for i in range(0, len(starts), 64):  # bounded memory: 64 segments at a time
+            segs = np.stack([x[a : a + t] for a in starts[i : i + 64]]) * window[None, :, None]
+            f = np.fft.fft(segs, axis=1)
+            acc += np.einsum("stc,std->tcd", f.conj(), f)
+        weight += len(starts) * np.sum(window**2)
+    acc *= block.n_equations / max(weight, 1e-300)
+    lam = np.linalg.eigvalsh(acc).ravel()
+    lam = np.sort(lam)[::-1][: block.n_free]
+    if use_bias:
+        lam = np.sort(np.concatenate([lam, [float(block.n_equations)]]))[::-1]
+    sv = np.sqrt(np.clip(lam, 0.0, None))
+    tol = sv[0] * 1e-6 if len(sv) else 0.0  # the window's leakage floor, not rounding, sets the resolution
+    power = np.real(np.einsum("tcc->tc", acc))
+    orders = (np.sqrt(np.clip(power, 0.0, None)) > tol).sum(axis=0)
+    return BlockSpectrum(sv, None, tol, False, orders)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -631,13 +679,17 @@ def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyRep
     for block in problem.blocks:
         grp = int(block.out_channels[0]) // cfg.out_per_group
         n_eq = block.n_equations
-        spec = block_spectrum(block, cfg.use_bias)
+        spec = report_spectrum(block, cfg.use_bias)
         exact &= spec.exact
         r = spec.rank
         s = spec.singular_values
         p = len(s)
         svals.append(s)
         tols.append(float(spec.tolerance))
+        if spec.right_vectors is None:
+            _estimated_block(problem, block, spec, equations, rank, cond, gain, coef_gain, bias_gain, statuses,
+                             excitation, joint, diagnosis, nulls, null_bias)
+            continue
         null_vecs = spec.right_vectors[:, r:].T
         mapped = [problem.free_to_kernel(v) for v in null_vecs]
         nulls.append(np.array([k for k, _ in mapped]).reshape(len(mapped), cfg.kernel_size, cfg.in_per_group))
@@ -719,6 +771,40 @@ def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyRep
         rank_tolerance=tuple(tols),
         source="data",
     )
+
+
+def _estimated_block(problem, block, spec, equations, rank, cond, gain, coef_gain, bias_gain, statuses,
+                     excitation, joint, diagnosis, nulls, null_bias) -> None:
+    """Fill one group's entries of the report from a spectral estimate (large designs)."""
+    cfg = problem.config
+    grp = int(block.out_channels[0]) // cfg.out_per_group
+    s, r, p, n_eq = spec.singular_values, spec.rank, len(spec.singular_values), block.n_equations
+    oc = block.out_channels
+    equations[oc] = n_eq
+    rank[oc] = r
+    full = r == p and p
+    cond[oc] = s[0] / s[-1] if full else np.inf
+    gain[oc] = np.sqrt(np.sum(1.0 / s**2)) if full else np.inf
+    coef_gain[:, :, oc] = gain[oc][0] / np.sqrt(p) if full else np.inf
+    if bias_gain is not None:
+        bias_gain[oc] = gain[oc][0] / np.sqrt(p) if full else np.inf
+    st = "underdetermined" if n_eq < p else "rank_deficient" if r < p else "determined" if n_eq == p else "overdetermined"
+    for o in oc:
+        statuses[o] = st
+    cin = cfg.in_per_group
+    orders = np.minimum(spec.channel_orders.reshape(-1, cin).sum(axis=0), cfg.kernel_size)
+    excitation[grp * cin : (grp + 1) * cin] = np.minimum(excitation[grp * cin : (grp + 1) * cin], orders)
+    joint[grp] = min(joint[grp], min(cfg.kernel_size, r // max(cin, 1)))
+    nulls.append(np.zeros((0, cfg.kernel_size, cin)))
+    null_bias.append(np.zeros(0))
+    if r < p:
+        diagnosis.append((
+            "unexcited",
+            f"the inputs' spectrum excites about {r} of the {p} directions (estimated from the cross-spectra "
+            f"because the design has more than {APPROXIMATE_ABOVE} columns): too few distinct frequencies for "
+            f"kernel_size={cfg.kernel_size}.",
+            "drive the inputs with a broadband signal (white noise, a chirp), or reduce kernel_size.",
+        ))
 
 
 def _joint_order(spec: BlockSpectrum, cols: np.ndarray) -> int:

@@ -378,3 +378,26 @@ def test_kernel_size_warning_when_the_kernel_is_longer(cfg, side, rng):
     y = y + 0.01 * rng.standard_normal(y.shape)
     with pytest.warns(kr.KernelSizeWarning, match=f"longer than kernel_size=4.*{side}"):
         kr.recover_kernel(x, y, 4, **cfg)
+
+
+def test_large_designs_use_a_spectral_estimate(rng):
+    x = rng.standard_normal(60_000)
+    rep = kr.analyze(x, None, 4096, warn=False)
+    assert rep.status == "overdetermined" and rep.rank.tolist() == [4096] and not rep.exact_rank
+    assert 1 < rep.condition_number[0] < 10
+    t = np.arange(60_000)
+    with pytest.warns(kr.UnderdeterminedWarning, match="excites about"):
+        rep = kr.analyze(np.sin(0.3 * t) + np.sin(1.1 * t), None, 4096)
+    assert rep.status == "rank_deficient" and 4 <= rep.rank[0] < 100
+
+
+def test_spectral_estimate_agrees_with_the_exact_spectrum(rng, monkeypatch):
+    from kernel_recovery import determinacy
+
+    x = np.column_stack([rng.standard_normal(200_000), rng.standard_normal(200_000)])
+    exact = kr.analyze(x, None, 64, warn=False)
+    monkeypatch.setattr(determinacy, "APPROXIMATE_ABOVE", 16)
+    approx = kr.analyze(x, None, 64, warn=False)
+    assert not approx.exact_rank and approx.rank.tolist() == exact.rank.tolist() == [128]
+    np.testing.assert_allclose(approx.singular_values[0], exact.singular_values[0], rtol=0.1)
+    np.testing.assert_allclose(approx.error_per_unit_noise, exact.error_per_unit_noise, rtol=0.05)
