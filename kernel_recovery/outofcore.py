@@ -40,6 +40,8 @@ from .result import KernelResult
 DEFAULT_CHUNK = 1 << 20
 #: Accumulators merged per node of the Dask tree reduction.
 DEFAULT_SPLIT_EVERY = 8
+#: Input samples of the first sequence kept as a sample of the data for the report's diagnoses (see _problem).
+SAMPLE_LENGTH = 1 << 14
 
 _LAZY_MODULES = ("zarr", "h5py")
 _OWN_OPTIONS = ("chunk_size", "progress", "split_every")
@@ -302,7 +304,8 @@ def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progres
                 bar.update(max(min(end - left, length) - max(fed - left, 0), 0))
                 fed = end
             acc.end_sequence()
-    return acc, cfg, (length,) * xr.batch, (out,) * xr.batch
+    sample = xr.read(0, 0, min(length, SAMPLE_LENGTH))
+    return acc, cfg, (length,) * xr.batch, (out,) * xr.batch, sample
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,14 +432,15 @@ def _accumulate_dask(args: _Args, x, y, out_channels, chunk_size, split_every: i
     while len(level) > 1:
         level = [merge(valid, *level[i : i + split_every]) for i in range(0, len(level), split_every)]
     root = level[0]
+    sample = x3[0, : min(length, SAMPLE_LENGTH)]
     if _show_progress(progress) and not _distributed_client():
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
-            (acc,) = dask.compute(root)
+            acc, sample = dask.compute(root, sample)
     else:
-        (acc,) = dask.compute(root)
-    return acc, cfg, (length,) * batch, (out,) * batch
+        acc, sample = dask.compute(root, sample)
+    return acc, cfg, (length,) * batch, (out,) * batch, np.asarray(sample, dtype=np.float64)
 
 
 def _chunks_like(arr, chunk_size: int, layout: str):
@@ -488,7 +492,7 @@ def _accumulate_stream(args: _Args, pairs, progress) -> tuple:
         raise ValueError("the stream of (x_chunk, y_chunk) pairs was empty.")
     acc.end_sequence()
     problem = acc.problem()
-    return acc, problem.config, problem.lengths, problem.out_lengths
+    return acc, problem.config, problem.lengths, problem.out_lengths, None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,9 +525,24 @@ def _accumulate(x, y, kernel_size, *, out_channels=None, chunk_size=None, split_
     return _accumulate_arrays(args, x, y, out_channels, chunk_size, progress)
 
 
-def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths):
-    """The accumulated problem, relabelled with the user's configuration and the true sequence lengths."""
+def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths, sample=None):
+    """The accumulated problem, relabelled with the user's configuration and the true sequence lengths.
+
+    When the accumulator retained no rows (a long record), the report's diagnoses that read the data (a
+    constant channel, proportional channels, the spectral estimate for very long kernels) would find none:
+    ``determinacy._diagnose`` then fails on ``np.concatenate([])``.  The blocks get the rows of a sample
+    instead (the first ``SAMPLE_LENGTH`` input samples, as a valid problem); counts and spectra still come from
+    the accumulated statistics.
+    """
     problem = acc.problem()
+    if sample is not None and len(sample) >= cfg.span and not any(b.xs for b in problem.blocks):
+        part = NormalEquations(
+            cfg.kernel_size, stride=cfg.stride, dilation=cfg.dilation, groups=cfg.groups, use_bias=cfg.use_bias
+        )
+        part.update(sample, np.zeros(((len(sample) - cfg.span) // cfg.stride + 1, cfg.out_channels)))
+        part.end_sequence()
+        for block, rows in zip(problem.blocks, part.problem().blocks):
+            block.xs, block.ys = list(rows.xs), list(rows.ys)
     return dataclasses.replace(problem, config=cfg, lengths=tuple(lengths), out_lengths=tuple(out_lengths))
 
 
@@ -543,8 +562,8 @@ def _recover(x, y, kernel_size, *, method, stacklevel: int, nan_policy="raise", 
             f"`loss`={options.get('loss')!r} needs the data in memory (robust losses reweight each sample); streamed "
             "input supports the squared loss (loss='mse') with `ridge` or `regularization`."
         )
-    acc, cfg, lengths, out_lengths = _accumulate(x, y, kernel_size, **own, **config)
-    problem = _problem(acc, cfg, lengths, out_lengths)
+    acc, cfg, lengths, out_lengths, sample = _accumulate(x, y, kernel_size, **own, **config)
+    problem = _problem(acc, cfg, lengths, out_lengths, sample)
     report = report_for(problem)
     report.warn(stacklevel=stacklevel + 1)
     res = acc.solve(ridge=options.get("ridge", 0.0), regularization=options.get("regularization"), warn=False)
@@ -676,7 +695,7 @@ def analyze(
     config = dict(
         stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip
     )
-    acc, cfg, lengths, out_lengths = _accumulate(
+    acc, cfg, lengths, out_lengths, sample = _accumulate(
         x,
         y,
         kernel_size,
@@ -686,7 +705,7 @@ def analyze(
         progress=progress,
         **config,
     )
-    report = report_for(_problem(acc, cfg, lengths, out_lengths), noise_level=noise_level)
+    report = report_for(_problem(acc, cfg, lengths, out_lengths, sample), noise_level=noise_level)
     if warn:
         report.warn(stacklevel=_stacklevel)
     return report

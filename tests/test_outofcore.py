@@ -174,6 +174,18 @@ def test_dask_analyze_matches_in_memory(rng):
     assert rep.rank.tolist() == [2] and rep.cause_codes == ("few_frequencies",)
 
 
+def test_long_record_diagnosis_reads_a_sample(rng):
+    # 300k rows x 16 columns: no rows retained after the merge, yet proportional channels are still diagnosed
+    a = rng.standard_normal(300_000)
+    x = np.stack([a, -2 * a], axis=1)
+    xd = da.from_array(x, chunks=(150_000, 2))
+    with pytest.warns(kr.UnderdeterminedWarning, match="rank-deficient"):
+        rep = kr.analyze(xd, None, 8)
+    assert rep.status == "rank_deficient" and rep.rank.tolist() == [8]
+    assert rep.cause_codes == ("proportional_channels",)
+    assert rep.exact_rank is False
+
+
 def test_dask_progress_bar(rng, capsys):
     x, y = make_data(rng, 1, 100, 1, 1, 3)
     with dask.config.set(scheduler="synchronous"):
