@@ -129,6 +129,64 @@ def _lagged_direct(x, taps, y, start, stop):
     return r, q
 
 
+class _SerialBLAS:
+    """Run NumPy's OpenBLAS single-threaded inside the block (restored after), where it can be found.
+
+    The lagged-correlation GEMMs are small (a few hundred columns) and many; OpenBLAS's own threads gain little
+    on them and collapse when the cores are shared, so chunks are spread over Python threads instead
+    (``matmul`` releases the GIL).
+    """
+
+    _funcs: tuple | None = None
+    _searched = False
+
+    @classmethod
+    def _find(cls):
+        if cls._searched:
+            return cls._funcs
+        cls._searched = True
+        try:
+            import ctypes
+            import pathlib
+
+            libs = pathlib.Path(np.__file__).resolve().parent.parent / "numpy.libs"
+            for path in sorted(libs.glob("*openblas*")):
+                lib = ctypes.CDLL(str(path))
+                for get, put in (
+                    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                    ("openblas_get_num_threads", "openblas_set_num_threads"),
+                ):
+                    if hasattr(lib, get) and hasattr(lib, put):
+                        getter, setter = getattr(lib, get), getattr(lib, put)
+                        getter.restype = ctypes.c_int
+                        setter.argtypes = [ctypes.c_int]
+                        cls._funcs = (getter, setter)
+                        return cls._funcs
+        except OSError:  # no bundled OpenBLAS (MKL, Accelerate, a system BLAS): leave threading alone
+            pass
+        return None
+
+    def __enter__(self):
+        funcs = self._find()
+        self._saved = None
+        if funcs is not None:
+            self._saved = funcs[0]()
+            funcs[1](1)
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            self._funcs[1](self._saved)
+        return False
+
+
+def _workers() -> int:
+    import os
+
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+
+
 def _lagged_gemm(x, taps, y, offsets=None):
     n, c = x.shape
     m = n - taps + 1
@@ -139,18 +197,33 @@ def _lagged_gemm(x, taps, y, offsets=None):
     k = -(-(taps - 1) // b)
     nb = max(min(m // b, n // b - k), 0)  # full blocks whose k successors exist
     bc = b * c
-    mx = [np.zeros((bc, bc)) for _ in range(k + 1)]
-    my = [np.zeros((bc, b * o)) for _ in range(k + 1)]
     per_chunk = max(CHUNK_ENTRIES // bc, 1)
-    for s in range(0, nb, per_chunk):
-        e = min(nb, s + per_chunk)
-        shifted = [np.ascontiguousarray(x[(s + d) * b : (e + d) * b]).reshape(e - s, bc) for d in range(k + 1)]
-        a = shifted[0]
-        yb = None if y is None else np.ascontiguousarray(y[s * b : e * b]).reshape(e - s, b * o)
-        for d in range(k + 1):
-            mx[d] += a.T @ shifted[d]
-            if yb is not None:
-                my[d] += shifted[d].T @ yb
+
+    def chunk_sums(bounds):
+        mx = [np.zeros((bc, bc)) for _ in range(k + 1)]
+        my = [np.zeros((bc, b * o)) for _ in range(k + 1)]
+        for s, e in bounds:
+            shifted = [np.ascontiguousarray(x[(s + d) * b : (e + d) * b]).reshape(e - s, bc) for d in range(k + 1)]
+            a = shifted[0]
+            yb = None if y is None else np.ascontiguousarray(y[s * b : e * b]).reshape(e - s, b * o)
+            for d in range(k + 1):
+                mx[d] += a.T @ shifted[d]
+                if yb is not None:
+                    my[d] += shifted[d].T @ yb
+        return mx, my
+
+    chunks = [(s, min(nb, s + per_chunk)) for s in range(0, nb, per_chunk)]
+    workers = min(_workers(), len(chunks))
+    with _SerialBLAS():
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(chunk_sums, [chunks[i::workers] for i in range(workers)]))
+        else:
+            parts = [chunk_sums(chunks)]
+    mx = [sum(p[0][d] for p in parts) for d in range(k + 1)]
+    my = [sum(p[1][d] for p in parts) for d in range(k + 1)]
     # sum the block products along diagonals: mx[d][p, q] pairs x_{ib+p} with x_{(i+d)b+q}, lag d*b + q - p
     r = np.zeros((taps, c, c))
     q = None if y is None else np.zeros((taps, c, o))
