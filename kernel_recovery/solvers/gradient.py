@@ -14,6 +14,12 @@ static setting and reused by later calls.  Two formulations of the canonical pro
   times faster than ``lax.conv`` or a plain im2col product (which has only ``out_channels`` columns),
   and it is a plain matrix product on a GPU too.
 
+By default the descent runs in whitened coordinates (``precondition=True``): with the eigendecomposition
+``A^T A = V diag(s^2) V^T`` the coefficients are ``V diag(s_max / s) u``, so an ill-conditioned design no
+longer slows some directions down.  The schedule halves the learning rate, and restarts Adam's moments,
+whenever a block of steps oscillates or stalls; the run stops when the mean step falls below ``tol``.
+Together they take the tutorial's examples to ~1e-6 where a constant-rate Adam stalls near 1e-2.
+
 JAX and optax are imported here only; this module is loaded when ``method="adam"`` is first used.
 """
 
@@ -116,9 +122,10 @@ class Model(NamedTuple):
 
 
 class LoopState(NamedTuple):
-    """Everything the loop carries; every field but ``step`` and ``history`` has a leading restart axis."""
+    """Everything the loop carries; every field but ``step`` has a leading restart axis."""
 
     params: Any
+    best_params: Any  # the iterate with the lowest loss (returned, unless minibatches make losses noisy)
     opt_state: Any
     lr_scale: jax.Array
     best: jax.Array  # lowest loss so far
@@ -151,25 +158,31 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
     opt = _default_optimizer() if default else optimizer
     n_blocks = -(-steps // CHECK_EVERY)
 
-    def run_block(params, opt_state, lr_scale, best, path, n_steps, active, key, data, hyper):
+    def run_block(params, best_params, opt_state, lr_scale, best, path, n_steps, active, key, data, hyper):
         # inactive restarts (converged, or past `steps`) take zero steps; their optimizer state is unused
         def step(carry, i):
-            params, opt_state, best, path, n_steps = carry
+            params, best_params, opt_state, best, path, n_steps = carry
             go = active & (n_steps < steps)
             sub = None if key is None else jax.random.fold_in(key, i)
             loss, grads = jax.value_and_grad(batch_loss)(params, data, sub)
+            lower = go & (loss < best)
+            best_params = jax.tree_util.tree_map(lambda p, b: jnp.where(lower, p, b), params, best_params)
             updates, opt_state = opt.update(grads, opt_state, params)
             gain = jnp.where(go, -hyper["learning_rate"] * lr_scale if default else 1.0, 0.0)
             updates = jax.tree_util.tree_map(lambda u: gain * u, updates)
             params = optax.apply_updates(params, updates)
             best = jnp.where(go & jnp.isfinite(loss), jnp.minimum(best, loss), best)
             path = path + _leaf_max(updates)
-            return (params, opt_state, best, path, n_steps + go.astype(n_steps.dtype)), jnp.where(go, loss, jnp.nan)
+            n_steps = n_steps + go.astype(n_steps.dtype)
+            return (params, best_params, opt_state, best, path, n_steps), jnp.where(go, loss, jnp.nan)
 
-        start = n_steps[()] if key is None else n_steps
-        carry = (params, opt_state, best, path, n_steps)
-        carry, losses = jax.lax.scan(step, carry, start + jnp.arange(CHECK_EVERY))
+        carry = (params, best_params, opt_state, best, path, n_steps)
+        carry, losses = jax.lax.scan(step, carry, n_steps + jnp.arange(CHECK_EVERY))
         return carry, losses
+
+    def result(state: LoopState):
+        # after a minibatch step the loss is an estimate: keep the last iterate there
+        return state.params if model.stochastic else state.best_params
 
     def loop(state: LoopState, data, hyper, stop):
         base = jax.random.key(hyper["seed"]) if model.stochastic else None
@@ -179,9 +192,9 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
                 keys = jax.random.split(jax.random.fold_in(base, s.step), s.active.shape[0])
             else:
                 keys = None
-            (params, opt_state, best, path, n_steps), losses = jax.vmap(
-                run_block, in_axes=(0, 0, 0, 0, 0, 0, 0, None if keys is None else 0, None, None)
-            )(s.params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active, keys, data, hyper)
+            (params, best_params, opt_state, best, path, n_steps), losses = jax.vmap(
+                run_block, in_axes=(0,) * 8 + (None if keys is None else 0, None, None)
+            )(s.params, s.best_params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active, keys, data, hyper)
             # the plateau schedule and the stopping rule
             taken = n_steps - s.n_steps
             ran = s.active & (taken > 0)
@@ -203,19 +216,20 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
             done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
             history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
             return LoopState(
-                params, opt_state, lr_scale, best, jnp.where(ran, best, s.prev_best), jnp.zeros_like(path), n_steps,
+                params, best_params, opt_state, lr_scale, best, jnp.where(ran, best, s.prev_best), jnp.zeros_like(path), n_steps,
                 s.active & ~done & (n_steps < steps), s.converged | done, history, s.step + 1,
             )
 
         stop_block = jnp.minimum(-(-stop // CHECK_EVERY), n_blocks)
         state = jax.lax.while_loop(lambda s: (s.step < stop_block) & jnp.any(s.active), body, state)
-        return state, jax.vmap(full_loss, in_axes=(0, None))(state.params, data)
+        return state, jax.vmap(full_loss, in_axes=(0, None))(result(state), data)
 
     def start(params0, data, hyper, stop):
         restarts = jax.tree_util.tree_leaves(params0)[0].shape[0]
         dtype = jax.tree_util.tree_leaves(params0)[0].dtype
         state = LoopState(
             params=params0,
+            best_params=params0,
             opt_state=jax.vmap(opt.init)(params0),
             lr_scale=jnp.ones(restarts, dtype),
             best=jnp.full(restarts, jnp.inf, dtype),
@@ -274,7 +288,7 @@ def optimize(
                 if step >= steps or not np.any(np.asarray(state.active)):
                     break
                 state, final = resume(state, data, hyper, np.int32(min(step + chunk, steps)))
-    params = jax.tree_util.tree_map(np.asarray, state.params)
+    params = jax.tree_util.tree_map(np.asarray, state.params if model.stochastic else state.best_params)
     n_steps = np.asarray(state.n_steps)
     history = np.asarray(state.history)
     histories = [history[r, : n_steps[r]].astype(np.float64) for r in range(len(n_steps))]
@@ -516,7 +530,8 @@ def solve(
     optimizer : optax.GradientTransformation, optional
         Replaces Adam and its schedule; its updates are applied as they are.
     batch_size : int, optional
-        Output samples per step (rounded to whole frames, drawn with replacement); default: all.
+        Output samples per step (rounded to whole frames, drawn with replacement); default: all.  The
+        minibatch losses are noisy, so the default schedule then decays the rate about every block.
     restarts : int
         Independent starts run side by side (vectorized); the one with the lowest final loss is kept.
     dtype : {"float32", "float64"}
