@@ -194,7 +194,10 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
                 keys = None
             (params, best_params, opt_state, best, path, n_steps), losses = jax.vmap(
                 run_block, in_axes=(0,) * 8 + (None if keys is None else 0, None, None)
-            )(s.params, s.best_params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active, keys, data, hyper)
+            )(
+                s.params, s.best_params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active, keys, data,
+                hyper,
+            )
             # the plateau schedule and the stopping rule
             taken = n_steps - s.n_steps
             ran = s.active & (taken > 0)
@@ -216,8 +219,9 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
             done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
             history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
             return LoopState(
-                params, best_params, opt_state, lr_scale, best, jnp.where(ran, best, s.prev_best), jnp.zeros_like(path), n_steps,
-                s.active & ~done & (n_steps < steps), s.converged | done, history, s.step + 1,
+                params, best_params, opt_state, lr_scale, best, jnp.where(ran, best, s.prev_best),
+                jnp.zeros_like(path), n_steps, s.active & ~done & (n_steps < steps), s.converged | done, history,
+                s.step + 1,
             )
 
         stop_block = jnp.minimum(-(-stop // CHECK_EVERY), n_blocks)
