@@ -37,7 +37,7 @@ import optax
 
 from ..problem import CanonicalProblem
 from ..result import Solution
-from ..statistics import block_statistics, n_columns
+from ..statistics import block_statistics, design_matrix, n_columns
 
 LOSSES = ("mae", "mse", "huber")
 INITS = ("glorot_uniform", "zeros", "lstsq")
@@ -50,6 +50,8 @@ CHECK_EVERY = 25
 PLATEAU_FACTOR = 0.5
 #: Problems whose data hold at most this many numbers are compiled with fewer optimizations.
 QUICK_COMPILE_SIZE = 1 << 16
+#: Designs with at most this many entries are used explicitly (one matrix product per step).
+DESIGN_LIMIT = 1 << 18
 #: Frames aim at this many output columns (frame length x output channels) per matrix product.
 FRAME_COLUMNS = 32
 
@@ -365,6 +367,29 @@ def _frames_model(n_free: int, use_bias: bool, loss: str, delta: float, batch_fr
     return batch_loss, full_loss
 
 
+def _design_model(loss: str, delta: float, batch_rows: int):
+    """Loss on the explicit, whitened design ``A P`` (G, N, P) against ``Y`` (G, N, O): small problems."""
+    elementwise = elementwise_loss(loss, delta)
+
+    def full_loss(u, data):
+        return jnp.mean(elementwise(data["Y"] - jnp.einsum("gnp,gpo->gno", data["A"], u)))
+
+    def batch_loss(u, data, key):
+        if not batch_rows:
+            return full_loss(u, data)
+        pick = jax.random.randint(key, (batch_rows,), 0, data["A"].shape[1])
+        return jnp.mean(elementwise(data["Y"][:, pick] - jnp.einsum("gnp,gpo->gno", data["A"][:, pick], u)))
+
+    return batch_loss, full_loss
+
+
+def design_data(problem: CanonicalProblem, dtype, precondition: np.ndarray) -> dict:
+    use_bias = problem.config.use_bias
+    a = np.stack([design_matrix(block, use_bias) @ pm for block, pm in zip(problem.blocks, precondition)])
+    y = np.stack([np.concatenate(block.ys) for block in problem.blocks])
+    return {"A": np.asarray(a, dtype), "Y": np.asarray(y, dtype)}
+
+
 def frame_length(n_equations: int, out_per_block: int) -> int:
     """Frame length ``B``: ``B * out_channels`` near FRAME_COLUMNS, a power of two, at most ~``n_equations``."""
     target = max(1, -(-FRAME_COLUMNS // out_per_block))
@@ -580,6 +605,11 @@ def solve(
             model = Model(_statistics_model, (n_free, use_bias))
             data = statistics_data(problem, dtype, pm)
             diagnostics["formulation"] = "statistics"
+        elif n_eq * n_columns(block0, use_bias) * len(problem.blocks) <= DESIGN_LIMIT:
+            data = design_data(problem, dtype, pm)
+            batch_rows = 0 if batch_size is None or batch_size >= n_eq else batch_size
+            model = Model(_design_model, (loss, huber_delta, batch_rows), batch_rows > 0)
+            diagnostics.update(formulation="design", batch_rows=batch_rows)
         else:
             b = frame_length(n_eq, o)
             data = frames_data(problem, b, dtype, pm)
