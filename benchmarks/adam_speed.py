@@ -131,7 +131,7 @@ def worker(lib: str, task: str, steps: int, loss: str, repeat: int, length: int)
         fit = lambda: fit_kr(x, y, k, steps, loss, defaults=True)  # noqa: E731
     else:
         fit = lambda: FITS[lib](x, y, k, steps, loss)  # noqa: E731
-    if task == "big:solver":
+    if task.endswith(":solver"):
         # the solver alone on the canonical problem (validation and the determinacy report left out);
         # the statistics it needs are recomputed for every call
         from kernel_recovery.problem import build_problem
@@ -186,9 +186,11 @@ def main() -> None:
     for i, (name, *_rest) in enumerate(examples):
         kr_fixed = spawn("kernel_recovery", f"tutorial:{i}", 1000, "mae", repeat * 4)
         kr_default = spawn("kernel_recovery", f"tutorial:{i}:defaults", 0, "mse", repeat * 4)
+        kr_solver = spawn("kernel_recovery", f"tutorial:{i}:solver", 1000, "mae", repeat * 4)
         peers = {lib: spawn(lib, f"tutorial:{i}", peer_steps, "mae", 1 if lib == "keras" else repeat) for lib in PEERS}
         for label, r in [
             ("adam, mae, 1000 steps", kr_fixed),
+            ("adam solver alone, mae, 1000 steps", kr_solver),
             ("adam, defaults (mse, early stop)", kr_default),
             (f"Keras 3 (jax) fit loop, mae, {peer_steps} steps", peers["keras"]),
             (f"PyTorch loop, mae, {peer_steps} steps", peers["pytorch"]),
@@ -196,7 +198,7 @@ def main() -> None:
             rows.append({"example": name, "method": label, "warm": cell(r, "warm"), "cold": cell(r, "cold"),
                          "max kernel error": cell(r, "error"), "_r": r})
         base = kr_fixed.get("warm")
-        for row in rows[-4:]:
+        for row in rows[-5:]:
             w = row["_r"].get("warm")
             row["warm vs adam"] = f"{w / base:.0f}x" if w and base else "-"
     part1 = markdown_table(rows, ["example", "method", "warm", "cold", "max kernel error", "warm vs adam"])

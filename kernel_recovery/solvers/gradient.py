@@ -2,12 +2,14 @@
 
 The whole optimization (every step, the learning-rate schedule and the stopping rule) runs inside one
 compiled function (``lax.while_loop`` over blocks of ``lax.scan`` steps), compiled once per shape and
-static setting and reused by later calls.  Two formulations of the canonical problem:
+static setting and reused by later calls.  Three formulations of the canonical problem:
 
 * ``"statistics"`` (squared loss, full batch): the loss ``||A w - y||^2 / n`` is rewritten once, in
   float64, as ``||R w - z||^2 / n + const`` with ``R^T R = A^T A`` and ``R^T z = A^T y`` (from the
   chunked statistics), so every step costs ``O(P^2)`` whatever the number of samples ``n``, and the
   iterates are those of gradient descent on the data.
+* ``"design"`` (small problems, at most DESIGN_LIMIT design entries): the explicit whitened design
+  matrix, so a step is one matrix product each way; the smallest graph, so the fastest to compile.
 * ``"frames"`` (every other case): outputs are cut into frames of ``B`` consecutive samples; a frame is
   one row of inputs (``B + taps - 1`` samples) times a block-Toeplitz matrix built from the kernel, so
   the forward pass is one matrix product with ``B * out_channels`` columns.  On a CPU this is several
