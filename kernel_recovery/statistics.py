@@ -129,10 +129,11 @@ def _lagged_direct(x, taps, y, start, stop):
     return r, q
 
 
-class _SerialBLAS:
-    """Run NumPy's OpenBLAS single-threaded inside the block (restored after), where it can be found.
+class SerialBLAS:
+    """Context manager: NumPy's OpenBLAS runs single-threaded inside the block (restored after), where found.
 
-    The lagged-correlation GEMMs are small (a few hundred columns) and many; OpenBLAS's own threads gain little
+    Small LAPACK/BLAS calls (``eigh`` of a few-hundred-square Gram, the GEMMs below) gain nothing from OpenBLAS
+    threads and slow down many-fold when the cores are shared.  The lagged-correlation GEMMs are small (a few hundred columns) and many; OpenBLAS's own threads gain little
     on them and collapse when the cores are shared, so chunks are spread over Python threads instead
     (``matmul`` releases the GIL).
     """
@@ -214,7 +215,7 @@ def _lagged_gemm(x, taps, y, offsets=None):
 
     chunks = [(s, min(nb, s + per_chunk)) for s in range(0, nb, per_chunk)]
     workers = min(_workers(), len(chunks))
-    with _SerialBLAS():
+    with SerialBLAS():
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -27,6 +27,7 @@ from ..result import Solution
 from ..statistics import (
     CHUNK_ROWS,
     EXPLICIT_LIMIT,
+    SerialBLAS,
     block_statistics,
     column_sums,
     design_matrix,
@@ -246,7 +247,8 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
         g = stats.gram + np.diag(ridge * _penalty(block, use_bias))
         coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g), stats.cross)
         return coef, info, _rss_from_statistics(stats, coef)
-    spec = block_spectrum(block, use_bias)
+    with SerialBLAS():
+        spec = block_spectrum(block, use_bias)
     keep = spec.singular_values > spec.tolerance
     s_keep = spec.singular_values[keep]
     cond = float((s_keep[0] / s_keep[-1]) ** 2) if len(s_keep) else np.inf
