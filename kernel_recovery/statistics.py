@@ -133,9 +133,8 @@ class SerialBLAS:
     """Context manager: NumPy's OpenBLAS runs single-threaded inside the block (restored after), where found.
 
     Small LAPACK/BLAS calls (``eigh`` of a few-hundred-square Gram, the GEMMs below) gain nothing from OpenBLAS
-    threads and slow down many-fold when the cores are shared.  The lagged-correlation GEMMs are small (a few hundred columns) and many; OpenBLAS's own threads gain little
-    on them and collapse when the cores are shared, so chunks are spread over Python threads instead
-    (``matmul`` releases the GIL).
+    threads and slow down many-fold when the cores are shared; the lagged-correlation chunks are spread over
+    Python threads instead (``matmul`` releases the GIL).
     """
 
     _funcs: tuple | None = None
