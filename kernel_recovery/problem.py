@@ -350,6 +350,28 @@ def restore_form(
 # ----------------------------------------------------------------------------------------------
 
 
+#: Above this many multiply-adds per output sample (taps x channels x outputs), Block.forward uses FFTs.
+DIRECT_FORWARD_MAX = 64
+
+
+def _correlate_fft(x: np.ndarray, kernel: np.ndarray, m: int) -> np.ndarray:
+    """``out[t] = sum_j x[t + j] @ kernel[j]`` for ``t < m`` by overlap-save FFT blocks (bounded memory)."""
+    import scipy.fft
+
+    taps = kernel.shape[0]
+    size = scipy.fft.next_fast_len(max(8 * taps, 1 << 14), real=True)
+    step = size - taps + 1
+    # a correlation is a convolution with the reversed kernel
+    kf = scipy.fft.rfft(kernel[::-1], n=size, axis=0)  # (F, C, O)
+    out = np.empty((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
+    for start in range(0, m, step):
+        count = min(step, m - start)
+        xf = scipy.fft.rfft(x[start : start + count + taps - 1], n=size, axis=0)  # (F, C)
+        yf = np.einsum("fc,fco->fo", xf, kf)
+        out[start : start + count] = scipy.fft.irfft(yf, n=size, axis=0)[taps - 1 : taps - 1 + count]
+    return out
+
+
 @dataclass(eq=False)
 class Block:
     """One group as a valid, stride-1, undilated cross-correlation (see the module docstring).
@@ -383,9 +405,12 @@ class Block:
         outs = []
         for x in self.xs:
             m = len(x) - self.taps + 1
-            out = np.zeros((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
-            for j in range(self.taps):
-                out += x[j : j + m] @ kernel[j]
+            if self.taps * kernel.shape[1] * kernel.shape[2] <= DIRECT_FORWARD_MAX or m < 4 * self.taps:
+                out = np.zeros((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
+                for j in range(self.taps):
+                    out += x[j : j + m] @ kernel[j]
+            else:
+                out = _correlate_fft(x, kernel, m)
             if bias is not None:
                 out += bias
             outs.append(out)

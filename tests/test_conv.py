@@ -145,3 +145,16 @@ def test_output_forms_and_dtypes():
 def test_worked_example():
     # x=[0,3,4,5] with kernel [1,2]: [0+6, 3+8, 4+10]
     np.testing.assert_array_equal(kr.conv1d([0, 3, 4, 5], [1, 2]), [6.0, 11.0, 14.0])
+
+
+@pytest.mark.parametrize(
+    "stride, dilation, padding, groups", [(1, 1, "valid", 1), (3, 2, "same", 1), (2, 1, "full", 2), (1, 3, (5, 7), 2)]
+)
+def test_long_kernels_take_the_fft_path_and_match_jax(stride, dilation, padding, groups, rng):
+    x = rng.standard_normal((2, 3000, 4))
+    w = rng.standard_normal((40, 4 // groups, 4))
+    b = rng.standard_normal(4)
+    pads = {"valid": (0, 0), "full": (39 * dilation, 39 * dilation), "same": "SAME"}.get(padding, padding)
+    ref = jax_conv1d(x, w, b, stride=stride, padding=pads, dilation=dilation, groups=groups)
+    out = kr.conv1d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
