@@ -200,7 +200,7 @@ def main() -> None:
         base = kr_fixed.get("warm")
         for row in rows[-5:]:
             w = row["_r"].get("warm")
-            row["warm vs adam"] = f"{w / base:.0f}x" if w and base else "-"
+            row["warm vs adam"] = f"{w / base:.2g}x" if w and base else "-"
     part1 = markdown_table(rows, ["example", "method", "warm", "cold", "max kernel error", "warm vs adam"])
 
     big = []
