@@ -39,7 +39,7 @@ import optax
 
 from ..problem import CanonicalProblem
 from ..result import Solution
-from ..statistics import block_statistics, design_matrix, n_columns
+from ..statistics import SerialBLAS, block_statistics, design_matrix, n_columns
 
 LOSSES = ("mae", "mse", "huber")
 INITS = ("glorot_uniform", "zeros", "lstsq")
@@ -599,10 +599,11 @@ def solve(
     n_eq = block0.n_equations
     use_statistics = loss == "mse" and (batch_size is None or batch_size >= n_eq)
     coef0 = _initial_coefficients(problem, init, restarts, int(seed))
-    pm, pm_inv = preconditioners(problem, bool(precondition))
-    u0 = np.einsum("gpq,rgqo->rgpo", pm_inv, coef0)
     diagnostics: dict[str, Any] = {}
-    with jax.enable_x64(dtype == "float64"):
+    # small eigendecompositions right after JAX work stall on OpenBLAS threads (shared cores): run them serially
+    with SerialBLAS(), jax.enable_x64(dtype == "float64"):
+        pm, pm_inv = preconditioners(problem, bool(precondition))
+        u0 = np.einsum("gpq,rgqo->rgpo", pm_inv, coef0)
         if use_statistics:
             model = Model(_statistics_model, (n_free, use_bias))
             data = statistics_data(problem, dtype, pm)
