@@ -17,7 +17,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem
-from .statistics import EXPLICIT_LIMIT, block_statistics, design_matrix, design_rows, n_columns
+from .statistics import (
+    EXPLICIT_LIMIT,
+    SerialBLAS,
+    block_statistics,
+    design_matrix,
+    design_r_factor,
+    design_rows,
+    n_columns,
+)
 
 STATUSES = ("overdetermined", "determined", "underdetermined", "rank_deficient")
 #: Above this design condition number a relative error in y may be amplified more than 1e8-fold.
@@ -36,6 +44,9 @@ class KernelSizeWarning(UserWarning):
     """The residual says the kernel is longer than ``kernel_size``: taps outside the support explain ``y``."""
 
 
+#: When the Gram cannot resolve the rank, an orthogonal factorization of the design settles it if it costs at
+#: most this many flops (rows x columns^2).
+QR_BUDGET = 4e9
 #: Designs with more columns than this are analyzed from a spectral (Welch/Szego) estimate in the report.
 APPROXIMATE_ABOVE = 1024
 
@@ -79,12 +90,18 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
         tol = (s[0] if len(s) else 0.0) * max(n, p) * eps
         spec = BlockSpectrum(s, vt.T, tol, True)
     else:
-        lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
+        with SerialBLAS():
+            lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
         lam, v = lam[::-1], v[:, ::-1]
         s = np.sqrt(np.clip(lam, 0.0, None))
         # eigenvalues of A^T A carry errors of ~eps * lam_max (more after long sums), so singular values below
         # ~sqrt(eps) s_max are unresolved; the factor 4 keeps exactly deficient designs from looking full rank
         spec = BlockSpectrum(s, v, 4 * s[0] * np.sqrt(p * eps), False)
+        unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
+        if unresolved and n * p * p <= QR_BUDGET and all(len(x) for x in block.xs):
+            # the Gram cannot tell ill-conditioned from deficient here: ask the design itself, via its R factor
+            _, s, vt = np.linalg.svd(design_r_factor(block, use_bias))
+            spec = BlockSpectrum(s, vt.T, s[0] * max(n, p) * eps, True)
     block.cache[key] = spec
     return spec
 
@@ -657,6 +674,11 @@ def analyze(
 
 def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyReport:
     """The :class:`DeterminacyReport` of a canonical problem."""
+    with SerialBLAS():  # many small SVDs: OpenBLAS threads only slow them down on shared cores
+        return _report_for(problem, noise_level)
+
+
+def _report_for(problem: CanonicalProblem, noise_level) -> DeterminacyReport:
     cfg = problem.config
     n_out = cfg.out_channels
     noise = _noise_array(noise_level, n_out)

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from .determinacy import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .problem import CanonicalProblem, ConvConfig, as_sequences, build_problem, check_layout, check_padding
-from .statistics import design_rows, n_columns
+from .statistics import SerialBLAS, design_rows, n_columns
 
 CRITERIA = ("aic", "bic", "cv")
 #: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).
@@ -402,8 +402,9 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
             continue
         a, keep, y = got
         n = len(a)
-        coef_e, _, rank_e, _ = np.linalg.lstsq(a, y, rcond=None)
-        coef_r, _, rank_r, _ = np.linalg.lstsq(a[:, keep], y, rcond=None)
+        with SerialBLAS():  # small LAPACK calls: OpenBLAS threads only slow them down on shared cores
+            coef_e, _, rank_e, _ = np.linalg.lstsq(a, y, rcond=None)
+            coef_r, _, rank_r, _ = np.linalg.lstsq(a[:, keep], y, rcond=None)
         q, dof = rank_e - rank_r, n - rank_e
         if q <= 0 or dof <= 10:
             continue

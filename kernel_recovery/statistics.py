@@ -377,3 +377,21 @@ def unpack_columns(block: Block, coef: np.ndarray, use_bias: bool) -> tuple[np.n
     kernel[block.mask.ravel()] = coef[:n_free]
     kernel = kernel.reshape((block.taps, block.channels) + coef.shape[1:])
     return kernel, (coef[n_free] if use_bias else None)
+
+
+def design_r_factor(block: Block, use_bias: bool) -> np.ndarray:
+    """The ``R`` of a QR factorization of the block's design, by chunked Householder QR (TSQR), ``(P, P)``.
+
+    ``R`` has the design's singular values and right singular vectors, computed stably (no squaring of the
+    condition number as in ``A^T A``); memory is ``O(CHUNK_ROWS * P)``.
+    """
+    p = n_columns(block, use_bias)
+    r = np.zeros((0, p))
+    with SerialBLAS():
+        for x in block.xs:
+            m = len(x) - block.taps + 1
+            for start in range(0, m, CHUNK_ROWS):
+                r = np.linalg.qr(np.concatenate([r, design_rows(block, x, use_bias, start, start + CHUNK_ROWS)]), mode="r")
+    if len(r) < p:
+        r = np.concatenate([r, np.zeros((p - len(r), p))])
+    return r

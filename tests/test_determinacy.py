@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
+from kernel_recovery import determinacy
 
 
 def reference_design(x, kernel_size, use_bias=False, **cfg):
@@ -168,11 +169,15 @@ def test_stride_dilation_groups_null_space_is_invisible(rng):
     check_null_space(rep, x, **cfg)
 
 
-def test_large_record_uses_the_gram_and_finds_the_sinusoid():
+@pytest.mark.parametrize("qr_budget", [0.0, 4e9])
+def test_large_record_uses_the_gram_and_finds_the_sinusoid(qr_budget, monkeypatch):
+    # the Gram's eigenvalues alone (no QR), or settled by a QR of the design
+    monkeypatch.setattr(determinacy, "QR_BUDGET", qr_budget)
     t = np.arange(300_000)
     x = np.sin(0.2 * t) + 0.5 * np.sin(0.9 * t)
     rep = analyze_quiet(x, None, 16)
-    assert not rep.exact_rank and rep.rank.tolist() == [4] and rep.excitation_order.tolist() == [4]
+    assert rep.exact_rank == (qr_budget > 0)
+    assert rep.rank.tolist() == [4] and rep.excitation_order.tolist() == [4]
     assert rep.cause_codes == ("few_frequencies",)
     for v in rep.null_space[0][:3]:
         out = kr.conv1d(x[:5000], v[:, :, None])
