@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .accumulator import NormalEquations
-from .determinacy import DeterminacyReport, report_for
+from .determinacy import DeterminacyReport, block_spectrum, report_for
 from .problem import ConvConfig, Layout, Padding, _check_dtype, check_layout
 from .result import KernelResult
 
@@ -535,7 +535,16 @@ def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths, sample
     the accumulated statistics.
     """
     problem = acc.problem()
-    if sample is not None and len(sample) >= cfg.span and not any(b.xs for b in problem.blocks):
+    complete = all(sum(max(len(x) - b.taps + 1, 0) for x in b.xs) == b.n_equations for b in problem.blocks)
+    if not complete:
+        # rows retained for only part of the record (the accumulator keeps its first rows until a limit, and
+        # merges keep those of their first input) must not pass for the design: block_spectrum would factor
+        # them (an empty list passes its `all(len(x) ...)` check too).  The spectrum comes from the Gram,
+        # cached before any sample rows are attached.
+        for block in problem.blocks:
+            block.xs, block.ys = [np.zeros((0, block.channels))], [np.zeros((0, len(block.out_channels)))]
+            block_spectrum(block, cfg.use_bias)
+    if not complete and sample is not None and len(sample) >= cfg.span:
         part = NormalEquations(
             cfg.kernel_size, stride=cfg.stride, dilation=cfg.dilation, groups=cfg.groups, use_bias=cfg.use_bias
         )
