@@ -98,7 +98,8 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
         # ~sqrt(eps) s_max are unresolved; the factor 4 keeps exactly deficient designs from looking full rank
         spec = BlockSpectrum(s, v, 4 * s[0] * np.sqrt(p * eps), False)
         unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
-        if unresolved and n * p * p <= QR_BUDGET and all(len(x) for x in block.xs):
+        covered = bool(block.xs) and sum(len(x) - block.taps + 1 for x in block.xs) == n  # streamed: rows kept?
+        if unresolved and covered and n * p * p <= QR_BUDGET:
             # the Gram cannot tell ill-conditioned from deficient here: ask the design itself, via its R factor
             _, s, vt = np.linalg.svd(design_r_factor(block, use_bias))
             spec = BlockSpectrum(s, vt.T, s[0] * max(n, p) * eps, True)
@@ -943,7 +944,7 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
     def channel_data():
         nonlocal data
         if data is None:
-            data = np.concatenate(block.xs)
+            data = np.concatenate(block.xs) if block.xs else np.zeros((0, block.channels))
         return data
 
     live = ~geometry
@@ -1008,9 +1009,13 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
         for c2 in range(c + 1, cin):
             if dead[c] or dead[c2] or not _gram_proportional(coords, cols[live][:, c], cols[live][:, c2]):
                 continue
-            a, b = channel_data()[:, c::cin].ravel(), channel_data()[:, c2::cin].ravel()
-            na, nb = np.linalg.norm(a), np.linalg.norm(b)
-            dot = float(np.dot(a, b))
+            if len(channel_data()):
+                a, b = channel_data()[:, c::cin].ravel(), channel_data()[:, c2::cin].ravel()
+                na, nb, dot = np.linalg.norm(a), np.linalg.norm(b), float(np.dot(a, b))
+            else:  # streamed statistics kept no rows: the Gram's columns of the first live tap tell the ratio
+                i, j = cols[live][0, c], cols[live][0, c2]
+                g = coords[:, [i, j]].T @ coords[:, [i, j]]
+                na, nb, dot = np.sqrt(g[0, 0]), np.sqrt(g[1, 1]), float(g[0, 1])
             if abs(dot) >= (1 - 1e-12) * na * nb:
                 ratio = dot / na**2
                 u, v = grp * cin + c, grp * cin + c2

@@ -406,3 +406,18 @@ def test_spectral_estimate_agrees_with_the_exact_spectrum(rng, monkeypatch):
     assert not approx.exact_rank and approx.rank.tolist() == exact.rank.tolist() == [128]
     np.testing.assert_allclose(approx.singular_values[0], exact.singular_values[0], rtol=0.1)
     np.testing.assert_allclose(approx.error_per_unit_noise, exact.error_per_unit_noise, rtol=0.05)
+
+
+@pytest.mark.parametrize("chunk", [600_000, 65_536])
+def test_streamed_statistics_without_all_rows_name_proportional_channels(chunk, rng):
+    # NormalEquations keeps no (or only the first) rows of a long record: the diagnosis must use the Gram
+    a = rng.standard_normal(600_000)
+    x = np.column_stack([a, 2 * a])
+    y = kr.conv1d(x, rng.standard_normal((4, 2, 1)))
+    acc = kr.NormalEquations(4)
+    for i in range(0, len(x), chunk):
+        acc.update(x[i : i + chunk], y[i : i + chunk])
+    with pytest.warns(kr.UnderdeterminedWarning, match="proportional"):
+        res = acc.solve()
+    assert res.report.cause_codes == ("proportional_channels",) and res.report.rank.tolist() == [4]
+    assert np.max(np.abs(kr.conv1d(x, res.kernel) - y)) < 1e-9
