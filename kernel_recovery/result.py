@@ -91,6 +91,15 @@ class KernelResult:
             layout=c.layout, flip=c.flip,
         )
 
+    def confidence_interval(self, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Student-t intervals ``estimate -+ t * stderr`` for the kernel (or bias); needs :attr:`stderr`.
+
+        See :func:`kernel_recovery.solvers.lstsq.confidence_interval`.
+        """
+        from .solvers.lstsq import confidence_interval
+
+        return confidence_interval(self, level, bias=bias)
+
     def plot(self, x=None, y=None, *, true_kernel=None):
         """A figure of the kernel (95 % bands where ``stderr`` is known), residuals, loss and spectrum.
 

@@ -206,3 +206,15 @@ def test_inputs_not_mutated_and_results_do_not_alias(rng):
     np.testing.assert_array_equal(y, y0)
     assert x.flags.writeable and y.flags.writeable
     assert not np.shares_memory(res.kernel, x) and not np.shares_memory(res.kernel, y)
+
+
+def test_confidence_interval_method_is_the_t_interval(rng):
+    from scipy.stats import t
+
+    x = rng.standard_normal(300)
+    y = kr.conv1d(x, [1.0, -0.5, 0.25]) + 0.1 * rng.standard_normal(298)
+    res = kr.recover_kernel(x, y, 3)
+    lo, hi = res.confidence_interval(0.9)
+    half = t.ppf(0.95, 298 - 3) * res.stderr
+    np.testing.assert_allclose(lo, res.kernel - half)
+    np.testing.assert_allclose(hi, res.kernel + half)
