@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import solvers
+from . import misconfiguration, solvers
 from .determinacy import KernelSizeWarning, report_for
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
@@ -144,6 +144,14 @@ def recover_kernel(
     success, message = sol.success, sol.message
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
         success, message = False, f"the solver returned non-finite values ({sol.message})"
+    # Misconfiguration check: only when the residual is large; lstsq fits of other settings on a row sample.
+    diagnostics = dict(sol.diagnostics)
+    y_sq = sum(float(np.sum(yb**2)) for block in problem.blocks for yb in block.ys)
+    relative = residual_rms / np.sqrt(y_sq / count) if y_sq > 0 else 0.0
+    misfit = misconfiguration.diagnose(x, y, problem, relative) if relative > misconfiguration.MISFIT_GATE else None
+    diagnostics["misconfiguration"] = misfit
+    if misfit is not None:
+        message = f"{message}; {misfit['message']}"
     return KernelResult(
         kernel=kernel,
         bias=bias,
@@ -158,5 +166,5 @@ def recover_kernel(
         n_iterations=sol.n_iterations,
         loss_history=sol.loss_history,
         options=dict(sol.options),
-        diagnostics=dict(sol.diagnostics),
+        diagnostics=diagnostics,
     )
