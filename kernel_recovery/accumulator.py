@@ -28,6 +28,7 @@ from .problem import (
     check_layout,
     check_padding,
     check_positive_int,
+    unmask,
 )
 from .result import KernelResult
 from .statistics import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics, n_columns
@@ -112,7 +113,7 @@ class NormalEquations:
     # -- feeding ---------------------------------------------------------------------------------
 
     def _read(self, chunk, name: str, channels: int | None) -> np.ndarray:
-        arr = np.asarray(chunk)
+        arr = np.asarray(unmask(chunk, name))
         _check_dtype(arr, name)
         if arr.ndim == 1:
             arr = arr[:, None]

@@ -248,7 +248,22 @@ def _check_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
         raise ValueError(f"`{name}` contains {int(bad.sum())} {what} value(s), the first at index {where}{hint}.")
 
 
-def _to_float_array(a, name: str) -> np.ndarray:
+def unmask(a, name: str, allow_nan: bool = False):
+    """A masked array's masked entries as NaN (with ``allow_nan``), or an error saying how many; others as given."""
+    if not isinstance(a, np.ma.MaskedArray):
+        return a
+    _check_dtype(np.asarray(a.data), name)
+    n_masked = int(np.ma.count_masked(a))
+    if n_masked and not allow_nan:
+        raise ValueError(
+            f"`{name}` has {n_masked} masked value(s); to drop the equations they touch, pass nan_policy='omit' "
+            "(recover_kernel, analyze), or fill them first."
+        )
+    return a.astype(np.float64).filled(np.nan) if n_masked else np.asarray(a.data)
+
+
+def _to_float_array(a, name: str, allow_nan: bool = False) -> np.ndarray:
+    a = unmask(a, name, allow_nan)
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:
@@ -280,7 +295,7 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True, all
                 raise ValueError(f"`{name}` is an empty list: give at least one sequence.")
             arrays, dtypes, ndims = [], [], []
             for i, item in enumerate(data):
-                arr = _to_float_array(item, f"{name}[{i}]")
+                arr = _to_float_array(item, f"{name}[{i}]", allow_nan)
                 dtypes.append(arr.dtype)
                 ndims.append(arr.ndim)
                 if arr.ndim not in (1, 2):
@@ -294,7 +309,7 @@ def as_sequences(data, name: str, layout: str, *, check_finite: bool = True, all
                     f"all sequences in `{name}` must have the same number of channels, got {sorted(channels)}."
                 )
             return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes), tuple(ndims))
-    arr = _to_float_array(data, name)
+    arr = _to_float_array(data, name, allow_nan)
     if arr.ndim == 3:
         if arr.shape[0] == 0:
             raise ValueError(f"`{name}` has an empty batch (shape {arr.shape}).")
