@@ -576,17 +576,34 @@ def build_problem(
         if m < 1:
             raise ValueError(
                 f"`x`{where} has {n} samples, too short for kernel_size={cfg.kernel_size}, dilation={cfg.dilation}"
-                f" with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
+                f" with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples.{_layout_hint(xb, cfg)}"
             )
         if yb is not None and len(yb.arrays[i]) != m:
+            from .misconfiguration import length_hint
+
             raise ValueError(
                 f"`y`{where} has {len(yb.arrays[i])} samples but {n} input samples with {cfg.describe()} give "
-                f"{m} outputs; check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
+                f"{m} outputs{length_hint(cfg, n, len(yb.arrays[i]))}; check `padding`, `stride`, `dilation`, "
+                f"`kernel_size` and `layout`.{_layout_hint(xb, cfg)}"
             )
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
     if omit:
         blocks = [part for block in blocks for part in _omit_missing(block)]
     return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype)
+
+
+def _layout_hint(xb: SequenceBatch, cfg: ConvConfig) -> str:
+    """A sentence suggesting the other layout when ``x`` looks transposed ('' otherwise)."""
+    if xb.form not in ("2d", "3d"):
+        return ""
+    length, channels = xb.arrays[0].shape
+    if length < channels:
+        other = "ncw" if cfg.layout == "nwc" else "nwc"
+        return (
+            f" With layout={cfg.layout!r}, `x` has {length} samples of {channels} channels: if it is "
+            f"({'channels, length' if other == 'ncw' else 'length, channels'}), pass layout={other!r}."
+        )
+    return ""
 
 
 def _omit_missing(block: Block) -> list[Block]:
