@@ -589,6 +589,12 @@ def build_problem(
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
     if omit:
         blocks = [part for block in blocks for part in _omit_missing(block)]
+        empty = sorted(int(o) for b in blocks if b.n_equations == 0 for o in b.out_channels)
+        if empty:
+            raise ValueError(
+                f"nan_policy='omit' leaves no equations for output channel(s) {empty}: every output sample is NaN "
+                "in `y` or reads a NaN of `x`."
+            )
     return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype)
 
 
