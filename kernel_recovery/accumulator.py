@@ -25,6 +25,8 @@ from .problem import (
     _check_dtype,
     _check_finite,
     build_problem,
+    check_bool,
+    check_gram_memory,
     check_layout,
     check_padding,
     check_positive_int,
@@ -98,9 +100,9 @@ class NormalEquations:
             padding=check_padding(padding),
             dilation=check_positive_int(dilation, "dilation"),
             groups=check_positive_int(groups, "groups"),
-            use_bias=use_bias,
+            use_bias=check_bool(use_bias, "use_bias"),
             layout=check_layout(layout),
-            flip=flip,
+            flip=check_bool(flip, "flip"),
         )
         self.config: ConvConfig | None = None
         self._stats: list[Statistics | None] = []
@@ -147,6 +149,7 @@ class NormalEquations:
                 layout=a["layout"],
                 flip=a["flip"],
             )
+            check_gram_memory(cfg)  # before the first Gram is allocated
             self.config = cfg
             self._stats = [None] * cfg.groups
             self._kept = [([], []) for _ in range(cfg.groups)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem
+from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem, check_feasible
 from .statistics import (
     EXPLICIT_LIMIT,
     SerialBLAS,
@@ -85,7 +85,8 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
     n = block.n_equations
     eps = np.finfo(np.float64).eps
     if n * p <= EXPLICIT_LIMIT:
-        _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
+        with SerialBLAS():
+            _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
         s = np.concatenate([s, np.zeros(p - len(s))])
         tol = (s[0] if len(s) else 0.0) * max(n, p) * eps
         spec = BlockSpectrum(s, vt.T, tol, True)
@@ -675,6 +676,7 @@ def analyze(
 
 def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyReport:
     """The :class:`DeterminacyReport` of a canonical problem."""
+    check_feasible(problem)  # Grams that cannot fit in memory, values whose squares overflow: refused first
     with SerialBLAS():  # many small SVDs: OpenBLAS threads only slow them down on shared cores
         return _report_for(problem, noise_level)
 

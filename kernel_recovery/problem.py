@@ -521,6 +521,69 @@ class CanonicalProblem:
         return res
 
 
+#: Data whose largest magnitude lies outside ``[1 / VALUE_RANGE, VALUE_RANGE]`` are refused by the solvers:
+#: sums of their squared products (the Gram, the spectra) would overflow or underflow float64.
+VALUE_RANGE = 1e60
+
+
+def _physical_memory() -> int:
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): assume 1 TiB
+        return 1 << 40
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def check_gram_memory(cfg: ConvConfig, n_blocks: int | None = None) -> None:
+    """Refuse, before allocating, a problem whose ``P x P`` Gram matrices would not fit in memory.
+
+    ``P`` is ``kernel_size * in_channels // groups`` (+1 with a bias); one Gram per group (or per block).  The
+    Gram and its eigenvectors need twice its size, so more than half of the physical memory is refused.
+    """
+    p = cfg.kernel_size * cfg.in_per_group + int(cfg.use_bias)
+    blocks = cfg.groups if n_blocks is None else n_blocks
+    need = 8.0 * p * p * blocks
+    have = _physical_memory()
+    if 2 * need > have:
+        raise MemoryError(
+            f"kernel_size={cfg.kernel_size} with in_channels // groups = {cfg.in_per_group} gives P = {p} unknowns "
+            f"per output channel: the {p} x {p} Gram matrix (x {blocks} group(s)) would need "
+            f"{_format_bytes(need)}, and twice that to solve, more than this machine's {_format_bytes(have)} of "
+            "memory. Use a smaller kernel_size, fewer input channels or more groups."
+        )
+
+
+def check_feasible(problem: CanonicalProblem) -> None:
+    """Refuse problems a solver cannot handle: Grams too large for memory, values whose squares overflow.
+
+    Single-channel canonical blocks are exempt from the memory check: lstsq and fft solve long kernels from
+    FFT products without forming the Gram (adam checks for itself).
+    """
+    if any(b.channels > 1 for b in problem.blocks):
+        check_gram_memory(problem.config, len(problem.blocks))
+    for name, arrays in (
+        ("x", [x for b in problem.blocks for x in b.xs]),
+        ("y", [y for b in problem.blocks for y in b.ys or ()]),
+    ):
+        big = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+        if big > VALUE_RANGE or 0.0 < big < 1.0 / VALUE_RANGE:
+            scales = "the kernel scales by the inverse factor" if name == "x" else "the kernel scales with it"
+            raise ValueError(
+                f"`{name}` has values of magnitude up to {big:.3g}: sums of their squares would "
+                f"{'overflow' if big > 1 else 'underflow'} float64. Rescale `{name}` (e.g. divide it by {big:.3g}); "
+                f"{scales}."
+            )
+
+
 def build_problem(
     x: ArrayLike,
     y: ArrayLike | None,

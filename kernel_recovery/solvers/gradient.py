@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..problem import CanonicalProblem
+from ..problem import CanonicalProblem, check_gram_memory
 from ..result import Solution
 from ..statistics import SerialBLAS, block_statistics, design_matrix, n_columns
 
@@ -594,6 +594,7 @@ def solve(
             raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
 
     cfg = problem.config
+    check_gram_memory(cfg, len(problem.blocks))  # the preconditioner's eigendecomposition needs the Gram
     block0 = problem.blocks[0]
     use_bias, n_free, o = cfg.use_bias, block0.n_free, len(block0.out_channels)
     n_eq = block0.n_equations
