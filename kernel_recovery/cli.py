@@ -149,10 +149,14 @@ def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.
                 arr = npz[name]
         else:
             delimiter = "," if suffix == ".csv" else None
-            try:
-                arr = np.loadtxt(path, delimiter=delimiter, ndmin=2)
-            except ValueError:  # a header row
-                arr = np.loadtxt(path, delimiter=delimiter, ndmin=2, skiprows=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below
+                try:
+                    arr = np.loadtxt(path, delimiter=delimiter, ndmin=2)
+                except ValueError:  # a header row
+                    arr = np.loadtxt(path, delimiter=delimiter, ndmin=2, skiprows=1)
+            if arr.size == 0:
+                raise InputError(f"{path} holds no data")
             if layout == "ncw":
                 arr = arr.T
     except InputError:
@@ -674,7 +678,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (InputError, ValueError, TypeError, ImportError, OSError) as exc:
+    except (InputError, ValueError, TypeError, ImportError, OSError, MemoryError) as exc:
         print(f"{PROG}: error: {_first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
