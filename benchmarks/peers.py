@@ -15,6 +15,8 @@ import argparse
 import os
 import warnings
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # the tutorial's Keras 3 on JAX (before any keras import)
+
 import numpy as np
 import scipy.fft
 import scipy.linalg
@@ -102,7 +104,6 @@ def torch_loop(x, y, k, steps=500, lr=5e-2, loss="mae", **_):
 
 def keras_loop(x, y, k, steps=500, lr=5e-2, **_):
     """The classic tutorial: Sequential Conv1D, Adam(5e-2), MAE, model.fit one epoch at a time."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
 
     keras.utils.set_random_seed(0)

@@ -226,6 +226,11 @@ def _penalty(block: Block, use_bias: bool) -> np.ndarray:
 
 
 def _explicit(block: Block, use_bias: bool, ridge: float):
+    with SerialBLAS():  # a design of at most EXPLICIT_LIMIT entries: OpenBLAS threads only slow it down
+        return _explicit_solve(block, use_bias, ridge)
+
+
+def _explicit_solve(block: Block, use_bias: bool, ridge: float):
     a = design_matrix(block, use_bias)
     y = np.concatenate(block.ys)
     if ridge > 0:
