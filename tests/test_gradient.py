@@ -215,3 +215,15 @@ def test_importing_the_package_does_not_import_jax():
     code = "import sys, kernel_recovery; print('jax' in sys.modules, 'optax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("case", ["short", "constant", "sinusoid"])
+def test_rank_deficient_data_give_the_minimum_norm_kernel(case):
+    rng = np.random.default_rng(1)
+    k = rng.standard_normal(6)
+    x = {"short": rng.standard_normal(10), "constant": np.full(40, 1.5), "sinusoid": np.sin(0.4 * np.arange(60))}[case]
+    y = kr.conv1d(x, k)
+    a = np.lib.stride_tricks.sliding_window_view(x, 6)
+    with pytest.warns(kr.UnderdeterminedWarning):
+        res = kr.recover_kernel(x, y, 6, method="adam")
+    np.testing.assert_allclose(res.kernel.ravel(), np.linalg.pinv(a) @ y, atol=1e-5)

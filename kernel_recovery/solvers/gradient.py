@@ -444,7 +444,8 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> tuple[np.ndarray
 
     Whitening takes ``P = V diag(s_max / s) `` from the eigendecomposition ``A^T A = V diag(s^2) V^T``, so
     the squared loss has the Hessian ``2 s_max^2 I / n`` in ``u``: every direction converges at the same
-    rate, and ``|u| <= |coefficients|``.  Directions the data do not see (``s = 0``) get no gradient.
+    rate, and ``|u| <= |coefficients|``.  Directions the data do not see (``s <= 1e-7 s_max``) are dropped, so
+    rank-deficient data give a kernel without null-space components, like the minimum-norm least squares.
     """
     use_bias = problem.config.use_bias
     p = n_columns(problem.blocks[0], use_bias)
@@ -460,9 +461,12 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> tuple[np.ndarray
             ps.append(np.eye(p))
             inverses.append(np.eye(p))
             continue
+        # directions the data do not see are frozen (zero columns), so the answer has no component there, as
+        # the minimum-norm least-squares kernel; otherwise Adam's normalized steps would wander along them
+        seen = s > s_max * 1e-7
         s = np.maximum(s, s_max * 1e-6)
-        ps.append(v * (s_max / s))
-        inverses.append((s / s_max)[:, None] * v.T)
+        ps.append(v * np.where(seen, s_max / s, 0.0))
+        inverses.append(np.where(seen, s / s_max, 0.0)[:, None] * v.T)
     return np.stack(ps), np.stack(inverses)
 
 
