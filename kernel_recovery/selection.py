@@ -13,7 +13,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 from .determinacy import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
-from .problem import CanonicalProblem, ConvConfig, as_sequences, build_problem, check_layout, check_padding
+from .problem import (
+    CanonicalProblem,
+    ConvConfig,
+    as_sequences,
+    build_problem,
+    check_bool,
+    check_layout,
+    check_padding,
+    check_positive_int,
+)
 from .statistics import SerialBLAS, design_rows, n_columns
 
 CRITERIA = ("aic", "bic", "cv")
@@ -183,6 +192,9 @@ def select_kernel_size(
         raise ValueError(f"`folds` must be an integer >= 2, got {folds!r}.")
     layout = check_layout(layout)
     pad = check_padding(padding)
+    stride, dilation = check_positive_int(stride, "stride"), check_positive_int(dilation, "dilation")
+    groups = check_positive_int(groups, "groups")
+    use_bias, flip = check_bool(use_bias, "use_bias"), check_bool(flip, "flip")
     xb = as_sequences(x, "x", layout)
     yb = as_sequences(y, "y", layout)
     if len(xb.arrays) != len(yb.arrays):
