@@ -12,6 +12,7 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -595,6 +596,7 @@ def analyze(
     out_channels: int | None = None,
     noise_level: float | ArrayLike | None = None,
     warn: bool = True,
+    nan_policy: Literal["raise", "omit"] = "raise",
 ) -> DeterminacyReport:
     """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
 
@@ -611,6 +613,9 @@ def analyze(
         Standard deviation of white noise in ``y``; the report then gives ``expected_error``.
     warn : bool
         Issue :class:`UnderdeterminedWarning` / :class:`IllConditionedWarning` when they apply.
+    nan_policy : {"raise", "omit"}
+        As in :func:`recover_kernel`: with ``"omit"`` the equations that are NaN in ``y`` or read a NaN of
+        ``x`` (or a masked sample) are dropped, and only the equations that remain are counted.
 
     Returns
     -------
@@ -650,6 +655,8 @@ def analyze(
     from . import outofcore
 
     if outofcore.is_out_of_core(x, y):
+        if nan_policy != "raise":
+            raise ValueError(f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite.")
         config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
         return outofcore.analyze(
             x, y, kernel_size, layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level,
@@ -667,6 +674,7 @@ def analyze(
         layout=layout,
         flip=flip,
         out_channels=out_channels,
+        nan_policy=nan_policy,
     )
     report = report_for(problem, noise_level=noise_level)
     if warn:
