@@ -120,6 +120,17 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _numeric_row(path: str, delimiter: str | None) -> bool:
+    """Whether the first line of a text file is all numbers (so it is data, not a header)."""
+    with open(path) as f:
+        fields = f.readline().strip().split(delimiter)
+    try:
+        [float(v) for v in fields]
+    except ValueError:
+        return False
+    return True
+
+
 def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.ndarray:
     """Read one array from .npy, .npz (``key``) or .csv/.txt (rows are time steps, columns channels).
 
@@ -153,7 +164,9 @@ def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below
                 try:
                     arr = np.loadtxt(path, delimiter=delimiter, ndmin=2)
-                except ValueError:  # a header row
+                except ValueError:  # a header row, but only if the first row is not numbers (else: malformed)
+                    if _numeric_row(path, delimiter):
+                        raise
                     arr = np.loadtxt(path, delimiter=delimiter, ndmin=2, skiprows=1)
             if arr.size == 0:
                 raise InputError(f"{path} holds no data")
