@@ -95,11 +95,17 @@ def underdetermined_rows():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = kr.recover_kernel(x, y, 6, method=m)
-            rows.append({
-                "case": name, "verdict": f"{rep.status} (rank {rep.rank[0]}/{rep.unknowns[0]})", "method": m,
-                "residual rms": f"{res.residual_rms:.1e}", "kernel norm": f"{np.linalg.norm(res.kernel):.3f}",
-                "true norm": f"{np.linalg.norm(kernel):.3f}", "success": res.success,
-            })
+            rows.append(
+                {
+                    "case": name,
+                    "verdict": f"{rep.status} (rank {rep.rank[0]}/{rep.unknowns[0]})",
+                    "method": m,
+                    "residual rms": f"{res.residual_rms:.1e}",
+                    "kernel norm": f"{np.linalg.norm(res.kernel):.3f}",
+                    "true norm": f"{np.linalg.norm(kernel):.3f}",
+                    "success": res.success,
+                }
+            )
     return rows
 
 

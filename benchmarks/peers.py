@@ -107,7 +107,9 @@ def keras_loop(x, y, k, steps=500, lr=5e-2, **_):
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((x.shape[0], x.shape[1])), keras.layers.Conv1D(y.shape[1], k, use_bias=False)])
+    model = keras.Sequential(
+        [keras.Input((x.shape[0], x.shape[1])), keras.layers.Conv1D(y.shape[1], k, use_bias=False)]
+    )
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="mae")
     for _ in range(steps):
         model.fit(x[None], y[None], epochs=1, verbose=0)
@@ -145,8 +147,10 @@ def problems(quick: bool):
         y = np.asarray(ex.y, float).reshape(len(ex.y), -1)
         out.append((f"tutorial: {ex.name}", x, y, ex.kernel_size, ex.kernel, 1000))
     rng = np.random.default_rng(0)
-    for name, length, c, k in [("noisy 1ch", 2_000 if quick else 10_000, 1, 32),
-                               ("noisy 4ch", 2_000 if quick else 100_000, 4, 32)]:
+    for name, length, c, k in [
+        ("noisy 1ch", 2_000 if quick else 10_000, 1, 32),
+        ("noisy 4ch", 2_000 if quick else 100_000, 4, 32),
+    ]:
         w = rng.standard_normal((k, c, c)) / np.sqrt(k * c)
         x = rng.standard_normal((length, c))
         y = kr.conv1d(x, w) + 1e-3 * rng.standard_normal((length - k + 1, c))
@@ -164,10 +168,12 @@ def main(argv=None) -> None:
         repeat = 1 if quick else 3
         results = []
         for method in solvers.METHODS:
-            def ours(method=method):
+
+            def ours(method=method, x=x, y=y, k=k):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     return kr.recover_kernel(x, y, k, method=method).kernel
+
             m = measure(ours, repeat=repeat, warmup=1)
             results.append((f"kernel_recovery {method}", m["median"], m["value"]))
         for label, (fn, module) in PEERS.items():
@@ -179,19 +185,37 @@ def main(argv=None) -> None:
                 results.append((label, None, "skipped (too slow at this size)"))
                 continue
             kw = {"steps": steps}
-            m = measure(lambda fn=fn, kw=kw: fn(x, y, k, **kw), repeat=1 if slow else repeat, warmup=0 if slow else 1)
+            m = measure(
+                lambda fn=fn, kw=kw, x=x, y=y, k=k: fn(x, y, k, **kw),
+                repeat=1 if slow else repeat,
+                warmup=0 if slow else 1,
+            )
             results.append((label, m["median"], m["value"]))
         base = next(t for lab, t, _ in results if lab == "kernel_recovery lstsq")
         for label, t, val in results:
             if isinstance(val, str):
                 rows.append({"problem": pname, "method": label, "time": "-", "max abs error": val, "time / ours": "-"})
             elif val is None:
-                rows.append({"problem": pname, "method": label, "time": "-", "max abs error": "n/a (multichannel)",
-                             "time / ours": "-"})
+                rows.append(
+                    {
+                        "problem": pname,
+                        "method": label,
+                        "time": "-",
+                        "max abs error": "n/a (multichannel)",
+                        "time / ours": "-",
+                    }
+                )
             else:
                 err = float(np.max(np.abs(np.asarray(val).reshape(w.shape) - w)))
-                rows.append({"problem": pname, "method": label, "time": fmt_time(t), "max abs error": f"{err:.1e}",
-                             "time / ours": f"{t / base:.1f}x"})
+                rows.append(
+                    {
+                        "problem": pname,
+                        "method": label,
+                        "time": fmt_time(t),
+                        "max abs error": f"{err:.1e}",
+                        "time / ours": f"{t / base:.1f}x",
+                    }
+                )
     body = (
         "Time: median over repeats after a warm-up (gradient loops: one run). Error: max |kernel - true kernel|. "
         "Ratio: time over kernel_recovery lstsq on the same problem.\n\n"

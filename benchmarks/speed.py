@@ -53,10 +53,9 @@ def sweep(label, cases, quick):
     over = set()
     for length, k, c in cases:
         x, y, w = make(length, k, c)
-        mem = measure(lambda: float(np.sum(x)) + float(np.sum(y)), repeat=5, warmup=1)["median"]
+        mem = measure(lambda x=x, y=y: float(np.sum(x)) + float(np.sum(y)), repeat=5, warmup=1)["median"]
         for method in solvers.METHODS:
-            row = {"sweep": label, "L": f"{length:.0e}", "K": k, "C": c, "method": method,
-                   "memory pass": fmt_time(mem)}
+            row = {"sweep": label, "L": f"{length:.0e}", "K": k, "C": c, "method": method, "memory pass": fmt_time(mem)}
             if method in over:
                 row.update(time="skipped (over budget)")
                 rows.append(row)
@@ -67,8 +66,12 @@ def sweep(label, cases, quick):
                 over.add(method)
             res = m["value"]
             err = float(np.max(np.abs(res.kernel - w)))
-            row.update(time=fmt_time(m["median"]), ratio=f"{m['median'] / mem:.0f}x",
-                       peak=f"{peak / 2**20:.0f} MB", error=f"{err:.1e}")
+            row.update(
+                time=fmt_time(m["median"]),
+                ratio=f"{m['median'] / mem:.0f}x",
+                peak=f"{peak / 2**20:.0f} MB",
+                error=f"{err:.1e}",
+            )
             rows.append(row)
             curve.setdefault(method, []).append(({"length": length, "kernel size": k, "channels": c}, m["median"]))
     return rows, curve
@@ -108,10 +111,16 @@ def main(argv=None):
     all_rows, curves = [], {}
     for label, key, cases in [
         ("length (K=32, C=1)", "length", [(n, 32, 1) for n in lengths]),
-        ("kernel size (L=1e5, C=1)" if not q else "kernel size (L=1e4, C=1)", "kernel size",
-         [(10_000 if q else 100_000, k, 1) for k in ksizes]),
-        ("channels (L=1e5, K=32)" if not q else "channels (L=1e4, K=32)", "channels",
-         [(10_000 if q else 100_000, 32, c) for c in chans]),
+        (
+            "kernel size (L=1e5, C=1)" if not q else "kernel size (L=1e4, C=1)",
+            "kernel size",
+            [(10_000 if q else 100_000, k, 1) for k in ksizes],
+        ),
+        (
+            "channels (L=1e5, K=32)" if not q else "channels (L=1e4, K=32)",
+            "channels",
+            [(10_000 if q else 100_000, 32, c) for c in chans],
+        ),
     ]:
         rows, curve = sweep(label, cases, q)
         all_rows += rows

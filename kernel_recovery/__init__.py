@@ -5,11 +5,10 @@ from importlib.metadata import PackageNotFoundError, version
 from .accumulator import NormalEquations
 from .api import recover_kernel
 from .conv import conv1d
-from .determinacy import DeterminacyReport, IllConditionedWarning, UnderdeterminedWarning, analyze
-from .determinacy import KernelSizeWarning
+from .determinacy import DeterminacyReport, IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning, analyze
 from .planning import plan
-from .selection import KernelSizeSelection, select_kernel_size
 from .result import KernelResult, Solution
+from .selection import KernelSizeSelection, select_kernel_size
 from .stack import StackResult, recover_stack
 
 try:

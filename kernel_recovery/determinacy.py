@@ -821,7 +821,12 @@ def _estimated_block(problem, block, spec, equations, rank, cond, gain, coef_gai
     coef_gain[:, :, oc] = gain[oc][0] / np.sqrt(p) if full else np.inf
     if bias_gain is not None:
         bias_gain[oc] = gain[oc][0] / np.sqrt(p) if full else np.inf
-    st = "underdetermined" if n_eq < p else "rank_deficient" if r < p else "determined" if n_eq == p else "overdetermined"
+    if n_eq < p:
+        st = "underdetermined"
+    elif r < p:
+        st = "rank_deficient"
+    else:
+        st = "determined" if n_eq == p else "overdetermined"
     for o in oc:
         statuses[o] = st
     cin = cfg.in_per_group

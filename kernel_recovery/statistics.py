@@ -391,7 +391,8 @@ def design_r_factor(block: Block, use_bias: bool) -> np.ndarray:
         for x in block.xs:
             m = len(x) - block.taps + 1
             for start in range(0, m, CHUNK_ROWS):
-                r = np.linalg.qr(np.concatenate([r, design_rows(block, x, use_bias, start, start + CHUNK_ROWS)]), mode="r")
+                rows = design_rows(block, x, use_bias, start, start + CHUNK_ROWS)
+                r = np.linalg.qr(np.concatenate([r, rows]), mode="r")
     if len(r) < p:
         r = np.concatenate([r, np.zeros((p - len(r), p))])
     return r

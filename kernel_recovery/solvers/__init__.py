@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 #: method name -> "module:function", imported lazily (JAX and optax load only with method="adam").
 METHODS: dict[str, str] = {
