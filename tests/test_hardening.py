@@ -1,0 +1,624 @@
+"""Adversarial suite: every bad input gets a clear answer, nothing is lost or silently wrong, for every method.
+
+tests/test_errors.py covers recover_kernel(method="lstsq") on nonsense settings, dtypes of x and NaN; here the
+same hostility is turned on every other entry point and method, plus memory, scale, masks, threads, aliasing,
+properties (hypothesis) and the misconfiguration help.
+"""
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from references import jax_conv1d
+
+import kernel_recovery as kr
+from kernel_recovery.cli import main as cli_main
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal(40)
+W = np.array([1.0, -1.0, 0.5])
+Y = kr.conv1d(X, W)
+ADAM = dict(steps=400, dtype="float64", init="zeros", tol=0.0)
+METHODS = {"lstsq": {}, "fft": {"regularization": "none"}, "adam": ADAM}
+FAST_ADAM = dict(steps=5)
+
+
+def _stack(x, y, **kw):
+    layout = kw.pop("layout", "nwc")
+    return kr.recover_stack(
+        x, y, [{"kernel_size": kw.pop("kernel_size", 3), "filters": 1, **kw}], steps=5, layout=layout
+    )
+
+
+# Every entry point that takes a Conv1D configuration, called on valid data with one setting overridden.
+ENTRY_POINTS = {
+    "conv1d": lambda **kw: kr.conv1d(X, np.ones((kw.pop("kernel_size", 3), 1, 1)), **kw),
+    "fft": lambda **kw: kr.recover_kernel(X, Y, kw.pop("kernel_size", 3), method="fft", **kw),
+    "adam": lambda **kw: kr.recover_kernel(X, Y, kw.pop("kernel_size", 3), method="adam", **FAST_ADAM, **kw),
+    "analyze": lambda **kw: kr.analyze(X, Y, kw.pop("kernel_size", 3), **kw),
+    "analyze_x_only": lambda **kw: kr.analyze(X, None, kw.pop("kernel_size", 3), **kw),
+    "NormalEquations": lambda **kw: kr.NormalEquations(kw.pop("kernel_size", 3), **kw).update(X, Y),
+    "select_kernel_size": lambda **kw: kr.select_kernel_size(X, Y, kw.pop("kernel_size", [3]), **kw),
+    "plan": lambda **kw: kr.plan(kw.pop("kernel_size", 3), lengths=40, **kw),
+    "recover_stack": lambda **kw: _stack(X, Y, **kw),
+}
+NONSENSE = [
+    ("kernel_size", 0, ValueError, r"`kernel_size` must be >= 1, got 0"),
+    ("kernel_size", -3, ValueError, r"`kernel_size` must be >= 1, got -3"),
+    ("kernel_size", 2.5, TypeError, r"`kernel_size` must be an integer, got 2.5"),
+    ("kernel_size", True, TypeError, r"`kernel_size` must be an integer, got True"),
+    ("kernel_size", None, TypeError, r"`kernel_size` must be an integer, got None"),
+    ("kernel_size", "3", TypeError, r"`kernel_size` must be an integer, got '3'"),
+    ("stride", 0, ValueError, r"`stride` must be >= 1, got 0"),
+    ("stride", 1.5, TypeError, r"`stride` must be an integer, got 1.5"),
+    ("stride", None, TypeError, r"`stride` must be an integer, got None"),
+    ("dilation", -1, ValueError, r"`dilation` must be >= 1, got -1"),
+    ("dilation", False, TypeError, r"`dilation` must be an integer, got False"),
+    ("dilation", "2", TypeError, r"`dilation` must be an integer, got '2'"),
+    ("groups", 0, ValueError, r"`groups` must be >= 1, got 0"),
+    ("groups", 2.0, TypeError, r"`groups` must be an integer, got 2.0"),
+    ("padding", "middle", ValueError, r"`padding` must be one of 'valid'.*got 'middle'"),
+    ("padding", None, TypeError, r"`padding` must be .*got None"),
+    ("padding", -2, ValueError, r"`padding` must be non-negative"),
+    ("padding", (1.0, 2), TypeError, r"`padding` entries must be integers, got \(1.0, 2\)"),
+    ("padding", (True, 1), TypeError, r"`padding` entries must be integers"),
+    ("layout", "nhwc", ValueError, r"`layout` must be 'nwc'.*got 'nhwc'"),
+    ("layout", None, ValueError, r"`layout` must be 'nwc'.*got None"),
+]
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+@pytest.mark.parametrize("name, value, exc, match", NONSENSE, ids=[f"{n}={v!r}" for n, v, _, _ in NONSENSE])
+def test_nonsense_settings_everywhere(entry, name, value, exc, match):
+    if entry == "plan" and name == "layout":
+        pytest.skip("plan takes no layout (it has no arrays)")
+    if entry == "conv1d" and name == "kernel_size":
+        pytest.skip("conv1d reads kernel_size from the kernel's shape")
+    if entry == "recover_stack" and name == "groups":
+        pytest.skip("recover_stack layers have no groups")
+    if entry == "select_kernel_size" and name == "kernel_size":  # the candidates are checked instead
+        exc, match = (TypeError, ValueError), r"`candidates` (must be|is empty)"
+    with pytest.raises(exc, match=match):
+        ENTRY_POINTS[entry](**{name: value})
+
+
+@pytest.mark.parametrize("entry", ["fft", "adam", "analyze", "NormalEquations", "select_kernel_size", "plan"])
+def test_bool_settings_must_be_bools(entry):
+    for name in ("use_bias", "flip"):
+        with pytest.raises(TypeError, match=rf"`{name}` must be True or False, got 'yes'"):
+            ENTRY_POINTS[entry](**{name: "yes"})
+
+
+@pytest.mark.parametrize("entry", ["conv1d", "fft", "adam", "analyze", "NormalEquations"])
+def test_groups_not_dividing_channels(entry):
+    with pytest.raises(ValueError, match=r"`in_channels` \(=1\) must be divisible by `groups` \(=2\)"):
+        ENTRY_POINTS[entry](groups=2)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_unknown_option_for_each_method(method):
+    with pytest.raises(TypeError, match=rf"method '{method}' got an unexpected option 'learning_rat'"):
+        kr.recover_kernel(X, Y, 3, method=method, learning_rat=0.1)
+
+
+@pytest.mark.parametrize("method", ["fft", "adam"])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("y_short", r"`y` has 37 samples but 40 input samples with kernel_size=3 give 38 outputs"),
+        ("batch", r"`x` and `y` must hold the same number of sequences, got 2 and 3"),
+        ("ndim", r"`x` must be 1-D .*shape \(1, 2, 3, 4\)"),
+        ("ragged_channels", r"all sequences in `y` must have the same number of channels, got \[1, 2\]"),
+        ("empty", r"`x` is empty"),
+        ("empty_batch", r"`x` has an empty batch"),
+        ("nan", r"`y` contains 1 NaN or Inf value\(s\), the first at index \(4, 0\)"),
+        ("inf", r"`x` contains 1 NaN or Inf value\(s\), the first at index \(2, 0\)"),
+    ],
+)
+def test_bad_arrays_for_other_methods(method, case, match):
+    x, y = X, Y
+    if case == "y_short":
+        y = Y[:-1]
+    elif case == "batch":
+        x, y = np.ones((2, 10, 1)), np.ones((3, 8, 1))
+    elif case == "ndim":
+        x = np.ones((1, 2, 3, 4))
+    elif case == "ragged_channels":
+        x, y = [X, X[:30]], [Y[:, None], np.ones((28, 2))]
+    elif case == "empty":
+        x, y = np.ones((0, 1)), np.ones((0, 1))
+    elif case == "empty_batch":
+        x, y = np.ones((0, 5, 1)), np.ones((0, 3, 1))
+    elif case == "nan":
+        y = Y.copy()
+        y[4] = np.nan
+    elif case == "inf":
+        x = X.copy()
+        x[2] = -np.inf
+    with pytest.raises(ValueError, match=match):
+        kr.recover_kernel(x, y, 3, method=method, **FAST_ADAM if method == "adam" else {})
+
+
+BAD_DTYPES = [
+    (Y.astype(complex), r"`y` must be real, got complex"),
+    (np.array(["a"] * 38), r"`y` must be a real numeric array, got dtype <U1"),
+    (Y > 0, r"`y` must be numeric, got dtype bool"),
+    (np.array([1.0, "a"] * 19, dtype=object), r"`y` must be a numeric array, got dtype object"),
+    (np.arange(38).astype("datetime64[s]"), r"`y` must be a real numeric array, got dtype datetime64"),
+]
+
+
+@pytest.mark.parametrize("entry", ["lstsq", "fft", "adam", "analyze", "select_kernel_size"])
+@pytest.mark.parametrize("y, match", BAD_DTYPES, ids=["complex", "str", "bool", "object", "datetime"])
+def test_bad_dtypes_of_y(entry, y, match):
+    calls = {
+        "lstsq": lambda: kr.recover_kernel(X, y, 3),
+        "fft": lambda: kr.recover_kernel(X, y, 3, method="fft"),
+        "adam": lambda: kr.recover_kernel(X, y, 3, method="adam", **FAST_ADAM),
+        "analyze": lambda: kr.analyze(X, y, 3),
+        "select_kernel_size": lambda: kr.select_kernel_size(X, y, [3]),
+    }
+    with pytest.raises(TypeError, match=match):
+        calls[entry]()
+
+
+def test_bad_dtypes_for_conv1d_and_accumulator():
+    with pytest.raises(TypeError, match=r"`kernel` must be real, got complex"):
+        kr.conv1d(X, W.astype(complex))
+    with pytest.raises(TypeError, match=r"`bias` must be numeric, got dtype bool"):
+        kr.conv1d(X, W[:, None, None], np.array([True]))
+    with pytest.raises(TypeError, match=r"`x_chunk` must be real, got complex"):
+        kr.NormalEquations(3).update(X.astype(complex), Y)
+    with pytest.raises(ValueError, match=r"`y_chunk` contains 1 NaN"):
+        kr.NormalEquations(3).update(X, np.r_[Y[:-1], np.nan])
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_float16_integer_and_unsigned_inputs_agree_with_float64(method):
+    """Narrow and integer inputs are converted to float64: every method answers as for the float64 data."""
+    x = np.random.default_rng(1).integers(-4, 5, 60)
+    y = kr.conv1d(x, [2.0, -1.0, 3.0])
+    ref = kr.recover_kernel(x.astype(np.float64), y, 3, method=method, **METHODS[method]).kernel
+    tol = 1e-4 if method == "adam" else 1e-9
+    np.testing.assert_allclose(ref.ravel(), [2, -1, 3], atol=tol)
+    for xc, yc in [(x.astype(np.float16), y.astype(np.float16)), (x.astype(np.int8), y.astype(np.int32))]:
+        res = kr.recover_kernel(xc, yc, 3, method=method, **METHODS[method])
+        assert res.kernel.dtype == np.float64
+        np.testing.assert_allclose(res.kernel, ref, atol=tol)
+    xu = (x + 4).astype(np.uint8)  # unsigned: no wrap-around when converted
+    res = kr.recover_kernel(xu, kr.conv1d(xu.astype(float), [2.0, -1.0, 3.0]), 3, method=method, **METHODS[method])
+    np.testing.assert_allclose(res.kernel.ravel(), [2, -1, 3], atol=tol)
+
+
+def test_conv1d_keeps_integer_and_half_inputs_in_float():
+    y16 = kr.conv1d(X.astype(np.float16), W.astype(np.float16))
+    assert y16.dtype == np.float32  # result type of float16 and float32, computed in float64
+    yi = kr.conv1d(np.arange(10), [1, 2])
+    assert yi.dtype == np.float64
+    np.testing.assert_array_equal(yi, np.convolve(np.arange(10.0), [2.0, 1.0], "valid"))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_read_only_non_contiguous_inputs_never_mutated_never_aliased(method):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 80, 4))[:, ::2, ::2]  # non-contiguous
+    w = rng.standard_normal((3, 2, 2))
+    y = np.asfortranarray(kr.conv1d(x, w, [0.5, -0.5]))
+    x_copy, y_copy = x.copy(), y.copy()
+    x.flags.writeable = y.flags.writeable = False
+    res = kr.recover_kernel(x, y, 3, use_bias=True, method=method, **METHODS[method])
+    np.testing.assert_allclose(res.kernel, w, atol=1e-4 if method == "adam" else 1e-9)
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(y, y_copy)
+    for out in (res.kernel, res.bias):
+        assert not np.shares_memory(out, x) and not np.shares_memory(out, y)
+    res.kernel[...] = 0.0  # results are the caller's to modify
+
+
+def test_writable_inputs_are_not_mutated_by_omit_or_conv1d(rng):
+    x = rng.standard_normal(50)
+    x[7] = np.nan
+    y = kr.conv1d(np.nan_to_num(x), W)
+    y[3] = np.nan
+    x_copy, y_copy = x.copy(), y.copy()
+    kr.recover_kernel(x, y, 3, nan_policy="omit")
+    kr.analyze(x, y, 3, nan_policy="omit")
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(y, y_copy)
+    k = W.copy()
+    out = kr.conv1d(X, k)
+    np.testing.assert_array_equal(k, W)
+    assert not np.shares_memory(out, X)
+
+
+def test_masked_arrays_are_not_silently_unmasked(rng):
+    x = rng.standard_normal(60)
+    y = kr.conv1d(x, W)
+    y[10] = 1e6  # garbage under the mask
+    ym = np.ma.masked_array(y, mask=np.arange(58) == 10)
+    with pytest.raises(ValueError, match=r"`y` has 1 masked value\(s\); .*nan_policy='omit'"):
+        kr.recover_kernel(x, ym, 3)
+    with pytest.raises(ValueError, match=r"`y_chunk` has 1 masked value"):
+        kr.NormalEquations(3).update(x, ym)
+    res = kr.recover_kernel(x, ym, 3, nan_policy="omit")
+    np.testing.assert_allclose(res.kernel.ravel(), W, atol=1e-10)
+    assert kr.analyze(x, ym, 3, nan_policy="omit").equations[0] == 57
+    assert ym.data[10] == 1e6 and ym.mask[10]  # the caller's masked array is untouched
+
+
+def test_omit_that_drops_every_equation_says_so():
+    with pytest.raises(ValueError, match=r"nan_policy='omit' leaves no equations for output channel\(s\) \[0\]"):
+        kr.recover_kernel(X, np.full(38, np.nan), 3, nan_policy="omit")
+    x = X.copy()
+    x[::2] = np.nan  # every window of 3 taps reads a NaN
+    with pytest.raises(ValueError, match=r"leaves no equations for output channel\(s\) \[0\]"):
+        kr.analyze(x, Y, 3, nan_policy="omit")
+    y2 = np.stack([Y, np.full(38, np.nan)], axis=1)
+    with pytest.raises(ValueError, match=r"output channel\(s\) \[1\]"):
+        kr.recover_kernel(X, y2, 3, nan_policy="omit")
+
+
+# ------------------------------------------------------------------------------------------------
+# Sizes that cannot fit in memory, values that cannot be squared
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["lstsq", "fft", "adam", "analyze", "NormalEquations", "cli"])
+def test_gram_too_large_for_memory_is_refused_with_its_size(entry, tmp_path, capsys):
+    x = np.zeros((5, 400_000))  # kernel_size 3: P = 1.2e6 unknowns, a Gram of terabytes; x itself is 16 MB
+    y = np.zeros((3, 1))
+    match = r"P = 1200000 unknowns .* Gram matrix .* would need 11\.5 TB"
+    if entry == "analyze":
+        with pytest.raises(MemoryError, match=match):
+            kr.analyze(x, y, 3)
+    elif entry == "NormalEquations":
+        with pytest.raises(MemoryError, match=match):
+            kr.NormalEquations(3).update(x, y)
+    elif entry == "cli":
+        np.save(tmp_path / "x.npy", x)
+        np.save(tmp_path / "y.npy", y)
+        assert cli_main(["analyze", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "-k", "3"]) == 1
+        err = capsys.readouterr().err
+        assert "11.5 TB" in err and len(err.strip().splitlines()) == 1
+    else:
+        with pytest.raises(MemoryError, match=match):
+            kr.recover_kernel(x, y, 3, method=entry, **FAST_ADAM if entry == "adam" else {})
+
+
+def test_long_single_channel_kernels_are_not_refused():
+    """One channel: lstsq solves long kernels by FFT products, never forming the Gram; no memory refusal."""
+    from kernel_recovery.problem import build_problem, check_feasible
+
+    problem = build_problem(np.zeros(10**6), np.zeros(10**6 - 5 * 10**5 + 1), 5 * 10**5)
+    check_feasible(problem)  # a 2 TB Gram, but single-channel: allowed
+    with pytest.raises(MemoryError, match=r"P = 1000000 unknowns"):
+        check_feasible(build_problem(np.zeros((10**6, 2)), np.zeros((5 * 10**5 + 1, 1)), 5 * 10**5))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize(
+    "sx, sy, match",
+    [
+        (1e100, 1.0, r"`x` has values of magnitude up to .*e\+100: sums of their squares would overflow"),
+        (1e-100, 1.0, r"`x` has values of magnitude up to .*e-100: .* would underflow"),
+        (1.0, 1e80, r"`y` has values of magnitude up to .*e\+80: .*overflow.*the kernel scales with it"),
+    ],
+)
+def test_values_whose_squares_overflow_are_refused(method, sx, sy, match):
+    with pytest.raises(ValueError, match=match):
+        kr.recover_kernel(X * sx, Y * sy, 3, method=method, **FAST_ADAM if method == "adam" else {})
+
+
+@pytest.mark.parametrize("method", ["lstsq", "fft"])
+def test_large_but_representable_scales_are_exact(method):
+    for c in (1e-40, 1e40):
+        res = kr.recover_kernel(X * c, Y, 3, method=method)
+        np.testing.assert_allclose(res.kernel.ravel() * c, W, rtol=1e-8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Threads
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_concurrent_calls_match_serial(method):
+    rng = np.random.default_rng(3)
+    jobs = []
+    for i in range(6):
+        x = rng.standard_normal((2, 60, 2))
+        w = rng.standard_normal((2 + i % 3, 2, 2))
+        jobs.append((x, kr.conv1d(x, w, padding="same") + 0.01 * rng.standard_normal((2, 60, 2)), len(w)))
+    opts = dict(ADAM, steps=200) if method == "adam" else METHODS[method]
+
+    def run(job):
+        x, y, k = job
+        return kr.recover_kernel(x, y, k, padding="same", method=method, **opts)
+
+    serial = [run(j) for j in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(run, jobs * 2))
+    for i, res in enumerate(parallel):
+        ref = serial[i % len(jobs)]
+        np.testing.assert_allclose(res.kernel, ref.kernel, rtol=1e-10, atol=1e-12)
+        assert res.residual_rms == pytest.approx(ref.residual_rms, rel=1e-10)
+
+
+def test_concurrent_analyze_and_accumulators():
+    rng = np.random.default_rng(4)
+    data = [rng.standard_normal(200) for _ in range(4)]
+
+    def run(x):
+        acc = kr.NormalEquations(4, padding="causal")
+        y = kr.conv1d(x, [1.0, 2.0, 3.0, 4.0], padding="causal")
+        for i in range(0, 200, 37):
+            acc.update(x[i : i + 37], y[i : i + 37])
+        return acc.solve().kernel, kr.analyze(x, y, 4, padding="causal").rank
+
+    serial = [run(x) for x in data]
+    with ThreadPoolExecutor(4) as pool:
+        for (k, r), (k0, r0) in zip(pool.map(run, data), serial):
+            np.testing.assert_allclose(k, k0, rtol=1e-12)
+            np.testing.assert_array_equal(r, r0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Properties (hypothesis), every method
+# ------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def configs(draw):
+    groups = draw(st.integers(1, 2))
+    cin = groups * draw(st.integers(1, 2))
+    cout = groups * draw(st.integers(1, 2))
+    k = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 2))
+    dilation = draw(st.integers(1, 2))
+    padding = draw(st.sampled_from(["valid", "same", "causal", "full", (2, 1)]))
+    use_bias = draw(st.booleans())
+    unknowns = k * cin // groups + use_bias
+    span = (k - 1) * dilation + 1
+    length = span + stride * (4 * unknowns + draw(st.integers(8, 30)))
+    return dict(
+        groups=groups, cin=cin, cout=cout, k=k, stride=stride, dilation=dilation, padding=padding,
+        use_bias=use_bias, batch=draw(st.integers(2, 3)), length=length, layout=draw(st.sampled_from(["nwc", "ncw"])),
+        flip=draw(st.booleans()), seed=draw(st.integers(0, 2**31)),
+    )  # fmt: skip
+
+
+def _data(c):
+    rng = np.random.default_rng(c["seed"])
+    x = rng.standard_normal((c["batch"], c["length"], c["cin"]))
+    w = rng.standard_normal((c["k"], c["cin"] // c["groups"], c["cout"]))
+    b = rng.standard_normal(c["cout"]) if c["use_bias"] else None
+    conf = {key: c[key] for key in ("stride", "padding", "dilation", "groups", "flip")}
+    y = kr.conv1d(x, w, b, **conf)
+    if c["layout"] == "ncw":
+        x, y = x.transpose(0, 2, 1), y.transpose(0, 2, 1)
+    return x, y, w, b, dict(conf, use_bias=c["use_bias"], layout=c["layout"])
+
+
+def _check_round_trip(c, method, opts, atol):
+    x, y, w, b, conf = _data(c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kr.IllConditionedWarning)  # a rare badly conditioned draw
+        res = kr.recover_kernel(x, y, c["k"], method=method, **conf, **opts)
+    np.testing.assert_allclose(res.kernel, w, atol=atol)
+    if b is not None:
+        np.testing.assert_allclose(res.bias, b, atol=atol)
+    assert res.diagnostics["misconfiguration"] is None
+    # independent forward check of the recovered kernel (JAX), in NWC
+    if c["padding"] == "valid" and not c["flip"] and c["layout"] == "nwc":
+        ref = jax_conv1d(x, res.kernel, res.bias, stride=c["stride"], dilation=c["dilation"], groups=c["groups"])
+        np.testing.assert_allclose(ref, y, atol=10 * atol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs())
+def test_round_trip_lstsq(c):
+    _check_round_trip(c, "lstsq", {}, 1e-8)
+
+
+@settings(max_examples=30, deadline=None)
+@given(configs())
+def test_round_trip_fft(c):
+    _check_round_trip(c, "fft", {"regularization": "none"}, 1e-7)
+
+
+@settings(max_examples=6, deadline=None)
+@given(configs())
+def test_round_trip_adam(c):
+    _check_round_trip(c, "adam", dict(ADAM, steps=1500), 1e-4)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@settings(max_examples=4, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    cx=st.sampled_from([0.25, 0.5, 2.0, 8.0]),
+    cy=st.sampled_from([-3.0, 0.5, 4.0]),
+    padding=st.sampled_from(["same", "causal", "valid"]),
+)
+def test_invariances(method, seed, cx, cy, padding):
+    """x -> cx x scales the kernel by 1/cx; y -> cy y scales kernel and bias by cy; permuting the batch changes
+    nothing.  Noisy data, so these are properties of the estimator, not only of exact fits."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 50, 2))
+    w = rng.standard_normal((3, 2, 1))
+    y = kr.conv1d(x, w, [0.3], padding=padding) + 0.1 * rng.standard_normal((3, 50 if padding != "valid" else 48, 1))
+    opts = dict(METHODS[method], use_bias=True, padding=padding)
+    tol = dict(rtol=1e-8, atol=1e-10)
+    if method == "adam":
+        # Adam's steps have an absolute size (learning_rate), so it reaches a kernel scaled by cy / cx in a
+        # different number of steps: its invariances hold to its convergence accuracy, relative to the kernel
+        opts["steps"] = 1500
+        tol = dict(rtol=0, atol=2e-3 * max(1.0, abs(cy), 1 / cx) * np.abs(w).max())
+    base = kr.recover_kernel(x, y, 3, method=method, **opts)
+    sx = kr.recover_kernel(cx * x, y, 3, method=method, **opts)
+    np.testing.assert_allclose(sx.kernel * cx, base.kernel, **tol)
+    np.testing.assert_allclose(sx.bias, base.bias, **tol)
+    sy = kr.recover_kernel(x, cy * y, 3, method=method, **opts)
+    np.testing.assert_allclose(sy.kernel, cy * base.kernel, **tol)
+    np.testing.assert_allclose(sy.bias, cy * base.bias, **tol)
+    perm = rng.permutation(3)
+    pb = kr.recover_kernel(x[perm], y[perm], 3, method=method, **opts)
+    np.testing.assert_allclose(pb.kernel, base.kernel, **tol)
+    lb = kr.recover_kernel([x[i] for i in perm], [y[i] for i in perm], 3, method=method, **opts)
+    np.testing.assert_allclose(lb.kernel, base.kernel, **tol)
+
+
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**31), batch_size=st.sampled_from([None, 16]))
+def test_adam_is_deterministic_for_a_seed(seed, batch_size):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(80)
+    y = kr.conv1d(x, [1.0, -2.0, 0.5]) + 0.05 * rng.standard_normal(78)
+    opts = dict(method="adam", steps=60, seed=seed, batch_size=batch_size)
+    a, b = kr.recover_kernel(x, y, 3, **opts), kr.recover_kernel(x, y, 3, **opts)
+    np.testing.assert_array_equal(a.kernel, b.kernel)
+    np.testing.assert_array_equal(a.loss_history, b.loss_history)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files and the CLI
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("trunc.npy", "truncated", "trunc.npy: Failed to read all data"),
+        ("empty.npy", b"", "not a NumPy .npy file"),
+        ("empty.csv", "", "empty.csv holds no data"),
+        ("nan.csv", "1\nnan\n3\n4\n5\n", "`x` contains 1 NaN or Inf value(s), the first at index (1, 0)"),
+        ("complex.npy", np.arange(20.0) + 1j, "`x` must be real, got complex"),
+        ("strings.npy", np.array(["a", "b"] * 10), "does not hold a numeric array (dtype <U1)"),
+        ("bools.npy", np.ones(20, bool), "`x` must be numeric, got dtype bool"),
+        ("four_d.npy", np.ones((2, 2, 2, 5)), "got an array with shape (2, 2, 2, 5)"),
+        ("ragged.csv", "1,2\n3\n", "ragged.csv: the number of columns changed"),
+        ("header.csv", "a,b\n1,2\nx,3\n", "header.csv: could not convert string 'x'"),
+    ],
+)
+def test_malformed_files_give_one_line_errors(name, content, message, tmp_path, capsys):
+    path = tmp_path / name
+    y = tmp_path / "y.npy"
+    np.save(y, np.arange(18.0))
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif content == "truncated":
+        np.save(path, np.arange(20.0))
+        path.write_bytes(path.read_bytes()[:-40])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    for command in ("recover", "analyze"):
+        assert cli_main([command, str(path), str(y), "-k", "3"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("kernel-recovery: error:") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_length_mismatch_names_the_padding_that_fits(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", kr.conv1d(X, W, padding="same"))
+    assert cli_main(["recover", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "-k", "3"]) == 1
+    assert "(padding='same' or padding='causal' would give 40)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Misconfiguration help
+# ------------------------------------------------------------------------------------------------
+
+
+def test_length_errors_name_the_settings_that_fit():
+    with pytest.raises(ValueError, match=r"give 38 outputs \(padding='same' or padding='causal' would give 40\)"):
+        kr.recover_kernel(X, kr.conv1d(X, W, padding="same"), 3)
+    with pytest.raises(ValueError, match=r"give 38 outputs \(kernel_size=4 would give 37\)"):
+        kr.recover_kernel(X, kr.conv1d(X, np.ones(4)), 3)
+    with pytest.raises(ValueError, match=r"give 38 outputs \(stride=2 would give 19\)"):
+        kr.recover_kernel(X, kr.conv1d(X, W, stride=2), 3)
+    x = RNG.standard_normal((2, 50))  # (channels, length) given as channels-last
+    with pytest.raises(ValueError, match=r"`x` has 2 samples of 50 channels: if it is \(channels, length\), pass "):
+        kr.recover_kernel(x, kr.conv1d(x, np.ones((3, 2, 1)), layout="ncw"), 3)
+
+
+def _misfit_data(seed=5, n=300, k=5):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(n), rng.standard_normal(k)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize(
+    "truth, given, expected, warns",
+    [
+        (dict(padding="causal"), dict(padding="same"), {"padding": "causal"}, True),
+        (dict(padding="same"), dict(padding="causal"), {"padding": "same"}, True),
+        (dict(padding=(3, 1)), dict(padding="same"), {"padding": (3, 1)}, True),
+        (dict(bias=2.0), dict(), {"use_bias": True}, False),
+        (dict(padding="same", dilation=2), dict(padding="same"), {"dilation": 2}, True),
+        (dict(padding="same", k=6), dict(padding="same"), {"kernel_size": 6}, True),
+    ],
+    ids=["causal-as-same", "same-as-causal", "shifted", "bias", "dilation", "kernel_size+1"],
+)
+def test_misconfiguration_is_named_with_the_setting_that_fits(method, truth, given, expected, warns):
+    x, w = _misfit_data()
+    truth = dict(truth)
+    k = truth.pop("k", 5)
+    w = np.random.default_rng(6).standard_normal(k)
+    bias = truth.pop("bias", None)
+    y = kr.conv1d(x, w, None if bias is None else [bias], **truth)
+    opts = dict(METHODS[method], steps=100) if method == "adam" else METHODS[method]
+    if warns:  # the kernel-size check sees the misfit too (taps outside the window)
+        with pytest.warns(kr.KernelSizeWarning):
+            res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
+    else:
+        res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
+    found = res.diagnostics["misconfiguration"]
+    assert found is not None
+    best = found["suggestions"][0]
+    assert best["setting"] == expected and best["relative_residual"] < 1e-8
+    assert found["relative_residual"] > 0.1
+    assert "the data do not match a convolution" in res.message and f"try {best['label']}" in res.message
+    # and the suggestion, taken, fits exactly
+    fixed = {**given, **{key: v for key, v in expected.items() if key != "kernel_size"}}
+    res2 = kr.recover_kernel(x, y, expected.get("kernel_size", 5), method="lstsq", **fixed)
+    assert res2.residual_rms < 1e-8 and res2.diagnostics["misconfiguration"] is None
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("noise", [0.0, 0.05, 1.0, 5.0])
+def test_misconfiguration_never_fires_on_correct_data(method, noise):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 200, 2))
+    w = rng.standard_normal((4, 2, 2))
+    y = kr.conv1d(x, w, [0.5, -1.0], padding="same", dilation=2) + noise * rng.standard_normal((2, 200, 2))
+    opts = dict(METHODS[method], steps=150) if method == "adam" else METHODS[method]
+    res = kr.recover_kernel(x, y, 4, padding="same", dilation=2, use_bias=True, method=method, **opts)
+    assert res.diagnostics["misconfiguration"] is None
+    assert "do not match" not in res.message
+
+
+@settings(max_examples=40, deadline=None)
+@given(configs(), st.sampled_from([0.01, 0.3, 3.0]))
+def test_misconfiguration_never_fires_on_noisy_correct_data_any_configuration(c, noise):
+    x, y, _, _, conf = _data(c)
+    y = y + noise * np.std(y) * np.random.default_rng(c["seed"] + 1).standard_normal(y.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kr.IllConditionedWarning)
+        res = kr.recover_kernel(x, y, c["k"], **conf)
+    assert res.diagnostics["misconfiguration"] is None
+
+
+def test_misconfiguration_skips_flip_and_notes_nothing_for_pure_noise(rng):
+    x = rng.standard_normal(300)
+    y = kr.conv1d(x, [3.0, 1.0, -2.0], flip=True)
+    res = kr.recover_kernel(x, y, 3)  # flip is unidentifiable: the reversed kernel fits exactly
+    np.testing.assert_allclose(res.kernel.ravel(), [-2.0, 1.0, 3.0], atol=1e-12)
+    assert res.diagnostics["misconfiguration"] is None
+    noise = kr.recover_kernel(x, rng.standard_normal(298), 3)
+    assert noise.diagnostics["misconfiguration"] is None
