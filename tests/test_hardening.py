@@ -622,3 +622,13 @@ def test_misconfiguration_skips_flip_and_notes_nothing_for_pure_noise(rng):
     assert res.diagnostics["misconfiguration"] is None
     noise = kr.recover_kernel(x, rng.standard_normal(298), 3)
     assert noise.diagnostics["misconfiguration"] is None
+
+
+@pytest.mark.parametrize("sx, sy", [(1.0, 1e-6), (1e6, 1.0), (1e-10, 1e-10)])
+def test_adam_never_claims_success_far_from_the_minimum(sx, sy):
+    """Adam's steps are absolute: at unusual scales it stalls; it must then say so instead of 'converged'."""
+    res = kr.recover_kernel(X * sx, Y * sy, 3, method="adam", steps=300)
+    wrong = np.abs(res.kernel.ravel() * sx / sy - W).max() > 1e-3
+    assert not (res.success and wrong)
+    if not res.success and "least-squares minimum" in res.message:
+        assert "rescale x and y" in res.message

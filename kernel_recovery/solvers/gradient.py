@@ -524,6 +524,23 @@ def _initial_coefficients(problem: CanonicalProblem, init: str, restarts: int, s
     return base[None] + draws
 
 
+def _check_minimum(problem: CanonicalProblem, kernels, biases, message: str) -> tuple[bool, str]:
+    """Adam's steps and ``tol`` are absolute, so data of an unusual scale (e.g. ``y ~ 1e-6``) can stall it far
+    from the minimum while its steps look converged: compare with the least-squares residual before claiming it."""
+    from .lstsq import solve as lstsq_solve
+
+    ref = lstsq_solve(problem)
+    rss = sum(float(np.sum(r**2)) for r in problem.residuals(kernels, biases))
+    rss_min = sum(float(np.sum(r**2)) for r in problem.residuals(ref.kernels, ref.biases))
+    yty = sum(float(np.sum(y**2)) for block in problem.blocks for y in block.ys)
+    if rss <= rss_min * (1 + 1e-2) + 1e-10 * yty:
+        return True, message
+    return False, (
+        f"{message}, but at a squared residual {rss / max(rss_min, 1e-300):.3g} times the least-squares minimum "
+        "(Adam's step sizes are absolute: rescale x and y to unit scale, or raise steps / lower tol)"
+    )
+
+
 def solve(
     problem: CanonicalProblem,
     *,
@@ -655,11 +672,14 @@ def solve(
         "precondition": bool(precondition),
         "progress": bool(progress),
     }
+    success, message = bool(converged[best]), end_message(bool(converged[best]), int(n_steps[best]), steps, tol)
+    if success and loss == "mse":
+        success, message = _check_minimum(problem, kernels, biases if use_bias else None, message)
     return Solution(
         kernels=kernels,
         biases=biases if use_bias else None,
-        success=bool(converged[best]),
-        message=end_message(bool(converged[best]), int(n_steps[best]), steps, tol),
+        success=success,
+        message=message,
         n_iterations=int(n_steps[best]),
         loss_history=histories[best],
         options=options,
