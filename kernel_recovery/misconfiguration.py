@@ -28,15 +28,18 @@ from typing import Any
 import numpy as np
 
 from .problem import PADDING_MODES, CanonicalProblem, ConvConfig, as_sequences
+from .statistics import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms (noiseless correct fits are far below).
 MISFIT_GATE = 1e-3
 #: An alternative must bring the residual sum of squares below this share of the given setting's.
 MISFIT_FACTOR = 0.25
-#: Rows per fit, at most (evenly spaced over the sequences).
+#: Rows per fit, at most (evenly spaced over the sequences; fewer for small fits).
 SAMPLE_ROWS = 4096
 #: Fits with more unknowns per output channel than this are skipped (the check stays cheap).
 MAX_UNKNOWNS = 512
+#: Explicit paddings tried: shifts of the given alignment by at most this many samples (besides the named modes).
+MAX_SHIFT = 2
 #: Dilations tried when the lengths allow it.
 DILATIONS = (1, 2, 3)
 
@@ -67,12 +70,13 @@ def _candidates(cfg: ConvConfig, xs, ys) -> list[_Candidate]:
     def add(label, setting, new_cfg):
         cands.append(_Candidate(label, setting, new_cfg, tuple(xs)))
 
-    # padding: the named modes, then explicit shifts with the same total padding
+    # padding: the named modes, then explicit shifts by up to MAX_SHIFT samples with the same total padding
     totals = {sum(cfg.pads(n)) for n in lengths}
     options: list = list(PADDING_MODES)
     if len(totals) == 1:
-        total = totals.pop()
-        options += [(left, total - left) for left in range(total + 1)]
+        total, left0 = totals.pop(), cfg.pads(lengths[0])[0]
+        lefts = range(max(left0 - MAX_SHIFT, 0), min(left0 + MAX_SHIFT, total) + 1)
+        options += [(left, total - left) for left in lefts]
     for padding in options:
         alt = dataclasses.replace(cfg, padding=padding)
         if not _out_lengths_match(alt, lengths, y_lengths):
@@ -109,7 +113,8 @@ def _relative_rss(cfg: ConvConfig, xs, ys) -> float | None:
     usable = sum(n for _, n in spans)
     if usable < 4 * unknowns + 10:
         return None
-    wanted = np.unique(np.linspace(0, usable - 1, min(usable, SAMPLE_ROWS)).astype(np.int64))
+    n_rows = min(usable, SAMPLE_ROWS, max(6 * unknowns, 512))  # 6 rows per unknown: enough to tell fits apart
+    wanted = np.unique(np.linspace(0, usable - 1, n_rows).astype(np.int64))
     rss = yty = 0.0
     for g in range(cfg.groups):
         rows, targets = [], []
@@ -130,7 +135,8 @@ def _relative_rss(cfg: ConvConfig, xs, ys) -> float | None:
         a, b = a[good], b[good]
         if len(a) < 4 * unknowns + 10:
             return None
-        coef = np.linalg.lstsq(a, b, rcond=None)[0]
+        with SerialBLAS():  # small LAPACK calls: OpenBLAS threads only slow them down on shared cores
+            coef = np.linalg.lstsq(a, b, rcond=None)[0]
         rss += float(np.sum((b - a @ coef) ** 2))
         yty += float(np.sum(b**2))
     return rss / yty if yty > 0 else None
