@@ -28,8 +28,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .problem import Block
 
-#: Design matrices with at most this many entries may be built explicitly (32 MiB of float64).
-EXPLICIT_LIMIT = 1 << 22
+#: Design matrices with at most this many entries (2 MiB of float64) are built explicitly and solved by SVD;
+#: larger ones go through the exact lagged-correlation statistics (faster from about this size on).
+EXPLICIT_LIMIT = 1 << 18
 #: Rows per chunk when a design is streamed explicitly.
 CHUNK_ROWS = 1 << 14
 #: Entries of ``x`` per chunk in the blocked lagged correlations (2 MiB of float64).
