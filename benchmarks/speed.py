@@ -22,7 +22,7 @@ from harness import RESULTS, fmt_time, markdown_table, measure, write_result
 import kernel_recovery as kr
 from kernel_recovery import solvers
 
-BUDGET_S = 30.0
+BUDGET_S = 5.0
 
 
 def make(length, k, c, seed=0):
