@@ -80,6 +80,7 @@ def sweep(label, cases, quick):
 def plot(curves, path):
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -90,6 +91,12 @@ def plot(curves, path):
         for method, pts in curve.items():
             xs = [p[key] for p, _ in pts]
             ax.loglog(xs, [t for _, t in pts], marker="o", label=method)
+        ticks = sorted({p[key] for pts in curve.values() for p, _ in pts})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(key)
         ax.set_title(label, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
