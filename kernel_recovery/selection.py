@@ -351,6 +351,7 @@ def _cv_score(problem: CanonicalProblem, folds: int) -> float:
 
 #: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
 CHECK_ROWS = 1 << 14
+CHECK_ROWS_PER_COLUMN = 32
 CHECK_EXTRA = 2
 #: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
 CHECK_ALPHA = 1e-6
@@ -364,8 +365,10 @@ def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, 
     usable = sum(max(n, 0) for _, n in spans)
     if usable <= 0:
         return None
-    per_chunk = max(CHECK_ROWS // 8, 1)
-    take = min(usable, CHECK_ROWS)
+    # enough rows for a powerful F-test, not more: the two fits cost rows x columns^2
+    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * width * block.channels))
+    per_chunk = max(budget // 8, 1)
+    take = min(usable, budget)
     starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
     wanted = np.unique(np.concatenate([np.arange(s0, min(s0 + per_chunk, usable)) for s0 in starts]))
     rows, ys = [], []
