@@ -401,8 +401,6 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
     at least 1% of the residual with p < 1e-6 (over all channels).  Fits exact to 1e-6 (relative rms) are
     left alone.  The cost is that of a least-squares fit of at most ``CHECK_ROWS`` rows.
     """
-    from scipy.special import fdtrc
-
     cfg = problem.config
     e = CHECK_EXTRA
     flagged, shares, pvalues, sides = [], [], [], np.zeros(2)
@@ -410,7 +408,7 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
         if block.ys is None:
             return None
         cols_ext = (block.taps + 2 * e) * block.channels + int(cfg.use_bias)
-        if cols_ext > 1024:
+        if cols_ext > 1024 or block.n_equations - cols_ext <= 10:  # too wide, or too few rows for an F-test
             continue
         got = _check_rows(block, e, cfg.use_bias)
         if got is None:
@@ -429,6 +427,8 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
         with np.errstate(divide="ignore", invalid="ignore"):
             f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
         f_stat = np.where(rss_e > 0, f_stat, np.inf)
+        from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
+
         p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
         share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
         hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / cfg.out_channels) & (share >= CHECK_EFFECT)
