@@ -3,9 +3,10 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .accumulator import NormalEquations
-from .api import recover_kernel
+from .api import analyze, recover_kernel
 from .conv import conv1d
-from .determinacy import DeterminacyReport, IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning, analyze
+from .determinacy import DeterminacyReport
+from .exceptions import IllConditionedWarning, KernelSizeWarning, SpectralWarning, UnderdeterminedWarning
 from .planning import plan
 from .result import KernelResult, Solution
 from .selection import KernelSizeSelection, select_kernel_size
@@ -23,6 +24,7 @@ __all__ = [
     "KernelSizeSelection",
     "KernelSizeWarning",
     "NormalEquations",
+    "SpectralWarning",
     "Solution",
     "StackResult",
     "UnderdeterminedWarning",

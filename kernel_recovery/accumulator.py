@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .determinacy import report_for
+from .operator import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics, n_columns
 from .problem import (
     Block,
     CanonicalProblem,
@@ -33,7 +34,6 @@ from .problem import (
     unmask,
 )
 from .result import KernelResult
-from .statistics import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics, n_columns
 
 
 @dataclass(eq=False)

@@ -10,7 +10,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import misconfiguration, solvers
-from .determinacy import KernelSizeWarning, report_for
+from .determinacy import DeterminacyReport, report_for
+from .exceptions import KernelSizeWarning
+from .operator import residuals
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
 from .selection import kernel_size_message
@@ -132,9 +134,9 @@ def recover_kernel(
     sol = solver(problem, **options)
     kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
     bias = problem.from_canonical_bias(sol.biases) if problem.config.use_bias else None
-    residuals = problem.residuals(sol.kernels, sol.biases)
-    total = sum(float(np.sum(r**2)) for r in residuals)
-    count = sum(r.size for r in residuals)
+    resid = residuals(problem, sol.kernels, sol.biases)
+    total = sum(float(np.sum(r**2)) for r in resid)
+    count = sum(r.size for r in resid)
     residual_rms = float(np.sqrt(total / count))
     # Kernel-size check (issue 9): does a fit with a few more taps explain the residual? Cheap: a row subsample.
     if report.ok:
@@ -168,3 +170,104 @@ def recover_kernel(
         options=dict(sol.options),
         diagnostics=diagnostics,
     )
+
+
+def analyze(
+    x: ArrayLike,
+    y: ArrayLike | None,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: Padding = "valid",
+    dilation: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    layout: Layout = "nwc",
+    flip: bool = False,
+    out_channels: int | None = None,
+    noise_level: float | ArrayLike | None = None,
+    warn: bool = True,
+    nan_policy: Literal["raise", "omit"] = "raise",
+) -> DeterminacyReport:
+    """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
+
+    Parameters
+    ----------
+    x, y : array_like
+        As in :func:`recover_kernel`.  ``y`` may be None: only ``x`` and the configuration decide the
+        counts and the rank; ``y`` then only fixes the number of output channels.
+    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip
+        The configuration, as in :func:`conv1d`.
+    out_channels : int, optional
+        Number of output channels when ``y`` is None (default: ``groups``).
+    noise_level : float or array_like of shape (out_channels,), optional
+        Standard deviation of white noise in ``y``; the report then gives ``expected_error``.
+    warn : bool
+        Issue :class:`UnderdeterminedWarning` / :class:`IllConditionedWarning` when they apply.
+    nan_policy : {"raise", "omit"}
+        As in :func:`recover_kernel`: with ``"omit"`` the equations that are NaN in ``y`` or read a NaN of
+        ``x`` (or a masked sample) are dropped, and only the equations that remain are counted.
+
+    Returns
+    -------
+    DeterminacyReport
+        Counts, rank, condition number, expected error per unit noise, the orders of excitation, the invisible
+        kernel directions (``null_space``) and their causes in plain words with what extra data would fix them.
+
+    See Also
+    --------
+    plan : the same report from shapes alone, before recording any data.
+
+    Notes
+    -----
+    Each output channel is a separate linear system ``A w = y_o`` whose design ``A`` has one row per
+    output sample and ``kernel_size * in_channels // groups (+1 for the bias)`` columns.  The rank and
+    singular values come from an SVD of ``A`` when it is small, otherwise from the eigenvalues of
+    ``A^T A`` (then singular values below ``4 sqrt(P * eps)`` times the largest are treated as zero), so a long
+    record costs one pass to build ``A^T A`` and an eigendecomposition of a ``P x P`` matrix.
+
+    The expected error for white noise of standard deviation ``sigma`` is ``sigma * sqrt(trace((A^T A)^-1))``
+    (root-sum-square over the channel's coefficients).  The order of excitation of a channel is the rank of
+    the design's columns that belong to its taps (capped at ``kernel_size``): a signal made of ``m``
+    distinct sinusoids excites ``2 m`` directions, a constant one, broadband noise all of them.
+
+    Examples
+    --------
+    >>> import kernel_recovery as kr
+    >>> rep = kr.analyze([0.0, 3.0, 4.0, 5.0], [[6.0, 12.0], [11.0, 25.0], [14.0, 32.0]], 2)
+    >>> rep.status, rep.equations.tolist(), rep.unknowns.tolist()
+    ('overdetermined', [3, 3], [2, 2])
+    >>> import numpy as np
+    >>> rep = kr.analyze(np.sin(0.3 * np.arange(100)), None, 4, warn=False)
+    >>> rep.rank.tolist(), rep.excitation_order.tolist(), rep.cause_codes
+    ([2], [2], ('few_frequencies',))
+    """
+    # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): one streamed pass.
+    from . import outofcore
+
+    if outofcore.is_out_of_core(x, y):
+        if nan_policy != "raise":
+            raise ValueError(f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite.")
+        config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
+        return outofcore.analyze(
+            x, y, kernel_size, layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level,
+            warn=warn, _stacklevel=3, **config,
+        )  # fmt: skip
+    problem = build_problem(
+        x,
+        y,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=use_bias,
+        layout=layout,
+        flip=flip,
+        out_channels=out_channels,
+        nan_policy=nan_policy,
+    )
+    report = report_for(problem, noise_level=noise_level)
+    if warn:
+        report.warn(stacklevel=2)
+    return report

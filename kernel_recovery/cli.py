@@ -321,8 +321,7 @@ def run_demo(
         The exit code, 0.
     """
     from . import datasets, solvers
-    from .api import recover_kernel
-    from .determinacy import analyze
+    from .api import analyze, recover_kernel
 
     out = sys.stdout if out is None else out
     examples = datasets.all_examples()
@@ -495,7 +494,7 @@ def cmd_recover(args, out: TextIO) -> int:
 
 
 def cmd_analyze(args, out: TextIO) -> int:
-    from .determinacy import analyze
+    from .api import analyze
 
     if args.output is not None:
         _suffix(args.output, (".json",), "output file")

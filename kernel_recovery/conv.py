@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .operator import forward
 from .problem import Layout, Padding, _check_dtype, _check_finite, build_problem, restore_form
 
 
@@ -110,7 +111,7 @@ def conv1d(
         biases = problem.to_canonical_bias(b.astype(np.float64))
     kernels = problem.to_canonical(w.astype(np.float64))
     outs = [
-        block.forward(k, None if biases is None else biases[i])
+        forward(block, k, None if biases is None else biases[i])
         for i, (block, k) in enumerate(zip(problem.blocks, kernels))
     ]
     dtype = np.result_type(problem.dtype, w.dtype, np.float32, *([] if bias is None else [np.asarray(bias).dtype]))

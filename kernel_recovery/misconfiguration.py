@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .operator import SerialBLAS
 from .problem import PADDING_MODES, CanonicalProblem, ConvConfig, as_sequences
-from .statistics import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
 #: a correct fit to data with an SNR above 26 dB leaves less, and pays nothing for the check.

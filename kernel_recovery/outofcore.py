@@ -32,7 +32,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .accumulator import NormalEquations
-from .determinacy import DeterminacyReport, block_spectrum, report_for
+from .determinacy import DeterminacyReport, report_for
+from .operator import block_spectrum
 from .problem import ConvConfig, Layout, Padding, _check_dtype, check_layout
 from .result import KernelResult
 

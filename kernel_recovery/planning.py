@@ -10,13 +10,13 @@ import numpy as np
 
 from .determinacy import (
     DeterminacyReport,
-    UnderdeterminedWarning,
     _noise_array,
     _user_taps,
     data_needed,
     shape_causes,
     untouched_taps,
 )
+from .exceptions import UnderdeterminedWarning
 from .problem import ConvConfig, Padding, check_positive_int
 
 

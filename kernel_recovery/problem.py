@@ -365,28 +365,6 @@ def restore_form(
 # ----------------------------------------------------------------------------------------------
 
 
-#: Above this many multiply-adds per output sample (taps x channels x outputs), Block.forward uses FFTs.
-DIRECT_FORWARD_MAX = 64
-
-
-def _correlate_fft(x: np.ndarray, kernel: np.ndarray, m: int) -> np.ndarray:
-    """``out[t] = sum_j x[t + j] @ kernel[j]`` for ``t < m`` by overlap-save FFT blocks (bounded memory)."""
-    import scipy.fft
-
-    taps = kernel.shape[0]
-    size = scipy.fft.next_fast_len(max(8 * taps, 1 << 14), real=True)
-    step = size - taps + 1
-    # a correlation is a convolution with the reversed kernel
-    kf = scipy.fft.rfft(kernel[::-1], n=size, axis=0)  # (F, C, O)
-    out = np.empty((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
-    for start in range(0, m, step):
-        count = min(step, m - start)
-        xf = scipy.fft.rfft(x[start : start + count + taps - 1], n=size, axis=0)  # (F, C)
-        yf = np.einsum("fc,fco->fo", xf, kf)
-        out[start : start + count] = scipy.fft.irfft(yf, n=size, axis=0)[taps - 1 : taps - 1 + count]
-    return out
-
-
 @dataclass(eq=False)
 class Block:
     """One group as a valid, stride-1, undilated cross-correlation (see the module docstring).
@@ -413,24 +391,6 @@ class Block:
     @property
     def n_equations(self) -> int:
         return sum(len(x) - self.taps + 1 for x in self.xs)
-
-    def forward(self, kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray]:
-        """Outputs of the canonical correlation for a canonical ``kernel`` ``(taps, channels, O)``."""
-        kernel = np.where(self.mask[:, :, None], kernel, 0.0)
-        outs = []
-        for x in self.xs:
-            m = len(x) - self.taps + 1
-            if self.taps * kernel.shape[1] * kernel.shape[2] <= DIRECT_FORWARD_MAX or m < 4 * self.taps:
-                out = np.zeros((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
-                for j in range(self.taps):
-                    out += x[j : j + m] @ kernel[j]
-            else:
-                out = _correlate_fft(x, kernel, m)
-            if bias is not None:
-                out += bias
-            outs.append(out)
-        return outs
-
 
 @dataclass(eq=False)
 class CanonicalProblem:
@@ -511,15 +471,6 @@ class CanonicalProblem:
                 for r in range(min(d_sub, m)):
                     outs[i][r::d_sub, block.out_channels] = next(it)
         return outs
-
-    def residuals(self, kernels, biases=None) -> list[np.ndarray]:
-        """Per block, ``y - prediction`` stacked over subsequences, ``(equations, O)``."""
-        res = []
-        for i, block in enumerate(self.blocks):
-            pred = block.forward(kernels[i], None if biases is None else biases[i])
-            res.append(np.concatenate([y - p for y, p in zip(block.ys, pred)]))
-        return res
-
 
 #: Data whose largest magnitude lies outside ``[1 / VALUE_RANGE, VALUE_RANGE]`` are refused by the solvers:
 #: sums of their squared products (the Gram, the spectra) would overflow or underflow float64.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .determinacy import DeterminacyReport
 from .problem import ConvConfig
+
+if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
+    from .determinacy import DeterminacyReport
 
 
 @dataclass
@@ -94,10 +97,8 @@ class KernelResult:
     def confidence_interval(self, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Student-t intervals ``estimate -+ t * stderr`` for the kernel (or bias); needs :attr:`stderr`.
 
-        See :func:`kernel_recovery.solvers.lstsq.confidence_interval`.
+        See :func:`kernel_recovery.result.confidence_interval`.
         """
-        from .solvers.lstsq import confidence_interval
-
         return confidence_interval(self, level, bias=bias)
 
     def plot(self, x=None, y=None, *, true_kernel=None):
@@ -138,3 +139,51 @@ class KernelResult:
             lines.append(f"  bias: {np.array2string(self.bias, precision=6, suppress_small=True)}")
         lines.append(f"  residual_rms: {self.residual_rms:.3g}")
         return "\n".join(lines)
+
+
+def confidence_interval(result, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided confidence intervals for the kernel (or bias) of a least-squares :class:`KernelResult`.
+
+    ``estimate -+ t_{dof, (1 + level) / 2} * stderr`` with ``dof = n - P`` (Student's t: exact under
+    Gaussian noise for a full-rank design).
+
+    Parameters
+    ----------
+    result : KernelResult
+        From ``recover_kernel(..., method="lstsq")`` (or :class:`NormalEquations`), with standard errors.
+    level : float
+        Coverage, in (0, 1).
+    bias : bool
+        Intervals for the bias instead of the kernel.
+
+    Returns
+    -------
+    lower, upper : ndarray
+        Shaped like ``result.kernel`` (or ``result.bias``).
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> from kernel_recovery.result import confidence_interval
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(500)
+    >>> y = kr.conv1d(x, [1.0, -0.5]) + 0.1 * rng.standard_normal(499)
+    >>> lo, hi = confidence_interval(kr.recover_kernel(x, y, 2))
+    >>> bool(np.all((lo.ravel() < [1.0, -0.5]) & ([1.0, -0.5] < hi.ravel())))
+    True
+    """
+    from scipy.stats import t as student_t
+
+    if not (isinstance(level, numbers.Real) and 0 < level < 1):
+        raise ValueError(f"`level` must be a number in (0, 1), got {level!r}.")
+    se = result.bias_stderr if bias else result.stderr
+    est = result.bias if bias else result.kernel
+    if se is None or est is None:
+        what = "bias" if bias else "kernel"
+        raise ValueError(
+            f"this result has no standard errors for its {what} (method={result.method!r}); they come from plain "
+            "least squares with a full-rank design and more equations than unknowns."
+        )
+    dof = result.diagnostics.get("dof")
+    q = student_t.ppf(0.5 + level / 2, dof) if dof else np.inf
+    return est - q * se, est + q * se

@@ -12,7 +12,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
-from .determinacy import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
+from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
+from .operator import SerialBLAS, design_rows, n_columns
 from .problem import (
     CanonicalProblem,
     ConvConfig,
@@ -23,7 +24,6 @@ from .problem import (
     check_padding,
     check_positive_int,
 )
-from .statistics import SerialBLAS, design_rows, n_columns
 
 CRITERIA = ("aic", "bic", "cv")
 #: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).

@@ -14,8 +14,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .api import analyze
 from .conv import conv1d
-from .determinacy import DeterminacyReport, analyze
+from .determinacy import DeterminacyReport
 from .problem import ConvConfig, as_sequences, check_layout, restore_form
 
 ACTIVATIONS = (None, "relu", "tanh")

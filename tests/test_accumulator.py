@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import accumulator, determinacy, statistics
+from kernel_recovery import accumulator
+from kernel_recovery import operator as determinacy
+from kernel_recovery import operator as statistics
 from kernel_recovery.solvers import lstsq
 
 

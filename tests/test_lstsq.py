@@ -7,10 +7,11 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import kernel_recovery as kr
-from kernel_recovery import determinacy, statistics
+from kernel_recovery import operator as determinacy
+from kernel_recovery import operator as statistics
 from kernel_recovery.problem import build_problem
+from kernel_recovery.result import confidence_interval
 from kernel_recovery.solvers import lstsq
-from kernel_recovery.solvers.lstsq import confidence_interval
 
 
 def im2col(x, taps):

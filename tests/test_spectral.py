@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernel_recovery as kr
-from kernel_recovery.determinacy import KernelSizeWarning, UnderdeterminedWarning
-from kernel_recovery.solvers.spectral import SpectralWarning
+from kernel_recovery.exceptions import KernelSizeWarning, SpectralWarning, UnderdeterminedWarning
 
 
 def flat(y):

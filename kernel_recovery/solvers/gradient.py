@@ -37,9 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..operator import SerialBLAS, block_statistics, design_matrix, n_columns, residuals
 from ..problem import CanonicalProblem, check_gram_memory
 from ..result import Solution
-from ..statistics import SerialBLAS, block_statistics, design_matrix, n_columns
 
 LOSSES = ("mae", "mse", "huber")
 INITS = ("glorot_uniform", "zeros", "lstsq")
@@ -530,8 +530,8 @@ def _check_minimum(problem: CanonicalProblem, kernels, biases, message: str) -> 
     from .lstsq import solve as lstsq_solve
 
     ref = lstsq_solve(problem)
-    rss = sum(float(np.sum(r**2)) for r in problem.residuals(kernels, biases))
-    rss_min = sum(float(np.sum(r**2)) for r in problem.residuals(ref.kernels, ref.biases))
+    rss = sum(float(np.sum(r**2)) for r in residuals(problem, kernels, biases))
+    rss_min = sum(float(np.sum(r**2)) for r in residuals(problem, ref.kernels, ref.biases))
     yty = sum(float(np.sum(y**2)) for block in problem.blocks for y in block.ys)
     if rss <= rss_min * (1 + 1e-2) + 1e-10 * yty:
         return True, message

@@ -21,21 +21,23 @@ from typing import Literal
 
 import numpy as np
 
-from ..determinacy import block_spectrum
-from ..problem import Block, CanonicalProblem
-from ..result import Solution
-from ..statistics import (
+from ..operator import (
     CHUNK_ROWS,
     EXPLICIT_LIMIT,
     SerialBLAS,
+    ToeplitzGram,
+    adjoint,
+    block_residuals,
+    block_spectrum,
     block_statistics,
-    column_sums,
     design_matrix,
     design_rows,
-    lagged_correlations,
     n_columns,
+    pcg,
     unpack_columns,
 )
+from ..problem import Block, CanonicalProblem
+from ..result import Solution
 
 #: Refine normal-equation solutions when the Gram's condition number exceeds this.
 REFINE_ABOVE = 1e7
@@ -276,12 +278,12 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
         return coef, info, rss
     steps = 0
     for steps in range(1, 4):  # noqa: B007 (corrected semi-normal equations: residuals from the data)
-        resid = _residuals(block, use_bias, coef)
-        step = apply_inverse(_design_t_times(block, use_bias, resid))
+        resid = block_residuals(block, use_bias, coef)
+        step = apply_inverse(adjoint(block, use_bias, resid))
         coef = coef + step
         if np.max(np.abs(step)) <= 1e-15 * max(np.max(np.abs(coef)), 1e-300):
             break
-    resid = _residuals(block, use_bias, coef)
+    resid = block_residuals(block, use_bias, coef)
     info["solver"] = "normal_equations+refined"
     info["refinement_steps"] = steps
     return coef, info, sum(np.einsum("ij,ij->j", r, r) for r in resid)
@@ -298,24 +300,6 @@ def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
     if spec.rank < len(spec.singular_values):
         return None
     return np.einsum("ij,j->i", spec.right_vectors**2, 1.0 / spec.singular_values**2)
-
-
-def _residuals(block: Block, use_bias: bool, coef: np.ndarray) -> list[np.ndarray]:
-    k, b = unpack_columns(block, coef, use_bias)
-    return [y - f for y, f in zip(block.ys, block.forward(k, b))]
-
-
-def _design_t_times(block: Block, use_bias: bool, values: list[np.ndarray]) -> np.ndarray:
-    """``A^T v`` for per-sequence ``v`` ``(rows, O)``, through the lagged cross-correlations."""
-    cols = block.mask.ravel()
-    out = 0.0
-    for x, v in zip(block.xs, values):
-        _, q = lagged_correlations(x, block.taps, v)
-        part = q.reshape(-1, v.shape[1])[cols]
-        if use_bias:
-            part = np.concatenate([part, v.sum(axis=0)[None]])
-        out = out + part
-    return out
 
 
 def _orthogonal(block: Block, use_bias: bool):
@@ -335,7 +319,7 @@ def _orthogonal(block: Block, use_bias: bool):
     u, s, vt = np.linalg.svd(r)
     keep = s > s[0] * max(block.n_equations, p) * np.finfo(float).eps  # numpy.linalg.lstsq's tolerance
     coef = vt[keep].T @ ((u[:, keep].T @ qty) / s[keep, None])
-    resid = _residuals(block, use_bias, coef)
+    resid = block_residuals(block, use_bias, coef)
     cond = float(s[0] / s[-1]) if keep.all() else np.inf
     return coef, sum(np.einsum("ij,ij->j", q, q) for q in resid), cond
 
@@ -345,94 +329,17 @@ def _orthogonal(block: Block, use_bias: bool):
 # ----------------------------------------------------------------------------------------------
 
 
-class _ToeplitzGram:
-    """Products with the Gram of a single-input block: ``Toep(R) - H^T H + E^T E`` (+ bias, ridge) by FFT."""
-
-    def __init__(self, block: Block, use_bias: bool, ridge: float):
-        import scipy.fft
-
-        self.fft = scipy.fft
-        t = block.taps
-        self.t = t
-        self.size = scipy.fft.next_fast_len(2 * t, real=True)
-        r = np.zeros(t)
-        self.cross = 0.0
-        self.edges = []
-        sums = np.zeros(t)
-        ysum = 0.0
-        n_rows = 0
-        for x, y in zip(block.xs, block.ys):
-            m = len(x) - t + 1
-            rl, q = lagged_correlations(x, t, y, method="fft")
-            r += rl[:, 0, 0]
-            self.cross = self.cross + q[:, 0, :]
-            for edge, sign in ((x[: t - 1, 0], -1.0), (x[m : m + t - 1, 0], 1.0)):
-                self.edges.append((scipy.fft.rfft(edge, self.size), sign))
-            sums += column_sums(x, t)[:, 0]
-            ysum = ysum + y.sum(axis=0)
-            n_rows += m
-        self.n_rows = n_rows
-        circ = np.concatenate([r, np.zeros(self.size - 2 * t + 1), r[:0:-1]])
-        self.toeplitz = scipy.fft.rfft(circ)
-        # T. Chan's optimal circulant preconditioner of Toep(R)
-        k = np.arange(t)
-        chan = ((t - k) * r + k * np.concatenate([[0.0], r[:0:-1]])) / t
-        eig = scipy.fft.rfft(chan).real
-        self.precond = 1.0 / np.maximum(eig + ridge, eig.max() * 1e-12)
-        self.ridge = ridge
-        self.use_bias = use_bias
-        self.sums, self.ysum = sums, ysum
-
-    def matvec(self, w: np.ndarray) -> np.ndarray:
-        fft, t, size = self.fft, self.t, self.size
-        wf = fft.rfft(w, size)
-        out = fft.irfft(self.toeplitz * wf, size)[:t]
-        for hf, sign in self.edges:
-            v = fft.irfft(np.conj(hf) * wf, size)[:t]  # v[s] = sum_i h_i w_{i+s}
-            v[0] = 0.0
-            out += sign * fft.irfft(hf * fft.rfft(v, size), size)[:t]
-        if self.use_bias:
-            out -= self.sums * (self.sums @ w) / self.n_rows
-        return out + self.ridge * w
-
-    def precondition(self, v: np.ndarray) -> np.ndarray:
-        return self.fft.irfft(self.fft.rfft(v) * self.precond, self.t)
-
-
 def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13, max_iter: int = 2000):
-    op = _ToeplitzGram(block, use_bias, ridge)
+    op = ToeplitzGram(block, use_bias, ridge)
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
     for o in range(rhs.shape[1]):
-        w, it = _pcg(op, rhs[:, o], tol, max_iter)
+        w, it = pcg(op, rhs[:, o], tol, max_iter)
         if use_bias:
             w = np.concatenate([w, [(op.ysum[o] - op.sums @ w) / op.n_rows]])
         coefs.append(w)
         iters.append(it)
     return np.stack(coefs, axis=1), {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows}
-
-
-def _pcg(op: _ToeplitzGram, b: np.ndarray, tol: float, max_iter: int):
-    x = np.zeros_like(b)
-    r = b.copy()
-    z = op.precondition(r)
-    p = z.copy()
-    rz = r @ z
-    norm_b = np.linalg.norm(b)
-    if norm_b == 0:
-        return x, 0
-    for it in range(1, max_iter + 1):  # noqa: B007
-        ap = op.matvec(p)
-        alpha = rz / (p @ ap)
-        x += alpha * p
-        r -= alpha * ap
-        if np.linalg.norm(r) <= tol * norm_b:
-            return x, it
-        z = op.precondition(r)
-        rz_new = r @ z
-        p = z + (rz_new / rz) * p
-        rz = rz_new
-    return x, max_iter
 
 
 # ----------------------------------------------------------------------------------------------
@@ -592,7 +499,7 @@ def _robust(block: Block, use_bias: bool, loss: str, delta: float | None):
     coef = np.linalg.lstsq(design_matrix(block, use_bias), y, rcond=None)[0] if n * p <= EXPLICIT_LIMIT else None
     if coef is None:
         coef, _, _ = _normal_equations(block, use_bias, 0.0, True)
-    resid = np.concatenate(_residuals(block, use_bias, coef))
+    resid = np.concatenate(block_residuals(block, use_bias, coef))
     deltas = np.zeros(y.shape[1])
     iters = 0
     for o in range(y.shape[1]):
@@ -650,56 +557,3 @@ def _irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str,
         if done:
             break
     return w, it
-
-
-# ----------------------------------------------------------------------------------------------
-# Confidence intervals
-# ----------------------------------------------------------------------------------------------
-
-
-def confidence_interval(result, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided confidence intervals for the kernel (or bias) of a least-squares :class:`KernelResult`.
-
-    ``estimate -+ t_{dof, (1 + level) / 2} * stderr`` with ``dof = n - P`` (Student's t: exact under
-    Gaussian noise for a full-rank design).
-
-    Parameters
-    ----------
-    result : KernelResult
-        From ``recover_kernel(..., method="lstsq")`` (or :class:`NormalEquations`), with standard errors.
-    level : float
-        Coverage, in (0, 1).
-    bias : bool
-        Intervals for the bias instead of the kernel.
-
-    Returns
-    -------
-    lower, upper : ndarray
-        Shaped like ``result.kernel`` (or ``result.bias``).
-
-    Examples
-    --------
-    >>> import numpy as np, kernel_recovery as kr
-    >>> from kernel_recovery.solvers.lstsq import confidence_interval
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.standard_normal(500)
-    >>> y = kr.conv1d(x, [1.0, -0.5]) + 0.1 * rng.standard_normal(499)
-    >>> lo, hi = confidence_interval(kr.recover_kernel(x, y, 2))
-    >>> bool(np.all((lo.ravel() < [1.0, -0.5]) & ([1.0, -0.5] < hi.ravel())))
-    True
-    """
-    from scipy.stats import t as student_t
-
-    if not (isinstance(level, numbers.Real) and 0 < level < 1):
-        raise ValueError(f"`level` must be a number in (0, 1), got {level!r}.")
-    se = result.bias_stderr if bias else result.stderr
-    est = result.bias if bias else result.kernel
-    if se is None or est is None:
-        what = "bias" if bias else "kernel"
-        raise ValueError(
-            f"this result has no standard errors for its {what} (method={result.method!r}); they come from plain "
-            "least squares with a full-rank design and more equations than unknowns."
-        )
-    dof = result.diagnostics.get("dof")
-    q = student_t.ppf(0.5 + level / 2, dof) if dof else np.inf
-    return est - q * se, est + q * se

@@ -54,7 +54,7 @@ from typing import Literal
 import numpy as np
 import scipy.fft as sfft
 
-from ..determinacy import IllConditionedWarning
+from ..exceptions import SpectralWarning
 from ..problem import Block, CanonicalProblem
 from ..result import Solution
 
@@ -69,14 +69,6 @@ POLISH_STEPS = 4
 POLISH_TOL = 1e-10
 #: Relative tolerance of each polishing correction.
 POLISH_INNER_TOL = 1e-6
-
-
-class SpectralWarning(IllConditionedWarning):
-    """The per-frequency systems of ``method="fft"`` are singular at some frequencies.
-
-    The input channels carry no (independent) power there, so the kernel's response at those
-    frequencies is fixed by regularization rather than by the data.
-    """
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .problem import Block
+from .problem import Block, CanonicalProblem
 
 #: Design matrices with at most this many entries (2 MiB of float64) are built explicitly and solved by SVD;
 #: larger ones go through the exact lagged-correlation statistics (faster from about this size on).
@@ -397,3 +397,266 @@ def design_r_factor(block: Block, use_bias: bool) -> np.ndarray:
     if len(r) < p:
         r = np.concatenate([r, np.zeros((p - len(r), p))])
     return r
+
+# ----------------------------------------------------------------------------------------------
+# Forward and adjoint
+# ----------------------------------------------------------------------------------------------
+
+
+#: Above this many multiply-adds per output sample (taps x channels x outputs), Block.forward uses FFTs.
+DIRECT_FORWARD_MAX = 64
+
+
+def _correlate_fft(x: np.ndarray, kernel: np.ndarray, m: int) -> np.ndarray:
+    """``out[t] = sum_j x[t + j] @ kernel[j]`` for ``t < m`` by overlap-save FFT blocks (bounded memory)."""
+    import scipy.fft
+
+    taps = kernel.shape[0]
+    size = scipy.fft.next_fast_len(max(8 * taps, 1 << 14), real=True)
+    step = size - taps + 1
+    # a correlation is a convolution with the reversed kernel
+    kf = scipy.fft.rfft(kernel[::-1], n=size, axis=0)  # (F, C, O)
+    out = np.empty((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
+    for start in range(0, m, step):
+        count = min(step, m - start)
+        xf = scipy.fft.rfft(x[start : start + count + taps - 1], n=size, axis=0)  # (F, C)
+        yf = np.einsum("fc,fco->fo", xf, kf)
+        out[start : start + count] = scipy.fft.irfft(yf, n=size, axis=0)[taps - 1 : taps - 1 + count]
+    return out
+
+
+def forward(block: Block, kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray]:
+    """Outputs of the canonical correlation for a canonical ``kernel`` ``(taps, channels, O)``."""
+    kernel = np.where(block.mask[:, :, None], kernel, 0.0)
+    outs = []
+    for x in block.xs:
+        m = len(x) - block.taps + 1
+        if block.taps * kernel.shape[1] * kernel.shape[2] <= DIRECT_FORWARD_MAX or m < 4 * block.taps:
+            out = np.zeros((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
+            for j in range(block.taps):
+                out += x[j : j + m] @ kernel[j]
+        else:
+            out = _correlate_fft(x, kernel, m)
+        if bias is not None:
+            out += bias
+        outs.append(out)
+    return outs
+
+
+def residuals(problem: CanonicalProblem, kernels, biases=None) -> list[np.ndarray]:
+    """Per block, ``y - prediction`` stacked over subsequences, ``(equations, O)``."""
+    res = []
+    for i, block in enumerate(problem.blocks):
+        pred = forward(block, kernels[i], None if biases is None else biases[i])
+        res.append(np.concatenate([y - p for y, p in zip(block.ys, pred)]))
+    return res
+
+
+def block_residuals(block: Block, use_bias: bool, coef: np.ndarray) -> list[np.ndarray]:
+    k, b = unpack_columns(block, coef, use_bias)
+    return [y - f for y, f in zip(block.ys, forward(block, k, b))]
+
+
+def adjoint(block: Block, use_bias: bool, values: list[np.ndarray]) -> np.ndarray:
+    """``A^T v`` for per-sequence ``v`` ``(rows, O)``, through the lagged cross-correlations."""
+    cols = block.mask.ravel()
+    out = 0.0
+    for x, v in zip(block.xs, values):
+        _, q = lagged_correlations(x, block.taps, v)
+        part = q.reshape(-1, v.shape[1])[cols]
+        if use_bias:
+            part = np.concatenate([part, v.sum(axis=0)[None]])
+        out = out + part
+    return out
+
+# ----------------------------------------------------------------------------------------------
+# The spectrum (singular values, right singular vectors) and its rank
+# ----------------------------------------------------------------------------------------------
+
+
+#: When the Gram cannot resolve the rank, an orthogonal factorization of the design settles it if it costs at
+#: most this many flops (rows x columns^2).
+QR_BUDGET = 4e9
+#: Designs with more columns than this are analyzed from a spectral (Welch/Szego) estimate in the report.
+APPROXIMATE_ABOVE = 1024
+
+
+@dataclass(frozen=True)
+class BlockSpectrum:
+    singular_values: np.ndarray  # descending
+    right_vectors: np.ndarray | None  # (P, P), columns; None for the spectral estimate of large designs
+    tolerance: float
+    exact: bool  # from an SVD of the explicit design (True) or eigenvalues of the Gram (False)
+    channel_orders: np.ndarray | None = None  # spectral estimate only: excited directions per canonical channel
+
+    @property
+    def rank(self) -> int:
+        return int((self.singular_values > self.tolerance).sum())
+
+    @property
+    def coordinates(self) -> np.ndarray:
+        """``diag(s) V^T`` (P, P): any subset of the design's columns has the singular values of these columns."""
+        return self.singular_values[:, None] * self.right_vectors.T
+
+    def column_rank(self, columns: np.ndarray) -> int:
+        """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
+        if len(columns) == 0:
+            return 0
+        s = np.linalg.svd(self.coordinates[:, columns], compute_uv=False)
+        return int((s > self.tolerance).sum())
+
+
+def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
+    """Singular values and right singular vectors of one block's design (cached on the block)."""
+    key = ("spectrum", use_bias)
+    if key in block.cache:
+        return block.cache[key]
+    p = n_columns(block, use_bias)
+    n = block.n_equations
+    eps = np.finfo(np.float64).eps
+    if n * p <= EXPLICIT_LIMIT:
+        with SerialBLAS():
+            _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
+        s = np.concatenate([s, np.zeros(p - len(s))])
+        tol = (s[0] if len(s) else 0.0) * max(n, p) * eps
+        spec = BlockSpectrum(s, vt.T, tol, True)
+    else:
+        with SerialBLAS():
+            lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
+        lam, v = lam[::-1], v[:, ::-1]
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        # eigenvalues of A^T A carry errors of ~eps * lam_max (more after long sums), so singular values below
+        # ~sqrt(eps) s_max are unresolved; the factor 4 keeps exactly deficient designs from looking full rank
+        spec = BlockSpectrum(s, v, 4 * s[0] * np.sqrt(p * eps), False)
+        unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
+        covered = bool(block.xs) and sum(len(x) - block.taps + 1 for x in block.xs) == n  # streamed: rows kept?
+        if unresolved and covered and n * p * p <= QR_BUDGET:
+            # the Gram cannot tell ill-conditioned from deficient here: ask the design itself, via its R factor
+            _, s, vt = np.linalg.svd(design_r_factor(block, use_bias))
+            spec = BlockSpectrum(s, vt.T, s[0] * max(n, p) * eps, True)
+    block.cache[key] = spec
+    return spec
+
+
+def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
+    """The spectrum the report uses: exact when cheap or already computed, else a spectral estimate.
+
+    For more than ``APPROXIMATE_ABOVE`` columns an eigendecomposition of the Gram costs O(P^3); the
+    eigenvalues of the (block-)Toeplitz Gram are then estimated, by Szego's theorem, from the eigenvalues of
+    the inputs' cross-spectral matrices at ``taps`` frequencies (Welch: Kaiser windows, 50% overlap), scaled to
+    the number of equations.  Ranks and condition numbers are then approximate and no null space is given.
+    """
+    p = n_columns(block, use_bias)
+    if ("spectrum", use_bias) in block.cache or p <= APPROXIMATE_ABOVE:
+        return block_spectrum(block, use_bias)
+    key = ("spectral_estimate", use_bias)
+    if key not in block.cache:
+        block.cache[key] = _spectral_estimate(block, use_bias)
+    return block.cache[key]
+
+
+def _spectral_estimate(block, use_bias: bool) -> BlockSpectrum:
+    t, c = block.taps, block.channels
+    window = np.kaiser(t, 16.0)  # sidelobes below -110 dB: a sinusoid stays a few bins wide
+    acc = np.zeros((t, c, c), dtype=complex)
+    weight = 0.0
+    for x in block.xs:
+        if len(x) < t:
+            x = np.concatenate([x, np.zeros((t - len(x), c))])
+        starts = np.arange(0, len(x) - t + 1, max(t // 2, 1))
+        for i in range(0, len(starts), 64):  # bounded memory: 64 segments at a time
+            segs = np.stack([x[a : a + t] for a in starts[i : i + 64]]) * window[None, :, None]
+            f = np.fft.fft(segs, axis=1)
+            acc += np.einsum("stc,std->tcd", f.conj(), f)
+        weight += len(starts) * np.sum(window**2)
+    acc *= block.n_equations / max(weight, 1e-300)
+    lam = np.linalg.eigvalsh(acc).ravel()
+    lam = np.sort(lam)[::-1][: block.n_free]
+    if use_bias:
+        lam = np.sort(np.concatenate([lam, [float(block.n_equations)]]))[::-1]
+    sv = np.sqrt(np.clip(lam, 0.0, None))
+    tol = sv[0] * 1e-6 if len(sv) else 0.0  # the window's leakage floor, not rounding, sets the resolution
+    power = np.real(np.einsum("tcc->tc", acc))
+    orders = (np.sqrt(np.clip(power, 0.0, None)) > tol).sum(axis=0)
+    return BlockSpectrum(sv, None, tol, False, orders)
+
+# ----------------------------------------------------------------------------------------------
+# Long single-input kernels: the Gram as Toeplitz minus edges, by FFT, and preconditioned CG
+# ----------------------------------------------------------------------------------------------
+
+
+class ToeplitzGram:
+    """Products with the Gram of a single-input block: ``Toep(R) - H^T H + E^T E`` (+ bias, ridge) by FFT."""
+
+    def __init__(self, block: Block, use_bias: bool, ridge: float):
+        import scipy.fft
+
+        self.fft = scipy.fft
+        t = block.taps
+        self.t = t
+        self.size = scipy.fft.next_fast_len(2 * t, real=True)
+        r = np.zeros(t)
+        self.cross = 0.0
+        self.edges = []
+        sums = np.zeros(t)
+        ysum = 0.0
+        n_rows = 0
+        for x, y in zip(block.xs, block.ys):
+            m = len(x) - t + 1
+            rl, q = lagged_correlations(x, t, y, method="fft")
+            r += rl[:, 0, 0]
+            self.cross = self.cross + q[:, 0, :]
+            for edge, sign in ((x[: t - 1, 0], -1.0), (x[m : m + t - 1, 0], 1.0)):
+                self.edges.append((scipy.fft.rfft(edge, self.size), sign))
+            sums += column_sums(x, t)[:, 0]
+            ysum = ysum + y.sum(axis=0)
+            n_rows += m
+        self.n_rows = n_rows
+        circ = np.concatenate([r, np.zeros(self.size - 2 * t + 1), r[:0:-1]])
+        self.toeplitz = scipy.fft.rfft(circ)
+        # T. Chan's optimal circulant preconditioner of Toep(R)
+        k = np.arange(t)
+        chan = ((t - k) * r + k * np.concatenate([[0.0], r[:0:-1]])) / t
+        eig = scipy.fft.rfft(chan).real
+        self.precond = 1.0 / np.maximum(eig + ridge, eig.max() * 1e-12)
+        self.ridge = ridge
+        self.use_bias = use_bias
+        self.sums, self.ysum = sums, ysum
+
+    def matvec(self, w: np.ndarray) -> np.ndarray:
+        fft, t, size = self.fft, self.t, self.size
+        wf = fft.rfft(w, size)
+        out = fft.irfft(self.toeplitz * wf, size)[:t]
+        for hf, sign in self.edges:
+            v = fft.irfft(np.conj(hf) * wf, size)[:t]  # v[s] = sum_i h_i w_{i+s}
+            v[0] = 0.0
+            out += sign * fft.irfft(hf * fft.rfft(v, size), size)[:t]
+        if self.use_bias:
+            out -= self.sums * (self.sums @ w) / self.n_rows
+        return out + self.ridge * w
+
+    def precondition(self, v: np.ndarray) -> np.ndarray:
+        return self.fft.irfft(self.fft.rfft(v) * self.precond, self.t)
+
+
+def pcg(op: ToeplitzGram, b: np.ndarray, tol: float, max_iter: int):
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = op.precondition(r)
+    p = z.copy()
+    rz = r @ z
+    norm_b = np.linalg.norm(b)
+    if norm_b == 0:
+        return x, 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        ap = op.matvec(p)
+        alpha = rz / (p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        if np.linalg.norm(r) <= tol * norm_b:
+            return x, it
+        z = op.precondition(r)
+        rz_new = r @ z
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, max_iter

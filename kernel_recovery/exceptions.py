@@ -1,0 +1,20 @@
+"""Warnings of kernel_recovery (subclasses of ``UserWarning``, as SciPy's ``OptimizeWarning``)."""
+
+class UnderdeterminedWarning(UserWarning):
+    """The data do not determine the kernel: too few equations, or a rank-deficient design."""
+
+
+class IllConditionedWarning(UserWarning):
+    """The data determine the kernel, but noise in ``y`` is amplified by a large condition number."""
+
+
+class KernelSizeWarning(UserWarning):
+    """The residual says the kernel is longer than ``kernel_size``: taps outside the support explain ``y``."""
+
+
+class SpectralWarning(IllConditionedWarning):
+    """The per-frequency systems of ``method="fft"`` are singular at some frequencies.
+
+    The input channels carry no (independent) power there, so the kernel's response at those
+    frequencies is fixed by regularization rather than by the data.
+    """
