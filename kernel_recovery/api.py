@@ -9,13 +9,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import misconfiguration, solvers
+from . import postfit, solvers
 from .determinacy import DeterminacyReport, report_for
 from .exceptions import KernelSizeWarning
 from .operator import residuals
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
-from .selection import kernel_size_message
 
 
 def recover_kernel(
@@ -140,7 +139,7 @@ def recover_kernel(
     residual_rms = float(np.sqrt(total / count))
     # Kernel-size check (issue 9): does a fit with a few more taps explain the residual? Cheap: a row subsample.
     if report.ok:
-        too_short = kernel_size_message(problem)
+        too_short = postfit.kernel_size_message(problem)
         if too_short:
             warnings.warn(too_short, KernelSizeWarning, stacklevel=2)
     success, message = sol.success, sol.message
@@ -150,7 +149,7 @@ def recover_kernel(
     diagnostics = dict(sol.diagnostics)
     y_sq = sum(float(np.sum(yb**2)) for block in problem.blocks for yb in block.ys)
     relative = residual_rms / np.sqrt(y_sq / count) if y_sq > 0 else 0.0
-    misfit = misconfiguration.diagnose(x, y, problem, relative) if relative > misconfiguration.MISFIT_GATE else None
+    misfit = postfit.diagnose(x, y, problem, relative) if relative > postfit.MISFIT_GATE else None
     diagnostics["misconfiguration"] = misfit
     if misfit is not None:
         message = f"{message}; {misfit['message']}"

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .exceptions import IllConditionedWarning, UnderdeterminedWarning
-from .operator import APPROXIMATE_ABOVE, BlockSpectrum, SerialBLAS, design_rows, n_columns, report_spectrum
+from .operator import APPROXIMATE_ABOVE, BlockSpectrum, design_rows, n_columns, report_spectrum
 from .problem import Block, CanonicalProblem, ConvConfig, check_feasible
+from .threads import SerialBLAS
 
 STATUSES = ("overdetermined", "determined", "underdetermined", "rank_deficient")
 #: Above this design condition number a relative error in y may be amplified more than 1e8-fold.

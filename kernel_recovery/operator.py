@@ -27,6 +27,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .problem import Block, CanonicalProblem
+from .threads import SerialBLAS
+from .threads import workers as _workers
 
 #: Design matrices with at most this many entries (2 MiB of float64) are built explicitly and solved by SVD;
 #: larger ones go through the exact lagged-correlation statistics (faster from about this size on).
@@ -51,10 +53,18 @@ def n_columns(block: Block, use_bias: bool) -> int:
     return block.n_free + int(use_bias)
 
 
+def window_rows(x: np.ndarray, width: int, index=slice(None)) -> np.ndarray:
+    """The im2col rows of ``x`` ``(n, C)``: row ``t`` is ``x[t : t + width]`` flattened tap-major, ``(rows, width * C)``.
+
+    ``index`` (a slice or an integer array) picks the rows.  This is the only place design rows are cut.
+    """
+    windows = sliding_window_view(x, width, axis=0)[index]  # (rows, C, width)
+    return windows.transpose(0, 2, 1).reshape(len(windows), -1)
+
+
 def design_rows(block: Block, x: np.ndarray, use_bias: bool, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Rows ``start:stop`` of one subsequence's design matrix, ``(rows, P)``."""
-    windows = sliding_window_view(x, block.taps, axis=0)[start:stop]  # (rows, C, taps)
-    rows = windows.transpose(0, 2, 1).reshape(len(windows), -1)[:, block.mask.ravel()]
+    rows = window_rows(x, block.taps, slice(start, stop))[:, block.mask.ravel()]
     if use_bias:
         rows = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
     return rows
@@ -128,64 +138,6 @@ def _lagged_direct(x, taps, y, start, stop):
     for lag in range(taps):
         q[lag] = x[start + lag : stop + lag].T @ ys
     return r, q
-
-
-class SerialBLAS:
-    """Context manager: NumPy's OpenBLAS runs single-threaded inside the block (restored after), where found.
-
-    Small LAPACK/BLAS calls (``eigh`` of a few-hundred-square Gram, the GEMMs below) gain nothing from OpenBLAS
-    threads and slow down many-fold when the cores are shared; the lagged-correlation chunks are spread over
-    Python threads instead (``matmul`` releases the GIL).
-    """
-
-    _funcs: tuple | None = None
-    _searched = False
-
-    @classmethod
-    def _find(cls):
-        if cls._searched:
-            return cls._funcs
-        cls._searched = True
-        try:
-            import ctypes
-            import pathlib
-
-            libs = pathlib.Path(np.__file__).resolve().parent.parent / "numpy.libs"
-            for path in sorted(libs.glob("*openblas*")):
-                lib = ctypes.CDLL(str(path))
-                for get, put in (
-                    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                    ("openblas_get_num_threads", "openblas_set_num_threads"),
-                ):
-                    if hasattr(lib, get) and hasattr(lib, put):
-                        getter, setter = getattr(lib, get), getattr(lib, put)
-                        getter.restype = ctypes.c_int
-                        setter.argtypes = [ctypes.c_int]
-                        cls._funcs = (getter, setter)
-                        return cls._funcs
-        except OSError:  # no bundled OpenBLAS (MKL, Accelerate, a system BLAS): leave threading alone
-            pass
-        return None
-
-    def __enter__(self):
-        funcs = self._find()
-        self._saved = None
-        if funcs is not None:
-            self._saved = funcs[0]()
-            funcs[1](1)
-        return self
-
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            self._funcs[1](self._saved)
-        return False
-
-
-def _workers() -> int:
-    import os
-
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
 
 
 def _lagged_gemm(x, taps, y, offsets=None):

@@ -22,6 +22,7 @@ the reduction costs one copy of the data.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Sequence
@@ -593,8 +594,6 @@ def build_problem(
                 f" with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples.{_layout_hint(xb, cfg)}"
             )
         if yb is not None and len(yb.arrays[i]) != m:
-            from .misconfiguration import length_hint
-
             raise ValueError(
                 f"`y`{where} has {len(yb.arrays[i])} samples but {n} input samples with {cfg.describe()} give "
                 f"{m} outputs{length_hint(cfg, n, len(yb.arrays[i]))}; check `padding`, `stride`, `dilation`, "
@@ -610,6 +609,21 @@ def build_problem(
                 "in `y` or reads a NaN of `x`."
             )
     return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype)
+
+
+def length_hint(cfg: ConvConfig, length: int, y_length: int) -> str:
+    """Settings that turn ``length`` input samples into ``y_length`` outputs, as a sentence ('' if none)."""
+    fits = []
+    for padding in PADDING_MODES:
+        if padding != cfg.padding and dataclasses.replace(cfg, padding=padding).output_length(length) == y_length:
+            fits.append(f"padding={padding!r}")
+    for k in (cfg.kernel_size - 1, cfg.kernel_size + 1):
+        if k >= 1 and dataclasses.replace(cfg, kernel_size=k).output_length(length) == y_length:
+            fits.append(f"kernel_size={k}")
+    for s in (1, 2, 3, 4):
+        if s != cfg.stride and dataclasses.replace(cfg, stride=s).output_length(length) == y_length:
+            fits.append(f"stride={s}")
+    return f" ({' or '.join(fits)} would give {y_length})" if fits else ""
 
 
 def _layout_hint(xb: SequenceBatch, cfg: ConvConfig) -> str:

@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..operator import SerialBLAS, block_statistics, design_matrix, n_columns, residuals
+from ..operator import block_statistics, design_matrix, n_columns, residuals
 from ..problem import CanonicalProblem, check_gram_memory
 from ..result import Solution
+from ..threads import SerialBLAS
 
 LOSSES = ("mae", "mse", "huber")
 INITS = ("glorot_uniform", "zeros", "lstsq")

@@ -24,7 +24,6 @@ import numpy as np
 from ..operator import (
     CHUNK_ROWS,
     EXPLICIT_LIMIT,
-    SerialBLAS,
     ToeplitzGram,
     adjoint,
     block_residuals,
@@ -38,6 +37,7 @@ from ..operator import (
 )
 from ..problem import Block, CanonicalProblem
 from ..result import Solution
+from ..threads import SerialBLAS
 
 #: Refine normal-equation solutions when the Gram's condition number exceeds this.
 REFINE_ABOVE = 1e7

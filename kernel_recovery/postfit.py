@@ -1,4 +1,6 @@
-"""Misconfiguration help: does another Conv1D setting explain data that the given one does not?
+"""Post-fit checks: is the kernel longer than ``kernel_size``, and does another Conv1D setting fit better?
+
+Misconfiguration help: does another Conv1D setting explain data that the given one does not?
 
 A large residual has two causes: noise, or data that are not a convolution with the given settings (the
 padding aligns ``y`` differently, the layer had a bias, the kernel is one tap longer, the taps are
@@ -18,6 +20,10 @@ Alignment on the rows used: output ``t`` of a sequence of ``L`` samples reads
 ``x[t * stride - left + k * dilation]`` for ``k < kernel_size``, where ``left`` is the padding's left zeros;
 only rows that read no padding are used, so every alternative is a plain least-squares fit of the same
 data.  :func:`length_hint` names the settings that would give the lengths ``y`` has, for the length error.
+
+
+Kernel size: :func:`kernel_size_message` refits with a few more taps on a row subsample of the canonical
+problem and speaks when an F-test says they explain the residual.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from .operator import SerialBLAS
 from .problem import PADDING_MODES, CanonicalProblem, ConvConfig, as_sequences
+from .threads import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
 #: a correct fit to data with an SNR above 26 dB leaves less, and pays nothing for the check.
@@ -206,16 +213,114 @@ def diagnose(x, y, problem: CanonicalProblem, relative_residual: float) -> dict[
     }
 
 
-def length_hint(cfg: ConvConfig, length: int, y_length: int) -> str:
-    """Settings that turn ``length`` input samples into ``y_length`` outputs, as a sentence ('' if none)."""
-    fits = []
-    for padding in PADDING_MODES:
-        if padding != cfg.padding and dataclasses.replace(cfg, padding=padding).output_length(length) == y_length:
-            fits.append(f"padding={padding!r}")
-    for k in (cfg.kernel_size - 1, cfg.kernel_size + 1):
-        if k >= 1 and dataclasses.replace(cfg, kernel_size=k).output_length(length) == y_length:
-            fits.append(f"kernel_size={k}")
-    for s in (1, 2, 3, 4):
-        if s != cfg.stride and dataclasses.replace(cfg, stride=s).output_length(length) == y_length:
-            fits.append(f"stride={s}")
-    return f" ({' or '.join(fits)} would give {y_length})" if fits else ""
+# ----------------------------------------------------------------------------------------------
+# The check recover_kernel runs: is the kernel longer than kernel_size?
+# ----------------------------------------------------------------------------------------------
+
+#: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
+CHECK_ROWS = 1 << 14
+CHECK_ROWS_PER_COLUMN = 32
+CHECK_EXTRA = 2
+#: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
+CHECK_ALPHA = 1e-6
+CHECK_EFFECT = 0.01
+
+
+def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Extended rows (taps -e .. taps+e-1, all channels), restricted column mask and y, on a subsample."""
+    width = block.taps + 2 * e
+    spans = [(i, len(x) - block.taps + 1 - 2 * e) for i, x in enumerate(block.xs)]
+    usable = sum(max(n, 0) for _, n in spans)
+    if usable <= 0:
+        return None
+    # enough rows for a powerful F-test, not more: the two fits cost rows x columns^2
+    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * width * block.channels))
+    per_chunk = max(budget // 8, 1)
+    take = min(usable, budget)
+    starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
+    wanted = np.unique(np.concatenate([np.arange(s0, min(s0 + per_chunk, usable)) for s0 in starts]))
+    rows, ys = [], []
+    offset = 0
+    for i, n in spans:
+        if n <= 0:
+            continue
+        sel = wanted[(wanted >= offset) & (wanted < offset + n)] - offset  # row t = sel + e of subsequence i
+        if len(sel):
+            win = sliding_window_view(block.xs[i], width, axis=0)[sel]  # (rows, C, width): taps t-e .. t+taps+e-1
+            rows.append(win.transpose(0, 2, 1).reshape(len(sel), -1))
+            ys.append(block.ys[i][sel + e])
+        offset += n
+    a = np.concatenate(rows)
+    if use_bias:
+        a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    inner = np.zeros((width, block.channels), dtype=bool)
+    inner[e : e + block.taps] = block.mask
+    keep = inner.ravel()
+    if use_bias:
+        keep = np.append(keep, True)
+    return a, keep, np.concatenate(ys)
+
+
+def kernel_size_message(problem: CanonicalProblem) -> str | None:
+    """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not).
+
+    On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
+    compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
+    at least 1% of the residual with p < 1e-6 (over all channels).  Fits exact to 1e-6 (relative rms) are
+    left alone.  The cost is that of a least-squares fit of at most ``CHECK_ROWS`` rows.
+    """
+    cfg = problem.config
+    e = CHECK_EXTRA
+    flagged, shares, pvalues, sides = [], [], [], np.zeros(2)
+    for block in problem.blocks:
+        if block.ys is None:
+            return None
+        cols_ext = (block.taps + 2 * e) * block.channels + int(cfg.use_bias)
+        if cols_ext > 1024 or block.n_equations - cols_ext <= 10:  # too wide, or too few rows for an F-test
+            continue
+        got = _check_rows(block, e, cfg.use_bias)
+        if got is None:
+            continue
+        a, keep, y = got
+        n = len(a)
+        with SerialBLAS():  # small LAPACK calls: OpenBLAS threads only slow them down on shared cores
+            coef_e, _, rank_e, _ = np.linalg.lstsq(a, y, rcond=None)
+            coef_r, _, rank_r, _ = np.linalg.lstsq(a[:, keep], y, rcond=None)
+        q, dof = rank_e - rank_r, n - rank_e
+        if q <= 0 or dof <= 10:
+            continue
+        rss_e = np.sum((y - a @ coef_e) ** 2, axis=0)
+        rss_r = np.sum((y - a[:, keep] @ coef_r) ** 2, axis=0)
+        yty = np.sum(y**2, axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
+        f_stat = np.where(rss_e > 0, f_stat, np.inf)
+        from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
+
+        p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
+        share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
+        hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / cfg.out_channels) & (share >= CHECK_EFFECT)
+        width = block.taps + 2 * e
+        ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
+        for j in np.flatnonzero(hit):
+            flagged.append(int(block.out_channels[j]))
+            shares.append(float(share[j]))
+            pvalues.append(float(p[j]))
+            sides += [np.sum(ext[:e, :, j] ** 2), np.sum(ext[e + block.taps :, :, j] ** 2)]
+    if not flagged:
+        return None
+    s, _ = problem._tap_layout()
+    before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
+    where = []
+    if before > 0.1 * (before + after):
+        where.append("before tap 0")
+    if after > 0.1 * (before + after):
+        where.append(f"after tap {cfg.kernel_size - 1}")
+    chans = ", ".join(map(str, sorted(flagged)))
+    return (
+        f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {e * s} more tap(s) "
+        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} "
+        f"(F-test p={max(min(pvalues), 1e-300):.1e}"
+        f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
+        "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
+    )
