@@ -22,6 +22,7 @@ is ``O(chunk + (T C)^2)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -433,6 +434,33 @@ QR_BUDGET = 4e9
 APPROXIMATE_ABOVE = 1024
 
 
+#: Where the singular values come from, for :func:`rank_tolerance`.
+SpectrumSource = Literal["design", "gram", "estimate"]
+
+
+def rank_tolerance(largest: float, n_rows: int, n_cols: int, source: SpectrumSource = "design") -> float:
+    """The one rank rule: singular values of the design at or below this are treated as zero.
+
+    * ``"design"`` (an SVD of the design or of its R factor): ``s_max * max(n, P) * eps``, the default of
+      ``numpy.linalg.lstsq`` and ``matrix_rank``;
+    * ``"gram"`` (eigenvalues of ``A^T A``): those carry errors of ``~eps * s_max^2``, so singular values below
+      ``~sqrt(eps) s_max`` are unresolved: ``4 * s_max * sqrt(P * eps)`` (the factor keeps exactly deficient
+      designs from looking full rank);
+    * ``"estimate"`` (the Welch/Szego spectral estimate of long kernels): its window's leakage floor,
+      ``1e-6 * s_max``.
+
+    Every method and the analyzer decide rank with this function.
+    """
+    eps = np.finfo(np.float64).eps
+    if source == "design":
+        return float(largest) * max(n_rows, n_cols) * eps
+    if source == "gram":
+        return 4.0 * float(largest) * float(np.sqrt(n_cols * eps))
+    if source == "estimate":
+        return float(largest) * 1e-6
+    raise ValueError(f"`source` must be 'design', 'gram' or 'estimate', got {source!r}.")
+
+
 @dataclass(frozen=True)
 class BlockSpectrum:
     singular_values: np.ndarray  # descending
@@ -465,27 +493,23 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
         return block.cache[key]
     p = n_columns(block, use_bias)
     n = block.n_equations
-    eps = np.finfo(np.float64).eps
     if n * p <= EXPLICIT_LIMIT:
         with SerialBLAS():
             _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
         s = np.concatenate([s, np.zeros(p - len(s))])
-        tol = (s[0] if len(s) else 0.0) * max(n, p) * eps
-        spec = BlockSpectrum(s, vt.T, tol, True)
+        spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True)
     else:
         with SerialBLAS():
             lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
         lam, v = lam[::-1], v[:, ::-1]
         s = np.sqrt(np.clip(lam, 0.0, None))
-        # eigenvalues of A^T A carry errors of ~eps * lam_max (more after long sums), so singular values below
-        # ~sqrt(eps) s_max are unresolved; the factor 4 keeps exactly deficient designs from looking full rank
-        spec = BlockSpectrum(s, v, 4 * s[0] * np.sqrt(p * eps), False)
+        spec = BlockSpectrum(s, v, rank_tolerance(s[0], n, p, "gram"), False)
         unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
         covered = bool(block.xs) and sum(len(x) - block.taps + 1 for x in block.xs) == n  # streamed: rows kept?
         if unresolved and covered and n * p * p <= QR_BUDGET:
             # the Gram cannot tell ill-conditioned from deficient here: ask the design itself, via its R factor
             _, s, vt = np.linalg.svd(design_r_factor(block, use_bias))
-            spec = BlockSpectrum(s, vt.T, s[0] * max(n, p) * eps, True)
+            spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0], n, p), True)
     block.cache[key] = spec
     return spec
 
@@ -527,7 +551,7 @@ def _spectral_estimate(block, use_bias: bool) -> BlockSpectrum:
     if use_bias:
         lam = np.sort(np.concatenate([lam, [float(block.n_equations)]]))[::-1]
     sv = np.sqrt(np.clip(lam, 0.0, None))
-    tol = sv[0] * 1e-6 if len(sv) else 0.0  # the window's leakage floor, not rounding, sets the resolution
+    tol = rank_tolerance(sv[0], block.n_equations, len(sv), "estimate") if len(sv) else 0.0
     power = np.real(np.einsum("tcc->tc", acc))
     orders = (np.sqrt(np.clip(power, 0.0, None)) > tol).sum(axis=0)
     return BlockSpectrum(sv, None, tol, False, orders)

@@ -33,6 +33,7 @@ from ..operator import (
     design_rows,
     n_columns,
     pcg,
+    rank_tolerance,
     unpack_columns,
 )
 from ..problem import Block, CanonicalProblem
@@ -317,7 +318,7 @@ def _orthogonal(block: Block, use_bias: bool):
             r_aug = np.linalg.qr(stack, mode="r")
     r, qty = r_aug[:p, :p], r_aug[:p, p:]
     u, s, vt = np.linalg.svd(r)
-    keep = s > s[0] * max(block.n_equations, p) * np.finfo(float).eps  # numpy.linalg.lstsq's tolerance
+    keep = s > rank_tolerance(s[0], block.n_equations, p)
     coef = vt[keep].T @ ((u[:, keep].T @ qty) / s[keep, None])
     resid = block_residuals(block, use_bias, coef)
     cond = float(s[0] / s[-1]) if keep.all() else np.inf
