@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .determinacy import report_for
-from .operator import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics, n_columns
+from . import pipeline
+from .operator import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics
 from .problem import (
     Block,
     CanonicalProblem,
@@ -45,6 +45,10 @@ class _StreamedBlock(Block):
     @property
     def n_equations(self) -> int:
         return self.n_rows
+
+    @property
+    def retains_rows(self) -> bool:
+        return sum(len(x) - self.taps + 1 for x in self.xs) == self.n_rows
 
 
 class NormalEquations:
@@ -329,7 +333,12 @@ class NormalEquations:
             blk.cache[("statistics", cfg.use_bias)] = stats[g]
             blocks.append(blk)
         return dataclasses.replace(
-            template, config=cfg, blocks=blocks, lengths=tuple(done._lengths), out_lengths=tuple(done._out_lengths)
+            template,
+            config=cfg,
+            blocks=blocks,
+            lengths=tuple(done._lengths),
+            out_lengths=tuple(done._out_lengths),
+            inputs=None,
         )
 
     def solve(self, *, ridge: float = 0.0, regularization: str | None = None, warn: bool = True) -> KernelResult:
@@ -349,38 +358,8 @@ class NormalEquations:
             :func:`recover_kernel`; otherwise the normal equations, without data-based refinement
             (``diagnostics["solver"]`` says which).
         """
-        from .solvers import lstsq
-
-        problem = self.problem()
-        cfg = problem.config
-        data = self._closed()._all_kept()
         if isinstance(ridge, (bool, np.bool_)) or not np.isscalar(ridge) or not np.isfinite(ridge) or ridge < 0:
             raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
-        if regularization is not None and regularization not in lstsq.REGULARIZATIONS:
-            raise ValueError(f"`regularization` must be None, 'gcv', 'ml', 'tc' or 'dc', got {regularization!r}.")
-        report = report_for(problem)
-        if warn:
-            report.warn(stacklevel=2)
-        sol = lstsq.solve_blocks(problem, ridge=float(ridge), regularization=regularization, data=data)
-        total, count = 0.0, 0
-        for block, k, b in zip(problem.blocks, sol.kernels, sol.biases or [None] * len(problem.blocks)):
-            st = block.cache[("statistics", cfg.use_bias)]
-            coef = k.reshape(-1, k.shape[2])[block.mask.ravel()]
-            if cfg.use_bias:
-                coef = np.concatenate([coef, b[None]])
-            total += float(np.sum(np.clip(lstsq._rss_from_statistics(st, coef), 0.0, None)))
-            count += st.n_rows * coef.shape[1]
-        return KernelResult(
-            kernel=problem.from_canonical(sol.kernels),
-            bias=problem.from_canonical_bias(sol.biases) if cfg.use_bias else None,
-            method="lstsq",
-            report=report,
-            residual_rms=float(np.sqrt(total / count)),
-            success=True,
-            message=sol.message,
-            config=cfg,
-            stderr=None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr),
-            bias_stderr=None if sol.bias_stderr is None else problem.from_canonical_bias(sol.bias_stderr),
-            options=dict(sol.options),
-            diagnostics=dict(sol.diagnostics, streamed=True, columns=n_columns(problem.blocks[0], cfg.use_bias)),
+        return pipeline.run(
+            self.problem(), "lstsq", {"ridge": float(ridge), "regularization": regularization}, warn=warn, stacklevel=2
         )

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Literal
 
-import numpy as np
 from numpy.typing import ArrayLike
 
-from . import postfit, solvers
+from . import pipeline, solvers
 from .determinacy import DeterminacyReport, report_for
-from .exceptions import KernelSizeWarning
-from .operator import residuals
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
 
@@ -128,47 +124,7 @@ def recover_kernel(
         flip=flip,
         nan_policy=nan_policy,
     )
-    report = report_for(problem)
-    report.warn(stacklevel=2)
-    sol = solver(problem, **options)
-    kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
-    bias = problem.from_canonical_bias(sol.biases) if problem.config.use_bias else None
-    resid = residuals(problem, sol.kernels, sol.biases)
-    total = sum(float(np.sum(r**2)) for r in resid)
-    count = sum(r.size for r in resid)
-    residual_rms = float(np.sqrt(total / count))
-    # Kernel-size check (issue 9): does a fit with a few more taps explain the residual? Cheap: a row subsample.
-    if report.ok:
-        too_short = postfit.kernel_size_message(problem)
-        if too_short:
-            warnings.warn(too_short, KernelSizeWarning, stacklevel=2)
-    success, message = sol.success, sol.message
-    if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
-        success, message = False, f"the solver returned non-finite values ({sol.message})"
-    # Misconfiguration check: only when the residual is large; lstsq fits of other settings on a row sample.
-    diagnostics = dict(sol.diagnostics)
-    y_sq = sum(float(np.sum(yb**2)) for block in problem.blocks for yb in block.ys)
-    relative = residual_rms / np.sqrt(y_sq / count) if y_sq > 0 else 0.0
-    misfit = postfit.diagnose(x, y, problem, relative) if relative > postfit.MISFIT_GATE else None
-    diagnostics["misconfiguration"] = misfit
-    if misfit is not None:
-        message = f"{message}; {misfit['message']}"
-    return KernelResult(
-        kernel=kernel,
-        bias=bias,
-        method=name,
-        report=report,
-        residual_rms=residual_rms,
-        success=bool(success),
-        message=message,
-        config=problem.config,
-        stderr=None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr),
-        bias_stderr=None if sol.bias_stderr is None else problem.from_canonical_bias(sol.bias_stderr),
-        n_iterations=sol.n_iterations,
-        loss_history=sol.loss_history,
-        options=dict(sol.options),
-        diagnostics=diagnostics,
-    )
+    return pipeline.run(problem, method, options, stacklevel=2)
 
 
 def analyze(

@@ -324,6 +324,51 @@ def block_statistics(block: Block, use_bias: bool) -> Statistics:
     return stats
 
 
+def rss_from_statistics(stats: Statistics, coef: np.ndarray) -> np.ndarray:
+    """``||y - A w||^2 = y^T y - 2 w^T A^T y + w^T A^T A w`` per output channel."""
+    return stats.yty - 2 * np.einsum("ij,ij->j", coef, stats.cross) + np.einsum("ij,ij->j", coef, stats.gram @ coef)
+
+
+#: Single-input blocks with at least this many taps take the Toeplitz CG path (their Gram is never formed).
+LONG_KERNEL = 2048
+
+
+def solve_path(
+    block: Block, use_bias: bool, long_kernel: int | None = None
+) -> Literal["explicit", "normal_equations", "toeplitz_cg"]:
+    """How a block's least squares is computed (every entry point agrees; recorded in ``diagnostics["solver"]``).
+
+    ``"explicit"``: designs of at most ``EXPLICIT_LIMIT`` entries, SVD of the rows; ``"toeplitz_cg"``: one input
+    channel and at least ``LONG_KERNEL`` taps, CG on the Toeplitz Gram by FFT; ``"normal_equations"``: the
+    streamed statistics otherwise (and whenever the rows are not retained).
+    """
+    if not block.retains_rows:
+        return "normal_equations"
+    if block.channels == 1 and block.taps >= (LONG_KERNEL if long_kernel is None else long_kernel):
+        return "toeplitz_cg"
+    if block.n_equations * n_columns(block, use_bias) <= EXPLICIT_LIMIT:
+        return "explicit"
+    return "normal_equations"
+
+
+def block_gram(block: Block, use_bias: bool) -> np.ndarray:
+    """``A^T A`` of a block: from its full statistics when cached, else without the cross terms (cached).
+
+    The report needs only the Gram; when the solver also needs ``A^T Y``, :func:`block_statistics` runs first
+    (see :func:`kernel_recovery.pipeline.run`) and this reads its Gram, so the data are passed over once.
+    """
+    full = block.cache.get(("statistics", use_bias))
+    if full is not None:
+        return full.gram
+    key = ("gram", use_bias)
+    if key not in block.cache:
+        stats = None
+        for x in block.xs:
+            stats = add_statistics(stats, sequence_statistics(x, None, block.taps, block.mask, use_bias))
+        block.cache[key] = stats.gram
+    return block.cache[key]
+
+
 def unpack_columns(block: Block, coef: np.ndarray, use_bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Split coefficients over the design's columns, ``(P, ...)``, into a canonical kernel and a bias."""
     n_free = block.n_free
@@ -500,7 +545,7 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
         spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True)
     else:
         with SerialBLAS():
-            lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
+            lam, v = np.linalg.eigh(block_gram(block, use_bias))
         lam, v = lam[::-1], v[:, ::-1]
         s = np.sqrt(np.clip(lam, 0.0, None))
         spec = BlockSpectrum(s, v, rank_tolerance(s[0], n, p, "gram"), False)

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import pipeline, solvers
 from .accumulator import NormalEquations
 from .determinacy import DeterminacyReport, report_for
 from .operator import block_spectrum
@@ -563,10 +564,8 @@ def _recover(x, y, kernel_size, *, method, stacklevel: int, nan_policy="raise", 
             f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite (nan_policy='raise')."
         )
     own = {k: options.pop(k) for k in _OWN_OPTIONS if k in options}
-    from . import solvers
-    from .solvers import lstsq
-
-    solvers.check_options("lstsq", lstsq.solve, options)
+    name, solver = solvers.resolve(method)
+    solvers.check_options(name, solver, options)
     if options.get("loss", "mse") != "mse" or options.get("huber_delta") is not None:
         raise ValueError(
             f"`loss`={options.get('loss')!r} needs the data in memory (robust losses reweight each sample); streamed "
@@ -574,11 +573,9 @@ def _recover(x, y, kernel_size, *, method, stacklevel: int, nan_policy="raise", 
         )
     acc, cfg, lengths, out_lengths, sample = _accumulate(x, y, kernel_size, **own, **config)
     problem = _problem(acc, cfg, lengths, out_lengths, sample)
-    report = report_for(problem)
-    report.warn(stacklevel=stacklevel + 1)
-    res = acc.solve(ridge=options.get("ridge", 0.0), regularization=options.get("regularization"), warn=False)
-    diagnostics = dict(res.diagnostics, streamed=True, input=input_kind(x) or input_kind(y))
-    return dataclasses.replace(res, report=report, config=cfg, diagnostics=diagnostics)
+    res = pipeline.run(problem, method, options, stacklevel=stacklevel + 1)
+    res.diagnostics["input"] = input_kind(x) or input_kind(y)
+    return res
 
 
 def recover_kernel(

@@ -32,9 +32,9 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from .problem import PADDING_MODES, CanonicalProblem, ConvConfig, as_sequences
+from .operator import rank_tolerance, window_rows
+from .problem import PADDING_MODES, CanonicalProblem, ConvConfig
 from .threads import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
@@ -132,8 +132,9 @@ def _relative_rss(cfg: ConvConfig, xs, ys) -> float | None:
             offset += n
             if not len(t):
                 continue
-            idx = t[:, None] * s - cfg.pads(len(x))[0] + np.arange(k)[None, :] * d  # (rows, k)
-            a = x[idx][:, :, g * cin : (g + 1) * cin].reshape(len(t), k * cin)
+            span = (k - 1) * d + 1
+            rows_all = window_rows(x[:, g * cin : (g + 1) * cin], span, t * s - cfg.pads(len(x))[0])
+            a = rows_all.reshape(len(t), span, cin)[:, ::d].reshape(len(t), k * cin)  # taps 0, d, 2d, ...
             if cfg.use_bias:
                 a = np.concatenate([a, np.ones((len(t), 1))], axis=1)
             rows.append(a)
@@ -150,15 +151,14 @@ def _relative_rss(cfg: ConvConfig, xs, ys) -> float | None:
     return rss / yty if yty > 0 else None
 
 
-def diagnose(x, y, problem: CanonicalProblem, relative_residual: float) -> dict[str, Any] | None:
-    """Alternative settings that fit ``x`` and ``y`` much better than ``problem.config``, or None.
+def diagnose(problem: CanonicalProblem, relative_residual: float) -> dict[str, Any] | None:
+    """Alternative settings that fit the problem's data much better than ``problem.config``, or None.
 
     Parameters
     ----------
-    x, y : array_like
-        The caller's data, as given to :func:`~kernel_recovery.recover_kernel`.
     problem : CanonicalProblem
-        The problem built from them (its configuration is the one questioned).
+        The problem (its configuration is the one questioned); the sequences it was read from
+        (``problem.inputs``) are refitted with the other settings.
     relative_residual : float
         ``residual_rms / rms(y)`` of the result; at most ``MISFIT_GATE`` returns None at once.
 
@@ -184,9 +184,9 @@ def diagnose(x, y, problem: CanonicalProblem, relative_residual: float) -> dict[
     if not relative_residual > MISFIT_GATE:
         return None
     cfg = problem.config
-    xb = as_sequences(x, "x", cfg.layout, check_finite=False)
-    yb = as_sequences(y, "y", cfg.layout, check_finite=False)
-    xs, ys = xb.arrays, yb.arrays
+    if problem.inputs is None or problem.inputs[1] is None:
+        return None
+    xs, ys = problem.inputs
     current = _relative_rss(cfg, xs, ys)
     if current is None or current <= MISFIT_GATE**2:
         return None
@@ -220,6 +220,8 @@ def diagnose(x, y, problem: CanonicalProblem, relative_residual: float) -> dict[
 #: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
 CHECK_ROWS = 1 << 14
 CHECK_ROWS_PER_COLUMN = 32
+#: Most multiply-adds the check's Gram may cost (rows x columns^2): fewer rows for wide designs.
+CHECK_FLOPS = 2e8
 CHECK_EXTRA = 2
 #: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
 CHECK_ALPHA = 1e-6
@@ -233,8 +235,10 @@ def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, 
     usable = sum(max(n, 0) for _, n in spans)
     if usable <= 0:
         return None
-    # enough rows for a powerful F-test, not more: the two fits cost rows x columns^2
-    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * width * block.channels))
+    # enough rows for a powerful F-test, not more: the two fits cost rows x columns^2 (at most CHECK_FLOPS)
+    cols = width * block.channels
+    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
+    budget = min(budget, max(int(CHECK_FLOPS // cols**2), 4 * cols + 64))
     per_chunk = max(budget // 8, 1)
     take = min(usable, budget)
     starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
@@ -246,8 +250,7 @@ def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, 
             continue
         sel = wanted[(wanted >= offset) & (wanted < offset + n)] - offset  # row t = sel + e of subsequence i
         if len(sel):
-            win = sliding_window_view(block.xs[i], width, axis=0)[sel]  # (rows, C, width): taps t-e .. t+taps+e-1
-            rows.append(win.transpose(0, 2, 1).reshape(len(sel), -1))
+            rows.append(window_rows(block.xs[i], width, sel))  # taps t-e .. t+taps+e-1
             ys.append(block.ys[i][sel + e])
         offset += n
     a = np.concatenate(rows)
@@ -261,8 +264,36 @@ def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, 
     return a, keep, np.concatenate(ys)
 
 
-def kernel_size_message(problem: CanonicalProblem) -> str | None:
-    """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not).
+def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
+    """Least squares from ``A^T A`` and ``A^T y``: Cholesky when clearly positive definite, else a pseudo-inverse.
+
+    Returns the coefficients and the rank (by :func:`~kernel_recovery.operator.rank_tolerance`, ``"gram"``).
+    """
+    import scipy.linalg
+
+    p = len(gram)
+    if p == 0:
+        return np.zeros((0,) + cross.shape[1:]), 0
+    try:
+        factor = scipy.linalg.cho_factor(gram)
+        d = np.abs(np.diag(factor[0]))  # ~ the design's singular values, in scale
+        if d.min() > 10 * rank_tolerance(d.max(), n_rows, p, "gram"):
+            return scipy.linalg.cho_solve(factor, cross), p
+    except np.linalg.LinAlgError:
+        pass
+    lam, v = np.linalg.eigh(gram)
+    s = np.sqrt(np.clip(lam, 0.0, None))
+    keep = s > rank_tolerance(s.max(), n_rows, p, "gram")
+    coef = v[:, keep] @ ((v[:, keep].T @ cross) / lam[keep, None])
+    return coef, int(keep.sum())
+
+
+def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float]:
+    """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not), and the fit's share.
+
+    Returns the message (or None) and the relative residual rms of the longer fit on the flagged output
+    channels (``inf`` when none is flagged), so that :func:`kernel_recovery.pipeline.finish` can weigh it
+    against another setting that fits.
 
     On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
     compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
@@ -272,9 +303,10 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
     cfg = problem.config
     e = CHECK_EXTRA
     flagged, shares, pvalues, sides = [], [], [], np.zeros(2)
+    rss_flagged = yty_flagged = 0.0
     for block in problem.blocks:
         if block.ys is None:
-            return None
+            return None, np.inf
         cols_ext = (block.taps + 2 * e) * block.channels + int(cfg.use_bias)
         if cols_ext > 1024 or block.n_equations - cols_ext <= 10:  # too wide, or too few rows for an F-test
             continue
@@ -283,9 +315,10 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
             continue
         a, keep, y = got
         n = len(a)
+        gram, cross = a.T @ a, a.T @ y
         with SerialBLAS():  # small LAPACK calls: OpenBLAS threads only slow them down on shared cores
-            coef_e, _, rank_e, _ = np.linalg.lstsq(a, y, rcond=None)
-            coef_r, _, rank_r, _ = np.linalg.lstsq(a[:, keep], y, rcond=None)
+            coef_e, rank_e = _gram_solve(gram, cross, n)
+            coef_r, rank_r = _gram_solve(gram[np.ix_(keep, keep)], cross[keep], n)
         q, dof = rank_e - rank_r, n - rank_e
         if q <= 0 or dof <= 10:
             continue
@@ -303,12 +336,14 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
         width = block.taps + 2 * e
         ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
         for j in np.flatnonzero(hit):
+            rss_flagged += float(rss_e[j])
+            yty_flagged += float(yty[j])
             flagged.append(int(block.out_channels[j]))
             shares.append(float(share[j]))
             pvalues.append(float(p[j]))
             sides += [np.sum(ext[:e, :, j] ** 2), np.sum(ext[e + block.taps :, :, j] ** 2)]
     if not flagged:
-        return None
+        return None, np.inf
     s, _ = problem._tap_layout()
     before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
     where = []
@@ -317,10 +352,11 @@ def kernel_size_message(problem: CanonicalProblem) -> str | None:
     if after > 0.1 * (before + after):
         where.append(f"after tap {cfg.kernel_size - 1}")
     chans = ", ".join(map(str, sorted(flagged)))
+    relative = float(np.sqrt(rss_flagged / yty_flagged)) if yty_flagged > 0 else 0.0
     return (
         f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {e * s} more tap(s) "
         f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} "
         f"(F-test p={max(min(pvalues), 1e-300):.1e}"
         f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
         "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
-    )
+    ), relative

@@ -393,6 +393,11 @@ class Block:
     def n_equations(self) -> int:
         return sum(len(x) - self.taps + 1 for x in self.xs)
 
+    @property
+    def retains_rows(self) -> bool:
+        """Whether ``xs``/``ys`` hold every equation (False for streamed statistics that kept only a sample)."""
+        return True
+
 @dataclass(eq=False)
 class CanonicalProblem:
     """A validated problem: the user's configuration and one :class:`Block` per group."""
@@ -404,6 +409,9 @@ class CanonicalProblem:
     x_form: str
     x_item_ndims: tuple[int, ...]
     dtype: np.dtype
+    #: The caller's sequences ``(xs, ys)`` as read (``(length, channels)`` views), for the post-fit checks that
+    #: refit other settings; None for streamed problems.
+    inputs: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None] | None = field(default=None, repr=False)
 
     @property
     def n_equations(self) -> int:
@@ -608,7 +616,8 @@ def build_problem(
                 f"nan_policy='omit' leaves no equations for output channel(s) {empty}: every output sample is NaN "
                 "in `y` or reads a NaN of `x`."
             )
-    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype)
+    inputs = (xb.arrays, None if yb is None else yb.arrays)
+    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype, inputs)
 
 
 def length_hint(cfg: ConvConfig, length: int, y_length: int) -> str:

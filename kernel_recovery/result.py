@@ -33,6 +33,8 @@ class Solution:
     loss_history: np.ndarray | None = None
     options: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    #: Optional, per block: the residual sum of squares ``(O_b,)`` the solver already has (saves a pass).
+    rss: list[np.ndarray | None] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -556,11 +556,11 @@ def _misfit_data(seed=5, n=300, k=5):
 @pytest.mark.parametrize(
     "truth, given, expected, warns",
     [
-        (dict(padding="causal"), dict(padding="same"), {"padding": "causal"}, True),
-        (dict(padding="same"), dict(padding="causal"), {"padding": "same"}, True),
-        (dict(padding=(3, 1)), dict(padding="same"), {"padding": (3, 1)}, True),
+        (dict(padding="causal"), dict(padding="same"), {"padding": "causal"}, False),
+        (dict(padding="same"), dict(padding="causal"), {"padding": "same"}, False),
+        (dict(padding=(3, 1)), dict(padding="same"), {"padding": (3, 1)}, False),
         (dict(bias=2.0), dict(), {"use_bias": True}, False),
-        (dict(padding="same", dilation=2), dict(padding="same"), {"dilation": 2}, True),
+        (dict(padding="same", dilation=2), dict(padding="same"), {"dilation": 2}, False),
         (dict(padding="same", k=6), dict(padding="same"), {"kernel_size": 6}, True),
     ],
     ids=["causal-as-same", "same-as-causal", "shifted", "bias", "dilation", "kernel_size+1"],
@@ -573,13 +573,16 @@ def test_misconfiguration_is_named_with_the_setting_that_fits(method, truth, giv
     bias = truth.pop("bias", None)
     y = kr.conv1d(x, w, None if bias is None else [bias], **truth)
     opts = dict(METHODS[method], steps=100) if method == "adam" else METHODS[method]
-    if warns:  # the kernel-size check sees the misfit too (taps outside the window)
+    # one explanation (issue 13): a setting that fits is named, and "use a larger kernel_size" is said only when
+    # that setting is the kernel size
+    if warns:
         with pytest.warns(kr.KernelSizeWarning):
             res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
     else:
         res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
     found = res.diagnostics["misconfiguration"]
     assert found is not None
+    assert res.diagnostics["checks"]["kernel_size"] in (("flagged",) if warns else ("checked", f"flagged, not warned: {found['suggestions'][0]['label']} fits better"))
     best = found["suggestions"][0]
     assert best["setting"] == expected and best["relative_residual"] < 1e-8
     assert found["relative_residual"] > 0.1

@@ -24,6 +24,7 @@ import numpy as np
 from ..operator import (
     CHUNK_ROWS,
     EXPLICIT_LIMIT,
+    LONG_KERNEL,
     ToeplitzGram,
     adjoint,
     block_residuals,
@@ -34,6 +35,8 @@ from ..operator import (
     n_columns,
     pcg,
     rank_tolerance,
+    rss_from_statistics,
+    solve_path,
     unpack_columns,
 )
 from ..problem import Block, CanonicalProblem
@@ -44,8 +47,6 @@ from ..threads import SerialBLAS
 REFINE_ABOVE = 1e7
 #: Solve by orthogonal factorization of the design when the Gram's condition number exceeds this.
 ORTHOGONAL_ABOVE = 1e12
-#: Single-input blocks with at least this many taps take the Toeplitz CG path.
-LONG_KERNEL = 2048
 #: Largest LP (design entries) solved exactly for ``loss="mae"``; larger problems use IRLS.
 LP_LIMIT = 1 << 21
 
@@ -118,12 +119,14 @@ def solve_blocks(
     regularization: str | None = None,
     loss: str = "mse",
     huber_delta: float | None = None,
-    data: bool = True,
 ) -> Solution:
-    """The solver behind :func:`solve`; ``data=False`` uses the cached statistics only (streamed problems)."""
+    """The solver behind :func:`solve`; blocks that do not retain their rows use the cached statistics only."""
     use_bias = problem.config.use_bias
     out = _Collector(problem)
     for block in problem.blocks:
+        data = block.retains_rows
+        if loss != "mse" and not data:
+            raise ValueError(f"`loss`={loss!r} needs every row of the data; these statistics were streamed.")
         if loss != "mse":
             coef, info = _robust(block, use_bias, loss, huber_delta)
             out.add(block, coef, info, None, None)
@@ -132,12 +135,12 @@ def solve_blocks(
             coef, info = _regularized(problem, block, regularization)
             out.add(block, coef, info, None, None)
             continue
-        if data and block.channels == 1 and block.taps >= LONG_KERNEL:
+        path = solve_path(block, use_bias, LONG_KERNEL)
+        if path == "toeplitz_cg":
             coef, info = _toeplitz_cg(block, use_bias, ridge)
             out.add(block, coef, info, None, None)
             continue
-        p = n_columns(block, use_bias)
-        if data and block.n_equations * p <= EXPLICIT_LIMIT:
+        if path == "explicit":
             coef, info, rss = _explicit(block, use_bias, ridge)
         else:
             coef, info, rss = _normal_equations(block, use_bias, ridge, data)
@@ -162,12 +165,15 @@ class _Collector:
         self.infos: list[dict] = []
         self.sigma2: list[np.ndarray] = []
         self.dof: list[int] = []
+        self.rss: list[np.ndarray | None] = []
 
     def add(self, block: Block, coef, info: dict, rss, inv_diag) -> None:
         k, b = unpack_columns(block, coef, self.use_bias)
         self.kernels.append(k)
         self.biases.append(b)
         self.infos.append(info)
+        from_data = rss is not None and not info["solver"].startswith("normal_equations") or "refined" in info["solver"]
+        self.rss.append(np.asarray(rss, dtype=float) if from_data else None)  # else finish() reads the statistics
         p = n_columns(block, self.use_bias)
         n = info.get("n_rows", block.n_equations)
         dof = n - p
@@ -190,6 +196,10 @@ class _Collector:
             if any(key in i for i in self.infos):
                 diagnostics[key] = [i.get(key) for i in self.infos]
         diagnostics["dof"] = int(min(self.dof))
+        iterations = [i["iterations"] for i in self.infos if "iterations" in i]
+        capped = [i["solver"] for i in self.infos if i.get("converged") is False]
+        if capped:
+            message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
         diagnostics["noise_variance"] = self.problem.from_canonical_bias(self.sigma2)
         hyper = {}
         for key in ("ridge", "prior_scale", "decay", "correlation", "huber_delta"):
@@ -213,6 +223,9 @@ class _Collector:
             bias_stderr=self.bias_err if full and self.use_bias else None,
             options=options,
             diagnostics=diagnostics,
+            success=not capped,
+            n_iterations=max(iterations) if iterations else None,
+            rss=self.rss,
         )
 
 
@@ -254,7 +267,7 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
 
         g = stats.gram + np.diag(ridge * _penalty(block, use_bias))
         coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g), stats.cross)
-        return coef, info, _rss_from_statistics(stats, coef)
+        return coef, info, rss_from_statistics(stats, coef)
     with SerialBLAS():
         spec = block_spectrum(block, use_bias)
     keep = spec.singular_values > spec.tolerance
@@ -270,7 +283,7 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
     if not data or (cond <= REFINE_ABOVE and (keep.all() or spec.exact)):
         if cond > REFINE_ABOVE or not keep.all():
             info["solver"] = "normal_equations (not refined: streamed statistics only)"
-        return coef, info, _rss_from_statistics(stats, coef)
+        return coef, info, rss_from_statistics(stats, coef)
     if cond > ORTHOGONAL_ABOVE or not keep.all():
         # also when the Gram's eigenvalues cannot resolve the rank: the QR of the design can
         coef, rss, cond_r = _orthogonal(block, use_bias)
@@ -288,11 +301,6 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
     info["solver"] = "normal_equations+refined"
     info["refinement_steps"] = steps
     return coef, info, sum(np.einsum("ij,ij->j", r, r) for r in resid)
-
-
-def _rss_from_statistics(stats, coef) -> np.ndarray:
-    """``||y - A w||^2 = y^T y - 2 w^T A^T y + w^T A^T A w`` per output channel."""
-    return stats.yty - 2 * np.einsum("ij,ij->j", coef, stats.cross) + np.einsum("ij,ij->j", coef, stats.gram @ coef)
 
 
 def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
@@ -334,13 +342,16 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
     op = ToeplitzGram(block, use_bias, ridge)
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
+    converged = True
     for o in range(rhs.shape[1]):
         w, it = pcg(op, rhs[:, o], tol, max_iter)
+        converged = converged and it < max_iter
         if use_bias:
             w = np.concatenate([w, [(op.ysum[o] - op.sums @ w) / op.n_rows]])
         coefs.append(w)
         iters.append(it)
-    return np.stack(coefs, axis=1), {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows}
+    info = {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows, "converged": converged}
+    return np.stack(coefs, axis=1), info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -502,14 +513,15 @@ def _robust(block: Block, use_bias: bool, loss: str, delta: float | None):
         coef, _, _ = _normal_equations(block, use_bias, 0.0, True)
     resid = np.concatenate(block_residuals(block, use_bias, coef))
     deltas = np.zeros(y.shape[1])
-    iters = 0
+    iters, converged = 0, True
     for o in range(y.shape[1]):
         if loss == "huber":
             scale = 1.4826 * np.median(np.abs(resid[:, o] - np.median(resid[:, o])))
             deltas[o] = delta if delta is not None else 1.345 * max(scale, 1e-12 * np.max(np.abs(y[:, o])), 1e-300)
-        coef[:, o], it = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o])
+        coef[:, o], it, done = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o])
         iters = max(iters, it)
-    info = {"solver": "irls", "iterations": iters}
+        converged = converged and done
+    info = {"solver": "irls", "iterations": iters, "converged": converged}
     if loss == "huber":
         info["huber_delta"] = deltas
     return coef, info
@@ -536,7 +548,7 @@ def _lad_linprog(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str, delta: float, max_iter: int = 200):
     """Iteratively reweighted least squares for one output channel (weighted Gram built in chunks)."""
     eps = 1e-10 * max(np.max(np.abs(y)), 1e-300)
-    it = 0
+    it, done = 0, False
     for it in range(1, max_iter + 1):  # noqa: B007
         p = len(w)
         g = np.zeros((p, p))
@@ -557,4 +569,4 @@ def _irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str,
         w = w_new
         if done:
             break
-    return w, it
+    return w, it, done

@@ -1,0 +1,177 @@
+"""One pipeline from a canonical problem to a :class:`KernelResult`, behind every entry point.
+
+``recover_kernel`` (in memory), :meth:`NormalEquations.solve` and the out-of-core path all call :func:`run`:
+
+1. the solver is resolved from the registry and its options checked (:mod:`.solvers`);
+2. the report reads the spectrum the operator caches on each block (the same factorization the solver uses);
+3. the solver returns a :class:`Solution` in the canonical space;
+4. :func:`finish` maps it back, takes the residual from the solver or the statistics (a forward pass only
+   where those are not accurate), runs the post-fit checks on the reduced problem where its rows are
+   retained (and records why when they are not), and builds the result: the same fields and diagnostics
+   keys for every path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import postfit, solvers
+from .determinacy import DeterminacyReport, report_for
+from .exceptions import KernelSizeWarning
+from .operator import block_residuals, block_statistics, rss_from_statistics, solve_path
+from .problem import CanonicalProblem, check_feasible
+from .result import KernelResult, Solution
+
+#: The residual sum of squares is read off the statistics (``y'y - 2 w'A'y + w'A'Aw``) when a bound on its rounding
+#: error is below this share of it (``residual_rms`` then has ~7 correct digits); otherwise a pass over the data
+#: recomputes it (noiseless fits, whose residual is rounding).
+RSS_RELATIVE_ERROR = 1e-6
+#: Methods that solve from the statistics ``A'A``, ``A'Y`` (the report then reads the same Gram).
+STATISTICS_METHODS = ("lstsq", "adam")
+
+
+def run(
+    problem: CanonicalProblem,
+    method: str | Callable,
+    options: dict[str, Any],
+    *,
+    warn: bool = True,
+    stacklevel: int = 2,
+    report: DeterminacyReport | None = None,
+) -> KernelResult:
+    """Report, solve and finish ``problem`` with ``method`` (a registered name or a callable solver)."""
+    name, solver = solvers.resolve(method)
+    solvers.check_options(name, solver, options)
+    check_feasible(problem)  # Grams that cannot fit in memory, values whose squares overflow: refused first
+    if name in STATISTICS_METHODS:  # one pass computes A'A and A'Y together, for the report and the solver
+        for block in problem.blocks:
+            if block.ys is not None and solve_path(block, problem.config.use_bias) == "normal_equations":
+                block_statistics(block, problem.config.use_bias)
+    if report is None:
+        report = report_for(problem)
+    if warn:
+        report.warn(stacklevel=stacklevel + 1)
+    sol = solver(problem, **options)
+    return finish(problem, name, sol, report, stacklevel=stacklevel + 1)
+
+
+def finish(
+    problem: CanonicalProblem, method: str, sol: Solution, report: DeterminacyReport, *, stacklevel: int = 2
+) -> KernelResult:
+    """Build the :class:`KernelResult` of a solver's :class:`Solution` (the one place results are made)."""
+    cfg = problem.config
+    kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
+    bias = problem.from_canonical_bias(sol.biases) if cfg.use_bias and sol.biases is not None else None
+    rss, yty, count, source = _residual_sums(problem, sol)
+    residual_rms = float(np.sqrt(rss / count)) if count else 0.0
+    success, message = bool(sol.success), sol.message
+    if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+        success, message = False, f"the solver returned non-finite values ({sol.message})"
+    diagnostics = dict(sol.diagnostics)
+    retained = all(block.retains_rows for block in problem.blocks)
+    checks: dict[str, str] = {"residual": source}
+    # Post-fit checks, in one order so that they agree on one explanation: another setting that fits (padding,
+    # bias, dilation, one more tap) explains a large residual better than "the kernel is longer".
+    relative = residual_rms / np.sqrt(yty / count) if yty > 0 and count else 0.0
+    misfit = None
+    if problem.inputs is None:
+        checks["misconfiguration"] = "skipped: the caller's sequences are not retained (streamed input)"
+    elif relative > postfit.MISFIT_GATE:
+        misfit = postfit.diagnose(problem, relative)
+        checks["misconfiguration"] = "flagged" if misfit else "checked"
+    else:
+        checks["misconfiguration"] = f"not needed: residual {relative:.2g} of y's rms <= {postfit.MISFIT_GATE}"
+    diagnostics["misconfiguration"] = misfit
+    if misfit is not None:
+        message = f"{message}; {misfit['message']}"
+    if not retained:
+        checks["kernel_size"] = "skipped: the rows are not retained (streamed statistics only)"
+    elif not report.ok:
+        checks["kernel_size"] = f"skipped: the data do not determine the kernel ({report.status})"
+    else:
+        too_short, longer_fit = postfit.kernel_size_check(problem)
+        if too_short and misfit is not None and "kernel_size" not in misfit["suggestions"][0]["setting"]:
+            # one explanation: the other setting, unless more taps fit clearly better than it does
+            other_fit = misfit["suggestions"][0]["relative_residual"]
+            if other_fit > 1e-6 and longer_fit < 0.5 * other_fit:  # (both exact: the setting is the explanation)
+                message = message[: -len(misfit["message"]) - 2]
+                diagnostics["misconfiguration"] = misfit = None
+            else:
+                checks["kernel_size"] = f"flagged, not warned: {misfit['suggestions'][0]['label']} fits better"
+                too_short = None
+        checks.setdefault("kernel_size", "flagged" if too_short else "checked")
+        if too_short:
+            warnings.warn(too_short, KernelSizeWarning, stacklevel=stacklevel + 1)
+    diagnostics["checks"] = checks
+    diagnostics["streamed"] = not retained or problem.inputs is None
+    return KernelResult(
+        kernel=kernel,
+        bias=bias,
+        method=method,
+        report=report,
+        residual_rms=residual_rms,
+        success=success,
+        message=message,
+        config=cfg,
+        stderr=None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr),
+        bias_stderr=None if sol.bias_stderr is None else problem.from_canonical_bias(sol.bias_stderr),
+        n_iterations=sol.n_iterations,
+        loss_history=sol.loss_history,
+        options=dict(sol.options),
+        diagnostics=diagnostics,
+    )
+
+
+def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[float, float, int, str]:
+    """``(RSS, y'y, count, source)`` over every output: from the solver or the statistics, a pass where needed."""
+    use_bias = problem.config.use_bias
+    rss_total = yty_total = 0.0
+    count = 0
+    sources = set()
+    for i, block in enumerate(problem.blocks):
+        n_out = len(block.out_channels)
+        key = ("statistics", use_bias)
+        stats = block.cache.get(key)
+        if stats is None and not block.retains_rows:
+            stats = block_statistics(block, use_bias)
+        coef = _columns(block, sol, i, use_bias)
+        yty = stats.yty if stats is not None and stats.yty is not None else None
+        if yty is None:
+            yty = sum(np.einsum("ij,ij->j", y, y) for y in block.ys)
+        rss = None
+        if sol.rss is not None and sol.rss[i] is not None:  # computed from the data by the solver
+            rss, src = np.asarray(sol.rss[i], dtype=float), "solver"
+        elif stats is not None and stats.cross is not None:
+            rss, src = rss_from_statistics(stats, coef), "statistics"
+            if block.retains_rows and np.any(_rounding_bound(stats, coef) > RSS_RELATIVE_ERROR * np.abs(rss)):
+                rss = None  # too small to read off sums of squares: recompute from the data
+        if rss is None:
+            rss = sum(np.einsum("ij,ij->j", r, r) for r in block_residuals(block, use_bias, coef))
+            src = "data"
+        sources.add(src)
+        rss_total += float(np.sum(np.clip(rss, 0.0, None)))
+        yty_total += float(np.sum(yty))
+        count += block.n_equations * n_out
+    return rss_total, yty_total, count, "+".join(sorted(sources))
+
+
+def _rounding_bound(stats, coef: np.ndarray) -> np.ndarray:
+    """A bound on the rounding error of ``y'y - 2 w'A'y + w'A'Aw`` (terms of size ``T``, sums over ``n`` rows)."""
+    terms = stats.yty + 2 * np.abs(np.einsum("ij,ij->j", coef, stats.cross)) + np.abs(
+        np.einsum("ij,ij->j", coef, stats.gram @ coef)
+    )
+    return 8 * np.finfo(np.float64).eps * max(np.log2(max(stats.n_rows, 2)), 1.0) * terms
+
+
+def _columns(block, sol: Solution, i: int, use_bias: bool) -> np.ndarray:
+    """One block's coefficients over the design's columns ``(P, O)`` (free taps, then the bias)."""
+    k = sol.kernels[i]
+    coef = k.reshape(-1, k.shape[-1])[block.mask.ravel()]
+    if use_bias:
+        b = sol.biases[i] if sol.biases is not None else np.zeros(k.shape[-1])
+        coef = np.concatenate([coef, np.asarray(b, dtype=coef.dtype)[None]])
+    return coef
