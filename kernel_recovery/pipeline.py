@@ -78,13 +78,13 @@ def finish(
     # bias, dilation, one more tap) explains a large residual better than "the kernel is longer".
     relative = residual_rms / np.sqrt(yty / count) if yty > 0 and count else 0.0
     misfit = None
-    if problem.inputs is None:
+    if relative <= postfit.MISFIT_GATE:
+        checks["misconfiguration"] = f"not needed: residual {relative:.2g} of y's rms <= {postfit.MISFIT_GATE}"
+    elif problem.inputs is None:
         checks["misconfiguration"] = "skipped: the caller's sequences are not retained (streamed input)"
-    elif relative > postfit.MISFIT_GATE:
+    else:
         misfit = postfit.diagnose(problem, relative)
         checks["misconfiguration"] = "flagged" if misfit else "checked"
-    else:
-        checks["misconfiguration"] = f"not needed: residual {relative:.2g} of y's rms <= {postfit.MISFIT_GATE}"
     diagnostics["misconfiguration"] = misfit
     if misfit is not None:
         message = f"{message}; {misfit['message']}"
@@ -108,6 +108,7 @@ def finish(
             warnings.warn(too_short, KernelSizeWarning, stacklevel=stacklevel + 1)
     diagnostics["checks"] = checks
     diagnostics["streamed"] = not retained or problem.inputs is None
+    diagnostics["input"] = "arrays" if problem.inputs is not None else "statistics"  # out-of-core: its reader
     return KernelResult(
         kernel=kernel,
         bias=bias,

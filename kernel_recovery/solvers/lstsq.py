@@ -197,7 +197,7 @@ class _Collector:
                 diagnostics[key] = [i.get(key) for i in self.infos]
         diagnostics["dof"] = int(min(self.dof))
         iterations = [i["iterations"] for i in self.infos if "iterations" in i]
-        capped = [i["solver"] for i in self.infos if i.get("converged") is False]
+        capped = [i["solver"] for i in self.infos if not i.get("converged", True)]
         if capped:
             message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
         diagnostics["noise_variance"] = self.problem.from_canonical_bias(self.sigma2)
@@ -520,7 +520,7 @@ def _robust(block: Block, use_bias: bool, loss: str, delta: float | None):
             deltas[o] = delta if delta is not None else 1.345 * max(scale, 1e-12 * np.max(np.abs(y[:, o])), 1e-300)
         coef[:, o], it, done = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o])
         iters = max(iters, it)
-        converged = converged and done
+        converged = converged and bool(done)
     info = {"solver": "irls", "iterations": iters, "converged": converged}
     if loss == "huber":
         info["huber_delta"] = deltas

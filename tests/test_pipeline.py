@@ -1,0 +1,121 @@
+"""One pipeline: the in-memory, NormalEquations and out-of-core paths give the same fields for the same data."""
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+import kernel_recovery as kr
+from kernel_recovery.problem import build_problem
+from kernel_recovery.solvers import lstsq
+
+
+def _data(length, rng, bias=True):
+    x = rng.standard_normal((length, 2))
+    w = rng.standard_normal((5, 2, 3))
+    y = kr.conv1d(x, w, [0.1, 0.2, 0.3] if bias else None) + 0.01 * rng.standard_normal((length - 4, 3))
+    return x, y
+
+
+def _three_paths(x, y, **options):
+    memory = kr.recover_kernel(x, y, 5, use_bias=True, **options)
+    acc = kr.NormalEquations(5, use_bias=True)
+    for i in range(0, len(x), 30000):
+        acc.update(x[i : i + 30000], y[i : i + 30000])
+    accumulated = acc.solve(**options)
+    chunks = ((x[i : i + 30000], y[i : i + 30000]) for i in range(0, len(x), 30000))
+    streamed = kr.recover_kernel(chunks, None, 5, use_bias=True, **options)
+    return memory, accumulated, streamed
+
+
+@pytest.mark.parametrize("length", [400, 120000])
+@pytest.mark.parametrize("options", [{}, {"ridge": 0.5}, {"regularization": "gcv"}])
+def test_three_paths_give_the_same_fields_and_diagnostics(length, options, rng):
+    x, y = _data(length, rng)
+    results = _three_paths(x, y, **options)
+    memory = results[0]
+    fields = [f.name for f in dataclasses.fields(kr.KernelResult)]
+    for res in results:
+        assert [f.name for f in dataclasses.fields(res)] == fields
+        assert sorted(res.diagnostics) == sorted(memory.diagnostics)
+        assert res.diagnostics["solver"] == memory.diagnostics["solver"]
+        assert res.success == memory.success and res.message == memory.message
+        assert res.method == "lstsq" and sorted(res.options) == sorted(memory.options)
+        for key, value in memory.options.items():
+            if isinstance(value, (str, type(None))):
+                assert res.options[key] == value
+            elif options.get("regularization") is None:  # GCV's criterion is flat at tiny ridges: not compared
+                np.testing.assert_allclose(res.options[key], value, rtol=1e-8)
+        np.testing.assert_allclose(res.kernel, memory.kernel, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(res.bias, memory.bias, rtol=1e-9, atol=1e-12)
+        assert res.residual_rms == pytest.approx(memory.residual_rms, rel=1e-9)
+        assert res.report.status == memory.report.status and res.report.rank.tolist() == memory.report.rank.tolist()
+        assert (res.stderr is None) == (memory.stderr is None)
+        if res.stderr is not None:
+            np.testing.assert_allclose(res.stderr, memory.stderr, rtol=1e-8)
+    # what differs is said: where the data came from, and which checks could run on it
+    assert memory.diagnostics["input"] == "arrays" and not memory.diagnostics["streamed"]
+    assert results[1].diagnostics["input"] == "statistics" and results[2].diagnostics["input"] == "stream"
+    if length > 100000:  # the rows are not all retained: the kernel-size check cannot run, and says so
+        for res in results[1:]:
+            assert res.diagnostics["checks"]["kernel_size"].startswith("skipped: the rows are not retained")
+
+
+def test_residual_is_computed_once_and_matches_a_forward_pass(rng):
+    x, y = _data(200000, rng)
+    res = kr.recover_kernel(x, y, 5, use_bias=True)
+    assert res.diagnostics["checks"]["residual"] == "statistics"  # no pass over the data after the solve
+    direct = np.sqrt(np.mean((y - res.predict(x)) ** 2))
+    assert res.residual_rms == pytest.approx(direct, rel=1e-7)
+    # a noiseless fit's residual is rounding: the statistics cannot give it, a pass over the data does
+    y0 = kr.conv1d(x, res.kernel, res.bias)
+    exact = kr.recover_kernel(x, y0, 5, use_bias=True)
+    assert exact.diagnostics["checks"]["residual"] == "data" and exact.residual_rms < 1e-12
+
+
+def test_solver_success_comes_from_the_solver(rng, monkeypatch):
+    # CG on the Toeplitz Gram stopped at its iteration cap: not a success, and the iterations are counted
+    x = rng.standard_normal(20000)
+    y = kr.conv1d(x, rng.standard_normal(100)) + 0.01 * rng.standard_normal(19901)
+    monkeypatch.setattr(lstsq, "LONG_KERNEL", 64)
+    res = kr.recover_kernel(x, y, 100)
+    assert res.success and res.n_iterations >= 1 and res.diagnostics["solver"] == ["toeplitz_cg"]
+    cg = lstsq._toeplitz_cg
+    monkeypatch.setattr(lstsq, "_toeplitz_cg", lambda block, use_bias, ridge: cg(block, use_bias, ridge, max_iter=2))
+    capped = kr.recover_kernel(x, y, 100)
+    assert not capped.success and capped.n_iterations == 2 and "iteration cap" in capped.message
+
+
+def test_irls_at_its_cap_is_not_a_success(rng, monkeypatch):
+    x = rng.standard_normal(3000)
+    y = kr.conv1d(x, [1.0, -0.5, 0.25]) + rng.laplace(size=2998)
+    irls = lstsq._irls
+    monkeypatch.setattr(lstsq, "LP_LIMIT", 0)  # IRLS instead of the exact LP
+    monkeypatch.setattr(lstsq, "_irls", lambda *a, **k: irls(*a, max_iter=2))
+    res = kr.recover_kernel(x, y, 3, loss="mae")
+    assert not res.success and res.n_iterations == 2
+
+
+def test_custom_solver_goes_through_the_same_finish(rng):
+    x, y = _data(3000, rng, bias=False)
+
+    def my_lstsq(problem):
+        return lstsq.solve(problem)
+
+    res = kr.recover_kernel(x, y, 5, method=my_lstsq)
+    ref = kr.recover_kernel(x, y, 5)
+    assert res.method == "my_lstsq" and sorted(res.diagnostics) == sorted(ref.diagnostics)
+    np.testing.assert_allclose(res.kernel, ref.kernel)
+    assert res.residual_rms == pytest.approx(ref.residual_rms)
+
+
+def test_out_of_core_dispatch_uses_the_registry(rng):
+    x, y = _data(2000, rng)
+    chunks = ((x[i : i + 500], y[i : i + 500]) for i in range(0, 2000, 500))
+    with pytest.raises(TypeError, match="unexpected option 'steps'"):
+        kr.recover_kernel(chunks, None, 5, steps=3)
+    problem = build_problem(x, y, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lstsq.solve(problem).success
