@@ -339,12 +339,15 @@ def solve_path(
     """How a block's least squares is computed (every entry point agrees; recorded in ``diagnostics["solver"]``).
 
     ``"explicit"``: designs of at most ``EXPLICIT_LIMIT`` entries, SVD of the rows; ``"toeplitz_cg"``: one input
-    channel and at least ``LONG_KERNEL`` taps, CG on the Toeplitz Gram by FFT; ``"normal_equations"``: the
-    streamed statistics otherwise (and whenever the rows are not retained).
+    channel and either at least ``LONG_KERNEL`` taps or a Gram too costly to factor exactly (see
+    :func:`exact_spectrum_affordable`: the report then uses the spectral estimate too), CG on the Toeplitz Gram
+    by FFT, ``O(N log K + iterations K log K)``; ``"normal_equations"``: the streamed statistics otherwise (and
+    whenever the rows are not retained).
     """
     if not block.retains_rows:
         return "normal_equations"
-    if block.channels == 1 and block.taps >= (LONG_KERNEL if long_kernel is None else long_kernel):
+    long_kernel = LONG_KERNEL if long_kernel is None else long_kernel
+    if block.channels == 1 and (block.taps >= long_kernel or not exact_spectrum_affordable(block, use_bias)):
         return "toeplitz_cg"
     if block.n_equations * n_columns(block, use_bias) <= EXPLICIT_LIMIT:
         return "explicit"
@@ -589,6 +592,13 @@ class BlockSpectrum:
         """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
         if len(columns) == 0:
             return 0
+        p = len(self.singular_values)
+        missing = np.setdiff1d(np.arange(p), columns)
+        if len(missing) == 0:
+            return self.rank
+        if len(missing) == 1:  # dropping column j lowers the rank iff no invisible direction involves j
+            null = self.right_vectors[missing[0], self.rank :]
+            return self.rank - int(not np.sqrt(np.sum(null**2)) > 1e-8)
         s = np.linalg.svd(self.coordinates[:, columns], compute_uv=False)
         return int((s > self.tolerance).sum())
 
@@ -621,6 +631,18 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
     return spec
 
 
+#: The report's spectrum is always exact up to this many columns (an eigendecomposition of a few ms).
+EXACT_ALWAYS = 256
+
+
+def exact_spectrum_affordable(block: Block, use_bias: bool) -> bool:
+    """The cost model of the spectrum: an exact eigendecomposition (``O(P^3)``) where it costs no more than a
+    pass over the design's rows (``O(N P)``, so ``P^2 <= N``), always up to ``EXACT_ALWAYS`` columns, never above
+    ``APPROXIMATE_ABOVE``; otherwise the spectral estimate."""
+    p = n_columns(block, use_bias)
+    return p <= min(EXACT_ALWAYS, APPROXIMATE_ABOVE) or (p <= APPROXIMATE_ABOVE and p * p <= block.n_equations)
+
+
 def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
     """The spectrum the report uses: exact when cheap or already computed, else a spectral estimate.
 
@@ -630,7 +652,7 @@ def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
     the number of equations.  Ranks and condition numbers are then approximate and no null space is given.
     """
     p = n_columns(block, use_bias)
-    if ("spectrum", use_bias) in block.cache or p <= APPROXIMATE_ABOVE:
+    if ("spectrum", use_bias) in block.cache or exact_spectrum_affordable(block, use_bias):
         return block_spectrum(block, use_bias)
     key = ("spectral_estimate", use_bias)
     if key not in block.cache:

@@ -93,7 +93,9 @@ def finish(
     elif not report.ok:
         checks["kernel_size"] = f"skipped: the data do not determine the kernel ({report.status})"
     else:
-        too_short, longer_fit = postfit.kernel_size_check(problem)
+        too_short, longer_fit, skipped = postfit.kernel_size_check(problem)
+        if skipped:
+            checks["kernel_size"] = f"skipped: {skipped}"
         if too_short and misfit is not None and "kernel_size" not in misfit["suggestions"][0]["setting"]:
             # one explanation: the other setting, unless more taps fit clearly better than it does
             other_fit = misfit["suggestions"][0]["relative_residual"]

@@ -222,10 +222,26 @@ CHECK_ROWS = 1 << 14
 CHECK_ROWS_PER_COLUMN = 32
 #: Most multiply-adds the check's Gram may cost (rows x columns^2): fewer rows for wide designs.
 CHECK_FLOPS = 2e8
+CHECK_WORK = 1
+#: Checks of at most this many multiply-adds run whatever their share of the solve.
+CHECK_FREE_FLOPS = 2e6
 CHECK_EXTRA = 2
 #: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
 CHECK_ALPHA = 1e-6
 CHECK_EFFECT = 0.01
+
+
+def check_row_budget(block) -> int:
+    """Rows the kernel-size check samples: enough for a powerful F-test, not more.
+
+    The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the
+    ``equations x columns`` of the design itself (or ``CHECK_FREE_FLOPS``), so the check stays a small share
+    of the solve.
+    """
+    cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
+    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
+    share = max(CHECK_WORK * block.n_equations / cols, CHECK_FREE_FLOPS / cols**2)  # tiny checks always run
+    return int(min(budget, CHECK_FLOPS / cols**2, share))
 
 
 def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -235,10 +251,7 @@ def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, 
     usable = sum(max(n, 0) for _, n in spans)
     if usable <= 0:
         return None
-    # enough rows for a powerful F-test, not more: the two fits cost rows x columns^2 (at most CHECK_FLOPS)
-    cols = width * block.channels
-    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
-    budget = min(budget, max(int(CHECK_FLOPS // cols**2), 4 * cols + 64))
+    budget = check_row_budget(block)
     per_chunk = max(budget // 8, 1)
     take = min(usable, budget)
     starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
@@ -288,12 +301,12 @@ def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.nd
     return coef, int(keep.sum())
 
 
-def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float]:
+def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str | None]:
     """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not), and the fit's share.
 
-    Returns the message (or None) and the relative residual rms of the longer fit on the flagged output
+    Returns the message (or None), the relative residual rms of the longer fit on the flagged output
     channels (``inf`` when none is flagged), so that :func:`kernel_recovery.pipeline.finish` can weigh it
-    against another setting that fits.
+    against another setting that fits, and why no block could be checked (None when one was).
 
     On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
     compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
@@ -304,12 +317,19 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float]:
     e = CHECK_EXTRA
     flagged, shares, pvalues, sides = [], [], [], np.zeros(2)
     rss_flagged = yty_flagged = 0.0
+    skipped = None
+    checked = False
     for block in problem.blocks:
         if block.ys is None:
-            return None, np.inf
+            return None, np.inf, "no outputs"
         cols_ext = (block.taps + 2 * e) * block.channels + int(cfg.use_bias)
-        if cols_ext > 1024 or block.n_equations - cols_ext <= 10:  # too wide, or too few rows for an F-test
+        if block.n_equations - cols_ext <= 10:
+            skipped = "too few equations for an F-test"
             continue
+        if cols_ext > 1024 or check_row_budget(block) < 4 * cols_ext + 64:
+            skipped = f"{cols_ext} columns: a longer fit would cost too large a share of the solve"
+            continue
+        checked = True
         got = _check_rows(block, e, cfg.use_bias)
         if got is None:
             continue
@@ -343,7 +363,7 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float]:
             pvalues.append(float(p[j]))
             sides += [np.sum(ext[:e, :, j] ** 2), np.sum(ext[e + block.taps :, :, j] ** 2)]
     if not flagged:
-        return None, np.inf
+        return None, np.inf, None if checked else skipped
     s, _ = problem._tap_layout()
     before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
     where = []
@@ -359,4 +379,4 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float]:
         f"(F-test p={max(min(pvalues), 1e-300):.1e}"
         f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
         "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
-    ), relative
+    ), relative, None
