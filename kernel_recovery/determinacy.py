@@ -451,7 +451,8 @@ class DeterminacyReport:
 
 def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyReport:
     """The :class:`DeterminacyReport` of a canonical problem."""
-    check_feasible(problem)  # Grams that cannot fit in memory, values whose squares overflow: refused first
+    # Grams that cannot fit in memory, inputs whose squares overflow: refused first (outputs: by the solve)
+    check_feasible(problem, outputs=False)
     with SerialBLAS():  # many small SVDs: OpenBLAS threads only slow them down on shared cores
         return _report_for(problem, noise_level)
 

@@ -354,6 +354,13 @@ def solve_path(
     return "normal_equations"
 
 
+def statistics_flops(block: Block) -> float:
+    """The cost model of :func:`block_statistics`, in multiply-adds (FFT work weighted as ``_use_fft`` does)."""
+    c, o = block.channels, len(block.out_channels)
+    per_row = 60.0 * (2 * c + o + c * (c + o)) if _use_fft(block.taps, c, o) else 2.0 * block.taps * c * (c + o)
+    return per_row * max(block.n_equations, 0)
+
+
 def block_gram(block: Block, use_bias: bool) -> np.ndarray:
     """``A^T A`` of a block: from its full statistics when cached, else without the cross terms (cached).
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .operator import rank_tolerance, window_rows
+from .operator import rank_tolerance, statistics_flops, window_rows
 from .problem import PADDING_MODES, CanonicalProblem, ConvConfig
 from .threads import SerialBLAS
 
@@ -220,12 +220,12 @@ def diagnose(problem: CanonicalProblem, relative_residual: float) -> dict[str, A
 #: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
 CHECK_ROWS = 1 << 14
 CHECK_ROWS_PER_COLUMN = 32
-#: Most multiply-adds the check's Gram may cost (rows x columns^2): fewer rows for wide designs.
-CHECK_FLOPS = 2e8
-CHECK_WORK = 1
-#: Checks of at most this many multiply-adds run whatever their share of the solve.
-CHECK_FREE_FLOPS = 2e6
 CHECK_EXTRA = 2
+#: Most multiply-adds the check's Gram may cost (rows x columns^2), and its share of the statistics' cost: fewer
+#: rows for wide designs.  Checks of at most ``CHECK_FREE_FLOPS`` run whatever their share.
+CHECK_FLOPS = 2e8
+CHECK_WORK = 0.1
+CHECK_FREE_FLOPS = 2e6
 #: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
 CHECK_ALPHA = 1e-6
 CHECK_EFFECT = 0.01
@@ -234,13 +234,13 @@ CHECK_EFFECT = 0.01
 def check_row_budget(block) -> int:
     """Rows the kernel-size check samples: enough for a powerful F-test, not more.
 
-    The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the
-    ``equations x columns`` of the design itself (or ``CHECK_FREE_FLOPS``), so the check stays a small share
-    of the solve.
+    The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the cost
+    of the statistics (:func:`~kernel_recovery.operator.statistics_flops`; or ``CHECK_FREE_FLOPS``), so the
+    check stays a small share of the solve.
     """
     cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
     budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
-    share = max(CHECK_WORK * block.n_equations / cols, CHECK_FREE_FLOPS / cols**2)  # tiny checks always run
+    share = max(CHECK_WORK * statistics_flops(block), CHECK_FREE_FLOPS) / cols**2  # tiny checks always run
     return int(min(budget, CHECK_FLOPS / cols**2, share))
 
 
@@ -255,16 +255,23 @@ def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, 
     per_chunk = max(budget // 8, 1)
     take = min(usable, budget)
     starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
-    wanted = np.unique(np.concatenate([np.arange(s0, min(s0 + per_chunk, usable)) for s0 in starts]))
+    intervals: list[list[int]] = []  # the chunks [s0, s0 + per_chunk), merged where they overlap
+    for s0 in starts:
+        lo, hi = int(s0), int(min(s0 + per_chunk, usable))
+        if intervals and lo <= intervals[-1][1]:
+            intervals[-1][1] = max(intervals[-1][1], hi)
+        else:
+            intervals.append([lo, hi])
     rows, ys = [], []
     offset = 0
     for i, n in spans:
         if n <= 0:
             continue
-        sel = wanted[(wanted >= offset) & (wanted < offset + n)] - offset  # row t = sel + e of subsequence i
-        if len(sel):
-            rows.append(window_rows(block.xs[i], width, sel))  # taps t-e .. t+taps+e-1
-            ys.append(block.ys[i][sel + e])
+        for lo, hi in intervals:  # row t (= index + e) of subsequence i reads taps t-e .. t+taps+e-1
+            lo, hi = max(lo, offset) - offset, min(hi, offset + n) - offset
+            if lo < hi:
+                rows.append(window_rows(block.xs[i], width, slice(lo, hi)))
+                ys.append(block.ys[i][lo + e : hi + e])
         offset += n
     a = np.concatenate(rows)
     if use_bias:

@@ -239,6 +239,9 @@ def _check_dtype(a: np.ndarray, name: str) -> None:
 
 
 def _check_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):  # one pass, no temporaries: NaN and Inf propagate through a sum
+            return
     bad = np.isinf(a) if allow_nan else ~np.isfinite(a)
     if bad.any():
         where = tuple(np.argwhere(bad)[0].tolist())
@@ -522,7 +525,7 @@ def check_gram_memory(cfg: ConvConfig, n_blocks: int | None = None) -> None:
         )
 
 
-def check_feasible(problem: CanonicalProblem) -> None:
+def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
     """Refuse problems a solver cannot handle: Grams too large for memory, values whose squares overflow.
 
     Single-channel canonical blocks are exempt from the memory check: lstsq and fft solve long kernels from
@@ -530,11 +533,11 @@ def check_feasible(problem: CanonicalProblem) -> None:
     """
     if any(b.channels > 1 for b in problem.blocks):
         check_gram_memory(problem.config, len(problem.blocks))
-    for name, arrays in (
-        ("x", [x for b in problem.blocks for x in b.xs]),
-        ("y", [y for b in problem.blocks for y in b.ys or ()]),
-    ):
-        big = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    checked = [("x", [x for b in problem.blocks if ("feasible", "x") not in b.cache for x in b.xs])]
+    if outputs:  # (the report reads only x's statistics)
+        checked.append(("y", [y for b in problem.blocks if ("feasible", "y") not in b.cache for y in b.ys or ()]))
+    for name, arrays in checked:
+        big = max((max(float(np.max(a)), -float(np.min(a))) for a in arrays if a.size), default=0.0)
         if big > VALUE_RANGE or 0.0 < big < 1.0 / VALUE_RANGE:
             scales = "the kernel scales by the inverse factor" if name == "x" else "the kernel scales with it"
             raise ValueError(
@@ -542,6 +545,10 @@ def check_feasible(problem: CanonicalProblem) -> None:
                 f"{'overflow' if big > 1 else 'underflow'} float64. Rescale `{name}` (e.g. divide it by {big:.3g}); "
                 f"{scales}."
             )
+    for block in problem.blocks:  # checked once per problem (the report and the solve both ask)
+        block.cache[("feasible", "x")] = True
+        if outputs:
+            block.cache[("feasible", "y")] = True
 
 
 def build_problem(
@@ -721,7 +728,7 @@ def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
                         sub = np.concatenate([sub, np.zeros((need - len(sub), cin))])
                     canon = sub[:need].reshape(n_c, s * cin)  # channel q*cin + c holds x_r[i*s + q, c]
                 bx.append(canon)
-                if ys is not None:
-                    by.append(ys[i][r::d_sub, out_ch])
+                if ys is not None:  # a view: the outputs of this group are a slice of the channels
+                    by.append(ys[i][r::d_sub, grp * cfg.out_per_group : (grp + 1) * cfg.out_per_group])
         blocks.append(Block(bx, by, taps, mask.copy(), out_ch))
     return blocks

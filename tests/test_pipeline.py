@@ -120,3 +120,14 @@ def test_out_of_core_dispatch_uses_the_registry(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert lstsq.solve(problem).success
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_toeplitz_path_residual_from_its_sums_matches_a_forward_pass(use_bias, rng):
+    x = rng.standard_normal(60000) + 0.5
+    w = rng.standard_normal(2048) / 40
+    y = kr.conv1d(x, w, [0.3] if use_bias else None) + 0.05 * rng.standard_normal(60000 - 2047)
+    res = kr.recover_kernel(x, y, 2048, use_bias=use_bias)
+    assert res.diagnostics["solver"] == ["toeplitz_cg"] and res.diagnostics["checks"]["residual"] == "solver"
+    direct = np.sqrt(np.mean((y - res.predict(x)) ** 2))
+    assert res.residual_rms == pytest.approx(direct, rel=1e-7)

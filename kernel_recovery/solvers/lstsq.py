@@ -137,8 +137,8 @@ def solve_blocks(
             continue
         path = solve_path(block, use_bias, LONG_KERNEL)
         if path == "toeplitz_cg":
-            coef, info = _toeplitz_cg(block, use_bias, ridge)
-            out.add(block, coef, info, None, None)
+            coef, info, rss = _toeplitz_cg(block, use_bias, ridge)
+            out.add(block, coef, info, rss, None)
             continue
         if path == "explicit":
             coef, info, rss = _explicit(block, use_bias, ridge)
@@ -343,15 +343,25 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
     converged = True
+    yty = sum(np.einsum("ij,ij->j", y, y) for y in block.ys)
+    if use_bias:
+        yty = yty - op.ysum**2 / op.n_rows
+    rss = np.zeros(rhs.shape[1])
     for o in range(rhs.shape[1]):
         w, it = pcg(op, rhs[:, o], tol, max_iter)
         converged = converged and it < max_iter
+        # ||y - A w||^2 from the sums (the Gram applied once more), unless rounding would dominate it
+        gw = op.matvec(w) - ridge * w
+        terms = yty[o] + 2 * abs(w @ rhs[:, o]) + abs(w @ gw)
+        rss[o] = yty[o] - 2 * (w @ rhs[:, o]) + w @ gw
+        if 8 * np.finfo(float).eps * np.log2(max(op.n_rows, 2)) * terms > 1e-6 * abs(rss[o]):
+            rss[o] = np.nan
         if use_bias:
             w = np.concatenate([w, [(op.ysum[o] - op.sums @ w) / op.n_rows]])
         coefs.append(w)
         iters.append(it)
     info = {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows, "converged": converged}
-    return np.stack(coefs, axis=1), info
+    return np.stack(coefs, axis=1), info, None if np.isnan(rss).any() else rss
 
 
 # ----------------------------------------------------------------------------------------------
