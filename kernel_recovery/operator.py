@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .problem import Block, CanonicalProblem
-from .threads import SerialBLAS
+from .threads import SerialBLAS, fft_workers
 from .threads import workers as _workers
 
 #: Design matrices with at most this many entries (2 MiB of float64) are built explicitly and solved by SVD;
@@ -224,14 +224,14 @@ def _lagged_fft(x, taps, y):
             span[i, : t1 - t0 + taps - 1] = x[t0 : t1 + taps - 1]
             if y is not None:
                 ybl[i, : t1 - t0] = y[t0:t1]
-        fh = scipy.fft.rfft(head, axis=1, workers=-1).transpose(1, 2, 0)  # (f, C, k)
-        fs = scipy.fft.rfft(span, axis=1, workers=-1).transpose(1, 0, 2)  # (f, k, C)
+        fh = scipy.fft.rfft(head, axis=1, workers=fft_workers()).transpose(1, 2, 0)  # (f, C, k)
+        fs = scipy.fft.rfft(span, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, C)
         acc_r += np.conj(fh) @ fs
         if y is not None:
-            fy = scipy.fft.rfft(ybl, axis=1, workers=-1).transpose(1, 0, 2)  # (f, k, O)
+            fy = scipy.fft.rfft(ybl, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, O)
             acc_q += fs.transpose(0, 2, 1) @ np.conj(fy)
-    r = scipy.fft.irfft(acc_r, n=size, axis=0, workers=-1)[:taps]
-    q = scipy.fft.irfft(acc_q, n=size, axis=0, workers=-1)[:taps] if y is not None else None
+    r = scipy.fft.irfft(acc_r, n=size, axis=0, workers=fft_workers())[:taps]
+    q = scipy.fft.irfft(acc_q, n=size, axis=0, workers=fft_workers())[:taps] if y is not None else None
     return r, q
 
 
@@ -638,6 +638,8 @@ def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
     return spec
 
 
+#: Most Welch segments the spectral estimate averages (evenly spread over the record; fewer than a record's worth).
+SPECTRAL_SEGMENTS = 512
 #: The report's spectrum is always exact up to this many columns (an eigendecomposition of a few ms).
 EXACT_ALWAYS = 256
 
@@ -658,7 +660,6 @@ def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
     the inputs' cross-spectral matrices at ``taps`` frequencies (Welch: Kaiser windows, 50% overlap), scaled to
     the number of equations.  Ranks and condition numbers are then approximate and no null space is given.
     """
-    p = n_columns(block, use_bias)
     if ("spectrum", use_bias) in block.cache or exact_spectrum_affordable(block, use_bias):
         return block_spectrum(block, use_bias)
     key = ("spectral_estimate", use_bias)
@@ -667,28 +668,63 @@ def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
     return block.cache[key]
 
 
+def block_lags(block: Block, outputs: bool = False) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per sequence, the lagged correlations ``(R, Q)`` of :func:`lagged_correlations` below ``taps`` (cached).
+
+    Shared by the spectral estimate of the report and the Toeplitz Gram of long single-input kernels, so the
+    data are correlated once; ``outputs`` asks for ``Q`` too (computed with ``R`` in the same pass).
+    """
+    if ("lags", True) in block.cache:
+        return block.cache[("lags", True)]
+    with_y = outputs and block.ys is not None
+    key = ("lags", with_y)
+    if key not in block.cache:
+        ys = block.ys if with_y else [None] * len(block.xs)
+        method = "fft" if block.channels == 1 and block.taps >= 64 else None
+        block.cache[key] = [lagged_correlations(x, block.taps, y, method=method) for x, y in zip(block.xs, ys)]
+    return block.cache[key]
+
+
 def _spectral_estimate(block, use_bias: bool) -> BlockSpectrum:
+    """Eigenvalues of the (block-)Toeplitz Gram by Szego's theorem: Welch cross-spectral matrices at ``taps``
+    frequencies (Kaiser windows, beta 16: sidelobes below -110 dB, so a sinusoid stays a few bins wide; 50%
+    overlap), scaled to the number of equations.  Real data: the bins above half are the conjugates of those
+    below (same eigenvalues), so only ``taps // 2 + 1`` are formed."""
+    import scipy.fft
+
     t, c = block.taps, block.channels
-    window = np.kaiser(t, 16.0)  # sidelobes below -110 dB: a sinusoid stays a few bins wide
-    acc = np.zeros((t, c, c), dtype=complex)
+    window = np.kaiser(t, 16.0)
+    nf = t // 2 + 1
+    acc = np.zeros((nf, c, c), dtype=complex)
     weight = 0.0
     for x in block.xs:
         if len(x) < t:
             x = np.concatenate([x, np.zeros((t - len(x), c))])
         starts = np.arange(0, len(x) - t + 1, max(t // 2, 1))
-        for i in range(0, len(starts), 64):  # bounded memory: 64 segments at a time
-            segs = np.stack([x[a : a + t] for a in starts[i : i + 64]]) * window[None, :, None]
-            f = np.fft.fft(segs, axis=1)
-            acc += np.einsum("stc,std->tcd", f.conj(), f)
+        cap = min(SPECTRAL_SEGMENTS, max(64, len(x) // t))  # evenly spread: about one pass over the record
+        if len(starts) > cap:
+            starts = starts[np.linspace(0, len(starts) - 1, cap).round().astype(int)]
+        per = max(1, (1 << 20) // (t * c))  # bounded memory: about 8 MB of segments at a time
+        for i in range(0, len(starts), per):
+            segs = np.stack([x[a : a + t] for a in starts[i : i + per]]) * window[None, :, None]
+            f = scipy.fft.rfft(segs, axis=1, workers=fft_workers())
+            if c == 1:
+                acc[:, 0, 0] += np.sum(f.real**2 + f.imag**2, axis=0)[:, 0]
+            else:
+                acc += np.einsum("stc,std->tcd", f.conj(), f)
         weight += len(starts) * np.sum(window**2)
     acc *= block.n_equations / max(weight, 1e-300)
-    lam = np.linalg.eigvalsh(acc).ravel()
+    multiplicity = np.full(nf, 2)
+    multiplicity[0] = 1
+    if t % 2 == 0:
+        multiplicity[-1] = 1
+    lam = np.repeat(np.linalg.eigvalsh(acc), multiplicity, axis=0).ravel()
     lam = np.sort(lam)[::-1][: block.n_free]
     if use_bias:
         lam = np.sort(np.concatenate([lam, [float(block.n_equations)]]))[::-1]
     sv = np.sqrt(np.clip(lam, 0.0, None))
     tol = rank_tolerance(sv[0], block.n_equations, len(sv), "estimate") if len(sv) else 0.0
-    power = np.real(np.einsum("tcc->tc", acc))
+    power = np.repeat(np.real(np.einsum("tcc->tc", acc)), multiplicity, axis=0)
     orders = (np.sqrt(np.clip(power, 0.0, None)) > tol).sum(axis=0)
     return BlockSpectrum(sv, None, tol, False, orders)
 
@@ -713,9 +749,8 @@ class ToeplitzGram:
         sums = np.zeros(t)
         ysum = 0.0
         n_rows = 0
-        for x, y in zip(block.xs, block.ys):
+        for x, y, (rl, q) in zip(block.xs, block.ys, block_lags(block, outputs=True)):
             m = len(x) - t + 1
-            rl, q = lagged_correlations(x, t, y, method="fft")
             r += rl[:, 0, 0]
             self.cross = self.cross + q[:, 0, :]
             for edge, sign in ((x[: t - 1, 0], -1.0), (x[m : m + t - 1, 0], 1.0)):

@@ -37,6 +37,7 @@ from .determinacy import DeterminacyReport, report_for
 from .operator import block_spectrum
 from .problem import ConvConfig, Layout, Padding, _check_dtype, check_layout
 from .result import KernelResult
+from .threads import serial_region
 
 #: Input samples per chunk read from a memory-mapped or zarr array (and per Dask task when rechunking).
 DEFAULT_CHUNK = 1 << 20
@@ -324,6 +325,7 @@ def _to_nwc3(arr, layout: str):
     return arr.transpose(0, 2, 1) if layout == "ncw" else arr
 
 
+@serial_region()  # Dask runs tasks side by side: no BLAS, Python or FFT threads inside one
 def _stretch(valid_args: dict, cut, pads, where, y_rows, channels, batch: int, *x_blocks) -> NormalEquations:
     """Task: the accumulator of one chunk of outputs, for every sequence of a batch chunk.
 
@@ -350,6 +352,7 @@ def _stretch(valid_args: dict, cut, pads, where, y_rows, channels, batch: int, *
     return acc
 
 
+@serial_region()
 def _merge(valid_args: dict, *accs: NormalEquations) -> NormalEquations:
     """Task: a fresh accumulator holding the sum of ``accs`` (the inputs are left untouched)."""
     out = NormalEquations(**valid_args)

@@ -1,64 +1,97 @@
-"""Thread use: BLAS threads scoped to a block of code, and the number of worker threads to start."""
+"""Thread use: BLAS threads scoped to a block of code, and the number of worker threads to start.
+
+The BLAS thread count is process-wide state, so scopes opened from several threads at once (a Dask threaded
+run, a user's thread pool) share one setting: a module-level lock and depth counter make the first scope in
+save the count and the last scope out restore it, however the threads interleave.  A *serial region* marks
+code that already runs in parallel with copies of itself (a Dask task): inside it the BLAS is serial and
+:func:`workers` and :func:`fft_workers` return 1, so nested parallelism does not oversubscribe the cores.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+import contextvars
+import os
+import sys
+import threading
+from collections.abc import Iterator
+
+from threadpoolctl import ThreadpoolController
+
+_lock = threading.Lock()
+_depth = 0  # SerialBLAS scopes open in the process, all threads together
+_limiter = None  # threadpoolctl's record of the counts to restore, held while _depth > 0
+_controller = None
+_modules_seen = -1  # len(sys.modules) when _controller was built: new imports may load new BLAS libraries
+_in_serial_region = contextvars.ContextVar("kernel_recovery_serial_region", default=False)
+
+
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (called under ``_lock``)."""
+    global _controller, _modules_seen
+    if _controller is None or len(sys.modules) != _modules_seen:
+        _modules_seen = len(sys.modules)
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
 
 
 class SerialBLAS:
-    """Context manager: NumPy's OpenBLAS runs single-threaded inside the block (restored after), where found.
+    """Context manager: the BLAS libraries (OpenBLAS, MKL, BLIS, ...) run single-threaded inside the block.
 
-    Small LAPACK/BLAS calls (``eigh`` of a few-hundred-square Gram, the GEMMs below) gain nothing from OpenBLAS
-    threads and slow down many-fold when the cores are shared; the lagged-correlation chunks are spread over
-    Python threads instead (``matmul`` releases the GIL).
+    Small LAPACK/BLAS calls (``eigh`` of a few-hundred-square Gram, the GEMMs of the lagged correlations) gain
+    nothing from BLAS threads and slow down many-fold when the cores are shared; the lagged-correlation chunks
+    are spread over Python threads instead (``matmul`` releases the GIL).
+
+    Notes
+    -----
+    The count is process-wide, so it is 1 while *any* thread is inside a scope; the first scope entered saves
+    the counts (through threadpoolctl) and the last one left restores them. Scopes nest and may be entered
+    and left from any threads in any order; an instance holds no state and can be reused.
     """
 
-    _funcs: tuple | None = None
-    _searched = False
-
-    @classmethod
-    def _find(cls):
-        if cls._searched:
-            return cls._funcs
-        cls._searched = True
-        try:
-            import ctypes
-            import pathlib
-
-            libs = pathlib.Path(np.__file__).resolve().parent.parent / "numpy.libs"
-            for path in sorted(libs.glob("*openblas*")):
-                lib = ctypes.CDLL(str(path))
-                for get, put in (
-                    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                    ("openblas_get_num_threads", "openblas_set_num_threads"),
-                ):
-                    if hasattr(lib, get) and hasattr(lib, put):
-                        getter, setter = getattr(lib, get), getattr(lib, put)
-                        getter.restype = ctypes.c_int
-                        setter.argtypes = [ctypes.c_int]
-                        cls._funcs = (getter, setter)
-                        return cls._funcs
-        except OSError:  # no bundled OpenBLAS (MKL, Accelerate, a system BLAS): leave threading alone
-            pass
-        return None
-
-    def __enter__(self):
-        funcs = self._find()
-        self._saved = None
-        if funcs is not None:
-            self._saved = funcs[0]()
-            funcs[1](1)
+    def __enter__(self) -> SerialBLAS:
+        global _depth, _limiter
+        with _lock:
+            if _depth == 0:
+                controller = _blas_controller()
+                _limiter = controller.limit(limits=1) if controller.lib_controllers else None  # none: leave it
+            _depth += 1
         return self
 
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            self._funcs[1](self._saved)
+    def __exit__(self, *exc) -> bool:
+        global _depth, _limiter
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _limiter is not None:
+                _limiter.restore_original_limits()
+                _limiter = None
         return False
 
 
-def workers() -> int:
-    """Python threads worth running for parallel numpy work here (the usable cores, at most 8)."""
-    import os
+@contextlib.contextmanager
+def serial_region() -> Iterator[None]:
+    """Mark code that runs in parallel with other work (a Dask task): serial BLAS, ``workers() == 1``.
 
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+    Usable as ``with serial_region():`` or as a decorator. The mark is a context variable, so it covers the
+    current thread (or asyncio task) only, not threads started inside the region.
+    """
+    token = _in_serial_region.set(True)
+    try:
+        with SerialBLAS():
+            yield
+    finally:
+        _in_serial_region.reset(token)
+
+
+def _usable_cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def workers() -> int:
+    """Python threads worth running for parallel numpy work here (the usable cores, at most 8; 1 in a serial region)."""
+    return 1 if _in_serial_region.get() else min(_usable_cores(), 8)
+
+
+def fft_workers() -> int:
+    """The ``workers`` argument for ``scipy.fft`` here: the usable cores, 1 in a serial region."""
+    return 1 if _in_serial_region.get() else _usable_cores()

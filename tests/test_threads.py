@@ -1,0 +1,167 @@
+"""BLAS thread scoping is safe under threads and Dask; nested parallel code runs serially.
+
+The BLAS thread count is read back from the libraries themselves through threadpoolctl (an independent view
+of the process-wide setting that ``SerialBLAS`` changes).
+"""
+
+import random
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import kernel_recovery as kr
+from kernel_recovery import operator
+from kernel_recovery.threads import SerialBLAS, fft_workers, serial_region, workers
+
+
+def blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture
+def blas_count():
+    """BLAS set to 2 threads (a count a serial scope visibly changes) for the test; the counts as set."""
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library")
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        if all(n == 1 for n in before):
+            pytest.skip("the BLAS cannot run 2 threads here")
+        yield before
+
+
+def test_serial_blas_scope_is_one_thread_and_restores(blas_count):
+    with SerialBLAS():
+        assert blas_threads() == [1] * len(blas_count)
+        with SerialBLAS():  # nested
+            assert blas_threads() == [1] * len(blas_count)
+        assert blas_threads() == [1] * len(blas_count)
+    assert blas_threads() == blas_count
+
+
+def test_last_scope_out_restores_not_the_first(blas_count):
+    # thread a enters, b enters, a leaves while b is still inside: the count stays 1 until b leaves
+    a_in, b_in, a_out, b_may_leave = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def a():
+        with SerialBLAS():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b():
+        a_in.wait(10)
+        with SerialBLAS():
+            b_in.set()
+            a_out.wait(10)
+            seen["b inside after a left"] = blas_threads()
+            b_may_leave.wait(10)
+
+    ts = [threading.Thread(target=f) for f in (a, b)]
+    for t in ts:
+        t.start()
+    a_out.wait(10)
+    b_may_leave.set()
+    for t in ts:
+        t.join(10)
+    assert seen["b inside after a left"] == [1] * len(blas_count)
+    assert blas_threads() == blas_count
+
+
+def test_overlapping_scopes_from_many_threads_restore_the_count(blas_count):
+    n_threads, rounds = 6, 40
+    barrier = threading.Barrier(n_threads)
+    inside, errors = [], []
+
+    def run(seed):
+        rnd = random.Random(seed)
+        scope = SerialBLAS()  # one instance reused, and fresh ones nested
+        try:
+            for _ in range(rounds):
+                barrier.wait(10)  # all threads enter together, then leave in a random order
+                with scope:
+                    if rnd.random() < 0.5:
+                        with SerialBLAS():
+                            threading.Event().wait(rnd.random() * 1e-3)
+                    inside.append(blas_threads())
+                    threading.Event().wait(rnd.random() * 2e-3)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    ts = [threading.Thread(target=run, args=(seed,)) for seed in range(n_threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors
+    assert len(inside) == n_threads * rounds
+    assert all(counts == [1] * len(blas_count) for counts in inside)
+    assert blas_threads() == blas_count
+
+
+def test_serial_blas_restores_after_an_exception(blas_count):
+    with pytest.raises(RuntimeError, match="boom"):
+        with SerialBLAS():
+            raise RuntimeError("boom")
+    assert blas_threads() == blas_count
+
+
+def test_dask_threaded_runs_leave_the_blas_count_as_it_was(blas_count, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400_000, 4))
+    w = rng.standard_normal((8, 4, 4))
+    y = kr.conv1d(x, w)
+    # what the lagged correlations ask for, per thread: inside Dask tasks both must be 1 (no nested pools)
+    asked = []
+
+    def spy(count):
+        def counted():
+            n = count()
+            asked.append((threading.get_ident(), n))
+            return n
+
+        return counted
+
+    monkeypatch.setattr(operator, "_workers", spy(operator._workers))
+    monkeypatch.setattr(operator, "fft_workers", spy(operator.fft_workers))
+    main = threading.get_ident()
+    with dask.config.set(scheduler="threads", num_workers=4):  # more task threads than cores: they overlap
+        for _ in range(5):
+            res = kr.recover_kernel(da.from_array(x, chunks=(25_000, 4)), da.from_array(y, chunks=(25_000, 4)), 8)
+            assert blas_threads() == blas_count
+            np.testing.assert_allclose(res.kernel, w, atol=1e-8)
+    in_tasks = [n for ident, n in asked if ident != main]
+    assert in_tasks and all(n == 1 for n in in_tasks)
+
+
+def test_workers_are_one_inside_a_serial_region():
+    outside = workers(), fft_workers()
+    assert outside[0] >= 1 and outside[1] >= outside[0]
+    seen_elsewhere = []
+    with serial_region():
+        assert (workers(), fft_workers()) == (1, 1)
+        with serial_region():
+            assert (workers(), fft_workers()) == (1, 1)
+        assert (workers(), fft_workers()) == (1, 1)
+        # the mark belongs to this thread: another thread still gets the usable cores
+        t = threading.Thread(target=lambda: seen_elsewhere.append((workers(), fft_workers())))
+        t.start()
+        t.join(10)
+    assert seen_elsewhere == [outside]
+    assert (workers(), fft_workers()) == outside
+
+
+def test_serial_region_serialises_blas_and_works_as_a_decorator(blas_count):
+    @serial_region()
+    def task():
+        return workers(), fft_workers(), blas_threads()
+
+    assert task() == (1, 1, [1] * len(blas_count))
+    assert task() == (1, 1, [1] * len(blas_count))  # reusable
+    assert blas_threads() == blas_count
