@@ -7,7 +7,7 @@ from typing import Literal
 
 from numpy.typing import ArrayLike
 
-from . import pipeline, solvers
+from . import outofcore, pipeline, solvers
 from .determinacy import DeterminacyReport, report_for
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
@@ -99,8 +99,6 @@ def recover_kernel(
     'overdetermined'
     """
     # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): streamed least squares.
-    from . import outofcore
-
     if outofcore.is_out_of_core(x, y):
         config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
         return outofcore.recover_kernel(
@@ -198,8 +196,6 @@ def analyze(
     ([2], [2], ('few_frequencies',))
     """
     # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): one streamed pass.
-    from . import outofcore
-
     if outofcore.is_out_of_core(x, y):
         if nan_policy != "raise":
             raise ValueError(f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite.")

@@ -22,6 +22,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from . import __version__, datasets, solvers
+from .api import analyze, recover_kernel
+from .conv import conv1d
+from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
+
 PROG = "kernel-recovery"
 #: Where ``demo`` saves its figure unless ``--plot`` says otherwise (the temp dir, so no stray files in the cwd).
 DEFAULT_DEMO_FIGURE = os.path.join(tempfile.gettempdir(), "kernel_recovery_demo.png")
@@ -320,9 +325,6 @@ def run_demo(
     int
         The exit code, 0.
     """
-    from . import datasets, solvers
-    from .api import analyze, recover_kernel
-
     out = sys.stdout if out is None else out
     examples = datasets.all_examples()
     methods = list(solvers.METHODS) if methods is None else list(methods)
@@ -391,9 +393,6 @@ def _demo_figure(noisy, results: dict, under_report):
     """Kernel of the noisy example against the truth; its residuals; adam's loss; both design spectra."""
     import matplotlib.pyplot as plt
 
-    from .api import recover_kernel
-    from .plotting import plot_kernel, plot_loss, plot_residuals, plot_spectrum
-
     res = results.get((noisy.name, "lstsq"))
     if res is None:
         res = recover_kernel(noisy.x, noisy.y, noisy.kernel_size, **noisy.settings)
@@ -441,9 +440,6 @@ def _load_xy(args, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def cmd_recover(args, out: TextIO) -> int:
-    from . import solvers
-    from .api import recover_kernel
-
     options = parse_options(args.option)
     name, solver = solvers.resolve(args.method)
     try:
@@ -470,8 +466,6 @@ def cmd_recover(args, out: TextIO) -> int:
             raise InputError(f"--true-kernel has shape {truth.shape}, the recovered kernel {res.kernel.shape}")
         error = float(np.max(np.abs(res.kernel - truth)))
     if args.plot is not None:
-        from .plotting import plot_result
-
         _save_figure(plot_result(res, x, y, true_kernel=truth), args.plot)
     if args.json:
         summary = result_dict(res)
@@ -494,8 +488,6 @@ def cmd_recover(args, out: TextIO) -> int:
 
 
 def cmd_analyze(args, out: TextIO) -> int:
-    from .api import analyze
-
     if args.output is not None:
         _suffix(args.output, (".json",), "output file")
     _need_matplotlib(args)
@@ -511,8 +503,6 @@ def cmd_analyze(args, out: TextIO) -> int:
         except OSError as exc:
             raise InputError(f"could not write {args.output}: {exc.strerror or _first_line(exc)}") from None
     if args.plot is not None:
-        from .plotting import plot_spectrum
-
         _save_figure(plot_spectrum(rep), args.plot)
     if args.json:
         print(json.dumps(summary), file=out)
@@ -526,8 +516,6 @@ def cmd_analyze(args, out: TextIO) -> int:
 
 
 def cmd_simulate(args, out: TextIO) -> int:
-    from .conv import conv1d
-
     suffix = _suffix(args.output, DATA_SUFFIXES, "output file")
     if args.in_channels % args.groups or args.out_channels % args.groups:
         raise UsageError(
@@ -619,8 +607,6 @@ def _add_inputs(p: argparse.ArgumentParser, y_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, solvers
-
     parser = _Parser(prog=PROG, description="Recover the kernel (and bias) of a 1-D convolution from its inputs "
                      "and outputs.", epilog="exit codes: 0 success, 1 failure, 2 usage error")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .conv import conv1d
+
 
 @dataclass(frozen=True)
 class Example:
@@ -91,8 +93,6 @@ def noisy_multichannel(length: int = 2000, noise: float = 0.01, seed: int = 0) -
     >>> ex.x.shape, ex.y.shape, ex.kernel.shape
     ((500, 3), (500, 2), (8, 3, 2))
     """
-    from .conv import conv1d
-
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal((8, 3, 2)) * np.exp(-np.arange(8) / 3.0)[:, None, None]
     bias = np.array([0.5, -0.25])
@@ -120,8 +120,6 @@ def underdetermined(seed: int = 0) -> Example:
     >>> kr.analyze(ex.x, ex.y, ex.kernel_size, warn=False).status
     'underdetermined'
     """
-    from .conv import conv1d
-
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal((6, 1, 1))
     x = rng.standard_normal(10)

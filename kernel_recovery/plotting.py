@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .problem import as_sequences
+
 __all__ = ["plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
 
 #: z-value of a two-sided 95 % band under a normal approximation.
@@ -126,8 +128,6 @@ def plot_kernel(result, true_kernel: ArrayLike | None = None, *, fig: Any = None
 
 
 def _sequences(data, layout: str) -> np.ndarray:
-    from .problem import as_sequences
-
     return np.concatenate(as_sequences(data, "y", layout).arrays)
 
 

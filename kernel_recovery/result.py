@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .conv import conv1d
 from .problem import ConvConfig
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
@@ -88,8 +89,6 @@ class KernelResult:
 
     def predict(self, x):
         """``conv1d(x, kernel, bias)`` with the configuration the kernel was recovered under."""
-        from .conv import conv1d
-
         c = self.config
         return conv1d(
             x, self.kernel, self.bias, stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups,

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .api import recover_kernel
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .operator import design_rows, n_columns
 from .problem import (
@@ -181,8 +182,6 @@ def select_kernel_size(
     >>> sel.kernel_size, sel.scores.argmin()
     (3, np.int64(2))
     """
-    from .api import recover_kernel
-
     cands = _check_candidates(candidates)
     if not isinstance(criterion, str) or criterion.lower() not in CRITERIA:
         raise ValueError(f"`criterion` must be 'aic', 'bic' or 'cv', got {criterion!r}.")

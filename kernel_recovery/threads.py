@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import OpenBLASController, ThreadpoolController
 
 _lock = threading.Lock()
 _depth = 0  # SerialBLAS scopes open in the process, all threads together
@@ -35,6 +35,16 @@ def _blas_controller():
     return _controller
 
 
+def _release_control() -> None:
+    """Let any thread set OpenBLAS's count next (threadpoolctl >= 3.8 ignores all but the last thread to set it).
+
+    The last scope out, in whatever thread, must be able to restore what the first scope in saved.
+    """
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()  # a no-op unless this thread holds control
+
+
 class SerialBLAS:
     """Context manager: the BLAS libraries (OpenBLAS, MKL, BLIS, ...) run single-threaded inside the block.
 
@@ -46,7 +56,9 @@ class SerialBLAS:
     -----
     The count is process-wide, so it is 1 while *any* thread is inside a scope; the first scope entered saves
     the counts (through threadpoolctl) and the last one left restores them. Scopes nest and may be entered
-    and left from any threads in any order; an instance holds no state and can be reused.
+    and left from any threads in any order; an instance holds no state and can be reused. While another
+    thread holds a ``threadpoolctl.threadpool_limits`` block, threadpoolctl (>= 3.8) keeps OpenBLAS at that
+    block's count: the user's explicit limit wins.
     """
 
     def __enter__(self) -> SerialBLAS:
@@ -54,7 +66,9 @@ class SerialBLAS:
         with _lock:
             if _depth == 0:
                 controller = _blas_controller()
-                _limiter = controller.limit(limits=1) if controller.lib_controllers else None  # none: leave it
+                if controller.lib_controllers:  # no BLAS found: leave threading alone
+                    _limiter = controller.limit(limits=1)
+                    _release_control()
             _depth += 1
         return self
 
@@ -64,6 +78,7 @@ class SerialBLAS:
             _depth -= 1
             if _depth == 0 and _limiter is not None:
                 _limiter.restore_original_limits()
+                _release_control()
                 _limiter = None
         return False
 
