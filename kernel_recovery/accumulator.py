@@ -354,12 +354,11 @@ class NormalEquations:
         Returns
         -------
         KernelResult
-            While every row is retained (small problems) the explicit-design path is used, exactly as in
+            Built by the same pipeline as :func:`recover_kernel` (same fields and diagnostics keys).  While every
+            row is retained (small problems) the explicit-design path is used, exactly as in
             :func:`recover_kernel`; otherwise the normal equations, without data-based refinement
-            (``diagnostics["solver"]`` says which).
+            (``diagnostics["solver"]`` says which), and the post-fit checks that need the rows are skipped
+            (``diagnostics["checks"]`` says why).
         """
-        if isinstance(ridge, (bool, np.bool_)) or not np.isscalar(ridge) or not np.isfinite(ridge) or ridge < 0:
-            raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
-        return pipeline.run(
-            self.problem(), "lstsq", {"ridge": float(ridge), "regularization": regularization}, warn=warn, stacklevel=2
-        )
+        options = {"ridge": ridge, "regularization": regularization}  # validated by the solver, as for recover_kernel
+        return pipeline.run(self.problem(), "lstsq", options, warn=warn, stacklevel=2)
