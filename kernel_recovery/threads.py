@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+import threadpoolctl
 from threadpoolctl import OpenBLASController, ThreadpoolController
 
 _lock = threading.Lock()
@@ -38,11 +39,12 @@ def _blas_controller():
 def _release_control() -> None:
     """Let any thread set OpenBLAS's count next (threadpoolctl >= 3.8 ignores all but the last thread to set it).
 
-    The last scope out, in whatever thread, must be able to restore what the first scope in saved.
+    The last scope out, in whatever thread, must be able to restore what the first scope in saved.  A thread
+    inside its own ``threadpool_limits`` block keeps control (the user's limit stays in charge).
     """
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if clear is not None:
-        clear()  # a no-op unless this thread holds control
+    own_blocks = getattr(getattr(threadpoolctl, "CONTROLLING_THREAD_OWNERSHIP", None), "count", 0)
+    if own_blocks == 0 and hasattr(OpenBLASController, "clear_controlling_thread"):
+        OpenBLASController.clear_controlling_thread()  # a no-op unless this thread holds control
 
 
 class SerialBLAS:
@@ -57,8 +59,8 @@ class SerialBLAS:
     The count is process-wide, so it is 1 while *any* thread is inside a scope; the first scope entered saves
     the counts (through threadpoolctl) and the last one left restores them. Scopes nest and may be entered
     and left from any threads in any order; an instance holds no state and can be reused. While another
-    thread holds a ``threadpoolctl.threadpool_limits`` block, threadpoolctl (>= 3.8) keeps OpenBLAS at that
-    block's count: the user's explicit limit wins.
+    thread is inside a ``threadpoolctl.threadpool_limits`` block, threadpoolctl (>= 3.8) keeps OpenBLAS at
+    that block's count: the user's explicit limit wins.
     """
 
     def __enter__(self) -> SerialBLAS:
@@ -89,6 +91,13 @@ def serial_region() -> Iterator[None]:
 
     Usable as ``with serial_region():`` or as a decorator. The mark is a context variable, so it covers the
     current thread (or asyncio task) only, not threads started inside the region.
+
+    Examples
+    --------
+    >>> from kernel_recovery.threads import fft_workers, serial_region, workers
+    >>> with serial_region():
+    ...     workers(), fft_workers()
+    (1, 1)
     """
     token = _in_serial_region.set(True)
     try:

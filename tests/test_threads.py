@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+import scipy.linalg  # noqa: F401  (its BLAS loaded up front: the library set stays the same)
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import kernel_recovery as kr
@@ -22,14 +23,14 @@ def blas_threads() -> list[int]:
 
 @pytest.fixture
 def blas_count():
-    """BLAS set to 2 threads (a count a serial scope visibly changes) for the test; the counts as set."""
-    if not blas_threads():
+    """The BLAS thread counts before the test (more than 1 somewhere, so that a serial scope changes them)."""
+    before = blas_threads()
+    if not before:
         pytest.skip("threadpoolctl finds no BLAS library")
-    with threadpool_limits(limits=2, user_api="blas"):
-        before = blas_threads()
-        if all(n == 1 for n in before):
-            pytest.skip("the BLAS cannot run 2 threads here")
-        yield before
+    if all(n == 1 for n in before):
+        pytest.skip("the BLAS runs one thread here: a serial scope changes nothing")
+    yield before
+    assert blas_threads() == before
 
 
 def test_serial_blas_scope_is_one_thread_and_restores(blas_count):
@@ -131,7 +132,7 @@ def test_dask_threaded_runs_leave_the_blas_count_as_it_was(blas_count, monkeypat
     monkeypatch.setattr(operator, "_workers", spy(operator._workers))
     monkeypatch.setattr(operator, "fft_workers", spy(operator.fft_workers))
     main = threading.get_ident()
-    with dask.config.set(scheduler="threads", num_workers=4):  # more task threads than cores: they overlap
+    with dask.config.set(scheduler="threads", num_workers=8):  # more task threads than cores: they overlap
         for _ in range(5):
             res = kr.recover_kernel(da.from_array(x, chunks=(25_000, 4)), da.from_array(y, chunks=(25_000, 4)), 8)
             assert blas_threads() == blas_count
@@ -165,3 +166,17 @@ def test_serial_region_serialises_blas_and_works_as_a_decorator(blas_count):
     assert task() == (1, 1, [1] * len(blas_count))
     assert task() == (1, 1, [1] * len(blas_count))  # reusable
     assert blas_threads() == blas_count
+
+
+def test_a_users_own_blas_limit_is_kept(blas_count):
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50_000, 4))
+    y = kr.conv1d(x, rng.standard_normal((8, 4, 4)))
+    with threadpool_limits(limits=3, user_api="blas"):
+        users = blas_threads()
+        with dask.config.set(scheduler="threads", num_workers=4):
+            kr.recover_kernel(da.from_array(x, chunks=(5_000, 4)), da.from_array(y, chunks=(5_000, 4)), 8)
+        kr.recover_kernel(x, y, 8)
+        assert blas_threads() == users
