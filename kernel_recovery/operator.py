@@ -55,7 +55,7 @@ def n_columns(block: Block, use_bias: bool) -> int:
 
 
 def window_rows(x: np.ndarray, width: int, index=slice(None)) -> np.ndarray:
-    """The im2col rows of ``x`` ``(n, C)``: row ``t`` is ``x[t : t + width]`` flattened tap-major, ``(rows, width * C)``.
+    """The im2col rows of ``x`` ``(n, C)``: row ``t`` is ``x[t : t + width]`` flattened tap-major, ``(rows, width C)``.
 
     ``index`` (a slice or an integer array) picks the rows.  This is the only place design rows are cut.
     """
