@@ -244,7 +244,12 @@ class NormalEquations:
         """Add the sequences of ``other`` (its open sequence treated as ended); returns ``self``."""
         if not isinstance(other, NormalEquations):
             raise TypeError(f"`other` must be a NormalEquations, got {type(other).__name__}.")
-        if other._args != self._args:
+        if other is self:
+            raise ValueError(
+                "cannot merge an accumulator with itself: that would count every equation twice. To weight the data "
+                "twice on purpose, merge a copy: `acc.merge(copy.deepcopy(acc))`."
+            )
+        if other._merge_key() != self._merge_key():
             raise ValueError(
                 f"cannot merge accumulators with different configurations: {self._args} and {other._args}."
             )
@@ -252,7 +257,7 @@ class NormalEquations:
         if other.config is None:
             return self
         if self.config is None:
-            self.config = other.config
+            self.config = dataclasses.replace(other.config, padding=self._args["padding"])  # self's own spelling
             self._stats = [None] * other.config.groups
             self._kept = [([], []) for _ in range(other.config.groups)]
         elif (self.config.in_channels, self.config.out_channels) != (
@@ -277,6 +282,22 @@ class NormalEquations:
         self._lengths += other._lengths
         self._out_lengths += other._out_lengths
         return self
+
+    def _merge_key(self) -> dict:
+        """The configuration, with ``padding`` as its (left, right) zeros wherever they do not depend on the length.
+
+        Such paddings give the same equations for every sequence, so accumulators that spell them differently
+        ("valid", 0, (0, 0); "causal" and ``(span - 1, 0)``; "same" at stride 1) hold compatible statistics.
+        """
+        a = dict(self._args)
+        if not (a["padding"] == "same" and a["stride"] > 1):
+            cfg = ConvConfig(a["kernel_size"], 1, 1, padding=a["padding"], dilation=a["dilation"])
+            a["padding"] = cfg.pads(0)
+        return a
+
+    def __copy__(self) -> NormalEquations:
+        # a shallow copy would share the per-group statistics lists, so updating or merging one would change both
+        return copy.deepcopy(self)
 
     # -- results ---------------------------------------------------------------------------------
 

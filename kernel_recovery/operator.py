@@ -645,11 +645,19 @@ EXACT_ALWAYS = 256
 
 
 def exact_spectrum_affordable(block: Block, use_bias: bool) -> bool:
-    """The cost model of the spectrum: an exact eigendecomposition (``O(P^3)``) where it costs no more than a
-    pass over the design's rows (``O(N P)``, so ``P^2 <= N``), always up to ``EXACT_ALWAYS`` columns, never above
-    ``APPROXIMATE_ABOVE``; otherwise the spectral estimate."""
+    """The cost model of the report's spectrum: exact (an eigendecomposition, ``~10 P^3``) or the estimate.
+
+    Exact up to ``EXACT_ALWAYS`` columns (a few ms) and never above ``APPROXIMATE_ABOVE``.  In between, exact for
+    multi-input blocks (their least squares factors the same Gram anyway), and for single-input blocks only
+    where it costs no more than the pass over the data (:func:`statistics_flops`): otherwise their least squares
+    takes Toeplitz CG, which never forms the factorization.
+    """
     p = n_columns(block, use_bias)
-    return p <= min(EXACT_ALWAYS, APPROXIMATE_ABOVE) or (p <= APPROXIMATE_ABOVE and p * p <= block.n_equations)
+    if p <= min(EXACT_ALWAYS, APPROXIMATE_ABOVE):
+        return True
+    if p > APPROXIMATE_ABOVE:
+        return False
+    return block.channels > 1 or 10.0 * p**3 <= statistics_flops(block)
 
 
 def report_spectrum(block, use_bias: bool) -> BlockSpectrum:

@@ -489,8 +489,9 @@ def _accumulate_stream(args: _Args, pairs, progress) -> tuple:
             xc, yc = item
             try:
                 acc.update(xc, yc)
-            except ValueError as exc:
-                raise ValueError(f"chunk {n} of the stream: {exc}") from None
+            except (ValueError, TypeError) as exc:
+                kind = TypeError if isinstance(exc, TypeError) else ValueError  # (subclasses may take other arguments)
+                raise kind(f"chunk {n} of the stream: {exc}") from None
             n += 1
             bar.update(1)
     if n == 0:
