@@ -25,6 +25,7 @@ from .exceptions import KernelSizeWarning
 from .operator import block_residuals, block_statistics, rss_from_statistics, solve_path
 from .problem import CanonicalProblem, check_feasible
 from .result import KernelResult, Solution
+from .threads import SerialBLAS
 
 #: The residual sum of squares is read off the statistics (``y'y - 2 w'A'y + w'A'Aw``) when a bound on its rounding
 #: error is below this share of it (``residual_rms`` then has ~7 correct digits); otherwise a pass over the data
@@ -43,7 +44,16 @@ def run(
     stacklevel: int = 2,
     report: DeterminacyReport | None = None,
 ) -> KernelResult:
-    """Report, solve and finish ``problem`` with ``method`` (a registered name or a callable solver)."""
+    """Report, solve and finish ``problem`` with ``method`` (a registered name or a callable solver).
+
+    The whole call runs with serial BLAS (one scope, so the many small factorizations inside do not each pay
+    for switching threadpools; the long passes over the data use their own Python threads or FFT workers).
+    """
+    with SerialBLAS():
+        return _run(problem, method, options, warn=warn, stacklevel=stacklevel + 2, report=report)
+
+
+def _run(problem, method, options, *, warn, stacklevel, report):
     name, solver = solvers.resolve(method)
     solvers.check_options(name, solver, options)
     check_feasible(problem)  # Grams that cannot fit in memory, values whose squares overflow: refused first

@@ -342,8 +342,8 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
             continue
         a, keep, y = got
         n = len(a)
-        gram, cross = a.T @ a, a.T @ y
-        with SerialBLAS():  # small LAPACK calls: OpenBLAS threads only slow them down on shared cores
+        with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
+            gram, cross = a.T @ a, a.T @ y
             coef_e, rank_e = _gram_solve(gram, cross, n)
             coef_r, rank_r = _gram_solve(gram[np.ix_(keep, keep)], cross[keep], n)
         q, dof = rank_e - rank_r, n - rank_e

@@ -6,6 +6,7 @@ A solver is a function ``solve(problem, *, option=default, ...) -> Solution`` ta
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
@@ -30,12 +31,23 @@ def resolve(method) -> tuple[str, Callable]:
     return name, getattr(importlib.import_module(module), func)
 
 
-def check_options(name: str, solver: Callable, options: dict) -> None:
-    """Refuse options the solver does not take, as Python does for an unexpected keyword."""
+@functools.lru_cache(maxsize=64)
+def _option_names(solver: Callable) -> tuple[str, ...] | None:
+    """The keyword-only parameters of a solver (None when it takes ``**options``)."""
     params = inspect.signature(solver).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def check_options(name: str, solver: Callable, options: dict) -> None:
+    """Refuse options the solver does not take, as Python does for an unexpected keyword."""
+    try:
+        known = _option_names(solver)
+    except TypeError:  # an unhashable callable object
+        known = _option_names.__wrapped__(solver)
+    if known is None:
         return
-    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     for key in options:
         if key not in known:
             listed = ", ".join(known) if known else "none"
