@@ -41,7 +41,7 @@ def recover_kernel(
         Outputs, in the same layout; their lengths must match the configuration (see :func:`conv1d`).
     kernel_size : int
         Number of taps.
-    method : {"lstsq"} or callable
+    method : {"lstsq", "fft", "adam"} or callable
         The strategy (see Notes).  A callable ``solve(problem, **options) -> Solution`` is used as a custom
         method.
     stride, padding, dilation, groups, layout, flip
@@ -53,10 +53,11 @@ def recover_kernel(
         equations (output samples) that are NaN in ``y`` or read a NaN of ``x`` are dropped; the report then
         counts only the equations that remain.
     **options
-        Options of the method (``method="lstsq"``: ``ridge``; ``method="adam"``: ``loss``, ``learning_rate``,
-        ``steps``, ``tol``, ``seed``, ``init``, ``optimizer``, ``batch_size``, ``restarts``, ``dtype``,
-        ``huber_delta``, ``precondition``, ``progress``).  An option the method does not take is a
-        ``TypeError``.
+        Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``;
+        ``method="fft"``: ``noise_level``, ``regularization``, ``segment_length``, ``tol``, ``max_iter``,
+        ``workers``; ``method="adam"``: ``loss``, ``learning_rate``, ``steps``, ``tol``, ``seed``, ``init``,
+        ``optimizer``, ``batch_size``, ``restarts``, ``dtype``, ``huber_delta``, ``precondition``,
+        ``progress``).  An option the method does not take is a ``TypeError``.
 
     Returns
     -------
@@ -85,8 +86,9 @@ def recover_kernel(
     -----
     Every output channel ``o`` is the linear system ``y[:, o] = A w_o (+ b_o)``, where ``A`` is the
     Toeplitz (im2col) design of ``x``.  ``"lstsq"`` solves it exactly in the least-squares sense
-    (minimum norm when it is rank-deficient).  ``"adam"`` runs gradient descent (JAX + optax, the whole
-    loop compiled) on a chosen loss ("mse", "mae" or "huber"); it fills ``loss_history`` and
+    (minimum norm when it is rank-deficient).  ``"fft"`` deconvolves in the frequency domain and then
+    solves the same normal equations exactly, edges included.  ``"adam"`` runs gradient descent (JAX + optax,
+    the whole loop compiled) on a chosen loss ("mse", "mae" or "huber"); it fills ``loss_history`` and
     ``n_iterations``.
 
     Examples

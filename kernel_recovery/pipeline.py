@@ -50,7 +50,7 @@ def run(
     for switching threadpools; the long passes over the data use their own Python threads or FFT workers).
     """
     with SerialBLAS():
-        return _run(problem, method, options, warn=warn, stacklevel=stacklevel + 2, report=report)
+        return _run(problem, method, options, warn=warn, stacklevel=stacklevel + 1, report=report)
 
 
 def _run(problem, method, options, *, warn, stacklevel, report):
@@ -76,12 +76,16 @@ def finish(
     cfg = problem.config
     kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
     bias = problem.from_canonical_bias(sol.biases) if cfg.use_bias and sol.biases is not None else None
-    rss, yty, count, source = _residual_sums(problem, sol)
+    rss_per_output, equations, yty, source = _residual_sums(problem, sol)
+    rss, count = float(np.sum(rss_per_output)), int(np.sum(equations))
     residual_rms = float(np.sqrt(rss / count)) if count else 0.0
     success, message = bool(sol.success), sol.message
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
         success, message = False, f"the solver returned non-finite values ({sol.message})"
     diagnostics = dict(sol.diagnostics)
+    dof = equations - cfg.unknowns_per_output
+    with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom left: nan
+        diagnostics["noise_std"] = np.where(dof > 0, np.sqrt(rss_per_output / np.maximum(dof, 1)), np.nan)
     retained = all(block.retains_rows for block in problem.blocks)
     checks: dict[str, str] = {"residual": source}
     # Post-fit checks, in one order so that they agree on one explanation: another setting that fits (padding,
@@ -139,14 +143,15 @@ def finish(
     )
 
 
-def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[float, float, int, str]:
-    """``(RSS, y'y, count, source)`` over every output: from the solver or the statistics, a pass where needed."""
+def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Per output channel the RSS and the equations, then ``y'y`` and the source: from the solver or the
+    statistics, a pass over the data where those would not be accurate."""
     use_bias = problem.config.use_bias
-    rss_total = yty_total = 0.0
-    count = 0
+    rss_out = np.zeros(problem.config.out_channels)
+    equations = np.zeros(problem.config.out_channels, dtype=np.int64)
+    yty_total = 0.0
     sources = set()
     for i, block in enumerate(problem.blocks):
-        n_out = len(block.out_channels)
         key = ("statistics", use_bias)
         stats = block.cache.get(key)
         if stats is None and not block.retains_rows:
@@ -166,10 +171,10 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[float, flo
             rss = sum(np.einsum("ij,ij->j", r, r) for r in block_residuals(block, use_bias, coef))
             src = "data"
         sources.add(src)
-        rss_total += float(np.sum(np.clip(rss, 0.0, None)))
+        rss_out[block.out_channels] += np.clip(rss, 0.0, None)  # (nan_policy="omit" may split a channel's rows)
+        equations[block.out_channels] += block.n_equations
         yty_total += float(np.sum(yty))
-        count += block.n_equations * n_out
-    return rss_total, yty_total, count, "+".join(sorted(sources))
+    return rss_out, equations, yty_total, "+".join(sorted(sources))
 
 
 def _rounding_bound(stats, coef: np.ndarray) -> np.ndarray:

@@ -132,7 +132,7 @@ def test_stderr_against_textbook_formula(rng, request, use_streamed):
     se = np.sqrt(np.outer(np.diag(np.linalg.inv(a.T @ a)), sigma2))
     np.testing.assert_allclose(res.stderr.reshape(6, 2), se[:6], rtol=1e-8)
     np.testing.assert_allclose(res.bias_stderr, se[6], rtol=1e-8)
-    np.testing.assert_allclose(res.diagnostics["noise_variance"], sigma2, rtol=1e-8)
+    np.testing.assert_allclose(res.diagnostics["noise_std"] ** 2, sigma2, rtol=1e-8)
     assert res.diagnostics["dof"] == 391
 
 
@@ -201,9 +201,13 @@ def test_huber_matches_scipy_least_squares(rng):
     y = kr.conv1d(x, rng.standard_normal((3, 2, 1)))[:, 0] + rng.standard_t(2, size=398) * 0.2
     res = kr.recover_kernel(x, y, 3, loss="huber", huber_delta=0.3)
     a = im2col(x, 3)
-    ref = least_squares(lambda w: a @ w - y, np.zeros(6), loss="huber", f_scale=0.3, xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    # huber_delta is in units of a robust scale of the least-squares residual: 0.3 x 1.4826 MAD
+    r = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
+    delta = 0.3 * 1.4826 * np.median(np.abs(r - np.median(r)))
+    ref = least_squares(lambda w: a @ w - y, np.zeros(6), loss="huber", f_scale=delta, xtol=1e-15, ftol=1e-15, gtol=1e-15)
     np.testing.assert_allclose(res.kernel.ravel(), ref.x, rtol=1e-7, atol=1e-9)
-    assert res.options["huber_delta"] == pytest.approx([0.3])
+    assert res.options["huber_delta"] == 0.3
+    assert res.diagnostics["huber_threshold"] == pytest.approx([delta], rel=1e-10)
 
 
 def test_mae_beats_mse_under_laplace_noise():

@@ -40,8 +40,20 @@ def _option_names(solver: Callable) -> tuple[str, ...] | None:
     return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
+#: Options that were renamed (the old name now means nothing, or something else): method -> old -> hint.
+RENAMED: dict[str, dict[str, str]] = {
+    "fft": {"regularization": "the Wiener choice is `wiener=True` (default) or `wiener=False`"},
+}
+
+
 def check_options(name: str, solver: Callable, options: dict) -> None:
-    """Refuse options the solver does not take, as Python does for an unexpected keyword."""
+    """Refuse options the solver does not take, as Python does for an unexpected keyword.
+
+    An option that was renamed is named with its new spelling (see :data:`RENAMED`).
+    """
+    for key in options:
+        if key in RENAMED.get(name, {}):
+            raise TypeError(f"method {name!r} has no option {key!r}: {RENAMED[name][key]}.")
     try:
         known = _option_names(solver)
     except TypeError:  # an unhashable callable object

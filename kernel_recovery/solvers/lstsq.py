@@ -50,6 +50,12 @@ ORTHOGONAL_ABOVE = 1e12
 #: Largest LP (design entries) solved exactly for ``loss="mae"``; larger problems use IRLS.
 LP_LIMIT = 1 << 21
 
+#: Default iteration caps: conjugate gradients of long single-input kernels, IRLS sweeps of the robust losses.
+CG_MAX_ITER = 2000
+#: The Huber threshold, in units of a robust noise scale, when ``huber_delta`` is None.
+HUBER_DELTA = 1.345
+IRLS_MAX_ITER = 200
+
 REGULARIZATIONS = ("gcv", "ml", "tc", "dc")
 LOSSES = ("mse", "mae", "huber")
 
@@ -61,6 +67,7 @@ def solve(
     regularization: Literal["gcv", "ml", "tc", "dc"] | None = None,
     loss: Literal["mse", "mae", "huber"] = "mse",
     huber_delta: float | None = None,
+    max_iter: int | None = None,
 ) -> Solution:
     """Least squares per output channel: exact, optionally regularized or robust.
 
@@ -80,7 +87,13 @@ def solve(
         most ``LP_LIMIT`` entries, otherwise iteratively reweighted least squares.  ``"huber"``: Huber loss by
         IRLS to convergence.
     huber_delta : float, optional
-        Huber threshold; default ``1.345`` times a robust (MAD) noise scale of the least-squares residual.
+        Huber threshold in units of a robust noise scale (``1.4826 * MAD`` of the least-squares residual),
+        the meaning it has for every method; None means 1.345 (95% efficiency under Gaussian noise).  Only
+        with ``loss="huber"``; the thresholds in the outputs' units are in ``diagnostics["huber_threshold"]``.
+    max_iter : int, optional
+        The iteration cap of the iterative paths: conjugate gradients of long single-input kernels (default
+        2000 steps) and IRLS sweeps of the robust losses (default 200).  Reaching it is not a success
+        (``success=False``); ``n_iterations`` says how many were taken.
 
     Notes
     -----
@@ -102,14 +115,25 @@ def solve(
     if huber_delta is not None and (
         isinstance(huber_delta, bool) or not isinstance(huber_delta, numbers.Real) or not huber_delta > 0
     ):
-        raise ValueError(f"`huber_delta` must be a number > 0, got {huber_delta!r}.")
+        raise ValueError(f"`huber_delta` must be a number > 0 (units of a robust noise scale), got {huber_delta!r}.")
+    if max_iter is not None and (
+        isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, numbers.Integral) or max_iter < 1
+    ):
+        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}.")
     if regularization is not None and ridge > 0:
         raise ValueError(f"give either `ridge` (={ridge!r}) or `regularization` (={regularization!r}), not both.")
     if loss != "mse" and (regularization is not None or ridge > 0):
         raise ValueError(f"`loss`={loss!r} cannot be combined with `ridge` or `regularization`.")
     if huber_delta is not None and loss != "huber":
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
-    return solve_blocks(problem, ridge=float(ridge), regularization=regularization, loss=loss, huber_delta=huber_delta)
+    return solve_blocks(
+        problem,
+        ridge=float(ridge),
+        regularization=regularization,
+        loss=loss,
+        huber_delta=HUBER_DELTA if huber_delta is None else float(huber_delta),
+        max_iter=None if max_iter is None else int(max_iter),
+    )
 
 
 def solve_blocks(
@@ -118,7 +142,8 @@ def solve_blocks(
     ridge: float = 0.0,
     regularization: str | None = None,
     loss: str = "mse",
-    huber_delta: float | None = None,
+    huber_delta: float = HUBER_DELTA,
+    max_iter: int | None = None,
 ) -> Solution:
     """The solver behind :func:`solve`; blocks that do not retain their rows use the cached statistics only."""
     use_bias = problem.config.use_bias
@@ -128,7 +153,7 @@ def solve_blocks(
         if loss != "mse" and not data:
             raise ValueError(f"`loss`={loss!r} needs every row of the data; these statistics were streamed.")
         if loss != "mse":
-            coef, info = _robust(block, use_bias, loss, huber_delta)
+            coef, info = _robust(block, use_bias, loss, huber_delta, max_iter or IRLS_MAX_ITER)
             out.add(block, coef, info, None, None)
             continue
         if regularization is not None:
@@ -137,7 +162,7 @@ def solve_blocks(
             continue
         path = solve_path(block, use_bias, LONG_KERNEL)
         if path == "toeplitz_cg":
-            coef, info, rss = _toeplitz_cg(block, use_bias, ridge)
+            coef, info, rss = _toeplitz_cg(block, use_bias, ridge, max_iter=max_iter or CG_MAX_ITER)
             out.add(block, coef, info, rss, None)
             continue
         if path == "explicit":
@@ -151,7 +176,9 @@ def solve_blocks(
         message = f"solved with loss={loss!r}"
     else:
         message = "solved" if ridge == 0 else f"solved with ridge={ridge:g}"
-    options = {"ridge": ridge, "regularization": regularization, "loss": loss}
+    options = {"ridge": ridge, "regularization": regularization, "loss": loss, "max_iter": max_iter}
+    if loss == "huber":
+        options["huber_delta"] = huber_delta
     return out.solution(message, options)
 
 
@@ -200,7 +227,6 @@ class _Collector:
         capped = [i["solver"] for i in self.infos if not i.get("converged", True)]
         if capped:
             message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
-        diagnostics["noise_variance"] = self.problem.from_canonical_bias(self.sigma2)
         hyper = {}
         for key in ("ridge", "prior_scale", "decay", "correlation", "huber_delta"):
             if any(key in i for i in self.infos):
@@ -211,7 +237,9 @@ class _Collector:
                     ]
                 )
         options = dict(options)
-        if options.get("regularization") is not None or options.get("loss") == "huber":
+        if "huber_delta" in hyper:  # the thresholds in the outputs' units (huber_delta x the robust scale)
+            diagnostics["huber_threshold"] = hyper.pop("huber_delta")
+        if options.get("regularization") is not None:
             options.update(hyper)
         if options.get("loss") == "mae":
             options["mae_solver"] = [i["solver"] for i in self.infos]
@@ -339,6 +367,7 @@ def _orthogonal(block: Block, use_bias: bool):
 
 
 def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13, max_iter: int = 2000):
+    """Kernel (and bias) by PCG on the Toeplitz Gram; ``(coef, info, rss)``, rss None where rounding dominates."""
     op = ToeplitzGram(block, use_bias, ridge)
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
@@ -512,7 +541,7 @@ def _regularized(problem: CanonicalProblem, block: Block, kind: str):
 # ----------------------------------------------------------------------------------------------
 
 
-def _robust(block: Block, use_bias: bool, loss: str, delta: float | None):
+def _robust(block: Block, use_bias: bool, loss: str, delta: float, max_iter: int):
     p = n_columns(block, use_bias)
     n = block.n_equations
     y = np.concatenate(block.ys)
@@ -527,8 +556,8 @@ def _robust(block: Block, use_bias: bool, loss: str, delta: float | None):
     for o in range(y.shape[1]):
         if loss == "huber":
             scale = 1.4826 * np.median(np.abs(resid[:, o] - np.median(resid[:, o])))
-            deltas[o] = delta if delta is not None else 1.345 * max(scale, 1e-12 * np.max(np.abs(y[:, o])), 1e-300)
-        coef[:, o], it, done = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o])
+            deltas[o] = delta * max(scale, 1e-12 * np.max(np.abs(y[:, o])), 1e-300)
+        coef[:, o], it, done = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o], max_iter)
         iters = max(iters, it)
         converged = converged and bool(done)
     info = {"solver": "irls", "iterations": iters, "converged": converged}

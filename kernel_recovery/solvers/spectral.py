@@ -25,7 +25,7 @@ roles, and solves the *same* least-squares problem as ``method="lstsq"``:
    pass over the data computes the residual ``y - A w``; a correction solved from ``A^T (y - A w)``
    (iterative refinement, repeated while it matters) keeps the rounding error at about
    ``cond(A) * eps`` instead of the ``cond(A)^2 * eps`` of normal equations.
-4. **Wiener/Tikhonov regularization.**  With ``regularization="wiener"`` the normal equations get
+4. **Wiener/Tikhonov regularization.**  With ``wiener=True`` (the default) the normal equations get
    ``lambda = sigma^2 / tau^2`` on the diagonal (the Wiener filter for a white kernel prior), with
    ``sigma`` the noise level (given, or estimated from the least-squares residual) and ``tau^2`` the
    mean squared tap of the least-squares kernel.  The bias, if any, is eliminated exactly (centering).
@@ -49,7 +49,6 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import scipy.fft as sfft
@@ -58,7 +57,6 @@ from ..exceptions import SpectralWarning
 from ..problem import Block, CanonicalProblem
 from ..result import Solution
 
-REGULARIZATIONS = ("wiener", "none")
 #: Smallest default lag window of the per-frequency estimate, in taps.
 WINDOW_FACTOR = 4
 #: Restart the recurrences of conjugate gradients from the true residual this often.
@@ -80,7 +78,7 @@ def solve(
     problem: CanonicalProblem,
     *,
     noise_level: float | np.ndarray | None = None,
-    regularization: Literal["wiener", "none"] = "wiener",
+    wiener: bool = True,
     segment_length: int | None = None,
     tol: float = 1e-12,
     max_iter: int = 500,
@@ -94,17 +92,18 @@ def solve(
         Standard deviation of the noise in ``y``.  None estimates it per output channel from the
         residual of the least-squares fit (``sqrt(RSS / (equations - unknowns))``).  The value used is
         recorded in ``options["noise_level"]``.
-    regularization : {"wiener", "none"}
-        ``"wiener"`` adds ``noise_level**2 / mean(kernel**2)`` times ``||kernel||^2`` to the squared
-        residual (Wiener deconvolution with a white kernel prior; the bias is not penalized); it
-        vanishes for noiseless data.  ``"none"`` returns the plain least-squares kernel.
+    wiener : bool
+        True adds ``noise_level**2 / mean(kernel**2)`` times ``||kernel||^2`` to the squared residual
+        (Wiener deconvolution with a white kernel prior; the bias is not penalized); it vanishes for
+        noiseless data.  False returns the plain least-squares kernel.
     segment_length : int, optional
         Length of the per-frequency systems (the lag window of the spectral estimate); at least
         ``2 * taps - 1``.  Default: ``scipy.fft.next_fast_len(4 * taps)``.
     tol : float
-        Relative residual of the normal equations at which the edge refinement stops.
+        Relative residual ``||A^T (y - A w)|| / ||A^T y||`` of the normal equations at which the edge
+        refinement (conjugate gradients) stops: the meaning ``tol`` has for every linear solve.
     max_iter : int
-        Most refinement steps per solve.
+        Most conjugate-gradient steps per solve (the iteration cap, as for every method).
     workers : int or None
         Threads for :mod:`scipy.fft` (``-1``: all cores).
 
@@ -116,7 +115,7 @@ def solve(
     FFTs, polished with residuals from one more pass over the data.  Time: ``O(N log N)`` for ``N``
     samples, plus ``O(taps log taps)`` per refinement step.
 
-    ``options`` records ``noise_level`` (per output channel, given or estimated), ``regularization``,
+    ``options`` records ``noise_level`` (per output channel, given or estimated), ``wiener``,
     ``segment_length``, ``tol``, ``max_iter`` and ``workers``.  ``diagnostics`` holds
     ``noise_level_source`` ("given" or "estimated"), ``ridge`` (lambda per output channel),
     ``out_of_support_energy`` (per output channel, the share of the unconstrained estimate's energy
@@ -135,9 +134,8 @@ def solve(
     array([ 1. , -2. ,  0.5])
     """
     cfg = problem.config
-    if not isinstance(regularization, str) or regularization.lower() not in REGULARIZATIONS:
-        raise ValueError(f"`regularization` must be 'wiener' or 'none', got {regularization!r}.")
-    regularization = regularization.lower()
+    if not isinstance(wiener, (bool, np.bool_)):
+        raise TypeError(f"`wiener` must be True or False, got {wiener!r}.")
     tol = _check_real(tol, "tol", low=0.0, high=1.0)
     max_iter = _check_int(max_iter, "max_iter", 1)
     if workers is not None:
@@ -187,7 +185,7 @@ def solve(
         else:
             sigma = given_noise[oc]
         lam = zero
-        if regularization == "wiener":
+        if wiener:
             power = np.einsum("tco,tco->o", w, w) / stats.n_free
             lam = np.divide(sigma**2, power, out=np.zeros(len(oc)), where=power > 0)
             if np.any(lam > 0):
@@ -205,7 +203,7 @@ def solve(
 
     message = (
         "refined to the least-squares kernel"
-        if regularization == "none" or not np.any(ridge_used)
+        if not wiener or not np.any(ridge_used)
         else "refined to the Wiener-regularized least-squares kernel"
     )
     if not converged:
@@ -221,7 +219,7 @@ def solve(
         n_iterations=int(sum(iterations)),
         options={
             "noise_level": noise_used,
-            "regularization": regularization,
+            "wiener": bool(wiener),
             "segment_length": int(window),
             "tol": float(tol),
             "max_iter": int(max_iter),
