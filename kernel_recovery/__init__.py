@@ -8,6 +8,7 @@ from .conv import conv1d
 from .determinacy import DeterminacyReport
 from .exceptions import IllConditionedWarning, KernelSizeWarning, SpectralWarning, UnderdeterminedWarning
 from .planning import plan
+from .problem import CanonicalProblem
 from .result import KernelResult, Solution
 from .selection import KernelSizeSelection, select_kernel_size
 from .stack import StackResult, recover_stack
@@ -18,14 +19,15 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "CanonicalProblem",
     "DeterminacyReport",
     "IllConditionedWarning",
     "KernelResult",
     "KernelSizeSelection",
     "KernelSizeWarning",
     "NormalEquations",
-    "SpectralWarning",
     "Solution",
+    "SpectralWarning",
     "StackResult",
     "UnderdeterminedWarning",
     "__version__",

@@ -7,11 +7,9 @@ converge), 2 usage errors (bad arguments or options).  Errors are one line on st
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import inspect
 import json
-import math
 import os
 import pathlib
 import sys
@@ -26,6 +24,7 @@ from . import __version__, datasets, solvers
 from .api import analyze, recover_kernel
 from .conv import conv1d
 from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
+from .problem import jsonable
 
 PROG = "kernel-recovery"
 #: Where ``demo`` saves its figure unless ``--plot`` says otherwise (the temp dir, so no stray files in the cwd).
@@ -186,44 +185,6 @@ def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.
     return arr
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; non-finite floats become null."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return repr(obj)
-
-
-def result_dict(res) -> dict[str, Any]:
-    """Everything about a KernelResult as plain JSON types (non-finite numbers as null)."""
-    config = dataclasses.asdict(res.config)
-    return _jsonable({
-        "method": res.method,
-        "success": res.success,
-        "message": res.message,
-        "kernel": res.kernel,
-        "bias": res.bias,
-        "stderr": res.stderr,
-        "bias_stderr": res.bias_stderr,
-        "residual_rms": res.residual_rms,
-        "n_iterations": res.n_iterations,
-        "options": res.options,
-        "config": config,
-        "report": res.report.to_dict(),
-    })
-
-
 def save_result(res, path: str) -> list[str]:
     """Write the kernel (.npy), kernel/bias/stderr (.npz) or everything (.json); return what was written."""
     suffix = _suffix(path, OUTPUT_SUFFIXES, "output file")
@@ -239,7 +200,7 @@ def save_result(res, path: str) -> list[str]:
             np.savez(path, **arrays)
             return list(arrays)
         with open(path, "w") as f:
-            json.dump(result_dict(res), f, indent=1)
+            json.dump(res.to_dict(), f, indent=1, allow_nan=False)
         return ["kernel", "bias", "stderr", "report", "config"]
     except OSError as exc:
         raise InputError(f"could not write {path}: {exc.strerror or _first_line(exc)}") from None
@@ -468,10 +429,10 @@ def cmd_recover(args, out: TextIO) -> int:
     if args.plot is not None:
         _save_figure(plot_result(res, x, y, true_kernel=truth), args.plot)
     if args.json:
-        summary = result_dict(res)
+        summary = res.to_dict()
         if error is not None:
-            summary["max_abs_error"] = error
-        print(json.dumps(summary), file=out)
+            summary["max_abs_error"] = jsonable(error)  # NaN when the solver failed: null
+        print(json.dumps(summary, allow_nan=False), file=out)
     elif not args.quiet:
         print(res, file=out)
         print(res.report, file=out)
@@ -495,17 +456,17 @@ def cmd_analyze(args, out: TextIO) -> int:
     settings = _conv_settings(args)
     rep = analyze(x, y, args.kernel_size, out_channels=args.out_channels if y is None else None, warn=False,
                   **settings)
-    summary = _jsonable(rep.to_dict())
+    summary = rep.to_dict()
     if args.output is not None:
         try:
             with open(args.output, "w") as f:
-                json.dump(summary, f, indent=1)
+                json.dump(summary, f, indent=1, allow_nan=False)
         except OSError as exc:
             raise InputError(f"could not write {args.output}: {exc.strerror or _first_line(exc)}") from None
     if args.plot is not None:
         _save_figure(plot_spectrum(rep), args.plot)
     if args.json:
-        print(json.dumps(summary), file=out)
+        print(json.dumps(summary, allow_nan=False), file=out)
     elif not args.quiet:
         print(rep, file=out)
         if args.output is not None:
@@ -556,7 +517,7 @@ def cmd_simulate(args, out: TextIO) -> int:
     except OSError as exc:
         raise InputError(f"could not write {args.output}: {exc.strerror or _first_line(exc)}") from None
     if args.json:
-        print(json.dumps(_jsonable({"written": written, "kernel": kernel, "bias": bias})), file=out)
+        print(json.dumps(jsonable({"written": written, "kernel": kernel, "bias": bias}), allow_nan=False), file=out)
     elif not args.quiet:
         print(f"simulated y = conv1d(x, kernel{', bias' if bias is not None else ''}) "
               f"with x {x.shape}, y {y.shape}, kernel {kernel.shape}, noise {args.noise:g}", file=out)

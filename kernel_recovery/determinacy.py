@@ -17,7 +17,7 @@ import numpy as np
 
 from .exceptions import IllConditionedWarning, UnderdeterminedWarning
 from .operator import APPROXIMATE_ABOVE, BlockSpectrum, design_rows, n_columns, report_spectrum
-from .problem import Block, CanonicalProblem, ConvConfig, check_feasible
+from .problem import Block, CanonicalProblem, ConvConfig, check_feasible, jsonable
 from .threads import SerialBLAS
 
 STATUSES = ("overdetermined", "determined", "underdetermined", "rank_deficient")
@@ -122,20 +122,6 @@ def _noise_array(noise_level, n_out: int) -> np.ndarray | None:
 # ----------------------------------------------------------------------------------------------
 # The report
 # ----------------------------------------------------------------------------------------------
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -285,16 +271,21 @@ class DeterminacyReport:
         return plot_spectrum(self, ax=ax)
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable summary (non-finite numbers stay ``inf``; :meth:`to_json` writes them)."""
+        """The report in plain JSON types: arrays as nested lists, non-finite numbers as None (JSON ``null``).
+
+        ``null`` in ``condition_number``, ``error_per_unit_noise``, ``kernel_error_per_unit_noise`` and
+        ``bias_error_per_unit_noise`` means ``inf``: unbounded, the coefficients are not determined.  Elsewhere
+        it means NaN (not available) or a field this report does not have (``noise_level`` unless given).
+        """
         d = {
             "status": self.status,
             "channel_status": list(self.channel_status),
             "equations": self.equations.tolist(),
             "unknowns": self.unknowns.tolist(),
             "rank": self.rank.tolist(),
-            "condition_number": [float(c) for c in self.condition_number],
-            "error_per_unit_noise": [float(e) for e in self.error_per_unit_noise],
-            "singular_values": [s.tolist() for s in self.singular_values],
+            "condition_number": self.condition_number,
+            "error_per_unit_noise": self.error_per_unit_noise,
+            "singular_values": list(self.singular_values),
             "causes": list(self.causes),
             "advice": list(self.advice),
             "config": self.config.describe(),
@@ -312,17 +303,29 @@ class DeterminacyReport:
             ),
             "noise_level": None if self.noise_level is None else self.noise_level.tolist(),
             "expected_error": None if self.expected_error is None else self.expected_error.tolist(),
-            "kernel_error_per_unit_noise": (
-                None if self.kernel_error_per_unit_noise is None else self.kernel_error_per_unit_noise.tolist()
-            ),
-            "null_space": [n.tolist() for n in self.null_space],
-            "null_space_bias": None if self.null_space_bias is None else [b.tolist() for b in self.null_space_bias],
+            "kernel_error_per_unit_noise": self.kernel_error_per_unit_noise,
+            "bias_error_per_unit_noise": self.bias_error_per_unit_noise,
+            "null_space": list(self.null_space),
+            "null_space_bias": None if self.null_space_bias is None else list(self.null_space_bias),
         }
-        return _jsonable(d)
+        return jsonable(d)
 
     def to_json(self, **kwargs) -> str:
-        """:meth:`to_dict` as a JSON string (``inf`` written as ``Infinity``, as Python's json module does)."""
-        return json.dumps(self.to_dict(), **kwargs)
+        """:meth:`to_dict` as strict JSON: ``null`` for NaN and ``inf``, never the ``NaN``/``Infinity`` tokens.
+
+        ``kwargs`` go to :func:`json.dumps` (``indent=1``, ...).
+        """
+        return json.dumps(self.to_dict(), **{"allow_nan": False, **kwargs})
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (
+            f"DeterminacyReport(status={self.status!r}, source={self.source!r}, kernel_size={cfg.kernel_size}, "
+            f"out_channels={cfg.out_channels}, equations={int(self.equations.min())}, "
+            f"unknowns={int(self.unknowns.max())}, rank={int(self.rank.min())}, "
+            f"condition_number={float(np.max(self.condition_number)):.3g}, "
+            f"error_per_unit_noise={float(np.max(self.error_per_unit_noise)):.3g})"
+        )
 
     def __str__(self) -> str:
         cfg = self.config

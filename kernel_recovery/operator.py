@@ -83,6 +83,91 @@ def design_matrix(block: Block, use_bias: bool) -> np.ndarray:
 # Lagged correlations
 # ----------------------------------------------------------------------------------------------
 
+#: Rows per partial sum in the long sums over time: each partial is one short BLAS product, and the partials are
+#: added pairwise, so rounding is bounded by ``~SUM_ROWS / 16 + log2(n)`` ulps whatever ``n`` (a single dot over
+#: ``n`` rows adds sequentially: 1.6e3 ulps at ``n = 1e6`` on constant data; ``x.sum(axis=0)``: 1.6e5).
+SUM_ROWS = 512
+#: Running sums (the Gram's edge terms) in blocks of this many terms: rounding grows like ``B + n / B``, not ``n``.
+_CUMSUM_BLOCK = 32
+#: Chunk partials are added into a group accumulator, and each full group into the total, so ``k`` chunks cost
+#: ``~GROUP + k / GROUP`` sequential additions instead of ``k`` (one extra addition per group).
+_GROUP = 32
+
+
+def _tree_sum(parts: np.ndarray) -> np.ndarray:
+    """``parts.sum(axis=0)`` added pairwise (numpy adds along a leading axis one slice after another)."""
+    while len(parts) > 1:
+        half = len(parts) // 2
+        pairs = parts[:half] + parts[half : 2 * half]
+        if len(parts) % 2:
+            pairs[-1] += parts[-1]
+        parts = pairs
+    return parts[0]
+
+
+def _product_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^T b`` for ``a`` (n, p) and ``b`` (n, q): products of ``SUM_ROWS`` rows, added pairwise."""
+    n = len(a)
+    full = n - n % SUM_ROWS
+    if full <= SUM_ROWS:
+        return a.T @ b
+    a3 = a[:full].reshape(-1, SUM_ROWS, a.shape[1])
+    b3 = b[:full].reshape(-1, SUM_ROWS, b.shape[1])
+    total = _tree_sum(np.matmul(a3.transpose(0, 2, 1), b3))
+    if full < n:
+        total += a[full:].T @ b[full:]
+    return total
+
+
+def _row_sums(a: np.ndarray, square: bool = False) -> np.ndarray:
+    """``a.sum(axis=0)`` (of ``a ** 2`` with ``square``) for ``a`` (n, k): BLAS sums of ``SUM_ROWS`` rows, added
+    pairwise (squares formed a group of rows at a time)."""
+    n = len(a)
+    full = n - n % SUM_ROWS
+    ones = np.ones(SUM_ROWS)
+    step = max(CHUNK_ENTRIES // (SUM_ROWS * max(a.shape[1], 1)), 1) * SUM_ROWS
+    parts = []
+    for s in range(0, full, step):
+        a3 = a[s : min(s + step, full)].reshape(-1, SUM_ROWS, a.shape[1])
+        parts.append(ones @ (a3 * a3 if square else a3))
+    rest = a[full:]
+    parts.append((rest * rest if square else rest).sum(axis=0)[None])
+    return _tree_sum(np.concatenate(parts))
+
+
+def _cumsum(a: np.ndarray) -> np.ndarray:
+    """``np.cumsum(a, axis=0)``, the running sums kept within blocks of ``_CUMSUM_BLOCK`` terms plus running block
+    totals, so rounding grows like ``B + n / B`` terms instead of ``n``."""
+    n, b = len(a), _CUMSUM_BLOCK
+    if n <= 2 * b:
+        return np.cumsum(a, axis=0)
+    nb = -(-n // b)
+    padded = np.zeros((nb * b,) + a.shape[1:])
+    padded[:n] = a
+    runs = padded.reshape((nb, b) + a.shape[1:]).cumsum(axis=1)
+    runs[1:] += np.cumsum(runs[:-1, -1], axis=0)[:, None]
+    return runs.reshape(padded.shape)[:n]
+
+
+class _Accumulator:
+    """A running total of chunk partials in two levels (see ``_GROUP``)."""
+
+    def __init__(self, shape, dtype=float):
+        self.total = np.zeros(shape, dtype)
+        self.group = np.zeros(shape, dtype)
+        self.count = 0
+
+    def add(self, part):
+        self.group += part
+        self.count += 1
+        if self.count == _GROUP:
+            self.total += self.group
+            self.group[...] = 0
+            self.count = 0
+
+    def value(self):
+        return self.total + self.group
+
 
 def _use_fft(taps: int, c: int, o: int) -> bool:
     """Block FFTs beat blocked GEMMs when the kernel is long and there are few channels."""
@@ -129,15 +214,16 @@ def _lagged_direct(x, taps, y, start, stop):
     """Reference-speed sums over rows ``start:stop`` (used for short stretches and tiny kernels)."""
     c = x.shape[1]
     r = np.empty((taps, c, c))
-    xs = x[start:stop]
+    rows = stop - start
+    x = np.ascontiguousarray(x[start : stop + taps - 1])  # so its row slices reshape into blocks without copies
     for lag in range(taps):
-        r[lag] = xs.T @ x[start + lag : stop + lag]
+        r[lag] = _product_sum(x[:rows], x[lag : rows + lag])
     if y is None:
         return r, None
     q = np.empty((taps, c, y.shape[1]))
-    ys = y[start:stop]
+    ys = np.ascontiguousarray(y[start:stop])
     for lag in range(taps):
-        q[lag] = x[start + lag : stop + lag].T @ ys
+        q[lag] = _product_sum(x[lag : rows + lag], ys)
     return r, q
 
 
@@ -154,17 +240,17 @@ def _lagged_gemm(x, taps, y, offsets=None):
     per_chunk = max(CHUNK_ENTRIES // bc, 1)
 
     def chunk_sums(bounds):
-        mx = [np.zeros((bc, bc)) for _ in range(k + 1)]
-        my = [np.zeros((bc, b * o)) for _ in range(k + 1)]
+        mx = [_Accumulator((bc, bc)) for _ in range(k + 1)]
+        my = [_Accumulator((bc, b * o)) for _ in range(k + 1)]
         for s, e in bounds:
             shifted = [np.ascontiguousarray(x[(s + d) * b : (e + d) * b]).reshape(e - s, bc) for d in range(k + 1)]
             a = shifted[0]
             yb = None if y is None else np.ascontiguousarray(y[s * b : e * b]).reshape(e - s, b * o)
             for d in range(k + 1):
-                mx[d] += a.T @ shifted[d]
+                mx[d].add(a.T @ shifted[d])
                 if yb is not None:
-                    my[d] += shifted[d].T @ yb
-        return mx, my
+                    my[d].add(shifted[d].T @ yb)
+        return [acc.value() for acc in mx], [acc.value() for acc in my]
 
     chunks = [(s, min(nb, s + per_chunk)) for s in range(0, nb, per_chunk)]
     workers = min(_workers(), len(chunks))
@@ -207,8 +293,8 @@ def _lagged_fft(x, taps, y):
     size = scipy.fft.next_fast_len(blk + taps - 1, real=True)
     blk = size - taps + 1
     nf = size // 2 + 1
-    acc_r = np.zeros((nf, c, c), dtype=complex)
-    acc_q = np.zeros((nf, c, o), dtype=complex) if y is not None else None
+    acc_r = _Accumulator((nf, c, c), complex)
+    acc_q = _Accumulator((nf, c, o), complex) if y is not None else None
     n_blocks = -(-m // blk)
     per_chunk = max(CHUNK_ENTRIES // (size * max(c, 1)), 1)
     for s in range(0, n_blocks, per_chunk):
@@ -226,12 +312,12 @@ def _lagged_fft(x, taps, y):
                 ybl[i, : t1 - t0] = y[t0:t1]
         fh = scipy.fft.rfft(head, axis=1, workers=fft_workers()).transpose(1, 2, 0)  # (f, C, k)
         fs = scipy.fft.rfft(span, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, C)
-        acc_r += np.conj(fh) @ fs
+        acc_r.add(np.conj(fh) @ fs)
         if y is not None:
             fy = scipy.fft.rfft(ybl, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, O)
-            acc_q += fs.transpose(0, 2, 1) @ np.conj(fy)
-    r = scipy.fft.irfft(acc_r, n=size, axis=0, workers=fft_workers())[:taps]
-    q = scipy.fft.irfft(acc_q, n=size, axis=0, workers=fft_workers())[:taps] if y is not None else None
+            acc_q.add(fs.transpose(0, 2, 1) @ np.conj(fy))
+    r = scipy.fft.irfft(acc_r.value(), n=size, axis=0, workers=fft_workers())[:taps]
+    q = scipy.fft.irfft(acc_q.value(), n=size, axis=0, workers=fft_workers())[:taps] if y is not None else None
     return r, q
 
 
@@ -240,24 +326,39 @@ def _lagged_fft(x, taps, y):
 # ----------------------------------------------------------------------------------------------
 
 
+def _edge_sums(h: np.ndarray, lags: range) -> np.ndarray:
+    """``E[l, j] = sum_{i < j} h_i h_{i+l}^T`` for ``l`` in ``lags`` and ``j = 0 .. len(h)``, ``(len(lags), len(h) + 1,
+    C, C)`` (terms with ``i + l`` past the end of ``h`` are zero), as blocked running sums (see ``_cumsum``)."""
+    k, c = h.shape
+    padded = np.zeros((k + lags.stop - 1, c))
+    padded[:k] = h
+    later = sliding_window_view(padded, k, axis=0)[lags.start : lags.stop].transpose(0, 2, 1)  # [l, i] = h_{i+l}
+    products = h[None, :, :, None] * later[:, :, None, :]  # (lags, i, C, C)
+    e = np.zeros((len(lags), k + 1, c, c))
+    e[:, 1:] = _cumsum(products.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    return e
+
+
 def gram_from_lags(x: np.ndarray, taps: int, r: np.ndarray) -> np.ndarray:
     """The full Gram ``(T * C, T * C)`` over all taps and channels, from ``R`` and the edge samples of ``x``."""
     n, c = x.shape
     m = n - taps + 1
+    if taps == 1:
+        return np.array(r[0], dtype=float)
     g = np.empty((taps, c, taps, c))
-    head = np.asarray(x[: taps - 1])
-    tail = np.asarray(x[m : m + taps - 1])
-    zero = np.zeros((1, c, c))
-    for lag in range(taps):
-        k = taps - 1 - lag
-        # edge corrections for j = 0 .. taps-1-lag: sums over i < j
-        dh = np.einsum("ic,id->icd", head[:k], head[lag : lag + k]).cumsum(axis=0)
-        dt = np.einsum("ic,id->icd", tail[:k], tail[lag : lag + k]).cumsum(axis=0)
-        vals = r[lag] + np.concatenate([zero, dt - dh])
-        jj = np.arange(taps - lag)
-        g[jj, :, jj + lag, :] = vals
-        if lag:
-            g[jj + lag, :, jj, :] = vals.transpose(0, 2, 1)
+    head = np.asarray(x[: taps - 1], dtype=float)
+    tail = np.asarray(x[m : m + taps - 1], dtype=float)
+    step = max(CHUNK_ENTRIES // (taps * c * c), 1)  # lags per pass, so the temporaries stay O(CHUNK_ENTRIES)
+    for start in range(0, taps, step):
+        lags = range(start, min(taps, start + step))
+        # vals[l, j] = G[j, j + l]: R[l] less the pairs before the first row, plus those past the last (i < j)
+        vals = r[lags.start : lags.stop, None] + (_edge_sums(tail, lags) - _edge_sums(head, lags))[:, :taps]
+        li, jj = np.nonzero(np.arange(taps)[None, :] < taps - np.arange(lags.start, lags.stop)[:, None])
+        lag = li + lags.start
+        block = vals[li, jj]
+        g[jj, :, jj + lag, :] = block
+        off = lag > 0
+        g[jj[off] + lag[off], :, jj[off], :] = block[off].transpose(0, 2, 1)
     return g.reshape(taps * c, taps * c)
 
 
@@ -265,9 +366,9 @@ def column_sums(x: np.ndarray, taps: int) -> np.ndarray:
     """``sum_{t<m} x_{t+j}`` for each tap ``j``, ``(T, C)`` (the bias row of the Gram)."""
     n, c = x.shape
     m = n - taps + 1
-    total = x.sum(axis=0)
-    head = np.concatenate([np.zeros((1, c)), np.cumsum(x[: taps - 1], axis=0)])
-    tail = np.concatenate([np.cumsum(x[m:][::-1], axis=0)[::-1], np.zeros((1, c))])
+    total = _row_sums(x)
+    head = np.concatenate([np.zeros((1, c)), _cumsum(x[: taps - 1])])
+    tail = np.concatenate([_cumsum(x[m:][::-1])[::-1], np.zeros((1, c))])
     return total - head - tail
 
 
@@ -282,8 +383,8 @@ def sequence_statistics(x: np.ndarray, y: np.ndarray | None, taps: int, mask: np
         s = column_sums(x, taps).ravel()[cols]
         gram = np.block([[gram, s[:, None]], [s[None, :], np.full((1, 1), float(m))]])
         if cross is not None:
-            cross = np.concatenate([cross, y.sum(axis=0)[None]])
-    yty = None if y is None else np.einsum("ij,ij->j", y, y)
+            cross = np.concatenate([cross, _row_sums(y)[None]])
+    yty = None if y is None else _row_sums(y, square=True)
     return Statistics(gram, cross, yty, m)
 
 

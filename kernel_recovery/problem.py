@@ -266,11 +266,82 @@ def unmask(a, name: str, allow_nan: bool = False):
     return a.astype(np.float64).filled(np.nan) if n_masked else np.asarray(a.data)
 
 
+def jsonable(value: object) -> object:
+    """``value`` in plain JSON types, every non-finite number as None (JSON ``null``).
+
+    Arrays become nested lists, NumPy scalars Python numbers, tuples lists, dict keys strings and dataclasses
+    dicts; anything else (a function, an optax transform) its ``repr``.  ``null`` stands for NaN (a number
+    that is not available, e.g. a noise estimate with no degrees of freedom left) and for ``inf`` (an
+    unbounded one, e.g. the condition number of a rank-deficient design): ``json.dumps`` would write the
+    ``NaN``/``Infinity`` tokens, which strict parsers (JavaScript's ``JSON.parse``) refuse.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> jsonable({"cond": np.array([1.5, np.inf]), "rank": np.int64(3), "dof": (np.nan, 2)})
+    {'cond': [1.5, None], 'rank': 3, 'dof': [None, 2]}
+    """
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):  # float and the NumPy floats
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return _array_jsonable(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return repr(value)
+
+
+def _array_jsonable(a: np.ndarray):
+    if a.dtype.kind in "biu":
+        return a.tolist()
+    if a.dtype.kind == "f":  # one vectorised pass, not a Python call per element
+        finite = np.isfinite(a)
+        if finite.all():
+            return a.astype(np.float64, copy=False).tolist()
+        out = a.astype(np.float64).astype(object)
+        out[~finite] = None
+        return out.tolist()
+    return jsonable(a.tolist())
+
+
+def _from_library(a):
+    """A torch tensor (detached, on the CPU) or a pandas object as a NumPy array; anything else as given.
+
+    Neither library is imported: they are recognised by the module of the object's class.  ``np.asarray``
+    alone refuses a tensor that requires grad (a layer's output, as users pass it) or lives on a GPU, and
+    turns a pandas column with missing values (``pd.NA``) into an object array.  JAX arrays, xarray and
+    other array-likes go through ``np.asarray`` as they are.
+    """
+    modules = {c.__module__.partition(".")[0] for c in type(a).__mro__}
+    if "torch" in modules and hasattr(a, "detach"):
+        tensor = a.detach().cpu()
+        try:
+            return tensor.numpy()
+        except TypeError:  # bfloat16 and the other dtypes NumPy lacks
+            return tensor.float().numpy()
+    if "pandas" in modules and hasattr(a, "to_numpy"):
+        arr = a.to_numpy()
+        if arr.dtype == object:  # nullable columns: pd.NA is a missing value, NaN as in NumPy data
+            arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
+        return arr
+    return a
+
+
 def _to_float_array(a, name: str, allow_nan: bool = False) -> np.ndarray:
     a = unmask(a, name, allow_nan)
     try:
-        arr = np.asarray(a)
-    except (ValueError, TypeError) as exc:
+        arr = np.asarray(_from_library(a))
+    except (ValueError, TypeError, RuntimeError) as exc:  # (torch raises RuntimeError for what it cannot convert)
         raise TypeError(f"`{name}` could not be read as a numeric array: {exc}") from None
     _check_dtype(arr, name)
     if arr.dtype == object:  # empty object array
@@ -374,7 +445,9 @@ class Block:
     """One group as a valid, stride-1, undilated cross-correlation (see the module docstring).
 
     ``xs[i]`` is ``(len_i, channels)``; ``ys[i]`` (or None) is ``(len_i - taps + 1, len(out_channels))``.
-    ``mask[j, c]`` is True where the coefficient ``W[j, c, o]`` is free.
+    ``mask[j, c]`` is True where the coefficient ``W[j, c, o]`` is free.  ``out_channels`` are the indices
+    of the user's output channels that this group produces; a solver returns, per block, a kernel of shape
+    ``(taps, channels, len(out_channels))`` with zeros where ``mask`` is False.
     """
 
     xs: list[np.ndarray]
@@ -403,7 +476,23 @@ class Block:
 
 @dataclass(eq=False)
 class CanonicalProblem:
-    """A validated problem: the user's configuration and one :class:`Block` per group."""
+    """A validated problem: the user's configuration and one :class:`Block` per group.
+
+    This is what a solver receives (``solve(problem, **options) -> Solution``).
+
+    Attributes
+    ----------
+    config : ConvConfig
+        The user's configuration (kernel_size, channels, stride, padding, ..., use_bias).
+    blocks : list of Block
+        One per group: the canonical inputs, outputs, taps and mask.
+    lengths, out_lengths : tuple of int
+        Input and output length of each of the user's sequences.
+    x_form, x_item_ndims, dtype
+        The form, item dimensions and dtype of the user's ``x``, to give outputs back in the same form.
+    inputs : tuple or None
+        The caller's sequences as read, for the post-fit checks; None for streamed problems.
+    """
 
     config: ConvConfig
     blocks: list[Block]

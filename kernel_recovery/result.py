@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .conv import conv1d
-from .problem import ConvConfig
+from .problem import ConvConfig, jsonable
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
     from .determinacy import DeterminacyReport
@@ -22,6 +24,49 @@ class Solution:
     ``kernels[b]`` is ``(taps, channels, O_b)``, ``biases[b]`` ``(O_b,)`` (None without bias).
     ``options`` records the options actually used, automatic choices included; ``diagnostics`` holds
     method-specific numbers (they are copied to :attr:`KernelResult.diagnostics`).
+
+    Notes
+    -----
+    A method is a function ``solve(problem, *, option=default, ...) -> Solution``; pass it as
+    ``recover_kernel(..., method=solve)``.  It receives a :class:`~kernel_recovery.problem.CanonicalProblem`
+    in which padding, stride, dilation and groups are already reduced to one valid, stride-1, undilated
+    cross-correlation per block (group): ``block.xs[i]`` ``(len_i, channels)`` and ``block.ys[i]``
+    ``(len_i - taps + 1, O_b)``.  :func:`kernel_recovery.operator.design_matrix` gives a block's explicit
+    design (its columns: the free taps, row-major ``(tap, channel)``, then the bias), and
+    :func:`kernel_recovery.operator.unpack_columns` maps coefficients over those columns back to a block
+    kernel and bias.  The solver's keyword-only parameters are its options: an option it does not take
+    is a ``TypeError``.  :func:`recover_kernel` maps the solution back to the user's layout and computes the
+    report, residuals and post-fit checks, as for the built-in methods.
+
+    Examples
+    --------
+    Ridge regression on each block's explicit design, as a user-written method:
+
+    >>> import numpy as np, kernel_recovery as kr
+    >>> from kernel_recovery.operator import design_matrix, unpack_columns
+    >>> def ridge_solver(problem, *, alpha=0.0):
+    ...     use_bias = problem.config.use_bias
+    ...     kernels, biases = [], []
+    ...     for block in problem.blocks:
+    ...         a = design_matrix(block, use_bias)  # (n_equations, P)
+    ...         y = np.concatenate(block.ys)  # (n_equations, O_b), rows in the same order
+    ...         coef = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y)
+    ...         kernel, bias = unpack_columns(block, coef, use_bias)
+    ...         kernels.append(kernel)
+    ...         biases.append(bias)
+    ...     return kr.Solution(kernels, biases if use_bias else None, options={"alpha": alpha})
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((200, 2))
+    >>> w = rng.standard_normal((3, 2, 1))
+    >>> y = kr.conv1d(x, w, [0.5], stride=2) + 0.01 * rng.standard_normal((99, 1))
+    >>> res = kr.recover_kernel(x, y, 3, stride=2, use_bias=True, method=ridge_solver)
+    >>> res.method, res.options, res.kernel.shape
+    ('ridge_solver', {'alpha': 0.0}, (3, 2, 1))
+    >>> ref = kr.recover_kernel(x, y, 3, stride=2, use_bias=True)  # with alpha=0: plain least squares
+    >>> bool(np.allclose(res.kernel, ref.kernel) and np.allclose(res.bias, ref.bias))
+    True
+    >>> kr.recover_kernel(x, y, 3, stride=2, use_bias=True, method=ridge_solver, alpha=10.0).options
+    {'alpha': 10.0}
     """
 
     kernels: list[np.ndarray]
@@ -70,6 +115,12 @@ class KernelResult:
         Method-specific numbers (how the system was solved, noise estimates, ...).
     config : ConvConfig
         The configuration (kernel_size, stride, padding, ...), for :meth:`predict` and exports.
+
+    Notes
+    -----
+    ``repr(result)`` is one line (method, kernel shape, success, status, residual and largest standard
+    error); ``print(result)`` adds the message, kernel and bias; the full arrays are the fields above.
+    :meth:`to_dict` and :meth:`to_json` give everything as strict JSON (NaN and ``inf`` as ``null``).
     """
 
     kernel: np.ndarray
@@ -128,6 +179,66 @@ class KernelResult:
         from .export import to_scipy
 
         return to_scipy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result in plain JSON types (what the command line's ``--json`` prints).
+
+        Arrays become nested lists (``kernel`` in the Keras layout), ``config`` a dict of its settings and
+        ``report`` :meth:`DeterminacyReport.to_dict`.  Non-finite numbers become None (JSON ``null``): NaN
+        means not available (e.g. ``diagnostics["noise_std"]`` with no degrees of freedom left), ``inf``
+        unbounded (e.g. the condition number of a rank-deficient design).  Options and diagnostics that are
+        not numbers, strings, arrays or containers of them (a user's optax transform) appear as their ``repr``.
+
+        Returns
+        -------
+        dict
+            Keys ``method``, ``success``, ``message``, ``kernel``, ``bias``, ``stderr``, ``bias_stderr``,
+            ``residual_rms``, ``n_iterations``, ``loss_history``, ``options``, ``diagnostics``, ``config``
+            and ``report``.
+
+        Examples
+        --------
+        >>> import numpy as np, kernel_recovery as kr
+        >>> x = np.random.default_rng(0).standard_normal(50)
+        >>> d = kr.recover_kernel(x, kr.conv1d(x, [1.0, -0.5]), 2).to_dict()
+        >>> np.round(d["kernel"], 6).ravel().tolist(), d["config"]["kernel_size"], d["report"]["status"]
+        ([1.0, -0.5], 2, 'overdetermined')
+        """
+        return jsonable({
+            "method": self.method,
+            "success": self.success,
+            "message": self.message,
+            "kernel": self.kernel,
+            "bias": self.bias,
+            "stderr": self.stderr,
+            "bias_stderr": self.bias_stderr,
+            "residual_rms": self.residual_rms,
+            "n_iterations": self.n_iterations,
+            "loss_history": self.loss_history,
+            "options": self.options,
+            "diagnostics": self.diagnostics,
+            "config": dataclasses.asdict(self.config),
+            "report": self.report.to_dict(),
+        })
+
+    def to_json(self, **kwargs) -> str:
+        """:meth:`to_dict` as strict JSON: ``null`` for NaN and ``inf``, never the ``NaN``/``Infinity`` tokens.
+
+        ``kwargs`` go to :func:`json.dumps` (``indent=1``, ...).
+        """
+        return json.dumps(self.to_dict(), **{"allow_nan": False, **kwargs})
+
+    def __repr__(self) -> str:
+        parts = [
+            f"method={self.method!r}",
+            f"kernel_shape={self.kernel.shape}",
+            f"success={self.success}",
+            f"status={self.report.status!r}",
+            f"residual_rms={self.residual_rms:.3g}",
+        ]
+        if self.stderr is not None:
+            parts.append(f"max_stderr={float(np.max(self.stderr)):.3g}")
+        return f"KernelResult({', '.join(parts)})"
 
     def __str__(self) -> str:
         k = np.array2string(self.kernel.squeeze(), precision=6, suppress_small=True)

@@ -24,6 +24,7 @@ from .problem import (
     check_padding,
     check_positive_int,
 )
+from .result import KernelResult
 
 CRITERIA = ("aic", "bic", "cv")
 #: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).
@@ -67,7 +68,7 @@ class KernelSizeSelection:
     n_params: np.ndarray
     n_samples: int
     status: tuple[str, ...]
-    result: object = field(repr=False)
+    result: KernelResult = field(repr=False)
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
