@@ -57,7 +57,7 @@ def as_nwc(a) -> np.ndarray:
 def fit_kr(x, y, k, steps, loss, defaults=False):
     import kernel_recovery as kr
 
-    opts = {} if defaults else {"steps": steps, "tol": 0.0}
+    opts = {} if defaults else {"max_iter": steps, "tol": 0.0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return kr.recover_kernel(x[0], y[0], k, method="adam", loss=loss, **opts).kernel
@@ -142,7 +142,7 @@ def worker(lib: str, task: str, steps: int, loss: str, repeat: int, length: int)
         def fit():
             for block in problem.blocks:
                 block.cache.clear()
-            return problem.from_canonical(solve(problem, loss=loss, steps=steps, tol=0.0).kernels)
+            return problem.from_canonical(solve(problem, loss=loss, max_iter=steps, tol=0.0).kernels)
 
     t0 = time.perf_counter()
     kernel = fit()

@@ -96,7 +96,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """``["ridge=0.1", "steps=300"]`` -> ``{"ridge": 0.1, "steps": 300}``."""
+    """``["ridge=0.1", "max_iter=300"]`` -> ``{"ridge": 0.1, "max_iter": 300}``."""
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -587,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conv_options(r)
     r.add_argument("-m", "--method", choices=list(solvers.METHODS), default="lstsq", help="default lstsq")
     r.add_argument("-O", "--option", action="append", metavar="NAME=VALUE",
-                   help="a method option, repeatable: e.g. --option ridge=0.1, --option steps=500 (numbers, "
+                   help="a method option, repeatable: e.g. --option ridge=0.1, --option max_iter=500 (numbers, "
                    "true/false and none are parsed)")
     r.add_argument("-o", "--output", metavar="FILE", help=".npy (kernel), .npz (kernel, bias, stderr) or .json "
                    "(everything)")

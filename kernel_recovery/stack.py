@@ -20,7 +20,7 @@ from .determinacy import DeterminacyReport
 from .problem import ConvConfig, as_sequences, check_layout, restore_form
 
 ACTIVATIONS = (None, "relu", "tanh")
-LAYER_KEYS = ("kernel_size", "filters", "stride", "padding", "dilation", "use_bias")
+LAYER_KEYS = ("kernel_size", "out_channels", "stride", "padding", "dilation", "use_bias")
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,9 +30,9 @@ class StackResult:
     Attributes
     ----------
     kernels : list of ndarray
-        Per layer, ``(kernel_size, in_channels, filters)`` (the Keras layout).
+        Per layer, ``(kernel_size, in_channels, out_channels)`` (the Keras layout).
     biases : list of (ndarray or None)
-        Per layer, ``(filters,)``, or None for a layer without bias.
+        Per layer, ``(out_channels,)``, or None for a layer without bias.
     composite_kernel : ndarray or None
         For a linear stack (no activation) of valid, stride-1, undilated layers: the single kernel
         ``(sum(kernel_size - 1) + 1, in_channels, out_channels)`` the stack is equivalent to.  Unlike the
@@ -97,39 +97,44 @@ def _numpy_forward(x, kernels, biases, layers, activation) -> np.ndarray:
 def _check_layers(layers, in_channels: int) -> tuple[list[dict], list[ConvConfig]]:
     if isinstance(layers, Mapping) or not isinstance(layers, Sequence) or not len(layers):
         raise TypeError(
-            "`layers` must be a non-empty list of dicts such as [dict(kernel_size=5, filters=4), ...], "
+            "`layers` must be a non-empty list of dicts such as [dict(kernel_size=5, out_channels=4), ...], "
             f"got {layers!r}."
         )
     out, configs = [], []
     channels = in_channels
     for i, layer in enumerate(layers):
         if not isinstance(layer, Mapping):
-            raise TypeError(f"`layers[{i}]` must be a dict with kernel_size and filters, got {layer!r}.")
+            raise TypeError(f"`layers[{i}]` must be a dict with kernel_size and out_channels, got {layer!r}.")
+        if "filters" in layer:
+            raise ValueError(
+                f"`layers[{i}]` has key 'filters': a layer's number of output channels is `out_channels`, as "
+                "everywhere in kernel_recovery (Keras calls it filters), e.g. dict(kernel_size=5, out_channels=4)."
+            )
         unknown = [k for k in layer if k not in LAYER_KEYS]
         if unknown:
             raise ValueError(
                 f"`layers[{i}]` has unknown key {unknown[0]!r}; the keys are {', '.join(LAYER_KEYS)}."
             )
-        for key in ("kernel_size", "filters"):
+        for key in ("kernel_size", "out_channels"):
             if key not in layer:
                 raise ValueError(f"`layers[{i}]` needs {key!r}, got {dict(layer)!r}.")
-        filters = layer["filters"]
-        if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"`layers[{i}]['filters']` must be a positive integer, got {filters!r}.")
+        n_out = layer["out_channels"]
+        if isinstance(n_out, (bool, np.bool_)) or not isinstance(n_out, (int, np.integer)) or n_out < 1:
+            raise ValueError(f"`layers[{i}]['out_channels']` must be a positive integer, got {n_out!r}.")
         try:
             cfg = ConvConfig.create(
-                layer["kernel_size"], channels, int(filters), stride=layer.get("stride", 1),
+                layer["kernel_size"], channels, int(n_out), stride=layer.get("stride", 1),
                 padding=layer.get("padding", "valid"), dilation=layer.get("dilation", 1),
                 use_bias=layer.get("use_bias", False),
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"in `layers[{i}]`: {exc}") from None
         out.append(
-            dict(kernel_size=cfg.kernel_size, filters=int(filters), stride=cfg.stride, padding=cfg.padding,
+            dict(kernel_size=cfg.kernel_size, out_channels=int(n_out), stride=cfg.stride, padding=cfg.padding,
                  dilation=cfg.dilation, use_bias=cfg.use_bias)
         )
         configs.append(cfg)
-        channels = int(filters)
+        channels = int(n_out)
     return out, configs
 
 
@@ -205,7 +210,7 @@ def composite(kernels, biases) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _identifiability(layers: list[dict], activation, has_composite: bool, composite_size: int | None) -> str:
-    hidden = [layer["filters"] for layer in layers[:-1]]
+    hidden = [layer["out_channels"] for layer in layers[:-1]]
     if len(layers) == 1:
         return "A single layer is a linear least-squares problem: its kernel is identifiable when kr.analyze says so."
     if activation is None:
@@ -243,18 +248,18 @@ def recover_stack(
     x: ArrayLike,
     y: ArrayLike,
     layers: Sequence[Mapping],
-    activation: Literal["relu", "tanh"] | None = None,
     *,
+    activation: Literal["relu", "tanh"] | None = None,
     layout: Literal["nwc", "ncw"] = "nwc",
     loss: Literal["mse", "mae", "huber"] = "mse",
     learning_rate: float | None = None,
-    steps: int = 3000,
+    max_iter: int = 3000,
     tol: float = 1e-6,
     seed: int = 0,
     restarts: int = 1,
     optimizer=None,
     dtype: str = "float32",
-    huber_delta: float = 1.0,
+    huber_delta: float | None = None,
     progress: bool = False,
 ) -> StackResult:
     """Fit a stack of Conv1D layers (Keras semantics) from inputs ``x`` and outputs ``y`` by gradient descent.
@@ -265,16 +270,18 @@ def recover_stack(
         Inputs and outputs of the whole stack, as in :func:`recover_kernel` (sequences of different lengths
         in a list are fitted together).
     layers : list of dict
-        One dict per layer with ``kernel_size`` and ``filters`` and optionally ``stride``, ``padding``,
-        ``dilation`` (as in :func:`conv1d`) and ``use_bias`` (default False).  The last ``filters`` must be
+        One dict per layer with ``kernel_size`` and ``out_channels`` (Keras' ``filters``) and optionally
+        ``stride``, ``padding``, ``dilation`` (as in :func:`conv1d`) and ``use_bias`` (default False).  The
+        last ``out_channels`` must be
         the number of channels of ``y``.
     activation : {None, "relu", "tanh"}
         Applied between layers (not after the last).
     layout : {"nwc", "ncw"}
         Channels-last (Keras) or channels-first (PyTorch) data.
-    loss, learning_rate, steps, tol, seed, restarts, optimizer, dtype, huber_delta, progress
-        As for ``recover_kernel(method="adam")``; the layers start from Keras' glorot-uniform kernels
-        (a stack started at zero has zero gradient).
+    loss, learning_rate, max_iter, tol, seed, restarts, optimizer, dtype, huber_delta, progress
+        As for ``recover_kernel(method="adam")`` (``huber_delta`` in units of a robust scale of ``y``,
+        ``1.4826 * MAD`` of its deviations from the median: a stack has no least-squares residual); the
+        layers start from Keras' glorot-uniform kernels (a stack started at zero has zero gradient).
 
     Returns
     -------
@@ -285,7 +292,7 @@ def recover_stack(
     Raises
     ------
     ValueError, TypeError
-        Bad layers (unknown keys, missing kernel_size or filters), an unknown activation, shapes of ``y``
+        Bad layers (unknown keys, missing kernel_size or out_channels), an unknown activation, shapes of ``y``
         inconsistent with the stack, bad options.
 
     Notes
@@ -301,7 +308,7 @@ def recover_stack(
     >>> import kernel_recovery as kr
     >>> x = np.random.default_rng(0).standard_normal(64)
     >>> y = kr.conv1d(kr.conv1d(x, [1.0, 0.5]), [2.0, -1.0])
-    >>> fit = kr.recover_stack(x, y, [dict(kernel_size=2, filters=1), dict(kernel_size=2, filters=1)])
+    >>> fit = kr.recover_stack(x, y, [dict(kernel_size=2, out_channels=1), dict(kernel_size=2, out_channels=1)])
     >>> fit.composite_kernel.ravel().round(3) + 0.0  # the layers differ, their composite is [2, 0, -0.5]
     array([ 2. ,  0. , -0.5])
     """
@@ -313,10 +320,12 @@ def recover_stack(
     layout = check_layout(layout)
     loss = gradient._choice(loss, "loss", gradient.LOSSES)
     optimizer, learning_rate = gradient.check_optimizer(optimizer, learning_rate)
-    steps = gradient._positive(steps, "steps", integer=True)
+    steps = gradient._positive(max_iter, "max_iter", integer=True)
     tol = gradient._positive(tol, "tol", allow_zero=True)
     restarts = gradient._positive(restarts, "restarts", integer=True)
-    huber_delta = gradient._positive(huber_delta, "huber_delta")
+    relative_delta = gradient.HUBER_DELTA if huber_delta is None else gradient._positive(huber_delta, "huber_delta")
+    if huber_delta is not None and loss != "huber":
+        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
     dtype = gradient.check_dtype(dtype)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an integer, got {seed!r}.")
@@ -328,9 +337,9 @@ def recover_stack(
         raise ValueError(
             f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
         )
-    if yb.channels != layers[-1]["filters"]:
+    if yb.channels != layers[-1]["out_channels"]:
         raise ValueError(
-            f"`y` has {yb.channels} channels but the last layer has filters={layers[-1]['filters']}."
+            f"`y` has {yb.channels} channels but the last layer has out_channels={layers[-1]['out_channels']}."
         )
     # per sequence: each layer's padding and the stack's output length
     by_length: dict[int, list[int]] = {}
@@ -367,6 +376,11 @@ def recover_stack(
             pieces.append(np.zeros((restarts, cfg.out_channels)))
     params0 = np.concatenate(pieces, axis=1).astype(dtype)
     static = tuple((cfg.kernel_shape, cfg.use_bias, cfg.stride, cfg.dilation) for cfg in configs)
+    huber_delta = 1.0
+    if loss == "huber":
+        ys = np.concatenate([a.ravel() for a in yb.arrays])
+        scale = 1.4826 * float(np.median(np.abs(ys - np.median(ys))))
+        huber_delta = relative_delta * max(scale, 1e-12 * float(np.max(np.abs(ys))), 1e-300)
     model = gradient.Model(_stack_model, (static, activation, loss, huber_delta, tuple(group_pads)))
     import jax
 
@@ -414,9 +428,9 @@ def recover_stack(
         n_iterations=int(n_steps[best]),
         loss_history=histories[best],
         options={
-            "loss": loss, "learning_rate": learning_rate, "steps": steps, "tol": tol, "seed": int(seed),
+            "loss": loss, "learning_rate": learning_rate, "max_iter": steps, "tol": tol, "seed": int(seed),
             "restarts": restarts, "optimizer": "adam" if optimizer is None else optimizer, "dtype": dtype,
-            "huber_delta": huber_delta, "progress": bool(progress),
+            "huber_delta": relative_delta if loss == "huber" else None, "progress": bool(progress),
         },
         diagnostics={"final_loss": float(final[best]), "restart": best, "restart_losses": final.tolist()},
     )

@@ -277,7 +277,7 @@ def test_a_solver_that_does_not_converge_exits_1(tmp_path, capsys, rng):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.correlate(x, [1.0, 2.0], mode="valid"))
     code, out, err = run(["recover", tmp_path / "x.npy", tmp_path / "y.npy", "-k", 2, "-m", "adam",
-                          "-O", "steps=3", "--json", "-o", tmp_path / "k.npz"], capsys)
+                          "-O", "max_iter=3", "--json", "-o", tmp_path / "k.npz"], capsys)
     assert code == 1 and json.loads(out)["success"] is False
     assert "did not succeed" in err and (tmp_path / "k.npz").exists()  # the partial answer is still written
 

@@ -39,7 +39,7 @@ def test_tutorial_examples_with_defaults(case, loss):
     assert np.max(np.abs(res.kernel - true)) <= 1e-3
     assert res.success, res.message
     assert res.method == "adam"
-    assert res.n_iterations == len(res.loss_history) <= res.options["steps"]
+    assert res.n_iterations == len(res.loss_history) <= res.options["max_iter"]
     assert res.options["loss"] == loss and res.options["init"] == "glorot_uniform"
     assert res.options["learning_rate"] == 0.05 and res.options["dtype"] == "float32"
 
@@ -50,7 +50,7 @@ def test_mse_matches_least_squares_on_noisy_data(rng):
     y = jax_conv1d(x[None], w)[0] + 0.5 + 0.1 * rng.standard_normal((297, 3))
     a = explicit_design(x, 4, bias=True)
     ref = np.linalg.lstsq(a, y, rcond=None)[0]
-    res = kr.recover_kernel(x, y, 4, method="adam", use_bias=True, dtype="float64", tol=1e-10, steps=3000)
+    res = kr.recover_kernel(x, y, 4, method="adam", use_bias=True, dtype="float64", tol=1e-10, max_iter=3000)
     assert res.success, res.message
     np.testing.assert_allclose(res.kernel.reshape(8, 3), ref[:8], atol=1e-6)
     np.testing.assert_allclose(res.bias, ref[8], atol=1e-6)
@@ -78,7 +78,7 @@ def test_mae_matches_exact_l1_reference(formulation, rng, monkeypatch):
     lp = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=[(None, None)] * p + [(0, None)] * n, method="highs")
     assert lp.status == 0
     ref = lp.x[:p]
-    res = kr.recover_kernel(x, y, 3, method="adam", loss="mae", steps=3000)
+    res = kr.recover_kernel(x, y, 3, method="adam", loss="mae", max_iter=3000)
     assert res.success, res.message
     np.testing.assert_allclose(res.kernel.ravel(), ref, atol=2e-3)
     l1 = np.mean(np.abs(y - a @ res.kernel.ravel()))
@@ -128,13 +128,13 @@ def test_masked_coefficients_stay_zero(formulation, rng, monkeypatch):
 def test_options_are_recorded_and_step_limit_reported(rng):
     x = rng.standard_normal(64)
     y = np.convolve(x, [1.0, 0.5], mode="valid")
-    res = kr.recover_kernel(x, y, 2, method="adam", steps=10, loss="huber")
+    res = kr.recover_kernel(x, y, 2, method="adam", max_iter=10, loss="huber")
     assert not res.success
-    assert "step limit" in res.message and "steps=10" in res.message
+    assert "step limit" in res.message and "max_iter=10" in res.message
     assert res.n_iterations == 10 and res.loss_history.shape == (10,)
     assert np.all(np.isfinite(res.loss_history))
     assert set(res.options) >= {
-        "loss", "learning_rate", "steps", "tol", "seed", "init", "optimizer", "batch_size", "restarts", "dtype",
+        "loss", "learning_rate", "max_iter", "tol", "seed", "init", "optimizer", "batch_size", "restarts", "dtype",
         "progress",
     }
     assert res.options["optimizer"] == "adam" and res.options["batch_size"] is None
@@ -145,9 +145,10 @@ def test_options_are_recorded_and_step_limit_reported(rng):
     [
         (dict(loss="l2"), ValueError, r"`loss` must be one of .*'l2'"),
         (dict(init="he_normal"), ValueError, r"`init` must be one of .*'he_normal'"),
-        (dict(steps=0), ValueError, r"`steps` must be .*> 0, got 0"),
-        (dict(steps=-5), ValueError, r"`steps` must be .*got -5"),
-        (dict(steps=2.5), TypeError, r"`steps` must be an integer"),
+        (dict(max_iter=0), ValueError, r"`max_iter` must be .*> 0, got 0"),
+        (dict(max_iter=-5), ValueError, r"`max_iter` must be .*got -5"),
+        (dict(max_iter=2.5), TypeError, r"`max_iter` must be an integer"),
+        (dict(steps=10), TypeError, r"has no option 'steps': the iteration cap is `max_iter`"),
         (dict(learning_rate=0.0), ValueError, r"`learning_rate` must be .*> 0, got 0.0"),
         (dict(learning_rate=-1e-3), ValueError, r"`learning_rate` must be .*got -0.001"),
         (dict(tol=-1.0), ValueError, r"`tol` must be .*>= 0"),
@@ -167,14 +168,14 @@ def test_bad_options_raise(options, error, match):
 def test_compiled_loop_is_reused_and_progress_gives_the_same_iterates(rng):
     x = rng.standard_normal(50)
     y = np.convolve(x, [2.0, -1.0, 0.5], mode="valid")
-    first = kr.recover_kernel(x, y, 3, method="adam", loss="mae", steps=200, tol=0.0)
+    first = kr.recover_kernel(x, y, 3, method="adam", loss="mae", max_iter=200, tol=0.0)
     hits = gradient.compiled_loop.cache_info().hits
     x2 = rng.standard_normal(50)
     second = kr.recover_kernel(x2, np.convolve(x2, [2.0, -1.0, 0.5], mode="valid"), 3, method="adam", loss="mae",
-                               steps=200, tol=0.0)
+                               max_iter=200, tol=0.0)
     assert gradient.compiled_loop.cache_info().hits == hits + 1
     assert second.n_iterations == first.n_iterations == 200
-    shown = kr.recover_kernel(x, y, 3, method="adam", loss="mae", steps=200, tol=0.0, progress=True)
+    shown = kr.recover_kernel(x, y, 3, method="adam", loss="mae", max_iter=200, tol=0.0, progress=True)
     np.testing.assert_array_equal(shown.kernel, first.kernel)
     np.testing.assert_array_equal(shown.loss_history, first.loss_history)
 
@@ -183,7 +184,7 @@ def test_float64_is_scoped(rng):
     x = rng.standard_normal(40)
     y = np.convolve(x, [2.0, 1.0], mode="valid")  # correlation with [1, 2]
     before = jax.config.jax_enable_x64
-    res = kr.recover_kernel(x, y, 2, method="adam", dtype="float64", tol=1e-12, steps=2000)
+    res = kr.recover_kernel(x, y, 2, method="adam", dtype="float64", tol=1e-12, max_iter=2000)
     assert jax.config.jax_enable_x64 == before
     np.testing.assert_allclose(res.kernel.ravel(), [1.0, 2.0], atol=1e-9)
     assert res.options["dtype"] == "float64"
@@ -193,12 +194,12 @@ def test_restarts_minibatches_custom_optimizer_and_lstsq_init(rng):
     x = rng.standard_normal((400, 2))
     w = rng.standard_normal((3, 2, 1))
     y = jax_conv1d(x[None], w)[0]
-    res = kr.recover_kernel(x, y, 3, method="adam", restarts=3, batch_size=64, loss="mse", steps=1500)
+    res = kr.recover_kernel(x, y, 3, method="adam", restarts=3, batch_size=64, loss="mse", max_iter=1500)
     assert len(res.diagnostics["restart_losses"]) == 3
     assert res.diagnostics["restart"] == int(np.argmin(res.diagnostics["restart_losses"]))
     assert res.diagnostics["batch_rows"] == 64
     np.testing.assert_allclose(res.kernel, w, atol=1e-3)
-    custom = kr.recover_kernel(x, y, 3, method="adam", optimizer=optax.adam(1e-2), steps=800, tol=0.0)
+    custom = kr.recover_kernel(x, y, 3, method="adam", optimizer=optax.adam(1e-2), max_iter=800, tol=0.0)
     assert custom.options["learning_rate"] is None and custom.n_iterations == 800
     np.testing.assert_allclose(custom.kernel, w, atol=1e-2)
     cold = kr.recover_kernel(x, y, 3, method="adam", loss="mae")

@@ -79,19 +79,19 @@ def test_robust_reference_on_large_designs_takes_irls_steps(loss, rng, monkeypat
     assert f"method='lstsq' with loss={loss!r}" in bad.message
 
 
-def independent_minimum(a: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
+def independent_minimum(a: np.ndarray, y: np.ndarray, loss: str, delta: float = 1.0) -> np.ndarray:
     """The minimizer of the summed loss on an explicit design: numpy lstsq, the L1 LP (HiGHS) or BFGS (Huber)."""
     if loss == "mse":
         return np.linalg.lstsq(a, y, rcond=None)[0]
     start = np.linalg.lstsq(a, y, rcond=None)[0]
-    if loss == "huber":  # delta = 1, Adam's default threshold
+    if loss == "huber":  # threshold delta, in y's units
 
         def huber(w):
             r = y - a @ w
-            return np.sum(np.where(np.abs(r) <= 1.0, 0.5 * r * r, np.abs(r) - 0.5))
+            return np.sum(np.where(np.abs(r) <= delta, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta)))
 
         def grad(w):
-            return -a.T @ np.clip(y - a @ w, -1.0, 1.0)
+            return -a.T @ np.clip(y - a @ w, -delta, delta)
 
         return scipy_optimize.minimize(huber, start, jac=grad, method="BFGS", options={"gtol": 1e-12}).x
     n, p = a.shape
@@ -111,7 +111,13 @@ def test_success_matches_an_independent_minimum_on_noisy_data(loss, rng):
     y[::17] += 2.0  # outliers
     res = kr.recover_kernel(x, y, 3, method="adam", use_bias=True, loss=loss, dtype="float64")
     assert res.success, res.message
-    ref = independent_minimum(explicit_design(x[:, None], 3), y, loss)
+    a = explicit_design(x[:, None], 3)
+    delta = 1.0
+    if loss == "huber":  # huber_delta = 1.345 robust scales (1.4826 MAD) of the least-squares residual
+        r = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
+        delta = 1.345 * 1.4826 * np.median(np.abs(r - np.median(r)))
+        assert res.diagnostics["huber_threshold"] == pytest.approx(delta, rel=1e-8)
+    ref = independent_minimum(a, y, loss, delta)
     np.testing.assert_allclose(np.append(res.kernel.ravel(), res.bias), ref, atol=1e-4)
 
 

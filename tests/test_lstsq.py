@@ -204,7 +204,9 @@ def test_huber_matches_scipy_least_squares(rng):
     # huber_delta is in units of a robust scale of the least-squares residual: 0.3 x 1.4826 MAD
     r = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
     delta = 0.3 * 1.4826 * np.median(np.abs(r - np.median(r)))
-    ref = least_squares(lambda w: a @ w - y, np.zeros(6), loss="huber", f_scale=delta, xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    ref = least_squares(
+        lambda w: a @ w - y, np.zeros(6), loss="huber", f_scale=delta, xtol=1e-15, ftol=1e-15, gtol=1e-15
+    )
     np.testing.assert_allclose(res.kernel.ravel(), ref.x, rtol=1e-7, atol=1e-9)
     assert res.options["huber_delta"] == 0.3
     assert res.diagnostics["huber_threshold"] == pytest.approx([delta], rel=1e-10)

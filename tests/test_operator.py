@@ -92,7 +92,7 @@ def test_every_method_sees_the_null_space_the_report_names(method, length, rng):
     x = np.column_stack([base, 2.0 * base])
     w = rng.standard_normal((4, 2, 1))
     y = kr.conv1d(x, w) + 1e-3 * rng.standard_normal((length - 3, 1))
-    options = {"adam": dict(steps=3000)}.get(method, {})
+    options = {"adam": dict(max_iter=3000)}.get(method, {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kr.UnderdeterminedWarning)
         warnings.simplefilter("ignore", kr.SpectralWarning)

@@ -113,7 +113,8 @@ def test_loss_curve_of_adam():
 
     if "adam" not in solvers.METHODS:
         pytest.skip("adam is not registered")
-    res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0, 1.0], [6.0, 11.0, 14.0, 7.0], kernel_size=2, method="adam", steps=200)
+    x, y = [0.0, 3.0, 4.0, 5.0, 1.0], [6.0, 11.0, 14.0, 7.0]
+    res = kr.recover_kernel(x, y, kernel_size=2, method="adam", max_iter=200)
     assert res.loss_history is not None
     ax = plotting.plot_loss(res).axes[0]
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), res.loss_history)

@@ -38,7 +38,7 @@ def test_linear_stack_composite_matches_least_squares(rng):
     w2 = 0.5 * rng.standard_normal((5, 4, 8))
     b2 = rng.standard_normal(8)
     y = kr.conv1d(kr.conv1d(x, w1), w2, b2)
-    layers = [dict(kernel_size=5, filters=4), dict(kernel_size=5, filters=8, use_bias=True)]
+    layers = [dict(kernel_size=5, out_channels=4), dict(kernel_size=5, out_channels=8, use_bias=True)]
     fit = kr.recover_stack(x, y, layers)
     assert fit.success, fit.message
     assert fit.composite_kernel.shape == (9, 1, 8)
@@ -66,8 +66,8 @@ def test_nonlinear_stack_fits_outputs(activation, rng):
     z = kr.conv1d(x, w1, padding="same", layout="ncw")
     z = np.tanh(z) if activation == "tanh" else np.maximum(z, 0.0)
     y = kr.conv1d(z, w2, layout="ncw")
-    layers = [dict(kernel_size=3, filters=3, padding="same"), dict(kernel_size=3, filters=1)]
-    fit = kr.recover_stack(x, y, layers, activation, layout="ncw", restarts=3, steps=3000, seed=1)
+    layers = [dict(kernel_size=3, out_channels=3, padding="same"), dict(kernel_size=3, out_channels=1)]
+    fit = kr.recover_stack(x, y, layers, activation=activation, layout="ncw", restarts=3, max_iter=3000, seed=1)
     assert fit.composite_kernel is None and fit.report is None
     assert fit.activation == activation
     assert len(fit.diagnostics["restart_losses"]) == 3
@@ -84,7 +84,7 @@ def test_nonlinear_stack_fits_outputs(activation, rng):
 def test_single_linear_layer_is_least_squares(rng):
     x = rng.standard_normal(100)
     y = np.convolve(x, [3.0, -1.0, 0.5], mode="valid") + 0.01 * rng.standard_normal(98)
-    fit = kr.recover_stack(x, y, [dict(kernel_size=3, filters=1)], dtype="float64", tol=1e-10)
+    fit = kr.recover_stack(x, y, [dict(kernel_size=3, out_channels=1)], dtype="float64", tol=1e-10)
     ref = explicit_lstsq(x[None, :, None], y[None, :, None], 3, bias=False)
     np.testing.assert_allclose(fit.kernels[0].ravel(), ref.ravel(), atol=1e-6)
     np.testing.assert_allclose(fit.composite_kernel, fit.kernels[0])
@@ -93,18 +93,19 @@ def test_single_linear_layer_is_least_squares(rng):
 @pytest.mark.parametrize(
     ("layers", "kwargs", "error", "match"),
     [
-        ([dict(kernel_size=2, filters=1, groups=2)], {}, ValueError, r"`layers\[0\]` has unknown key 'groups'"),
-        ([dict(kernel_size=2)], {}, ValueError, r"`layers\[0\]` needs 'filters'"),
-        ([dict(kernel_size=2, filters=0)], {}, ValueError, r"`layers\[0\]\['filters'\]` must be a positive"),
-        ([dict(kernel_size=0, filters=1)], {}, ValueError, r"in `layers\[0\]`: `kernel_size` must be >= 1"),
-        (dict(kernel_size=2, filters=1), {}, TypeError, r"`layers` must be a non-empty list"),
+        ([dict(kernel_size=2, out_channels=1, groups=2)], {}, ValueError, r"`layers\[0\]` has unknown key 'groups'"),
+        ([dict(kernel_size=2)], {}, ValueError, r"`layers\[0\]` needs 'out_channels'"),
+        ([dict(kernel_size=2, out_channels=0)], {}, ValueError, r"`layers\[0\]\['out_channels'\]` must be a positive"),
+        ([dict(kernel_size=0, out_channels=1)], {}, ValueError, r"in `layers\[0\]`: `kernel_size` must be >= 1"),
+        (dict(kernel_size=2, out_channels=1), {}, TypeError, r"`layers` must be a non-empty list"),
         ([], {}, TypeError, r"`layers` must be a non-empty list"),
-        ([dict(kernel_size=2, filters=2)], {}, ValueError, r"`y` has 1 channels but the last layer has filters=2"),
-        ([dict(kernel_size=3, filters=1)], {}, ValueError, r"`y` sequence 0 has 7 samples but the stack gives 6"),
-        ([dict(kernel_size=2, filters=1)], dict(activation="sigmoid"), ValueError, r"`activation` must be None"),
-        ([dict(kernel_size=2, filters=1)], dict(steps=0), ValueError, r"`steps` must be"),
-        ([dict(kernel_size=2, filters=1)], dict(loss="l1"), ValueError, r"`loss` must be one of"),
-        ([dict(kernel_size=2, filters=1)], dict(learning_rate=-1.0), ValueError, r"`learning_rate` must be"),
+        ([dict(kernel_size=2, out_channels=2)], {}, ValueError, r"`y` has 1 channels but the last layer has out_chan"),
+        ([dict(kernel_size=3, out_channels=1)], {}, ValueError, r"`y` sequence 0 has 7 samples but the stack gives 6"),
+        ([dict(kernel_size=2, out_channels=1)], dict(activation="sigmoid"), ValueError, r"`activation` must be None"),
+        ([dict(kernel_size=2, out_channels=1)], dict(max_iter=0), ValueError, r"`max_iter` must be"),
+        ([dict(kernel_size=2, filters=1)], {}, ValueError, r"has key 'filters': .* is `out_channels`"),
+        ([dict(kernel_size=2, out_channels=1)], dict(loss="l1"), ValueError, r"`loss` must be one of"),
+        ([dict(kernel_size=2, out_channels=1)], dict(learning_rate=-1.0), ValueError, r"`learning_rate` must be"),
     ],
 )
 def test_bad_arguments_raise(layers, kwargs, error, match):

@@ -43,6 +43,7 @@ def _option_names(solver: Callable) -> tuple[str, ...] | None:
 #: Options that were renamed (the old name now means nothing, or something else): method -> old -> hint.
 RENAMED: dict[str, dict[str, str]] = {
     "fft": {"regularization": "the Wiener choice is `wiener=True` (default) or `wiener=False`"},
+    "adam": {"steps": "the iteration cap is `max_iter`, as for every method"},
 }
 
 

@@ -55,6 +55,8 @@ from ..operator import (
 from ..problem import CanonicalProblem, check_gram_memory
 from ..result import Solution
 from ..threads import SerialBLAS
+from . import lstsq
+from .lstsq import HUBER_DELTA
 
 LOSSES = ("mae", "mse", "huber")
 INITS = ("glorot_uniform", "zeros", "lstsq")
@@ -334,8 +336,8 @@ def end_message(converged: bool, n_steps: int, steps: int, tol: float) -> str:
     if converged:
         return f"converged: the mean step fell below tol={tol:g} (relative to the largest weight) after {n_steps} steps"
     return (
-        f"stopped at the step limit (steps={steps}) before the tol={tol:g} criterion was met; "
-        "increase `steps` or `tol`, or adjust `learning_rate`"
+        f"stopped at the step limit (max_iter={steps}) before the tol={tol:g} criterion was met; "
+        "increase `max_iter` or `tol`, or adjust `learning_rate`"
     )
 
 
@@ -616,6 +618,20 @@ REFERENCE_SWEEPS = 200
 REFERENCE_STEPS = 3
 
 
+def robust_scale(problem: CanonicalProblem) -> float:
+    """``1.4826 * MAD`` of the least-squares residual over every output (the unit of ``huber_delta``).
+
+    At least ``1e-3`` of the outputs' rms: on (nearly) noiseless data every threshold has the same minimizer,
+    and a vanishing one would leave gradient descent an absolute-value loss to crawl down.
+    """
+    ref = lstsq.solve(problem)
+    r = np.concatenate([res.ravel() for res in residuals(problem, ref.kernels, ref.biases)])
+    scale = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if r.size else 0.0
+    ys = [y for b in problem.blocks for y in b.ys if y.size]
+    y_rms = float(np.sqrt(sum(float(np.sum(y**2)) for y in ys) / max(sum(y.size for y in ys), 1)))
+    return max(scale, 1e-3 * y_rms, 1e-300)
+
+
 def _reference(problem: CanonicalProblem, kernels, biases, loss: str, delta: float):
     """The reference minimum's ``(kernels, biases, what)``.
 
@@ -624,8 +640,6 @@ def _reference(problem: CanonicalProblem, kernels, biases, loss: str, delta: flo
     threshold, started at Adam's answer (every sweep lowers the loss): to convergence on small designs, and
     ``REFERENCE_STEPS`` sweeps on larger ones, where a large drop still shows that Adam stopped short.
     """
-    from . import lstsq
-
     if loss == "mse":
         ref = lstsq.solve(problem)
         return ref.kernels, ref.biases, "the least-squares minimum"
@@ -690,7 +704,7 @@ def solve(
     *,
     loss: Literal["mae", "mse", "huber"] = "mse",
     learning_rate: float | None = None,
-    steps: int = 2000,
+    max_iter: int = 2000,
     tol: float = 1e-6,
     seed: int = 0,
     init: Literal["glorot_uniform", "zeros", "lstsq"] = "glorot_uniform",
@@ -698,7 +712,7 @@ def solve(
     batch_size: int | None = None,
     restarts: int = 1,
     dtype: str = "float32",
-    huber_delta: float = 1.0,
+    huber_delta: float | None = None,
     precondition: bool = True,
     progress: bool = False,
 ) -> Solution:
@@ -713,8 +727,8 @@ def solve(
         Initial step of the default optimizer (Adam).  The schedule halves it, and restarts Adam's
         moments, whenever a block of 25 steps oscillates (ends above its own lowest loss) or does not
         lower the best loss.  Not allowed with ``optimizer=``, which carries its own.
-    steps : int
-        The most steps taken.
+    max_iter : int
+        The most steps taken (the iteration cap, as for every method; reaching it is not a success).
     tol : float
         Stop when the mean step over a block (the largest coefficient change per step, bias included,
         whatever the coordinates descended in) is at most ``tol * max(1, largest |coefficient|)``;
@@ -735,8 +749,11 @@ def solve(
         Independent starts run side by side (vectorized); the one with the lowest final loss is kept.
     dtype : {"float32", "float64"}
         Working precision; float64 is enabled inside this call only.
-    huber_delta : float
-        Threshold of the Huber loss.
+    huber_delta : float, optional
+        Threshold of the Huber loss in units of a robust noise scale (``1.4826 * MAD`` of the least-squares
+        residual, pooled over the output channels, at least 1e-3 of the outputs' rms), the meaning it has for
+        every method; None means 1.345.
+        The threshold in the outputs' units is in ``diagnostics["huber_threshold"]``.
     precondition : bool
         Descend in whitened coordinates ``u`` (coefficients ``offset + V diag(s_max / s) u`` from the
         design's singular values and vectors ``A^T A = V diag(s^2) V^T``; the offset takes the outputs'
@@ -750,7 +767,7 @@ def solve(
     init = _choice(init, "init", INITS)
     # from the least-squares answer the first steps should be small: Adam's first step has size ~learning_rate
     optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init == "lstsq" else 5e-2)
-    steps = _positive(steps, "steps", integer=True)
+    steps = _positive(max_iter, "max_iter", integer=True)
     tol = _positive(tol, "tol", allow_zero=True)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"`seed` must be an integer, got {seed!r}.")
@@ -758,7 +775,9 @@ def solve(
         batch_size = _positive(batch_size, "batch_size", integer=True)
     restarts = _positive(restarts, "restarts", integer=True)
     dtype = check_dtype(dtype)
-    huber_delta = _positive(huber_delta, "huber_delta")
+    relative_delta = HUBER_DELTA if huber_delta is None else _positive(huber_delta, "huber_delta")
+    if huber_delta is not None and loss != "huber":
+        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
     for flag, name in ((progress, "progress"), (precondition, "precondition")):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
@@ -771,6 +790,10 @@ def solve(
     use_statistics = loss == "mse" and (batch_size is None or batch_size >= n_eq)
     coef0 = _initial_coefficients(problem, init, restarts, int(seed))
     diagnostics: dict[str, Any] = {}
+    huber_delta = 1.0
+    if loss == "huber":  # the threshold in the outputs' units: huber_delta x a robust scale of the lstsq residual
+        huber_delta = relative_delta * robust_scale(problem)
+        diagnostics["huber_threshold"] = huber_delta
     # small eigendecompositions right after JAX work stall on OpenBLAS threads (shared cores): run them serially
     with SerialBLAS(), jax.enable_x64(dtype == "float64"):
         if use_statistics:  # one pass for A'A and A'Y together; the spectrum then reads this Gram
@@ -812,7 +835,7 @@ def solve(
     options = {
         "loss": loss,
         "learning_rate": learning_rate,
-        "steps": steps,
+        "max_iter": steps,
         "tol": tol,
         "seed": int(seed),
         "init": init,
@@ -820,7 +843,7 @@ def solve(
         "batch_size": batch_size,
         "restarts": restarts,
         "dtype": dtype,
-        "huber_delta": huber_delta,
+        "huber_delta": relative_delta if loss == "huber" else None,
         "precondition": bool(precondition),
         "progress": bool(progress),
     }

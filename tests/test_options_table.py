@@ -1,0 +1,43 @@
+"""The options table of the docs agrees with the solvers' signatures (names, defaults), so it cannot go stale."""
+
+import inspect
+import pathlib
+import re
+
+import pytest
+
+from kernel_recovery import solvers
+
+TABLE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "guide" / "options.rst"
+
+
+def _table_rows() -> list[tuple[str, str, str]]:
+    text = TABLE.read_text()
+    rows = re.findall(r"^   \* - (\w+)\n     - ``(\w+)``\n     - ``([^`]*)``\n", text, flags=re.M)
+    assert rows, "no rows found in docs/guide/options.rst"
+    return rows
+
+
+def _signature_rows() -> list[tuple[str, str, str]]:
+    rows = []
+    for name in solvers.METHODS:
+        _, solver = solvers.resolve(name)
+        for option, param in inspect.signature(solver).parameters.items():
+            if param.kind is inspect.Parameter.KEYWORD_ONLY:
+                rows.append((name, option, repr(param.default)))
+    return rows
+
+
+def test_options_table_matches_the_signatures():
+    assert sorted(_table_rows()) == sorted(_signature_rows())
+
+
+@pytest.mark.parametrize("method, old", [(m, o) for m, renamed in solvers.RENAMED.items() for o in renamed])
+def test_renamed_options_name_the_new_one(method, old):
+    import numpy as np
+
+    import kernel_recovery as kr
+
+    x = np.arange(10.0)
+    with pytest.raises(TypeError, match=rf"method '{method}' has no option '{old}': "):
+        kr.recover_kernel(x, x[1:] + x[:-1], 2, method=method, **{old: 1})
