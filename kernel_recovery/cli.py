@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO, overload
 
 import numpy as np
 
@@ -25,6 +25,13 @@ from .api import analyze, recover_kernel
 from .conv import conv1d
 from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
 from .problem import jsonable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .datasets import Example
+    from .determinacy import DeterminacyReport
+    from .result import KernelResult
 
 PROG = "kernel-recovery"
 #: Where ``demo`` saves its figure unless ``--plot`` says otherwise (the temp dir, so no stray files in the cwd).
@@ -119,7 +126,7 @@ def _suffix(path: str, allowed: tuple[str, ...], what: str) -> str:
     return suffix
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -185,7 +192,7 @@ def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.
     return arr
 
 
-def save_result(res, path: str) -> list[str]:
+def save_result(res: KernelResult, path: str) -> list[str]:
     """Write the kernel (.npy), kernel/bias/stderr (.npz) or everything (.json); return what was written."""
     suffix = _suffix(path, OUTPUT_SUFFIXES, "output file")
     try:
@@ -193,7 +200,7 @@ def save_result(res, path: str) -> list[str]:
             np.save(path, res.kernel)
             return ["kernel"]
         if suffix == ".npz":
-            arrays = {"kernel": res.kernel}
+            arrays: dict[str, Any] = {"kernel": res.kernel}  # (dict[str, ndarray] clashes with allow_pickle)
             for name in ("bias", "stderr", "bias_stderr"):
                 if getattr(res, name) is not None:
                     arrays[name] = getattr(res, name)
@@ -206,7 +213,7 @@ def save_result(res, path: str) -> list[str]:
         raise InputError(f"could not write {path}: {exc.strerror or _first_line(exc)}") from None
 
 
-def _save_figure(fig, path: str) -> None:
+def _save_figure(fig: Figure, path: str) -> None:
     import matplotlib.pyplot as plt
 
     try:
@@ -217,7 +224,7 @@ def _save_figure(fig, path: str) -> None:
         plt.close(fig)
 
 
-def _need_matplotlib(args) -> None:
+def _need_matplotlib(args: argparse.Namespace) -> None:
     """Fail before the work, not after, when --plot cannot be honoured."""
     if getattr(args, "plot", None) is None:
         return
@@ -232,10 +239,10 @@ def _show_progress(quiet: bool) -> bool:
 
 
 class _NoBar:
-    def __enter__(self):
+    def __enter__(self) -> _NoBar:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         return False
 
     def update(self, n: int = 1) -> None:
@@ -249,7 +256,7 @@ class _NoBar:
         print(text, file=file)
 
 
-def _progress_bar(total: int, desc: str, quiet: bool):
+def _progress_bar(total: int, desc: str, quiet: bool) -> Any:
     """A tqdm bar on stderr when it is a terminal (and not ``quiet``); a no-op without tqdm."""
     try:
         from tqdm.auto import tqdm
@@ -350,7 +357,9 @@ def run_demo(
     return 0
 
 
-def _demo_figure(noisy, results: dict, under_report):
+def _demo_figure(
+    noisy: Example, results: dict[tuple[str, str], KernelResult], under_report: DeterminacyReport
+) -> Figure:
     """Kernel of the noisy example against the truth; its residuals; adam's loss; both design spectra."""
     import matplotlib.pyplot as plt
 
@@ -361,7 +370,7 @@ def _demo_figure(noisy, results: dict, under_report):
                       and len(r.loss_history)), None)
     lower = 3 if iterative is not None else 2
     fig = plt.figure(figsize=(13.0, 9.0), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[5.6, 3.4])
+    (top,), (bottom,) = fig.subfigures(2, 1, squeeze=False, height_ratios=[5.6, 3.4])
     plot_kernel(res, noisy.kernel, fig=top)
     top.suptitle(f"{noisy.name} ({noisy.description}): recovered by {res.method} vs true kernel", fontsize=11)
     axes = bottom.subplots(1, lower)
@@ -378,14 +387,18 @@ def _demo_figure(noisy, results: dict, under_report):
 # ----------------------------------------------------------------------------------------------
 
 
-def _conv_settings(args) -> dict[str, Any]:
+def _conv_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "stride": args.stride, "padding": args.padding, "dilation": args.dilation, "groups": args.groups,
         "use_bias": args.bias, "layout": args.layout, "flip": args.flip,
     }
 
 
-def _load_xy(args, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]:
+@overload
+def _load_xy(args: argparse.Namespace, need_y: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def _load_xy(args: argparse.Namespace, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]: ...
+def _load_xy(args: argparse.Namespace, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """X, and Y from its own file or, when Y is omitted, from X's .npz (key 'y' or --y-key)."""
     x = load_array(args.x, args.x_key, "x", args.layout)
     if args.y is not None:
@@ -400,7 +413,7 @@ def _load_xy(args, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]:
     return x, None
 
 
-def cmd_recover(args, out: TextIO) -> int:
+def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
     options = parse_options(args.option)
     name, solver = solvers.resolve(args.method)
     try:
@@ -448,7 +461,7 @@ def cmd_recover(args, out: TextIO) -> int:
     return 0
 
 
-def cmd_analyze(args, out: TextIO) -> int:
+def cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
     if args.output is not None:
         _suffix(args.output, (".json",), "output file")
     _need_matplotlib(args)
@@ -476,7 +489,7 @@ def cmd_analyze(args, out: TextIO) -> int:
     return 0
 
 
-def cmd_simulate(args, out: TextIO) -> int:
+def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     suffix = _suffix(args.output, DATA_SUFFIXES, "output file")
     if args.in_channels % args.groups or args.out_channels % args.groups:
         raise UsageError(
@@ -532,7 +545,7 @@ def cmd_simulate(args, out: TextIO) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit code 2 (argparse would print the usage first)
+    def error(self, message: str) -> NoReturn:  # one line, exit code 2 (argparse would print the usage first)
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 

@@ -12,13 +12,19 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .exceptions import IllConditionedWarning, UnderdeterminedWarning
 from .operator import APPROXIMATE_ABOVE, BlockSpectrum, design_rows, n_columns, report_spectrum
 from .problem import Block, CanonicalProblem, ConvConfig, check_feasible, jsonable
 from .threads import SerialBLAS
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 STATUSES = ("overdetermined", "determined", "underdetermined", "rank_deficient")
 #: Above this design condition number a relative error in y may be amplified more than 1e8-fold.
@@ -103,7 +109,7 @@ def data_needed(config: ConvConfig, lengths: Sequence[int]) -> tuple[int | None,
     return min_length, min_sequences
 
 
-def _noise_array(noise_level, n_out: int) -> np.ndarray | None:
+def _noise_array(noise_level: ArrayLike | None, n_out: int) -> np.ndarray | None:
     if noise_level is None:
         return None
     try:
@@ -221,7 +227,7 @@ class DeterminacyReport:
         """True when every output channel's kernel is uniquely determined by the data."""
         return self.status in ("overdetermined", "determined")
 
-    def samples_for_error(self, target_error: float, noise_level=None) -> np.ndarray:
+    def samples_for_error(self, target_error: float, noise_level: ArrayLike | None = None) -> np.ndarray:
         """Output samples per channel needed for an expected coefficient error of ``target_error``.
 
         Uses the white-noise law ``error^2 = c / (n - P - 1)`` (the mean of an inverse Wishart matrix), with ``c``
@@ -256,7 +262,7 @@ class DeterminacyReport:
             need = np.where(np.isfinite(c), np.ceil(p + 1 + c * noise**2 / target_error**2), np.inf)
         return np.maximum(need, p)
 
-    def spectrum(self) -> dict:
+    def spectrum(self) -> dict[str, Any]:
         """The singular-value spectrum per group, for plotting: values, rank tolerance and rank."""
         return {
             "singular_values": [s.copy() for s in self.singular_values],
@@ -264,13 +270,13 @@ class DeterminacyReport:
             "rank": [int(self.rank[g * self.config.out_per_group]) for g in range(self.config.groups)],
         }
 
-    def plot(self, ax=None):
+    def plot(self, ax: Axes | None = None) -> Figure:
         """Plot the singular-value spectrum (matplotlib); see :func:`kernel_recovery.plotting.plot_spectrum`."""
         from .plotting import plot_spectrum
 
         return plot_spectrum(self, ax=ax)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The report in plain JSON types: arrays as nested lists, non-finite numbers as None (JSON ``null``).
 
         ``null`` in ``condition_number``, ``error_per_unit_noise``, ``kernel_error_per_unit_noise`` and
@@ -308,9 +314,9 @@ class DeterminacyReport:
             "null_space": list(self.null_space),
             "null_space_bias": None if self.null_space_bias is None else list(self.null_space_bias),
         }
-        return jsonable(d)
+        return {name: jsonable(value) for name, value in d.items()}
 
-    def to_json(self, **kwargs) -> str:
+    def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as strict JSON: ``null`` for NaN and ``inf``, never the ``NaN``/``Infinity`` tokens.
 
         ``kwargs`` go to :func:`json.dumps` (``indent=1``, ...).
@@ -354,7 +360,7 @@ class DeterminacyReport:
             )
         if cfg.out_per_group > 1 or cfg.groups > 1:
             lines.append("  (each output channel is its own system; channels of one group share the design matrix)")
-        if self.excitation_order is not None and self.source == "data":
+        if self.excitation_order is not None and self.joint_excitation_order is not None and self.source == "data":
             parts = []
             for c, r in enumerate(self.excitation_order):
                 parts.append(f"{c}: {r}" + ("" if r >= cfg.kernel_size else " (too low)"))
@@ -378,8 +384,8 @@ class DeterminacyReport:
                 f"  invisible directions: {n_null} (report.null_space, shape {shapes}): adding any of them to the "
                 "kernel leaves y unchanged"
             )
-        for c in self.causes:
-            lines.append(f"  cause: {c}")
+        for cause in self.causes:
+            lines.append(f"  cause: {cause}")
         for a in self.advice:
             lines.append(f"  what to do: {a}")
         if self.min_length is not None and (not self.ok or self.source == "plan"):
@@ -412,7 +418,7 @@ class DeterminacyReport:
             "per output channel"
         )
         out = [line]
-        if self.expected_error is not None:
+        if self.expected_error is not None and self.noise_level is not None:
             e = self.expected_error
             nl = self.noise_level
             noise_text = np.array2string(nl, precision=3) if np.ptp(nl) else f"{nl[0]:.3g}"
@@ -452,7 +458,7 @@ class DeterminacyReport:
         return text + " The returned kernel is the minimum-norm one that fits the data."
 
 
-def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyReport:
+def report_for(problem: CanonicalProblem, *, noise_level: ArrayLike | None = None) -> DeterminacyReport:
     """The :class:`DeterminacyReport` of a canonical problem."""
     # Grams that cannot fit in memory, inputs whose squares overflow: refused first (outputs: by the solve)
     check_feasible(problem, outputs=False)
@@ -460,7 +466,7 @@ def report_for(problem: CanonicalProblem, *, noise_level=None) -> DeterminacyRep
         return _report_for(problem, noise_level)
 
 
-def _report_for(problem: CanonicalProblem, noise_level) -> DeterminacyReport:
+def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> DeterminacyReport:
     cfg = problem.config
     n_out = cfg.out_channels
     noise = _noise_array(noise_level, n_out)
@@ -474,7 +480,10 @@ def _report_for(problem: CanonicalProblem, noise_level) -> DeterminacyReport:
     excitation = np.zeros(cfg.in_channels, dtype=np.int64)
     joint = np.zeros(cfg.groups, dtype=np.int64)
     statuses = [""] * n_out
-    svals, nulls, null_bias, tols = [], [], [], []
+    svals: list[np.ndarray] = []
+    nulls: list[np.ndarray] = []
+    null_bias: list[np.ndarray] = []
+    tols: list[float] = []
     exact = True
     geometry = untouched_taps(cfg, problem.lengths)
     diagnosis: list[tuple[str, str, str]] = []
@@ -520,7 +529,7 @@ def _report_for(problem: CanonicalProblem, noise_level) -> DeterminacyReport:
         k_var, b_var = problem.free_to_kernel(np.where(np.isfinite(var), var, -1.0))
         k_sd = np.where(k_var < 0, np.inf, np.sqrt(np.abs(k_var)))
         coef_gain[:, :, oc] = k_sd[:, :, None]
-        if bias_gain is not None:
+        if bias_gain is not None and b_var is not None:
             bias_gain[oc] = np.inf if b_var < 0 else np.sqrt(b_var)
         cols = tap_columns(problem, block)
         ranks_c = [spec.column_rank(cols[:, c]) for c in range(cfg.in_per_group)]
@@ -577,8 +586,23 @@ def _report_for(problem: CanonicalProblem, noise_level) -> DeterminacyReport:
     )
 
 
-def _estimated_block(problem, block, spec, equations, rank, cond, gain, coef_gain, bias_gain, statuses,
-                     excitation, joint, diagnosis, nulls, null_bias) -> None:
+def _estimated_block(
+    problem: CanonicalProblem,
+    block: Block,
+    spec: BlockSpectrum,
+    equations: np.ndarray,
+    rank: np.ndarray,
+    cond: np.ndarray,
+    gain: np.ndarray,
+    coef_gain: np.ndarray,
+    bias_gain: np.ndarray | None,
+    statuses: list[str],
+    excitation: np.ndarray,
+    joint: np.ndarray,
+    diagnosis: list[tuple[str, str, str]],
+    nulls: list[np.ndarray],
+    null_bias: list[np.ndarray],
+) -> None:
     """Fill one group's entries of the report from a spectral estimate (large designs)."""
     cfg = problem.config
     grp = int(block.out_channels[0]) // cfg.out_per_group
@@ -601,6 +625,8 @@ def _estimated_block(problem, block, spec, equations, rank, cond, gain, coef_gai
     for o in oc:
         statuses[o] = st
     cin = cfg.in_per_group
+    if spec.channel_orders is None:  # (the spectral estimate, the only spectrum without vectors, counts them)
+        raise RuntimeError("a spectrum without right vectors must give `channel_orders`.")
     orders = np.minimum(spec.channel_orders.reshape(-1, cin).sum(axis=0), cfg.kernel_size)
     excitation[grp * cin : (grp + 1) * cin] = np.minimum(excitation[grp * cin : (grp + 1) * cin], orders)
     joint[grp] = min(joint[grp], min(cfg.kernel_size, r // max(cin, 1)))
@@ -716,7 +742,15 @@ def _gram_proportional(coords: np.ndarray, cols_a: np.ndarray, cols_b: np.ndarra
     return bool(np.all(np.abs(np.sum(ma * mb, axis=0)) >= (1 - 1e-6) * na * nb))
 
 
-def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[str, str, str]]:
+def _diagnose(
+    problem: CanonicalProblem,
+    grp: int,
+    block: Block,
+    spec: BlockSpectrum,
+    cols: np.ndarray,
+    ranks_c: list[int],
+    geometry: np.ndarray,
+) -> list[tuple[str, str, str]]:
     """Plain-words reasons for one group's rank deficiency: ``(code, cause, advice)``."""
     cfg = problem.config
     cin, k = cfg.in_per_group, cfg.kernel_size
@@ -727,7 +761,7 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
     norms = np.linalg.norm(coords, axis=0)
     data = None
 
-    def channel_data():
+    def channel_data() -> np.ndarray:
         nonlocal data
         if data is None:
             data = np.concatenate(block.xs) if block.xs else np.zeros((0, block.channels))
@@ -828,7 +862,8 @@ def _diagnose(problem, grp, block, spec, cols, ranks_c, geometry) -> list[tuple[
     joint = spec.column_rank(kernel_cols)
     cap = min(n_eq, int(sum(ranks_c)))
     if joint < cap:
-        related, previous = [], []
+        related: list[int] = []
+        previous: list[int] = []
         for c in range(cin):
             before = spec.column_rank(cols[:, previous].ravel()) if previous else 0
             after = spec.column_rank(cols[:, previous + [c]].ravel())

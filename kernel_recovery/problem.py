@@ -27,16 +27,19 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, DTypeLike
 
-Padding = Union[Literal["valid", "same", "causal", "full"], int, "tuple[int, int]"]
+PaddingMode = Literal["valid", "same", "causal", "full"]
+Padding = Union[PaddingMode, int, "tuple[int, int]"]
 Layout = Literal["nwc", "ncw"]
 
-PADDING_MODES = ("valid", "same", "causal", "full")
-LAYOUTS = ("nwc", "ncw")
+PADDING_MODES: tuple[PaddingMode, ...] = ("valid", "same", "causal", "full")
+LAYOUTS: tuple[Layout, ...] = ("nwc", "ncw")
+
+_T = TypeVar("_T")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -44,7 +47,7 @@ LAYOUTS = ("nwc", "ncw")
 # ----------------------------------------------------------------------------------------------
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int >= ``minimum``; a 1-tuple (Keras style) is accepted."""
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
@@ -55,21 +58,24 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_layout(layout) -> str:
-    if not isinstance(layout, str) or layout.lower() not in LAYOUTS:
-        raise ValueError(f"`layout` must be 'nwc' (channels-last) or 'ncw' (channels-first), got {layout!r}.")
-    return layout.lower()
+def check_layout(layout: object) -> Layout:
+    if isinstance(layout, str):
+        for name in LAYOUTS:
+            if layout.lower() == name:
+                return name
+    raise ValueError(f"`layout` must be 'nwc' (channels-last) or 'ncw' (channels-first), got {layout!r}.")
 
 
-def check_padding(padding) -> str | tuple[int, int]:
+def check_padding(padding: object) -> PaddingMode | tuple[int, int]:
     """Normalise ``padding`` to a mode string or an explicit ``(left, right)`` pair."""
     if isinstance(padding, str):
-        if padding.lower() not in PADDING_MODES:
-            raise ValueError(
-                f"`padding` must be one of {', '.join(map(repr, PADDING_MODES))}, an int or a (left, right) "
-                f"pair, got {padding!r}."
-            )
-        return padding.lower()
+        for mode in PADDING_MODES:
+            if padding.lower() == mode:
+                return mode
+        raise ValueError(
+            f"`padding` must be one of {', '.join(map(repr, PADDING_MODES))}, an int or a (left, right) "
+            f"pair, got {padding!r}."
+        )
     if isinstance(padding, numbers.Integral) and not isinstance(padding, (bool, np.bool_)):
         padding = (padding, padding)
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
@@ -85,7 +91,7 @@ def check_padding(padding) -> str | tuple[int, int]:
     )
 
 
-def check_bool(value, name: str) -> bool:
+def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be True or False, got {value!r}.")
     return bool(value)
@@ -104,27 +110,27 @@ class ConvConfig:
     in_channels: int
     out_channels: int
     stride: int = 1
-    padding: str | tuple[int, int] = "valid"
+    padding: PaddingMode | tuple[int, int] = "valid"
     dilation: int = 1
     groups: int = 1
     use_bias: bool = False
-    layout: str = "nwc"
+    layout: Layout = "nwc"
     flip: bool = False
 
     @classmethod
     def create(
         cls,
-        kernel_size,
-        in_channels,
-        out_channels,
+        kernel_size: int,
+        in_channels: int,
+        out_channels: int,
         *,
-        stride=1,
-        padding="valid",
-        dilation=1,
-        groups=1,
-        use_bias=False,
-        layout="nwc",
-        flip=False,
+        stride: int = 1,
+        padding: Padding = "valid",
+        dilation: int = 1,
+        groups: int = 1,
+        use_bias: bool = False,
+        layout: Layout = "nwc",
+        flip: bool = False,
     ) -> ConvConfig:
         kernel_size = check_positive_int(kernel_size, "kernel_size")
         stride = check_positive_int(stride, "stride")
@@ -252,7 +258,7 @@ def _check_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
         raise ValueError(f"`{name}` contains {int(bad.sum())} {what} value(s), the first at index {where}{hint}.")
 
 
-def unmask(a, name: str, allow_nan: bool = False):
+def unmask(a: _T, name: str, allow_nan: bool = False) -> _T | np.ndarray:
     """A masked array's masked entries as NaN (with ``allow_nan``), or an error saying how many; others as given."""
     if not isinstance(a, np.ma.MaskedArray):
         return a
@@ -263,7 +269,7 @@ def unmask(a, name: str, allow_nan: bool = False):
             f"`{name}` has {n_masked} masked value(s); to drop the equations they touch, pass nan_policy='omit' "
             "(recover_kernel, analyze), or fill them first."
         )
-    return a.astype(np.float64).filled(np.nan) if n_masked else np.asarray(a.data)
+    return np.ma.filled(a.astype(np.float64), np.nan) if n_masked else np.asarray(a.data)
 
 
 def jsonable(value: object) -> object:
@@ -301,7 +307,7 @@ def jsonable(value: object) -> object:
     return repr(value)
 
 
-def _array_jsonable(a: np.ndarray):
+def _array_jsonable(a: np.ndarray) -> object:
     if a.dtype.kind in "biu":
         return a.tolist()
     if a.dtype.kind == "f":  # one vectorised pass, not a Python call per element
@@ -314,7 +320,7 @@ def _array_jsonable(a: np.ndarray):
     return jsonable(a.tolist())
 
 
-def _from_library(a):
+def _from_library(a: object) -> Any:
     """A torch tensor (detached, on the CPU) or a pandas object as a NumPy array; anything else as given.
 
     Neither library is imported: they are recognised by the module of the object's class.  ``np.asarray``
@@ -337,7 +343,7 @@ def _from_library(a):
     return a
 
 
-def _to_float_array(a, name: str, allow_nan: bool = False) -> np.ndarray:
+def _to_float_array(a: object, name: str, allow_nan: bool = False) -> np.ndarray:
     a = unmask(a, name, allow_nan)
     try:
         arr = np.asarray(_from_library(a))
@@ -349,7 +355,9 @@ def _to_float_array(a, name: str, allow_nan: bool = False) -> np.ndarray:
     return arr
 
 
-def as_sequences(data, name: str, layout: str, *, check_finite: bool = True, allow_nan: bool = False) -> SequenceBatch:
+def as_sequences(
+    data: ArrayLike | Sequence[ArrayLike], name: str, layout: str, *, check_finite: bool = True, allow_nan: bool = False
+) -> SequenceBatch:
     """Read ``x`` or ``y`` into a batch of ``(length, channels)`` arrays.
 
     3-D arrays are ``(batch, length, channels)`` ("nwc") or ``(batch, channels, length)`` ("ncw"); 2-D
@@ -415,7 +423,7 @@ def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool, al
 
 
 def restore_form(
-    outputs: Sequence[np.ndarray], form: str, layout: str, dtype, item_ndims: Sequence[int] = ()
+    outputs: Sequence[np.ndarray], form: str, layout: str, dtype: DTypeLike, item_ndims: Sequence[int] = ()
 ) -> np.ndarray | list[np.ndarray]:
     """Give ``(length, channels)`` outputs back in the shape family of the input.
 
@@ -643,15 +651,15 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
 def build_problem(
     x: ArrayLike,
     y: ArrayLike | None,
-    kernel_size,
+    kernel_size: int,
     *,
-    stride=1,
-    padding="valid",
-    dilation=1,
-    groups=1,
-    use_bias=False,
-    layout="nwc",
-    flip=False,
+    stride: int = 1,
+    padding: Padding = "valid",
+    dilation: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    layout: Layout = "nwc",
+    flip: bool = False,
     out_channels: int | None = None,
     nan_policy: Literal["raise", "omit"] = "raise",
 ) -> CanonicalProblem:
@@ -660,12 +668,12 @@ def build_problem(
     Without ``y``, ``out_channels`` (default: ``groups``, one filter per group) sizes the problem.
     ``nan_policy="omit"`` drops the equations (output samples) that are NaN in ``y`` or touch a NaN in ``x``.
     """
-    layout = check_layout(layout)
+    layout_name = check_layout(layout)
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"`nan_policy` must be 'raise' or 'omit', got {nan_policy!r}.")
     omit = nan_policy == "omit"
-    xb = as_sequences(x, "x", layout, allow_nan=omit)
-    yb = None if y is None else as_sequences(y, "y", layout, allow_nan=omit)
+    xb = as_sequences(x, "x", layout_name, allow_nan=omit)
+    yb = None if y is None else as_sequences(y, "y", layout_name, allow_nan=omit)
     if yb is not None:
         if len(yb.arrays) != len(xb.arrays):
             raise ValueError(
@@ -685,7 +693,7 @@ def build_problem(
         dilation=dilation,
         groups=groups,
         use_bias=use_bias,
-        layout=layout,
+        layout=layout_name,
         flip=flip,
     )
     lengths = tuple(len(a) for a in xb.arrays)
@@ -771,25 +779,26 @@ def _omit_missing(block: Block) -> list[Block]:
         return [block]
     same = all((m == m[:, :1]).all() for m in missing)
     groups = [np.arange(n_out)] if same else [np.array([o]) for o in range(n_out)]
+    ys = block.ys
     parts = []
     for cols in groups:
-        bx, by = [], [] if block.ys is not None else None
+        bx: list[np.ndarray] = []
+        by: list[np.ndarray] = []  # (unused when the block has no outputs)
         for i, x in enumerate(xs):
             good = ~missing[i][:, cols[0]]
             edges = np.flatnonzero(np.diff(np.concatenate([[0], good.astype(np.int8), [0]])))
             for a, b in zip(edges[::2], edges[1::2]):
                 bx.append(x[a : b + block.taps - 1])
-                if by is not None:
-                    by.append(block.ys[i][a:b][:, cols])
+                if ys is not None:
+                    by.append(ys[i][a:b][:, cols])
         if not bx:  # every equation dropped: keep an empty subsequence so shapes stay defined
             bx.append(np.zeros((block.taps - 1, block.channels)))
-            if by is not None:
-                by.append(np.zeros((0, len(cols))))
-        parts.append(Block(bx, by, block.taps, block.mask.copy(), block.out_channels[cols]))
+            by.append(np.zeros((0, len(cols))))
+        parts.append(Block(bx, None if ys is None else by, block.taps, block.mask.copy(), block.out_channels[cols]))
     return parts
 
 
-def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
+def _reduce(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray] | None) -> list[Block]:
     g = math.gcd(cfg.stride, cfg.dilation)
     s, d_sub = cfg.stride // g, cfg.dilation // g
     taps = -(-cfg.kernel_size // s)
@@ -797,7 +806,8 @@ def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
     mask = (np.arange(taps * s) < cfg.kernel_size).reshape(taps, s, 1).repeat(cin, axis=2).reshape(taps, s * cin)
     blocks = []
     for grp in range(cfg.groups):
-        bx, by = [], [] if ys is not None else None
+        bx: list[np.ndarray] = []
+        by: list[np.ndarray] = []  # (unused without outputs)
         out_ch = np.arange(grp * cfg.out_per_group, (grp + 1) * cfg.out_per_group)
         for i, x in enumerate(xs):
             left, right = cfg.pads(len(x))
@@ -819,5 +829,5 @@ def _reduce(cfg: ConvConfig, xs, ys) -> list[Block]:
                 bx.append(canon)
                 if ys is not None:  # a view: the outputs of this group are a slice of the channels
                     by.append(ys[i][r::d_sub, grp * cfg.out_per_group : (grp + 1) * cfg.out_per_group])
-        blocks.append(Block(bx, by, taps, mask.copy(), out_ch))
+        blocks.append(Block(bx, None if ys is None else by, taps, mask.copy(), out_ch))
     return blocks

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .conv import conv1d
 from .problem import ConvConfig, jsonable
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
+    from matplotlib.figure import Figure
+
     from .determinacy import DeterminacyReport
 
 
@@ -138,7 +141,7 @@ class KernelResult:
     options: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray | list[np.ndarray]:
         """``conv1d(x, kernel, bias)`` with the configuration the kernel was recovered under."""
         c = self.config
         return conv1d(
@@ -153,7 +156,9 @@ class KernelResult:
         """
         return confidence_interval(self, level, bias=bias)
 
-    def plot(self, x=None, y=None, *, true_kernel=None):
+    def plot(
+        self, x: ArrayLike | None = None, y: ArrayLike | None = None, *, true_kernel: ArrayLike | None = None
+    ) -> Figure:
         """A figure of the kernel (95 % bands where ``stderr`` is known), residuals, loss and spectrum.
 
         See :func:`kernel_recovery.plotting.plot_result`; needs matplotlib.
@@ -162,7 +167,7 @@ class KernelResult:
 
         return plot_result(self, x, y, true_kernel=true_kernel)
 
-    def to_torch(self, *, dtype=None) -> dict:
+    def to_torch(self, *, dtype: Any = None) -> dict[str, Any]:
         """A state dict for ``torch.nn.Conv1d.load_state_dict``; see :func:`kernel_recovery.export.to_torch`."""
         from .export import to_torch
 
@@ -204,7 +209,7 @@ class KernelResult:
         >>> np.round(d["kernel"], 6).ravel().tolist(), d["config"]["kernel_size"], d["report"]["status"]
         ([1.0, -0.5], 2, 'overdetermined')
         """
-        return jsonable({
+        entries = {
             "method": self.method,
             "success": self.success,
             "message": self.message,
@@ -219,9 +224,10 @@ class KernelResult:
             "diagnostics": self.diagnostics,
             "config": dataclasses.asdict(self.config),
             "report": self.report.to_dict(),
-        })
+        }
+        return {name: jsonable(value) for name, value in entries.items()}
 
-    def to_json(self, **kwargs) -> str:
+    def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as strict JSON: ``null`` for NaN and ``inf``, never the ``NaN``/``Infinity`` tokens.
 
         ``kwargs`` go to :func:`json.dumps` (``indent=1``, ...).
@@ -253,7 +259,9 @@ class KernelResult:
         return "\n".join(lines)
 
 
-def confidence_interval(result, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def confidence_interval(
+    result: KernelResult, level: float = 0.95, *, bias: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided confidence intervals for the kernel (or bias) of a least-squares :class:`KernelResult`.
 
     ``estimate -+ t_{dof, (1 + level) / 2} * stderr`` with ``dof = n - P`` (Student's t: exact under

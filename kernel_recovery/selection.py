@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -15,8 +15,12 @@ from .api import recover_kernel
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .operator import design_rows, n_columns
 from .problem import (
+    Block,
     CanonicalProblem,
     ConvConfig,
+    Layout,
+    Padding,
+    PaddingMode,
     as_sequences,
     build_problem,
     check_bool,
@@ -29,6 +33,16 @@ from .result import KernelResult
 CRITERIA = ("aic", "bic", "cv")
 #: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).
 EXACT_FIT = 1e-20
+
+
+class _Settings(TypedDict):
+    """The checked configuration every candidate shares (``kernel_size`` and ``padding`` vary)."""
+
+    stride: int
+    dilation: int
+    groups: int
+    use_bias: bool
+    flip: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +85,7 @@ class KernelSizeSelection:
     result: KernelResult = field(repr=False)
     notes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary."""
         return {
             "kernel_size": self.kernel_size,
@@ -99,13 +113,16 @@ class KernelSizeSelection:
         return "\n".join(lines)
 
 
-def _check_candidates(candidates) -> tuple[int, ...]:
+def _check_candidates(candidates: object) -> tuple[int, ...]:
+    sizes: object = candidates
     if isinstance(candidates, numbers.Integral) and not isinstance(candidates, (bool, np.bool_)):
-        candidates = range(1, int(candidates) + 1)
+        sizes = range(1, int(candidates) + 1)
     try:
-        values = list(candidates)
-    except TypeError:
-        raise TypeError(f"`candidates` must be a sequence of kernel sizes, got {candidates!r}.") from None
+        values = list(sizes) if isinstance(sizes, Iterable) else None
+    except TypeError:  # (a 0-d array, an iterator that fails)
+        values = None
+    if values is None:
+        raise TypeError(f"`candidates` must be a sequence of kernel sizes, got {candidates!r}.")
     if not values:
         raise ValueError("`candidates` is empty: give at least one kernel size.")
     for v in values:
@@ -123,13 +140,13 @@ def select_kernel_size(
     folds: int = 5,
     method: str | Callable = "lstsq",
     stride: int = 1,
-    padding="valid",
+    padding: Padding = "valid",
     dilation: int = 1,
     groups: int = 1,
     use_bias: bool = False,
-    layout: str = "nwc",
+    layout: Layout = "nwc",
     flip: bool = False,
-    **options,
+    **options: Any,
 ) -> KernelSizeSelection:
     """Choose ``kernel_size`` among ``candidates`` by an information criterion or cross-validation.
 
@@ -186,23 +203,24 @@ def select_kernel_size(
     cands = _check_candidates(candidates)
     if not isinstance(criterion, str) or criterion.lower() not in CRITERIA:
         raise ValueError(f"`criterion` must be 'aic', 'bic' or 'cv', got {criterion!r}.")
-    criterion = criterion.lower()
+    criterion_name = criterion.lower()
     if isinstance(folds, (bool, np.bool_)) or not isinstance(folds, numbers.Integral) or folds < 2:
         raise ValueError(f"`folds` must be an integer >= 2, got {folds!r}.")
-    layout = check_layout(layout)
+    layout_name = check_layout(layout)
     pad = check_padding(padding)
     stride, dilation = check_positive_int(stride, "stride"), check_positive_int(dilation, "dilation")
     groups = check_positive_int(groups, "groups")
     use_bias, flip = check_bool(use_bias, "use_bias"), check_bool(flip, "flip")
-    xb = as_sequences(x, "x", layout)
-    yb = as_sequences(y, "y", layout)
+    xb = as_sequences(x, "x", layout_name)
+    yb = as_sequences(y, "y", layout_name)
     if len(xb.arrays) != len(yb.arrays):
         raise ValueError(
             f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
         )
-    base = dict(stride=stride, dilation=dilation, groups=groups, use_bias=use_bias, flip=flip)
+    base: _Settings = {"stride": stride, "dilation": dilation, "groups": groups, "use_bias": use_bias, "flip": flip}
     ys = list(yb.arrays)
     notes: list[str] = []
+    xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]
     if pad in ("same", "causal"):
         xs_for = {k: (list(xb.arrays), pad) for k in cands}
     else:
@@ -232,12 +250,12 @@ def select_kernel_size(
         if not res.report.ok or kp >= n_samples:
             scores.append(np.inf)
             continue
-        if criterion == "cv":
+        if criterion_name == "cv":
             problem = build_problem(xs_k, ys, k, padding=pad_k, **base)
             scores.append(_cv_score(problem, folds))
         else:
             r_eff = max(r, EXACT_FIT * yty, np.finfo(float).tiny)
-            penalty = 2.0 * kp if criterion == "aic" else kp * np.log(n_samples)
+            penalty = 2.0 * kp if criterion_name == "aic" else kp * np.log(n_samples)
             scores.append(n_samples * np.log(r_eff / n_samples) + penalty)
     scores_arr = np.array(scores, dtype=float)
     if not np.isfinite(scores_arr).any():
@@ -250,7 +268,7 @@ def select_kernel_size(
     result = recover_kernel(xs_best, ys, best, method=method, padding=pad_best, **base, **options)
     return KernelSizeSelection(
         kernel_size=best,
-        criterion=criterion,
+        criterion=criterion_name,
         candidates=cands,
         scores=scores_arr,
         rss=np.array(rss, dtype=float),
@@ -266,11 +284,18 @@ def _n_params(k: int, cin: int, cout: int, groups: int, use_bias: bool) -> int:
     return k * (cin // max(groups, 1)) * cout + (cout if use_bias else 0)
 
 
-def _trimmed_inputs(xs, ys, cands, pad, base, notes) -> dict:
+def _trimmed_inputs(
+    xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    cands: Sequence[int],
+    pad: PaddingMode | tuple[int, int],
+    base: _Settings,
+    notes: list[str],
+) -> dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]:
     """For length-changing padding: zero-pad ``x`` as ``y``'s length implies, then trim it per candidate."""
     s, d = base["stride"], base["dilation"]
     cin, cout = xs[0].shape[1], ys[0].shape[1]
-    out: dict = {}
+    out: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]] = {}
     padded = []
     for x, y in zip(xs, ys):
         m = len(y)
@@ -286,8 +311,10 @@ def _trimmed_inputs(xs, ys, cands, pad, base, notes) -> dict:
                     f"`y` has {m} samples, which no kernel_size gives with padding='full' for {len(x)} samples."
                 )
             left, right = ConvConfig.create(max(fits), cin, cout, padding="full", dilation=d).pads(len(x))
-        else:
-            left, right = (0, 0) if pad == "valid" else pad
+        elif isinstance(pad, tuple):
+            left, right = pad
+        else:  # "valid" ("same" and "causal" keep the length and are not trimmed)
+            left, right = 0, 0
         padded.append(np.concatenate([np.zeros((left, cin)), x, np.zeros((right, cin))]) if left or right else x)
     for k in cands:
         need = [(len(y) - 1) * s + (k - 1) * d + 1 for y in ys]
@@ -305,7 +332,7 @@ def _trimmed_inputs(xs, ys, cands, pad, base, notes) -> dict:
     return out
 
 
-def _fold_statistics(block, use_bias: bool, folds: int):
+def _fold_statistics(block: Block, use_bias: bool, folds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gram, cross and y^T y of each fold of contiguous rows (concatenated over subsequences)."""
     p = n_columns(block, use_bias)
     n = block.n_equations
@@ -313,6 +340,8 @@ def _fold_statistics(block, use_bias: bool, folds: int):
     grams = np.zeros((folds, p, p))
     cross = np.zeros((folds, p, len(block.out_channels)))
     yty = np.zeros((folds, len(block.out_channels)))
+    if block.ys is None:  # (cross-validation builds its problems from x and y)
+        raise ValueError("cross-validation needs the outputs `y`.")
     offset = 0
     for x, y in zip(block.xs, block.ys):
         m = len(x) - block.taps + 1

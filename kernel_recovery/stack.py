@@ -7,9 +7,9 @@ activation, nonlinear in them).  The fit reuses the compiled Adam loop of ``meth
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -18,6 +18,10 @@ from .api import analyze
 from .conv import conv1d
 from .determinacy import DeterminacyReport
 from .problem import ConvConfig, as_sequences, check_layout, restore_form
+
+if TYPE_CHECKING:  # (JAX and optax are imported when a stack is fitted)
+    import jax
+    import optax
 
 ACTIVATIONS = (None, "relu", "tanh")
 LAYER_KEYS = ("kernel_size", "out_channels", "stride", "padding", "dilation", "use_bias")
@@ -58,7 +62,7 @@ class StackResult:
     composite_bias: np.ndarray | None
     report: DeterminacyReport | None
     identifiability: str
-    layers: list[dict]
+    layers: list[dict[str, Any]]
     activation: str | None
     layout: str
     residual_rms: float
@@ -76,7 +80,7 @@ class StackResult:
         return restore_form(outs, xb.form, self.layout, np.result_type(xb.dtype, np.float32))
 
 
-def _activate(z, activation, xp):
+def _activate(z: Any, activation: str | None, xp: Any) -> Any:
     if activation == "relu":
         return xp.maximum(z, 0.0)
     if activation == "tanh":
@@ -84,17 +88,23 @@ def _activate(z, activation, xp):
     return z
 
 
-def _numpy_forward(x, kernels, biases, layers, activation) -> np.ndarray:
+def _numpy_forward(
+    x: np.ndarray,
+    kernels: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray | None],
+    layers: Sequence[Mapping[str, Any]],
+    activation: str | None,
+) -> np.ndarray:
     z = x
     for i, (w, b, layer) in enumerate(zip(kernels, biases, layers)):
-        z = conv1d(z, w, b, stride=layer["stride"], padding=layer["padding"], dilation=layer["dilation"])
-        z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
+        out = conv1d(z, w, b, stride=layer["stride"], padding=layer["padding"], dilation=layer["dilation"])
+        z = np.asarray(out, dtype=np.float64).reshape(len(out), -1)
         if i < len(layers) - 1:
             z = _activate(z, activation, np)
     return z
 
 
-def _check_layers(layers, in_channels: int) -> tuple[list[dict], list[ConvConfig]]:
+def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]], list[ConvConfig]]:
     if isinstance(layers, Mapping) or not isinstance(layers, Sequence) or not len(layers):
         raise TypeError(
             "`layers` must be a non-empty list of dicts such as [dict(kernel_size=5, out_channels=4), ...], "
@@ -138,7 +148,9 @@ def _check_layers(layers, in_channels: int) -> tuple[list[dict], list[ConvConfig
     return out, configs
 
 
-def _stack_model(layers: tuple, activation, loss: str, delta: float, groups: tuple):
+def _stack_model(
+    layers: tuple, activation: str | None, loss: str, delta: float, groups: tuple
+) -> tuple[Callable[[Any, Any, Any], Any], Callable[[Any, Any], Any]]:
     """All layers' weights in one flat vector (one Adam update for the whole stack).
 
     ``layers``: per layer ``(kernel_shape, use_bias, stride, dilation)``; ``groups``: per stack of
@@ -181,7 +193,7 @@ def _stack_model(layers: tuple, activation, loss: str, delta: float, groups: tup
 
     def full_loss(flat, data):
         params = unflatten(flat)
-        total = 0.0
+        total: jax.Array | float = 0.0
         for (x, y), pads in zip(data["pairs"], groups):
             total = total + jnp.sum(elementwise(y - forward(params, x, pads)))
         return total / data["count"]
@@ -189,7 +201,9 @@ def _stack_model(layers: tuple, activation, loss: str, delta: float, groups: tup
     return (lambda flat, data, key: full_loss(flat, data)), full_loss
 
 
-def composite(kernels, biases) -> tuple[np.ndarray, np.ndarray | None]:
+def composite(
+    kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The single kernel (and bias) of a linear stack of valid, stride-1, undilated layers.
 
     ``W[k, c, f] = sum_{j1 + j2 = k} sum_m W1[j1, c, m] W2[j2, m, f]``, applied layer after layer;
@@ -209,7 +223,9 @@ def composite(kernels, biases) -> tuple[np.ndarray, np.ndarray | None]:
     return w, b
 
 
-def _identifiability(layers: list[dict], activation, has_composite: bool, composite_size: int | None) -> str:
+def _identifiability(
+    layers: list[dict[str, Any]], activation: str | None, has_composite: bool, composite_size: int | None
+) -> str:
     hidden = [layer["out_channels"] for layer in layers[:-1]]
     if len(layers) == 1:
         return "A single layer is a linear least-squares problem: its kernel is identifiable when kr.analyze says so."
@@ -247,7 +263,7 @@ def _identifiability(layers: list[dict], activation, has_composite: bool, compos
 def recover_stack(
     x: ArrayLike,
     y: ArrayLike,
-    layers: Sequence[Mapping],
+    layers: Sequence[Mapping[str, Any]],
     *,
     activation: Literal["relu", "tanh"] | None = None,
     layout: Literal["nwc", "ncw"] = "nwc",
@@ -257,7 +273,7 @@ def recover_stack(
     tol: float = 1e-6,
     seed: int = 0,
     restarts: int = 1,
-    optimizer=None,
+    optimizer: optax.GradientTransformation | None = None,
     dtype: str = "float32",
     huber_delta: float | None = None,
     progress: bool = False,
@@ -316,22 +332,22 @@ def recover_stack(
 
     if activation is not None and (not isinstance(activation, str) or activation.lower() not in ACTIVATIONS):
         raise ValueError(f"`activation` must be None, 'relu' or 'tanh', got {activation!r}.")
-    activation = None if activation is None else activation.lower()
-    layout = check_layout(layout)
-    loss = gradient._choice(loss, "loss", gradient.LOSSES)
+    activation_name = None if activation is None else activation.lower()
+    layout_name = check_layout(layout)
+    loss_name = gradient._choice(loss, "loss", gradient.LOSSES)
     optimizer, learning_rate = gradient.check_optimizer(optimizer, learning_rate)
     steps = gradient._positive(max_iter, "max_iter", integer=True)
     tol = gradient._positive(tol, "tol", allow_zero=True)
     restarts = gradient._positive(restarts, "restarts", integer=True)
     relative_delta = gradient.HUBER_DELTA if huber_delta is None else gradient._positive(huber_delta, "huber_delta")
-    if huber_delta is not None and loss != "huber":
-        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
+    if huber_delta is not None and loss_name != "huber":
+        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
     dtype = gradient.check_dtype(dtype)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an integer, got {seed!r}.")
 
-    xb = as_sequences(x, "x", layout)
-    yb = as_sequences(y, "y", layout)
+    xb = as_sequences(x, "x", layout_name)
+    yb = as_sequences(y, "y", layout_name)
     layers, configs = _check_layers(layers, xb.channels)
     if len(xb.arrays) != len(yb.arrays):
         raise ValueError(
@@ -377,11 +393,11 @@ def recover_stack(
     params0 = np.concatenate(pieces, axis=1).astype(dtype)
     static = tuple((cfg.kernel_shape, cfg.use_bias, cfg.stride, cfg.dilation) for cfg in configs)
     huber_delta = 1.0
-    if loss == "huber":
+    if loss_name == "huber":
         ys = np.concatenate([a.ravel() for a in yb.arrays])
         scale = 1.4826 * float(np.median(np.abs(ys - np.median(ys))))
         huber_delta = relative_delta * max(scale, 1e-12 * float(np.max(np.abs(ys))), 1e-300)
-    model = gradient.Model(_stack_model, (static, activation, loss, huber_delta, tuple(group_pads)))
+    model = gradient.Model(_stack_model, (static, activation_name, loss_name, huber_delta, tuple(group_pads)))
     import jax
 
     with jax.enable_x64(dtype == "float64"):
@@ -404,11 +420,11 @@ def recover_stack(
     plain = all(layer["padding"] == "valid" and layer["stride"] == 1 and layer["dilation"] == 1 for layer in layers)
     comp_w = comp_b = report = None
     comp_size = sum(layer["kernel_size"] - 1 for layer in layers) + 1
-    if activation is None and plain:
+    if activation_name is None and plain:
         comp_w, comp_b = composite(kernels, biases)
-        report = analyze(x, y, comp_size, use_bias=comp_b is not None, layout=layout, warn=False)
+        report = analyze(x, y, comp_size, use_bias=comp_b is not None, layout=layout_name, warn=False)
     residuals = [
-        ya - _numpy_forward(xa, kernels, biases, layers, activation) for xa, ya in zip(xb.arrays, yb.arrays)
+        ya - _numpy_forward(xa, kernels, biases, layers, activation_name) for xa, ya in zip(xb.arrays, yb.arrays)
     ]
     rms = float(np.sqrt(sum(np.sum(r**2) for r in residuals) / sum(r.size for r in residuals)))
     ok = bool(converged[best]) and np.isfinite(rms)
@@ -418,19 +434,19 @@ def recover_stack(
         composite_kernel=comp_w,
         composite_bias=comp_b,
         report=report,
-        identifiability=_identifiability(layers, activation, comp_w is not None, comp_size),
+        identifiability=_identifiability(layers, activation_name, comp_w is not None, comp_size),
         layers=layers,
-        activation=activation,
-        layout=layout,
+        activation=activation_name,
+        layout=layout_name,
         residual_rms=rms,
         success=ok,
         message=gradient.end_message(bool(converged[best]), int(n_steps[best]), steps, tol),
         n_iterations=int(n_steps[best]),
         loss_history=histories[best],
         options={
-            "loss": loss, "learning_rate": learning_rate, "max_iter": steps, "tol": tol, "seed": int(seed),
+            "loss": loss_name, "learning_rate": learning_rate, "max_iter": steps, "tol": tol, "seed": int(seed),
             "restarts": restarts, "optimizer": "adam" if optimizer is None else optimizer, "dtype": dtype,
-            "huber_delta": relative_delta if loss == "huber" else None, "progress": bool(progress),
+            "huber_delta": relative_delta if loss_name == "huber" else None, "progress": bool(progress),
         },
         diagnostics={"final_loss": float(final[best]), "restart": best, "restart_losses": final.tolist()},
     )

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Literal
 
 import threadpoolctl
 from threadpoolctl import OpenBLASController, ThreadpoolController
@@ -74,7 +75,7 @@ class SerialBLAS:
             _depth += 1
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         global _depth, _limiter
         with _lock:
             _depth -= 1

@@ -33,15 +33,17 @@ from __future__ import annotations
 import functools
 import numbers
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import DTypeLike
 
 from ..operator import (
     EXPLICIT_LIMIT,
+    BlockSpectrum,
     block_residuals,
     block_spectrum,
     block_statistics,
@@ -52,15 +54,20 @@ from ..operator import (
     rss_from_statistics,
     window_rows,
 )
-from ..problem import CanonicalProblem, check_gram_memory
+from ..problem import Block, CanonicalProblem, check_gram_memory
 from ..result import Solution
 from ..threads import SerialBLAS
 from . import lstsq
 from .lstsq import HUBER_DELTA
 
-LOSSES = ("mae", "mse", "huber")
-INITS = ("glorot_uniform", "zeros", "lstsq")
+Loss = Literal["mae", "mse", "huber"]
+Init = Literal["glorot_uniform", "zeros", "lstsq"]
+
+LOSSES: tuple[Loss, ...] = ("mae", "mse", "huber")
+INITS: tuple[Init, ...] = ("glorot_uniform", "zeros", "lstsq")
 DTYPES = ("float32", "float64")
+
+_Choice = TypeVar("_Choice", bound=str)
 
 #: Steps per compiled block: the schedule and the stopping rule are checked between blocks.
 CHECK_EVERY = 25
@@ -88,24 +95,46 @@ MINIMUM_FLOOR = 1e-5
 # ----------------------------------------------------------------------------------------------
 
 
-def _positive(value, name: str, *, integer: bool = False, allow_zero: bool = False):
+@overload
+def _positive(value: object, name: str, *, integer: Literal[True], allow_zero: bool = ...) -> int: ...
+@overload
+def _positive(value: object, name: str, *, integer: Literal[False] = ..., allow_zero: bool = ...) -> float: ...
+def _positive(value: object, name: str, *, integer: bool = False, allow_zero: bool = False) -> int | float:
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         what = "an integer" if integer else "a number"
         raise TypeError(f"`{name}` must be {what}, got {value!r} ({type(value).__name__}).")
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    if not np.isfinite(np.asarray(value)) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
-    return int(value) if integer else float(value)
+    if integer and isinstance(value, numbers.Integral):  # (always, with `integer`: checked above)
+        return int(value)
+    return float(value)
 
 
-def _choice(value, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}.")
-    return value.lower()
+def _choice(value: object, name: str, choices: tuple[_Choice, ...]) -> _Choice:
+    if isinstance(value, str):
+        for choice in choices:
+            if value.lower() == choice:
+                return choice
+    raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}.")
 
 
-def check_dtype(dtype) -> str:
+def _outputs(block: Block) -> list[np.ndarray]:
+    """The block's outputs ``ys`` (a problem handed to a solver always has them)."""
+    if block.ys is None:
+        raise ValueError("method='adam' needs the outputs `y`: this problem was built without them.")
+    return block.ys
+
+
+def _right_vectors(spec: BlockSpectrum) -> np.ndarray:
+    """``V`` of the block's spectrum (:func:`block_spectrum` always computes it; only the report estimates)."""
+    if spec.right_vectors is None:
+        raise RuntimeError("the preconditioner needs the design's right singular vectors, not an estimate.")
+    return spec.right_vectors
+
+
+def check_dtype(dtype: DTypeLike) -> str:
     """Normalise ``dtype`` to "float32" or "float64"."""
     try:
         name = np.dtype(dtype).name
@@ -116,7 +145,9 @@ def check_dtype(dtype) -> str:
     return name
 
 
-def check_optimizer(optimizer, learning_rate, default: float = 5e-2):
+def check_optimizer(
+    optimizer: optax.GradientTransformation | None, learning_rate: float | None, default: float = 5e-2
+) -> tuple[optax.GradientTransformation | None, float | None]:
     """Validate ``optimizer``/``learning_rate``; return ``(optimizer or None, learning_rate)``."""
     if optimizer is None:
         lr = default if learning_rate is None else _positive(learning_rate, "learning_rate")
@@ -176,19 +207,21 @@ def _default_optimizer() -> optax.GradientTransformation:
     return optax.scale_by_adam()
 
 
-def _leaf_max(tree) -> jax.Array:
+def _leaf_max(tree: Any) -> jax.Array:
     return functools.reduce(jnp.maximum, [jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(tree)])
 
 
 @functools.lru_cache(maxsize=64)
-def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = False):
+def compiled_loop(
+    model: Model, optimizer: optax.GradientTransformation | None, steps: int, quick_compile: bool = False
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``(start, resume)``, jitted: ``start(params0, data, hyper, stop)`` builds the state and runs whole
     blocks of CHECK_EVERY steps until step ``stop``; ``resume(state, data, hyper, stop)`` goes on.  Both
     return ``(state, full_losses)``."""
     batch_loss, full_loss, *measure = model.factory(*model.args)
     size = measure[0] if measure else (lambda tree, data, shift: _leaf_max(tree))
     default = optimizer is None
-    opt = _default_optimizer() if default else optimizer
+    opt = _default_optimizer() if optimizer is None else optimizer
     n_blocks = -(-steps // CHECK_EVERY)
 
     def run_block(params, best_params, opt_state, lr_scale, best, path, n_steps, active, key, data, hyper):
@@ -221,7 +254,7 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
         base = jax.random.key(hyper["seed"]) if model.stochastic else None
 
         def body(s: LoopState) -> LoopState:
-            if model.stochastic:
+            if base is not None:  # (model.stochastic)
                 keys = jax.random.split(jax.random.fold_in(base, s.step), s.active.shape[0])
             else:
                 keys = None
@@ -287,16 +320,16 @@ def compiled_loop(model: Model, optimizer, steps: int, quick_compile: bool = Fal
 
 def optimize(
     model: Model,
-    params0,
-    data: dict,
+    params0: Any,
+    data: dict[str, Any],
     *,
-    optimizer,
+    optimizer: optax.GradientTransformation | None,
     learning_rate: float | None,
     steps: int,
     tol: float,
     seed: int,
     progress: bool,
-):
+) -> tuple[Any, np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
     """Run the compiled loop from ``params0`` (numpy leaves with a leading restart axis).
 
     Returns numpy ``(params, final_losses, histories, n_steps, converged)``, per restart.  Call inside
@@ -341,7 +374,7 @@ def end_message(converged: bool, n_steps: int, steps: int, tol: float) -> str:
     )
 
 
-def elementwise_loss(loss: str, delta: float, xp=jnp) -> Callable:
+def elementwise_loss(loss: str, delta: float, xp: Any = jnp) -> Callable[[Any], Any]:
     """The per-sample loss of a residual ``r`` (``xp``: jax.numpy, or numpy for the checks in float64)."""
     if loss == "mae":
         return xp.abs
@@ -355,7 +388,7 @@ def elementwise_loss(loss: str, delta: float, xp=jnp) -> Callable:
 # ----------------------------------------------------------------------------------------------
 
 
-def coefficient_size(u, data, shift: bool):
+def coefficient_size(u: jax.Array, data: dict[str, Any], shift: bool) -> jax.Array:
     """Largest ``|offset + C u|`` (``shift``), or ``|C u|`` (the change a step ``u`` makes): the stopping rule
     measures steps on the coefficients, since a whitened ``u`` of an ill-conditioned design moves them by up to
     ``s_max / s_min`` times as much."""
@@ -363,7 +396,7 @@ def coefficient_size(u, data, shift: bool):
     return jnp.max(jnp.abs(coef + data["offset"] if shift else coef))
 
 
-def _statistics_model(n_free: int, use_bias: bool):
+def _statistics_model(n_free: int, use_bias: bool) -> tuple[Callable[..., Any], ...]:
     """Squared loss from ``R`` (G, P, P), ``z`` (G, P, O), ``const`` (G, O) and the equation count."""
 
     def loss(coef, data):
@@ -373,7 +406,9 @@ def _statistics_model(n_free: int, use_bias: bool):
     return (lambda coef, data, key: loss(coef, data)), loss, coefficient_size
 
 
-def _frames_model(n_free: int, use_bias: bool, loss: str, delta: float, batch_frames: int):
+def _frames_model(
+    n_free: int, use_bias: bool, loss: str, delta: float, batch_frames: int
+) -> tuple[Callable[..., Any], ...]:
     """Loss on frames: ``X`` (G, F, D) times a block-Toeplitz matrix (``select`` (D, B, n_free)) against ``Y``.
 
     The parameters are ``u`` with coefficients ``P u`` (``P`` = ``data["P"]``, the preconditioner, applied to
@@ -408,7 +443,7 @@ def _frames_model(n_free: int, use_bias: bool, loss: str, delta: float, batch_fr
     return batch_loss, full_loss, coefficient_size
 
 
-def _design_model(loss: str, delta: float, batch_rows: int):
+def _design_model(loss: str, delta: float, batch_rows: int) -> tuple[Callable[..., Any], ...]:
     """Loss on the explicit, whitened design ``A P`` (G, N, P) against ``Y`` (G, N, O): small problems."""
     elementwise = elementwise_loss(loss, delta)
 
@@ -442,18 +477,18 @@ class Parametrization(NamedTuple):
     means: np.ndarray
 
 
-def _measure(param: Parametrization, dtype) -> dict:
+def _measure(param: Parametrization, dtype: DTypeLike) -> dict[str, np.ndarray]:
     return {"C": np.asarray(param.P, dtype), "offset": np.asarray(param.offset, dtype)}
 
 
-def design_data(problem: CanonicalProblem, dtype, param: Parametrization) -> dict:
+def design_data(problem: CanonicalProblem, dtype: DTypeLike, param: Parametrization) -> dict[str, np.ndarray]:
     """The whitened design ``A P`` and ``y - A offset``, formed in float64 and then cast."""
     use_bias = problem.config.use_bias
     a, y = [], []
     for block, pm, off in zip(problem.blocks, param.P, param.offset):
         rows = design_matrix(block, use_bias)
         a.append(rows @ pm)
-        y.append(np.concatenate(block.ys) - rows @ off)
+        y.append(np.concatenate(_outputs(block)) - rows @ off)
     return {"A": np.asarray(np.stack(a), dtype), "Y": np.asarray(np.stack(y), dtype), **_measure(param, dtype)}
 
 
@@ -465,7 +500,7 @@ def frame_length(n_equations: int, out_per_block: int) -> int:
     return max(1, min(b, cap))
 
 
-def frames_data(problem: CanonicalProblem, b: int, dtype, param: Parametrization) -> dict:
+def frames_data(problem: CanonicalProblem, b: int, dtype: DTypeLike, param: Parametrization) -> dict[str, np.ndarray]:
     """Cut every block's subsequences into frames of ``b`` outputs (zero-weighted padding at the ends).
 
     The frames hold ``x - means`` and ``y - A offset``: with a bias, ``sum_j (x_{t+j} - mu) w_j + b'`` equals
@@ -533,7 +568,7 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
         return Parametrization(ps, inverses, offsets, means)
     for i, block in enumerate(problem.blocks):
         spec = block_spectrum(block, use_bias)
-        s, v = spec.singular_values, spec.right_vectors
+        s, v = spec.singular_values, _right_vectors(spec)
         s_max = s.max(initial=0.0)
         if s_max == 0:
             continue
@@ -545,17 +580,18 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
         inverses[i] = np.where(seen, s / s_max, 0.0)[:, None] * v.T
         if not block.retains_rows:
             continue
-        total = sum(column_sums(x, block.taps) for x in block.xs).ravel()[block.mask.ravel()]  # A^T 1
+        sums = sum((column_sums(x, block.taps) for x in block.xs), np.zeros(block.mask.shape))
+        total = sums.ravel()[block.mask.ravel()]  # A^T 1
         if use_bias:
             total = np.append(total, float(block.n_equations))
             means[i] = np.concatenate(block.xs).mean(axis=0)
         norm = float(total @ total)
         if norm > 0:
-            offsets[i] = np.outer(total, sum(y.sum(axis=0) for y in block.ys) / norm)
+            offsets[i] = np.outer(total, sum(y.sum(axis=0) for y in _outputs(block)) / norm)
     return Parametrization(ps, inverses, offsets, means)
 
 
-def statistics_data(problem: CanonicalProblem, dtype, param: Parametrization) -> dict:
+def statistics_data(problem: CanonicalProblem, dtype: DTypeLike, param: Parametrization) -> dict[str, np.ndarray]:
     """``R``, ``z``, ``const`` with ``||A (offset + P u) - y||^2 = ||R u - z||^2 + const``, in float64 from the
     cached statistics and spectrum: ``R = diag(s) V^T P`` and ``z = diag(1/s) V^T A^T (y - A offset)`` on the
     directions above the rank tolerance."""
@@ -564,7 +600,7 @@ def statistics_data(problem: CanonicalProblem, dtype, param: Parametrization) ->
     for block, pm, off in zip(problem.blocks, param.P, param.offset):
         stats = block_statistics(block, use_bias)
         spec = block_spectrum(block, use_bias)
-        s, v = spec.singular_values, spec.right_vectors
+        s, v = spec.singular_values, _right_vectors(spec)
         keep = s > spec.tolerance
         rs.append(spec.coordinates @ pm)
         proj = v.T @ (stats.cross - stats.gram @ off)
@@ -605,7 +641,7 @@ def _initial_coefficients(problem: CanonicalProblem, init: str, restarts: int, s
         sol = lstsq_solve(problem)
         for i, (block, k) in enumerate(zip(problem.blocks, sol.kernels)):
             base[i, :n_free] = k.reshape(block.taps * block.channels, o)[block.mask.ravel()]
-            if use_bias:
+            if use_bias and sol.biases is not None:
                 base[i, n_free] = sol.biases[i]
     draws[0] = 0.0
     return base[None] + draws
@@ -627,12 +663,18 @@ def robust_scale(problem: CanonicalProblem) -> float:
     ref = lstsq.solve(problem)
     r = np.concatenate([res.ravel() for res in residuals(problem, ref.kernels, ref.biases)])
     scale = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if r.size else 0.0
-    ys = [y for b in problem.blocks for y in b.ys if y.size]
+    ys = [y for b in problem.blocks for y in _outputs(b) if y.size]
     y_rms = float(np.sqrt(sum(float(np.sum(y**2)) for y in ys) / max(sum(y.size for y in ys), 1)))
     return max(scale, 1e-3 * y_rms, 1e-300)
 
 
-def _reference(problem: CanonicalProblem, kernels, biases, loss: str, delta: float):
+def _reference(
+    problem: CanonicalProblem,
+    kernels: list[np.ndarray],
+    biases: list[np.ndarray] | None,
+    loss: str,
+    delta: float,
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, str]:
     """The reference minimum's ``(kernels, biases, what)``.
 
     Squared loss: least squares (``method="lstsq"``).  ``"mae"`` on designs of at most ``EXPLICIT_LIMIT``
@@ -649,25 +691,32 @@ def _reference(problem: CanonicalProblem, kernels, biases, loss: str, delta: flo
         ref = lstsq.solve(problem, loss="mae")
         return ref.kernels, ref.biases, "the least-absolute-deviations minimum (method='lstsq', loss='mae')"
     sweeps = REFERENCE_SWEEPS if small else REFERENCE_STEPS
-    ref_k, ref_b = [], []
+    ref_k: list[np.ndarray] = []
+    ref_b: list[np.ndarray] = []
     for i, block in enumerate(problem.blocks):
         coef = kernels[i].reshape(-1, kernels[i].shape[-1])[block.mask.ravel()]
-        if use_bias:
+        if use_bias and biases is not None:
             coef = np.concatenate([coef, biases[i][None]])
-        y = np.concatenate(block.ys)
+        y = np.concatenate(_outputs(block))
         for o in range(coef.shape[1]):
             coef[:, o] = lstsq._irls(block, use_bias, y[:, o], coef[:, o], loss, delta, max_iter=sweeps)[0]
         k = np.zeros((block.taps * block.channels, coef.shape[1]))
         k[block.mask.ravel()] = coef[: block.n_free]
         ref_k.append(k.reshape(kernels[i].shape))
-        ref_b.append(coef[block.n_free] if use_bias else None)
+        if use_bias:
+            ref_b.append(coef[block.n_free])
     name = "least-absolute-deviations" if loss == "mae" else "Huber"
     what = f"the {name} minimum (IRLS from Adam's answer)" if small else f"the {name} loss after {sweeps} IRLS steps"
     return ref_k, ref_b if use_bias else None, what
 
 
 def _check_minimum(
-    problem: CanonicalProblem, kernels, biases, message: str, loss: str = "mse", delta: float = 1.0
+    problem: CanonicalProblem,
+    kernels: list[np.ndarray],
+    biases: list[np.ndarray] | None,
+    message: str,
+    loss: str = "mse",
+    delta: float = 1.0,
 ) -> tuple[bool, str]:
     """Adam's steps and ``tol`` are absolute, so data of an unusual scale (e.g. ``y ~ 1e-6``) can stall it far
     from the minimum while its steps look converged: compare its loss with a reference minimum (see
@@ -680,13 +729,13 @@ def _check_minimum(
     """
     rho = elementwise_loss(loss, delta, np)
 
-    def total(ks, bs) -> float:
+    def total(ks: list[np.ndarray], bs: list[np.ndarray] | None) -> float:
         return sum(float(np.sum(rho(r))) for r in residuals(problem, ks, bs))
 
     value = total(kernels, biases)
     ref_k, ref_b, what = _reference(problem, kernels, biases, loss, delta)
     minimum = min(total(ref_k, ref_b), value)
-    floor = sum(float(np.sum(rho(MINIMUM_FLOOR * y))) for block in problem.blocks for y in block.ys)
+    floor = sum(float(np.sum(rho(MINIMUM_FLOOR * y))) for block in problem.blocks for y in _outputs(block))
     if value <= minimum * (1 + MINIMUM_RTOL) + floor:
         return True, message
     measure = {"mse": "squared residual", "mae": "mean absolute residual", "huber": "Huber loss"}[loss]
@@ -763,10 +812,10 @@ def solve(
     progress : bool
         Show a tqdm bar, updated between compiled blocks of steps.
     """
-    loss = _choice(loss, "loss", LOSSES)
-    init = _choice(init, "init", INITS)
+    loss_name = _choice(loss, "loss", LOSSES)
+    init_name = _choice(init, "init", INITS)
     # from the least-squares answer the first steps should be small: Adam's first step has size ~learning_rate
-    optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init == "lstsq" else 5e-2)
+    optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init_name == "lstsq" else 5e-2)
     steps = _positive(max_iter, "max_iter", integer=True)
     tol = _positive(tol, "tol", allow_zero=True)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
@@ -776,8 +825,8 @@ def solve(
     restarts = _positive(restarts, "restarts", integer=True)
     dtype = check_dtype(dtype)
     relative_delta = HUBER_DELTA if huber_delta is None else _positive(huber_delta, "huber_delta")
-    if huber_delta is not None and loss != "huber":
-        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
+    if huber_delta is not None and loss_name != "huber":
+        raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
     for flag, name in ((progress, "progress"), (precondition, "precondition")):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
@@ -787,11 +836,11 @@ def solve(
     block0 = problem.blocks[0]
     use_bias, n_free, o = cfg.use_bias, block0.n_free, len(block0.out_channels)
     n_eq = block0.n_equations
-    use_statistics = loss == "mse" and (batch_size is None or batch_size >= n_eq)
-    coef0 = _initial_coefficients(problem, init, restarts, int(seed))
+    use_statistics = loss_name == "mse" and (batch_size is None or batch_size >= n_eq)
+    coef0 = _initial_coefficients(problem, init_name, restarts, int(seed))
     diagnostics: dict[str, Any] = {}
     huber_delta = 1.0
-    if loss == "huber":  # the threshold in the outputs' units: huber_delta x a robust scale of the lstsq residual
+    if loss_name == "huber":  # the threshold in the outputs' units: huber_delta x a robust scale of the lstsq residual
         huber_delta = relative_delta * robust_scale(problem)
         diagnostics["huber_threshold"] = huber_delta
     # small eigendecompositions right after JAX work stall on OpenBLAS threads (shared cores): run them serially
@@ -808,7 +857,7 @@ def solve(
         elif n_eq * n_columns(block0, use_bias) * len(problem.blocks) <= DESIGN_LIMIT:
             data = design_data(problem, dtype, param)
             batch_rows = 0 if batch_size is None or batch_size >= n_eq else batch_size
-            model = Model(_design_model, (loss, huber_delta, batch_rows), batch_rows > 0)
+            model = Model(_design_model, (loss_name, huber_delta, batch_rows), batch_rows > 0)
             diagnostics.update(formulation="design", batch_rows=batch_rows)
         else:
             b = frame_length(n_eq, o)
@@ -816,7 +865,7 @@ def solve(
             frames = int(data["X"].shape[1])
             batch_frames = 0 if batch_size is None else -(-batch_size // b)
             batch_frames = 0 if batch_frames >= frames else batch_frames
-            model = Model(_frames_model, (n_free, use_bias, loss, huber_delta, batch_frames), batch_frames > 0)
+            model = Model(_frames_model, (n_free, use_bias, loss_name, huber_delta, batch_frames), batch_frames > 0)
             diagnostics.update(formulation="frames", frame_length=b, frames=frames, batch_frames=batch_frames)
         params, final, histories, n_steps, converged = optimize(
             model, u0.astype(dtype), data, optimizer=optimizer, learning_rate=learning_rate, steps=steps,
@@ -833,23 +882,25 @@ def solve(
         biases.append(coef[i, n_free].copy() if use_bias else None)
     diagnostics.update(final_loss=float(final[best]), restart=best, restart_losses=final.astype(float).tolist())
     options = {
-        "loss": loss,
+        "loss": loss_name,
         "learning_rate": learning_rate,
         "max_iter": steps,
         "tol": tol,
         "seed": int(seed),
-        "init": init,
+        "init": init_name,
         "optimizer": "adam" if optimizer is None else optimizer,
         "batch_size": batch_size,
         "restarts": restarts,
         "dtype": dtype,
-        "huber_delta": relative_delta if loss == "huber" else None,
+        "huber_delta": relative_delta if loss_name == "huber" else None,
         "precondition": bool(precondition),
         "progress": bool(progress),
     }
     success, message = bool(converged[best]), end_message(bool(converged[best]), int(n_steps[best]), steps, tol)
     if success:
-        success, message = _check_minimum(problem, kernels, biases if use_bias else None, message, loss, huber_delta)
+        success, message = _check_minimum(
+            problem, kernels, biases if use_bias else None, message, loss_name, huber_delta
+        )
     return Solution(
         kernels=kernels,
         biases=biases if use_bias else None,
