@@ -21,8 +21,9 @@ is ``O(chunk + (T C)^2)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -54,7 +55,7 @@ def n_columns(block: Block, use_bias: bool) -> int:
     return block.n_free + int(use_bias)
 
 
-def window_rows(x: np.ndarray, width: int, index=slice(None)) -> np.ndarray:
+def window_rows(x: np.ndarray, width: int, index: slice | np.ndarray = slice(None)) -> np.ndarray:
     """The im2col rows of ``x`` ``(n, C)``: row ``t`` is ``x[t : t + width]`` flattened tap-major, ``(rows, width C)``.
 
     ``index`` (a slice or an integer array) picks the rows.  This is the only place design rows are cut.
@@ -136,17 +137,17 @@ def _row_sums(a: np.ndarray, square: bool = False) -> np.ndarray:
 
 
 def _cumsum(a: np.ndarray) -> np.ndarray:
-    """``np.cumsum(a, axis=0)``, the running sums kept within blocks of ``_CUMSUM_BLOCK`` terms plus running block
+    """``np.cumsum(a, axis=-1)``, the running sums kept within blocks of ``_CUMSUM_BLOCK`` terms plus running block
     totals, so rounding grows like ``B + n / B`` terms instead of ``n``."""
-    n, b = len(a), _CUMSUM_BLOCK
+    n, b = a.shape[-1], _CUMSUM_BLOCK
     if n <= 2 * b:
-        return np.cumsum(a, axis=0)
+        return np.cumsum(a, axis=-1)
     nb = -(-n // b)
-    padded = np.zeros((nb * b,) + a.shape[1:])
-    padded[:n] = a
-    runs = padded.reshape((nb, b) + a.shape[1:]).cumsum(axis=1)
-    runs[1:] += np.cumsum(runs[:-1, -1], axis=0)[:, None]
-    return runs.reshape(padded.shape)[:n]
+    padded = np.zeros(a.shape[:-1] + (nb * b,))
+    padded[..., :n] = a
+    runs = padded.reshape(a.shape[:-1] + (nb, b)).cumsum(axis=-1)
+    runs[..., 1:, :] += np.cumsum(runs[..., :-1, -1], axis=-1)[..., None]
+    return runs.reshape(padded.shape)[..., :n]
 
 
 class _Accumulator:
@@ -313,11 +314,11 @@ def _lagged_fft(x, taps, y):
         fh = scipy.fft.rfft(head, axis=1, workers=fft_workers()).transpose(1, 2, 0)  # (f, C, k)
         fs = scipy.fft.rfft(span, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, C)
         acc_r.add(np.conj(fh) @ fs)
-        if y is not None:
+        if acc_q is not None:
             fy = scipy.fft.rfft(ybl, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, O)
             acc_q.add(fs.transpose(0, 2, 1) @ np.conj(fy))
     r = scipy.fft.irfft(acc_r.value(), n=size, axis=0, workers=fft_workers())[:taps]
-    q = scipy.fft.irfft(acc_q.value(), n=size, axis=0, workers=fft_workers())[:taps] if y is not None else None
+    q = scipy.fft.irfft(acc_q.value(), n=size, axis=0, workers=fft_workers())[:taps] if acc_q is not None else None
     return r, q
 
 
@@ -326,16 +327,21 @@ def _lagged_fft(x, taps, y):
 # ----------------------------------------------------------------------------------------------
 
 
-def _edge_sums(h: np.ndarray, lags: range) -> np.ndarray:
-    """``E[l, j] = sum_{i < j} h_i h_{i+l}^T`` for ``l`` in ``lags`` and ``j = 0 .. len(h)``, ``(len(lags), len(h) + 1,
-    C, C)`` (terms with ``i + l`` past the end of ``h`` are zero), as blocked running sums (see ``_cumsum``)."""
-    k, c = h.shape
-    padded = np.zeros((k + lags.stop - 1, c))
-    padded[:k] = h
-    later = sliding_window_view(padded, k, axis=0)[lags.start : lags.stop].transpose(0, 2, 1)  # [l, i] = h_{i+l}
-    products = h[None, :, :, None] * later[:, :, None, :]  # (lags, i, C, C)
-    e = np.zeros((len(lags), k + 1, c, c))
-    e[:, 1:] = _cumsum(products.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+def _edge_sums(head: np.ndarray, tail: np.ndarray, lags: range) -> np.ndarray:
+    """``E[l, :, :, j] = sum_{i < j} (t_i t_{i+l}^T - h_i h_{i+l}^T)`` for ``l`` in ``lags`` and ``j`` up to
+    ``len(head) - lags.start``, ``(len(lags), C, C, len(head) + 1 - lags.start)``, from the ``T - 1`` edge samples
+    at each end (terms past the end are zero), as blocked running sums (see ``_cumsum``)."""
+    k, c = head.shape
+    width = k - lags.start  # the pairs i < j, for the rows j that hold a lag of this run
+
+    def products(h):  # [l, a, b, i] = h_i[a] h_{i+l}[b]
+        padded = np.zeros((k + lags.stop - 1, c))
+        padded[:k] = h
+        later = sliding_window_view(padded[lags.start :], width, axis=0)[: len(lags)]  # [l, b, i] = h_{i+l}
+        return h[:width].T[None, :, None, :] * later[:, None, :, :]
+
+    e = np.zeros((len(lags), c, c, width + 1))
+    e[..., 1:] = _cumsum(products(tail) - products(head))
     return e
 
 
@@ -345,21 +351,28 @@ def gram_from_lags(x: np.ndarray, taps: int, r: np.ndarray) -> np.ndarray:
     m = n - taps + 1
     if taps == 1:
         return np.array(r[0], dtype=float)
-    g = np.empty((taps, c, taps, c))
+    p = taps * c
     head = np.asarray(x[: taps - 1], dtype=float)
     tail = np.asarray(x[m : m + taps - 1], dtype=float)
-    step = max(CHUNK_ENTRIES // (taps * c * c), 1)  # lags per pass, so the temporaries stay O(CHUNK_ENTRIES)
+    # lags per pass: O(CHUNK_ENTRIES) temporaries, and spare space (below) a small share of a large Gram
+    step = max(min(CHUNK_ENTRIES // (taps * c * c), max(taps // 8, 64)), 1)
+    # G[j, j + l] (block row j) for a run of lags is one strided view of a buffer with step * c spare rows and
+    # columns, where the entries past the last block (j + l >= taps) land; the lower triangle likewise
+    q = p + step * c
+    buf = np.empty(q * q)
+
+    def blocks(first, shape, strides):
+        return np.lib.stride_tricks.as_strided(buf[first:], shape=shape, strides=tuple(8 * s for s in strides))
+
     for start in range(0, taps, step):
         lags = range(start, min(taps, start + step))
-        # vals[l, j] = G[j, j + l]: R[l] less the pairs before the first row, plus those past the last (i < j)
-        vals = r[lags.start : lags.stop, None] + (_edge_sums(tail, lags) - _edge_sums(head, lags))[:, :taps]
-        li, jj = np.nonzero(np.arange(taps)[None, :] < taps - np.arange(lags.start, lags.stop)[:, None])
-        lag = li + lags.start
-        block = vals[li, jj]
-        g[jj, :, jj + lag, :] = block
-        off = lag > 0
-        g[jj[off] + lag[off], :, jj[off], :] = block[off].transpose(0, 2, 1)
-    return g.reshape(taps * c, taps * c)
+        # G[j, j + l] = R[l] less the pairs before the first row, plus those past the last (sums over i < j)
+        vals = r[lags.start : lags.stop, :, :, None] + _edge_sums(head, tail, lags)
+        blocks(start * c, vals.shape, (c, q, 1, (q + 1) * c))[...] = vals  # upper: [l, a, b, j] -> G[jc+a, (j+l)c+b]
+        low = vals[1:] if start == 0 else vals
+        first = (lags.stop - len(low)) * c * q
+        blocks(first, low.shape, (c * q, 1, q, (q + 1) * c))[...] = low  # lower: -> G[(j+l)c+b, jc+a]
+    return buf.reshape(q, q)[:p, :p]
 
 
 def column_sums(x: np.ndarray, taps: int) -> np.ndarray:
@@ -367,8 +380,8 @@ def column_sums(x: np.ndarray, taps: int) -> np.ndarray:
     n, c = x.shape
     m = n - taps + 1
     total = _row_sums(x)
-    head = np.concatenate([np.zeros((1, c)), _cumsum(x[: taps - 1])])
-    tail = np.concatenate([_cumsum(x[m:][::-1])[::-1], np.zeros((1, c))])
+    head = np.concatenate([np.zeros((1, c)), _cumsum(x[: taps - 1].T).T])
+    tail = np.concatenate([_cumsum(x[m:][::-1].T).T[::-1], np.zeros((1, c))])
     return total - head - tail
 
 
@@ -382,7 +395,7 @@ def sequence_statistics(x: np.ndarray, y: np.ndarray | None, taps: int, mask: np
     if use_bias:
         s = column_sums(x, taps).ravel()[cols]
         gram = np.block([[gram, s[:, None]], [s[None, :], np.full((1, 1), float(m))]])
-        if cross is not None:
+        if cross is not None and y is not None:
             cross = np.concatenate([cross, _row_sums(y)[None]])
     yty = None if y is None else _row_sums(y, square=True)
     return Statistics(gram, cross, yty, m)
@@ -427,6 +440,8 @@ def block_statistics(block: Block, use_bias: bool) -> Statistics:
 
 def rss_from_statistics(stats: Statistics, coef: np.ndarray) -> np.ndarray:
     """``||y - A w||^2 = y^T y - 2 w^T A^T y + w^T A^T A w`` per output channel."""
+    if stats.yty is None or stats.cross is None:
+        raise ValueError("the residual needs statistics of the outputs `y`: these were built without them.")
     return stats.yty - 2 * np.einsum("ij,ij->j", coef, stats.cross) + np.einsum("ij,ij->j", coef, stats.gram @ coef)
 
 
@@ -473,9 +488,10 @@ def block_gram(block: Block, use_bias: bool) -> np.ndarray:
         return full.gram
     key = ("gram", use_bias)
     if key not in block.cache:
-        stats = None
+        stats: Statistics | None = None
         for x in block.xs:
             stats = add_statistics(stats, sequence_statistics(x, None, block.taps, block.mask, use_bias))
+        assert stats is not None  # every block holds at least one sequence
         block.cache[key] = stats.gram
     return block.cache[key]
 
@@ -502,7 +518,8 @@ def design_r_factor(block: Block, use_bias: bool) -> np.ndarray:
             m = len(x) - block.taps + 1
             for start in range(0, m, CHUNK_ROWS):
                 rows = design_rows(block, x, use_bias, start, start + CHUNK_ROWS)
-                r = np.linalg.qr(np.concatenate([r, rows]), mode="r")
+                # numpy's stubs type every mode as QRResult; mode="r" returns the R factor alone
+                r = cast(np.ndarray, np.linalg.qr(np.concatenate([r, rows]), mode="r"))
     if len(r) < p:
         r = np.concatenate([r, np.zeros((p - len(r), p))])
     return r
@@ -572,7 +589,7 @@ class DesignOperator:
     [2.0, 5.0, 8.0, 11.0, 14.0]
     """
 
-    def __init__(self, block: Block, use_bias: bool):
+    def __init__(self, block: Block, use_bias: bool) -> None:
         self.block = block
         self.use_bias = use_bias
 
@@ -614,30 +631,41 @@ class DesignOperator:
         return abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
 
 
-def residuals(problem: CanonicalProblem, kernels, biases=None) -> list[np.ndarray]:
+def _outputs(block: Block) -> list[np.ndarray]:
+    """The block's outputs ``ys``; residuals need them."""
+    if block.ys is None:
+        raise ValueError("residuals need the outputs `y`: this problem was built without them.")
+    return block.ys
+
+
+def residuals(
+    problem: CanonicalProblem, kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
     """Per block, ``y - prediction`` stacked over subsequences, ``(equations, O)``."""
     res = []
     for i, block in enumerate(problem.blocks):
         pred = forward(block, kernels[i], None if biases is None else biases[i])
-        res.append(np.concatenate([y - p for y, p in zip(block.ys, pred)]))
+        res.append(np.concatenate([y - p for y, p in zip(_outputs(block), pred)]))
     return res
 
 
 def block_residuals(block: Block, use_bias: bool, coef: np.ndarray) -> list[np.ndarray]:
     k, b = unpack_columns(block, coef, use_bias)
-    return [y - f for y, f in zip(block.ys, forward(block, k, b))]
+    return [y - f for y, f in zip(_outputs(block), forward(block, k, b))]
 
 
 def adjoint(block: Block, use_bias: bool, values: list[np.ndarray]) -> np.ndarray:
     """``A^T v`` for per-sequence ``v`` ``(rows, O)``, through the lagged cross-correlations."""
     cols = block.mask.ravel()
-    out = 0.0
+    out: np.ndarray | None = None
     for x, v in zip(block.xs, values):
         _, q = lagged_correlations(x, block.taps, v)
+        assert q is not None  # asked for, with the values v
         part = q.reshape(-1, v.shape[1])[cols]
         if use_bias:
             part = np.concatenate([part, v.sum(axis=0)[None]])
-        out = out + part
+        out = part if out is None else out + part
+    assert out is not None  # every block holds at least one sequence
     return out
 
 # ----------------------------------------------------------------------------------------------
@@ -692,9 +720,16 @@ class BlockSpectrum:
         return int((self.singular_values > self.tolerance).sum())
 
     @property
+    def vectors(self) -> np.ndarray:
+        """``V`` (P, P); a ValueError for the spectral estimate, which has none."""
+        if self.right_vectors is None:
+            raise ValueError("the spectral estimate of a large design has no singular vectors.")
+        return self.right_vectors
+
+    @property
     def coordinates(self) -> np.ndarray:
         """``diag(s) V^T`` (P, P): any subset of the design's columns has the singular values of these columns."""
-        return self.singular_values[:, None] * self.right_vectors.T
+        return self.singular_values[:, None] * self.vectors.T
 
     def column_rank(self, columns: np.ndarray) -> int:
         """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
@@ -705,13 +740,13 @@ class BlockSpectrum:
         if len(missing) == 0:
             return self.rank
         if len(missing) == 1:  # dropping column j lowers the rank iff no invisible direction involves j
-            null = self.right_vectors[missing[0], self.rank :]
+            null = self.vectors[missing[0], self.rank :]
             return self.rank - int(not np.sqrt(np.sum(null**2)) > 1e-8)
         s = np.linalg.svd(self.coordinates[:, columns], compute_uv=False)
         return int((s > self.tolerance).sum())
 
 
-def block_spectrum(block, use_bias: bool) -> BlockSpectrum:
+def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
     """Singular values and right singular vectors of one block's design (cached on the block)."""
     key = ("spectrum", use_bias)
     if key in block.cache:
@@ -761,7 +796,7 @@ def exact_spectrum_affordable(block: Block, use_bias: bool) -> bool:
     return block.channels > 1 or 10.0 * p**3 <= statistics_flops(block)
 
 
-def report_spectrum(block, use_bias: bool) -> BlockSpectrum:
+def report_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
     """The spectrum the report uses: exact when cheap or already computed, else a spectral estimate.
 
     For more than ``APPROXIMATE_ABOVE`` columns an eigendecomposition of the Gram costs O(P^3); the
@@ -788,13 +823,13 @@ def block_lags(block: Block, outputs: bool = False) -> list[tuple[np.ndarray, np
     with_y = outputs and block.ys is not None
     key = ("lags", with_y)
     if key not in block.cache:
-        ys = block.ys if with_y else [None] * len(block.xs)
+        ys: Sequence[np.ndarray | None] = block.ys if outputs and block.ys is not None else [None] * len(block.xs)
         method = "fft" if block.channels == 1 and block.taps >= 64 else None
         block.cache[key] = [lagged_correlations(x, block.taps, y, method=method) for x, y in zip(block.xs, ys)]
     return block.cache[key]
 
 
-def _spectral_estimate(block, use_bias: bool) -> BlockSpectrum:
+def _spectral_estimate(block: Block, use_bias: bool) -> BlockSpectrum:
     """Eigenvalues of the (block-)Toeplitz Gram by Szego's theorem: Welch cross-spectral matrices at ``taps``
     frequencies (Kaiser windows, beta 16: sidelobes below -110 dB, so a sinusoid stays a few bins wide; 50%
     overlap), scaled to the number of equations.  Real data: the bins above half are the conjugates of those
@@ -845,20 +880,24 @@ def _spectral_estimate(block, use_bias: bool) -> BlockSpectrum:
 class ToeplitzGram:
     """Products with the Gram of a single-input block: ``Toep(R) - H^T H + E^T E`` (+ bias, ridge) by FFT."""
 
-    def __init__(self, block: Block, use_bias: bool, ridge: float):
+    def __init__(self, block: Block, use_bias: bool, ridge: float) -> None:
         import scipy.fft
 
+        if block.ys is None:
+            raise ValueError("the Toeplitz Gram's right-hand side needs the outputs `y`: this block has none.")
         self.fft = scipy.fft
         t = block.taps
+        n_out = len(block.out_channels)
         self.t = t
         self.size = scipy.fft.next_fast_len(2 * t, real=True)
         r = np.zeros(t)
-        self.cross = 0.0
+        self.cross = np.zeros((t, n_out))
         self.edges = []
         sums = np.zeros(t)
-        ysum = 0.0
+        ysum = np.zeros(n_out)
         n_rows = 0
         for x, y, (rl, q) in zip(block.xs, block.ys, block_lags(block, outputs=True)):
+            assert q is not None  # asked for, and the block has outputs
             m = len(x) - t + 1
             r += rl[:, 0, 0]
             self.cross = self.cross + q[:, 0, :]
@@ -895,7 +934,7 @@ class ToeplitzGram:
         return self.fft.irfft(self.fft.rfft(v) * self.precond, self.t)
 
 
-def pcg(op: ToeplitzGram, b: np.ndarray, tol: float, max_iter: int):
+def pcg(op: ToeplitzGram, b: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
     x = np.zeros_like(b)
     r = b.copy()
     z = op.precondition(r)

@@ -5,7 +5,7 @@ Paths, chosen per block (group) and recorded in ``diagnostics["solver"]``:
 * ``"svd"``: small systems, an SVD of the explicit design (``numpy.linalg.lstsq``), backward stable;
 * ``"normal_equations"``: the exact streamed Gram ``A^T A`` and ``A^T Y`` (see :mod:`..statistics`), solved
   through the eigendecomposition the analyzer already computed; when the Gram's condition number exceeds
-  ``1e7`` the answer is refined with residuals computed from the data (``"+refined"``), and above ``1e12``
+  ``1e4`` the answer is refined with residuals computed from the data (``"+refined"``), and above ``1e12``
   the block is solved by a chunked Householder QR of ``[A | Y]`` instead (``"orthogonal"``);
 * ``"toeplitz_cg"``: single-input blocks with at least ``LONG_KERNEL`` taps; preconditioned conjugate
   gradients on the Gram written as Toeplitz minus two edge terms, every product by FFT, so time is
@@ -17,7 +17,7 @@ Paths, chosen per block (group) and recorded in ``diagnostics["solver"]``:
 from __future__ import annotations
 
 import numbers
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from ..operator import (
     CHUNK_ROWS,
     EXPLICIT_LIMIT,
     LONG_KERNEL,
+    Statistics,
     ToeplitzGram,
     adjoint,
     block_residuals,
@@ -43,8 +44,9 @@ from ..problem import Block, CanonicalProblem
 from ..result import Solution
 from ..threads import SerialBLAS
 
-#: Refine normal-equation solutions when the Gram's condition number exceeds this.
-REFINE_ABOVE = 1e7
+#: Refine normal-equation solutions (residuals from the data) when the Gram's condition number exceeds this: the
+#: normal equations lose ~cond * eps, so above 1e4 they could not give ~1e-12 relative on noiseless data.
+REFINE_ABOVE = 1e4
 #: Solve by orthogonal factorization of the design when the Gram's condition number exceeds this.
 ORTHOGONAL_ABOVE = 1e12
 #: Largest LP (design entries) solved exactly for ``loss="mae"``; larger problems use IRLS.
@@ -56,16 +58,18 @@ CG_MAX_ITER = 2000
 HUBER_DELTA = 1.345
 IRLS_MAX_ITER = 200
 
-REGULARIZATIONS = ("gcv", "ml", "tc", "dc")
-LOSSES = ("mse", "mae", "huber")
+Regularization = Literal["gcv", "ml", "tc", "dc"]
+Loss = Literal["mse", "mae", "huber"]
+REGULARIZATIONS: tuple[Regularization, ...] = ("gcv", "ml", "tc", "dc")
+LOSSES: tuple[Loss, ...] = ("mse", "mae", "huber")
 
 
 def solve(
     problem: CanonicalProblem,
     *,
     ridge: float = 0.0,
-    regularization: Literal["gcv", "ml", "tc", "dc"] | None = None,
-    loss: Literal["mse", "mae", "huber"] = "mse",
+    regularization: Regularization | None = None,
+    loss: Loss = "mse",
     huber_delta: float | None = None,
     max_iter: int | None = None,
 ) -> Solution:
@@ -140,8 +144,8 @@ def solve_blocks(
     problem: CanonicalProblem,
     *,
     ridge: float = 0.0,
-    regularization: str | None = None,
-    loss: str = "mse",
+    regularization: Regularization | None = None,
+    loss: Loss = "mse",
     huber_delta: float = HUBER_DELTA,
     max_iter: int | None = None,
 ) -> Solution:
@@ -185,19 +189,30 @@ def solve_blocks(
 class _Collector:
     """Gathers per-block coefficients and diagnostics into one :class:`Solution`."""
 
-    def __init__(self, problem: CanonicalProblem):
+    def __init__(self, problem: CanonicalProblem) -> None:
         self.problem = problem
         self.use_bias = problem.config.use_bias
-        self.kernels, self.biases, self.stderr, self.bias_err = [], [], [], []
-        self.infos: list[dict] = []
+        self.kernels: list[np.ndarray] = []
+        self.biases: list[np.ndarray] = []  # filled only with a bias
+        self.stderr: list[np.ndarray] = []
+        self.bias_err: list[np.ndarray] = []
+        self.infos: list[dict[str, Any]] = []
         self.sigma2: list[np.ndarray] = []
         self.dof: list[int] = []
         self.rss: list[np.ndarray | None] = []
 
-    def add(self, block: Block, coef, info: dict, rss, inv_diag) -> None:
+    def add(
+        self,
+        block: Block,
+        coef: np.ndarray,
+        info: dict[str, Any],
+        rss: np.ndarray | None,
+        inv_diag: np.ndarray | None,
+    ) -> None:
         k, b = unpack_columns(block, coef, self.use_bias)
         self.kernels.append(k)
-        self.biases.append(b)
+        if b is not None:
+            self.biases.append(b)
         self.infos.append(info)
         from_data = rss is not None and not info["solver"].startswith("normal_equations") or "refined" in info["solver"]
         self.rss.append(np.asarray(rss, dtype=float) if from_data else None)  # else finish() reads the statistics
@@ -211,14 +226,15 @@ class _Collector:
             se = np.sqrt(np.outer(inv_diag, sigma2))
             ks, bs = unpack_columns(block, se, self.use_bias)
             self.stderr.append(ks)
-            self.bias_err.append(bs)
+            if bs is not None:
+                self.bias_err.append(bs)
         else:
             self.sigma2.append(np.full(coef.shape[1], np.nan))
 
-    def solution(self, message: str, options: dict) -> Solution:
+    def solution(self, message: str, options: dict[str, Any]) -> Solution:
         blocks = self.problem.blocks
         full = len(self.stderr) == len(blocks)
-        diagnostics = {"solver": [i["solver"] for i in self.infos]}
+        diagnostics: dict[str, Any] = {"solver": [i["solver"] for i in self.infos]}
         for key in ("gram_condition", "design_condition", "refinement_steps", "iterations"):
             if any(key in i for i in self.infos):
                 diagnostics[key] = [i.get(key) for i in self.infos]
@@ -227,7 +243,7 @@ class _Collector:
         capped = [i["solver"] for i in self.infos if not i.get("converged", True)]
         if capped:
             message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
-        hyper = {}
+        hyper: dict[str, np.ndarray] = {}
         for key in ("ridge", "prior_scale", "decay", "correlation", "huber_delta"):
             if any(key in i for i in self.infos):
                 hyper[key] = self.problem.from_canonical_bias(
@@ -262,6 +278,21 @@ class _Collector:
 # ----------------------------------------------------------------------------------------------
 
 
+def _outputs(block: Block) -> list[np.ndarray]:
+    """The block's outputs ``ys`` (a problem handed to a solver always has them)."""
+    if block.ys is None:
+        raise ValueError("method='lstsq' needs the outputs `y`: this problem was built without them.")
+    return block.ys
+
+
+def _fitted_statistics(block: Block, use_bias: bool) -> tuple[Statistics, np.ndarray, np.ndarray]:
+    """The block's statistics with their output parts ``cross = A^T Y`` and ``yty`` (present given outputs)."""
+    stats = block_statistics(block, use_bias)
+    if stats.cross is None or stats.yty is None:
+        raise ValueError("method='lstsq' needs the outputs `y`: these statistics were built without them.")
+    return stats, stats.cross, stats.yty
+
+
 def _penalty(block: Block, use_bias: bool) -> np.ndarray:
     pen = np.ones(n_columns(block, use_bias))
     if use_bias:
@@ -276,7 +307,7 @@ def _explicit(block: Block, use_bias: bool, ridge: float):
 
 def _explicit_solve(block: Block, use_bias: bool, ridge: float):
     a = design_matrix(block, use_bias)
-    y = np.concatenate(block.ys)
+    y = np.concatenate(_outputs(block))
     if ridge > 0:
         p = a.shape[1]
         a_aug = np.concatenate([a, np.diag(np.sqrt(ridge * _penalty(block, use_bias)))])
@@ -288,13 +319,13 @@ def _explicit_solve(block: Block, use_bias: bool, ridge: float):
 
 
 def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
-    stats = block_statistics(block, use_bias)
-    info: dict = {"solver": "normal_equations", "n_rows": stats.n_rows}
+    stats, cross, _ = _fitted_statistics(block, use_bias)
+    info: dict[str, Any] = {"solver": "normal_equations", "n_rows": stats.n_rows}
     if ridge > 0:
         import scipy.linalg
 
         g = stats.gram + np.diag(ridge * _penalty(block, use_bias))
-        coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g), stats.cross)
+        coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g), cross)
         return coef, info, rss_from_statistics(stats, coef)
     with SerialBLAS():
         spec = block_spectrum(block, use_bias)
@@ -302,12 +333,12 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
     s_keep = spec.singular_values[keep]
     cond = float((s_keep[0] / s_keep[-1]) ** 2) if len(s_keep) else np.inf
     info["gram_condition"] = cond if keep.all() else np.inf
-    v = spec.right_vectors[:, keep]
+    v = spec.vectors[:, keep]
 
-    def apply_inverse(rhs):
+    def apply_inverse(rhs: np.ndarray) -> np.ndarray:
         return v @ ((v.T @ rhs) / s_keep[:, None] ** 2)
 
-    coef = apply_inverse(stats.cross)
+    coef = apply_inverse(cross)
     if not data or (cond <= REFINE_ABOVE and (keep.all() or spec.exact)):
         if cond > REFINE_ABOVE or not keep.all():
             info["solver"] = "normal_equations (not refined: streamed statistics only)"
@@ -336,22 +367,25 @@ def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
     spec = block_spectrum(block, use_bias)
     if spec.rank < len(spec.singular_values):
         return None
-    return np.einsum("ij,j->i", spec.right_vectors**2, 1.0 / spec.singular_values**2)
+    return np.einsum("ij,j->i", spec.vectors**2, 1.0 / spec.singular_values**2)
 
 
 def _orthogonal(block: Block, use_bias: bool):
     """Minimum-norm least squares from a chunked Householder QR of ``[A | Y]`` (TSQR), then an SVD of ``R``."""
     p = n_columns(block, use_bias)
-    r_aug = None
+    ys = _outputs(block)
+    r_aug: np.ndarray | None = None
     for i, x in enumerate(block.xs):
         m = len(x) - block.taps + 1
         for start in range(0, m, CHUNK_ROWS):
             rows = np.concatenate(
-                [design_rows(block, x, use_bias, start, start + CHUNK_ROWS), block.ys[i][start : start + CHUNK_ROWS]],
+                [design_rows(block, x, use_bias, start, start + CHUNK_ROWS), ys[i][start : start + CHUNK_ROWS]],
                 axis=1,
             )
             stack = rows if r_aug is None else np.concatenate([r_aug, rows])
-            r_aug = np.linalg.qr(stack, mode="r")
+            # numpy's stubs type every mode as QRResult; mode="r" returns the R factor alone
+            r_aug = cast(np.ndarray, np.linalg.qr(stack, mode="r"))
+    assert r_aug is not None  # a feasible problem has at least one equation
     r, qty = r_aug[:p, :p], r_aug[:p, p:]
     u, s, vt = np.linalg.svd(r)
     keep = s > rank_tolerance(s[0], block.n_equations, p)
@@ -372,7 +406,7 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
     converged = True
-    yty = sum(np.einsum("ij,ij->j", y, y) for y in block.ys)
+    yty = sum((np.einsum("ij,ij->j", y, y) for y in _outputs(block)), np.zeros(rhs.shape[1]))
     if use_bias:
         yty = yty - op.ysum**2 / op.n_rows
     rss = np.zeros(rhs.shape[1])
@@ -400,12 +434,12 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
 
 def _centered(block: Block, use_bias: bool):
     """Statistics of the kernel columns with an unpenalized bias profiled out."""
-    st = block_statistics(block, use_bias)
+    st, cross, yty = _fitted_statistics(block, use_bias)
     nf = block.n_free
-    g, c, yy, n = st.gram[:nf, :nf], st.cross[:nf], st.yty.copy(), st.n_rows
+    g, c, yy, n = st.gram[:nf, :nf], cross[:nf], yty.copy(), st.n_rows
     if use_bias:
         s = st.gram[:nf, nf]
-        ys = st.cross[nf]
+        ys = cross[nf]
         g = g - np.outer(s, s) / n
         c = c - np.outer(s, ys) / n
         yy = yy - ys**2 / n
@@ -469,11 +503,15 @@ def _golden(f, lo: float, hi: float, iters: int = 40) -> float:
     return float(minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6, "maxiter": iters}).x)
 
 
+#: A prior's best evidence for one output: decay, correlation, the gamma grid, its best index, _evidence's factors.
+_PriorFit = tuple[float, float, np.ndarray, int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 def _regularized(problem: CanonicalProblem, block: Block, kind: str):
     use_bias = problem.config.use_bias
     g, c, yy, n, bias_parts = _centered(block, use_bias)
     n_out = c.shape[1]
-    info: dict = {"solver": kind}
+    info: dict[str, Any] = {"solver": kind}
     if kind == "gcv":
         d, v = np.linalg.eigh(g)
         d = np.clip(d, 0.0, None)
@@ -504,16 +542,21 @@ def _regularized(problem: CanonicalProblem, block: Block, kind: str):
             grid = [
                 (1.0 - a, rho) for a in np.logspace(-3, np.log10(0.7), 10) for rho in (-0.5, 0.0, 0.5, 0.8, 0.9, 0.97)
             ]
-        best = [(np.inf, None, None, None)] * n_out
+        # per output: the lowest -2 log p(y) so far, and the prior and gamma that reach it
+        best_nll = [np.inf] * n_out
+        best: list[_PriorFit | None] = [None] * n_out
         for decay, corr in grid:
             nll, gammas, factors = _evidence(g, c, yy, n, _prior(kind, lag, chan, decay, corr))
             for o in range(n_out):
                 i = int(np.argmin(nll[:, o]))
-                if nll[i, o] < best[o][0]:
-                    best[o] = (nll[i, o], (decay, corr, gammas, i), factors, kind)
+                if nll[i, o] < best_nll[o]:
+                    best_nll[o] = nll[i, o]
+                    best[o] = (decay, corr, gammas, i, factors)
         w = np.zeros_like(c)
         decays, corrs, scales, ridges = (np.zeros(n_out) for _ in range(4))
-        for o, (_, (decay, corr, gammas, i), factors, _) in enumerate(best):
+        for o, fit in enumerate(best):
+            assert fit is not None  # the evidence is finite, so the first grid point improves on inf
+            decay, corr, gammas, i, factors = fit
             gamma = _refine_gamma(factors, yy, n, o, gammas, i)
             ell, d, _ = factors
             e, u = np.linalg.eigh(ell.T @ g @ ell)
@@ -544,7 +587,7 @@ def _regularized(problem: CanonicalProblem, block: Block, kind: str):
 def _robust(block: Block, use_bias: bool, loss: str, delta: float, max_iter: int):
     p = n_columns(block, use_bias)
     n = block.n_equations
-    y = np.concatenate(block.ys)
+    y = np.concatenate(_outputs(block))
     if loss == "mae" and n * p <= LP_LIMIT:
         return _lad_linprog(design_matrix(block, use_bias), y), {"solver": "lp"}
     coef = np.linalg.lstsq(design_matrix(block, use_bias), y, rcond=None)[0] if n * p <= EXPLICIT_LIMIT else None
