@@ -29,12 +29,13 @@ problem and speaks when an F-test says they explain the residual.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import numpy as np
 
 from .operator import rank_tolerance, statistics_flops, window_rows
-from .problem import PADDING_MODES, CanonicalProblem, ConvConfig
+from .problem import PADDING_MODES, Block, CanonicalProblem, ConvConfig, PaddingMode
 from .threads import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
@@ -52,6 +53,23 @@ MAX_SHIFT = 2
 DILATIONS = (1, 2, 3)
 
 
+class Suggestion(TypedDict):
+    """Another setting that fits: the keyword arguments to change, in words, and its relative residual rms."""
+
+    setting: dict[str, Any]
+    label: str
+    relative_residual: float
+
+
+class Misconfiguration(TypedDict):
+    """What :func:`diagnose` finds (see there)."""
+
+    relative_residual: float
+    sample_relative_residual: float
+    suggestions: list[Suggestion]
+    message: str
+
+
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
     label: str
@@ -60,27 +78,27 @@ class _Candidate:
     xs: tuple[np.ndarray, ...]
 
 
-def _out_lengths_match(cfg: ConvConfig, lengths, y_lengths) -> bool:
+def _out_lengths_match(cfg: ConvConfig, lengths: Sequence[int], y_lengths: Sequence[int]) -> bool:
     return all(cfg.output_length(n) == m for n, m in zip(lengths, y_lengths))
 
 
-def _padding_label(padding) -> str:
+def _padding_label(padding: PaddingMode | tuple[int, int]) -> str:
     return f"padding={padding!r}"
 
 
-def _candidates(cfg: ConvConfig, xs, ys) -> list[_Candidate]:
+def _candidates(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> list[_Candidate]:
     """The alternative settings whose output lengths equal those of ``y``."""
     lengths = [len(a) for a in xs]
     y_lengths = [len(a) for a in ys]
     cands: list[_Candidate] = []
     seen = {tuple(cfg.pads(n)[0] for n in lengths)}
 
-    def add(label, setting, new_cfg):
+    def add(label: str, setting: dict[str, Any], new_cfg: ConvConfig) -> None:
         cands.append(_Candidate(label, setting, new_cfg, tuple(xs)))
 
     # padding: the named modes, then explicit shifts by up to MAX_SHIFT samples with the same total padding
     totals = {sum(cfg.pads(n)) for n in lengths}
-    options: list = list(PADDING_MODES)
+    options: list[PaddingMode | tuple[int, int]] = list(PADDING_MODES)
     if len(totals) == 1:
         total, left0 = totals.pop(), cfg.pads(lengths[0])[0]
         lefts = range(max(left0 - MAX_SHIFT, 0), min(left0 + MAX_SHIFT, total) + 1)
@@ -89,10 +107,10 @@ def _candidates(cfg: ConvConfig, xs, ys) -> list[_Candidate]:
         alt = dataclasses.replace(cfg, padding=padding)
         if not _out_lengths_match(alt, lengths, y_lengths):
             continue
-        lefts = tuple(alt.pads(n)[0] for n in lengths)
-        if lefts in seen:
+        alt_lefts = tuple(alt.pads(n)[0] for n in lengths)
+        if alt_lefts in seen:
             continue
-        seen.add(lefts)
+        seen.add(alt_lefts)
         add(_padding_label(padding), {"padding": padding}, alt)
     if not cfg.use_bias:
         add("use_bias=True", {"use_bias": True}, dataclasses.replace(cfg, use_bias=True))
@@ -106,7 +124,7 @@ def _candidates(cfg: ConvConfig, xs, ys) -> list[_Candidate]:
     return cands
 
 
-def _relative_rss(cfg: ConvConfig, xs, ys) -> float | None:
+def _relative_rss(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> float | None:
     """``RSS / sum(y^2)`` of the least-squares fit of ``cfg`` on a sample of rows that read no padding."""
     cin, cout, k, s, d = cfg.in_per_group, cfg.out_per_group, cfg.kernel_size, cfg.stride, cfg.dilation
     unknowns = k * cin + int(cfg.use_bias)
@@ -151,7 +169,7 @@ def _relative_rss(cfg: ConvConfig, xs, ys) -> float | None:
     return rss / yty if yty > 0 else None
 
 
-def diagnose(problem: CanonicalProblem, relative_residual: float) -> dict[str, Any] | None:
+def diagnose(problem: CanonicalProblem, relative_residual: float) -> Misconfiguration | None:
     """Alternative settings that fit the problem's data much better than ``problem.config``, or None.
 
     Parameters
@@ -184,13 +202,15 @@ def diagnose(problem: CanonicalProblem, relative_residual: float) -> dict[str, A
     if not relative_residual > MISFIT_GATE:
         return None
     cfg = problem.config
-    if problem.inputs is None or problem.inputs[1] is None:
+    if problem.inputs is None:
         return None
     xs, ys = problem.inputs
+    if ys is None:
+        return None
     current = _relative_rss(cfg, xs, ys)
     if current is None or current <= MISFIT_GATE**2:
         return None
-    found = []
+    found: list[Suggestion] = []
     for cand in _candidates(cfg, xs, ys):
         rel = _relative_rss(cand.config, cand.xs, ys)
         if rel is not None and rel < MISFIT_FACTOR * current:
@@ -219,7 +239,7 @@ def diagnose(problem: CanonicalProblem, relative_residual: float) -> dict[str, A
 
 #: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
 CHECK_ROWS = 1 << 14
-CHECK_ROWS_PER_COLUMN = 32
+CHECK_ROWS_PER_COLUMN = 16
 CHECK_EXTRA = 2
 #: Most multiply-adds the check's Gram may cost (rows x columns^2), and its share of the statistics' cost: fewer
 #: rows for wide designs.  Checks of at most ``CHECK_FREE_FLOPS`` run whatever their share.
@@ -231,7 +251,7 @@ CHECK_ALPHA = 1e-6
 CHECK_EFFECT = 0.01
 
 
-def check_row_budget(block) -> int:
+def check_row_budget(block: Block) -> int:
     """Rows the kernel-size check samples: enough for a powerful F-test, not more.
 
     The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the cost
@@ -239,13 +259,15 @@ def check_row_budget(block) -> int:
     check stays a small share of the solve.
     """
     cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
-    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
+    budget = min(CHECK_ROWS, CHECK_ROWS_PER_COLUMN * cols)
     share = max(CHECK_WORK * statistics_flops(block), CHECK_FREE_FLOPS) / cols**2  # tiny checks always run
     return int(min(budget, CHECK_FLOPS / cols**2, share))
 
 
-def _check_rows(block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _check_rows(block: Block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Extended rows (taps -e .. taps+e-1, all channels), restricted column mask and y, on a subsample."""
+    if block.ys is None:
+        return None
     width = block.taps + 2 * e
     spans = [(i, len(x) - block.taps + 1 - 2 * e) for i, x in enumerate(block.xs)]
     usable = sum(max(n, 0) for _, n in spans)
