@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -23,6 +24,9 @@ from .problem import (
     Block,
     CanonicalProblem,
     ConvConfig,
+    Layout,
+    Padding,
+    PaddingMode,
     _check_dtype,
     _check_finite,
     build_problem,
@@ -34,6 +38,22 @@ from .problem import (
     unmask,
 )
 from .result import KernelResult
+
+if TYPE_CHECKING:
+    from .solvers.lstsq import Regularization
+
+
+class _Settings(TypedDict):
+    """The validated constructor arguments (channel counts come with the first chunk)."""
+
+    kernel_size: int
+    stride: int
+    padding: PaddingMode | tuple[int, int]
+    dilation: int
+    groups: int
+    use_bias: bool
+    layout: Layout
+    flip: bool
 
 
 @dataclass(eq=False)
@@ -91,14 +111,14 @@ class NormalEquations:
         kernel_size: int,
         *,
         stride: int = 1,
-        padding="valid",
+        padding: Padding = "valid",
         dilation: int = 1,
         groups: int = 1,
         use_bias: bool = False,
-        layout: str = "nwc",
+        layout: Layout = "nwc",
         flip: bool = False,
-    ):
-        self._args = dict(
+    ) -> None:
+        self._args = _Settings(
             kernel_size=check_positive_int(kernel_size, "kernel_size"),
             stride=check_positive_int(stride, "stride"),
             padding=check_padding(padding),
@@ -110,7 +130,7 @@ class NormalEquations:
         )
         self.config: ConvConfig | None = None
         self._stats: list[Statistics | None] = []
-        self._kept: list[tuple[list, list]] = []  # retained canonical rows per block
+        self._kept: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # retained canonical rows per block
         self._kept_rows = 0
         self._lengths: list[int] = []
         self._out_lengths: list[int] = []
@@ -118,7 +138,7 @@ class NormalEquations:
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    def _read(self, chunk, name: str, channels: int | None) -> np.ndarray:
+    def _read(self, chunk: ArrayLike, name: str, channels: int | None) -> np.ndarray:
         arr = np.asarray(unmask(chunk, name))
         _check_dtype(arr, name)
         if arr.ndim == 1:
@@ -176,7 +196,7 @@ class NormalEquations:
         """Close the current sequence: apply its right padding and account for its last equations."""
         if not self._open:
             return
-        cfg = self.config
+        cfg = self._cfg
         length = self._n_in
         out = cfg.output_length(length)
         if out < 1:
@@ -200,15 +220,22 @@ class NormalEquations:
         self._open = False
         del self._xbuf, self._ybuf
 
+    @property
+    def _cfg(self) -> ConvConfig:
+        """The configuration, known once the first chunk is read (every open sequence has one)."""
+        if self.config is None:
+            raise ValueError("no data yet: call update(x_chunk, y_chunk) first.")
+        return self.config
+
     def _left_pad(self) -> int | None:
-        cfg = self.config
+        cfg = self._cfg
         if cfg.padding == "same" and cfg.stride > 1:
             return None  # depends on the length modulo the stride
         return cfg.pads(cfg.stride)[0] if cfg.padding == "same" else cfg.pads(0)[0]
 
     def _consume(self) -> None:
         """Account for every output whose receptive field is complete; drop the inputs no longer needed."""
-        cfg = self.config
+        cfg = self._cfg
         s, span = cfg.stride, cfg.span
         ready = min(len(self._ybuf), max((len(self._xbuf) - span) // s + 1, 0))
         if ready < 1:
@@ -232,6 +259,7 @@ class NormalEquations:
         for g, block in enumerate(problem.blocks):
             self._stats[g] = add_statistics(self._stats[g], block_statistics(block, cfg.use_bias))
             if keep:
+                assert block.ys is not None  # built from outputs
                 self._kept[g][0].extend(np.array(x) for x in block.xs)
                 self._kept[g][1].extend(np.array(y) for y in block.ys)
         if keep:
@@ -272,8 +300,9 @@ class NormalEquations:
         p = self.config.unknowns_per_output
         keep = self._all_kept() and other._all_kept() and (self._kept_rows + other._kept_rows) * p <= EXPLICIT_LIMIT
         for g in range(self.config.groups):
-            if other._stats[g] is not None:
-                self._stats[g] = add_statistics(self._stats[g], other._stats[g])
+            theirs = other._stats[g]
+            if theirs is not None:
+                self._stats[g] = add_statistics(self._stats[g], theirs)
             if keep:
                 self._kept[g][0].extend(other._kept[g][0])
                 self._kept[g][1].extend(other._kept[g][1])
@@ -283,13 +312,13 @@ class NormalEquations:
         self._out_lengths += other._out_lengths
         return self
 
-    def _merge_key(self) -> dict:
+    def _merge_key(self) -> _Settings:
         """The configuration, with ``padding`` as its (left, right) zeros wherever they do not depend on the length.
 
         Such paddings give the same equations for every sequence, so accumulators that spell them differently
         ("valid", 0, (0, 0); "causal" and ``(span - 1, 0)``; "same" at stride 1) hold compatible statistics.
         """
-        a = dict(self._args)
+        a = self._args.copy()
         if not (a["padding"] == "same" and a["stride"] > 1):
             cfg = ConvConfig(a["kernel_size"], 1, 1, padding=a["padding"], dilation=a["dilation"])
             a["padding"] = cfg.pads(0)
@@ -308,7 +337,7 @@ class NormalEquations:
         if not self._open:
             return self
         done = copy.deepcopy(self)
-        if done._left is not None and done._y_seen != done.config.output_length(done._n_in):
+        if done._left is not None and done._y_seen != done._cfg.output_length(done._n_in):
             # a partial stretch: keep the equations already complete, as if the sequence stopped there
             done._lengths.append(done._n_in)
             done._out_lengths.append(done._y_done)
@@ -327,15 +356,16 @@ class NormalEquations:
     def statistics(self) -> list[Statistics]:
         """Per group: the accumulated :class:`~kernel_recovery.statistics.Statistics` (open sequence ended)."""
         done = self._closed()
-        if done.config is None or done._stats[0] is None:
+        stats = [s for s in done._stats if s is not None]
+        if not stats or len(stats) < len(done._stats):  # the groups are accumulated together: all or none
             raise ValueError("no data yet: call update(x_chunk, y_chunk) first.")
-        return list(done._stats)
+        return stats
 
     def problem(self) -> CanonicalProblem:
         """The canonical problem the statistics describe (statistics cached on its blocks)."""
         done = self._closed()
         stats = done.statistics()
-        cfg = done.config
+        cfg = done._cfg
         template = build_problem(
             np.zeros((cfg.span, cfg.in_channels)),
             np.zeros((1, cfg.out_channels)),
@@ -347,7 +377,7 @@ class NormalEquations:
             use_bias=cfg.use_bias,
             flip=cfg.flip,
         )
-        blocks = []
+        blocks: list[Block] = []
         for g, tb in enumerate(template.blocks):
             xs, ys = done._kept[g]
             blk = _StreamedBlock(list(xs), list(ys), tb.taps, tb.mask.copy(), tb.out_channels, n_rows=stats[g].n_rows)
@@ -362,7 +392,9 @@ class NormalEquations:
             inputs=None,
         )
 
-    def solve(self, *, ridge: float = 0.0, regularization: str | None = None, warn: bool = True) -> KernelResult:
+    def solve(
+        self, *, ridge: float = 0.0, regularization: Regularization | None = None, warn: bool = True
+    ) -> KernelResult:
         """Least squares from the accumulated statistics, as ``recover_kernel(method="lstsq")`` would give.
 
         Parameters

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from numpy.typing import ArrayLike
 
@@ -12,13 +12,16 @@ from .determinacy import DeterminacyReport, report_for
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
 
+if TYPE_CHECKING:
+    from .result import Solution
+
 
 def recover_kernel(
     x: ArrayLike,
     y: ArrayLike,
     kernel_size: int,
     *,
-    method: str | Callable = "lstsq",
+    method: str | Callable[..., Solution] = "lstsq",
     stride: int = 1,
     padding: Padding = "valid",
     dilation: int = 1,
@@ -27,7 +30,7 @@ def recover_kernel(
     layout: Layout = "nwc",
     flip: bool = False,
     nan_policy: Literal["raise", "omit"] = "raise",
-    **options,
+    **options: Any,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
 
@@ -53,11 +56,13 @@ def recover_kernel(
         equations (output samples) that are NaN in ``y`` or read a NaN of ``x`` are dropped; the report then
         counts only the equations that remain.
     **options
-        Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``;
-        ``method="fft"``: ``noise_level``, ``regularization``, ``segment_length``, ``tol``, ``max_iter``,
-        ``workers``; ``method="adam"``: ``loss``, ``learning_rate``, ``steps``, ``tol``, ``seed``, ``init``,
+        Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``,
+        ``max_iter``; ``method="fft"``: ``noise_level``, ``wiener``, ``segment_length``, ``tol``, ``max_iter``,
+        ``workers``; ``method="adam"``: ``loss``, ``learning_rate``, ``max_iter``, ``tol``, ``seed``, ``init``,
         ``optimizer``, ``batch_size``, ``restarts``, ``dtype``, ``huber_delta``, ``precondition``,
-        ``progress``).  An option the method does not take is a ``TypeError``.
+        ``progress``); one name means one thing in every method (``max_iter`` the iteration cap,
+        ``huber_delta`` in units of a robust noise scale), see the options table of the user guide.  An
+        option the method does not take is a ``TypeError``; a renamed one names its new spelling.
 
     Returns
     -------
@@ -102,10 +107,9 @@ def recover_kernel(
     """
     # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): streamed least squares.
     if outofcore.is_out_of_core(x, y):
-        config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
         return outofcore.recover_kernel(
-            x, y, kernel_size, method=method, layout=layout, flip=flip, nan_policy=nan_policy, _stacklevel=3,
-            **config, **options,
+            x, y, kernel_size, method=method, stride=stride, padding=padding, dilation=dilation, groups=groups,
+            use_bias=use_bias, layout=layout, flip=flip, nan_policy=nan_policy, _stacklevel=3, **options,
         )  # fmt: skip
     if y is None:
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
@@ -201,10 +205,9 @@ def analyze(
     if outofcore.is_out_of_core(x, y):
         if nan_policy != "raise":
             raise ValueError(f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite.")
-        config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias)
         return outofcore.analyze(
-            x, y, kernel_size, layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level,
-            warn=warn, _stacklevel=3, **config,
+            x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+            layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level, warn=warn, _stacklevel=3,
         )  # fmt: skip
     problem = build_problem(
         x,

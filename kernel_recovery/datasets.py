@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ class Example:
     kernel_size: int
     kernel: np.ndarray | None = None
     bias: np.ndarray | None = None
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def tutorial_examples() -> list[Example]:
@@ -123,9 +124,8 @@ def underdetermined(seed: int = 0) -> Example:
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal((6, 1, 1))
     x = rng.standard_normal(10)
-    return Example(
-        "underdetermined", "10 samples, kernel_size=6: 5 equations, 6 unknowns", x, conv1d(x, kernel), 6, kernel
-    )
+    y = np.asarray(conv1d(x, kernel))  # an array x gives an array y (a list only for a list of sequences)
+    return Example("underdetermined", "10 samples, kernel_size=6: 5 equations, 6 unknowns", x, y, 6, kernel)
 
 
 def all_examples() -> list[Example]:

@@ -8,26 +8,29 @@ conventions differ.  PyTorch and Keras are imported only inside :func:`to_torch`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .result import KernelResult
 
 __all__ = ["to_keras", "to_scipy", "to_torch"]
 
 
-def _check_result(result) -> None:
+def _check_result(result: object) -> None:
     for name in ("kernel", "bias", "config"):
         if not hasattr(result, name):
             raise TypeError(f"`result` must be a KernelResult (from recover_kernel), got {type(result).__name__}.")
 
 
-def _correlation_kernel(result) -> np.ndarray:
+def _correlation_kernel(result: KernelResult) -> np.ndarray:
     """The kernel as a cross-correlation (deep-learning) kernel: taps reversed when ``flip=True``."""
     k = np.asarray(result.kernel, dtype=np.float64)
     return k[::-1] if result.config.flip else k
 
 
-def to_torch(result, *, dtype: Any = None) -> dict[str, Any]:
+def to_torch(result: KernelResult, *, dtype: Any = None) -> dict[str, Any]:
     """A state dict that ``torch.nn.Conv1d.load_state_dict`` accepts.
 
     Parameters
@@ -80,7 +83,7 @@ def to_torch(result, *, dtype: Any = None) -> dict[str, Any]:
     return state
 
 
-def to_keras(result, *, dtype: str = "float32") -> list[np.ndarray]:
+def to_keras(result: KernelResult, *, dtype: str = "float32") -> list[np.ndarray]:
     """The list that ``keras.layers.Conv1D.set_weights`` accepts: ``[kernel]`` or ``[kernel, bias]``.
 
     Parameters
@@ -116,7 +119,7 @@ def to_keras(result, *, dtype: str = "float32") -> list[np.ndarray]:
     return weights
 
 
-def to_scipy(result) -> np.ndarray:
+def to_scipy(result: KernelResult) -> np.ndarray:
     """The impulse response for ``scipy.signal.convolve`` (true convolution): the taps reversed, dilated.
 
     Parameters

@@ -273,7 +273,7 @@ def _lagged_gemm(x, taps, y, offsets=None):
         nd = None if y is None else my[d].reshape(b, c, b, o).transpose(1, 3, 0, 2)
         for lag in range(max(0, (d - 1) * b + 1), min(taps, (d + 1) * b)):
             r[lag] += np.trace(md, offset=lag - d * b, axis1=2, axis2=3)
-            if nd is not None:
+            if nd is not None and q is not None:
                 q[lag] += np.trace(nd, offset=d * b - lag, axis1=2, axis2=3)
     if nb * b < m:  # the rows after the last full block
         r_tail, q_tail = _lagged_direct(x, taps, y, nb * b, m)
@@ -309,7 +309,7 @@ def _lagged_fft(x, taps, y):
             t1 = min(t0 + blk, m)
             head[i, : t1 - t0] = x[t0:t1]
             span[i, : t1 - t0 + taps - 1] = x[t0 : t1 + taps - 1]
-            if y is not None:
+            if y is not None and ybl is not None:
                 ybl[i, : t1 - t0] = y[t0:t1]
         fh = scipy.fft.rfft(head, axis=1, workers=fft_workers()).transpose(1, 2, 0)  # (f, C, k)
         fs = scipy.fft.rfft(span, axis=1, workers=fft_workers()).transpose(1, 0, 2)  # (f, k, C)
@@ -430,10 +430,12 @@ def block_statistics(block: Block, use_bias: bool) -> Statistics:
     key = ("statistics", use_bias)
     if key in block.cache:
         return block.cache[key]
-    stats = None
+    stats: Statistics | None = None
     for i, x in enumerate(block.xs):
         y = None if block.ys is None else block.ys[i]
         stats = add_statistics(stats, sequence_statistics(x, y, block.taps, block.mask, use_bias))
+    if stats is None:
+        raise ValueError("a block without sequences has no statistics.")
     block.cache[key] = stats
     return stats
 
@@ -631,13 +633,6 @@ class DesignOperator:
         return abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
 
 
-def _outputs(block: Block) -> list[np.ndarray]:
-    """The block's outputs ``ys``; residuals need them."""
-    if block.ys is None:
-        raise ValueError("residuals need the outputs `y`: this problem was built without them.")
-    return block.ys
-
-
 def residuals(
     problem: CanonicalProblem, kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray] | None = None
 ) -> list[np.ndarray]:
@@ -645,13 +640,13 @@ def residuals(
     res = []
     for i, block in enumerate(problem.blocks):
         pred = forward(block, kernels[i], None if biases is None else biases[i])
-        res.append(np.concatenate([y - p for y, p in zip(_outputs(block), pred)]))
+        res.append(np.concatenate([y - p for y, p in zip(block.outputs, pred)]))
     return res
 
 
 def block_residuals(block: Block, use_bias: bool, coef: np.ndarray) -> list[np.ndarray]:
     k, b = unpack_columns(block, coef, use_bias)
-    return [y - f for y, f in zip(_outputs(block), forward(block, k, b))]
+    return [y - f for y, f in zip(block.outputs, forward(block, k, b))]
 
 
 def adjoint(block: Block, use_bias: bool, values: list[np.ndarray]) -> np.ndarray:

@@ -26,10 +26,11 @@ import collections.abc
 import dataclasses
 import mmap
 import numbers
-from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import pipeline, solvers
 from .accumulator import NormalEquations
@@ -38,6 +39,13 @@ from .operator import block_spectrum
 from .problem import ConvConfig, Layout, Padding, _check_dtype, check_layout
 from .result import KernelResult
 from .threads import serial_region
+
+if TYPE_CHECKING:
+    from .result import Solution
+
+#: What the out-of-core front ends read: a Dask, memory-mapped, zarr/h5py or in-memory array, or (as ``x``, with
+#: ``y=None``) an iterator of ``(x_chunk, y_chunk)`` pairs of one sequence.
+OutOfCoreInput = ArrayLike | Iterable[tuple[ArrayLike, ArrayLike]]
 
 #: Input samples per chunk read from a memory-mapped or zarr array (and per Dask task when rechunking).
 DEFAULT_CHUNK = 1 << 20
@@ -61,7 +69,7 @@ def _root_module(obj) -> str:
     return type(obj).__module__.split(".")[0]
 
 
-def input_kind(data) -> Literal["dask", "memmap", "lazy", "stream"] | None:
+def input_kind(data: object) -> Literal["dask", "memmap", "lazy", "stream"] | None:
     """How ``data`` is streamed: ``"dask"``, ``"memmap"``, ``"lazy"`` (zarr, h5py), ``"stream"`` or None.
 
     None means an ordinary in-memory input (ndarray, list, scalar...), handled by the in-memory path.
@@ -93,7 +101,7 @@ def input_kind(data) -> Literal["dask", "memmap", "lazy", "stream"] | None:
     return None
 
 
-def is_out_of_core(x, y=None) -> bool:
+def is_out_of_core(x: object, y: object = None) -> bool:
     """Whether ``x`` or ``y`` is a Dask, memory-mapped, zarr/h5py array or an iterator of chunks.
 
     Examples
@@ -557,6 +565,7 @@ def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths, sample
         part.update(sample, np.zeros(((len(sample) - cfg.span) // cfg.stride + 1, cfg.out_channels)))
         part.end_sequence()
         for block, rows in zip(problem.blocks, part.problem().blocks):
+            assert rows.ys is not None  # an accumulator's blocks always hold their (here zero) outputs
             block.xs, block.ys = list(rows.xs), list(rows.ys)
     return dataclasses.replace(problem, config=cfg, lengths=tuple(lengths), out_lengths=tuple(out_lengths))
 
@@ -583,11 +592,11 @@ def _recover(x, y, kernel_size, *, method, stacklevel: int, nan_policy="raise", 
 
 
 def recover_kernel(
-    x,
-    y,
+    x: OutOfCoreInput,
+    y: ArrayLike | None,
     kernel_size: int,
     *,
-    method: str = "lstsq",
+    method: str | Callable[..., Solution] = "lstsq",
     stride: int = 1,
     padding: Padding = "valid",
     dilation: int = 1,
@@ -595,12 +604,12 @@ def recover_kernel(
     use_bias: bool = False,
     layout: Layout = "nwc",
     flip: bool = False,
-    nan_policy: Literal["raise"] = "raise",
+    nan_policy: Literal["raise", "omit"] = "raise",
     chunk_size: int | None = None,
     split_every: int | None = None,
     progress: bool | None = None,
     _stacklevel: int = 2,
-    **options,
+    **options: Any,
 ) -> KernelResult:
     """:func:`kernel_recovery.recover_kernel` for inputs larger than memory, by streamed least squares.
 
@@ -618,7 +627,7 @@ def recover_kernel(
     method : {"lstsq"}
         The only method that streams (others raise ``ValueError``).
     nan_policy : {"raise"}
-        Streamed data must be finite.
+        Streamed data must be finite (``"omit"`` raises ``ValueError``).
     chunk_size : int, optional
         Input samples per chunk read from memory-mapped/zarr arrays, and per Dask chunk when a non-Dask
         array is paired with a Dask one (default :data:`DEFAULT_CHUNK`).  Dask arrays keep their own chunks.
@@ -660,8 +669,8 @@ def recover_kernel(
 
 
 def analyze(
-    x,
-    y,
+    x: OutOfCoreInput,
+    y: ArrayLike | None,
     kernel_size: int,
     *,
     stride: int = 1,
@@ -672,7 +681,7 @@ def analyze(
     layout: Layout = "nwc",
     flip: bool = False,
     out_channels: int | None = None,
-    noise_level=None,
+    noise_level: ArrayLike | None = None,
     warn: bool = True,
     chunk_size: int | None = None,
     split_every: int | None = None,

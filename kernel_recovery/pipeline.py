@@ -37,7 +37,7 @@ STATISTICS_METHODS = ("lstsq", "adam")
 
 def run(
     problem: CanonicalProblem,
-    method: str | Callable,
+    method: str | Callable[..., Solution],
     options: dict[str, Any],
     *,
     warn: bool = True,
@@ -159,6 +159,8 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
         coef = _columns(block, sol, i, use_bias)
         yty = stats.yty if stats is not None and stats.yty is not None else None
         if yty is None:
+            if block.ys is None:
+                raise ValueError("the residual needs the outputs `y`: this problem was built without them.")
             yty = sum(np.einsum("ij,ij->j", y, y) for y in block.ys)
         rss = None
         if sol.rss is not None and sol.rss[i] is not None:  # computed from the data by the solver

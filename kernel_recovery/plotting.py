@@ -7,12 +7,18 @@ returns the :class:`matplotlib.figure.Figure`; save it with ``fig.savefig("kerne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .problem import as_sequences
+from .problem import Layout, as_sequences
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .determinacy import DeterminacyReport
+    from .result import KernelResult
 
 __all__ = ["plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
 
@@ -42,12 +48,14 @@ def _axes(ax, figsize=(6.0, 3.6)):
     return fig, ax
 
 
-def _check_result(result, name: str = "result") -> None:
+def _check_result(result: object, name: str = "result") -> None:
     if not hasattr(result, "kernel") or not hasattr(result, "config"):
         raise TypeError(f"`{name}` must be a KernelResult (from recover_kernel), got {type(result).__name__}.")
 
 
-def plot_kernel(result, true_kernel: ArrayLike | None = None, *, fig: Any = None, max_panels: int = MAX_PANELS):
+def plot_kernel(
+    result: KernelResult, true_kernel: ArrayLike | None = None, *, fig: Any = None, max_panels: int = MAX_PANELS
+) -> Figure:
     """Plot the recovered kernel, one panel per (input channel, output channel), with 95 % bands.
 
     Parameters
@@ -127,11 +135,11 @@ def plot_kernel(result, true_kernel: ArrayLike | None = None, *, fig: Any = None
     return fig
 
 
-def _sequences(data, layout: str) -> np.ndarray:
+def _sequences(data: ArrayLike, layout: Layout) -> np.ndarray:
     return np.concatenate(as_sequences(data, "y", layout).arrays)
 
 
-def plot_residuals(result, x: ArrayLike, y: ArrayLike, *, ax: Any = None):
+def plot_residuals(result: KernelResult, x: ArrayLike, y: ArrayLike, *, ax: Any = None) -> Figure:
     """Plot ``y - result.predict(x)`` per output channel, over the output samples (sequences concatenated).
 
     Parameters
@@ -182,7 +190,7 @@ def plot_residuals(result, x: ArrayLike, y: ArrayLike, *, ax: Any = None):
     return fig
 
 
-def plot_loss(result, *, ax: Any = None):
+def plot_loss(result: KernelResult, *, ax: Any = None) -> Figure:
     """Plot the loss per step of an iterative method (``result.loss_history``, e.g. ``method="adam"``).
 
     Parameters
@@ -229,7 +237,7 @@ def plot_loss(result, *, ax: Any = None):
     return fig
 
 
-def plot_spectrum(report, *, ax: Any = None, label: str | None = None):
+def plot_spectrum(report: DeterminacyReport, *, ax: Any = None, label: str | None = None) -> Figure:
     """Plot the singular values of the design matrix of each group (from :func:`kernel_recovery.analyze`).
 
     Singular values at zero (kernel directions the data cannot see) are drawn at the bottom of the axis
@@ -302,8 +310,8 @@ def plot_spectrum(report, *, ax: Any = None, label: str | None = None):
     return fig
 
 
-def plot_result(result, x: ArrayLike | None = None, y: ArrayLike | None = None, *,
-                true_kernel: ArrayLike | None = None, max_panels: int = MAX_PANELS):
+def plot_result(result: KernelResult, x: ArrayLike | None = None, y: ArrayLike | None = None, *,
+                true_kernel: ArrayLike | None = None, max_panels: int = MAX_PANELS) -> Figure:
     """One figure: the kernel (with bands and the true kernel), and below it the residuals (when ``x`` and
     ``y`` are given), the loss curve (when there is one) and the design's singular values.
 
@@ -349,6 +357,7 @@ def plot_result(result, x: ArrayLike | None = None, y: ArrayLike | None = None, 
     axes = np.atleast_1d(bottom.subplots(1, len(lower)))
     for ax, what in zip(axes, lower):
         if what == "residuals":
+            assert x is not None and y is not None  # the panel is listed only with both
             plot_residuals(result, x, y, ax=ax)
         elif what == "loss":
             plot_loss(result, ax=ax)

@@ -239,7 +239,7 @@ def diagnose(problem: CanonicalProblem, relative_residual: float) -> Misconfigur
 
 #: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
 CHECK_ROWS = 1 << 14
-CHECK_ROWS_PER_COLUMN = 16
+CHECK_ROWS_PER_COLUMN = 32
 CHECK_EXTRA = 2
 #: Most multiply-adds the check's Gram may cost (rows x columns^2), and its share of the statistics' cost: fewer
 #: rows for wide designs.  Checks of at most ``CHECK_FREE_FLOPS`` run whatever their share.
@@ -259,7 +259,7 @@ def check_row_budget(block: Block) -> int:
     check stays a small share of the solve.
     """
     cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
-    budget = min(CHECK_ROWS, CHECK_ROWS_PER_COLUMN * cols)
+    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
     share = max(CHECK_WORK * statistics_flops(block), CHECK_FREE_FLOPS) / cols**2  # tiny checks always run
     return int(min(budget, CHECK_FLOPS / cols**2, share))
 

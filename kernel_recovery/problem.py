@@ -478,6 +478,13 @@ class Block:
         return sum(len(x) - self.taps + 1 for x in self.xs)
 
     @property
+    def outputs(self) -> list[np.ndarray]:
+        """``ys``, for code that needs them (a problem handed to a solver always has them)."""
+        if self.ys is None:
+            raise ValueError("this needs the outputs `y`: the problem was built without them (y=None).")
+        return self.ys
+
+    @property
     def retains_rows(self) -> bool:
         """Whether ``xs``/``ys`` hold every equation (False for streamed statistics that kept only a sample)."""
         return True

@@ -10,6 +10,10 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..result import Solution
 
 #: method name -> "module:function", imported lazily (JAX and optax load only with method="adam").
 METHODS: dict[str, str] = {
@@ -19,7 +23,7 @@ METHODS: dict[str, str] = {
 }
 
 
-def resolve(method) -> tuple[str, Callable]:
+def resolve(method: str | Callable[..., Solution]) -> tuple[str, Callable[..., Solution]]:
     """Return ``(name, solver)`` for a method name or a user callable."""
     if callable(method):
         return getattr(method, "__name__", type(method).__name__), method
@@ -32,7 +36,7 @@ def resolve(method) -> tuple[str, Callable]:
 
 
 @functools.lru_cache(maxsize=64)
-def _option_names(solver: Callable) -> tuple[str, ...] | None:
+def _option_names(solver: Callable[..., Solution]) -> tuple[str, ...] | None:
     """The keyword-only parameters of a solver (None when it takes ``**options``)."""
     params = inspect.signature(solver).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -47,7 +51,7 @@ RENAMED: dict[str, dict[str, str]] = {
 }
 
 
-def check_options(name: str, solver: Callable, options: dict) -> None:
+def check_options(name: str, solver: Callable[..., Solution], options: dict[str, Any]) -> None:
     """Refuse options the solver does not take, as Python does for an unexpected keyword.
 
     An option that was renamed is named with its new spelling (see :data:`RENAMED`).

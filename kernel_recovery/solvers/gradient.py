@@ -54,7 +54,7 @@ from ..operator import (
     rss_from_statistics,
     window_rows,
 )
-from ..problem import Block, CanonicalProblem, check_gram_memory
+from ..problem import CanonicalProblem, check_gram_memory
 from ..result import Solution
 from ..threads import SerialBLAS
 from . import lstsq
@@ -118,13 +118,6 @@ def _choice(value: object, name: str, choices: tuple[_Choice, ...]) -> _Choice:
             if value.lower() == choice:
                 return choice
     raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}.")
-
-
-def _outputs(block: Block) -> list[np.ndarray]:
-    """The block's outputs ``ys`` (a problem handed to a solver always has them)."""
-    if block.ys is None:
-        raise ValueError("method='adam' needs the outputs `y`: this problem was built without them.")
-    return block.ys
 
 
 def _right_vectors(spec: BlockSpectrum) -> np.ndarray:
@@ -488,7 +481,7 @@ def design_data(problem: CanonicalProblem, dtype: DTypeLike, param: Parametrizat
     for block, pm, off in zip(problem.blocks, param.P, param.offset):
         rows = design_matrix(block, use_bias)
         a.append(rows @ pm)
-        y.append(np.concatenate(_outputs(block)) - rows @ off)
+        y.append(np.concatenate(block.outputs) - rows @ off)
     return {"A": np.asarray(np.stack(a), dtype), "Y": np.asarray(np.stack(y), dtype), **_measure(param, dtype)}
 
 
@@ -587,7 +580,7 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
             means[i] = np.concatenate(block.xs).mean(axis=0)
         norm = float(total @ total)
         if norm > 0:
-            offsets[i] = np.outer(total, sum(y.sum(axis=0) for y in _outputs(block)) / norm)
+            offsets[i] = np.outer(total, sum(y.sum(axis=0) for y in block.outputs) / norm)
     return Parametrization(ps, inverses, offsets, means)
 
 
@@ -663,7 +656,7 @@ def robust_scale(problem: CanonicalProblem) -> float:
     ref = lstsq.solve(problem)
     r = np.concatenate([res.ravel() for res in residuals(problem, ref.kernels, ref.biases)])
     scale = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if r.size else 0.0
-    ys = [y for b in problem.blocks for y in _outputs(b) if y.size]
+    ys = [y for b in problem.blocks for y in b.outputs if y.size]
     y_rms = float(np.sqrt(sum(float(np.sum(y**2)) for y in ys) / max(sum(y.size for y in ys), 1)))
     return max(scale, 1e-3 * y_rms, 1e-300)
 
@@ -697,7 +690,7 @@ def _reference(
         coef = kernels[i].reshape(-1, kernels[i].shape[-1])[block.mask.ravel()]
         if use_bias and biases is not None:
             coef = np.concatenate([coef, biases[i][None]])
-        y = np.concatenate(_outputs(block))
+        y = np.concatenate(block.outputs)
         for o in range(coef.shape[1]):
             coef[:, o] = lstsq._irls(block, use_bias, y[:, o], coef[:, o], loss, delta, max_iter=sweeps)[0]
         k = np.zeros((block.taps * block.channels, coef.shape[1]))
@@ -735,7 +728,7 @@ def _check_minimum(
     value = total(kernels, biases)
     ref_k, ref_b, what = _reference(problem, kernels, biases, loss, delta)
     minimum = min(total(ref_k, ref_b), value)
-    floor = sum(float(np.sum(rho(MINIMUM_FLOOR * y))) for block in problem.blocks for y in _outputs(block))
+    floor = sum(float(np.sum(rho(MINIMUM_FLOOR * y))) for block in problem.blocks for y in block.outputs)
     if value <= minimum * (1 + MINIMUM_RTOL) + floor:
         return True, message
     measure = {"mse": "squared residual", "mae": "mean absolute residual", "huber": "Huber loss"}[loss]

@@ -278,13 +278,6 @@ class _Collector:
 # ----------------------------------------------------------------------------------------------
 
 
-def _outputs(block: Block) -> list[np.ndarray]:
-    """The block's outputs ``ys`` (a problem handed to a solver always has them)."""
-    if block.ys is None:
-        raise ValueError("method='lstsq' needs the outputs `y`: this problem was built without them.")
-    return block.ys
-
-
 def _fitted_statistics(block: Block, use_bias: bool) -> tuple[Statistics, np.ndarray, np.ndarray]:
     """The block's statistics with their output parts ``cross = A^T Y`` and ``yty`` (present given outputs)."""
     stats = block_statistics(block, use_bias)
@@ -307,7 +300,7 @@ def _explicit(block: Block, use_bias: bool, ridge: float):
 
 def _explicit_solve(block: Block, use_bias: bool, ridge: float):
     a = design_matrix(block, use_bias)
-    y = np.concatenate(_outputs(block))
+    y = np.concatenate(block.outputs)
     if ridge > 0:
         p = a.shape[1]
         a_aug = np.concatenate([a, np.diag(np.sqrt(ridge * _penalty(block, use_bias)))])
@@ -373,7 +366,7 @@ def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
 def _orthogonal(block: Block, use_bias: bool):
     """Minimum-norm least squares from a chunked Householder QR of ``[A | Y]`` (TSQR), then an SVD of ``R``."""
     p = n_columns(block, use_bias)
-    ys = _outputs(block)
+    ys = block.outputs
     r_aug: np.ndarray | None = None
     for i, x in enumerate(block.xs):
         m = len(x) - block.taps + 1
@@ -406,7 +399,7 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
     converged = True
-    yty = sum((np.einsum("ij,ij->j", y, y) for y in _outputs(block)), np.zeros(rhs.shape[1]))
+    yty = sum((np.einsum("ij,ij->j", y, y) for y in block.outputs), np.zeros(rhs.shape[1]))
     if use_bias:
         yty = yty - op.ysum**2 / op.n_rows
     rss = np.zeros(rhs.shape[1])
@@ -587,7 +580,7 @@ def _regularized(problem: CanonicalProblem, block: Block, kind: str):
 def _robust(block: Block, use_bias: bool, loss: str, delta: float, max_iter: int):
     p = n_columns(block, use_bias)
     n = block.n_equations
-    y = np.concatenate(_outputs(block))
+    y = np.concatenate(block.outputs)
     if loss == "mae" and n * p <= LP_LIMIT:
         return _lad_linprog(design_matrix(block, use_bias), y), {"solver": "lp"}
     coef = np.linalg.lstsq(design_matrix(block, use_bias), y, rcond=None)[0] if n * p <= EXPLICIT_LIMIT else None

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
+from numpy.typing import ArrayLike
 
 from ..exceptions import SpectralWarning
 from ..problem import Block, CanonicalProblem
@@ -77,7 +78,7 @@ POLISH_INNER_TOL = 1e-6
 def solve(
     problem: CanonicalProblem,
     *,
-    noise_level: float | np.ndarray | None = None,
+    noise_level: ArrayLike | None = None,
     wiener: bool = True,
     segment_length: int | None = None,
     tol: float = 1e-12,
@@ -198,7 +199,7 @@ def solve(
         polish.append(steps)
         residuals.append(float(res))
         kernels.append(w)
-        if cfg.use_bias:
+        if stats.window_sums is not None:  # present exactly with a bias
             biases.append((stats.y_sum - np.einsum("tc,tco->o", stats.window_sums, w)) / stats.n_rows)
 
     message = (
@@ -244,15 +245,16 @@ def solve(
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_real(value, name: str, *, low: float, high: float) -> float:
+def _check_real(value: object, name: str, *, low: float, high: float) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a number, got {value!r} ({type(value).__name__}).")
-    if not (low < value < high):
+    number = float(value)
+    if not (low < number < high):
         raise ValueError(f"`{name}` must be in ({low:g}, {high:g}), got {value!r}.")
-    return float(value)
+    return number
 
 
-def _check_int(value, name: str, minimum: int | None) -> int:
+def _check_int(value: object, name: str, minimum: int | None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
     if minimum is not None and value < minimum:
@@ -260,7 +262,7 @@ def _check_int(value, name: str, minimum: int | None) -> int:
     return int(value)
 
 
-def _check_noise(noise_level, n_out: int) -> np.ndarray | None:
+def _check_noise(noise_level: ArrayLike | None, n_out: int) -> np.ndarray | None:
     if noise_level is None:
         return None
     if isinstance(noise_level, (bool, np.bool_, str)):
@@ -312,7 +314,7 @@ class _Spectra:
         return int(self.mask.sum())
 
 
-def _fft_statistics(block: Block, use_bias: bool, window: int, workers) -> _Spectra:
+def _fft_statistics(block: Block, use_bias: bool, window: int, workers: int | None) -> _Spectra:
     taps, n_ch = block.taps, block.channels
     n_out = len(block.out_channels)
     after = (window - taps) // 2  # lags taps .. taps + after - 1 of the window
@@ -333,7 +335,7 @@ def _fft_statistics(block: Block, use_bias: bool, window: int, workers) -> _Spec
         m = n - taps + 1
         size = sfft.next_fast_len(n + window, real=True)
         xs = np.stack([block.xs[i] for i in idx])  # (B, n, C)
-        ys = np.stack([block.ys[i] for i in idx])  # (B, m, O)
+        ys = np.stack([block.outputs[i] for i in idx])  # (B, m, O)
         xf = sfft.rfft(xs, size, axis=1, workers=workers)
         yf = sfft.rfft(ys, size, axis=1, workers=workers)
         for c in range(n_ch):
@@ -574,7 +576,7 @@ def _residual_pass(block: Block, stats: _Spectra, w: np.ndarray) -> tuple[np.nda
         wf = sfft.rfft(w, size, axis=0, workers=workers)  # (F, C, O)
         pred = sfft.irfft(np.einsum("bfc,fco->bfo", xf, wf.conj()), size, axis=1, workers=workers)
         resid = np.zeros_like(pred)
-        resid[:, :m] = np.stack([block.ys[i] for i in idx]) - pred[:, :m] - bias
+        resid[:, :m] = np.stack([block.outputs[i] for i in idx]) - pred[:, :m] - bias
         rss += np.einsum("bto,bto->o", resid[:, :m], resid[:, :m])
         rf = sfft.rfft(resid, axis=1, workers=workers)
         for o in range(n_out):
