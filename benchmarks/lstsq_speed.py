@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 from harness import fmt_time, markdown_table, measure, write_result
-from kernel_recovery.operator import CHUNK_ROWS, block_statistics, design_rows
 
 import kernel_recovery as kr
+from kernel_recovery.operator import CHUNK_ROWS, block_statistics, design_rows
 from kernel_recovery.problem import build_problem
 from kernel_recovery.solvers import lstsq
 
