@@ -195,6 +195,17 @@ class ConvConfig:
     def kernel_shape(self) -> tuple[int, int, int]:
         return (self.kernel_size, self.in_per_group, self.out_channels)
 
+    def tap_lags(self) -> np.ndarray:
+        """The physical lag (delay in samples from input to output) of each kernel index, shape ``(kernel_size,)``.
+
+        In the convolution order (``flip=True``) index ``i`` is lag ``i * dilation`` from the start of the response;
+        in the cross-correlation order (``flip=False``, Keras/PyTorch) the order is reversed, since index ``j``
+        multiplies the input ``(kernel_size - 1 - j) * dilation`` samples before the newest one.  Padding moves the
+        output's time axis, not the response, so it does not change these lags.
+        """
+        lags = np.arange(self.kernel_size) * self.dilation
+        return lags if self.flip else lags[::-1].copy()
+
     @property
     def unknowns_per_output(self) -> int:
         """Free coefficients of one output channel: its taps, plus the bias."""
