@@ -30,8 +30,10 @@ from .problem import (
     _check_dtype,
     _check_finite,
     build_problem,
+    lag_alignment,
     check_bool,
     check_gram_memory,
+    check_lags,
     check_layout,
     check_padding,
     check_positive_int,
@@ -54,6 +56,7 @@ class _Settings(TypedDict):
     use_bias: bool
     layout: Layout
     flip: bool
+    lags: tuple[int, int] | None
 
 
 @dataclass(eq=False)
@@ -76,9 +79,10 @@ class NormalEquations:
 
     Parameters
     ----------
-    kernel_size : int
-    stride, padding, dilation, groups, use_bias, layout, flip
-        The configuration, as in :func:`recover_kernel`.  Channel counts are read from the first chunk.
+    kernel_size : int, optional
+    stride, padding, dilation, groups, use_bias, layout, flip, lags
+        The configuration, as in :func:`recover_kernel` (``lags=(first, last)`` replaces ``kernel_size`` and
+        ``padding``).  Channel counts are read from the first chunk.
 
     Notes
     -----
@@ -108,7 +112,7 @@ class NormalEquations:
 
     def __init__(
         self,
-        kernel_size: int,
+        kernel_size: int | None = None,
         *,
         stride: int = 1,
         padding: Padding = "valid",
@@ -117,16 +121,26 @@ class NormalEquations:
         use_bias: bool = False,
         layout: Layout = "nwc",
         flip: bool = False,
+        lags: tuple[int, int] | None = None,
     ) -> None:
+        stride = check_positive_int(stride, "stride")
+        dilation = check_positive_int(dilation, "dilation")
+        if lags is not None:  # a lag range is an alignment: kernel_size and (possibly negative) padding
+            lags = check_lags(lags)
+            pad = padding if padding == (lags[1], -lags[0]) else check_padding(padding)
+            kernel_size, pad = lag_alignment(lags, kernel_size, pad, stride, dilation)
+        else:
+            pad = check_padding(padding)
         self._args = _Settings(
             kernel_size=check_positive_int(kernel_size, "kernel_size"),
-            stride=check_positive_int(stride, "stride"),
-            padding=check_padding(padding),
-            dilation=check_positive_int(dilation, "dilation"),
+            stride=stride,
+            padding=pad,
+            dilation=dilation,
             groups=check_positive_int(groups, "groups"),
             use_bias=check_bool(use_bias, "use_bias"),
             layout=check_layout(layout),
             flip=check_bool(flip, "flip"),
+            lags=lags,
         )
         self.config: ConvConfig | None = None
         self._stats: list[Statistics | None] = []
@@ -172,6 +186,7 @@ class NormalEquations:
                 use_bias=a["use_bias"],
                 layout=a["layout"],
                 flip=a["flip"],
+                lags=a["lags"],
             )
             check_gram_memory(cfg)  # before the first Gram is allocated
             self.config = cfg
@@ -181,12 +196,16 @@ class NormalEquations:
             self._open = True
             self._n_in = 0
             self._left = self._left_pad()
-            self._xbuf = np.zeros((0 if self._left is None else self._left, cfg.in_channels))
+            self._xbuf = np.zeros((0 if self._left is None else max(self._left, 0), cfg.in_channels))
+            self._skip = 0 if self._left is None else max(-self._left, 0)  # a negative left padding crops
             self._ybuf = np.zeros((0, cfg.out_channels))
             self._y_seen = 0
             self._y_done = 0
         self._n_in += len(x)
         self._y_seen += len(y)
+        if self._skip:
+            drop, self._skip = min(self._skip, len(x)), self._skip - min(self._skip, len(x))
+            x = x[drop:]
         self._xbuf = np.concatenate([self._xbuf, x])
         self._ybuf = np.concatenate([self._ybuf, y])
         if self._left is not None:
@@ -213,7 +232,7 @@ class NormalEquations:
         if self._left is None:
             self._xbuf = np.concatenate([np.zeros((left, cfg.in_channels)), self._xbuf])
             self._left = left
-        self._xbuf = np.concatenate([self._xbuf, np.zeros((right, cfg.in_channels))])
+        self._xbuf = np.concatenate([self._xbuf, np.zeros((max(right, 0), cfg.in_channels))])
         self._consume()
         self._lengths.append(length)
         self._out_lengths.append(out)

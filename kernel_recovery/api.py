@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def recover_kernel(
     x: ArrayLike,
     y: ArrayLike,
-    kernel_size: int,
+    kernel_size: int | None = None,
     *,
     method: str | Callable[..., Solution] = "lstsq",
     stride: int = 1,
@@ -30,6 +30,7 @@ def recover_kernel(
     layout: Layout = "nwc",
     flip: bool = False,
     nan_policy: Literal["raise", "omit"] = "raise",
+    lags: tuple[int, int] | None = None,
     **options: Any,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
@@ -42,8 +43,8 @@ def recover_kernel(
         of arrays a batch of sequences of different lengths.
     y : array_like or list of array_like
         Outputs, in the same layout; their lengths must match the configuration (see :func:`conv1d`).
-    kernel_size : int
-        Number of taps.
+    kernel_size : int, optional
+        Number of taps (required unless ``lags`` is given).
     method : {"lstsq", "fft", "adam"} or callable
         The strategy (see Notes).  A callable ``solve(problem, **options) -> Solution`` is used as a custom
         method.
@@ -55,6 +56,12 @@ def recover_kernel(
         NaN in ``x`` or ``y`` is an error (the message says how many and where), or with ``"omit"`` the
         equations (output samples) that are NaN in ``y`` or read a NaN of ``x`` are dropped; the report then
         counts only the equations that remain.
+    lags : (int, int), optional
+        ``(first, last)``: recover the response at the physical lags ``first..last`` (``first`` may be
+        negative: non-causal taps) of a measurement where ``y`` is on ``x``'s time axis (same length) and the
+        system is at rest before ``x`` starts, ``y[t] = sum_l h[l] x[t - l]`` (+ bias).  It replaces
+        ``kernel_size`` and ``padding`` (stride and dilation stay 1); with ``flip=True`` ``kernel[i]`` is the
+        response at lag ``first + i``, otherwise the order is reversed (``result.lags`` pairs them).
     **options
         Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``,
         ``max_iter``; ``method="fft"``: ``noise_level``, ``wiener``, ``segment_length``, ``tol``, ``max_iter``,
@@ -109,7 +116,7 @@ def recover_kernel(
     if outofcore.is_out_of_core(x, y):
         return outofcore.recover_kernel(
             x, y, kernel_size, method=method, stride=stride, padding=padding, dilation=dilation, groups=groups,
-            use_bias=use_bias, layout=layout, flip=flip, nan_policy=nan_policy, _stacklevel=3, **options,
+            use_bias=use_bias, layout=layout, flip=flip, nan_policy=nan_policy, lags=lags, _stacklevel=3, **options,
         )  # fmt: skip
     if y is None:
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
@@ -127,6 +134,7 @@ def recover_kernel(
         layout=layout,
         flip=flip,
         nan_policy=nan_policy,
+        lags=lags,
     )
     return pipeline.run(problem, method, options, stacklevel=2)
 
@@ -134,7 +142,7 @@ def recover_kernel(
 def analyze(
     x: ArrayLike,
     y: ArrayLike | None,
-    kernel_size: int,
+    kernel_size: int | None = None,
     *,
     stride: int = 1,
     padding: Padding = "valid",
@@ -147,6 +155,7 @@ def analyze(
     noise_level: float | ArrayLike | None = None,
     warn: bool = True,
     nan_policy: Literal["raise", "omit"] = "raise",
+    lags: tuple[int, int] | None = None,
 ) -> DeterminacyReport:
     """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
 
@@ -166,6 +175,8 @@ def analyze(
     nan_policy : {"raise", "omit"}
         As in :func:`recover_kernel`: with ``"omit"`` the equations that are NaN in ``y`` or read a NaN of
         ``x`` (or a masked sample) are dropped, and only the equations that remain are counted.
+    lags : (int, int), optional
+        The lag range of a measurement, as in :func:`recover_kernel` (replaces ``kernel_size``/``padding``).
 
     Returns
     -------
@@ -207,7 +218,8 @@ def analyze(
             raise ValueError(f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite.")
         return outofcore.analyze(
             x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-            layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level, warn=warn, _stacklevel=3,
+            layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level, warn=warn, lags=lags,
+            _stacklevel=3,
         )  # fmt: skip
     problem = build_problem(
         x,
@@ -222,6 +234,7 @@ def analyze(
         flip=flip,
         out_channels=out_channels,
         nan_policy=nan_policy,
+        lags=lags,
     )
     report = report_for(problem, noise_level=noise_level)
     if warn:

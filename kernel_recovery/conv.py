@@ -20,6 +20,7 @@ def conv1d(
     groups: int = 1,
     layout: Layout = "nwc",
     flip: bool = False,
+    lags: tuple[int, int] | None = None,
 ) -> np.ndarray | list[np.ndarray]:
     """Apply a 1-D convolution layer exactly as Keras ``Conv1D`` and PyTorch ``nn.Conv1d`` do.
 
@@ -52,6 +53,11 @@ def conv1d(
     flip : bool
         False: cross-correlation (deep-learning convention).  True: true convolution, the kernel reversed
         along its taps (``scipy.signal.convolve``).
+    lags : (int, int), optional
+        ``(first, last)``: the kernel is a response at the physical lags ``first..last`` (``first`` may be
+        negative) and the output is on the input's time axis, ``y[t] = sum_l h[l] x[t - l]`` with ``x`` zero
+        outside the record; it replaces ``padding`` (stride and dilation 1).  With ``flip=True``,
+        ``kernel[i]`` is the response at lag ``first + i``.
 
     Returns
     -------
@@ -94,6 +100,7 @@ def conv1d(
         layout=layout,
         out_channels=w.shape[2],
         flip=flip,
+        lags=lags,
     )
     cfg = problem.config
     if w.shape[1] != cfg.in_per_group:

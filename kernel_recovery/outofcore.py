@@ -36,7 +36,7 @@ from . import pipeline, solvers
 from .accumulator import NormalEquations
 from .determinacy import DeterminacyReport, report_for
 from .operator import block_spectrum
-from .problem import ConvConfig, Layout, Padding, _check_dtype, check_layout
+from .problem import ConvConfig, Layout, Padding, _check_dtype, check_lags, check_layout, check_padding, lag_alignment
 from .result import KernelResult
 from .threads import serial_region
 
@@ -193,11 +193,12 @@ class _Args:
     use_bias: bool
     layout: str
     flip: bool
+    lags: Any = None  # a lag range, kept for the result's configuration (kernel_size and padding spell it out)
 
     def valid(self) -> dict:
         """Accumulator arguments for stretches whose padding zeros are explicit (``padding="valid"``, nwc)."""
         d = dataclasses.asdict(self)
-        d.update(padding="valid", layout="nwc")
+        d.update(padding="valid", layout="nwc", lags=None)
         return d
 
     def config(self, in_channels: int, out_channels: int) -> ConvConfig:
@@ -518,6 +519,11 @@ def _accumulate(x, y, kernel_size, *, out_channels=None, chunk_size=None, split_
     chunk_size = _check_chunk_size(chunk_size)
     split_every = _check_split_every(split_every)
     progress = _check_progress(progress)
+    if config.get("lags") is not None:  # spelled out as the alignment every reader below applies
+        config["lags"] = check_lags(config["lags"])
+        kernel_size, config["padding"] = lag_alignment(
+            config["lags"], kernel_size, check_padding(config["padding"]), config["stride"], config["dilation"]
+        )
     args = _Args(kernel_size=kernel_size, **config)
     # validate the scalar configuration before touching any data
     args.config(args.groups, args.groups)
@@ -594,7 +600,7 @@ def _recover(x, y, kernel_size, *, method, stacklevel: int, nan_policy="raise", 
 def recover_kernel(
     x: OutOfCoreInput,
     y: ArrayLike | None,
-    kernel_size: int,
+    kernel_size: int | None = None,
     *,
     method: str | Callable[..., Solution] = "lstsq",
     stride: int = 1,
@@ -605,6 +611,7 @@ def recover_kernel(
     layout: Layout = "nwc",
     flip: bool = False,
     nan_policy: Literal["raise", "omit"] = "raise",
+    lags: tuple[int, int] | None = None,
     chunk_size: int | None = None,
     split_every: int | None = None,
     progress: bool | None = None,
@@ -622,7 +629,7 @@ def recover_kernel(
         Inputs and outputs in the layouts of :func:`kernel_recovery.recover_kernel` (1-D, 2-D or 3-D; Dask
         arrays may be chunked along length and batch).  An iterator yields ``(x_chunk, y_chunk)`` pairs of
         one sequence, in order; the chunk boundaries of ``x`` and ``y`` need not line up.
-    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip
+    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip, lags
         The configuration, as in :func:`kernel_recovery.conv1d`.
     method : {"lstsq"}
         The only method that streams (others raise ``ValueError``).
@@ -661,8 +668,9 @@ def recover_kernel(
     """
     options.update(chunk_size=chunk_size, split_every=split_every, progress=progress)
     config = dict(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip
-    )
+        stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip,
+        lags=lags,
+    )  # fmt: skip
     return _recover(
         x, y, kernel_size, method=method, stacklevel=_stacklevel, nan_policy=nan_policy, config=config, options=options
     )
@@ -671,7 +679,7 @@ def recover_kernel(
 def analyze(
     x: OutOfCoreInput,
     y: ArrayLike | None,
-    kernel_size: int,
+    kernel_size: int | None = None,
     *,
     stride: int = 1,
     padding: Padding = "valid",
@@ -683,6 +691,7 @@ def analyze(
     out_channels: int | None = None,
     noise_level: ArrayLike | None = None,
     warn: bool = True,
+    lags: tuple[int, int] | None = None,
     chunk_size: int | None = None,
     split_every: int | None = None,
     progress: bool | None = None,
@@ -694,7 +703,7 @@ def analyze(
     ----------
     x, y
         As in :func:`recover_kernel` of this module; ``y`` may be None for arrays (only ``x`` decides the rank).
-    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip, out_channels, noise_level, warn
+    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip, lags, out_channels, noise_level, warn
         As in :func:`kernel_recovery.analyze`.
     chunk_size, split_every, progress
         As in :func:`recover_kernel` of this module.
@@ -713,8 +722,9 @@ def analyze(
     ([2], 'rank_deficient')
     """
     config = dict(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip
-    )
+        stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip,
+        lags=lags,
+    )  # fmt: skip
     acc, cfg, lengths, out_lengths, sample = _accumulate(
         x,
         y,

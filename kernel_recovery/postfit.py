@@ -96,6 +96,16 @@ def _candidates(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarr
     def add(label: str, setting: dict[str, Any], new_cfg: ConvConfig) -> None:
         cands.append(_Candidate(label, setting, new_cfg, tuple(xs)))
 
+    if cfg.lags is not None:  # a lag range: the same range shifted, or one lag longer at either end
+        first, last = cfg.lags
+        ranges = [(first + d, last + d) for d in range(-MAX_SHIFT, MAX_SHIFT + 1) if d] + [(first - 1, last), (first, last + 1)]
+        for lags in ranges:
+            alt = ConvConfig.create(None, cfg.in_channels, cfg.out_channels, groups=cfg.groups, use_bias=cfg.use_bias,
+                                    layout=cfg.layout, flip=cfg.flip, lags=lags)  # fmt: skip
+            add(f"lags={lags}", {"lags": lags}, alt)
+        if not cfg.use_bias:
+            add("use_bias=True", {"use_bias": True}, dataclasses.replace(cfg, use_bias=True))
+        return cands
     # padding: the named modes, then explicit shifts by up to MAX_SHIFT samples with the same total padding
     totals = {sum(cfg.pads(n)) for n in lengths}
     options: list[PaddingMode | tuple[int, int]] = list(PADDING_MODES)
@@ -133,7 +143,7 @@ def _relative_rss(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.nda
     spans = []
     for x, y in zip(xs, ys):
         left = cfg.pads(len(x))[0]
-        first = -(-left // s)  # t * s - left >= 0
+        first = max(-(-left // s), 0)  # t * s - left >= 0 (a negative left padding crops)
         last = min((len(x) - 1 + left - (k - 1) * d) // s, len(y) - 1)
         spans.append((first, max(last - first + 1, 0)))
     usable = sum(n for _, n in spans)

@@ -91,6 +91,42 @@ def check_padding(padding: object) -> PaddingMode | tuple[int, int]:
     )
 
 
+def check_lags(lags: object) -> tuple[int, int]:
+    """Normalise ``lags`` to a ``(first, last)`` pair of integers with ``first <= last``."""
+    if isinstance(lags, (tuple, list)) and len(lags) == 2:
+        if all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in lags):
+            first, last = int(lags[0]), int(lags[1])
+            if first > last:
+                raise ValueError(f"`lags` must be (first, last) with first <= last, got {lags!r}.")
+            return first, last
+    raise TypeError(f"`lags` must be a (first, last) pair of integers (first may be negative), got {lags!r}.")
+
+
+def lag_alignment(
+    lags: tuple[int, int], kernel_size: object, padding: PaddingMode | tuple[int, int], stride: int, dilation: int
+) -> tuple[int, tuple[int, int]]:
+    """The Conv1D alignment of a lag range: ``kernel_size = last - first + 1``, padding ``(last, -first)``.
+
+    With ``y`` on ``x``'s time axis and ``x`` zero before it starts, ``y[t] = sum_l h[l] x[t - l]`` over
+    ``first <= l <= last`` is a correlation with ``last`` zeros on the left and ``-first`` on the right (a
+    negative padding crops: a pure delay ``first > 0`` never reads the last ``first`` input samples).
+    """
+    first, last = lags
+    size = last - first + 1
+    if kernel_size is not None and kernel_size != size:
+        raise ValueError(
+            f"`kernel_size` (={kernel_size!r}) must be None or last - first + 1 = {size} with lags={lags}."
+        )
+    if padding not in ("valid", (last, -first)):
+        raise ValueError(
+            f"`padding` (={padding!r}) cannot be combined with `lags`: lags={lags} sets the alignment "
+            "(y on x's time axis, x zero before it starts)."
+        )
+    if stride != 1 or dilation != 1:
+        raise ValueError(f"`lags` needs stride=1 and dilation=1, got stride={stride}, dilation={dilation}.")
+    return size, (last, -first)
+
+
 def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be True or False, got {value!r}.")
@@ -116,11 +152,13 @@ class ConvConfig:
     use_bias: bool = False
     layout: Layout = "nwc"
     flip: bool = False
+    #: ``(first, last)``: the kernel covers these physical lags, ``y`` is on ``x``'s time axis (None: Conv1D).
+    lags: tuple[int, int] | None = None
 
     @classmethod
     def create(
         cls,
-        kernel_size: int,
+        kernel_size: int | None,
         in_channels: int,
         out_channels: int,
         *,
@@ -131,11 +169,20 @@ class ConvConfig:
         use_bias: bool = False,
         layout: Layout = "nwc",
         flip: bool = False,
+        lags: tuple[int, int] | None = None,
     ) -> ConvConfig:
-        kernel_size = check_positive_int(kernel_size, "kernel_size")
         stride = check_positive_int(stride, "stride")
         dilation = check_positive_int(dilation, "dilation")
         groups = check_positive_int(groups, "groups")
+        if lags is not None:
+            lags = check_lags(lags)
+            pad = padding if padding == (lags[1], -lags[0]) else check_padding(padding)  # (a config's own)
+            kernel_size, pad = lag_alignment(lags, kernel_size, pad, stride, dilation)
+        else:
+            pad = check_padding(padding)
+        if kernel_size is None:
+            raise TypeError("`kernel_size` must be an integer, got None (only `lags=(first, last)` replaces it).")
+        kernel_size = check_positive_int(kernel_size, "kernel_size")
         if in_channels % groups:
             raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={groups}).")
         if out_channels % groups:
@@ -145,12 +192,13 @@ class ConvConfig:
             in_channels=in_channels,
             out_channels=out_channels,
             stride=stride,
-            padding=check_padding(padding),
+            padding=pad,
             dilation=dilation,
             groups=groups,
             use_bias=check_bool(use_bias, "use_bias"),
             layout=check_layout(layout),
             flip=check_bool(flip, "flip"),
+            lags=lags,
         )
 
     @property
@@ -203,7 +251,8 @@ class ConvConfig:
         multiplies the input ``(kernel_size - 1 - j) * dilation`` samples before the newest one.  Padding moves the
         output's time axis, not the response, so it does not change these lags.
         """
-        lags = np.arange(self.kernel_size) * self.dilation
+        start = 0 if self.lags is None else self.lags[0]
+        lags = start + np.arange(self.kernel_size) * self.dilation
         return lags if self.flip else lags[::-1].copy()
 
     @property
@@ -212,9 +261,9 @@ class ConvConfig:
         return self.kernel_size * self.in_per_group + int(self.use_bias)
 
     def describe(self) -> str:
-        parts = [f"kernel_size={self.kernel_size}"]
+        parts = [f"kernel_size={self.kernel_size}" if self.lags is None else f"lags={self.lags}"]
         for name, default in (("stride", 1), ("padding", "valid"), ("dilation", 1), ("groups", 1)):
-            if getattr(self, name) != default:
+            if getattr(self, name) != default and not (name == "padding" and self.lags is not None):
                 parts.append(f"{name}={getattr(self, name)!r}")
         if self.use_bias:
             parts.append("use_bias=True")
@@ -669,7 +718,7 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
 def build_problem(
     x: ArrayLike,
     y: ArrayLike | None,
-    kernel_size: int,
+    kernel_size: int | None,
     *,
     stride: int = 1,
     padding: Padding = "valid",
@@ -680,6 +729,7 @@ def build_problem(
     flip: bool = False,
     out_channels: int | None = None,
     nan_policy: Literal["raise", "omit"] = "raise",
+    lags: tuple[int, int] | None = None,
 ) -> CanonicalProblem:
     """Validate user arrays and configuration and reduce them to a :class:`CanonicalProblem`.
 
@@ -713,6 +763,7 @@ def build_problem(
         use_bias=use_bias,
         layout=layout_name,
         flip=flip,
+        lags=lags,
     )
     lengths = tuple(len(a) for a in xb.arrays)
     out_lengths = tuple(cfg.output_length(n) for n in lengths)
@@ -829,9 +880,9 @@ def _reduce(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray] 
         out_ch = np.arange(grp * cfg.out_per_group, (grp + 1) * cfg.out_per_group)
         for i, x in enumerate(xs):
             left, right = cfg.pads(len(x))
-            xg = x[:, grp * cin : (grp + 1) * cin]
-            if left or right:
-                xg = np.concatenate([np.zeros((left, cin)), xg, np.zeros((right, cin))])
+            xg = x[max(-left, 0) : len(x) - max(-right, 0), grp * cin : (grp + 1) * cin]  # negative pads crop
+            if left > 0 or right > 0:
+                xg = np.concatenate([np.zeros((max(left, 0), cin)), xg, np.zeros((max(right, 0), cin))])
             m = cfg.output_length(len(x))
             for r in range(min(d_sub, m)):
                 m_r = len(range(r, m, d_sub))
