@@ -6,12 +6,21 @@ from .accumulator import NormalEquations
 from .api import analyze, recover_kernel
 from .conv import conv1d
 from .determinacy import DeterminacyReport
-from .exceptions import IllConditionedWarning, KernelSizeWarning, SpectralWarning, UnderdeterminedWarning
+from .exceptions import (
+    ChangeWarning,
+    IllConditionedWarning,
+    KernelSizeWarning,
+    NonCausalWarning,
+    SpectralWarning,
+    UnderdeterminedWarning,
+)
 from .planning import plan
 from .problem import CanonicalProblem
-from .result import KernelResult, Solution
-from .selection import KernelSizeSelection, select_kernel_size
+from .result import FrequencyResponse, KernelResult, Solution
+from .lagsearch import LagSelection
+from .selection import KernelSizeSelection, select_kernel_size, select_lags
 from .stack import StackResult, recover_stack
+from .tracking import KernelTrack, track_kernel
 
 try:
     __version__ = version("kernel_recovery")
@@ -20,11 +29,16 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "CanonicalProblem",
+    "ChangeWarning",
     "DeterminacyReport",
+    "FrequencyResponse",
     "IllConditionedWarning",
     "KernelResult",
     "KernelSizeSelection",
     "KernelSizeWarning",
+    "KernelTrack",
+    "LagSelection",
+    "NonCausalWarning",
     "NormalEquations",
     "Solution",
     "SpectralWarning",
@@ -37,4 +51,6 @@ __all__ = [
     "recover_kernel",
     "recover_stack",
     "select_kernel_size",
+    "select_lags",
+    "track_kernel",
 ]

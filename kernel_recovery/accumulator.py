@@ -12,14 +12,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import math
+import os
+import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import pipeline
-from .operator import EXPLICIT_LIMIT, Statistics, add_statistics, block_statistics
+from .operator import (
+    CHUNK_ENTRIES,
+    EXPLICIT_LIMIT,
+    BlockSpectrum,
+    Statistics,
+    add_statistics,
+    block_statistics,
+    design_rows,
+    n_columns,
+    rank_tolerance,
+)
 from .problem import (
     Block,
     CanonicalProblem,
@@ -30,13 +44,14 @@ from .problem import (
     _check_dtype,
     _check_finite,
     build_problem,
-    lag_alignment,
     check_bool,
     check_gram_memory,
     check_lags,
     check_layout,
     check_padding,
     check_positive_int,
+    jsonable,
+    lag_alignment,
     unmask,
 )
 from .result import KernelResult
@@ -57,6 +72,104 @@ class _Settings(TypedDict):
     layout: Layout
     flip: bool
     lags: tuple[int, int] | None
+
+
+#: The version of the checkpoint format written by :meth:`NormalEquations.save` (``load`` refuses others).
+STATE_VERSION = 1
+_STATE_FORMAT = "kernel_recovery.NormalEquations"
+
+
+def check_memory(forgetting: object, window: object) -> tuple[float | None, int | None]:
+    """Validate ``forgetting`` (in (0, 1]) and ``window`` (a positive number of equations); at most one of them."""
+    if forgetting is not None and window is not None:
+        raise ValueError(
+            f"give `forgetting` (={forgetting!r}) or `window` (={window!r}), not both: one says how old equations "
+            "fade, the other drops them after `window` equations."
+        )
+    if forgetting is not None:
+        if isinstance(forgetting, (bool, np.bool_)) or not isinstance(
+            forgetting, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                f"`forgetting` must be a number in (0, 1], got {forgetting!r} ({type(forgetting).__name__})."
+            )
+        if not 0.0 < float(forgetting) <= 1.0:
+            raise ValueError(f"`forgetting` must be in (0, 1] (1: no forgetting), got {forgetting!r}.")
+        forgetting = float(forgetting)
+    if window is not None:
+        window = check_positive_int(window, "window")
+    return forgetting, window
+
+
+@dataclass
+class _Piece:
+    """With a window: one stretch of consecutive equations of one sequence, its padded inputs and outputs."""
+
+    x: np.ndarray  # ((n - 1) * stride + span, in_channels): output i reads x[i * stride : i * stride + span]
+    y: np.ndarray  # (n, out_channels)
+    stats: list[Statistics]  # per group
+    sequence: int
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+
+def _scaled(stats: Statistics | None, factor: float) -> Statistics | None:
+    if stats is None or factor == 1.0:
+        return stats
+    return Statistics(
+        stats.gram * factor,
+        None if stats.cross is None else stats.cross * factor,
+        None if stats.yty is None else stats.yty * factor,
+        stats.n_rows * factor,  # type: ignore[arg-type]  # with forgetting: the effective number of equations
+    )
+
+
+def weighted_statistics(block: Block, use_bias: bool, weights: np.ndarray, interleave: int) -> Statistics:
+    """``A^T W A``, ``A^T W Y``, ``sum w y^2`` and ``sum w`` of a block, one weight per output sample in time order.
+
+    The block's subsequence ``r`` holds the output samples ``r, r + interleave, ...`` (the dilation's split, see
+    :mod:`~kernel_recovery.problem`).  Weights break the Toeplitz structure of the Gram, so the rows are cut
+    (``design_rows``) and multiplied in chunks of ``CHUNK_ENTRIES``.
+    """
+    p = n_columns(block, use_bias)
+    ys = block.outputs
+    o = ys[0].shape[1]
+    gram, cross, yty = np.zeros((p, p)), np.zeros((p, o)), np.zeros(o)
+    rows_per = max(CHUNK_ENTRIES // p, 1)
+    for r, (x, y) in enumerate(zip(block.xs, ys)):
+        w = weights[r::interleave]
+        for start in range(0, len(y), rows_per):
+            a = design_rows(block, x, use_bias, start, start + rows_per)
+            ws = w[start : start + rows_per]
+            wa = a * ws[:, None]
+            gram += wa.T @ a
+            cross += wa.T @ y[start : start + rows_per]
+            yty += ws @ (y[start : start + rows_per] ** 2)
+    return Statistics((gram + gram.T) / 2, cross, yty, float(weights.sum()))  # type: ignore[arg-type]
+
+
+def forgetting_stderr_scale(sum_w: float, sum_w2: float, n_unknowns: int) -> float:
+    """The factor that turns weighted least squares' ``sqrt(diag(G^-1) rss / (sum w - P))`` into the standard error.
+
+    With weights ``w``, ``cov = sigma^2 G^-1 (A^T W^2 A) G^-1 ~ kappa sigma^2 G^-1`` and
+    ``E[rss] ~ sigma^2 (sum w - kappa P)``, for ``kappa = sum w^2 / sum w`` (exact for equal weights, where the factor
+    is 1; for exponential forgetting it treats the input as stationary over the memory, and ``kappa -> 1 / (1 +
+    lambda)``).  NaN where no degrees of freedom are left.
+    """
+    kappa = sum_w2 / sum_w if sum_w > 0 else 1.0
+    left = sum_w - kappa * n_unknowns
+    if left <= 0 or sum_w <= n_unknowns:
+        return math.nan
+    return math.sqrt(kappa * (sum_w - n_unknowns) / left)
+
+
+def _gram_spectrum(gram: np.ndarray, n_rows: float) -> BlockSpectrum:
+    """The spectrum of a Gram whose rows are not kept (eigenvalues; the rank rule for ``"gram"``)."""
+    lam, v = np.linalg.eigh(gram)
+    s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+    return BlockSpectrum(s, v[:, ::-1], rank_tolerance(s[0], max(int(n_rows), 1), len(s), "gram"), False)
 
 
 @dataclass(eq=False)
@@ -83,6 +196,12 @@ class NormalEquations:
     stride, padding, dilation, groups, use_bias, layout, flip, lags
         The configuration, as in :func:`recover_kernel` (``lags=(first, last)`` replaces ``kernel_size`` and
         ``padding``).  Channel counts are read from the first chunk.
+    forgetting : float in (0, 1], optional
+        Exponential forgetting: the equation ``k`` places before the newest weighs ``forgetting ** k``, and
+        :meth:`solve` gives the exact weighted least-squares (RLS) solution of the equations so far.
+    window : int, optional
+        A sliding window: only the newest ``window`` equations (output samples, across sequences) count; older
+        ones are removed exactly.  Not together with ``forgetting``.
 
     Notes
     -----
@@ -92,6 +211,18 @@ class NormalEquations:
     its ``x`` and ``y`` counts do not match yet, only its complete equations are used).  Memory is
     ``O(chunk + (kernel_size * in_channels)^2)``, except with ``padding="same"`` and ``stride > 1``, where the
     left padding depends on the sequence's length, so the sequence is held until it ends.
+
+    With ``forgetting``, a stretch of ``n`` equations updates ``G <- forgetting^n G + A^T W A`` (and likewise
+    ``A^T W Y``, ``Y^T W Y`` and the weights' sum), where ``W`` weighs the stretch's row ``s`` by
+    ``forgetting^(n - 1 - s)``; the weighted rows are multiplied explicitly (the weights break the Toeplitz
+    shortcut), ``O(n P^2)``.  With a ``window``, the accumulator keeps the window's inputs and the statistics of
+    its stretches (at most ~64 per sequence) and re-adds them after each update, never subtracting, so removal is
+    exact.  Neither keeps rows for the explicit path under forgetting (the weights are not in the rows); a small
+    window is solved from its rows, as :func:`recover_kernel` would solve those equations.
+
+    :meth:`save` / :meth:`load` (and :meth:`to_state` / :meth:`from_state`) checkpoint every piece of the state,
+    an open sequence included, in an ``.npz`` file without pickles: a loaded accumulator continues exactly as if
+    it had never stopped.
 
     :meth:`merge` adds another accumulator's sequences (e.g. from another worker).  To split one long
     sequence across workers with ``padding="valid"``, give each worker a stretch of ``x`` that overlaps the
@@ -122,7 +253,12 @@ class NormalEquations:
         layout: Layout = "nwc",
         flip: bool = False,
         lags: tuple[int, int] | None = None,
+        forgetting: float | None = None,
+        window: int | None = None,
     ) -> None:
+        # the arguments as given, for checkpoints (from_state rebuilds the accumulator from them)
+        self._given = {k: v for k, v in locals().items() if k not in ("self", "forgetting", "window")}
+        self._forgetting, self._window = check_memory(forgetting, window)
         stride = check_positive_int(stride, "stride")
         dilation = check_positive_int(dilation, "dilation")
         if lags is not None:  # a lag range is an alignment: kernel_size and (possibly negative) padding
@@ -149,6 +285,9 @@ class NormalEquations:
         self._lengths: list[int] = []
         self._out_lengths: list[int] = []
         self._open = False
+        self._count = 0  # equations in the statistics (with a window: in the window)
+        self._weight_sq = 0.0  # with forgetting: the sum of the squared weights (for the effective sample size)
+        self._pieces: list[_Piece] = []  # with a window: the stretches of equations in it, oldest first
 
     # -- feeding ---------------------------------------------------------------------------------
 
@@ -174,24 +313,7 @@ class NormalEquations:
         x = self._read(x_chunk, "x_chunk", None if cfg is None else cfg.in_channels)
         y = self._read(y_chunk, "y_chunk", None if cfg is None else cfg.out_channels)
         if cfg is None:
-            a = self._args
-            cfg = ConvConfig.create(
-                a["kernel_size"],
-                x.shape[1],
-                y.shape[1],
-                stride=a["stride"],
-                padding=a["padding"],
-                dilation=a["dilation"],
-                groups=a["groups"],
-                use_bias=a["use_bias"],
-                layout=a["layout"],
-                flip=a["flip"],
-                lags=a["lags"],
-            )
-            check_gram_memory(cfg)  # before the first Gram is allocated
-            self.config = cfg
-            self._stats = [None] * cfg.groups
-            self._kept = [([], []) for _ in range(cfg.groups)]
+            cfg = self._configure(x.shape[1], y.shape[1])
         if not self._open:
             self._open = True
             self._n_in = 0
@@ -210,6 +332,28 @@ class NormalEquations:
         self._ybuf = np.concatenate([self._ybuf, y])
         if self._left is not None:
             self._consume()
+
+    def _configure(self, in_channels: int, out_channels: int) -> ConvConfig:
+        """Set the configuration once the channel counts are known (the first chunk, or a checkpoint)."""
+        a = self._args
+        cfg = ConvConfig.create(
+            a["kernel_size"],
+            in_channels,
+            out_channels,
+            stride=a["stride"],
+            padding=a["padding"],
+            dilation=a["dilation"],
+            groups=a["groups"],
+            use_bias=a["use_bias"],
+            layout=a["layout"],
+            flip=a["flip"],
+            lags=a["lags"],
+        )
+        check_gram_memory(cfg)  # before the first Gram is allocated
+        self.config = cfg
+        self._stats = [None] * cfg.groups
+        self._kept = [([], []) for _ in range(cfg.groups)]
+        return cfg
 
     def end_sequence(self) -> None:
         """Close the current sequence: apply its right padding and account for its last equations."""
@@ -261,11 +405,45 @@ class NormalEquations:
             return
         seg_x = self._xbuf[: (ready - 1) * s + span]
         seg_y = self._ybuf[:ready]
-        problem = build_problem(
+        problem = self._segment(seg_x, seg_y)
+        if self._window is not None:
+            self._add_piece(_Piece(np.array(seg_x), np.array(seg_y), self._segment_stats(problem), len(self._lengths)))
+        elif self._forgetting is not None:
+            lam = self._forgetting
+            weights = lam ** np.arange(ready - 1, -1, -1.0)  # the newest equation weighs 1
+            decay = lam**ready
+            interleave = cfg.dilation // math.gcd(s, cfg.dilation)
+            for g, block in enumerate(problem.blocks):
+                new = weighted_statistics(block, cfg.use_bias, weights, interleave)
+                self._stats[g] = add_statistics(_scaled(self._stats[g], decay), new)
+            self._weight_sq = decay**2 * self._weight_sq + float(weights @ weights)
+            self._count += ready
+        else:
+            p = problem.blocks[0].n_free + int(cfg.use_bias)
+            keep = (self._kept_rows + ready) * p <= EXPLICIT_LIMIT
+            for g, block in enumerate(problem.blocks):
+                self._stats[g] = add_statistics(self._stats[g], block_statistics(block, cfg.use_bias))
+                if keep:
+                    assert block.ys is not None  # built from outputs
+                    self._kept[g][0].extend(np.array(x) for x in block.xs)
+                    self._kept[g][1].extend(np.array(y) for y in block.ys)
+            if keep:
+                self._kept_rows += ready
+            self._count += ready
+        if ready * s > len(self._xbuf):  # (stride > span) inputs between receptive fields that have not come yet
+            self._skip += ready * s - len(self._xbuf)
+        self._xbuf = self._xbuf[ready * s :]
+        self._ybuf = self._ybuf[ready:]
+        self._y_done += ready
+
+    def _segment(self, seg_x: np.ndarray, seg_y: np.ndarray) -> CanonicalProblem:
+        """A complete stretch of equations as a valid problem on its (padded) inputs."""
+        cfg = self._cfg
+        return build_problem(
             seg_x,
             seg_y,
             cfg.kernel_size,
-            stride=s,
+            stride=cfg.stride,
             padding="valid",
             dilation=cfg.dilation,
             groups=cfg.groups,
@@ -273,19 +451,43 @@ class NormalEquations:
             layout="nwc",
             flip=cfg.flip,
         )
-        p = problem.blocks[0].n_free + int(cfg.use_bias)
-        keep = (self._kept_rows + ready) * p <= EXPLICIT_LIMIT
-        for g, block in enumerate(problem.blocks):
-            self._stats[g] = add_statistics(self._stats[g], block_statistics(block, cfg.use_bias))
-            if keep:
-                assert block.ys is not None  # built from outputs
-                self._kept[g][0].extend(np.array(x) for x in block.xs)
-                self._kept[g][1].extend(np.array(y) for y in block.ys)
-        if keep:
-            self._kept_rows += ready
-        self._xbuf = self._xbuf[ready * s :]
-        self._ybuf = self._ybuf[ready:]
-        self._y_done += ready
+
+    def _segment_stats(self, problem: CanonicalProblem) -> list[Statistics]:
+        return [block_statistics(block, self._cfg.use_bias) for block in problem.blocks]
+
+    def _add_piece(self, piece: _Piece) -> None:
+        """With a window: append a stretch of equations, drop (or cut) the oldest beyond the window, re-add the rest.
+
+        Stretches of one sequence are joined while the last one is short, so the window holds at most ~64 of them
+        per sequence; the statistics are the sum of theirs, recomputed (never subtracted), so they stay exact.
+        """
+        assert self._window is not None
+        s, window = self._cfg.stride, self._window
+        last = self._pieces[-1] if self._pieces else None
+        if last is not None and last.sequence == piece.sequence and last.n < max(window // 64, 1):
+            head = last.x[: last.n * s]
+            if len(head) < last.n * s:  # (stride > span: the inputs between receptive fields are never read)
+                head = np.concatenate([head, np.zeros((last.n * s - len(head), head.shape[1]))])
+            stats = [add_statistics(a, b) for a, b in zip(last.stats, piece.stats)]
+            piece = _Piece(np.concatenate([head, piece.x]), np.concatenate([last.y, piece.y]), stats, piece.sequence)
+            self._pieces.pop()
+        self._pieces.append(piece)
+        total = sum(p.n for p in self._pieces)
+        while total - self._pieces[0].n >= window:
+            total -= self._pieces.pop(0).n
+        extra = total - window
+        if extra > 0:
+            old = self._pieces[0]
+            x, y = old.x[extra * s :], old.y[extra:]
+            self._pieces[0] = _Piece(x, y, self._segment_stats(self._segment(x, y)), old.sequence)
+        self._sum_pieces()
+
+    def _sum_pieces(self) -> None:
+        stats: list[Statistics | None] = [None] * self._cfg.groups
+        for piece in self._pieces:
+            stats = [add_statistics(a, b) for a, b in zip(stats, piece.stats)]
+        self._stats = stats
+        self._count = sum(p.n for p in self._pieces)
 
     def merge(self, other: NormalEquations) -> NormalEquations:
         """Add the sequences of ``other`` (its open sequence treated as ended); returns ``self``."""
@@ -299,6 +501,16 @@ class NormalEquations:
         if other._merge_key() != self._merge_key():
             raise ValueError(
                 f"cannot merge accumulators with different configurations: {self._args} and {other._args}."
+            )
+        if (self._forgetting, self._window) != (other._forgetting, other._window):
+            raise ValueError(
+                f"cannot merge accumulators with different memories: forgetting={self._forgetting}, "
+                f"window={self._window} and forgetting={other._forgetting}, window={other._window}."
+            )
+        if self._window is not None:
+            raise ValueError(
+                "cannot merge accumulators with a `window`: the window is the last equations of one stream. Feed "
+                "the later data to one accumulator instead."
             )
         other = other._closed()
         if other.config is None:
@@ -318,15 +530,18 @@ class NormalEquations:
             )
         p = self.config.unknowns_per_output
         keep = self._all_kept() and other._all_kept() and (self._kept_rows + other._kept_rows) * p <= EXPLICIT_LIMIT
+        decay = 1.0 if self._forgetting is None else self._forgetting**other._count  # their equations come later
         for g in range(self.config.groups):
             theirs = other._stats[g]
             if theirs is not None:
-                self._stats[g] = add_statistics(self._stats[g], theirs)
+                self._stats[g] = add_statistics(_scaled(self._stats[g], decay), theirs)
             if keep:
                 self._kept[g][0].extend(other._kept[g][0])
                 self._kept[g][1].extend(other._kept[g][1])
         if keep:
             self._kept_rows += other._kept_rows
+        self._weight_sq = decay**2 * self._weight_sq + other._weight_sq
+        self._count += other._count
         self._lengths += other._lengths
         self._out_lengths += other._out_lengths
         return self
@@ -367,10 +582,18 @@ class NormalEquations:
 
     @property
     def n_equations(self) -> int:
-        """Output samples accounted for so far (per output channel), in closed sequences and the open one."""
-        if self.config is None or self._stats[0] is None:
-            return 0
-        return int(self._stats[0].n_rows)
+        """Output samples accounted for so far (per output channel), in closed sequences and the open one.
+
+        With a ``window``: those in the window.  With ``forgetting``: all of them (see :attr:`effective_equations`).
+        """
+        return self._count
+
+    @property
+    def effective_equations(self) -> float:
+        """The sum of the weights: ``(1 - lambda^n) / (1 - lambda)`` with forgetting, else ``n_equations``."""
+        if self._forgetting is None or self.config is None or self._stats[0] is None:
+            return float(self._count)
+        return float(self._stats[0].n_rows)
 
     def statistics(self) -> list[Statistics]:
         """Per group: the accumulated :class:`~kernel_recovery.statistics.Statistics` (open sequence ended)."""
@@ -396,20 +619,39 @@ class NormalEquations:
             use_bias=cfg.use_bias,
             flip=cfg.flip,
         )
+        kept, lengths, out_lengths = done._kept, tuple(done._lengths), tuple(done._out_lengths)
+        if done._window is not None:
+            kept, lengths, out_lengths = done._window_rows()
+        n_rows = [st.n_rows for st in stats]
+        if done._forgetting is not None:  # the effective number of equations (dof, noise level)
+            n_rows = [max(int(round(n)), 1) for n in n_rows]
         blocks: list[Block] = []
         for g, tb in enumerate(template.blocks):
-            xs, ys = done._kept[g]
-            blk = _StreamedBlock(list(xs), list(ys), tb.taps, tb.mask.copy(), tb.out_channels, n_rows=stats[g].n_rows)
+            xs, ys = kept[g]
+            blk = _StreamedBlock(list(xs), list(ys), tb.taps, tb.mask.copy(), tb.out_channels, n_rows=n_rows[g])
             blk.cache[("statistics", cfg.use_bias)] = stats[g]
+            if done._forgetting is not None:  # no rows to cut: the spectrum is the weighted Gram's
+                blk.cache[("spectrum", cfg.use_bias)] = _gram_spectrum(stats[g].gram, stats[g].n_rows)
             blocks.append(blk)
         return dataclasses.replace(
-            template,
-            config=cfg,
-            blocks=blocks,
-            lengths=tuple(done._lengths),
-            out_lengths=tuple(done._out_lengths),
-            inputs=None,
+            template, config=cfg, blocks=blocks, lengths=lengths, out_lengths=out_lengths, inputs=None
         )
+
+    def _window_rows(self) -> tuple[list[tuple[list[np.ndarray], list[np.ndarray]]], tuple[int, ...], tuple[int, ...]]:
+        """With a window: its canonical rows per group (when small enough to keep), and per sequence in it the
+        input length and the number of its equations in the window."""
+        cfg = self._cfg
+        kept: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in range(cfg.groups)]
+        if self._count * cfg.unknowns_per_output <= EXPLICIT_LIMIT:
+            for piece in self._pieces:
+                for g, block in enumerate(self._segment(piece.x, piece.y).blocks):
+                    kept[g][0].extend(np.array(x) for x in block.xs)
+                    kept[g][1].extend(np.array(y) for y in block.outputs)
+        counts: dict[int, int] = {}
+        for piece in self._pieces:
+            counts[piece.sequence] = counts.get(piece.sequence, 0) + piece.n
+        lengths = tuple(self._lengths[i] if i < len(self._lengths) else self._n_in for i in counts)
+        return kept, lengths, tuple(counts.values())
 
     def solve(
         self, *, ridge: float = 0.0, regularization: Regularization | None = None, warn: bool = True
@@ -433,4 +675,291 @@ class NormalEquations:
             (``diagnostics["checks"]`` says why).
         """
         options = {"ridge": ridge, "regularization": regularization}  # validated by the solver, as for recover_kernel
-        return pipeline.run(self.problem(), "lstsq", options, warn=warn, stacklevel=2)
+        result = pipeline.run(self.problem(), "lstsq", options, warn=warn, stacklevel=2)
+        if self._forgetting is None or result.stderr is None:
+            return result
+        scale = forgetting_stderr_scale(self.effective_equations, self._weight_sq, self._cfg.unknowns_per_output)
+        return dataclasses.replace(
+            result,
+            stderr=result.stderr * scale,
+            bias_stderr=None if result.bias_stderr is None else result.bias_stderr * scale,
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Every piece of the state as NumPy arrays and plain scalars and strings (no objects), for :meth:`from_state`.
+
+        An open sequence is included (its buffered inputs and outputs), so the accumulator continues exactly.
+        """
+        state: dict[str, Any] = {
+            "format": _STATE_FORMAT,
+            "version": STATE_VERSION,
+            "settings": json.dumps(jsonable(self._given)),
+            "forgetting": math.nan if self._forgetting is None else self._forgetting,
+            "window": 0 if self._window is None else self._window,
+            "in_channels": -1 if self.config is None else self.config.in_channels,
+            "out_channels": -1 if self.config is None else self.config.out_channels,
+            "count": self._count,
+            "weight_sq": self._weight_sq,
+            "kept_rows": self._kept_rows,
+            "lengths": np.array(self._lengths, dtype=np.int64),
+            "out_lengths": np.array(self._out_lengths, dtype=np.int64),
+            "open": self._open,
+        }
+        if self.config is None:
+            return state
+        cfg = self.config
+        state["has_stats"] = self._stats[0] is not None
+        for g, st in enumerate(self._stats):
+            if st is not None:
+                state.update(_stats_state(f"stats{g}_", st))
+            kx, ky = self._kept[g]
+            state[f"kept{g}_x"], state[f"kept{g}_x_len"] = _pack(kx, self._canonical_channels())
+            state[f"kept{g}_y"], state[f"kept{g}_y_len"] = _pack(ky, cfg.out_per_group)
+        if self._open:
+            state.update(
+                open_n_in=self._n_in,
+                open_left_known=self._left is not None,
+                open_left=0 if self._left is None else self._left,
+                open_xbuf=np.array(self._xbuf),
+                open_ybuf=np.array(self._ybuf),
+                open_y_seen=self._y_seen,
+                open_y_done=self._y_done,
+                open_skip=self._skip,
+            )
+        if self._window is not None:
+            state["pieces_x"], state["pieces_x_len"] = _pack([p.x for p in self._pieces], cfg.in_channels)
+            state["pieces_y"], state["pieces_y_len"] = _pack([p.y for p in self._pieces], cfg.out_channels)
+            state["pieces_sequence"] = np.array([p.sequence for p in self._pieces], dtype=np.int64)
+            p, o = cfg.unknowns_per_output, cfg.out_per_group
+            for g in range(cfg.groups):
+                for name, shape in (("gram", (p, p)), ("cross", (p, o)), ("yty", (o,))):
+                    parts = [getattr(piece.stats[g], name) for piece in self._pieces]
+                    state[f"pieces{g}_{name}"] = np.array(parts) if parts else np.zeros((0,) + shape)
+                state[f"pieces{g}_n_rows"] = np.array([p.stats[g].n_rows for p in self._pieces], dtype=float)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> NormalEquations:
+        """The accumulator a :meth:`to_state` dict describes; a ValueError naming what is missing or inconsistent."""
+        if not isinstance(state, dict):
+            raise TypeError(f"`state` must be a dict from NormalEquations.to_state(), got {type(state).__name__}.")
+        st = _StateReader(state)
+        if st.text("format") != _STATE_FORMAT:
+            raise ValueError(f"not a NormalEquations checkpoint: its format is {st.text('format')!r}.")
+        version = st.integer("version")
+        if version != STATE_VERSION:
+            raise ValueError(
+                f"checkpoint format version {version} is not supported (this version reads {STATE_VERSION})."
+            )
+        try:
+            given = json.loads(st.text("settings"))
+            if isinstance(given.get("padding"), list):
+                given["padding"] = tuple(given["padding"])
+            if isinstance(given.get("lags"), list):
+                given["lags"] = tuple(given["lags"])
+            forgetting = st.number("forgetting")
+            window = st.integer("window")
+            acc = cls(**given, forgetting=None if math.isnan(forgetting) else forgetting, window=window or None)
+        except (TypeError, ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"the checkpoint's `settings` do not describe an accumulator: {exc}") from None
+        acc._count, acc._weight_sq, acc._kept_rows = (
+            st.integer("count"),
+            st.number("weight_sq"),
+            st.integer("kept_rows"),
+        )
+        acc._lengths = [int(v) for v in st.array("lengths", (None,))]
+        acc._out_lengths = [int(v) for v in st.array("out_lengths", (None,))]
+        acc._open = st.flag("open")
+        cin, cout = st.integer("in_channels"), st.integer("out_channels")
+        if cin < 0:
+            if acc._open or acc._count:
+                raise ValueError("the checkpoint holds data but no channel counts (`in_channels`, `out_channels`).")
+            return acc
+        cfg = acc._configure(cin, cout)
+        p, o, c = cfg.unknowns_per_output, cfg.out_per_group, acc._canonical_channels()
+        has_stats = st.flag("has_stats")
+        for g in range(cfg.groups):
+            if has_stats:
+                acc._stats[g] = st.statistics(f"stats{g}_", p, o)
+            acc._kept[g] = (
+                _unpack(st.array(f"kept{g}_x", (None, c)), st.array(f"kept{g}_x_len", (None,))),
+                _unpack(st.array(f"kept{g}_y", (None, o)), st.array(f"kept{g}_y_len", (None,))),
+            )
+        if acc._open:
+            acc._n_in, acc._y_seen, acc._y_done = (
+                st.integer("open_n_in"),
+                st.integer("open_y_seen"),
+                st.integer("open_y_done"),
+            )
+            acc._left = st.integer("open_left") if st.flag("open_left_known") else None
+            acc._xbuf = st.array("open_xbuf", (None, cin))
+            acc._ybuf = st.array("open_ybuf", (None, cout))
+            acc._skip = st.integer("open_skip")
+        if acc._window is not None:
+            xs = _unpack(st.array("pieces_x", (None, cin)), st.array("pieces_x_len", (None,)))
+            ys = _unpack(st.array("pieces_y", (None, cout)), st.array("pieces_y_len", (None,)))
+            seqs = st.array("pieces_sequence", (len(xs),))
+            grams = [st.array(f"pieces{g}_gram", (len(xs), p, p)) for g in range(cfg.groups)]
+            crosses = [st.array(f"pieces{g}_cross", (len(xs), p, o)) for g in range(cfg.groups)]
+            ytys = [st.array(f"pieces{g}_yty", (len(xs), o)) for g in range(cfg.groups)]
+            counts = [st.array(f"pieces{g}_n_rows", (len(xs),)) for g in range(cfg.groups)]
+            if len(ys) != len(xs):
+                raise ValueError(f"the checkpoint's window holds {len(xs)} input stretches but {len(ys)} output ones.")
+            for i, (x, y) in enumerate(zip(xs, ys)):
+                stats = [
+                    Statistics(grams[g][i], crosses[g][i], ytys[g][i], int(counts[g][i])) for g in range(cfg.groups)
+                ]
+                acc._pieces.append(_Piece(x, y, stats, int(seqs[i])))
+            if sum(piece.n for piece in acc._pieces) != acc._count:
+                raise ValueError("the checkpoint's window stretches do not add up to its `count` of equations.")
+        return acc
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state to ``path`` as an ``.npz`` file (no pickles), atomically: a crash leaves the old file.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os, kernel_recovery as kr
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.standard_normal(500)
+        >>> y = kr.conv1d(x, [1.0, -0.5])
+        >>> acc = kr.NormalEquations(2, forgetting=0.999)
+        >>> acc.update(x[:300], y[:250])  # stop anywhere, mid-sequence
+        >>> path = os.path.join(tempfile.mkdtemp(), "acc.npz")
+        >>> acc.save(path)
+        >>> again = kr.NormalEquations.load(path, kernel_size=2)
+        >>> again.update(x[300:], y[250:])
+        >>> again.solve().kernel.ravel().round(12)
+        array([ 1. , -0.5])
+        """
+        path = os.fspath(path)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in self.to_state().items()})  # type: ignore[arg-type]
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **expected: Any) -> NormalEquations:
+        """Read an accumulator written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        **expected
+            Constructor arguments the checkpoint must have been made with (e.g. ``kernel_size=16,
+            forgetting=0.999``): a checkpoint of another configuration is a ValueError naming the difference.
+
+        Raises
+        ------
+        ValueError
+            For a file that is not a readable checkpoint (corrupted, truncated, another format or version), or one
+            whose configuration differs from ``expected``.
+        """
+        try:
+            with open(os.fspath(path), "rb") as f, np.load(f, allow_pickle=False) as data:
+                state = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{os.fspath(path)!r} is not a readable NormalEquations checkpoint: {exc}") from None
+        if not isinstance(state, dict):  # np.load of a .npy file gives an array
+            raise ValueError(f"{os.fspath(path)!r} is not a NormalEquations checkpoint (.npz).")
+        acc = cls.from_state(state)
+        if expected:
+            reference = cls(
+                **{**acc._given, **{k: v for k, v in expected.items() if k not in ("forgetting", "window")}},
+                forgetting=expected.get("forgetting", acc._forgetting),
+                window=expected.get("window", acc._window),
+            )
+            mine = {**acc._merge_key(), "forgetting": acc._forgetting, "window": acc._window}
+            want = {**reference._merge_key(), "forgetting": reference._forgetting, "window": reference._window}
+            wrong = [f"{k}={mine[k]!r} (expected {want[k]!r})" for k in want if mine[k] != want[k]]
+            if wrong:
+                raise ValueError(
+                    f"{os.fspath(path)!r} holds an accumulator of another configuration: {', '.join(wrong)}."
+                )
+        return acc
+
+    def _canonical_channels(self) -> int:
+        cfg = self._cfg
+        return cfg.stride // math.gcd(cfg.stride, cfg.dilation) * cfg.in_per_group
+
+
+def _pack(arrays: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    return (np.concatenate(arrays) if arrays else np.zeros((0, width))), lengths
+
+
+def _unpack(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    if np.any(lengths < 0) or int(lengths.sum()) != len(flat):
+        raise ValueError(
+            f"a checkpoint's stretch lengths add up to {int(lengths.sum())}, but it holds {len(flat)} rows."
+        )
+    return [np.array(a) for a in np.split(flat, np.cumsum(lengths)[:-1])] if len(lengths) else []
+
+
+def _stats_state(prefix: str, st: Statistics) -> dict[str, Any]:
+    return {
+        f"{prefix}gram": np.array(st.gram),
+        f"{prefix}cross": np.array(st.cross),
+        f"{prefix}yty": np.array(st.yty),
+        f"{prefix}n_rows": st.n_rows,
+    }
+
+
+class _StateReader:
+    """Typed, shape-checked reads of a checkpoint dict; every problem a ValueError naming the key."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def _get(self, key: str) -> np.ndarray:
+        if key not in self.state:
+            raise ValueError(f"the checkpoint is missing `{key}` (an incomplete or foreign file).")
+        return np.asarray(self.state[key])
+
+    def text(self, key: str) -> str:
+        v = self._get(key)
+        if v.ndim or v.dtype.kind != "U":
+            raise ValueError(f"the checkpoint's `{key}` must be a string, got {v.dtype} with shape {v.shape}.")
+        return str(v)
+
+    def number(self, key: str) -> float:
+        v = self._get(key)
+        if v.ndim or v.dtype.kind not in "biuf":
+            raise ValueError(f"the checkpoint's `{key}` must be a number, got {v.dtype} with shape {v.shape}.")
+        return float(v)
+
+    def integer(self, key: str) -> int:
+        v = self._get(key)
+        if v.ndim or v.dtype.kind not in "biu":
+            raise ValueError(f"the checkpoint's `{key}` must be an integer, got {v.dtype} with shape {v.shape}.")
+        return int(v)
+
+    def flag(self, key: str) -> bool:
+        return bool(self.integer(key))
+
+    def array(self, key: str, shape: tuple[int | None, ...]) -> np.ndarray:
+        v = self._get(key)
+        ok = (
+            v.dtype.kind in "biuf" and v.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, v.shape))
+        )
+        if not ok:
+            want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(
+                f"the checkpoint's `{key}` must be a numeric array of shape {want}, got {v.dtype} {v.shape}."
+            )
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"the checkpoint's `{key}` holds NaN or Inf values.")
+        return np.array(v, dtype=np.int64 if v.dtype.kind in "biu" else np.float64)
+
+    def statistics(self, prefix: str, p: int, o: int) -> Statistics:
+        n = self.number(f"{prefix}n_rows")
+        return Statistics(
+            self.array(f"{prefix}gram", (p, p)),
+            self.array(f"{prefix}cross", (p, o)),
+            self.array(f"{prefix}yty", (o,)),
+            n if n != int(n) else int(n),  # type: ignore[arg-type]  # (float: the weights' sum, with forgetting)
+        )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from numpy.typing import ArrayLike
 
-from . import outofcore, pipeline, solvers
+from . import lagsearch, outofcore, pipeline, solvers
 from .determinacy import DeterminacyReport, report_for
 from .problem import Layout, Padding, build_problem
 from .result import KernelResult
@@ -30,7 +30,7 @@ def recover_kernel(
     layout: Layout = "nwc",
     flip: bool = False,
     nan_policy: Literal["raise", "omit"] = "raise",
-    lags: tuple[int, int] | None = None,
+    lags: tuple[int, int] | Literal["auto"] | None = None,
     **options: Any,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
@@ -56,12 +56,14 @@ def recover_kernel(
         NaN in ``x`` or ``y`` is an error (the message says how many and where), or with ``"omit"`` the
         equations (output samples) that are NaN in ``y`` or read a NaN of ``x`` are dropped; the report then
         counts only the equations that remain.
-    lags : (int, int), optional
+    lags : (int, int) or "auto", optional
         ``(first, last)``: recover the response at the physical lags ``first..last`` (``first`` may be
         negative: non-causal taps) of a measurement where ``y`` is on ``x``'s time axis (same length) and the
         system is at rest before ``x`` starts, ``y[t] = sum_l h[l] x[t - l]`` (+ bias).  It replaces
         ``kernel_size`` and ``padding`` (stride and dilation stay 1); with ``flip=True`` ``kernel[i]`` is the
         response at lag ``first + i``, otherwise the order is reversed (``result.lags`` pairs them).
+        ``"auto"`` chooses the delay and the length from the data by BIC (see :func:`select_lags`, which also
+        takes ``max_length``, ``max_delay`` and ``criterion``); the choice is in ``diagnostics["lags"]``.
     **options
         Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``,
         ``max_iter``; ``method="fft"``: ``noise_level``, ``wiener``, ``segment_length``, ``tol``, ``max_iter``,
@@ -122,6 +124,14 @@ def recover_kernel(
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
     name, solver = solvers.resolve(method)
     solvers.check_options(name, solver, options)
+    choice = None
+    if isinstance(lags, str):
+        if lags != "auto":
+            raise ValueError(f"`lags` must be a (first, last) pair of integers or 'auto', got {lags!r}.")
+        if kernel_size is not None or padding != "valid":
+            raise ValueError("`lags='auto'` chooses the alignment: pass neither `kernel_size` nor `padding`.")
+        choice = lagsearch.choose_lags_for(x, y, layout=layout, use_bias=use_bias)
+        lags = choice.lags
     problem = build_problem(
         x,
         y,
@@ -136,7 +146,10 @@ def recover_kernel(
         nan_policy=nan_policy,
         lags=lags,
     )
-    return pipeline.run(problem, method, options, stacklevel=2)
+    result = pipeline.run(problem, method, options, stacklevel=2)
+    if choice is not None:
+        result.diagnostics["lags"] = choice.to_dict()
+    return result
 
 
 def analyze(

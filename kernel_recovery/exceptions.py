@@ -12,9 +12,17 @@ class KernelSizeWarning(UserWarning):
     """The residual says the kernel is longer than ``kernel_size``: taps outside the support explain ``y``."""
 
 
+class NonCausalWarning(UserWarning):
+    """The response is significant at negative lags: feedback from the output to the input, or a misaligned input."""
+
+
 class SpectralWarning(IllConditionedWarning):
     """The per-frequency systems of ``method="fft"`` are singular at some frequencies.
 
     The input channels carry no (independent) power there, so the kernel's response at those
     frequencies is fixed by regularization rather than by the data.
     """
+
+
+class ChangeWarning(UserWarning):
+    """One kernel does not explain the whole record: the system changed during it (see ``track_kernel``)."""

@@ -553,6 +553,34 @@ def _correlate_fft(x: np.ndarray, kernel: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
+def whitening_filters(xs: Sequence[np.ndarray], order: int) -> np.ndarray:
+    """Per channel, the prediction-error filter ``[1, -a_1, ..., -a_p]`` ``(order + 1, channels)`` of a Yule-Walker
+    AR(``order``) fit to the sequences ``xs`` (each ``(length, channels)``; their autocorrelations are pooled).
+
+    Filtering a channel by it (``scipy.signal.lfilter(f, 1, x)``) leaves its innovations: nearly white.
+    """
+    import scipy.linalg
+
+    channels = xs[0].shape[1]
+    acf = np.zeros((order + 1, channels))
+    for x in xs:
+        for k in range(min(order + 1, len(x))):
+            acf[k] += np.sum(x[k:] * x[: len(x) - k], axis=0)
+    filters = np.zeros((order + 1, channels))
+    filters[0] = 1.0
+    for c in range(channels):
+        if acf[0, c] > 0 and order > 0:
+            col = acf[:order, c].copy()
+            col[0] *= 1 + 1e-6  # a little white noise: sinusoidal inputs keep a stable filter
+            try:
+                a = scipy.linalg.solve_toeplitz(col, acf[1:, c])
+            except np.linalg.LinAlgError:
+                continue
+            if np.all(np.isfinite(a)):
+                filters[1:, c] = -a
+    return filters
+
+
 def forward(block: Block, kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray]:
     """Outputs of the canonical correlation for a canonical ``kernel`` ``(taps, channels, O)``."""
     kernel = np.where(block.mask[:, :, None], kernel, 0.0)

@@ -519,6 +519,11 @@ def _accumulate(x, y, kernel_size, *, out_channels=None, chunk_size=None, split_
     chunk_size = _check_chunk_size(chunk_size)
     split_every = _check_split_every(split_every)
     progress = _check_progress(progress)
+    if isinstance(config.get("lags"), str):
+        raise ValueError(
+            f"`lags`={config['lags']!r} needs the data in memory: choose the lags on a stretch of the record with "
+            "kr.select_lags, then pass lags=(first, last)."
+        )
     if config.get("lags") is not None:  # spelled out as the alignment every reader below applies
         config["lags"] = check_lags(config["lags"])
         kernel_size, config["padding"] = lag_alignment(

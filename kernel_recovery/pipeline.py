@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import postfit, solvers
+from . import changes, postfit, solvers
 from .determinacy import DeterminacyReport, report_for
-from .exceptions import KernelSizeWarning
+from .exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
 from .operator import block_residuals, block_statistics, rss_from_statistics, solve_path
 from .problem import CanonicalProblem, check_feasible
 from .result import KernelResult, Solution
@@ -110,6 +110,9 @@ def finish(
         too_short, longer_fit, skipped = postfit.kernel_size_check(problem)
         if skipped:
             checks["kernel_size"] = f"skipped: {skipped}"
+        if too_short is None:  # a few more taps do not explain it: do lags far outside the kernel?
+            too_short, longer_fit, scan_skipped = postfit.lag_scan(problem, sol)
+            checks["lag_scan"] = f"skipped: {scan_skipped}" if scan_skipped else "flagged" if too_short else "checked"
         if too_short and misfit is not None and "kernel_size" not in misfit["suggestions"][0]["setting"]:
             # one explanation: the other setting, unless more taps fit clearly better than it does
             other_fit = misfit["suggestions"][0]["relative_residual"]
@@ -122,6 +125,27 @@ def finish(
         checks.setdefault("kernel_size", "flagged" if too_short else "checked")
         if too_short:
             warnings.warn(too_short, KernelSizeWarning, stacklevel=stacklevel + 1)
+    stderr = None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr)
+    non_causal, checks["negative_lags"] = postfit.negative_lag_check(cfg, kernel, stderr)
+    if non_causal:
+        warnings.warn(non_causal, NonCausalWarning, stacklevel=stacklevel + 1)
+    # Whiteness of the residual (Ljung-Box): reported in words, not warned (see postfit.whiteness_check).
+    if retained:
+        diagnostics["whiteness"], checks["whiteness"] = postfit.whiteness_check(problem, sol)
+    else:
+        diagnostics["whiteness"] = None
+        checks["whiteness"] = "skipped: the rows are not retained (streamed statistics only)"
+    explained = misfit is not None or "flagged" in (checks.get("kernel_size", ""), checks.get("lag_scan"))
+    if not sol.success:
+        change, checks["change"] = None, "skipped: the solver did not converge"
+    else:  # a coloured residual (Ljung-Box) is prewhitened first: the break test's p-values assume white noise
+        change, checks["change"] = changes.check(
+            problem, sol.kernels, sol.biases, relative_residual=relative, determined=report.ok, explained=explained,
+            whiten=checks["whiteness"] == "flagged",
+        )  # fmt: skip
+    diagnostics["change"] = change
+    if change is not None:
+        warnings.warn(change["message"], ChangeWarning, stacklevel=stacklevel + 1)
     diagnostics["checks"] = checks
     diagnostics["streamed"] = not retained or problem.inputs is None
     diagnostics["input"] = "arrays" if problem.inputs is not None else "statistics"  # out-of-core: its reader
@@ -134,13 +158,31 @@ def finish(
         success=success,
         message=message,
         config=cfg,
-        stderr=None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr),
+        stderr=stderr,
         bias_stderr=None if sol.bias_stderr is None else problem.from_canonical_bias(sol.bias_stderr),
         n_iterations=sol.n_iterations,
         loss_history=sol.loss_history,
         options=dict(sol.options),
         diagnostics=diagnostics,
+        covariance=None if sol.covariance is None else _user_covariance(problem, sol.covariance),
     )
+
+
+def _user_covariance(problem: CanonicalProblem, covariance: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-block covariances over the design's columns as one per output channel over ``(kernel[:, :, o], bias)``."""
+    cfg = problem.config
+    n_kernel = cfg.kernel_size * cfg.in_per_group
+    index = np.broadcast_to(np.arange(n_kernel, dtype=float).reshape(cfg.kernel_shape[:2] + (1,)), cfg.kernel_shape)
+    out: list[np.ndarray] = [np.empty(0)] * cfg.out_channels
+    for block, canon, cov in zip(problem.blocks, problem.to_canonical(index.copy()), covariance):
+        cols = np.rint(canon[:, :, 0][block.mask]).astype(int)
+        if cfg.use_bias:
+            cols = np.concatenate([cols, [n_kernel]])
+        for o, c in zip(block.out_channels, cov):
+            full = np.zeros((n_kernel + int(cfg.use_bias),) * 2)
+            full[np.ix_(cols, cols)] = c
+            out[o] = full
+    return out
 
 
 def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray, np.ndarray, float, str]:

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .determinacy import DeterminacyReport
-    from .result import KernelResult
+    from .result import FrequencyResponse, KernelResult
 
-__all__ = ["plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
+__all__ = ["plot_bode", "plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
 
 #: z-value of a two-sided 95 % band under a normal approximation.
 Z95 = 1.959963984540054
@@ -363,4 +363,163 @@ def plot_result(result: KernelResult, x: ArrayLike | None = None, y: ArrayLike |
             plot_loss(result, ax=ax)
         else:
             plot_spectrum(result.report, ax=ax)
+    return fig
+
+
+def plot_bode(
+    source: KernelResult | FrequencyResponse,
+    *,
+    n: int | None = None,
+    fs: float = 1.0,
+    level: float = 0.95,
+    true_kernel: ArrayLike | None = None,
+    true_response: ArrayLike | None = None,
+    fig: Any = None,
+    max_pairs: int = MAX_PANELS,
+) -> Figure:
+    """A Bode plot: magnitude in dB (above) and phase in degrees (below) over frequency, with the bands.
+
+    Parameters
+    ----------
+    source : KernelResult or FrequencyResponse
+        A result (its :meth:`~kernel_recovery.KernelResult.frequency_response` with ``n``, ``fs`` and
+        ``level`` is drawn) or a response already computed.
+    n, fs, level
+        As in :func:`kernel_recovery.result.frequency_response`, for a result.
+    true_kernel : array_like, optional
+        The kernel that made the data (for a result): its response is drawn dashed for comparison.
+    true_response : array_like, optional
+        Or that response itself, shaped like ``response.response``.
+    fig : Figure or SubFigure, optional
+        Where to draw (a new figure by default).
+    max_pairs : int
+        At most this many (input, output) channel pairs are drawn; the title says when some are left out.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Bands are the pointwise delta-method bands of :class:`~kernel_recovery.result.FrequencyResponse`
+    (magnitude: ``|H| -+ q se``, drawn in dB; phase: ``phase -+ q se``), shaded where the result has
+    standard errors.
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(400)
+    >>> y = kr.conv1d(x, [1.0, 0.5, 0.25]) + 0.05 * rng.standard_normal(398)
+    >>> fig = kr.recover_kernel(x, y, 3).plot(kind="bode", true_kernel=[1.0, 0.5, 0.25])
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['magnitude (dB)', 'phase (degrees)']
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    if not hasattr(source, "frequency_response"):  # a FrequencyResponse (duck-typed: plotting imports no result)
+        if n is not None or true_kernel is not None:
+            raise ValueError("`n` and `true_kernel` apply to a KernelResult; give `true_response` with a response.")
+        fr = source
+        title = "frequency response"
+    else:
+        _check_result(source, "source")
+        fr = source.frequency_response(n, fs=fs, level=level)
+        title = f"frequency response ({source.method})"
+        if true_kernel is not None:
+            if true_response is not None:
+                raise ValueError("give `true_kernel` or `true_response`, not both.")
+            truth = np.asarray(true_kernel, dtype=float)
+            if truth.ndim == 1:
+                truth = truth[:, None, None]
+            if truth.shape != source.kernel.shape:
+                raise ValueError(
+                    f"`true_kernel` must have the kernel's shape {source.kernel.shape}, got {truth.shape}."
+                )
+            import dataclasses
+
+            true_fit = dataclasses.replace(source, kernel=truth)
+            true_response = true_fit.frequency_response(freqs=fr.freqs, fs=fs).response
+    truth_h = None
+    if true_response is not None:
+        truth_h = np.asarray(true_response)
+        if truth_h.shape != fr.response.shape:
+            raise ValueError(
+                f"`true_response` must have the response's shape {fr.response.shape}, got {truth_h.shape}."
+            )
+    if fig is None:
+        fig = _pyplot().figure(figsize=(6.4, 5.0), layout="constrained")
+    ax_mag, ax_ph = fig.subplots(2, 1, sharex=True, squeeze=True)
+    _, c_in, c_out = fr.response.shape
+    pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
+    shown = pairs[:max_pairs]
+    db, phase = fr.db, np.degrees(fr.phase)
+    finite = db[np.isfinite(db)]
+    floor = (float(finite.min()) if finite.size else 0.0) - 20.0  # where zeros of the response are drawn
+    lower, upper, phase_se = fr.lower, fr.upper, fr.phase_stderr
+    for i, (c, o) in enumerate(shown):
+        color = f"C{i % 10}"
+        label = f"in {c} -> out {o}" if len(pairs) > 1 else "recovered"
+        ax_mag.plot(fr.freqs, np.maximum(db[:, c, o], floor), color=color, lw=1.4, label=label)
+        ax_ph.plot(fr.freqs, phase[:, c, o], color=color, lw=1.4)
+        if lower is not None and upper is not None and phase_se is not None:
+            lo = np.maximum(_decibels(lower[:, c, o]), floor)
+            ax_mag.fill_between(fr.freqs, lo, _decibels(upper[:, c, o]), color=color, alpha=0.2, lw=0)
+            half = np.degrees(np.minimum(fr.quantile * phase_se[:, c, o], np.pi))
+            ax_ph.fill_between(fr.freqs, phase[:, c, o] - half, phase[:, c, o] + half, color=color, alpha=0.2, lw=0)
+        if truth_h is not None:
+            t_db = np.maximum(_decibels(np.abs(truth_h[:, c, o])), floor)
+            t_ph = np.degrees(np.unwrap(np.angle(truth_h[:, c, o])))
+            t_ph += 360.0 * np.round((phase[0, c, o] - t_ph[0]) / 360.0)  # the same branch as the estimate
+            ax_mag.plot(fr.freqs, t_db, color=color if len(pairs) > 1 else "C3", ls="--", lw=1.0,
+                        label="true" if i == 0 else None)
+            ax_ph.plot(fr.freqs, t_ph, color=color if len(pairs) > 1 else "C3", ls="--", lw=1.0)
+    unit = "cycles/sample" if fr.fs == 1.0 else f"fs = {fr.fs:g}"
+    ax_ph.set_xlabel(f"frequency ({unit})", fontsize=9)
+    ax_mag.set_ylabel("magnitude (dB)", fontsize=9)
+    ax_ph.set_ylabel("phase (degrees)", fontsize=9)
+    for ax in (ax_mag, ax_ph):
+        ax.tick_params(labelsize=8)
+    if len(shown) > 1 or truth_h is not None:
+        ax_mag.legend(fontsize=8, loc="best")
+    if fr.band_source != "none":
+        title += f", {fr.level:.0%} bands" + (" (taps taken as uncorrelated)" if fr.band_source == "stderr" else "")
+    if len(shown) < len(pairs):
+        title += f": first {len(shown)} of {len(pairs)} channel pairs"
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _decibels(magnitude: np.ndarray) -> np.ndarray:
+    """``20 log10(magnitude)``, ``-inf`` at 0 without a warning."""
+    with np.errstate(divide="ignore"):
+        return 20.0 * np.log10(magnitude)
+
+
+def plot_track(track: Any, ax: Any = None, *, channel: tuple[int, int] = (0, 0), band: bool = True) -> Any:
+    """The kernel over time of a :class:`~kernel_recovery.tracking.KernelTrack`: one line per tap (input and output
+    channel ``channel``), with +-2 standard errors shaded, and the change times marked."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4))
+    else:
+        fig = ax.figure
+    c, o = channel
+    for k in range(track.kernels.shape[1]):
+        line = track.kernels[:, k, c, o]
+        (handle,) = ax.plot(track.times, line, lw=1, label=f"tap {k}" if track.kernels.shape[1] <= 10 else None)
+        if band:
+            se = np.nan_to_num(track.stderr[:, k, c, o])
+            ax.fill_between(track.times, line - 2 * se, line + 2 * se, color=handle.get_color(), alpha=0.2, lw=0)
+    for t in track.changes:
+        ax.axvline(t, color="k", ls="--", lw=1)
+    ax.set_xlabel("output sample")
+    ax.set_ylabel("coefficient")
+    memory = track.options
+    ax.set_title(
+        f"kernel over time (window={memory.get('window')}, forgetting={memory.get('forgetting')}, "
+        f"step={memory.get('step')})"
+    )
+    if track.kernels.shape[1] <= 10:
+        ax.legend(fontsize="small", ncol=2)
     return fig

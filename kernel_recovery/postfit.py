@@ -34,8 +34,9 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from .operator import rank_tolerance, statistics_flops, window_rows
+from .operator import forward, rank_tolerance, statistics_flops, whitening_filters, window_rows
 from .problem import PADDING_MODES, Block, CanonicalProblem, ConvConfig, PaddingMode
+from .result import Solution
 from .threads import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
@@ -419,3 +420,343 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
         f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
         "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
     ), relative, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Negative lags: a response before the input arrives
+# ----------------------------------------------------------------------------------------------
+
+#: Family-wise false-alarm rate of the test that the response at negative lags is zero.
+NONCAUSAL_ALPHA = 1e-6
+
+
+def negative_lag_check(config: ConvConfig, kernel: np.ndarray, stderr: np.ndarray | None) -> tuple[str | None, str]:
+    """A sentence when the kernel is significant at negative physical lags (None otherwise), and what was checked.
+
+    Each coefficient at a negative lag is tested against zero with its standard error (Bonferroni over all of
+    them at ``NONCAUSAL_ALPHA``).  A causal system cannot respond before its input: such a response means
+    feedback from ``y`` to ``x`` (a closed loop) or an input recorded later than the output.
+    """
+    lags = config.tap_lags()
+    negative = lags < 0
+    if not negative.any():
+        return None, "not needed: no negative lags"
+    if stderr is None:
+        return None, "skipped: the method gives no standard errors"
+    from scipy.special import ndtri
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(kernel[negative]) / stderr[negative]
+    z = np.where(np.isnan(z), 0.0, z)  # 0 / 0: an exact zero
+    cut = float(-ndtri(NONCAUSAL_ALPHA / (2 * z.size)))
+    hit = z > cut
+    if not hit.any():
+        return None, "checked"
+    found = lags[negative][hit.any(axis=(1, 2))]
+    share = float(np.sum(kernel[negative] ** 2) / np.sum(kernel**2))
+    return (
+        f"the response is significant at negative lag(s) {int(found.min())}..{int(found.max())} ({share:.0%} of the "
+        f"kernel's energy, |estimate| / stderr up to {float(z.max()):.3g}): a causal system cannot respond before "
+        "its input, so feedback from y to x (a closed loop) or an input recorded later than the output is likely. "
+        "Check the alignment of x and y, or model the loop."
+    ), "flagged"
+
+
+# ----------------------------------------------------------------------------------------------
+# The lag scan: does the input explain the residual at lags far outside the kernel?
+# ----------------------------------------------------------------------------------------------
+
+#: Offsets searched beyond each end of the kernel: this many times its taps, at least ``SCAN_MIN``, at most a
+#: quarter of the shortest subsequence (a response longer than that could not be estimated from the record).
+SCAN_TAPS = 8
+SCAN_MIN = 4096
+#: Family-wise false-alarm rate over every (offset, channel, output) tested, and the least share of the residual.
+SCAN_ALPHA = 1e-6
+SCAN_EFFECT = 0.01
+#: Offsets per band: the test sums squared standardized correlations over bands (power for spread-out tails).
+SCAN_BAND = 32
+#: Equations scanned per block: at most this many divided by its (input, output) channel pairs, at least
+#: ``SCAN_MIN_ROWS`` (each pair costs one inverse FFT over the rows scanned).
+SCAN_PAIR_ROWS = 1 << 18
+SCAN_MIN_ROWS = 1 << 14
+
+
+#: Order of the autoregressive (Yule-Walker) prewhitening of each input channel before the scan.
+SCAN_ORDER = 16
+
+
+def _energy(power: np.ndarray, n: int) -> np.ndarray:
+    """``sum x^2`` from ``|rfft(x, n)|^2`` along axis 0 (Parseval; the bins other than 0 and n/2 count twice)."""
+    weights = np.full(len(power), 2.0)
+    weights[0] = 1.0
+    if n % 2 == 0:
+        weights[-1] = 1.0
+    return np.tensordot(weights, power, axes=(0, 0)) / n
+
+
+def _scan_rows(block: Block) -> Block:
+    """The block restricted to at most its scan budget of equations, taken from the middle of each subsequence."""
+    budget = max(SCAN_PAIR_ROWS // (block.channels * len(block.out_channels)), SCAN_MIN_ROWS)
+    xs, ys = [], []
+    for x, y in zip(block.xs, block.outputs):
+        take = min(len(y), budget)
+        if take < 1:
+            break
+        a = (len(y) - take) // 2
+        xs.append(x[a : a + take + block.taps - 1])
+        ys.append(y[a : a + take])
+        budget -= take
+    return Block(xs, ys, block.taps, block.mask, block.out_channels)
+
+
+def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, float, str | None]:
+    """Why the residual says the response reaches beyond the kernel, whatever its size (None when it does not).
+
+    Returns the message (or None), the relative residual rms once the flagged lags are explained, and why no
+    block could be scanned (None when one was), as :func:`kernel_size_check` does.
+
+    The residual ``r`` of output ``o`` is cross-correlated (FFT) with every canonical input channel at offsets
+    ``j`` outside the kernel, ``c(j) = sum_t r[t] x[t + j]``.  A residual that is white noise independent of
+    ``x`` gives ``z(j) = c(j) / (sigma sqrt(sum x^2)) ~ N(0, 1)`` whatever the input's colour.  The squares are
+    summed over bands of ``SCAN_BAND`` offsets (all input channels), chi-square under that null; a band is
+    flagged above the larger of the chi-square threshold and a robust empirical one (median + MAD over the
+    bands searched, since coloured data widen the null), Bonferroni at ``SCAN_ALPHA``.  Flagged bands must
+    explain at least ``SCAN_EFFECT`` of the residual (their excess ``sum (z^2 - 1)`` over the equations, exact
+    for a white input).  At most ``SCAN_PAIR_ROWS / pairs`` equations per block are scanned.
+    """
+    import scipy.fft
+    from scipy.special import ndtri
+    from scipy.stats import chi2
+
+    cfg = problem.config
+    if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
+        return None, np.inf, "the solver did not converge"
+    found: list[tuple[int, float, np.ndarray]] = []  # (output, share, offsets) per flagged output channel
+    rss_after = yty_flagged = 0.0
+    scanned, skipped = False, None
+    biases: Sequence[np.ndarray | None] = sol.biases if sol.biases is not None else [None] * len(problem.blocks)
+    for whole, w, b in zip(problem.blocks, sol.kernels, biases):
+        if not whole.retains_rows or whole.ys is None:
+            return None, np.inf, "the rows are not retained"
+        block = _scan_rows(whole)
+        ys = block.outputs
+        lengths = [len(x) for x in block.xs]
+        reach = min(max(SCAN_TAPS * block.taps, SCAN_MIN), min(lengths) // 4)
+        if reach < 1 or block.n_equations < 64:
+            skipped = "too few equations to scan"
+            continue
+        scanned = True
+        resid = [y - f for y, f in zip(ys, forward(block, w, None if b is None or not cfg.use_bias else b))]
+        offsets = np.concatenate([np.arange(-reach, 0), np.arange(block.taps, block.taps + reach)])
+        corr = np.zeros((len(offsets), block.channels, len(block.out_channels)))
+        sxx = np.zeros(block.channels)
+        rss = np.zeros(len(block.out_channels))
+        # prewhitened (AR prediction errors of x and of r): z is then N(0, 1) and uncorrelated across offsets
+        # under the null, whatever the colour of the input and of the noise
+        wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
+        srr = np.zeros(len(block.out_channels))
+        for x, r in zip(block.xs, resid):
+            n = scipy.fft.next_fast_len(len(x) + len(r) + reach)
+            fx = scipy.fft.rfft(x, n, axis=0) * scipy.fft.rfft(wx, n, axis=0)  # (f, channels)
+            fr = scipy.fft.rfft(r, n, axis=0) * scipy.fft.rfft(wr, n, axis=0)  # (f, outputs)
+            full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
+            corr += full[offsets % n]
+            sxx += _energy(np.abs(fx) ** 2, n) * len(r) / len(x)
+            srr += _energy(np.abs(fr) ** 2, n)
+            rss += np.sum(r**2, axis=0)
+        yty = np.sum([np.sum(y**2, axis=0) for y in ys], axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
+        z2 = np.where(np.isfinite(z), z, 0.0) ** 2
+        starts = np.concatenate([np.arange(0, reach, SCAN_BAND), reach + np.arange(0, reach, SCAN_BAND)])
+        sizes = np.diff(np.append(starts, 2 * reach)) * block.channels  # N(0, 1) terms per band
+        bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
+        tests = bands.size * len(problem.blocks)
+        for j, o in enumerate(block.out_channels):
+            if rss[j] <= 1e-12 * yty[j]:
+                continue
+            t = bands[:, j]
+            # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null)
+            centre = float(np.median(t))
+            spread = 1.4826 * float(np.median(np.abs(t - centre)))
+            cut = np.maximum(chi2.isf(SCAN_ALPHA / tests, sizes), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
+            hit = t > cut
+            share = min(float(np.sum((t - sizes)[hit])) / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
+            if not hit.any() or share < SCAN_EFFECT:
+                continue
+            ends = np.append(starts[1:], 2 * reach) - 1
+            found.append((int(o), share, np.concatenate([offsets[starts[hit]], offsets[ends[hit]]])))
+            rss_after += rss[j] * (1 - share)
+            yty_flagged += float(yty[j])
+    if not found:
+        return None, np.inf, None if scanned else skipped
+    s, _ = problem._tap_layout()
+    lo = min(int(f[2].min()) for f in found) * s  # correlation-order indices of the user kernel (canonical x s)
+    hi = max(int(f[2].max()) for f in found) * s + s - 1
+    k = cfg.kernel_size
+    chans = ", ".join(str(f[0]) for f in sorted(found))
+    share = max(f[1] for f in found)
+    if cfg.lags is not None:  # correlation index j is lag last - j
+        first, last = cfg.lags
+        new = (min(first, last - hi), max(last, last - lo))
+        where, fix = f"at lags {last - hi}..{last - lo}", f"Use lags={new} (kr.select_lags chooses them)"
+        if new[0] < 0 <= first:
+            fix += "; a response at negative lags means feedback from y to x or a misaligned input"
+    else:
+        parts = []
+        before, after = (hi >= k, lo < 0) if cfg.flip else (lo < 0, hi >= k)
+        if before:
+            parts.append(f"before tap 0 (to about {k - 1 - hi if cfg.flip else lo})")
+        if after:
+            parts.append(f"after tap {k - 1} (to about {k - 1 - lo if cfg.flip else hi})")
+        where = " and ".join(parts)
+        longer = k + max(hi - k + 1, 0) + max(-lo, 0)
+        fix = f"Use kernel_size={longer} or more (kr.select_kernel_size compares candidates), or check the alignment"
+    relative = float(np.sqrt(rss_after / yty_flagged)) if yty_flagged > 0 else 0.0
+    return (
+        f"the response is longer than the kernel ({cfg.describe()}): the input explains {share:.0%} of the residual "
+        f"of output channel(s) {chans} at taps outside it, {where}. {fix}."
+    ), relative, None
+
+
+# ----------------------------------------------------------------------------------------------
+# The check recover_kernel runs on the residual: is it white?
+# ----------------------------------------------------------------------------------------------
+
+#: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
+WHITENESS_ROWS = 1 << 16
+#: Lags of the Ljung-Box statistic: ``min(WHITENESS_LAGS, n // 5)`` (statsmodels' default).
+WHITENESS_LAGS = 10
+#: Family-wise level (over the output channels, Bonferroni) below which the residual is called not white.
+WHITENESS_ALPHA = 1e-3
+#: Output channels whose residual rms is at most this share of y's are at rounding level (noiseless data): skipped.
+WHITENESS_ROUNDING = 1e-8
+#: Fewest residual rows per output channel for the test.
+WHITENESS_MIN_ROWS = 50
+
+
+class Whiteness(TypedDict):
+    """What :func:`whiteness_check` finds (see there)."""
+
+    statistic: np.ndarray
+    p_value: np.ndarray
+    lags: int
+    rows: int
+    alpha: float
+    message: str | None
+
+
+def ljung_box(residuals: Sequence[np.ndarray], lags: int) -> np.ndarray:
+    """The Ljung-Box statistic ``Q`` per column of residual sequences ``(n_i, O)``.
+
+    ``Q = n (n + 2) sum_{k=1}^{h} r_k^2 / n_k`` with ``r_k = sum_i sum_t e_t e_{t+k} / sum e^2`` (the mean
+    removed, pooled over the sequences; products never cross from one sequence to the next) and ``n_k``
+    the number of products at lag ``k``; for one sequence ``n_k = n - k``, the textbook statistic (as
+    statsmodels' ``acorr_ljungbox``).  Under white noise ``Q`` is about chi-square with ``h`` degrees of freedom.
+    """
+    n = sum(len(e) for e in residuals)
+    n_out = residuals[0].shape[1]
+    mean = sum(e.sum(axis=0) for e in residuals) / max(n, 1)
+    centred = [e - mean for e in residuals]
+    denom = sum(np.einsum("to,to->o", e, e) for e in centred)
+    q = np.zeros(n_out)
+    for k in range(1, lags + 1):
+        pairs = sum(max(len(e) - k, 0) for e in centred)
+        if pairs == 0:
+            break
+        num = sum(np.einsum("to,to->o", e[k:], e[:-k]) for e in centred if len(e) > k)
+        r = np.divide(num, denom, out=np.zeros(n_out), where=denom > 0)
+        q += r**2 / pairs
+    return n * (n + 2) * q
+
+
+def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness | None, str]:
+    """A Ljung-Box test of the residual's whiteness, per output channel, and the line for ``diagnostics["checks"]``.
+
+    The residual ``y - A w`` of the solution is computed on at most ``WHITENESS_ROWS`` rows of each block
+    (one forward pass over those rows); its autocorrelation at lags ``1 .. h`` (``h = min(10, n // 5)``)
+    gives :func:`ljung_box`'s ``Q``, with p-values from the chi-square law with ``h`` degrees of freedom.
+    A p-value below ``WHITENESS_ALPHA`` (over all output channels, Bonferroni) says the residual is not
+    white: the noise is coloured, or the model leaves structure in ``y``.  The standard errors, the
+    intervals and the report's expected errors assume white noise; the message says so.
+
+    Returns
+    -------
+    dict or None
+        ``statistic`` and ``p_value`` per output channel (NaN where skipped: a residual at rounding level),
+        ``lags``, ``rows`` (per output channel), ``alpha`` and ``message`` (None when white); None when no
+        output channel could be tested.
+    str
+        ``"checked"``, ``"flagged"`` or ``"skipped: <why>"``.
+
+    Notes
+    -----
+    The chi-square law ignores the fitted coefficients (exact for a regression on an input independent of
+    the noise as ``n`` grows; ARMA fits would subtract their parameters from ``h``).  The check does not warn:
+    at ``WHITENESS_ALPHA`` it would still fire on one white record in a thousand, and a coloured noise does
+    not bias the least-squares kernel, only its standard errors.
+    """
+    cfg = problem.config
+    n_out = cfg.out_channels
+    stat = np.full(n_out, np.nan)
+    pval = np.full(n_out, np.nan)
+    rows = 0
+    lags = 0
+    reason = "the residual is at rounding level (noiseless data)"
+    for b, block in enumerate(problem.blocks):
+        if not block.retains_rows or block.ys is None:
+            return None, "skipped: the rows are not retained (streamed statistics only)"
+        kernel = sol.kernels[b]
+        bias = sol.biases[b] if cfg.use_bias and sol.biases is not None else None
+        if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+            return None, "skipped: the solution is not finite"
+        xs, ys, left = [], [], WHITENESS_ROWS
+        for x, y in zip(block.xs, block.ys):
+            count = min(len(y), left)
+            if count > 0:
+                xs.append(x[: count + block.taps - 1])
+                ys.append(y[:count])
+                left -= count
+        n = sum(len(y) for y in ys)
+        h = min(WHITENESS_LAGS, n // 5)
+        if n < WHITENESS_MIN_ROWS or h < 1:
+            reason = f"too few residuals ({n} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
+            continue
+        sub = Block(xs, None, block.taps, block.mask, block.out_channels)
+        resid = [y - f for y, f in zip(ys, forward(sub, kernel, bias))]
+        e2 = sum(np.einsum("to,to->o", e, e) for e in resid)
+        y2 = sum(np.einsum("to,to->o", y, y) for y in ys)
+        live = e2 > WHITENESS_ROUNDING**2 * y2
+        if not np.any(live):
+            continue
+        q = ljung_box([e[:, live] for e in resid], h)
+        from scipy.special import chdtrc  # imported here, as in kernel_size_check
+
+        chans = block.out_channels[live]
+        stat[chans] = q
+        pval[chans] = chdtrc(h, q)
+        rows, lags = max(rows, n), max(lags, h)
+    tested = np.isfinite(pval)
+    if not np.any(tested):
+        return None, f"skipped: {reason}"
+    flagged = np.flatnonzero(tested & (pval * tested.sum() < WHITENESS_ALPHA))
+    message = None
+    if len(flagged):
+        chans = ", ".join(map(str, flagged))
+        worst = float(np.min(pval[flagged]))
+        p_text = f"p={worst:.1e}" if worst >= 1e-300 else "p<1e-300"
+        message = (
+            f"the residual of output channel(s) {chans} is not white (Ljung-Box over {lags} lags, {p_text}): the "
+            "noise is coloured, or the model leaves structure in y. The standard errors and intervals assume white "
+            "noise and are not to be trusted; prewhiten x and y with the same filter (e.g. an AR model fitted to "
+            "the residual) and recover again, or use a noise model."
+        )
+    entry: Whiteness = {
+        "statistic": stat,
+        "p_value": pval,
+        "lags": int(lags),
+        "rows": int(rows),
+        "alpha": WHITENESS_ALPHA,
+        "message": message,
+    }
+    return entry, "flagged" if message else "checked"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,8 @@ from numpy.typing import ArrayLike
 
 from .api import recover_kernel
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
-from .operator import design_rows, n_columns
+from .lagsearch import LagSelection, choose_lags_for, information_criterion, prefix_fit
+from .operator import block_statistics, design_rows, n_columns
 from .problem import (
     Block,
     CanonicalProblem,
@@ -31,6 +34,8 @@ from .problem import (
 from .result import KernelResult
 
 CRITERIA = ("aic", "bic", "cv")
+#: From this many candidates on, AIC/BIC with exact least squares score every size from one factorization.
+NESTED_FROM = 12
 #: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).
 EXACT_FIT = 1e-20
 
@@ -228,7 +233,10 @@ def select_kernel_size(
     yty = sum(float(np.sum(v**2)) for v in ys)
     n_samples = sum(v.size for v in ys)
     scores, rss, n_params, status, results = [], [], [], [], {}
-    for k in cands:
+    nested = None
+    if len(cands) >= NESTED_FROM and criterion_name != "cv" and method == "lstsq" and not options:
+        nested = _nested_rss(xs_for, ys, pad, base)
+    for k in _progress(cands, nested is None):
         cfg_in = xs_for.get(k)
         if cfg_in is None:
             scores.append(np.inf)
@@ -237,26 +245,30 @@ def select_kernel_size(
             status.append("too long for y")
             continue
         xs_k, pad_k = cfg_in
-        with warnings.catch_warnings():
-            for category in (UnderdeterminedWarning, IllConditionedWarning, KernelSizeWarning):
-                warnings.simplefilter("ignore", category)
-            res = recover_kernel(xs_k, ys, k, method=method, padding=pad_k, **base, **options)
         results[k] = (xs_k, pad_k)
-        r = res.residual_rms**2 * n_samples
-        kp = res.kernel.size + (res.bias.size if res.bias is not None else 0)
+        if nested is not None:
+            r, st = nested[k]
+            kp = _n_params(k, xb.channels, ys[0].shape[1], groups, use_bias)
+            ok = st in ("overdetermined", "determined")
+        else:
+            with warnings.catch_warnings():
+                for category in (UnderdeterminedWarning, IllConditionedWarning, KernelSizeWarning):
+                    warnings.simplefilter("ignore", category)
+                res = recover_kernel(xs_k, ys, k, method=method, padding=pad_k, **base, **options)
+            r = res.residual_rms**2 * n_samples
+            kp = res.kernel.size + (res.bias.size if res.bias is not None else 0)
+            st, ok = res.report.status, res.report.ok
         rss.append(r)
         n_params.append(kp)
-        status.append(res.report.status)
-        if not res.report.ok or kp >= n_samples:
+        status.append(st)
+        if not ok or kp >= n_samples:
             scores.append(np.inf)
             continue
         if criterion_name == "cv":
             problem = build_problem(xs_k, ys, k, padding=pad_k, **base)
             scores.append(_cv_score(problem, folds))
         else:
-            r_eff = max(r, EXACT_FIT * yty, np.finfo(float).tiny)
-            penalty = 2.0 * kp if criterion_name == "aic" else kp * np.log(n_samples)
-            scores.append(n_samples * np.log(r_eff / n_samples) + penalty)
+            scores.append(float(information_criterion(r, kp, n_samples, criterion_name, EXACT_FIT * yty)))
     scores_arr = np.array(scores, dtype=float)
     if not np.isfinite(scores_arr).any():
         raise ValueError(
@@ -278,6 +290,85 @@ def select_kernel_size(
         result=result,
         notes=tuple(notes),
     )
+
+
+class _NoBar:
+    def __init__(self, items: Sequence[int]) -> None:
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def _progress(items: Sequence[int], looping: bool) -> Iterable[int]:
+    """``items`` behind a tqdm bar when each is a fit, there are several, stderr is a terminal and tqdm is installed."""
+    if looping and len(items) > 1 and sys.stderr.isatty():
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return items
+        return tqdm(items, desc="select_kernel_size", unit="fit", leave=False)
+    return items
+
+
+def _nested_rss(
+    xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]],
+    ys: Sequence[np.ndarray],
+    pad: PaddingMode | tuple[int, int],
+    base: _Settings,
+) -> dict[int, tuple[float, str]] | None:
+    """RSS and status of every fitting candidate from one Cholesky factorization per block (None: not nested).
+
+    Every candidate reads the same output samples, and its columns are a run of the largest candidate's taps
+    (``"causal"`` and the trimmed inputs with ``flip``: the last ``k``; ``"same"``: the ones around its centre;
+    otherwise the first ``k``), each longer run holding the shorter: in the order the taps join, one
+    factorization of the largest Gram gives every candidate's fit (:func:`~kernel_recovery.lagsearch.prefix_fit`).
+    """
+    if base["stride"] != 1 or base["dilation"] != 1 or not xs_for:
+        return None
+    big = max(xs_for)
+    xs_big, pad_big = xs_for[big]
+
+    def offset(k: int) -> int:  # the first of the big candidate's taps that candidate k uses
+        if pad == "same":
+            return (big - 1) // 2 - (k - 1) // 2
+        if pad == "causal" or (pad_big == "valid" and pad not in ("same", "causal") and base["flip"]):
+            return big - k
+        return 0
+
+    order: list[int] = []
+    for k in range(1, big + 1):
+        new = sorted(set(range(offset(k), offset(k) + k)) - set(order))
+        if len(new) != 1:
+            return None
+        order.extend(new)
+    problem = build_problem(xs_big, ys, big, padding=pad_big, **base)
+    use_bias = base["use_bias"]
+    fits = []
+    for block in problem.blocks:
+        if block.n_free != block.taps * block.channels:
+            return None
+        c = block.channels
+        cols = ([block.n_free] if use_bias else []) + [t * c + ch for t in order for ch in range(c)]
+        st = block_statistics(block, use_bias)
+        assert st.cross is not None and st.yty is not None  # the blocks hold y
+        fits.append((block, c, prefix_fit(st.gram[np.ix_(cols, cols)], st.cross[cols], st.yty, block.n_equations)))
+    out: dict[int, tuple[float, str]] = {}
+    rank_order = ("underdetermined", "rank_deficient", "determined", "overdetermined")
+    for k in xs_for:
+        total, worst = 0.0, "overdetermined"
+        for block, c, fit in fits:
+            p = int(use_bias) + k * c
+            if block.n_equations < p:
+                st_b = "underdetermined"
+            elif fit.rank < p:
+                st_b = "rank_deficient"
+            else:
+                st_b = "determined" if block.n_equations == p else "overdetermined"
+            worst = min(worst, st_b, key=rank_order.index)
+            total += float(fit.rss[p]) if fit.rank >= p else np.nan
+        out[k] = (max(total, 0.0) if np.isfinite(total) else np.nan, worst)
+    return out
 
 
 def _n_params(k: int, cin: int, cout: int, groups: int, use_bias: bool) -> int:
@@ -371,3 +462,71 @@ def _cv_score(problem: CanonicalProblem, folds: int) -> float:
             total += float(np.sum(np.maximum(err, 0.0)))
         count += block.n_equations * len(block.out_channels)
     return total / count
+
+
+def select_lags(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    max_length: int | None = None,
+    max_delay: int | None = None,
+    criterion: Literal["aic", "bic"] = "bic",
+    method: str | Callable = "lstsq",
+    use_bias: bool = False,
+    layout: Layout = "nwc",
+    flip: bool = True,
+    **options: Any,
+) -> LagSelection:
+    """Choose the lags ``(first, last)`` of a response from the data, then fit it there.
+
+    For measurements where ``y`` is on ``x``'s time axis (same length) with an unknown bulk delay and length,
+    ``y[t] = sum_{l=first}^{last} h[l] x[t - l]``: the lags are located by a prewhitened cross-correlation and
+    chosen by AIC or BIC from nested least-squares scans (see :func:`kernel_recovery.lagsearch.choose_lags`),
+    then the kernel is recovered with ``recover_kernel(x, y, lags=(first, last), ...)``.
+
+    Parameters
+    ----------
+    x, y : array_like
+        Inputs and outputs of the same length, as in :func:`recover_kernel`.
+    max_length : int, optional
+        Most taps the response may have (default: ``min(8192, n // 8)``).
+    max_delay : int, optional
+        Largest ``|first|`` searched (default: a quarter of the shortest sequence).
+    criterion : {"aic", "bic"}
+        As in :func:`select_kernel_size` (cross-validation is not offered for lags).
+    method, **options
+        The method of the final fit, as in :func:`recover_kernel`.
+    use_bias, layout, flip
+        As in :func:`recover_kernel`; ``flip=True`` (the default here) gives ``kernel[i]`` at lag ``first + i``.
+
+    Returns
+    -------
+    LagSelection
+        ``first``, ``last``, ``delay``, ``length``, the scores of every start and end, ``end_of_response`` and
+        ``result``, the :class:`KernelResult` with the chosen lags.
+
+    Warns
+    -----
+    KernelSizeWarning
+        When the response is cut by ``max_length`` or ``max_delay``.
+    NonCausalWarning
+        When the response is significant at negative lags (feedback or a misaligned input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kernel_recovery as kr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(4000)
+    >>> h = rng.standard_normal(12)
+    >>> y = np.concatenate([np.zeros(30), np.convolve(x, h)[: 4000 - 30]]) + 0.01 * rng.standard_normal(4000)
+    >>> sel = kr.select_lags(x, y)
+    >>> sel.lags, sel.result.kernel.shape
+    ((30, 41), (12, 1, 1))
+    """
+    choice = choose_lags_for(
+        x, y, layout=layout, use_bias=use_bias, max_length=max_length, max_delay=max_delay, criterion=criterion
+    )
+    result = recover_kernel(x, y, lags=choice.lags, method=method, use_bias=use_bias, layout=layout, flip=flip, **options)
+    result.diagnostics["lags"] = choice.to_dict()
+    return dataclasses.replace(choice, result=result)

@@ -164,7 +164,8 @@ def test_mean_squared_error_attains_the_cramer_rao_bound():
 
 def test_confidence_interval_errors(rng):
     x = rng.standard_normal(50)
-    res = kr.recover_kernel(x, kr.conv1d(x, [1.0, 2.0]), 2, ridge=0.1)
+    # (ridge fits now have posterior standard deviations; a robust fit still has none)
+    res = kr.recover_kernel(x, kr.conv1d(x, [1.0, 2.0]) + 0.1 * rng.standard_normal(49), 2, loss="mae")
     with pytest.raises(ValueError, match="no standard errors"):
         confidence_interval(res)
     with pytest.raises(ValueError, match="level"):
@@ -269,7 +270,8 @@ def test_regularization_with_bias_and_groups(rng):
     w = rng.standard_normal((5, 2, 2))
     y = kr.conv1d(x, w, [3.0, -3.0], groups=2) + 0.1 * rng.standard_normal((56, 2))
     res = kr.recover_kernel(x, y, 5, groups=2, use_bias=True, regularization="tc")
-    assert res.options["ridge"].shape == (2,)
+    assert res.options["ridge"].shape == (2, 2)  # per output channel and input channel (per-input priors)
+    assert res.options["noise_variance"].shape == (2,)
     np.testing.assert_allclose(res.bias, [3.0, -3.0], atol=0.3)
 
 

@@ -10,7 +10,8 @@ Paths, chosen per block (group) and recorded in ``diagnostics["solver"]``:
 * ``"toeplitz_cg"``: single-input blocks with at least ``LONG_KERNEL`` taps; preconditioned conjugate
   gradients on the Gram written as Toeplitz minus two edge terms, every product by FFT, so time is
   ``O(N log K + iterations * K log K)`` and memory ``O(chunk + K)``;
-* ``"gcv"``, ``"ml"``, ``"tc"``, ``"dc"``: automatically regularized estimates from the statistics;
+* ``"gcv"``, ``"ml"``, ``"tc"``, ``"dc"``, ``"ss"``, ``"di"``, ``"prior"``: automatically regularized estimates
+  from the statistics, with their posterior covariance (see :mod:`.priors`);
 * ``"lp"`` / ``"irls"``: robust losses.
 """
 
@@ -43,6 +44,8 @@ from ..operator import (
 from ..problem import Block, CanonicalProblem
 from ..result import Solution
 from ..threads import SerialBLAS
+from . import priors
+from .priors import REGULARIZATIONS, PriorArg, Regularization
 
 #: Refine normal-equation solutions (residuals from the data) when the Gram's condition number exceeds this: the
 #: normal equations lose ~cond * eps, so above 1e4 they could not give ~1e-12 relative on noiseless data.
@@ -58,9 +61,7 @@ CG_MAX_ITER = 2000
 HUBER_DELTA = 1.345
 IRLS_MAX_ITER = 200
 
-Regularization = Literal["gcv", "ml", "tc", "dc"]
 Loss = Literal["mse", "mae", "huber"]
-REGULARIZATIONS: tuple[Regularization, ...] = ("gcv", "ml", "tc", "dc")
 LOSSES: tuple[Loss, ...] = ("mse", "mae", "huber")
 
 
@@ -69,6 +70,8 @@ def solve(
     *,
     ridge: float = 0.0,
     regularization: Regularization | None = None,
+    prior: PriorArg | None = None,
+    share_hyperparameters: bool = False,
     loss: Loss = "mse",
     huber_delta: float | None = None,
     max_iter: int | None = None,
@@ -79,13 +82,24 @@ def solve(
     -------
     ridge : float, >= 0
         Adds ``ridge * ||kernel||^2`` to the squared residual (the bias is not penalized).
-    regularization : {None, "gcv", "ml", "tc", "dc"}
-        Automatic regularization, chosen per output channel and recorded in ``options``:
-        ``"gcv"`` ridge with ``lambda`` by generalized cross-validation; ``"ml"`` ridge by marginal likelihood;
-        ``"tc"`` / ``"dc"`` the tuned/correlated and diagonal/correlated kernel priors of regularized FIR
-        identification (Chen, Ohlsson and Ljung, Automatica 2012), hyperparameters by marginal likelihood.
-        The priors decay along the impulse-response lag, which is the tap index for ``flip=True`` and the
-        reversed tap index for cross-correlation (``flip=False``).
+    regularization : {None, "gcv", "ml", "tc", "dc", "ss", "di"}
+        Automatic regularization, tuned per output channel and recorded in ``options``: ``"gcv"`` ridge with
+        ``lambda`` by generalized cross-validation; the others are Gaussian kernel priors of regularized FIR
+        identification (Chen, Ohlsson and Ljung, Automatica 2012) with hyperparameters by marginal likelihood
+        (empirical Bayes, a continuous L-BFGS-B optimization from the sufficient statistics): ``"ml"`` a white
+        prior (ridge), ``"di"`` diagonal, ``"tc"`` tuned/correlated, ``"dc"`` diagonal/correlated and ``"ss"`` the
+        second-order stable spline.  The priors decay along the physical lag (:meth:`ConvConfig.tap_lags`), so
+        ``flip=True`` and ``flip=False`` give mirror-image kernels.  Hyperparameters are per input channel
+        (per input-output pair) unless ``share_hyperparameters=True``: ``options["prior_scale"]``,
+        ``options["decay"]``, ``options["correlation"]`` and ``options["ridge"]`` (noise variance over prior
+        scale) are ``(out_channels, in_channels // groups)``, ``options["noise_variance"]`` ``(out_channels,)``;
+        ``diagnostics["log_evidence"]`` and ``diagnostics["n_evaluations"]`` are per output channel.
+    prior : array or callable, optional
+        A user's prior covariance shape for each input channel's kernel: a ``(kernel_size, kernel_size)`` matrix
+        over the lags in ascending order (``np.sort(config.tap_lags())``), or a callable given those lags
+        returning it.  Its scale is tuned by marginal likelihood per input (as for ``regularization``).
+    share_hyperparameters : bool
+        One set of prior hyperparameters for all input channels of an output (default: one per input).
     loss : {"mse", "mae", "huber"}
         ``"mae"``: least absolute deviations, an exact linear program (scipy HiGHS) when the design has at
         most ``LP_LIMIT`` entries, otherwise iteratively reweighted least squares.  ``"huber"``: Huber loss by
@@ -103,7 +117,11 @@ def solve(
     -----
     Standard errors ``sqrt(diag(sigma^2 (A^T A)^-1))``, ``sigma^2 = RSS / (n - P)``, are returned for plain
     full-rank least squares; ``diagnostics["dof"]`` holds ``n - P`` for confidence intervals (see
-    :func:`confidence_interval`).
+    :func:`confidence_interval`).  Regularized fits (``ridge``, ``regularization``, ``prior``) return the posterior
+    standard deviations of the Gaussian prior they imply (``ridge``: ``w ~ N(0, sigma^2 / ridge I)``), with
+    ``diagnostics["dof"] = inf`` so that :func:`confidence_interval` gives the normal-quantile credible band.
+    ``Solution.covariance`` holds the full covariance per block (the posterior one, or ``sigma^2 (A^T A)^-1``)
+    where it is at most ``priors.COVARIANCE_LIMIT`` entries and the path forms the Gram (not ``"toeplitz_cg"``).
     """
     if (
         isinstance(ridge, (bool, np.bool_))
@@ -113,7 +131,15 @@ def solve(
     ):
         raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
     if regularization is not None and regularization not in REGULARIZATIONS:
-        raise ValueError(f"`regularization` must be None, 'gcv', 'ml', 'tc' or 'dc', got {regularization!r}.")
+        raise ValueError(
+            f"`regularization` must be None, 'gcv', 'ml', 'tc', 'dc', 'ss' or 'di', got {regularization!r}."
+        )
+    priors.check_prior(prior)
+    share = priors.check_share(share_hyperparameters)
+    if prior is not None and regularization is not None:
+        raise ValueError(f"give either `prior` or `regularization` (={regularization!r}), not both.")
+    if prior is not None and (ridge > 0 or loss != "mse"):
+        raise ValueError("`prior` cannot be combined with `ridge` or a robust `loss`.")
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be 'mse', 'mae' or 'huber', got {loss!r}.")
     if huber_delta is not None and (
@@ -134,6 +160,8 @@ def solve(
         problem,
         ridge=float(ridge),
         regularization=regularization,
+        prior=prior,
+        share_hyperparameters=share,
         loss=loss,
         huber_delta=HUBER_DELTA if huber_delta is None else float(huber_delta),
         max_iter=None if max_iter is None else int(max_iter),
@@ -145,6 +173,8 @@ def solve_blocks(
     *,
     ridge: float = 0.0,
     regularization: Regularization | None = None,
+    prior: PriorArg | None = None,
+    share_hyperparameters: bool = False,
     loss: Loss = "mse",
     huber_delta: float = HUBER_DELTA,
     max_iter: int | None = None,
@@ -152,6 +182,7 @@ def solve_blocks(
     """The solver behind :func:`solve`; blocks that do not retain their rows use the cached statistics only."""
     use_bias = problem.config.use_bias
     out = _Collector(problem)
+    tuned = regularization is not None or prior is not None
     for block in problem.blocks:
         data = block.retains_rows
         if loss != "mse" and not data:
@@ -160,9 +191,10 @@ def solve_blocks(
             coef, info = _robust(block, use_bias, loss, huber_delta, max_iter or IRLS_MAX_ITER)
             out.add(block, coef, info, None, None)
             continue
-        if regularization is not None:
-            coef, info = _regularized(problem, block, regularization)
-            out.add(block, coef, info, None, None)
+        if tuned:
+            kind = regularization if regularization is not None else "custom"
+            coef, info, cov = priors.regularized(problem, block, kind, prior=prior, share=share_hyperparameters)
+            out.add(block, coef, info, None, None, cov)
             continue
         path = solve_path(block, use_bias, LONG_KERNEL)
         if path == "toeplitz_cg":
@@ -173,17 +205,27 @@ def solve_blocks(
             coef, info, rss = _explicit(block, use_bias, ridge)
         else:
             coef, info, rss = _normal_equations(block, use_bias, ridge, data)
-        out.add(block, coef, info, rss, None if ridge > 0 else _inverse_diagonal(block, use_bias))
-    if regularization is not None:
+        if ridge > 0:
+            small = len(block.out_channels) * n_columns(block, use_bias) ** 2 <= priors.COVARIANCE_LIMIT
+            cov = priors.ridge_covariance(block, use_bias, ridge, coef) if small else None
+            out.add(block, coef, info, rss, None, cov)
+        else:
+            out.add(block, coef, info, rss, _inverse_diagonal(block, use_bias), _ols_unit_covariance(block, use_bias))
+    if prior is not None:
+        message = "solved with a user's prior covariance (prior=)"
+    elif regularization is not None:
         message = f"solved with regularization={regularization!r}"
     elif loss != "mse":
         message = f"solved with loss={loss!r}"
     else:
         message = "solved" if ridge == 0 else f"solved with ridge={ridge:g}"
-    options = {"ridge": ridge, "regularization": regularization, "loss": loss, "max_iter": max_iter}
+    options: dict[str, Any] = {"ridge": ridge, "regularization": regularization, "loss": loss, "max_iter": max_iter}
+    if tuned:
+        options["prior"] = prior
+        options["share_hyperparameters"] = share_hyperparameters
     if loss == "huber":
         options["huber_delta"] = huber_delta
-    return out.solution(message, options)
+    return out.solution(message, options, bayesian=tuned or ridge > 0)
 
 
 class _Collector:
@@ -200,6 +242,7 @@ class _Collector:
         self.sigma2: list[np.ndarray] = []
         self.dof: list[int] = []
         self.rss: list[np.ndarray | None] = []
+        self.covariance: list[np.ndarray | None] = []
 
     def add(
         self,
@@ -208,7 +251,10 @@ class _Collector:
         info: dict[str, Any],
         rss: np.ndarray | None,
         inv_diag: np.ndarray | None,
+        cov: np.ndarray | None = None,
     ) -> None:
+        """``cov``: a posterior covariance ``(O_b, P, P)``; with ``inv_diag`` (plain least squares) the unit one
+        ``(A^T A)^{-1}`` ``(P, P)``, scaled here by each output's noise variance."""
         k, b = unpack_columns(block, coef, self.use_bias)
         self.kernels.append(k)
         if b is not None:
@@ -220,45 +266,54 @@ class _Collector:
         n = info.get("n_rows", block.n_equations)
         dof = n - p
         self.dof.append(dof)
-        if rss is not None and inv_diag is not None and dof > 0:
+        if inv_diag is None and cov is not None:  # a posterior: its own standard deviations
+            se = np.sqrt(np.clip(np.einsum("opp->po", cov), 0.0, None))
+            self._stderr(block, se)
+            self.covariance.append(cov)
+            self.sigma2.append(np.full(coef.shape[1], np.nan))
+        elif rss is not None and inv_diag is not None and dof > 0:
             sigma2 = np.clip(rss, 0.0, None) / dof
             self.sigma2.append(sigma2)
-            se = np.sqrt(np.outer(inv_diag, sigma2))
-            ks, bs = unpack_columns(block, se, self.use_bias)
-            self.stderr.append(ks)
-            if bs is not None:
-                self.bias_err.append(bs)
+            self._stderr(block, np.sqrt(np.outer(inv_diag, sigma2)))
+            self.covariance.append(None if cov is None else sigma2[:, None, None] * cov[None])
         else:
             self.sigma2.append(np.full(coef.shape[1], np.nan))
+            self.covariance.append(None)
 
-    def solution(self, message: str, options: dict[str, Any]) -> Solution:
+    def _stderr(self, block: Block, se: np.ndarray) -> None:
+        ks, bs = unpack_columns(block, se, self.use_bias)
+        self.stderr.append(ks)
+        if bs is not None:
+            self.bias_err.append(bs)
+
+    def solution(self, message: str, options: dict[str, Any], bayesian: bool = False) -> Solution:
         blocks = self.problem.blocks
         full = len(self.stderr) == len(blocks)
         diagnostics: dict[str, Any] = {"solver": [i["solver"] for i in self.infos]}
         for key in ("gram_condition", "design_condition", "refinement_steps", "iterations"):
             if any(key in i for i in self.infos):
                 diagnostics[key] = [i.get(key) for i in self.infos]
-        diagnostics["dof"] = int(min(self.dof))
+        # a posterior band is a normal-quantile one: dof = inf makes confidence_interval's t quantile the normal
+        diagnostics["dof"] = float("inf") if bayesian and full else int(min(self.dof))
         iterations = [i["iterations"] for i in self.infos if "iterations" in i]
         capped = [i["solver"] for i in self.infos if not i.get("converged", True)]
         if capped:
             message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
         hyper: dict[str, np.ndarray] = {}
-        for key in ("ridge", "prior_scale", "decay", "correlation", "huber_delta"):
+        for key in ("ridge", "prior_scale", "decay", "correlation", "noise_variance", "huber_delta"):
             if any(key in i for i in self.infos):
-                hyper[key] = self.problem.from_canonical_bias(
-                    [
-                        np.broadcast_to(np.asarray(i.get(key, np.nan), dtype=float), (len(b.out_channels),))
-                        for i, b in zip(self.infos, blocks)
-                    ]
-                )
+                hyper[key] = self._per_output([i.get(key) for i in self.infos])
+        for key in ("log_evidence", "n_evaluations"):
+            if any(key in i for i in self.infos):
+                diagnostics[key] = self._per_output([i.get(key) for i in self.infos])
         options = dict(options)
         if "huber_delta" in hyper:  # the thresholds in the outputs' units (huber_delta x the robust scale)
             diagnostics["huber_threshold"] = hyper.pop("huber_delta")
-        if options.get("regularization") is not None:
+        if options.get("regularization") is not None or options.get("prior") is not None:
             options.update(hyper)
         if options.get("loss") == "mae":
             options["mae_solver"] = [i["solver"] for i in self.infos]
+        covariance = self.covariance if all(c is not None for c in self.covariance) else None
         return Solution(
             kernels=self.kernels,
             biases=self.biases if self.use_bias else None,
@@ -270,7 +325,19 @@ class _Collector:
             success=not capped,
             n_iterations=max(iterations) if iterations else None,
             rss=self.rss,
+            covariance=cast("list[np.ndarray]", covariance),
         )
+
+    def _per_output(self, values: list[Any]) -> np.ndarray:
+        """Per-block values ``(O_b,)`` or ``(O_b, inputs)`` (NaN where missing) as one ``(out_channels, ...)`` array."""
+        blocks = self.problem.blocks
+        arrays = [None if v is None else np.asarray(v, dtype=float) for v in values]
+        tail = next((a.shape[1:] for a in arrays if a is not None and a.ndim > 1), ())
+        out = np.full((self.problem.config.out_channels,) + tail, np.nan)
+        for a, b in zip(arrays, blocks):
+            if a is not None:
+                out[b.out_channels] = np.broadcast_to(a, (len(b.out_channels),) + tail)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,6 +422,16 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
     return coef, info, sum(np.einsum("ij,ij->j", r, r) for r in resid)
 
 
+def _ols_unit_covariance(block: Block, use_bias: bool) -> np.ndarray | None:
+    """``(A^T A)^{-1}`` from the cached spectrum (None when rank-deficient or too large to keep)."""
+    spec = block_spectrum(block, use_bias)
+    p = len(spec.singular_values)
+    if spec.rank < p or len(block.out_channels) * p * p > priors.COVARIANCE_LIMIT:
+        return None
+    v = spec.vectors
+    return (v / spec.singular_values**2) @ v.T
+
+
 def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
     """``diag((A^T A)^-1)``, or None when the design is rank-deficient."""
     spec = block_spectrum(block, use_bias)
@@ -418,158 +495,6 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
         iters.append(it)
     info = {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows, "converged": converged}
     return np.stack(coefs, axis=1), info, None if np.isnan(rss).any() else rss
-
-
-# ----------------------------------------------------------------------------------------------
-# Automatic regularization
-# ----------------------------------------------------------------------------------------------
-
-
-def _centered(block: Block, use_bias: bool):
-    """Statistics of the kernel columns with an unpenalized bias profiled out."""
-    st, cross, yty = _fitted_statistics(block, use_bias)
-    nf = block.n_free
-    g, c, yy, n = st.gram[:nf, :nf], cross[:nf], yty.copy(), st.n_rows
-    if use_bias:
-        s = st.gram[:nf, nf]
-        ys = cross[nf]
-        g = g - np.outer(s, s) / n
-        c = c - np.outer(s, ys) / n
-        yy = yy - ys**2 / n
-        return g, c, yy, n - 1, (s, ys, n)
-    return g, c, yy, n, None
-
-
-def _lags(problem: CanonicalProblem, block: Block) -> tuple[np.ndarray, np.ndarray]:
-    """Impulse-response lag and input channel of each free kernel column."""
-    cfg = problem.config
-    cin = cfg.in_per_group
-    s = block.channels // cin
-    j, ch = np.nonzero(block.mask)
-    tap = j * s + ch // cin
-    lag = tap if cfg.flip else cfg.kernel_size - 1 - tap
-    return lag.astype(float), ch % cin
-
-
-def _prior(kind: str, lag, chan, decay: float, corr: float) -> np.ndarray:
-    same = chan[:, None] == chan[None, :]
-    if kind == "tc":
-        k = decay ** np.maximum(lag[:, None], lag[None, :])
-    elif kind == "dc":
-        k = decay ** ((lag[:, None] + lag[None, :]) / 2) * corr ** np.abs(lag[:, None] - lag[None, :])
-    else:
-        k = np.eye(len(lag))
-    return np.where(same, k, 0.0)
-
-
-def _evidence(g, c, yy, n, kernel):
-    """Factors of the prior, and per output ``-2 log p(y)`` (noise variance profiled) on a grid of ``gamma``."""
-    e, u = np.linalg.eigh(kernel)
-    keep = e > e.max() * 1e-12
-    ell = u[:, keep] * np.sqrt(e[keep])
-    d, wv = np.linalg.eigh(ell.T @ g @ ell)
-    d = np.clip(d, 0.0, None)
-    z2 = (wv.T @ (ell.T @ c)) ** 2
-    grid = max(d.max(), 1e-300) * np.logspace(-10, 4, 57)
-    q = np.maximum(yy[None, :] - (1.0 / (grid[:, None] + d[None, :])) @ z2, 1e-300)
-    nll = n * np.log(q / n) + np.sum(np.log1p(d[None, :] / grid[:, None]), axis=1)[:, None]
-    return nll, grid, (ell, d, z2)
-
-
-def _refine_gamma(factors, yy, n, o, grid, i) -> float:
-    """Minimize ``-2 log p(y)`` over ``gamma`` between the grid neighbours of ``grid[i]``."""
-    _, d, z2 = factors
-
-    def nll(log_gamma):
-        gamma = np.exp(log_gamma)
-        q = max(yy[o] - np.sum(z2[:, o] / (gamma + d)), 1e-300)
-        return n * np.log(q / n) + np.sum(np.log1p(d / gamma))
-
-    return float(np.exp(_golden(nll, np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)]))))
-
-
-def _golden(f, lo: float, hi: float, iters: int = 40) -> float:
-    from scipy.optimize import minimize_scalar
-
-    if hi <= lo:
-        return lo
-    return float(minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6, "maxiter": iters}).x)
-
-
-#: A prior's best evidence for one output: decay, correlation, the gamma grid, its best index, _evidence's factors.
-_PriorFit = tuple[float, float, np.ndarray, int, tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def _regularized(problem: CanonicalProblem, block: Block, kind: str):
-    use_bias = problem.config.use_bias
-    g, c, yy, n, bias_parts = _centered(block, use_bias)
-    n_out = c.shape[1]
-    info: dict[str, Any] = {"solver": kind}
-    if kind == "gcv":
-        d, v = np.linalg.eigh(g)
-        d = np.clip(d, 0.0, None)
-        z = v.T @ c
-        scale = max(d.max(), 1e-300)
-        lams, w = np.zeros(n_out), np.zeros_like(c)
-        for o in range(n_out):
-
-            def gcv(loglam, o=o):
-                lam = np.exp(loglam)
-                rss = yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2)
-                df = np.sum(d / (d + lam))
-                return max(rss, 0.0) / max(n - df, 1e-12) ** 2
-
-            grid = np.log(scale) + np.log(10.0) * np.linspace(-14, 2, 65)
-            i = int(np.argmin([gcv(lg) for lg in grid]))
-            lg = _golden(gcv, grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
-            lams[o] = np.exp(lg)
-            w[:, o] = v @ (z[:, o] / (d + lams[o]))
-        info["ridge"] = lams
-    else:
-        lag, chan = _lags(problem, block)
-        if kind == "ml":
-            grid = [(1.0, 0.0)]
-        elif kind == "tc":
-            grid = [(1.0 - a, 0.0) for a in np.logspace(-3, np.log10(0.7), 16)]
-        else:
-            grid = [
-                (1.0 - a, rho) for a in np.logspace(-3, np.log10(0.7), 10) for rho in (-0.5, 0.0, 0.5, 0.8, 0.9, 0.97)
-            ]
-        # per output: the lowest -2 log p(y) so far, and the prior and gamma that reach it
-        best_nll = [np.inf] * n_out
-        best: list[_PriorFit | None] = [None] * n_out
-        for decay, corr in grid:
-            nll, gammas, factors = _evidence(g, c, yy, n, _prior(kind, lag, chan, decay, corr))
-            for o in range(n_out):
-                i = int(np.argmin(nll[:, o]))
-                if nll[i, o] < best_nll[o]:
-                    best_nll[o] = nll[i, o]
-                    best[o] = (decay, corr, gammas, i, factors)
-        w = np.zeros_like(c)
-        decays, corrs, scales, ridges = (np.zeros(n_out) for _ in range(4))
-        for o, fit in enumerate(best):
-            assert fit is not None  # the evidence is finite, so the first grid point improves on inf
-            decay, corr, gammas, i, factors = fit
-            gamma = _refine_gamma(factors, yy, n, o, gammas, i)
-            ell, d, _ = factors
-            e, u = np.linalg.eigh(ell.T @ g @ ell)
-            z = u.T @ (ell.T @ c[:, o])
-            w[:, o] = ell @ (u @ (z / (np.clip(e, 0.0, None) + gamma)))
-            q = yy[o] - np.sum(z**2 / (np.clip(e, 0.0, None) + gamma))
-            sigma2 = max(q, 0.0) / n
-            decays[o], corrs[o], ridges[o] = decay, corr, gamma
-            scales[o] = sigma2 / gamma  # prior variance scale lambda, since gamma = sigma^2 / lambda
-        info["ridge"] = ridges
-        info["prior_scale"] = scales
-        if kind in ("tc", "dc"):
-            info["decay"] = decays
-        if kind == "dc":
-            info["correlation"] = corrs
-    if bias_parts is not None:
-        s, ys, n_rows = bias_parts
-        w = np.concatenate([w, ((ys - s @ w) / n_rows)[None]])
-    info["n_rows"] = block_statistics(block, use_bias).n_rows
-    return w, info
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,219 @@
+"""Change detection: do the data stop being explained by one kernel?
+
+The test is the score (Lagrange multiplier) test for one structural break at an unknown time (Andrews' sup-LM,
+Bonferroni-calibrated).  With the one-kernel fit's residuals ``r = (I - H) e``, the score of the equations before a
+split ``k``, ``S_k = A_k^T r_k``, has under a fixed kernel and white noise the exact covariance
+``sigma^2 (G_k - G_k G^-1 G_k)`` (``G_k`` the Gram of those equations, ``G`` the whole Gram), so
+
+    LM_k = S_k^T (G_k - G_k G^-1 G_k)^+ S_k / sigma^2  ~  chi^2(rank)
+
+at every split.  Where the kernel changes at ``tau``, ``S_tau = G_tau (w_before - w_fit)`` grows with the record and
+``LM`` peaks there.  The splits are ``SPLITS`` evenly spaced times, then ``SPLITS`` more between the neighbours of
+the peak (the change time to ``~n / SPLITS^2``); the threshold is ``chi2.isf(alpha / tests, rank)`` over all tests
+(splits x outputs), so the false-alarm rate under a fixed kernel is at most ``alpha`` (the splits are correlated:
+in practice well below).  The rows are a uniform sample of at most ``SAMPLE_ROWS`` equations (the covariance above
+holds for any subset, with the whole ``G``), so the check costs ``O(SAMPLE_ROWS P^2 + SPLITS P^3)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .operator import block_statistics, n_columns, rank_tolerance, whitening_filters, window_rows
+from .problem import Block, CanonicalProblem
+
+#: The false-alarm rate of the check in :func:`kernel_recovery.recover_kernel` (per call, under a fixed kernel).
+ALPHA = 1e-3
+#: Split points per pass (the coarse pass, then the refinement around its peak).
+SPLITS = 32
+#: Equations sampled for the scores.
+SAMPLE_ROWS = 8192
+#: Blocks with more unknowns than this are not checked (``SPLITS`` pseudo-inverses of ``P x P`` each).
+MAX_UNKNOWNS = 256
+#: Fewer sampled equations per unknown than this: not checked (too few to split).
+MIN_ROWS_PER_UNKNOWN = 16
+
+
+def _rows(block: Block, use_bias: bool, times: np.ndarray, interleave: int) -> tuple[np.ndarray, np.ndarray]:
+    """Design rows and outputs of the output samples ``times`` (in time order) of a one-sequence block."""
+    p = n_columns(block, use_bias)
+    ys = block.outputs
+    a = np.empty((len(times), p))
+    y = np.empty((len(times), ys[0].shape[1]))
+    for r in range(min(interleave, len(block.xs))):
+        pick = times % interleave == r
+        rows = times[pick] // interleave
+        cut = window_rows(block.xs[r], block.taps, rows)[:, block.mask.ravel()]
+        a[pick, : block.n_free] = cut
+        if use_bias:
+            a[pick, -1] = 1.0
+        y[pick] = ys[r][rows]
+    return a, y
+
+
+def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, gram: np.ndarray, sigma2: np.ndarray):
+    """``LM`` ``(len(splits), O)`` at each split (the sampled rows before it; ``splits`` ascending), and the rank of
+    each score's covariance."""
+    ginv = np.linalg.pinv(gram, hermitian=True)
+    out = np.zeros((len(splits), r.shape[1]))
+    ranks = np.zeros(len(splits), dtype=int)
+    gk, s, done = np.zeros(gram.shape), np.zeros((gram.shape[0], r.shape[1])), 0
+    for i, k in enumerate(splits):  # running sums over the rows between splits
+        gk = gk + a[done:k].T @ a[done:k]
+        s = s + a[done:k].T @ r[done:k]
+        done = k
+        cov = gk - gk @ ginv @ gk
+        lam, v = np.linalg.eigh((cov + cov.T) / 2)
+        keep = lam > rank_tolerance(math.sqrt(max(lam.max(), 0.0)), k, len(lam), "gram") ** 2
+        ranks[i] = int(keep.sum())
+        z = v[:, keep].T @ s
+        out[i] = np.sum(z**2 / lam[keep, None], axis=0) / sigma2
+    return out, ranks
+
+
+#: Order of the autoregressive noise model that prewhitens the test when the residual is coloured.
+WHITEN_ORDER = 8
+
+
+def _whitened(block: Block, use_bias: bool) -> Block:
+    """The block with ``x`` and ``y`` filtered by the AR prediction-error filter of its least-squares residual.
+
+    Filtering commutes with the convolution (``y_f[t] = sum_j w_j x_f[t + j]`` for ``x_f``, ``y_f`` filtered along
+    time), so the kernel and any break in it stay; the noise becomes (nearly) white, as the test's covariance needs.
+    The first ``WHITEN_ORDER`` equations, which read the filter's start-up, are dropped.  A bias stays a constant
+    column (scaled by the filter's sum).
+    """
+    import scipy.signal
+
+    stats = block_statistics(block, use_bias)
+    coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
+    x, y = block.xs[0], block.outputs[0]
+    n = min(len(y), 1 << 16)  # a contiguous stretch of the residual is enough to fit the noise model
+    a = window_rows(x, block.taps, slice(0, n))[:, block.mask.ravel()]
+    r = y[:n] - a @ coef[: block.n_free] - (coef[block.n_free] if use_bias else 0.0)
+    filt = whitening_filters([r[:, [o]] for o in range(r.shape[1])], WHITEN_ORDER)[:, 0]
+    q = WHITEN_ORDER
+    xf = scipy.signal.lfilter(filt, [1.0], x, axis=0)[q:]
+    yf = scipy.signal.lfilter(filt, [1.0], y, axis=0)[q:]
+    return Block([xf], [yf], block.taps, block.mask, block.out_channels)
+
+
+def detect(
+    problem: CanonicalProblem,
+    kernels: list[np.ndarray],
+    biases: list[np.ndarray] | None,
+    *,
+    alpha: float = ALPHA,
+    whiten: bool = False,
+) -> tuple[dict[str, Any] | None, str]:
+    """The change test of a one-kernel least-squares fit: ``(report or None, what was done)``.
+
+    ``kernels`` and ``biases`` (a method's canonical solution) are not needed: the test refits by least squares
+    from the block statistics, so that regularized or robust fits are judged by the same null hypothesis.
+
+    The report (a dict) has ``times`` (the output samples near which the kernel changed, here at most one: the
+    strongest break), ``statistic``, ``threshold``, ``p_value`` (Bonferroni-adjusted), ``alpha`` and ``splits``;
+    it is None when no change is found or the check does not apply (the string says why).
+    """
+    from scipy.special import chdtrc, chdtri  # chi^2 survival function and its inverse (scipy.stats: slow import)
+
+    cfg = problem.config
+    if len(problem.out_lengths) != 1:
+        return None, "skipped: several sequences (a change is a time in one record)"
+    if not all(b.retains_rows for b in problem.blocks):
+        return None, "skipped: the rows are not retained (streamed statistics only)"
+    if len(problem.blocks) != cfg.groups:
+        return None, "skipped: missing values split the record"
+    m = problem.out_lengths[0]
+    interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
+    best: tuple[float, int, float, int] | None = None  # (statistic, time, threshold, tests)
+    tests, worst_p = 0, 1.0
+    if any(len(b.xs) != min(interleave, m) for b in problem.blocks):
+        return None, "skipped: the record is held in pieces (streamed chunks or missing values)"
+    shift = 0  # equations dropped at the start by the prewhitening
+    if whiten and interleave > 1:
+        return None, "skipped: the residual is not white and the dilated record interleaves several time axes"
+    for block in problem.blocks:
+        p = n_columns(block, cfg.use_bias)
+        if p > MAX_UNKNOWNS:
+            return None, f"skipped: {p} unknowns per output (more than {MAX_UNKNOWNS})"
+        if whiten:
+            block, shift = _whitened(block, cfg.use_bias), WHITEN_ORDER
+            m = block.n_equations
+        n_sample = min(m, SAMPLE_ROWS)
+        if n_sample < MIN_ROWS_PER_UNKNOWN * p or n_sample < 4 * SPLITS:
+            return None, f"skipped: {m} equations are too few to split for {p} unknowns"
+        times = np.unique(np.linspace(0, m - 1, n_sample).round().astype(np.int64))
+        a, y = _rows(block, cfg.use_bias, times, interleave)
+        stats = block_statistics(block, cfg.use_bias)
+        # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
+        # residual is correlated with the rows)
+        coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
+        r = y - a @ coef
+        dof = block.n_equations - p
+        rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
+        sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
+        coarse = np.unique(np.linspace(0, len(times), SPLITS + 1).round().astype(int)[1:-1])
+        lm, ranks = _lm(a, r, coarse, stats.gram, sigma2)
+        j, o = np.unravel_index(np.argmax(lm), lm.shape)
+        lo = coarse[j - 1] if j > 0 else 1
+        hi = coarse[j + 1] if j + 1 < len(coarse) else len(times) - 1
+        fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
+        fine = fine[(fine > 0) & (fine < len(times))]
+        lm_fine, ranks_fine = _lm(a, r, fine, stats.gram, sigma2)
+        n_tests = (len(coarse) + len(fine)) * lm.shape[1]
+        tests += n_tests
+        k, o = np.unravel_index(np.argmax(lm_fine), lm_fine.shape)
+        stat, rank = float(lm_fine[k, o]), int(ranks_fine[k])
+        if rank == 0:
+            continue
+        p_value = min(1.0, float(chdtrc(rank, stat)) * n_tests)
+        threshold = float(chdtri(rank, alpha / n_tests))
+        worst_p = min(worst_p, p_value)
+        if stat > threshold and (best is None or stat / threshold > best[0] / best[2]):
+            best = (stat, int(times[fine[k] - 1]) + 1 + shift, threshold, rank)
+    if best is None:
+        return None, "checked"
+    stat, time, threshold, rank = best
+    report = {
+        "times": (time,),
+        "statistic": stat,
+        "threshold": threshold,
+        "p_value": worst_p,
+        "alpha": alpha,
+        "splits": tests,
+        "message": (
+            f"the system changed near output sample {time} of {m + shift} (score test for a break, p={worst_p:.2g}"
+            f"{', noise prewhitened' if whiten else ''}): one "
+            "kernel does not explain the whole record; use track_kernel or split the record there."
+        ),
+    }
+    return report, "flagged"
+
+
+#: Fits whose residual is at most this share of ``y``'s rms are not checked: one kernel explains the data.
+FIT_GATE = 1e-6
+
+
+def check(
+    problem: CanonicalProblem,
+    kernels: list[np.ndarray],
+    biases: list[np.ndarray] | None,
+    *,
+    relative_residual: float,
+    determined: bool,
+    explained: bool,
+    whiten: bool = False,
+) -> tuple[dict[str, Any] | None, str]:
+    """:func:`detect` where it applies after a fit (``explained``: another post-fit check flagged the residual;
+    ``whiten``: the residual is not white, so the test runs on the prewhitened problem)."""
+    if relative_residual <= FIT_GATE:
+        return None, f"not needed: residual {relative_residual:.2g} of y's rms <= {FIT_GATE}"
+    if not determined:
+        return None, "skipped: the data do not determine the kernel"
+    if explained:
+        return None, "skipped: another check explains the residual"
+    return detect(problem, kernels, biases, whiten=whiten)

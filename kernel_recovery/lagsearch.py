@@ -1,0 +1,973 @@
+"""Where a response starts and ends: a delay seed, nested least-squares scans, and the end of the response.
+
+The model is a response over physical lags ``first..last`` (``first`` may be negative) with ``y`` on ``x``'s
+time axis and ``x`` zero before its start:
+
+    y[t, o] = sum_{l = first}^{last} sum_c h[l, c, o] x[t - l, c] (+ bias[o]),    0 <= t < n.
+
+Three steps, none of which tries every lag:
+
+1. **Seed.** Each input channel is prewhitened by a short autoregressive fit (Yule-Walker), the same filter is
+   applied to ``y``, and the normalized cross-correlation of the two is computed by FFT at every lag.  With a
+   white input it is proportional to the response, so the lags where it leaves the null band ``z / sqrt(n)``
+   bound the response, however large the bulk delay.
+2. **Nested scans.** The Gram of a generous window ``lo..hi`` around the seed is assembled from the lagged
+   correlations (never a design matrix).  With columns in ascending lag order its Cholesky factor ``L`` and
+   ``z = L^-1 c`` give the residual of every prefix model ``lo..e`` at once: ``RSS(lo, e) = y'y - ||z[:k]||^2``.
+   For the starts, the residual of ``s..hi`` is the full window's plus ``w_D' ((G^-1)_DD)^-1 w_D`` for the
+   dropped lags ``D = lo..s-1`` (``w`` the full fit): a few triangular solves more, not a second
+   factorization.  AIC or BIC on these residuals (noise variance profiled) choose the end and the start.  A
+   pivot at or below :func:`~kernel_recovery.operator.rank_tolerance` stops the scan there.
+
+   With one input channel and more than ``SMALL_WINDOW`` lags the ``O(T^3)`` factorization is replaced by an
+   ``O(T^2)`` one: the window's exact fit ``h`` (Toeplitz CG by FFT) and, by Pythagoras,
+   ``RSS(S) = RSS + min_{w on S} (h - w)' G (h - w)`` with the Toeplitz matrix of the input's autocorrelation
+   standing in for the Gram ``G``, solved for every prefix and every suffix by one Levinson recursion
+   (:func:`toeplitz_window_scan`).  The full window's residual is exact; the differences are off by the
+   rows the record cuts at its ends, a relative ``~T / n``.  With a bias, ``x`` is centred for the metric.
+3. **Residual check.** The prewhitened residual of the window fit is correlated with the input at every lag: a
+   lag outside the window where it leaves the null band (least-squares sensitivity, not the seed's) widens the
+   window, and the scans run again (at most ``ROUNDS`` times).
+
+The end of the response is the last lag whose coefficient leaves its confidence band in the fit that ends
+there, ``|h_e| > z * stderr_e``, i.e. ``z[e]^2 > z^2 sigma^2`` (the newest tap of a prefix fit has standard
+error ``sigma / L[e, e]`` and estimate ``z[e] / L[e, e]``); the start likewise from the start scan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .operator import column_sums, gram_from_lags, lagged_correlations, rank_tolerance, whitening_filters
+from .threads import SerialBLAS, fft_workers
+
+if TYPE_CHECKING:
+    from .result import KernelResult
+
+Criterion = Literal["aic", "bic"]
+#: Order of the autoregressive prewhitening filter (per input channel).
+AR_ORDER = 16
+#: Confidence band of the kernel, in standard errors (two-sided tail 5.7e-7 per lag).
+BAND_Z = 5.0
+#: Most lags the window may hold by default (its Gram is ``(lags * channels)^2`` floats).
+MAX_WINDOW = 8192
+#: Most rounds of widening the window on the residual check.
+ROUNDS = 4
+#: Probability that a lag with no response leaves the seed's null band, over all the lags searched.
+FALSE_ALARM = 0.01
+
+
+def information_criterion(
+    rss: np.ndarray | float, n_params: np.ndarray | int, n_samples: int, criterion: str, floor: float = 0.0
+) -> np.ndarray:
+    """``n log(RSS / n) + 2 k`` (``"aic"``) or ``n log(RSS / n) + k log n`` (``"bic"``), the noise variance profiled.
+
+    ``n`` residuals, ``k`` coefficients; the RSS is floored at ``floor`` (an exact fit scores finitely).  The one
+    formula of :func:`~kernel_recovery.selection.select_kernel_size` and :func:`choose_lags`.
+
+    Examples
+    --------
+    >>> bool(np.isclose(information_criterion(1.0, 2, 10, "aic"), 10 * np.log(0.1) + 4))
+    True
+    """
+    r = np.maximum(np.asarray(rss, dtype=float), max(floor, np.finfo(float).tiny))
+    k = np.asarray(n_params, dtype=float)
+    if criterion == "aic":
+        penalty = 2.0 * k
+    elif criterion == "bic":
+        penalty = k * np.log(n_samples)
+    else:
+        raise ValueError(f"`criterion` must be 'aic' or 'bic', got {criterion!r}.")
+    return n_samples * np.log(r / n_samples) + penalty
+
+
+# ----------------------------------------------------------------------------------------------
+# Nested least squares: one factorization, every prefix
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefixFit:
+    """The Cholesky factor of the leading ``rank`` columns of a Gram and ``z = L^-1 c``.
+
+    ``rss[k]`` (``k = 0..rank``) is the residual, summed over output channels, of the fit on the first ``k``
+    columns; columns from ``rank`` on are not resolved (a pivot at or below the rank tolerance).
+    """
+
+    factor: np.ndarray  # (rank, rank), lower
+    z: np.ndarray  # (rank, O)
+    rss: np.ndarray  # (rank + 1,)
+    rank: int
+
+    def coefficients(self, k: int | None = None) -> np.ndarray:
+        """The least-squares coefficients of the first ``k`` columns (default: all resolved), ``(k, O)``."""
+        import scipy.linalg
+
+        k = self.rank if k is None else k
+        return scipy.linalg.solve_triangular(self.factor[:k, :k], self.z[:k], lower=True, trans="T")
+
+
+def _largest_eigenvalue(gram: np.ndarray, steps: int = 12) -> float:
+    """A power-iteration estimate of the Gram's largest eigenvalue (its scale, for the rank tolerance)."""
+    v = np.ones(len(gram)) / math.sqrt(len(gram))
+    lam = 0.0
+    for _ in range(steps):
+        w = gram @ v
+        lam = float(v @ w)
+        norm = float(np.linalg.norm(w))
+        if norm == 0.0:
+            return 0.0
+        v = w / norm
+    return max(lam, float(np.max(np.diag(gram))))
+
+
+def prefix_fit(gram: np.ndarray, cross: np.ndarray, yty: np.ndarray | float, n_rows: int) -> PrefixFit:
+    """Least squares on every leading set of columns of one Gram, from one Cholesky factorization.
+
+    Parameters
+    ----------
+    gram : ndarray, shape (P, P)
+        ``A^T A`` with the columns in the order they are added.
+    cross : ndarray, shape (P, O)
+        ``A^T Y``.
+    yty : float or ndarray, shape (O,)
+        ``Y^T Y`` per output channel.
+    n_rows : int
+        Rows of ``A`` (for the rank tolerance).
+
+    Returns
+    -------
+    PrefixFit
+
+    Notes
+    -----
+    With ``A^T A = L L^T`` and ``z = L^-1 A^T y``, the fit on the first ``k`` columns leaves
+    ``RSS_k = y^T y - ||z[:k]||^2``.  The pivot ``L[k, k]`` is the distance of column ``k`` from the span of the
+    earlier ones; the scan stops at the first pivot at or below :func:`rank_tolerance` (``"gram"``) of the
+    Gram's scale, since every longer prefix is then rank deficient too.
+
+    Examples
+    --------
+    >>> a = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
+    >>> y = np.array([[1.0], [2.0], [2.0]])
+    >>> fit = prefix_fit(a.T @ a, a.T @ y, (y**2).sum(axis=0), 3)
+    >>> fit.rss.round(4).tolist()  # nothing, the mean, the line
+    [9.0, 0.6667, 0.1667]
+    """
+    import scipy.linalg
+    import scipy.linalg.lapack
+
+    gram = np.asarray(gram, dtype=float)
+    cross = np.asarray(cross, dtype=float).reshape(len(gram), -1)
+    p = len(gram)
+    total = float(np.sum(yty))
+    if p == 0:
+        return PrefixFit(np.zeros((0, 0)), np.zeros((0, cross.shape[1])), np.array([total]), 0)
+    try:
+        factor, usable = np.linalg.cholesky(gram), p
+    except np.linalg.LinAlgError:  # not positive definite: LAPACK says where the factorization stopped
+        factor, info = scipy.linalg.lapack.dpotrf(gram, lower=1, clean=1)
+        usable = p if info == 0 else max(int(info) - 1, 0)
+    scale = math.sqrt(max(_largest_eigenvalue(gram), 0.0))
+    tol = rank_tolerance(scale, n_rows, p, "gram")
+    pivots = np.abs(np.diag(factor)[:usable])
+    small = np.flatnonzero(~(pivots > tol))
+    rank = int(small[0]) if len(small) else usable
+    factor = np.ascontiguousarray(factor[:rank, :rank])
+    z = scipy.linalg.solve_triangular(factor, cross[:rank], lower=True) if rank else np.zeros((0, cross.shape[1]))
+    rss = total - np.concatenate([[0.0], np.cumsum(np.sum(z**2, axis=1))])
+    return PrefixFit(factor, z, rss, rank)
+
+
+def dropped_rss(fit: PrefixFit, columns: np.ndarray) -> np.ndarray:
+    """The residual of the full fit less each leading set of ``columns``: ``[RSS without columns[:k]]``, ``k = 0..q``.
+
+    ``columns`` index the resolved columns of ``fit`` (``q`` of them, dropped in that order).  Dropping ``D``
+    from a least-squares fit with coefficients ``w`` adds ``w_D^T ((G^-1)_DD)^-1 w_D`` to its residual (per
+    output channel); ``(G^-1)_DD`` comes from ``2 q`` triangular solves with the factor, and the nested forms
+    for every leading subset of ``D`` from one small Cholesky factorization of it.
+    """
+    import scipy.linalg
+
+    columns = np.asarray(columns, dtype=int)
+    q = len(columns)
+    base = float(fit.rss[fit.rank])
+    if q == 0:
+        return np.array([base])
+    w = fit.coefficients()[columns]  # (q, O)
+    unit = np.zeros((fit.rank, q))
+    unit[columns, np.arange(q)] = 1.0
+    inv_cols = scipy.linalg.solve_triangular(
+        fit.factor, scipy.linalg.solve_triangular(fit.factor, unit, lower=True), lower=True, trans="T"
+    )
+    block = inv_cols[columns]  # (G^-1)_DD
+    with SerialBLAS():  # a small factorization: threads cost more than they give
+        chol = np.linalg.cholesky(0.5 * (block + block.T))
+        u = scipy.linalg.solve_triangular(chol, w, lower=True)
+    return base + np.concatenate([[0.0], np.cumsum(np.sum(u**2, axis=1))])
+
+
+# ----------------------------------------------------------------------------------------------
+# Long single-input windows: Levinson on the Toeplitz Gram, every prefix and suffix in O(T^2)
+# ----------------------------------------------------------------------------------------------
+
+#: Windows with more columns (lags times input channels) than this are scanned by Levinson (one input channel).
+SMALL_WINDOW = 512
+
+
+@dataclass(frozen=True)
+class ToeplitzScan:
+    """Least squares on every leading and every trailing set of lags under a symmetric Toeplitz Gram.
+
+    ``end_rss[k]`` (``k = 0..rank``) is ``y'y - b_k^T R_k^-1 b_k`` for the first ``k`` lags (summed over output
+    channels), ``start_rss[k]`` the same for the last ``k``.  Orders from ``rank`` on are not resolved (a
+    prediction-error power at or below the tolerance).
+    """
+
+    end_rss: np.ndarray  # (rank + 1,)
+    start_rss: np.ndarray  # (rank + 1,)
+    rank: int
+
+
+def levinson_scan(r: np.ndarray, cross: np.ndarray, yty: np.ndarray | float, tol: float = 0.0) -> ToeplitzScan:
+    """Every prefix and every suffix fit under the symmetric Toeplitz Gram ``R[i, j] = r[|i - j|]``.
+
+    Parameters
+    ----------
+    r : ndarray, shape (T,)
+        The autocorrelation of the input at lags ``0..T-1``.
+    cross : ndarray, shape (T,) or (T, O)
+        The right-hand sides ``b`` (cross-correlations of the outputs with the input at the window's lags,
+        ascending).
+    yty : float or ndarray, shape (O,)
+        ``y'y`` per output channel.
+    tol : float
+        The scan stops at the first order whose prediction-error power is at or below ``tol`` (a squared pivot
+        of the Toeplitz matrix's Cholesky factor).
+
+    Returns
+    -------
+    ToeplitzScan
+
+    Notes
+    -----
+    Levinson's recursion (Golub & Van Loan, Alg. 4.7.2) with the predictor ``a^(k)`` (``R_k a = r[1:k+1]``) and
+    error power ``E_k = r_0 - r[1:k+1] . a^(k)``: adding lag ``k`` to the fit on the first ``k`` lowers the
+    residual by ``(b_k - a^(k) . b[k-1::-1])^2 / E_k``, which needs neither the solution nor a factor.  ``R`` is
+    persymmetric, so the suffix fits are the same recursion with ``b`` reversed; both ride on one predictor.
+    ``O(T^2 (O + 1))`` flops, ``T`` numpy steps.
+
+    Examples
+    --------
+    >>> r = np.array([2.0, 1.0])
+    >>> scan = levinson_scan(r, np.array([1.0, 1.0]), 1.0)
+    >>> scan.end_rss.round(4).tolist(), scan.start_rss.round(4).tolist()
+    ([1.0, 0.5, 0.3333], [1.0, 0.5, 0.3333])
+    """
+    r = np.asarray(r, dtype=float)
+    b = np.asarray(cross, dtype=float).reshape(len(r), -1)
+    t, o = b.shape
+    total = float(np.sum(yty))
+    # one right-hand side matrix: [r[j + 1], b[j], b reversed[j]], stored reversed so each step reads a block
+    w = np.zeros((t, 2 * o + 1))
+    w[: t - 1, 0] = r[1:t]
+    w[:, 1 : o + 1] = b
+    w[:, o + 1 :] = b[::-1]
+    w_rev = np.ascontiguousarray(w[::-1])
+    a = np.zeros(max(t, 1))
+    gains = np.zeros((t, 2 * o))
+    error = float(r[0]) if t else 0.0
+    rank, kappa = 0, 0.0
+    if t and error > tol:
+        gains[0] = w[0, 1:] ** 2 / error
+        kappa = float(w[0, 0]) / error
+        rank = t
+        for k in range(1, t):
+            new_error = error * (1.0 - kappa * kappa)  # E_k
+            if not new_error > tol:  # R_{k+1} is not resolved: stop, as the Cholesky path does at a tiny pivot
+                rank = k
+                break
+            head = a[: k - 1]
+            head -= kappa * head[::-1]  # the product is a new array: no aliasing
+            a[k - 1] = kappa
+            error = new_error
+            step = w[k] - a[:k] @ w_rev[t - k :]
+            gains[k] = step[1:] ** 2 / error
+            kappa = float(step[0]) / error
+    fwd = np.sum(gains[:rank, :o], axis=1)
+    bwd = np.sum(gains[:rank, o:], axis=1)
+    end_rss = total - np.concatenate([[0.0], np.cumsum(fwd)])
+    start_rss = total - np.concatenate([[0.0], np.cumsum(bwd)])
+    return ToeplitzScan(end_rss, start_rss, rank)
+
+
+def input_autocorrelation(xs: Sequence[np.ndarray], taps: int, centre: bool = False) -> tuple[np.ndarray, float]:
+    """``r[k] = sum_t x[t] x[t + k]``, ``k = 0..taps-1``, summed over sequences (input channel 0, by FFT), and
+    ``sum max_f |X(f)|^2``, a bound on the largest eigenvalue of the Toeplitz matrix of ``r`` (which is
+    ``A^T A`` for the convolution ``A`` with ``x``).  ``centre`` removes each sequence's mean first."""
+    import scipy.fft
+
+    r = np.zeros(taps)
+    largest = 0.0
+    for x in xs:
+        v = x[:, 0] - x[:, 0].mean() if centre else x[:, 0]
+        size = scipy.fft.next_fast_len(len(v) + taps, real=True)
+        power = np.abs(scipy.fft.rfft(v, size, workers=fft_workers())) ** 2
+        largest += float(power.max())
+        r += scipy.fft.irfft(power, size, workers=fft_workers())[:taps]
+    return r, largest
+
+
+def toeplitz_window_scan(r: np.ndarray, largest: float, kernel: np.ndarray, rss: float, n_rows: int) -> ToeplitzScan:
+    """Every prefix and suffix residual of a window from its exact fit, with the Toeplitz Gram as the metric.
+
+    Parameters
+    ----------
+    r : ndarray, shape (>= T,)
+        The input's autocorrelation (:func:`input_autocorrelation`).
+    largest : float
+        A bound on the Toeplitz matrix's largest eigenvalue (for the rank tolerance).
+    kernel : ndarray, shape (T, O)
+        The exact least-squares fit ``h`` of the window, ascending lags.
+    rss : float
+        Its residual, summed over output channels.
+    n_rows : int
+        Rows of the design (for the rank tolerance).
+
+    Notes
+    -----
+    Nested least squares obey Pythagoras: the fit on a subset ``S`` of the lags leaves
+    ``RSS(S) = RSS + min_{w on S} (h - w)^T G (h - w)``, ``G`` the exact Gram.  With ``R`` (the Toeplitz matrix
+    of ``r``) for ``G`` this is a Toeplitz least-squares problem with right-hand side ``R h`` and
+    ``y'y = RSS + h^T R h``, which :func:`levinson_scan` solves for every prefix and suffix at once; the full
+    window keeps its exact residual.  ``R - G`` is the Gram of the rows the record cuts off at its ends
+    (``~T`` of ``n``), so the differences carry a relative error of about ``T / n``.  (Zero-padding ``y``
+    instead, i.e. ``R`` with the exact cross terms, would be a misfit of those rows by the whole response: at a
+    high SNR it swamps the noise.)
+    """
+    import scipy.linalg
+
+    taps = len(kernel)
+    tol = rank_tolerance(math.sqrt(max(largest, 0.0)), n_rows, taps, "gram") ** 2
+    cross = scipy.linalg.matmul_toeplitz(r[:taps], kernel)
+    return levinson_scan(r[:taps], cross, rss + float(np.sum(kernel * cross)), tol)
+
+
+# ----------------------------------------------------------------------------------------------
+# The seed: prewhitened cross-correlation
+# ----------------------------------------------------------------------------------------------
+
+
+def _whiten(v: np.ndarray, filt: np.ndarray) -> np.ndarray:
+    import scipy.signal
+
+    return scipy.signal.lfilter(filt, [1.0], v, axis=0)
+
+
+def whitened_correlation(
+    xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    filters: Sequence[np.ndarray],
+    lo: int,
+    hi: int,
+    cache: dict | None = None,
+) -> tuple[np.ndarray, int]:
+    """The normalized cross-correlation of prewhitened inputs and outputs at lags ``lo..hi``, ``(lags, C, O)``.
+
+    ``corr[l, c, o] = sum_t e_c[t - l] f_co[t] / (||e_c|| ||f_co||)``, where ``e_c`` is input channel ``c``
+    filtered by ``filters[c]`` and ``f_co`` output ``o`` filtered the same way, summed over sequences (zero
+    outside each record).  With no response at lag ``l`` it is about ``N(0, 1 / n)`` (``n`` samples).  Also
+    returns ``n``.  ``cache`` (a dict, filled on the first call) keeps the whitened inputs' spectra for calls
+    with the same ``xs``, ``filters`` and lags.
+    """
+    import scipy.fft
+
+    c, o = xs[0].shape[1], ys[0].shape[1]
+    num = np.zeros((hi - lo + 1, c, o))
+    ex2 = np.zeros(c)
+    fy2 = np.zeros((c, o))
+    n_total = 0
+    for x, y in zip(xs, ys):
+        n = len(x)
+        n_total += n
+        size = scipy.fft.next_fast_len(n + max(abs(lo), abs(hi)) + 1, real=True)
+        for ch in range(c):
+            key = (id(x), ch, size)
+            if cache is not None and key in cache:
+                e_spec, e2 = cache[key]
+            else:
+                e = _whiten(x[:, ch] - x[:, ch].mean(), filters[ch])
+                e_spec, e2 = np.conj(scipy.fft.rfft(e, size, workers=fft_workers())), float(e @ e)
+                if cache is not None:
+                    cache[key] = (e_spec, e2)
+            f = _whiten(y - y.mean(axis=0), filters[ch])
+            ex2[ch] += e2
+            fy2[ch] += np.einsum("ij,ij->j", f, f)
+            spec = e_spec[:, None] * scipy.fft.rfft(f, size, axis=0, workers=fft_workers())
+            cc = scipy.fft.irfft(spec, size, axis=0, workers=fft_workers())  # cc[l] = sum_t e[t - l] f[t]
+            num[:, ch, :] += cc[np.arange(lo, hi + 1) % size]
+    denom = np.sqrt(np.maximum(ex2[:, None] * fy2, np.finfo(float).tiny))
+    return num / denom[None], n_total
+
+
+def null_threshold(n_samples: int, n_lags: int) -> float:
+    """The seed's null band: ``z / sqrt(n)`` with ``z`` such that ``n_lags`` null lags all stay inside with
+    probability ``1 - FALSE_ALARM`` (at least 4.5)."""
+    import scipy.special
+
+    z = float(scipy.special.ndtri(1.0 - 0.5 * FALSE_ALARM / max(n_lags, 1)))
+    return max(z, 4.5) / math.sqrt(max(n_samples, 1))
+
+
+def _significant_lags(corr: np.ndarray, lo: int, threshold: float) -> np.ndarray:
+    """Lags where some channel pair leaves the null band ``threshold``.
+
+    (No averaging over neighbouring lags: with a coloured output, neighbouring correlations are correlated, and
+    an average of their squares has no simple null band.)
+    """
+    flat = corr.reshape(len(corr), -1)
+    return lo + np.flatnonzero(np.max(np.abs(flat), axis=1) > threshold)
+
+
+# ----------------------------------------------------------------------------------------------
+# The window's statistics
+# ----------------------------------------------------------------------------------------------
+
+
+def _shifted(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``x`` on the canonical axis of lags ``lo..hi``: ``x_pad[i] = x[i - hi]`` (zero outside ``x``), ``n + hi - lo``
+    samples, so that canonical tap ``j`` of row ``t`` is ``x[t - (hi - j)]``."""
+    n, c = x.shape
+    out = np.zeros((n + hi - lo, c))
+    a, b = max(hi, 0), min(n + hi, n + hi - lo)
+    if b > a:
+        out[a:b] = x[a - hi : b - hi]
+    return out
+
+
+def window_statistics(
+    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], lo: int, hi: int, use_bias: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Gram, cross terms and ``y'y`` of the design over lags ``lo..hi`` with columns in *ascending* lag order
+    (``lag``-major, then channel; the bias column first), from the lagged correlations.  Also the row count."""
+    taps = hi - lo + 1
+    c = xs[0].shape[1]
+    o = ys[0].shape[1]
+    p = taps * c
+    gram = np.zeros((p, p))
+    cross = np.zeros((p, o))
+    yty = np.zeros(o)
+    sums = np.zeros(p)
+    ysum = np.zeros(o)
+    n_rows = 0
+    for x, y in zip(xs, ys):
+        xp = _shifted(x, lo, hi)
+        r, q = lagged_correlations(xp, taps, y)
+        assert q is not None  # asked for, with y
+        gram += gram_from_lags(xp, taps, r)
+        cross += q.reshape(p, o)
+        yty += np.einsum("ij,ij->j", y, y)
+        if use_bias:
+            sums += column_sums(xp, taps).ravel()
+            ysum += y.sum(axis=0)
+        n_rows += len(y)
+    # canonical tap j is lag hi - j: reverse the taps (channels stay in order within a tap)
+    order = (np.arange(taps)[::-1, None] * c + np.arange(c)[None, :]).ravel()
+    gram = gram[np.ix_(order, order)]
+    cross = cross[order]
+    if use_bias:
+        sums = sums[order]
+        gram = np.block([[np.full((1, 1), float(n_rows)), sums[None, :]], [sums[:, None], gram]])
+        cross = np.concatenate([ysum[None], cross])
+    return gram, cross, yty, n_rows
+
+
+# ----------------------------------------------------------------------------------------------
+# The choice
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LagSelection:
+    """The lags of a response chosen from the data (:func:`choose_lags`, :func:`~kernel_recovery.select_lags`).
+
+    Attributes
+    ----------
+    first, last : int
+        The chosen lags: the kernel covers ``first..last`` (``first < 0``: non-causal taps).
+    criterion : str
+        "aic" or "bic".
+    starts, ends : ndarray of int
+        The candidate first lags (each scored with the end fixed at the window's end) and last lags (each scored
+        with the start fixed at the window's start).
+    start_scores, end_scores : ndarray of float
+        Their criteria (lower is better; ``inf`` where not resolved).
+    start_of_response, end_of_response : int or None
+        The first and last lag whose coefficient leaves its confidence band (``BAND_Z`` standard errors) in the
+        scan's fit that ends (starts) there; None where no lag does.
+    onset, peak : int
+        The seed: the first lag where the prewhitened cross-correlation leaves its null band, and the lag of its
+        largest magnitude.
+    window : tuple of int
+        The lags of the final scans, ``(lo, hi)``.
+    noise_std : float
+        The residual standard deviation of the window's fit.
+    n_samples : int
+        Residuals the criteria count (output samples times output channels).
+    notes, warnings : tuple of str
+        How the window was found; where the search limits cut the response (issued as
+        :class:`~kernel_recovery.KernelSizeWarning` by :meth:`warn`).
+    non_causal : str or None
+        The message when the response is significant at negative lags (issued as
+        :class:`~kernel_recovery.NonCausalWarning`).
+    result : KernelResult or None
+        The fit with the chosen lags (:func:`~kernel_recovery.select_lags` fills it).
+    """
+
+    first: int
+    last: int
+    criterion: str
+    starts: np.ndarray
+    start_scores: np.ndarray
+    ends: np.ndarray
+    end_scores: np.ndarray
+    start_of_response: int | None
+    end_of_response: int | None
+    onset: int
+    peak: int
+    window: tuple[int, int]
+    noise_std: float
+    n_samples: int
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    non_causal: str | None = None
+    result: KernelResult | None = field(default=None, repr=False)
+
+    @property
+    def lags(self) -> tuple[int, int]:
+        """``(first, last)``, as ``recover_kernel(..., lags=...)`` takes it."""
+        return (self.first, self.last)
+
+    @property
+    def delay(self) -> int:
+        """The bulk delay: the chosen first lag."""
+        return self.first
+
+    @property
+    def length(self) -> int:
+        """Taps of the chosen kernel, ``last - first + 1``."""
+        return self.last - self.first + 1
+
+    @property
+    def candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, ends)``."""
+        return (self.starts, self.ends)
+
+    @property
+    def scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(start_scores, end_scores)``."""
+        return (self.start_scores, self.end_scores)
+
+    def warn(self, stacklevel: int = 2, non_causal: bool = True) -> None:
+        """Issue ``warnings`` as :class:`~kernel_recovery.KernelSizeWarning` and, with ``non_causal``, the
+        ``non_causal`` message as :class:`~kernel_recovery.NonCausalWarning` (a fit with the chosen lags says that
+        one itself)."""
+        import warnings as _warnings
+
+        from .exceptions import KernelSizeWarning, NonCausalWarning
+
+        for message in self.warnings:
+            _warnings.warn(message, KernelSizeWarning, stacklevel=stacklevel + 1)
+        if non_causal and self.non_causal is not None:
+            _warnings.warn(self.non_causal, NonCausalWarning, stacklevel=stacklevel + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (scores: ``None`` for ``inf``)."""
+
+        def scores(a: np.ndarray) -> list[float | None]:
+            return [float(s) if np.isfinite(s) else None for s in a]
+
+        return {
+            "first": self.first,
+            "last": self.last,
+            "delay": self.delay,
+            "length": self.length,
+            "criterion": self.criterion,
+            "starts": [int(s) for s in self.starts],
+            "start_scores": scores(self.start_scores),
+            "ends": [int(e) for e in self.ends],
+            "end_scores": scores(self.end_scores),
+            "start_of_response": self.start_of_response,
+            "end_of_response": self.end_of_response,
+            "onset": self.onset,
+            "peak": self.peak,
+            "window": list(self.window),
+            "noise_std": float(self.noise_std),
+            "n_samples": self.n_samples,
+            "notes": list(self.notes),
+            "warnings": list(self.warnings),
+            "non_causal": self.non_causal,
+        }
+
+    def __str__(self) -> str:
+        name = {"aic": "AIC", "bic": "BIC"}[self.criterion]
+        lines = [
+            f"lags selected by {name}: first={self.first}, last={self.last} ({self.length} taps)",
+            f"  seed (prewhitened cross-correlation): onset {self.onset}, peak {self.peak}",
+            f"  response leaves its {BAND_Z:g}-sigma band from lag {self.start_of_response} to {self.end_of_response}",
+            f"  scanned window: lags {self.window[0]}..{self.window[1]}; noise std {self.noise_std:.4g}",
+        ]
+        lines.extend(f"  note: {n}" for n in self.notes)
+        lines.extend(f"  warning: {w}" for w in self.warnings + ((self.non_causal,) if self.non_causal else ()))
+        return "\n".join(lines)
+
+
+def _window_fit(
+    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], lo: int, hi: int, use_bias: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The least-squares kernel over lags ``lo..hi`` (ascending, ``(taps, C, O)``) and bias, without factoring:
+    Toeplitz CG by FFT for one input channel (as ``method="lstsq"`` does for long kernels), else the Gram."""
+    from .operator import ToeplitzGram, pcg
+    from .problem import build_problem
+
+    taps = hi - lo + 1
+    c, o = xs[0].shape[1], ys[0].shape[1]
+    if c > 1 or taps < 64:
+        gram, cross, yty, n_rows = window_statistics(xs, ys, lo, hi, use_bias)
+        coef = np.linalg.lstsq(gram, cross, rcond=None)[0]
+        b = int(use_bias)
+        return coef[b:].reshape(taps, c, o), (coef[0] if use_bias else None)
+    block = build_problem([_shifted(x, lo, hi) for x in xs], list(ys), taps).blocks[0]
+    op = ToeplitzGram(block, use_bias, 0.0)
+    rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
+    kernel = np.zeros((taps, 1, o))
+    bias = np.zeros(o) if use_bias else None
+    for k in range(o):
+        w, _ = pcg(op, rhs[:, k], 1e-10, 10 * taps)
+        kernel[:, 0, k] = w[::-1]  # canonical tap j is lag hi - j
+        if bias is not None:
+            bias[k] = (op.ysum[k] - op.sums @ w) / op.n_rows
+    return kernel, bias
+
+
+def _band_threshold(df: int) -> float:
+    """The chi-square level of ``df`` coefficients that matches a two-sided ``BAND_Z`` band for one."""
+    import scipy.special
+
+    tail = 2.0 * float(scipy.special.ndtr(-BAND_Z))
+    return float(scipy.special.chdtri(df, tail))
+
+
+def _residuals(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], coef: np.ndarray, lo: int, bias) -> list[np.ndarray]:
+    """``y - sum_l h[l] x[t - l]`` per sequence for a kernel ``coef`` ``(taps, C, O)`` from lag ``lo``."""
+    import scipy.signal
+
+    out = []
+    taps = len(coef)
+    for x, y in zip(xs, ys):
+        n = len(x)
+        pred = np.zeros_like(y)
+        for ch in range(x.shape[1]):
+            full = scipy.signal.fftconvolve(x[:, ch, None], coef[:, ch, :], axes=0)  # index t' = t - lo
+            # pred[t] = full[t - lo] for 0 <= t - lo < n + taps - 1
+            a, b = max(lo, 0), min(n, n + taps - 1 + lo)
+            if b > a:
+                pred[a:b] += full[a - lo : b - lo]
+        if bias is not None:
+            pred += bias
+        out.append(y - pred)
+    return out
+
+
+def _check_sequences(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    xs = [np.asarray(x, dtype=float) for x in xs]
+    ys = [np.asarray(y, dtype=float) for y in ys]
+    xs = [x[:, None] if x.ndim == 1 else x for x in xs]
+    ys = [y[:, None] if y.ndim == 1 else y for y in ys]
+    if not xs or len(xs) != len(ys):
+        raise ValueError(f"`xs` and `ys` must hold the same number (>= 1) of sequences, got {len(xs)} and {len(ys)}.")
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+            raise ValueError(
+                f"sequence {i}: `x` {x.shape} and `y` {y.shape} must be (length, channels) arrays of one length "
+                "(y on x's time axis)."
+            )
+        if x.shape[1] != xs[0].shape[1] or y.shape[1] != ys[0].shape[1]:
+            raise ValueError(f"sequence {i} has other channel counts than sequence 0.")
+    return xs, ys
+
+
+def choose_lags(
+    xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    *,
+    max_length: int | None = None,
+    max_delay: int | None = None,
+    criterion: Criterion = "bic",
+    use_bias: bool = False,
+) -> LagSelection:
+    """Choose the lags ``(first, last)`` of a response from inputs and outputs on one time axis.
+
+    Parameters
+    ----------
+    xs, ys : sequence of ndarray, shapes (n_i, C) and (n_i, O)
+        Per sequence, the inputs and the outputs on the same time axis (``x`` zero before its start).
+    max_length : int, optional
+        Most taps the response may have (default: ``min(MAX_WINDOW, n // 8)``, ``n`` the samples of all
+        sequences).
+    max_delay : int, optional
+        Largest ``|first|`` searched, positive (a delay) or negative (a response that leads the input); default:
+        a quarter of the shortest sequence.
+    criterion : {"aic", "bic"}
+        As in :func:`~kernel_recovery.select_kernel_size`.
+    use_bias : bool
+        Fit a bias per output channel too.
+
+    Returns
+    -------
+    LagSelection
+        The chosen ``first`` and ``last``, every candidate's score, the seed, the end of the response and the
+        warnings to issue (:meth:`LagSelection.warn`); ``result`` is None.
+
+    Raises
+    ------
+    ValueError
+        No lag where ``y`` correlates with ``x`` above the noise, or data too short for the search.
+
+    Notes
+    -----
+    See the module docstring.  Cost: FFT correlations over the ``n + max_delay`` lags and, per round, a fit of
+    the window (``T`` lags, ``P = T C`` columns); then the Gram of the final window and one Cholesky
+    factorization, ``O(P^3 / 3)``, plus ``O(P^2 q)`` for ``q`` start candidates, or, with one input channel and
+    ``T > SMALL_WINDOW``, one Levinson recursion, ``O(T^2 O)`` in ``T`` numpy steps; no lag is fitted on its
+    own.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(4000)
+    >>> h = np.zeros(40)
+    >>> h[25:40] = rng.standard_normal(15)  # a 15-tap response delayed by 25 samples
+    >>> y = np.convolve(x, h)[:4000] + 0.01 * rng.standard_normal(4000)
+    >>> choice = choose_lags([x[:, None]], [y[:, None]])
+    >>> choice.lags
+    (25, 39)
+    """
+    xs, ys = _check_sequences(xs, ys)
+    if criterion not in ("aic", "bic"):
+        raise ValueError(f"`criterion` must be 'aic' or 'bic' for the lag search, got {criterion!r}.")
+    c, o = xs[0].shape[1], ys[0].shape[1]
+    n_total = sum(len(x) for x in xs)
+    n_min = min(len(x) for x in xs)
+    if max_length is None:
+        max_length = max(min(MAX_WINDOW, n_total // 8), 1)
+    if max_delay is None:
+        max_delay = n_min // 4
+    for name, value, least in (("max_length", max_length, 1), ("max_delay", max_delay, 0)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}.")
+    max_length, max_delay = int(max_length), int(max_delay)
+    if n_min < 2 * AR_ORDER or n_total < 4 * (c + 1) * o:
+        raise ValueError(f"the lag search needs longer records: the shortest has {n_min} samples.")
+    order = min(AR_ORDER, n_min // 8)
+    filters = list(whitening_filters([x - x.mean(axis=0) for x in xs], order).T)  # per input channel
+    search = (-max_delay, max_delay + max_length - 1)
+    whitened: dict = {}  # the whitened inputs' spectra, shared by the seed and the residual checks
+    corr, n = whitened_correlation(xs, ys, filters, *search, cache=whitened)
+    threshold = null_threshold(n, len(corr) * c * o)
+    sig = _significant_lags(corr, search[0], threshold)
+    if len(sig) == 0:
+        raise ValueError(
+            f"`y` does not correlate with `x` above the noise at any lag in {search[0]}..{search[1]} (prewhitened "
+            f"cross-correlation below {threshold:.3g}): no response to locate; check that y responds to x, or widen "
+            "`max_delay` / `max_length`."
+        )
+    flat = np.abs(corr.reshape(len(corr), -1)).max(axis=1)
+    onset, peak = int(sig[0]), int(search[0] + np.argmax(flat))
+    margin = max(2 * order, 32)
+    notes = [
+        f"seed: prewhitened (AR({order})) cross-correlation leaves its null band ({threshold:.3g}) from lag {onset} "
+        f"to {int(sig[-1])}; peak at lag {peak}."
+    ]
+    sig_lo, sig_hi = onset, int(sig[-1])
+    end_limit = min(search[1], max_delay + max_length - 1)
+    fitted: tuple | None = None  # (lo, hi, kernel, bias, residuals) of the last window fitted
+    for round_ in range(ROUNDS):
+        lo = max(sig_lo - margin, search[0])
+        hi = max(min(sig_hi + max(margin, (sig_hi - sig_lo + 1) // 8), lo + max_length - 1, end_limit), lo)
+        if round_ == ROUNDS - 1:
+            break
+        # the residual of the window's fit, correlated with x at every lag: least-squares sensitivity outside it
+        kernel, bias = _window_fit(xs, ys, lo, hi, use_bias)
+        residuals = _residuals(xs, ys, kernel, lo, bias)
+        fitted = (lo, hi, kernel, residuals)
+        rcorr, _ = whitened_correlation(xs, residuals, filters, *search, cache=whitened)
+        rsig = _significant_lags(rcorr, search[0], threshold)
+        outside = rsig[((rsig < lo) & (lo > search[0])) | ((rsig > hi) & (hi < min(lo + max_length - 1, end_limit)))]
+        if not len(outside):
+            break
+        notes.append(
+            f"round {round_ + 1}: the residual of the fit over lags {lo}..{hi} correlates with x at lags "
+            f"{int(outside.min())}..{int(outside.max())}: window widened."
+        )
+        sig_lo, sig_hi = min(sig_lo, int(outside.min())), max(sig_hi, int(outside.max()))
+    b = int(use_bias)
+    n_rows = n_total
+    suffix_rss = None
+    if c == 1 and hi - lo + 1 > SMALL_WINDOW:
+        # one input channel, a long window: its exact fit (Toeplitz CG), then Levinson for every prefix and suffix
+        r, largest = input_autocorrelation(xs, hi - lo + 1, centre=use_bias)
+        for _ in range(2):  # a second pass only where Levinson stopped short of the window's end
+            if fitted is None or fitted[:2] != (lo, hi):
+                kernel, bias = _window_fit(xs, ys, lo, hi, use_bias)
+                fitted = (lo, hi, kernel, _residuals(xs, ys, kernel, lo, bias))
+            full_rss = float(sum(np.sum(e * e) for e in fitted[3]))
+            scan = toeplitz_window_scan(r, largest, fitted[2][:, 0, :], full_rss, n_rows)
+            if scan.rank == hi - lo + 1:
+                break
+            if scan.rank < 1:
+                raise ValueError(
+                    f"the design over lags {lo}..{hi} is rank deficient from its first lag: x does not excite it."
+                )
+            notes.append(
+                f"the input does not resolve lags past {lo + scan.rank - 1} in the window {lo}..{hi}: scanned up to "
+                "there."
+            )
+            hi = lo + scan.rank - 1
+        prefix_rss, suffix_rss = scan.end_rss, scan.start_rss[::-1][:-1]  # suffix_rss[i]: the lags lo+i..hi
+    else:
+        gram, cross, yty, n_rows = window_statistics(xs, ys, lo, hi, use_bias)
+        fit = prefix_fit(gram, cross, yty, n_rows)
+        taps_ok = max((fit.rank - b) // c, 0)
+        if taps_ok < 1:
+            raise ValueError(
+                f"the design over lags {lo}..{hi} is rank deficient from its first lag: x does not excite it."
+            )
+        if taps_ok < hi - lo + 1:
+            notes.append(
+                f"the input does not resolve lags past {lo + taps_ok - 1} in the window {lo}..{hi}: scanned up to "
+                "there."
+            )
+            hi = lo + taps_ok - 1
+        prefix_rss = fit.rss[b + np.arange(hi - lo + 2) * c]  # the prefixes lo..lo+k-1, k = 0..taps
+    full_rss = float(prefix_rss[-1])
+    full_cols = b + (hi - lo + 1) * c
+    n_samples = n_rows * o
+    sigma2 = max(full_rss / max(n_samples - full_cols * o, 1), np.finfo(float).tiny)
+    band = _band_threshold(c * o)
+    taps = hi - lo + 1
+    # ends: prefixes lo..e
+    ends = np.arange(lo, hi + 1)
+    end_rss = prefix_rss[1:]
+    k_end = (np.arange(1, taps + 1) * c + b) * o
+    end_scores = information_criterion(end_rss, k_end, n_samples, criterion)
+    gain_end = (prefix_rss[:-1] - prefix_rss[1:]) / sigma2
+    # starts: lo..hi less lo..s-1, for s up to a margin past the last sign of the onset
+    s_max = min(hi, max(sig_lo, lo) + margin)
+    q = s_max - lo + 1
+    if suffix_rss is not None:
+        start_rss = suffix_rss[:q]
+    else:
+        start_rss = dropped_rss(fit, np.arange(b, b + (q - 1) * c))[::c]  # k = 0..q-1 lags dropped
+    starts = np.arange(lo, lo + len(start_rss))
+    k_start = ((hi - starts + 1) * c + b) * o
+    start_scores = information_criterion(start_rss, k_start, n_samples, criterion)
+    gain_start = (start_rss[1:] - start_rss[:-1]) / sigma2  # the coefficient of lag s in the fit s..hi
+    first = int(starts[np.argmin(start_scores)])
+    last = int(ends[np.argmin(end_scores)])
+    last = max(last, first)
+    hit_end = np.flatnonzero(gain_end > band)
+    hit_start = np.flatnonzero(gain_start > band)
+    end_of_response = int(ends[hit_end[-1]]) if len(hit_end) else None
+    start_of_response = int(starts[hit_start[0]]) if len(hit_start) else None
+    warn: list[str] = []
+    guard = max(2, margin // 4)
+    if (last >= hi - guard or (end_of_response is not None and end_of_response >= hi - guard)) and (
+        hi >= min(lo + max_length - 1, end_limit)
+    ):
+        warn.append(
+            f"the response is cut at the end: it is still significant at lag {max(last, end_of_response or last)}, the "
+            f"end of the search (max_length={max_length}); pass a larger max_length (or more data) to see the end."
+        )
+    if first <= lo + guard and lo <= search[0]:
+        warn.append(
+            f"the response is cut at the start: it is significant at lag {first}, the start of the search "
+            f"(max_delay={max_delay}); pass a larger max_delay."
+        )
+    non_causal = None
+    if start_of_response is not None and start_of_response < 0:
+        non_causal = (
+            f"the response is significant at negative lags (from lag {start_of_response}): the output moves before the "
+            "input. Feedback from y to x, or an input recorded late (misaligned with y), is likely; check the "
+            "alignment, or keep the non-causal taps (lags with first < 0) if they are real."
+        )
+    return LagSelection(
+        first=first,
+        last=last,
+        criterion=criterion,
+        starts=starts,
+        start_scores=start_scores,
+        ends=ends,
+        end_scores=end_scores,
+        start_of_response=start_of_response,
+        end_of_response=end_of_response,
+        onset=onset,
+        peak=peak,
+        window=(lo, hi),
+        noise_std=math.sqrt(sigma2),
+        n_samples=int(n_samples),
+        notes=tuple(notes),
+        warnings=tuple(warn),
+        non_causal=non_causal,
+    )
+
+
+def choose_lags_for(
+    x: Any,
+    y: Any,
+    *,
+    layout: str = "nwc",
+    use_bias: bool = False,
+    max_length: int | None = None,
+    max_delay: int | None = None,
+    criterion: str = "bic",
+) -> LagSelection:
+    """:func:`choose_lags` on the caller's arrays (read as :func:`~kernel_recovery.recover_kernel` reads them).
+
+    The one reading behind ``recover_kernel(..., lags="auto")`` and :func:`~kernel_recovery.select_lags`: checks
+    that ``y`` is on ``x``'s time axis (same lengths), chooses, and issues the choice's warnings (a response cut
+    by ``max_length`` or ``max_delay``) as :class:`~kernel_recovery.KernelSizeWarning`.
+    """
+    from .problem import as_sequences, check_bool, check_layout
+
+    if not isinstance(criterion, str) or criterion.lower() not in ("aic", "bic"):
+        raise ValueError(
+            f"`criterion` must be 'aic' or 'bic' for the lags, got {criterion!r} (cross-validation is offered for "
+            "kernel_size only: select_kernel_size)."
+        )
+    layout_name = check_layout(layout)
+    use_bias = check_bool(use_bias, "use_bias")
+    xb = as_sequences(x, "x", layout_name)
+    yb = as_sequences(y, "y", layout_name)
+    if len(xb.arrays) != len(yb.arrays):
+        raise ValueError(
+            f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
+        )
+    for i, (xa, ya) in enumerate(zip(xb.arrays, yb.arrays)):
+        if len(xa) != len(ya):
+            where = "" if len(xb.arrays) == 1 else f" (sequence {i})"
+            raise ValueError(
+                f"`y`{where} has {len(ya)} samples and `x` {len(xa)}: choosing the lags needs y on x's time axis "
+                "(same length)."
+            )
+    name: Criterion = "aic" if criterion.lower() == "aic" else "bic"
+    choice = choose_lags(
+        xb.arrays, yb.arrays, max_length=max_length, max_delay=max_delay, criterion=name, use_bias=use_bias
+    )
+    choice.warn(stacklevel=3, non_causal=False)  # the fit with the chosen lags says that one, from its estimates
+    return choice

@@ -1,0 +1,720 @@
+"""Kernel priors of regularized FIR identification: kernels, marginal likelihood, tuning and the posterior.
+
+The model, per output channel, with ``w`` the free kernel coefficients of one block (a bias, when present, has a
+flat prior and is profiled out)::
+
+    y = A w + e,    e ~ N(0, sigma^2 I),    w ~ N(0, Q),    Q = blockdiag_c(lambda_c P(theta_c))
+
+with one block per input channel ``c`` (MISO/MIMO: the inputs are independent a priori, each with its own
+scale ``lambda_c`` and shape ``theta_c`` unless ``share_hyperparameters=True``).  The kernels (Chen, Ohlsson and
+Ljung, Automatica 2012; Pillonetto and De Nicolao, Automatica 2010) on the lags ``u`` of one input:
+
+* ``"ml"``: ``P = I`` (ridge by marginal likelihood);
+* ``"di"`` (diagonal): ``P_ij = delta_ij alpha^{u_i}``;
+* ``"tc"`` (tuned/correlated): ``P_ij = alpha^{max(u_i, u_j)}``;
+* ``"dc"`` (diagonal/correlated): ``P_ij = alpha^{(u_i + u_j) / 2} rho^{|u_i - u_j|}``;
+* ``"ss"`` (second-order stable spline): ``P_ij = alpha^{u_i + u_j + max(u_i, u_j)} / 2 - alpha^{3 max(u_i, u_j)} / 6``;
+* a user's matrix (``prior=``), scaled by ``lambda_c``.
+
+``u`` is the physical lag of each coefficient (:meth:`ConvConfig.tap_lags`, whatever ``flip``, padding, stride or
+dilation), shifted to start at zero (``u = lag - min(lag)``; with negative lags, a two-sided window, ``u = |lag|``
+so the prior decays away from lag 0 on both sides).
+
+Every prior is used through an exact factor ``lambda_c P(theta_c) = T_c diag(s_c)^2 T_c^T`` written so that as
+much as possible is fixed (``T`` is the all-ones triangle for TC, the identity for ML/DI): with
+``C = T^T G T`` and ``b = T^T A^T y`` computed once from the sufficient statistics (``G = A^T A``, ``A^T y``,
+``y^T y``, ``n``; no ``n x n`` matrix), the profiled evidence is
+
+    -2 log p(y) = n log(2 pi r / n) + n + log det M,    M = I + S C S,    r = y^T y - h^T M^{-1} h,  h = S b
+
+(``sigma^2 = r / n`` maximizes the evidence), one Cholesky factorization of the well-conditioned ``M`` per
+evaluation.  Its gradient in ``log s`` is analytic (``2 (1 - (M^{-1})_kk)`` and the data term); hyperparameters that
+change ``T`` (DC's decay and correlation, SS's decay) are differentiated by finite differences.  L-BFGS-B runs on
+transformed hyperparameters (``log lambda``, ``log(-log alpha)``, ``atanh rho``) from the best of a few
+scale-free starts.  The posterior mean is ``T S M^{-1} h`` and the posterior covariance
+``sigma^2 T S M^{-1} S T^T``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..operator import block_statistics, rank_tolerance
+from ..problem import Block, CanonicalProblem
+
+Regularization = Literal["gcv", "ml", "tc", "dc", "ss", "di"]
+REGULARIZATIONS: tuple[Regularization, ...] = ("gcv", "ml", "tc", "dc", "ss", "di")
+#: A user's prior covariance: a ``(kernel_size, kernel_size)`` array over the lags in ascending order, or a
+#: callable ``f(lags) -> (len(lags), len(lags))`` given those lags.
+PriorArg = np.ndarray | Callable[[np.ndarray], Any]
+
+#: Local optimizations run from the best starts (of ``len(_DECAY_STARTS)`` x correlations), more for small problems.
+N_STARTS = 2
+#: Above this many coefficients per block one local optimization is run (each evaluation costs ``~P^3 / 2`` flops).
+SINGLE_START_ABOVE = 400
+#: L-BFGS-B stops when the relative change of ``-2 log p`` is below this.
+FTOL = 1e-10
+MAX_EVALUATIONS = 200
+#: Above ``SINGLE_START_ABOVE`` coefficients, L-BFGS-B stops at this absolute change of ``-2 log p``.
+LARGE_FTOL = 1e-2
+#: Starts for the decay: the prior's variance falls by these factors over the kernel's lag span.
+_DECAY_STARTS = (1e-1, 1e-3, 1e-8)
+_CORRELATION_STARTS = (0.0, 0.9)
+#: The scale's start, in ``log q`` above the moment-matched one (see :func:`_start_scale`).
+START_ABOVE = np.log(1e4)
+#: Posterior covariances are kept (``Solution.covariance``) when a block's ``O_b * P^2`` is at most this.
+COVARIANCE_LIMIT = 1 << 23
+
+
+# ----------------------------------------------------------------------------------------------
+# Lags of the coefficients
+# ----------------------------------------------------------------------------------------------
+
+
+def prior_lags(problem: CanonicalProblem) -> np.ndarray:
+    """Per kernel index, the lag the built-in priors decay along: ``tap_lags() - min`` (``|lag|`` if any is < 0)."""
+    lags = problem.config.tap_lags().astype(float)
+    return lags - lags.min() if lags.min() >= 0 else np.abs(lags)
+
+
+def coefficient_map(problem: CanonicalProblem, block: Block, per_kernel_index: np.ndarray) -> np.ndarray:
+    """A value per kernel index ``(kernel_size,)`` (and per input channel ``(kernel_size, in/groups)``) carried onto
+    the block's free design columns by the problem's own reduction (:meth:`CanonicalProblem.to_canonical`)."""
+    cfg = problem.config
+    values = np.asarray(per_kernel_index, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    full = np.broadcast_to(values[:, :, None], cfg.kernel_shape).copy()
+    i = next(k for k, b in enumerate(problem.blocks) if b is block)
+    return problem.to_canonical(full)[i][:, :, 0][block.mask]
+
+
+def column_layout(problem: CanonicalProblem, block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The free columns' prior lag ``u``, input channel, and rank of their lag among the kernel's (ascending)."""
+    cfg = problem.config
+    u = coefficient_map(problem, block, prior_lags(problem))
+    chan = coefficient_map(problem, block, np.broadcast_to(np.arange(cfg.in_per_group), cfg.kernel_shape[:2]))
+    rank = coefficient_map(problem, block, np.argsort(np.argsort(cfg.tap_lags(), kind="stable"), kind="stable"))
+    return u, np.rint(chan).astype(int), np.rint(rank).astype(int)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels as factors T diag(s)
+# ----------------------------------------------------------------------------------------------
+
+
+def _sigmoid_rate(t: float) -> float:
+    return float(np.exp(t))  # the decay rate kappa = -log(alpha) > 0
+
+
+@dataclass
+class _Kernel:
+    """One prior family on one input's sorted lags ``u``: its parameters and factor ``T, log s``.
+
+    Parameters (unconstrained): ``[log q]`` then the shape: ``log kappa`` (``alpha = exp(-kappa)``) and, for DC,
+    ``atanh rho``.  ``q`` is the prior scale over the noise variance (``lambda / sigma^2``).
+    """
+
+    kind: str
+    u: np.ndarray  # sorted ascending
+    custom: np.ndarray | None = None  # the user's matrix in the order of u
+
+    @property
+    def n_shape(self) -> int:
+        return {"ml": 0, "custom": 0, "di": 1, "tc": 1, "ss": 1, "dc": 2}[self.kind]
+
+    @property
+    def t_params(self) -> tuple[int, ...]:
+        """Indices (into the shape parameters) that change ``T``: differentiated by finite differences."""
+        return {"dc": (0, 1), "ss": (0,)}.get(self.kind, ())
+
+    def transform(self, shape: np.ndarray) -> np.ndarray | str | None:
+        """``T`` (None: identity; "cumsum": the upper all-ones triangle, applied as cumulative sums)."""
+        u = self.u
+        if self.kind in ("ml", "di"):
+            return None
+        if self.kind == "tc":
+            return "cumsum"
+        if self.kind == "custom":
+            assert self.custom is not None
+            return self.custom
+        kappa = _sigmoid_rate(shape[0])
+        if self.kind == "dc":
+            rho = float(np.tanh(shape[1]))
+            beta = np.exp(-0.5 * kappa * u)
+            du = np.diff(u)
+            diff = np.rint(u[:, None] - u[None, :]).astype(np.int64)
+            lower = diff >= 0
+            pw = np.where(lower, np.power(rho, np.where(lower, diff, 0)), 0.0) if rho != 0 else np.eye(len(u))
+            sk = np.concatenate([[1.0], np.sqrt(np.clip(-np.expm1(2 * du * np.log(abs(rho))), 0, None))]) if rho else 1
+            return beta[:, None] * pw * sk
+        # SS: the integrated Wiener process at times t = alpha^u, exact rank-2 factor per interval, squared up by QR
+        t = np.exp(-kappa * u)
+        t_next = np.concatenate([t[1:], [0.0]])
+        ell = np.concatenate([-t[:-1] * np.expm1(-kappa * np.diff(u)), [t[-1]]])
+        f11 = np.sqrt(ell)
+        f21 = (t + t_next) / 2 * f11
+        f22 = np.sqrt(ell**3 / 12)
+        upper = np.triu(np.ones((len(u), len(u))))
+        wide = np.concatenate([upper * (t[:, None] * f11[None, :] - f21[None, :]), -upper * f22[None, :]], axis=1)
+        r = np.linalg.qr(wide.T, mode="r")
+        return np.asarray(r).T
+
+    def log_s(self, log_q: float, shape: np.ndarray) -> np.ndarray:
+        u = self.u
+        base = np.full(self.width(), 0.5 * log_q)
+        if self.kind == "di":
+            return base - 0.5 * _sigmoid_rate(shape[0]) * u
+        if self.kind == "tc":  # d_k = alpha^{u_k} - alpha^{u_{k+1}}, then alpha^{u_K}
+            kappa = _sigmoid_rate(shape[0])
+            gap = np.concatenate([np.log(-np.expm1(-kappa * np.diff(u))), [0.0]])
+            return base + 0.5 * (-kappa * u + gap)
+        return base
+
+    def width(self) -> int:
+        return self.custom.shape[1] if self.kind == "custom" and self.custom is not None else len(self.u)
+
+    def starts(self) -> list[np.ndarray]:
+        span = max(float(self.u[-1] - self.u[0]), 1.0)
+        if self.kind in ("ml", "custom"):
+            return [np.zeros(0)]
+        rates = [np.log(np.log(1 / f) / span) for f in _DECAY_STARTS]
+        if self.kind == "ss":  # alpha^{3u}: the variance falls three times as fast
+            rates = [r - np.log(3.0) for r in rates]
+        if self.kind == "dc":
+            return [np.array([r, np.arctanh(c)]) for r in rates for c in _CORRELATION_STARTS]
+        return [np.array([r]) for r in rates]
+
+    def bounds(self) -> list[tuple[float, float]]:
+        span = max(float(self.u[-1] - self.u[0]), 1.0)
+        out = [(np.log(1e-4 / span), np.log(50.0))] if self.n_shape else []
+        if self.kind == "dc":
+            out.append((-3.0, 3.0))
+        return out
+
+
+def _custom_factor(matrix: np.ndarray) -> np.ndarray:
+    """A factor ``F`` with ``F F^T = matrix`` (symmetric PSD), dropping directions under the rank rule."""
+    sym = (matrix + matrix.T) / 2
+    e, v = np.linalg.eigh(sym)
+    if e.min() < -1e-8 * max(e.max(), 0.0) or e.max() <= 0:
+        raise ValueError(
+            f"`prior` must be a symmetric positive semidefinite matrix; its smallest eigenvalue is {e.min():.3g} "
+            f"(largest {e.max():.3g})."
+        )
+    root = np.sqrt(np.clip(e, 0.0, None))
+    keep = root > rank_tolerance(root.max(), len(e), len(e), "gram")
+    return v[:, keep] * root[keep]
+
+
+def user_prior(prior: PriorArg, lags: np.ndarray) -> np.ndarray:
+    """The user's prior covariance over the lags in ascending order, validated."""
+    order = np.sort(lags)
+    matrix = np.asarray(prior(order.copy()) if callable(prior) else prior, dtype=float)
+    k = len(lags)
+    if matrix.shape != (k, k):
+        raise ValueError(
+            f"`prior` must be a ({k}, {k}) matrix over the kernel's lags in ascending order (kernel_size={k}), "
+            f"got shape {matrix.shape}."
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("`prior` contains NaN or Inf values.")
+    return matrix
+
+
+def check_prior(prior: object) -> None:
+    if prior is None or callable(prior):
+        return
+    try:
+        arr = np.asarray(prior, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`prior` must be a square array or a callable lags -> matrix, got {type(prior).__name__}."
+        ) from None
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"`prior` must be a square matrix over the kernel's lags, got shape {arr.shape}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# The evidence of one output channel
+# ----------------------------------------------------------------------------------------------
+
+
+class _Evidence:
+    """``-2 log p(y)`` (noise profiled) of one output channel as a function of the packed hyperparameters."""
+
+    def __init__(self, kernels, groups, g, c, yy, n, share):
+        self.kernels, self.groups, self.g, self.c, self.yy, self.n = kernels, groups, g, c, yy, n
+        self.share = share
+        self.n_in = len(kernels)
+        self.per = 1 + kernels[0].n_shape
+        self.widths = [k.width() for k in kernels]
+        self.offsets = np.concatenate([[0], np.cumsum(self.widths)])
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
+        self.evaluations = 0
+        scale = np.trace(g) / max(len(g), 1)
+        self.log_q_ref = float(-np.log(scale)) if scale > 0 else 0.0
+
+    def params(self, theta: np.ndarray) -> list[np.ndarray]:
+        if self.share:
+            return [theta] * self.n_in
+        return [theta[i * self.per : (i + 1) * self.per] for i in range(self.n_in)]
+
+    def transformed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        """``C = T^T G T``, ``b = T^T c`` and the ``T``'s, cached on the parameters that change ``T``."""
+        ps = self.params(theta)
+        key = tuple(float(p[1 + j]) for k, p in zip(self.kernels, ps) for j in k.t_params)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        ts = [k.transform(p[1:]) for k, p in zip(self.kernels, ps)]
+        g, c = self.g, self.c
+        gt = np.empty((len(g), self.offsets[-1]))
+        for i, (grp, t) in enumerate(zip(self.groups, ts)):
+            gt[:, self.offsets[i] : self.offsets[i + 1]] = _right(g[:, grp], t)
+        cmat = np.empty((self.offsets[-1], self.offsets[-1]))
+        bvec = np.empty(self.offsets[-1])
+        for i, (grp, t) in enumerate(zip(self.groups, ts)):
+            cmat[self.offsets[i] : self.offsets[i + 1]] = _left_t(t, gt[grp])
+            bvec[self.offsets[i] : self.offsets[i + 1]] = _left_t(t, c[grp, None])[:, 0]
+        cmat = (cmat + cmat.T) / 2
+        if len(self._cache) > 8:
+            self._cache.clear()
+        self._cache[key] = (cmat, bvec, ts)
+        return cmat, bvec, ts
+
+    def log_s(self, theta: np.ndarray) -> np.ndarray:
+        ps = self.params(theta)
+        return np.concatenate([k.log_s(p[0], p[1:]) for k, p in zip(self.kernels, ps)])
+
+    def value(self, theta: np.ndarray, want_grad: bool = False):
+        import scipy.linalg
+
+        self.evaluations += 1
+        cmat, bvec, _ = self.transformed(theta)
+        logs = self.log_s(theta)
+        s = np.exp(logs)
+        m = (s[:, None] * cmat) * s[None, :]
+        m[np.diag_indices_from(m)] += 1.0
+        try:
+            r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
+        except np.linalg.LinAlgError:
+            return (np.inf, np.zeros_like(theta)) if want_grad else np.inf
+        h = s * bvec
+        w = scipy.linalg.solve_triangular(r_up, h, trans="T", check_finite=False)
+        z = scipy.linalg.solve_triangular(r_up, w, check_finite=False)
+        r = self.yy - h @ z
+        n = self.n
+        r = max(r, 1e-300 * max(self.yy, 1e-300))
+        logdet = 2.0 * np.sum(np.log(np.diag(r_up)))
+        f = n * np.log(r / n) + logdet
+        if not want_grad:
+            return f
+        rinv = scipy.linalg.lapack.dtrtri(r_up, lower=0)[0]
+        minv_diag = np.einsum("ij,ij->i", rinv, rinv)
+        csz = cmat @ (s * z)
+        # d f / d log s_k = s_k d f / d s_k
+        g_logs = (n / r) * (-2 * s * bvec * z + 2 * s * z * csz) + 2 * (1 - minv_diag)
+        return f, self._chain(theta, g_logs, f)
+
+    def _chain(self, theta: np.ndarray, g_logs: np.ndarray, f0: float) -> np.ndarray:
+        grad = np.zeros_like(theta)
+        step = 1e-6
+        t_idx = self._t_indices()
+        for j in range(len(theta)):
+            if j in t_idx:
+                continue
+            tp, tm = theta.copy(), theta.copy()
+            tp[j] += step
+            tm[j] -= step
+            grad[j] = g_logs @ ((self.log_s(tp) - self.log_s(tm)) / (2 * step))
+        if t_idx:
+            for j in t_idx:
+                tp = theta.copy()
+                tp[j] += 1e-6
+                grad[j] = (self.value(tp) - f0) / 1e-6
+        return grad
+
+    def _t_indices(self) -> list[int]:
+        k = self.kernels[0]
+        blocks = 1 if self.share else self.n_in
+        return [b * self.per + 1 + j for b in range(blocks) for j in k.t_params]
+
+    def posterior(self, theta: np.ndarray):
+        """Posterior mean (in the sorted order), its covariance over the noise variance, ``r``, ``-2 log p``."""
+        import scipy.linalg
+
+        cmat, bvec, ts = self.transformed(theta)
+        s = np.exp(self.log_s(theta))
+        m = (s[:, None] * cmat) * s[None, :]
+        m[np.diag_indices_from(m)] += 1.0
+        r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
+        h = s * bvec
+        z = scipy.linalg.cho_solve((r_up, False), h, check_finite=False)
+        r = max(self.yy - h @ z, 0.0)
+        rinv = scipy.linalg.lapack.dtrtri(r_up, lower=0)[0]
+        p = len(self.g)
+        mean = np.zeros(p)
+        x = np.zeros((p, len(s)))
+        sz = s * z
+        srinv = s[:, None] * rinv
+        for i, (grp, t) in enumerate(zip(self.groups, ts)):
+            sl = slice(self.offsets[i], self.offsets[i + 1])
+            mean[grp] = _apply(t, sz[sl, None])[:, 0]
+            x[grp] = _apply(t, srinv[sl])
+        logdet = 2.0 * np.sum(np.log(np.diag(r_up)))
+        return mean, x @ x.T, r, logdet
+
+
+def _right(a: np.ndarray, t) -> np.ndarray:
+    """``a @ T``."""
+    if t is None:
+        return a.copy()
+    if isinstance(t, str):  # upper all-ones: column k sums columns <= k
+        return np.cumsum(a, axis=1)
+    return a @ t
+
+
+def _left_t(t, a: np.ndarray) -> np.ndarray:
+    """``T^T @ a``."""
+    if t is None:
+        return a.copy()
+    if isinstance(t, str):
+        return np.cumsum(a, axis=0)
+    return t.T @ a
+
+
+def _apply(t, a: np.ndarray) -> np.ndarray:
+    """``T @ a``."""
+    if t is None:
+        return a
+    if isinstance(t, str):  # row i sums rows >= i
+        return np.cumsum(a[::-1], axis=0)[::-1]
+    return t @ a
+
+
+# ----------------------------------------------------------------------------------------------
+# Tuning
+# ----------------------------------------------------------------------------------------------
+
+
+def _tune(
+    ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[float, float]], n_starts: int, large: bool
+):
+    from scipy.optimize import minimize
+
+    if large:  # each evaluation is a P^3 factorization: one start (the middle decay), a short scale profile
+        theta_starts = [theta_starts[len(theta_starts) // 2]]
+    theta_starts = [_profile_scales(ev, t, bounds, 6 if large else 20) for t in theta_starts]
+    scored = sorted(((ev.value(t), i) for i, t in enumerate(theta_starts)), key=lambda fi: fi[0])
+    best_f, best_theta = np.inf, theta_starts[scored[0][1]]
+    for f0, i in scored[:n_starts]:
+        if not np.isfinite(f0):
+            continue
+        # large problems stop at an absolute change of LARGE_FTOL in -2 log p (far below its sampling noise)
+        ftol = LARGE_FTOL / max(abs(f0), 1.0) if large else FTOL
+        res = minimize(
+            lambda th: ev.value(th, want_grad=True),
+            theta_starts[i],
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": ftol, "gtol": 1e-2 if large else 1e-6, "maxfun": MAX_EVALUATIONS},
+        )
+        if res.fun < best_f:
+            best_f, best_theta = float(res.fun), np.asarray(res.x)
+    return best_theta, best_f
+
+
+def _energy(g: np.ndarray, c: np.ndarray, yy: float, n: int) -> float:
+    """``||w||^2 / sigma^2`` of a (lightly ridged) least-squares fit: the scale the prior's variance should match."""
+    import scipy.linalg
+
+    p = len(g)
+    lam = 1e-6 * max(np.trace(g) / max(p, 1), 1e-300) if n > p else 1e-2 * np.trace(g) / max(p, 1)
+    try:
+        w = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g + lam * np.eye(p), check_finite=False), c)
+    except np.linalg.LinAlgError:
+        return 1.0
+    rss = max(yy - c @ w, 0.0)
+    sigma2 = rss / (n - p) if n > 2 * p else max(rss, 1e-3 * yy) / max(n, 1)
+    return float(w @ w / max(sigma2, 1e-300 * max(yy, 1e-300)))
+
+
+def _profile_scales(
+    ev: _Evidence, theta: np.ndarray, bounds: list[tuple[float, float]], maxiter: int = 20
+) -> np.ndarray:
+    """The start with its scales (``log q`` per input) optimized for its fixed shape: the shape starts are then
+    compared at their best scale, and no local search starts where a poor scale makes a plateau look better."""
+    from scipy.optimize import minimize
+
+    idx = np.arange(0, len(theta), ev.per)
+    if len(idx) == 1 and maxiter < 20:
+        return _profile_one_scale(ev, theta, bounds[0], maxiter)
+
+    def fun(lq):
+        th = theta.copy()
+        th[idx] = lq
+        f, g = ev.value(th, want_grad=True)
+        return f, g[idx]
+
+    res = minimize(
+        fun, theta[idx], jac=True, method="L-BFGS-B", bounds=[bounds[i] for i in idx], options={"maxiter": maxiter}
+    )
+    out = theta.copy()
+    out[idx] = res.x
+    return out
+
+
+def _profile_one_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float], maxiter: int) -> np.ndarray:
+    """One scale profiled by a bracketing secant on ``d(-2 log p)/d log q`` with steps of at most ``log 10``:
+    a quasi-Newton line search from the far start spends its first evaluations on the no-signal plateau."""
+
+    def deriv(lq):
+        th = theta.copy()
+        th[0] = lq
+        return ev.value(th, want_grad=True)[1][0]
+
+    x, d = float(theta[0]), deriv(float(theta[0]))
+    lo = hi = None  # points with d < 0 and d > 0
+    for _ in range(maxiter):
+        if abs(d) < 0.1:
+            break
+        lo, hi = ((x, d), hi) if d < 0 else (lo, (x, d))
+        if lo is not None and hi is not None:
+            (xl, dl), (xh, dh) = lo, hi
+            if abs(xh - xl) < 1e-2:
+                break
+            t = np.clip(dl / (dl - dh), 0.1, 0.9)
+            x = xl + t * (xh - xl)
+        else:
+            x = float(np.clip(x - np.sign(d) * np.log(10.0), *bound))
+        d = deriv(x)
+    out = theta.copy()
+    out[0] = x
+    return out
+
+
+def _start_scale(ev: _Evidence, shape: np.ndarray, energy: float) -> np.ndarray:
+    """``log q`` that makes the prior's total variance (summed over inputs) match a least-squares fit's energy."""
+    k = ev.kernels[0]
+    s2 = np.exp(2 * k.log_s(0.0, shape))
+    t = k.transform(shape)
+    if t is None:
+        total = float(np.sum(s2))
+    elif isinstance(t, str):  # column k of the upper all-ones triangle has k + 1 ones
+        total = float(np.sum(s2 * np.arange(1, len(s2) + 1)))
+    else:
+        total = float(np.sum(t**2 * s2[None, :]))
+    total *= ev.n_in
+    # from above: -2 log p rises without bound as q grows, while small q can sit on the plateau of the
+    # no-signal model (q -> 0), so the profile in q starts well above the moment-matched scale
+    return np.array([np.log(max(energy, 1e-300) / max(total, 1e-300)) + START_ABOVE])
+
+
+def tune_output(
+    kind: str,
+    u: np.ndarray,
+    chan: np.ndarray,
+    rank: np.ndarray,
+    g: np.ndarray,
+    c: np.ndarray,
+    yy: float,
+    n: int,
+    share: bool,
+    custom: np.ndarray | None,
+) -> dict[str, Any]:
+    """Tune one output channel's prior and return its posterior (mean, covariance over sigma^2, hyperparameters)."""
+    inputs = np.unique(chan)
+    groups, kernels = [], []
+    for ch in inputs:
+        cols = np.flatnonzero(chan == ch)
+        cols = cols[np.argsort(u[cols], kind="stable")]
+        groups.append(cols)
+        factor = None
+        if custom is not None:
+            order = rank[cols]
+            factor = _custom_factor(custom[np.ix_(order, order)])
+        kernels.append(_Kernel("custom" if custom is not None else kind, u[cols], factor))
+    ev = _Evidence(kernels, groups, g, c, yy, n, share)
+    k0 = kernels[0]
+    blocks = 1 if share else len(kernels)
+    starts = []
+    energy = _energy(g, c, yy, n)
+    for shape in k0.starts():
+        one = np.concatenate([_start_scale(ev, shape, energy), shape])
+        starts.append(np.tile(one, blocks))
+    # the scale is searched around the moment-matched one of the middle start: far below it lies the plateau of the
+    # no-signal model (q -> 0), which a long first line-search step would otherwise reach
+    mid = float(starts[len(starts) // 2][0]) - START_ABOVE
+    bounds = [(mid - 12.0, mid + 20.0)] + k0.bounds()
+    n_starts = 1 if len(g) > SINGLE_START_ABOVE else N_STARTS
+    theta, f = _tune(ev, starts, bounds * blocks, n_starts, len(g) > SINGLE_START_ABOVE)
+    mean, cov_unit, r, logdet = ev.posterior(theta)
+    sigma2 = r / n
+    ps = ev.params(theta)
+    q = np.array([np.exp(p[0]) for p in ps])
+    out: dict[str, Any] = {
+        "mean": mean,
+        "cov": sigma2 * cov_unit,
+        "sigma2": sigma2,
+        "prior_scale": q * sigma2,
+        "log_evidence": -0.5 * (n * np.log(2 * np.pi * max(r, 1e-300) / n) + n + logdet),
+        "n_evaluations": ev.evaluations,
+    }
+    if k0.n_shape:
+        out["decay"] = np.array([np.exp(-_sigmoid_rate(p[1])) for p in ps])
+    if kind == "dc" and custom is None:
+        out["correlation"] = np.array([np.tanh(p[2]) for p in ps])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# A block
+# ----------------------------------------------------------------------------------------------
+
+
+def centered(block: Block, use_bias: bool):
+    """Statistics of the kernel columns with an unpenalized bias profiled out."""
+    st = block_statistics(block, use_bias)
+    if st.cross is None or st.yty is None:
+        raise ValueError("method='lstsq' needs the outputs `y`: these statistics were built without them.")
+    nf = block.n_free
+    g, c, yy, n = st.gram[:nf, :nf], st.cross[:nf], st.yty.copy(), st.n_rows
+    if use_bias:
+        s = st.gram[:nf, nf]
+        ys = st.cross[nf]
+        g = g - np.outer(s, s) / n
+        c = c - np.outer(s, ys) / n
+        yy = yy - ys**2 / n
+        return g, c, yy, n - 1, (s, ys, n)
+    return g, c, yy, n, None
+
+
+def with_bias(w: np.ndarray, cov: np.ndarray | None, sigma2: np.ndarray, bias_parts):
+    """Append the profiled bias to coefficients ``(P, O)`` and covariances ``(O, P, P)`` (flat prior on the bias)."""
+    if bias_parts is None:
+        return w, cov
+    s, ys, n_rows = bias_parts
+    b = (ys - s @ w) / n_rows
+    w = np.concatenate([w, b[None]])
+    if cov is None:
+        return w, None
+    p = cov.shape[1]
+    full = np.zeros((cov.shape[0], p + 1, p + 1))
+    full[:, :p, :p] = cov
+    cs = cov @ s  # (O, P)
+    full[:, :p, p] = full[:, p, :p] = -cs / n_rows
+    full[:, p, p] = sigma2 / n_rows + np.einsum("op,p->o", cs, s) / n_rows**2
+    return w, full
+
+
+def regularized(
+    problem: CanonicalProblem,
+    block: Block,
+    kind: str,
+    *,
+    prior: PriorArg | None = None,
+    share: bool = False,
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+    """Tuned regularized estimate of one block: coefficients ``(P, O)``, info, posterior covariances ``(O, P, P)``."""
+    use_bias = problem.config.use_bias
+    g, c, yy, n, bias_parts = centered(block, use_bias)
+    n_out = c.shape[1]
+    info: dict[str, Any] = {"solver": "prior" if prior is not None else kind}
+    p = len(g)
+    cov = np.zeros((n_out, p, p))
+    sigma2 = np.zeros(n_out)
+    if kind == "gcv":
+        w, cov, sigma2, lams = _gcv(g, c, yy, n)
+        info["ridge"] = lams
+    else:
+        u, chan, rank = column_layout(problem, block)
+        custom = None if prior is None else user_prior(prior, problem.config.tap_lags())
+        w = np.zeros_like(c)
+        fits = []
+        for o in range(n_out):
+            fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom)
+            w[:, o] = fit["mean"]
+            cov[o] = fit["cov"]
+            sigma2[o] = fit["sigma2"]
+            fits.append(fit)
+        info["noise_variance"] = sigma2
+        info["prior_scale"] = np.stack([f["prior_scale"] for f in fits])
+        info["ridge"] = sigma2[:, None] / info["prior_scale"]
+        for key in ("decay", "correlation"):
+            if key in fits[0]:
+                info[key] = np.stack([f[key] for f in fits])
+        info["log_evidence"] = np.array([f["log_evidence"] for f in fits])
+        info["n_evaluations"] = np.array([f["n_evaluations"] for f in fits])
+        if share:  # one set for all inputs: (O, 1) -> broadcast over the inputs for the record
+            cin = problem.config.in_per_group
+            for key in ("prior_scale", "ridge", "decay", "correlation"):
+                if key in info:
+                    info[key] = np.repeat(info[key][:, :1], cin, axis=1)
+    w, cov_full = with_bias(w, cov, sigma2, bias_parts)
+    info["n_rows"] = block_statistics(block, use_bias).n_rows
+    return w, info, cov_full
+
+
+def _gcv(g: np.ndarray, c: np.ndarray, yy: np.ndarray, n: int):
+    from scipy.optimize import minimize_scalar
+
+    d, v = np.linalg.eigh(g)
+    d = np.clip(d, 0.0, None)
+    z = v.T @ c
+    scale = max(d.max(), 1e-300)
+    n_out = c.shape[1]
+    lams, w = np.zeros(n_out), np.zeros_like(c)
+    cov = np.zeros((n_out, len(g), len(g)))
+    sigma2 = np.zeros(n_out)
+    for o in range(n_out):
+
+        def gcv(loglam, o=o):
+            lam = np.exp(loglam)
+            rss = yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2)
+            df = np.sum(d / (d + lam))
+            return max(rss, 0.0) / max(n - df, 1e-12) ** 2
+
+        grid = np.log(scale) + np.log(10.0) * np.linspace(-14, 2, 65)
+        i = int(np.argmin([gcv(lg) for lg in grid]))
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        lg = float(minimize_scalar(gcv, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}).x)
+        lams[o] = lam = np.exp(lg)
+        w[:, o] = v @ (z[:, o] / (d + lam))
+        rss = max(yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2), 0.0)
+        df = np.sum(d / (d + lam))
+        sigma2[o] = rss / max(n - df, 1e-12)
+        cov[o] = sigma2[o] * (v / (d + lam)) @ v.T
+    return w, cov, sigma2, lams
+
+
+def ridge_covariance(block: Block, use_bias: bool, ridge: float, coef: np.ndarray) -> np.ndarray | None:
+    """``sigma^2 (A^T A + ridge D)^{-1}`` per output (D zero on the bias), ``sigma^2 = RSS / (n - df)``."""
+    st = block_statistics(block, use_bias)
+    if st.cross is None or st.yty is None:
+        return None
+    p = len(st.gram)
+    pen = np.ones(p)
+    if use_bias:
+        pen[-1] = 0.0
+    inv = np.linalg.inv(st.gram + np.diag(ridge * pen))
+    df = float(np.sum(inv * st.gram))
+    rss = st.yty - 2 * np.einsum("ij,ij->j", coef, st.cross) + np.einsum("ij,ij->j", coef, st.gram @ coef)
+    sigma2 = np.clip(rss, 0.0, None) / max(st.n_rows - df, 1e-12)
+    return sigma2[:, None, None] * inv[None]
+
+
+def check_share(value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`share_hyperparameters` must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

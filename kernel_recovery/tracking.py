@@ -1,0 +1,349 @@
+"""Kernels over time: :func:`track_kernel` and its :class:`KernelTrack`.
+
+The record is cut into steps of ``step`` output samples.  For each block (group) the augmented rows
+``z_t = [a_t, y_t]`` of a step give one Gram ``B_j = sum_t w_t z_t z_t^T`` (a batched GEMM over many steps); the
+statistics of the estimate at the end of step ``j`` are
+
+* forgetting ``lambda``: ``S_j = lambda^n S_{j-1} + B_j`` with ``w_t = lambda^(t_end - t)`` inside the step, the
+  exponentially weighted statistics (the exact RLS solution at every step end, without RLS's initial ``delta I``);
+* a window of ``W`` equations: the sum of the last ``W / g`` blocks of ``g = gcd(step, W)`` equations (a running
+  sum, re-added from the blocks every window, so rounding does not build up);
+* neither: the growing sum.
+
+The normal equations of all steps are solved together (batched inverse, one refinement step); a step whose Gram
+fails the screen ``1 / trace(G^-1) > tol^2`` (``tol`` from :func:`~kernel_recovery.operator.rank_tolerance`, the
+one rank rule) is solved by its eigendecomposition with that rule (minimum-norm, stderr NaN when deficient).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import changes
+from .accumulator import check_memory
+from .operator import CHUNK_ENTRIES, design_rows, n_columns, rank_tolerance, unpack_columns
+from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem, check_positive_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True, eq=False)
+class KernelTrack:
+    """Kernels over time, from :func:`track_kernel`.
+
+    Attributes
+    ----------
+    times : ndarray (n_times,)
+        The output sample of the newest equation in each estimate.
+    kernels, stderr : ndarray (n_times, kernel_size, in_channels // groups, out_channels)
+        The estimates and their standard errors (NaN where the data of that time do not determine the kernel).
+    bias, bias_stderr : ndarray (n_times, out_channels) or None
+    rank : ndarray (n_times, groups)
+        The numerical rank of each estimate's design.
+    changes : tuple of int
+        Output samples near which one kernel stops explaining the record (the change test of
+        :func:`recover_kernel`); empty when none was found or the test did not apply (``change_check`` says).
+    change : dict or None
+        The change test's report.
+    config : ConvConfig
+    options : dict
+        ``window``, ``forgetting``, ``step``, ``memory`` (equations an estimate effectively averages).
+    """
+
+    times: np.ndarray
+    kernels: np.ndarray
+    stderr: np.ndarray
+    bias: np.ndarray | None
+    bias_stderr: np.ndarray | None
+    rank: np.ndarray
+    changes: tuple[int, ...]
+    change: dict[str, Any] | None
+    change_check: str
+    config: ConvConfig
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Figure:
+        """The kernel over time (:func:`kernel_recovery.plotting.plot_track`)."""
+        from .plotting import plot_track
+
+        return plot_track(self, ax=ax, **kwargs)
+
+
+def _bar(progress: bool | None, total: int):
+    show = progress if progress is not None else total >= 200 and sys.stderr.isatty()
+    if not show:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if progress:
+            raise ImportError("progress=True needs tqdm: pip install 'kernel_recovery[progress]'.") from None
+        return None
+    return tqdm(total=total, unit="step", leave=False, desc="track_kernel")
+
+
+def _rows(block: Block, use_bias: bool, t0: int, t1: int, interleave: int) -> np.ndarray:
+    """Augmented rows ``[a_t, y_t]`` of output samples ``t0 <= t < t1`` in time order, ``(t1 - t0, P + O)``."""
+    p = n_columns(block, use_bias)
+    ys = block.outputs
+    z = np.empty((t1 - t0, p + ys[0].shape[1]))
+    for r in range(min(interleave, len(block.xs))):
+        i0, i1 = -(-(t0 - r) // interleave), -(-(t1 - r) // interleave)
+        if i1 <= i0:
+            continue
+        where = slice(r + i0 * interleave - t0, r + (i1 - 1) * interleave - t0 + 1, interleave)
+        z[where, :p] = design_rows(block, block.xs[r], use_bias, i0, i1)
+        z[where, p:] = ys[r][i0:i1]
+    return z
+
+
+def _solve(g: np.ndarray, c: np.ndarray, n_eff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched ``G w = C``: coefficients ``(n, P, O)``, ``diag(G^-1)`` ``(n, P)`` (NaN if deficient), ranks."""
+    n, p, _ = g.shape
+    with np.errstate(all="ignore"):
+        try:
+            inv = np.linalg.inv(g)
+        except np.linalg.LinAlgError:
+            inv = np.full_like(g, np.nan)
+            for i in range(n):
+                try:
+                    inv[i] = np.linalg.inv(g[i])
+                except np.linalg.LinAlgError:
+                    pass
+        coef = inv @ c
+        coef += inv @ (c - g @ coef)  # one step of refinement
+        tr_inv = np.trace(inv, axis1=1, axis2=2)
+        tol = np.array(
+            [
+                rank_tolerance(math.sqrt(max(t, 0.0)), max(int(k), 1), p, "gram")
+                for t, k in zip(np.trace(g, axis1=1, axis2=2), n_eff)
+            ]
+        )
+        ok = np.isfinite(tr_inv) & (tr_inv > 0) & (1.0 / tr_inv > tol**2) & np.all(np.isfinite(coef), axis=(1, 2))
+    diag = np.diagonal(inv, axis1=1, axis2=2).copy()
+    rank = np.full(n, p)
+    for i in map(int, np.flatnonzero(~ok)):  # the exact rank rule on the eigenvalues
+        lam, v = np.linalg.eigh(g[i])
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        keep = s > rank_tolerance(s.max(), max(int(n_eff[i]), 1), p, "gram")
+        vk = v[:, keep]
+        coef[i] = vk @ ((vk.T @ c[i]) / lam[keep, None])
+        rank[i] = int(keep.sum())
+        diag[i] = (vk**2 / lam[keep]).sum(axis=1) if keep.all() else np.nan
+    return coef, diag, rank
+
+
+def track_kernel(
+    x: ArrayLike,
+    y: ArrayLike,
+    kernel_size: int | None = None,
+    *,
+    window: int | None = None,
+    forgetting: float | None = None,
+    step: int | None = None,
+    stride: int = 1,
+    padding: Padding = "valid",
+    dilation: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    layout: Layout = "nwc",
+    flip: bool = False,
+    lags: tuple[int, int] | None = None,
+    detect_changes: bool = True,
+    progress: bool | None = None,
+) -> KernelTrack:
+    """Recover the kernel of a drifting system over time, from one record ``x``, ``y``.
+
+    Parameters
+    ----------
+    x, y : array_like
+        One sequence each (1-D, or 2-D ``(length, channels)``), as for :func:`recover_kernel`.
+    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip, lags
+        The configuration, as for :func:`recover_kernel`.
+    window : int, optional
+        Each estimate uses the last ``window`` equations (output samples) only.
+    forgetting : float in (0, 1], optional
+        Each estimate weighs the equation ``k`` samples before the newest by ``forgetting ** k`` (exponentially
+        weighted least squares: the RLS solution).  Not with ``window``; with neither, the estimates grow.
+    step : int, optional
+        Output samples between estimates (default: a twentieth of the memory, at least the unknowns per output).
+    detect_changes : bool
+        Run the change test of one kernel over the whole record (``changes``, ``change``).
+    progress : bool, optional
+        A tqdm progress bar (extra ``progress``); default: on a terminal, for long records.
+
+    Returns
+    -------
+    KernelTrack
+
+    Notes
+    -----
+    Cost: ``2 (P + O)^2`` flops per sample for the step Grams, plus ``O(P^3)`` per step for the solves, with ``P``
+    the unknowns per output.  The standard errors treat the noise as white with a variance from the weighted
+    residual, ``kappa sigma^2 G^-1`` with ``kappa = sum w^2 / sum w`` (exact for a window; see
+    :func:`kernel_recovery.accumulator.forgetting_stderr_scale`).
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(4000)
+    >>> y = np.concatenate([kr.conv1d(x[:2000], [1.0, 0.5], padding="causal"),
+    ...                     kr.conv1d(x[2000:], [1.0, -0.5], padding="causal")])
+    >>> track = kr.track_kernel(x, y, 2, window=500, step=250, padding="causal")
+    >>> track.times[[0, -1]].tolist(), track.kernels[-1].ravel().round(6).tolist()
+    ([249, 3999], [1.0, -0.5])
+    >>> track.changes  # the change, at sample 2000
+    (2004,)
+    """
+    forgetting, window = check_memory(forgetting, window)
+    problem = build_problem(
+        x,
+        y,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=use_bias,
+        layout=layout,
+        flip=flip,
+        lags=lags,
+    )
+    if len(problem.out_lengths) != 1:
+        raise ValueError(f"`x` must be one sequence (a record over time), got {len(problem.out_lengths)} sequences.")
+    cfg = problem.config
+    m = problem.out_lengths[0]
+    p = cfg.unknowns_per_output
+    memory = window or (1.0 / (1.0 - forgetting) if forgetting is not None and forgetting < 1 else m)
+    step = max(p, int(memory) // 20, 1) if step is None else check_positive_int(step, "step")
+    step = min(step, m)
+    if window is not None:
+        base = math.gcd(step, window)
+        held = window // base + 1
+        if held * (p + cfg.out_per_group) ** 2 * 8 > 1 << 30:
+            raise ValueError(
+                f"`window` (={window}) in blocks of gcd(step, window) = {base} equations would hold {held} Grams: "
+                "choose a `step` that divides the window."
+            )
+    else:
+        base = step
+    ends = np.append(np.arange(step, m, step), m)  # exclusive ends of the steps
+    n_times = len(ends)
+    interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
+    lam = 1.0 if forgetting is None else forgetting
+    counts = ends.astype(float) if window is None else np.minimum(ends, window).astype(float)
+    if forgetting is not None and lam < 1:
+        sum_w = (1 - lam**ends) / (1 - lam)
+        sum_w2 = (1 - lam ** (2 * ends)) / (1 - lam**2)
+    else:
+        sum_w, sum_w2 = counts, counts
+    blocks_out = []
+    bar = _bar(progress, n_times * len(problem.blocks))
+    for block in problem.blocks:
+        pb = n_columns(block, cfg.use_bias)
+        q = pb + len(block.out_channels)
+        per_chunk = max(CHUNK_ENTRIES * 8 // (step * q), 1)  # steps per batched GEMM
+        total = np.zeros((q, q))
+        held_blocks: deque[np.ndarray] = deque()
+        since_resum = 0
+        stats = np.empty((n_times, q, q))
+        for j0 in range(0, n_times, per_chunk):
+            j1 = min(n_times, j0 + per_chunk)
+            t0, t1 = j0 * step, int(ends[j1 - 1])
+            z = _rows(block, cfg.use_bias, t0, t1, interleave)
+            full = (t1 - t0) // base
+            zb = z[: full * base].reshape(full, base, q)
+            zw = zb * (lam ** np.arange(base - 1, -1, -1.0))[None, :, None] if lam < 1 else zb
+            parts = [(gram, base) for gram in np.matmul(zw.transpose(0, 2, 1), zb)]
+            if full * base < t1 - t0:  # the last, shorter step
+                rest = z[full * base :]
+                w = lam ** np.arange(len(rest) - 1, -1, -1.0)
+                parts.append(((rest * w[:, None]).T @ rest, len(rest)))
+            pos, j = t0, j0
+            for part, count in parts:
+                if window is None:
+                    total = lam**count * total + part
+                elif count < base:  # the short last step: its window, from its rows
+                    last = _rows(block, cfg.use_bias, max(pos + count - window, 0), pos + count, interleave)
+                    total = last.T @ last
+                else:
+                    held_blocks.append(part)
+                    total = total + part
+                    if len(held_blocks) > window // base:
+                        total = total - held_blocks.popleft()
+                    since_resum += 1
+                    if since_resum >= window // base:  # re-add the held blocks: no rounding build-up
+                        total, since_resum = np.sum(np.array(held_blocks), axis=0), 0
+                pos += count
+                if pos == ends[j]:
+                    stats[j] = total
+                    j += 1
+            if bar is not None:
+                bar.update(j1 - j0)
+        g, c = stats[:, :pb, :pb], stats[:, :pb, pb:]
+        yty = np.diagonal(stats[:, pb:, pb:], axis1=1, axis2=2)
+        coef, diag, rank = _solve(g, c, sum_w)
+        rss = yty - 2 * np.einsum("tpo,tpo->to", coef, c) + np.einsum("tpo,tpo->to", coef, g @ coef)
+        kappa = sum_w2 / sum_w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sigma2 = np.clip(rss, 0.0, None) / np.where(sum_w - kappa * pb > 0, sum_w - kappa * pb, np.nan)[:, None]
+            se = np.sqrt(diag[:, :, None] * (kappa[:, None] * sigma2)[:, None, :])
+        blocks_out.append((block, coef, se, rank))
+    if bar is not None:
+        bar.close()
+    kernels, kernel_se, bias, bias_se = _user_layout(problem, blocks_out)
+    change, change_check = None, "not run (detect_changes=False)"
+    if detect_changes:
+        change, change_check = changes.detect(problem, [], None)
+    options = {"window": window, "forgetting": forgetting, "step": step, "memory": float(memory)}
+    return KernelTrack(
+        times=ends - 1,
+        kernels=kernels,
+        stderr=kernel_se,
+        bias=bias,
+        bias_stderr=bias_se,
+        rank=np.stack([r for *_, r in blocks_out], axis=1),
+        changes=tuple(change["times"]) if change else (),
+        change=change,
+        change_check=change_check,
+        config=cfg,
+        options=options,
+    )
+
+
+def _user_layout(problem: CanonicalProblem, blocks_out):
+    """Per-time block coefficients ``(n, P_b, O_b)`` as user kernels ``(n, K, Cin/groups, Cout)`` and biases."""
+    use_bias = problem.config.use_bias
+    kernel_ids, bias_ids, flats, flats_se = [], [], [], []
+    offset = 1  # index 0 is the zero of the masked taps
+    for block, coef, se, _ in blocks_out:
+        n, pb, ob = coef.shape
+        ids = (offset + np.arange(pb * ob, dtype=float)).reshape(pb, ob)
+        k_ids, b_ids = unpack_columns(block, ids, use_bias)
+        kernel_ids.append(k_ids)
+        bias_ids.append(b_ids)
+        flats.append(coef.reshape(n, -1))
+        flats_se.append(se.reshape(n, -1))
+        offset += pb * ob
+    n = flats[0].shape[0]
+    flat = np.concatenate([np.zeros((n, 1))] + flats, axis=1)
+    flat_se = np.concatenate([np.zeros((n, 1))] + flats_se, axis=1)
+    where = problem.from_canonical(kernel_ids).astype(np.int64)
+    kernels, kernel_se = flat[:, where], flat_se[:, where]
+    if not use_bias:
+        return kernels, kernel_se, None, None
+    bwhere = problem.from_canonical_bias([b for b in bias_ids if b is not None]).astype(np.int64)
+    return kernels, kernel_se, flat[:, bwhere], flat_se[:, bwhere]

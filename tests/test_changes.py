@@ -1,0 +1,68 @@
+"""Change detection: the false-alarm rate under a fixed kernel, and finding an abrupt change."""
+
+import numpy as np
+import pytest
+
+import kernel_recovery as kr
+from kernel_recovery import changes
+from kernel_recovery.problem import build_problem
+from kernel_recovery.solvers import lstsq
+
+
+def _record(rng, n, k, cut=None, noise=0.5, scale=0.3):
+    x = rng.standard_normal(n)
+    w1 = rng.standard_normal(k)
+    y = kr.conv1d(x, w1, padding="causal")
+    if cut is not None:
+        w2 = w1 + scale * rng.standard_normal(k)
+        y = np.where(np.arange(n) < cut, y, kr.conv1d(x, w2, padding="causal"))
+    return x, y + noise * rng.standard_normal(n)
+
+
+def _detect(x, y, k, alpha):
+    problem = build_problem(x, y, k, padding="causal")
+    sol = lstsq.solve(problem)
+    return changes.detect(problem, sol.kernels, sol.biases, alpha=alpha)
+
+
+def test_false_alarm_rate_under_a_fixed_kernel_is_at_most_alpha():
+    rng = np.random.default_rng(0)
+    alpha, trials = 0.05, 300
+    alarms = sum(_detect(*_record(rng, 2000, 4), 4, alpha)[0] is not None for _ in range(trials))
+    # Bonferroni over correlated splits: at most alpha (binomial sd at alpha: 0.013), in practice below it
+    assert alarms / trials <= alpha + 0.03
+    assert alarms / trials >= 0.002  # the test is not vacuous: it does fire at this level sometimes
+
+
+@pytest.mark.parametrize("cut", [3000, 10000, 16500])
+def test_abrupt_change_is_found_near_its_time(cut):
+    rng = np.random.default_rng(cut)
+    x, y = _record(rng, 20000, 8, cut=cut)
+    report, status = _detect(x, y, 8, changes.ALPHA)
+    assert status == "flagged"
+    assert abs(report["times"][0] - cut) < 20000 / 100  # within 1% of the record
+    assert report["p_value"] < 1e-6
+
+
+def test_recover_kernel_warns_and_records_the_change():
+    rng = np.random.default_rng(1)
+    x, y = _record(rng, 20000, 8, cut=8000)
+    with pytest.warns(kr.ChangeWarning, match="changed near output sample 8"):
+        result = kr.recover_kernel(x, y, 8, padding="causal")
+    assert result.diagnostics["checks"]["change"] == "flagged"
+    fixed = kr.recover_kernel(*_record(rng, 20000, 8), 8, padding="causal")
+    assert fixed.diagnostics["change"] is None and fixed.diagnostics["checks"]["change"] == "checked"
+
+
+def test_exact_fits_and_streamed_problems_are_not_checked():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(3000)
+    exact = kr.recover_kernel(x, kr.conv1d(x, [1.0, 2.0]), 2)
+    assert exact.diagnostics["checks"]["change"].startswith("not needed")
+    acc = kr.NormalEquations(4, padding="causal", forgetting=0.999)
+    acc.update(*_record(rng, 3000, 4))
+    assert acc.solve().diagnostics["checks"]["change"].startswith("skipped: the rows are not retained")
+    parts = [x[:1500], x[1500:]]
+    noisy = [kr.conv1d(p, [1.0, 2.0]) + 0.1 * rng.standard_normal(len(p) - 1) for p in parts]
+    batch = kr.recover_kernel(parts, noisy, 2)
+    assert batch.diagnostics["checks"]["change"].startswith("skipped: several sequences")

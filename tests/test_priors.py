@@ -1,0 +1,173 @@
+"""Kernel priors (solvers/priors.py): factors, evidence, tuning, posterior bands, per-input hyperparameters."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.stats
+
+import kernel_recovery as kr
+from kernel_recovery.problem import build_problem
+from kernel_recovery.solvers import priors
+
+
+def explicit_kernel(kind, u, alpha, rho=0.0):
+    i, j = np.meshgrid(u, u, indexing="ij")
+    m = np.maximum(i, j)
+    if kind == "tc":
+        return alpha**m
+    if kind == "dc":
+        return alpha ** ((i + j) / 2) * rho ** np.abs(i - j)
+    if kind == "ss":
+        return alpha ** (i + j + m) / 2 - alpha ** (3 * m) / 6
+    return np.diag(alpha**u)
+
+
+@pytest.mark.parametrize("kind", ["tc", "dc", "ss", "di"])
+def test_factors_reproduce_the_kernels(kind):
+    u = np.arange(0.0, 24.0, 2.0)  # dilation 2: lags 0, 2, 4, ...
+    alpha, rho = 0.8, -0.4
+    k = priors._Kernel(kind, u)
+    shape = np.array([np.log(-np.log(alpha))] + ([np.arctanh(rho)] if kind == "dc" else []))
+    t = k.transform(shape)
+    s = np.exp(k.log_s(0.0, shape))
+    f = s[None, :] * (np.eye(len(u)) if t is None else np.triu(np.ones((len(u),) * 2)) if isinstance(t, str) else t)
+    np.testing.assert_allclose(f @ f.T, explicit_kernel(kind, u, alpha, rho), atol=1e-14)
+
+
+def test_evidence_matches_the_explicit_marginal_likelihood(rng):
+    taps = 12
+    x = rng.standard_normal(60 + taps - 1)
+    y = kr.conv1d(x, 0.7 ** np.arange(taps), flip=True) + 0.2 * rng.standard_normal(60)
+    problem = build_problem(x, y, taps, flip=True)
+    g, c, yy, n, _ = priors.centered(problem.blocks[0], False)
+    u, chan, _ = priors.column_layout(problem, problem.blocks[0])
+    order = np.argsort(u)
+    ev = priors._Evidence([priors._Kernel("tc", u[order])], [order], g, c[:, 0], float(yy[0]), n, False)
+    a = np.lib.stride_tricks.sliding_window_view(x, taps)[:, ::-1]
+    for log_q, alpha in [(0.0, 0.6), (3.0, 0.9)]:
+        q = np.exp(log_q) * explicit_kernel("tc", np.arange(taps, dtype=float), alpha)
+        sigma = a @ q @ a.T + np.eye(60)
+        r = y @ np.linalg.solve(sigma, y)
+        ref = 60 * np.log(r / 60) + np.linalg.slogdet(sigma)[1]  # sigma^2 = r / n profiled
+        f, grad = ev.value(np.array([log_q, np.log(-np.log(alpha))]), want_grad=True)
+        assert f == pytest.approx(ref, rel=1e-10)
+        step = 1e-6
+        for j in range(2):
+            th = np.array([log_q, np.log(-np.log(alpha))])
+            th[j] += step
+            assert grad[j] == pytest.approx((ev.value(th) - f) / step, rel=1e-3, abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["ml", "tc", "dc", "ss", "di"])
+def test_tuned_hyperparameters_maximize_the_evidence(rng, kind):
+    taps = 20
+    x = rng.standard_normal(120 + taps - 1)
+    y = kr.conv1d(x, 0.8 ** np.arange(taps) * np.cos(np.arange(taps)), flip=True) + 0.3 * rng.standard_normal(120)
+    res = kr.recover_kernel(x, y, taps, flip=True, regularization=kind)
+    best = res.diagnostics["log_evidence"][0]
+    problem = build_problem(x, y, taps, flip=True)
+    for factor in (0.5, 2.0):
+        prior = lambda lags, f=factor: f * np.eye(len(lags)) if kind == "ml" else None  # noqa: E731
+        if kind == "ml":
+            other = kr.recover_kernel(x, y, taps, flip=True, prior=prior)
+            assert other.diagnostics["log_evidence"][0] == pytest.approx(best, abs=1e-6)  # the scale is re-tuned
+    assert res.diagnostics["n_evaluations"][0] < 400
+    assert problem.blocks and np.isfinite(best)
+
+
+@pytest.mark.parametrize("kind", ["gcv", "ml", "tc", "dc", "ss", "di"])
+def test_flip_gives_the_mirror_image(rng, kind):
+    taps = 25
+    x = rng.standard_normal((200, 2))
+    w = 0.85 ** np.arange(taps)[:, None, None] * rng.standard_normal((taps, 2, 1))
+    y = kr.conv1d(x, w, flip=True) + 0.2 * rng.standard_normal((200 - taps + 1, 1))
+    a = kr.recover_kernel(x, y, taps, flip=True, regularization=kind)
+    b = kr.recover_kernel(x, y, taps, flip=False, regularization=kind)
+    np.testing.assert_allclose(a.kernel, b.kernel[::-1], rtol=1e-8, atol=1e-8 * np.abs(a.kernel).max())
+    np.testing.assert_allclose(a.stderr, b.stderr[::-1], rtol=1e-6)
+
+
+def test_custom_prior_equals_the_built_in_at_its_decay(rng):
+    taps = 20
+    x = rng.standard_normal(150)
+    y = kr.conv1d(x, 0.75 ** np.arange(taps), flip=True) + 0.2 * rng.standard_normal(150 - taps + 1)
+    tc = kr.recover_kernel(x, y, taps, flip=True, regularization="tc")
+    alpha = tc.options["decay"][0, 0]
+    custom = kr.recover_kernel(x, y, taps, flip=True, prior=lambda lags: alpha ** np.maximum.outer(lags, lags))
+    np.testing.assert_allclose(custom.kernel, tc.kernel, rtol=1e-4, atol=1e-6)
+    arr = alpha ** np.maximum.outer(np.arange(taps), np.arange(taps))
+    np.testing.assert_allclose(kr.recover_kernel(x, y, taps, flip=True, prior=arr).kernel, custom.kernel)
+    with pytest.raises(ValueError, match="prior"):
+        kr.recover_kernel(x, y, taps, prior=np.eye(3))
+    with pytest.raises(ValueError, match="not both"):
+        kr.recover_kernel(x, y, taps, prior=arr, regularization="tc")
+    with pytest.raises(ValueError, match="semidefinite"):
+        kr.recover_kernel(x, y, taps, prior=-arr)
+
+
+def test_posterior_bands_cover_systems_drawn_from_the_prior():
+    """Monte Carlo: kernels drawn from a TC prior, tuned by marginal likelihood, 95 % bands pointwise."""
+    rng = np.random.default_rng(3)
+    taps, n, alpha, lam, sigma = 30, 150, 0.85, 1.0, 0.5
+    prior = lam * explicit_kernel("tc", np.arange(taps, dtype=float), alpha)
+    chol = np.linalg.cholesky(prior + 1e-12 * np.eye(taps))
+    inside = []
+    for _ in range(120):
+        w = chol @ rng.standard_normal(taps)
+        x = rng.standard_normal(n + taps - 1)
+        y = kr.conv1d(x, w, flip=True) + sigma * rng.standard_normal(n)
+        res = kr.recover_kernel(x, y, taps, flip=True, regularization="tc")
+        lo, hi = res.confidence_interval(0.95)
+        inside.append((lo.ravel() <= w) & (w <= hi.ravel()))
+    coverage = np.mean(inside)
+    assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_covariance_and_normal_quantile(rng):
+    taps = 8
+    x = rng.standard_normal((300, 2))
+    y = kr.conv1d(x, rng.standard_normal((taps, 2, 2)), [1.0, -1.0]) + 0.1 * rng.standard_normal((300 - taps + 1, 2))
+    res = kr.recover_kernel(x, y, taps, use_bias=True, regularization="tc")
+    assert res.diagnostics["dof"] == np.inf and len(res.covariance) == 2
+    for o in range(2):
+        cov = res.covariance[o]
+        assert cov.shape == (2 * taps + 1, 2 * taps + 1)
+        np.testing.assert_allclose(np.sqrt(np.diag(cov))[:-1], res.stderr[:, :, o].ravel(), rtol=1e-12)
+        assert np.sqrt(cov[-1, -1]) == pytest.approx(res.bias_stderr[o], rel=1e-12)
+    lo, hi = res.confidence_interval(0.95)
+    np.testing.assert_allclose((hi - lo) / 2, scipy.stats.norm.ppf(0.975) * res.stderr, rtol=1e-12)
+    ols = kr.recover_kernel(x, y, taps, use_bias=True)
+    a = np.c_[
+        np.lib.stride_tricks.sliding_window_view(x, taps, axis=0).transpose(0, 2, 1).reshape(-1, 2 * taps),
+        np.ones(300 - taps + 1),
+    ]
+    resid = y - a @ np.c_[ols.kernel.reshape(2 * taps, 2).T, ols.bias].T
+    s2 = np.sum(resid**2, axis=0) / (len(a) - a.shape[1])
+    np.testing.assert_allclose(ols.covariance[1], s2[1] * np.linalg.inv(a.T @ a), rtol=1e-8)
+    ridge = kr.recover_kernel(x, y, taps, use_bias=True, ridge=1.0)
+    assert ridge.stderr is not None and ridge.covariance is not None
+
+
+def test_per_input_hyperparameters_and_sharing(rng):
+    taps = 30
+    x = rng.standard_normal((400, 2))
+    w = np.stack([0.4 ** np.arange(taps), 0.95 ** np.arange(taps)], axis=1)[:, :, None]
+    y = kr.conv1d(x, w, flip=True) + 0.3 * rng.standard_normal((400 - taps + 1, 1))
+    per = kr.recover_kernel(x, y, taps, flip=True, regularization="tc")
+    shared = kr.recover_kernel(x, y, taps, flip=True, regularization="tc", share_hyperparameters=True)
+    assert per.options["decay"].shape == (1, 2) and per.options["decay"][0, 0] < per.options["decay"][0, 1]
+    assert shared.options["decay"][0, 0] == shared.options["decay"][0, 1]
+    assert per.diagnostics["log_evidence"][0] >= shared.diagnostics["log_evidence"][0] - 1e-6
+    assert np.sum((per.kernel - w) ** 2) < np.sum((shared.kernel - w) ** 2)
+    with pytest.raises(TypeError, match="share_hyperparameters"):
+        kr.recover_kernel(x, y, taps, regularization="tc", share_hyperparameters=1)
+
+
+def test_stride_dilation_groups_use_the_physical_lag(rng):
+    x = rng.standard_normal((300, 2))
+    w = 0.7 ** np.arange(6)[:, None, None] * rng.standard_normal((6, 1, 2))
+    y = kr.conv1d(x, w, stride=2, dilation=3, groups=2, flip=True) + 0.05 * rng.standard_normal((143, 2))
+    a = kr.recover_kernel(x, y, 6, stride=2, dilation=3, groups=2, flip=True, regularization="dc")
+    b = kr.recover_kernel(x, y, 6, stride=2, dilation=3, groups=2, flip=False, regularization="dc")
+    np.testing.assert_allclose(a.kernel, b.kernel[::-1], rtol=1e-8, atol=1e-10)
+    assert np.sum((a.kernel - w) ** 2) < 0.1 * np.sum(w**2)
