@@ -616,7 +616,7 @@ def recover_kernel(
     layout: Layout = "nwc",
     flip: bool = False,
     nan_policy: Literal["raise", "omit"] = "raise",
-    lags: tuple[int, int] | None = None,
+    lags: tuple[int, int] | Literal["auto"] | None = None,
     chunk_size: int | None = None,
     split_every: int | None = None,
     progress: bool | None = None,

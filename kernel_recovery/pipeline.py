@@ -138,6 +138,8 @@ def finish(
     explained = misfit is not None or "flagged" in (checks.get("kernel_size", ""), checks.get("lag_scan"))
     if not sol.success:
         change, checks["change"] = None, "skipped: the solver did not converge"
+    elif sol.options.get("loss", "mse") != "mse":  # outliers expected: the score test would read them as a break
+        change, checks["change"] = None, f"skipped: the robust loss {sol.options['loss']!r} expects outliers"
     else:  # a coloured residual (Ljung-Box) is prewhitened first: the break test's p-values assume white noise
         change, checks["change"] = changes.check(
             problem, sol.kernels, sol.biases, relative_residual=relative, determined=report.ok, explained=explained,

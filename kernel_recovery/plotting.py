@@ -7,7 +7,7 @@ returns the :class:`matplotlib.figure.Figure`; save it with ``fig.savefig("kerne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -423,6 +423,7 @@ def plot_bode(
         title = "frequency response"
     else:
         _check_result(source, "source")
+        source = cast("KernelResult", source)
         fr = source.frequency_response(n, fs=fs, level=level)
         title = f"frequency response ({source.method})"
         if true_kernel is not None:

@@ -335,8 +335,8 @@ def unmask(a: _T, name: str, allow_nan: bool = False) -> _T | np.ndarray:
 def jsonable(value: object) -> object:
     """``value`` in plain JSON types, every non-finite number as None (JSON ``null``).
 
-    Arrays become nested lists, NumPy scalars Python numbers, tuples lists, dict keys strings and dataclasses
-    dicts; anything else (a function, an optax transform) its ``repr``.  ``null`` stands for NaN (a number
+    Arrays become nested lists, NumPy scalars Python numbers, complex values and arrays ``{"real", "imag"}``
+    dicts, tuples lists, dict keys strings and dataclasses dicts; anything else (a function, an optax transform) its ``repr``.  ``null`` stands for NaN (a number
     that is not available, e.g. a noise estimate with no degrees of freedom left) and for ``inf`` (an
     unbounded one, e.g. the condition number of a rank-deficient design): ``json.dumps`` would write the
     ``NaN``/``Infinity`` tokens, which strict parsers (JavaScript's ``JSON.parse``) refuse.
@@ -356,6 +356,10 @@ def jsonable(value: object) -> object:
     if isinstance(value, numbers.Real):  # float and the NumPy floats
         value = float(value)
         return value if math.isfinite(value) else None
+    if isinstance(value, numbers.Complex):  # a frequency response: {"real", "imag"}
+        return {"real": jsonable(value.real), "imag": jsonable(value.imag)}
+    if isinstance(value, np.ndarray) and value.dtype.kind == "c":
+        return {"real": _array_jsonable(value.real), "imag": _array_jsonable(value.imag)}
     if isinstance(value, np.ndarray):
         return _array_jsonable(value)
     if isinstance(value, dict):

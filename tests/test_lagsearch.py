@@ -8,6 +8,7 @@ import scipy.linalg
 import scipy.signal
 
 import kernel_recovery as kr
+from kernel_recovery.operator import whitening_filters
 from kernel_recovery import lagsearch, selection
 
 
@@ -151,7 +152,7 @@ def test_seed_finds_a_bulk_delay_with_coloured_input(rng):
     x = scipy.signal.lfilter([1.0], [1.0, -0.9], rng.standard_normal(n))
     h = np.exp(-np.arange(20) / 5.0) * rng.choice([-1.0, 1.0], 20)
     y = delayed(x, h, delay) + 0.01 * rng.standard_normal(n)
-    filters = lagsearch._ar_filters([x[:, None]], 16)
+    filters = list(whitening_filters([x[:, None] - x.mean()], 16).T)
     corr, count = lagsearch.whitened_correlation([x[:, None]], [y[:, None]], filters, -2000, 3000)
     threshold = lagsearch.null_threshold(count, len(corr))
     sig = lagsearch._significant_lags(corr, -2000, threshold)

@@ -124,6 +124,7 @@ def test_jsonable_helper():
             "use_bias": False,
             "layout": "nwc",
             "flip": False,
+            "lags": None,
         },
         "e": repr(len),
     }
@@ -237,3 +238,11 @@ def test_custom_solver_matches_lstsq_on_an_explicit_design(rng):
     assert mine.stderr is None and strict_loads(mine.to_json())["stderr"] is None
     with pytest.raises(TypeError, match="unexpected option 'alpha'"):
         kr.recover_kernel(x, y, 3, method=explicit_lstsq, alpha=1.0, **settings)
+
+
+def test_jsonable_writes_complex_values_as_real_and_imaginary_parts():
+    h = np.array([1 + 2j, np.inf - 1j])
+    assert jsonable({"h": h, "z": np.complex128(3 - 4j)}) == {
+        "h": {"real": [1.0, None], "imag": [2.0, -1.0]},
+        "z": {"real": 3.0, "imag": -4.0},
+    }
