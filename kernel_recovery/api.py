@@ -31,6 +31,7 @@ def recover_kernel(
     flip: bool = False,
     nan_policy: Literal["raise", "omit"] = "raise",
     lags: tuple[int, int] | Literal["auto"] | None = None,
+    prewhiten: Literal["input", "noise"] | None = None,
     **options: Any,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
@@ -64,6 +65,13 @@ def recover_kernel(
         response at lag ``first + i``, otherwise the order is reversed (``result.lags`` pairs them).
         ``"auto"`` chooses the delay and the length from the data by BIC (see :func:`select_lags`, which also
         takes ``max_length``, ``max_delay`` and ``criterion``); the choice is in ``diagnostics["lags"]``.
+    prewhiten : {None, "input", "noise"}
+        Filter ``x`` and ``y`` by one AR(10) prediction-error filter before solving (the kernel is unchanged: a
+        common filter commutes with the convolution; the first 10 equations are dropped).  ``"input"`` whitens
+        the input (MATLAB impulseest's prewhitening: a better-conditioned design for a coloured input);
+        ``"noise"`` whitens the residual of a first least-squares fit (two-step generalized least squares:
+        efficient estimates and valid standard errors under coloured noise).  ``residual_rms`` and the checks
+        then refer to the filtered equations; ``diagnostics["prewhiten"]`` holds the filters.
     **options
         Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``,
         ``max_iter``; ``method="fft"``: ``noise_level``, ``wiener``, ``segment_length``, ``tol``, ``max_iter``,
@@ -116,6 +124,8 @@ def recover_kernel(
     """
     # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): streamed least squares.
     if outofcore.is_out_of_core(x, y):
+        if prewhiten is not None:
+            raise ValueError(f"`prewhiten`={prewhiten!r} needs the data in memory (it filters the records).")
         return outofcore.recover_kernel(
             x, y, kernel_size, method=method, stride=stride, padding=padding, dilation=dilation, groups=groups,
             use_bias=use_bias, layout=layout, flip=flip, nan_policy=nan_policy, lags=lags, _stacklevel=3, **options,
@@ -146,7 +156,12 @@ def recover_kernel(
         nan_policy=nan_policy,
         lags=lags,
     )
+    whitened = None
+    if prewhiten is not None:
+        problem, whitened = pipeline.prewhiten(problem, prewhiten)
     result = pipeline.run(problem, method, options, stacklevel=2)
+    if whitened is not None:
+        result.diagnostics["prewhiten"] = whitened
     if choice is not None:
         result.diagnostics["lags"] = choice.to_dict()
     return result

@@ -127,7 +127,7 @@ def detect(
         return None, "skipped: the rows are not retained (streamed statistics only)"
     if len(problem.blocks) != cfg.groups:
         return None, "skipped: missing values split the record"
-    m = problem.out_lengths[0]
+    m = problem.blocks[0].n_equations  # (the caller's output samples, less any dropped by a prewhitening)
     interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
     best: tuple[float, int, float, int] | None = None  # (statistic, time, threshold, tests)
     tests, worst_p = 0, 1.0

@@ -581,6 +581,28 @@ def whitening_filters(xs: Sequence[np.ndarray], order: int) -> np.ndarray:
     return filters
 
 
+def filtered_block(block: Block, filt: np.ndarray) -> Block:
+    """The block with every canonical input channel and output filtered along time by ``filt`` (an FIR filter).
+
+    A common filter commutes with the canonical correlation, so the kernel is unchanged:
+    ``(f * y)[t] = sum_j w_j (f * x)[t + j]``.  The first ``len(filt) - 1`` equations of each subsequence, which
+    read the filter's start-up (samples before the record), are dropped.  A bias column stays constant, scaled by
+    ``sum(filt)``.
+    """
+    import scipy.signal
+
+    q = len(filt) - 1
+    xs, ys = [], []
+    for x, y in zip(block.xs, block.outputs):
+        if len(y) <= q:
+            continue
+        xs.append(scipy.signal.lfilter(filt, [1.0], x, axis=0)[q:])
+        ys.append(scipy.signal.lfilter(filt, [1.0], y, axis=0)[q:])
+    if not xs:  # every subsequence too short: keep an empty one so shapes stay defined
+        xs, ys = [np.zeros((block.taps - 1, block.channels))], [np.zeros((0, len(block.out_channels)))]
+    return Block(xs, ys, block.taps, block.mask.copy(), block.out_channels)
+
+
 def forward(block: Block, kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray]:
     """Outputs of the canonical correlation for a canonical ``kernel`` ``(taps, channels, O)``."""
     kernel = np.where(block.mask[:, :, None], kernel, 0.0)

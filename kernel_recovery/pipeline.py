@@ -22,7 +22,15 @@ import numpy as np
 from . import changes, postfit, solvers
 from .determinacy import DeterminacyReport, report_for
 from .exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
-from .operator import block_residuals, block_statistics, rss_from_statistics, solve_path
+from .operator import (
+    block_residuals,
+    block_statistics,
+    filtered_block,
+    forward,
+    rss_from_statistics,
+    solve_path,
+    whitening_filters,
+)
 from .problem import CanonicalProblem, check_feasible
 from .result import KernelResult, Solution
 from .threads import SerialBLAS
@@ -33,6 +41,54 @@ from .threads import SerialBLAS
 RSS_RELATIVE_ERROR = 1e-6
 #: Methods that solve from the statistics ``A'A``, ``A'Y`` (the report then reads the same Gram).
 STATISTICS_METHODS = ("lstsq", "adam")
+
+
+#: Order of the autoregressive filter of ``prewhiten`` (as MATLAB's impulseest prewhitens with a 10th-order AR filter).
+PREWHITEN_ORDER = 10
+PREWHITEN = ("input", "noise")
+
+
+def prewhiten(problem: CanonicalProblem, how: str, *, order: int = PREWHITEN_ORDER) -> tuple[CanonicalProblem, dict]:
+    """The problem with ``x`` and ``y`` filtered by one AR prediction-error filter per group (the kernel is unchanged).
+
+    ``how="input"``: the filter whitens the input (impulseest's prewhitening: a better-conditioned design for a
+    coloured input).  ``how="noise"``: it whitens the residual of a first least-squares fit, a two-step feasible
+    generalized least squares: with coloured noise the estimate is then efficient and its standard errors hold
+    (they assume white noise).  Returns the filtered problem and what was done (``method``, ``order``,
+    ``filters`` per group, ``equations_dropped``).  The equations reading the filter's start-up are dropped; with
+    a bias the filter is scaled to unit gain at frequency 0, so the bias is the caller's.
+    """
+    import dataclasses
+
+    if how not in PREWHITEN:
+        raise ValueError(f"`prewhiten` must be None, 'input' or 'noise', got {how!r}.")
+    if not all(block.retains_rows for block in problem.blocks):
+        raise ValueError("`prewhiten` needs the data in memory (streamed statistics keep no rows to filter).")
+    use_bias = problem.config.use_bias
+    blocks, filters = [], []
+    for block in problem.blocks:
+        if how == "input":
+            seqs = [x[:, [c]] - x[:, c].mean() for x in block.xs for c in range(block.channels)]
+        else:
+            with SerialBLAS():
+                first = solvers.resolve("lstsq")[1](dataclasses.replace(problem, blocks=[block]))
+            w = first.kernels[0]
+            b = first.biases[0] if use_bias and first.biases is not None else None
+            seqs = [(y - f)[:, [o]] for y, f in zip(block.outputs, forward(block, w, b)) for o in range(y.shape[1])]
+        filt = whitening_filters(seqs, order)[:, 0]
+        if use_bias:  # unit gain at frequency 0, so that the bias column stays a column of ones (and the bias)
+            gain = float(filt.sum())
+            if abs(gain) < 1e-6 * float(np.abs(filt).sum()):
+                raise ValueError(
+                    f"`prewhiten`={how!r} with use_bias=True: the whitening filter removes the mean (zero gain at "
+                    "frequency 0), so the bias would not be seen; fit without the bias or without prewhitening."
+                )
+            filt = filt / gain
+        filters.append(filt)
+        blocks.append(filtered_block(block, filt))
+    dropped = int(problem.n_equations - sum(b.n_equations for b in blocks) // max(len(blocks), 1))
+    info = {"method": how, "order": order, "filters": filters, "equations_dropped": dropped}
+    return dataclasses.replace(problem, blocks=blocks), info
 
 
 def run(

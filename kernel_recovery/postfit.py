@@ -518,7 +518,9 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
     The residual ``r`` of output ``o`` is cross-correlated (FFT) with every canonical input channel at offsets
     ``j`` outside the kernel, ``c(j) = sum_t r[t] x[t + j]``.  A residual that is white noise independent of
     ``x`` gives ``z(j) = c(j) / (sigma sqrt(sum x^2)) ~ N(0, 1)`` whatever the input's colour.  The squares are
-    summed over bands of ``SCAN_BAND`` offsets (all input channels), chi-square under that null; a band is
+    summed over bands of ``SCAN_BAND`` offsets (all input channels; offsets from ``SCAN_ORDER`` beyond each end,
+    since whitening the residual spreads the in-support fitting error over the filter's length), chi-square under
+    that null; a band is
     flagged above the larger of the chi-square threshold and a robust empirical one (median + MAD over the
     bands searched, since coloured data widen the null), Bonferroni at ``SCAN_ALPHA``.  Flagged bands must
     explain at least ``SCAN_EFFECT`` of the residual (their excess ``sum (z^2 - 1)`` over the equations, exact
@@ -547,7 +549,10 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
             continue
         scanned = True
         resid = [y - f for y, f in zip(ys, forward(block, w, None if b is None or not cfg.use_bias else b))]
-        offsets = np.concatenate([np.arange(-reach, 0), np.arange(block.taps, block.taps + reach)])
+        # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
+        # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)
+        g = SCAN_ORDER
+        offsets = np.concatenate([np.arange(-reach - g, -g), np.arange(block.taps + g, block.taps + g + reach)])
         corr = np.zeros((len(offsets), block.channels, len(block.out_channels)))
         sxx = np.zeros(block.channels)
         rss = np.zeros(len(block.out_channels))
@@ -556,7 +561,7 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
         wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
         srr = np.zeros(len(block.out_channels))
         for x, r in zip(block.xs, resid):
-            n = scipy.fft.next_fast_len(len(x) + len(r) + reach)
+            n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g)
             fx = scipy.fft.rfft(x, n, axis=0) * scipy.fft.rfft(wx, n, axis=0)  # (f, channels)
             fr = scipy.fft.rfft(r, n, axis=0) * scipy.fft.rfft(wr, n, axis=0)  # (f, outputs)
             full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
