@@ -26,7 +26,8 @@ import collections.abc
 import dataclasses
 import mmap
 import numbers
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -55,7 +56,7 @@ DEFAULT_SPLIT_EVERY = 8
 SAMPLE_LENGTH = 1 << 14
 
 _LAZY_MODULES = ("zarr", "h5py")
-_OWN_OPTIONS = ("chunk_size", "progress", "split_every")
+_OWN_OPTIONS = ("chunk_size", "progress", "split_every", "checkpoint", "checkpoint_every")
 
 __all__ = ["DEFAULT_CHUNK", "DEFAULT_SPLIT_EVERY", "analyze", "input_kind", "is_out_of_core", "recover_kernel"]
 
@@ -295,7 +296,7 @@ def _lengths(args: _Args, xr, yr, out_channels, x_name="x") -> tuple[ConvConfig,
     return cfg, length, out
 
 
-def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progress) -> tuple:
+def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progress, checkpoint=None) -> tuple:
     """One pass over memory-mapped / zarr / ndarray inputs, ``chunk_size`` input samples at a time."""
     xr = _Reader(x, "x", args.layout)
     yr = None if y is None else _Reader(y, "y", args.layout)
@@ -304,18 +305,27 @@ def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progres
     s, span = cfg.stride, cfg.span
     step = max(chunk_size // s, 1)  # outputs per chunk
     acc = NormalEquations(**args.valid())
+    done = 0  # chunks accumulated (a resumed run skips them without reading)
+    if checkpoint is not None and (found := checkpoint.resume()) is not None:
+        acc, done = found[0], int(found[1][0])
+    count = 0
     with _bar(progress, total=xr.batch * length, unit="sample", unit_scale=True) as bar:
         for b in range(xr.batch):
             fed = 0  # padded input samples fed so far
             for t0 in range(0, out, step):
                 t1 = min(t0 + step, out)
                 end = length + left + right if t1 == out else (t1 - 1) * s + span
-                xs = _padded(xr.read, b, fed - left, end - left, length, xr.channels)
-                ys = yr.read(b, t0, t1) if yr is not None else np.zeros((t1 - t0, cfg.out_channels))
-                acc.update(xs, ys)
+                count += 1
+                if count > done:
+                    xs = _padded(xr.read, b, fed - left, end - left, length, xr.channels)
+                    ys = yr.read(b, t0, t1) if yr is not None else np.zeros((t1 - t0, cfg.out_channels))
+                    acc.update(xs, ys)
+                    if t1 == out:
+                        acc.end_sequence()
+                    if checkpoint is not None and count % checkpoint.every == 0:
+                        checkpoint.save(acc, [count])
                 bar.update(max(min(end - left, length) - max(fed - left, 0), 0))
                 fed = end
-            acc.end_sequence()
     sample = xr.read(0, 0, min(length, SAMPLE_LENGTH))
     return acc, cfg, (length,) * xr.batch, (out,) * xr.batch, sample
 
@@ -484,11 +494,46 @@ def _distributed_client() -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def _accumulate_stream(args: _Args, pairs, progress) -> tuple:
+class _Checkpoint:
+    """Every ``every`` chunks, the accumulator and how far the pass got, in one ``.npz`` (no pickles, atomic).
+
+    A run that finds the file resumes from it: the accumulator is loaded (its configuration must be the run's,
+    else a ValueError) and the chunks already accumulated are skipped.
+    """
+
+    def __init__(self, path: Any, every: Any, settings: dict) -> None:
+        if isinstance(every, (bool, np.bool_)) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"`checkpoint_every` must be a positive integer (chunks), got {every!r}.")
+        self.path, self.every, self.settings = os.fspath(path), int(every), settings
+
+    def resume(self) -> tuple[NormalEquations, np.ndarray] | None:
+        if not os.path.exists(self.path):
+            return None
+        acc = NormalEquations.load(self.path, **self.settings)
+        with np.load(self.path, allow_pickle=False) as data:
+            if "outofcore_position" not in data.files:
+                raise ValueError(f"{self.path!r} is a NormalEquations checkpoint, not one of an out-of-core run.")
+            return acc, np.asarray(data["outofcore_position"], dtype=np.int64)
+
+    def save(self, acc: NormalEquations, position: Sequence[int]) -> None:
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            state = {k: np.asarray(v) for k, v in acc.to_state().items()}
+            np.savez(f, outofcore_position=np.asarray(position, dtype=np.int64), **state)  # type: ignore[arg-type]
+        os.replace(tmp, self.path)
+
+
+def _accumulate_stream(args: _Args, pairs, progress, checkpoint: _Checkpoint | None = None) -> tuple:
     acc = NormalEquations(**dataclasses.asdict(args))
-    n = 0
+    n = skip = 0
+    if checkpoint is not None and (found := checkpoint.resume()) is not None:
+        acc, skip = found[0], int(found[1][0])  # the caller restarts the same stream: its first chunks are done
     with _bar(progress, unit="chunk") as bar:
         for item in pairs:
+            if n < skip:
+                n += 1
+                bar.update(1)
+                continue
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(
                     f"a streamed `x` must yield (x_chunk, y_chunk) pairs; item {n} is {type(item).__name__}"
@@ -503,8 +548,12 @@ def _accumulate_stream(args: _Args, pairs, progress) -> tuple:
                 raise kind(f"chunk {n} of the stream: {exc}") from None
             n += 1
             bar.update(1)
+            if checkpoint is not None and n % checkpoint.every == 0:
+                checkpoint.save(acc, [n])
     if n == 0:
         raise ValueError("the stream of (x_chunk, y_chunk) pairs was empty.")
+    if checkpoint is not None and n < skip:
+        raise ValueError(f"the checkpoint {checkpoint.path!r} holds {skip} chunks, but the stream has only {n}.")
     acc.end_sequence()
     problem = acc.problem()
     return acc, problem.config, problem.lengths, problem.out_lengths, None
@@ -515,7 +564,10 @@ def _accumulate_stream(args: _Args, pairs, progress) -> tuple:
 # ----------------------------------------------------------------------------------------------
 
 
-def _accumulate(x, y, kernel_size, *, out_channels=None, chunk_size=None, split_every=None, progress=None, **config):
+def _accumulate(
+    x, y, kernel_size, *, out_channels=None, chunk_size=None, split_every=None, progress=None, checkpoint=None,
+    checkpoint_every=None, **config,
+):  # fmt: skip
     chunk_size = _check_chunk_size(chunk_size)
     split_every = _check_split_every(split_every)
     progress = _check_progress(progress)
@@ -540,14 +592,24 @@ def _accumulate(x, y, kernel_size, *, out_channels=None, chunk_size=None, split_
                 "a streamed `x` (an iterator) yields (x_chunk, y_chunk) pairs: pass y=None, "
                 f"got `y` of type {type(y).__name__}."
             )
-        return _accumulate_stream(args, x, progress)
+        keep = None if checkpoint is None else _Checkpoint(checkpoint, 16 if checkpoint_every is None else checkpoint_every, _settings(args.__dict__))
+        return _accumulate_stream(args, x, progress, keep)
     if ky == "stream":
         raise ValueError("`y` cannot be an iterator; pass an iterator of (x_chunk, y_chunk) pairs as `x`, y=None.")
     if "dask" in (kx, ky):
+        if checkpoint is not None:
+            raise ValueError("`checkpoint` applies to arrays read chunk by chunk and to streams, not to Dask graphs.")
         return _accumulate_dask(args, x, y, out_channels, chunk_size, split_every, progress)
     x = x if kx else np.asarray(x)
     y = y if (ky or y is None) else np.asarray(y)
-    return _accumulate_arrays(args, x, y, out_channels, chunk_size, progress)
+    keep = None if checkpoint is None else _Checkpoint(checkpoint, 16 if checkpoint_every is None else checkpoint_every, _settings(args.valid()))
+    return _accumulate_arrays(args, x, y, out_channels, chunk_size, progress, keep)
+
+
+def _settings(arguments: dict) -> dict:
+    """The accumulator's constructor arguments a checkpoint must match (those NormalEquations takes)."""
+    names = ("kernel_size", "stride", "padding", "dilation", "groups", "use_bias", "layout", "flip", "lags")
+    return {k: arguments[k] for k in names if k in arguments}
 
 
 def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths, sample=None):
@@ -620,6 +682,8 @@ def recover_kernel(
     chunk_size: int | None = None,
     split_every: int | None = None,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 16,
     _stacklevel: int = 2,
     **options: Any,
 ) -> KernelResult:
@@ -647,6 +711,13 @@ def recover_kernel(
         Accumulators merged per node of the Dask tree reduction (default :data:`DEFAULT_SPLIT_EVERY`).
     progress : bool, optional
         Show a progress bar (tqdm, or Dask's on the local scheduler); default: when stderr is a terminal.
+    checkpoint : path, optional
+        For arrays read chunk by chunk and for streams: every ``checkpoint_every`` chunks the accumulator and the
+        position are written to this ``.npz`` (no pickles, atomically).  A run that finds the file resumes from
+        it (the same configuration, else a ValueError): array chunks already accumulated are not read again; a
+        stream must be restarted from its beginning, and its first chunks are skipped.  The file is kept.
+    checkpoint_every : int
+        Chunks between checkpoints.
     **options
         ``ridge`` or ``regularization``, as for ``method="lstsq"``.
 
@@ -672,6 +743,8 @@ def recover_kernel(
     array([ 0.5, -1. ,  2. ])
     """
     options.update(chunk_size=chunk_size, split_every=split_every, progress=progress)
+    if checkpoint is not None:
+        options.update(checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     config = dict(
         stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip,
         lags=lags,
