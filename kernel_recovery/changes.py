@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .operator import block_statistics, n_columns, rank_tolerance, whitening_filters, window_rows
+from .operator import block_statistics, n_columns, rank_tolerance, statistics_flops, whitening_filters, window_rows
 from .problem import Block, CanonicalProblem
 
 #: The false-alarm rate of the check in :func:`kernel_recovery.recover_kernel` (per call, under a fixed kernel).
@@ -35,6 +35,11 @@ SAMPLE_ROWS = 8192
 MAX_UNKNOWNS = 256
 #: Fewer sampled equations per unknown than this: not checked (too few to split).
 MIN_ROWS_PER_UNKNOWN = 16
+#: The check runs when its cost (multiply-adds: the sampled rows' products and ``2 SPLITS`` factorizations) is at
+#: most this share of the fit's statistics (:func:`~kernel_recovery.operator.statistics_flops`), or at most
+#: ``FREE_FLOPS`` whatever the share: a small share of every fit.
+WORK_SHARE = 0.25
+FREE_FLOPS = 3e7
 
 
 def _rows(block: Block, use_bias: bool, times: np.ndarray, interleave: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +145,9 @@ def detect(
         p = n_columns(block, cfg.use_bias)
         if p > MAX_UNKNOWNS:
             return None, f"skipped: {p} unknowns per output (more than {MAX_UNKNOWNS})"
+        cost = 2 * min(m, SAMPLE_ROWS) * p * p + 8 * SPLITS * p**3
+        if cost > max(WORK_SHARE * statistics_flops(block), FREE_FLOPS):
+            return None, f"skipped: it would cost more than {WORK_SHARE:.0%} of the fit ({p} unknowns per output)"
         if whiten:
             block, shift = _whitened(block, cfg.use_bias), WHITEN_ORDER
             m = block.n_equations

@@ -477,12 +477,20 @@ SCAN_EFFECT = 0.01
 SCAN_BAND = 32
 #: Equations scanned per block: at most this many divided by its (input, output) channel pairs, at least
 #: ``SCAN_MIN_ROWS`` (each pair costs one inverse FFT over the rows scanned).
-SCAN_PAIR_ROWS = 1 << 18
-SCAN_MIN_ROWS = 1 << 14
+SCAN_PAIR_ROWS = 1 << 15
+SCAN_MIN_ROWS = 1 << 13
 
 
 #: Order of the autoregressive (Yule-Walker) prewhitening of each input channel before the scan.
 SCAN_ORDER = 16
+
+
+def _fir(filters: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Each column of ``v`` ``(n, k)`` filtered by its own FIR filter (``filters[:, k]``), the full output."""
+    out = np.zeros((len(v) + len(filters) - 1, v.shape[1]))
+    for lag, taps in enumerate(filters):
+        out[lag : lag + len(v)] += taps * v
+    return out
 
 
 def _energy(power: np.ndarray, n: int) -> np.ndarray:
@@ -561,9 +569,9 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
         wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
         srr = np.zeros(len(block.out_channels))
         for x, r in zip(block.xs, resid):
-            n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g)
-            fx = scipy.fft.rfft(x, n, axis=0) * scipy.fft.rfft(wx, n, axis=0)  # (f, channels)
-            fr = scipy.fft.rfft(r, n, axis=0) * scipy.fft.rfft(wr, n, axis=0)  # (f, outputs)
+            n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g + SCAN_ORDER)
+            fx = scipy.fft.rfft(_fir(wx, x), n, axis=0)  # (f, channels): the prediction errors' spectra
+            fr = scipy.fft.rfft(_fir(wr, r), n, axis=0)  # (f, outputs)
             full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
             corr += full[offsets % n]
             sxx += _energy(np.abs(fx) ** 2, n) * len(r) / len(x)
@@ -629,7 +637,7 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
 # ----------------------------------------------------------------------------------------------
 
 #: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
-WHITENESS_ROWS = 1 << 16
+WHITENESS_ROWS = 1 << 14
 #: Lags of the Ljung-Box statistic: ``min(WHITENESS_LAGS, n // 5)`` (statsmodels' default).
 WHITENESS_LAGS = 10
 #: Family-wise level (over the output channels, Bonferroni) below which the residual is called not white.
