@@ -63,7 +63,7 @@ MAX_EVALUATIONS = 200
 #: Above ``SINGLE_START_ABOVE`` coefficients, L-BFGS-B stops at this absolute change of ``-2 log p``.
 LARGE_FTOL = 1e-2
 #: Starts for the decay: the prior's variance falls by these factors over the kernel's lag span.
-_DECAY_STARTS = (1e-1, 1e-3, 1e-8)
+_DECAY_STARTS = (0.5, 1e-1, 1e-3, 1e-8)  # (0.5: responses that barely decay over the kernel)
 _CORRELATION_STARTS = (0.0, 0.9)
 #: The scale's start, in ``log q`` above the moment-matched one (see :func:`_start_scale`).
 START_ABOVE = np.log(1e4)
