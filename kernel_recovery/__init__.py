@@ -14,10 +14,10 @@ from .exceptions import (
     SpectralWarning,
     UnderdeterminedWarning,
 )
+from .lagsearch import LagSelection
 from .planning import plan
 from .problem import CanonicalProblem
 from .result import FrequencyResponse, KernelResult, Solution
-from .lagsearch import LagSelection
 from .selection import KernelSizeSelection, select_kernel_size, select_lags
 from .stack import StackResult, recover_stack
 from .tracking import KernelTrack, track_kernel

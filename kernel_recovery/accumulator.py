@@ -44,14 +44,12 @@ from .problem import (
     _check_dtype,
     _check_finite,
     build_problem,
+    check_alignment,
     check_bool,
     check_gram_memory,
-    check_lags,
     check_layout,
-    check_padding,
     check_positive_int,
     jsonable,
-    lag_alignment,
     unmask,
 )
 from .result import KernelResult
@@ -261,14 +259,10 @@ class NormalEquations:
         self._forgetting, self._window = check_memory(forgetting, window)
         stride = check_positive_int(stride, "stride")
         dilation = check_positive_int(dilation, "dilation")
-        if lags is not None:  # a lag range is an alignment: kernel_size and (possibly negative) padding
-            lags = check_lags(lags)
-            pad = padding if padding == (lags[1], -lags[0]) else check_padding(padding)
-            kernel_size, pad = lag_alignment(lags, kernel_size, pad, stride, dilation)
-        else:
-            pad = check_padding(padding)
+        # a lag range is an alignment: kernel_size and (possibly negative) padding
+        size, pad, lags = check_alignment(kernel_size, padding, lags, stride, dilation)
         self._args = _Settings(
-            kernel_size=check_positive_int(kernel_size, "kernel_size"),
+            kernel_size=size,
             stride=stride,
             padding=pad,
             dilation=dilation,

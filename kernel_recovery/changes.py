@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from .operator import block_statistics, n_columns, rank_tolerance, statistics_flops, whitening_filters, window_rows
+from .operator import (
+    block_statistics,
+    filtered_block,
+    n_columns,
+    rank_tolerance,
+    statistics_flops,
+    whitening_filters,
+    window_rows,
+)
 from .problem import Block, CanonicalProblem
 
 #: The false-alarm rate of the check in :func:`kernel_recovery.recover_kernel` (per call, under a fixed kernel).
@@ -91,19 +99,13 @@ def _whitened(block: Block, use_bias: bool) -> Block:
     The first ``WHITEN_ORDER`` equations, which read the filter's start-up, are dropped.  A bias stays a constant
     column (scaled by the filter's sum).
     """
-    import scipy.signal
-
     stats = block_statistics(block, use_bias)
     coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
     x, y = block.xs[0], block.outputs[0]
     n = min(len(y), 1 << 16)  # a contiguous stretch of the residual is enough to fit the noise model
     a = window_rows(x, block.taps, slice(0, n))[:, block.mask.ravel()]
     r = y[:n] - a @ coef[: block.n_free] - (coef[block.n_free] if use_bias else 0.0)
-    filt = whitening_filters([r[:, [o]] for o in range(r.shape[1])], WHITEN_ORDER)[:, 0]
-    q = WHITEN_ORDER
-    xf = scipy.signal.lfilter(filt, [1.0], x, axis=0)[q:]
-    yf = scipy.signal.lfilter(filt, [1.0], y, axis=0)[q:]
-    return Block([xf], [yf], block.taps, block.mask, block.out_channels)
+    return filtered_block(block, whitening_filters([r[:, [o]] for o in range(r.shape[1])], WHITEN_ORDER)[:, 0])
 
 
 def detect(

@@ -37,7 +37,7 @@ from . import pipeline, solvers
 from .accumulator import NormalEquations
 from .determinacy import DeterminacyReport, report_for
 from .operator import block_spectrum
-from .problem import ConvConfig, Layout, Padding, _check_dtype, check_lags, check_layout, check_padding, lag_alignment
+from .problem import ConvConfig, Layout, Padding, _check_dtype, check_alignment, check_layout, check_positive_int
 from .result import KernelResult
 from .threads import serial_region
 
@@ -570,6 +570,7 @@ def _accumulate(
 ):  # fmt: skip
     chunk_size = _check_chunk_size(chunk_size)
     split_every = _check_split_every(split_every)
+    every = 16 if checkpoint_every is None else checkpoint_every
     progress = _check_progress(progress)
     if isinstance(config.get("lags"), str):
         raise ValueError(
@@ -577,9 +578,10 @@ def _accumulate(
             "kr.select_lags, then pass lags=(first, last)."
         )
     if config.get("lags") is not None:  # spelled out as the alignment every reader below applies
-        config["lags"] = check_lags(config["lags"])
-        kernel_size, config["padding"] = lag_alignment(
-            config["lags"], kernel_size, check_padding(config["padding"]), config["stride"], config["dilation"]
+        stride = check_positive_int(config["stride"], "stride")
+        dilation = check_positive_int(config["dilation"], "dilation")
+        kernel_size, config["padding"], config["lags"] = check_alignment(
+            kernel_size, config["padding"], config["lags"], stride, dilation
         )
     args = _Args(kernel_size=kernel_size, **config)
     # validate the scalar configuration before touching any data
@@ -592,7 +594,7 @@ def _accumulate(
                 "a streamed `x` (an iterator) yields (x_chunk, y_chunk) pairs: pass y=None, "
                 f"got `y` of type {type(y).__name__}."
             )
-        keep = None if checkpoint is None else _Checkpoint(checkpoint, 16 if checkpoint_every is None else checkpoint_every, _settings(args.__dict__))
+        keep = None if checkpoint is None else _Checkpoint(checkpoint, every, _settings(args.__dict__))
         return _accumulate_stream(args, x, progress, keep)
     if ky == "stream":
         raise ValueError("`y` cannot be an iterator; pass an iterator of (x_chunk, y_chunk) pairs as `x`, y=None.")
@@ -602,7 +604,7 @@ def _accumulate(
         return _accumulate_dask(args, x, y, out_channels, chunk_size, split_every, progress)
     x = x if kx else np.asarray(x)
     y = y if (ky or y is None) else np.asarray(y)
-    keep = None if checkpoint is None else _Checkpoint(checkpoint, 16 if checkpoint_every is None else checkpoint_every, _settings(args.valid()))
+    keep = None if checkpoint is None else _Checkpoint(checkpoint, every, _settings(args.valid()))
     return _accumulate_arrays(args, x, y, out_channels, chunk_size, progress, keep)
 
 

@@ -99,7 +99,8 @@ def _candidates(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarr
 
     if cfg.lags is not None:  # a lag range: the same range shifted, or one lag longer at either end
         first, last = cfg.lags
-        ranges = [(first + d, last + d) for d in range(-MAX_SHIFT, MAX_SHIFT + 1) if d] + [(first - 1, last), (first, last + 1)]
+        ranges = [(first + d, last + d) for d in range(-MAX_SHIFT, MAX_SHIFT + 1) if d]
+        ranges += [(first - 1, last), (first, last + 1)]
         for lags in ranges:
             alt = ConvConfig.create(None, cfg.in_channels, cfg.out_channels, groups=cfg.groups, use_bias=cfg.use_bias,
                                     layout=cfg.layout, flip=cfg.flip, lags=lags)  # fmt: skip

@@ -127,6 +127,25 @@ def lag_alignment(
     return size, (last, -first)
 
 
+def check_alignment(
+    kernel_size: object, padding: object, lags: object, stride: int, dilation: int
+) -> tuple[int, PaddingMode | tuple[int, int], tuple[int, int] | None]:
+    """``kernel_size``, ``padding`` and ``lags`` checked together (``stride``, ``dilation`` already checked).
+
+    A lag range spells out the other two (:func:`lag_alignment`); its own padding ``(last, -first)`` is accepted
+    back, so a configuration can be rebuilt from its fields.
+    """
+    if lags is not None:
+        lags = check_lags(lags)
+        pad = padding if padding == (lags[1], -lags[0]) else check_padding(padding)
+        kernel_size, pad = lag_alignment(lags, kernel_size, pad, stride, dilation)
+    else:
+        pad = check_padding(padding)
+    if kernel_size is None:
+        raise TypeError("`kernel_size` must be an integer, got None (only `lags=(first, last)` replaces it).")
+    return check_positive_int(kernel_size, "kernel_size"), pad, lags
+
+
 def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be True or False, got {value!r}.")
@@ -174,15 +193,7 @@ class ConvConfig:
         stride = check_positive_int(stride, "stride")
         dilation = check_positive_int(dilation, "dilation")
         groups = check_positive_int(groups, "groups")
-        if lags is not None:
-            lags = check_lags(lags)
-            pad = padding if padding == (lags[1], -lags[0]) else check_padding(padding)  # (a config's own)
-            kernel_size, pad = lag_alignment(lags, kernel_size, pad, stride, dilation)
-        else:
-            pad = check_padding(padding)
-        if kernel_size is None:
-            raise TypeError("`kernel_size` must be an integer, got None (only `lags=(first, last)` replaces it).")
-        kernel_size = check_positive_int(kernel_size, "kernel_size")
+        kernel_size, pad, lags = check_alignment(kernel_size, padding, lags, stride, dilation)
         if in_channels % groups:
             raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={groups}).")
         if out_channels % groups:
@@ -336,7 +347,8 @@ def jsonable(value: object) -> object:
     """``value`` in plain JSON types, every non-finite number as None (JSON ``null``).
 
     Arrays become nested lists, NumPy scalars Python numbers, complex values and arrays ``{"real", "imag"}``
-    dicts, tuples lists, dict keys strings and dataclasses dicts; anything else (a function, an optax transform) its ``repr``.  ``null`` stands for NaN (a number
+    dicts, tuples lists, dict keys strings and dataclasses dicts; anything else (a function, an optax
+    transform) its ``repr``.  ``null`` stands for NaN (a number
     that is not available, e.g. a noise estimate with no degrees of freedom left) and for ``inf`` (an
     unbounded one, e.g. the condition number of a rank-deficient design): ``json.dumps`` would write the
     ``NaN``/``Infinity`` tokens, which strict parsers (JavaScript's ``JSON.parse``) refuse.

@@ -527,6 +527,8 @@ def select_lags(
     choice = choose_lags_for(
         x, y, layout=layout, use_bias=use_bias, max_length=max_length, max_delay=max_delay, criterion=criterion
     )
-    result = recover_kernel(x, y, lags=choice.lags, method=method, use_bias=use_bias, layout=layout, flip=flip, **options)
+    result = recover_kernel(
+        x, y, lags=choice.lags, method=method, use_bias=use_bias, layout=layout, flip=flip, **options
+    )
     result.diagnostics["lags"] = choice.to_dict()
     return dataclasses.replace(choice, result=result)
