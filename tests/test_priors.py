@@ -22,16 +22,23 @@ def explicit_kernel(kind, u, alpha, rho=0.0):
     return np.diag(alpha**u)
 
 
+@pytest.mark.parametrize("alpha", [0.8, 0.999])
+@pytest.mark.parametrize("lags", ["dilated", "two-sided"])
 @pytest.mark.parametrize("kind", ["tc", "dc", "ss", "di"])
-def test_factors_reproduce_the_kernels(kind):
-    u = np.arange(0.0, 24.0, 2.0)  # dilation 2: lags 0, 2, 4, ...
-    alpha, rho = 0.8, -0.4
+def test_factors_reproduce_the_kernels(kind, lags, alpha):
+    # dilation 2: lags 0, 2, 4, ...; two-sided: |lag| for lags -5..6, each nonzero |lag| twice
+    u = np.arange(0.0, 24.0, 2.0) if lags == "dilated" else np.sort(np.abs(np.arange(-5.0, 7.0)))
+    rho = -0.4
     k = priors._Kernel(kind, u)
     shape = np.array([np.log(-np.log(alpha))] + ([np.arctanh(rho)] if kind == "dc" else []))
-    t = k.transform(shape)
-    s = np.exp(k.log_s(0.0, shape))
-    f = s[None, :] * (np.eye(len(u)) if t is None else np.triu(np.ones((len(u),) * 2)) if isinstance(t, str) else t)
-    np.testing.assert_allclose(f @ f.T, explicit_kernel(kind, u, alpha, rho), atol=1e-14)
+    f = k.factor(shape)
+    np.testing.assert_allclose(f @ f.T, explicit_kernel(kind, u, alpha, rho), atol=1e-13)
+    t = k.transform(k.tau(shape))
+    if hasattr(t, "apply_t"):  # the structured factors' transpose is the dense one's
+        v = np.random.default_rng(0).standard_normal((len(u), 3))
+        dense = t.apply(np.eye(len(u)))
+        np.testing.assert_allclose(t.apply_t(v), dense.T @ v, atol=1e-13)
+        np.testing.assert_allclose(t.apply(v[:, 0]), dense @ v[:, 0], atol=1e-13)
 
 
 def test_evidence_matches_the_explicit_marginal_likelihood(rng):
@@ -171,3 +178,26 @@ def test_stride_dilation_groups_use_the_physical_lag(rng):
     b = kr.recover_kernel(x, y, 6, stride=2, dilation=3, groups=2, flip=False, regularization="dc")
     np.testing.assert_allclose(a.kernel, b.kernel[::-1], rtol=1e-8, atol=1e-10)
     assert np.sum((a.kernel - w) ** 2) < 0.1 * np.sum(w**2)
+
+
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("kind", ["dc", "ss", "di", "tc"])
+def test_evidence_gradient_matches_differences(rng, kind, share):
+    taps, n = 10, 80
+    x = rng.standard_normal((n + taps - 1, 2))
+    w = rng.standard_normal((taps, 2, 1)) * 0.8 ** np.arange(taps)[:, None, None]
+    y = kr.conv1d(x, w, flip=True) + 0.3 * rng.standard_normal((n, 1))
+    problem = build_problem(x, y, taps, flip=True)
+    g, c, yy, n_rows, _ = priors.centered(problem.blocks[0], False)
+    u, chan, _ = priors.column_layout(problem, problem.blocks[0])
+    groups = [np.flatnonzero(chan == ch)[np.argsort(u[chan == ch])] for ch in (0, 1)]
+    kernels = [priors._Kernel(kind, u[grp]) for grp in groups]
+    ev = priors._Evidence(kernels, groups, g, c[:, 0], float(yy[0]), n_rows, share)
+    one = [0.5, np.log(0.3)] + ([0.4] if kind == "dc" else [])
+    theta = np.array(one if share else one + [x + 0.2 for x in one])
+    f, grad = ev.value(theta, want_grad=True)
+    for j in range(len(theta)):
+        tp, tm = theta.copy(), theta.copy()
+        tp[j] += 1e-5
+        tm[j] -= 1e-5
+        assert grad[j] == pytest.approx((ev.value(tp) - ev.value(tm)) / 2e-5, rel=2e-3, abs=2e-3)

@@ -112,12 +112,109 @@ def _sigmoid_rate(t: float) -> float:
     return float(np.exp(t))  # the decay rate kappa = -log(alpha) > 0
 
 
+@dataclass(frozen=True)
+class _Recursion:
+    """The lower-triangular ``L`` with ``L_ij = prod_{i >= k > j} a_k`` (an AR(1) filter with step gains ``a``):
+    ``(L v)_i = v_i + a_i (L v)_{i-1}``.  Applying ``L`` or ``L^T`` costs ``O(P)`` per vector."""
+
+    gains: np.ndarray  # a_1 .. a_{P-1}
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        return self._run(v, self.gains)
+
+    def apply_t(self, v: np.ndarray) -> np.ndarray:
+        return self._run(v[::-1], self.gains[::-1])[::-1]
+
+    @staticmethod
+    def _run(v: np.ndarray, gains: np.ndarray) -> np.ndarray:
+        if len(gains) == 0 or np.all(gains == 0):
+            return np.array(v, dtype=float)
+        if np.all(gains == gains[0]):
+            import scipy.signal
+
+            return scipy.signal.lfilter([1.0], [1.0, -float(gains[0])], v, axis=0)
+        out = np.array(v, dtype=float)
+        for i, a in enumerate(gains, start=1):
+            if a:
+                out[i] += a * out[i - 1]
+        return out
+
+    def dense(self) -> np.ndarray:
+        return self.apply(np.eye(len(self.gains) + 1))
+
+
+@dataclass(frozen=True)
+class _StateSpace:
+    """The SS factor ``T = D L D_e^{1/2}`` of the integrated Wiener process sampled at times ``t = alpha^u``:
+    its innovations (a Kalman filter on the state ``(f / t^{3/2}, W / t^{1/2})``, run in increasing time ``t``,
+    i.e. from the last lag down), ``D = diag(t^{3/2})``.  In those scaled coordinates every step depends only on
+    ``1 - alpha^{du}`` (no underflow, no cancellation), and applying ``T`` or ``T^T`` costs ``O(P)`` per vector.
+    Arrays are in increasing time: ``ff, fw, ww`` the transition from the previous time, ``gain`` the velocity's
+    Kalman gain, ``sd`` the innovations' standard deviations, ``scale`` = ``t^{3/2}``."""
+
+    ff: np.ndarray
+    fw: np.ndarray
+    ww: np.ndarray
+    gain: np.ndarray
+    sd: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def create(cls, u: np.ndarray, kappa: float) -> _StateSpace:
+        ut = u[::-1]
+        gap = np.concatenate([[1.0], -np.expm1(kappa * np.diff(ut))])  # 1 - t_prev / t (1 at the first time)
+        r = 1.0 - gap
+        ff, fw, ww = r**1.5, gap * np.sqrt(r), np.sqrt(r)
+        gain, var = np.zeros(len(u)), np.zeros(len(u))
+        v = 0.0  # the velocity's variance given the values so far
+        for j in range(len(u)):
+            p = gap[j]
+            pff = v * fw[j] ** 2 + p**3 / 3
+            pfw = v * fw[j] * ww[j] + p**2 / 2
+            pww = v * ww[j] ** 2 + p
+            var[j] = pff
+            if pff > 0:
+                gain[j] = pfw / pff
+                v = max(pww - pfw * gain[j], 0.0)
+            else:
+                v = pww
+        return cls(ff, fw, ww, gain, np.sqrt(var), np.exp(-1.5 * kappa * ut))
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        e = v[::-1] * _col(self.sd, v)
+        out = np.empty_like(e)
+        f = np.zeros(e.shape[1:])
+        w = np.zeros(e.shape[1:])
+        for j in range(len(e)):
+            f, w = self.ff[j] * f + self.fw[j] * w + e[j], self.ww[j] * w + self.gain[j] * e[j]
+            out[j] = f
+        return (out * _col(self.scale, v))[::-1]
+
+    def apply_t(self, v: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(v[::-1] * _col(self.scale, v))
+        out = np.empty_like(x)
+        lf = np.zeros(x.shape[1:])
+        lw = np.zeros(x.shape[1:])
+        for j in range(len(x) - 1, -1, -1):
+            lf = lf + x[j]
+            out[j] = lf + self.gain[j] * lw
+            lf, lw = self.ff[j] * lf, self.fw[j] * lf + self.ww[j] * lw
+        return (out * _col(self.sd, v))[::-1]
+
+
+def _col(values: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``values`` shaped to scale the rows of ``like``."""
+    return values.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
 @dataclass
 class _Kernel:
     """One prior family on one input's sorted lags ``u``: its parameters and factor ``T, log s``.
 
     Parameters (unconstrained): ``[log q]`` then the shape: ``log kappa`` (``alpha = exp(-kappa)``) and, for DC,
-    ``atanh rho``.  ``q`` is the prior scale over the noise variance (``lambda / sigma^2``).
+    ``atanh rho``.  ``q`` is the prior scale over the noise variance (``lambda / sigma^2``).  ``T`` depends on the
+    shape only through :meth:`tau` (nothing for TC/DI/ML, the correlation ``rho sqrt(alpha)`` for DC, the decay
+    for SS); the rest of the shape lives in the cheap diagonal ``s``.
     """
 
     kind: str
@@ -128,12 +225,15 @@ class _Kernel:
     def n_shape(self) -> int:
         return {"ml": 0, "custom": 0, "di": 1, "tc": 1, "ss": 1, "dc": 2}[self.kind]
 
-    @property
-    def t_params(self) -> tuple[int, ...]:
-        """Indices (into the shape parameters) that change ``T``: differentiated by finite differences."""
-        return {"dc": (0, 1), "ss": (0,)}.get(self.kind, ())
+    def tau(self, shape: np.ndarray) -> np.ndarray:
+        """The values ``T`` depends on."""
+        if self.kind == "dc":  # alpha^{(u_i + u_j)/2} rho^{u_i - u_j} = alpha^{u_j} (rho sqrt(alpha))^{u_i - u_j}
+            return np.array([np.tanh(shape[1]) * np.exp(-0.5 * _sigmoid_rate(shape[0]))])
+        if self.kind == "ss":
+            return np.array([shape[0]])
+        return np.zeros(0)
 
-    def transform(self, shape: np.ndarray) -> np.ndarray | str | None:
+    def transform(self, tau: np.ndarray) -> np.ndarray | str | _Recursion | _StateSpace | None:
         """``T`` (None: identity; "cumsum": the upper all-ones triangle, applied as cumulative sums)."""
         u = self.u
         if self.kind in ("ml", "di"):
@@ -143,27 +243,9 @@ class _Kernel:
         if self.kind == "custom":
             assert self.custom is not None
             return self.custom
-        kappa = _sigmoid_rate(shape[0])
         if self.kind == "dc":
-            rho = float(np.tanh(shape[1]))
-            beta = np.exp(-0.5 * kappa * u)
-            du = np.diff(u)
-            diff = np.rint(u[:, None] - u[None, :]).astype(np.int64)
-            lower = diff >= 0
-            pw = np.where(lower, np.power(rho, np.where(lower, diff, 0)), 0.0) if rho != 0 else np.eye(len(u))
-            sk = np.concatenate([[1.0], np.sqrt(np.clip(-np.expm1(2 * du * np.log(abs(rho))), 0, None))]) if rho else 1
-            return beta[:, None] * pw * sk
-        # SS: the integrated Wiener process at times t = alpha^u, exact rank-2 factor per interval, squared up by QR
-        t = np.exp(-kappa * u)
-        t_next = np.concatenate([t[1:], [0.0]])
-        ell = np.concatenate([-t[:-1] * np.expm1(-kappa * np.diff(u)), [t[-1]]])
-        f11 = np.sqrt(ell)
-        f21 = (t + t_next) / 2 * f11
-        f22 = np.sqrt(ell**3 / 12)
-        upper = np.triu(np.ones((len(u), len(u))))
-        wide = np.concatenate([upper * (t[:, None] * f11[None, :] - f21[None, :]), -upper * f22[None, :]], axis=1)
-        r = np.linalg.qr(wide.T, mode="r")
-        return np.asarray(r).T
+            return _Recursion(np.power(float(tau[0]), np.diff(u)))
+        return _StateSpace.create(u, _sigmoid_rate(tau[0]))  # SS
 
     def log_s(self, log_q: float, shape: np.ndarray) -> np.ndarray:
         u = self.u
@@ -172,9 +254,32 @@ class _Kernel:
             return base - 0.5 * _sigmoid_rate(shape[0]) * u
         if self.kind == "tc":  # d_k = alpha^{u_k} - alpha^{u_{k+1}}, then alpha^{u_K}
             kappa = _sigmoid_rate(shape[0])
-            gap = np.concatenate([np.log(-np.expm1(-kappa * np.diff(u))), [0.0]])
+            with np.errstate(divide="ignore"):  # -inf where lags repeat: that coefficient copies the next
+                gap = np.concatenate([np.log(-np.expm1(-kappa * np.diff(u))), [0.0]])
             return base + 0.5 * (-kappa * u + gap)
+        if self.kind == "dc":  # alpha^{u_j / 2} sqrt(1 - rho^{2 (u_j - u_{j-1})}) (-inf where lags repeat)
+            rho = float(np.tanh(shape[1]))
+            du = np.diff(u)
+            with np.errstate(divide="ignore"):
+                gain = np.log(-np.expm1(2 * du * np.log(abs(rho)))) if rho else np.where(du > 0, 0.0, -np.inf)
+            return base - 0.5 * _sigmoid_rate(shape[0]) * u + 0.5 * np.concatenate([[0.0], gain])
         return base
+
+    def factor(self, shape: np.ndarray, log_q: float = 0.0) -> np.ndarray:
+        """The dense ``T diag(s)`` (``F F^T`` is the prior covariance over the noise variance)."""
+        t = self.transform(self.tau(shape))
+        s = np.exp(self.log_s(log_q, shape))
+        return (t if isinstance(t, np.ndarray) else _apply(t, np.eye(len(self.u)))) * s[None, :]
+
+    def prior_diag(self, shape: np.ndarray) -> np.ndarray:
+        """The prior variances ``P_kk`` (``q = 1``)."""
+        if self.kind == "ml":
+            return np.ones(len(self.u))
+        if self.kind == "custom":
+            assert self.custom is not None
+            return np.sum(self.custom**2, axis=1)
+        alpha_u = np.exp(-_sigmoid_rate(shape[0]) * self.u)
+        return alpha_u**3 / 3 if self.kind == "ss" else alpha_u
 
     def width(self) -> int:
         return self.custom.shape[1] if self.kind == "custom" and self.custom is not None else len(self.u)
@@ -265,14 +370,18 @@ class _Evidence:
             return [theta] * self.n_in
         return [theta[i * self.per : (i + 1) * self.per] for i in range(self.n_in)]
 
-    def transformed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
-        """``C = T^T G T``, ``b = T^T c`` and the ``T``'s, cached on the parameters that change ``T``."""
-        ps = self.params(theta)
-        key = tuple(float(p[1 + j]) for k, p in zip(self.kernels, ps) for j in k.t_params)
+    def taus(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per parameter block (one, or one per input), the values its ``T`` depends on (:meth:`_Kernel.tau`)."""
+        blocks = 1 if self.share else self.n_in
+        return [self.kernels[b].tau(theta[b * self.per + 1 : (b + 1) * self.per]) for b in range(blocks)]
+
+    def transformed(self, taus: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:
+        """``C = T^T G T``, ``b = T^T c`` and the ``T``'s, cached on ``taus``."""
+        key = tuple(float(v) for t in taus for v in t)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        ts = [k.transform(p[1:]) for k, p in zip(self.kernels, ps)]
+        ts = [k.transform(taus[0 if self.share else i]) for i, k in enumerate(self.kernels)]
         g, c = self.g, self.c
         gt = np.empty((len(g), self.offsets[-1]))
         for i, (grp, t) in enumerate(zip(self.groups, ts)):
@@ -293,18 +402,30 @@ class _Evidence:
         return np.concatenate([k.log_s(p[0], p[1:]) for k, p in zip(self.kernels, ps)])
 
     def value(self, theta: np.ndarray, want_grad: bool = False):
+        taus = self.taus(theta)
+        cmat, bvec, _ = self.transformed(taus)
+        logs = self.log_s(theta)
+        out = self._at(cmat, bvec, logs, want_grad)
+        if not want_grad:
+            return out
+        f, g_logs = out
+        if not np.isfinite(f):
+            return f, np.zeros_like(theta)
+        return f, self._chain(theta, taus, logs, f, g_logs)
+
+    def _at(self, cmat: np.ndarray, bvec: np.ndarray, logs: np.ndarray, want_grad: bool):
+        """``-2 log p`` (and its gradient in ``log s``) at ``T`` (through ``C, b``) and ``log s``."""
         import scipy.linalg
 
         self.evaluations += 1
-        cmat, bvec, _ = self.transformed(theta)
-        logs = self.log_s(theta)
         s = np.exp(logs)
-        m = (s[:, None] * cmat) * s[None, :]
-        m[np.diag_indices_from(m)] += 1.0
+        m = cmat * s[:, None]
+        m *= s[None, :]
+        m.flat[:: len(s) + 1] += 1.0
         try:
             r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
         except np.linalg.LinAlgError:
-            return (np.inf, np.zeros_like(theta)) if want_grad else np.inf
+            return (np.inf, None) if want_grad else np.inf
         h = s * bvec
         w = scipy.linalg.solve_triangular(r_up, h, trans="T", check_finite=False)
         z = scipy.linalg.solve_triangular(r_up, w, check_finite=False)
@@ -320,39 +441,48 @@ class _Evidence:
         csz = cmat @ (s * z)
         # d f / d log s_k = s_k d f / d s_k
         g_logs = (n / r) * (-2 * s * bvec * z + 2 * s * z * csz) + 2 * (1 - minv_diag)
-        return f, self._chain(theta, g_logs, f)
+        return f, g_logs
 
-    def _chain(self, theta: np.ndarray, g_logs: np.ndarray, f0: float) -> np.ndarray:
-        grad = np.zeros_like(theta)
+    def _chain(self, theta, taus, logs, f0: float, g_logs: np.ndarray) -> np.ndarray:
+        """The gradient in ``theta``: through ``log s`` analytically, through ``T`` by one forward difference of
+        ``-2 log p`` per value ``T`` depends on (``log s`` held fixed)."""
         step = 1e-6
-        t_idx = self._t_indices()
+        grad = np.zeros_like(theta)
         for j in range(len(theta)):
-            if j in t_idx:
-                continue
             tp, tm = theta.copy(), theta.copy()
             tp[j] += step
             tm[j] -= step
-            grad[j] = g_logs @ ((self.log_s(tp) - self.log_s(tm)) / (2 * step))
-        if t_idx:
-            for j in t_idx:
-                tp = theta.copy()
-                tp[j] += 1e-6
-                grad[j] = (self.value(tp) - f0) / 1e-6
+            d = (self.log_s(tp) - self.log_s(tm)) / (2 * step)
+            grad[j] = g_logs @ np.where(np.isfinite(d), d, 0.0)  # coefficients with s = 0 (repeated lags) drop out
+        for b, tau in enumerate(taus):
+            if not len(tau):
+                continue
+            sl = slice(b * self.per + 1, (b + 1) * self.per)
+            k = self.kernels[b]
+            df_dtau = np.zeros(len(tau))
+            for m in range(len(tau)):
+                h = step * max(abs(float(tau[m])), 1.0)
+                moved = [t.copy() for t in taus]
+                moved[b][m] += h
+                cmat, bvec, _ = self.transformed(moved)
+                df_dtau[m] = (self._at(cmat, bvec, logs, False) - f0) / h
+            shape = theta[sl]
+            for j in range(len(shape)):
+                sp, sm = shape.copy(), shape.copy()
+                sp[j] += step
+                sm[j] -= step
+                grad[sl.start + j] += df_dtau @ ((k.tau(sp) - k.tau(sm)) / (2 * step))
         return grad
-
-    def _t_indices(self) -> list[int]:
-        k = self.kernels[0]
-        blocks = 1 if self.share else self.n_in
-        return [b * self.per + 1 + j for b in range(blocks) for j in k.t_params]
 
     def posterior(self, theta: np.ndarray):
         """Posterior mean (in the sorted order), its covariance over the noise variance, ``r``, ``-2 log p``."""
         import scipy.linalg
 
-        cmat, bvec, ts = self.transformed(theta)
+        cmat, bvec, ts = self.transformed(self.taus(theta))
         s = np.exp(self.log_s(theta))
-        m = (s[:, None] * cmat) * s[None, :]
-        m[np.diag_indices_from(m)] += 1.0
+        m = cmat * s[:, None]
+        m *= s[None, :]
+        m.flat[:: len(s) + 1] += 1.0
         r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
         h = s * bvec
         z = scipy.linalg.cho_solve((r_up, False), h, check_finite=False)
@@ -377,6 +507,8 @@ def _right(a: np.ndarray, t) -> np.ndarray:
         return a.copy()
     if isinstance(t, str):  # upper all-ones: column k sums columns <= k
         return np.cumsum(a, axis=1)
+    if isinstance(t, (_Recursion, _StateSpace)):
+        return t.apply_t(a.T).T
     return a @ t
 
 
@@ -386,6 +518,8 @@ def _left_t(t, a: np.ndarray) -> np.ndarray:
         return a.copy()
     if isinstance(t, str):
         return np.cumsum(a, axis=0)
+    if isinstance(t, (_Recursion, _StateSpace)):
+        return t.apply_t(a)
     return t.T @ a
 
 
@@ -395,6 +529,8 @@ def _apply(t, a: np.ndarray) -> np.ndarray:
         return a
     if isinstance(t, str):  # row i sums rows >= i
         return np.cumsum(a[::-1], axis=0)[::-1]
+    if isinstance(t, (_Recursion, _StateSpace)):
+        return t.apply(a)
     return t @ a
 
 
@@ -502,15 +638,7 @@ def _profile_one_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, flo
 
 def _start_scale(ev: _Evidence, shape: np.ndarray, energy: float) -> np.ndarray:
     """``log q`` that makes the prior's total variance (summed over inputs) match a least-squares fit's energy."""
-    k = ev.kernels[0]
-    s2 = np.exp(2 * k.log_s(0.0, shape))
-    t = k.transform(shape)
-    if t is None:
-        total = float(np.sum(s2))
-    elif isinstance(t, str):  # column k of the upper all-ones triangle has k + 1 ones
-        total = float(np.sum(s2 * np.arange(1, len(s2) + 1)))
-    else:
-        total = float(np.sum(t**2 * s2[None, :]))
+    total = float(np.sum(ev.kernels[0].prior_diag(shape)))
     total *= ev.n_in
     # from above: -2 log p rises without bound as q grows, while small q can sit on the plateau of the
     # no-signal model (q -> 0), so the profile in q starts well above the moment-matched scale
