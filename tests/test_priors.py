@@ -201,3 +201,31 @@ def test_evidence_gradient_matches_differences(rng, kind, share):
         tp[j] += 1e-5
         tm[j] -= 1e-5
         assert grad[j] == pytest.approx((ev.value(tp) - ev.value(tm)) / 2e-5, rel=2e-3, abs=2e-3)
+
+
+@pytest.mark.parametrize("dense_below", [0, 10_000])
+@pytest.mark.parametrize("kind", ["ml", "tc", "dc", "ss", "di"])
+def test_posterior_matches_the_explicit_bayes_formula(rng, monkeypatch, kind, dense_below):
+    """Posterior mean ``Q (I + G Q)^{-1} c`` and covariance ``Q (I + G Q)^{-1}`` (over sigma^2) from the explicit
+    kernels, two inputs with their own hyperparameters; SS both through its recursion and as a dense factor."""
+    monkeypatch.setattr(priors, "DENSE_BELOW", dense_below)
+    taps, n = 9, 70
+    x = rng.standard_normal((n + taps - 1, 2))
+    w = rng.standard_normal((taps, 2, 1)) * 0.8 ** np.arange(taps)[:, None, None]
+    y = kr.conv1d(x, w, flip=True) + 0.3 * rng.standard_normal((n, 1))
+    problem = build_problem(x, y, taps, flip=True)
+    g, c, yy, n_rows, _ = priors.centered(problem.blocks[0], False)
+    u, chan, _ = priors.column_layout(problem, problem.blocks[0])
+    groups = [np.flatnonzero(chan == ch)[np.argsort(u[chan == ch])] for ch in (0, 1)]
+    ev = priors._Evidence([priors._Kernel(kind, u[grp]) for grp in groups], groups, g, c[:, 0], float(yy[0]),
+                          n_rows, False)
+    alphas, rho = [0.7, 0.85], 0.5
+    shape = [[np.log(-np.log(a))] * (kind != "ml") + [np.arctanh(rho)] * (kind == "dc") for a in alphas]
+    theta = np.concatenate([[lq] + sh for lq, sh in zip([0.3, -0.4], shape)])
+    q = np.zeros((len(g), len(g)))
+    for grp, a, lq in zip(groups, alphas, [0.3, -0.4]):
+        q[np.ix_(grp, grp)] = np.exp(lq) * (np.eye(len(grp)) if kind == "ml" else explicit_kernel(kind, u[grp], a, rho))
+    ref_cov = q @ np.linalg.inv(np.eye(len(g)) + g @ q)
+    mean, cov, r, _ = ev.posterior(theta)
+    np.testing.assert_allclose(mean, ref_cov @ c[:, 0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10 * np.abs(ref_cov).max())

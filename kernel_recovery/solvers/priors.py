@@ -67,6 +67,8 @@ _DECAY_STARTS = (0.5, 1e-1, 1e-3, 1e-8)  # (0.5: responses that barely decay ove
 _CORRELATION_STARTS = (0.0, 0.9)
 #: The scale's start, in ``log q`` above the moment-matched one (see :func:`_start_scale`).
 START_ABOVE = np.log(1e4)
+#: SS factors of fewer coefficients are applied as dense matrices (GEMMs), larger ones by their recursion.
+DENSE_BELOW = 256
 #: Posterior covariances are kept (``Solution.covariance``) when a block's ``O_b * P^2`` is at most this.
 COVARIANCE_LIMIT = 1 << 23
 
@@ -382,6 +384,9 @@ class _Evidence:
         if hit is not None:
             return hit
         ts = [k.transform(taus[0 if self.share else i]) for i, k in enumerate(self.kernels)]
+        # a Python loop per row costs more than two small GEMMs: small SS factors are made dense
+        small = [isinstance(t, _StateSpace) and w < DENSE_BELOW for t, w in zip(ts, self.widths)]
+        ts = [t.apply(np.eye(w)) if d else t for t, w, d in zip(ts, self.widths, small)]
         g, c = self.g, self.c
         gt = np.empty((len(g), self.offsets[-1]))
         for i, (grp, t) in enumerate(zip(self.groups, ts)):
