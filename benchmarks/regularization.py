@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import scipy.signal
+import scipy.stats
 from harness import markdown_table, write_result
 
 import kernel_recovery as kr
@@ -198,6 +199,41 @@ def miso(n_systems: int, taps: int = 50, n_eq: int = 400) -> str:
     return markdown_table(rows, ["hyperparameters", "MSE", "MSE / direct per-input ML"]), np.mean(err["per-input"]) / ref
 
 
+def direct_bands(n_systems: int, taps: int = TAPS) -> str:
+    """TC posterior bands against a direct empirical-Bayes computation on D1/500: the ``n x n`` marginal likelihood
+    ``N(0, A P A^T + s2 I)`` maximized by Nelder-Mead over (scale, decay, s2), then ``P - P A^T Sigma^{-1} A P``."""
+    rng = np.random.default_rng(12)
+    lag = np.arange(taps)
+    cover = {"library (tc)": [], "direct empirical Bayes": []}
+    worst = 0.0
+    for _ in range(n_systems):
+        x, y, g = dataset(rng, 0.0, 0.95, 500, taps)
+        a = np.lib.stride_tricks.sliding_window_view(x, taps)[:, ::-1]
+
+        def parts(th, a=a, y=y):
+            prior = np.exp(th[0]) * (1 / (1 + np.exp(-th[1]))) ** np.maximum.outer(lag, lag)
+            return prior, a @ prior @ a.T + np.exp(th[2]) * np.eye(len(y))
+
+        def nll(th, y=y):
+            cf = scipy.linalg.cho_factor(parts(th)[1])
+            return 0.5 * (y @ scipy.linalg.cho_solve(cf, y)) + np.sum(np.log(np.diag(cf[0])))
+
+        best = min((scipy.optimize.minimize(nll, [np.log(c0), 2.0, np.log(np.var(y) / 10)], method="Nelder-Mead",
+                                            options={"maxiter": 800, "xatol": 1e-6, "fatol": 1e-9})
+                    for c0 in (0.1, 1.0)), key=lambda r: r.fun)
+        prior, cov = parts(best.x)
+        gain = np.linalg.solve(cov, a @ prior)
+        sd = np.sqrt(np.clip(np.diag(prior - prior @ a.T @ gain), 0.0, None))
+        cover["direct empirical Bayes"].append(np.mean(np.abs(gain.T @ y - g) <= scipy.stats.norm.ppf(0.975) * sd))
+        res = kr.recover_kernel(x, y, taps, flip=True, regularization="tc", use_bias=False)
+        lo, hi = res.confidence_interval(0.95)
+        cover["library (tc)"].append(np.mean((lo.ravel() <= g) & (g <= hi.ravel())))
+        worst = max(worst, float(np.max(np.abs(res.stderr.ravel() - sd) / sd)))
+    rows = [{"bands": k, "95% coverage (pointwise)": f"{100 * np.mean(v):.1f}%"} for k, v in cover.items()]
+    note = f"\nlargest relative difference of the standard errors (library vs direct): {worst:.1e}\n"
+    return markdown_table(rows, ["bands", "95% coverage (pointwise)"]) + note
+
+
 def flip_agreement() -> str:
     rng = np.random.default_rng(1)
     x, y, _ = dataset(rng, 0, 0.95, 500)
@@ -239,9 +275,12 @@ def targets(summary: dict, miso_ratio: float, flip: float, cost: dict) -> str:
     """Issue 18's targets next to what was measured (worst case over banks and record lengths)."""
     rows = []
     for m, limit in (("tc", 1.25), ("dc", 1.0), ("ss", 1.3)):
+        at = summary[("D1", 500, m)]
         worst = max(v for (b, n, mm), v in summary.items() if mm == m)
-        rows.append({"target": f"{m} MSE <= {limit}x oracle (worst bank/N)", "measured": f"{worst:.3f}",
-                     "met": "yes" if worst <= limit else "no"})
+        rows.append({"target": f"{m} MSE <= {limit}x oracle on the protocol (D1, N=500)", "measured": f"{at:.3f}",
+                     "met": "yes" if at <= limit else "no"})
+        rows.append({"target": f"{m} MSE <= {limit}x oracle, worst bank/N (beyond the issue)",
+                     "measured": f"{worst:.3f}", "met": "yes" if worst <= limit else "no"})
     rows.append({"target": "MISO per-input within 5% of direct per-input ML", "measured": f"{miso_ratio:.3f}",
                  "met": "yes" if abs(miso_ratio - 1) <= 0.05 else "no"})
     rows.append({"target": "flip=True vs flip=False agree to 1e-8", "measured": f"{flip:.1e}",
@@ -257,6 +296,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few systems, short records only")
     parser.add_argument("--systems", type=int, default=30, help="systems per bank and record (full mode)")
     parser.add_argument("--miso-systems", type=int, default=10, help="systems in the MISO comparison (full mode)")
+    parser.add_argument("--band-systems", type=int, default=10, help="systems in the direct band check (full mode)")
     args = parser.parse_args()
     banks = {"D1": (0.0, 0.95), "D2": (0.9, 0.99)}
     threads = ", ".join(f"{v}={os.environ[v]}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -270,12 +310,15 @@ def main() -> None:
         table, summary = protocol(args.systems, banks, [500, 2000])
         miso_table, miso_ratio = miso(args.miso_systems)
         flip_table, flip = flip_agreement()
+        bands_table = direct_bands(args.band_systems)
         cost_table, cost = large(1000, 10000, 3)
         body = f"Threads: {threads}.\n\n"
         body += f"## Protocol ({args.systems} systems per bank and record, flip=True)\n\n{table}\n"
         body += (f"\n## MISO: a fast (poles <= 0.6) and a slow (poles 0.9-0.97) input, TC, 50 taps each, "
                  f"{args.miso_systems} systems\n\n{miso_table}\n\nper-input / direct per-input ML: {miso_ratio:.4f}\n")
         body += f"\n## Flip agreement\n\n{flip_table}\n"
+        body += (f"\n## TC bands against a direct empirical-Bayes computation (D1, N=500, no bias, "
+                 f"{args.band_systems} systems)\n\n{bands_table}\n")
         body += f"\n## Tuning cost at K=1000, L=1e4 (best of 3)\n\n{cost_table}\n"
         body += f"\n## Targets (issue 18)\n\n{targets(summary, miso_ratio, flip, cost)}\n"
     write_result("regularization", "Regularized FIR identification (Chen-Ohlsson-Ljung protocol)", body, args.quick)
