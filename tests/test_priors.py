@@ -37,6 +37,8 @@ def test_factors_reproduce_the_kernels(kind, lags, alpha):
     if hasattr(t, "apply_t"):  # the structured factors' transpose is the dense one's
         v = np.random.default_rng(0).standard_normal((len(u), 3))
         dense = t.apply(np.eye(len(u)))
+        if hasattr(t, "dense"):
+            np.testing.assert_allclose(t.dense(), dense, atol=1e-14)
         np.testing.assert_allclose(t.apply_t(v), dense.T @ v, atol=1e-13)
         np.testing.assert_allclose(t.apply(v[:, 0]), dense @ v[:, 0], atol=1e-13)
 

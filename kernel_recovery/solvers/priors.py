@@ -152,14 +152,18 @@ class _StateSpace:
     i.e. from the last lag down), ``D = diag(t^{3/2})``.  In those scaled coordinates every step depends only on
     ``1 - alpha^{du}`` (no underflow, no cancellation), and applying ``T`` or ``T^T`` costs ``O(P)`` per vector.
     Arrays are in increasing time: ``ff, fw, ww`` the transition from the previous time, ``gain`` the velocity's
-    Kalman gain, ``sd`` the innovations' standard deviations, ``scale`` = ``t^{3/2}``."""
+    Kalman gain, ``sd`` the innovations' standard deviations, ``log_t`` the times' logarithms."""
 
     ff: np.ndarray
     fw: np.ndarray
     ww: np.ndarray
     gain: np.ndarray
     sd: np.ndarray
-    scale: np.ndarray
+    log_t: np.ndarray
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.exp(1.5 * self.log_t)  # t^{3/2}
 
     @classmethod
     def create(cls, u: np.ndarray, kappa: float) -> _StateSpace:
@@ -180,7 +184,17 @@ class _StateSpace:
                 v = max(pww - pfw * gain[j], 0.0)
             else:
                 v = pww
-        return cls(ff, fw, ww, gain, np.sqrt(var), np.exp(-1.5 * kappa * ut))
+        return cls(ff, fw, ww, gain, np.sqrt(var), -kappa * ut)
+
+    def dense(self) -> np.ndarray:
+        """``T`` as a matrix, in closed form: from time ``t_j`` to ``t_i >= t_j`` the scaled state moves by
+        ``[[c^{3/2}, (1 - c) c^{1/2}], [0, c^{1/2}]]``, ``c = t_j / t_i``
+        (the raw state by ``[[1, t_i - t_j], [0, 1]]``)."""
+        ratio = np.exp(np.minimum(self.log_t[None, :] - self.log_t[:, None], 0.0))
+        low = np.tril(ratio**1.5 + self.gain[None, :] * (1 - ratio) * np.sqrt(ratio))
+        low *= self.sd[None, :]
+        low *= self.scale[:, None]
+        return low[::-1, ::-1]
 
     def apply(self, v: np.ndarray) -> np.ndarray:
         e = v[::-1] * _col(self.sd, v)
@@ -386,7 +400,7 @@ class _Evidence:
         ts = [k.transform(taus[0 if self.share else i]) for i, k in enumerate(self.kernels)]
         # a Python loop per row costs more than two small GEMMs: small SS factors are made dense
         small = [isinstance(t, _StateSpace) and w < DENSE_BELOW for t, w in zip(ts, self.widths)]
-        ts = [t.apply(np.eye(w)) if d else t for t, w, d in zip(ts, self.widths, small)]
+        ts = [t.dense() if d else t for t, d in zip(ts, small)]
         g, c = self.g, self.c
         gt = np.empty((len(g), self.offsets[-1]))
         for i, (grp, t) in enumerate(zip(self.groups, ts)):
