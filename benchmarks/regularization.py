@@ -230,7 +230,7 @@ def direct_bands(n_systems: int, taps: int = TAPS) -> str:
         cover["library (tc)"].append(np.mean((lo.ravel() <= g) & (g <= hi.ravel())))
         worst = max(worst, float(np.max(np.abs(res.stderr.ravel() - sd) / sd)))
     rows = [{"bands": k, "95% coverage (pointwise)": f"{100 * np.mean(v):.1f}%"} for k, v in cover.items()]
-    note = f"\nlargest relative difference of the standard errors (library vs direct): {worst:.1e}\n"
+    note = f"\n\nlargest relative difference of the standard errors (library vs direct): {worst:.1e}\n"
     return markdown_table(rows, ["bands", "95% coverage (pointwise)"]) + note
 
 

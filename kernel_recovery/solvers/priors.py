@@ -21,7 +21,9 @@ dilation), shifted to start at zero (``u = lag - min(lag)``; with negative lags,
 so the prior decays away from lag 0 on both sides).
 
 Every prior is used through an exact factor ``lambda_c P(theta_c) = T_c diag(s_c)^2 T_c^T`` written so that as
-much as possible is fixed (``T`` is the all-ones triangle for TC, the identity for ML/DI): with
+much as possible is fixed (``T`` is the all-ones triangle for TC, the identity for ML/DI; for DC an AR(1)
+recursion in the correlation ``rho sqrt(alpha)``, for SS the Kalman innovations of the integrated Wiener process,
+both applied in ``O(P)`` per vector): with
 ``C = T^T G T`` and ``b = T^T A^T y`` computed once from the sufficient statistics (``G = A^T A``, ``A^T y``,
 ``y^T y``, ``n``; no ``n x n`` matrix), the profiled evidence is
 
@@ -29,7 +31,8 @@ much as possible is fixed (``T`` is the all-ones triangle for TC, the identity f
 
 (``sigma^2 = r / n`` maximizes the evidence), one Cholesky factorization of the well-conditioned ``M`` per
 evaluation.  Its gradient in ``log s`` is analytic (``2 (1 - (M^{-1})_kk)`` and the data term); hyperparameters that
-change ``T`` (DC's decay and correlation, SS's decay) are differentiated by finite differences.  L-BFGS-B runs on
+change ``T`` (DC's correlation ``rho sqrt(alpha)``, SS's decay) are differentiated by one finite difference each,
+``log s`` held fixed.  L-BFGS-B runs on
 transformed hyperparameters (``log lambda``, ``log(-log alpha)``, ``atanh rho``) from the best of a few
 scale-free starts.  The posterior mean is ``T S M^{-1} h`` and the posterior covariance
 ``sigma^2 T S M^{-1} S T^T``.
