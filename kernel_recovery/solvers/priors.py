@@ -381,6 +381,7 @@ class _Evidence:
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)])
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
         self.evaluations = 0
+        self._last: tuple[bytes, float, np.ndarray | None] | None = None
         scale = np.trace(g) / max(len(g), 1)
         self.log_q_ref = float(-np.log(scale)) if scale > 0 else 0.0
 
@@ -424,16 +425,21 @@ class _Evidence:
         return np.concatenate([k.log_s(p[0], p[1:]) for k, p in zip(self.kernels, ps)])
 
     def value(self, theta: np.ndarray, want_grad: bool = False):
+        key = np.asarray(theta, dtype=float).tobytes()
+        if self._last is not None and self._last[0] == key and (self._last[2] is not None or not want_grad):
+            _, f, last = self._last  # the tuning asks again where it just was (a start's score, L-BFGS's first call)
+            return (f, last.copy()) if want_grad and last is not None else f
         taus = self.taus(theta)
         cmat, bvec, _ = self.transformed(taus)
         logs = self.log_s(theta)
         out = self._at(cmat, bvec, logs, want_grad)
         if not want_grad:
+            self._last = (key, out, None)
             return out
         f, g_logs = out
-        if not np.isfinite(f):
-            return f, np.zeros_like(theta)
-        return f, self._chain(theta, taus, logs, f, g_logs)
+        grad = np.zeros_like(theta) if not np.isfinite(f) else self._chain(theta, taus, logs, f, g_logs)
+        self._last = (key, f, grad)
+        return f, grad.copy()
 
     def _at(self, cmat: np.ndarray, bvec: np.ndarray, logs: np.ndarray, want_grad: bool):
         """``-2 log p`` (and its gradient in ``log s``) at ``T`` (through ``C, b``) and ``log s``."""
