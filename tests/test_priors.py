@@ -182,10 +182,8 @@ def test_stride_dilation_groups_use_the_physical_lag(rng):
     assert np.sum((a.kernel - w) ** 2) < 0.1 * np.sum(w**2)
 
 
-@pytest.mark.parametrize("share", [False, True])
-@pytest.mark.parametrize("kind", ["dc", "ss", "di", "tc"])
-def test_evidence_gradient_matches_differences(rng, kind, share):
-    taps, n = 10, 80
+def two_input_evidence(rng, kind, share, taps, n):
+    """The evidence of one output with two inputs (decaying kernels, noise 0.3), each input its own kernel block."""
     x = rng.standard_normal((n + taps - 1, 2))
     w = rng.standard_normal((taps, 2, 1)) * 0.8 ** np.arange(taps)[:, None, None]
     y = kr.conv1d(x, w, flip=True) + 0.3 * rng.standard_normal((n, 1))
@@ -194,7 +192,13 @@ def test_evidence_gradient_matches_differences(rng, kind, share):
     u, chan, _ = priors.column_layout(problem, problem.blocks[0])
     groups = [np.flatnonzero(chan == ch)[np.argsort(u[chan == ch])] for ch in (0, 1)]
     kernels = [priors._Kernel(kind, u[grp]) for grp in groups]
-    ev = priors._Evidence(kernels, groups, g, c[:, 0], float(yy[0]), n_rows, share)
+    return priors._Evidence(kernels, groups, g, c[:, 0], float(yy[0]), n_rows, share), g, c[:, 0], u, groups
+
+
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("kind", ["dc", "ss", "di", "tc"])
+def test_evidence_gradient_matches_differences(rng, kind, share):
+    ev, *_ = two_input_evidence(rng, kind, share, taps=10, n=80)
     one = [0.5, np.log(0.3)] + ([0.4] if kind == "dc" else [])
     theta = np.array(one if share else one + [x + 0.2 for x in one])
     f, grad = ev.value(theta, want_grad=True)
@@ -211,16 +215,7 @@ def test_posterior_matches_the_explicit_bayes_formula(rng, monkeypatch, kind, de
     """Posterior mean ``Q (I + G Q)^{-1} c`` and covariance ``Q (I + G Q)^{-1}`` (over sigma^2) from the explicit
     kernels, two inputs with their own hyperparameters; SS both through its recursion and as a dense factor."""
     monkeypatch.setattr(priors, "DENSE_BELOW", dense_below)
-    taps, n = 9, 70
-    x = rng.standard_normal((n + taps - 1, 2))
-    w = rng.standard_normal((taps, 2, 1)) * 0.8 ** np.arange(taps)[:, None, None]
-    y = kr.conv1d(x, w, flip=True) + 0.3 * rng.standard_normal((n, 1))
-    problem = build_problem(x, y, taps, flip=True)
-    g, c, yy, n_rows, _ = priors.centered(problem.blocks[0], False)
-    u, chan, _ = priors.column_layout(problem, problem.blocks[0])
-    groups = [np.flatnonzero(chan == ch)[np.argsort(u[chan == ch])] for ch in (0, 1)]
-    ev = priors._Evidence([priors._Kernel(kind, u[grp]) for grp in groups], groups, g, c[:, 0], float(yy[0]),
-                          n_rows, False)
+    ev, g, c, u, groups = two_input_evidence(rng, kind, False, taps=9, n=70)
     alphas, rho = [0.7, 0.85], 0.5
     shape = [[np.log(-np.log(a))] * (kind != "ml") + [np.arctanh(rho)] * (kind == "dc") for a in alphas]
     theta = np.concatenate([[lq] + sh for lq, sh in zip([0.3, -0.4], shape)])
@@ -229,5 +224,5 @@ def test_posterior_matches_the_explicit_bayes_formula(rng, monkeypatch, kind, de
         q[np.ix_(grp, grp)] = np.exp(lq) * (np.eye(len(grp)) if kind == "ml" else explicit_kernel(kind, u[grp], a, rho))
     ref_cov = q @ np.linalg.inv(np.eye(len(g)) + g @ q)
     mean, cov, r, _ = ev.posterior(theta)
-    np.testing.assert_allclose(mean, ref_cov @ c[:, 0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(mean, ref_cov @ c, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10 * np.abs(ref_cov).max())
