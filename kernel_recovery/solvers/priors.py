@@ -144,9 +144,6 @@ class _Recursion:
                 out[i] += a * out[i - 1]
         return out
 
-    def dense(self) -> np.ndarray:
-        return self.apply(np.eye(len(self.gains) + 1))
-
 
 @dataclass(frozen=True)
 class _StateSpace:
@@ -288,7 +285,7 @@ class _Kernel:
         """The dense ``T diag(s)`` (``F F^T`` is the prior covariance over the noise variance)."""
         t = self.transform(self.tau(shape))
         s = np.exp(self.log_s(log_q, shape))
-        return (t if isinstance(t, np.ndarray) else _apply(t, np.eye(len(self.u)))) * s[None, :]
+        return _apply(t, np.eye(self.width())) * s[None, :]
 
     def prior_diag(self, shape: np.ndarray) -> np.ndarray:
         """The prior variances ``P_kk`` (``q = 1``)."""
@@ -447,9 +444,7 @@ class _Evidence:
 
         self.evaluations += 1
         s = np.exp(logs)
-        m = cmat * s[:, None]
-        m *= s[None, :]
-        m.flat[:: len(s) + 1] += 1.0
+        m = _whitened(cmat, s)
         try:
             r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
         except np.linalg.LinAlgError:
@@ -508,9 +503,7 @@ class _Evidence:
 
         cmat, bvec, ts = self.transformed(self.taus(theta))
         s = np.exp(self.log_s(theta))
-        m = cmat * s[:, None]
-        m *= s[None, :]
-        m.flat[:: len(s) + 1] += 1.0
+        m = _whitened(cmat, s)
         r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
         h = s * bvec
         z = scipy.linalg.cho_solve((r_up, False), h, check_finite=False)
@@ -527,6 +520,14 @@ class _Evidence:
             x[grp] = _apply(t, srinv[sl])
         logdet = 2.0 * np.sum(np.log(np.diag(r_up)))
         return mean, x @ x.T, r, logdet
+
+
+def _whitened(cmat: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``M = I + S C S``."""
+    m = cmat * s[:, None]
+    m *= s[None, :]
+    m.flat[:: len(s) + 1] += 1.0
+    return m
 
 
 def _right(a: np.ndarray, t) -> np.ndarray:
