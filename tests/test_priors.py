@@ -226,3 +226,42 @@ def test_posterior_matches_the_explicit_bayes_formula(rng, monkeypatch, kind, de
     mean, cov, r, _ = ev.posterior(theta)
     np.testing.assert_allclose(mean, ref_cov @ c, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10 * np.abs(ref_cov).max())
+
+
+def rough_high_snr_evidence(rng, kind, taps=450, n=4000):
+    """A white response under a slow envelope, noise 1e-2: for SS the evidence's ``M`` has a condition number near
+    1e14, and ``y'y - h'M^{-1}h`` carried a rounding error of tens in ``-2 log p``."""
+    x = rng.standard_normal(n + taps - 1)
+    y = kr.conv1d(x, 0.995 ** np.arange(taps) * rng.standard_normal(taps), flip=True) + 0.01 * rng.standard_normal(n)
+    problem = build_problem(x, y, taps, flip=True)
+    g, c, yy, n_rows, _ = priors.centered(problem.blocks[0], False)
+    u, _, _ = priors.column_layout(problem, problem.blocks[0])
+    order = np.argsort(u)
+    return priors._Evidence([priors._Kernel(kind, u[order])], [order], g, c[:, 0], float(yy[0]), n_rows, False), x, y
+
+
+@pytest.mark.parametrize("kind, theta", [("ss", (25.0, 0.997)), ("tc", (10.0, 0.99))])
+def test_rounding_estimate_matches_the_evidence_noise(rng, kind, theta):
+    ev, _, _ = rough_high_snr_evidence(rng, kind)
+    th = np.array([theta[0], np.log(-np.log(theta[1]))])
+    values = [ev.value(th * np.array([1.0, 1.0 + 1e-13 * k])) for k in range(12)]
+    spread = np.ptp(values)
+    assert spread <= 3 * ev.noise  # the estimate bounds what a change at rounding level does
+    assert ev.noise <= 100 * max(spread, 1e-13 * abs(values[0]))  # ... and is not vacuous
+    if kind == "tc":
+        assert ev.noise < 1e-2
+
+
+def test_large_ss_tuning_reaches_the_best_evidence_on_a_grid(rng):
+    from scipy.optimize import minimize_scalar
+
+    ev, x, y = rough_high_snr_evidence(rng, "ss")
+    res = kr.recover_kernel(x, y, 450, flip=True, regularization="ss")
+    tuned = -2 * float(np.ravel(res.diagnostics["log_evidence"])[0]) - ev.n * (np.log(2 * np.pi) + 1)
+    best = np.inf
+    for decay in np.linspace(0.98, 0.9995, 16):
+        lk = np.log(-np.log(decay))
+        best = min(best, minimize_scalar(lambda lq, lk=lk: ev.value(np.array([lq, lk])), bounds=(0.0, 40.0),
+                                         method="bounded", options={"xatol": 1e-3}).fun)
+    assert tuned <= best + 2 * ev.noise
+    assert res.diagnostics["n_evaluations"][0] <= 100  # chasing the rounding error took 154

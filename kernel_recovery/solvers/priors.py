@@ -65,6 +65,7 @@ FTOL = 1e-10
 MAX_EVALUATIONS = 200
 #: Above ``SINGLE_START_ABOVE`` coefficients, L-BFGS-B stops at this absolute change of ``-2 log p``.
 LARGE_FTOL = 1e-2
+EPS = float(np.finfo(float).eps)
 #: Starts for the decay: the prior's variance falls by these factors over the kernel's lag span.
 _DECAY_STARTS = (0.5, 1e-1, 1e-3, 1e-8)  # (0.5: responses that barely decay over the kernel)
 _CORRELATION_STARTS = (0.0, 0.9)
@@ -378,6 +379,7 @@ class _Evidence:
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)])
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
         self.evaluations = 0
+        self.noise = 0.0  # the rounding error of the last -2 log p (see _refined_solve)
         self._last: tuple[bytes, float, np.ndarray | None] | None = None
         scale = np.trace(g) / max(len(g), 1)
         self.log_q_ref = float(-np.log(scale)) if scale > 0 else 0.0
@@ -427,9 +429,9 @@ class _Evidence:
             _, f, last = self._last  # the tuning asks again where it just was (a start's score, L-BFGS's first call)
             return (f, last.copy()) if want_grad and last is not None else f
         taus = self.taus(theta)
-        cmat, bvec, _ = self.transformed(taus)
+        cmat, bvec, ts = self.transformed(taus)
         logs = self.log_s(theta)
-        out = self._at(cmat, bvec, logs, want_grad)
+        out = self._at(cmat, bvec, ts, logs, want_grad)
         if not want_grad:
             self._last = (key, out, None)
             return out
@@ -438,8 +440,8 @@ class _Evidence:
         self._last = (key, f, grad)
         return f, grad.copy()
 
-    def _at(self, cmat: np.ndarray, bvec: np.ndarray, logs: np.ndarray, want_grad: bool):
-        """``-2 log p`` (and its gradient in ``log s``) at ``T`` (through ``C, b``) and ``log s``."""
+    def _at(self, cmat: np.ndarray, bvec: np.ndarray, ts: list, logs: np.ndarray, want_grad: bool):
+        """``-2 log p`` (and its gradient in ``log s``) at ``T`` (through ``C, b``, the ``T``'s) and ``log s``."""
         import scipy.linalg
 
         self.evaluations += 1
@@ -450,11 +452,10 @@ class _Evidence:
         except np.linalg.LinAlgError:
             return (np.inf, None) if want_grad else np.inf
         h = s * bvec
-        w = scipy.linalg.solve_triangular(r_up, h, trans="T", check_finite=False)
-        z = scipy.linalg.solve_triangular(r_up, w, check_finite=False)
-        r = self.yy - h @ z
+        z, err = _refined_solve(r_up, m, h)
+        r = self.residual(z, s, ts)
         n = self.n
-        r = max(r, 1e-300 * max(self.yy, 1e-300))
+        self.noise = n * (err + 4 * EPS * self.yy) / r  # the solve's error, then the rounding of y'y - 2c'w + w'Gw
         logdet = 2.0 * np.sum(np.log(np.diag(r_up)))
         f = n * np.log(r / n) + logdet
         if not want_grad:
@@ -470,6 +471,8 @@ class _Evidence:
         """The gradient in ``theta``: through ``log s`` analytically, through ``T`` by one forward difference of
         ``-2 log p`` per value ``T`` depends on (``log s`` held fixed)."""
         step = 1e-6
+        # the forward difference in T: a step whose rounding error in f stays below its truncation error
+        fd_step = max(step, np.sqrt(self.noise / max(abs(f0), 1.0)))
         grad = np.zeros_like(theta)
         for j in range(len(theta)):
             tp, tm = theta.copy(), theta.copy()
@@ -484,11 +487,11 @@ class _Evidence:
             k = self.kernels[b]
             df_dtau = np.zeros(len(tau))
             for m in range(len(tau)):
-                h = step * max(abs(float(tau[m])), 1.0)
+                h = fd_step * max(abs(float(tau[m])), 1.0)
                 moved = [t.copy() for t in taus]
                 moved[b][m] += h
-                cmat, bvec, _ = self.transformed(moved)
-                df_dtau[m] = (self._at(cmat, bvec, logs, False) - f0) / h
+                cmat, bvec, ts = self.transformed(moved)
+                df_dtau[m] = (self._at(cmat, bvec, ts, logs, False) - f0) / h
             shape = theta[sl]
             for j in range(len(shape)):
                 sp, sm = shape.copy(), shape.copy()
@@ -496,6 +499,23 @@ class _Evidence:
                 sm[j] -= step
                 grad[sl.start + j] += df_dtau @ ((k.tau(sp) - k.tau(sm)) / (2 * step))
         return grad
+
+    def coefficients(self, v: np.ndarray, ts: list) -> np.ndarray:
+        """``w = T v`` in the sorted order (``v`` per column: ``(P,)`` or ``(P, k)``)."""
+        out = np.zeros((len(self.g),) + v.shape[1:])
+        for i, (grp, t) in enumerate(zip(self.groups, ts)):
+            part = v[self.offsets[i] : self.offsets[i + 1]]
+            out[grp] = _apply(t, part[:, None])[:, 0] if v.ndim == 1 else _apply(t, part)
+        return out
+
+    def residual(self, z: np.ndarray, s: np.ndarray, ts: list) -> float:
+        """``r = ||y - A w||^2 + ||z||^2`` at ``w = T S z``, from the statistics in the coefficients' own basis.
+        Equal to ``y'y - h'M^{-1}h`` at the exact ``z``, but an upper bound of it at any other: the rounding error
+        of an ill-conditioned ``M`` raises ``r`` slightly, it can never make ``r`` small or negative (``y'y - h'z``
+        would, by ``eps |z|'|M||z|``, for a smooth prior on a rough response at high SNR)."""
+        w = self.coefficients(s * z, ts)
+        rss = self.yy - 2.0 * (self.c @ w) + w @ (self.g @ w)
+        return max(rss, 0.0) + float(z @ z) + 1e-300 * max(self.yy, 1e-300)
 
     def posterior(self, theta: np.ndarray):
         """Posterior mean (in the sorted order), its covariance over the noise variance, ``r``, ``-2 log p``."""
@@ -505,21 +525,24 @@ class _Evidence:
         s = np.exp(self.log_s(theta))
         m = _whitened(cmat, s)
         r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
-        h = s * bvec
-        z = scipy.linalg.cho_solve((r_up, False), h, check_finite=False)
-        r = max(self.yy - h @ z, 0.0)
+        z, _ = _refined_solve(r_up, m, s * bvec)
+        r = self.residual(z, s, ts)
         rinv = scipy.linalg.lapack.dtrtri(r_up, lower=0)[0]
-        p = len(self.g)
-        mean = np.zeros(p)
-        x = np.zeros((p, len(s)))
-        sz = s * z
-        srinv = s[:, None] * rinv
-        for i, (grp, t) in enumerate(zip(self.groups, ts)):
-            sl = slice(self.offsets[i], self.offsets[i + 1])
-            mean[grp] = _apply(t, sz[sl, None])[:, 0]
-            x[grp] = _apply(t, srinv[sl])
+        mean = self.coefficients(s * z, ts)
+        x = self.coefficients(s[:, None] * rinv, ts)
         logdet = 2.0 * np.sum(np.log(np.diag(r_up)))
         return mean, x @ x.T, r, logdet
+
+
+def _refined_solve(r_up: np.ndarray, m: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, float]:
+    """``z = M^{-1} h`` from ``M = R^T R`` with one step of iterative refinement, and ``e'e``, ``e = R^{-T}(h - M z)``:
+    ``r(z) - r(z*) = (z - z*)' M (z - z*)`` of the unrefined solution, the size of ``r``'s rounding error."""
+    import scipy.linalg
+
+    z = scipy.linalg.cho_solve((r_up, False), h, check_finite=False)
+    e = scipy.linalg.solve_triangular(r_up, h - m @ z, trans="T", check_finite=False)
+    z += scipy.linalg.solve_triangular(r_up, e, check_finite=False)
+    return z, float(e @ e)
 
 
 def _whitened(cmat: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -582,7 +605,7 @@ def _tune(
         if not np.isfinite(f0):
             continue
         # large problems stop at an absolute change of LARGE_FTOL in -2 log p (far below its sampling noise)
-        ftol = LARGE_FTOL / max(abs(f0), 1.0) if large else FTOL
+        ftol = max(LARGE_FTOL, ev.noise) / max(abs(f0), 1.0) if large else FTOL
         res = minimize(
             lambda th: ev.value(th, want_grad=True),
             theta_starts[i],
