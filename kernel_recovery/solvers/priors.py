@@ -73,6 +73,8 @@ _DECAY_STARTS = (0.5, 1e-1, 1e-3, 1e-8)  # (0.5: responses that barely decay ove
 _CORRELATION_STARTS = (0.0, 0.9)
 #: The scale's start, in ``log q`` above the moment-matched one (see :func:`_start_scale`).
 START_ABOVE = np.log(1e4)
+#: Step of the scan over ``log q`` that picks each start's scale basin (problems up to SINGLE_START_ABOVE).
+SCALE_SCAN_STEP = np.log(10.0)
 #: SS factors of fewer coefficients are applied as dense matrices (GEMMs), larger ones by their recursion.
 DENSE_BELOW = 256
 #: Posterior covariances are kept (``Solution.covariance``) when a block's ``O_b * P^2`` is at most this.
@@ -600,6 +602,8 @@ def _tune(
 
     if large:  # each evaluation is a P^3 factorization: one start (the middle decay), a short scale profile
         theta_starts = [theta_starts[len(theta_starts) // 2]]
+    if not large:
+        theta_starts = [_scan_scale(ev, t, bounds[0]) for t in theta_starts]
     theta_starts = [_profile_scales(ev, t, bounds, 6 if large else 20) for t in theta_starts]
     scored = sorted(((ev.value(t), i) for i, t in enumerate(theta_starts)), key=lambda fi: fi[0])
     best_f, best_theta = np.inf, theta_starts[scored[0][1]]
@@ -634,6 +638,21 @@ def _energy(g: np.ndarray, c: np.ndarray, yy: float, n: int) -> float:
     rss = max(yy - c @ w, 0.0)
     sigma2 = rss / (n - p) if n > 2 * p else max(rss, 1e-3 * yy) / max(n, 1)
     return float(w @ w / max(sigma2, 1e-300 * max(yy, 1e-300)))
+
+
+def _scan_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) -> np.ndarray:
+    """The start with its scales (``log q``, all inputs together) set to the best of a grid over the bound: at a
+    fixed shape the profile in ``q`` can have two basins, the no-signal plateau (small ``q``) and the signal's, which
+    for a smooth prior on a rough response (SS on an oscillating one) lies ``1e5`` above the moment-matched scale."""
+    idx = np.arange(0, len(theta), ev.per)
+    best_f, best = np.inf, theta
+    for lq in np.arange(bound[0] + 1.0, bound[1], SCALE_SCAN_STEP):
+        th = theta.copy()
+        th[idx] = lq
+        f = ev.value(th)
+        if f < best_f:
+            best_f, best = f, th
+    return best
 
 
 def _profile_scales(
@@ -734,7 +753,7 @@ def tune_output(
     # the scale is searched around the moment-matched one of the middle start: far below it lies the plateau of the
     # no-signal model (q -> 0), which a long first line-search step would otherwise reach
     mid = float(starts[len(starts) // 2][0]) - START_ABOVE
-    bounds = [(mid - 12.0, mid + 20.0)] + k0.bounds()
+    bounds = [(mid - 12.0, mid + 30.0)] + k0.bounds()
     n_starts = 1 if len(g) > SINGLE_START_ABOVE else N_STARTS
     theta, f = _tune(ev, starts, bounds * blocks, n_starts, len(g) > SINGLE_START_ABOVE)
     mean, cov_unit, r, logdet = ev.posterior(theta)
