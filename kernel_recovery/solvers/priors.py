@@ -32,11 +32,12 @@ both applied in ``O(P)`` per vector): with
 (``sigma^2 = r / n`` maximizes the evidence), one Cholesky factorization of ``M >= I`` per evaluation.  ``r`` is
 evaluated as ``||y - A w||^2 + ||z||^2`` at ``z = M^{-1} h`` (one refinement step), ``w = T S z``: equal at the exact
 ``z``, an upper bound at a rounded one, where ``y^T y - h^T z`` can lose all its digits (``M``'s condition number
-reaches 1e14 for SS on rough responses at high SNR).  Its gradient in ``log s`` is analytic (``2 (1 - (M^{-1})_kk)`` and the data term); hyperparameters that
-change ``T`` (DC's correlation ``rho sqrt(alpha)``, SS's decay) are differentiated by one finite difference each,
-``log s`` held fixed, with a step sized by ``r``'s rounding estimate.  L-BFGS-B runs on
-transformed hyperparameters (``log lambda``, ``log(-log alpha)``, ``atanh rho``) from the best of a few
-scale-free starts.  The posterior mean is ``T S M^{-1} h`` and the posterior covariance
+reaches 1e14 for SS on rough responses at high SNR).  Its gradient in ``log s`` is analytic
+(``2 (1 - (M^{-1})_kk)`` and the data term); hyperparameters that change ``T`` (DC's correlation
+``rho sqrt(alpha)``, SS's decay) are differentiated by one finite difference each, ``log s`` held fixed, with a step
+sized by ``r``'s rounding estimate.  L-BFGS-B runs on transformed hyperparameters (``log lambda``,
+``log(-log alpha)``, ``atanh rho``) from the best of a few scale-free starts, each with its scale picked by a scan
+over ``log q`` (the profile in the scale can have a no-signal plateau and a signal basin far above it).  The posterior mean is ``T S M^{-1} h`` and the posterior covariance
 ``sigma^2 T S M^{-1} S T^T``.
 """
 
