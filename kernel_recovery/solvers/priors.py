@@ -37,8 +37,8 @@ reaches 1e14 for SS on rough responses at high SNR).  Its gradient in ``log s`` 
 ``rho sqrt(alpha)``, SS's decay) are differentiated by one finite difference each, ``log s`` held fixed, with a step
 sized by ``r``'s rounding estimate.  L-BFGS-B runs on transformed hyperparameters (``log lambda``,
 ``log(-log alpha)``, ``atanh rho``) from the best of a few scale-free starts, each with its scale picked by a scan
-over ``log q`` (the profile in the scale can have a no-signal plateau and a signal basin far above it).  The posterior mean is ``T S M^{-1} h`` and the posterior covariance
-``sigma^2 T S M^{-1} S T^T``.
+over ``log q`` (the profile in the scale can have a no-signal plateau and a signal basin far above it).  The
+posterior mean is ``T S M^{-1} h`` and the posterior covariance ``sigma^2 T S M^{-1} S T^T``.
 """
 
 from __future__ import annotations
