@@ -36,8 +36,8 @@ reaches 1e14 for SS on rough responses at high SNR).  Its gradient in ``log s`` 
 (``2 (1 - (M^{-1})_kk)`` and the data term); hyperparameters that change ``T`` (DC's correlation
 ``rho sqrt(alpha)``, SS's decay) are differentiated by one finite difference each, ``log s`` held fixed, with a step
 sized by ``r``'s rounding estimate.  L-BFGS-B runs on transformed hyperparameters (``log lambda``,
-``log(-log alpha)``, ``atanh rho``) from the best of a few scale-free starts, each with its scale picked by a scan
-over ``log q`` (the profile in the scale can have a no-signal plateau and a signal basin far above it).  The
+``log(-log alpha)``, ``atanh rho``) from the best of a few scale-free starts, each with its scale profiled, from a
+scan over ``log q`` where the profile ended on the no-signal plateau (a signal basin can lie far above it).  The
 posterior mean is ``T S M^{-1} h`` and the posterior covariance ``sigma^2 T S M^{-1} S T^T``.
 """
 
@@ -74,7 +74,7 @@ _DECAY_STARTS = (0.5, 1e-1, 1e-3, 1e-8)  # (0.5: responses that barely decay ove
 _CORRELATION_STARTS = (0.0, 0.9)
 #: The scale's start, in ``log q`` above the moment-matched one (see :func:`_start_scale`).
 START_ABOVE = np.log(1e4)
-#: Step of the scan over ``log q`` that picks each start's scale basin (problems up to SINGLE_START_ABOVE).
+#: Step of the scan over ``log q`` that restarts a scale profile that ended on the no-signal plateau.
 SCALE_SCAN_STEP = np.log(10.0)
 #: SS factors of fewer coefficients are applied as dense matrices (GEMMs), larger ones by their recursion.
 DENSE_BELOW = 256
@@ -603,9 +603,12 @@ def _tune(
 
     if large:  # each evaluation is a P^3 factorization: one start (the middle decay), a short scale profile
         theta_starts = [theta_starts[len(theta_starts) // 2]]
-    if not large:
-        theta_starts = [_scan_scale(ev, t, bounds[0]) for t in theta_starts]
     theta_starts = [_profile_scales(ev, t, bounds, 6 if large else 20) for t in theta_starts]
+    # a profile that slid onto the no-signal plateau (to the scale's lower bound) is restarted from the best scale of
+    # a scan: the signal's basin can lie far above the moment-matched scale (SS on slow oscillating responses)
+    lowest = bounds[0][0] + 1.0
+    theta_starts = [_profile_scales(ev, _scan_scale(ev, t, bounds[0]), bounds, 6 if large else 20)
+                    if np.any(t[:: ev.per] <= lowest) else t for t in theta_starts]
     scored = sorted(((ev.value(t), i) for i, t in enumerate(theta_starts)), key=lambda fi: fi[0])
     best_f, best_theta = np.inf, theta_starts[scored[0][1]]
     for f0, i in scored[:n_starts]:
@@ -642,7 +645,7 @@ def _energy(g: np.ndarray, c: np.ndarray, yy: float, n: int) -> float:
 
 
 def _scan_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) -> np.ndarray:
-    """The start with its scales (``log q``, all inputs together) set to the best of a grid over the bound: at a
+    """The start with its scales (``log q``, all inputs together) set to the best on a grid over the bound: at a
     fixed shape the profile in ``q`` can have two basins, the no-signal plateau (small ``q``) and the signal's, which
     for a smooth prior on a rough response (SS on an oscillating one) lies ``1e5`` above the moment-matched scale."""
     idx = np.arange(0, len(theta), ev.per)
