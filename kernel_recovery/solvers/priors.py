@@ -68,6 +68,7 @@ FTOL = 1e-10
 MAX_EVALUATIONS = 200
 #: Above ``SINGLE_START_ABOVE`` coefficients, L-BFGS-B stops at this absolute change of ``-2 log p``.
 LARGE_FTOL = 1e-2
+#: Machine epsilon, in the rounding estimate of ``-2 log p``.
 EPS = float(np.finfo(float).eps)
 #: Starts for the decay: the prior's variance falls by these factors over the kernel's lag span.
 _DECAY_STARTS = (0.5, 1e-1, 1e-3, 1e-8)  # (0.5: responses that barely decay over the kernel)
@@ -385,7 +386,7 @@ class _Evidence:
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
         self.evaluations = 0
         self.noise = 0.0  # the rounding error of the last -2 log p (see _refined_solve)
-        self._last: tuple[bytes, float, np.ndarray | None] | None = None
+        self._last: tuple[bytes, float, np.ndarray | None, float] | None = None
         scale = np.trace(g) / max(len(g), 1)
         self.log_q_ref = float(-np.log(scale)) if scale > 0 else 0.0
 
@@ -431,18 +432,20 @@ class _Evidence:
     def value(self, theta: np.ndarray, want_grad: bool = False):
         key = np.asarray(theta, dtype=float).tobytes()
         if self._last is not None and self._last[0] == key and (self._last[2] is not None or not want_grad):
-            _, f, last = self._last  # the tuning asks again where it just was (a start's score, L-BFGS's first call)
+            _, f, last, self.noise = self._last  # asked again where it just was (a start's score, L-BFGS's first call)
             return (f, last.copy()) if want_grad and last is not None else f
         taus = self.taus(theta)
         cmat, bvec, ts = self.transformed(taus)
         logs = self.log_s(theta)
         out = self._at(cmat, bvec, ts, logs, want_grad)
+        noise = self.noise  # the finite differences below evaluate elsewhere
         if not want_grad:
-            self._last = (key, out, None)
+            self._last = (key, out, None, noise)
             return out
         f, g_logs = out
         grad = np.zeros_like(theta) if not np.isfinite(f) else self._chain(theta, taus, logs, f, g_logs)
-        self._last = (key, f, grad)
+        self.noise = noise
+        self._last = (key, f, grad, noise)
         return f, grad.copy()
 
     def _at(self, cmat: np.ndarray, bvec: np.ndarray, ts: list, logs: np.ndarray, want_grad: bool):
