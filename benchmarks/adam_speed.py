@@ -134,7 +134,7 @@ def worker(lib: str, task: str, steps: int, loss: str, repeat: int, length: int)
     if task.endswith(":solver"):
         # the solver alone on the canonical problem (validation and the determinacy report left out);
         # the statistics it needs are recomputed for every call
-        from kernel_recovery.problem import build_problem
+        from kernel_recovery.model.problem import build_problem
         from kernel_recovery.solvers.gradient import solve
 
         problem = build_problem(x[0], y[0], k)

@@ -35,7 +35,7 @@ import numpy as np
 from harness import RESULTS, fmt_time, markdown_table, write_result
 
 import kernel_recovery as kr
-from kernel_recovery.problem import build_problem
+from kernel_recovery.model.problem import build_problem
 from kernel_recovery.solvers import lstsq
 
 NOISE = 0.01

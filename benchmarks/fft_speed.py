@@ -22,7 +22,7 @@ import numpy as np
 import scipy.fft
 from harness import fmt_time, markdown_table, measure, write_result
 
-from kernel_recovery.problem import build_problem
+from kernel_recovery.model.problem import build_problem
 from kernel_recovery.solvers import lstsq, spectral
 
 

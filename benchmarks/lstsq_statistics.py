@@ -19,7 +19,7 @@ import numpy as np
 from harness import markdown_table, write_result
 
 import kernel_recovery as kr
-from kernel_recovery.result import confidence_interval
+from kernel_recovery.model.result import confidence_interval
 
 
 def regularization_table(trials: int, taps: int = 30, sigma: float = 0.5) -> str:

@@ -5,8 +5,8 @@ A custom solver
 ``method=`` also takes a function ``solve(problem, **options) -> Solution``. It never
 sees padding, stride, dilation, groups or layouts:
 :func:`kernel_recovery.recover_kernel` validates the data and hands it a
-:class:`~kernel_recovery.problem.CanonicalProblem`, in which every group is a *valid,
-stride-1, undilated* cross-correlation (a :class:`~kernel_recovery.problem.Block`). The
+:class:`~kernel_recovery.model.problem.CanonicalProblem`, in which every group is a *valid,
+stride-1, undilated* cross-correlation (a :class:`~kernel_recovery.model.problem.Block`). The
 solver returns one kernel per block, in that canonical space, as a
 :class:`~kernel_recovery.Solution`; ``recover_kernel`` maps it back to the user's kernel
 and computes the residual, the report and the checks, so the result is the same

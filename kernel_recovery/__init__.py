@@ -2,10 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .accumulator import NormalEquations
 from .api import analyze, recover_kernel
-from .conv import conv1d
-from .determinacy import DeterminacyReport
+from .diagnostics.determinacy import DeterminacyReport
+from .diagnostics.lagsearch import LagSelection
 from .exceptions import (
     ChangeWarning,
     IllConditionedWarning,
@@ -14,12 +13,13 @@ from .exceptions import (
     SpectralWarning,
     UnderdeterminedWarning,
 )
-from .lagsearch import LagSelection
+from .model.conv import conv1d
+from .model.problem import CanonicalProblem
+from .model.result import FrequencyResponse, KernelResult, Solution
 from .planning import plan
-from .problem import CanonicalProblem
-from .result import FrequencyResponse, KernelResult, Solution
 from .selection import KernelSizeSelection, select_kernel_size, select_lags
 from .stack import StackResult, recover_stack
+from .streaming.accumulator import NormalEquations
 from .tracking import KernelTrack, track_kernel
 
 try:

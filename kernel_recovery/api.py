@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from numpy.typing import ArrayLike
 
-from . import lagsearch, outofcore, pipeline, solvers
-from .determinacy import DeterminacyReport, report_for
-from .problem import Layout, Padding, build_problem
-from .result import KernelResult
+from . import solvers
+from .diagnostics import lagsearch
+from .diagnostics.determinacy import DeterminacyReport, report_for
+from .model.problem import Layout, Padding, build_problem
+from .model.result import KernelResult
+from .solvers import pipeline
+from .streaming import outofcore
 
 if TYPE_CHECKING:
-    from .result import Solution
+    from .model.result import Solution
 
 
 def recover_kernel(

@@ -22,16 +22,16 @@ import numpy as np
 
 from . import __version__, datasets, solvers
 from .api import analyze, recover_kernel
-from .conv import conv1d
+from .model.conv import conv1d
+from .model.problem import jsonable
 from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
-from .problem import jsonable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .datasets import Example
-    from .determinacy import DeterminacyReport
-    from .result import KernelResult
+    from .diagnostics.determinacy import DeterminacyReport
+    from .model.result import KernelResult
 
 PROG = "kernel-recovery"
 #: Where ``demo`` saves its figure unless ``--plot`` says otherwise (the temp dir, so no stray files in the cwd).

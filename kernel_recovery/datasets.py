@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .conv import conv1d
+from .model.conv import conv1d
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .result import KernelResult
+    from .model.result import KernelResult
 
 __all__ = ["to_keras", "to_scipy", "to_torch"]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .determinacy import (
+from .diagnostics.determinacy import (
     DeterminacyReport,
     _noise_array,
     _user_taps,
@@ -17,7 +17,7 @@ from .determinacy import (
     untouched_taps,
 )
 from .exceptions import UnderdeterminedWarning
-from .problem import ConvConfig, Padding, check_positive_int
+from .model.problem import ConvConfig, Padding, check_positive_int
 
 
 def _lengths(lengths, batch) -> tuple[int, ...]:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .problem import Layout, as_sequences
+from .model.problem import Layout, as_sequences
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .determinacy import DeterminacyReport
-    from .result import FrequencyResponse, KernelResult
+    from .diagnostics.determinacy import DeterminacyReport
+    from .model.result import FrequencyResponse, KernelResult
 
 __all__ = ["plot_bode", "plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
 
@@ -385,7 +385,7 @@ def plot_bode(
         A result (its :meth:`~kernel_recovery.KernelResult.frequency_response` with ``n``, ``fs`` and
         ``level`` is drawn) or a response already computed.
     n, fs, level
-        As in :func:`kernel_recovery.result.frequency_response`, for a result.
+        As in :func:`kernel_recovery.model.result.frequency_response`, for a result.
     true_kernel : array_like, optional
         The kernel that made the data (for a result): its response is drawn dashed for comparison.
     true_response : array_like, optional
@@ -401,7 +401,7 @@ def plot_bode(
 
     Notes
     -----
-    Bands are the pointwise delta-method bands of :class:`~kernel_recovery.result.FrequencyResponse`
+    Bands are the pointwise delta-method bands of :class:`~kernel_recovery.model.result.FrequencyResponse`
     (magnitude: ``|H| -+ q se``, drawn in dB; phase: ``phase -+ q se``), shaded where the result has
     standard errors.
 

@@ -14,10 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .api import recover_kernel
+from .diagnostics.lagsearch import LagSelection, choose_lags_for, information_criterion, prefix_fit
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
-from .lagsearch import LagSelection, choose_lags_for, information_criterion, prefix_fit
-from .operator import block_statistics, design_rows, n_columns
-from .problem import (
+from .model.operator import block_statistics, design_rows, n_columns
+from .model.problem import (
     Block,
     CanonicalProblem,
     ConvConfig,
@@ -31,7 +31,7 @@ from .problem import (
     check_padding,
     check_positive_int,
 )
-from .result import KernelResult
+from .model.result import KernelResult
 
 CRITERIA = ("aic", "bic", "cv")
 #: From this many candidates on, AIC/BIC with exact least squares score every size from one factorization.
@@ -322,7 +322,7 @@ def _nested_rss(
     Every candidate reads the same output samples, and its columns are a run of the largest candidate's taps
     (``"causal"`` and the trimmed inputs with ``flip``: the last ``k``; ``"same"``: the ones around its centre;
     otherwise the first ``k``), each longer run holding the shorter: in the order the taps join, one
-    factorization of the largest Gram gives every candidate's fit (:func:`~kernel_recovery.lagsearch.prefix_fit`).
+    factorization of the largest Gram gives every candidate's fit (:func:`~kernel_recovery.diagnostics.lagsearch.prefix_fit`).
     """
     if base["stride"] != 1 or base["dilation"] != 1 or not xs_for:
         return None
@@ -481,7 +481,7 @@ def select_lags(
 
     For measurements where ``y`` is on ``x``'s time axis (same length) with an unknown bulk delay and length,
     ``y[t] = sum_{l=first}^{last} h[l] x[t - l]``: the lags are located by a prewhitened cross-correlation and
-    chosen by AIC or BIC from nested least-squares scans (see :func:`kernel_recovery.lagsearch.choose_lags`),
+    chosen by AIC or BIC from nested least-squares scans (see :func:`kernel_recovery.diagnostics.lagsearch.choose_lags`),
     then the kernel is recovered with ``recover_kernel(x, y, lags=(first, last), ...)``.
 
     Parameters

@@ -15,9 +15,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .api import analyze
-from .conv import conv1d
-from .determinacy import DeterminacyReport
-from .problem import ConvConfig, as_sequences, check_layout, restore_form
+from .diagnostics.determinacy import DeterminacyReport
+from .model.conv import conv1d
+from .model.problem import ConvConfig, as_sequences, check_layout, restore_form
 
 if TYPE_CHECKING:  # (JAX and optax are imported when a stack is fitted)
     import jax

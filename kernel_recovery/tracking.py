@@ -11,7 +11,7 @@ statistics of the estimate at the end of step ``j`` are
 * neither: the growing sum.
 
 The normal equations of all steps are solved together (batched inverse, one refinement step); a step whose Gram
-fails the screen ``1 / trace(G^-1) > tol^2`` (``tol`` from :func:`~kernel_recovery.operator.rank_tolerance`, the
+fails the screen ``1 / trace(G^-1) > tol^2`` (``tol`` from :func:`~kernel_recovery.model.operator.rank_tolerance`, the
 one rank rule) is solved by its eigendecomposition with that rule (minimum-norm, stderr NaN when deficient).
 """
 
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import changes
-from .accumulator import check_memory
-from .operator import CHUNK_ENTRIES, design_rows, n_columns, rank_tolerance, unpack_columns
-from .problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem, check_positive_int
+from .diagnostics import changes
+from .model.operator import CHUNK_ENTRIES, design_rows, n_columns, rank_tolerance, unpack_columns
+from .model.problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem, check_positive_int
+from .streaming.accumulator import check_memory
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -193,7 +193,7 @@ def track_kernel(
     Cost: ``2 (P + O)^2`` flops per sample for the step Grams, plus ``O(P^3)`` per step for the solves, with ``P``
     the unknowns per output.  The standard errors treat the noise as white with a variance from the weighted
     residual, ``kappa sigma^2 G^-1`` with ``kappa = sum w^2 / sum w`` (exact for a window; see
-    :func:`kernel_recovery.accumulator.forgetting_stderr_scale`).
+    :func:`kernel_recovery.streaming.accumulator.forgetting_stderr_scale`).
 
     Examples
     --------

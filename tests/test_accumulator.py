@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import accumulator
-from kernel_recovery import operator as determinacy
-from kernel_recovery import operator as statistics
+from kernel_recovery.model import operator as determinacy
+from kernel_recovery.model import operator as statistics
 from kernel_recovery.solvers import lstsq
+from kernel_recovery.streaming import accumulator
 
 
 def brute_design(x, kernel_size, cout_group, *, use_bias, **conv):
@@ -93,7 +93,7 @@ def test_statistics_match_explicit_design(rng):
     y = rng.standard_normal((251, 1))
     feed(acc, x, y, rng, 9)
     st = acc.statistics()[0]
-    block = kr.problem.build_problem(x, y, 4, stride=2, padding="same").blocks[0]
+    block = kr.model.problem.build_problem(x, y, 4, stride=2, padding="same").blocks[0]
     a = statistics.design_matrix(block, False)
     np.testing.assert_allclose(st.gram, a.T @ a, rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(st.cross, a.T @ np.concatenate(block.ys), rtol=1e-12, atol=1e-11)

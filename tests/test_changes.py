@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import changes
-from kernel_recovery.problem import build_problem
+from kernel_recovery.diagnostics import changes
+from kernel_recovery.model.problem import build_problem
 from kernel_recovery.solvers import lstsq
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import operator as determinacy
+from kernel_recovery.model import operator as determinacy
 
 
 def reference_design(x, kernel_size, use_bias=False, **cfg):
@@ -397,7 +397,7 @@ def test_large_designs_use_a_spectral_estimate(rng):
 
 
 def test_spectral_estimate_agrees_with_the_exact_spectrum(rng, monkeypatch):
-    from kernel_recovery import operator as determinacy
+    from kernel_recovery.model import operator as determinacy
 
     x = np.column_stack([rng.standard_normal(200_000), rng.standard_normal(200_000)])
     exact = kr.analyze(x, None, 64, warn=False)

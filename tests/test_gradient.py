@@ -6,7 +6,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from references import jax_conv1d
 
 import kernel_recovery as kr
-from kernel_recovery.problem import build_problem
+from kernel_recovery.model.problem import build_problem
 
 jax = pytest.importorskip("jax")
 optax = pytest.importorskip("optax")

@@ -290,7 +290,7 @@ def test_gram_too_large_for_memory_is_refused_with_its_size(entry, tmp_path, cap
 
 def test_long_single_channel_kernels_are_not_refused():
     """One channel: lstsq solves long kernels by FFT products, never forming the Gram; no memory refusal."""
-    from kernel_recovery.problem import build_problem, check_feasible
+    from kernel_recovery.model.problem import build_problem, check_feasible
 
     problem = build_problem(np.zeros(10**6), np.zeros(10**6 - 5 * 10**5 + 1), 5 * 10**5)
     check_feasible(problem)  # a 2 TB Gram, but single-channel: allowed

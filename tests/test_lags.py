@@ -12,8 +12,8 @@ import pytest
 import scipy.signal
 
 import kernel_recovery as kr
-from kernel_recovery.accumulator import NormalEquations
-from kernel_recovery.problem import ConvConfig
+from kernel_recovery.model.problem import ConvConfig
+from kernel_recovery.streaming.accumulator import NormalEquations
 
 
 def shifted(x, lag):

@@ -8,8 +8,9 @@ import scipy.linalg
 import scipy.signal
 
 import kernel_recovery as kr
-from kernel_recovery.operator import whitening_filters
-from kernel_recovery import lagsearch, selection
+from kernel_recovery import selection
+from kernel_recovery.diagnostics import lagsearch
+from kernel_recovery.model.operator import whitening_filters
 
 
 def lag_design(x, lo, hi):

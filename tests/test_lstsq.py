@@ -7,10 +7,10 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import kernel_recovery as kr
-from kernel_recovery import operator as determinacy
-from kernel_recovery import operator as statistics
-from kernel_recovery.problem import build_problem
-from kernel_recovery.result import confidence_interval
+from kernel_recovery.model import operator as determinacy
+from kernel_recovery.model import operator as statistics
+from kernel_recovery.model.problem import build_problem
+from kernel_recovery.model.result import confidence_interval
 from kernel_recovery.solvers import lstsq
 
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernel_recovery as kr
-from kernel_recovery import operator
-from kernel_recovery.problem import build_problem
+from kernel_recovery.model import operator
+from kernel_recovery.model.problem import build_problem
 
 
 @st.composite

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import outofcore
+from kernel_recovery.streaming import outofcore
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import outofcore
+from kernel_recovery.streaming import outofcore
 
 
 class Crash(Exception):

@@ -6,7 +6,7 @@ import scipy.linalg
 import scipy.stats
 
 import kernel_recovery as kr
-from kernel_recovery.problem import build_problem
+from kernel_recovery.model.problem import build_problem
 from kernel_recovery.solvers import priors
 
 

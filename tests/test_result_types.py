@@ -8,8 +8,8 @@ import pytest
 
 import kernel_recovery as kr
 from kernel_recovery.cli import main
-from kernel_recovery.operator import DesignOperator, unpack_columns
-from kernel_recovery.problem import CanonicalProblem, ConvConfig, jsonable
+from kernel_recovery.model.operator import DesignOperator, unpack_columns
+from kernel_recovery.model.problem import CanonicalProblem, ConvConfig, jsonable
 
 
 def strict_loads(text: str):
@@ -163,7 +163,7 @@ def test_repr_is_short_and_str_is_the_summary(rng):
 
 def test_public_names_and_types():
     assert kr.CanonicalProblem is CanonicalProblem
-    assert issubclass(kr.SpectralWarning, UserWarning) and kr.Solution.__module__ == "kernel_recovery.result"
+    assert issubclass(kr.SpectralWarning, UserWarning) and kr.Solution.__module__ == "kernel_recovery.model.result"
     assert typing.get_type_hints(kr.KernelSizeSelection)["result"] is kr.KernelResult
 
 

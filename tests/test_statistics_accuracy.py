@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery import operator
-from kernel_recovery.problem import build_problem
+from kernel_recovery.model import operator
+from kernel_recovery.model.problem import build_problem
 
 #: The target of issue 13: the statistics agree with exact sums to this, relative to their largest entry.
 STATISTICS_RTOL = 1e-13

@@ -13,8 +13,8 @@ import scipy.linalg  # noqa: F401  (its BLAS loaded up front: the library set st
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import kernel_recovery as kr
-from kernel_recovery import operator
-from kernel_recovery.threads import SerialBLAS, fft_workers, serial_region, workers
+from kernel_recovery.model import operator
+from kernel_recovery.model.threads import SerialBLAS, fft_workers, serial_region, workers
 
 
 def blas_threads() -> list[int]:

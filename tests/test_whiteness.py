@@ -10,7 +10,7 @@ from scipy.stats import chi2
 
 import kernel_recovery as kr
 import kernel_recovery.exceptions
-from kernel_recovery import postfit
+from kernel_recovery.diagnostics import postfit
 
 
 def _ljung_box_by_hand(e: np.ndarray, lags: int) -> float:

@@ -1,7 +1,7 @@
 """Solver registry.  Each strategy lives in its own module and is imported only when used.
 
 A solver is a function ``solve(problem, *, option=default, ...) -> Solution`` taking a
-:class:`~kernel_recovery.problem.CanonicalProblem`; its keyword-only parameters are its options.
+:class:`~kernel_recovery.model.problem.CanonicalProblem`; its keyword-only parameters are its options.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..result import Solution
+    from ..model.result import Solution
 
 #: method name -> "module:function", imported lazily (JAX and optax load only with method="adam").
 METHODS: dict[str, str] = {

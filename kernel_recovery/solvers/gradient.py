@@ -41,7 +41,7 @@ import numpy as np
 import optax
 from numpy.typing import DTypeLike
 
-from ..operator import (
+from ..model.operator import (
     EXPLICIT_LIMIT,
     BlockSpectrum,
     block_residuals,
@@ -54,9 +54,9 @@ from ..operator import (
     rss_from_statistics,
     window_rows,
 )
-from ..problem import CanonicalProblem, check_gram_memory
-from ..result import Solution
-from ..threads import SerialBLAS
+from ..model.problem import CanonicalProblem, check_gram_memory
+from ..model.result import Solution
+from ..model.threads import SerialBLAS
 from . import lstsq
 from .lstsq import HUBER_DELTA
 
@@ -544,7 +544,7 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
     """The parametrization ``coef = offset + P u`` (see :class:`Parametrization`).
 
     Whitening takes ``P = V diag(s_max / s)`` from the design's spectrum ``A = U diag(s) V^T`` (cached on the
-    block by :func:`~kernel_recovery.operator.block_spectrum`, the one the report reads), so the squared loss
+    block by :func:`~kernel_recovery.model.operator.block_spectrum`, the one the report reads), so the squared loss
     has the Hessian ``2 s_max^2 I / n`` in ``u``: every direction converges at the same rate, and
     ``|u| <= |coefficients|``.  Directions the data do not see (at or below the spectrum's rank tolerance) are
     dropped, so rank-deficient data give a kernel without null-space components, like the minimum-norm least

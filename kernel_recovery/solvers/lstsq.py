@@ -22,7 +22,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from ..operator import (
+from ..model.operator import (
     CHUNK_ROWS,
     EXPLICIT_LIMIT,
     LONG_KERNEL,
@@ -41,9 +41,9 @@ from ..operator import (
     solve_path,
     unpack_columns,
 )
-from ..problem import Block, CanonicalProblem
-from ..result import Solution
-from ..threads import SerialBLAS
+from ..model.problem import Block, CanonicalProblem
+from ..model.result import Solution
+from ..model.threads import SerialBLAS
 from . import priors
 from .priors import REGULARIZATIONS, PriorArg, Regularization
 

@@ -50,8 +50,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..operator import block_statistics, rank_tolerance
-from ..problem import Block, CanonicalProblem
+from ..model.operator import block_statistics, rank_tolerance
+from ..model.problem import Block, CanonicalProblem
 
 Regularization = Literal["gcv", "ml", "tc", "dc", "ss", "di"]
 REGULARIZATIONS: tuple[Regularization, ...] = ("gcv", "ml", "tc", "dc", "ss", "di")

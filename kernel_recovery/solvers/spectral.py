@@ -64,9 +64,9 @@ import scipy.fft as sfft
 from numpy.typing import ArrayLike
 
 from ..exceptions import SpectralWarning
-from ..operator import window_rows
-from ..problem import Block, CanonicalProblem
-from ..result import Solution
+from ..model.operator import window_rows
+from ..model.problem import Block, CanonicalProblem
+from ..model.result import Solution
 
 #: Smallest default lag window of the per-frequency estimate, in taps.
 WINDOW_FACTOR = 4

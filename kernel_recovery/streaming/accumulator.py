@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import pipeline
-from .operator import (
+from ..model.operator import (
     CHUNK_ENTRIES,
     EXPLICIT_LIMIT,
     BlockSpectrum,
@@ -34,7 +33,7 @@ from .operator import (
     n_columns,
     rank_tolerance,
 )
-from .problem import (
+from ..model.problem import (
     Block,
     CanonicalProblem,
     ConvConfig,
@@ -52,10 +51,11 @@ from .problem import (
     jsonable,
     unmask,
 )
-from .result import KernelResult
+from ..model.result import KernelResult
+from ..solvers import pipeline
 
 if TYPE_CHECKING:
-    from .solvers.lstsq import Regularization
+    from ..solvers.lstsq import Regularization
 
 
 class _Settings(TypedDict):
@@ -128,7 +128,7 @@ def weighted_statistics(block: Block, use_bias: bool, weights: np.ndarray, inter
     """``A^T W A``, ``A^T W Y``, ``sum w y^2`` and ``sum w`` of a block, one weight per output sample in time order.
 
     The block's subsequence ``r`` holds the output samples ``r, r + interleave, ...`` (the dilation's split, see
-    :mod:`~kernel_recovery.problem`).  Weights break the Toeplitz structure of the Gram, so the rows are cut
+    :mod:`~kernel_recovery.model.problem`).  Weights break the Toeplitz structure of the Gram, so the rows are cut
     (``design_rows``) and multiplied in chunks of ``CHUNK_ENTRIES``.
     """
     p = n_columns(block, use_bias)

@@ -17,7 +17,7 @@ Three steps, none of which tries every lag:
    For the starts, the residual of ``s..hi`` is the full window's plus ``w_D' ((G^-1)_DD)^-1 w_D`` for the
    dropped lags ``D = lo..s-1`` (``w`` the full fit): a few triangular solves more, not a second
    factorization.  AIC or BIC on these residuals (noise variance profiled) choose the end and the start.  A
-   pivot at or below :func:`~kernel_recovery.operator.rank_tolerance` stops the scan there.
+   pivot at or below :func:`~kernel_recovery.model.operator.rank_tolerance` stops the scan there.
 
    With one input channel and more than ``SMALL_WINDOW`` lags the ``O(T^3)`` factorization is replaced by an
    ``O(T^2)`` one: the window's exact fit ``h`` (Toeplitz CG by FFT) and, by Pythagoras,
@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .operator import column_sums, gram_from_lags, lagged_correlations, rank_tolerance, whitening_filters
-from .threads import SerialBLAS, fft_workers
+from ..model.operator import column_sums, gram_from_lags, lagged_correlations, rank_tolerance, whitening_filters
+from ..model.threads import SerialBLAS, fft_workers
 
 if TYPE_CHECKING:
-    from .result import KernelResult
+    from ..model.result import KernelResult
 
 Criterion = Literal["aic", "bic"]
 #: Order of the autoregressive prewhitening filter (per input channel).
@@ -579,7 +579,7 @@ class LagSelection:
         one itself)."""
         import warnings as _warnings
 
-        from .exceptions import KernelSizeWarning, NonCausalWarning
+        from ..exceptions import KernelSizeWarning, NonCausalWarning
 
         for message in self.warnings:
             _warnings.warn(message, KernelSizeWarning, stacklevel=stacklevel + 1)
@@ -632,8 +632,8 @@ def _window_fit(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The least-squares kernel over lags ``lo..hi`` (ascending, ``(taps, C, O)``) and bias, without factoring:
     Toeplitz CG by FFT for one input channel (as ``method="lstsq"`` does for long kernels), else the Gram."""
-    from .operator import ToeplitzGram, pcg
-    from .problem import build_problem
+    from ..model.operator import ToeplitzGram, pcg
+    from ..model.problem import build_problem
 
     taps = hi - lo + 1
     c, o = xs[0].shape[1], ys[0].shape[1]
@@ -943,7 +943,7 @@ def choose_lags_for(
     that ``y`` is on ``x``'s time axis (same lengths), chooses, and issues the choice's warnings (a response cut
     by ``max_length`` or ``max_delay``) as :class:`~kernel_recovery.KernelSizeWarning`.
     """
-    from .problem import as_sequences, check_bool, check_layout
+    from ..model.problem import as_sequences, check_bool, check_layout
 
     if not isinstance(criterion, str) or criterion.lower() not in ("aic", "bic"):
         raise ValueError(

@@ -95,7 +95,7 @@ def serial_region() -> Iterator[None]:
 
     Examples
     --------
-    >>> from kernel_recovery.threads import fft_workers, serial_region, workers
+    >>> from kernel_recovery.model.threads import fft_workers, serial_region, workers
     >>> with serial_region():
     ...     workers(), fft_workers()
     (1, 1)

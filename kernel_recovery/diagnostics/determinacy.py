@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .exceptions import IllConditionedWarning, UnderdeterminedWarning
-from .operator import APPROXIMATE_ABOVE, BlockSpectrum, design_rows, n_columns, report_spectrum
-from .problem import Block, CanonicalProblem, ConvConfig, check_feasible, jsonable
-from .threads import SerialBLAS
+from ..exceptions import IllConditionedWarning, UnderdeterminedWarning
+from ..model.operator import APPROXIMATE_ABOVE, BlockSpectrum, design_rows, n_columns, report_spectrum
+from ..model.problem import Block, CanonicalProblem, ConvConfig, check_feasible, jsonable
+from ..model.threads import SerialBLAS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -272,7 +272,7 @@ class DeterminacyReport:
 
     def plot(self, ax: Axes | None = None) -> Figure:
         """Plot the singular-value spectrum (matplotlib); see :func:`kernel_recovery.plotting.plot_spectrum`."""
-        from .plotting import plot_spectrum
+        from ..plotting import plot_spectrum
 
         return plot_spectrum(self, ax=ax)
 

@@ -419,7 +419,7 @@ def block_statistics(block: Block, use_bias: bool) -> Statistics:
     Examples
     --------
     >>> import numpy as np
-    >>> from kernel_recovery.problem import build_problem
+    >>> from kernel_recovery.model.problem import build_problem
     >>> x = np.arange(6.0)
     >>> block = build_problem(x, x[1:] + x[:-1], 2).blocks[0]
     >>> st = block_statistics(block, use_bias=False)
@@ -483,7 +483,7 @@ def block_gram(block: Block, use_bias: bool) -> np.ndarray:
     """``A^T A`` of a block: from its full statistics when cached, else without the cross terms (cached).
 
     The report needs only the Gram; when the solver also needs ``A^T Y``, :func:`block_statistics` runs first
-    (see :func:`kernel_recovery.pipeline.run`) and this reads its Gram, so the data are passed over once.
+    (see :func:`kernel_recovery.solvers.pipeline.run`) and this reads its Gram, so the data are passed over once.
     """
     full = block.cache.get(("statistics", use_bias))
     if full is not None:
@@ -632,7 +632,7 @@ class DesignOperator:
     Examples
     --------
     >>> import numpy as np
-    >>> from kernel_recovery.problem import build_problem
+    >>> from kernel_recovery.model.problem import build_problem
     >>> block = build_problem(np.arange(6.0), None, 2).blocks[0]
     >>> op = DesignOperator(block, use_bias=False)
     >>> op.shape

@@ -34,10 +34,10 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from .operator import forward, rank_tolerance, statistics_flops, whitening_filters, window_rows
-from .problem import PADDING_MODES, Block, CanonicalProblem, ConvConfig, PaddingMode
-from .result import Solution
-from .threads import SerialBLAS
+from ..model.operator import forward, rank_tolerance, statistics_flops, whitening_filters, window_rows
+from ..model.problem import PADDING_MODES, Block, CanonicalProblem, ConvConfig, PaddingMode
+from ..model.result import Solution
+from ..model.threads import SerialBLAS
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
 #: a correct fit to data with an SNR above 26 dB leaves less, and pays nothing for the check.
@@ -267,7 +267,7 @@ def check_row_budget(block: Block) -> int:
     """Rows the kernel-size check samples: enough for a powerful F-test, not more.
 
     The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the cost
-    of the statistics (:func:`~kernel_recovery.operator.statistics_flops`; or ``CHECK_FREE_FLOPS``), so the
+    of the statistics (:func:`~kernel_recovery.model.operator.statistics_flops`; or ``CHECK_FREE_FLOPS``), so the
     check stays a small share of the solve.
     """
     cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
@@ -321,7 +321,7 @@ def _check_rows(block: Block, e: int, use_bias: bool) -> tuple[np.ndarray, np.nd
 def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
     """Least squares from ``A^T A`` and ``A^T y``: Cholesky when clearly positive definite, else a pseudo-inverse.
 
-    Returns the coefficients and the rank (by :func:`~kernel_recovery.operator.rank_tolerance`, ``"gram"``).
+    Returns the coefficients and the rank (by :func:`~kernel_recovery.model.operator.rank_tolerance`, ``"gram"``).
     """
     import scipy.linalg
 
@@ -346,7 +346,7 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
     """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not), and the fit's share.
 
     Returns the message (or None), the relative residual rms of the longer fit on the flagged output
-    channels (``inf`` when none is flagged), so that :func:`kernel_recovery.pipeline.finish` can weigh it
+    channels (``inf`` when none is flagged), so that :func:`kernel_recovery.solvers.pipeline.finish` can weigh it
     against another setting that fits, and why no block could be checked (None when one was).
 
     On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and

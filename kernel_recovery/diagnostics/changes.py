@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .operator import (
+from ..model.operator import (
     block_statistics,
     filtered_block,
     n_columns,
@@ -31,7 +31,7 @@ from .operator import (
     whitening_filters,
     window_rows,
 )
-from .problem import Block, CanonicalProblem
+from ..model.problem import Block, CanonicalProblem
 
 #: The false-alarm rate of the check in :func:`kernel_recovery.recover_kernel` (per call, under a fixed kernel).
 ALPHA = 1e-3
@@ -44,7 +44,7 @@ MAX_UNKNOWNS = 256
 #: Fewer sampled equations per unknown than this: not checked (too few to split).
 MIN_ROWS_PER_UNKNOWN = 16
 #: The check runs when its cost (multiply-adds: the sampled rows' products and ``2 SPLITS`` factorizations) is at
-#: most this share of the fit's statistics (:func:`~kernel_recovery.operator.statistics_flops`), or at most
+#: most this share of the fit's statistics (:func:`~kernel_recovery.model.operator.statistics_flops`), or at most
 #: ``FREE_FLOPS`` whatever the share: a small share of every fit.
 WORK_SHARE = 0.25
 FREE_FLOPS = 3e7

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import changes, postfit, solvers
-from .determinacy import DeterminacyReport, report_for
-from .exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
-from .operator import (
+from .. import solvers
+from ..diagnostics import changes, postfit
+from ..diagnostics.determinacy import DeterminacyReport, report_for
+from ..exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
+from ..model.operator import (
     block_residuals,
     block_statistics,
     filtered_block,
@@ -31,9 +32,9 @@ from .operator import (
     solve_path,
     whitening_filters,
 )
-from .problem import CanonicalProblem, check_feasible
-from .result import KernelResult, Solution
-from .threads import SerialBLAS
+from ..model.problem import CanonicalProblem, check_feasible
+from ..model.result import KernelResult, Solution
+from ..model.threads import SerialBLAS
 
 #: The residual sum of squares is read off the statistics (``y'y - 2 w'A'y + w'A'Aw``) when a bound on its rounding
 #: error is below this share of it (``residual_rms`` then has ~7 correct digits); otherwise a pass over the data

@@ -33,16 +33,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import pipeline, solvers
+from .. import solvers
+from ..diagnostics.determinacy import DeterminacyReport, report_for
+from ..model.operator import block_spectrum
+from ..model.problem import ConvConfig, Layout, Padding, _check_dtype, check_alignment, check_layout, check_positive_int
+from ..model.result import KernelResult
+from ..model.threads import serial_region
+from ..solvers import pipeline
 from .accumulator import NormalEquations
-from .determinacy import DeterminacyReport, report_for
-from .operator import block_spectrum
-from .problem import ConvConfig, Layout, Padding, _check_dtype, check_alignment, check_layout, check_positive_int
-from .result import KernelResult
-from .threads import serial_region
 
 if TYPE_CHECKING:
-    from .result import Solution
+    from ..model.result import Solution
 
 #: What the out-of-core front ends read: a Dask, memory-mapped, zarr/h5py or in-memory array, or (as ``x``, with
 #: ``y=None``) an iterator of ``(x_chunk, y_chunk)`` pairs of one sequence.

@@ -17,7 +17,7 @@ from .problem import ConvConfig, jsonable
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
     from matplotlib.figure import Figure
 
-    from .determinacy import DeterminacyReport
+    from ..diagnostics.determinacy import DeterminacyReport
 
 
 @dataclass
@@ -31,12 +31,12 @@ class Solution:
     Notes
     -----
     A method is a function ``solve(problem, *, option=default, ...) -> Solution``; pass it as
-    ``recover_kernel(..., method=solve)``.  It receives a :class:`~kernel_recovery.problem.CanonicalProblem`
+    ``recover_kernel(..., method=solve)``.  It receives a :class:`~kernel_recovery.model.problem.CanonicalProblem`
     in which padding, stride, dilation and groups are already reduced to one valid, stride-1, undilated
     cross-correlation per block (group): ``block.xs[i]`` ``(len_i, channels)`` and ``block.ys[i]``
-    ``(len_i - taps + 1, O_b)``.  :func:`kernel_recovery.operator.design_matrix` gives a block's explicit
+    ``(len_i - taps + 1, O_b)``.  :func:`kernel_recovery.model.operator.design_matrix` gives a block's explicit
     design (its columns: the free taps, row-major ``(tap, channel)``, then the bias), and
-    :func:`kernel_recovery.operator.unpack_columns` maps coefficients over those columns back to a block
+    :func:`kernel_recovery.model.operator.unpack_columns` maps coefficients over those columns back to a block
     kernel and bias.  The solver's keyword-only parameters are its options: an option it does not take
     is a ``TypeError``.  :func:`recover_kernel` maps the solution back to the user's layout and computes the
     report, residuals and post-fit checks, as for the built-in methods.
@@ -46,7 +46,7 @@ class Solution:
     Ridge regression on each block's explicit design, as a user-written method:
 
     >>> import numpy as np, kernel_recovery as kr
-    >>> from kernel_recovery.operator import design_matrix, unpack_columns
+    >>> from kernel_recovery.model.operator import design_matrix, unpack_columns
     >>> def ridge_solver(problem, *, alpha=0.0):
     ...     use_bias = problem.config.use_bias
     ...     kernels, biases = [], []
@@ -164,7 +164,7 @@ class KernelResult:
     def confidence_interval(self, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Student-t intervals ``estimate -+ t * stderr`` for the kernel (or bias); needs :attr:`stderr`.
 
-        See :func:`kernel_recovery.result.confidence_interval`.
+        See :func:`kernel_recovery.model.result.confidence_interval`.
         """
         return confidence_interval(self, level, bias=bias)
 
@@ -185,12 +185,12 @@ class KernelResult:
         if kind == "bode":
             if x is not None or y is not None:
                 raise ValueError("`x` and `y` are not used by kind='bode'; leave them out.")
-            from .plotting import plot_bode
+            from ..plotting import plot_bode
 
             return plot_bode(self, true_kernel=true_kernel)
         if kind != "result":
             raise ValueError(f"`kind` must be 'result' or 'bode', got {kind!r}.")
-        from .plotting import plot_result
+        from ..plotting import plot_result
 
         return plot_result(self, x, y, true_kernel=true_kernel)
 
@@ -198,24 +198,24 @@ class KernelResult:
         self, n: int | None = None, *, freqs: ArrayLike | None = None, fs: float = 1.0, level: float = 0.95
     ) -> FrequencyResponse:
         """The kernel's frequency response with pointwise ``level`` bands; see
-        :func:`kernel_recovery.result.frequency_response`."""
+        :func:`kernel_recovery.model.result.frequency_response`."""
         return frequency_response(self, n, freqs=freqs, fs=fs, level=level)
 
     def to_torch(self, *, dtype: Any = None) -> dict[str, Any]:
         """A state dict for ``torch.nn.Conv1d.load_state_dict``; see :func:`kernel_recovery.export.to_torch`."""
-        from .export import to_torch
+        from ..export import to_torch
 
         return to_torch(self, dtype=dtype)
 
     def to_keras(self, *, dtype: str = "float32") -> list[np.ndarray]:
         """The list for ``keras.layers.Conv1D.set_weights``; see :func:`kernel_recovery.export.to_keras`."""
-        from .export import to_keras
+        from ..export import to_keras
 
         return to_keras(self, dtype=dtype)
 
     def to_scipy(self) -> np.ndarray:
         """The impulse response for ``scipy.signal.convolve``; see :func:`kernel_recovery.export.to_scipy`."""
-        from .export import to_scipy
+        from ..export import to_scipy
 
         return to_scipy(self)
 
@@ -318,7 +318,7 @@ def confidence_interval(
     Examples
     --------
     >>> import numpy as np, kernel_recovery as kr
-    >>> from kernel_recovery.result import confidence_interval
+    >>> from kernel_recovery.model.result import confidence_interval
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal(500)
     >>> y = kr.conv1d(x, [1.0, -0.5]) + 0.1 * rng.standard_normal(499)
@@ -468,7 +468,7 @@ class FrequencyResponse:
     def plot(self, *, fig: Any = None, true_response: ArrayLike | None = None) -> Figure:
         """A Bode plot (magnitude in dB and phase over frequency, with the bands); see
         :func:`kernel_recovery.plotting.plot_bode`; needs matplotlib."""
-        from .plotting import plot_bode
+        from ..plotting import plot_bode
 
         return plot_bode(self, fig=fig, true_response=true_response)
 
