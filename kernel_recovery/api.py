@@ -10,7 +10,8 @@ from numpy.typing import ArrayLike
 from . import solvers
 from .diagnostics import lagsearch
 from .diagnostics.determinacy import DeterminacyReport, report_for
-from .model.problem import Layout, Padding, build_problem
+from .model.config import Layout, Padding
+from .model.problem import build_problem
 from .model.result import KernelResult
 from .solvers import pipeline
 from .streaming import outofcore

@@ -22,8 +22,8 @@ import numpy as np
 
 from . import __version__, datasets, solvers
 from .api import analyze, recover_kernel
+from .model.arrays import jsonable
 from .model.conv import conv1d
-from .model.problem import jsonable
 from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
 
 if TYPE_CHECKING:

@@ -17,16 +17,17 @@ from .diagnostics.determinacy import (
     untouched_taps,
 )
 from .exceptions import UnderdeterminedWarning
-from .model.problem import ConvConfig, Padding, check_positive_int
+from .model.config import ConvConfig, Padding
+from .model.validation import check_int
 
 
 def _lengths(lengths, batch) -> tuple[int, ...]:
     if isinstance(lengths, numbers.Integral) and not isinstance(lengths, (bool, np.bool_)):
-        n = 1 if batch is None else check_positive_int(batch, "batch")
-        return (check_positive_int(lengths, "lengths"),) * n
+        n = 1 if batch is None else check_int(batch, "batch")
+        return (check_int(lengths, "lengths"),) * n
     if isinstance(lengths, (Sequence, np.ndarray)) and len(lengths) and not isinstance(lengths, str):
-        out = tuple(check_positive_int(v, "lengths") for v in lengths)
-        if batch is not None and check_positive_int(batch, "batch") != len(out):
+        out = tuple(check_int(v, "lengths") for v in lengths)
+        if batch is not None and check_int(batch, "batch") != len(out):
             raise ValueError(f"`batch` (={batch}) must equal the number of `lengths` given ({len(out)}), or be None.")
         return out
     raise TypeError(f"`lengths` must be a positive int or a non-empty sequence of them, got {lengths!r}.")
@@ -105,11 +106,11 @@ def plan(
         or input_std <= 0
     ):
         raise ValueError(f"`input_std` must be a finite number > 0, got {input_std!r}.")
-    in_channels = check_positive_int(in_channels, "in_channels")
+    in_channels = check_int(in_channels, "in_channels")
     out_channels = (
-        check_positive_int(groups, "groups")
+        check_int(groups, "groups")
         if out_channels is None
-        else check_positive_int(out_channels, "out_channels")
+        else check_int(out_channels, "out_channels")
     )
     cfg = ConvConfig.create(
         kernel_size,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .model.problem import Layout, as_sequences
+from .model.arrays import as_sequences
+from .model.config import Layout
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -16,22 +16,12 @@ from numpy.typing import ArrayLike
 from .api import recover_kernel
 from .diagnostics.lagsearch import LagSelection, choose_lags_for, information_criterion, prefix_fit
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
+from .model.arrays import as_sequences
+from .model.config import ConvConfig, Layout, Padding, PaddingMode, check_layout, check_padding
 from .model.operator import block_statistics, design_rows, n_columns
-from .model.problem import (
-    Block,
-    CanonicalProblem,
-    ConvConfig,
-    Layout,
-    Padding,
-    PaddingMode,
-    as_sequences,
-    build_problem,
-    check_bool,
-    check_layout,
-    check_padding,
-    check_positive_int,
-)
+from .model.problem import Block, CanonicalProblem, build_problem
 from .model.result import KernelResult
+from .model.validation import check_bool, check_int
 
 CRITERIA = ("aic", "bic", "cv")
 #: From this many candidates on, AIC/BIC with exact least squares score every size from one factorization.
@@ -213,8 +203,8 @@ def select_kernel_size(
         raise ValueError(f"`folds` must be an integer >= 2, got {folds!r}.")
     layout_name = check_layout(layout)
     pad = check_padding(padding)
-    stride, dilation = check_positive_int(stride, "stride"), check_positive_int(dilation, "dilation")
-    groups = check_positive_int(groups, "groups")
+    stride, dilation = check_int(stride, "stride"), check_int(dilation, "dilation")
+    groups = check_int(groups, "groups")
     use_bias, flip = check_bool(use_bias, "use_bias"), check_bool(flip, "flip")
     xb = as_sequences(x, "x", layout_name)
     yb = as_sequences(y, "y", layout_name)
@@ -322,7 +312,8 @@ def _nested_rss(
     Every candidate reads the same output samples, and its columns are a run of the largest candidate's taps
     (``"causal"`` and the trimmed inputs with ``flip``: the last ``k``; ``"same"``: the ones around its centre;
     otherwise the first ``k``), each longer run holding the shorter: in the order the taps join, one
-    factorization of the largest Gram gives every candidate's fit (:func:`~kernel_recovery.diagnostics.lagsearch.prefix_fit`).
+    factorization of the largest Gram gives every candidate's fit
+    (:func:`~kernel_recovery.diagnostics.lagsearch.prefix_fit`).
     """
     if base["stride"] != 1 or base["dilation"] != 1 or not xs_for:
         return None
@@ -481,7 +472,8 @@ def select_lags(
 
     For measurements where ``y`` is on ``x``'s time axis (same length) with an unknown bulk delay and length,
     ``y[t] = sum_{l=first}^{last} h[l] x[t - l]``: the lags are located by a prewhitened cross-correlation and
-    chosen by AIC or BIC from nested least-squares scans (see :func:`kernel_recovery.diagnostics.lagsearch.choose_lags`),
+    chosen by AIC or BIC from nested least-squares scans (see
+    :func:`kernel_recovery.diagnostics.lagsearch.choose_lags`),
     then the kernel is recovered with ``recover_kernel(x, y, lags=(first, last), ...)``.
 
     Parameters

@@ -16,8 +16,9 @@ from numpy.typing import ArrayLike
 
 from .api import analyze
 from .diagnostics.determinacy import DeterminacyReport
+from .model.arrays import as_sequences, restore_form
+from .model.config import ConvConfig, check_layout
 from .model.conv import conv1d
-from .model.problem import ConvConfig, as_sequences, check_layout, restore_form
 
 if TYPE_CHECKING:  # (JAX and optax are imported when a stack is fitted)
     import jax

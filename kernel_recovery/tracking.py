@@ -27,8 +27,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .diagnostics import changes
+from .model.config import ConvConfig, Layout, Padding
 from .model.operator import CHUNK_ENTRIES, design_rows, n_columns, rank_tolerance, unpack_columns
-from .model.problem import Block, CanonicalProblem, ConvConfig, Layout, Padding, build_problem, check_positive_int
+from .model.problem import Block, CanonicalProblem, build_problem
+from .model.validation import check_int
 from .streaming.accumulator import check_memory
 
 if TYPE_CHECKING:
@@ -228,7 +230,7 @@ def track_kernel(
     m = problem.out_lengths[0]
     p = cfg.unknowns_per_output
     memory = window or (1.0 / (1.0 - forgetting) if forgetting is not None and forgetting < 1 else m)
-    step = max(p, int(memory) // 20, 1) if step is None else check_positive_int(step, "step")
+    step = max(p, int(memory) // 20, 1) if step is None else check_int(step, "step")
     step = min(step, m)
     if window is not None:
         base = math.gcd(step, window)

@@ -12,7 +12,7 @@ import pytest
 import scipy.signal
 
 import kernel_recovery as kr
-from kernel_recovery.model.problem import ConvConfig
+from kernel_recovery.model.config import ConvConfig
 from kernel_recovery.streaming.accumulator import NormalEquations
 
 

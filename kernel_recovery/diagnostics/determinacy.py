@@ -18,8 +18,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..exceptions import IllConditionedWarning, UnderdeterminedWarning
+from ..model.arrays import jsonable
+from ..model.config import ConvConfig
 from ..model.operator import APPROXIMATE_ABOVE, BlockSpectrum, design_rows, n_columns, report_spectrum
-from ..model.problem import Block, CanonicalProblem, ConvConfig, check_feasible, jsonable
+from ..model.problem import Block, CanonicalProblem, check_feasible
 from ..model.threads import SerialBLAS
 
 if TYPE_CHECKING:

@@ -943,7 +943,9 @@ def choose_lags_for(
     that ``y`` is on ``x``'s time axis (same lengths), chooses, and issues the choice's warnings (a response cut
     by ``max_length`` or ``max_delay``) as :class:`~kernel_recovery.KernelSizeWarning`.
     """
-    from ..model.problem import as_sequences, check_bool, check_layout
+    from ..model.arrays import as_sequences
+    from ..model.config import check_layout
+    from ..model.validation import check_bool
 
     if not isinstance(criterion, str) or criterion.lower() not in ("aic", "bic"):
         raise ValueError(

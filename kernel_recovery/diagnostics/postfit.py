@@ -34,8 +34,9 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from ..model.config import PADDING_MODES, ConvConfig, PaddingMode
 from ..model.operator import forward, rank_tolerance, statistics_flops, whitening_filters, window_rows
-from ..model.problem import PADDING_MODES, Block, CanonicalProblem, ConvConfig, PaddingMode
+from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
 from ..model.threads import SerialBLAS
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .arrays import check_array_dtype, check_array_finite, restore_form
+from .config import Layout, Padding
 from .operator import forward
-from .problem import Layout, Padding, _check_dtype, _check_finite, build_problem, restore_form
+from .problem import build_problem
 
 
 def conv1d(
@@ -79,7 +81,7 @@ def conv1d(
     array([ 1., 12., 23., 30.])
     """
     w = np.asarray(kernel)
-    _check_dtype(w, "kernel")
+    check_array_dtype(w, "kernel")
     if w.ndim == 1:
         w = w[:, None, None]
     if w.ndim != 3:
@@ -88,7 +90,7 @@ def conv1d(
         )
     if w.size == 0:
         raise ValueError(f"`kernel` is empty (shape {w.shape}).")
-    _check_finite(w, "kernel")
+    check_array_finite(w, "kernel")
     problem = build_problem(
         x,
         None,
@@ -111,10 +113,10 @@ def conv1d(
     biases = None
     if bias is not None:
         b = np.asarray(bias)
-        _check_dtype(b, "bias")
+        check_array_dtype(b, "bias")
         if b.shape != (cfg.out_channels,):
             raise ValueError(f"`bias` must have shape (out_channels,) = ({cfg.out_channels},), got {b.shape}.")
-        _check_finite(b, "bias")
+        check_array_finite(b, "bias")
         biases = problem.to_canonical_bias(b.astype(np.float64))
     kernels = problem.to_canonical(w.astype(np.float64))
     outs = [

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .arrays import jsonable
+from .config import ConvConfig
 from .conv import conv1d
-from .problem import ConvConfig, jsonable
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
     from matplotlib.figure import Figure

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..model.arrays import check_array_dtype, check_array_finite, jsonable, unmask
+from ..model.config import ConvConfig, Layout, Padding, PaddingMode, check_alignment, check_layout
 from ..model.operator import (
     CHUNK_ENTRIES,
     EXPLICIT_LIMIT,
@@ -33,25 +35,9 @@ from ..model.operator import (
     n_columns,
     rank_tolerance,
 )
-from ..model.problem import (
-    Block,
-    CanonicalProblem,
-    ConvConfig,
-    Layout,
-    Padding,
-    PaddingMode,
-    _check_dtype,
-    _check_finite,
-    build_problem,
-    check_alignment,
-    check_bool,
-    check_gram_memory,
-    check_layout,
-    check_positive_int,
-    jsonable,
-    unmask,
-)
+from ..model.problem import Block, CanonicalProblem, build_problem, check_gram_memory
 from ..model.result import KernelResult
+from ..model.validation import check_bool, check_int
 from ..solvers import pipeline
 
 if TYPE_CHECKING:
@@ -95,7 +81,7 @@ def check_memory(forgetting: object, window: object) -> tuple[float | None, int 
             raise ValueError(f"`forgetting` must be in (0, 1] (1: no forgetting), got {forgetting!r}.")
         forgetting = float(forgetting)
     if window is not None:
-        window = check_positive_int(window, "window")
+        window = check_int(window, "window")
     return forgetting, window
 
 
@@ -257,8 +243,8 @@ class NormalEquations:
         # the arguments as given, for checkpoints (from_state rebuilds the accumulator from them)
         self._given = {k: v for k, v in locals().items() if k not in ("self", "forgetting", "window")}
         self._forgetting, self._window = check_memory(forgetting, window)
-        stride = check_positive_int(stride, "stride")
-        dilation = check_positive_int(dilation, "dilation")
+        stride = check_int(stride, "stride")
+        dilation = check_int(dilation, "dilation")
         # a lag range is an alignment: kernel_size and (possibly negative) padding
         size, pad, lags = check_alignment(kernel_size, padding, lags, stride, dilation)
         self._args = _Settings(
@@ -266,7 +252,7 @@ class NormalEquations:
             stride=stride,
             padding=pad,
             dilation=dilation,
-            groups=check_positive_int(groups, "groups"),
+            groups=check_int(groups, "groups"),
             use_bias=check_bool(use_bias, "use_bias"),
             layout=check_layout(layout),
             flip=check_bool(flip, "flip"),
@@ -287,7 +273,7 @@ class NormalEquations:
 
     def _read(self, chunk: ArrayLike, name: str, channels: int | None) -> np.ndarray:
         arr = np.asarray(unmask(chunk, name))
-        _check_dtype(arr, name)
+        check_array_dtype(arr, name)
         if arr.ndim == 1:
             arr = arr[:, None]
         elif arr.ndim == 2:
@@ -296,7 +282,7 @@ class NormalEquations:
         else:
             raise ValueError(f"`{name}` must be 1-D or 2-D (one stretch of one sequence), got shape {arr.shape}.")
         arr = np.asarray(arr, dtype=np.float64)
-        _check_finite(arr, name)
+        check_array_finite(arr, name)
         if channels is not None and arr.shape[1] != channels:
             raise ValueError(f"`{name}` has {arr.shape[1]} channels, but earlier chunks had {channels}.")
         return arr

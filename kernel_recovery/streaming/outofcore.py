@@ -35,10 +35,12 @@ from numpy.typing import ArrayLike
 
 from .. import solvers
 from ..diagnostics.determinacy import DeterminacyReport, report_for
+from ..model.arrays import check_array_dtype
+from ..model.config import ConvConfig, Layout, Padding, check_alignment, check_layout
 from ..model.operator import block_spectrum
-from ..model.problem import ConvConfig, Layout, Padding, _check_dtype, check_alignment, check_layout, check_positive_int
 from ..model.result import KernelResult
 from ..model.threads import serial_region
+from ..model.validation import check_int
 from ..solvers import pipeline
 from .accumulator import NormalEquations
 
@@ -218,7 +220,7 @@ class _Reader:
 
     def __init__(self, data, name: str, layout: str):
         shape = tuple(int(n) for n in data.shape)
-        _check_dtype(np.empty(0, dtype=np.dtype(data.dtype)), name)
+        check_array_dtype(np.empty(0, dtype=np.dtype(data.dtype)), name)
         if len(shape) not in (1, 2, 3):
             raise ValueError(
                 f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch); got an array with shape {shape}."
@@ -389,7 +391,7 @@ def _accumulate_dask(args: _Args, x, y, out_channels, chunk_size, split_every: i
     xd = x if input_kind(x) == "dask" else da.from_array(x, chunks=_chunks_like(x, chunk_size, layout))
     for name, arr in (("x", xd), ("y", y)):
         if arr is not None:
-            _check_dtype(np.empty(0, dtype=np.dtype(arr.dtype)), name)
+            check_array_dtype(np.empty(0, dtype=np.dtype(arr.dtype)), name)
             if arr.ndim not in (1, 2, 3):
                 raise ValueError(
                     f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch); got shape {arr.shape}."
@@ -579,8 +581,8 @@ def _accumulate(
             "kr.select_lags, then pass lags=(first, last)."
         )
     if config.get("lags") is not None:  # spelled out as the alignment every reader below applies
-        stride = check_positive_int(config["stride"], "stride")
-        dilation = check_positive_int(config["dilation"], "dilation")
+        stride = check_int(config["stride"], "stride")
+        dilation = check_int(config["dilation"], "dilation")
         kernel_size, config["padding"], config["lags"] = check_alignment(
             kernel_size, config["padding"], config["lags"], stride, dilation
         )
