@@ -9,7 +9,8 @@ from numpy.typing import ArrayLike
 
 from . import solvers
 from .diagnostics import lagsearch
-from .diagnostics.determinacy import DeterminacyReport, report_for
+from .diagnostics.analysis import report_for
+from .diagnostics.determinacy import DeterminacyReport
 from .model.config import Layout, Padding
 from .model.problem import build_problem
 from .model.result import KernelResult

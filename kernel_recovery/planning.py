@@ -8,14 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .diagnostics.determinacy import (
-    DeterminacyReport,
-    _noise_array,
-    _user_taps,
-    data_needed,
-    shape_causes,
-    untouched_taps,
-)
+from .diagnostics.determinacy import DeterminacyReport, check_noise_level
+from .diagnostics.geometry import data_needed, shape_causes, untouched_taps, user_taps
 from .exceptions import UnderdeterminedWarning
 from .model.config import ConvConfig, Padding
 from .model.validation import check_int
@@ -124,7 +118,7 @@ def plan(
         flip=flip,
     )
     n_out = cfg.out_channels
-    noise = _noise_array(noise_level, n_out)
+    noise = check_noise_level(noise_level, n_out)
     out_lengths = [cfg.output_length(n) for n in n_seq]
     for i, (n, m) in enumerate(zip(n_seq, out_lengths)):
         if m < 1:
@@ -160,7 +154,7 @@ def plan(
     else:
         cond = np.inf if r < p else np.nan
     kernel_gain = np.full(cfg.kernel_shape, np.sqrt(var_tap))
-    user_untouched = _user_taps(cfg, np.flatnonzero(geometry))
+    user_untouched = user_taps(cfg, np.flatnonzero(geometry))
     kernel_gain[user_untouched] = np.inf
     null = []
     for k in user_untouched:

@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import solvers
 from ..diagnostics import changes, postfit
-from ..diagnostics.determinacy import DeterminacyReport, report_for
+from ..diagnostics.analysis import report_for
+from ..diagnostics.determinacy import DeterminacyReport
 from ..exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
 from ..model.operator import (
     block_residuals,

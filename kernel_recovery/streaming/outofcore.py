@@ -34,7 +34,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import solvers
-from ..diagnostics.determinacy import DeterminacyReport, report_for
+from ..diagnostics.analysis import report_for
+from ..diagnostics.determinacy import DeterminacyReport
 from ..model.arrays import check_array_dtype
 from ..model.config import ConvConfig, Layout, Padding, check_alignment, check_layout
 from ..model.operator import block_spectrum
@@ -622,7 +623,7 @@ def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths, sample
 
     When the accumulator retained no rows (a long record), the report's diagnoses that read the data (a
     constant channel, proportional channels, the spectral estimate for very long kernels) would find none:
-    ``determinacy._diagnose`` then fails on ``np.concatenate([])``.  The blocks get the rows of a sample
+    ``causes.diagnose`` then fails on ``np.concatenate([])``.  The blocks get the rows of a sample
     instead (the first ``SAMPLE_LENGTH`` input samples, as a valid problem); counts and spectra still come from
     the accumulated statistics.
     """
