@@ -24,6 +24,7 @@ from . import __version__, datasets, solvers
 from .api import analyze, recover_kernel
 from .model.arrays import jsonable
 from .model.conv import conv1d
+from .model.progress import progress_bar, show_progress
 from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
 
 if TYPE_CHECKING:
@@ -234,35 +235,9 @@ def _need_matplotlib(args: argparse.Namespace) -> None:
         raise InputError("--plot needs matplotlib: pip install matplotlib (or 'kernel_recovery[plot]')") from None
 
 
-def _show_progress(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
-
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> Literal[False]:
-        return False
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, text: str) -> None:
-        pass
-
-    @staticmethod
-    def write(text: str, file: TextIO) -> None:
-        print(text, file=file)
-
-
-def _progress_bar(total: int, desc: str, quiet: bool) -> Any:
-    """A tqdm bar on stderr when it is a terminal (and not ``quiet``); a no-op without tqdm."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="fit", disable=not _show_progress(quiet), leave=False)
+def _progress(quiet: bool) -> bool | None:
+    """The ``progress`` setting of a command: none with ``--quiet``, else when stderr is a terminal."""
+    return False if quiet else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,7 +285,7 @@ def run_demo(
                 recover_kernel(examples[0].x, examples[0].y, examples[0].kernel_size, method=method)
         except Exception:  # reported in the table below
             pass
-    with _progress_bar(len(examples) * len(methods), "demo", quiet) as bar:
+    with progress_bar(_progress(quiet), total=len(examples) * len(methods), desc="demo", unit="fit") as bar:
         for ex in examples:
             for method in methods:
                 bar.set_postfix_str(f"{ex.name}, {method}")
@@ -421,7 +396,7 @@ def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
     except TypeError as exc:
         raise UsageError(str(exc)) from None
     if "progress" in inspect.signature(solver).parameters and "progress" not in options:
-        options["progress"] = _show_progress(args.quiet) and importlib.util.find_spec("tqdm") is not None
+        options["progress"] = show_progress(_progress(args.quiet)) and importlib.util.find_spec("tqdm") is not None
     if args.output is not None:
         _suffix(args.output, OUTPUT_SUFFIXES, "output file")
     _need_matplotlib(args)

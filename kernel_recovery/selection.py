@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from .model.arrays import as_sequences
 from .model.config import ConvConfig, Layout, Padding, PaddingMode, check_layout, check_padding
 from .model.operator import block_statistics, design_rows, n_columns
 from .model.problem import Block, CanonicalProblem, build_problem
+from .model.progress import progress_bar
 from .model.result import KernelResult
 from .model.validation import check_bool, check_int
 
@@ -226,7 +226,8 @@ def select_kernel_size(
     nested = None
     if len(cands) >= NESTED_FROM and criterion_name != "cv" and method == "lstsq" and not options:
         nested = _nested_rss(xs_for, ys, pad, base)
-    for k in _progress(cands, nested is None):
+    fits = nested is None and len(cands) > 1  # (a bar only when each candidate is a fit)
+    for k in progress_bar(None, cands, worth_showing=fits, desc="select_kernel_size", unit="fit"):
         cfg_in = xs_for.get(k)
         if cfg_in is None:
             scores.append(np.inf)
@@ -280,25 +281,6 @@ def select_kernel_size(
         result=result,
         notes=tuple(notes),
     )
-
-
-class _NoBar:
-    def __init__(self, items: Sequence[int]) -> None:
-        self.items = items
-
-    def __iter__(self):
-        return iter(self.items)
-
-
-def _progress(items: Sequence[int], looping: bool) -> Iterable[int]:
-    """``items`` behind a tqdm bar when each is a fit, there are several, stderr is a terminal and tqdm is installed."""
-    if looping and len(items) > 1 and sys.stderr.isatty():
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return items
-        return tqdm(items, desc="select_kernel_size", unit="fit", leave=False)
-    return items
 
 
 def _nested_rss(

@@ -18,7 +18,6 @@ one rank rule) is solved by its eigendecomposition with that rule (minimum-norm,
 from __future__ import annotations
 
 import math
-import sys
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from .diagnostics import changes
 from .model.config import ConvConfig, Layout, Padding
 from .model.operator import CHUNK_ENTRIES, design_rows, n_columns, rank_tolerance, unpack_columns
 from .model.problem import Block, CanonicalProblem, build_problem
+from .model.progress import progress_bar
 from .model.validation import check_int
 from .streaming.accumulator import check_memory
 
@@ -81,19 +81,6 @@ class KernelTrack:
         from .plotting import plot_track
 
         return plot_track(self, ax=ax, **kwargs)
-
-
-def _bar(progress: bool | None, total: int):
-    show = progress if progress is not None else total >= 200 and sys.stderr.isatty()
-    if not show:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if progress:
-            raise ImportError("progress=True needs tqdm: pip install 'kernel_recovery[progress]'.") from None
-        return None
-    return tqdm(total=total, unit="step", leave=False, desc="track_kernel")
 
 
 def _rows(block: Block, use_bias: bool, t0: int, t1: int, interleave: int) -> np.ndarray:
@@ -253,7 +240,8 @@ def track_kernel(
     else:
         sum_w, sum_w2 = counts, counts
     blocks_out = []
-    bar = _bar(progress, n_times * len(problem.blocks))
+    total_steps = n_times * len(problem.blocks)
+    bar = progress_bar(progress, total=total_steps, worth_showing=total_steps >= 200, unit="step", desc="track_kernel")
     for block in problem.blocks:
         pb = n_columns(block, cfg.use_bias)
         q = pb + len(block.out_channels)
@@ -293,8 +281,7 @@ def track_kernel(
                 if pos == ends[j]:
                     stats[j] = total
                     j += 1
-            if bar is not None:
-                bar.update(j1 - j0)
+            bar.update(j1 - j0)
         g, c = stats[:, :pb, :pb], stats[:, :pb, pb:]
         yty = np.diagonal(stats[:, pb:, pb:], axis1=1, axis2=2)
         coef, diag, rank = _solve(g, c, sum_w)
@@ -304,8 +291,7 @@ def track_kernel(
             sigma2 = np.clip(rss, 0.0, None) / np.where(sum_w - kappa * pb > 0, sum_w - kappa * pb, np.nan)[:, None]
             se = np.sqrt(diag[:, :, None] * (kappa[:, None] * sigma2)[:, None, :])
         blocks_out.append((block, coef, se, rank))
-    if bar is not None:
-        bar.close()
+    bar.close()
     kernels, kernel_se, bias, bias_se = _user_layout(problem, blocks_out)
     change, change_check = None, "not run (detect_changes=False)"
     if detect_changes:

@@ -39,6 +39,7 @@ from ..diagnostics.determinacy import DeterminacyReport
 from ..model.arrays import check_array_dtype
 from ..model.config import ConvConfig, Layout, Padding, check_alignment, check_layout
 from ..model.operator import block_spectrum
+from ..model.progress import progress_bar, show_progress
 from ..model.result import KernelResult
 from ..model.threads import serial_region
 from ..model.validation import check_int
@@ -154,38 +155,6 @@ def _check_progress(progress) -> bool | None:
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"`progress` must be True, False or None (show when stderr is a terminal), got {progress!r}.")
     return None if progress is None else bool(progress)
-
-
-def _show_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    import sys
-
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def update(self, n: int = 1) -> None:
-        return None
-
-
-def _bar(progress: bool | None, **kwargs):
-    """A tqdm bar when asked for (or stderr is a terminal and tqdm is installed), else a no-op."""
-    if not _show_progress(progress):
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if progress:
-            raise ImportError("progress=True needs tqdm: pip install 'kernel_recovery[progress]'.") from None
-        return _NoBar()
-    return tqdm(leave=False, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,7 +282,7 @@ def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progres
     if checkpoint is not None and (found := checkpoint.resume()) is not None:
         acc, done = found[0], int(found[1][0])
     count = 0
-    with _bar(progress, total=xr.batch * length, unit="sample", unit_scale=True) as bar:
+    with progress_bar(progress, total=xr.batch * length, unit="sample", unit_scale=True) as bar:
         for b in range(xr.batch):
             fed = 0  # padded input samples fed so far
             for t0 in range(0, out, step):
@@ -461,7 +430,7 @@ def _accumulate_dask(args: _Args, x, y, out_channels, chunk_size, split_every: i
         level = [merge(valid, *level[i : i + split_every]) for i in range(0, len(level), split_every)]
     root = level[0]
     sample = x3[0, : min(length, SAMPLE_LENGTH)]
-    if _show_progress(progress) and not _distributed_client():
+    if show_progress(progress) and not _distributed_client():
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
@@ -532,7 +501,7 @@ def _accumulate_stream(args: _Args, pairs, progress, checkpoint: _Checkpoint | N
     n = skip = 0
     if checkpoint is not None and (found := checkpoint.resume()) is not None:
         acc, skip = found[0], int(found[1][0])  # the caller restarts the same stream: its first chunks are done
-    with _bar(progress, unit="chunk") as bar:
+    with progress_bar(progress, unit="chunk") as bar:
         for item in pairs:
             if n < skip:
                 n += 1
