@@ -7,7 +7,7 @@ import pytest
 import scipy.signal
 
 import kernel_recovery as kr
-from kernel_recovery.solvers import spectral
+from kernel_recovery.solvers import welch
 
 
 def _welch(a, b, nperseg):
@@ -135,7 +135,7 @@ def test_short_records_skip_the_spectra():
 
 
 def test_segment_length_follows_the_kernel():
-    assert spectral.welch_segment_length(3, 100_000) == 256
-    assert spectral.welch_segment_length(100, 100_000) == 1024  # 8 taps per segment, a power of two
-    assert spectral.welch_segment_length(3, 600) == 128  # at least 8 half-overlapping segments
-    assert spectral.welch_segment_length(40, 100) is None  # shorter than two kernels: no estimate
+    assert welch.welch_segment_length(3, 100_000) == 256
+    assert welch.welch_segment_length(100, 100_000) == 1024  # 8 taps per segment, a power of two
+    assert welch.welch_segment_length(3, 600) == 128  # at least 8 half-overlapping segments
+    assert welch.welch_segment_length(40, 100) is None  # shorter than two kernels: no estimate

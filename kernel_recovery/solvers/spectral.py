@@ -34,13 +34,9 @@ roles, and solves the *same* least-squares problem as ``method="lstsq"``:
    correlates with; its share of energy outside the kernel's taps is reported per output channel.  It
    is noise-sized when ``kernel_size`` covers the true kernel and large when it does not.
 
-6. **The method's own transfer estimates.**  Welch cross-spectra of the data (periodic Hann window,
-   half-overlapping segments of :func:`welch_segment_length` samples, mean removed per segment: the
-   defaults of :func:`scipy.signal.csd`) give the non-parametric estimates ``H1 = S_xx^-1 S_xy`` and, for
-   one input, ``H2 = S_yy / S_yx``, and the (multiple) coherence ``S_yx S_xx^-1 S_xy / S_yy`` per frequency
-   (:func:`welch_transfer`; MATLAB's ``tfestimate`` and ``mscohere``).  A low coherence where the input
-   has power says that part of ``y`` is not explained by any linear filter of ``x``: noise, or a
-   nonlinearity.  It is reported in words, not warned: noise lowers it as much as a nonlinearity does.
+6. **The method's own transfer estimates.**  Welch cross-spectra of the data give the non-parametric
+   estimates ``H1``, ``H2`` and the (multiple) coherence per frequency (:mod:`.welch`).  A low coherence where
+   the input has power is reported in words, not warned: noise lowers it as much as a nonlinearity does.
 
 What is exact and what is approximate: the answer is the (regularized) least-squares kernel of the
 valid data, to the tolerance ``tol`` of the refinement (``diagnostics["edge_residual"]``); the
@@ -57,16 +53,15 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import ArrayLike
 
 from ..exceptions import SpectralWarning
-from ..model.operator import window_rows
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
+from .welch import canonical_spectra
 
 #: Smallest default lag window of the per-frequency estimate, in taps.
 WINDOW_FACTOR = 4
@@ -223,7 +218,7 @@ def solve(
 
     # low coherence is reported, not warned: noise lowers it as much as a nonlinearity does, and correct linear
     # data at a low signal-to-noise ratio (whose kernel is still well determined by a long record) must not warn
-    spectra = _spectral_outputs(problem, workers)
+    spectra = canonical_spectra(problem, workers)
     message = (
         "refined to the least-squares kernel"
         if not wiener or not np.any(ridge_used)
@@ -606,176 +601,3 @@ def _residual_pass(block: Block, stats: _Spectra, w: np.ndarray) -> tuple[np.nda
             prod = np.einsum("bfc,bf->fc", xf, rf[:, :, o].conj())
             cross[:, :, o] += sfft.irfft(prod, size, axis=0, workers=workers)[lags]
     return rss, cross
-
-
-# ----------------------------------------------------------------------------------------------
-# The method's own outputs: H1, H2 and the coherence from Welch cross-spectra
-# ----------------------------------------------------------------------------------------------
-
-#: Welch segments are at least this many times the kernel's taps long (and at least ``WELCH_MIN`` samples).
-WELCH_FACTOR = 8
-WELCH_MIN = 256
-#: ... but short enough for this many segments (half-overlapping) in the longest sequence.
-WELCH_SEGMENTS = 8
-#: Frequencies "where the input has power": the trace of ``S_xx`` within this factor of its peak (20 dB).
-POWER_FLOOR = 1e-2
-#: Share of the output power not explained linearly by the input above which ``spectra["message"]`` says so.
-UNEXPLAINED_NOTE = 0.1
-#: Samples per batch of Welch segments (bounds the memory of the estimate).
-WELCH_BATCH = 1 << 21
-
-
-def _hann(n: int) -> np.ndarray:
-    """The periodic Hann window (``scipy.signal.get_window("hann", n)``)."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-
-
-def welch_segment_length(taps: int, longest: int) -> int | None:
-    """Samples per Welch segment: ``max(WELCH_FACTOR * taps, WELCH_MIN)`` rounded up to a power of two, halved
-    until the longest sequence holds ``WELCH_SEGMENTS`` half-overlapping segments; None below ``2 * taps`` or 16."""
-    size = 1 << int(np.ceil(np.log2(max(WELCH_FACTOR * taps, WELCH_MIN))))
-    while size > 16 and (longest - size // 2) // (size // 2) < WELCH_SEGMENTS:
-        size //= 2
-    return size if size >= max(2 * taps, 16) and longest >= size else None
-
-
-def welch_transfer(
-    xs: list[np.ndarray], ys: list[np.ndarray], nperseg: int, workers: int | None = None
-) -> dict[str, Any]:
-    """H1, H2 and the (multiple) coherence of outputs ``ys`` on inputs ``xs`` from Welch cross-spectra.
-
-    Each pair ``xs[i]`` ``(m_i, C)``, ``ys[i]`` ``(m_i, O)`` is cut into segments of ``nperseg`` samples
-    overlapping by half; each segment has its mean removed and a periodic Hann window applied (the defaults
-    of :func:`scipy.signal.csd`); the periodograms ``conj(X) X^T``, ``conj(X) Y^T`` and ``|Y|^2`` are averaged
-    over every segment of every sequence.  Then, per frequency (``S_xy[c, o] = E[conj(X_c) Y_o]``):
-    ``H1 = S_xx^+ S_xy`` (``(C, O)``; ``S_xy / S_xx`` for one input), ``H2 = S_yy / S_yx`` (one input only:
-    ``(1, O)``; None for several) and the multiple coherence ``S_yx S_xx^+ S_xy / S_yy`` (``(O,)``; the
-    ordinary coherence ``|S_xy|^2 / (S_xx S_yy)`` for one input), as MATLAB's ``tfestimate`` and
-    ``mscohere`` estimate them.  Frequencies are in cycles per sample.  The DC bin is biased low by the
-    per-segment mean removal (which keeps an offset, e.g. a bias, out of the other bins' leakage).
-
-    Returns a dict with ``freqs`` ``(F,)``, ``h1`` ``(F, C, O)``, ``h2`` ``(F, 1, O)`` or None, ``coherence``
-    ``(F, O)``, ``input_power`` ``(F,)`` (the trace of ``S_xx``, up to a constant), ``output_power`` ``(F, O)``
-    and ``segments`` (how many were averaged).
-    """
-    win = _hann(nperseg)
-    step = nperseg - nperseg // 2
-    n_ch, n_out = xs[0].shape[1], ys[0].shape[1]
-    n_f = nperseg // 2 + 1
-    count = 0
-    n_all = n_ch + n_out
-    total = np.zeros((n_f, n_all, n_all), dtype=complex)  # E[conj(Z) Z^T] of z = (x, y)
-    for x, y in zip(xs, ys):
-        if len(x) < nperseg:
-            continue
-        z = np.concatenate([x, y], axis=1)  # (m, C + O)
-        n_seg = (len(z) - nperseg) // step + 1
-        batch = max(WELCH_BATCH // (nperseg * n_all), 1)  # segments per pass: bounded memory
-        for start in range(0, n_seg, batch):
-            rows = window_rows(z, nperseg, slice(start * step, min(start + batch, n_seg) * step, step))
-            part = rows.reshape(len(rows), nperseg, n_all).transpose(2, 0, 1)  # (C + O, S, nperseg)
-            part = (part - part.mean(axis=2, keepdims=True)) * win
-            spec = sfft.rfft(part, axis=2, workers=workers)  # (C + O, S, F)
-            if n_all <= 4:  # a few channel pairs: reductions over the segments, no transposed copy
-                for i in range(n_all):
-                    conj = spec[i].conj()
-                    for j in range(i, n_all):
-                        total[:, i, j] += np.einsum("sf,sf->f", conj, spec[j])
-            else:
-                spec = np.ascontiguousarray(spec.transpose(2, 0, 1))  # (F, C + O, S)
-                total += np.matmul(spec.conj(), spec.transpose(0, 2, 1))
-        count += n_seg
-    if n_all <= 4:  # only the upper triangle was summed: the rest by Hermitian symmetry
-        lower = np.tril_indices(n_all, -1)
-        total[:, lower[0], lower[1]] = total[:, lower[1], lower[0]].conj()
-    sxx = total[:, :n_ch, :n_ch]
-    sxy = total[:, :n_ch, n_ch:]
-    syy = np.einsum("foo->fo", total[:, n_ch:, n_ch:]).real
-    sxx = 0.5 * (sxx + sxx.conj().transpose(0, 2, 1))
-    top = float(np.max(np.abs(sxx))) if count else 0.0
-    tiny = max(top * n_ch * nperseg * np.finfo(np.float64).eps, np.finfo(np.float64).tiny)
-    if n_ch == 1:
-        s = sxx[:, 0, 0].real
-        h1 = np.divide(sxy, s[:, None, None], out=np.zeros_like(sxy), where=s[:, None, None] > tiny)
-    else:  # a pseudo-inverse: directions without input power are left out, not amplified
-        lam, vec = np.linalg.eigh(sxx)
-        inv = np.divide(1.0, lam, out=np.zeros_like(lam), where=lam > tiny)
-        h1 = np.matmul(vec * inv[:, None, :], np.matmul(vec.conj().transpose(0, 2, 1), sxy))
-    explained = np.einsum("fco,fco->fo", sxy.conj(), h1).real  # S_yx S_xx^+ S_xy
-    y_floor = max(float(syy.max()) if syy.size else 0.0, 0.0) * nperseg * np.finfo(np.float64).eps
-    live = syy > max(y_floor, np.finfo(np.float64).tiny)
-    coherence = np.clip(np.divide(explained, syy, out=np.full_like(syy, np.nan), where=live), 0.0, 1.0)
-    h2 = None
-    if n_ch == 1:
-        syx = sxy[:, 0, :].conj()
-        h2 = np.divide(syy, syx, out=np.zeros_like(syx), where=np.abs(syx) > tiny)[:, None, :]
-    return {
-        "freqs": np.arange(n_f) / nperseg,
-        "h1": h1,
-        "h2": h2,
-        "coherence": coherence,
-        "input_power": np.einsum("fcc->f", sxx).real / max(count, 1),
-        "output_power": syy / max(count, 1),
-        "segments": count,
-    }
-
-
-def _spectral_outputs(problem: CanonicalProblem, workers: int | None) -> dict[str, Any]:
-    """``diagnostics["spectra"]`` of the solver: the Welch estimates per block, assembled over the output channels."""
-    cfg = problem.config
-    blocks = problem.blocks
-    taps = blocks[0].taps
-    longest = max(len(x) - taps + 1 for x in blocks[0].xs)
-    nperseg = welch_segment_length(taps, longest)
-    if nperseg is None:
-        reason = f"the sequences are too short for Welch segments of at least {max(2 * taps, 16)} samples"
-        empty = ("freqs", "h1", "h2", "coherence", "unexplained_power", "nperseg", "segments", "message")
-        return {**dict.fromkeys(empty), "skipped": reason}
-    n_f, n_ch = nperseg // 2 + 1, blocks[0].channels
-    h1 = np.zeros((n_f, n_ch, cfg.out_channels), dtype=complex)
-    h2 = np.zeros((n_f, 1, cfg.out_channels), dtype=complex) if n_ch == 1 else None
-    coherence = np.zeros((n_f, cfg.out_channels))
-    unexplained = np.zeros(cfg.out_channels)
-    segments = 0
-    for block in blocks:
-        # x aligned with the newest tap: the canonical correlation is then the causal filter of lags taps-1-j
-        xs = [x[taps - 1 :] for x in block.xs]
-        got = welch_transfer(xs, block.outputs, nperseg, workers)
-        oc = block.out_channels
-        h1[:, :, oc] = got["h1"]
-        if h2 is not None:
-            h2[:, :, oc] = got["h2"]
-        coh = np.asarray(got["coherence"])
-        coherence[:, oc] = coh
-        power = np.asarray(got["input_power"])
-        y_power = np.asarray(got["output_power"])
-        powered = (power >= POWER_FLOOR * power.max()) if power.max() > 0 else np.zeros(len(power), dtype=bool)
-        total = y_power[powered].sum(axis=0)
-        share = np.nansum(coh[powered] * y_power[powered], axis=0)
-        unexplained[oc] = np.divide(total - share, total, out=np.zeros_like(total), where=total > 0)
-        segments = int(got["segments"])  # the same in every group
-    freqs = np.arange(n_f) / nperseg
-    if cfg.stride == 1 and cfg.dilation == 1:  # in the physical lags of config.tap_lags()
-        delay = np.exp(-2j * np.pi * freqs * float(np.min(cfg.tap_lags())))[:, None, None]
-        h1 = h1 * delay
-        h2 = None if h2 is None else h2 * delay
-    worst = float(unexplained.max())
-    message = None
-    if worst > UNEXPLAINED_NOTE:
-        chans = ", ".join(str(o) for o in np.flatnonzero(unexplained > UNEXPLAINED_NOTE))
-        message = (
-            f"the coherence of y with x is low: {worst:.0%} of the output power (channel(s) {chans}) at the "
-            "frequencies where the input has power is not explained linearly by the input: noise, or a "
-            "nonlinearity not explained by the kernel (no linear filter of the input explains it)"
-        )
-    return {
-        "freqs": freqs,
-        "h1": h1,
-        "h2": h2,
-        "coherence": coherence,
-        "unexplained_power": unexplained,
-        "nperseg": nperseg,
-        "segments": segments,
-        "message": message,
-        "skipped": None,
-    }
