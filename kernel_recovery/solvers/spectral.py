@@ -50,9 +50,9 @@ estimated from the least-squares residual with ``equations - unknowns`` degrees 
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.fft as sfft
@@ -61,6 +61,7 @@ from numpy.typing import ArrayLike
 from ..exceptions import SpectralWarning
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
+from ..model.validation import check_bool, check_int, check_real
 from .welch import canonical_spectra
 
 #: Smallest default lag window of the per-frequency estimate, in taps.
@@ -148,111 +149,161 @@ def solve(
     >>> res.kernel.ravel().round(10)
     array([ 1. , -2. ,  0.5])
     """
-    cfg = problem.config
-    if not isinstance(wiener, (bool, np.bool_)):
-        raise TypeError(f"`wiener` must be True or False, got {wiener!r}.")
-    tol = _check_real(tol, "tol", low=0.0, high=1.0)
-    max_iter = _check_int(max_iter, "max_iter", 1)
+    opts = _check_options(problem, noise_level, wiener, segment_length, tol, max_iter, workers)
+    fits = []
+    for b in range(len(problem.blocks)):  # a loop, not a comprehension: the warnings' stacklevel counts frames
+        fits.append(_fit_block(problem, b, opts))
+    # low coherence is reported, not warned: noise lowers it as much as a nonlinearity does, and correct linear
+    # data at a low signal-to-noise ratio (whose kernel is still well determined by a long record) must not warn
+    spectra = canonical_spectra(problem, opts.workers)
+    return _solution(problem, fits, opts, spectra)
+
+
+class _Options(NamedTuple):
+    """The solver's options, validated; ``noise`` is the given noise level per output channel (or None)."""
+
+    noise: np.ndarray | None
+    wiener: bool
+    window: int
+    tol: float
+    max_iter: int
+    workers: int | None
+
+
+class _BlockFit(NamedTuple):
+    """One block's kernel and what the solve reports about it (per output channel of the block)."""
+
+    kernel: np.ndarray  # (T, C, O)
+    bias: np.ndarray | None  # (O,), with a bias
+    noise: np.ndarray  # the noise level used
+    ridge: np.ndarray  # the Wiener term lambda
+    outside: np.ndarray  # the out-of-support energy
+    iterations: int
+    polish: int
+    residual: float
+    converged: bool
+    singular: int  # singular frequencies ...
+    frequencies: int  # ... of this many
+    warning: str | None
+
+
+def _check_options(
+    problem: CanonicalProblem,
+    noise_level: ArrayLike | None,
+    wiener: object,
+    segment_length: object,
+    tol: object,
+    max_iter: object,
+    workers: object,
+) -> _Options:
+    wiener = check_bool(wiener, "wiener")
+    tol = check_real(tol, "tol", low=0.0, high=1.0, low_open=True, high_open=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
     if workers is not None:
-        workers = _check_int(workers, "workers", None)
+        workers = check_int(workers, "workers", None)
         if workers == 0:
             raise ValueError("`workers` must be a positive number of threads or -1 (all cores), got 0.")
-    given_noise = _check_noise(noise_level, cfg.out_channels)
+    given_noise = _check_noise(noise_level, problem.config.out_channels)
     taps = problem.blocks[0].taps
     if segment_length is None:
         window = sfft.next_fast_len(max(WINDOW_FACTOR * taps, 16), real=True)
     else:
-        window = _check_int(segment_length, "segment_length", 2 * taps - 1)
+        window = check_int(segment_length, "segment_length", 2 * taps - 1)
+    return _Options(given_noise, wiener, int(window), tol, max_iter, workers)
 
-    n_out = cfg.out_channels
-    kernels, biases = [], []
-    noise_used = np.zeros(n_out)
-    ridge_used = np.zeros(n_out)
-    out_energy = np.zeros(n_out)
-    iterations, polish, residuals, singular, n_freq, messages = [], [], [], [], [], []
-    converged = True
-    for b, block in enumerate(problem.blocks):
-        stats = _fft_statistics(block, cfg.use_bias, window, workers)
-        oc = block.out_channels
-        n_singular = int(np.sum(stats.singular))
-        singular.append(n_singular)
-        n_freq.append(len(stats.singular))
-        if n_singular:
-            where = "" if len(problem.blocks) == 1 else f" (group {b})"
-            text = (
-                f"the per-frequency cross-spectral systems{where} are singular at {n_singular} of "
-                f"{len(stats.singular)} frequencies: the input channels carry no independent power there, so the "
-                "data do not determine the kernel's response at those frequencies (it is left at its smallest "
-                "norm, or set by the Wiener regularization). Use a broadband input on every channel, or drop "
-                "duplicate or silent channels."
-            )
-            warnings.warn(text, SpectralWarning, stacklevel=3)
-            messages.append(text)
-        estimate = _spectral_estimate(stats)
-        w0 = np.where(stats.mask[:, :, None], estimate[: stats.taps], 0.0)
 
-        zero = np.zeros(len(oc))
-        w, its, res, ok, steps, rss, resid_cross = _least_squares(block, stats, w0, zero, tol, max_iter, None)
-        out_energy[oc] = _outside_energy(stats, w, resid_cross)
-        if given_noise is None:
-            dof = block.n_equations - stats.n_free - int(cfg.use_bias)
-            sigma = np.sqrt(np.maximum(rss, 0.0) / dof) if dof > 0 else np.zeros(len(oc))
-        else:
-            sigma = given_noise[oc]
-        lam = zero
-        if wiener:
-            power = np.einsum("tco,tco->o", w, w) / stats.n_free
-            lam = np.divide(sigma**2, power, out=np.zeros(len(oc)), where=power > 0)
-            if np.any(lam > 0):
-                w, its2, res, ok2, steps2, _, _ = _least_squares(block, stats, w, lam, tol, max_iter, steps > 1)
-                its, ok, steps = its + its2, ok and ok2, steps + steps2
-        converged &= ok
-        noise_used[oc] = sigma
-        ridge_used[oc] = lam
-        iterations.append(its)
-        polish.append(steps)
-        residuals.append(float(res))
-        kernels.append(w)
-        if stats.window_sums is not None:  # present exactly with a bias
-            biases.append((stats.y_sum - np.einsum("tc,tco->o", stats.window_sums, w)) / stats.n_rows)
+def _singular_warning(stats: _Spectra, b: int, n_blocks: int) -> str | None:
+    """Warn (and return the text) when the per-frequency systems of block ``b`` are singular somewhere."""
+    n_singular = int(np.sum(stats.singular))
+    if not n_singular:
+        return None
+    where = "" if n_blocks == 1 else f" (group {b})"
+    text = (
+        f"the per-frequency cross-spectral systems{where} are singular at {n_singular} of "
+        f"{len(stats.singular)} frequencies: the input channels carry no independent power there, so the "
+        "data do not determine the kernel's response at those frequencies (it is left at its smallest "
+        "norm, or set by the Wiener regularization). Use a broadband input on every channel, or drop "
+        "duplicate or silent channels."
+    )
+    warnings.warn(text, SpectralWarning, stacklevel=5)  # solve -> _fit_block -> here: the caller of solve's caller
+    return text
 
-    # low coherence is reported, not warned: noise lowers it as much as a nonlinearity does, and correct linear
-    # data at a low signal-to-noise ratio (whose kernel is still well determined by a long record) must not warn
-    spectra = canonical_spectra(problem, workers)
+
+def _fit_block(problem: CanonicalProblem, b: int, opts: _Options) -> _BlockFit:
+    """Steps 1-5 of the module docstring for block ``b``: statistics, estimate, refinement, Wiener term."""
+    block, use_bias = problem.blocks[b], problem.config.use_bias
+    tol, max_iter = opts.tol, opts.max_iter
+    stats = _fft_statistics(block, use_bias, opts.window, opts.workers)
+    oc = block.out_channels
+    text = _singular_warning(stats, b, len(problem.blocks))
+    estimate = _spectral_estimate(stats)
+    w0 = np.where(stats.mask[:, :, None], estimate[: stats.taps], 0.0)
+
+    zero = np.zeros(len(oc))
+    w, its, res, ok, steps, rss, resid_cross = _least_squares(block, stats, w0, zero, tol, max_iter, None)
+    outside = _outside_energy(stats, w, resid_cross)
+    if opts.noise is None:
+        dof = block.n_equations - stats.n_free - int(use_bias)
+        sigma = np.sqrt(np.maximum(rss, 0.0) / dof) if dof > 0 else np.zeros(len(oc))
+    else:
+        sigma = opts.noise[oc]
+    lam = zero
+    if opts.wiener:
+        power = np.einsum("tco,tco->o", w, w) / stats.n_free
+        lam = np.divide(sigma**2, power, out=np.zeros(len(oc)), where=power > 0)
+        if np.any(lam > 0):
+            w, its2, res, ok2, steps2, _, _ = _least_squares(block, stats, w, lam, tol, max_iter, steps > 1)
+            its, ok, steps = its + its2, ok and ok2, steps + steps2
+    bias = None
+    if stats.window_sums is not None:  # present exactly with a bias
+        bias = (stats.y_sum - np.einsum("tc,tco->o", stats.window_sums, w)) / stats.n_rows
+    n_singular, n_freq = int(np.sum(stats.singular)), len(stats.singular)
+    return _BlockFit(w, bias, sigma, lam, outside, its, steps, float(res), ok, n_singular, n_freq, text)
+
+
+def _solution(problem: CanonicalProblem, fits: list[_BlockFit], opts: _Options, spectra: dict[str, Any]) -> Solution:
+    """The blocks' fits as one :class:`Solution` (per-output-channel values assembled over the blocks)."""
+    cfg = problem.config
+    per_output = {name: np.zeros(cfg.out_channels) for name in ("noise", "ridge", "outside")}
+    for block, fit in zip(problem.blocks, fits):
+        for name, values in per_output.items():
+            values[block.out_channels] = getattr(fit, name)
+    converged = all(fit.converged for fit in fits)
+    residuals = [fit.residual for fit in fits]
     message = (
         "refined to the least-squares kernel"
-        if not wiener or not np.any(ridge_used)
+        if not opts.wiener or not np.any(per_output["ridge"])
         else "refined to the Wiener-regularized least-squares kernel"
     )
     if not converged:
         message = (
-            f"the edge refinement stopped after max_iter={max_iter} steps at a relative residual of "
-            f"{max(residuals):.3g} (tol={tol:g}); raise max_iter, or use method='lstsq'"
+            f"the edge refinement stopped after max_iter={opts.max_iter} steps at a relative residual of "
+            f"{max(residuals):.3g} (tol={opts.tol:g}); raise max_iter, or use method='lstsq'"
         )
     return Solution(
-        kernels=kernels,
-        biases=biases if cfg.use_bias else None,
+        kernels=[fit.kernel for fit in fits],
+        biases=[fit.bias for fit in fits if fit.bias is not None] if cfg.use_bias else None,
         success=bool(converged),
         message=message,
-        n_iterations=int(sum(iterations)),
+        n_iterations=int(sum(fit.iterations for fit in fits)),
         options={
-            "noise_level": noise_used,
-            "wiener": bool(wiener),
-            "segment_length": int(window),
-            "tol": float(tol),
-            "max_iter": int(max_iter),
-            "workers": workers,
+            "noise_level": per_output["noise"],
+            "wiener": bool(opts.wiener),
+            "segment_length": int(opts.window),
+            "tol": float(opts.tol),
+            "max_iter": int(opts.max_iter),
+            "workers": opts.workers,
         },
         diagnostics={
-            "noise_level_source": "estimated" if given_noise is None else "given",
-            "ridge": ridge_used,
-            "out_of_support_energy": out_energy,
-            "edge_iterations": iterations,
+            "noise_level_source": "estimated" if opts.noise is None else "given",
+            "ridge": per_output["ridge"],
+            "out_of_support_energy": per_output["outside"],
+            "edge_iterations": [fit.iterations for fit in fits],
             "edge_residual": residuals,
-            "polish_steps": polish,
-            "singular_frequencies": singular,
-            "frequencies": n_freq,
-            "warnings": messages,
+            "polish_steps": [fit.polish for fit in fits],
+            "singular_frequencies": [fit.singular for fit in fits],
+            "frequencies": [fit.frequencies for fit in fits],
+            "warnings": [fit.warning for fit in fits if fit.warning is not None],
             "spectra": spectra,
         },
     )
@@ -261,23 +312,6 @@ def solve(
 # ----------------------------------------------------------------------------------------------
 # Option checks
 # ----------------------------------------------------------------------------------------------
-
-
-def _check_real(value: object, name: str, *, low: float, high: float) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number, got {value!r} ({type(value).__name__}).")
-    number = float(value)
-    if not (low < number < high):
-        raise ValueError(f"`{name}` must be in ({low:g}, {high:g}), got {value!r}.")
-    return number
-
-
-def _check_int(value: object, name: str, minimum: int | None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def _check_noise(noise_level: ArrayLike | None, n_out: int) -> np.ndarray | None:
