@@ -208,8 +208,8 @@ def test_stride_above_span_with_outputs_ahead_of_inputs():
     [
         (dict(forgetting=0.0), ValueError, r"`forgetting` must be in \(0, 1\].*0\.0"),
         (dict(forgetting=1.5), ValueError, r"`forgetting` must be in \(0, 1\].*1\.5"),
-        (dict(forgetting="0.9"), TypeError, r"`forgetting` must be a number"),
-        (dict(forgetting=True), TypeError, r"`forgetting` must be a number"),
+        (dict(forgetting="0.9"), TypeError, r"`forgetting` must be a real number"),
+        (dict(forgetting=True), TypeError, r"`forgetting` must be a real number"),
         (dict(window=0), ValueError, r"`window` must be >= 1, got 0"),
         (dict(window=2.5), TypeError, r"`window` must be an integer"),
         (dict(window=10, forgetting=0.9), ValueError, r"`forgetting` \(=0.9\) or `window` \(=10\), not both"),

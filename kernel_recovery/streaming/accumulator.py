@@ -15,52 +15,25 @@ import dataclasses
 import json
 import math
 import os
-import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ..model.arrays import check_array_dtype, check_array_finite, jsonable, unmask
-from ..model.config import ConvConfig, Layout, Padding, PaddingMode, check_alignment, check_layout
-from ..model.operator import (
-    CHUNK_ENTRIES,
-    EXPLICIT_LIMIT,
-    BlockSpectrum,
-    Statistics,
-    add_statistics,
-    block_statistics,
-    design_rows,
-    n_columns,
-    rank_tolerance,
-)
+from ..model.config import ConvConfig, ConvSpec, Layout, Padding
+from ..model.design import EXPLICIT_LIMIT, design_rows, n_columns
 from ..model.problem import Block, CanonicalProblem, build_problem, check_gram_memory
 from ..model.result import KernelResult
-from ..model.validation import check_bool, check_int
+from ..model.spectrum import BlockSpectrum, rank_tolerance
+from ..model.statistics import CHUNK_ENTRIES, Statistics, add_statistics, block_statistics
+from ..model.validation import check_int, check_real
 from ..solvers import pipeline
+from .checkpoint import STATE_FORMAT, STATE_VERSION, StateReader, pack, read_state, statistics_state, write_state
 
 if TYPE_CHECKING:
     from ..solvers.lstsq import Regularization
-
-
-class _Settings(TypedDict):
-    """The validated constructor arguments (channel counts come with the first chunk)."""
-
-    kernel_size: int
-    stride: int
-    padding: PaddingMode | tuple[int, int]
-    dilation: int
-    groups: int
-    use_bias: bool
-    layout: Layout
-    flip: bool
-    lags: tuple[int, int] | None
-
-
-#: The version of the checkpoint format written by :meth:`NormalEquations.save` (``load`` refuses others).
-STATE_VERSION = 1
-_STATE_FORMAT = "kernel_recovery.NormalEquations"
 
 
 def check_memory(forgetting: object, window: object) -> tuple[float | None, int | None]:
@@ -71,15 +44,7 @@ def check_memory(forgetting: object, window: object) -> tuple[float | None, int 
             "fade, the other drops them after `window` equations."
         )
     if forgetting is not None:
-        if isinstance(forgetting, (bool, np.bool_)) or not isinstance(
-            forgetting, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(
-                f"`forgetting` must be a number in (0, 1], got {forgetting!r} ({type(forgetting).__name__})."
-            )
-        if not 0.0 < float(forgetting) <= 1.0:
-            raise ValueError(f"`forgetting` must be in (0, 1] (1: no forgetting), got {forgetting!r}.")
-        forgetting = float(forgetting)
+        forgetting = check_real(forgetting, "forgetting", low=0, high=1, low_open=True)  # 1: no forgetting
     if window is not None:
         window = check_int(window, "window")
     return forgetting, window
@@ -240,24 +205,24 @@ class NormalEquations:
         forgetting: float | None = None,
         window: int | None = None,
     ) -> None:
-        # the arguments as given, for checkpoints (from_state rebuilds the accumulator from them)
-        self._given = {k: v for k, v in locals().items() if k not in ("self", "forgetting", "window")}
-        self._forgetting, self._window = check_memory(forgetting, window)
-        stride = check_int(stride, "stride")
-        dilation = check_int(dilation, "dilation")
-        # a lag range is an alignment: kernel_size and (possibly negative) padding
-        size, pad, lags = check_alignment(kernel_size, padding, lags, stride, dilation)
-        self._args = _Settings(
-            kernel_size=size,
-            stride=stride,
-            padding=pad,
-            dilation=dilation,
-            groups=check_int(groups, "groups"),
-            use_bias=check_bool(use_bias, "use_bias"),
-            layout=check_layout(layout),
-            flip=check_bool(flip, "flip"),
-            lags=lags,
-        )
+        spec = ConvSpec.create(
+            kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+            layout=layout, flip=flip, lags=lags,
+        )  # fmt: skip
+        self._start(spec, *check_memory(forgetting, window))
+
+    @classmethod
+    def from_spec(
+        cls, spec: ConvSpec, *, forgetting: float | None = None, window: int | None = None
+    ) -> NormalEquations:
+        """An empty accumulator of an already validated configuration (``forgetting``, ``window`` as above)."""
+        acc = cls.__new__(cls)
+        acc._start(spec, *check_memory(forgetting, window))
+        return acc
+
+    def _start(self, spec: ConvSpec, forgetting: float | None, window: int | None) -> None:
+        self._spec = spec  # (a lag range is spelled out as kernel_size and a possibly negative padding)
+        self._forgetting, self._window = forgetting, window
         self.config: ConvConfig | None = None
         self._stats: list[Statistics | None] = []
         self._kept: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # retained canonical rows per block
@@ -277,7 +242,7 @@ class NormalEquations:
         if arr.ndim == 1:
             arr = arr[:, None]
         elif arr.ndim == 2:
-            if self._args["layout"] == "ncw":
+            if self._spec.layout == "ncw":
                 arr = arr.T
         else:
             raise ValueError(f"`{name}` must be 1-D or 2-D (one stretch of one sequence), got shape {arr.shape}.")
@@ -315,20 +280,7 @@ class NormalEquations:
 
     def _configure(self, in_channels: int, out_channels: int) -> ConvConfig:
         """Set the configuration once the channel counts are known (the first chunk, or a checkpoint)."""
-        a = self._args
-        cfg = ConvConfig.create(
-            a["kernel_size"],
-            in_channels,
-            out_channels,
-            stride=a["stride"],
-            padding=a["padding"],
-            dilation=a["dilation"],
-            groups=a["groups"],
-            use_bias=a["use_bias"],
-            layout=a["layout"],
-            flip=a["flip"],
-            lags=a["lags"],
-        )
+        cfg = self._spec.bind(in_channels, out_channels)
         check_gram_memory(cfg)  # before the first Gram is allocated
         self.config = cfg
         self._stats = [None] * cfg.groups
@@ -480,7 +432,7 @@ class NormalEquations:
             )
         if other._merge_key() != self._merge_key():
             raise ValueError(
-                f"cannot merge accumulators with different configurations: {self._args} and {other._args}."
+                f"cannot merge accumulators with different configurations: {self._spec} and {other._spec}."
             )
         if (self._forgetting, self._window) != (other._forgetting, other._window):
             raise ValueError(
@@ -496,7 +448,7 @@ class NormalEquations:
         if other.config is None:
             return self
         if self.config is None:
-            self.config = dataclasses.replace(other.config, padding=self._args["padding"])  # self's own spelling
+            self.config = dataclasses.replace(other.config, padding=self._spec.padding)  # self's own spelling
             self._stats = [None] * other.config.groups
             self._kept = [([], []) for _ in range(other.config.groups)]
         elif (self.config.in_channels, self.config.out_channels) != (
@@ -526,17 +478,16 @@ class NormalEquations:
         self._out_lengths += other._out_lengths
         return self
 
-    def _merge_key(self) -> _Settings:
+    def _merge_key(self) -> ConvSpec:
         """The configuration, with ``padding`` as its (left, right) zeros wherever they do not depend on the length.
 
         Such paddings give the same equations for every sequence, so accumulators that spell them differently
         ("valid", 0, (0, 0); "causal" and ``(span - 1, 0)``; "same" at stride 1) hold compatible statistics.
         """
-        a = self._args.copy()
-        if not (a["padding"] == "same" and a["stride"] > 1):
-            cfg = ConvConfig(a["kernel_size"], 1, 1, padding=a["padding"], dilation=a["dilation"])
-            a["padding"] = cfg.pads(0)
-        return a
+        spec = self._spec
+        if spec.padding == "same" and spec.stride > 1:
+            return spec
+        return dataclasses.replace(spec, padding=spec.bind(spec.groups, spec.groups).pads(0))
 
     def __copy__(self) -> NormalEquations:
         # a shallow copy would share the per-group statistics lists, so updating or merging one would change both
@@ -588,17 +539,7 @@ class NormalEquations:
         done = self._closed()
         stats = done.statistics()
         cfg = done._cfg
-        template = build_problem(
-            np.zeros((cfg.span, cfg.in_channels)),
-            np.zeros((1, cfg.out_channels)),
-            cfg.kernel_size,
-            stride=cfg.stride,
-            padding="valid",
-            dilation=cfg.dilation,
-            groups=cfg.groups,
-            use_bias=cfg.use_bias,
-            flip=cfg.flip,
-        )
+        template = done._segment(np.zeros((cfg.span, cfg.in_channels)), np.zeros((1, cfg.out_channels)))
         kept, lengths, out_lengths = done._kept, tuple(done._lengths), tuple(done._out_lengths)
         if done._window is not None:
             kept, lengths, out_lengths = done._window_rows()
@@ -673,9 +614,9 @@ class NormalEquations:
         An open sequence is included (its buffered inputs and outputs), so the accumulator continues exactly.
         """
         state: dict[str, Any] = {
-            "format": _STATE_FORMAT,
+            "format": STATE_FORMAT,
             "version": STATE_VERSION,
-            "settings": json.dumps(jsonable(self._given)),
+            "settings": json.dumps(jsonable(dataclasses.asdict(self._spec))),
             "forgetting": math.nan if self._forgetting is None else self._forgetting,
             "window": 0 if self._window is None else self._window,
             "in_channels": -1 if self.config is None else self.config.in_channels,
@@ -693,10 +634,10 @@ class NormalEquations:
         state["has_stats"] = self._stats[0] is not None
         for g, st in enumerate(self._stats):
             if st is not None:
-                state.update(_stats_state(f"stats{g}_", st))
+                state.update(statistics_state(f"stats{g}_", st))
             kx, ky = self._kept[g]
-            state[f"kept{g}_x"], state[f"kept{g}_x_len"] = _pack(kx, self._canonical_channels())
-            state[f"kept{g}_y"], state[f"kept{g}_y_len"] = _pack(ky, cfg.out_per_group)
+            state[f"kept{g}_x"], state[f"kept{g}_x_len"] = pack(kx, self._canonical_channels())
+            state[f"kept{g}_y"], state[f"kept{g}_y_len"] = pack(ky, cfg.out_per_group)
         if self._open:
             state.update(
                 open_n_in=self._n_in,
@@ -709,15 +650,22 @@ class NormalEquations:
                 open_skip=self._skip,
             )
         if self._window is not None:
-            state["pieces_x"], state["pieces_x_len"] = _pack([p.x for p in self._pieces], cfg.in_channels)
-            state["pieces_y"], state["pieces_y_len"] = _pack([p.y for p in self._pieces], cfg.out_channels)
-            state["pieces_sequence"] = np.array([p.sequence for p in self._pieces], dtype=np.int64)
-            p, o = cfg.unknowns_per_output, cfg.out_per_group
-            for g in range(cfg.groups):
-                for name, shape in (("gram", (p, p)), ("cross", (p, o)), ("yty", (o,))):
-                    parts = [getattr(piece.stats[g], name) for piece in self._pieces]
-                    state[f"pieces{g}_{name}"] = np.array(parts) if parts else np.zeros((0,) + shape)
-                state[f"pieces{g}_n_rows"] = np.array([p.stats[g].n_rows for p in self._pieces], dtype=float)
+            state.update(self._window_state())
+        return state
+
+    def _window_state(self) -> dict[str, Any]:
+        """With a window: its stretches of equations (inputs, outputs, sequence and statistics per group)."""
+        cfg = self._cfg
+        state: dict[str, Any] = {}
+        state["pieces_x"], state["pieces_x_len"] = pack([p.x for p in self._pieces], cfg.in_channels)
+        state["pieces_y"], state["pieces_y_len"] = pack([p.y for p in self._pieces], cfg.out_channels)
+        state["pieces_sequence"] = np.array([p.sequence for p in self._pieces], dtype=np.int64)
+        p, o = cfg.unknowns_per_output, cfg.out_per_group
+        for g in range(cfg.groups):
+            for name, shape in (("gram", (p, p)), ("cross", (p, o)), ("yty", (o,))):
+                parts = [getattr(piece.stats[g], name) for piece in self._pieces]
+                state[f"pieces{g}_{name}"] = np.array(parts) if parts else np.zeros((0,) + shape)
+            state[f"pieces{g}_n_rows"] = np.array([p.stats[g].n_rows for p in self._pieces], dtype=float)
         return state
 
     @classmethod
@@ -725,30 +673,17 @@ class NormalEquations:
         """The accumulator a :meth:`to_state` dict describes; a ValueError naming what is missing or inconsistent."""
         if not isinstance(state, dict):
             raise TypeError(f"`state` must be a dict from NormalEquations.to_state(), got {type(state).__name__}.")
-        st = _StateReader(state)
-        if st.text("format") != _STATE_FORMAT:
+        st = StateReader(state)
+        if st.text("format") != STATE_FORMAT:
             raise ValueError(f"not a NormalEquations checkpoint: its format is {st.text('format')!r}.")
         version = st.integer("version")
         if version != STATE_VERSION:
             raise ValueError(
                 f"checkpoint format version {version} is not supported (this version reads {STATE_VERSION})."
             )
-        try:
-            given = json.loads(st.text("settings"))
-            if isinstance(given.get("padding"), list):
-                given["padding"] = tuple(given["padding"])
-            if isinstance(given.get("lags"), list):
-                given["lags"] = tuple(given["lags"])
-            forgetting = st.number("forgetting")
-            window = st.integer("window")
-            acc = cls(**given, forgetting=None if math.isnan(forgetting) else forgetting, window=window or None)
-        except (TypeError, ValueError, json.JSONDecodeError) as exc:
-            raise ValueError(f"the checkpoint's `settings` do not describe an accumulator: {exc}") from None
-        acc._count, acc._weight_sq, acc._kept_rows = (
-            st.integer("count"),
-            st.number("weight_sq"),
-            st.integer("kept_rows"),
-        )
+        acc = cls._empty_from_state(st)
+        acc._count, acc._weight_sq = st.integer("count"), st.number("weight_sq")
+        acc._kept_rows = st.integer("kept_rows")
         acc._lengths = [int(v) for v in st.array("lengths", (None,))]
         acc._out_lengths = [int(v) for v in st.array("out_lengths", (None,))]
         acc._open = st.flag("open")
@@ -758,43 +693,66 @@ class NormalEquations:
                 raise ValueError("the checkpoint holds data but no channel counts (`in_channels`, `out_channels`).")
             return acc
         cfg = acc._configure(cin, cout)
-        p, o, c = cfg.unknowns_per_output, cfg.out_per_group, acc._canonical_channels()
         has_stats = st.flag("has_stats")
         for g in range(cfg.groups):
             if has_stats:
-                acc._stats[g] = st.statistics(f"stats{g}_", p, o)
+                acc._stats[g] = st.statistics(f"stats{g}_", cfg.unknowns_per_output, cfg.out_per_group)
             acc._kept[g] = (
-                _unpack(st.array(f"kept{g}_x", (None, c)), st.array(f"kept{g}_x_len", (None,))),
-                _unpack(st.array(f"kept{g}_y", (None, o)), st.array(f"kept{g}_y_len", (None,))),
+                st.stretches(f"kept{g}_x", acc._canonical_channels()),
+                st.stretches(f"kept{g}_y", cfg.out_per_group),
             )
         if acc._open:
-            acc._n_in, acc._y_seen, acc._y_done = (
-                st.integer("open_n_in"),
-                st.integer("open_y_seen"),
-                st.integer("open_y_done"),
-            )
-            acc._left = st.integer("open_left") if st.flag("open_left_known") else None
-            acc._xbuf = st.array("open_xbuf", (None, cin))
-            acc._ybuf = st.array("open_ybuf", (None, cout))
-            acc._skip = st.integer("open_skip")
+            acc._restore_open(st)
         if acc._window is not None:
-            xs = _unpack(st.array("pieces_x", (None, cin)), st.array("pieces_x_len", (None,)))
-            ys = _unpack(st.array("pieces_y", (None, cout)), st.array("pieces_y_len", (None,)))
-            seqs = st.array("pieces_sequence", (len(xs),))
-            grams = [st.array(f"pieces{g}_gram", (len(xs), p, p)) for g in range(cfg.groups)]
-            crosses = [st.array(f"pieces{g}_cross", (len(xs), p, o)) for g in range(cfg.groups)]
-            ytys = [st.array(f"pieces{g}_yty", (len(xs), o)) for g in range(cfg.groups)]
-            counts = [st.array(f"pieces{g}_n_rows", (len(xs),)) for g in range(cfg.groups)]
-            if len(ys) != len(xs):
-                raise ValueError(f"the checkpoint's window holds {len(xs)} input stretches but {len(ys)} output ones.")
-            for i, (x, y) in enumerate(zip(xs, ys)):
-                stats = [
-                    Statistics(grams[g][i], crosses[g][i], ytys[g][i], int(counts[g][i])) for g in range(cfg.groups)
-                ]
-                acc._pieces.append(_Piece(x, y, stats, int(seqs[i])))
-            if sum(piece.n for piece in acc._pieces) != acc._count:
-                raise ValueError("the checkpoint's window stretches do not add up to its `count` of equations.")
+            acc._restore_window(st)
         return acc
+
+    @classmethod
+    def _empty_from_state(cls, st: StateReader) -> NormalEquations:
+        """The accumulator of a checkpoint's configuration and memory, without its data."""
+        try:
+            given = json.loads(st.text("settings"))
+            for key in ("padding", "lags"):  # (JSON has no tuples)
+                if isinstance(given.get(key), list):
+                    given[key] = tuple(given[key])
+            forgetting = st.number("forgetting")
+            window = st.integer("window")
+            return cls(**given, forgetting=None if math.isnan(forgetting) else forgetting, window=window or None)
+        except (TypeError, ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"the checkpoint's `settings` do not describe an accumulator: {exc}") from None
+
+    def _restore_open(self, st: StateReader) -> None:
+        """A checkpoint's open sequence: its buffered inputs and outputs and how far it got."""
+        cfg = self._cfg
+        self._n_in, self._y_seen, self._y_done = (
+            st.integer("open_n_in"),
+            st.integer("open_y_seen"),
+            st.integer("open_y_done"),
+        )
+        self._left = st.integer("open_left") if st.flag("open_left_known") else None
+        self._xbuf = st.array("open_xbuf", (None, cfg.in_channels))
+        self._ybuf = st.array("open_ybuf", (None, cfg.out_channels))
+        self._skip = st.integer("open_skip")
+
+    def _restore_window(self, st: StateReader) -> None:
+        """A checkpoint's window: its stretches of equations, with their statistics per group."""
+        cfg = self._cfg
+        p, o = cfg.unknowns_per_output, cfg.out_per_group
+        xs = st.stretches("pieces_x", cfg.in_channels)
+        ys = st.stretches("pieces_y", cfg.out_channels)
+        n = len(xs)
+        seqs = st.array("pieces_sequence", (n,))
+        grams = [st.array(f"pieces{g}_gram", (n, p, p)) for g in range(cfg.groups)]
+        crosses = [st.array(f"pieces{g}_cross", (n, p, o)) for g in range(cfg.groups)]
+        ytys = [st.array(f"pieces{g}_yty", (n, o)) for g in range(cfg.groups)]
+        counts = [st.array(f"pieces{g}_n_rows", (n,)) for g in range(cfg.groups)]
+        if len(ys) != n:
+            raise ValueError(f"the checkpoint's window holds {n} input stretches but {len(ys)} output ones.")
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            stats = [Statistics(grams[g][i], crosses[g][i], ytys[g][i], int(counts[g][i])) for g in range(cfg.groups)]
+            self._pieces.append(_Piece(x, y, stats, int(seqs[i])))
+        if sum(piece.n for piece in self._pieces) != self._count:
+            raise ValueError("the checkpoint's window stretches do not add up to its `count` of equations.")
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state to ``path`` as an ``.npz`` file (no pickles), atomically: a crash leaves the old file.
@@ -814,11 +772,7 @@ class NormalEquations:
         >>> again.solve().kernel.ravel().round(12)
         array([ 1. , -0.5])
         """
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in self.to_state().items()})  # type: ignore[arg-type]
-        os.replace(tmp, path)
+        write_state(path, self.to_state())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **expected: Any) -> NormalEquations:
@@ -837,109 +791,29 @@ class NormalEquations:
             For a file that is not a readable checkpoint (corrupted, truncated, another format or version), or one
             whose configuration differs from ``expected``.
         """
-        try:
-            with open(os.fspath(path), "rb") as f, np.load(f, allow_pickle=False) as data:
-                state = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a readable NormalEquations checkpoint: {exc}") from None
-        if not isinstance(state, dict):  # np.load of a .npy file gives an array
-            raise ValueError(f"{os.fspath(path)!r} is not a NormalEquations checkpoint (.npz).")
-        acc = cls.from_state(state)
+        acc = cls.from_state(read_state(path))
         if expected:
-            reference = cls(
-                **{**acc._given, **{k: v for k, v in expected.items() if k not in ("forgetting", "window")}},
-                forgetting=expected.get("forgetting", acc._forgetting),
-                window=expected.get("window", acc._window),
-            )
-            mine = {**acc._merge_key(), "forgetting": acc._forgetting, "window": acc._window}
-            want = {**reference._merge_key(), "forgetting": reference._forgetting, "window": reference._window}
-            wrong = [f"{k}={mine[k]!r} (expected {want[k]!r})" for k in want if mine[k] != want[k]]
+            wrong = acc._differences(**expected)
             if wrong:
                 raise ValueError(
                     f"{os.fspath(path)!r} holds an accumulator of another configuration: {', '.join(wrong)}."
                 )
         return acc
 
+    def _differences(self, **expected: Any) -> list[str]:
+        """``"name=mine (expected theirs)"`` for each setting (or memory) that differs from ``expected``."""
+        config = {k: v for k, v in expected.items() if k not in ("forgetting", "window")}
+        forgetting, window = check_memory(
+            expected.get("forgetting", self._forgetting), expected.get("window", self._window)
+        )
+        mine = {**dataclasses.asdict(self._merge_key()), "forgetting": self._forgetting, "window": self._window}
+        given: dict[str, Any] = dataclasses.asdict(self._spec)
+        if self._spec.lags is not None:  # the lag range alone spells kernel_size and padding: `expected` may change it
+            given.update(kernel_size=None, padding="valid")
+        reference = NormalEquations.from_spec(ConvSpec.create(**{**given, **config}))
+        want = {**dataclasses.asdict(reference._merge_key()), "forgetting": forgetting, "window": window}
+        return [f"{k}={mine[k]!r} (expected {want[k]!r})" for k in want if mine[k] != want[k]]
+
     def _canonical_channels(self) -> int:
         cfg = self._cfg
         return cfg.stride // math.gcd(cfg.stride, cfg.dilation) * cfg.in_per_group
-
-
-def _pack(arrays: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-    return (np.concatenate(arrays) if arrays else np.zeros((0, width))), lengths
-
-
-def _unpack(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-    if np.any(lengths < 0) or int(lengths.sum()) != len(flat):
-        raise ValueError(
-            f"a checkpoint's stretch lengths add up to {int(lengths.sum())}, but it holds {len(flat)} rows."
-        )
-    return [np.array(a) for a in np.split(flat, np.cumsum(lengths)[:-1])] if len(lengths) else []
-
-
-def _stats_state(prefix: str, st: Statistics) -> dict[str, Any]:
-    return {
-        f"{prefix}gram": np.array(st.gram),
-        f"{prefix}cross": np.array(st.cross),
-        f"{prefix}yty": np.array(st.yty),
-        f"{prefix}n_rows": st.n_rows,
-    }
-
-
-class _StateReader:
-    """Typed, shape-checked reads of a checkpoint dict; every problem a ValueError naming the key."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-
-    def _get(self, key: str) -> np.ndarray:
-        if key not in self.state:
-            raise ValueError(f"the checkpoint is missing `{key}` (an incomplete or foreign file).")
-        return np.asarray(self.state[key])
-
-    def text(self, key: str) -> str:
-        v = self._get(key)
-        if v.ndim or v.dtype.kind != "U":
-            raise ValueError(f"the checkpoint's `{key}` must be a string, got {v.dtype} with shape {v.shape}.")
-        return str(v)
-
-    def number(self, key: str) -> float:
-        v = self._get(key)
-        if v.ndim or v.dtype.kind not in "biuf":
-            raise ValueError(f"the checkpoint's `{key}` must be a number, got {v.dtype} with shape {v.shape}.")
-        return float(v)
-
-    def integer(self, key: str) -> int:
-        v = self._get(key)
-        if v.ndim or v.dtype.kind not in "biu":
-            raise ValueError(f"the checkpoint's `{key}` must be an integer, got {v.dtype} with shape {v.shape}.")
-        return int(v)
-
-    def flag(self, key: str) -> bool:
-        return bool(self.integer(key))
-
-    def array(self, key: str, shape: tuple[int | None, ...]) -> np.ndarray:
-        v = self._get(key)
-        ok = (
-            v.dtype.kind in "biuf" and v.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, v.shape))
-        )
-        if not ok:
-            want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(
-                f"the checkpoint's `{key}` must be a numeric array of shape {want}, got {v.dtype} {v.shape}."
-            )
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"the checkpoint's `{key}` holds NaN or Inf values.")
-        return np.array(v, dtype=np.int64 if v.dtype.kind in "biu" else np.float64)
-
-    def statistics(self, prefix: str, p: int, o: int) -> Statistics:
-        n = self.number(f"{prefix}n_rows")
-        return Statistics(
-            self.array(f"{prefix}gram", (p, p)),
-            self.array(f"{prefix}cross", (p, o)),
-            self.array(f"{prefix}yty", (o,)),
-            n if n != int(n) else int(n),  # type: ignore[arg-type]  # (float: the weights' sum, with forgetting)
-        )
