@@ -246,7 +246,10 @@ def _progress(quiet: bool) -> bool | None:
 
 
 def run_demo(
-    out: TextIO | None = None, *, plot: str | bool | None = None, quiet: bool = False,
+    out: TextIO | None = None,
+    *,
+    plot: str | bool | None = None,
+    quiet: bool = False,
     methods: list[str] | None = None,
 ) -> int:
     """Solve the built-in examples with every available method and print a table, then save a figure.
@@ -341,8 +344,14 @@ def _demo_figure(
     res = results.get((noisy.name, "lstsq"))
     if res is None:
         res = recover_kernel(noisy.x, noisy.y, noisy.kernel_size, **noisy.settings)
-    iterative = next((r for (name, _), r in results.items() if name == noisy.name and r.loss_history is not None
-                      and len(r.loss_history)), None)
+    iterative = next(
+        (
+            r
+            for (name, _), r in results.items()
+            if name == noisy.name and r.loss_history is not None and len(r.loss_history)
+        ),
+        None,
+    )
     lower = 3 if iterative is not None else 2
     fig = plt.figure(figsize=(13.0, 9.0), layout="constrained")
     (top,), (bottom,) = fig.subfigures(2, 1, squeeze=False, height_ratios=[5.6, 3.4])
@@ -364,8 +373,13 @@ def _demo_figure(
 
 def _conv_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "stride": args.stride, "padding": args.padding, "dilation": args.dilation, "groups": args.groups,
-        "use_bias": args.bias, "layout": args.layout, "flip": args.flip,
+        "stride": args.stride,
+        "padding": args.padding,
+        "dilation": args.dilation,
+        "groups": args.groups,
+        "use_bias": args.bias,
+        "layout": args.layout,
+        "flip": args.flip,
     }
 
 
@@ -442,8 +456,7 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
     _need_matplotlib(args)
     x, y = _load_xy(args, need_y=False)
     settings = _conv_settings(args)
-    rep = analyze(x, y, args.kernel_size, out_channels=args.out_channels if y is None else None, warn=False,
-                  **settings)
+    rep = analyze(x, y, args.kernel_size, out_channels=args.out_channels if y is None else None, warn=False, **settings)
     summary = rep.to_dict()
     if args.output is not None:
         try:
@@ -507,8 +520,11 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(json.dumps(jsonable({"written": written, "kernel": kernel, "bias": bias}), allow_nan=False), file=out)
     elif not args.quiet:
-        print(f"simulated y = conv1d(x, kernel{', bias' if bias is not None else ''}) "
-              f"with x {x.shape}, y {y.shape}, kernel {kernel.shape}, noise {args.noise:g}", file=out)
+        print(
+            f"simulated y = conv1d(x, kernel{', bias' if bias is not None else ''}) "
+            f"with x {x.shape}, y {y.shape}, kernel {kernel.shape}, noise {args.noise:g}",
+            file=out,
+        )
         for line in written:
             print(f"wrote {line}", file=out)
     return 0
@@ -526,26 +542,42 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_conv_options(p: argparse.ArgumentParser, kernel_required: bool = True) -> None:
     g = p.add_argument_group("convolution (as in Keras Conv1D / PyTorch nn.Conv1d)")
-    g.add_argument("-k", "--kernel-size", type=_positive_int, required=kernel_required, default=None if
-                   kernel_required else 5, help="number of taps" + ("" if kernel_required else " (default 5)"))
+    g.add_argument(
+        "-k",
+        "--kernel-size",
+        type=_positive_int,
+        required=kernel_required,
+        default=None if kernel_required else 5,
+        help="number of taps" + ("" if kernel_required else " (default 5)"),
+    )
     g.add_argument("--stride", type=_positive_int, default=1, help="default 1")
-    g.add_argument("--padding", type=_padding, default="valid",
-                   help="valid (default), same, causal, full, an int, or LEFT,RIGHT")
+    g.add_argument(
+        "--padding", type=_padding, default="valid", help="valid (default), same, causal, full, an int, or LEFT,RIGHT"
+    )
     g.add_argument("--dilation", type=_positive_int, default=1, help="default 1")
     g.add_argument("--groups", type=_positive_int, default=1, help="default 1")
     g.add_argument("--bias", action="store_true", help="the layer has a bias (use_bias=True)")
-    g.add_argument("--layout", choices=("nwc", "ncw"), default="nwc",
-                   help="nwc: (batch, length, channels), Keras (default); ncw: (batch, channels, length), PyTorch. "
-                        ".csv/.txt files are always rows=time steps, columns=channels")
-    g.add_argument("--flip", action="store_true", help="true convolution (scipy.signal.convolve) instead of "
-                   "cross-correlation")
+    g.add_argument(
+        "--layout",
+        choices=("nwc", "ncw"),
+        default="nwc",
+        help="nwc: (batch, length, channels), Keras (default); ncw: (batch, channels, length), PyTorch. "
+        ".csv/.txt files are always rows=time steps, columns=channels",
+    )
+    g.add_argument(
+        "--flip", action="store_true", help="true convolution (scipy.signal.convolve) instead of cross-correlation"
+    )
 
 
 def _add_output_options(p: argparse.ArgumentParser, plot_help: str) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the human one")
     p.add_argument("--plot", metavar="FILE", help=plot_help)
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no summary, no progress bars (errors and warnings are still printed)")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no summary, no progress bars (errors and warnings are still printed)",
+    )
 
 
 def _add_inputs(p: argparse.ArgumentParser, y_help: str) -> None:
@@ -556,44 +588,70 @@ def _add_inputs(p: argparse.ArgumentParser, y_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Recover the kernel (and bias) of a 1-D convolution from its inputs "
-                     "and outputs.", epilog="exit codes: 0 success, 1 failure, 2 usage error")
+    parser = _Parser(
+        prog=PROG,
+        description="Recover the kernel (and bias) of a 1-D convolution from its inputs and outputs.",
+        epilog="exit codes: 0 success, 1 failure, 2 usage error",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,recover,analyze,simulate}",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,recover,analyze,simulate}", parser_class=_Parser
+    )
 
-    d = sub.add_parser("demo", help="solve the built-in examples with every method, print a table, save a figure",
-                       description="The classic tutorial examples, a noisy multichannel recording and an "
-                       "underdetermined case, solved by every method side by side.")
+    d = sub.add_parser(
+        "demo",
+        help="solve the built-in examples with every method, print a table, save a figure",
+        description="The classic tutorial examples, a noisy multichannel recording and an "
+        "underdetermined case, solved by every method side by side.",
+    )
     d.add_argument("--plot", metavar="FILE", help=f"where to save the PNG figure (default {DEFAULT_DEMO_FIGURE})")
     d.add_argument("--no-plot", action="store_true", help="do not draw the figure")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    r = sub.add_parser("recover", help="recover a kernel from input and output files",
-                       description="Recover the kernel from X and Y.  Method options: --option NAME=VALUE.")
+    r = sub.add_parser(
+        "recover",
+        help="recover a kernel from input and output files",
+        description="Recover the kernel from X and Y.  Method options: --option NAME=VALUE.",
+    )
     _add_inputs(r, "output file (may be omitted when X is a .npz holding both 'x' and 'y')")
     _add_conv_options(r)
     r.add_argument("-m", "--method", choices=list(solvers.METHODS), default="lstsq", help="default lstsq")
-    r.add_argument("-O", "--option", action="append", metavar="NAME=VALUE",
-                   help="a method option, repeatable: e.g. --option ridge=0.1, --option max_iter=500 (numbers, "
-                   "true/false and none are parsed)")
-    r.add_argument("-o", "--output", metavar="FILE", help=".npy (kernel), .npz (kernel, bias, stderr) or .json "
-                   "(everything)")
-    r.add_argument("--true-kernel", metavar="FILE", help="the known kernel (.npy, or .npz key 'kernel', as written "
-                   "by simulate), to report the error and draw it")
+    r.add_argument(
+        "-O",
+        "--option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a method option, repeatable: e.g. --option ridge=0.1, --option max_iter=500 (numbers, "
+        "true/false and none are parsed)",
+    )
+    r.add_argument(
+        "-o", "--output", metavar="FILE", help=".npy (kernel), .npz (kernel, bias, stderr) or .json (everything)"
+    )
+    r.add_argument(
+        "--true-kernel",
+        metavar="FILE",
+        help="the known kernel (.npy, or .npz key 'kernel', as written by simulate), to report the error and draw it",
+    )
     _add_output_options(r, "save a PNG of the kernel, residuals and spectrum")
 
     a = sub.add_parser("analyze", help="say whether the data determine the kernel (before solving)")
     _add_inputs(a, "output file (optional: without it, only X and the settings decide)")
     _add_conv_options(a)
-    a.add_argument("--out-channels", type=_positive_int, default=None,
-                   help="number of output channels when Y is not given (default: groups)")
+    a.add_argument(
+        "--out-channels",
+        type=_positive_int,
+        default=None,
+        help="number of output channels when Y is not given (default: groups)",
+    )
     a.add_argument("-o", "--output", metavar="FILE", help="write the report as .json")
     _add_output_options(a, "save a PNG of the design's singular values")
 
-    s = sub.add_parser("simulate", help="write a synthetic x/y pair with a known random kernel",
-                       description="Write x, y and the kernel: one .npz (keys x, y, kernel, bias), or for "
-                       ".npy/.csv/.txt the files STEM_x, STEM_y, STEM_kernel.npy (and STEM_bias.npy).")
+    s = sub.add_parser(
+        "simulate",
+        help="write a synthetic x/y pair with a known random kernel",
+        description="Write x, y and the kernel: one .npz (keys x, y, kernel, bias), or for "
+        ".npy/.csv/.txt the files STEM_x, STEM_y, STEM_kernel.npy (and STEM_bias.npy).",
+    )
     s.add_argument("output", metavar="OUTPUT", help="e.g. data.npz, or data.csv for data_x.csv and data_y.csv")
     _add_conv_options(s, kernel_required=False)
     s.add_argument("--length", type=_positive_int, default=1000, help="samples per sequence (default 1000)")

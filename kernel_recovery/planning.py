@@ -101,11 +101,7 @@ def plan(
     ):
         raise ValueError(f"`input_std` must be a finite number > 0, got {input_std!r}.")
     in_channels = check_int(in_channels, "in_channels")
-    out_channels = (
-        check_int(groups, "groups")
-        if out_channels is None
-        else check_int(out_channels, "out_channels")
-    )
+    out_channels = check_int(groups, "groups") if out_channels is None else check_int(out_channels, "out_channels")
     cfg = ConvConfig.create(
         kernel_size,
         in_channels,

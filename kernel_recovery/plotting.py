@@ -113,15 +113,17 @@ def plot_kernel(
         ax.axhline(0.0, color="0.75", lw=0.8)
         if result.stderr is not None:
             band = Z95 * np.asarray(result.stderr)[:, c, o]
-            ax.fill_between(taps, k - band, k + band, color="C0", alpha=0.25, lw=0,
-                            label=f"95% band (widest ±{widest:.2g})")
+            ax.fill_between(
+                taps, k - band, k + band, color="C0", alpha=0.25, lw=0, label=f"95% band (widest ±{widest:.2g})"
+            )
         ax.plot(taps, k, color="C0", marker=marker, ms=4, lw=1.5, label="recovered")
         if truth is not None:
-            ax.plot(taps, truth[:, c, o], color="C3", marker="x" if marker else None, ms=6, lw=1.0, ls="--",
-                    label="true")
+            ax.plot(
+                taps, truth[:, c, o], color="C3", marker="x" if marker else None, ms=6, lw=1.0, ls="--", label="true"
+            )
         ax.set_title(f"in {group * c_in + c} -> out {o}", fontsize=9)
         ax.tick_params(labelsize=8)
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_visible(False)
     from matplotlib.ticker import MaxNLocator
 
@@ -288,11 +290,25 @@ def plot_spectrum(report: DeterminacyReport, *, ax: Any = None, label: str | Non
         rank = int(report.rank[g * cfg.out_per_group])
         color = f"C{(offset + g) % 10}"
         lab = name if len(spectra) == 1 else f"{name}, group {g}"
-        plot(idx[:rank], np.maximum(s[:rank], floor), "o-", color=color, ms=4, lw=1.2,
-                    label=f"{lab}: rank {rank} of {len(s)}")
+        plot(
+            idx[:rank],
+            np.maximum(s[:rank], floor),
+            "o-",
+            color=color,
+            ms=4,
+            lw=1.2,
+            label=f"{lab}: rank {rank} of {len(s)}",
+        )
         if rank < len(s):
-            ax.semilogy(idx[rank:], np.full(len(s) - rank, floor), "v", color=color, mfc="none", ms=7,
-                        label=f"{len(s) - rank} at zero: directions the data cannot see")
+            ax.semilogy(
+                idx[rank:],
+                np.full(len(s) - rank, floor),
+                "v",
+                color=color,
+                mfc="none",
+                ms=7,
+                label=f"{len(s) - rank} at zero: directions the data cannot see",
+            )
             ax.axvline(rank + 0.5, color=color, ls=":", lw=1.0)
     if linear:
         ax.set_ylim(bottom=0.0)
@@ -311,8 +327,14 @@ def plot_spectrum(report: DeterminacyReport, *, ax: Any = None, label: str | Non
     return fig
 
 
-def plot_result(result: KernelResult, x: ArrayLike | None = None, y: ArrayLike | None = None, *,
-                true_kernel: ArrayLike | None = None, max_panels: int = MAX_PANELS) -> Figure:
+def plot_result(
+    result: KernelResult,
+    x: ArrayLike | None = None,
+    y: ArrayLike | None = None,
+    *,
+    true_kernel: ArrayLike | None = None,
+    max_panels: int = MAX_PANELS,
+) -> Figure:
     """One figure: the kernel (with bands and the true kernel), and below it the residuals (when ``x`` and
     ``y`` are given), the loss curve (when there is one) and the design's singular values.
 
@@ -472,8 +494,14 @@ def plot_bode(
             t_db = np.maximum(_decibels(np.abs(truth_h[:, c, o])), floor)
             t_ph = np.degrees(np.unwrap(np.angle(truth_h[:, c, o])))
             t_ph += 360.0 * np.round((phase[0, c, o] - t_ph[0]) / 360.0)  # the same branch as the estimate
-            ax_mag.plot(fr.freqs, t_db, color=color if len(pairs) > 1 else "C3", ls="--", lw=1.0,
-                        label="true" if i == 0 else None)
+            ax_mag.plot(
+                fr.freqs,
+                t_db,
+                color=color if len(pairs) > 1 else "C3",
+                ls="--",
+                lw=1.0,
+                label="true" if i == 0 else None,
+            )
             ax_ph.plot(fr.freqs, t_ph, color=color if len(pairs) > 1 else "C3", ls="--", lw=1.0)
     unit = "cycles/sample" if fr.fs == 1.0 else f"fs = {fr.fs:g}"
     ax_ph.set_xlabel(f"frequency ({unit})", fontsize=9)

@@ -123,9 +123,7 @@ def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]
             )
         unknown = [k for k in layer if k not in LAYER_KEYS]
         if unknown:
-            raise ValueError(
-                f"`layers[{i}]` has unknown key {unknown[0]!r}; the keys are {', '.join(LAYER_KEYS)}."
-            )
+            raise ValueError(f"`layers[{i}]` has unknown key {unknown[0]!r}; the keys are {', '.join(LAYER_KEYS)}.")
         for key in ("kernel_size", "out_channels"):
             if key not in layer:
                 raise ValueError(f"`layers[{i}]` needs {key!r}, got {dict(layer)!r}.")
@@ -134,15 +132,25 @@ def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]
             raise ValueError(f"`layers[{i}]['out_channels']` must be a positive integer, got {n_out!r}.")
         try:
             cfg = ConvConfig.create(
-                layer["kernel_size"], channels, int(n_out), stride=layer.get("stride", 1),
-                padding=layer.get("padding", "valid"), dilation=layer.get("dilation", 1),
+                layer["kernel_size"],
+                channels,
+                int(n_out),
+                stride=layer.get("stride", 1),
+                padding=layer.get("padding", "valid"),
+                dilation=layer.get("dilation", 1),
                 use_bias=layer.get("use_bias", False),
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"in `layers[{i}]`: {exc}") from None
         out.append(
-            dict(kernel_size=cfg.kernel_size, out_channels=int(n_out), stride=cfg.stride, padding=cfg.padding,
-                 dilation=cfg.dilation, use_bias=cfg.use_bias)
+            dict(
+                kernel_size=cfg.kernel_size,
+                out_channels=int(n_out),
+                stride=cfg.stride,
+                padding=cfg.padding,
+                dilation=cfg.dilation,
+                use_bias=cfg.use_bias,
+            )
         )
         configs.append(cfg)
         channels = int(n_out)
@@ -249,9 +257,11 @@ def _identifiability(
                 "undilated layers.)"
             )
         return text
-    symmetry = "a positive rescaling of each hidden channel (its incoming weights by a > 0, outgoing by 1/a)" if (
-        activation == "relu"
-    ) else "a sign flip of each hidden channel (tanh is odd: negate its incoming and outgoing weights)"
+    symmetry = (
+        "a positive rescaling of each hidden channel (its incoming weights by a > 0, outgoing by 1/a)"
+        if (activation == "relu")
+        else "a sign flip of each hidden channel (tanh is odd: negate its incoming and outgoing weights)"
+    )
     return (
         f"With {activation} between layers the loss is not convex and the layers are identifiable at best up to a "
         f"permutation of the hidden channels (widths {hidden}) and {symmetry}; "
@@ -404,8 +414,15 @@ def recover_stack(
     with jax.enable_x64(dtype == "float64"):
         data = {"pairs": pairs, "count": np.asarray(float(count), dtype)}
         params, final, histories, n_steps, converged = gradient.optimize(
-            model, params0, data, optimizer=optimizer, learning_rate=learning_rate, steps=steps, tol=tol,
-            seed=int(seed), progress=bool(progress),
+            model,
+            params0,
+            data,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            steps=steps,
+            tol=tol,
+            seed=int(seed),
+            progress=bool(progress),
         )
     final = np.where(np.isfinite(final), final, np.inf)
     best = int(np.argmin(final))
@@ -445,9 +462,16 @@ def recover_stack(
         n_iterations=int(n_steps[best]),
         loss_history=histories[best],
         options={
-            "loss": loss_name, "learning_rate": learning_rate, "max_iter": steps, "tol": tol, "seed": int(seed),
-            "restarts": restarts, "optimizer": "adam" if optimizer is None else optimizer, "dtype": dtype,
-            "huber_delta": relative_delta if loss_name == "huber" else None, "progress": bool(progress),
+            "loss": loss_name,
+            "learning_rate": learning_rate,
+            "max_iter": steps,
+            "tol": tol,
+            "seed": int(seed),
+            "restarts": restarts,
+            "optimizer": "adam" if optimizer is None else optimizer,
+            "dtype": dtype,
+            "huber_delta": relative_delta if loss_name == "huber" else None,
+            "progress": bool(progress),
         },
         diagnostics={"final_loss": float(final[best]), "restart": best, "restart_losses": final.tolist()},
     )
