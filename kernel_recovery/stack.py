@@ -19,12 +19,14 @@ from .diagnostics.determinacy import DeterminacyReport
 from .model.arrays import as_sequences, restore_form
 from .model.config import ConvConfig, check_layout
 from .model.conv import conv1d
+from .model.validation import check_choice, check_int, check_real
 
 if TYPE_CHECKING:  # (JAX and optax are imported when a stack is fitted)
     import jax
     import optax
 
-ACTIVATIONS = (None, "relu", "tanh")
+#: The activations between layers (or None: a linear stack).
+ACTIVATIONS = ("relu", "tanh")
 LAYER_KEYS = ("kernel_size", "out_channels", "stride", "padding", "dilation", "use_bias")
 
 
@@ -127,14 +129,12 @@ def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]
         for key in ("kernel_size", "out_channels"):
             if key not in layer:
                 raise ValueError(f"`layers[{i}]` needs {key!r}, got {dict(layer)!r}.")
-        n_out = layer["out_channels"]
-        if isinstance(n_out, (bool, np.bool_)) or not isinstance(n_out, (int, np.integer)) or n_out < 1:
-            raise ValueError(f"`layers[{i}]['out_channels']` must be a positive integer, got {n_out!r}.")
+        n_out = check_int(layer["out_channels"], f"layers[{i}]['out_channels']")
         try:
             cfg = ConvConfig.create(
                 layer["kernel_size"],
                 channels,
-                int(n_out),
+                n_out,
                 stride=layer.get("stride", 1),
                 padding=layer.get("padding", "valid"),
                 dilation=layer.get("dilation", 1),
@@ -145,7 +145,7 @@ def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]
         out.append(
             dict(
                 kernel_size=cfg.kernel_size,
-                out_channels=int(n_out),
+                out_channels=n_out,
                 stride=cfg.stride,
                 padding=cfg.padding,
                 dilation=cfg.dilation,
@@ -153,7 +153,7 @@ def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]
             )
         )
         configs.append(cfg)
-        channels = int(n_out)
+        channels = n_out
     return out, configs
 
 
@@ -341,21 +341,20 @@ def recover_stack(
     """
     from .solvers import gradient
 
-    if activation is not None and (not isinstance(activation, str) or activation.lower() not in ACTIVATIONS):
-        raise ValueError(f"`activation` must be None, 'relu' or 'tanh', got {activation!r}.")
-    activation_name = None if activation is None else activation.lower()
+    activation_name = None if activation is None else check_choice(activation, "activation", ACTIVATIONS)
     layout_name = check_layout(layout)
-    loss_name = gradient._choice(loss, "loss", gradient.LOSSES)
+    loss_name = check_choice(loss, "loss", gradient.LOSSES)
     optimizer, learning_rate = gradient.check_optimizer(optimizer, learning_rate)
-    steps = gradient._positive(max_iter, "max_iter", integer=True)
-    tol = gradient._positive(tol, "tol", allow_zero=True)
-    restarts = gradient._positive(restarts, "restarts", integer=True)
-    relative_delta = gradient.HUBER_DELTA if huber_delta is None else gradient._positive(huber_delta, "huber_delta")
+    steps = check_int(max_iter, "max_iter")
+    tol = check_real(tol, "tol", low=0)
+    restarts = check_int(restarts, "restarts")
+    relative_delta = (
+        gradient.HUBER_DELTA if huber_delta is None else check_real(huber_delta, "huber_delta", low=0, low_open=True)
+    )
     if huber_delta is not None and loss_name != "huber":
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
     dtype = gradient.check_dtype(dtype)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    seed = check_int(seed, "seed", 0)
 
     xb = as_sequences(x, "x", layout_name)
     yb = as_sequences(y, "y", layout_name)
@@ -394,7 +393,7 @@ def recover_stack(
         )
     count = sum(p[1].size for p in pairs)
 
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(seed)
     pieces = []
     for cfg in configs:
         limit = gradient.glorot_limit(cfg.kernel_size, cfg.in_channels, cfg.out_channels)
@@ -421,7 +420,7 @@ def recover_stack(
             learning_rate=learning_rate,
             steps=steps,
             tol=tol,
-            seed=int(seed),
+            seed=seed,
             progress=bool(progress),
         )
     final = np.where(np.isfinite(final), final, np.inf)
@@ -466,7 +465,7 @@ def recover_stack(
             "learning_rate": learning_rate,
             "max_iter": steps,
             "tol": tol,
-            "seed": int(seed),
+            "seed": seed,
             "restarts": restarts,
             "optimizer": "adam" if optimizer is None else optimizer,
             "dtype": dtype,
