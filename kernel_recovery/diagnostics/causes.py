@@ -54,6 +54,10 @@ def _gram_proportional(coords: np.ndarray, cols_a: np.ndarray, cols_b: np.ndarra
     return bool(np.all(np.abs(np.sum(ma * mb, axis=0)) >= (1 - 1e-6) * na * nb))
 
 
+#: ``(code, cause, advice)``: a short code, the reason in plain words, and what extra data would fix it.
+Cause = tuple[str, str, str]
+
+
 def diagnose(
     problem: CanonicalProblem,
     grp: int,
@@ -62,136 +66,29 @@ def diagnose(
     cols: np.ndarray,
     ranks_c: list[int],
     geometry: np.ndarray,
-) -> list[tuple[str, str, str]]:
-    """Plain-words reasons for one group's rank deficiency: ``(code, cause, advice)``."""
+) -> list[Cause]:
+    """Plain-words reasons for one group's rank deficiency: ``(code, cause, advice)``.
+
+    In order: what the shapes decide (:func:`~.geometry.shape_causes`), each input channel on its own (zero,
+    zero at some taps, constant, too few frequencies), pairs of channels (identical, proportional), channels
+    related through several taps, the bias; "unexcited" when none of these explains the rank.
+    """
     cfg = problem.config
-    cin, k = cfg.in_per_group, cfg.kernel_size
     n_eq = block.n_equations
-    p = n_columns(block, cfg.use_bias)
     out = shape_causes(cfg, problem.lengths, n_eq, geometry)
-    coords = spec.coordinates
-    norms = np.linalg.norm(coords, axis=0)
-    data = None
-
-    def channel_data() -> np.ndarray:
-        nonlocal data
-        if data is None:
-            data = np.concatenate(block.xs) if block.xs else np.zeros((0, block.channels))
-        return data
-
-    live = ~geometry
-    if not live.any():  # every tap reads only padding zeros: the geometry is the whole story
+    if geometry.all():  # every tap reads only padding zeros: the geometry is the whole story
         return out
-    constant = np.zeros(cin, dtype=bool)
-    dead = np.zeros(cin, dtype=bool)
-    for c in range(cin):
-        user_c = grp * cin + c
-        zero_taps = live & (norms[cols[:, c]] <= spec.tolerance)
-        if live.any() and zero_taps[live].all():
-            dead[c] = True
-            out.append(
-                (
-                    "zero_channel",
-                    f"input channel {user_c} is zero: its taps have no effect on y.",
-                    f"drive input channel {user_c} with a nonzero, broadband signal, or leave it out of the model.",
-                )
-            )
-            continue
-        if zero_taps.any():
-            out.append(
-                (
-                    "zero_taps",
-                    f"input channel {user_c} is zero at every sample that tap(s) "
-                    f"{user_taps(cfg, np.flatnonzero(zero_taps))}"
-                    " read: those coefficients have no effect on y.",
-                    f"record input channel {user_c} where it is nonzero at the samples those taps read "
-                    "(a longer record).",
-                )
-            )
-        taps_c = cols[:, c][live]
-        # a constant channel excites one direction; only then is the (streamed) range check needed
-        if ranks_c[c] <= 1 and _is_constant(block, cfg.use_bias, taps_c):
-            constant[c] = True
-            bias = " and with the bias" if cfg.use_bias else ""
-            out.append(
-                (
-                    "constant_channel",
-                    f"input channel {user_c} is constant: its taps are confounded with each other{bias} "
-                    "(only their sum is seen); a constant excites 1 direction.",
-                    f"make input channel {user_c} vary (a broadband signal such as white noise or a chirp).",
-                )
-            )
-            continue
-        live_taps = int((live & ~zero_taps).sum())
-        if ranks_c[c] < min(live_taps, n_eq):
-            freqs = _frequencies(spec, cols[:, c], ranks_c[c], cfg.dilation) if not geometry.any() else []
-            seen = f" (its frequencies: {', '.join(map(str, freqs))} rad/sample)" if freqs else ""
-            out.append(
-                (
-                    "few_frequencies",
-                    f"input channel {user_c} has too few distinct frequencies: it excites only {ranks_c[c]} of its "
-                    f"{k} tap "
-                    f"directions (order of persistent excitation {ranks_c[c]} < kernel_size={k}){seen}; a sinusoid "
-                    "excites only 2 directions, a constant 1.",
-                    f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
-                    f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
-                )
-            )
-    # relations between channels
-    explained = set()
-    for c in range(cin):
-        for c2 in range(c + 1, cin):
-            if dead[c] or dead[c2] or not _gram_proportional(coords, cols[live][:, c], cols[live][:, c2]):
-                continue
-            if len(channel_data()):
-                a, b = channel_data()[:, c::cin].ravel(), channel_data()[:, c2::cin].ravel()
-                na, nb, dot = np.linalg.norm(a), np.linalg.norm(b), float(np.dot(a, b))
-            else:  # streamed statistics kept no rows: the Gram's columns of the first live tap tell the ratio
-                i, j = cols[live][0, c], cols[live][0, c2]
-                g = coords[:, [i, j]].T @ coords[:, [i, j]]
-                na, nb, dot = np.sqrt(g[0, 0]), np.sqrt(g[1, 1]), float(g[0, 1])
-            if abs(dot) >= (1 - 1e-12) * na * nb:
-                ratio = dot / na**2
-                u, v = grp * cin + c, grp * cin + c2
-                explained.add(c2)
-                if abs(ratio - 1) < 1e-12:
-                    code, what = "identical_channels", f"input channels {u} and {v} are identical"
-                    seen = f"only the sum of their kernels (w{u} + w{v}) is seen"
-                else:
-                    code, what = (
-                        "proportional_channels",
-                        f"input channels {u} and {v} are proportional (channel {v} = {ratio:.4g} x channel {u})",
-                    )
-                    seen = f"only w{u} + {ratio:.4g} w{v} is seen"
-                out.append(
-                    (
-                        code,
-                        f"{what}: {seen}, not each kernel.",
-                        f"record input channels {u} and {v} with independent signals.",
-                    )
-                )
-    kernel_cols = cols.ravel()
-    joint = spec.column_rank(kernel_cols)
-    cap = min(n_eq, int(sum(ranks_c)))
-    if joint < cap:
-        related: list[int] = []
-        previous: list[int] = []
-        for c in range(cin):
-            before = spec.column_rank(cols[:, previous].ravel()) if previous else 0
-            after = spec.column_rank(cols[:, previous + [c]].ravel())
-            if after < min(n_eq, before + ranks_c[c]) and c not in explained:
-                related.append(grp * cin + c)
-            previous.append(c)
-        if related:
-            names = ", ".join(map(str, related))
-            out.append(
-                (
-                    "related_channels",
-                    f"input channel(s) {names} are linearly related to the other channels within kernel_size={k} taps "
-                    "(a delayed, filtered, scaled or summed copy): only combinations of their kernels are seen.",
-                    "record the input channels with independent signals (or leave out the redundant channel).",
-                )
-            )
+    norms = np.linalg.norm(spec.coordinates, axis=0)
+    dead = np.zeros(cfg.in_per_group, dtype=bool)
+    constant = np.zeros(cfg.in_per_group, dtype=bool)
+    for c in range(cfg.in_per_group):
+        found, dead[c], constant[c] = _channel_causes(problem, grp, c, block, spec, cols, ranks_c[c], geometry, norms)
+        out += found
+    pairs, explained = _pair_causes(cfg.in_per_group, grp, block, spec.coordinates, cols[~geometry], dead)
+    out += pairs
+    joint = spec.column_rank(cols.ravel())
+    if joint < min(n_eq, int(sum(ranks_c))):
+        out += _related_causes(grp, spec, cols, ranks_c, n_eq, explained)
     if cfg.use_bias and not constant.any() and spec.rank < min(n_eq, joint + 1):
         out.append(
             (
@@ -202,6 +99,7 @@ def diagnose(
             )
         )
     if not out:
+        p = n_columns(block, cfg.use_bias)
         out.append(
             (
                 "unexcited",
@@ -210,3 +108,142 @@ def diagnose(
             )
         )
     return out
+
+
+def _channel_causes(
+    problem: CanonicalProblem,
+    grp: int,
+    c: int,
+    block: Block,
+    spec: BlockSpectrum,
+    cols: np.ndarray,
+    rank_c: int,
+    geometry: np.ndarray,
+    norms: np.ndarray,
+) -> tuple[list[Cause], bool, bool]:
+    """The causes that input channel ``c`` of the group shows on its own, and whether it is zero, or constant."""
+    cfg = problem.config
+    k = cfg.kernel_size
+    user_c = grp * cfg.in_per_group + c
+    live = ~geometry
+    zero_taps = live & (norms[cols[:, c]] <= spec.tolerance)
+    if zero_taps[live].all():
+        return (
+            [
+                (
+                    "zero_channel",
+                    f"input channel {user_c} is zero: its taps have no effect on y.",
+                    f"drive input channel {user_c} with a nonzero, broadband signal, or leave it out of the model.",
+                )
+            ],
+            True,
+            False,
+        )
+    out = []
+    if zero_taps.any():
+        out.append(
+            (
+                "zero_taps",
+                f"input channel {user_c} is zero at every sample that tap(s) "
+                f"{user_taps(cfg, np.flatnonzero(zero_taps))}"
+                " read: those coefficients have no effect on y.",
+                f"record input channel {user_c} where it is nonzero at the samples those taps read (a longer record).",
+            )
+        )
+    # a constant channel excites one direction; only then is the (streamed) range check needed
+    if rank_c <= 1 and _is_constant(block, cfg.use_bias, cols[:, c][live]):
+        bias = " and with the bias" if cfg.use_bias else ""
+        out.append(
+            (
+                "constant_channel",
+                f"input channel {user_c} is constant: its taps are confounded with each other{bias} "
+                "(only their sum is seen); a constant excites 1 direction.",
+                f"make input channel {user_c} vary (a broadband signal such as white noise or a chirp).",
+            )
+        )
+        return out, False, True
+    if rank_c < min(int((live & ~zero_taps).sum()), block.n_equations):
+        freqs = _frequencies(spec, cols[:, c], rank_c, cfg.dilation) if not geometry.any() else []
+        seen = f" (its frequencies: {', '.join(map(str, freqs))} rad/sample)" if freqs else ""
+        out.append(
+            (
+                "few_frequencies",
+                f"input channel {user_c} has too few distinct frequencies: it excites only {rank_c} of its {k} tap "
+                f"directions (order of persistent excitation {rank_c} < kernel_size={k}){seen}; a sinusoid "
+                "excites only 2 directions, a constant 1.",
+                f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
+                f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
+            )
+        )
+    return out, False, False
+
+
+def _pair_causes(
+    cin: int, grp: int, block: Block, coords: np.ndarray, live_cols: np.ndarray, dead: np.ndarray
+) -> tuple[list[Cause], set[int]]:
+    """Pairs of the group's input channels that are identical or proportional, and the channels they explain.
+
+    ``live_cols`` are the design columns of the taps that read data, ``(live taps, cin)``.
+    """
+    out: list[Cause] = []
+    explained = set()
+    data = None
+    for c in range(cin):
+        for c2 in range(c + 1, cin):
+            if dead[c] or dead[c2] or not _gram_proportional(coords, live_cols[:, c], live_cols[:, c2]):
+                continue
+            if data is None:
+                data = np.concatenate(block.xs) if block.xs else np.zeros((0, block.channels))
+            if len(data):
+                a, b = data[:, c::cin].ravel(), data[:, c2::cin].ravel()
+                na, nb, dot = np.linalg.norm(a), np.linalg.norm(b), float(np.dot(a, b))
+            else:  # streamed statistics kept no rows: the Gram's columns of the first live tap tell the ratio
+                i, j = live_cols[0, c], live_cols[0, c2]
+                g = coords[:, [i, j]].T @ coords[:, [i, j]]
+                na, nb, dot = np.sqrt(g[0, 0]), np.sqrt(g[1, 1]), float(g[0, 1])
+            if abs(dot) < (1 - 1e-12) * na * nb:
+                continue
+            ratio = dot / na**2
+            u, v = grp * cin + c, grp * cin + c2
+            explained.add(c2)
+            if abs(ratio - 1) < 1e-12:
+                code, what = "identical_channels", f"input channels {u} and {v} are identical"
+                seen = f"only the sum of their kernels (w{u} + w{v}) is seen"
+            else:
+                code = "proportional_channels"
+                what = f"input channels {u} and {v} are proportional (channel {v} = {ratio:.4g} x channel {u})"
+                seen = f"only w{u} + {ratio:.4g} w{v} is seen"
+            out.append(
+                (
+                    code,
+                    f"{what}: {seen}, not each kernel.",
+                    f"record input channels {u} and {v} with independent signals.",
+                )
+            )
+    return out, explained
+
+
+def _related_causes(
+    grp: int, spec: BlockSpectrum, cols: np.ndarray, ranks_c: list[int], n_eq: int, explained: set[int]
+) -> list[Cause]:
+    """Channels (not already explained by a pair) that add fewer directions than they excite on their own."""
+    cin = cols.shape[1]
+    related: list[int] = []
+    previous: list[int] = []
+    for c in range(cin):
+        before = spec.column_rank(cols[:, previous].ravel()) if previous else 0
+        after = spec.column_rank(cols[:, previous + [c]].ravel())
+        if after < min(n_eq, before + ranks_c[c]) and c not in explained:
+            related.append(grp * cin + c)
+        previous.append(c)
+    if not related:
+        return []
+    names = ", ".join(map(str, related))
+    return [
+        (
+            "related_channels",
+            f"input channel(s) {names} are linearly related to the other channels within kernel_size={len(cols)} taps "
+            "(a delayed, filtered, scaled or summed copy): only combinations of their kernels are seen.",
+            "record the input channels with independent signals (or leave out the redundant channel).",
+        )
+    ]
