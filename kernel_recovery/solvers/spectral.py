@@ -367,53 +367,10 @@ class _Spectra:
 
 
 def _fft_statistics(block: Block, use_bias: bool, window: int, workers: int | None) -> _Spectra:
-    taps, n_ch = block.taps, block.channels
-    n_out = len(block.out_channels)
-    after = (window - taps) // 2  # lags taps .. taps + after - 1 of the window
-    before = window - taps - after  # lags -before .. -1
-    lags_r = np.zeros((2 * taps - 1, n_ch, n_ch))  # index d + T - 1
-    cross = np.zeros((window, n_ch, n_out))
-    sums = np.zeros((taps, n_ch))
-    y_sum = np.zeros(n_out)
-    edges = []
-    transforms = []
-    by_length: dict[int, list[int]] = {}
-    for i, x in enumerate(block.xs):
-        by_length.setdefault(len(x), []).append(i)
-    pos = np.arange(taps)
-    neg = np.arange(-before, 0)
-    high = np.arange(taps, taps + after)
-    for n, idx in by_length.items():
-        m = n - taps + 1
-        size = sfft.next_fast_len(n + window, real=True)
-        xs = np.stack([block.xs[i] for i in idx])  # (B, n, C)
-        ys = np.stack([block.outputs[i] for i in idx])  # (B, m, O)
-        xf = sfft.rfft(xs, size, axis=1, workers=workers)
-        yf = sfft.rfft(ys, size, axis=1, workers=workers)
-        for c in range(n_ch):
-            # R_{c,c'}(d) = sum_s x_c[s] x_c'[s+d] for c' >= c; the others by symmetry
-            prod = np.einsum("bf,bfd->fd", xf[:, :, c].conj(), xf[:, :, c:])
-            r = sfft.irfft(prod, size, axis=0, workers=workers)
-            lags_r[taps - 1 :, c, c:] += r[:taps]
-            lags_r[: taps - 1, c, c:] += r[size - taps + 1 :]
-        for o in range(n_out):
-            prod = np.einsum("bfc,bf->fc", xf, yf[:, :, o].conj())
-            r = sfft.irfft(prod, size, axis=0, workers=workers)  # r[j] = sum_t x[t+j] y[t]
-            cross[:taps, :, o] += r[pos]
-            cross[taps : taps + after, :, o] += r[high]
-            cross[window - before :, :, o] += r[size + neg]
-        csum = np.concatenate([np.zeros((len(idx), 1, n_ch)), np.cumsum(xs, axis=1)], axis=1)
-        sums += (csum[:, m : m + taps] - csum[:, :taps]).sum(axis=0)
-        y_sum += ys.sum(axis=(0, 1))
-        if taps > 1:
-            pad = np.zeros((len(idx), taps - 1, n_ch))
-            edges.append(np.concatenate([pad, xs[:, : taps - 1]], axis=1))  # rows t = -(T-1) .. -1
-            edges.append(np.concatenate([xs[:, m:], pad], axis=1))  # rows t = m .. n-1
-        transforms.append((idx, size, xf))
-    # fill R_{c',c}(d) = R_{c,c'}(-d) below the diagonal
-    for c in range(n_ch):
-        for c2 in range(c):
-            lags_r[:, c, c2] = lags_r[::-1, c2, c]
+    """Step 1 and the spectra of step 2 for one block: one FFT pass over its data, then short FFTs only."""
+    taps = block.taps
+    acc = _data_pass(block, window, workers)
+    lags_r, cross, sums, y_sum = acc.lags, acc.cross, acc.window_sums, acc.y_sum
     n_rows = block.n_equations
     rhs = cross[:taps].copy()
     if use_bias:
@@ -424,30 +381,8 @@ def _fft_statistics(block: Block, use_bias: bool, window: int, workers: int | No
         cross[:taps] = rhs
     else:
         centered = lags_r
-    n_t = sfft.next_fast_len(2 * taps - 1, real=True)
-    circ = np.zeros((n_t, n_ch, n_ch))
-    circ[:taps] = lags_r[taps - 1 :]
-    circ[n_t - taps + 1 :] = lags_r[: taps - 1]
-    toeplitz = sfft.rfft(circ, axis=0, workers=workers).conj()
-    if edges:
-        edge_arr = np.concatenate(edges)
-        edge_hat = sfft.rfft(edge_arr, n_t, axis=1, workers=workers)
-    else:
-        edge_hat = np.zeros((0, n_t // 2 + 1, n_ch), dtype=complex)
-    # Welch with every shift of a rectangular segment of T samples = Bartlett-tapered correlogram
-    taper = 1.0 - np.abs(np.arange(-(taps - 1), taps)) / taps
-    circ = np.zeros((window, n_ch, n_ch))
-    tapered = centered * taper[:, None, None]
-    circ[:taps] = tapered[taps - 1 :]
-    circ[window - taps + 1 :] += tapered[: taps - 1]
-    spectrum = sfft.rfft(circ, axis=0, workers=workers).conj()
-    spectrum = 0.5 * (spectrum + spectrum.conj().transpose(0, 2, 1))
-    eig, vec = np.linalg.eigh(spectrum)
-    eig = np.clip(eig, 0.0, None)
-    top = float(eig.max()) if eig.size else 0.0
-    tiny = top * window * n_ch * np.finfo(np.float64).eps
-    singular = eig[:, 0] <= tiny
-    floor = max(tiny, np.finfo(np.float64).tiny)
+    n_t, toeplitz, edge_hat = _normal_parts(lags_r, acc.edges, taps, workers)
+    eig, vec, floor, singular = _bartlett_spectrum(centered, taps, window, workers)
     return _Spectra(
         taps=taps,
         mask=block.mask,
@@ -464,9 +399,124 @@ def _fft_statistics(block: Block, use_bias: bool, window: int, workers: int | No
         floor=floor,
         singular=singular,
         cross=cross,
-        transforms=transforms,
+        transforms=acc.transforms,
         workers=workers,
     )
+
+
+@dataclass
+class _Sums:
+    """What the pass over one block's data accumulates (``T`` taps, ``C`` channels, ``O`` outputs)."""
+
+    lags: np.ndarray  # (2T - 1, C, C): R(d) at index d + T - 1
+    cross: np.ndarray  # (window, C, O): cross-correlation lags of the window, circular order
+    window_sums: np.ndarray  # (T, C): A^T 1
+    y_sum: np.ndarray  # (O,)
+    edges: list  # the unseen edge windows, (B, 2T - 2, C) per length group and side
+    transforms: list  # per length group: (indices, N, X^ (B, N//2+1, C))
+
+
+def _data_pass(block: Block, window: int, workers: int | None) -> _Sums:
+    """The correlation lags, cross-correlations, window sums and edge windows, sequences of one length together."""
+    taps, n_ch = block.taps, block.channels
+    n_out = len(block.out_channels)
+    acc = _Sums(
+        lags=np.zeros((2 * taps - 1, n_ch, n_ch)),
+        cross=np.zeros((window, n_ch, n_out)),
+        window_sums=np.zeros((taps, n_ch)),
+        y_sum=np.zeros(n_out),
+        edges=[],
+        transforms=[],
+    )
+    by_length: dict[int, list[int]] = {}
+    for i, x in enumerate(block.xs):
+        by_length.setdefault(len(x), []).append(i)
+    for n, idx in by_length.items():
+        _add_length_group(acc, block, n, idx, window, workers)
+    # fill R_{c',c}(d) = R_{c,c'}(-d) below the diagonal
+    for c in range(n_ch):
+        for c2 in range(c):
+            acc.lags[:, c, c2] = acc.lags[::-1, c2, c]
+    return acc
+
+
+def _add_length_group(acc: _Sums, block: Block, n: int, idx: list[int], window: int, workers: int | None) -> None:
+    """Add the sequences ``idx`` of the block, all ``n`` samples long, to ``acc`` (one FFT of each)."""
+    taps, n_ch = block.taps, block.channels
+    n_out = len(block.out_channels)
+    after = (window - taps) // 2  # lags taps .. taps + after - 1 of the window
+    before = window - taps - after  # lags -before .. -1
+    pos = np.arange(taps)
+    neg = np.arange(-before, 0)
+    high = np.arange(taps, taps + after)
+    m = n - taps + 1
+    size = sfft.next_fast_len(n + window, real=True)
+    xs = np.stack([block.xs[i] for i in idx])  # (B, n, C)
+    ys = np.stack([block.outputs[i] for i in idx])  # (B, m, O)
+    xf = sfft.rfft(xs, size, axis=1, workers=workers)
+    yf = sfft.rfft(ys, size, axis=1, workers=workers)
+    for c in range(n_ch):
+        # R_{c,c'}(d) = sum_s x_c[s] x_c'[s+d] for c' >= c; the others by symmetry
+        prod = np.einsum("bf,bfd->fd", xf[:, :, c].conj(), xf[:, :, c:])
+        r = sfft.irfft(prod, size, axis=0, workers=workers)
+        acc.lags[taps - 1 :, c, c:] += r[:taps]
+        acc.lags[: taps - 1, c, c:] += r[size - taps + 1 :]
+    for o in range(n_out):
+        prod = np.einsum("bfc,bf->fc", xf, yf[:, :, o].conj())
+        r = sfft.irfft(prod, size, axis=0, workers=workers)  # r[j] = sum_t x[t+j] y[t]
+        acc.cross[:taps, :, o] += r[pos]
+        acc.cross[taps : taps + after, :, o] += r[high]
+        acc.cross[window - before :, :, o] += r[size + neg]
+    csum = np.concatenate([np.zeros((len(idx), 1, n_ch)), np.cumsum(xs, axis=1)], axis=1)
+    acc.window_sums += (csum[:, m : m + taps] - csum[:, :taps]).sum(axis=0)
+    acc.y_sum += ys.sum(axis=(0, 1))
+    if taps > 1:
+        pad = np.zeros((len(idx), taps - 1, n_ch))
+        acc.edges.append(np.concatenate([pad, xs[:, : taps - 1]], axis=1))  # rows t = -(T-1) .. -1
+        acc.edges.append(np.concatenate([xs[:, m:], pad], axis=1))  # rows t = m .. n-1
+    acc.transforms.append((idx, size, xf))
+
+
+def _normal_parts(
+    lags_r: np.ndarray, edges: list, taps: int, workers: int | None
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(n_t, toeplitz, edges^)``: the DFTs (length ``n_t >= 2T - 1``) that apply ``A^T A = Toeplitz(R) - E^T E``."""
+    n_ch = lags_r.shape[1]
+    n_t = sfft.next_fast_len(2 * taps - 1, real=True)
+    circ = np.zeros((n_t, n_ch, n_ch))
+    circ[:taps] = lags_r[taps - 1 :]
+    circ[n_t - taps + 1 :] = lags_r[: taps - 1]
+    toeplitz = sfft.rfft(circ, axis=0, workers=workers).conj()
+    if edges:
+        edge_arr = np.concatenate(edges)
+        edge_hat = sfft.rfft(edge_arr, n_t, axis=1, workers=workers)
+    else:
+        edge_hat = np.zeros((0, n_t // 2 + 1, n_ch), dtype=complex)
+    return n_t, toeplitz, edge_hat
+
+
+def _bartlett_spectrum(
+    centered: np.ndarray, taps: int, window: int, workers: int | None
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """``(eigenvalues, eigenvectors, floor, singular)`` of the cross-spectral matrices on ``window`` frequencies.
+
+    Welch with every shift of a rectangular segment of ``T`` samples is the Bartlett-tapered correlogram.
+    """
+    n_ch = centered.shape[1]
+    taper = 1.0 - np.abs(np.arange(-(taps - 1), taps)) / taps
+    circ = np.zeros((window, n_ch, n_ch))
+    tapered = centered * taper[:, None, None]
+    circ[:taps] = tapered[taps - 1 :]
+    circ[window - taps + 1 :] += tapered[: taps - 1]
+    spectrum = sfft.rfft(circ, axis=0, workers=workers).conj()
+    spectrum = 0.5 * (spectrum + spectrum.conj().transpose(0, 2, 1))
+    eig, vec = np.linalg.eigh(spectrum)
+    eig = np.clip(eig, 0.0, None)
+    top = float(eig.max()) if eig.size else 0.0
+    tiny = top * window * n_ch * np.finfo(np.float64).eps
+    singular = eig[:, 0] <= tiny
+    floor = max(tiny, np.finfo(np.float64).tiny)
+    return eig, vec, floor, singular
 
 
 # ----------------------------------------------------------------------------------------------
