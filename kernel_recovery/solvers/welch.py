@@ -65,36 +65,9 @@ def welch_transfer(
     ``(F, O)``, ``input_power`` ``(F,)`` (the trace of ``S_xx``, up to a constant), ``output_power`` ``(F, O)``
     and ``segments`` (how many were averaged).
     """
-    win = hann(nperseg)
-    step = nperseg - nperseg // 2
-    n_ch, n_out = xs[0].shape[1], ys[0].shape[1]
+    n_ch = xs[0].shape[1]
     n_f = nperseg // 2 + 1
-    count = 0
-    n_all = n_ch + n_out
-    total = np.zeros((n_f, n_all, n_all), dtype=complex)  # E[conj(Z) Z^T] of z = (x, y)
-    for x, y in zip(xs, ys):
-        if len(x) < nperseg:
-            continue
-        z = np.concatenate([x, y], axis=1)  # (m, C + O)
-        n_seg = (len(z) - nperseg) // step + 1
-        batch = max(WELCH_BATCH // (nperseg * n_all), 1)  # segments per pass: bounded memory
-        for start in range(0, n_seg, batch):
-            rows = window_rows(z, nperseg, slice(start * step, min(start + batch, n_seg) * step, step))
-            part = rows.reshape(len(rows), nperseg, n_all).transpose(2, 0, 1)  # (C + O, S, nperseg)
-            part = (part - part.mean(axis=2, keepdims=True)) * win
-            spec = sfft.rfft(part, axis=2, workers=workers)  # (C + O, S, F)
-            if n_all <= 4:  # a few channel pairs: reductions over the segments, no transposed copy
-                for i in range(n_all):
-                    conj = spec[i].conj()
-                    for j in range(i, n_all):
-                        total[:, i, j] += np.einsum("sf,sf->f", conj, spec[j])
-            else:
-                spec = np.ascontiguousarray(spec.transpose(2, 0, 1))  # (F, C + O, S)
-                total += np.matmul(spec.conj(), spec.transpose(0, 2, 1))
-        count += n_seg
-    if n_all <= 4:  # only the upper triangle was summed: the rest by Hermitian symmetry
-        lower = np.tril_indices(n_all, -1)
-        total[:, lower[0], lower[1]] = total[:, lower[1], lower[0]].conj()
+    total, count = _periodogram_sums(xs, ys, nperseg, workers)
     sxx = total[:, :n_ch, :n_ch]
     sxy = total[:, :n_ch, n_ch:]
     syy = np.einsum("foo->fo", total[:, n_ch:, n_ch:]).real
@@ -125,6 +98,43 @@ def welch_transfer(
         "output_power": syy / max(count, 1),
         "segments": count,
     }
+
+
+def _periodogram_sums(
+    xs: list[np.ndarray], ys: list[np.ndarray], nperseg: int, workers: int | None
+) -> tuple[np.ndarray, int]:
+    """``(sum over segments of conj(Z) Z^T per frequency, segments)`` of ``z = (x, y)``: ``(F, C + O, C + O)``."""
+    win = hann(nperseg)
+    step = nperseg - nperseg // 2
+    n_ch, n_out = xs[0].shape[1], ys[0].shape[1]
+    n_f = nperseg // 2 + 1
+    count = 0
+    n_all = n_ch + n_out
+    total = np.zeros((n_f, n_all, n_all), dtype=complex)  # E[conj(Z) Z^T] of z = (x, y)
+    for x, y in zip(xs, ys):
+        if len(x) < nperseg:
+            continue
+        z = np.concatenate([x, y], axis=1)  # (m, C + O)
+        n_seg = (len(z) - nperseg) // step + 1
+        batch = max(WELCH_BATCH // (nperseg * n_all), 1)  # segments per pass: bounded memory
+        for start in range(0, n_seg, batch):
+            rows = window_rows(z, nperseg, slice(start * step, min(start + batch, n_seg) * step, step))
+            part = rows.reshape(len(rows), nperseg, n_all).transpose(2, 0, 1)  # (C + O, S, nperseg)
+            part = (part - part.mean(axis=2, keepdims=True)) * win
+            spec = sfft.rfft(part, axis=2, workers=workers)  # (C + O, S, F)
+            if n_all <= 4:  # a few channel pairs: reductions over the segments, no transposed copy
+                for i in range(n_all):
+                    conj = spec[i].conj()
+                    for j in range(i, n_all):
+                        total[:, i, j] += np.einsum("sf,sf->f", conj, spec[j])
+            else:
+                spec = np.ascontiguousarray(spec.transpose(2, 0, 1))  # (F, C + O, S)
+                total += np.matmul(spec.conj(), spec.transpose(0, 2, 1))
+        count += n_seg
+    if n_all <= 4:  # only the upper triangle was summed: the rest by Hermitian symmetry
+        lower = np.tril_indices(n_all, -1)
+        total[:, lower[0], lower[1]] = total[:, lower[1], lower[0]].conj()
+    return total, count
 
 
 def canonical_spectra(problem: CanonicalProblem, workers: int | None) -> dict[str, Any]:
