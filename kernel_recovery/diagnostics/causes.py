@@ -164,18 +164,21 @@ def _channel_causes(
         return out, False, True
     if rank_c < min(int((live & ~zero_taps).sum()), block.n_equations):
         freqs = _frequencies(spec, cols[:, c], rank_c, cfg.dilation) if not geometry.any() else []
-        seen = f" (its frequencies: {', '.join(map(str, freqs))} rad/sample)" if freqs else ""
-        out.append(
-            (
-                "few_frequencies",
-                f"input channel {user_c} has too few distinct frequencies: it excites only {rank_c} of its {k} tap "
-                f"directions (order of persistent excitation {rank_c} < kernel_size={k}){seen}; a sinusoid "
-                "excites only 2 directions, a constant 1.",
-                f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
-                f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
-            )
-        )
+        out.append(_few_frequencies(user_c, rank_c, k, freqs))
     return out, False, False
+
+
+def _few_frequencies(user_c: int, rank_c: int, k: int, freqs: list[float]) -> Cause:
+    """The cause for input channel ``user_c`` exciting only ``rank_c`` of its ``k`` tap directions."""
+    seen = f" (its frequencies: {', '.join(map(str, freqs))} rad/sample)" if freqs else ""
+    return (
+        "few_frequencies",
+        f"input channel {user_c} has too few distinct frequencies: it excites only {rank_c} of its {k} tap "
+        f"directions (order of persistent excitation {rank_c} < kernel_size={k}){seen}; a sinusoid "
+        "excites only 2 directions, a constant 1.",
+        f"drive input channel {user_c} with a broadband input (white noise, a chirp, or at least "
+        f"{-(-k // 2)} sinusoids of distinct frequencies) so that it excites all {k} taps.",
+    )
 
 
 def _pair_causes(

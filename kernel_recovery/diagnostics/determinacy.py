@@ -263,34 +263,9 @@ class DeterminacyReport:
                 f"  plan for {n_seq} sequence(s) of {lens}, {cfg.in_channels} input channel(s), "
                 "assuming a white-noise input"
             )
-        per_group = cfg.out_per_group
-        for grp in range(cfg.groups):
-            o = grp * per_group
-            chans = f"output channel {o}" if per_group == 1 else f"output channels {o}-{o + per_group - 1}"
-            lines.append(
-                f"  {chans}: {self.equations[o]} equations, {self.unknowns[o]} unknowns "
-                f"({cfg.kernel_size} taps x {cfg.in_per_group} input channel(s)"
-                f"{' + bias' if cfg.use_bias else ''}), rank {self.rank[o]}, "
-                f"condition number {self.condition_number[o]:.3g} -> {self.channel_status[o]}"
-            )
-        if cfg.out_per_group > 1 or cfg.groups > 1:
-            lines.append("  (each output channel is its own system; channels of one group share the design matrix)")
-        if self.excitation_order is not None and self.joint_excitation_order is not None and self.source == "data":
-            parts = []
-            for c, r in enumerate(self.excitation_order):
-                parts.append(f"{c}: {r}" + ("" if r >= cfg.kernel_size else " (too low)"))
-            joint = ", ".join(str(int(j)) for j in self.joint_excitation_order)
-            lines.append(
-                f"  excitation order (capped at kernel_size={cfg.kernel_size}): input channel "
-                f"{', '.join(parts)}; jointly {joint}{' per group' if cfg.groups > 1 else ''}"
-            )
-        if self.source == "data" and self.singular_values and len(self.singular_values[0]):
-            s = self.singular_values[0]
-            lines.append(
-                f"  singular values{' (group 0)' if cfg.groups > 1 else ''}: largest {s[0]:.3g}, smallest {s[-1]:.3g}, "
-                f"{int((s > self.rank_tolerance[0]).sum())} of {len(s)} above the tolerance "
-                f"{self.rank_tolerance[0]:.2g}"
-            )
+        lines.extend(self._system_lines())
+        if self.source == "data":
+            lines.extend(self._excitation_lines())
         lines.extend(self._accuracy_lines())
         n_null = sum(len(n) for n in self.null_space)
         if n_null:
@@ -309,6 +284,46 @@ class DeterminacyReport:
                 "reached; the input must also excite every direction)"
             )
         return "\n".join(lines)
+
+    def _system_lines(self) -> list[str]:
+        """One line per group: equations, unknowns, rank, condition number and status."""
+        cfg = self.config
+        per_group = cfg.out_per_group
+        lines = []
+        for grp in range(cfg.groups):
+            o = grp * per_group
+            chans = f"output channel {o}" if per_group == 1 else f"output channels {o}-{o + per_group - 1}"
+            lines.append(
+                f"  {chans}: {self.equations[o]} equations, {self.unknowns[o]} unknowns "
+                f"({cfg.kernel_size} taps x {cfg.in_per_group} input channel(s)"
+                f"{' + bias' if cfg.use_bias else ''}), rank {self.rank[o]}, "
+                f"condition number {self.condition_number[o]:.3g} -> {self.channel_status[o]}"
+            )
+        if cfg.out_per_group > 1 or cfg.groups > 1:
+            lines.append("  (each output channel is its own system; channels of one group share the design matrix)")
+        return lines
+
+    def _excitation_lines(self) -> list[str]:
+        """The excitation orders and the singular values (what the data, not the shapes, decide)."""
+        cfg = self.config
+        lines = []
+        if self.excitation_order is not None and self.joint_excitation_order is not None:
+            parts = []
+            for c, r in enumerate(self.excitation_order):
+                parts.append(f"{c}: {r}" + ("" if r >= cfg.kernel_size else " (too low)"))
+            joint = ", ".join(str(int(j)) for j in self.joint_excitation_order)
+            lines.append(
+                f"  excitation order (capped at kernel_size={cfg.kernel_size}): input channel "
+                f"{', '.join(parts)}; jointly {joint}{' per group' if cfg.groups > 1 else ''}"
+            )
+        if self.singular_values and len(self.singular_values[0]):
+            s = self.singular_values[0]
+            lines.append(
+                f"  singular values{' (group 0)' if cfg.groups > 1 else ''}: largest {s[0]:.3g}, smallest {s[-1]:.3g}, "
+                f"{int((s > self.rank_tolerance[0]).sum())} of {len(s)} above the tolerance "
+                f"{self.rank_tolerance[0]:.2g}"
+            )
+        return lines
 
     def _accuracy_lines(self) -> list[str]:
         err = self.error_per_unit_noise
