@@ -16,8 +16,8 @@ from numpy.typing import ArrayLike
 
 from .api import analyze
 from .diagnostics.determinacy import DeterminacyReport
-from .model.arrays import as_sequences, restore_form
-from .model.config import ConvConfig, check_layout
+from .model.arrays import SequenceBatch, as_sequences, restore_form
+from .model.config import ConvConfig, Layout, check_layout
 from .model.conv import conv1d
 from .model.validation import check_choice, check_int, check_real
 
@@ -341,6 +341,94 @@ def recover_stack(
     """
     from .solvers import gradient
 
+    opts = _check_options(
+        activation, layout, loss, learning_rate, max_iter, tol, seed, restarts, optimizer, dtype, huber_delta, progress
+    )
+    xb, yb, layers, configs = _read(x, y, layers, opts.layout)
+    group_pads, pairs = _batches(xb.arrays, yb.arrays, configs, opts.dtype)
+    static = tuple((cfg.kernel_shape, cfg.use_bias, cfg.stride, cfg.dilation) for cfg in configs)
+    delta = _huber_delta(yb.arrays, opts.relative_delta) if opts.loss == "huber" else 1.0
+    model = gradient.Model(_stack_model, (static, opts.activation, opts.loss, delta, tuple(group_pads)))
+    params0 = _initial_params(configs, opts.restarts, opts.seed, opts.dtype)
+    params, final, histories, n_steps, converged = _optimize(model, params0, pairs, opts)
+    final = np.where(np.isfinite(final), final, np.inf)
+    best = int(np.argmin(final))
+    kernels, biases = _layer_weights(np.asarray(params[best], np.float64), configs)
+    comp_w, comp_b, report, comp_size = _composite_fit(x, y, kernels, biases, layers, opts)
+    residuals = [
+        ya - _numpy_forward(xa, kernels, biases, layers, opts.activation) for xa, ya in zip(xb.arrays, yb.arrays)
+    ]
+    rms = float(np.sqrt(sum(np.sum(r**2) for r in residuals) / sum(r.size for r in residuals)))
+    ok = bool(converged[best]) and np.isfinite(rms)
+    return StackResult(
+        kernels=kernels,
+        biases=biases,
+        composite_kernel=comp_w,
+        composite_bias=comp_b,
+        report=report,
+        identifiability=_identifiability(layers, opts.activation, comp_w is not None, comp_size),
+        layers=layers,
+        activation=opts.activation,
+        layout=opts.layout,
+        residual_rms=rms,
+        success=ok,
+        message=gradient.end_message(bool(converged[best]), int(n_steps[best]), opts.steps, opts.tol),
+        n_iterations=int(n_steps[best]),
+        loss_history=histories[best],
+        options=opts.to_dict(),
+        diagnostics={"final_loss": float(final[best]), "restart": best, "restart_losses": final.tolist()},
+    )
+
+
+@dataclass(frozen=True)
+class _StackOptions:
+    """The checked options of :func:`recover_stack` (``steps`` is ``max_iter``)."""
+
+    activation: str | None
+    layout: Layout
+    loss: str
+    optimizer: optax.GradientTransformation | None
+    learning_rate: float | None
+    steps: int
+    tol: float
+    seed: int
+    restarts: int
+    relative_delta: float
+    dtype: str
+    progress: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``options`` of the result."""
+        return {
+            "loss": self.loss,
+            "learning_rate": self.learning_rate,
+            "max_iter": self.steps,
+            "tol": self.tol,
+            "seed": self.seed,
+            "restarts": self.restarts,
+            "optimizer": "adam" if self.optimizer is None else self.optimizer,
+            "dtype": self.dtype,
+            "huber_delta": self.relative_delta if self.loss == "huber" else None,
+            "progress": self.progress,
+        }
+
+
+def _check_options(
+    activation: object,
+    layout: object,
+    loss: object,
+    learning_rate: float | None,
+    max_iter: object,
+    tol: object,
+    seed: object,
+    restarts: object,
+    optimizer: optax.GradientTransformation | None,
+    dtype: str,
+    huber_delta: object,
+    progress: object,
+) -> _StackOptions:
+    from .solvers import gradient
+
     activation_name = None if activation is None else check_choice(activation, "activation", ACTIVATIONS)
     layout_name = check_layout(layout)
     loss_name = check_choice(loss, "loss", gradient.LOSSES)
@@ -355,21 +443,46 @@ def recover_stack(
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
     dtype = gradient.check_dtype(dtype)
     seed = check_int(seed, "seed", 0)
+    return _StackOptions(
+        activation=activation_name,
+        layout=layout_name,
+        loss=loss_name,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        steps=steps,
+        tol=tol,
+        seed=seed,
+        restarts=restarts,
+        relative_delta=relative_delta,
+        dtype=dtype,
+        progress=bool(progress),
+    )
 
-    xb = as_sequences(x, "x", layout_name)
-    yb = as_sequences(y, "y", layout_name)
-    layers, configs = _check_layers(layers, xb.channels)
+
+def _read(
+    x: ArrayLike, y: ArrayLike, layers: object, layout: Layout
+) -> tuple[SequenceBatch, SequenceBatch, list[dict[str, Any]], list[ConvConfig]]:
+    """The sequences of ``x`` and ``y`` and the checked layers, ``y``'s channels those of the last layer."""
+    xb = as_sequences(x, "x", layout)
+    yb = as_sequences(y, "y", layout)
+    checked, configs = _check_layers(layers, xb.channels)
     if len(xb.arrays) != len(yb.arrays):
         raise ValueError(
             f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
         )
-    if yb.channels != layers[-1]["out_channels"]:
+    if yb.channels != checked[-1]["out_channels"]:
         raise ValueError(
-            f"`y` has {yb.channels} channels but the last layer has out_channels={layers[-1]['out_channels']}."
+            f"`y` has {yb.channels} channels but the last layer has out_channels={checked[-1]['out_channels']}."
         )
-    # per sequence: each layer's padding and the stack's output length
+    return xb, yb, checked, configs
+
+
+def _batches(
+    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], configs: Sequence[ConvConfig], dtype: str
+) -> tuple[list[tuple[tuple[int, int], ...]], list[tuple[np.ndarray, np.ndarray]]]:
+    """Sequences of equal length stacked together: per stack, each layer's (left, right) padding and ``(x, y)``."""
     by_length: dict[int, list[int]] = {}
-    for i, (xa, ya) in enumerate(zip(xb.arrays, yb.arrays)):
+    for i, (xa, ya) in enumerate(zip(xs, ys)):
         n = len(xa)
         for j, cfg in enumerate(configs):
             m = cfg.output_length(n)
@@ -388,89 +501,80 @@ def recover_stack(
             pads.append(cfg.pads(n))
             n = cfg.output_length(n)
         group_pads.append(tuple(pads))
-        pairs.append(
-            (np.stack([xb.arrays[i] for i in idx]).astype(dtype), np.stack([yb.arrays[i] for i in idx]).astype(dtype))
-        )
-    count = sum(p[1].size for p in pairs)
+        pairs.append((np.stack([xs[i] for i in idx]).astype(dtype), np.stack([ys[i] for i in idx]).astype(dtype)))
+    return group_pads, pairs
+
+
+def _initial_params(configs: Sequence[ConvConfig], restarts: int, seed: int, dtype: str) -> np.ndarray:
+    """Keras' glorot-uniform kernels and zero biases, one flat row per restart."""
+    from .solvers.gradient import glorot_limit
 
     rng = np.random.default_rng(seed)
     pieces = []
     for cfg in configs:
-        limit = gradient.glorot_limit(cfg.kernel_size, cfg.in_channels, cfg.out_channels)
+        limit = glorot_limit(cfg.kernel_size, cfg.in_channels, cfg.out_channels)
         pieces.append(rng.uniform(-limit, limit, size=(restarts, int(np.prod(cfg.kernel_shape)))))
         if cfg.use_bias:
             pieces.append(np.zeros((restarts, cfg.out_channels)))
-    params0 = np.concatenate(pieces, axis=1).astype(dtype)
-    static = tuple((cfg.kernel_shape, cfg.use_bias, cfg.stride, cfg.dilation) for cfg in configs)
-    huber_delta = 1.0
-    if loss_name == "huber":
-        ys = np.concatenate([a.ravel() for a in yb.arrays])
-        scale = 1.4826 * float(np.median(np.abs(ys - np.median(ys))))
-        huber_delta = relative_delta * max(scale, 1e-12 * float(np.max(np.abs(ys))), 1e-300)
-    model = gradient.Model(_stack_model, (static, activation_name, loss_name, huber_delta, tuple(group_pads)))
+    return np.concatenate(pieces, axis=1).astype(dtype)
+
+
+def _huber_delta(ys: Sequence[np.ndarray], relative: float) -> float:
+    """``relative`` in units of a robust scale of ``y``: ``1.4826 * MAD`` of its deviations from the median."""
+    values = np.concatenate([a.ravel() for a in ys])
+    scale = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    return relative * max(scale, 1e-12 * float(np.max(np.abs(values))), 1e-300)
+
+
+def _optimize(model: Any, params0: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], opts: _StackOptions):
+    """The compiled Adam loop of ``method="adam"`` over every restart (in float64 when ``dtype`` says so)."""
     import jax
 
-    with jax.enable_x64(dtype == "float64"):
-        data = {"pairs": pairs, "count": np.asarray(float(count), dtype)}
-        params, final, histories, n_steps, converged = gradient.optimize(
+    from .solvers import gradient
+
+    count = sum(p[1].size for p in pairs)
+    with jax.enable_x64(opts.dtype == "float64"):
+        data = {"pairs": pairs, "count": np.asarray(float(count), opts.dtype)}
+        return gradient.optimize(
             model,
             params0,
             data,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            steps=steps,
-            tol=tol,
-            seed=seed,
-            progress=bool(progress),
+            optimizer=opts.optimizer,
+            learning_rate=opts.learning_rate,
+            steps=opts.steps,
+            tol=opts.tol,
+            seed=opts.seed,
+            progress=opts.progress,
         )
-    final = np.where(np.isfinite(final), final, np.inf)
-    best = int(np.argmin(final))
-    kernels, biases, at = [], [], 0
-    flat = np.asarray(params[best], np.float64)
+
+
+def _layer_weights(flat: np.ndarray, configs: Sequence[ConvConfig]) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Each layer's kernel and bias (None without) from the flat parameter vector."""
+    kernels: list[np.ndarray] = []
+    biases: list[np.ndarray | None] = []
+    at = 0
     for cfg in configs:
         size = int(np.prod(cfg.kernel_shape))
         kernels.append(flat[at : at + size].reshape(cfg.kernel_shape))
         at += size
         biases.append(flat[at : at + cfg.out_channels] if cfg.use_bias else None)
         at += cfg.out_channels if cfg.use_bias else 0
+    return kernels, biases
 
+
+def _composite_fit(
+    x: ArrayLike,
+    y: ArrayLike,
+    kernels: list[np.ndarray],
+    biases: list[np.ndarray | None],
+    layers: list[dict[str, Any]],
+    opts: _StackOptions,
+) -> tuple[np.ndarray | None, np.ndarray | None, DeterminacyReport | None, int]:
+    """The composite kernel and bias of a linear stack of plain layers, the report on it, and its length."""
     plain = all(layer["padding"] == "valid" and layer["stride"] == 1 and layer["dilation"] == 1 for layer in layers)
-    comp_w = comp_b = report = None
     comp_size = sum(layer["kernel_size"] - 1 for layer in layers) + 1
-    if activation_name is None and plain:
-        comp_w, comp_b = composite(kernels, biases)
-        report = analyze(x, y, comp_size, use_bias=comp_b is not None, layout=layout_name, warn=False)
-    residuals = [
-        ya - _numpy_forward(xa, kernels, biases, layers, activation_name) for xa, ya in zip(xb.arrays, yb.arrays)
-    ]
-    rms = float(np.sqrt(sum(np.sum(r**2) for r in residuals) / sum(r.size for r in residuals)))
-    ok = bool(converged[best]) and np.isfinite(rms)
-    return StackResult(
-        kernels=kernels,
-        biases=biases,
-        composite_kernel=comp_w,
-        composite_bias=comp_b,
-        report=report,
-        identifiability=_identifiability(layers, activation_name, comp_w is not None, comp_size),
-        layers=layers,
-        activation=activation_name,
-        layout=layout_name,
-        residual_rms=rms,
-        success=ok,
-        message=gradient.end_message(bool(converged[best]), int(n_steps[best]), steps, tol),
-        n_iterations=int(n_steps[best]),
-        loss_history=histories[best],
-        options={
-            "loss": loss_name,
-            "learning_rate": learning_rate,
-            "max_iter": steps,
-            "tol": tol,
-            "seed": seed,
-            "restarts": restarts,
-            "optimizer": "adam" if optimizer is None else optimizer,
-            "dtype": dtype,
-            "huber_delta": relative_delta if loss_name == "huber" else None,
-            "progress": bool(progress),
-        },
-        diagnostics={"final_loss": float(final[best]), "restart": best, "restart_losses": final.tolist()},
-    )
+    if opts.activation is not None or not plain:
+        return None, None, None, comp_size
+    comp_w, comp_b = composite(kernels, biases)
+    report = analyze(x, y, comp_size, use_bias=comp_b is not None, layout=opts.layout, warn=False)
+    return comp_w, comp_b, report, comp_size
