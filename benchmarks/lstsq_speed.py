@@ -21,8 +21,9 @@ import numpy as np
 from harness import fmt_time, markdown_table, measure, write_result
 
 import kernel_recovery as kr
-from kernel_recovery.model.operator import CHUNK_ROWS, block_statistics, design_rows
+from kernel_recovery.model.design import CHUNK_ROWS, design_rows
 from kernel_recovery.model.problem import build_problem
+from kernel_recovery.model.statistics import block_statistics
 from kernel_recovery.solvers import lstsq
 
 

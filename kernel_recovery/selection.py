@@ -17,10 +17,11 @@ from .diagnostics.lagsearch import LagSelection, choose_lags_for, information_cr
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .model.arrays import as_sequences
 from .model.config import ConvConfig, Layout, Padding, PaddingMode, check_layout, check_padding
-from .model.operator import block_statistics, design_rows, n_columns
+from .model.design import design_rows, n_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
 from .model.result import KernelResult
+from .model.statistics import block_statistics
 from .model.validation import check_bool, check_int
 
 CRITERIA = ("aic", "bic", "cv")

@@ -11,7 +11,7 @@ statistics of the estimate at the end of step ``j`` are
 * neither: the growing sum.
 
 The normal equations of all steps are solved together (batched inverse, one refinement step); a step whose Gram
-fails the screen ``1 / trace(G^-1) > tol^2`` (``tol`` from :func:`~kernel_recovery.model.operator.rank_tolerance`, the
+fails the screen ``1 / trace(G^-1) > tol^2`` (``tol`` from :func:`~kernel_recovery.model.spectrum.rank_tolerance`, the
 one rank rule) is solved by its eigendecomposition with that rule (minimum-norm, stderr NaN when deficient).
 """
 
@@ -27,9 +27,11 @@ from numpy.typing import ArrayLike
 
 from .diagnostics import changes
 from .model.config import ConvConfig, Layout, Padding
-from .model.operator import CHUNK_ENTRIES, design_rows, n_columns, rank_tolerance, unpack_columns
+from .model.design import design_rows, n_columns, unpack_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
+from .model.spectrum import rank_tolerance
+from .model.statistics import CHUNK_ENTRIES
 from .model.validation import check_int
 from .streaming.accumulator import check_memory
 

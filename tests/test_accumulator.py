@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery.model import operator as determinacy
-from kernel_recovery.model import operator as statistics
+from kernel_recovery.model import design as model_design
+from kernel_recovery.model import spectrum, statistics, toeplitz
 from kernel_recovery.solvers import lstsq
 from kernel_recovery.streaming import accumulator
 
@@ -61,7 +61,7 @@ def test_chunked_equals_explicit_lstsq(rng, padding, stride, dilation, groups, u
 
 @pytest.mark.parametrize("padding,stride,dilation", [("same", 2, 1), ("valid", 3, 2), ("causal", 1, 3), ((1, 4), 2, 2)])
 def test_chunking_invariance_on_the_statistics_path(rng, monkeypatch, padding, stride, dilation):
-    for module in (accumulator, determinacy, statistics, lstsq):
+    for module in (accumulator, model_design, spectrum, toeplitz, lstsq):
         monkeypatch.setattr(module, "EXPLICIT_LIMIT", 64)
     monkeypatch.setattr(statistics, "CHUNK_ENTRIES", 40)  # many GEMM chunks per sequence
     conv = dict(stride=stride, padding=padding, dilation=dilation, groups=1)
@@ -94,7 +94,7 @@ def test_statistics_match_explicit_design(rng):
     feed(acc, x, y, rng, 9)
     st = acc.statistics()[0]
     block = kr.model.problem.build_problem(x, y, 4, stride=2, padding="same").blocks[0]
-    a = statistics.design_matrix(block, False)
+    a = model_design.design_matrix(block, False)
     np.testing.assert_allclose(st.gram, a.T @ a, rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(st.cross, a.T @ np.concatenate(block.ys), rtol=1e-12, atol=1e-11)
     assert st.n_rows == 251

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery.model import operator as determinacy
+from kernel_recovery.model import spectrum
 
 
 def reference_design(x, kernel_size, use_bias=False, **cfg):
@@ -172,7 +172,7 @@ def test_stride_dilation_groups_null_space_is_invisible(rng):
 @pytest.mark.parametrize("qr_budget", [0.0, 4e9])
 def test_large_record_uses_the_gram_and_finds_the_sinusoid(qr_budget, monkeypatch):
     # the Gram's eigenvalues alone (no QR), or settled by a QR of the design
-    monkeypatch.setattr(determinacy, "QR_BUDGET", qr_budget)
+    monkeypatch.setattr(spectrum, "QR_BUDGET", qr_budget)
     t = np.arange(300_000)
     x = np.sin(0.2 * t) + 0.5 * np.sin(0.9 * t)
     rep = analyze_quiet(x, None, 16)
@@ -397,11 +397,9 @@ def test_large_designs_use_a_spectral_estimate(rng):
 
 
 def test_spectral_estimate_agrees_with_the_exact_spectrum(rng, monkeypatch):
-    from kernel_recovery.model import operator as determinacy
-
     x = np.column_stack([rng.standard_normal(200_000), rng.standard_normal(200_000)])
     exact = kr.analyze(x, None, 64, warn=False)
-    monkeypatch.setattr(determinacy, "APPROXIMATE_ABOVE", 16)
+    monkeypatch.setattr(spectrum, "APPROXIMATE_ABOVE", 16)
     approx = kr.analyze(x, None, 64, warn=False)
     assert not approx.exact_rank and approx.rank.tolist() == exact.rank.tolist() == [128]
     np.testing.assert_allclose(approx.singular_values[0], exact.singular_values[0], rtol=0.1)

@@ -5,8 +5,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import kernel_recovery as kr
-from kernel_recovery.model.operator import block_spectrum
 from kernel_recovery.model.problem import build_problem
+from kernel_recovery.model.spectrum import block_spectrum
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 

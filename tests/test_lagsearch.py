@@ -10,7 +10,7 @@ import scipy.signal
 import kernel_recovery as kr
 from kernel_recovery import selection
 from kernel_recovery.diagnostics import lagsearch
-from kernel_recovery.model.operator import whitening_filters
+from kernel_recovery.model.whitening import whitening_filters
 
 
 def lag_design(x, lo, hi):

@@ -7,8 +7,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import kernel_recovery as kr
-from kernel_recovery.model import operator as determinacy
-from kernel_recovery.model import operator as statistics
+from kernel_recovery.model import design, spectrum, statistics, toeplitz
 from kernel_recovery.model.problem import build_problem
 from kernel_recovery.model.result import confidence_interval
 from kernel_recovery.solvers import lstsq
@@ -22,7 +21,7 @@ def im2col(x, taps):
 @pytest.fixture
 def streamed(monkeypatch):
     """Force the statistics (normal-equations) path on small problems."""
-    for module in (determinacy, statistics, lstsq):
+    for module in (design, spectrum, toeplitz, lstsq):
         monkeypatch.setattr(module, "EXPLICIT_LIMIT", 16)
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernel_recovery as kr
-from kernel_recovery.model.operator import EXPLICIT_LIMIT
+from kernel_recovery.model.design import EXPLICIT_LIMIT
 
 
 def explicit_design(x, k, stride=1, dilation=1, left=0, right=0, bias=False):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery.model import operator
+from kernel_recovery.model import design, statistics, toeplitz
 from kernel_recovery.model.problem import build_problem
 
 #: The target of issue 13: the statistics agree with exact sums to this, relative to their largest entry.
@@ -45,11 +45,11 @@ def issue_case(length):
 def test_issue_case_gram_and_cross_match_exact_sums():
     x, _, y = issue_case(65687)
     block = build_problem(x, y, 2, padding="same").blocks[0]
-    assert operator.solve_path(block, False) == "normal_equations"
-    a = np.concatenate([operator.design_rows(block, xc, False) for xc in block.xs])
+    assert toeplitz.solve_path(block, False) == "normal_equations"
+    a = np.concatenate([design.design_rows(block, xc, False) for xc in block.xs])
     yy = np.concatenate(block.ys)
     gram_exact = exact_products(a, a)
-    stats = operator.block_statistics(block, False)
+    stats = statistics.block_statistics(block, False)
     assert relative_error(stats.gram, gram_exact) < STATISTICS_RTOL
     assert relative_error(stats.gram, a.T @ a) < STATISTICS_RTOL
     assert relative_error(stats.cross, exact_products(a, yy)) < STATISTICS_RTOL
@@ -58,7 +58,7 @@ def test_issue_case_gram_and_cross_match_exact_sums():
 
 def test_issue_case_explicit_path_recovers_to_rounding():
     x, w, y = issue_case(20000)
-    assert operator.solve_path(build_problem(x, y, 2, padding="same").blocks[0], False) == "explicit"
+    assert toeplitz.solve_path(build_problem(x, y, 2, padding="same").blocks[0], False) == "explicit"
     res = kr.recover_kernel(x, y, 2, padding="same")
     assert np.abs(res.kernel - w).max() <= 1e-12 * np.abs(w).max()
 
@@ -68,7 +68,7 @@ def test_issue_case_statistics_path_recovers_kernel():
     res = kr.recover_kernel(x, y, 2, padding="same")
     assert res.diagnostics["solver"] == ["normal_equations+refined"]  # cond(A^T A) = 2.6e5 > REFINE_ABOVE
     block = build_problem(x, y, 2, padding="same").blocks[0]
-    a = np.concatenate([operator.design_rows(block, xc, False) for xc in block.xs])
+    a = np.concatenate([design.design_rows(block, xc, False) for xc in block.xs])
     reference = np.linalg.lstsq(a, np.concatenate(block.ys), rcond=None)[0].reshape(w.shape)
     assert np.abs(reference - w).max() <= 1e-12 * np.abs(w).max()
     assert np.abs(res.kernel - w).max() < 1e-11 * np.abs(w).max()
@@ -81,7 +81,7 @@ def test_statistics_path_recovers_full_rank_kernels(c, o, taps):
     w = rng.standard_normal((taps, c, o))
     y = kr.conv1d(x, w)
     block = build_problem(x, y, taps).blocks[0]
-    assert operator.solve_path(block, False) == "normal_equations"
+    assert toeplitz.solve_path(block, False) == "normal_equations"
     res = kr.recover_kernel(x, y, taps)
     reference = np.linalg.lstsq(im2col(x, taps), y, rcond=None)[0].reshape(w.shape)
     scale = np.abs(w).max()
@@ -97,8 +97,8 @@ def test_long_sums_match_exact_sums():
     y = np.column_stack([np.full(n - taps + 1, 0.9), rng.standard_normal(n - taps + 1) + 2.0])
     m = n - taps + 1
     sums = np.array([[math.fsum(x[j : j + m, ch]) for ch in range(3)] for j in range(taps)])
-    assert relative_error(operator.column_sums(x, taps), sums) < STATISTICS_RTOL
-    stats = operator.sequence_statistics(x, y, taps, np.ones((taps, 3), bool), use_bias=True)
+    assert relative_error(statistics.column_sums(x, taps), sums) < STATISTICS_RTOL
+    stats = statistics.sequence_statistics(x, y, taps, np.ones((taps, 3), bool), use_bias=True)
     assert relative_error(stats.gram[-1, :-1], sums.ravel()) < STATISTICS_RTOL
     assert relative_error(stats.cross[-1], np.array([math.fsum(col) for col in y.T])) < STATISTICS_RTOL
     assert relative_error(stats.yty, np.array([math.fsum(col * col) for col in y.T])) < STATISTICS_RTOL
@@ -113,7 +113,7 @@ def test_long_lagged_correlations_match_exact_sums(method, c):
     x[:, 0] = 1.7
     y = np.column_stack([np.full(n - taps + 1, 0.9) + 1e-3 * rng.standard_normal(n - taps + 1)])
     m = n - taps + 1
-    r, q = operator.lagged_correlations(x, taps, y, method=method)
+    r, q = statistics.lagged_correlations(x, taps, y, method=method)
     lags = [0, 1, 7, taps - 1]
     r_exact = np.array([exact_products(x[:m], x[lag : lag + m]) for lag in lags])
     q_exact = np.array([exact_products(x[lag : lag + m], y) for lag in lags])
@@ -144,8 +144,8 @@ def test_every_path_matches_direct_product(method, seed, c, o, taps, n, kind):
         x[:, 0] = 1.7
     y = rng.standard_normal((n - taps + 1, o))
     a = im2col(x, taps)
-    r, q = operator.lagged_correlations(x, taps, y, method=method)
-    assert relative_error(operator.gram_from_lags(x, taps, r), a.T @ a) < STATISTICS_RTOL
+    r, q = statistics.lagged_correlations(x, taps, y, method=method)
+    assert relative_error(statistics.gram_from_lags(x, taps, r), a.T @ a) < STATISTICS_RTOL
     assert relative_error(q.reshape(-1, o), a.T @ y) < STATISTICS_RTOL
 
 
@@ -159,6 +159,6 @@ def test_edge_heavy_long_kernel_gram_matches_exact_sums():
     pairs = [(j, j2) for j in range(0, taps, 131) for j2 in (j, min(taps - 1, j + 1), min(taps - 1, j + 700))]
     want = np.array([math.fsum(x[j : j + m, 0] * x[j2 : j2 + m, 0]) for j, j2 in pairs])
     for method in ("direct", "fft"):
-        gram = operator.gram_from_lags(x, taps, operator.lagged_correlations(x, taps, method=method)[0])
+        gram = statistics.gram_from_lags(x, taps, statistics.lagged_correlations(x, taps, method=method)[0])
         assert relative_error(np.array([gram[j, j2] for j, j2 in pairs]), want) < STATISTICS_RTOL
         assert np.array_equal(gram, gram.T)

@@ -13,7 +13,7 @@ import scipy.linalg  # noqa: F401  (its BLAS loaded up front: the library set st
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import kernel_recovery as kr
-from kernel_recovery.model import operator
+from kernel_recovery.model import statistics
 from kernel_recovery.model.threads import SerialBLAS, fft_workers, serial_region, workers
 
 
@@ -129,8 +129,8 @@ def test_dask_threaded_runs_leave_the_blas_count_as_it_was(blas_count, monkeypat
 
         return counted
 
-    monkeypatch.setattr(operator, "_workers", spy(operator._workers))
-    monkeypatch.setattr(operator, "fft_workers", spy(operator.fft_workers))
+    monkeypatch.setattr(statistics, "_workers", spy(statistics._workers))
+    monkeypatch.setattr(statistics, "fft_workers", spy(statistics.fft_workers))
     main = threading.get_ident()
     with dask.config.set(scheduler="threads", num_workers=8):  # more task threads than cores: they overlap
         for _ in range(5):

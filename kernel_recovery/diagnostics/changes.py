@@ -22,16 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..model.operator import (
-    block_statistics,
-    filtered_block,
-    n_columns,
-    rank_tolerance,
-    statistics_flops,
-    whitening_filters,
-    window_rows,
-)
+from ..model.design import n_columns, window_rows
 from ..model.problem import Block, CanonicalProblem
+from ..model.spectrum import rank_tolerance
+from ..model.statistics import block_statistics, statistics_flops
+from ..model.whitening import filtered_block, whitening_filters
 
 #: The false-alarm rate of the check in :func:`kernel_recovery.recover_kernel` (per call, under a fixed kernel).
 ALPHA = 1e-3
@@ -44,7 +39,7 @@ MAX_UNKNOWNS = 256
 #: Fewer sampled equations per unknown than this: not checked (too few to split).
 MIN_ROWS_PER_UNKNOWN = 16
 #: The check runs when its cost (multiply-adds: the sampled rows' products and ``2 SPLITS`` factorizations) is at
-#: most this share of the fit's statistics (:func:`~kernel_recovery.model.operator.statistics_flops`), or at most
+#: most this share of the fit's statistics (:func:`~kernel_recovery.model.statistics.statistics_flops`), or at most
 #: ``FREE_FLOPS`` whatever the share: a small share of every fit.
 WORK_SHARE = 0.25
 FREE_FLOPS = 3e7

@@ -17,7 +17,7 @@ Three steps, none of which tries every lag:
    For the starts, the residual of ``s..hi`` is the full window's plus ``w_D' ((G^-1)_DD)^-1 w_D`` for the
    dropped lags ``D = lo..s-1`` (``w`` the full fit): a few triangular solves more, not a second
    factorization.  AIC or BIC on these residuals (noise variance profiled) choose the end and the start.  A
-   pivot at or below :func:`~kernel_recovery.model.operator.rank_tolerance` stops the scan there.
+   pivot at or below :func:`~kernel_recovery.model.spectrum.rank_tolerance` stops the scan there.
 
    With one input channel and more than ``SMALL_WINDOW`` lags the ``O(T^3)`` factorization is replaced by an
    ``O(T^2)`` one: the window's exact fit ``h`` (Toeplitz CG by FFT) and, by Pythagoras,
@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..model.operator import column_sums, gram_from_lags, lagged_correlations, rank_tolerance, whitening_filters
+from ..model.spectrum import rank_tolerance
+from ..model.statistics import column_sums, gram_from_lags, lagged_correlations
 from ..model.threads import SerialBLAS, fft_workers
+from ..model.whitening import whitening_filters
 
 if TYPE_CHECKING:
     from ..model.result import KernelResult
@@ -632,8 +634,8 @@ def _window_fit(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The least-squares kernel over lags ``lo..hi`` (ascending, ``(taps, C, O)``) and bias, without factoring:
     Toeplitz CG by FFT for one input channel (as ``method="lstsq"`` does for long kernels), else the Gram."""
-    from ..model.operator import ToeplitzGram, pcg
     from ..model.problem import build_problem
+    from ..model.toeplitz import ToeplitzGram, pcg
 
     taps = hi - lo + 1
     c, o = xs[0].shape[1], ys[0].shape[1]

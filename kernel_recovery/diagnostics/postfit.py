@@ -35,10 +35,14 @@ from typing import Any, TypedDict
 import numpy as np
 
 from ..model.config import PADDING_MODES, ConvConfig, PaddingMode
-from ..model.operator import forward, rank_tolerance, statistics_flops, whitening_filters, window_rows
+from ..model.design import window_rows
+from ..model.operator import forward
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
+from ..model.spectrum import rank_tolerance
+from ..model.statistics import statistics_flops
 from ..model.threads import SerialBLAS
+from ..model.whitening import whitening_filters
 
 #: The check runs when the residual rms exceeds this share of y's rms: a misconfigured fit leaves a large share;
 #: a correct fit to data with an SNR above 26 dB leaves less, and pays nothing for the check.
@@ -268,7 +272,7 @@ def check_row_budget(block: Block) -> int:
     """Rows the kernel-size check samples: enough for a powerful F-test, not more.
 
     The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the cost
-    of the statistics (:func:`~kernel_recovery.model.operator.statistics_flops`; or ``CHECK_FREE_FLOPS``), so the
+    of the statistics (:func:`~kernel_recovery.model.statistics.statistics_flops`; or ``CHECK_FREE_FLOPS``), so the
     check stays a small share of the solve.
     """
     cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
@@ -322,7 +326,7 @@ def _check_rows(block: Block, e: int, use_bias: bool) -> tuple[np.ndarray, np.nd
 def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
     """Least squares from ``A^T A`` and ``A^T y``: Cholesky when clearly positive definite, else a pseudo-inverse.
 
-    Returns the coefficients and the rank (by :func:`~kernel_recovery.model.operator.rank_tolerance`, ``"gram"``).
+    Returns the coefficients and the rank (by :func:`~kernel_recovery.model.spectrum.rank_tolerance`, ``"gram"``).
     """
     import scipy.linalg
 

@@ -35,9 +35,9 @@ class Solution:
     ``recover_kernel(..., method=solve)``.  It receives a :class:`~kernel_recovery.model.problem.CanonicalProblem`
     in which padding, stride, dilation and groups are already reduced to one valid, stride-1, undilated
     cross-correlation per block (group): ``block.xs[i]`` ``(len_i, channels)`` and ``block.ys[i]``
-    ``(len_i - taps + 1, O_b)``.  :func:`kernel_recovery.model.operator.design_matrix` gives a block's explicit
+    ``(len_i - taps + 1, O_b)``.  :func:`kernel_recovery.model.design.design_matrix` gives a block's explicit
     design (its columns: the free taps, row-major ``(tap, channel)``, then the bias), and
-    :func:`kernel_recovery.model.operator.unpack_columns` maps coefficients over those columns back to a block
+    :func:`kernel_recovery.model.design.unpack_columns` maps coefficients over those columns back to a block
     kernel and bias.  The solver's keyword-only parameters are its options: an option it does not take
     is a ``TypeError``.  :func:`recover_kernel` maps the solution back to the user's layout and computes the
     report, residuals and post-fit checks, as for the built-in methods.
@@ -47,7 +47,7 @@ class Solution:
     Ridge regression on each block's explicit design, as a user-written method:
 
     >>> import numpy as np, kernel_recovery as kr
-    >>> from kernel_recovery.model.operator import design_matrix, unpack_columns
+    >>> from kernel_recovery.model.design import design_matrix, unpack_columns
     >>> def ridge_solver(problem, *, alpha=0.0):
     ...     use_bias = problem.config.use_bias
     ...     kernels, biases = [], []

@@ -41,21 +41,12 @@ import numpy as np
 import optax
 from numpy.typing import DTypeLike
 
-from ..model.operator import (
-    EXPLICIT_LIMIT,
-    BlockSpectrum,
-    block_residuals,
-    block_spectrum,
-    block_statistics,
-    column_sums,
-    design_matrix,
-    n_columns,
-    residuals,
-    rss_from_statistics,
-    window_rows,
-)
+from ..model.design import EXPLICIT_LIMIT, design_matrix, n_columns, window_rows
+from ..model.operator import block_residuals, residuals
 from ..model.problem import CanonicalProblem, check_gram_memory
 from ..model.result import Solution
+from ..model.spectrum import BlockSpectrum, block_spectrum
+from ..model.statistics import block_statistics, column_sums, rss_from_statistics
 from ..model.threads import SerialBLAS
 from . import lstsq
 from .lstsq import HUBER_DELTA
@@ -544,7 +535,7 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
     """The parametrization ``coef = offset + P u`` (see :class:`Parametrization`).
 
     Whitening takes ``P = V diag(s_max / s)`` from the design's spectrum ``A = U diag(s) V^T`` (cached on the
-    block by :func:`~kernel_recovery.model.operator.block_spectrum`, the one the report reads), so the squared loss
+    block by :func:`~kernel_recovery.model.spectrum.block_spectrum`, the one the report reads), so the squared loss
     has the Hessian ``2 s_max^2 I / n`` in ``u``: every direction converges at the same rate, and
     ``|u| <= |coefficients|``.  Directions the data do not see (at or below the spectrum's rank tolerance) are
     dropped, so rank-deficient data give a kernel without null-space components, like the minimum-norm least

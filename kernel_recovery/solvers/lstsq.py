@@ -22,28 +22,14 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from ..model.operator import (
-    CHUNK_ROWS,
-    EXPLICIT_LIMIT,
-    LONG_KERNEL,
-    Statistics,
-    ToeplitzGram,
-    adjoint,
-    block_residuals,
-    block_spectrum,
-    block_statistics,
-    design_matrix,
-    design_rows,
-    n_columns,
-    pcg,
-    rank_tolerance,
-    rss_from_statistics,
-    solve_path,
-    unpack_columns,
-)
+from ..model.design import CHUNK_ROWS, EXPLICIT_LIMIT, design_matrix, design_rows, n_columns, unpack_columns
+from ..model.operator import adjoint, block_residuals
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
+from ..model.spectrum import block_spectrum, rank_tolerance
+from ..model.statistics import Statistics, block_statistics, rss_from_statistics
 from ..model.threads import SerialBLAS
+from ..model.toeplitz import LONG_KERNEL, ToeplitzGram, pcg, solve_path
 from . import priors
 from .priors import REGULARIZATIONS, PriorArg, Regularization
 

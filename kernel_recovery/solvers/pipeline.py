@@ -24,18 +24,13 @@ from ..diagnostics import changes, postfit
 from ..diagnostics.analysis import report_for
 from ..diagnostics.determinacy import DeterminacyReport
 from ..exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
-from ..model.operator import (
-    block_residuals,
-    block_statistics,
-    filtered_block,
-    forward,
-    rss_from_statistics,
-    solve_path,
-    whitening_filters,
-)
+from ..model.operator import block_residuals, forward
 from ..model.problem import CanonicalProblem, check_feasible
 from ..model.result import KernelResult, Solution
+from ..model.statistics import block_statistics, rss_from_statistics
 from ..model.threads import SerialBLAS
+from ..model.toeplitz import solve_path
+from ..model.whitening import filtered_block, whitening_filters
 
 #: The residual sum of squares is read off the statistics (``y'y - 2 w'A'y + w'A'Aw``) when a bound on its rounding
 #: error is below this share of it (``residual_rms`` then has ~7 correct digits); otherwise a pass over the data

@@ -50,8 +50,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..model.operator import block_statistics, rank_tolerance
 from ..model.problem import Block, CanonicalProblem
+from ..model.spectrum import rank_tolerance
+from ..model.statistics import block_statistics
 
 Regularization = Literal["gcv", "ml", "tc", "dc", "ss", "di"]
 REGULARIZATIONS: tuple[Regularization, ...] = ("gcv", "ml", "tc", "dc", "ss", "di")

@@ -38,9 +38,9 @@ from ..diagnostics.analysis import report_for
 from ..diagnostics.determinacy import DeterminacyReport
 from ..model.arrays import check_array_dtype
 from ..model.config import ConvConfig, Layout, Padding, check_alignment, check_layout
-from ..model.operator import block_spectrum
 from ..model.progress import progress_bar, show_progress
 from ..model.result import KernelResult
+from ..model.spectrum import block_spectrum
 from ..model.threads import serial_region
 from ..model.validation import check_int
 from ..solvers import pipeline

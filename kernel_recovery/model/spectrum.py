@@ -1,0 +1,199 @@
+"""The spectrum of a block's design (singular values, right singular vectors) and the one rank rule.
+
+Exact from an SVD of the explicit design, from the eigenvalues of the Gram (settled by a QR of the design
+when the Gram cannot resolve the rank), or, for the report of very wide designs, a Welch/Szego estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .design import EXPLICIT_LIMIT, design_matrix, design_r_factor, n_columns
+from .problem import Block
+from .statistics import block_gram, statistics_flops
+from .threads import SerialBLAS, fft_workers
+
+#: When the Gram cannot resolve the rank, an orthogonal factorization of the design settles it if it costs at
+#: most this many flops (rows x columns^2).
+QR_BUDGET = 4e9
+#: Designs with more columns than this are analyzed from a spectral (Welch/Szego) estimate in the report.
+APPROXIMATE_ABOVE = 1024
+
+
+#: Where the singular values come from, for :func:`rank_tolerance`.
+SpectrumSource = Literal["design", "gram", "estimate"]
+
+
+def rank_tolerance(largest: float, n_rows: int, n_cols: int, source: SpectrumSource = "design") -> float:
+    """The one rank rule: singular values of the design at or below this are treated as zero.
+
+    * ``"design"`` (an SVD of the design or of its R factor): ``s_max * max(n, P) * eps``, the default of
+      ``numpy.linalg.lstsq`` and ``matrix_rank``;
+    * ``"gram"`` (eigenvalues of ``A^T A``): those carry errors of ``~eps * s_max^2``, so singular values below
+      ``~sqrt(eps) s_max`` are unresolved: ``4 * s_max * sqrt(P * eps)`` (the factor keeps exactly deficient
+      designs from looking full rank);
+    * ``"estimate"`` (the Welch/Szego spectral estimate of long kernels): its window's leakage floor,
+      ``1e-6 * s_max``.
+
+    Every method and the analyzer decide rank with this function.
+    """
+    eps = np.finfo(np.float64).eps
+    if source == "design":
+        return float(largest) * max(n_rows, n_cols) * eps
+    if source == "gram":
+        return 4.0 * float(largest) * float(np.sqrt(n_cols * eps))
+    if source == "estimate":
+        return float(largest) * 1e-6
+    raise ValueError(f"`source` must be 'design', 'gram' or 'estimate', got {source!r}.")
+
+
+@dataclass(frozen=True)
+class BlockSpectrum:
+    singular_values: np.ndarray  # descending
+    right_vectors: np.ndarray | None  # (P, P), columns; None for the spectral estimate of large designs
+    tolerance: float
+    exact: bool  # from an SVD of the explicit design (True) or eigenvalues of the Gram (False)
+    channel_orders: np.ndarray | None = None  # spectral estimate only: excited directions per canonical channel
+
+    @property
+    def rank(self) -> int:
+        return int((self.singular_values > self.tolerance).sum())
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """``V`` (P, P); a ValueError for the spectral estimate, which has none."""
+        if self.right_vectors is None:
+            raise ValueError("the spectral estimate of a large design has no singular vectors.")
+        return self.right_vectors
+
+    @property
+    def coordinates(self) -> np.ndarray:
+        """``diag(s) V^T`` (P, P): any subset of the design's columns has the singular values of these columns."""
+        return self.singular_values[:, None] * self.vectors.T
+
+    def column_rank(self, columns: np.ndarray) -> int:
+        """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
+        if len(columns) == 0:
+            return 0
+        p = len(self.singular_values)
+        missing = np.setdiff1d(np.arange(p), columns)
+        if len(missing) == 0:
+            return self.rank
+        if len(missing) == 1:  # dropping column j lowers the rank iff no invisible direction involves j
+            null = self.vectors[missing[0], self.rank :]
+            return self.rank - int(not np.sqrt(np.sum(null**2)) > 1e-8)
+        s = np.linalg.svd(self.coordinates[:, columns], compute_uv=False)
+        return int((s > self.tolerance).sum())
+
+
+def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
+    """Singular values and right singular vectors of one block's design (cached on the block)."""
+    key = ("spectrum", use_bias)
+    if key in block.cache:
+        return block.cache[key]
+    p = n_columns(block, use_bias)
+    n = block.n_equations
+    if n * p <= EXPLICIT_LIMIT:
+        with SerialBLAS():
+            _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
+        s = np.concatenate([s, np.zeros(p - len(s))])
+        spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True)
+    else:
+        with SerialBLAS():
+            lam, v = np.linalg.eigh(block_gram(block, use_bias))
+        lam, v = lam[::-1], v[:, ::-1]
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        spec = BlockSpectrum(s, v, rank_tolerance(s[0], n, p, "gram"), False)
+        unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
+        covered = bool(block.xs) and sum(len(x) - block.taps + 1 for x in block.xs) == n  # streamed: rows kept?
+        if unresolved and covered and n * p * p <= QR_BUDGET:
+            # the Gram cannot tell ill-conditioned from deficient here: ask the design itself, via its R factor
+            _, s, vt = np.linalg.svd(design_r_factor(block, use_bias))
+            spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0], n, p), True)
+    block.cache[key] = spec
+    return spec
+
+
+#: Most Welch segments the spectral estimate averages (evenly spread over the record; fewer than a record's worth).
+SPECTRAL_SEGMENTS = 512
+#: The report's spectrum is always exact up to this many columns (an eigendecomposition of a few ms).
+EXACT_ALWAYS = 256
+
+
+def exact_spectrum_affordable(block: Block, use_bias: bool) -> bool:
+    """The cost model of the report's spectrum: exact (an eigendecomposition, ``~10 P^3``) or the estimate.
+
+    Exact up to ``EXACT_ALWAYS`` columns (a few ms) and never above ``APPROXIMATE_ABOVE``.  In between, exact for
+    multi-input blocks (their least squares factors the same Gram anyway), and for single-input blocks only
+    where it costs no more than the pass over the data (:func:`statistics_flops`): otherwise their least squares
+    takes Toeplitz CG, which never forms the factorization.
+    """
+    p = n_columns(block, use_bias)
+    if p <= min(EXACT_ALWAYS, APPROXIMATE_ABOVE):
+        return True
+    if p > APPROXIMATE_ABOVE:
+        return False
+    return block.channels > 1 or 10.0 * p**3 <= statistics_flops(block)
+
+
+def report_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
+    """The spectrum the report uses: exact when cheap or already computed, else a spectral estimate.
+
+    For more than ``APPROXIMATE_ABOVE`` columns an eigendecomposition of the Gram costs O(P^3); the
+    eigenvalues of the (block-)Toeplitz Gram are then estimated, by Szego's theorem, from the eigenvalues of
+    the inputs' cross-spectral matrices at ``taps`` frequencies (Welch: Kaiser windows, 50% overlap), scaled to
+    the number of equations.  Ranks and condition numbers are then approximate and no null space is given.
+    """
+    if ("spectrum", use_bias) in block.cache or exact_spectrum_affordable(block, use_bias):
+        return block_spectrum(block, use_bias)
+    key = ("spectral_estimate", use_bias)
+    if key not in block.cache:
+        block.cache[key] = _spectral_estimate(block, use_bias)
+    return block.cache[key]
+
+
+def _spectral_estimate(block: Block, use_bias: bool) -> BlockSpectrum:
+    """Eigenvalues of the (block-)Toeplitz Gram by Szego's theorem: Welch cross-spectral matrices at ``taps``
+    frequencies (Kaiser windows, beta 16: sidelobes below -110 dB, so a sinusoid stays a few bins wide; 50%
+    overlap), scaled to the number of equations.  Real data: the bins above half are the conjugates of those
+    below (same eigenvalues), so only ``taps // 2 + 1`` are formed."""
+    import scipy.fft
+
+    t, c = block.taps, block.channels
+    window = np.kaiser(t, 16.0)
+    nf = t // 2 + 1
+    acc = np.zeros((nf, c, c), dtype=complex)
+    weight = 0.0
+    for x in block.xs:
+        if len(x) < t:
+            x = np.concatenate([x, np.zeros((t - len(x), c))])
+        starts = np.arange(0, len(x) - t + 1, max(t // 2, 1))
+        cap = min(SPECTRAL_SEGMENTS, max(64, len(x) // t))  # evenly spread: about one pass over the record
+        if len(starts) > cap:
+            starts = starts[np.linspace(0, len(starts) - 1, cap).round().astype(int)]
+        per = max(1, (1 << 20) // (t * c))  # bounded memory: about 8 MB of segments at a time
+        for i in range(0, len(starts), per):
+            segs = np.stack([x[a : a + t] for a in starts[i : i + per]]) * window[None, :, None]
+            f = scipy.fft.rfft(segs, axis=1, workers=fft_workers())
+            if c == 1:
+                acc[:, 0, 0] += np.sum(f.real**2 + f.imag**2, axis=0)[:, 0]
+            else:
+                acc += np.einsum("stc,std->tcd", f.conj(), f)
+        weight += len(starts) * np.sum(window**2)
+    acc *= block.n_equations / max(weight, 1e-300)
+    multiplicity = np.full(nf, 2)
+    multiplicity[0] = 1
+    if t % 2 == 0:
+        multiplicity[-1] = 1
+    lam = np.repeat(np.linalg.eigvalsh(acc), multiplicity, axis=0).ravel()
+    lam = np.sort(lam)[::-1][: block.n_free]
+    if use_bias:
+        lam = np.sort(np.concatenate([lam, [float(block.n_equations)]]))[::-1]
+    sv = np.sqrt(np.clip(lam, 0.0, None))
+    tol = rank_tolerance(sv[0], block.n_equations, len(sv), "estimate") if len(sv) else 0.0
+    power = np.repeat(np.real(np.einsum("tcc->tc", acc)), multiplicity, axis=0)
+    orders = (np.sqrt(np.clip(power, 0.0, None)) > tol).sum(axis=0)
+    return BlockSpectrum(sv, None, tol, False, orders)
