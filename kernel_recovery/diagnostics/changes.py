@@ -103,6 +103,109 @@ def _whitened(block: Block, use_bias: bool) -> Block:
     return filtered_block(block, whitening_filters([r[:, [o]] for o in range(r.shape[1])], WHITEN_ORDER)[:, 0])
 
 
+def _not_testable(problem: CanonicalProblem, whiten: bool) -> str | None:
+    """Why the record cannot be tested for a break (None when it can): one record, rows in memory, in one piece."""
+    cfg = problem.config
+    if len(problem.out_lengths) != 1:
+        return "several sequences (a change is a time in one record)"
+    if not all(b.retains_rows for b in problem.blocks):
+        return "the rows are not retained (streamed statistics only)"
+    if len(problem.blocks) != cfg.groups:
+        return "missing values split the record"
+    m = problem.blocks[0].n_equations  # (the caller's output samples, less any dropped by a prewhitening)
+    interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
+    if any(len(b.xs) != min(interleave, m) for b in problem.blocks):
+        return "the record is held in pieces (streamed chunks or missing values)"
+    if whiten and interleave > 1:
+        return "the residual is not white and the dilated record interleaves several time axes"
+    return None
+
+
+def _peak_score(block: Block, use_bias: bool, m: int, interleave: int) -> tuple[float, int, int, int]:
+    """The largest ``LM`` over the splits of one block, its rank, the tests made and the output sample after it.
+
+    The splits are ``SPLITS`` evenly spaced times over a sample of the ``m`` equations, then ``SPLITS`` more between
+    the neighbours of the coarse peak.
+    """
+    p = n_columns(block, use_bias)
+    times = np.unique(np.linspace(0, m - 1, min(m, SAMPLE_ROWS)).round().astype(np.int64))
+    a, y = _rows(block, use_bias, times, interleave)
+    stats = block_statistics(block, use_bias)
+    # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
+    # residual is correlated with the rows)
+    coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
+    r = y - a @ coef
+    dof = block.n_equations - p
+    rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
+    sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
+    coarse = np.unique(np.linspace(0, len(times), SPLITS + 1).round().astype(int)[1:-1])
+    lm, _ = _lm(a, r, coarse, stats.gram, sigma2)
+    j, _ = np.unravel_index(np.argmax(lm), lm.shape)
+    lo = coarse[j - 1] if j > 0 else 1
+    hi = coarse[j + 1] if j + 1 < len(coarse) else len(times) - 1
+    fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
+    fine = fine[(fine > 0) & (fine < len(times))]
+    lm_fine, ranks_fine = _lm(a, r, fine, stats.gram, sigma2)
+    k, o = np.unravel_index(np.argmax(lm_fine), lm_fine.shape)
+    n_tests = (len(coarse) + len(fine)) * lm.shape[1]
+    return float(lm_fine[k, o]), int(ranks_fine[k]), n_tests, int(times[fine[k] - 1]) + 1
+
+
+def find_change(
+    problem: CanonicalProblem, *, alpha: float = ALPHA, whiten: bool = False
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The break test of :func:`detect`: ``(report or None, why it did not run or None)``."""
+    from scipy.special import chdtrc, chdtri  # chi^2 survival function and its inverse (scipy.stats: slow import)
+
+    cfg = problem.config
+    why = _not_testable(problem, whiten)
+    if why is not None:
+        return None, why
+    m = problem.blocks[0].n_equations
+    interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
+    best: tuple[float, int, float, int] | None = None  # (statistic, time, threshold, tests)
+    tests, worst_p = 0, 1.0
+    shift = 0  # equations dropped at the start by the prewhitening
+    for block in problem.blocks:
+        p = n_columns(block, cfg.use_bias)
+        if p > MAX_UNKNOWNS:
+            return None, f"{p} unknowns per output (more than {MAX_UNKNOWNS})"
+        cost = 2 * min(m, SAMPLE_ROWS) * p * p + 8 * SPLITS * p**3
+        if cost > max(WORK_SHARE * statistics_flops(block), FREE_FLOPS):
+            return None, f"it would cost more than {WORK_SHARE:.0%} of the fit ({p} unknowns per output)"
+        if whiten:
+            block, shift = _whitened(block, cfg.use_bias), WHITEN_ORDER
+            m = block.n_equations
+        n_sample = min(m, SAMPLE_ROWS)
+        if n_sample < MIN_ROWS_PER_UNKNOWN * p or n_sample < 4 * SPLITS:
+            return None, f"{m} equations are too few to split for {p} unknowns"
+        stat, rank, n_tests, time = _peak_score(block, cfg.use_bias, m, interleave)
+        tests += n_tests
+        if rank == 0:
+            continue
+        p_value = min(1.0, float(chdtrc(rank, stat)) * n_tests)
+        threshold = float(chdtri(rank, alpha / n_tests))
+        worst_p = min(worst_p, p_value)
+        if stat > threshold and (best is None or stat / threshold > best[0] / best[2]):
+            best = (stat, time + shift, threshold, rank)
+    if best is None:
+        return None, None
+    stat, time, threshold, rank = best
+    return {
+        "times": (time,),
+        "statistic": stat,
+        "threshold": threshold,
+        "p_value": worst_p,
+        "alpha": alpha,
+        "splits": tests,
+        "message": (
+            f"the system changed near output sample {time} of {m + shift} (score test for a break, p={worst_p:.2g}"
+            f"{', noise prewhitened' if whiten else ''}): one "
+            "kernel does not explain the whole record; use track_kernel or split the record there."
+        ),
+    }, None
+
+
 def detect(
     problem: CanonicalProblem,
     kernels: list[np.ndarray],
@@ -117,108 +220,13 @@ def detect(
     from the block statistics, so that regularized or robust fits are judged by the same null hypothesis.
 
     The report (a dict) has ``times`` (the output samples near which the kernel changed, here at most one: the
-    strongest break), ``statistic``, ``threshold``, ``p_value`` (Bonferroni-adjusted), ``alpha`` and ``splits``;
-    it is None when no change is found or the check does not apply (the string says why).
+    strongest break), ``statistic``, ``threshold``, ``p_value`` (Bonferroni-adjusted), ``alpha``, ``splits`` and
+    ``message``; it is None when no change is found or the check does not apply.  The string is ``"flagged"``,
+    ``"checked"`` or ``"skipped: <why>"``.
     """
-    from scipy.special import chdtrc, chdtri  # chi^2 survival function and its inverse (scipy.stats: slow import)
-
-    cfg = problem.config
-    if len(problem.out_lengths) != 1:
-        return None, "skipped: several sequences (a change is a time in one record)"
-    if not all(b.retains_rows for b in problem.blocks):
-        return None, "skipped: the rows are not retained (streamed statistics only)"
-    if len(problem.blocks) != cfg.groups:
-        return None, "skipped: missing values split the record"
-    m = problem.blocks[0].n_equations  # (the caller's output samples, less any dropped by a prewhitening)
-    interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
-    best: tuple[float, int, float, int] | None = None  # (statistic, time, threshold, tests)
-    tests, worst_p = 0, 1.0
-    if any(len(b.xs) != min(interleave, m) for b in problem.blocks):
-        return None, "skipped: the record is held in pieces (streamed chunks or missing values)"
-    shift = 0  # equations dropped at the start by the prewhitening
-    if whiten and interleave > 1:
-        return None, "skipped: the residual is not white and the dilated record interleaves several time axes"
-    for block in problem.blocks:
-        p = n_columns(block, cfg.use_bias)
-        if p > MAX_UNKNOWNS:
-            return None, f"skipped: {p} unknowns per output (more than {MAX_UNKNOWNS})"
-        cost = 2 * min(m, SAMPLE_ROWS) * p * p + 8 * SPLITS * p**3
-        if cost > max(WORK_SHARE * statistics_flops(block), FREE_FLOPS):
-            return None, f"skipped: it would cost more than {WORK_SHARE:.0%} of the fit ({p} unknowns per output)"
-        if whiten:
-            block, shift = _whitened(block, cfg.use_bias), WHITEN_ORDER
-            m = block.n_equations
-        n_sample = min(m, SAMPLE_ROWS)
-        if n_sample < MIN_ROWS_PER_UNKNOWN * p or n_sample < 4 * SPLITS:
-            return None, f"skipped: {m} equations are too few to split for {p} unknowns"
-        times = np.unique(np.linspace(0, m - 1, n_sample).round().astype(np.int64))
-        a, y = _rows(block, cfg.use_bias, times, interleave)
-        stats = block_statistics(block, cfg.use_bias)
-        # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
-        # residual is correlated with the rows)
-        coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
-        r = y - a @ coef
-        dof = block.n_equations - p
-        rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
-        sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
-        coarse = np.unique(np.linspace(0, len(times), SPLITS + 1).round().astype(int)[1:-1])
-        lm, ranks = _lm(a, r, coarse, stats.gram, sigma2)
-        j, o = np.unravel_index(np.argmax(lm), lm.shape)
-        lo = coarse[j - 1] if j > 0 else 1
-        hi = coarse[j + 1] if j + 1 < len(coarse) else len(times) - 1
-        fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
-        fine = fine[(fine > 0) & (fine < len(times))]
-        lm_fine, ranks_fine = _lm(a, r, fine, stats.gram, sigma2)
-        n_tests = (len(coarse) + len(fine)) * lm.shape[1]
-        tests += n_tests
-        k, o = np.unravel_index(np.argmax(lm_fine), lm_fine.shape)
-        stat, rank = float(lm_fine[k, o]), int(ranks_fine[k])
-        if rank == 0:
-            continue
-        p_value = min(1.0, float(chdtrc(rank, stat)) * n_tests)
-        threshold = float(chdtri(rank, alpha / n_tests))
-        worst_p = min(worst_p, p_value)
-        if stat > threshold and (best is None or stat / threshold > best[0] / best[2]):
-            best = (stat, int(times[fine[k] - 1]) + 1 + shift, threshold, rank)
-    if best is None:
-        return None, "checked"
-    stat, time, threshold, rank = best
-    report = {
-        "times": (time,),
-        "statistic": stat,
-        "threshold": threshold,
-        "p_value": worst_p,
-        "alpha": alpha,
-        "splits": tests,
-        "message": (
-            f"the system changed near output sample {time} of {m + shift} (score test for a break, p={worst_p:.2g}"
-            f"{', noise prewhitened' if whiten else ''}): one "
-            "kernel does not explain the whole record; use track_kernel or split the record there."
-        ),
-    }
-    return report, "flagged"
+    report, skipped = find_change(problem, alpha=alpha, whiten=whiten)
+    return report, "flagged" if report is not None else f"skipped: {skipped}" if skipped else "checked"
 
 
 #: Fits whose residual is at most this share of ``y``'s rms are not checked: one kernel explains the data.
 FIT_GATE = 1e-6
-
-
-def check(
-    problem: CanonicalProblem,
-    kernels: list[np.ndarray],
-    biases: list[np.ndarray] | None,
-    *,
-    relative_residual: float,
-    determined: bool,
-    explained: bool,
-    whiten: bool = False,
-) -> tuple[dict[str, Any] | None, str]:
-    """:func:`detect` where it applies after a fit (``explained``: another post-fit check flagged the residual;
-    ``whiten``: the residual is not white, so the test runs on the prewhitened problem)."""
-    if relative_residual <= FIT_GATE:
-        return None, f"not needed: residual {relative_residual:.2g} of y's rms <= {FIT_GATE}"
-    if not determined:
-        return None, "skipped: the data do not determine the kernel"
-    if explained:
-        return None, "skipped: another check explains the residual"
-    return detect(problem, kernels, biases, whiten=whiten)

@@ -347,12 +347,48 @@ def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.nd
     return coef, int(keep.sum())
 
 
+def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.ndarray] | None:
+    """One block's fit with ``e`` more canonical taps per side against its fit at ``kernel_size``, on a row sample.
+
+    Per output channel of the block: ``rss`` (of the longer fit), ``yty``, ``share`` (of the residual the longer
+    fit explains), ``p`` (the F-test's p-value), ``hit`` (flagged: p below ``CHECK_ALPHA / n_out`` and share at least
+    ``CHECK_EFFECT``) and ``ext``, the longer fit's taps ``(taps + 2 e, channels, outputs)``.  None when the rows or
+    the ranks leave no test.
+    """
+    got = _check_rows(block, e, use_bias)
+    if got is None:
+        return None
+    a, keep, y = got
+    n = len(a)
+    with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
+        gram, cross = a.T @ a, a.T @ y
+        coef_e, rank_e = _gram_solve(gram, cross, n)
+        coef_r, rank_r = _gram_solve(gram[np.ix_(keep, keep)], cross[keep], n)
+    q, dof = rank_e - rank_r, n - rank_e
+    if q <= 0 or dof <= 10:
+        return None
+    rss_e = np.sum((y - a @ coef_e) ** 2, axis=0)
+    rss_r = np.sum((y - a[:, keep] @ coef_r) ** 2, axis=0)
+    yty = np.sum(y**2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
+    f_stat = np.where(rss_e > 0, f_stat, np.inf)
+    from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
+
+    p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
+    share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
+    hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / n_out) & (share >= CHECK_EFFECT)
+    width = block.taps + 2 * e
+    ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
+    return {"rss": rss_e, "yty": yty, "share": share, "p": p, "hit": hit, "ext": ext}
+
+
 def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str | None]:
     """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not), and the fit's share.
 
     Returns the message (or None), the relative residual rms of the longer fit on the flagged output
-    channels (``inf`` when none is flagged), so that :func:`kernel_recovery.solvers.pipeline.finish` can weigh it
-    against another setting that fits, and why no block could be checked (None when one was).
+    channels (``inf`` when none is flagged), so that :func:`kernel_recovery.diagnostics.checks.one_explanation` can
+    weigh it against another setting that fits, and why no block could be checked (None when one was).
 
     On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
     compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
@@ -376,40 +412,26 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
             skipped = f"{cols_ext} columns: a longer fit would cost too large a share of the solve"
             continue
         checked = True
-        got = _check_rows(block, e, cfg.use_bias)
-        if got is None:
+        test = _f_test(block, e, cfg.use_bias, cfg.out_channels)
+        if test is None:
             continue
-        a, keep, y = got
-        n = len(a)
-        with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
-            gram, cross = a.T @ a, a.T @ y
-            coef_e, rank_e = _gram_solve(gram, cross, n)
-            coef_r, rank_r = _gram_solve(gram[np.ix_(keep, keep)], cross[keep], n)
-        q, dof = rank_e - rank_r, n - rank_e
-        if q <= 0 or dof <= 10:
-            continue
-        rss_e = np.sum((y - a @ coef_e) ** 2, axis=0)
-        rss_r = np.sum((y - a[:, keep] @ coef_r) ** 2, axis=0)
-        yty = np.sum(y**2, axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
-        f_stat = np.where(rss_e > 0, f_stat, np.inf)
-        from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
-
-        p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
-        share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
-        hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / cfg.out_channels) & (share >= CHECK_EFFECT)
-        width = block.taps + 2 * e
-        ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
-        for j in np.flatnonzero(hit):
-            rss_flagged += float(rss_e[j])
-            yty_flagged += float(yty[j])
+        for j in np.flatnonzero(test["hit"]):
+            rss_flagged += float(test["rss"][j])
+            yty_flagged += float(test["yty"][j])
             flagged.append(int(block.out_channels[j]))
-            shares.append(float(share[j]))
-            pvalues.append(float(p[j]))
+            shares.append(float(test["share"][j]))
+            pvalues.append(float(test["p"][j]))
+            ext = test["ext"]
             sides += [np.sum(ext[:e, :, j] ** 2), np.sum(ext[e + block.taps :, :, j] ** 2)]
     if not flagged:
         return None, np.inf, None if checked else skipped
+    relative = float(np.sqrt(rss_flagged / yty_flagged)) if yty_flagged > 0 else 0.0
+    return _kernel_size_message(problem, flagged, max(shares), min(pvalues), sides), relative, None
+
+
+def _kernel_size_message(problem: CanonicalProblem, flagged: list[int], share: float, p: float, sides) -> str:
+    """The sentence of a flag: the flagged output channels, the share explained, the p-value and which side."""
+    cfg = problem.config
     s, _ = problem._tap_layout()
     before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
     where = []
@@ -418,14 +440,13 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
     if after > 0.1 * (before + after):
         where.append(f"after tap {cfg.kernel_size - 1}")
     chans = ", ".join(map(str, sorted(flagged)))
-    relative = float(np.sqrt(rss_flagged / yty_flagged)) if yty_flagged > 0 else 0.0
     return (
-        f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {e * s} more tap(s) "
-        f"on each side explains {max(shares):.0%} of the residual of output channel(s) {chans} "
-        f"(F-test p={max(min(pvalues), 1e-300):.1e}"
+        f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {CHECK_EXTRA * s} more "
+        f"tap(s) on each side explains {share:.0%} of the residual of output channel(s) {chans} "
+        f"(F-test p={max(p, 1e-300):.1e}"
         f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
         "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
-    ), relative, None
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,19 +457,18 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
 NONCAUSAL_ALPHA = 1e-6
 
 
-def negative_lag_check(config: ConvConfig, kernel: np.ndarray, stderr: np.ndarray | None) -> tuple[str | None, str]:
-    """A sentence when the kernel is significant at negative physical lags (None otherwise), and what was checked.
+def negative_lag_check(config: ConvConfig, kernel: np.ndarray, stderr: np.ndarray) -> str | None:
+    """A sentence when the kernel is significant at negative physical lags (None otherwise).
 
     Each coefficient at a negative lag is tested against zero with its standard error (Bonferroni over all of
     them at ``NONCAUSAL_ALPHA``).  A causal system cannot respond before its input: such a response means
-    feedback from ``y`` to ``x`` (a closed loop) or an input recorded later than the output.
+    feedback from ``y`` to ``x`` (a closed loop) or an input recorded later than the output.  Kernels without
+    negative lags give None.
     """
     lags = config.tap_lags()
     negative = lags < 0
     if not negative.any():
-        return None, "not needed: no negative lags"
-    if stderr is None:
-        return None, "skipped: the method gives no standard errors"
+        return None
     from scipy.special import ndtri
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -457,7 +477,7 @@ def negative_lag_check(config: ConvConfig, kernel: np.ndarray, stderr: np.ndarra
     cut = float(-ndtri(NONCAUSAL_ALPHA / (2 * z.size)))
     hit = z > cut
     if not hit.any():
-        return None, "checked"
+        return None
     found = lags[negative][hit.any(axis=(1, 2))]
     share = float(np.sum(kernel[negative] ** 2) / np.sum(kernel**2))
     return (
@@ -465,7 +485,7 @@ def negative_lag_check(config: ConvConfig, kernel: np.ndarray, stderr: np.ndarra
         f"kernel's energy, |estimate| / stderr up to {float(z.max()):.3g}): a causal system cannot respond before "
         "its input, so feedback from y to x (a closed loop) or an input recorded later than the output is likely. "
         "Check the alignment of x and y, or model the loop."
-    ), "flagged"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -540,10 +560,6 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
     explain at least ``SCAN_EFFECT`` of the residual (their excess ``sum (z^2 - 1)`` over the equations, exact
     for a white input).  At most ``SCAN_PAIR_ROWS / pairs`` equations per block are scanned.
     """
-    import scipy.fft
-    from scipy.special import ndtri
-    from scipy.stats import chi2
-
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
         return None, np.inf, "the solver did not converge"
@@ -554,61 +570,99 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
     for whole, w, b in zip(problem.blocks, sol.kernels, biases):
         if not whole.retains_rows or whole.ys is None:
             return None, np.inf, "the rows are not retained"
-        block = _scan_rows(whole)
-        ys = block.outputs
-        lengths = [len(x) for x in block.xs]
-        reach = min(max(SCAN_TAPS * block.taps, SCAN_MIN), min(lengths) // 4)
-        if reach < 1 or block.n_equations < 64:
+        flags = _scan_block(_scan_rows(whole), w, None if b is None or not cfg.use_bias else b, len(problem.blocks))
+        if flags is None:
             skipped = "too few equations to scan"
             continue
         scanned = True
-        resid = [y - f for y, f in zip(ys, forward(block, w, None if b is None or not cfg.use_bias else b))]
-        # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
-        # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)
-        g = SCAN_ORDER
-        offsets = np.concatenate([np.arange(-reach - g, -g), np.arange(block.taps + g, block.taps + g + reach)])
-        corr = np.zeros((len(offsets), block.channels, len(block.out_channels)))
-        sxx = np.zeros(block.channels)
-        rss = np.zeros(len(block.out_channels))
-        # prewhitened (AR prediction errors of x and of r): z is then N(0, 1) and uncorrelated across offsets
-        # under the null, whatever the colour of the input and of the noise
-        wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
-        srr = np.zeros(len(block.out_channels))
-        for x, r in zip(block.xs, resid):
-            n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g + SCAN_ORDER)
-            fx = scipy.fft.rfft(_fir(wx, x), n, axis=0)  # (f, channels): the prediction errors' spectra
-            fr = scipy.fft.rfft(_fir(wr, r), n, axis=0)  # (f, outputs)
-            full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
-            corr += full[offsets % n]
-            sxx += _energy(np.abs(fx) ** 2, n) * len(r) / len(x)
-            srr += _energy(np.abs(fr) ** 2, n)
-            rss += np.sum(r**2, axis=0)
-        yty = np.sum([np.sum(y**2, axis=0) for y in ys], axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
-        z2 = np.where(np.isfinite(z), z, 0.0) ** 2
-        starts = np.concatenate([np.arange(0, reach, SCAN_BAND), reach + np.arange(0, reach, SCAN_BAND)])
-        sizes = np.diff(np.append(starts, 2 * reach)) * block.channels  # N(0, 1) terms per band
-        bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
-        tests = bands.size * len(problem.blocks)
-        for j, o in enumerate(block.out_channels):
-            if rss[j] <= 1e-12 * yty[j]:
-                continue
-            t = bands[:, j]
-            # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null)
-            centre = float(np.median(t))
-            spread = 1.4826 * float(np.median(np.abs(t - centre)))
-            cut = np.maximum(chi2.isf(SCAN_ALPHA / tests, sizes), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
-            hit = t > cut
-            share = min(float(np.sum((t - sizes)[hit])) / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
-            if not hit.any() or share < SCAN_EFFECT:
-                continue
-            ends = np.append(starts[1:], 2 * reach) - 1
-            found.append((int(o), share, np.concatenate([offsets[starts[hit]], offsets[ends[hit]]])))
-            rss_after += rss[j] * (1 - share)
-            yty_flagged += float(yty[j])
+        for o, share, offsets, rss, yty in flags:
+            found.append((o, share, offsets))
+            rss_after += rss * (1 - share)
+            yty_flagged += yty
     if not found:
         return None, np.inf, None if scanned else skipped
+    relative = float(np.sqrt(rss_after / yty_flagged)) if yty_flagged > 0 else 0.0
+    return _lag_scan_message(problem, found), relative, None
+
+
+def _scan_block(
+    block: Block, w: np.ndarray, b: np.ndarray | None, n_blocks: int
+) -> list[tuple[int, float, np.ndarray, float, float]] | None:
+    """The flagged output channels of one block: ``(output, share, offsets of the flagged bands' ends, rss, y'y)``.
+
+    None when the block has too few equations to scan.
+    """
+    from scipy.special import ndtri
+    from scipy.stats import chi2
+
+    lengths = [len(x) for x in block.xs]
+    reach = min(max(SCAN_TAPS * block.taps, SCAN_MIN), min(lengths) // 4)
+    if reach < 1 or block.n_equations < 64:
+        return None
+    resid = [y - f for y, f in zip(block.outputs, forward(block, w, b))]
+    # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
+    # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)
+    g = SCAN_ORDER
+    offsets = np.concatenate([np.arange(-reach - g, -g), np.arange(block.taps + g, block.taps + g + reach)])
+    corr, sxx, srr, rss = _whitened_correlations(block, resid, offsets, reach)
+    yty = np.sum([np.sum(y**2, axis=0) for y in block.outputs], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
+    z2 = np.where(np.isfinite(z), z, 0.0) ** 2
+    starts = np.concatenate([np.arange(0, reach, SCAN_BAND), reach + np.arange(0, reach, SCAN_BAND)])
+    sizes = np.diff(np.append(starts, 2 * reach)) * block.channels  # N(0, 1) terms per band
+    bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
+    tests = bands.size * n_blocks
+    flags = []
+    for j, o in enumerate(block.out_channels):
+        if rss[j] <= 1e-12 * yty[j]:
+            continue
+        t = bands[:, j]
+        # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null)
+        centre = float(np.median(t))
+        spread = 1.4826 * float(np.median(np.abs(t - centre)))
+        cut = np.maximum(chi2.isf(SCAN_ALPHA / tests, sizes), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
+        hit = t > cut
+        share = min(float(np.sum((t - sizes)[hit])) / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
+        if not hit.any() or share < SCAN_EFFECT:
+            continue
+        ends = np.append(starts[1:], 2 * reach) - 1
+        flags.append((int(o), share, np.concatenate([offsets[starts[hit]], offsets[ends[hit]]]), rss[j], float(yty[j])))
+    return flags
+
+
+def _whitened_correlations(
+    block: Block, resid: list[np.ndarray], offsets: np.ndarray, reach: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``sum_t r[t] x[t + j]`` at ``offsets`` ``(offsets, channels, outputs)`` of the prewhitened input and residual,
+    their energies ``sum x^2`` (scaled to the residual's length) and ``sum r^2``, and the raw residual's ``rss``.
+
+    Prewhitened (AR prediction errors of x and of r): the standardized correlations are then N(0, 1) and
+    uncorrelated across offsets under the null, whatever the colour of the input and of the noise.
+    """
+    import scipy.fft
+
+    g = SCAN_ORDER
+    corr = np.zeros((len(offsets), block.channels, len(block.out_channels)))
+    sxx = np.zeros(block.channels)
+    rss = np.zeros(len(block.out_channels))
+    wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
+    srr = np.zeros(len(block.out_channels))
+    for x, r in zip(block.xs, resid):
+        n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g + SCAN_ORDER)
+        fx = scipy.fft.rfft(_fir(wx, x), n, axis=0)  # (f, channels): the prediction errors' spectra
+        fr = scipy.fft.rfft(_fir(wr, r), n, axis=0)  # (f, outputs)
+        full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
+        corr += full[offsets % n]
+        sxx += _energy(np.abs(fx) ** 2, n) * len(r) / len(x)
+        srr += _energy(np.abs(fr) ** 2, n)
+        rss += np.sum(r**2, axis=0)
+    return corr, sxx, srr, rss
+
+
+def _lag_scan_message(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> str:
+    """The sentence of a lag-scan flag: where the response lies beyond the kernel, and the setting that covers it."""
+    cfg = problem.config
     s, _ = problem._tap_layout()
     lo = min(int(f[2].min()) for f in found) * s  # correlation-order indices of the user kernel (canonical x s)
     hi = max(int(f[2].max()) for f in found) * s + s - 1
@@ -631,11 +685,10 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
         where = " and ".join(parts)
         longer = k + max(hi - k + 1, 0) + max(-lo, 0)
         fix = f"Use kernel_size={longer} or more (kr.select_kernel_size compares candidates), or check the alignment"
-    relative = float(np.sqrt(rss_after / yty_flagged)) if yty_flagged > 0 else 0.0
     return (
         f"the response is longer than the kernel ({cfg.describe()}): the input explains {share:.0%} of the residual "
         f"of output channel(s) {chans} at taps outside it, {where}. {fix}."
-    ), relative, None
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -689,8 +742,8 @@ def ljung_box(residuals: Sequence[np.ndarray], lags: int) -> np.ndarray:
     return n * (n + 2) * q
 
 
-def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness | None, str]:
-    """A Ljung-Box test of the residual's whiteness, per output channel, and the line for ``diagnostics["checks"]``.
+def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness | None, str | None]:
+    """A Ljung-Box test of the residual's whiteness, per output channel, or why it could not run.
 
     The residual ``y - A w`` of the solution is computed on at most ``WHITENESS_ROWS`` rows of each block
     (one forward pass over those rows); its autocorrelation at lags ``1 .. h`` (``h = min(10, n // 5)``)
@@ -705,8 +758,8 @@ def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness
         ``statistic`` and ``p_value`` per output channel (NaN where skipped: a residual at rounding level),
         ``lags``, ``rows`` (per output channel), ``alpha`` and ``message`` (None when white); None when no
         output channel could be tested.
-    str
-        ``"checked"``, ``"flagged"`` or ``"skipped: <why>"``.
+    str or None
+        Why no output channel could be tested (None when one was).
 
     Notes
     -----
@@ -716,26 +769,19 @@ def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness
     not bias the least-squares kernel, only its standard errors.
     """
     cfg = problem.config
-    n_out = cfg.out_channels
-    stat = np.full(n_out, np.nan)
-    pval = np.full(n_out, np.nan)
+    stat = np.full(cfg.out_channels, np.nan)
+    pval = np.full(cfg.out_channels, np.nan)
     rows = 0
     lags = 0
     reason = "the residual is at rounding level (noiseless data)"
     for b, block in enumerate(problem.blocks):
         if not block.retains_rows or block.ys is None:
-            return None, "skipped: the rows are not retained (streamed statistics only)"
+            return None, "the rows are not retained (streamed statistics only)"
         kernel = sol.kernels[b]
         bias = sol.biases[b] if cfg.use_bias and sol.biases is not None else None
         if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
-            return None, "skipped: the solution is not finite"
-        xs, ys, left = [], [], WHITENESS_ROWS
-        for x, y in zip(block.xs, block.ys):
-            count = min(len(y), left)
-            if count > 0:
-                xs.append(x[: count + block.taps - 1])
-                ys.append(y[:count])
-                left -= count
+            return None, "the solution is not finite"
+        xs, ys = _first_rows(block, WHITENESS_ROWS)
         n = sum(len(y) for y in ys)
         h = min(WHITENESS_LAGS, n // 5)
         if n < WHITENESS_MIN_ROWS or h < 1:
@@ -757,19 +803,9 @@ def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness
         rows, lags = max(rows, n), max(lags, h)
     tested = np.isfinite(pval)
     if not np.any(tested):
-        return None, f"skipped: {reason}"
+        return None, reason
     flagged = np.flatnonzero(tested & (pval * tested.sum() < WHITENESS_ALPHA))
-    message = None
-    if len(flagged):
-        chans = ", ".join(map(str, flagged))
-        worst = float(np.min(pval[flagged]))
-        p_text = f"p={worst:.1e}" if worst >= 1e-300 else "p<1e-300"
-        message = (
-            f"the residual of output channel(s) {chans} is not white (Ljung-Box over {lags} lags, {p_text}): the "
-            "noise is coloured, or the model leaves structure in y. The standard errors and intervals assume white "
-            "noise and are not to be trusted; prewhiten x and y with the same filter (e.g. an AR model fitted to "
-            "the residual) and recover again, or use a noise model."
-        )
+    message = _whiteness_message(flagged, pval, lags) if len(flagged) else None
     entry: Whiteness = {
         "statistic": stat,
         "p_value": pval,
@@ -778,4 +814,29 @@ def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness
         "alpha": WHITENESS_ALPHA,
         "message": message,
     }
-    return entry, "flagged" if message else "checked"
+    return entry, None
+
+
+def _first_rows(block: Block, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The inputs and outputs of a block's first ``count`` equations (in order over its sequences)."""
+    xs, ys, left = [], [], count
+    for x, y in zip(block.xs, block.ys or ()):
+        take = min(len(y), left)
+        if take > 0:
+            xs.append(x[: take + block.taps - 1])
+            ys.append(y[:take])
+            left -= take
+    return xs, ys
+
+
+def _whiteness_message(flagged: np.ndarray, pval: np.ndarray, lags: int) -> str:
+    """The sentence of a whiteness flag: the output channels, the smallest p-value and what to do."""
+    chans = ", ".join(map(str, flagged))
+    worst = float(np.min(pval[flagged]))
+    p_text = f"p={worst:.1e}" if worst >= 1e-300 else "p<1e-300"
+    return (
+        f"the residual of output channel(s) {chans} is not white (Ljung-Box over {lags} lags, {p_text}): the "
+        "noise is coloured, or the model leaves structure in y. The standard errors and intervals assume white "
+        "noise and are not to be trusted; prewhiten x and y with the same filter (e.g. an AR model fitted to "
+        "the residual) and recover again, or use a noise model."
+    )

@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from .. import solvers
-from ..diagnostics import changes, postfit
+from ..diagnostics import checks
 from ..diagnostics.analysis import report_for
 from ..diagnostics.determinacy import DeterminacyReport
-from ..exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
 from ..model.operator import block_residuals, forward
 from ..model.problem import CanonicalProblem, check_feasible
 from ..model.result import KernelResult, Solution
@@ -140,68 +139,17 @@ def finish(
     with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom left: nan
         diagnostics["noise_std"] = np.where(dof > 0, np.sqrt(rss_per_output / np.maximum(dof, 1)), np.nan)
     retained = all(block.retains_rows for block in problem.blocks)
-    checks: dict[str, str] = {"residual": source}
-    # Post-fit checks, in one order so that they agree on one explanation: another setting that fits (padding,
-    # bias, dilation, one more tap) explains a large residual better than "the kernel is longer".
-    relative = residual_rms / np.sqrt(yty / count) if yty > 0 and count else 0.0
-    misfit = None
-    if relative <= postfit.MISFIT_GATE:
-        checks["misconfiguration"] = f"not needed: residual {relative:.2g} of y's rms <= {postfit.MISFIT_GATE}"
-    elif problem.inputs is None:
-        checks["misconfiguration"] = "skipped: the caller's sequences are not retained (streamed input)"
-    else:
-        misfit = postfit.diagnose(problem, relative)
-        checks["misconfiguration"] = "flagged" if misfit else "checked"
-    diagnostics["misconfiguration"] = misfit
-    if misfit is not None:
-        message = f"{message}; {misfit['message']}"
-    if not retained:
-        checks["kernel_size"] = "skipped: the rows are not retained (streamed statistics only)"
-    elif not report.ok:
-        checks["kernel_size"] = f"skipped: the data do not determine the kernel ({report.status})"
-    else:
-        too_short, longer_fit, skipped = postfit.kernel_size_check(problem)
-        if skipped:
-            checks["kernel_size"] = f"skipped: {skipped}"
-        if too_short is None:  # a few more taps do not explain it: do lags far outside the kernel?
-            too_short, longer_fit, scan_skipped = postfit.lag_scan(problem, sol)
-            checks["lag_scan"] = f"skipped: {scan_skipped}" if scan_skipped else "flagged" if too_short else "checked"
-        if too_short and misfit is not None and "kernel_size" not in misfit["suggestions"][0]["setting"]:
-            # one explanation: the other setting, unless more taps fit clearly better than it does
-            other_fit = misfit["suggestions"][0]["relative_residual"]
-            if other_fit > 1e-6 and longer_fit < 0.5 * other_fit:  # (both exact: the setting is the explanation)
-                message = message[: -len(misfit["message"]) - 2]
-                diagnostics["misconfiguration"] = misfit = None
-            else:
-                checks["kernel_size"] = f"flagged, not warned: {misfit['suggestions'][0]['label']} fits better"
-                too_short = None
-        checks.setdefault("kernel_size", "flagged" if too_short else "checked")
-        if too_short:
-            warnings.warn(too_short, KernelSizeWarning, stacklevel=stacklevel + 1)
     stderr = None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr)
-    non_causal, checks["negative_lags"] = postfit.negative_lag_check(cfg, kernel, stderr)
-    if non_causal:
-        warnings.warn(non_causal, NonCausalWarning, stacklevel=stacklevel + 1)
-    # Whiteness of the residual (Ljung-Box): reported in words, not warned (see postfit.whiteness_check).
-    if retained:
-        diagnostics["whiteness"], checks["whiteness"] = postfit.whiteness_check(problem, sol)
-    else:
-        diagnostics["whiteness"] = None
-        checks["whiteness"] = "skipped: the rows are not retained (streamed statistics only)"
-    explained = misfit is not None or "flagged" in (checks.get("kernel_size", ""), checks.get("lag_scan"))
-    if not sol.success:
-        change, checks["change"] = None, "skipped: the solver did not converge"
-    elif sol.options.get("loss", "mse") != "mse":  # outliers expected: the score test would read them as a break
-        change, checks["change"] = None, f"skipped: the robust loss {sol.options['loss']!r} expects outliers"
-    else:  # a coloured residual (Ljung-Box) is prewhitened first: the break test's p-values assume white noise
-        change, checks["change"] = changes.check(
-            problem, sol.kernels, sol.biases, relative_residual=relative, determined=report.ok, explained=explained,
-            whiten=checks["whiteness"] == "flagged",
-        )  # fmt: skip
-    diagnostics["change"] = change
-    if change is not None:
-        warnings.warn(change["message"], ChangeWarning, stacklevel=stacklevel + 1)
-    diagnostics["checks"] = checks
+    relative = residual_rms / np.sqrt(yty / count) if yty > 0 and count else 0.0
+    fit = checks.Fit(kernel=kernel, stderr=stderr, relative_residual=relative, report=report, retained=retained)
+    records = checks.run_checks(problem, sol, fit)
+    for record in records:  # what the checks found, told as each says (the order of CHECKS)
+        diagnostics.update(record.diagnostics)
+        if record.flagged and record.message is not None and record.in_message:
+            message = f"{message}; {record.message}"
+        elif record.flagged and record.message is not None and record.warning is not None:
+            warnings.warn(record.message, record.warning, stacklevel=stacklevel + 1)
+    diagnostics["checks"] = {"residual": source, **{record.name: record.line for record in records}}
     diagnostics["streamed"] = not retained or problem.inputs is None
     diagnostics["input"] = "arrays" if problem.inputs is not None else "statistics"  # out-of-core: its reader
     return KernelResult(
@@ -278,8 +226,10 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
 
 def _rounding_bound(stats, coef: np.ndarray) -> np.ndarray:
     """A bound on the rounding error of ``y'y - 2 w'A'y + w'A'Aw`` (terms of size ``T``, sums over ``n`` rows)."""
-    terms = stats.yty + 2 * np.abs(np.einsum("ij,ij->j", coef, stats.cross)) + np.abs(
-        np.einsum("ij,ij->j", coef, stats.gram @ coef)
+    terms = (
+        stats.yty
+        + 2 * np.abs(np.einsum("ij,ij->j", coef, stats.cross))
+        + np.abs(np.einsum("ij,ij->j", coef, stats.gram @ coef))
     )
     return 8 * np.finfo(np.float64).eps * max(np.log2(max(stats.n_rows, 2)), 1.0) * terms
 
