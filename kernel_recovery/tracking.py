@@ -216,7 +216,64 @@ def track_kernel(
     if len(problem.out_lengths) != 1:
         raise ValueError(f"`x` must be one sequence (a record over time), got {len(problem.out_lengths)} sequences.")
     cfg = problem.config
-    m = problem.out_lengths[0]
+    schedule, memory = _schedule(cfg, problem.out_lengths[0], step, window, forgetting)
+    sum_w, sum_w2 = schedule.weight_sums()
+    total_steps = len(schedule.ends) * len(problem.blocks)
+    bar = progress_bar(progress, total=total_steps, worth_showing=total_steps >= 200, unit="step", desc="track_kernel")
+    blocks_out = []
+    for block in problem.blocks:
+        stats = _step_statistics(block, cfg.use_bias, schedule, bar)
+        coef, se, rank = _estimates(stats, n_columns(block, cfg.use_bias), sum_w, sum_w2)
+        blocks_out.append((block, coef, se, rank))
+    bar.close()
+    kernels, kernel_se, bias, bias_se = _user_layout(problem, blocks_out)
+    change, change_check = None, "not run (detect_changes=False)"
+    if detect_changes:
+        change, change_check = changes.detect(problem, [], None)
+    options = {"window": window, "forgetting": forgetting, "step": schedule.step, "memory": float(memory)}
+    return KernelTrack(
+        times=schedule.ends - 1,
+        kernels=kernels,
+        stderr=kernel_se,
+        bias=bias,
+        bias_stderr=bias_se,
+        rank=np.stack([r for *_, r in blocks_out], axis=1),
+        changes=tuple(change["times"]) if change else (),
+        change=change,
+        change_check=change_check,
+        config=cfg,
+        options=options,
+    )
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """When the estimates are made and how the equations are weighed."""
+
+    #: Exclusive ends of the steps (output samples).
+    ends: np.ndarray
+    step: int
+    #: Equations per Gram block: the step, or ``gcd(step, window)`` with a window.
+    base: int
+    window: int | None
+    #: The forgetting factor (1: none).
+    lam: float
+    #: Sequences of the canonical problem interleaved in time (``dilation / gcd(stride, dilation)``).
+    interleave: int
+
+    def weight_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """``sum w`` and ``sum w^2`` over the equations of each estimate."""
+        counts = self.ends.astype(float) if self.window is None else np.minimum(self.ends, self.window).astype(float)
+        lam = self.lam
+        if lam < 1:
+            return (1 - lam**self.ends) / (1 - lam), (1 - lam ** (2 * self.ends)) / (1 - lam**2)
+        return counts, counts
+
+
+def _schedule(
+    cfg: ConvConfig, m: int, step: int | None, window: int | None, forgetting: float | None
+) -> tuple[_Schedule, float]:
+    """The steps over ``m`` output samples (default: a twentieth of the memory), and the memory in equations."""
     p = cfg.unknowns_per_output
     memory = window or (1.0 / (1.0 - forgetting) if forgetting is not None and forgetting < 1 else m)
     step = max(p, int(memory) // 20, 1) if step is None else check_int(step, "step")
@@ -231,87 +288,93 @@ def track_kernel(
             )
     else:
         base = step
-    ends = np.append(np.arange(step, m, step), m)  # exclusive ends of the steps
-    n_times = len(ends)
+    ends = np.append(np.arange(step, m, step), m)
     interleave = cfg.dilation // math.gcd(cfg.stride, cfg.dilation)
     lam = 1.0 if forgetting is None else forgetting
-    counts = ends.astype(float) if window is None else np.minimum(ends, window).astype(float)
-    if forgetting is not None and lam < 1:
-        sum_w = (1 - lam**ends) / (1 - lam)
-        sum_w2 = (1 - lam ** (2 * ends)) / (1 - lam**2)
-    else:
-        sum_w, sum_w2 = counts, counts
-    blocks_out = []
-    total_steps = n_times * len(problem.blocks)
-    bar = progress_bar(progress, total=total_steps, worth_showing=total_steps >= 200, unit="step", desc="track_kernel")
-    for block in problem.blocks:
-        pb = n_columns(block, cfg.use_bias)
-        q = pb + len(block.out_channels)
-        per_chunk = max(CHUNK_ENTRIES * 8 // (step * q), 1)  # steps per batched GEMM
-        total = np.zeros((q, q))
-        held_blocks: deque[np.ndarray] = deque()
-        since_resum = 0
-        stats = np.empty((n_times, q, q))
-        for j0 in range(0, n_times, per_chunk):
-            j1 = min(n_times, j0 + per_chunk)
-            t0, t1 = j0 * step, int(ends[j1 - 1])
-            z = _rows(block, cfg.use_bias, t0, t1, interleave)
-            full = (t1 - t0) // base
-            zb = z[: full * base].reshape(full, base, q)
-            zw = zb * (lam ** np.arange(base - 1, -1, -1.0))[None, :, None] if lam < 1 else zb
-            parts = [(gram, base) for gram in np.matmul(zw.transpose(0, 2, 1), zb)]
-            if full * base < t1 - t0:  # the last, shorter step
-                rest = z[full * base :]
-                w = lam ** np.arange(len(rest) - 1, -1, -1.0)
-                parts.append(((rest * w[:, None]).T @ rest, len(rest)))
-            pos, j = t0, j0
-            for part, count in parts:
-                if window is None:
-                    total = lam**count * total + part
-                elif count < base:  # the short last step: its window, from its rows
-                    last = _rows(block, cfg.use_bias, max(pos + count - window, 0), pos + count, interleave)
-                    total = last.T @ last
-                else:
-                    held_blocks.append(part)
-                    total = total + part
-                    if len(held_blocks) > window // base:
-                        total = total - held_blocks.popleft()
-                    since_resum += 1
-                    if since_resum >= window // base:  # re-add the held blocks: no rounding build-up
-                        total, since_resum = np.sum(np.array(held_blocks), axis=0), 0
-                pos += count
-                if pos == ends[j]:
-                    stats[j] = total
-                    j += 1
-            bar.update(j1 - j0)
-        g, c = stats[:, :pb, :pb], stats[:, :pb, pb:]
-        yty = np.diagonal(stats[:, pb:, pb:], axis1=1, axis2=2)
-        coef, diag, rank = _solve(g, c, sum_w)
-        rss = yty - 2 * np.einsum("tpo,tpo->to", coef, c) + np.einsum("tpo,tpo->to", coef, g @ coef)
-        kappa = sum_w2 / sum_w
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sigma2 = np.clip(rss, 0.0, None) / np.where(sum_w - kappa * pb > 0, sum_w - kappa * pb, np.nan)[:, None]
-            se = np.sqrt(diag[:, :, None] * (kappa[:, None] * sigma2)[:, None, :])
-        blocks_out.append((block, coef, se, rank))
-    bar.close()
-    kernels, kernel_se, bias, bias_se = _user_layout(problem, blocks_out)
-    change, change_check = None, "not run (detect_changes=False)"
-    if detect_changes:
-        change, change_check = changes.detect(problem, [], None)
-    options = {"window": window, "forgetting": forgetting, "step": step, "memory": float(memory)}
-    return KernelTrack(
-        times=ends - 1,
-        kernels=kernels,
-        stderr=kernel_se,
-        bias=bias,
-        bias_stderr=bias_se,
-        rank=np.stack([r for *_, r in blocks_out], axis=1),
-        changes=tuple(change["times"]) if change else (),
-        change=change,
-        change_check=change_check,
-        config=cfg,
-        options=options,
-    )
+    return _Schedule(ends, step, base, window, lam, interleave), memory
+
+
+def _step_statistics(block: Block, use_bias: bool, schedule: _Schedule, bar: Any) -> np.ndarray:
+    """The weighted augmented Gram ``[A y]^T W [A y]`` of each estimate, ``(n_times, P + O, P + O)``."""
+    pb = n_columns(block, use_bias)
+    q = pb + len(block.out_channels)
+    ends, step = schedule.ends, schedule.step
+    n_times = len(ends)
+    per_chunk = max(CHUNK_ENTRIES * 8 // (step * q), 1)  # steps per batched GEMM
+    memory = _Memory(block, use_bias, schedule, q)
+    stats = np.empty((n_times, q, q))
+    for j0 in range(0, n_times, per_chunk):
+        j1 = min(n_times, j0 + per_chunk)
+        t0, t1 = j0 * step, int(ends[j1 - 1])
+        pos, j = t0, j0
+        for part, count in _block_grams(block, use_bias, schedule, t0, t1, q):
+            total = memory.add(part, count, pos)
+            pos += count
+            if pos == ends[j]:
+                stats[j] = total
+                j += 1
+        bar.update(j1 - j0)
+    return stats
+
+
+def _block_grams(
+    block: Block, use_bias: bool, schedule: _Schedule, t0: int, t1: int, q: int
+) -> list[tuple[np.ndarray, int]]:
+    """The weighted Grams of the blocks of ``base`` equations in ``t0 <= t < t1`` (one batched GEMM), with sizes."""
+    base, lam = schedule.base, schedule.lam
+    z = _rows(block, use_bias, t0, t1, schedule.interleave)
+    full = (t1 - t0) // base
+    zb = z[: full * base].reshape(full, base, q)
+    zw = zb * (lam ** np.arange(base - 1, -1, -1.0))[None, :, None] if lam < 1 else zb
+    parts = [(gram, base) for gram in np.matmul(zw.transpose(0, 2, 1), zb)]
+    if full * base < t1 - t0:  # the last, shorter step
+        rest = z[full * base :]
+        w = lam ** np.arange(len(rest) - 1, -1, -1.0)
+        parts.append(((rest * w[:, None]).T @ rest, len(rest)))
+    return parts
+
+
+class _Memory:
+    """The statistics of the equations an estimate remembers: a forgetting (or growing) sum, or a window."""
+
+    def __init__(self, block: Block, use_bias: bool, schedule: _Schedule, q: int) -> None:
+        self.block, self.use_bias, self.schedule = block, use_bias, schedule
+        self.total = np.zeros((q, q))
+        self.held: deque[np.ndarray] = deque()
+        self.since_resum = 0
+
+    def add(self, part: np.ndarray, count: int, pos: int) -> np.ndarray:
+        """Add the Gram of the ``count`` equations from ``pos`` on; return the statistics after them."""
+        window, base = self.schedule.window, self.schedule.base
+        if window is None:
+            self.total = self.schedule.lam**count * self.total + part
+        elif count < base:  # the short last step: its window, from its rows
+            last = _rows(self.block, self.use_bias, max(pos + count - window, 0), pos + count, self.schedule.interleave)
+            self.total = last.T @ last
+        else:
+            self.held.append(part)
+            self.total = self.total + part
+            if len(self.held) > window // base:
+                self.total = self.total - self.held.popleft()
+            self.since_resum += 1
+            if self.since_resum >= window // base:  # re-add the held blocks: no rounding build-up
+                self.total, self.since_resum = np.sum(np.array(self.held), axis=0), 0
+        return self.total
+
+
+def _estimates(
+    stats: np.ndarray, pb: int, sum_w: np.ndarray, sum_w2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients ``(n, P, O)``, their standard errors and the ranks, from the augmented Grams."""
+    g, c = stats[:, :pb, :pb], stats[:, :pb, pb:]
+    yty = np.diagonal(stats[:, pb:, pb:], axis1=1, axis2=2)
+    coef, diag, rank = _solve(g, c, sum_w)
+    rss = yty - 2 * np.einsum("tpo,tpo->to", coef, c) + np.einsum("tpo,tpo->to", coef, g @ coef)
+    kappa = sum_w2 / sum_w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma2 = np.clip(rss, 0.0, None) / np.where(sum_w - kappa * pb > 0, sum_w - kappa * pb, np.nan)[:, None]
+        se = np.sqrt(diag[:, :, None] * (kappa[:, None] * sigma2)[:, None, :])
+    return coef, se, rank
 
 
 def _user_layout(problem: CanonicalProblem, blocks_out):
