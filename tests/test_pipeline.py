@@ -146,3 +146,17 @@ def test_warnings_point_at_the_callers_line(rng):
     with pytest.warns(kr.UnderdeterminedWarning) as rec:
         acc.solve()
     assert rec[0].filename == __file__
+
+
+def test_post_fit_warnings_point_at_the_callers_line(rng):
+    x = rng.standard_normal(3000)
+    w = np.exp(-np.arange(40) / 6.0) * rng.standard_normal(40)
+    y = kr.conv1d(x, w, padding="causal") + 0.01 * rng.standard_normal(3000)
+    with pytest.warns(kr.KernelSizeWarning) as rec:
+        kr.recover_kernel(x, y, 20, padding="causal")
+    assert rec[0].filename == __file__
+    acc = kr.NormalEquations(20, padding="causal")
+    acc.update(x, y)
+    with pytest.warns(kr.KernelSizeWarning) as rec:
+        acc.solve()
+    assert rec[0].filename == __file__

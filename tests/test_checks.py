@@ -1,0 +1,133 @@
+"""The post-fit checks as typed records: the lines they give, the one-explanation rule, the registry's order."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import kernel_recovery as kr
+from kernel_recovery.diagnostics import checks
+from kernel_recovery.diagnostics.checks import Check
+from kernel_recovery.exceptions import KernelSizeWarning
+from kernel_recovery.model.problem import build_problem
+from kernel_recovery.solvers import lstsq
+
+
+@pytest.mark.parametrize(
+    "record, line",
+    [
+        (Check("a", "passed"), "checked"),
+        (Check("a", "flagged", message="m"), "flagged"),
+        (
+            Check("a", "flagged", "not warned: padding='same' fits better"),
+            "flagged, not warned: padding='same' fits better",
+        ),
+        (Check("a", "skipped", "the method gives no standard errors"), "skipped: the method gives no standard errors"),
+        (Check("a", "not needed", "no negative lags"), "not needed: no negative lags"),
+    ],
+)
+def test_each_status_gives_its_line(record, line):
+    assert record.line == line
+
+
+def _misconfiguration(label: str, setting: dict, fit: float) -> Check:
+    found = {"suggestions": [{"setting": setting, "label": label, "relative_residual": fit}], "message": "try it"}
+    return Check(
+        "misconfiguration", "flagged", message="try it", in_message=True, diagnostics={"misconfiguration": found}
+    )
+
+
+def _longer(name: str, fit: float) -> Check:
+    return Check(name, "flagged", message="longer", warning=KernelSizeWarning, values={"relative_residual": fit})
+
+
+def test_another_setting_that_fits_better_is_the_one_explanation():
+    earlier = {"misconfiguration": _misconfiguration("padding='causal'", {"padding": "causal"}, 1e-3)}
+    found = checks.one_explanation(_longer("kernel_size", 0.1), earlier)
+    assert found.line == "flagged, not warned: padding='causal' fits better" and found.warning is None
+    assert found.revises == ()
+
+
+def test_a_longer_kernel_that_fits_clearly_better_withdraws_the_other_setting():
+    earlier = {"misconfiguration": _misconfiguration("dilation=2", {"dilation": 2}, 1e-2)}
+    found = checks.one_explanation(_longer("kernel_size", 1e-4), earlier)
+    assert found.line == "flagged" and found.warning is KernelSizeWarning
+    (withdrawn,) = found.revises
+    assert withdrawn.name == "misconfiguration" and withdrawn.line == "flagged"
+    assert withdrawn.diagnostics == {"misconfiguration": None} and not withdrawn.in_message
+
+
+def test_an_exact_other_setting_is_the_explanation_however_well_the_longer_kernel_fits():
+    earlier = {"misconfiguration": _misconfiguration("use_bias=True", {"use_bias": True}, 1e-9)}
+    assert checks.one_explanation(_longer("kernel_size", 1e-12), earlier).warning is None
+
+
+def test_a_suggested_kernel_size_agrees_with_the_longer_kernel():
+    earlier = {"misconfiguration": _misconfiguration("kernel_size=6", {"kernel_size": 6}, 1e-3)}
+    found = checks.one_explanation(_longer("kernel_size", 0.1), earlier)
+    assert found.line == "flagged" and found.warning is KernelSizeWarning and found.revises == ()
+
+
+@pytest.mark.parametrize(
+    "tested, misfit, kernel_line",
+    [
+        (Check("kernel_size", "passed"), None, "flagged"),
+        (Check("kernel_size", "skipped", "too few equations for an F-test"), None, None),
+        (
+            Check("kernel_size", "passed"),
+            ("padding='same'", {"padding": "same"}, 1e-3),
+            "flagged, not warned: padding='same' fits better",
+        ),
+    ],
+    ids=["scan-flags", "f-test-skipped", "other-setting"],
+)
+def test_the_lag_scan_sets_the_verdict_on_a_longer_kernel(tested, misfit, kernel_line):
+    earlier = {"kernel_size": tested}
+    if misfit is not None:
+        earlier["misconfiguration"] = _misconfiguration(*misfit)
+    found = checks.one_explanation(_longer("lag_scan", 0.1), earlier)
+    assert found.line == "flagged"
+    revised = {r.name: r.line for r in found.revises}
+    assert revised.get("kernel_size") == kernel_line
+
+
+def _fit(problem, sol, report):
+    kernel = problem.from_canonical(sol.kernels)
+    stderr = problem.from_canonical(sol.kernel_stderr)
+    return checks.Fit(kernel=kernel, stderr=stderr, relative_residual=0.1, report=report, retained=True)
+
+
+def test_run_checks_gives_one_record_per_check_in_order(rng):
+    x = rng.standard_normal(2000)
+    y = kr.conv1d(x, [1.0, -0.5, 0.25]) + 0.1 * rng.standard_normal(1998)
+    res = kr.recover_kernel(x, y, 3)
+    problem = build_problem(x, y, 3)
+    sol = lstsq.solve(problem)
+    records = checks.run_checks(problem, sol, _fit(problem, sol, res.report))
+    assert [r.name for r in records] == [f.__name__ for f in checks.CHECKS]
+    assert all(r.status in ("passed", "flagged", "skipped", "not needed") and r.seconds >= 0 for r in records)
+    # the result's lines are the records' (its relative residual is the result's, not 0.1: the gates differ)
+    assert {r.name for r in records} | {"residual"} == set(res.diagnostics["checks"])
+
+
+def test_a_subset_of_checks_runs_alone(rng):
+    x = rng.standard_normal(2000)
+    y = kr.conv1d(x, [1.0, -0.5, 0.25]) + 0.1 * rng.standard_normal(1998)
+    problem = build_problem(x, y, 3)
+    sol = lstsq.solve(problem)
+    report = kr.recover_kernel(x, y, 3).report
+    (record,) = checks.run_checks(problem, sol, _fit(problem, sol, report), [checks.whiteness])
+    assert record.name == "whiteness" and record.line == "checked"
+    assert set(record.diagnostics) == {"whiteness"}
+
+
+def test_results_carry_the_records_lines_and_tell_each_flag_once(rng):
+    x = rng.standard_normal(3000)
+    w = np.exp(-np.arange(40) / 6.0) * rng.standard_normal(40)
+    y = kr.conv1d(x, w, padding="causal") + 0.01 * rng.standard_normal(3000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = kr.recover_kernel(x, y, 20, padding="causal")
+    assert [type(w.message) for w in caught] == [KernelSizeWarning]
+    assert res.diagnostics["checks"]["kernel_size"] == "flagged"
+    assert res.diagnostics["checks"]["change"] == "skipped: another check explains the residual"
