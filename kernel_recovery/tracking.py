@@ -17,6 +17,7 @@ one rank rule) is solved by its eigendecomposition with that rule (minimum-norm,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .diagnostics import changes
-from .model.config import ConvConfig, Layout, Padding
+from .model.config import ConvConfig, ConvSpec, Layout, Padding
 from .model.design import design_rows, n_columns, unpack_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
@@ -200,19 +201,11 @@ def track_kernel(
     (2004,)
     """
     forgetting, window = check_memory(forgetting, window)
-    problem = build_problem(
-        x,
-        y,
-        kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        use_bias=use_bias,
-        layout=layout,
-        flip=flip,
-        lags=lags,
-    )
+    spec = ConvSpec.create(
+        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+        layout=layout, flip=flip, lags=lags,
+    )  # fmt: skip
+    problem = build_problem(x, y, **dataclasses.asdict(spec))
     if len(problem.out_lengths) != 1:
         raise ValueError(f"`x` must be one sequence (a record over time), got {len(problem.out_lengths)} sequences.")
     cfg = problem.config
