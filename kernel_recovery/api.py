@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,13 +13,15 @@ from . import solvers
 from .diagnostics import lagsearch
 from .diagnostics.analysis import report_for
 from .diagnostics.determinacy import DeterminacyReport
-from .model.config import Layout, Padding
-from .model.problem import build_problem
+from .model.arrays import as_sequences
+from .model.config import ConvSpec, Layout, Padding, check_layout
+from .model.problem import CanonicalProblem, build_problem
 from .model.result import KernelResult
 from .solvers import pipeline
 from .streaming import outofcore
 
 if TYPE_CHECKING:
+    from .diagnostics.lagsearch import LagSelection
     from .model.result import Solution
 
 
@@ -37,6 +41,11 @@ def recover_kernel(
     nan_policy: Literal["raise", "omit"] = "raise",
     lags: tuple[int, int] | Literal["auto"] | None = None,
     prewhiten: Literal["input", "noise"] | None = None,
+    chunk_size: int | None = None,
+    split_every: int | None = None,
+    progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = outofcore.DEFAULT_CHECKPOINT_EVERY,
     **options: Any,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
@@ -77,6 +86,23 @@ def recover_kernel(
         ``"noise"`` whitens the residual of a first least-squares fit (two-step generalized least squares:
         efficient estimates and valid standard errors under coloured noise).  ``residual_rms`` and the checks
         then refer to the filtered equations; ``diagnostics["prewhiten"]`` holds the filters.
+    chunk_size : int, optional
+        Streamed input (see Notes): input samples per chunk read from memory-mapped/zarr arrays, and per Dask
+        chunk when a non-Dask array is paired with a Dask one (default ``2**20``; Dask arrays keep their own
+        chunks).  Given with in-memory arrays, they are streamed too, ``chunk_size`` samples at a time (memory
+        ``O(chunk_size + (kernel_size * in_channels)^2)``, ``method="lstsq"`` only).
+    split_every : int, optional
+        Accumulators merged per node of the tree reduction of Dask input (default 8).
+    progress : bool, optional
+        Show a progress bar: the streamed pass's (tqdm, or Dask's on the local scheduler; default: when stderr is
+        a terminal), or for in-memory input the method's (``method="adam"``).
+    checkpoint : path, optional
+        For arrays read chunk by chunk and for streams: every ``checkpoint_every`` chunks the accumulator and the
+        position are written to this ``.npz`` (no pickles, atomically).  A run that finds the file resumes from
+        it (the same configuration, else a ValueError): array chunks already accumulated are not read again; a
+        stream must be restarted from its beginning, and its first chunks are skipped.  The file is kept.
+    checkpoint_every : int
+        Chunks between checkpoints.
     **options
         Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``,
         ``max_iter``; ``method="fft"``: ``noise_level``, ``wiener``, ``segment_length``, ``tol``, ``max_iter``,
@@ -118,6 +144,13 @@ def recover_kernel(
     the whole loop compiled) on a chosen loss ("mse", "mae" or "huber"); it fills ``loss_history`` and
     ``n_iterations``.
 
+    Streamed input (Dask, memory-mapped, zarr/h5py arrays, an iterator of ``(x_chunk, y_chunk)`` pairs of one
+    sequence with ``y=None``, or arrays given a ``chunk_size``) is reduced in one pass to the sufficient
+    statistics ``A^T A``, ``A^T Y``, ``Y^T Y`` (:func:`~kernel_recovery.streaming.outofcore.read_problem`) and
+    solved by ``"lstsq"`` exactly as in memory; ``residual_rms`` then comes from the statistics.  Other methods,
+    robust losses, ``nan_policy="omit"``, ``lags="auto"``, ``prewhiten`` and the kernel-size check need the
+    record in memory (a ``ValueError`` says so).
+
     Examples
     --------
     >>> import kernel_recovery as kr
@@ -126,45 +159,50 @@ def recover_kernel(
     array([1., 2.])
     >>> res.report.status
     'overdetermined'
+
+    A record arriving in chunks:
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal(1000)
+    >>> y = kr.conv1d(x, [0.5, -1.0, 2.0])
+    >>> pairs = ((x[i : i + 300], y[i : i + 300]) for i in range(0, 1000, 300))
+    >>> kr.recover_kernel(pairs, None, 3).kernel.ravel().round(12)
+    array([ 0.5, -1. ,  2. ])
     """
-    # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): streamed least squares.
-    if outofcore.is_out_of_core(x, y):
+    streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
+    if y is None and outofcore.input_kind(x) != "stream":
+        raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
+    if streamed:
         if prewhiten is not None:
             raise ValueError(f"`prewhiten`={prewhiten!r} needs the data in memory (it filters the records).")
-        return outofcore.recover_kernel(
-            x, y, kernel_size, method=method, stride=stride, padding=padding, dilation=dilation, groups=groups,
-            use_bias=use_bias, layout=layout, flip=flip, nan_policy=nan_policy, lags=lags, _stacklevel=3, **options,
-        )  # fmt: skip
-    if y is None:
-        raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
+        outofcore.check_streamable(method=method, nan_policy=nan_policy, lags=lags)
+    else:
+        _refuse_streaming(split_every=split_every, checkpoint=checkpoint)
+        if progress is not None:  # the method's own bar
+            options["progress"] = progress
     name, solver = solvers.resolve(method)
     solvers.check_options(name, solver, options)
+    if streamed:
+        outofcore.check_streamed_options(options)
     choice = None
-    if isinstance(lags, str):
-        if lags != "auto":
-            raise ValueError(f"`lags` must be a (first, last) pair of integers or 'auto', got {lags!r}.")
-        if kernel_size is not None or padding != "valid":
-            raise ValueError("`lags='auto'` chooses the alignment: pass neither `kernel_size` nor `padding`.")
-        choice = lagsearch.choose_lags_for(x, y, layout=layout, use_bias=use_bias)
+    if isinstance(lags, str):  # "auto" (refused above for streamed input)
+        x, y, choice = _choose_lags(x, y, lags, kernel_size, padding, layout, use_bias)
         lags = choice.lags
-    problem = build_problem(
-        x,
-        y,
-        kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        use_bias=use_bias,
-        layout=layout,
-        flip=flip,
-        nan_policy=nan_policy,
-        lags=lags,
-    )
+    spec = ConvSpec.create(
+        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+        layout=layout, flip=flip, lags=lags,
+    )  # fmt: skip
+    streaming = dict(
+        chunk_size=chunk_size, split_every=split_every, progress=progress, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )  # fmt: skip
+    problem = _canonical_problem(x, y, spec, streamed, nan_policy=nan_policy, streaming=streaming)
     whitened = None
     if prewhiten is not None:
         problem, whitened = pipeline.prewhiten(problem, prewhiten)
     result = pipeline.run(problem, method, options, stacklevel=2)
+    if streamed:
+        result.diagnostics["input"] = outofcore.input_kind(x) or outofcore.input_kind(y)
     if whitened is not None:
         result.diagnostics["prewhiten"] = whitened
     if choice is not None:
@@ -189,6 +227,9 @@ def analyze(
     warn: bool = True,
     nan_policy: Literal["raise", "omit"] = "raise",
     lags: tuple[int, int] | None = None,
+    chunk_size: int | None = None,
+    split_every: int | None = None,
+    progress: bool | None = None,
 ) -> DeterminacyReport:
     """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
 
@@ -210,6 +251,10 @@ def analyze(
         ``x`` (or a masked sample) are dropped, and only the equations that remain are counted.
     lags : (int, int), optional
         The lag range of a measurement, as in :func:`recover_kernel` (replaces ``kernel_size``/``padding``).
+    chunk_size, split_every, progress
+        For streamed input (Dask, memory-mapped, zarr arrays, iterators of chunks, or arrays given a
+        ``chunk_size``), as in :func:`recover_kernel`: one streamed pass builds ``A^T A``; ``y`` may be None for
+        arrays, and the ranks are then read from the Gram's eigenvalues (``exact_rank`` False for long records).
 
     Returns
     -------
@@ -245,31 +290,61 @@ def analyze(
     >>> rep.rank.tolist(), rep.excitation_order.tolist(), rep.cause_codes
     ([2], [2], ('few_frequencies',))
     """
-    # Out-of-core input (Dask, memmap, zarr/h5py arrays, iterators of chunks): one streamed pass.
-    if outofcore.is_out_of_core(x, y):
-        if nan_policy != "raise":
-            raise ValueError(f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite.")
-        return outofcore.analyze(
-            x, y, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-            layout=layout, flip=flip, out_channels=out_channels, noise_level=noise_level, warn=warn, lags=lags,
-            _stacklevel=3,
-        )  # fmt: skip
-    problem = build_problem(
-        x,
-        y,
-        kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        use_bias=use_bias,
-        layout=layout,
-        flip=flip,
-        out_channels=out_channels,
-        nan_policy=nan_policy,
-        lags=lags,
+    streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
+    if streamed:
+        outofcore.check_streamable(nan_policy=nan_policy, lags=lags)
+    else:
+        _refuse_streaming(split_every=split_every, progress=progress)
+    spec = ConvSpec.create(
+        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+        layout=layout, flip=flip, lags=lags,
+    )  # fmt: skip
+    streaming = dict(chunk_size=chunk_size, split_every=split_every, progress=progress)
+    problem = _canonical_problem(
+        x, y, spec, streamed, out_channels=out_channels, nan_policy=nan_policy, streaming=streaming
     )
     report = report_for(problem, noise_level=noise_level)
     if warn:
         report.warn(stacklevel=2)
     return report
+
+
+def _canonical_problem(
+    x: Any,
+    y: Any,
+    spec: ConvSpec,
+    streamed: bool,
+    *,
+    out_channels: int | None = None,
+    nan_policy: Literal["raise", "omit"],
+    streaming: dict[str, Any],
+) -> CanonicalProblem:
+    """The canonical problem of the caller's data: one streamed pass, or the in-memory reduction."""
+    if streamed:
+        return outofcore.read_problem(x, y, spec, out_channels=out_channels, **streaming)
+    settings: dict[str, Any] = dataclasses.asdict(spec)
+    return build_problem(x, y, **settings, out_channels=out_channels, nan_policy=nan_policy)
+
+
+def _refuse_streaming(**given: object) -> None:
+    """Options of a streamed pass given with in-memory input (which ``chunk_size`` would stream) are errors."""
+    for name, value in given.items():
+        if value is not None:
+            raise TypeError(
+                f"`{name}` (={value!r}) applies to streamed input: Dask, memory-mapped or zarr arrays, iterators of "
+                "(x_chunk, y_chunk) pairs, or in-memory arrays given a `chunk_size`."
+            )
+
+
+def _choose_lags(
+    x: Any, y: Any, lags: str, kernel_size: object, padding: object, layout: object, use_bias: bool
+) -> tuple[Any, Any, LagSelection]:
+    """``lags="auto"``: read ``x`` and ``y`` once (as ``SequenceBatch``), choose the lags from them; the
+    sequences serve the problem too."""
+    if lags != "auto":
+        raise ValueError(f"`lags` must be a (first, last) pair of integers or 'auto', got {lags!r}.")
+    if kernel_size is not None or padding != "valid":
+        raise ValueError("`lags='auto'` chooses the alignment: pass neither `kernel_size` nor `padding`.")
+    name = check_layout(layout)
+    xs, ys = as_sequences(x, "x", name), as_sequences(y, "y", name)
+    return xs, ys, lagsearch.choose_lags_for(xs, ys, layout=name, use_bias=use_bias)

@@ -336,6 +336,23 @@ def test_progress_on_memmap(rng, tmp_path, capsys):
     del xm
 
 
+def test_in_memory_arrays_given_a_chunk_size_are_streamed(rng):
+    # what streaming.outofcore.recover_kernel / analyze offered for an ndarray, through the one door
+    cfg = dict(padding="same", stride=2, use_bias=True)
+    x, y = make_data(rng, 2, 130, 2, 4, 5, padding="same", stride=2)
+    res = kr.recover_kernel(x, y, 5, chunk_size=7, **cfg)
+    check_against_references(res, x, y, 5, **cfg)
+    assert res.diagnostics["input"] is None  # (the input itself was in memory)
+    rep = kr.analyze(x, None, 5, chunk_size=11, **cfg)
+    np.testing.assert_allclose(rep.singular_values, kr.analyze(x, None, 5, **cfg).singular_values, rtol=1e-12)
+    with pytest.raises(TypeError, match="`split_every`.*streamed input"):
+        kr.recover_kernel(x, y, 5, split_every=4, **cfg)
+    with pytest.raises(TypeError, match="`checkpoint`.*streamed input"):
+        kr.recover_kernel(x, y, 5, checkpoint="run.npz", **cfg)
+    with pytest.raises(TypeError, match="`progress`.*streamed input"):
+        kr.analyze(x, None, 5, progress=True, **cfg)
+
+
 # ----------------------------------------------------------------------------------------------
 # Warnings and errors
 # ----------------------------------------------------------------------------------------------
@@ -375,6 +392,14 @@ def test_unsupported_methods_and_options_are_clear_errors(rng, tmp_path):
         kr.recover_kernel(xd, yd, 0)
     with pytest.raises(ValueError, match="y=None"):
         kr.recover_kernel(iter([(x[0], y[0])]), y[0], 3)
+    with pytest.raises(TypeError, match="`y` is required"):  # (it used to fit a zero kernel to zeros)
+        kr.recover_kernel(to_memmap(tmp_path / "x.npy", x[0]), None, 3)
+    with pytest.raises(ValueError, match="`lags`='auto' needs the data in memory"):
+        kr.recover_kernel(xd, yd, lags="auto")
+    with pytest.raises(ValueError, match="`prewhiten`='input' needs the data in memory"):
+        kr.recover_kernel(xd, yd, 3, prewhiten="input")
+    with pytest.raises(ValueError, match="nan_policy"):
+        kr.analyze(xd, None, 3, nan_policy="omit")
     with pytest.raises(TypeError, match=r"\(x_chunk, y_chunk\) pairs; item 1"):
         kr.recover_kernel(iter([(x[0, :30], y[0, :28]), x[0, 30:]]), None, 3)
     with pytest.raises(ValueError, match="empty"):

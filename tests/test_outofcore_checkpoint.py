@@ -50,7 +50,7 @@ def test_a_memory_mapped_record_resumes_without_rereading(tmp_path, monkeypatch)
     xm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=float, shape=x.shape)
     xm[:] = x
     path = tmp_path / "run.npz"
-    ref = outofcore.recover_kernel(xm, y, 8, chunk_size=700)
+    ref = kr.recover_kernel(xm, y, 8, chunk_size=700)
     calls = {"n": 0}
     update = kr.NormalEquations.update
 
@@ -62,7 +62,7 @@ def test_a_memory_mapped_record_resumes_without_rereading(tmp_path, monkeypatch)
 
     monkeypatch.setattr(kr.NormalEquations, "update", crashing)
     with pytest.raises(Crash):
-        outofcore.recover_kernel(xm, y, 8, chunk_size=700, checkpoint=path, checkpoint_every=4)
+        kr.recover_kernel(xm, y, 8, chunk_size=700, checkpoint=path, checkpoint_every=4)
     monkeypatch.setattr(kr.NormalEquations, "update", update)
     reads = {"n": 0}
     read = outofcore._Reader.read
@@ -72,14 +72,14 @@ def test_a_memory_mapped_record_resumes_without_rereading(tmp_path, monkeypatch)
         return read(self, *args)
 
     monkeypatch.setattr(outofcore._Reader, "read", counting)
-    resumed = outofcore.recover_kernel(xm, y, 8, chunk_size=700, checkpoint=path, checkpoint_every=4)
+    resumed = kr.recover_kernel(xm, y, 8, chunk_size=700, checkpoint=path, checkpoint_every=4)
     np.testing.assert_allclose(resumed.kernel, ref.kernel, rtol=0, atol=1e-12)
     assert reads["n"] < 2 * 16 - 8  # the 8 chunks in the checkpoint were not read again (x and y per chunk)
 
 
 def test_bad_checkpoint_settings_are_named(tmp_path):
     x = np.random.default_rng(2).standard_normal(100)
-    with pytest.raises(ValueError, match="`checkpoint_every` must be a positive integer"):
+    with pytest.raises(ValueError, match="`checkpoint_every` must be >= 1"):
         kr.recover_kernel(pairs(x, x[:98], 10), None, 3, checkpoint=tmp_path / "a.npz", checkpoint_every=0)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable NormalEquations checkpoint"):

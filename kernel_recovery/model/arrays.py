@@ -166,8 +166,11 @@ def as_sequences(
     3-D arrays are ``(batch, length, channels)`` ("nwc") or ``(batch, channels, length)`` ("ncw"); 2-D
     arrays are one sequence; 1-D arrays one single-channel sequence; a list or tuple of arrays (or a ragged
     nested list) is a batch of sequences of different lengths.  The caller's data are never modified;
-    the arrays returned are read-only views or copies.
+    the arrays returned are read-only views or copies.  A batch already read (``lags="auto"`` reads the data
+    once for the lag search and the problem) is returned as it is.
     """
+    if isinstance(data, SequenceBatch):
+        return data
     if isinstance(data, (list, tuple)):
         # a list of arrays is a batch; a list of numbers (numpy scalars included) is one sequence
         ragged = any(hasattr(item, "__array__") and np.ndim(item) >= 1 for item in data)

@@ -1,4 +1,4 @@
-"""Out-of-core and distributed recovery: Dask arrays, memory maps, zarr arrays and streams of chunks.
+"""Out-of-core sources: Dask arrays, memory maps, zarr arrays and streams of chunks -> the canonical problem.
 
 Least squares needs only the sufficient statistics ``A^T A``, ``A^T Y``, ``Y^T Y`` of the canonical design,
 ``(K * Cin / groups)^2``-sized matrices that add up over disjoint sets of equations (output samples).  So a
@@ -12,12 +12,15 @@ answer (to rounding).
 * Dask arrays (chunked along length and batch): one task per chunk of ``y``, the accumulators merged by a
   tree reduction (``split_every`` per node), then one solve.  Runs on whatever scheduler is active: the
   local threaded scheduler, or a ``dask.distributed`` cluster when a ``Client`` exists.
-* ``numpy.memmap``, zarr (and h5py) arrays: read ``chunk_size`` samples at a time into one accumulator;
-  memory-mapped pages are released after each chunk, so resident memory stays ``O(chunk_size)``.
+* ``numpy.memmap``, zarr (and h5py) arrays, and in-memory arrays given a ``chunk_size``: read ``chunk_size``
+  samples at a time into one accumulator; memory-mapped pages are released after each chunk, so resident
+  memory stays ``O(chunk_size)``.
 * An iterator of ``(x_chunk, y_chunk)`` pairs (a generator reading a file or a socket): one sequence,
   fed to an accumulator with the user's configuration.
 
-Only ``method="lstsq"`` runs on such inputs: ``"fft"`` and ``"adam"`` need the record in memory.
+:func:`read_problem` is the source :func:`kernel_recovery.recover_kernel` and :func:`kernel_recovery.analyze`
+ask for the canonical problem of such inputs; only ``method="lstsq"`` then runs on it (``"fft"`` and ``"adam"``
+need the record in memory: :func:`check_streamable` says so before anything is read).
 """
 
 from __future__ import annotations
@@ -28,28 +31,25 @@ import mmap
 import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .. import solvers
-from ..diagnostics.analysis import report_for
-from ..diagnostics.determinacy import DeterminacyReport
 from ..model.arrays import check_array_dtype
-from ..model.config import ConvConfig, Layout, Padding, check_alignment, check_layout
+from ..model.config import ConvConfig, ConvSpec
+from ..model.problem import CanonicalProblem
 from ..model.progress import progress_bar, show_progress
-from ..model.result import KernelResult
 from ..model.spectrum import block_spectrum
 from ..model.threads import serial_region
-from ..model.validation import check_int
-from ..solvers import pipeline
+from ..model.validation import check_bool, check_int
 from .accumulator import NormalEquations
+from .checkpoint import write_state
 
 if TYPE_CHECKING:
     from ..model.result import Solution
 
-#: What the out-of-core front ends read: a Dask, memory-mapped, zarr/h5py or in-memory array, or (as ``x``, with
+#: What the out-of-core sources read: a Dask, memory-mapped, zarr/h5py or in-memory array, or (as ``x``, with
 #: ``y=None``) an iterator of ``(x_chunk, y_chunk)`` pairs of one sequence.
 OutOfCoreInput = ArrayLike | Iterable[tuple[ArrayLike, ArrayLike]]
 
@@ -57,13 +57,23 @@ OutOfCoreInput = ArrayLike | Iterable[tuple[ArrayLike, ArrayLike]]
 DEFAULT_CHUNK = 1 << 20
 #: Accumulators merged per node of the Dask tree reduction.
 DEFAULT_SPLIT_EVERY = 8
+#: Chunks between checkpoints, unless ``checkpoint_every`` says otherwise.
+DEFAULT_CHECKPOINT_EVERY = 16
 #: Input samples of the first sequence kept as a sample of the data for the report's diagnoses (see _problem).
 SAMPLE_LENGTH = 1 << 14
 
 _LAZY_MODULES = ("zarr", "h5py")
-_OWN_OPTIONS = ("chunk_size", "progress", "split_every", "checkpoint", "checkpoint_every")
 
-__all__ = ["DEFAULT_CHUNK", "DEFAULT_SPLIT_EVERY", "analyze", "input_kind", "is_out_of_core", "recover_kernel"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_EVERY",
+    "DEFAULT_CHUNK",
+    "DEFAULT_SPLIT_EVERY",
+    "check_streamable",
+    "check_streamed_options",
+    "input_kind",
+    "is_out_of_core",
+    "read_problem",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,64 +130,189 @@ def is_out_of_core(x: object, y: object = None) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Shared argument handling
+# What streamed input cannot do (refused before anything is read)
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_method(method) -> None:
-    if isinstance(method, str) and method.lower() == "lstsq":
-        return
-    shown = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
-    raise ValueError(
-        f"`method`={shown!r} needs the whole record in memory; for Dask, memory-mapped, zarr or streamed input use "
-        "method='lstsq', which is exact from the streamed sufficient statistics (the same minimizer as the "
-        "squared loss of 'adam' and 'fft'), or load the data into memory."
-    )
+def check_streamable(
+    *, method: str | Callable[..., Solution] = "lstsq", nan_policy: object = "raise", lags: object = None
+) -> None:
+    """Refuse the settings that need the record in memory: a method other than ``"lstsq"``, ``nan_policy="omit"``
+    and ``lags="auto"``, each with a ``ValueError`` that says what to do instead."""
+    if not (isinstance(method, str) and method.lower() == "lstsq"):
+        shown = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
+        raise ValueError(
+            f"`method`={shown!r} needs the whole record in memory; for Dask, memory-mapped, zarr or streamed input "
+            "use method='lstsq', which is exact from the streamed sufficient statistics (the same minimizer as the "
+            "squared loss of 'adam' and 'fft'), or load the data into memory."
+        )
+    if nan_policy != "raise":
+        raise ValueError(
+            f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite (nan_policy='raise')."
+        )
+    if isinstance(lags, str):
+        raise ValueError(
+            f"`lags`={lags!r} needs the data in memory: choose the lags on a stretch of the record with "
+            "kr.select_lags, then pass lags=(first, last)."
+        )
 
 
-def _check_chunk_size(chunk_size) -> int:
-    if chunk_size is None:
-        return DEFAULT_CHUNK
-    if isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer (samples per chunk), got {chunk_size!r}.")
-    return int(chunk_size)
+def check_streamed_options(options: dict[str, Any]) -> None:
+    """Refuse the robust losses (``loss`` other than ``"mse"``, ``huber_delta``): they reweight every sample."""
+    if options.get("loss", "mse") != "mse" or options.get("huber_delta") is not None:
+        raise ValueError(
+            f"`loss`={options.get('loss')!r} needs the data in memory (robust losses reweight each sample); streamed "
+            "input supports the squared loss (loss='mse') with `ridge` or `regularization`."
+        )
 
 
-def _check_split_every(split_every) -> int:
-    if split_every is None:
-        return DEFAULT_SPLIT_EVERY
-    if isinstance(split_every, (bool, np.bool_)) or not isinstance(split_every, numbers.Integral) or split_every < 2:
-        raise ValueError(f"`split_every` must be an integer >= 2, got {split_every!r}.")
-    return int(split_every)
+# ----------------------------------------------------------------------------------------------
+# The source
+# ----------------------------------------------------------------------------------------------
 
 
-def _check_progress(progress) -> bool | None:
-    if progress is not None and not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"`progress` must be True, False or None (show when stderr is a terminal), got {progress!r}.")
-    return None if progress is None else bool(progress)
+class _Pass(NamedTuple):
+    """What one pass over the data gives: the statistics, the configuration, the sequences' lengths, a sample."""
+
+    acc: NormalEquations
+    config: ConvConfig
+    lengths: tuple[int, ...]
+    out_lengths: tuple[int, ...]
+    sample: np.ndarray | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Args:
-    kernel_size: int
-    stride: int
-    padding: Any
-    dilation: int
-    groups: int
-    use_bias: bool
-    layout: str
-    flip: bool
-    lags: Any = None  # a lag range, kept for the result's configuration (kernel_size and padding spell it out)
+def read_problem(
+    x: OutOfCoreInput,
+    y: ArrayLike | None,
+    spec: ConvSpec,
+    *,
+    out_channels: int | None = None,
+    chunk_size: int | None = None,
+    split_every: int | None = None,
+    progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> CanonicalProblem:
+    """The canonical problem of out-of-core inputs, from one streamed pass (its statistics cached on its blocks).
 
-    def valid(self) -> dict:
-        """Accumulator arguments for stretches whose padding zeros are explicit (``padding="valid"``, nwc)."""
-        d = dataclasses.asdict(self)
-        d.update(padding="valid", layout="nwc", lags=None)
-        return d
+    Parameters
+    ----------
+    x, y : dask.array.Array, numpy.memmap, zarr.Array, array_like; or an iterator of pairs with ``y=None``
+        Inputs and outputs in the layouts of :func:`kernel_recovery.recover_kernel` (1-D, 2-D or 3-D; Dask
+        arrays may be chunked along length and batch; an in-memory array is read ``chunk_size`` samples at a
+        time).  An iterator yields ``(x_chunk, y_chunk)`` pairs of one sequence, in order; the chunk boundaries
+        of ``x`` and ``y`` need not line up.  ``y`` may be None for arrays (only ``x`` decides the Gram).
+    spec : ConvSpec
+        The validated configuration.
+    out_channels : int, optional
+        Output channels when ``y`` is None (default: ``groups``).
+    chunk_size, split_every, progress, checkpoint, checkpoint_every
+        As in :func:`kernel_recovery.recover_kernel`.
 
-    def config(self, in_channels: int, out_channels: int) -> ConvConfig:
-        d = dataclasses.asdict(self)
-        return ConvConfig.create(d.pop("kernel_size"), in_channels, out_channels, **d)
+    Returns
+    -------
+    CanonicalProblem
+        With the user's configuration and the true sequence lengths; its blocks keep the rows while they are
+        few (the explicit-design path), else the rows of a sample of the record for the report's diagnoses.
+    """
+    chunk_size = DEFAULT_CHUNK if chunk_size is None else check_int(chunk_size, "chunk_size")
+    split_every = DEFAULT_SPLIT_EVERY if split_every is None else check_int(split_every, "split_every", 2)
+    progress = None if progress is None else check_bool(progress, "progress")
+    if out_channels is not None:
+        out_channels = check_int(out_channels, "out_channels")
+    kx, ky = input_kind(x), input_kind(y)
+    if kx == "stream":
+        if y is not None:
+            raise ValueError(
+                "a streamed `x` (an iterator) yields (x_chunk, y_chunk) pairs: pass y=None, "
+                f"got `y` of type {type(y).__name__}."
+            )
+        keep = None if checkpoint is None else _Checkpoint(checkpoint, checkpoint_every, spec)
+        return _problem(_accumulate_stream(spec, x, progress, keep))
+    if ky == "stream":
+        raise ValueError("`y` cannot be an iterator; pass an iterator of (x_chunk, y_chunk) pairs as `x`, y=None.")
+    if "dask" in (kx, ky):
+        if checkpoint is not None:
+            raise ValueError("`checkpoint` applies to arrays read chunk by chunk and to streams, not to Dask graphs.")
+        return _problem(_accumulate_dask(spec, x, y, out_channels, chunk_size, split_every, progress))
+    x = x if kx else np.asarray(x)
+    y = y if (ky or y is None) else np.asarray(y)
+    keep = None if checkpoint is None else _Checkpoint(checkpoint, checkpoint_every, _valid(spec))
+    return _problem(_accumulate_arrays(spec, x, y, out_channels, chunk_size, progress, keep))
+
+
+def _valid(spec: ConvSpec) -> ConvSpec:
+    """The configuration of stretches whose padding zeros are explicit (``padding="valid"``, nwc, no lag range)."""
+    return spec.replace(padding="valid", layout="nwc", lags=None)
+
+
+def _problem(done: _Pass) -> CanonicalProblem:
+    """The accumulated problem, relabelled with the user's configuration and the true sequence lengths.
+
+    When the accumulator retained no rows (a long record), the report's diagnoses that read the data (a
+    constant channel, proportional channels, the spectral estimate for very long kernels) would find none:
+    ``causes.diagnose`` then fails on ``np.concatenate([])``.  The blocks get the rows of a sample
+    instead (the first ``SAMPLE_LENGTH`` input samples, as a valid problem); counts and spectra still come from
+    the accumulated statistics.
+    """
+    cfg, sample = done.config, done.sample
+    problem = done.acc.problem()
+    complete = all(sum(max(len(x) - b.taps + 1, 0) for x in b.xs) == b.n_equations for b in problem.blocks)
+    if not complete:
+        # rows retained for only part of the record (the accumulator keeps its first rows until a limit, and
+        # merges keep those of their first input) must not pass for the design: block_spectrum would factor
+        # them (an empty list passes its `all(len(x) ...)` check too).  The spectrum comes from the Gram,
+        # cached before any sample rows are attached.
+        for block in problem.blocks:
+            block.xs, block.ys = [np.zeros((0, block.channels))], [np.zeros((0, len(block.out_channels)))]
+            block_spectrum(block, cfg.use_bias)
+    if not complete and sample is not None and len(sample) >= cfg.span:
+        part = NormalEquations(
+            cfg.kernel_size, stride=cfg.stride, dilation=cfg.dilation, groups=cfg.groups, use_bias=cfg.use_bias
+        )
+        part.update(sample, np.zeros(((len(sample) - cfg.span) // cfg.stride + 1, cfg.out_channels)))
+        part.end_sequence()
+        for block, rows in zip(problem.blocks, part.problem().blocks):
+            assert rows.ys is not None  # an accumulator's blocks always hold their (here zero) outputs
+            block.xs, block.ys = list(rows.xs), list(rows.ys)
+    return dataclasses.replace(problem, config=cfg, lengths=done.lengths, out_lengths=done.out_lengths)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes, checked the same way for every kind of array
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_array(name: str, dtype: Any, shape: tuple[int, ...]) -> None:
+    check_array_dtype(np.empty(0, dtype=np.dtype(dtype)), name)
+    if len(shape) not in (1, 2, 3):
+        raise ValueError(
+            f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch); got an array with shape {shape}."
+        )
+
+
+def _bind(
+    spec: ConvSpec, batch: int, length: int, cin: int, y_shape: tuple[int, int, int] | None, out_channels: int | None
+) -> tuple[ConvConfig, int]:
+    """The configuration of ``x`` (``batch`` sequences of ``length`` samples, ``cin`` channels) and of ``y``
+    (``(batch, length, channels)`` or None), with the lengths checked against it; returns ``(config, out_length)``.
+    """
+    cfg = spec.bind(cin, y_shape[2] if y_shape is not None else (out_channels or spec.groups))
+    out = cfg.output_length(length)
+    if out < 1:
+        raise ValueError(
+            f"`x` has {length} samples, too short for kernel_size={cfg.kernel_size}, dilation={cfg.dilation} "
+            f"with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
+        )
+    if y_shape is not None:
+        if y_shape[0] != batch:
+            raise ValueError(f"`x` and `y` must hold the same number of sequences, got {batch} and {y_shape[0]}.")
+        if y_shape[1] != out:
+            raise ValueError(
+                f"`y` has {y_shape[1]} samples but {length} input samples with {cfg.describe()} give {out} outputs; "
+                "check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
+            )
+    return cfg, out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,11 +325,7 @@ class _Reader:
 
     def __init__(self, data, name: str, layout: str):
         shape = tuple(int(n) for n in data.shape)
-        check_array_dtype(np.empty(0, dtype=np.dtype(data.dtype)), name)
-        if len(shape) not in (1, 2, 3):
-            raise ValueError(
-                f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch); got an array with shape {shape}."
-            )
+        _check_array(name, data.dtype, shape)
         self.data, self.name, self.ndim = data, name, len(shape)
         self.ncw = layout == "ncw"
         if self.ndim == 1:
@@ -211,6 +342,11 @@ class _Reader:
         # a private (copy-on-write, mode "c") mapping would lose the caller's changes, so it is left alone
         mm = getattr(data, "_mmap", None)
         self._mmap = mm if isinstance(data, np.memmap) and getattr(data, "mode", "c") != "c" else None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(batch, length, channels)``."""
+        return self.batch, self.length, self.channels
 
     def read(self, b: int, lo: int, hi: int) -> np.ndarray:
         length = slice(lo, hi)
@@ -249,35 +385,16 @@ def _padded(read, b: int, lo: int, hi: int, length: int, channels: int) -> np.nd
     return np.concatenate([before, body, after])
 
 
-def _lengths(args: _Args, xr, yr, out_channels, x_name="x") -> tuple[ConvConfig, int, int]:
-    """Validate shapes against the configuration; returns ``(config, length, out_length)``."""
-    cfg = args.config(xr.channels, yr.channels if yr is not None else (out_channels or args.groups))
-    length, out = xr.length, cfg.output_length(xr.length)
-    if out < 1:
-        raise ValueError(
-            f"`{x_name}` has {length} samples, too short for kernel_size={cfg.kernel_size}, dilation={cfg.dilation} "
-            f"with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
-        )
-    if yr is not None:
-        if yr.batch != xr.batch:
-            raise ValueError(f"`x` and `y` must hold the same number of sequences, got {xr.batch} and {yr.batch}.")
-        if yr.length != out:
-            raise ValueError(
-                f"`y` has {yr.length} samples but {length} input samples with {cfg.describe()} give {out} outputs; "
-                "check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
-            )
-    return cfg, length, out
-
-
-def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progress, checkpoint=None) -> tuple:
+def _accumulate_arrays(spec: ConvSpec, x, y, out_channels, chunk_size: int, progress, checkpoint=None) -> _Pass:
     """One pass over memory-mapped / zarr / ndarray inputs, ``chunk_size`` input samples at a time."""
-    xr = _Reader(x, "x", args.layout)
-    yr = None if y is None else _Reader(y, "y", args.layout)
-    cfg, length, out = _lengths(args, xr, yr, out_channels)
+    xr = _Reader(x, "x", spec.layout)
+    yr = None if y is None else _Reader(y, "y", spec.layout)
+    cfg, out = _bind(spec, xr.batch, xr.length, xr.channels, None if yr is None else yr.shape, out_channels)
+    length = xr.length
     left, right = cfg.pads(length)
     s, span = cfg.stride, cfg.span
     step = max(chunk_size // s, 1)  # outputs per chunk
-    acc = NormalEquations(**args.valid())
+    acc = NormalEquations.from_spec(_valid(spec))
     done = 0  # chunks accumulated (a resumed run skips them without reading)
     if checkpoint is not None and (found := checkpoint.resume()) is not None:
         acc, done = found[0], int(found[1][0])
@@ -300,7 +417,7 @@ def _accumulate_arrays(args: _Args, x, y, out_channels, chunk_size: int, progres
                 bar.update(max(min(end - left, length) - max(fed - left, 0), 0))
                 fed = end
     sample = xr.read(0, 0, min(length, SAMPLE_LENGTH))
-    return acc, cfg, (length,) * xr.batch, (out,) * xr.batch, sample
+    return _Pass(acc, cfg, (length,) * xr.batch, (out,) * xr.batch, sample)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,7 +435,7 @@ def _to_nwc3(arr, layout: str):
 
 
 @serial_region()  # Dask runs tasks side by side: no BLAS, Python or FFT threads inside one
-def _stretch(valid_args: dict, cut, pads, where, y_rows, channels, batch: int, *x_blocks) -> NormalEquations:
+def _stretch(valid: ConvSpec, cut, pads, where, y_rows, channels, batch: int, *x_blocks) -> NormalEquations:
     """Task: the accumulator of one chunk of outputs, for every sequence of a batch chunk.
 
     ``x_blocks`` are the Dask blocks the outputs read, ``cut`` the ``[lo, hi)`` range of their concatenation
@@ -328,7 +445,7 @@ def _stretch(valid_args: dict, cut, pads, where, y_rows, channels, batch: int, *
     """
     cin, cout = channels
     x = np.concatenate(x_blocks, axis=1)[:, cut[0] : cut[1]] if x_blocks else np.zeros((batch, 0, cin))
-    acc = NormalEquations(**valid_args)
+    acc = NormalEquations.from_spec(valid)
     for i in range(batch):
         xi = np.asarray(x[i], dtype=np.float64)
         _check_piece(xi, "x", where[0] + i, where[1])
@@ -345,70 +462,68 @@ def _stretch(valid_args: dict, cut, pads, where, y_rows, channels, batch: int, *
 
 
 @serial_region()
-def _merge(valid_args: dict, *accs: NormalEquations) -> NormalEquations:
+def _merge(valid: ConvSpec, *accs: NormalEquations) -> NormalEquations:
     """Task: a fresh accumulator holding the sum of ``accs`` (the inputs are left untouched)."""
-    out = NormalEquations(**valid_args)
+    out = NormalEquations.from_spec(valid)
     for acc in accs:
         out.merge(acc)
     return out
 
 
-def _accumulate_dask(args: _Args, x, y, out_channels, chunk_size, split_every: int, progress) -> tuple:
-    import dask
+def _as_dask(arr, name: str, chunk_size: int, layout: str):
+    """``arr`` as a ``(batch, length, channels)`` Dask array (a non-Dask array in chunks of ``chunk_size``)."""
     import dask.array as da
 
-    layout = args.layout
-    xd = x if input_kind(x) == "dask" else da.from_array(x, chunks=_chunks_like(x, chunk_size, layout))
-    for name, arr in (("x", xd), ("y", y)):
-        if arr is not None:
-            check_array_dtype(np.empty(0, dtype=np.dtype(arr.dtype)), name)
-            if arr.ndim not in (1, 2, 3):
-                raise ValueError(
-                    f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch); got shape {arr.shape}."
-                )
-    x3 = _to_nwc3(xd, layout)
+    _check_array(name, arr.dtype, tuple(arr.shape))
+    if input_kind(arr) != "dask":
+        arr = da.from_array(arr, chunks=_chunks_like(arr, chunk_size, layout))
+    return _to_nwc3(arr, layout)
+
+
+def _accumulate_dask(spec: ConvSpec, x, y, out_channels, chunk_size: int, split_every: int, progress) -> _Pass:
+    import dask
+
+    x3 = _as_dask(x, "x", chunk_size, spec.layout)
+    y3 = None if y is None else _as_dask(y, "y", chunk_size // spec.stride, spec.layout)
     batch, length, cin = (int(n) for n in x3.shape)
-    if y is not None:
-        yd = (
-            y
-            if input_kind(y) == "dask"
-            else da.from_array(y, chunks=_chunks_like(y, chunk_size // args.stride, layout))
-        )
-        y3 = _to_nwc3(yd, layout)
-        cout = int(y3.shape[2])
-    else:
-        y3, cout = None, out_channels or args.groups
-    cfg = args.config(cin, cout)
-    out = cfg.output_length(length)
-    if out < 1:
-        raise ValueError(
-            f"`x` has {length} samples, too short for kernel_size={cfg.kernel_size}, dilation={cfg.dilation} "
-            f"with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
-        )
+    y_shape = None if y3 is None else (int(y3.shape[0]), int(y3.shape[1]), int(y3.shape[2]))
+    cfg, out = _bind(spec, batch, length, cin, y_shape, out_channels)
     if y3 is not None:
-        if int(y3.shape[0]) != batch:
-            raise ValueError(f"`x` and `y` must hold the same number of sequences, got {batch} and {y3.shape[0]}.")
-        if int(y3.shape[1]) != out:
-            raise ValueError(
-                f"`y` has {y3.shape[1]} samples but {length} input samples with {cfg.describe()} give {out} outputs; "
-                "check `padding`, `stride`, `dilation`, `kernel_size` and `layout`."
-            )
         y3 = y3.rechunk({2: -1})
         batch_chunks, out_chunks = y3.chunks[0], y3.chunks[1]
-        y_blocks = y3.to_delayed()
     else:
         batch_chunks = x3.chunks[0]
         per = max(max(x3.chunks[1]) // cfg.stride, 1)
         out_chunks = tuple(min(per, out - t) for t in range(0, out, per))
-        y_blocks = None
     x3 = x3.rechunk({0: batch_chunks, 2: -1})
+    valid = _valid(spec)
+    leaves = _dask_leaves(valid, cfg, x3, y3, batch_chunks, out_chunks)
+    merge = dask.delayed(_merge, pure=True)
+    while len(leaves) > 1:
+        leaves = [merge(valid, *leaves[i : i + split_every]) for i in range(0, len(leaves), split_every)]
+    sample = x3[0, : min(length, SAMPLE_LENGTH)]
+    if show_progress(progress) and not _distributed_client():
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            acc, sample = dask.compute(leaves[0], sample)
+    else:
+        acc, sample = dask.compute(leaves[0], sample)
+    return _Pass(acc, cfg, (length,) * batch, (out,) * batch, np.asarray(sample, dtype=np.float64))
+
+
+def _dask_leaves(valid: ConvSpec, cfg: ConvConfig, x3, y3, batch_chunks, out_chunks) -> list:
+    """One delayed :func:`_stretch` per (batch chunk, chunk of outputs), reading the ``x`` blocks it needs."""
+    import dask
+
     x_blocks = x3.to_delayed()
+    y_blocks = None if y3 is None else y3.to_delayed()
     x_starts = np.cumsum((0,) + x3.chunks[1])
+    length = int(x3.shape[1])
     left, _ = cfg.pads(length)
     s, span = cfg.stride, cfg.span
-    valid = args.valid()
+    channels = (cfg.in_channels, cfg.out_channels)
     task = dask.delayed(_stretch, pure=True)
-    merge = dask.delayed(_merge, pure=True)
     leaves = []
     for bi in range(len(batch_chunks)):
         t0 = 0
@@ -423,21 +538,9 @@ def _accumulate_dask(args: _Args, x, y, out_channels, chunk_size, split_every: i
             y_arg = y_blocks[bi, j, 0] if y_blocks is not None else m
             cut, pads = (int(a - offset), int(z - offset)), (int(a - lo), int(hi - z))
             where = (int(sum(batch_chunks[:bi])), int(a), int(t0))
-            leaves.append(task(valid, cut, pads, where, y_arg, (cin, cout), batch_chunks[bi], *blocks))
+            leaves.append(task(valid, cut, pads, where, y_arg, channels, batch_chunks[bi], *blocks))
             t0 = t1
-    level = leaves
-    while len(level) > 1:
-        level = [merge(valid, *level[i : i + split_every]) for i in range(0, len(level), split_every)]
-    root = level[0]
-    sample = x3[0, : min(length, SAMPLE_LENGTH)]
-    if show_progress(progress) and not _distributed_client():
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            acc, sample = dask.compute(root, sample)
-    else:
-        acc, sample = dask.compute(root, sample)
-    return acc, cfg, (length,) * batch, (out,) * batch, np.asarray(sample, dtype=np.float64)
+    return leaves
 
 
 def _chunks_like(arr, chunk_size: int, layout: str):
@@ -463,7 +566,7 @@ def _distributed_client() -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Iterators of (x_chunk, y_chunk)
+# Iterators of (x_chunk, y_chunk), and checkpoints of a pass
 # ----------------------------------------------------------------------------------------------
 
 
@@ -474,30 +577,25 @@ class _Checkpoint:
     else a ValueError) and the chunks already accumulated are skipped.
     """
 
-    def __init__(self, path: Any, every: Any, settings: dict) -> None:
-        if isinstance(every, (bool, np.bool_)) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ValueError(f"`checkpoint_every` must be a positive integer (chunks), got {every!r}.")
-        self.path, self.every, self.settings = os.fspath(path), int(every), settings
+    def __init__(self, path: Any, every: Any, spec: ConvSpec) -> None:
+        every = DEFAULT_CHECKPOINT_EVERY if every is None else check_int(every, "checkpoint_every")
+        self.path, self.every, self.spec = os.fspath(path), every, spec
 
     def resume(self) -> tuple[NormalEquations, np.ndarray] | None:
         if not os.path.exists(self.path):
             return None
-        acc = NormalEquations.load(self.path, **self.settings)
+        acc = NormalEquations.load(self.path, **dataclasses.asdict(self.spec))
         with np.load(self.path, allow_pickle=False) as data:
             if "outofcore_position" not in data.files:
                 raise ValueError(f"{self.path!r} is a NormalEquations checkpoint, not one of an out-of-core run.")
             return acc, np.asarray(data["outofcore_position"], dtype=np.int64)
 
     def save(self, acc: NormalEquations, position: Sequence[int]) -> None:
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            state = {k: np.asarray(v) for k, v in acc.to_state().items()}
-            np.savez(f, outofcore_position=np.asarray(position, dtype=np.int64), **state)  # type: ignore[arg-type]
-        os.replace(tmp, self.path)
+        write_state(self.path, {"outofcore_position": np.asarray(position, dtype=np.int64), **acc.to_state()})
 
 
-def _accumulate_stream(args: _Args, pairs, progress, checkpoint: _Checkpoint | None = None) -> tuple:
-    acc = NormalEquations(**dataclasses.asdict(args))
+def _accumulate_stream(spec: ConvSpec, pairs, progress, checkpoint: _Checkpoint | None = None) -> _Pass:
+    acc = NormalEquations.from_spec(spec)
     n = skip = 0
     if checkpoint is not None and (found := checkpoint.resume()) is not None:
         acc, skip = found[0], int(found[1][0])  # the caller restarts the same stream: its first chunks are done
@@ -529,266 +627,4 @@ def _accumulate_stream(args: _Args, pairs, progress, checkpoint: _Checkpoint | N
         raise ValueError(f"the checkpoint {checkpoint.path!r} holds {skip} chunks, but the stream has only {n}.")
     acc.end_sequence()
     problem = acc.problem()
-    return acc, problem.config, problem.lengths, problem.out_lengths, None
-
-
-# ----------------------------------------------------------------------------------------------
-# Front ends
-# ----------------------------------------------------------------------------------------------
-
-
-def _accumulate(
-    x, y, kernel_size, *, out_channels=None, chunk_size=None, split_every=None, progress=None, checkpoint=None,
-    checkpoint_every=None, **config,
-):  # fmt: skip
-    chunk_size = _check_chunk_size(chunk_size)
-    split_every = _check_split_every(split_every)
-    every = 16 if checkpoint_every is None else checkpoint_every
-    progress = _check_progress(progress)
-    if isinstance(config.get("lags"), str):
-        raise ValueError(
-            f"`lags`={config['lags']!r} needs the data in memory: choose the lags on a stretch of the record with "
-            "kr.select_lags, then pass lags=(first, last)."
-        )
-    if config.get("lags") is not None:  # spelled out as the alignment every reader below applies
-        stride = check_int(config["stride"], "stride")
-        dilation = check_int(config["dilation"], "dilation")
-        kernel_size, config["padding"], config["lags"] = check_alignment(
-            kernel_size, config["padding"], config["lags"], stride, dilation
-        )
-    args = _Args(kernel_size=kernel_size, **config)
-    # validate the scalar configuration before touching any data
-    args.config(args.groups, args.groups)
-    args = dataclasses.replace(args, layout=check_layout(args.layout))
-    kx, ky = input_kind(x), input_kind(y)
-    if kx == "stream":
-        if y is not None:
-            raise ValueError(
-                "a streamed `x` (an iterator) yields (x_chunk, y_chunk) pairs: pass y=None, "
-                f"got `y` of type {type(y).__name__}."
-            )
-        keep = None if checkpoint is None else _Checkpoint(checkpoint, every, _settings(args.__dict__))
-        return _accumulate_stream(args, x, progress, keep)
-    if ky == "stream":
-        raise ValueError("`y` cannot be an iterator; pass an iterator of (x_chunk, y_chunk) pairs as `x`, y=None.")
-    if "dask" in (kx, ky):
-        if checkpoint is not None:
-            raise ValueError("`checkpoint` applies to arrays read chunk by chunk and to streams, not to Dask graphs.")
-        return _accumulate_dask(args, x, y, out_channels, chunk_size, split_every, progress)
-    x = x if kx else np.asarray(x)
-    y = y if (ky or y is None) else np.asarray(y)
-    keep = None if checkpoint is None else _Checkpoint(checkpoint, every, _settings(args.valid()))
-    return _accumulate_arrays(args, x, y, out_channels, chunk_size, progress, keep)
-
-
-def _settings(arguments: dict) -> dict:
-    """The accumulator's constructor arguments a checkpoint must match (those NormalEquations takes)."""
-    names = ("kernel_size", "stride", "padding", "dilation", "groups", "use_bias", "layout", "flip", "lags")
-    return {k: arguments[k] for k in names if k in arguments}
-
-
-def _problem(acc: NormalEquations, cfg: ConvConfig, lengths, out_lengths, sample=None):
-    """The accumulated problem, relabelled with the user's configuration and the true sequence lengths.
-
-    When the accumulator retained no rows (a long record), the report's diagnoses that read the data (a
-    constant channel, proportional channels, the spectral estimate for very long kernels) would find none:
-    ``causes.diagnose`` then fails on ``np.concatenate([])``.  The blocks get the rows of a sample
-    instead (the first ``SAMPLE_LENGTH`` input samples, as a valid problem); counts and spectra still come from
-    the accumulated statistics.
-    """
-    problem = acc.problem()
-    complete = all(sum(max(len(x) - b.taps + 1, 0) for x in b.xs) == b.n_equations for b in problem.blocks)
-    if not complete:
-        # rows retained for only part of the record (the accumulator keeps its first rows until a limit, and
-        # merges keep those of their first input) must not pass for the design: block_spectrum would factor
-        # them (an empty list passes its `all(len(x) ...)` check too).  The spectrum comes from the Gram,
-        # cached before any sample rows are attached.
-        for block in problem.blocks:
-            block.xs, block.ys = [np.zeros((0, block.channels))], [np.zeros((0, len(block.out_channels)))]
-            block_spectrum(block, cfg.use_bias)
-    if not complete and sample is not None and len(sample) >= cfg.span:
-        part = NormalEquations(
-            cfg.kernel_size, stride=cfg.stride, dilation=cfg.dilation, groups=cfg.groups, use_bias=cfg.use_bias
-        )
-        part.update(sample, np.zeros(((len(sample) - cfg.span) // cfg.stride + 1, cfg.out_channels)))
-        part.end_sequence()
-        for block, rows in zip(problem.blocks, part.problem().blocks):
-            assert rows.ys is not None  # an accumulator's blocks always hold their (here zero) outputs
-            block.xs, block.ys = list(rows.xs), list(rows.ys)
-    return dataclasses.replace(problem, config=cfg, lengths=tuple(lengths), out_lengths=tuple(out_lengths))
-
-
-def _recover(x, y, kernel_size, *, method, stacklevel: int, nan_policy="raise", config: dict, options: dict):
-    _check_method(method)
-    if nan_policy != "raise":
-        raise ValueError(
-            f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite (nan_policy='raise')."
-        )
-    own = {k: options.pop(k) for k in _OWN_OPTIONS if k in options}
-    name, solver = solvers.resolve(method)
-    solvers.check_options(name, solver, options)
-    if options.get("loss", "mse") != "mse" or options.get("huber_delta") is not None:
-        raise ValueError(
-            f"`loss`={options.get('loss')!r} needs the data in memory (robust losses reweight each sample); streamed "
-            "input supports the squared loss (loss='mse') with `ridge` or `regularization`."
-        )
-    acc, cfg, lengths, out_lengths, sample = _accumulate(x, y, kernel_size, **own, **config)
-    problem = _problem(acc, cfg, lengths, out_lengths, sample)
-    res = pipeline.run(problem, method, options, stacklevel=stacklevel + 1)
-    res.diagnostics["input"] = input_kind(x) or input_kind(y)
-    return res
-
-
-def recover_kernel(
-    x: OutOfCoreInput,
-    y: ArrayLike | None,
-    kernel_size: int | None = None,
-    *,
-    method: str | Callable[..., Solution] = "lstsq",
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    layout: Layout = "nwc",
-    flip: bool = False,
-    nan_policy: Literal["raise", "omit"] = "raise",
-    lags: tuple[int, int] | Literal["auto"] | None = None,
-    chunk_size: int | None = None,
-    split_every: int | None = None,
-    progress: bool | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 16,
-    _stacklevel: int = 2,
-    **options: Any,
-) -> KernelResult:
-    """:func:`kernel_recovery.recover_kernel` for inputs larger than memory, by streamed least squares.
-
-    ``kr.recover_kernel`` sends Dask, memory-mapped, zarr/h5py and iterator inputs here; call this directly
-    to pass an ndarray through the streaming path too.
-
-    Parameters
-    ----------
-    x, y : dask.array.Array, numpy.memmap, zarr.Array, array_like; or an iterator of pairs with ``y=None``
-        Inputs and outputs in the layouts of :func:`kernel_recovery.recover_kernel` (1-D, 2-D or 3-D; Dask
-        arrays may be chunked along length and batch).  An iterator yields ``(x_chunk, y_chunk)`` pairs of
-        one sequence, in order; the chunk boundaries of ``x`` and ``y`` need not line up.
-    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip, lags
-        The configuration, as in :func:`kernel_recovery.conv1d`.
-    method : {"lstsq"}
-        The only method that streams (others raise ``ValueError``).
-    nan_policy : {"raise"}
-        Streamed data must be finite (``"omit"`` raises ``ValueError``).
-    chunk_size : int, optional
-        Input samples per chunk read from memory-mapped/zarr arrays, and per Dask chunk when a non-Dask
-        array is paired with a Dask one (default :data:`DEFAULT_CHUNK`).  Dask arrays keep their own chunks.
-    split_every : int, optional
-        Accumulators merged per node of the Dask tree reduction (default :data:`DEFAULT_SPLIT_EVERY`).
-    progress : bool, optional
-        Show a progress bar (tqdm, or Dask's on the local scheduler); default: when stderr is a terminal.
-    checkpoint : path, optional
-        For arrays read chunk by chunk and for streams: every ``checkpoint_every`` chunks the accumulator and the
-        position are written to this ``.npz`` (no pickles, atomically).  A run that finds the file resumes from
-        it (the same configuration, else a ValueError): array chunks already accumulated are not read again; a
-        stream must be restarted from its beginning, and its first chunks are skipped.  The file is kept.
-    checkpoint_every : int
-        Chunks between checkpoints.
-    **options
-        ``ridge`` or ``regularization``, as for ``method="lstsq"``.
-
-    Returns
-    -------
-    KernelResult
-        As from the in-memory path; ``residual_rms`` comes from the statistics
-        (``y^T y - 2 w^T A^T y + w^T A^T A w``), ``diagnostics["streamed"]`` is True.
-
-    Notes
-    -----
-    Memory is ``O(chunk + (K Cin)^2)`` per worker.  The in-memory path's kernel-size check (which refits a
-    subsample of rows with more taps) and nan_policy="omit" are not available here.
-
-    Examples
-    --------
-    >>> import numpy as np, kernel_recovery as kr
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.standard_normal(1000)
-    >>> y = kr.conv1d(x, [0.5, -1.0, 2.0])
-    >>> pairs = ((x[i : i + 300], y[i : i + 300]) for i in range(0, 1000, 300))
-    >>> recover_kernel(pairs, None, 3).kernel.ravel().round(12)
-    array([ 0.5, -1. ,  2. ])
-    """
-    options.update(chunk_size=chunk_size, split_every=split_every, progress=progress)
-    if checkpoint is not None:
-        options.update(checkpoint=checkpoint, checkpoint_every=checkpoint_every)
-    config = dict(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip,
-        lags=lags,
-    )  # fmt: skip
-    return _recover(
-        x, y, kernel_size, method=method, stacklevel=_stacklevel, nan_policy=nan_policy, config=config, options=options
-    )
-
-
-def analyze(
-    x: OutOfCoreInput,
-    y: ArrayLike | None,
-    kernel_size: int | None = None,
-    *,
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    layout: Layout = "nwc",
-    flip: bool = False,
-    out_channels: int | None = None,
-    noise_level: ArrayLike | None = None,
-    warn: bool = True,
-    lags: tuple[int, int] | None = None,
-    chunk_size: int | None = None,
-    split_every: int | None = None,
-    progress: bool | None = None,
-    _stacklevel: int = 2,
-) -> DeterminacyReport:
-    """:func:`kernel_recovery.analyze` for inputs larger than memory (one streamed pass for ``A^T A``).
-
-    Parameters
-    ----------
-    x, y
-        As in :func:`recover_kernel` of this module; ``y`` may be None for arrays (only ``x`` decides the rank).
-    kernel_size, stride, padding, dilation, groups, use_bias, layout, flip, lags, out_channels, noise_level, warn
-        As in :func:`kernel_recovery.analyze`.
-    chunk_size, split_every, progress
-        As in :func:`recover_kernel` of this module.
-
-    Returns
-    -------
-    DeterminacyReport
-        The in-memory report, read from the Gram's eigenvalues (``exact_rank`` False for long records).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.sin(0.3 * np.arange(1000))
-    >>> rep = analyze(iter([(x, np.zeros(997))]), None, 4, warn=False)
-    >>> rep.rank.tolist(), rep.status
-    ([2], 'rank_deficient')
-    """
-    config = dict(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout, flip=flip,
-        lags=lags,
-    )  # fmt: skip
-    acc, cfg, lengths, out_lengths, sample = _accumulate(
-        x,
-        y,
-        kernel_size,
-        out_channels=out_channels,
-        chunk_size=chunk_size,
-        split_every=split_every,
-        progress=progress,
-        **config,
-    )
-    report = report_for(_problem(acc, cfg, lengths, out_lengths, sample), noise_level=noise_level)
-    if warn:
-        report.warn(stacklevel=_stacklevel)
-    return report
+    return _Pass(acc, problem.config, problem.lengths, problem.out_lengths)
