@@ -59,7 +59,7 @@ def test_noise_prewhitening_is_more_accurate_under_coloured_noise():
 
 def test_bad_prewhiten_is_named():
     x = np.random.default_rng(2).standard_normal(100)
-    with pytest.raises(ValueError, match="`prewhiten` must be None, 'input' or 'noise', got 'white'"):
+    with pytest.raises(ValueError, match="`prewhiten` must be 'input' or 'noise', got 'white'"):
         kr.recover_kernel(x, x[:98], 3, prewhiten="white")
     with pytest.raises(ValueError, match="needs the data in memory"):
         kr.recover_kernel(iter([(x, x[:98])]), None, 3, prewhiten="noise")

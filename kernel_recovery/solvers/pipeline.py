@@ -29,6 +29,7 @@ from ..model.result import KernelResult, Solution
 from ..model.statistics import block_statistics, rss_from_statistics
 from ..model.threads import SerialBLAS
 from ..model.toeplitz import solve_path
+from ..model.validation import check_choice
 from ..model.whitening import filtered_block, whitening_filters
 
 #: The residual sum of squares is read off the statistics (``y'y - 2 w'A'y + w'A'Aw``) when a bound on its rounding
@@ -56,8 +57,7 @@ def prewhiten(problem: CanonicalProblem, how: str, *, order: int = PREWHITEN_ORD
     """
     import dataclasses
 
-    if how not in PREWHITEN:
-        raise ValueError(f"`prewhiten` must be None, 'input' or 'noise', got {how!r}.")
+    how = check_choice(how, "prewhiten", PREWHITEN)
     if not all(block.retains_rows for block in problem.blocks):
         raise ValueError("`prewhiten` needs the data in memory (streamed statistics keep no rows to filter).")
     use_bias = problem.config.use_bias
