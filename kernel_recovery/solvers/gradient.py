@@ -683,7 +683,7 @@ def _reference(
             coef = np.concatenate([coef, biases[i][None]])
         y = np.concatenate(block.outputs)
         for o in range(coef.shape[1]):
-            coef[:, o] = lstsq._irls(block, use_bias, y[:, o], coef[:, o], loss, delta, max_iter=sweeps)[0]
+            coef[:, o] = lstsq.irls(block, use_bias, y[:, o], coef[:, o], loss, delta, max_iter=sweeps)[0]
         k = np.zeros((block.taps * block.channels, coef.shape[1]))
         k[block.mask.ravel()] = coef[: block.n_free]
         ref_k.append(k.reshape(kernels[i].shape))

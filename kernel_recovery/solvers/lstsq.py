@@ -504,7 +504,7 @@ def _robust(block: Block, use_bias: bool, loss: str, delta: float, max_iter: int
         if loss == "huber":
             scale = 1.4826 * np.median(np.abs(resid[:, o] - np.median(resid[:, o])))
             deltas[o] = delta * max(scale, 1e-12 * np.max(np.abs(y[:, o])), 1e-300)
-        coef[:, o], it, done = _irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o], max_iter)
+        coef[:, o], it, done = irls(block, use_bias, y[:, o], coef[:, o], loss, deltas[o], max_iter)
         iters = max(iters, it)
         converged = converged and bool(done)
     info = {"solver": "irls", "iterations": iters, "converged": converged}
@@ -531,8 +531,13 @@ def _lad_linprog(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str, delta: float, max_iter: int = 200):
-    """Iteratively reweighted least squares for one output channel (weighted Gram built in chunks)."""
+def irls(block: Block, use_bias: bool, y: np.ndarray, w: np.ndarray, loss: str, delta: float, max_iter: int = 200):
+    """Iteratively reweighted least squares for one output channel, from the coefficients ``w``.
+
+    Minimizes the sum of ``|r|`` (``loss="mae"``) or the Huber loss of threshold ``delta`` (outputs' units) over
+    the block's design, the weighted Gram built in chunks of rows; at most ``max_iter`` sweeps.  Returns
+    ``(coefficients, sweeps, converged)``.
+    """
     eps = 1e-10 * max(np.max(np.abs(y)), 1e-300)
     it, done = 0, False
     for it in range(1, max_iter + 1):  # noqa: B007
