@@ -30,7 +30,7 @@ Y = kr.conv1d(X, [1.0, -1.0, 0.5])
         (dict(layout="nhwc"), ValueError, r"`layout` must be 'nwc'.*got 'nhwc'"),
         (dict(use_bias="yes"), TypeError, r"`use_bias` must be True or False, got 'yes'"),
         (dict(flip=1), TypeError, r"`flip` must be True or False, got 1"),
-        (dict(ridge=-1.0), ValueError, r"`ridge` must be a finite number >= 0, got -1.0"),
+        (dict(ridge=-1.0), ValueError, r"`ridge` must be >= 0 and finite, got -1.0"),
     ],
 )
 def test_invalid_settings(kwargs, exc, match):

@@ -17,8 +17,7 @@ Paths, chosen per block (group) and recorded in ``diagnostics["solver"]``:
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from ..model.spectrum import block_spectrum, rank_tolerance
 from ..model.statistics import Statistics, block_statistics, rss_from_statistics
 from ..model.threads import SerialBLAS
 from ..model.toeplitz import LONG_KERNEL, ToeplitzGram, pcg, solve_path
+from ..model.validation import check_bool, check_choice, check_int, check_real
 from . import priors
 from .priors import REGULARIZATIONS, PriorArg, Regularization
 
@@ -109,64 +109,46 @@ def solve(
     ``Solution.covariance`` holds the full covariance per block (the posterior one, or ``sigma^2 (A^T A)^-1``)
     where it is at most ``priors.COVARIANCE_LIMIT`` entries and the path forms the Gram (not ``"toeplitz_cg"``).
     """
-    if (
-        isinstance(ridge, (bool, np.bool_))
-        or not isinstance(ridge, numbers.Real)
-        or not np.isfinite(ridge)
-        or ridge < 0
-    ):
-        raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
-    if regularization is not None and regularization not in REGULARIZATIONS:
-        raise ValueError(
-            f"`regularization` must be None, 'gcv', 'ml', 'tc', 'dc', 'ss' or 'di', got {regularization!r}."
-        )
+    ridge = check_real(ridge, "ridge", low=0.0)
+    if regularization is not None:
+        regularization = check_choice(regularization, "regularization", REGULARIZATIONS)
     priors.check_prior(prior)
-    share = priors.check_share(share_hyperparameters)
+    share = check_bool(share_hyperparameters, "share_hyperparameters")
+    loss = check_choice(loss, "loss", LOSSES)
+    if huber_delta is not None:
+        huber_delta = check_real(huber_delta, "huber_delta", low=0.0, low_open=True)
+    if max_iter is not None:
+        max_iter = check_int(max_iter, "max_iter", 1)
     if prior is not None and regularization is not None:
         raise ValueError(f"give either `prior` or `regularization` (={regularization!r}), not both.")
     if prior is not None and (ridge > 0 or loss != "mse"):
         raise ValueError("`prior` cannot be combined with `ridge` or a robust `loss`.")
-    if loss not in LOSSES:
-        raise ValueError(f"`loss` must be 'mse', 'mae' or 'huber', got {loss!r}.")
-    if huber_delta is not None and (
-        isinstance(huber_delta, bool) or not isinstance(huber_delta, numbers.Real) or not huber_delta > 0
-    ):
-        raise ValueError(f"`huber_delta` must be a number > 0 (units of a robust noise scale), got {huber_delta!r}.")
-    if max_iter is not None and (
-        isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, numbers.Integral) or max_iter < 1
-    ):
-        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}.")
     if regularization is not None and ridge > 0:
         raise ValueError(f"give either `ridge` (={ridge!r}) or `regularization` (={regularization!r}), not both.")
     if loss != "mse" and (regularization is not None or ridge > 0):
         raise ValueError(f"`loss`={loss!r} cannot be combined with `ridge` or `regularization`.")
     if huber_delta is not None and loss != "huber":
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
-    return solve_blocks(
-        problem,
-        ridge=float(ridge),
-        regularization=regularization,
-        prior=prior,
-        share_hyperparameters=share,
-        loss=loss,
-        huber_delta=HUBER_DELTA if huber_delta is None else float(huber_delta),
-        max_iter=None if max_iter is None else int(max_iter),
-    )
+    delta = HUBER_DELTA if huber_delta is None else huber_delta
+    return solve_blocks(problem, Options(ridge, regularization, prior, share, loss, delta, max_iter))
 
 
-def solve_blocks(
-    problem: CanonicalProblem,
-    *,
-    ridge: float = 0.0,
-    regularization: Regularization | None = None,
-    prior: PriorArg | None = None,
-    share_hyperparameters: bool = False,
-    loss: Loss = "mse",
-    huber_delta: float = HUBER_DELTA,
-    max_iter: int | None = None,
-) -> Solution:
+class Options(NamedTuple):
+    """The options of :func:`solve`, validated (``huber_delta`` given its default)."""
+
+    ridge: float = 0.0
+    regularization: Regularization | None = None
+    prior: PriorArg | None = None
+    share_hyperparameters: bool = False
+    loss: Loss = "mse"
+    huber_delta: float = HUBER_DELTA
+    max_iter: int | None = None
+
+
+def solve_blocks(problem: CanonicalProblem, opts: Options) -> Solution:
     """The solver behind :func:`solve`; blocks that do not retain their rows use the cached statistics only."""
     use_bias = problem.config.use_bias
+    ridge, regularization, prior, loss, max_iter = opts.ridge, opts.regularization, opts.prior, opts.loss, opts.max_iter
     out = _Collector(problem)
     tuned = regularization is not None or prior is not None
     for block in problem.blocks:
@@ -174,12 +156,12 @@ def solve_blocks(
         if loss != "mse" and not data:
             raise ValueError(f"`loss`={loss!r} needs every row of the data; these statistics were streamed.")
         if loss != "mse":
-            coef, info = _robust(block, use_bias, loss, huber_delta, max_iter or IRLS_MAX_ITER)
+            coef, info = _robust(block, use_bias, loss, opts.huber_delta, max_iter or IRLS_MAX_ITER)
             out.add(block, coef, info, None, None)
             continue
         if tuned:
             kind = regularization if regularization is not None else "custom"
-            coef, info, cov = priors.regularized(problem, block, kind, prior=prior, share=share_hyperparameters)
+            coef, info, cov = priors.regularized(problem, block, kind, prior=prior, share=opts.share_hyperparameters)
             out.add(block, coef, info, None, None, cov)
             continue
         path = solve_path(block, use_bias, LONG_KERNEL)
@@ -208,9 +190,9 @@ def solve_blocks(
     options: dict[str, Any] = {"ridge": ridge, "regularization": regularization, "loss": loss, "max_iter": max_iter}
     if tuned:
         options["prior"] = prior
-        options["share_hyperparameters"] = share_hyperparameters
+        options["share_hyperparameters"] = opts.share_hyperparameters
     if loss == "huber":
-        options["huber_delta"] = huber_delta
+        options["huber_delta"] = opts.huber_delta
     return out.solution(message, options, bayesian=tuned or ridge > 0)
 
 

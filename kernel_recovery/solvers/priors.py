@@ -43,7 +43,6 @@ posterior mean is ``T S M^{-1} h`` and the posterior covariance ``sigma^2 T S M^
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -600,9 +599,7 @@ def _apply(t, a: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _tune(
-    ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[float, float]], n_starts: int, large: bool
-):
+def _tune(ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[float, float]], n_starts: int, large: bool):
     from scipy.optimize import minimize
 
     if large:  # each evaluation is a P^3 factorization: one start (the middle decay), a short scale profile
@@ -611,8 +608,12 @@ def _tune(
     # a profile that slid onto the no-signal plateau (to the scale's lower bound) is restarted from the best scale of
     # a scan: the signal's basin can lie far above the moment-matched scale (SS on slow oscillating responses)
     lowest = bounds[0][0] + 1.0
-    theta_starts = [_profile_scales(ev, _scan_scale(ev, t, bounds[0]), bounds, 6 if large else 20)
-                    if np.any(t[:: ev.per] <= lowest) else t for t in theta_starts]
+    theta_starts = [
+        _profile_scales(ev, _scan_scale(ev, t, bounds[0]), bounds, 6 if large else 20)
+        if np.any(t[:: ev.per] <= lowest)
+        else t
+        for t in theta_starts
+    ]
     scored = sorted(((ev.value(t), i) for i, t in enumerate(theta_starts)), key=lambda fi: fi[0])
     best_f, best_theta = np.inf, theta_starts[scored[0][1]]
     for f0, i in scored[:n_starts]:
@@ -917,13 +918,3 @@ def ridge_covariance(block: Block, use_bias: bool, ridge: float, coef: np.ndarra
     rss = st.yty - 2 * np.einsum("ij,ij->j", coef, st.cross) + np.einsum("ij,ij->j", coef, st.gram @ coef)
     sigma2 = np.clip(rss, 0.0, None) / max(st.n_rows - df, 1e-12)
     return sigma2[:, None, None] * inv[None]
-
-
-def check_share(value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`share_hyperparameters` must be True or False, got {value!r}.")
-    return bool(value)
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
