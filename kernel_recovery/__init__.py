@@ -1,6 +1,7 @@
 """kernel_recovery: recover the kernel (and bias) of a 1-D convolution from its inputs and outputs."""
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .api import analyze, recover_kernel
 from .diagnostics.determinacy import DeterminacyReport
@@ -22,6 +23,19 @@ from .stack import StackResult, recover_stack
 from .streaming.accumulator import NormalEquations
 from .tracking import KernelTrack, track_kernel
 
+if TYPE_CHECKING:
+    from .estimator import KernelEstimator
+
+
+def __getattr__(name: str) -> Any:
+    # scikit-learn is optional: kr.KernelEstimator imports it on first use, `import kernel_recovery` never does
+    if name == "KernelEstimator":
+        from .estimator import KernelEstimator
+
+        return KernelEstimator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 try:
     __version__ = version("kernel_recovery")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -33,6 +47,7 @@ __all__ = [
     "DeterminacyReport",
     "FrequencyResponse",
     "IllConditionedWarning",
+    "KernelEstimator",
     "KernelResult",
     "KernelSizeSelection",
     "KernelSizeWarning",
