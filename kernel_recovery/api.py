@@ -173,9 +173,7 @@ def recover_kernel(
     if y is None and outofcore.input_kind(x) != "stream":
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
     if streamed:
-        if prewhiten is not None:
-            raise ValueError(f"`prewhiten`={prewhiten!r} needs the data in memory (it filters the records).")
-        outofcore.check_streamable(method=method, nan_policy=nan_policy, lags=lags)
+        outofcore.check_streamable(prewhiten=prewhiten, method=method, nan_policy=nan_policy, lags=lags)
     else:
         _refuse_streaming(split_every=split_every, checkpoint=checkpoint)
         if progress is not None:  # the method's own bar
@@ -197,9 +195,7 @@ def recover_kernel(
         checkpoint_every=checkpoint_every,
     )  # fmt: skip
     problem = _canonical_problem(x, y, spec, streamed, nan_policy=nan_policy, streaming=streaming)
-    whitened = None
-    if prewhiten is not None:
-        problem, whitened = pipeline.prewhiten(problem, prewhiten)
+    problem, whitened = (problem, None) if prewhiten is None else pipeline.prewhiten(problem, prewhiten)
     result = pipeline.run(problem, method, options, stacklevel=2)
     if streamed:
         result.diagnostics["input"] = outofcore.input_kind(x) or outofcore.input_kind(y)

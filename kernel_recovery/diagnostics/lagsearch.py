@@ -943,7 +943,8 @@ def choose_lags_for(
 
     The one reading behind ``recover_kernel(..., lags="auto")`` and :func:`~kernel_recovery.select_lags`: checks
     that ``y`` is on ``x``'s time axis (same lengths), chooses, and issues the choice's warnings (a response cut
-    by ``max_length`` or ``max_delay``) as :class:`~kernel_recovery.KernelSizeWarning`.
+    by ``max_length`` or ``max_delay``) as :class:`~kernel_recovery.KernelSizeWarning`.  ``x`` and ``y`` may be
+    sequences already read (``as_sequences``), so that the caller reads the data once for the search and the fit.
     """
     from ..model.arrays import as_sequences
     from ..model.config import check_layout

@@ -135,10 +135,16 @@ def is_out_of_core(x: object, y: object = None) -> bool:
 
 
 def check_streamable(
-    *, method: str | Callable[..., Solution] = "lstsq", nan_policy: object = "raise", lags: object = None
+    *,
+    prewhiten: object = None,
+    method: str | Callable[..., Solution] = "lstsq",
+    nan_policy: object = "raise",
+    lags: object = None,
 ) -> None:
-    """Refuse the settings that need the record in memory: a method other than ``"lstsq"``, ``nan_policy="omit"``
-    and ``lags="auto"``, each with a ``ValueError`` that says what to do instead."""
+    """Refuse the settings that need the record in memory: ``prewhiten``, a method other than ``"lstsq"``,
+    ``nan_policy="omit"`` and ``lags="auto"``, each with a ``ValueError`` that says what to do instead."""
+    if prewhiten is not None:
+        raise ValueError(f"`prewhiten`={prewhiten!r} needs the data in memory (it filters the records).")
     if not (isinstance(method, str) and method.lower() == "lstsq"):
         shown = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
         raise ValueError(
