@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from .diagnostics.determinacy import DeterminacyReport, check_noise_level
 from .diagnostics.geometry import data_needed, shape_causes, untouched_taps, user_taps
 from .exceptions import UnderdeterminedWarning
-from .model.config import ConvConfig, Padding
-from .model.validation import check_int
+from .model.config import ConvConfig, ConvSpec, Padding
+from .model.validation import check_int, check_real
 
 
-def _lengths(lengths, batch) -> tuple[int, ...]:
-    if isinstance(lengths, numbers.Integral) and not isinstance(lengths, (bool, np.bool_)):
+def _lengths(lengths: int | Sequence[int], batch: int | None) -> tuple[int, ...]:
+    """The input length of each planned sequence: the ``lengths`` given, or one length ``batch`` times."""
+    if isinstance(lengths, str) or np.ndim(lengths) == 0:
         n = 1 if batch is None else check_int(batch, "batch")
         return (check_int(lengths, "lengths"),) * n
-    if isinstance(lengths, (Sequence, np.ndarray)) and len(lengths) and not isinstance(lengths, str):
-        out = tuple(check_int(v, "lengths") for v in lengths)
-        if batch is not None and check_int(batch, "batch") != len(out):
-            raise ValueError(f"`batch` (={batch}) must equal the number of `lengths` given ({len(out)}), or be None.")
-        return out
-    raise TypeError(f"`lengths` must be a positive int or a non-empty sequence of them, got {lengths!r}.")
+    out = tuple(check_int(v, "lengths") for v in lengths)  # type: ignore[union-attr]
+    if not out:
+        raise ValueError("`lengths` is empty: give the length of at least one sequence.")
+    if batch is not None and check_int(batch, "batch") != len(out):
+        raise ValueError(f"`batch` (={batch}) must equal the number of `lengths` given ({len(out)}), or be None.")
+    return out
 
 
 def plan(
@@ -93,100 +94,18 @@ def plan(
     [0.009]
     """
     n_seq = _lengths(lengths, batch)
-    if (
-        isinstance(input_std, (bool, np.bool_))
-        or not isinstance(input_std, numbers.Real)
-        or not np.isfinite(input_std)
-        or input_std <= 0
-    ):
-        raise ValueError(f"`input_std` must be a finite number > 0, got {input_std!r}.")
-    in_channels = check_int(in_channels, "in_channels")
-    out_channels = check_int(groups, "groups") if out_channels is None else check_int(out_channels, "out_channels")
-    cfg = ConvConfig.create(
-        kernel_size,
-        in_channels,
-        out_channels,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        use_bias=use_bias,
-        flip=flip,
+    input_std = check_real(input_std, "input_std", low=0, low_open=True)
+    spec = ConvSpec.create(
+        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, flip=flip
     )
-    n_out = cfg.out_channels
-    noise = check_noise_level(noise_level, n_out)
-    out_lengths = [cfg.output_length(n) for n in n_seq]
-    for i, (n, m) in enumerate(zip(n_seq, out_lengths)):
-        if m < 1:
-            min_length, _ = data_needed(cfg, [1])
-            where = "" if len(n_seq) == 1 else f" (sequence {i})"
-            raise ValueError(
-                f"`lengths`{where} gives {n} samples, too short for kernel_size={cfg.kernel_size}, dilation="
-                f"{cfg.dilation} with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
-            )
-    n_eq = int(sum(out_lengths))
-    p = cfg.unknowns_per_output
-    cin = cfg.in_per_group
+    n_out = spec.groups if out_channels is None else check_int(out_channels, "out_channels")
+    cfg = spec.bind(check_int(in_channels, "in_channels"), n_out)
+    noise = check_noise_level(noise_level, cfg.out_channels)
+    n_eq = _equations(cfg, n_seq)
     geometry = untouched_taps(cfg, n_seq)
-    reached = (cfg.kernel_size - int(geometry.sum())) * cin + int(cfg.use_bias)
+    reached = (cfg.kernel_size - int(geometry.sum())) * cfg.in_per_group + int(cfg.use_bias)
     r = min(n_eq, reached)
-    if n_eq < p:
-        status = "underdetermined"
-    elif r < p:
-        status = "rank_deficient"
-    elif n_eq == p:
-        status = "determined"
-    else:
-        status = "overdetermined"
-    spare = n_eq - p - 1
-    var_tap = 1.0 / input_std**2 / spare if r == p and spare > 0 else np.inf
-    var_bias = 1.0 / spare if r == p and spare > 0 else np.inf
-    gain = np.sqrt(cfg.kernel_size * cin * var_tap + (var_bias if cfg.use_bias else 0.0))
-    if r == p and n_eq > p:
-        ratio = np.sqrt(p / n_eq)
-        cond = (1 + ratio) / (1 - ratio)
-        if cfg.use_bias:
-            cond *= max(input_std, 1.0) / min(input_std, 1.0)
-    else:
-        cond = np.inf if r < p else np.nan
-    kernel_gain = np.full(cfg.kernel_shape, np.sqrt(var_tap))
-    user_untouched = user_taps(cfg, np.flatnonzero(geometry))
-    kernel_gain[user_untouched] = np.inf
-    null = []
-    for k in user_untouched:
-        for c in range(cin):
-            v = np.zeros((cfg.kernel_size, cin))
-            v[k, c] = 1.0
-            null.append(v)
-    null_arr = np.array(null).reshape(len(null), cfg.kernel_size, cin)
-    diagnosis = shape_causes(cfg, n_seq, n_eq, geometry)
-    min_length, min_sequences = data_needed(cfg, n_seq)
-    report = DeterminacyReport(
-        config=cfg,
-        equations=np.full(n_out, n_eq, dtype=np.int64),
-        unknowns=np.full(n_out, p, dtype=np.int64),
-        rank=np.full(n_out, r, dtype=np.int64),
-        condition_number=np.full(n_out, cond),
-        status=status,
-        channel_status=(status,) * n_out,
-        error_per_unit_noise=np.full(n_out, gain),
-        singular_values=[np.zeros(0) for _ in range(cfg.groups)],
-        null_space=[null_arr.copy() for _ in range(cfg.groups)],
-        null_space_bias=[np.zeros(len(null)) for _ in range(cfg.groups)] if cfg.use_bias else None,
-        causes=tuple(c for _, c, _ in diagnosis),
-        advice=tuple(a for _, _, a in diagnosis),
-        exact_rank=False,
-        cause_codes=tuple(code for code, _, _ in diagnosis),
-        kernel_error_per_unit_noise=kernel_gain,
-        bias_error_per_unit_noise=np.full(n_out, np.sqrt(var_bias)) if cfg.use_bias else None,
-        noise_level=noise,
-        expected_error=None if noise is None else noise * gain,
-        untouched_taps=tuple(user_untouched),
-        min_length=min_length,
-        min_sequences=min_sequences,
-        lengths=n_seq,
-        source="plan",
-    )
+    report = _report(cfg, n_seq, n_eq, r, geometry, _white_noise_accuracy(cfg, n_eq, r, input_std), noise)
     if warn and not report.ok:
         warnings.warn(
             f"the planned experiment does not determine the kernel: {' '.join(report.causes)} "
@@ -195,3 +114,108 @@ def plan(
             stacklevel=2,
         )
     return report
+
+
+def _equations(cfg: ConvConfig, lengths: tuple[int, ...]) -> int:
+    """Equations per output channel, ``sum_i output_length(L_i)``; every sequence must give one output."""
+    out_lengths = [cfg.output_length(n) for n in lengths]
+    for i, (n, m) in enumerate(zip(lengths, out_lengths)):
+        if m < 1:
+            where = "" if len(lengths) == 1 else f" (sequence {i})"
+            raise ValueError(
+                f"`lengths`{where} gives {n} samples, too short for kernel_size={cfg.kernel_size}, dilation="
+                f"{cfg.dilation} with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
+            )
+    return int(sum(out_lengths))
+
+
+class _Accuracy(NamedTuple):
+    """The expected accuracy on a white-noise input (see the Notes of :func:`plan`)."""
+
+    var_tap: float
+    var_bias: float
+    gain: float
+    cond: float
+
+
+def _white_noise_accuracy(cfg: ConvConfig, n_eq: int, r: int, input_std: float) -> _Accuracy:
+    """Error variances per unit noise (inverse Wishart mean) and the Marchenko-Pastur condition number."""
+    p = cfg.unknowns_per_output
+    spare = n_eq - p - 1
+    var_tap = 1.0 / input_std**2 / spare if r == p and spare > 0 else np.inf
+    var_bias = 1.0 / spare if r == p and spare > 0 else np.inf
+    gain = np.sqrt(cfg.kernel_size * cfg.in_per_group * var_tap + (var_bias if cfg.use_bias else 0.0))
+    if r == p and n_eq > p:
+        ratio = np.sqrt(p / n_eq)
+        cond = (1 + ratio) / (1 - ratio)
+        if cfg.use_bias:
+            cond *= max(input_std, 1.0) / min(input_std, 1.0)
+    else:
+        cond = np.inf if r < p else np.nan
+    return _Accuracy(var_tap, var_bias, gain, cond)
+
+
+def _status(n_eq: int, r: int, p: int) -> str:
+    if n_eq < p:
+        return "underdetermined"
+    if r < p:
+        return "rank_deficient"
+    return "determined" if n_eq == p else "overdetermined"
+
+
+def _report(
+    cfg: ConvConfig,
+    lengths: tuple[int, ...],
+    n_eq: int,
+    r: int,
+    geometry: np.ndarray,
+    accuracy: _Accuracy,
+    noise: np.ndarray | None,
+) -> DeterminacyReport:
+    """The report of the plan: the same fields :func:`analyze` fills, the spectra left empty."""
+    n_out, p = cfg.out_channels, cfg.unknowns_per_output
+    status = _status(n_eq, r, p)
+    kernel_gain = np.full(cfg.kernel_shape, np.sqrt(accuracy.var_tap))
+    user_untouched = user_taps(cfg, np.flatnonzero(geometry))
+    kernel_gain[user_untouched] = np.inf
+    null = _untouched_directions(cfg, user_untouched)
+    diagnosis = shape_causes(cfg, lengths, n_eq, geometry)
+    min_length, min_sequences = data_needed(cfg, lengths)
+    return DeterminacyReport(
+        config=cfg,
+        equations=np.full(n_out, n_eq, dtype=np.int64),
+        unknowns=np.full(n_out, p, dtype=np.int64),
+        rank=np.full(n_out, r, dtype=np.int64),
+        condition_number=np.full(n_out, accuracy.cond),
+        status=status,
+        channel_status=(status,) * n_out,
+        error_per_unit_noise=np.full(n_out, accuracy.gain),
+        singular_values=[np.zeros(0) for _ in range(cfg.groups)],
+        null_space=[null.copy() for _ in range(cfg.groups)],
+        null_space_bias=[np.zeros(len(null)) for _ in range(cfg.groups)] if cfg.use_bias else None,
+        causes=tuple(c for _, c, _ in diagnosis),
+        advice=tuple(a for _, _, a in diagnosis),
+        exact_rank=False,
+        cause_codes=tuple(code for code, _, _ in diagnosis),
+        kernel_error_per_unit_noise=kernel_gain,
+        bias_error_per_unit_noise=np.full(n_out, np.sqrt(accuracy.var_bias)) if cfg.use_bias else None,
+        noise_level=noise,
+        expected_error=None if noise is None else noise * accuracy.gain,
+        untouched_taps=tuple(user_untouched),
+        min_length=min_length,
+        min_sequences=min_sequences,
+        lengths=lengths,
+        source="plan",
+    )
+
+
+def _untouched_directions(cfg: ConvConfig, taps: list[int]) -> np.ndarray:
+    """The null directions of taps no output reads: a unit kernel ``(kernel_size, in_per_group)`` per tap, channel."""
+    cin = cfg.in_per_group
+    null = []
+    for k in taps:
+        for c in range(cin):
+            v = np.zeros((cfg.kernel_size, cin))
+            v[k, c] = 1.0
+            null.append(v)
+    return np.array(null).reshape(len(null), cfg.kernel_size, cin)
