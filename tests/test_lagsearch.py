@@ -156,7 +156,7 @@ def test_seed_finds_a_bulk_delay_with_coloured_input(rng):
     filters = list(whitening_filters([x[:, None] - x.mean()], 16).T)
     corr, count = lagsearch.whitened_correlation([x[:, None]], [y[:, None]], filters, -2000, 3000)
     threshold = lagsearch.null_threshold(count, len(corr))
-    sig = lagsearch._significant_lags(corr, -2000, threshold)
+    sig = lagsearch.significant_lags(corr, -2000, threshold)
     assert sig[0] == delay and sig[-1] < delay + 20
     assert -2000 + int(np.argmax(np.abs(corr[:, 0, 0]))) == delay  # the largest tap
 

@@ -426,7 +426,7 @@ def null_threshold(n_samples: int, n_lags: int) -> float:
     return max(z, 4.5) / math.sqrt(max(n_samples, 1))
 
 
-def _significant_lags(corr: np.ndarray, lo: int, threshold: float) -> np.ndarray:
+def significant_lags(corr: np.ndarray, lo: int, threshold: float) -> np.ndarray:
     """Lags where some channel pair leaves the null band ``threshold``.
 
     (No averaging over neighbouring lags: with a coloured output, neighbouring correlations are correlated, and
@@ -763,26 +763,109 @@ def choose_lags(
     xs, ys = _check_sequences(xs, ys)
     if criterion not in ("aic", "bic"):
         raise ValueError(f"`criterion` must be 'aic' or 'bic' for the lag search, got {criterion!r}.")
+    name: Criterion = criterion
+    max_length, max_delay = _check_limits(xs, ys, max_length, max_delay)
+    seed = _seed(xs, ys, max_length, max_delay)
+    notes = [seed.note]
+    lo, hi, sig_lo, fitted = _window(xs, ys, seed, max_length, use_bias, notes)
+    if xs[0].shape[1] == 1 and hi - lo + 1 > SMALL_WINDOW:
+        scan = _levinson_window_scan(xs, ys, lo, hi, use_bias, fitted, notes)
+    else:
+        scan = _cholesky_window_scan(xs, ys, lo, hi, use_bias, notes)
+    hi = scan.hi
+    scores = _scores(scan, xs[0].shape[1], ys[0].shape[1], use_bias, name, min(hi, max(sig_lo, lo) + seed.margin))
+    first = int(scores.starts[np.argmin(scores.start_scores)])
+    last = max(int(scores.ends[np.argmin(scores.end_scores)]), first)
+    start_of_response, end_of_response = scores.response(_band_threshold(xs[0].shape[1] * ys[0].shape[1]))
+    guard = max(2, seed.margin // 4)
+    warn: list[str] = []
+    if (last >= hi - guard or (end_of_response is not None and end_of_response >= hi - guard)) and (
+        hi >= min(lo + max_length - 1, seed.search[1])
+    ):
+        warn.append(
+            f"the response is cut at the end: it is still significant at lag {max(last, end_of_response or last)}, the "
+            f"end of the search (max_length={max_length}); pass a larger max_length (or more data) to see the end."
+        )
+    if first <= lo + guard and lo <= seed.search[0]:
+        warn.append(
+            f"the response is cut at the start: it is significant at lag {first}, the start of the search "
+            f"(max_delay={max_delay}); pass a larger max_delay."
+        )
+    return LagSelection(
+        first=first,
+        last=last,
+        criterion=name,
+        starts=scores.starts,
+        start_scores=scores.start_scores,
+        ends=scores.ends,
+        end_scores=scores.end_scores,
+        start_of_response=start_of_response,
+        end_of_response=end_of_response,
+        onset=seed.onset,
+        peak=seed.peak,
+        window=(lo, hi),
+        noise_std=math.sqrt(scores.sigma2),
+        n_samples=int(scores.n_samples),
+        notes=tuple(notes),
+        warnings=tuple(warn),
+        non_causal=_non_causal_message(start_of_response),
+    )
+
+
+def _check_limits(
+    xs: list[np.ndarray], ys: list[np.ndarray], max_length: int | None, max_delay: int | None
+) -> tuple[int, int]:
+    """``max_length`` and ``max_delay`` checked, or their defaults for these records; records long enough."""
     c, o = xs[0].shape[1], ys[0].shape[1]
     n_total = sum(len(x) for x in xs)
     n_min = min(len(x) for x in xs)
-    if max_length is None:
-        max_length = max(min(MAX_WINDOW, n_total // 8), 1)
-    if max_delay is None:
-        max_delay = n_min // 4
+    max_length = max(min(MAX_WINDOW, n_total // 8), 1) if max_length is None else max_length
+    max_delay = n_min // 4 if max_delay is None else max_delay
     for name, value, least in (("max_length", max_length, 1), ("max_delay", max_delay, 0)):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}.")
     max_length, max_delay = int(max_length), int(max_delay)
     if n_min < 2 * AR_ORDER or n_total < 4 * (c + 1) * o:
         raise ValueError(f"the lag search needs longer records: the shortest has {n_min} samples.")
-    order = min(AR_ORDER, n_min // 8)
+    return max_length, max_delay
+
+
+@dataclass(frozen=True)
+class _Seed:
+    """Where the prewhitened cross-correlation leaves its null band: the lags to start the window from."""
+
+    order: int  # of the AR prewhitening filters
+    filters: list[np.ndarray]  # per input channel
+    search: tuple[int, int]  # the lags searched
+    threshold: float  # the null band
+    onset: int  # the first significant lag
+    last: int  # the last significant lag
+    peak: int  # the lag of the largest correlation
+    whitened: dict  # the whitened inputs' spectra, shared by the seed and the residual checks
+
+    @property
+    def margin(self) -> int:
+        """Lags the window reaches past the significant ones."""
+        return max(2 * self.order, 32)
+
+    @property
+    def note(self) -> str:
+        return (
+            f"seed: prewhitened (AR({self.order})) cross-correlation leaves its null band ({self.threshold:.3g}) from "
+            f"lag {self.onset} to {self.last}; peak at lag {self.peak}."
+        )
+
+
+def _seed(xs: list[np.ndarray], ys: list[np.ndarray], max_length: int, max_delay: int) -> _Seed:
+    """Step 1: prewhiten, correlate at every lag of the search, and find the lags outside the null band."""
+    c, o = xs[0].shape[1], ys[0].shape[1]
+    order = min(AR_ORDER, min(len(x) for x in xs) // 8)
     filters = list(whitening_filters([x - x.mean(axis=0) for x in xs], order).T)  # per input channel
     search = (-max_delay, max_delay + max_length - 1)
-    whitened: dict = {}  # the whitened inputs' spectra, shared by the seed and the residual checks
+    whitened: dict = {}
     corr, n = whitened_correlation(xs, ys, filters, *search, cache=whitened)
     threshold = null_threshold(n, len(corr) * c * o)
-    sig = _significant_lags(corr, search[0], threshold)
+    sig = significant_lags(corr, search[0], threshold)
     if len(sig) == 0:
         raise ValueError(
             f"`y` does not correlate with `x` above the noise at any lag in {search[0]}..{search[1]} (prewhitened "
@@ -790,27 +873,34 @@ def choose_lags(
             "`max_delay` / `max_length`."
         )
     flat = np.abs(corr.reshape(len(corr), -1)).max(axis=1)
-    onset, peak = int(sig[0]), int(search[0] + np.argmax(flat))
-    margin = max(2 * order, 32)
-    notes = [
-        f"seed: prewhitened (AR({order})) cross-correlation leaves its null band ({threshold:.3g}) from lag {onset} "
-        f"to {int(sig[-1])}; peak at lag {peak}."
-    ]
-    sig_lo, sig_hi = onset, int(sig[-1])
-    end_limit = min(search[1], max_delay + max_length - 1)
-    fitted: tuple | None = None  # (lo, hi, kernel, bias, residuals) of the last window fitted
+    peak = int(search[0] + np.argmax(flat))
+    return _Seed(order, filters, search, threshold, int(sig[0]), int(sig[-1]), peak, whitened)
+
+
+#: A window's least-squares fit: ``(lo, hi, kernel (taps, C, O), residuals per sequence)``.
+_Fitted = tuple[int, int, np.ndarray, list[np.ndarray]]
+
+
+def _window(
+    xs: list[np.ndarray], ys: list[np.ndarray], seed: _Seed, max_length: int, use_bias: bool, notes: list[str]
+) -> tuple[int, int, int, _Fitted | None]:
+    """Step 3: the window ``(lo, hi)`` around the significant lags, widened while the residual of its fit still
+    correlates with ``x`` outside it (a note each time); also the first significant lag and the last fit."""
+    search, margin = seed.search, seed.margin
+    sig_lo, sig_hi = seed.onset, seed.last
+    fitted: _Fitted | None = None
     for round_ in range(ROUNDS):
         lo = max(sig_lo - margin, search[0])
-        hi = max(min(sig_hi + max(margin, (sig_hi - sig_lo + 1) // 8), lo + max_length - 1, end_limit), lo)
+        hi = max(min(sig_hi + max(margin, (sig_hi - sig_lo + 1) // 8), lo + max_length - 1, search[1]), lo)
         if round_ == ROUNDS - 1:
             break
         # the residual of the window's fit, correlated with x at every lag: least-squares sensitivity outside it
         kernel, bias = _window_fit(xs, ys, lo, hi, use_bias)
         residuals = _residuals(xs, ys, kernel, lo, bias)
         fitted = (lo, hi, kernel, residuals)
-        rcorr, _ = whitened_correlation(xs, residuals, filters, *search, cache=whitened)
-        rsig = _significant_lags(rcorr, search[0], threshold)
-        outside = rsig[((rsig < lo) & (lo > search[0])) | ((rsig > hi) & (hi < min(lo + max_length - 1, end_limit)))]
+        rcorr, _ = whitened_correlation(xs, residuals, seed.filters, *search, cache=seed.whitened)
+        rsig = significant_lags(rcorr, search[0], seed.threshold)
+        outside = rsig[((rsig < lo) & (lo > search[0])) | ((rsig > hi) & (hi < min(lo + max_length - 1, search[1])))]
         if not len(outside):
             break
         notes.append(
@@ -818,114 +908,129 @@ def choose_lags(
             f"{int(outside.min())}..{int(outside.max())}: window widened."
         )
         sig_lo, sig_hi = min(sig_lo, int(outside.min())), max(sig_hi, int(outside.max()))
-    b = int(use_bias)
-    n_rows = n_total
-    suffix_rss = None
-    if c == 1 and hi - lo + 1 > SMALL_WINDOW:
-        # one input channel, a long window: its exact fit (Toeplitz CG), then Levinson for every prefix and suffix
-        r, largest = input_autocorrelation(xs, hi - lo + 1, centre=use_bias)
-        for _ in range(2):  # a second pass only where Levinson stopped short of the window's end
-            if fitted is None or fitted[:2] != (lo, hi):
-                kernel, bias = _window_fit(xs, ys, lo, hi, use_bias)
-                fitted = (lo, hi, kernel, _residuals(xs, ys, kernel, lo, bias))
-            full_rss = float(sum(np.sum(e * e) for e in fitted[3]))
-            scan = toeplitz_window_scan(r, largest, fitted[2][:, 0, :], full_rss, n_rows)
-            if scan.rank == hi - lo + 1:
-                break
-            if scan.rank < 1:
-                raise ValueError(
-                    f"the design over lags {lo}..{hi} is rank deficient from its first lag: x does not excite it."
-                )
-            notes.append(
-                f"the input does not resolve lags past {lo + scan.rank - 1} in the window {lo}..{hi}: scanned up to "
-                "there."
-            )
-            hi = lo + scan.rank - 1
-        prefix_rss, suffix_rss = scan.end_rss, scan.start_rss[::-1][:-1]  # suffix_rss[i]: the lags lo+i..hi
-    else:
-        gram, cross, yty, n_rows = window_statistics(xs, ys, lo, hi, use_bias)
-        fit = prefix_fit(gram, cross, yty, n_rows)
-        taps_ok = max((fit.rank - b) // c, 0)
-        if taps_ok < 1:
-            raise ValueError(
-                f"the design over lags {lo}..{hi} is rank deficient from its first lag: x does not excite it."
-            )
-        if taps_ok < hi - lo + 1:
-            notes.append(
-                f"the input does not resolve lags past {lo + taps_ok - 1} in the window {lo}..{hi}: scanned up to "
-                "there."
-            )
-            hi = lo + taps_ok - 1
-        prefix_rss = fit.rss[b + np.arange(hi - lo + 2) * c]  # the prefixes lo..lo+k-1, k = 0..taps
+    return lo, hi, sig_lo, fitted
+
+
+@dataclass(frozen=True)
+class _WindowScan:
+    """Step 2's residuals over the window ``lo..hi`` (``hi`` cut back to the last lag the input resolves)."""
+
+    lo: int
+    hi: int
+    prefix_rss: np.ndarray  # [k]: the fit on lags lo..lo+k-1, k = 0..taps
+    n_rows: int
+    suffix_rss: np.ndarray | None = None  # [i]: the fit on lags lo+i..hi (the Levinson scan)
+    fit: PrefixFit | None = None  # the Cholesky scan's factor, for the starts
+
+    def start_rss(self, q: int, use_bias: bool, channels: int) -> np.ndarray:
+        """The residual of the fits on ``s..hi`` for ``s = lo..lo+q-1``."""
+        if self.suffix_rss is not None:
+            return self.suffix_rss[:q]
+        assert self.fit is not None  # the Cholesky scan keeps its factor
+        b = int(use_bias)
+        return dropped_rss(self.fit, np.arange(b, b + (q - 1) * channels))[::channels]  # k = 0..q-1 lags dropped
+
+
+def _unresolved(lo: int, hi: int, resolved: int, notes: list[str]) -> int:
+    """The window's end cut back to the ``resolved`` lags the input resolves (a note), or an error for none."""
+    if resolved < 1:
+        raise ValueError(f"the design over lags {lo}..{hi} is rank deficient from its first lag: x does not excite it.")
+    notes.append(
+        f"the input does not resolve lags past {lo + resolved - 1} in the window {lo}..{hi}: scanned up to there."
+    )
+    return lo + resolved - 1
+
+
+def _levinson_window_scan(
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    lo: int,
+    hi: int,
+    use_bias: bool,
+    fitted: _Fitted | None,
+    notes: list[str],
+) -> _WindowScan:
+    """One input channel, a long window: its exact fit (Toeplitz CG), then Levinson for every prefix and suffix."""
+    n_rows = sum(len(x) for x in xs)
+    r, largest = input_autocorrelation(xs, hi - lo + 1, centre=use_bias)
+    for _ in range(2):  # a second pass only where Levinson stopped short of the window's end
+        if fitted is None or fitted[:2] != (lo, hi):
+            kernel, bias = _window_fit(xs, ys, lo, hi, use_bias)
+            fitted = (lo, hi, kernel, _residuals(xs, ys, kernel, lo, bias))
+        full_rss = float(sum(np.sum(e * e) for e in fitted[3]))
+        scan = toeplitz_window_scan(r, largest, fitted[2][:, 0, :], full_rss, n_rows)
+        if scan.rank == hi - lo + 1:
+            break
+        hi = _unresolved(lo, hi, scan.rank, notes)
+    return _WindowScan(lo, hi, scan.end_rss, n_rows, suffix_rss=scan.start_rss[::-1][:-1])
+
+
+def _cholesky_window_scan(
+    xs: list[np.ndarray], ys: list[np.ndarray], lo: int, hi: int, use_bias: bool, notes: list[str]
+) -> _WindowScan:
+    """The window's Gram and one Cholesky factorization: every prefix, and the starts by dropping lags."""
+    c, b = xs[0].shape[1], int(use_bias)
+    gram, cross, yty, n_rows = window_statistics(xs, ys, lo, hi, use_bias)
+    fit = prefix_fit(gram, cross, yty, n_rows)
+    taps_ok = max((fit.rank - b) // c, 0)
+    if taps_ok < hi - lo + 1:
+        hi = _unresolved(lo, hi, taps_ok, notes)
+    prefix_rss = fit.rss[b + np.arange(hi - lo + 2) * c]  # the prefixes lo..lo+k-1, k = 0..taps
+    return _WindowScan(lo, hi, prefix_rss, n_rows, fit=fit)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """The criteria of every end (start fixed at ``lo``) and every start (end fixed at ``hi``), and the gain of
+    the newest lag of each, in units of the noise variance ``sigma2``."""
+
+    ends: np.ndarray
+    end_scores: np.ndarray
+    gain_end: np.ndarray
+    starts: np.ndarray
+    start_scores: np.ndarray
+    gain_start: np.ndarray
+    sigma2: float
+    n_samples: int
+
+    def response(self, band: float) -> tuple[int | None, int | None]:
+        """The first start and the last end whose newest coefficient's gain exceeds ``band`` (None where none)."""
+        hit_start = np.flatnonzero(self.gain_start > band)
+        hit_end = np.flatnonzero(self.gain_end > band)
+        start = int(self.starts[hit_start[0]]) if len(hit_start) else None
+        end = int(self.ends[hit_end[-1]]) if len(hit_end) else None
+        return start, end
+
+
+def _scores(scan: _WindowScan, c: int, o: int, use_bias: bool, criterion: str, s_max: int) -> _Scores:
+    """Score the ends ``lo..hi`` and the starts ``lo..s_max`` of the scanned window."""
+    lo, hi, prefix_rss, b = scan.lo, scan.hi, scan.prefix_rss, int(use_bias)
     full_rss = float(prefix_rss[-1])
     full_cols = b + (hi - lo + 1) * c
-    n_samples = n_rows * o
+    n_samples = scan.n_rows * o
     sigma2 = max(full_rss / max(n_samples - full_cols * o, 1), np.finfo(float).tiny)
-    band = _band_threshold(c * o)
     taps = hi - lo + 1
     # ends: prefixes lo..e
     ends = np.arange(lo, hi + 1)
-    end_rss = prefix_rss[1:]
     k_end = (np.arange(1, taps + 1) * c + b) * o
-    end_scores = information_criterion(end_rss, k_end, n_samples, criterion)
+    end_scores = information_criterion(prefix_rss[1:], k_end, n_samples, criterion)
     gain_end = (prefix_rss[:-1] - prefix_rss[1:]) / sigma2
     # starts: lo..hi less lo..s-1, for s up to a margin past the last sign of the onset
-    s_max = min(hi, max(sig_lo, lo) + margin)
-    q = s_max - lo + 1
-    if suffix_rss is not None:
-        start_rss = suffix_rss[:q]
-    else:
-        start_rss = dropped_rss(fit, np.arange(b, b + (q - 1) * c))[::c]  # k = 0..q-1 lags dropped
+    start_rss = scan.start_rss(s_max - lo + 1, use_bias, c)
     starts = np.arange(lo, lo + len(start_rss))
     k_start = ((hi - starts + 1) * c + b) * o
     start_scores = information_criterion(start_rss, k_start, n_samples, criterion)
     gain_start = (start_rss[1:] - start_rss[:-1]) / sigma2  # the coefficient of lag s in the fit s..hi
-    first = int(starts[np.argmin(start_scores)])
-    last = int(ends[np.argmin(end_scores)])
-    last = max(last, first)
-    hit_end = np.flatnonzero(gain_end > band)
-    hit_start = np.flatnonzero(gain_start > band)
-    end_of_response = int(ends[hit_end[-1]]) if len(hit_end) else None
-    start_of_response = int(starts[hit_start[0]]) if len(hit_start) else None
-    warn: list[str] = []
-    guard = max(2, margin // 4)
-    if (last >= hi - guard or (end_of_response is not None and end_of_response >= hi - guard)) and (
-        hi >= min(lo + max_length - 1, end_limit)
-    ):
-        warn.append(
-            f"the response is cut at the end: it is still significant at lag {max(last, end_of_response or last)}, the "
-            f"end of the search (max_length={max_length}); pass a larger max_length (or more data) to see the end."
-        )
-    if first <= lo + guard and lo <= search[0]:
-        warn.append(
-            f"the response is cut at the start: it is significant at lag {first}, the start of the search "
-            f"(max_delay={max_delay}); pass a larger max_delay."
-        )
-    non_causal = None
-    if start_of_response is not None and start_of_response < 0:
-        non_causal = (
-            f"the response is significant at negative lags (from lag {start_of_response}): the output moves before the "
-            "input. Feedback from y to x, or an input recorded late (misaligned with y), is likely; check the "
-            "alignment, or keep the non-causal taps (lags with first < 0) if they are real."
-        )
-    return LagSelection(
-        first=first,
-        last=last,
-        criterion=criterion,
-        starts=starts,
-        start_scores=start_scores,
-        ends=ends,
-        end_scores=end_scores,
-        start_of_response=start_of_response,
-        end_of_response=end_of_response,
-        onset=onset,
-        peak=peak,
-        window=(lo, hi),
-        noise_std=math.sqrt(sigma2),
-        n_samples=int(n_samples),
-        notes=tuple(notes),
-        warnings=tuple(warn),
-        non_causal=non_causal,
+    return _Scores(ends, end_scores, gain_end, starts, start_scores, gain_start, sigma2, n_samples)
+
+
+def _non_causal_message(start_of_response: int | None) -> str | None:
+    if start_of_response is None or start_of_response >= 0:
+        return None
+    return (
+        f"the response is significant at negative lags (from lag {start_of_response}): the output moves before the "
+        "input. Feedback from y to x, or an input recorded late (misaligned with y), is likely; check the "
+        "alignment, or keep the non-causal taps (lags with first < 0) if they are real."
     )
 
 
