@@ -10,7 +10,7 @@ from scipy.stats import chi2
 
 import kernel_recovery as kr
 import kernel_recovery.exceptions
-from kernel_recovery.diagnostics import postfit
+from kernel_recovery.diagnostics import whiteness
 
 
 def _ljung_box_by_hand(e: np.ndarray, lags: int) -> float:
@@ -33,7 +33,7 @@ def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
 def test_statistic_matches_hand_formula():
     rng = np.random.default_rng(0)
     e = rng.standard_normal((500, 2)) + 3.0
-    q = postfit.ljung_box([e], 10)
+    q = whiteness.ljung_box([e], 10)
     np.testing.assert_allclose(q, [_ljung_box_by_hand(e[:, 0], 10), _ljung_box_by_hand(e[:, 1], 10)], rtol=1e-12)
 
 
@@ -42,14 +42,16 @@ def test_statistic_matches_statsmodels():
     rng = np.random.default_rng(1)
     e = _ar1(rng, 400, 0.2)
     ref = diagnostic.acorr_ljungbox(e, lags=[10])
-    np.testing.assert_allclose(postfit.ljung_box([e[:, None]], 10)[0], float(np.asarray(ref["lb_stat"])[0]), rtol=1e-10)
+    np.testing.assert_allclose(
+        whiteness.ljung_box([e[:, None]], 10)[0], float(np.asarray(ref["lb_stat"])[0]), rtol=1e-10
+    )
 
 
 def test_pooled_over_sequences():
     """Several sequences: products never cross a sequence boundary, n_k counts the products at lag k."""
     rng = np.random.default_rng(2)
     parts = [rng.standard_normal((n, 1)) for n in (120, 80, 200)]
-    q = postfit.ljung_box(parts, 5)[0]
+    q = whiteness.ljung_box(parts, 5)[0]
     allv = np.concatenate(parts)[:, 0]
     mean = allv.mean()
     centred = [p[:, 0] - mean for p in parts]
@@ -84,14 +86,14 @@ def test_white_residuals_pass_at_the_stated_rate():
     rate = float(np.mean(p < 0.05))
     print(f"false rejections at 0.05: {rate:.3f}; at 0.001: {np.mean(p < 1e-3):.4f}")
     assert 0.03 <= rate <= 0.075, rate
-    assert np.sum(p < postfit.WHITENESS_ALPHA) <= 2
+    assert np.sum(p < whiteness.WHITENESS_ALPHA) <= 2
     assert 0.4 <= float(np.mean(p)) <= 0.6
 
 
 def test_statistic_is_chi_square():
     """Under white noise the statistic is about chi-square with `lags` degrees of freedom (mean, upper tail)."""
     rng = np.random.default_rng(4)
-    q = np.array([postfit.ljung_box([rng.standard_normal((800, 1))], 10)[0] for _ in range(2000)])
+    q = np.array([whiteness.ljung_box([rng.standard_normal((800, 1))], 10)[0] for _ in range(2000)])
     assert abs(np.mean(q) - 10) < 0.3
     assert abs(np.mean(q > chi2.ppf(0.95, 10)) - 0.05) < 0.015
 

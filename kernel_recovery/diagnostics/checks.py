@@ -26,7 +26,8 @@ import numpy as np
 from ..exceptions import ChangeWarning, KernelSizeWarning, NonCausalWarning
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
-from . import changes, postfit
+from . import changes, misfit, support
+from .whiteness import whiteness_check
 
 if TYPE_CHECKING:
     from .determinacy import DeterminacyReport
@@ -119,31 +120,29 @@ NOT_RETAINED = "the rows are not retained (streamed statistics only)"
 
 
 def misconfiguration(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
-    """Does another Conv1D setting fit much better (:func:`.postfit.diagnose`)?  Told in the result's message."""
+    """Does another Conv1D setting fit much better (:func:`.misfit.diagnose`)?  Told in the result's message."""
     name, relative = "misconfiguration", fit.relative_residual
     none = {"misconfiguration": None}
-    if relative <= postfit.MISFIT_GATE:
+    if relative <= misfit.MISFIT_GATE:
         return Check(
-            name, "not needed", f"residual {relative:.2g} of y's rms <= {postfit.MISFIT_GATE}", diagnostics=none
+            name, "not needed", f"residual {relative:.2g} of y's rms <= {misfit.MISFIT_GATE}", diagnostics=none
         )
     if problem.inputs is None:
         return Check(name, "skipped", "the caller's sequences are not retained (streamed input)", diagnostics=none)
-    misfit = postfit.diagnose(problem, relative)
-    if misfit is None:
+    found = misfit.diagnose(problem, relative)
+    if found is None:
         return Check(name, "passed", diagnostics=none)
-    return Check(
-        name, "flagged", message=misfit["message"], in_message=True, diagnostics={"misconfiguration": misfit}
-    )  # fmt: skip
+    return Check(name, "flagged", message=found["message"], in_message=True, diagnostics={"misconfiguration": found})
 
 
 def kernel_size(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
-    """Do a few more taps explain the residual (:func:`.postfit.kernel_size_check`, an F-test)?  Warned."""
+    """Do a few more taps explain the residual (:func:`.support.kernel_size_check`, an F-test)?  Warned."""
     name = "kernel_size"
     if not fit.retained:
         return Check(name, "skipped", NOT_RETAINED)
     if not fit.report.ok:
         return Check(name, "skipped", f"the data do not determine the kernel ({fit.report.status})")
-    too_short, longer_fit, skipped = postfit.kernel_size_check(problem)
+    too_short, longer_fit, skipped = support.kernel_size_check(problem)
     if too_short is not None:
         found = Check(
             name, "flagged", message=too_short, warning=KernelSizeWarning, values={"relative_residual": longer_fit}
@@ -154,11 +153,11 @@ def kernel_size(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
 
 def lag_scan(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check | None:
     """Where the kernel-size check ran and found nothing: does the input explain the residual at lags far outside
-    the kernel (:func:`.postfit.lag_scan`)?  Warned as a kernel-size flag."""
+    the kernel (:func:`.support.lag_scan`)?  Warned as a kernel-size flag."""
     name = "lag_scan"
     if not fit.retained or not fit.report.ok or ("kernel_size" in fit.earlier and fit.earlier["kernel_size"].flagged):
         return None
-    too_short, longer_fit, skipped = postfit.lag_scan(problem, sol)
+    too_short, longer_fit, skipped = support.lag_scan(problem, sol)
     if too_short is not None:
         found = Check(
             name, "flagged", message=too_short, warning=KernelSizeWarning, values={"relative_residual": longer_fit}
@@ -184,15 +183,16 @@ def one_explanation(found: Check, earlier: Mapping[str, Check]) -> Check:
     revises: list[Check] = []
     reason = ""
     misconf = earlier.get("misconfiguration")
-    misfit = misconf.diagnostics.get("misconfiguration") if misconf is not None else None
-    if misconf is not None and misfit is not None and "kernel_size" not in misfit["suggestions"][0]["setting"]:
-        other_fit = misfit["suggestions"][0]["relative_residual"]
+    other = misconf.diagnostics.get("misconfiguration") if misconf is not None else None
+    best = other["suggestions"][0] if other is not None else None
+    if misconf is not None and best is not None and "kernel_size" not in best["setting"]:
+        other_fit = best["relative_residual"]
         if other_fit > EXACT_FIT and found.values["relative_residual"] < LONGER_FIT_SHARE * other_fit:
             none = {"misconfiguration": None}
             revises.append(dataclasses.replace(misconf, message=None, in_message=False, diagnostics=none))
         else:
             found = dataclasses.replace(found, warning=None)
-            reason = f"not warned: {misfit['suggestions'][0]['label']} fits better"
+            reason = f"not warned: {best['label']} fits better"
     tested = earlier.get("kernel_size")  # the F-test's record, when the lag scan flagged
     if found.name == "kernel_size":
         found = dataclasses.replace(found, reason=reason)
@@ -202,24 +202,24 @@ def one_explanation(found: Check, earlier: Mapping[str, Check]) -> Check:
 
 
 def negative_lags(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
-    """Is the kernel significant at negative physical lags (:func:`.postfit.negative_lag_check`)?  Warned."""
+    """Is the kernel significant at negative physical lags (:func:`.support.negative_lag_check`)?  Warned."""
     name = "negative_lags"
     if not (problem.config.tap_lags() < 0).any():
         return Check(name, "not needed", "no negative lags")
     if fit.stderr is None:
         return Check(name, "skipped", "the method gives no standard errors")
-    non_causal = postfit.negative_lag_check(problem.config, fit.kernel, fit.stderr)
+    non_causal = support.negative_lag_check(problem.config, fit.kernel, fit.stderr)
     if non_causal is None:
         return Check(name, "passed")
     return Check(name, "flagged", message=non_causal, warning=NonCausalWarning)
 
 
 def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
-    """Is the residual white (:func:`.postfit.whiteness_check`, Ljung-Box)?  Reported in the diagnostics only."""
+    """Is the residual white (:func:`.whiteness.whiteness_check`, Ljung-Box)?  Reported in the diagnostics only."""
     name = "whiteness"
     if not fit.retained:
         return Check(name, "skipped", NOT_RETAINED, diagnostics={"whiteness": None})
-    found, skipped = postfit.whiteness_check(problem, sol)
+    found, skipped = whiteness_check(problem, sol)
     if found is None:
         return Check(name, "skipped", skipped or "", diagnostics={"whiteness": None})
     status: Status = "flagged" if found["message"] else "passed"

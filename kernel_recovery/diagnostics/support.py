@@ -1,0 +1,463 @@
+"""Where the response lies: beyond the kernel's support, or before the input?
+
+:func:`kernel_size_check` refits with a few more taps on a row subsample of the canonical problem and speaks
+when an F-test says they explain the residual; :func:`lag_scan` cross-correlates the residual with the input at
+lags far outside the kernel; :func:`negative_lag_check` tests the kernel's taps at negative physical lags against
+their standard errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..model.config import ConvConfig
+from ..model.design import window_rows
+from ..model.operator import forward
+from ..model.problem import Block, CanonicalProblem
+from ..model.result import Solution
+from ..model.spectrum import rank_tolerance
+from ..model.statistics import statistics_flops
+from ..model.threads import SerialBLAS
+from ..model.whitening import whitening_filters
+
+# ----------------------------------------------------------------------------------------------
+# Is the kernel longer than kernel_size? (an F-test with a few more taps)
+# ----------------------------------------------------------------------------------------------
+
+#: Rows of the canonical design the check uses at most (evenly spaced chunks), and its extra taps per side.
+CHECK_ROWS = 1 << 14
+CHECK_ROWS_PER_COLUMN = 32
+CHECK_EXTRA = 2
+#: Most multiply-adds the check's Gram may cost (rows x columns^2), and its share of the statistics' cost: fewer
+#: rows for wide designs.  Checks of at most ``CHECK_FREE_FLOPS`` run whatever their share.
+CHECK_FLOPS = 2e8
+CHECK_WORK = 0.1
+CHECK_FREE_FLOPS = 2e6
+#: Family-wise false-alarm rate of the F-test, and the least share of the residual a longer kernel must explain.
+CHECK_ALPHA = 1e-6
+CHECK_EFFECT = 0.01
+
+
+def check_row_budget(block: Block) -> int:
+    """Rows the kernel-size check samples: enough for a powerful F-test, not more.
+
+    The two fits cost ``rows x columns^2``: at most ``CHECK_FLOPS`` and at most ``CHECK_WORK`` times the cost
+    of the statistics (:func:`~kernel_recovery.model.statistics.statistics_flops`; or ``CHECK_FREE_FLOPS``), so the
+    check stays a small share of the solve.
+    """
+    cols = (block.taps + 2 * CHECK_EXTRA) * block.channels
+    budget = min(CHECK_ROWS, max(CHECK_ROWS // 4, CHECK_ROWS_PER_COLUMN * cols))
+    share = max(CHECK_WORK * statistics_flops(block), CHECK_FREE_FLOPS) / cols**2  # tiny checks always run
+    return int(min(budget, CHECK_FLOPS / cols**2, share))
+
+
+def _check_rows(block: Block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Extended rows (taps -e .. taps+e-1, all channels), restricted column mask and y, on a subsample."""
+    if block.ys is None:
+        return None
+    width = block.taps + 2 * e
+    spans = [(i, len(x) - block.taps + 1 - 2 * e) for i, x in enumerate(block.xs)]
+    usable = sum(max(n, 0) for _, n in spans)
+    if usable <= 0:
+        return None
+    budget = check_row_budget(block)
+    per_chunk = max(budget // 8, 1)
+    take = min(usable, budget)
+    starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
+    intervals: list[list[int]] = []  # the chunks [s0, s0 + per_chunk), merged where they overlap
+    for s0 in starts:
+        lo, hi = int(s0), int(min(s0 + per_chunk, usable))
+        if intervals and lo <= intervals[-1][1]:
+            intervals[-1][1] = max(intervals[-1][1], hi)
+        else:
+            intervals.append([lo, hi])
+    rows, ys = [], []
+    offset = 0
+    for i, n in spans:
+        if n <= 0:
+            continue
+        for lo, hi in intervals:  # row t (= index + e) of subsequence i reads taps t-e .. t+taps+e-1
+            lo, hi = max(lo, offset) - offset, min(hi, offset + n) - offset
+            if lo < hi:
+                rows.append(window_rows(block.xs[i], width, slice(lo, hi)))
+                ys.append(block.ys[i][lo + e : hi + e])
+        offset += n
+    a = np.concatenate(rows)
+    if use_bias:
+        a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    inner = np.zeros((width, block.channels), dtype=bool)
+    inner[e : e + block.taps] = block.mask
+    keep = inner.ravel()
+    if use_bias:
+        keep = np.append(keep, True)
+    return a, keep, np.concatenate(ys)
+
+
+def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
+    """Least squares from ``A^T A`` and ``A^T y``: Cholesky when clearly positive definite, else a pseudo-inverse.
+
+    Returns the coefficients and the rank (by :func:`~kernel_recovery.model.spectrum.rank_tolerance`, ``"gram"``).
+    """
+    import scipy.linalg
+
+    p = len(gram)
+    if p == 0:
+        return np.zeros((0,) + cross.shape[1:]), 0
+    try:
+        factor = scipy.linalg.cho_factor(gram)
+        d = np.abs(np.diag(factor[0]))  # ~ the design's singular values, in scale
+        if d.min() > 10 * rank_tolerance(d.max(), n_rows, p, "gram"):
+            return scipy.linalg.cho_solve(factor, cross), p
+    except np.linalg.LinAlgError:
+        pass
+    lam, v = np.linalg.eigh(gram)
+    s = np.sqrt(np.clip(lam, 0.0, None))
+    keep = s > rank_tolerance(s.max(), n_rows, p, "gram")
+    coef = v[:, keep] @ ((v[:, keep].T @ cross) / lam[keep, None])
+    return coef, int(keep.sum())
+
+
+def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.ndarray] | None:
+    """One block's fit with ``e`` more canonical taps per side against its fit at ``kernel_size``, on a row sample.
+
+    Per output channel of the block: ``rss`` (of the longer fit), ``yty``, ``share`` (of the residual the longer
+    fit explains), ``p`` (the F-test's p-value), ``hit`` (flagged: p below ``CHECK_ALPHA / n_out`` and share at least
+    ``CHECK_EFFECT``) and ``ext``, the longer fit's taps ``(taps + 2 e, channels, outputs)``.  None when the rows or
+    the ranks leave no test.
+    """
+    got = _check_rows(block, e, use_bias)
+    if got is None:
+        return None
+    a, keep, y = got
+    n = len(a)
+    with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
+        gram, cross = a.T @ a, a.T @ y
+        coef_e, rank_e = _gram_solve(gram, cross, n)
+        coef_r, rank_r = _gram_solve(gram[np.ix_(keep, keep)], cross[keep], n)
+    q, dof = rank_e - rank_r, n - rank_e
+    if q <= 0 or dof <= 10:
+        return None
+    rss_e = np.sum((y - a @ coef_e) ** 2, axis=0)
+    rss_r = np.sum((y - a[:, keep] @ coef_r) ** 2, axis=0)
+    yty = np.sum(y**2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
+    f_stat = np.where(rss_e > 0, f_stat, np.inf)
+    from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
+
+    p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
+    share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
+    hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / n_out) & (share >= CHECK_EFFECT)
+    width = block.taps + 2 * e
+    ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
+    return {"rss": rss_e, "yty": yty, "share": share, "p": p, "hit": hit, "ext": ext}
+
+
+def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str | None]:
+    """Why the residual says the kernel is longer than ``kernel_size`` (None when it does not), and the fit's share.
+
+    Returns the message (or None), the relative residual rms of the longer fit on the flagged output
+    channels (``inf`` when none is flagged), so that :func:`kernel_recovery.diagnostics.checks.one_explanation` can
+    weigh it against another setting that fits, and why no block could be checked (None when one was).
+
+    On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
+    compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
+    at least 1% of the residual with p < 1e-6 (over all channels).  Fits exact to 1e-6 (relative rms) are
+    left alone.  The cost is that of a least-squares fit of at most ``CHECK_ROWS`` rows.
+    """
+    cfg = problem.config
+    e = CHECK_EXTRA
+    flagged, shares, pvalues, sides = [], [], [], np.zeros(2)
+    rss_flagged = yty_flagged = 0.0
+    skipped = None
+    checked = False
+    for block in problem.blocks:
+        if block.ys is None:
+            return None, np.inf, "no outputs"
+        cols_ext = (block.taps + 2 * e) * block.channels + int(cfg.use_bias)
+        if block.n_equations - cols_ext <= 10:
+            skipped = "too few equations for an F-test"
+            continue
+        if cols_ext > 1024 or check_row_budget(block) < 4 * cols_ext + 64:
+            skipped = f"{cols_ext} columns: a longer fit would cost too large a share of the solve"
+            continue
+        checked = True
+        test = _f_test(block, e, cfg.use_bias, cfg.out_channels)
+        if test is None:
+            continue
+        for j in np.flatnonzero(test["hit"]):
+            rss_flagged += float(test["rss"][j])
+            yty_flagged += float(test["yty"][j])
+            flagged.append(int(block.out_channels[j]))
+            shares.append(float(test["share"][j]))
+            pvalues.append(float(test["p"][j]))
+            ext = test["ext"]
+            sides += [np.sum(ext[:e, :, j] ** 2), np.sum(ext[e + block.taps :, :, j] ** 2)]
+    if not flagged:
+        return None, np.inf, None if checked else skipped
+    relative = float(np.sqrt(rss_flagged / yty_flagged)) if yty_flagged > 0 else 0.0
+    return _kernel_size_message(problem, flagged, max(shares), min(pvalues), sides), relative, None
+
+
+def _kernel_size_message(problem: CanonicalProblem, flagged: list[int], share: float, p: float, sides) -> str:
+    """The sentence of a flag: the flagged output channels, the share explained, the p-value and which side."""
+    cfg = problem.config
+    s, _ = problem._tap_layout()
+    before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
+    where = []
+    if before > 0.1 * (before + after):
+        where.append("before tap 0")
+    if after > 0.1 * (before + after):
+        where.append(f"after tap {cfg.kernel_size - 1}")
+    chans = ", ".join(map(str, sorted(flagged)))
+    return (
+        f"the residual says the kernel is longer than kernel_size={cfg.kernel_size}: allowing {CHECK_EXTRA * s} more "
+        f"tap(s) on each side explains {share:.0%} of the residual of output channel(s) {chans} "
+        f"(F-test p={max(p, 1e-300):.1e}"
+        f"); the missing coefficients lie {' and '.join(where) or 'outside the support'}. Use a larger kernel_size "
+        "(kr.select_kernel_size compares candidates), or check the padding and alignment of y."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Negative lags: a response before the input arrives
+# ----------------------------------------------------------------------------------------------
+
+#: Family-wise false-alarm rate of the test that the response at negative lags is zero.
+NONCAUSAL_ALPHA = 1e-6
+
+
+def negative_lag_check(config: ConvConfig, kernel: np.ndarray, stderr: np.ndarray) -> str | None:
+    """A sentence when the kernel is significant at negative physical lags (None otherwise).
+
+    Each coefficient at a negative lag is tested against zero with its standard error (Bonferroni over all of
+    them at ``NONCAUSAL_ALPHA``).  A causal system cannot respond before its input: such a response means
+    feedback from ``y`` to ``x`` (a closed loop) or an input recorded later than the output.  Kernels without
+    negative lags give None.
+    """
+    lags = config.tap_lags()
+    negative = lags < 0
+    if not negative.any():
+        return None
+    from scipy.special import ndtri
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(kernel[negative]) / stderr[negative]
+    z = np.where(np.isnan(z), 0.0, z)  # 0 / 0: an exact zero
+    cut = float(-ndtri(NONCAUSAL_ALPHA / (2 * z.size)))
+    hit = z > cut
+    if not hit.any():
+        return None
+    found = lags[negative][hit.any(axis=(1, 2))]
+    share = float(np.sum(kernel[negative] ** 2) / np.sum(kernel**2))
+    return (
+        f"the response is significant at negative lag(s) {int(found.min())}..{int(found.max())} ({share:.0%} of the "
+        f"kernel's energy, |estimate| / stderr up to {float(z.max()):.3g}): a causal system cannot respond before "
+        "its input, so feedback from y to x (a closed loop) or an input recorded later than the output is likely. "
+        "Check the alignment of x and y, or model the loop."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The lag scan: does the input explain the residual at lags far outside the kernel?
+# ----------------------------------------------------------------------------------------------
+
+#: Offsets searched beyond each end of the kernel: this many times its taps, at least ``SCAN_MIN``, at most a
+#: quarter of the shortest subsequence (a response longer than that could not be estimated from the record).
+SCAN_TAPS = 8
+SCAN_MIN = 4096
+#: Family-wise false-alarm rate over every (offset, channel, output) tested, and the least share of the residual.
+SCAN_ALPHA = 1e-6
+SCAN_EFFECT = 0.01
+#: Offsets per band: the test sums squared standardized correlations over bands (power for spread-out tails).
+SCAN_BAND = 32
+#: Equations scanned per block: at most this many divided by its (input, output) channel pairs, at least
+#: ``SCAN_MIN_ROWS`` (each pair costs one inverse FFT over the rows scanned).
+SCAN_PAIR_ROWS = 1 << 15
+SCAN_MIN_ROWS = 1 << 13
+
+
+#: Order of the autoregressive (Yule-Walker) prewhitening of each input channel before the scan.
+SCAN_ORDER = 16
+
+
+def _fir(filters: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Each column of ``v`` ``(n, k)`` filtered by its own FIR filter (``filters[:, k]``), the full output."""
+    out = np.zeros((len(v) + len(filters) - 1, v.shape[1]))
+    for lag, taps in enumerate(filters):
+        out[lag : lag + len(v)] += taps * v
+    return out
+
+
+def _energy(power: np.ndarray, n: int) -> np.ndarray:
+    """``sum x^2`` from ``|rfft(x, n)|^2`` along axis 0 (Parseval; the bins other than 0 and n/2 count twice)."""
+    weights = np.full(len(power), 2.0)
+    weights[0] = 1.0
+    if n % 2 == 0:
+        weights[-1] = 1.0
+    return np.tensordot(weights, power, axes=(0, 0)) / n
+
+
+def _scan_rows(block: Block) -> Block:
+    """The block restricted to at most its scan budget of equations, taken from the middle of each subsequence."""
+    budget = max(SCAN_PAIR_ROWS // (block.channels * len(block.out_channels)), SCAN_MIN_ROWS)
+    xs, ys = [], []
+    for x, y in zip(block.xs, block.outputs):
+        take = min(len(y), budget)
+        if take < 1:
+            break
+        a = (len(y) - take) // 2
+        xs.append(x[a : a + take + block.taps - 1])
+        ys.append(y[a : a + take])
+        budget -= take
+    return Block(xs, ys, block.taps, block.mask, block.out_channels)
+
+
+def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, float, str | None]:
+    """Why the residual says the response reaches beyond the kernel, whatever its size (None when it does not).
+
+    Returns the message (or None), the relative residual rms once the flagged lags are explained, and why no
+    block could be scanned (None when one was), as :func:`kernel_size_check` does.
+
+    The residual ``r`` of output ``o`` is cross-correlated (FFT) with every canonical input channel at offsets
+    ``j`` outside the kernel, ``c(j) = sum_t r[t] x[t + j]``.  A residual that is white noise independent of
+    ``x`` gives ``z(j) = c(j) / (sigma sqrt(sum x^2)) ~ N(0, 1)`` whatever the input's colour.  The squares are
+    summed over bands of ``SCAN_BAND`` offsets (all input channels; offsets from ``SCAN_ORDER`` beyond each end,
+    since whitening the residual spreads the in-support fitting error over the filter's length), chi-square under
+    that null; a band is
+    flagged above the larger of the chi-square threshold and a robust empirical one (median + MAD over the
+    bands searched, since coloured data widen the null), Bonferroni at ``SCAN_ALPHA``.  Flagged bands must
+    explain at least ``SCAN_EFFECT`` of the residual (their excess ``sum (z^2 - 1)`` over the equations, exact
+    for a white input).  At most ``SCAN_PAIR_ROWS / pairs`` equations per block are scanned.
+    """
+    cfg = problem.config
+    if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
+        return None, np.inf, "the solver did not converge"
+    found: list[tuple[int, float, np.ndarray]] = []  # (output, share, offsets) per flagged output channel
+    rss_after = yty_flagged = 0.0
+    scanned, skipped = False, None
+    biases: Sequence[np.ndarray | None] = sol.biases if sol.biases is not None else [None] * len(problem.blocks)
+    for whole, w, b in zip(problem.blocks, sol.kernels, biases):
+        if not whole.retains_rows or whole.ys is None:
+            return None, np.inf, "the rows are not retained"
+        flags = _scan_block(_scan_rows(whole), w, None if b is None or not cfg.use_bias else b, len(problem.blocks))
+        if flags is None:
+            skipped = "too few equations to scan"
+            continue
+        scanned = True
+        for o, share, offsets, rss, yty in flags:
+            found.append((o, share, offsets))
+            rss_after += rss * (1 - share)
+            yty_flagged += yty
+    if not found:
+        return None, np.inf, None if scanned else skipped
+    relative = float(np.sqrt(rss_after / yty_flagged)) if yty_flagged > 0 else 0.0
+    return _lag_scan_message(problem, found), relative, None
+
+
+def _scan_block(
+    block: Block, w: np.ndarray, b: np.ndarray | None, n_blocks: int
+) -> list[tuple[int, float, np.ndarray, float, float]] | None:
+    """The flagged output channels of one block: ``(output, share, offsets of the flagged bands' ends, rss, y'y)``.
+
+    None when the block has too few equations to scan.
+    """
+    from scipy.special import ndtri
+    from scipy.stats import chi2
+
+    lengths = [len(x) for x in block.xs]
+    reach = min(max(SCAN_TAPS * block.taps, SCAN_MIN), min(lengths) // 4)
+    if reach < 1 or block.n_equations < 64:
+        return None
+    resid = [y - f for y, f in zip(block.outputs, forward(block, w, b))]
+    # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
+    # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)
+    g = SCAN_ORDER
+    offsets = np.concatenate([np.arange(-reach - g, -g), np.arange(block.taps + g, block.taps + g + reach)])
+    corr, sxx, srr, rss = _whitened_correlations(block, resid, offsets, reach)
+    yty = np.sum([np.sum(y**2, axis=0) for y in block.outputs], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
+    z2 = np.where(np.isfinite(z), z, 0.0) ** 2
+    starts = np.concatenate([np.arange(0, reach, SCAN_BAND), reach + np.arange(0, reach, SCAN_BAND)])
+    sizes = np.diff(np.append(starts, 2 * reach)) * block.channels  # N(0, 1) terms per band
+    bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
+    tests = bands.size * n_blocks
+    flags = []
+    for j, o in enumerate(block.out_channels):
+        if rss[j] <= 1e-12 * yty[j]:
+            continue
+        t = bands[:, j]
+        # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null)
+        centre = float(np.median(t))
+        spread = 1.4826 * float(np.median(np.abs(t - centre)))
+        cut = np.maximum(chi2.isf(SCAN_ALPHA / tests, sizes), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
+        hit = t > cut
+        share = min(float(np.sum((t - sizes)[hit])) / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
+        if not hit.any() or share < SCAN_EFFECT:
+            continue
+        ends = np.append(starts[1:], 2 * reach) - 1
+        flags.append((int(o), share, np.concatenate([offsets[starts[hit]], offsets[ends[hit]]]), rss[j], float(yty[j])))
+    return flags
+
+
+def _whitened_correlations(
+    block: Block, resid: list[np.ndarray], offsets: np.ndarray, reach: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``sum_t r[t] x[t + j]`` at ``offsets`` ``(offsets, channels, outputs)`` of the prewhitened input and residual,
+    their energies ``sum x^2`` (scaled to the residual's length) and ``sum r^2``, and the raw residual's ``rss``.
+
+    Prewhitened (AR prediction errors of x and of r): the standardized correlations are then N(0, 1) and
+    uncorrelated across offsets under the null, whatever the colour of the input and of the noise.
+    """
+    import scipy.fft
+
+    g = SCAN_ORDER
+    corr = np.zeros((len(offsets), block.channels, len(block.out_channels)))
+    sxx = np.zeros(block.channels)
+    rss = np.zeros(len(block.out_channels))
+    wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
+    srr = np.zeros(len(block.out_channels))
+    for x, r in zip(block.xs, resid):
+        n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g + SCAN_ORDER)
+        fx = scipy.fft.rfft(_fir(wx, x), n, axis=0)  # (f, channels): the prediction errors' spectra
+        fr = scipy.fft.rfft(_fir(wr, r), n, axis=0)  # (f, outputs)
+        full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
+        corr += full[offsets % n]
+        sxx += _energy(np.abs(fx) ** 2, n) * len(r) / len(x)
+        srr += _energy(np.abs(fr) ** 2, n)
+        rss += np.sum(r**2, axis=0)
+    return corr, sxx, srr, rss
+
+
+def _lag_scan_message(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> str:
+    """The sentence of a lag-scan flag: where the response lies beyond the kernel, and the setting that covers it."""
+    cfg = problem.config
+    s, _ = problem._tap_layout()
+    lo = min(int(f[2].min()) for f in found) * s  # correlation-order indices of the user kernel (canonical x s)
+    hi = max(int(f[2].max()) for f in found) * s + s - 1
+    k = cfg.kernel_size
+    chans = ", ".join(str(f[0]) for f in sorted(found))
+    share = max(f[1] for f in found)
+    if cfg.lags is not None:  # correlation index j is lag last - j
+        first, last = cfg.lags
+        new = (min(first, last - hi), max(last, last - lo))
+        where, fix = f"at lags {last - hi}..{last - lo}", f"Use lags={new} (kr.select_lags chooses them)"
+        if new[0] < 0 <= first:
+            fix += "; a response at negative lags means feedback from y to x or a misaligned input"
+    else:
+        parts = []
+        before, after = (hi >= k, lo < 0) if cfg.flip else (lo < 0, hi >= k)
+        if before:
+            parts.append(f"before tap 0 (to about {k - 1 - hi if cfg.flip else lo})")
+        if after:
+            parts.append(f"after tap {k - 1} (to about {k - 1 - lo if cfg.flip else hi})")
+        where = " and ".join(parts)
+        longer = k + max(hi - k + 1, 0) + max(-lo, 0)
+        fix = f"Use kernel_size={longer} or more (kr.select_kernel_size compares candidates), or check the alignment"
+    return (
+        f"the response is longer than the kernel ({cfg.describe()}): the input explains {share:.0%} of the residual "
+        f"of output channel(s) {chans} at taps outside it, {where}. {fix}."
+    )

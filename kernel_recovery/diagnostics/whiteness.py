@@ -1,0 +1,158 @@
+"""Is the residual white?  A Ljung-Box test per output channel (:func:`whiteness_check`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypedDict
+
+import numpy as np
+
+from ..model.operator import forward
+from ..model.problem import Block, CanonicalProblem
+from ..model.result import Solution
+
+#: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
+WHITENESS_ROWS = 1 << 14
+#: Lags of the Ljung-Box statistic: ``min(WHITENESS_LAGS, n // 5)`` (statsmodels' default).
+WHITENESS_LAGS = 10
+#: Family-wise level (over the output channels, Bonferroni) below which the residual is called not white.
+WHITENESS_ALPHA = 1e-3
+#: Output channels whose residual rms is at most this share of y's are at rounding level (noiseless data): skipped.
+WHITENESS_ROUNDING = 1e-8
+#: Fewest residual rows per output channel for the test.
+WHITENESS_MIN_ROWS = 50
+
+
+class Whiteness(TypedDict):
+    """What :func:`whiteness_check` finds (see there)."""
+
+    statistic: np.ndarray
+    p_value: np.ndarray
+    lags: int
+    rows: int
+    alpha: float
+    message: str | None
+
+
+def ljung_box(residuals: Sequence[np.ndarray], lags: int) -> np.ndarray:
+    """The Ljung-Box statistic ``Q`` per column of residual sequences ``(n_i, O)``.
+
+    ``Q = n (n + 2) sum_{k=1}^{h} r_k^2 / n_k`` with ``r_k = sum_i sum_t e_t e_{t+k} / sum e^2`` (the mean
+    removed, pooled over the sequences; products never cross from one sequence to the next) and ``n_k``
+    the number of products at lag ``k``; for one sequence ``n_k = n - k``, the textbook statistic (as
+    statsmodels' ``acorr_ljungbox``).  Under white noise ``Q`` is about chi-square with ``h`` degrees of freedom.
+    """
+    n = sum(len(e) for e in residuals)
+    n_out = residuals[0].shape[1]
+    mean = sum(e.sum(axis=0) for e in residuals) / max(n, 1)
+    centred = [e - mean for e in residuals]
+    denom = sum(np.einsum("to,to->o", e, e) for e in centred)
+    q = np.zeros(n_out)
+    for k in range(1, lags + 1):
+        pairs = sum(max(len(e) - k, 0) for e in centred)
+        if pairs == 0:
+            break
+        num = sum(np.einsum("to,to->o", e[k:], e[:-k]) for e in centred if len(e) > k)
+        r = np.divide(num, denom, out=np.zeros(n_out), where=denom > 0)
+        q += r**2 / pairs
+    return n * (n + 2) * q
+
+
+def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness | None, str | None]:
+    """A Ljung-Box test of the residual's whiteness, per output channel, or why it could not run.
+
+    The residual ``y - A w`` of the solution is computed on at most ``WHITENESS_ROWS`` rows of each block
+    (one forward pass over those rows); its autocorrelation at lags ``1 .. h`` (``h = min(10, n // 5)``)
+    gives :func:`ljung_box`'s ``Q``, with p-values from the chi-square law with ``h`` degrees of freedom.
+    A p-value below ``WHITENESS_ALPHA`` (over all output channels, Bonferroni) says the residual is not
+    white: the noise is coloured, or the model leaves structure in ``y``.  The standard errors, the
+    intervals and the report's expected errors assume white noise; the message says so.
+
+    Returns
+    -------
+    dict or None
+        ``statistic`` and ``p_value`` per output channel (NaN where skipped: a residual at rounding level),
+        ``lags``, ``rows`` (per output channel), ``alpha`` and ``message`` (None when white); None when no
+        output channel could be tested.
+    str or None
+        Why no output channel could be tested (None when one was).
+
+    Notes
+    -----
+    The chi-square law ignores the fitted coefficients (exact for a regression on an input independent of
+    the noise as ``n`` grows; ARMA fits would subtract their parameters from ``h``).  The check does not warn:
+    at ``WHITENESS_ALPHA`` it would still fire on one white record in a thousand, and a coloured noise does
+    not bias the least-squares kernel, only its standard errors.
+    """
+    cfg = problem.config
+    stat = np.full(cfg.out_channels, np.nan)
+    pval = np.full(cfg.out_channels, np.nan)
+    rows = 0
+    lags = 0
+    reason = "the residual is at rounding level (noiseless data)"
+    for b, block in enumerate(problem.blocks):
+        if not block.retains_rows or block.ys is None:
+            return None, "the rows are not retained (streamed statistics only)"
+        kernel = sol.kernels[b]
+        bias = sol.biases[b] if cfg.use_bias and sol.biases is not None else None
+        if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+            return None, "the solution is not finite"
+        xs, ys = _first_rows(block, WHITENESS_ROWS)
+        n = sum(len(y) for y in ys)
+        h = min(WHITENESS_LAGS, n // 5)
+        if n < WHITENESS_MIN_ROWS or h < 1:
+            reason = f"too few residuals ({n} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
+            continue
+        sub = Block(xs, None, block.taps, block.mask, block.out_channels)
+        resid = [y - f for y, f in zip(ys, forward(sub, kernel, bias))]
+        e2 = sum(np.einsum("to,to->o", e, e) for e in resid)
+        y2 = sum(np.einsum("to,to->o", y, y) for y in ys)
+        live = e2 > WHITENESS_ROUNDING**2 * y2
+        if not np.any(live):
+            continue
+        q = ljung_box([e[:, live] for e in resid], h)
+        from scipy.special import chdtrc  # imported here: scipy.special costs ~0.2 s
+
+        chans = block.out_channels[live]
+        stat[chans] = q
+        pval[chans] = chdtrc(h, q)
+        rows, lags = max(rows, n), max(lags, h)
+    tested = np.isfinite(pval)
+    if not np.any(tested):
+        return None, reason
+    flagged = np.flatnonzero(tested & (pval * tested.sum() < WHITENESS_ALPHA))
+    message = _whiteness_message(flagged, pval, lags) if len(flagged) else None
+    entry: Whiteness = {
+        "statistic": stat,
+        "p_value": pval,
+        "lags": int(lags),
+        "rows": int(rows),
+        "alpha": WHITENESS_ALPHA,
+        "message": message,
+    }
+    return entry, None
+
+
+def _first_rows(block: Block, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The inputs and outputs of a block's first ``count`` equations (in order over its sequences)."""
+    xs, ys, left = [], [], count
+    for x, y in zip(block.xs, block.ys or ()):
+        take = min(len(y), left)
+        if take > 0:
+            xs.append(x[: take + block.taps - 1])
+            ys.append(y[:take])
+            left -= take
+    return xs, ys
+
+
+def _whiteness_message(flagged: np.ndarray, pval: np.ndarray, lags: int) -> str:
+    """The sentence of a whiteness flag: the output channels, the smallest p-value and what to do."""
+    chans = ", ".join(map(str, flagged))
+    worst = float(np.min(pval[flagged]))
+    p_text = f"p={worst:.1e}" if worst >= 1e-300 else "p<1e-300"
+    return (
+        f"the residual of output channel(s) {chans} is not white (Ljung-Box over {lags} lags, {p_text}): the "
+        "noise is coloured, or the model leaves structure in y. The standard errors and intervals assume white "
+        "noise and are not to be trusted; prewhiten x and y with the same filter (e.g. an AR model fitted to "
+        "the residual) and recover again, or use a noise model."
+    )
