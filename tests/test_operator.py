@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernel_recovery as kr
-from kernel_recovery.model import operator
-from kernel_recovery.model.problem import build_problem
+from kernel_recovery.model.design_operator import DesignOperator
+from kernel_recovery.model.problem import Block, build_problem
 from kernel_recovery.model.spectrum import rank_tolerance
+from kernel_recovery.model.statistics import block_gram
 
 
 @st.composite
@@ -44,7 +45,7 @@ def _problem(cfg, seed=0, taps_scale=1):
 def test_dot_test_forward_and_adjoint_agree(cfg, seed):
     problem = _problem(cfg, seed)
     for block in problem.blocks:
-        op = operator.DesignOperator(block, problem.config.use_bias)
+        op = DesignOperator(block, problem.config.use_bias)
         assert op.dottest(n_out=2, rng=np.random.default_rng(seed)) < 1e-12
 
 
@@ -53,15 +54,16 @@ def test_forward_and_adjoint_match_the_explicit_rows(cfg, seed):
     problem = _problem(cfg, seed)
     rng = np.random.default_rng(seed)
     for block in problem.blocks:
-        op = operator.DesignOperator(block, problem.config.use_bias)
+        op = DesignOperator(block, problem.config.use_bias)
         a = np.concatenate([op.rows(i) for i in range(len(block.xs))])
         assert a.shape == op.shape
         w = rng.standard_normal((op.shape[1], 3))
-        np.testing.assert_allclose(np.concatenate(op.matvec(w)), a @ w, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(op @ w, a @ w, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(op @ w[:, 0], a @ w[:, 0], rtol=1e-10, atol=1e-10)
         v = rng.standard_normal((op.shape[0], 3))
-        parts = np.split(v, np.cumsum([len(x) - block.taps + 1 for x in block.xs])[:-1])
-        np.testing.assert_allclose(op.rmatvec(parts), a.T @ v, rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(op.gram(), a.T @ a, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(op.T @ v, a.T @ v, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(op.rmatvec(v[:, 0]), a.T @ v[:, 0], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(block_gram(block, problem.config.use_bias), a.T @ a, rtol=1e-10, atol=1e-9)
 
 
 @pytest.mark.parametrize("taps, channels, length", [(8, 4, 3000), (40, 3, 5000), (300, 1, 20000)])
@@ -69,11 +71,48 @@ def test_dot_test_on_the_fft_forward_and_the_fft_or_gemm_adjoint(taps, channels,
     # long enough to take the FFT forward (taps x channels x outputs > 64) and the blocked/FFT correlations
     x = rng.standard_normal((length, channels))
     block = build_problem(x, None, taps, out_channels=3).blocks[0]
-    op = operator.DesignOperator(block, False)
+    op = DesignOperator(block, False)
     assert op.dottest(n_out=3, rng=rng) < 1e-12
     w = rng.standard_normal((op.shape[1], 3))
     a = op.rows(0)
-    np.testing.assert_allclose(np.concatenate(op.matvec(w)), a @ w, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(op.matmat(w), a @ w, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_scipy_lsqr_on_the_operator_matches_lstsq_on_the_explicit_design(use_bias, rng):
+    from scipy.sparse.linalg import lsqr
+
+    x = [rng.standard_normal((400, 2)), rng.standard_normal((250, 2))]
+    problem = build_problem(x, None, 5, stride=2, dilation=2, padding="same", use_bias=use_bias)
+    for block in problem.blocks:
+        op = DesignOperator(block, use_bias)
+        a = np.concatenate([op.rows(i) for i in range(len(block.xs))])
+        y = a @ rng.standard_normal(op.shape[1]) + 0.1 * rng.standard_normal(op.shape[0])
+        expected = np.linalg.lstsq(a, y, rcond=None)[0]
+        coef = lsqr(op, y, atol=1e-14, btol=1e-14, iter_lim=500)[0]
+        np.testing.assert_allclose(coef, expected, rtol=1e-9, atol=1e-10)
+
+
+def test_pylops_takes_the_operator(rng):
+    pylops = pytest.importorskip("pylops")
+    block = build_problem(rng.standard_normal((300, 3)), None, 6).blocks[0]
+    op = pylops.aslinearoperator(DesignOperator(block, True))
+    assert pylops.utils.dottest(op, *op.shape, rtol=1e-10)
+    a = DesignOperator(block, True).rows(0)
+    y = a @ rng.standard_normal(op.shape[1])
+    coef = pylops.optimization.basic.lsqr(op, y, x0=np.zeros(op.shape[1]), niter=200, atol=1e-14, btol=1e-14)[0]
+    np.testing.assert_allclose(coef, np.linalg.lstsq(a, y, rcond=None)[0], rtol=1e-8, atol=1e-10)
+
+
+def test_the_operator_needs_the_rows():
+    class SampledBlock(Block):  # a streamed block that kept only a sample of its rows
+        @property
+        def retains_rows(self) -> bool:
+            return False
+
+    b = build_problem(np.arange(20.0), None, 3).blocks[0]
+    with pytest.raises(ValueError, match="every row"):
+        DesignOperator(SampledBlock(b.xs, b.ys, b.taps, b.mask, b.out_channels), False)
 
 
 def test_the_report_uses_the_one_rank_rule(rng):

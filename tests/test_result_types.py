@@ -11,7 +11,7 @@ from kernel_recovery.cli import main
 from kernel_recovery.model.arrays import jsonable
 from kernel_recovery.model.config import ConvConfig
 from kernel_recovery.model.design import unpack_columns
-from kernel_recovery.model.operator import DesignOperator
+from kernel_recovery.model.design_operator import DesignOperator
 from kernel_recovery.model.problem import CanonicalProblem
 
 

@@ -2,6 +2,7 @@
 
 Columns are the block's free kernel coefficients (row-major ``(tap, channel)``), then the bias column
 (see :mod:`kernel_recovery.model.design`); rows are the output samples of each subsequence in turn.
+:class:`~kernel_recovery.model.design_operator.DesignOperator` wraps these products as a SciPy linear operator.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .design import design_r_factor, design_rows, n_columns, unpack_columns
+from .design import unpack_columns
 from .problem import Block, CanonicalProblem
-from .spectrum import BlockSpectrum, block_spectrum
-from .statistics import Statistics, block_gram, block_statistics, lagged_correlations
+from .statistics import lagged_correlations
 
 #: Above this many multiply-adds per output sample (taps x channels x outputs), Block.forward uses FFTs.
 DIRECT_FORWARD_MAX = 64
@@ -53,68 +53,6 @@ def forward(block: Block, kernel: np.ndarray, bias: np.ndarray | None = None) ->
             out += bias
         outs.append(out)
     return outs
-
-
-class DesignOperator:
-    """One block's design ``A`` (``n_equations x P``) as a linear operator, PyLops-style: every solver uses it.
-
-    Columns are the block's free kernel coefficients (row-major ``(tap, channel)``), then the bias column.
-    ``matvec`` is the forward model (``A w``), ``rmatvec`` its adjoint (``A^T v``); ``rows`` cuts explicit rows;
-    ``statistics``, ``gram``, ``spectrum``, ``r_factor`` are the sufficient statistics, the Gram, the singular
-    values/vectors and the TSQR ``R`` (each cached on the block).  ``dottest`` checks ``<A w, v> = <w, A^T v>``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from kernel_recovery.model.problem import build_problem
-    >>> block = build_problem(np.arange(6.0), None, 2).blocks[0]
-    >>> op = DesignOperator(block, use_bias=False)
-    >>> op.shape
-    (5, 2)
-    >>> np.concatenate(op.matvec(np.array([[1.0], [2.0]]))).ravel().tolist()
-    [2.0, 5.0, 8.0, 11.0, 14.0]
-    """
-
-    def __init__(self, block: Block, use_bias: bool) -> None:
-        self.block = block
-        self.use_bias = use_bias
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.block.n_equations, n_columns(self.block, self.use_bias))
-
-    def matvec(self, coef: np.ndarray) -> list[np.ndarray]:
-        """``A w`` per subsequence, for coefficients ``(P, O)`` over the design's columns."""
-        k, b = unpack_columns(self.block, coef, self.use_bias)
-        return forward(self.block, k, b)
-
-    def rmatvec(self, values: list[np.ndarray]) -> np.ndarray:
-        """``A^T v`` ``(P, O)`` for per-subsequence ``v`` ``(rows, O)``."""
-        return adjoint(self.block, self.use_bias, values)
-
-    def rows(self, sequence: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return design_rows(self.block, self.block.xs[sequence], self.use_bias, start, stop)
-
-    def statistics(self) -> Statistics:
-        return block_statistics(self.block, self.use_bias)
-
-    def gram(self) -> np.ndarray:
-        return block_gram(self.block, self.use_bias)
-
-    def spectrum(self) -> BlockSpectrum:
-        return block_spectrum(self.block, self.use_bias)
-
-    def r_factor(self) -> np.ndarray:
-        return design_r_factor(self.block, self.use_bias)
-
-    def dottest(self, n_out: int = 2, rng: np.random.Generator | None = None) -> float:
-        """Relative mismatch of ``<A w, v>`` and ``<w, A^T v>`` for random ``w``, ``v`` (PyLops' ``dottest``)."""
-        rng = np.random.default_rng(0) if rng is None else rng
-        w = rng.standard_normal((self.shape[1], n_out))
-        vs = [rng.standard_normal((len(x) - self.block.taps + 1, n_out)) for x in self.block.xs]
-        lhs = sum(float(np.sum(a * v)) for a, v in zip(self.matvec(w), vs))
-        rhs = float(np.sum(w * self.rmatvec(vs)))
-        return abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
 
 
 def residuals(
