@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -16,29 +15,19 @@ from .api import recover_kernel
 from .diagnostics.lagsearch import LagSelection, choose_lags_for, information_criterion, prefix_fit
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .model.arrays import as_sequences
-from .model.config import ConvConfig, Layout, Padding, PaddingMode, check_layout, check_padding
+from .model.config import ConvConfig, ConvSpec, Layout, Padding, PaddingMode
 from .model.design import design_rows, n_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
 from .model.result import KernelResult
 from .model.statistics import block_statistics
-from .model.validation import check_bool, check_int
+from .model.validation import check_choice, check_int
 
 CRITERIA = ("aic", "bic", "cv")
 #: From this many candidates on, AIC/BIC with exact least squares score every size from one factorization.
 NESTED_FROM = 12
 #: Residuals below this fraction of ``y``'s energy count as an exact fit (the criteria floor the RSS here).
 EXACT_FIT = 1e-20
-
-
-class _Settings(TypedDict):
-    """The checked configuration every candidate shares (``kernel_size`` and ``padding`` vary)."""
-
-    stride: int
-    dilation: int
-    groups: int
-    use_bias: bool
-    flip: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,21 +99,16 @@ class KernelSizeSelection:
 
 
 def _check_candidates(candidates: object) -> tuple[int, ...]:
-    sizes: object = candidates
-    if isinstance(candidates, numbers.Integral) and not isinstance(candidates, (bool, np.bool_)):
-        sizes = range(1, int(candidates) + 1)
+    """The kernel sizes to compare, ascending and distinct; an int ``n`` means ``1, ..., n``."""
+    if not isinstance(candidates, Iterable):
+        return tuple(range(1, check_int(candidates, "candidates") + 1))
     try:
-        values = list(sizes) if isinstance(sizes, Iterable) else None
+        values = list(candidates)
     except TypeError:  # (a 0-d array, an iterator that fails)
-        values = None
-    if values is None:
-        raise TypeError(f"`candidates` must be a sequence of kernel sizes, got {candidates!r}.")
+        raise TypeError(f"`candidates` must be a sequence of kernel sizes, got {candidates!r}.") from None
     if not values:
         raise ValueError("`candidates` is empty: give at least one kernel size.")
-    for v in values:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"`candidates` must be positive integers, got {candidates!r}.")
-    return tuple(sorted({int(v) for v in values}))
+    return tuple(sorted({check_int(v, "candidates") for v in values}))
 
 
 def select_kernel_size(
@@ -197,98 +181,140 @@ def select_kernel_size(
     (3, np.int64(2))
     """
     cands = _check_candidates(candidates)
-    if not isinstance(criterion, str) or criterion.lower() not in CRITERIA:
-        raise ValueError(f"`criterion` must be 'aic', 'bic' or 'cv', got {criterion!r}.")
-    criterion_name = criterion.lower()
-    if isinstance(folds, (bool, np.bool_)) or not isinstance(folds, numbers.Integral) or folds < 2:
-        raise ValueError(f"`folds` must be an integer >= 2, got {folds!r}.")
-    layout_name = check_layout(layout)
-    pad = check_padding(padding)
-    stride, dilation = check_int(stride, "stride"), check_int(dilation, "dilation")
-    groups = check_int(groups, "groups")
-    use_bias, flip = check_bool(use_bias, "use_bias"), check_bool(flip, "flip")
-    xb = as_sequences(x, "x", layout_name)
-    yb = as_sequences(y, "y", layout_name)
+    criterion_name = check_choice(criterion, "criterion", CRITERIA)
+    folds = check_int(folds, "folds", 2)
+    spec = ConvSpec.create(
+        cands[-1], stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+        layout=layout, flip=flip,
+    )  # fmt: skip
+    xs, ys = _read_pairs(x, y, spec.layout)
+    notes: list[str] = []
+    xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]
+    if spec.padding in ("same", "causal"):
+        xs_for = {k: (list(xs), spec.padding) for k in cands}
+    else:
+        xs_for = _trimmed_inputs(xs, ys, cands, spec, notes)
+    nested = None
+    if len(cands) >= NESTED_FROM and criterion_name != "cv" and method == "lstsq" and not options:
+        nested = _nested_rss(xs_for, ys, spec)
+    table = _score(
+        cands, xs_for, ys, spec, xs[0].shape[1], criterion=criterion_name, folds=folds, nested=nested, method=method,
+        options=options,
+    )  # fmt: skip
+    if not np.isfinite(table.scores).any():
+        raise ValueError(
+            f"no candidate in {list(cands)} can be fitted to these data (each has more unknowns than equations or "
+            "does not fit y's length); give smaller candidates or more data."
+        )
+    best = cands[int(np.argmin(table.scores))]
+    xs_best, pad_best = xs_for[best]
+    result = recover_kernel(xs_best, ys, method=method, **_candidate(spec, best, pad_best), **options)
+    return KernelSizeSelection(
+        kernel_size=best,
+        criterion=criterion_name,
+        candidates=cands,
+        scores=table.scores,
+        rss=table.rss,
+        n_params=table.n_params,
+        n_samples=int(sum(v.size for v in ys)),
+        status=table.status,
+        result=result,
+        notes=tuple(notes),
+    )
+
+
+def _read_pairs(x: ArrayLike, y: ArrayLike, layout: Layout) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The sequences of ``x`` and ``y``, ``(length, channels)`` each, as many of one as of the other."""
+    xb = as_sequences(x, "x", layout)
+    yb = as_sequences(y, "y", layout)
     if len(xb.arrays) != len(yb.arrays):
         raise ValueError(
             f"`x` and `y` must hold the same number of sequences, got {len(xb.arrays)} and {len(yb.arrays)}."
         )
-    base: _Settings = {"stride": stride, "dilation": dilation, "groups": groups, "use_bias": use_bias, "flip": flip}
-    ys = list(yb.arrays)
-    notes: list[str] = []
-    xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]
-    if pad in ("same", "causal"):
-        xs_for = {k: (list(xb.arrays), pad) for k in cands}
-    else:
-        xs_for = _trimmed_inputs(xb.arrays, ys, cands, pad, base, notes)
+    return list(xb.arrays), list(yb.arrays)
+
+
+def _candidate(spec: ConvSpec, k: int, padding: PaddingMode | tuple[int, int]) -> dict[str, Any]:
+    """The settings of candidate ``k`` with ``padding``, for sequences already read (channels last)."""
+    return dataclasses.asdict(spec.replace(kernel_size=k, padding=padding, layout="nwc"))
+
+
+def _fit(
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    k: int,
+    padding: PaddingMode | tuple[int, int],
+    spec: ConvSpec,
+    method: str | Callable,
+    options: dict[str, Any],
+) -> tuple[float, int, str, bool]:
+    """RSS, number of coefficients, status and whether the report is ok, of candidate ``k`` fitted by ``method``."""
+    with warnings.catch_warnings():
+        for category in (UnderdeterminedWarning, IllConditionedWarning, KernelSizeWarning):
+            warnings.simplefilter("ignore", category)
+        res = recover_kernel(xs, ys, method=method, **_candidate(spec, k, padding), **options)
+    r = res.residual_rms**2 * sum(v.size for v in ys)
+    kp = res.kernel.size + (res.bias.size if res.bias is not None else 0)
+    return r, kp, res.report.status, res.report.ok
+
+
+class _Scores(NamedTuple):
+    scores: np.ndarray
+    rss: np.ndarray
+    n_params: np.ndarray
+    status: tuple[str, ...]
+
+
+def _score(
+    cands: tuple[int, ...],
+    xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]],
+    ys: list[np.ndarray],
+    spec: ConvSpec,
+    in_channels: int,
+    *,
+    criterion: str,
+    folds: int,
+    nested: dict[int, tuple[float, str]] | None,
+    method: str | Callable,
+    options: dict[str, Any],
+) -> _Scores:
+    """Each candidate's criterion (``inf`` where it cannot be fitted), RSS, coefficients and status."""
     yty = sum(float(np.sum(v**2)) for v in ys)
     n_samples = sum(v.size for v in ys)
-    scores, rss, n_params, status, results = [], [], [], [], {}
-    nested = None
-    if len(cands) >= NESTED_FROM and criterion_name != "cv" and method == "lstsq" and not options:
-        nested = _nested_rss(xs_for, ys, pad, base)
+    scores, rss, n_params, status = [], [], [], []
     fits = nested is None and len(cands) > 1  # (a bar only when each candidate is a fit)
     for k in progress_bar(None, cands, worth_showing=fits, desc="select_kernel_size", unit="fit"):
-        cfg_in = xs_for.get(k)
-        if cfg_in is None:
+        if k not in xs_for:
             scores.append(np.inf)
             rss.append(np.nan)
-            n_params.append(_n_params(k, xb.channels, ys[0].shape[1], groups, use_bias))
+            n_params.append(_n_params(k, in_channels, ys[0].shape[1], spec.groups, spec.use_bias))
             status.append("too long for y")
             continue
-        xs_k, pad_k = cfg_in
-        results[k] = (xs_k, pad_k)
+        xs_k, pad_k = xs_for[k]
         if nested is not None:
             r, st = nested[k]
-            kp = _n_params(k, xb.channels, ys[0].shape[1], groups, use_bias)
+            kp = _n_params(k, in_channels, ys[0].shape[1], spec.groups, spec.use_bias)
             ok = st in ("overdetermined", "determined")
         else:
-            with warnings.catch_warnings():
-                for category in (UnderdeterminedWarning, IllConditionedWarning, KernelSizeWarning):
-                    warnings.simplefilter("ignore", category)
-                res = recover_kernel(xs_k, ys, k, method=method, padding=pad_k, **base, **options)
-            r = res.residual_rms**2 * n_samples
-            kp = res.kernel.size + (res.bias.size if res.bias is not None else 0)
-            st, ok = res.report.status, res.report.ok
+            r, kp, st, ok = _fit(xs_k, ys, k, pad_k, spec, method, options)
         rss.append(r)
         n_params.append(kp)
         status.append(st)
         if not ok or kp >= n_samples:
             scores.append(np.inf)
-            continue
-        if criterion_name == "cv":
-            problem = build_problem(xs_k, ys, k, padding=pad_k, **base)
-            scores.append(_cv_score(problem, folds))
+        elif criterion == "cv":
+            scores.append(_cv_score(build_problem(xs_k, ys, **_candidate(spec, k, pad_k)), folds))
         else:
-            scores.append(float(information_criterion(r, kp, n_samples, criterion_name, EXACT_FIT * yty)))
-    scores_arr = np.array(scores, dtype=float)
-    if not np.isfinite(scores_arr).any():
-        raise ValueError(
-            f"no candidate in {list(cands)} can be fitted to these data (each has more unknowns than equations or "
-            "does not fit y's length); give smaller candidates or more data."
-        )
-    best = cands[int(np.argmin(scores_arr))]
-    xs_best, pad_best = results[best]
-    result = recover_kernel(xs_best, ys, best, method=method, padding=pad_best, **base, **options)
-    return KernelSizeSelection(
-        kernel_size=best,
-        criterion=criterion_name,
-        candidates=cands,
-        scores=scores_arr,
-        rss=np.array(rss, dtype=float),
-        n_params=np.array(n_params, dtype=np.int64),
-        n_samples=int(n_samples),
-        status=tuple(status),
-        result=result,
-        notes=tuple(notes),
+            scores.append(float(information_criterion(r, kp, n_samples, criterion, EXACT_FIT * yty)))
+    return _Scores(
+        np.array(scores, dtype=float), np.array(rss, dtype=float), np.array(n_params, dtype=np.int64), tuple(status)
     )
 
 
 def _nested_rss(
     xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]],
     ys: Sequence[np.ndarray],
-    pad: PaddingMode | tuple[int, int],
-    base: _Settings,
+    spec: ConvSpec,
 ) -> dict[int, tuple[float, str]] | None:
     """RSS and status of every fitting candidate from one Cholesky factorization per block (None: not nested).
 
@@ -298,15 +324,16 @@ def _nested_rss(
     factorization of the largest Gram gives every candidate's fit
     (:func:`~kernel_recovery.diagnostics.lagsearch.prefix_fit`).
     """
-    if base["stride"] != 1 or base["dilation"] != 1 or not xs_for:
+    if spec.stride != 1 or spec.dilation != 1 or not xs_for:
         return None
+    pad = spec.padding
     big = max(xs_for)
     xs_big, pad_big = xs_for[big]
 
     def offset(k: int) -> int:  # the first of the big candidate's taps that candidate k uses
         if pad == "same":
             return (big - 1) // 2 - (k - 1) // 2
-        if pad == "causal" or (pad_big == "valid" and pad not in ("same", "causal") and base["flip"]):
+        if pad == "causal" or (pad_big == "valid" and pad not in ("same", "causal") and spec.flip):
             return big - k
         return 0
 
@@ -316,8 +343,8 @@ def _nested_rss(
         if len(new) != 1:
             return None
         order.extend(new)
-    problem = build_problem(xs_big, ys, big, padding=pad_big, **base)
-    use_bias = base["use_bias"]
+    problem = build_problem(xs_big, ys, **_candidate(spec, big, pad_big))
+    use_bias = spec.use_bias
     fits = []
     for block in problem.blocks:
         if block.n_free != block.taps * block.channels:
@@ -353,12 +380,11 @@ def _trimmed_inputs(
     xs: Sequence[np.ndarray],
     ys: Sequence[np.ndarray],
     cands: Sequence[int],
-    pad: PaddingMode | tuple[int, int],
-    base: _Settings,
+    spec: ConvSpec,
     notes: list[str],
 ) -> dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]:
     """For length-changing padding: zero-pad ``x`` as ``y``'s length implies, then trim it per candidate."""
-    s, d = base["stride"], base["dilation"]
+    pad, s, d = spec.padding, spec.stride, spec.dilation
     cin, cout = xs[0].shape[1], ys[0].shape[1]
     out: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]] = {}
     padded = []
@@ -385,11 +411,11 @@ def _trimmed_inputs(
         need = [(len(y) - 1) * s + (k - 1) * d + 1 for y in ys]
         if any(n > len(x) for n, x in zip(need, padded)):
             continue
-        if base["flip"]:
+        if spec.flip:
             out[k] = ([x[len(x) - n :] for n, x in zip(need, padded)], "valid")
         else:
             out[k] = ([x[:n] for n, x in zip(need, padded)], "valid")
-    anchor = "last" if base["flip"] else "first"
+    anchor = "last" if spec.flip else "first"
     notes.append(
         f"padding={pad!r}: y's length fixes the receptive field, so each candidate was fitted to the {anchor} samples "
         "of the (zero-padded) input that its taps reach; a shorter kernel is a longer one with zero taps at the end."
