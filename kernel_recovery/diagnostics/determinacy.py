@@ -7,7 +7,6 @@ data and :func:`~kernel_recovery.plan` from shapes alone.
 from __future__ import annotations
 
 import json
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from numpy.typing import ArrayLike
 from ..exceptions import IllConditionedWarning, UnderdeterminedWarning
 from ..model.arrays import jsonable
 from ..model.config import ConvConfig
+from ..model.validation import check_real
 from .geometry import needed_text
 
 if TYPE_CHECKING:
@@ -160,13 +160,7 @@ class DeterminacyReport:
         -------
         ndarray of float, shape (out_channels,)
         """
-        if (
-            isinstance(target_error, (bool, np.bool_))
-            or not isinstance(target_error, numbers.Real)
-            or not target_error > 0
-            or not np.isfinite(target_error)
-        ):
-            raise ValueError(f"`target_error` must be a finite number > 0, got {target_error!r}.")
+        target_error = check_real(target_error, "target_error", low=0, low_open=True)
         noise = check_noise_level(noise_level, len(self.equations)) if noise_level is not None else self.noise_level
         if noise is None:
             raise ValueError("`noise_level` is needed: give it here or to analyze()/plan().")

@@ -46,6 +46,7 @@ import numpy as np
 from ..model.spectrum import rank_tolerance
 from ..model.statistics import column_sums, gram_from_lags, lagged_correlations
 from ..model.threads import SerialBLAS, fft_workers
+from ..model.validation import check_choice, check_int
 from ..model.whitening import whitening_filters
 
 if TYPE_CHECKING:
@@ -761,9 +762,7 @@ def choose_lags(
     (25, 39)
     """
     xs, ys = _check_sequences(xs, ys)
-    if criterion not in ("aic", "bic"):
-        raise ValueError(f"`criterion` must be 'aic' or 'bic' for the lag search, got {criterion!r}.")
-    name: Criterion = criterion
+    name = check_choice(criterion, "criterion", ("aic", "bic"))
     max_length, max_delay = _check_limits(xs, ys, max_length, max_delay)
     seed = _seed(xs, ys, max_length, max_delay)
     notes = [seed.note]
@@ -821,10 +820,7 @@ def _check_limits(
     n_min = min(len(x) for x in xs)
     max_length = max(min(MAX_WINDOW, n_total // 8), 1) if max_length is None else max_length
     max_delay = n_min // 4 if max_delay is None else max_delay
-    for name, value, least in (("max_length", max_length, 1), ("max_delay", max_delay, 0)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}.")
-    max_length, max_delay = int(max_length), int(max_delay)
+    max_length, max_delay = check_int(max_length, "max_length", 1), check_int(max_delay, "max_delay", 0)
     if n_min < 2 * AR_ORDER or n_total < 4 * (c + 1) * o:
         raise ValueError(f"the lag search needs longer records: the shortest has {n_min} samples.")
     return max_length, max_delay
