@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .diagnostics.determinacy import DeterminacyReport
-    from .model.result import FrequencyResponse, KernelResult
+    from .diagnostics.frequency import FrequencyResponse
+    from .model.result import KernelResult
 
 __all__ = ["plot_bode", "plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
 
@@ -47,6 +48,23 @@ def _axes(ax, figsize=(6.0, 3.6)):
         return ax.figure, ax
     fig, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
     return fig, ax
+
+
+def _true_kernel(true_kernel: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    """The kernel that made the data, as floats of the recovered kernel's ``shape`` (1-D: one channel)."""
+    truth = np.asarray(true_kernel, dtype=float)
+    if truth.ndim == 1:
+        truth = truth[:, None, None]
+    if truth.shape != shape:
+        raise ValueError(f"`true_kernel` must have the kernel's shape {shape}, got {truth.shape}.")
+    return truth
+
+
+def _panel_grid(c_in: int, c_out: int, max_panels: int) -> tuple[int, int, float, float]:
+    """Columns and rows of the kernel's panels (one per channel pair, at most ``max_panels``), and their size."""
+    cols = min(c_in, max_panels) if c_in > 1 else min(c_out, 4)
+    rows = -(-min(c_in * c_out, max_panels) // cols)
+    return cols, rows, min(3.3 * cols, 16.0), min(2.5 * rows + 0.6, 14.0)
 
 
 def _check_result(result: object, name: str = "result") -> None:
@@ -89,20 +107,13 @@ def plot_kernel(
     _check_result(result)
     kernel = np.asarray(result.kernel)
     k_size, c_in, c_out = kernel.shape
-    truth = None
-    if true_kernel is not None:
-        truth = np.asarray(true_kernel, dtype=float)
-        if truth.ndim == 1:
-            truth = truth[:, None, None]
-        if truth.shape != kernel.shape:
-            raise ValueError(f"`true_kernel` must have the kernel's shape {kernel.shape}, got {truth.shape}.")
+    truth = None if true_kernel is None else _true_kernel(true_kernel, kernel.shape)
     cfg = result.config
     pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
     shown = pairs[:max_panels]
-    cols = min(c_in, max_panels) if c_in > 1 else min(c_out, 4)
-    rows = -(-len(shown) // cols)
+    cols, rows, width, height = _panel_grid(c_in, c_out, max_panels)
     if fig is None:
-        fig = _pyplot().figure(figsize=(min(3.3 * cols, 16.0), min(2.5 * rows + 0.6, 14.0)), layout="constrained")
+        fig = _pyplot().figure(figsize=(width, height), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, squeeze=False)).ravel()
     taps = np.arange(k_size)
     marker = "o" if k_size <= 48 else None
@@ -370,12 +381,9 @@ def plot_result(
     if x is not None:
         lower.insert(0, "residuals")
     c_in, c_out = result.kernel.shape[1:]
-    n_pairs = min(c_in * c_out, max_panels)
-    cols = min(c_in, max_panels) if c_in > 1 else min(c_out, 4)
-    rows = -(-n_pairs // cols)
-    width = max(min(3.3 * cols, 16.0), 4.2 * len(lower))
-    fig = plt.figure(figsize=(width, min(2.5 * rows + 0.6, 14.0) + 3.2), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[min(2.5 * rows + 0.6, 14.0), 3.2])
+    _, _, width, height = _panel_grid(c_in, c_out, max_panels)
+    fig = plt.figure(figsize=(max(width, 4.2 * len(lower)), height + 3.2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[height, 3.2])
     plot_kernel(result, true_kernel, fig=top, max_panels=max_panels)
     axes = np.atleast_1d(bottom.subplots(1, len(lower)))
     for ax, what in zip(axes, lower):
@@ -408,7 +416,7 @@ def plot_bode(
         A result (its :meth:`~kernel_recovery.KernelResult.frequency_response` with ``n``, ``fs`` and
         ``level`` is drawn) or a response already computed.
     n, fs, level
-        As in :func:`kernel_recovery.model.result.frequency_response`, for a result.
+        As in :func:`kernel_recovery.diagnostics.frequency.frequency_response`, for a result.
     true_kernel : array_like, optional
         The kernel that made the data (for a result): its response is drawn dashed for comparison.
     true_response : array_like, optional
@@ -424,7 +432,7 @@ def plot_bode(
 
     Notes
     -----
-    Bands are the pointwise delta-method bands of :class:`~kernel_recovery.model.result.FrequencyResponse`
+    Bands are the pointwise delta-method bands of :class:`~kernel_recovery.diagnostics.frequency.FrequencyResponse`
     (magnitude: ``|H| -+ q se``, drawn in dB; phase: ``phase -+ q se``), shaded where the result has
     standard errors.
 
@@ -439,70 +447,22 @@ def plot_bode(
     ['magnitude (dB)', 'phase (degrees)']
     >>> import matplotlib.pyplot as plt; plt.close(fig)
     """
-    if not hasattr(source, "frequency_response"):  # a FrequencyResponse (duck-typed: plotting imports no result)
-        if n is not None or true_kernel is not None:
-            raise ValueError("`n` and `true_kernel` apply to a KernelResult; give `true_response` with a response.")
-        fr = source
-        title = "frequency response"
-    else:
-        _check_result(source, "source")
-        source = cast("KernelResult", source)
-        fr = source.frequency_response(n, fs=fs, level=level)
-        title = f"frequency response ({source.method})"
-        if true_kernel is not None:
-            if true_response is not None:
-                raise ValueError("give `true_kernel` or `true_response`, not both.")
-            truth = np.asarray(true_kernel, dtype=float)
-            if truth.ndim == 1:
-                truth = truth[:, None, None]
-            if truth.shape != source.kernel.shape:
-                raise ValueError(
-                    f"`true_kernel` must have the kernel's shape {source.kernel.shape}, got {truth.shape}."
-                )
-            import dataclasses
-
-            true_fit = dataclasses.replace(source, kernel=truth)
-            true_response = true_fit.frequency_response(freqs=fr.freqs, fs=fs).response
-    truth_h = None
-    if true_response is not None:
-        truth_h = np.asarray(true_response)
-        if truth_h.shape != fr.response.shape:
-            raise ValueError(
-                f"`true_response` must have the response's shape {fr.response.shape}, got {truth_h.shape}."
-            )
+    fr, title, truth_h = _bode_response(source, n, fs, level, true_kernel, true_response)
     if fig is None:
         fig = _pyplot().figure(figsize=(6.4, 5.0), layout="constrained")
     ax_mag, ax_ph = fig.subplots(2, 1, sharex=True, squeeze=True)
     _, c_in, c_out = fr.response.shape
     pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
     shown = pairs[:max_pairs]
-    db, phase = fr.db, np.degrees(fr.phase)
-    finite = db[np.isfinite(db)]
+    finite = fr.db[np.isfinite(fr.db)]
     floor = (float(finite.min()) if finite.size else 0.0) - 20.0  # where zeros of the response are drawn
-    lower, upper, phase_se = fr.lower, fr.upper, fr.phase_stderr
     for i, (c, o) in enumerate(shown):
         color = f"C{i % 10}"
         label = f"in {c} -> out {o}" if len(pairs) > 1 else "recovered"
-        ax_mag.plot(fr.freqs, np.maximum(db[:, c, o], floor), color=color, lw=1.4, label=label)
-        ax_ph.plot(fr.freqs, phase[:, c, o], color=color, lw=1.4)
-        if lower is not None and upper is not None and phase_se is not None:
-            lo = np.maximum(_decibels(lower[:, c, o]), floor)
-            ax_mag.fill_between(fr.freqs, lo, _decibels(upper[:, c, o]), color=color, alpha=0.2, lw=0)
-            half = np.degrees(np.minimum(fr.quantile * phase_se[:, c, o], np.pi))
-            ax_ph.fill_between(fr.freqs, phase[:, c, o] - half, phase[:, c, o] + half, color=color, alpha=0.2, lw=0)
+        _bode_pair(ax_mag, ax_ph, fr, (c, o), color, label, floor)
         if truth_h is not None:
-            t_db = np.maximum(_decibels(np.abs(truth_h[:, c, o])), floor)
-            t_ph = np.degrees(np.unwrap(np.angle(truth_h[:, c, o])))
-            t_ph += 360.0 * np.round((phase[0, c, o] - t_ph[0]) / 360.0)  # the same branch as the estimate
-            ax_mag.plot(
-                fr.freqs,
-                t_db,
-                color=color if len(pairs) > 1 else "C3",
-                ls="--",
-                lw=1.0,
-                label="true" if i == 0 else None,
-            )
-            ax_ph.plot(fr.freqs, t_ph, color=color if len(pairs) > 1 else "C3", ls="--", lw=1.0)
+            true_color = color if len(pairs) > 1 else "C3"
+            _bode_truth(ax_mag, ax_ph, fr, truth_h[:, c, o], (c, o), true_color, "true" if i == 0 else None, floor)
     unit = "cycles/sample" if fr.fs == 1.0 else f"fs = {fr.fs:g}"
     ax_ph.set_xlabel(f"frequency ({unit})", fontsize=9)
     ax_mag.set_ylabel("magnitude (dB)", fontsize=9)
@@ -517,6 +477,74 @@ def plot_bode(
         title += f": first {len(shown)} of {len(pairs)} channel pairs"
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _bode_response(
+    source: KernelResult | FrequencyResponse,
+    n: int | None,
+    fs: float,
+    level: float,
+    true_kernel: ArrayLike | None,
+    true_response: ArrayLike | None,
+) -> tuple[FrequencyResponse, str, np.ndarray | None]:
+    """The response to draw, the figure's title and the true response (None without one)."""
+    if not hasattr(source, "frequency_response"):  # a FrequencyResponse (duck-typed: plotting imports no result)
+        if n is not None or true_kernel is not None:
+            raise ValueError("`n` and `true_kernel` apply to a KernelResult; give `true_response` with a response.")
+        fr = cast("FrequencyResponse", source)
+        title = "frequency response"
+    else:
+        _check_result(source, "source")
+        result = cast("KernelResult", source)
+        fr = result.frequency_response(n, fs=fs, level=level)
+        title = f"frequency response ({result.method})"
+        if true_kernel is not None:
+            if true_response is not None:
+                raise ValueError("give `true_kernel` or `true_response`, not both.")
+            import dataclasses
+
+            true_fit = dataclasses.replace(result, kernel=_true_kernel(true_kernel, result.kernel.shape))
+            true_response = true_fit.frequency_response(freqs=fr.freqs, fs=fs).response
+    if true_response is None:
+        return fr, title, None
+    truth_h = np.asarray(true_response)
+    if truth_h.shape != fr.response.shape:
+        raise ValueError(f"`true_response` must have the response's shape {fr.response.shape}, got {truth_h.shape}.")
+    return fr, title, truth_h
+
+
+def _bode_pair(
+    ax_mag: Any, ax_ph: Any, fr: FrequencyResponse, pair: tuple[int, int], color: str, label: str, floor: float
+) -> None:
+    """One channel pair's magnitude (dB, zeros at ``floor``) and phase, with their bands where there are some."""
+    c, o = pair
+    phase = np.degrees(fr.phase[:, c, o])
+    ax_mag.plot(fr.freqs, np.maximum(fr.db[:, c, o], floor), color=color, lw=1.4, label=label)
+    ax_ph.plot(fr.freqs, phase, color=color, lw=1.4)
+    if fr.lower is not None and fr.upper is not None and fr.phase_stderr is not None:
+        lo = np.maximum(_decibels(fr.lower[:, c, o]), floor)
+        ax_mag.fill_between(fr.freqs, lo, _decibels(fr.upper[:, c, o]), color=color, alpha=0.2, lw=0)
+        half = np.degrees(np.minimum(fr.quantile * fr.phase_stderr[:, c, o], np.pi))
+        ax_ph.fill_between(fr.freqs, phase - half, phase + half, color=color, alpha=0.2, lw=0)
+
+
+def _bode_truth(
+    ax_mag: Any,
+    ax_ph: Any,
+    fr: FrequencyResponse,
+    truth: np.ndarray,
+    pair: tuple[int, int],
+    color: str,
+    label: str | None,
+    floor: float,
+) -> None:
+    """The true response of one channel pair, dashed, its phase on the estimate's branch."""
+    c, o = pair
+    t_db = np.maximum(_decibels(np.abs(truth)), floor)
+    t_ph = np.degrees(np.unwrap(np.angle(truth)))
+    t_ph += 360.0 * np.round((np.degrees(fr.phase[0, c, o]) - t_ph[0]) / 360.0)  # the same branch as the estimate
+    ax_mag.plot(fr.freqs, t_db, color=color, ls="--", lw=1.0, label=label)
+    ax_ph.plot(fr.freqs, t_ph, color=color, ls="--", lw=1.0)
 
 
 def _decibels(magnitude: np.ndarray) -> np.ndarray:
