@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from .api import analyze, recover_kernel
 from .diagnostics.determinacy import DeterminacyReport
+from .diagnostics.frequency import FrequencyResponse
 from .diagnostics.lagsearch import LagSelection
 from .exceptions import (
     ChangeWarning,
@@ -16,7 +17,7 @@ from .exceptions import (
 )
 from .model.conv import conv1d
 from .model.problem import CanonicalProblem
-from .model.result import FrequencyResponse, KernelResult, Solution
+from .model.result import KernelResult, Solution
 from .planning import plan
 from .selection import KernelSizeSelection, select_kernel_size, select_lags
 from .stack import StackResult, recover_stack

@@ -12,7 +12,7 @@ from scipy.stats import chi2
 
 import kernel_recovery as kr
 import kernel_recovery.exceptions
-from kernel_recovery.model.result import FrequencyResponse
+from kernel_recovery.diagnostics.frequency import FrequencyResponse
 
 
 def _fir(kernel: np.ndarray, flip: bool, dilation: int) -> np.ndarray:
