@@ -93,6 +93,7 @@ def plot_kernel(
     Returns
     -------
     matplotlib.figure.Figure
+        ``fig`` (or a new figure), one axes per channel pair.
 
     Examples
     --------
@@ -168,6 +169,7 @@ def plot_residuals(result: KernelResult, x: ArrayLike, y: ArrayLike, *, ax: Any 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of ``ax`` (or a new one).
 
     Examples
     --------
@@ -217,6 +219,7 @@ def plot_loss(result: KernelResult, *, ax: Any = None) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of ``ax`` (or a new one), log scale when the loss spans more than a factor 20.
 
     Raises
     ------
@@ -269,6 +272,7 @@ def plot_spectrum(report: DeterminacyReport, *, ax: Any = None, label: str | Non
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of ``ax`` (or a new one), the spectra on a log scale unless they are narrow and full-rank.
 
     Examples
     --------
@@ -363,6 +367,7 @@ def plot_result(
     Returns
     -------
     matplotlib.figure.Figure
+        A new figure: the kernel's panels above, the others below.
 
     Examples
     --------
@@ -429,6 +434,7 @@ def plot_bode(
     Returns
     -------
     matplotlib.figure.Figure
+        ``fig`` (or a new figure): magnitude above, phase below.
 
     Notes
     -----
