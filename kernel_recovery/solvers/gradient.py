@@ -31,9 +31,8 @@ JAX and optax are imported here only; this module is loaded when ``method="adam"
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple, TypeVar, overload
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +47,7 @@ from ..model.result import Solution
 from ..model.spectrum import BlockSpectrum, block_spectrum
 from ..model.statistics import block_statistics, column_sums, rss_from_statistics
 from ..model.threads import SerialBLAS
+from ..model.validation import check_bool, check_choice, check_int, check_real
 from . import lstsq
 from .lstsq import HUBER_DELTA
 
@@ -57,8 +57,6 @@ Init = Literal["glorot_uniform", "zeros", "lstsq"]
 LOSSES: tuple[Loss, ...] = ("mae", "mse", "huber")
 INITS: tuple[Init, ...] = ("glorot_uniform", "zeros", "lstsq")
 DTYPES = ("float32", "float64")
-
-_Choice = TypeVar("_Choice", bound=str)
 
 #: Steps per compiled block: the schedule and the stopping rule are checked between blocks.
 CHECK_EVERY = 25
@@ -86,31 +84,6 @@ MINIMUM_FLOOR = 1e-5
 # ----------------------------------------------------------------------------------------------
 
 
-@overload
-def _positive(value: object, name: str, *, integer: Literal[True], allow_zero: bool = ...) -> int: ...
-@overload
-def _positive(value: object, name: str, *, integer: Literal[False] = ..., allow_zero: bool = ...) -> float: ...
-def _positive(value: object, name: str, *, integer: bool = False, allow_zero: bool = False) -> int | float:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
-        raise TypeError(f"`{name}` must be {what}, got {value!r} ({type(value).__name__}).")
-    if not np.isfinite(np.asarray(value)) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
-    if integer and isinstance(value, numbers.Integral):  # (always, with `integer`: checked above)
-        return int(value)
-    return float(value)
-
-
-def _choice(value: object, name: str, choices: tuple[_Choice, ...]) -> _Choice:
-    if isinstance(value, str):
-        for choice in choices:
-            if value.lower() == choice:
-                return choice
-    raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}.")
-
-
 def _right_vectors(spec: BlockSpectrum) -> np.ndarray:
     """``V`` of the block's spectrum (:func:`block_spectrum` always computes it; only the report estimates)."""
     if spec.right_vectors is None:
@@ -134,7 +107,7 @@ def check_optimizer(
 ) -> tuple[optax.GradientTransformation | None, float | None]:
     """Validate ``optimizer``/``learning_rate``; return ``(optimizer or None, learning_rate)``."""
     if optimizer is None:
-        lr = default if learning_rate is None else _positive(learning_rate, "learning_rate")
+        lr = default if learning_rate is None else check_real(learning_rate, "learning_rate", low=0.0, low_open=True)
         return None, lr
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(f"`optimizer` must be an optax.GradientTransformation, got {optimizer!r}.")
@@ -245,7 +218,16 @@ def compiled_loop(
             (params, best_params, opt_state, best, path, n_steps), losses = jax.vmap(
                 run_block, in_axes=(0,) * 8 + (None if keys is None else 0, None, None)
             )(
-                s.params, s.best_params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active, keys, data,
+                s.params,
+                s.best_params,
+                s.opt_state,
+                s.lr_scale,
+                s.best,
+                s.path,
+                s.n_steps,
+                s.active,
+                keys,
+                data,
                 hyper,
             )
             # the plateau schedule and the stopping rule
@@ -269,8 +251,17 @@ def compiled_loop(
             done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
             history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
             return LoopState(
-                params, best_params, opt_state, lr_scale, best, jnp.where(ran, best, s.prev_best),
-                jnp.zeros_like(path), n_steps, s.active & ~done & (n_steps < steps), s.converged | done, history,
+                params,
+                best_params,
+                opt_state,
+                lr_scale,
+                best,
+                jnp.where(ran, best, s.prev_best),
+                jnp.zeros_like(path),
+                n_steps,
+                s.active & ~done & (n_steps < steps),
+                s.converged | done,
+                history,
                 s.step + 1,
             )
 
@@ -796,102 +787,158 @@ def solve(
     progress : bool
         Show a tqdm bar, updated between compiled blocks of steps.
     """
-    loss_name = _choice(loss, "loss", LOSSES)
-    init_name = _choice(init, "init", INITS)
+    loss_name = check_choice(loss, "loss", LOSSES)
+    init_name = check_choice(init, "init", INITS)
     # from the least-squares answer the first steps should be small: Adam's first step has size ~learning_rate
     optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init_name == "lstsq" else 5e-2)
-    steps = _positive(max_iter, "max_iter", integer=True)
-    tol = _positive(tol, "tol", allow_zero=True)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    steps = check_int(max_iter, "max_iter", 1)
+    tol = check_real(tol, "tol", low=0.0)
+    seed = check_int(seed, "seed", 0)
     if batch_size is not None:
-        batch_size = _positive(batch_size, "batch_size", integer=True)
-    restarts = _positive(restarts, "restarts", integer=True)
+        batch_size = check_int(batch_size, "batch_size", 1)
+    restarts = check_int(restarts, "restarts", 1)
     dtype = check_dtype(dtype)
-    relative_delta = HUBER_DELTA if huber_delta is None else _positive(huber_delta, "huber_delta")
+    relative_delta = HUBER_DELTA
+    if huber_delta is not None:
+        relative_delta = check_real(huber_delta, "huber_delta", low=0.0, low_open=True)
     if huber_delta is not None and loss_name != "huber":
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
-    for flag, name in ((progress, "progress"), (precondition, "precondition")):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
+    progress = check_bool(progress, "progress")
+    precondition = check_bool(precondition, "precondition")
 
-    cfg = problem.config
-    check_gram_memory(cfg, len(problem.blocks))  # the preconditioner's eigendecomposition needs the Gram
-    block0 = problem.blocks[0]
-    use_bias, n_free, o = cfg.use_bias, block0.n_free, len(block0.out_channels)
-    n_eq = block0.n_equations
-    use_statistics = loss_name == "mse" and (batch_size is None or batch_size >= n_eq)
-    coef0 = _initial_coefficients(problem, init_name, restarts, int(seed))
+    settings = _Settings(
+        loss_name,
+        learning_rate,
+        steps,
+        tol,
+        seed,
+        init_name,
+        optimizer,
+        batch_size,
+        restarts,
+        dtype,
+        relative_delta,
+        precondition,
+        progress,
+    )
+    return _descend(problem, settings)
+
+
+class _Settings(NamedTuple):
+    """The options of :func:`solve`, validated (``huber_delta`` in units of the robust scale, default applied)."""
+
+    loss: Loss
+    learning_rate: float | None
+    max_iter: int
+    tol: float
+    seed: int
+    init: Init
+    optimizer: optax.GradientTransformation | None
+    batch_size: int | None
+    restarts: int
+    dtype: str
+    huber_delta: float
+    precondition: bool
+    progress: bool
+
+    def recorded(self) -> dict[str, Any]:
+        """``Solution.options``: the default optimizer is named "adam"; ``huber_delta`` only with the Huber loss."""
+        options = self._asdict()
+        options["optimizer"] = "adam" if self.optimizer is None else self.optimizer
+        options["huber_delta"] = self.huber_delta if self.loss == "huber" else None
+        return options
+
+
+def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
+    """The body of :func:`solve`: start, parametrize, formulate, run the compiled loop, check the minimum."""
+    check_gram_memory(problem.config, len(problem.blocks))  # the preconditioner's eigendecomposition needs the Gram
+    coef0 = _initial_coefficients(problem, s.init, s.restarts, s.seed)
     diagnostics: dict[str, Any] = {}
-    huber_delta = 1.0
-    if loss_name == "huber":  # the threshold in the outputs' units: huber_delta x a robust scale of the lstsq residual
-        huber_delta = relative_delta * robust_scale(problem)
-        diagnostics["huber_threshold"] = huber_delta
+    delta = 1.0
+    if s.loss == "huber":  # the threshold in the outputs' units: huber_delta x a robust scale of the lstsq residual
+        delta = s.huber_delta * robust_scale(problem)
+        diagnostics["huber_threshold"] = delta
     # small eigendecompositions right after JAX work stall on OpenBLAS threads (shared cores): run them serially
-    with SerialBLAS(), jax.enable_x64(dtype == "float64"):
-        if use_statistics:  # one pass for A'A and A'Y together; the spectrum then reads this Gram
+    with SerialBLAS(), jax.enable_x64(s.dtype == "float64"):
+        if _uses_statistics(problem, s):  # one pass for A'A and A'Y together; the spectrum then reads this Gram
             for block in problem.blocks:
-                block_statistics(block, use_bias)
-        param = preconditioners(problem, bool(precondition))
+                block_statistics(block, problem.config.use_bias)
+        param = preconditioners(problem, s.precondition)
         u0 = np.einsum("gpq,rgqo->rgpo", param.P_inv, coef0 - param.offset)
-        if use_statistics:
-            model = Model(_statistics_model, (n_free, use_bias))
-            data = statistics_data(problem, dtype, param)
-            diagnostics["formulation"] = "statistics"
-        elif n_eq * n_columns(block0, use_bias) * len(problem.blocks) <= DESIGN_LIMIT:
-            data = design_data(problem, dtype, param)
-            batch_rows = 0 if batch_size is None or batch_size >= n_eq else batch_size
-            model = Model(_design_model, (loss_name, huber_delta, batch_rows), batch_rows > 0)
-            diagnostics.update(formulation="design", batch_rows=batch_rows)
-        else:
-            b = frame_length(n_eq, o)
-            data = frames_data(problem, b, dtype, param)
-            frames = int(data["X"].shape[1])
-            batch_frames = 0 if batch_size is None else -(-batch_size // b)
-            batch_frames = 0 if batch_frames >= frames else batch_frames
-            model = Model(_frames_model, (n_free, use_bias, loss_name, huber_delta, batch_frames), batch_frames > 0)
-            diagnostics.update(formulation="frames", frame_length=b, frames=frames, batch_frames=batch_frames)
+        model, data = _formulation(problem, s, param, delta, diagnostics)
         params, final, histories, n_steps, converged = optimize(
-            model, u0.astype(dtype), data, optimizer=optimizer, learning_rate=learning_rate, steps=steps,
-            tol=tol, seed=int(seed), progress=bool(progress),
+            model,
+            u0.astype(s.dtype),
+            data,
+            optimizer=s.optimizer,
+            learning_rate=s.learning_rate,
+            steps=s.max_iter,
+            tol=s.tol,
+            seed=s.seed,
+            progress=s.progress,
         )
     final = np.where(np.isfinite(final), final, np.inf)
     best = int(np.argmin(final))
-    coef = param.offset + np.einsum("gpq,gqo->gpo", param.P, params[best].astype(np.float64))
+    kernels, biases = _unpack(problem, param, params[best])
+    diagnostics.update(final_loss=float(final[best]), restart=best, restart_losses=final.astype(float).tolist())
+    success, message = bool(converged[best]), end_message(bool(converged[best]), int(n_steps[best]), s.max_iter, s.tol)
+    if success:
+        success, message = _check_minimum(problem, kernels, biases, message, s.loss, delta)
+    return Solution(
+        kernels=kernels,
+        biases=biases,
+        success=success,
+        message=message,
+        n_iterations=int(n_steps[best]),
+        loss_history=histories[best],
+        options=s.recorded(),
+        diagnostics=diagnostics,
+    )
+
+
+def _uses_statistics(problem: CanonicalProblem, s: _Settings) -> bool:
+    """Whether the squared loss runs on the statistics (full batch): every step ``O(P^2)``."""
+    return s.loss == "mse" and (s.batch_size is None or s.batch_size >= problem.blocks[0].n_equations)
+
+
+def _formulation(
+    problem: CanonicalProblem, s: _Settings, param: Parametrization, delta: float, diagnostics: dict[str, Any]
+) -> tuple[Model, dict[str, Any]]:
+    """``(model, data)`` of the statistics, design or frames formulation (see the module docstring); records which
+    (and its batch sizes) in ``diagnostics``."""
+    block0 = problem.blocks[0]
+    use_bias, n_free, o = problem.config.use_bias, block0.n_free, len(block0.out_channels)
+    n_eq, batch_size = block0.n_equations, s.batch_size
+    if _uses_statistics(problem, s):
+        diagnostics["formulation"] = "statistics"
+        return Model(_statistics_model, (n_free, use_bias)), statistics_data(problem, s.dtype, param)
+    if n_eq * n_columns(block0, use_bias) * len(problem.blocks) <= DESIGN_LIMIT:
+        data = design_data(problem, s.dtype, param)
+        batch_rows = 0 if batch_size is None or batch_size >= n_eq else batch_size
+        diagnostics.update(formulation="design", batch_rows=batch_rows)
+        return Model(_design_model, (s.loss, delta, batch_rows), batch_rows > 0), data
+    b = frame_length(n_eq, o)
+    data = frames_data(problem, b, s.dtype, param)
+    frames = int(data["X"].shape[1])
+    batch_frames = 0 if batch_size is None else -(-batch_size // b)
+    batch_frames = 0 if batch_frames >= frames else batch_frames
+    diagnostics.update(formulation="frames", frame_length=b, frames=frames, batch_frames=batch_frames)
+    return Model(_frames_model, (n_free, use_bias, s.loss, delta, batch_frames), batch_frames > 0), data
+
+
+def _unpack(
+    problem: CanonicalProblem, param: Parametrization, u: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The kernels and biases (None without a bias) of the descent variables ``u`` (G, P, O)."""
+    use_bias = problem.config.use_bias
+    block0 = problem.blocks[0]
+    n_free, o = block0.n_free, len(block0.out_channels)
+    coef = param.offset + np.einsum("gpq,gqo->gpo", param.P, u.astype(np.float64))
     kernels, biases = [], []
     for i, block in enumerate(problem.blocks):
         k = np.zeros((block.taps * block.channels, o))
         k[block.mask.ravel()] = coef[i, :n_free]
         kernels.append(k.reshape(block.taps, block.channels, o))
-        biases.append(coef[i, n_free].copy() if use_bias else None)
-    diagnostics.update(final_loss=float(final[best]), restart=best, restart_losses=final.astype(float).tolist())
-    options = {
-        "loss": loss_name,
-        "learning_rate": learning_rate,
-        "max_iter": steps,
-        "tol": tol,
-        "seed": int(seed),
-        "init": init_name,
-        "optimizer": "adam" if optimizer is None else optimizer,
-        "batch_size": batch_size,
-        "restarts": restarts,
-        "dtype": dtype,
-        "huber_delta": relative_delta if loss_name == "huber" else None,
-        "precondition": bool(precondition),
-        "progress": bool(progress),
-    }
-    success, message = bool(converged[best]), end_message(bool(converged[best]), int(n_steps[best]), steps, tol)
-    if success:
-        success, message = _check_minimum(
-            problem, kernels, biases if use_bias else None, message, loss_name, huber_delta
-        )
-    return Solution(
-        kernels=kernels,
-        biases=biases if use_bias else None,
-        success=success,
-        message=message,
-        n_iterations=int(n_steps[best]),
-        loss_history=histories[best],
-        options=options,
-        diagnostics=diagnostics,
-    )
+        if use_bias:
+            biases.append(coef[i, n_free].copy())
+    return kernels, biases if use_bias else None
