@@ -12,7 +12,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .api import recover_kernel
-from .diagnostics.lagsearch import LagSelection, choose_lags_for, information_criterion, prefix_fit
+from .diagnostics.lagsearch import LagSelection, choose_lags_for
+from .diagnostics.nested import information_criterion, prefix_fit
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .model.arrays import as_sequences
 from .model.config import ConvConfig, ConvSpec, Layout, Padding, PaddingMode
@@ -322,7 +323,7 @@ def _nested_rss(
     (``"causal"`` and the trimmed inputs with ``flip``: the last ``k``; ``"same"``: the ones around its centre;
     otherwise the first ``k``), each longer run holding the shorter: in the order the taps join, one
     factorization of the largest Gram gives every candidate's fit
-    (:func:`~kernel_recovery.diagnostics.lagsearch.prefix_fit`).
+    (:func:`~kernel_recovery.diagnostics.nested.prefix_fit`).
     """
     if spec.stride != 1 or spec.dilation != 1 or not xs_for:
         return None

@@ -9,7 +9,7 @@ import scipy.signal
 
 import kernel_recovery as kr
 from kernel_recovery import selection
-from kernel_recovery.diagnostics import lagsearch
+from kernel_recovery.diagnostics import lagsearch, nested
 from kernel_recovery.model.whitening import whitening_filters
 
 
@@ -47,13 +47,13 @@ def test_nested_rss_against_explicit_lstsq(rng, channels, outputs, use_bias):
     if use_bias:
         a = np.concatenate([np.ones((n, 1)), a], axis=1)
     np.testing.assert_allclose(gram, a.T @ a, rtol=1e-12, atol=1e-9)
-    fit = lagsearch.prefix_fit(gram, cross, yty, rows)
+    fit = nested.prefix_fit(gram, cross, yty, rows)
     b, taps = int(use_bias), hi - lo + 1
     assert fit.rank == a.shape[1]
     for k in range(1, taps + 1):  # every end: lags lo..lo+k-1
         cols = list(range(b)) + list(range(b, b + k * channels))
         np.testing.assert_allclose(fit.rss[b + k * channels], lstsq_rss(a[:, cols], y), rtol=1e-9)
-    drop = lagsearch.dropped_rss(fit, np.arange(b, b + (taps - 1) * channels))
+    drop = nested.dropped_rss(fit, np.arange(b, b + (taps - 1) * channels))
     for k in range(taps):  # every start: lags lo+k..hi
         cols = list(range(b)) + list(range(b + k * channels, a.shape[1]))
         np.testing.assert_allclose(drop[k * channels], lstsq_rss(a[:, cols], y), rtol=1e-9)
@@ -63,7 +63,7 @@ def test_prefix_fit_stops_at_an_unresolved_column(rng):
     a = rng.standard_normal((50, 3))
     a = np.concatenate([a, a[:, :1] + a[:, 1:2], rng.standard_normal((50, 1))], axis=1)  # column 3 is dependent
     y = rng.standard_normal((50, 1))
-    fit = lagsearch.prefix_fit(a.T @ a, a.T @ y, (y**2).sum(axis=0), 50)
+    fit = nested.prefix_fit(a.T @ a, a.T @ y, (y**2).sum(axis=0), 50)
     assert fit.rank == 3 and len(fit.rss) == 4
     np.testing.assert_allclose(fit.rss[3], lstsq_rss(a[:, :3], y), rtol=1e-9)
 
@@ -84,7 +84,7 @@ def test_levinson_scan_against_explicit_toeplitz_solves(rng, outputs):
     r = np.array([x[k:] @ x[: len(x) - k] for k in range(t)])
     b = rng.standard_normal((t, outputs)) * 30.0
     yty = np.full(outputs, 1e4)
-    scan = lagsearch.levinson_scan(r, b, yty)
+    scan = nested.levinson_scan(r, b, yty)
     assert scan.rank == t and len(scan.end_rss) == len(scan.start_rss) == t + 1
     ends = [toeplitz_reference_rss(r, b, yty, k) for k in range(t + 1)]
     starts = [toeplitz_reference_rss(r, b, yty, k, trailing=True) for k in range(t + 1)]
@@ -94,7 +94,7 @@ def test_levinson_scan_against_explicit_toeplitz_solves(rng, outputs):
 
 def test_levinson_scan_stops_where_the_toeplitz_matrix_is_singular():
     r = np.cos(0.3 * np.arange(10))  # the autocorrelation of one sinusoid: rank 2
-    scan = lagsearch.levinson_scan(r, np.ones(10), 5.0, tol=1e-10)
+    scan = nested.levinson_scan(r, np.ones(10), 5.0, tol=1e-10)
     assert scan.rank == 2 and len(scan.end_rss) == 3
     np.testing.assert_allclose(scan.end_rss[2], toeplitz_reference_rss(r, np.ones((10, 1)), 5.0, 2), rtol=1e-9)
 
@@ -107,13 +107,13 @@ def test_toeplitz_window_scan_is_close_to_the_exact_scans_on_a_long_record(rng, 
     y = delayed(x, h, first) + 0.01 * rng.standard_normal(n)
     xs, ys = [x[:, None]], [y[:, None]]
     gram, cross, yty, rows = lagsearch.window_statistics(xs, ys, lo, hi)
-    fit = lagsearch.prefix_fit(gram, cross, yty, rows)
+    fit = nested.prefix_fit(gram, cross, yty, rows)
     taps = hi - lo + 1
     exact_ends = fit.rss
-    exact_starts = lagsearch.dropped_rss(fit, np.arange(taps - 1))[::-1]  # the last k lags, k = 1..taps
+    exact_starts = nested.dropped_rss(fit, np.arange(taps - 1))[::-1]  # the last k lags, k = 1..taps
     kernel = fit.coefficients()
     r, largest = lagsearch.input_autocorrelation(xs, taps)
-    scan = lagsearch.toeplitz_window_scan(r, largest, kernel, float(fit.rss[-1]), rows)
+    scan = nested.toeplitz_window_scan(r, largest, kernel, float(fit.rss[-1]), rows)
     assert scan.rank == taps
     full = float(fit.rss[-1])
     np.testing.assert_allclose(scan.end_rss[-1], full, rtol=1e-9)
@@ -121,7 +121,7 @@ def test_toeplitz_window_scan_is_close_to_the_exact_scans_on_a_long_record(rng, 
     np.testing.assert_allclose(scan.end_rss - full, exact_ends - full, rtol=3 * hi / n, atol=1e-9 * full)
     np.testing.assert_allclose(scan.start_rss[1:] - full, exact_starts - full, rtol=3 * hi / n, atol=1e-9 * full)
     # zero-padded y with the exact cross terms is not a usable metric at this SNR: its residual swamps the noise
-    raw = lagsearch.levinson_scan(r, cross[:, :], yty)
+    raw = nested.levinson_scan(r, cross[:, :], yty)
     assert raw.end_rss[-1] > 5 * full
 
 
@@ -142,10 +142,10 @@ def test_choose_lags_on_a_long_window_matches_the_exact_scans(rng, monkeypatch, 
 
 def test_information_criterion_is_select_kernel_size_formula():
     n, k, rss = 100, np.array([2, 3]), np.array([4.0, 3.0])
-    np.testing.assert_allclose(lagsearch.information_criterion(rss, k, n, "aic"), n * np.log(rss / n) + 2 * k)
-    np.testing.assert_allclose(lagsearch.information_criterion(rss, k, n, "bic"), n * np.log(rss / n) + k * np.log(n))
+    np.testing.assert_allclose(nested.information_criterion(rss, k, n, "aic"), n * np.log(rss / n) + 2 * k)
+    np.testing.assert_allclose(nested.information_criterion(rss, k, n, "bic"), n * np.log(rss / n) + k * np.log(n))
     with pytest.raises(ValueError, match="criterion"):
-        lagsearch.information_criterion(rss, k, n, "cv")
+        nested.information_criterion(rss, k, n, "cv")
 
 
 def test_seed_finds_a_bulk_delay_with_coloured_input(rng):
@@ -256,12 +256,12 @@ def test_select_kernel_size_nested_matches_the_loop(rng, monkeypatch, kwargs, cr
     conv_kwargs = {k: v for k, v in kwargs.items() if k != "use_bias"}
     y = kr.conv1d(x, w, **conv_kwargs)
     y = y + 0.05 * rng.standard_normal(y.shape)
-    nested = kr.select_kernel_size(x, y, range(1, 21), criterion=criterion, **kwargs)
+    scanned = kr.select_kernel_size(x, y, range(1, 21), criterion=criterion, **kwargs)
     monkeypatch.setattr(selection, "NESTED_FROM", 10**9)
     loop = kr.select_kernel_size(x, y, range(1, 21), criterion=criterion, **kwargs)
-    assert nested.kernel_size == loop.kernel_size and nested.status == loop.status
+    assert scanned.kernel_size == loop.kernel_size and scanned.status == loop.status
     fitted = np.isfinite(loop.scores)
-    np.testing.assert_array_equal(np.isfinite(nested.scores), fitted)
-    np.testing.assert_allclose(nested.scores[fitted], loop.scores[fitted], rtol=1e-9)
-    np.testing.assert_allclose(nested.rss[fitted], loop.rss[fitted], rtol=1e-7)
-    np.testing.assert_array_equal(nested.n_params, loop.n_params)
+    np.testing.assert_array_equal(np.isfinite(scanned.scores), fitted)
+    np.testing.assert_allclose(scanned.scores[fitted], loop.scores[fitted], rtol=1e-9)
+    np.testing.assert_allclose(scanned.rss[fitted], loop.rss[fitted], rtol=1e-7)
+    np.testing.assert_array_equal(scanned.n_params, loop.n_params)
