@@ -222,6 +222,23 @@ def test_noise_level_per_channel_and_samples_for_error(rng):
     assert longer.expected_error[0] == pytest.approx(0.01, rel=0.1)
 
 
+@pytest.mark.parametrize(
+    "bad, err",
+    [
+        (0.0, ValueError),
+        (-0.1, ValueError),
+        (np.inf, ValueError),
+        (np.nan, ValueError),
+        (True, TypeError),
+        ("0.1", TypeError),
+    ],
+)
+def test_samples_for_error_bad_target(bad, err):
+    rep = kr.plan(5, lengths=100, noise_level=0.1)
+    with pytest.raises(err, match="`target_error`"):
+        rep.samples_for_error(bad)
+
+
 def test_report_dict_json_and_text(rng):
     t = np.arange(100)
     rep = analyze_quiet(np.sin(0.3 * t), None, 4, noise_level=0.1)

@@ -218,6 +218,8 @@ def test_a_response_longer_than_max_length_is_cut_with_a_warning(rng):
         (dict(criterion="cv"), ValueError, "criterion"),
         (dict(max_length=0), ValueError, "max_length"),
         (dict(max_delay=-1), ValueError, "max_delay"),
+        (dict(max_length=2.5), TypeError, "max_length"),
+        (dict(max_delay=True), TypeError, "max_delay"),
     ],
 )
 def test_select_lags_bad_input(rng, kwargs, err, match):
