@@ -274,13 +274,41 @@ def run_demo(
     out = sys.stdout if out is None else out
     examples = datasets.all_examples()
     methods = list(solvers.METHODS) if methods is None else list(methods)
+    results = _demo_table(examples, methods, out, quiet)
+    print("\nkernel recovered from the tutorial's 2-channel example (lstsq):", file=out)
+    ex = datasets.tutorial_examples()[1]
+    k = recover_kernel(ex.x, ex.y, ex.kernel_size).kernel[:, :, 0]
+    print(np.array2string(np.where(np.abs(k) < 1e-12, 0.0, k), precision=6), file=out)
+    print("\nwhat analyze() says about the underdetermined example:", file=out)
+    under = datasets.underdetermined()
+    under_report = analyze(under.x, under.y, under.kernel_size, warn=False)
+    print(under_report, file=out)
+    if plot is False:
+        return 0
+    path = DEFAULT_DEMO_FIGURE if plot is None or plot is True else str(plot)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("\nfigure skipped: matplotlib is not installed (pip install 'kernel_recovery[plot]').", file=out)
+        return 0
+    noisy = datasets.noisy_multichannel()
+    fig = _demo_figure(noisy, results, under_report)
+    _save_figure(fig, path)
+    print(f"\nfigure saved to {path}", file=out)
+    return 0
+
+
+def _demo_table(
+    examples: list[Example], methods: list[str], out: TextIO, quiet: bool
+) -> dict[tuple[str, str], KernelResult]:
+    """Solve every example with every method, a row each (timed, after an untimed warm-up); return the fits."""
     header = (
         f"{'example':<20} {'method':<7} {'status':<16} {'eq/unk':>7} {'max |err|':>10} {'resid rms':>10} "
         f"{'time':>9}  solver"
     )
     print(header, file=out)
     print("-" * len(header), file=out)
-    results: dict[tuple[str, str], Any] = {}
+    results: dict[tuple[str, str], KernelResult] = {}
     for method in methods:  # untimed warm-up: the first call of a method pays for its imports
         try:
             with warnings.catch_warnings():
@@ -304,35 +332,18 @@ def run_demo(
                 elapsed = time.perf_counter() - t0
                 bar.update()
                 results[ex.name, method] = res
-                err = np.max(np.abs(res.kernel - ex.kernel)) if ex.kernel is not None else float("nan")
-                rep = res.report
-                solver = "ok" if res.success else "not converged"
-                bar.write(  # tqdm's write clears and redraws the bar around the row
-                    f"{ex.name:<20} {method:<7} {rep.status:<16} {rep.equations[0]:>3}/{rep.unknowns[0]:<3} "
-                    f"{err:>10.2e} {res.residual_rms:>10.2e} {elapsed * 1e3:>7.1f}ms  {solver}",
-                    file=out,
-                )
-    print("\nkernel recovered from the tutorial's 2-channel example (lstsq):", file=out)
-    ex = datasets.tutorial_examples()[1]
-    k = recover_kernel(ex.x, ex.y, ex.kernel_size).kernel[:, :, 0]
-    print(np.array2string(np.where(np.abs(k) < 1e-12, 0.0, k), precision=6), file=out)
-    print("\nwhat analyze() says about the underdetermined example:", file=out)
-    under = datasets.underdetermined()
-    under_report = analyze(under.x, under.y, under.kernel_size, warn=False)
-    print(under_report, file=out)
-    if plot is False:
-        return 0
-    path = DEFAULT_DEMO_FIGURE if plot is None or plot is True else str(plot)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("\nfigure skipped: matplotlib is not installed (pip install 'kernel_recovery[plot]').", file=out)
-        return 0
-    noisy = datasets.noisy_multichannel()
-    fig = _demo_figure(noisy, results, under_report)
-    _save_figure(fig, path)
-    print(f"\nfigure saved to {path}", file=out)
-    return 0
+                bar.write(_demo_row(ex, method, res, elapsed), file=out)  # (tqdm's write redraws the bar after it)
+    return results
+
+
+def _demo_row(ex: Example, method: str, res: KernelResult, elapsed: float) -> str:
+    err = np.max(np.abs(res.kernel - ex.kernel)) if ex.kernel is not None else float("nan")
+    rep = res.report
+    solver = "ok" if res.success else "not converged"
+    return (
+        f"{ex.name:<20} {method:<7} {rep.status:<16} {rep.equations[0]:>3}/{rep.unknowns[0]:<3} "
+        f"{err:>10.2e} {res.residual_rms:>10.2e} {elapsed * 1e3:>7.1f}ms  {solver}"
+    )
 
 
 def _demo_figure(
@@ -597,7 +608,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="{demo,recover,analyze,simulate}", parser_class=_Parser
     )
+    _add_demo(sub)
+    _add_recover(sub)
+    _add_analyze(sub)
+    _add_simulate(sub)
+    return parser
 
+
+def _add_demo(sub: Any) -> None:
     d = sub.add_parser(
         "demo",
         help="solve the built-in examples with every method, print a table, save a figure",
@@ -608,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-plot", action="store_true", help="do not draw the figure")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+
+def _add_recover(sub: Any) -> None:
     r = sub.add_parser(
         "recover",
         help="recover a kernel from input and output files",
@@ -634,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output_options(r, "save a PNG of the kernel, residuals and spectrum")
 
+
+def _add_analyze(sub: Any) -> None:
     a = sub.add_parser("analyze", help="say whether the data determine the kernel (before solving)")
     _add_inputs(a, "output file (optional: without it, only X and the settings decide)")
     _add_conv_options(a)
@@ -646,6 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", metavar="FILE", help="write the report as .json")
     _add_output_options(a, "save a PNG of the design's singular values")
 
+
+def _add_simulate(sub: Any) -> None:
     s = sub.add_parser(
         "simulate",
         help="write a synthetic x/y pair with a known random kernel",
@@ -662,7 +686,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--json", action="store_true", help="print a JSON summary")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing")
-    return parser
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
