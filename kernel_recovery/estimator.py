@@ -70,7 +70,7 @@ class KernelEstimator(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    kernel_ : ndarray, shape (n_lags, n_features_in_, n_outputs)
+    kernel_ : ndarray, shape (n_lags, n_features, n_outputs)
         The impulse response: ``kernel_[i, c, o]`` is the response of output ``o`` to input ``c`` at lag
         ``lags_[i]`` (ascending).  Three axes also for a one-dimensional ``y``.
     bias_ : ndarray, shape (n_outputs,)
@@ -199,6 +199,23 @@ class KernelEstimator(RegressorMixin, BaseEstimator):
         lags = (int(self.lags_[0]), int(self.lags_[-1]))
         y = np.asarray(conv1d(np.asarray(X), self.kernel_, self.bias_, flip=True, lags=lags))
         return y[:, 0] if self._y_ndim == 1 else y
+
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
+        """:math:`R^2`, the coefficient of determination of :meth:`predict`, averaged uniformly over outputs.
+
+        ``1 - sum (y - y_hat)^2 / sum (y - mean(y))^2``: 1 is a perfect prediction, 0 that of the mean
+        (scikit-learn's score of every regressor, used by :class:`~sklearn.model_selection.GridSearchCV`).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        float
+        """
+        return float(super().score(X, y))
 
     def fit_percent(self, X: ArrayLike, y: ArrayLike) -> float | np.ndarray:
         """The normalized root-mean-square fit ``100 (1 - ||y - y_hat|| / ||y - mean(y)||)`` per output.

@@ -83,6 +83,8 @@ def test_defaults_are_linear_regression_with_an_intercept():
     np.testing.assert_allclose(est.bias_, coef[-1:], atol=1e-12)
     assert est.kernel_.shape == (1, 4, 1) and est.lags_.tolist() == [0]
     np.testing.assert_allclose(est.predict(x), np.hstack([x, np.ones((50, 1))]) @ coef, atol=1e-12)
+    residual = y - np.hstack([x, np.ones((50, 1))]) @ coef
+    assert est.score(x, y) == pytest.approx(1 - residual @ residual / np.sum((y - y.mean()) ** 2))  # R^2
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
