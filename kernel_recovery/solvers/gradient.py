@@ -177,120 +177,143 @@ def compiled_loop(
     return ``(state, full_losses)``."""
     batch_loss, full_loss, *measure = model.factory(*model.args)
     size = measure[0] if measure else (lambda tree, data, shift: _leaf_max(tree))
-    default = optimizer is None
     opt = _default_optimizer() if optimizer is None else optimizer
     n_blocks = -(-steps // CHECK_EVERY)
-
-    def run_block(params, best_params, opt_state, lr_scale, best, path, n_steps, active, key, data, hyper):
-        # inactive restarts (converged, or past `steps`) take zero steps; their optimizer state is unused
-        def step(carry, i):
-            params, best_params, opt_state, best, path, n_steps = carry
-            go = active & (n_steps < steps)
-            sub = None if key is None else jax.random.fold_in(key, i)
-            loss, grads = jax.value_and_grad(batch_loss)(params, data, sub)
-            lower = go & (loss < best)
-            best_params = jax.tree_util.tree_map(lambda p, b: jnp.where(lower, p, b), params, best_params)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            gain = jnp.where(go, -hyper["learning_rate"] * lr_scale if default else 1.0, 0.0)
-            updates = jax.tree_util.tree_map(lambda u: gain * u, updates)
-            params = optax.apply_updates(params, updates)
-            best = jnp.where(go & jnp.isfinite(loss), jnp.minimum(best, loss), best)
-            path = path + size(updates, data, False)
-            n_steps = n_steps + go.astype(n_steps.dtype)
-            return (params, best_params, opt_state, best, path, n_steps), jnp.where(go, loss, jnp.nan)
-
-        carry = (params, best_params, opt_state, best, path, n_steps)
-        carry, losses = jax.lax.scan(step, carry, n_steps + jnp.arange(CHECK_EVERY))
-        return carry, losses
-
-    def result(state: LoopState):
-        # after a minibatch step the loss is an estimate: keep the last iterate there
-        return state.params if model.stochastic else state.best_params
+    lp = _Loop(batch_loss, full_loss, size, opt, optimizer is None, steps, n_blocks, model.stochastic)
 
     def loop(state: LoopState, data, hyper, stop):
-        base = jax.random.key(hyper["seed"]) if model.stochastic else None
-
-        def body(s: LoopState) -> LoopState:
-            if base is not None:  # (model.stochastic)
-                keys = jax.random.split(jax.random.fold_in(base, s.step), s.active.shape[0])
-            else:
-                keys = None
-            (params, best_params, opt_state, best, path, n_steps), losses = jax.vmap(
-                run_block, in_axes=(0,) * 8 + (None if keys is None else 0, None, None)
-            )(
-                s.params,
-                s.best_params,
-                s.opt_state,
-                s.lr_scale,
-                s.best,
-                s.path,
-                s.n_steps,
-                s.active,
-                keys,
-                data,
-                hyper,
-            )
-            # the plateau schedule and the stopping rule
-            taken = n_steps - s.n_steps
-            ran = s.active & (taken > 0)
-            # oscillating (the block ends above its own best) or stalled: take smaller steps
-            last = losses[:, -1]
-            block_best = jnp.min(jnp.where(jnp.isnan(losses), jnp.inf, losses), axis=1)
-            plateau = ~(best < s.prev_best) | (last > block_best)
-            if default:
-                # a smaller step, and Adam's moments restarted so that its step is not damped by stale ones
-                cut = ran & plateau
-                lr_scale = jnp.where(cut, s.lr_scale * PLATEAU_FACTOR, s.lr_scale)
-                fresh = jax.vmap(opt.init)(params)
-                opt_state = jax.tree_util.tree_map(
-                    lambda new, old: jnp.where(cut.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, opt_state
-                )
-            else:
-                lr_scale = s.lr_scale
-            scale = jnp.maximum(1.0, jax.vmap(lambda p: size(p, data, True))(params))
-            done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
-            history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
-            return LoopState(
-                params,
-                best_params,
-                opt_state,
-                lr_scale,
-                best,
-                jnp.where(ran, best, s.prev_best),
-                jnp.zeros_like(path),
-                n_steps,
-                s.active & ~done & (n_steps < steps),
-                s.converged | done,
-                history,
-                s.step + 1,
-            )
-
-        stop_block = jnp.minimum(-(-stop // CHECK_EVERY), n_blocks)
-        state = jax.lax.while_loop(lambda s: (s.step < stop_block) & jnp.any(s.active), body, state)
-        return state, jax.vmap(full_loss, in_axes=(0, None))(result(state), data)
+        return _run_loop(lp, state, data, hyper, stop)
 
     def start(params0, data, hyper, stop):
-        restarts = jax.tree_util.tree_leaves(params0)[0].shape[0]
-        dtype = jax.tree_util.tree_leaves(params0)[0].dtype
-        state = LoopState(
-            params=params0,
-            best_params=params0,
-            opt_state=jax.vmap(opt.init)(params0),
-            lr_scale=jnp.ones(restarts, dtype),
-            best=jnp.full(restarts, jnp.inf, dtype),
-            prev_best=jnp.full(restarts, jnp.inf, dtype),
-            path=jnp.zeros(restarts, dtype),
-            n_steps=jnp.zeros(restarts, jnp.int32),
-            active=jnp.ones(restarts, bool),
-            converged=jnp.zeros(restarts, bool),
-            history=jnp.full((restarts, n_blocks * CHECK_EVERY), jnp.nan, dtype),
-            step=jnp.zeros((), jnp.int32),
-        )
-        return loop(state, data, hyper, stop)
+        return _run_loop(lp, _initial_state(lp, params0), data, hyper, stop)
 
     # small problems: compile time dominates, so skip LLVM's costly optimizations (the loop runs ~2x slower)
     options = {"xla_backend_optimization_level": 0} if quick_compile else None
     return jax.jit(start, compiler_options=options), jax.jit(loop, compiler_options=options)
+
+
+class _Loop(NamedTuple):
+    """The static parts of one compiled loop, closed over by its jitted functions (never traced)."""
+
+    batch_loss: Callable[..., Any]
+    full_loss: Callable[..., Any]
+    size: Callable[..., Any]
+    opt: optax.GradientTransformation
+    default: bool  # the default optimizer: the loop applies its learning rate and plateau schedule
+    steps: int
+    n_blocks: int
+    stochastic: bool
+
+
+def _initial_state(lp: _Loop, params0: Any) -> LoopState:
+    restarts = jax.tree_util.tree_leaves(params0)[0].shape[0]
+    dtype = jax.tree_util.tree_leaves(params0)[0].dtype
+    return LoopState(
+        params=params0,
+        best_params=params0,
+        opt_state=jax.vmap(lp.opt.init)(params0),
+        lr_scale=jnp.ones(restarts, dtype),
+        best=jnp.full(restarts, jnp.inf, dtype),
+        prev_best=jnp.full(restarts, jnp.inf, dtype),
+        path=jnp.zeros(restarts, dtype),
+        n_steps=jnp.zeros(restarts, jnp.int32),
+        active=jnp.ones(restarts, bool),
+        converged=jnp.zeros(restarts, bool),
+        history=jnp.full((restarts, lp.n_blocks * CHECK_EVERY), jnp.nan, dtype),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def _run_loop(lp: _Loop, state: LoopState, data: Any, hyper: dict[str, Any], stop: Any) -> tuple[LoopState, Any]:
+    """Whole blocks of steps, every restart side by side (``vmap``), in ``lax.while_loop`` until block
+    ``ceil(stop / CHECK_EVERY)`` or until every restart stopped; returns the state and the kept iterates' losses."""
+    base = jax.random.key(hyper["seed"]) if lp.stochastic else None
+    run_block = functools.partial(_run_block, lp)
+
+    def body(s: LoopState) -> LoopState:
+        keys = None
+        if base is not None:  # (lp.stochastic)
+            keys = jax.random.split(jax.random.fold_in(base, s.step), s.active.shape[0])
+        fields = (s.params, s.best_params, s.opt_state, s.lr_scale, s.best, s.path, s.n_steps, s.active)
+        in_axes = (0, None if keys is None else 0, None, None)
+        carry, losses = jax.vmap(run_block, in_axes=in_axes)(fields, keys, data, hyper)
+        return _end_of_block(lp, s, carry, losses, data, hyper)
+
+    stop_block = jnp.minimum(-(-stop // CHECK_EVERY), lp.n_blocks)
+    state = jax.lax.while_loop(lambda s: (s.step < stop_block) & jnp.any(s.active), body, state)
+    # after a minibatch step the loss is an estimate: keep the last iterate there
+    kept = state.params if lp.stochastic else state.best_params
+    return state, jax.vmap(lp.full_loss, in_axes=(0, None))(kept, data)
+
+
+def _run_block(lp: _Loop, fields: tuple, key: Any, data: Any, hyper: dict[str, Any]) -> tuple[tuple, Any]:
+    """CHECK_EVERY steps of one restart in ``lax.scan``: ``((params, best_params, opt_state, best, path, n_steps),
+    losses)``.  Inactive restarts (converged, or past ``steps``) take zero steps; their optimizer state is unused."""
+    params, best_params, opt_state, lr_scale, best, path, n_steps, active = fields
+
+    def step(carry, i):
+        params, best_params, opt_state, best, path, n_steps = carry
+        go = active & (n_steps < lp.steps)
+        sub = None if key is None else jax.random.fold_in(key, i)
+        loss, grads = jax.value_and_grad(lp.batch_loss)(params, data, sub)
+        lower = go & (loss < best)
+        best_params = jax.tree_util.tree_map(lambda p, b: jnp.where(lower, p, b), params, best_params)
+        updates, opt_state = lp.opt.update(grads, opt_state, params)
+        gain = jnp.where(go, -hyper["learning_rate"] * lr_scale if lp.default else 1.0, 0.0)
+        updates = jax.tree_util.tree_map(lambda u: gain * u, updates)
+        params = optax.apply_updates(params, updates)
+        best = jnp.where(go & jnp.isfinite(loss), jnp.minimum(best, loss), best)
+        path = path + lp.size(updates, data, False)
+        n_steps = n_steps + go.astype(n_steps.dtype)
+        return (params, best_params, opt_state, best, path, n_steps), jnp.where(go, loss, jnp.nan)
+
+    carry = (params, best_params, opt_state, best, path, n_steps)
+    return jax.lax.scan(step, carry, n_steps + jnp.arange(CHECK_EVERY))
+
+
+def _end_of_block(lp: _Loop, s: LoopState, carry: tuple, losses: Any, data: Any, hyper: dict[str, Any]) -> LoopState:
+    """The state after a block of steps: the plateau schedule (default optimizer) and the stopping rule applied."""
+    params, best_params, opt_state, best, path, n_steps = carry
+    taken = n_steps - s.n_steps
+    ran = s.active & (taken > 0)
+    lr_scale = s.lr_scale
+    if lp.default:
+        lr_scale, opt_state = _plateau_schedule(lp, s, ran, best, losses, params, opt_state)
+    scale = jnp.maximum(1.0, jax.vmap(lambda p: lp.size(p, data, True))(params))
+    done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
+    history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
+    return LoopState(
+        params,
+        best_params,
+        opt_state,
+        lr_scale,
+        best,
+        jnp.where(ran, best, s.prev_best),
+        jnp.zeros_like(path),
+        n_steps,
+        s.active & ~done & (n_steps < lp.steps),
+        s.converged | done,
+        history,
+        s.step + 1,
+    )
+
+
+def _plateau_schedule(
+    lp: _Loop, s: LoopState, ran: Any, best: Any, losses: Any, params: Any, opt_state: Any
+) -> tuple[Any, Any]:
+    """``(lr_scale, opt_state)``: a block that oscillates (ends above its own best) or stalls (does not lower the
+    best loss) takes smaller steps from now on, and Adam's moments restart so that its step is not damped by stale
+    ones."""
+    last = losses[:, -1]
+    block_best = jnp.min(jnp.where(jnp.isnan(losses), jnp.inf, losses), axis=1)
+    plateau = ~(best < s.prev_best) | (last > block_best)
+    cut = ran & plateau
+    lr_scale = jnp.where(cut, s.lr_scale * PLATEAU_FACTOR, s.lr_scale)
+    fresh = jax.vmap(lp.opt.init)(params)
+    opt_state = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(cut.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, opt_state
+    )
+    return lr_scale, opt_state
 
 
 def optimize(
