@@ -163,7 +163,7 @@ def test_feedback_like_data_warn_of_negative_lags():
     g = np.array([0.0, 0.8, 0.4, 0.2])  # the plant: y[t] = sum g[l] x[t - l] + e[t]
     x, y = np.zeros(n), np.zeros(n)
     for t in range(n):
-        y[t] = sum(g[l] * x[t - l] for l in range(1, 4) if t - l >= 0) + e[t]
+        y[t] = sum(g[lag] * x[t - lag] for lag in range(1, 4) if t - lag >= 0) + e[t]
         x[t] = r[t] - 0.5 * y[t]  # the controller
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
