@@ -229,6 +229,18 @@ def test_bad_arguments(kwargs, match):
         res.frequency_response(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"level": "0.9"}, "`level`"), ({"n": 4.0}, "`n`"), ({"fs": True}, "`fs`")]
+)
+def test_arguments_of_the_wrong_kind(kwargs, match):
+    res = kr.recover_kernel([0.0, 3.0, 4.0, 5.0, 1.0], [6.0, 11.0, 14.0, 7.0], 2)
+    with pytest.raises(TypeError, match=match):
+        res.frequency_response(**kwargs)
+    if "level" in kwargs:
+        with pytest.raises(TypeError, match=match):
+            res.confidence_interval(**kwargs)
+
+
 def test_bode_plot():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from ..model.validation import check_int, check_real
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -211,10 +212,8 @@ def frequency_response(
     from scipy.stats import norm
     from scipy.stats import t as student_t
 
-    if not (isinstance(level, numbers.Real) and 0 < level < 1):
-        raise ValueError(f"`level` must be a number in (0, 1), got {level!r}.")
-    if isinstance(fs, (bool, np.bool_)) or not isinstance(fs, numbers.Real) or not (0 < fs < np.inf):
-        raise ValueError(f"`fs` must be a positive number, got {fs!r}.")
+    level = check_real(level, "level", low=0, high=1, low_open=True, high_open=True)
+    fs = check_real(fs, "fs", low=0, low_open=True)
     if freqs is not None:
         if n is not None:
             raise ValueError(f"give `n` (={n!r}) or `freqs`, not both.")
@@ -223,11 +222,8 @@ def frequency_response(
             raise ValueError(f"`freqs` must be a 1-D array of finite numbers, got shape {f.shape}.")
         f = np.atleast_1d(f)
     else:
-        if n is None:
-            n = DEFAULT_FREQUENCIES
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"`n` must be a positive integer, got {n!r}.")
-        f = np.linspace(0.0, fs / 2, int(n))
+        n = DEFAULT_FREQUENCIES if n is None else check_int(n, "n")
+        f = np.linspace(0.0, fs / 2, n)
     lags = np.asarray(result.config.tap_lags(), dtype=np.float64)
     phasor = np.exp(-2j * np.pi * np.outer(f / fs, lags))  # (F, K)
     kernel = np.asarray(result.kernel, dtype=np.float64)
@@ -249,5 +245,5 @@ def frequency_response(
     dof = result.diagnostics.get("dof")
     q = float(student_t.ppf(0.5 + level / 2, dof)) if dof else float(norm.ppf(0.5 + level / 2))
     return FrequencyResponse(
-        freqs=f, response=response, covariance=cov, level=float(level), quantile=q, fs=float(fs), band_source=source
+        freqs=f, response=response, covariance=cov, level=level, quantile=q, fs=fs, band_source=source
     )

@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from .arrays import SequenceBatch, as_sequences
 from .config import PADDING_MODES, ConvConfig, Layout, Padding, check_layout
-from .validation import check_int
+from .validation import check_choice, check_int
 
 
 @dataclass(eq=False)
@@ -267,9 +267,7 @@ def build_problem(
     ``nan_policy="omit"`` drops the equations (output samples) that are NaN in ``y`` or touch a NaN in ``x``.
     """
     layout_name = check_layout(layout)
-    if nan_policy not in ("raise", "omit"):
-        raise ValueError(f"`nan_policy` must be 'raise' or 'omit', got {nan_policy!r}.")
-    omit = nan_policy == "omit"
+    omit = check_choice(nan_policy, "nan_policy", ("raise", "omit")) == "omit"
     xb = as_sequences(x, "x", layout_name, allow_nan=omit)
     yb = None if y is None else as_sequences(y, "y", layout_name, allow_nan=omit)
     if yb is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +13,7 @@ from numpy.typing import ArrayLike
 from .arrays import jsonable
 from .config import ConvConfig
 from .conv import conv1d
+from .validation import check_real
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
     from matplotlib.figure import Figure
@@ -332,8 +332,7 @@ def confidence_interval(
     """
     from scipy.stats import t as student_t
 
-    if not (isinstance(level, numbers.Real) and 0 < level < 1):
-        raise ValueError(f"`level` must be a number in (0, 1), got {level!r}.")
+    level = check_real(level, "level", low=0, high=1, low_open=True, high_open=True)
     se = result.bias_stderr if bias else result.stderr
     est = result.bias if bias else result.kernel
     if se is None or est is None:
