@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # (JAX and optax are imported when a stack is fitted)
 
 #: The activations between layers (or None: a linear stack).
 ACTIVATIONS = ("relu", "tanh")
+#: The settings of a layer, in the order of its checked dict.
 LAYER_KEYS = ("kernel_size", "out_channels", "stride", "padding", "dilation", "use_bias")
 
 
@@ -142,16 +143,7 @@ def _check_layers(layers: object, in_channels: int) -> tuple[list[dict[str, Any]
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"in `layers[{i}]`: {exc}") from None
-        out.append(
-            dict(
-                kernel_size=cfg.kernel_size,
-                out_channels=n_out,
-                stride=cfg.stride,
-                padding=cfg.padding,
-                dilation=cfg.dilation,
-                use_bias=cfg.use_bias,
-            )
-        )
+        out.append(dict(zip(LAYER_KEYS, (cfg.kernel_size, n_out, cfg.stride, cfg.padding, cfg.dilation, cfg.use_bias))))
         configs.append(cfg)
         channels = n_out
     return out, configs
