@@ -871,6 +871,11 @@ class _Settings(NamedTuple):
         options["huber_delta"] = self.huber_delta if self.loss == "huber" else None
         return options
 
+    def loop_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`optimize`."""
+        names = ("optimizer", "learning_rate", "tol", "seed", "progress")
+        return {"steps": self.max_iter, **{name: getattr(self, name) for name in names}}
+
 
 def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
     """The body of :func:`solve`: start, parametrize, formulate, run the compiled loop, check the minimum."""
@@ -889,17 +894,7 @@ def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
         param = preconditioners(problem, s.precondition)
         u0 = np.einsum("gpq,rgqo->rgpo", param.P_inv, coef0 - param.offset)
         model, data = _formulation(problem, s, param, delta, diagnostics)
-        params, final, histories, n_steps, converged = optimize(
-            model,
-            u0.astype(s.dtype),
-            data,
-            optimizer=s.optimizer,
-            learning_rate=s.learning_rate,
-            steps=s.max_iter,
-            tol=s.tol,
-            seed=s.seed,
-            progress=s.progress,
-        )
+        params, final, histories, n_steps, converged = optimize(model, u0.astype(s.dtype), data, **s.loop_options())
     final = np.where(np.isfinite(final), final, np.inf)
     best = int(np.argmin(final))
     kernels, biases = _unpack(problem, param, params[best])
