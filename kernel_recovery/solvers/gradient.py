@@ -84,13 +84,6 @@ MINIMUM_FLOOR = 1e-5
 # ----------------------------------------------------------------------------------------------
 
 
-def _right_vectors(spec: BlockSpectrum) -> np.ndarray:
-    """``V`` of the block's spectrum (:func:`block_spectrum` always computes it; only the report estimates)."""
-    if spec.right_vectors is None:
-        raise RuntimeError("the preconditioner needs the design's right singular vectors, not an estimate.")
-    return spec.right_vectors
-
-
 def check_dtype(dtype: DTypeLike) -> str:
     """Normalise ``dtype`` to "float32" or "float64"."""
     try:
@@ -543,6 +536,13 @@ def frames_data(problem: CanonicalProblem, b: int, dtype: DTypeLike, param: Para
         "P": np.asarray(np.stack(ps), dtype),
         **_measure(param, dtype),
     }
+
+
+def _right_vectors(spec: BlockSpectrum) -> np.ndarray:
+    """``V`` of the block's spectrum (:func:`block_spectrum` always computes it; only the report estimates)."""
+    if spec.right_vectors is None:
+        raise RuntimeError("the preconditioner needs the design's right singular vectors, not an estimate.")
+    return spec.right_vectors
 
 
 def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
