@@ -293,6 +293,19 @@ def build_problem(
         flip=flip,
         lags=lags,
     )
+    lengths, out_lengths = _check_lengths(cfg, xb, yb)
+    blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
+    if omit:
+        blocks = _omit_missing_equations(blocks)
+    inputs = (xb.arrays, None if yb is None else yb.arrays)
+    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype, inputs)
+
+
+def _check_lengths(
+    cfg: ConvConfig, xb: SequenceBatch, yb: SequenceBatch | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The input and output length of each sequence; a ValueError where ``x`` is too short or ``y`` has
+    another length than the configuration gives."""
     lengths = tuple(len(a) for a in xb.arrays)
     out_lengths = tuple(cfg.output_length(n) for n in lengths)
     for i, (n, m) in enumerate(zip(lengths, out_lengths)):
@@ -308,17 +321,20 @@ def build_problem(
                 f"{m} outputs{length_hint(cfg, n, len(yb.arrays[i]))}; check `padding`, `stride`, `dilation`, "
                 f"`kernel_size` and `layout`.{_layout_hint(xb, cfg)}"
             )
-    blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
-    if omit:
-        blocks = [part for block in blocks for part in _omit_missing(block)]
-        empty = sorted(int(o) for b in blocks if b.n_equations == 0 for o in b.out_channels)
-        if empty:
-            raise ValueError(
-                f"nan_policy='omit' leaves no equations for output channel(s) {empty}: every output sample is NaN "
-                "in `y` or reads a NaN of `x`."
-            )
-    inputs = (xb.arrays, None if yb is None else yb.arrays)
-    return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype, inputs)
+    return lengths, out_lengths
+
+
+def _omit_missing_equations(blocks: list[Block]) -> list[Block]:
+    """``nan_policy="omit"``: each block without the equations that read a NaN (:func:`_omit_missing`); a
+    ValueError if an output channel has none left."""
+    blocks = [part for block in blocks for part in _omit_missing(block)]
+    empty = sorted(int(o) for b in blocks if b.n_equations == 0 for o in b.out_channels)
+    if empty:
+        raise ValueError(
+            f"nan_policy='omit' leaves no equations for output channel(s) {empty}: every output sample is NaN "
+            "in `y` or reads a NaN of `x`."
+        )
+    return blocks
 
 
 def length_hint(cfg: ConvConfig, length: int, y_length: int) -> str:
