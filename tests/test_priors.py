@@ -261,8 +261,15 @@ def test_large_ss_tuning_reaches_the_best_evidence_on_a_grid(rng):
     best = np.inf
     for decay in np.linspace(0.98, 0.9995, 16):
         lk = np.log(-np.log(decay))
-        best = min(best, minimize_scalar(lambda lq, lk=lk: ev.value(np.array([lq, lk])), bounds=(0.0, 40.0),
-                                         method="bounded", options={"xatol": 1e-3}).fun)
+        best = min(
+            best,
+            minimize_scalar(
+                lambda lq, lk=lk: ev.value(np.array([lq, lk])),
+                bounds=(0.0, 40.0),
+                method="bounded",
+                options={"xatol": 1e-3},
+            ).fun,
+        )
     assert tuned <= best + 2 * ev.noise
     assert res.diagnostics["n_evaluations"][0] <= 100  # chasing the rounding error took 154
 
