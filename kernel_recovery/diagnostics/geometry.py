@@ -20,7 +20,7 @@ def tap_columns(problem: CanonicalProblem, block: Block) -> np.ndarray:
     Taps are in correlation order (tap ``k`` reads ``x[t * stride + k * dilation]``), before any ``flip``.
     """
     cfg = problem.config
-    s, _ = problem._tap_layout()
+    s, _ = problem.tap_layout()
     cin = cfg.in_per_group
     index = np.full(block.mask.shape, -1)
     index[block.mask] = np.arange(block.n_free)

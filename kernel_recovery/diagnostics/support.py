@@ -204,7 +204,7 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
 def _kernel_size_message(problem: CanonicalProblem, flagged: list[int], share: float, p: float, sides) -> str:
     """The sentence of a flag: the flagged output channels, the share explained, the p-value and which side."""
     cfg = problem.config
-    s, _ = problem._tap_layout()
+    s, _ = problem.tap_layout()
     before, after = (sides[1], sides[0]) if cfg.flip else (sides[0], sides[1])
     where = []
     if before > 0.1 * (before + after):
@@ -435,7 +435,7 @@ def _whitened_correlations(
 def _lag_scan_message(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> str:
     """The sentence of a lag-scan flag: where the response lies beyond the kernel, and the setting that covers it."""
     cfg = problem.config
-    s, _ = problem._tap_layout()
+    s, _ = problem.tap_layout()
     lo = min(int(f[2].min()) for f in found) * s  # correlation-order indices of the user kernel (canonical x s)
     hi = max(int(f[2].max()) for f in found) * s + s - 1
     k = cfg.kernel_size

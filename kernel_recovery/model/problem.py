@@ -116,7 +116,9 @@ class CanonicalProblem:
 
     # -- kernel maps --------------------------------------------------------------------------
 
-    def _tap_layout(self) -> tuple[int, int]:
+    def tap_layout(self) -> tuple[int, int]:
+        """``(s, taps)``: kernel tap ``k`` (reversed first for ``flip=True``) is canonical tap ``k // s`` of phase
+        ``k % s`` (``s = stride / gcd(stride, dilation)``); each block has ``taps = ceil(kernel_size / s)`` taps."""
         s = self.config.stride // math.gcd(self.config.stride, self.config.dilation)
         taps = -(-self.config.kernel_size // s)
         return s, taps
@@ -124,7 +126,7 @@ class CanonicalProblem:
     def to_canonical(self, kernel: np.ndarray) -> list[np.ndarray]:
         """Split a user kernel ``(K, Cin/groups, Cout)`` into canonical block kernels."""
         cfg = self.config
-        s, taps = self._tap_layout()
+        s, taps = self.tap_layout()
         k = kernel[::-1] if cfg.flip else kernel
         padded = np.zeros((taps * s,) + k.shape[1:], dtype=k.dtype)
         padded[: cfg.kernel_size] = k
@@ -134,7 +136,7 @@ class CanonicalProblem:
     def from_canonical(self, kernels: Sequence[np.ndarray]) -> np.ndarray:
         """Assemble canonical block kernels back into the user kernel ``(K, Cin/groups, Cout)``."""
         cfg = self.config
-        s, taps = self._tap_layout()
+        s, taps = self.tap_layout()
         dtype = np.result_type(*kernels)
         full = np.zeros((taps, s * cfg.in_per_group, cfg.out_channels), dtype=dtype)
         for b, w in zip(self.blocks, kernels):
@@ -154,7 +156,7 @@ class CanonicalProblem:
     def free_to_kernel(self, vector: np.ndarray) -> tuple[np.ndarray, float | None]:
         """Map a vector over one block's free coefficients (then the bias) to ``(K, Cin/groups)`` and a bias."""
         cfg = self.config
-        s, taps = self._tap_layout()
+        s, taps = self.tap_layout()
         mask = self.blocks[0].mask
         canon = np.zeros(mask.shape)
         canon[mask] = vector[: mask.sum()]
