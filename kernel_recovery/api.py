@@ -103,14 +103,25 @@ def recover_kernel(
         stream must be restarted from its beginning, and its first chunks are skipped.  The file is kept.
     checkpoint_every : int
         Chunks between checkpoints.
+    ridge : float, optional
+        ``method="lstsq"``: add ``ridge * ||kernel||^2`` to the squared residual (the bias is not penalized;
+        default 0).  Passed through ``**options``.
+    regularization : {None, "gcv", "ml", "tc", "dc", "ss", "di"}, optional
+        ``method="lstsq"``: tune the regularization from the data, per output channel (the tuned values are in
+        ``options``): ``"gcv"`` a ridge by generalized cross-validation; ``"ml"`` (white), ``"di"`` (diagonal),
+        ``"tc"`` (tuned/correlated), ``"dc"`` (diagonal/correlated) and ``"ss"`` (stable spline) the Gaussian
+        kernel priors of regularized FIR identification (MATLAB impulseest's), their hyperparameters by
+        marginal likelihood.  The priors decay along the lag: the choice for short, noisy records of a decaying
+        response.  Not with ``ridge``.  Passed through ``**options``.
     **options
-        Options of the method (``method="lstsq"``: ``ridge``, ``regularization``, ``loss``, ``huber_delta``,
-        ``max_iter``; ``method="fft"``: ``noise_level``, ``wiener``, ``segment_length``, ``tol``, ``max_iter``,
-        ``workers``; ``method="adam"``: ``loss``, ``learning_rate``, ``max_iter``, ``tol``, ``seed``, ``init``,
-        ``optimizer``, ``batch_size``, ``restarts``, ``dtype``, ``huber_delta``, ``precondition``,
-        ``progress``); one name means one thing in every method (``max_iter`` the iteration cap,
-        ``huber_delta`` in units of a robust noise scale), see the options table of the user guide.  An
-        option the method does not take is a ``TypeError``; a renamed one names its new spelling.
+        Options of the method (``method="lstsq"``: ``ridge``, ``regularization`` (both above), ``prior``,
+        ``share_hyperparameters``, ``loss``, ``huber_delta``, ``max_iter``; ``method="fft"``: ``noise_level``,
+        ``wiener``, ``segment_length``, ``tol``, ``max_iter``, ``workers``; ``method="adam"``: ``loss``,
+        ``learning_rate``, ``max_iter``, ``tol``, ``seed``, ``init``, ``optimizer``, ``batch_size``, ``restarts``,
+        ``dtype``, ``huber_delta``, ``precondition``, ``progress``); one name means one thing in every method
+        (``max_iter`` the iteration cap, ``huber_delta`` in units of a robust noise scale), see the options table
+        of the user guide.  An option the method does not take is a ``TypeError``; a renamed one names its new
+        spelling.
 
     Returns
     -------
@@ -133,7 +144,17 @@ def recover_kernel(
         When the design's condition number exceeds 1e8.
     KernelSizeWarning
         When the residual says the kernel is longer than ``kernel_size`` (a fit with a few more taps explains
-        it; see :func:`select_kernel_size`).
+        it, or the input explains the residual at lags beyond the kernel; see :func:`select_kernel_size`), and
+        with ``lags="auto"`` when the chosen lags reach ``max_length`` or ``max_delay``.
+    NonCausalWarning
+        When the kernel is significant at negative physical lags (``lags`` with ``first < 0``, or a ``padding``
+        such as ``"same"`` that puts taps there): feedback from the output to the input, or a misaligned input.
+    SpectralWarning
+        ``method="fft"``: when the per-frequency systems are singular at some frequencies (an input with no
+        energy there); those frequencies are left out.  A subclass of :class:`IllConditionedWarning`.
+    ChangeWarning
+        When one kernel does not explain the whole record: the system changed during it (the change test's
+        times are in ``diagnostics["change"]``; see :func:`track_kernel`).
 
     Notes
     -----
