@@ -14,13 +14,16 @@ from .diagnostics import lagsearch
 from .diagnostics.analysis import report_for
 from .diagnostics.determinacy import DeterminacyReport
 from .model.arrays import as_sequences
-from .model.config import ConvSpec, Layout, Padding, check_layout
+from .model.config import ConvSettings, ConvSpec, Layout, Padding, check_layout
 from .model.problem import CanonicalProblem, build_problem
 from .model.result import KernelResult
+from .model.validation import check_bool
 from .solvers import pipeline
 from .streaming import outofcore
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .diagnostics.lagsearch import LagSelection
     from .model.result import Solution
 
@@ -232,21 +235,14 @@ def analyze(
     y: ArrayLike | None,
     kernel_size: int | None = None,
     *,
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    layout: Layout = "nwc",
-    flip: bool = False,
     out_channels: int | None = None,
     noise_level: float | ArrayLike | None = None,
     warn: bool = True,
     nan_policy: Literal["raise", "omit"] = "raise",
-    lags: tuple[int, int] | None = None,
     chunk_size: int | None = None,
     split_every: int | None = None,
     progress: bool | None = None,
+    **settings: Unpack[ConvSettings],
 ) -> DeterminacyReport:
     """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
 
@@ -309,13 +305,11 @@ def analyze(
     """
     streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
     if streamed:
-        outofcore.check_streamable(nan_policy=nan_policy, lags=lags)
+        outofcore.check_streamable(nan_policy=nan_policy, lags=settings.get("lags"))
     else:
         _refuse_streaming(split_every=split_every, progress=progress)
-    spec = ConvSpec.create(
-        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-        layout=layout, flip=flip, lags=lags,
-    )  # fmt: skip
+    spec = ConvSpec.create(kernel_size, **settings)
+    warn = check_bool(warn, "warn")
     streaming = dict(chunk_size=chunk_size, split_every=split_every, progress=progress)
     problem = _canonical_problem(
         x, y, spec, streamed, out_channels=out_channels, nan_policy=nan_policy, streaming=streaming

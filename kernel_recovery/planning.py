@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .diagnostics.determinacy import DeterminacyReport, check_noise_level
 from .diagnostics.geometry import data_needed, shape_causes, untouched_taps, user_taps
 from .exceptions import UnderdeterminedWarning
-from .model.config import ConvConfig, ConvSpec, Padding
+from .model.config import ConvConfig, ConvSettings, ConvSpec
 from .model.validation import check_int, check_real
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _lengths(lengths: int | Sequence[int], batch: int | None) -> tuple[int, ...]:
@@ -35,15 +38,10 @@ def plan(
     in_channels: int = 1,
     out_channels: int | None = None,
     batch: int | None = None,
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    flip: bool = False,
     noise_level: float | Sequence[float] | None = None,
     input_std: float = 1.0,
     warn: bool = False,
+    **settings: Unpack[ConvSettings],
 ) -> DeterminacyReport:
     """Analyze an experiment before recording it: counts, rank, expected accuracy and the data needed.
 
@@ -57,7 +55,7 @@ def plan(
         Channels of ``x`` and ``y`` (``out_channels`` defaults to ``groups``).
     batch : int, optional
         Number of sequences when ``lengths`` is an int (default 1).
-    stride, padding, dilation, groups, use_bias, flip
+    stride, padding, dilation, groups, use_bias, flip, lags
         The configuration, as in :func:`conv1d`.
     noise_level : float or sequence of float, optional
         Standard deviation of white noise in ``y``; the report then gives ``expected_error``.
@@ -95,9 +93,7 @@ def plan(
     """
     n_seq = _lengths(lengths, batch)
     input_std = check_real(input_std, "input_std", low=0, low_open=True)
-    spec = ConvSpec.create(
-        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, flip=flip
-    )
+    spec = ConvSpec.create(kernel_size, **settings)
     n_out = spec.groups if out_channels is None else check_int(out_channels, "out_channels")
     cfg = spec.bind(check_int(in_channels, "in_channels"), n_out)
     noise = check_noise_level(noise_level, cfg.out_channels)

@@ -16,7 +16,7 @@ from .diagnostics.lagsearch import LagSelection, choose_lags_for
 from .diagnostics.nested import information_criterion, prefix_fit
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .model.arrays import as_sequences
-from .model.config import ConvConfig, ConvSpec, Layout, Padding, PaddingMode
+from .model.config import SETTING_DEFAULTS, ConvConfig, ConvSpec, Layout, PaddingMode
 from .model.design import design_rows, n_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
@@ -120,13 +120,6 @@ def select_kernel_size(
     criterion: Literal["aic", "bic", "cv"] = "aic",
     folds: int = 5,
     method: str | Callable = "lstsq",
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    layout: Layout = "nwc",
-    flip: bool = False,
     **options: Any,
 ) -> KernelSizeSelection:
     """Choose ``kernel_size`` among ``candidates`` by an information criterion or cross-validation.
@@ -184,10 +177,8 @@ def select_kernel_size(
     cands = _check_candidates(candidates)
     criterion_name = check_choice(criterion, "criterion", CRITERIA)
     folds = check_int(folds, "folds", 2)
-    spec = ConvSpec.create(
-        cands[-1], stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-        layout=layout, flip=flip,
-    )  # fmt: skip
+    settings = {name: options.pop(name) for name in SETTING_DEFAULTS if name in options}
+    spec = ConvSpec.create(cands[-1], **settings)
     xs, ys = _read_pairs(x, y, spec.layout)
     notes: list[str] = []
     xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .diagnostics import changes
-from .model.config import ConvConfig, ConvSpec, Layout, Padding
+from .model.config import ConvConfig, ConvSettings, ConvSpec
 from .model.design import design_rows, n_columns, unpack_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
@@ -39,6 +39,7 @@ from .streaming.accumulator import check_memory
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,16 +146,9 @@ def track_kernel(
     window: int | None = None,
     forgetting: float | None = None,
     step: int | None = None,
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    layout: Layout = "nwc",
-    flip: bool = False,
-    lags: tuple[int, int] | None = None,
     detect_changes: bool = True,
     progress: bool | None = None,
+    **settings: Unpack[ConvSettings],
 ) -> KernelTrack:
     """Recover the kernel of a drifting system over time, from one record ``x``, ``y``.
 
@@ -201,10 +195,7 @@ def track_kernel(
     (2004,)
     """
     forgetting, window = check_memory(forgetting, window)
-    spec = ConvSpec.create(
-        kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-        layout=layout, flip=flip, lags=lags,
-    )  # fmt: skip
+    spec = ConvSpec.create(kernel_size, **settings)
     problem = build_problem(x, y, **dataclasses.asdict(spec))
     if len(problem.out_lengths) != 1:
         raise ValueError(f"`x` must be one sequence (a record over time), got {len(problem.out_lengths)} sequences.")

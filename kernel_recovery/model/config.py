@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union
 
 import numpy as np
 
 from .validation import check_bool, check_int
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 PaddingMode = Literal["valid", "same", "causal", "full"]
 
@@ -114,6 +119,28 @@ def check_alignment(
     return check_int(kernel_size, "kernel_size"), pad, lags
 
 
+class ConvSettings(TypedDict, total=False):
+    """The settings of a convolution as keywords: what ``**settings`` of a door holds (see :class:`ConvSpec`)."""
+
+    stride: int
+    padding: Padding
+    dilation: int
+    groups: int
+    use_bias: bool
+    layout: Layout
+    flip: bool
+    lags: tuple[int, int] | None
+
+
+def check_setting_names(settings: Mapping[str, object]) -> None:
+    """Refuse a keyword that is not a setting, naming the nearest one (``strides`` -> ``stride``)."""
+    for name in settings:
+        if name not in SETTING_DEFAULTS:
+            close = difflib.get_close_matches(name, list(SETTING_DEFAULTS), n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise TypeError(f"unexpected keyword argument `{name}`{hint}.")
+
+
 @dataclass(frozen=True)
 class ConvSpec:
     """The configuration of a convolution without its channel counts: what every door takes, validated once.
@@ -140,20 +167,16 @@ class ConvSpec:
     lags: tuple[int, int] | None = None
 
     @classmethod
-    def create(
-        cls,
-        kernel_size: int | None = None,
-        *,
-        stride: int = 1,
-        padding: Padding = "valid",
-        dilation: int = 1,
-        groups: int = 1,
-        use_bias: bool = False,
-        layout: Layout = "nwc",
-        flip: bool = False,
-        lags: tuple[int, int] | None = None,
-    ) -> ConvSpec:
-        """Validate the settings (``lags=(first, last)`` replaces ``kernel_size`` and ``padding``)."""
+    def create(cls, kernel_size: int | None = None, **settings: Unpack[ConvSettings]) -> ConvSpec:
+        """Validate the settings (``lags=(first, last)`` replaces ``kernel_size`` and ``padding``).
+
+        Settings not given take the defaults of the fields above; a name that is not a setting is a
+        ``TypeError`` that suggests the nearest one (``strides`` -> ``stride``).
+        """
+        check_setting_names(settings)
+        given = {**SETTING_DEFAULTS, **settings}
+        stride, padding, dilation, groups = given["stride"], given["padding"], given["dilation"], given["groups"]
+        use_bias, layout, flip, lags = given["use_bias"], given["layout"], given["flip"], given["lags"]
         stride = check_int(stride, "stride")
         dilation = check_int(dilation, "dilation")
         groups = check_int(groups, "groups")
@@ -176,57 +199,38 @@ class ConvSpec:
             raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={self.groups}).")
         if out_channels % self.groups:
             raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={self.groups}).")
-        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **dataclasses.asdict(self))
+        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **dataclasses.asdict(self.spec))
 
-    def replace(self, **changes: object) -> ConvSpec:
-        """A copy with some settings changed, validated again."""
-        return ConvSpec.create(**{**dataclasses.asdict(self), **changes})
-
-
-@dataclass(frozen=True)
-class ConvConfig:
-    """A validated Conv1D configuration (kernel layout ``(kernel_size, in_channels // groups, out_channels)``)."""
-
-    kernel_size: int
-    in_channels: int
-    out_channels: int
-    stride: int = 1
-    padding: PaddingMode | tuple[int, int] = "valid"
-    dilation: int = 1
-    groups: int = 1
-    use_bias: bool = False
-    layout: Layout = "nwc"
-    flip: bool = False
-    #: ``(first, last)``: the kernel covers these physical lags, ``y`` is on ``x``'s time axis (None: Conv1D).
-    lags: tuple[int, int] | None = None
-
-    @classmethod
-    def create(
-        cls,
-        kernel_size: int | None,
-        in_channels: int,
-        out_channels: int,
-        *,
-        stride: int = 1,
-        padding: Padding = "valid",
-        dilation: int = 1,
-        groups: int = 1,
-        use_bias: bool = False,
-        layout: Layout = "nwc",
-        flip: bool = False,
-        lags: tuple[int, int] | None = None,
-    ) -> ConvConfig:
-        spec = ConvSpec.create(
-            kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-            layout=layout, flip=flip, lags=lags,
-        )  # fmt: skip
-        return spec.bind(in_channels, out_channels)
+    def replace(self, **changes: Any) -> ConvSpec:
+        """The settings with some changed, validated again (channel counts, on a :class:`ConvConfig`, dropped)."""
+        return ConvSpec.create(**{**dataclasses.asdict(self.spec), **changes})
 
     @property
     def spec(self) -> ConvSpec:
-        """The configuration without its channel counts."""
-        names = [f.name for f in dataclasses.fields(ConvSpec)]
-        return ConvSpec(**{name: getattr(self, name) for name in names})
+        """The settings alone (on a :class:`ConvConfig`: without its channel counts)."""
+        return ConvSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ConvSpec)})
+
+
+#: Each setting's default: the fields of :class:`ConvSpec` (the one place they are written).
+SETTING_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ConvSpec) if f.name != "kernel_size"}
+
+
+@dataclass(frozen=True)
+class ConvConfig(ConvSpec):
+    """A validated Conv1D configuration: a :class:`ConvSpec` bound to the channel counts of its data.
+
+    Kernel layout ``(kernel_size, in_channels // groups, out_channels)``.
+    """
+
+    in_channels: int = dataclasses.field(kw_only=True)
+    out_channels: int = dataclasses.field(kw_only=True)
+
+    @classmethod
+    def create(  # type: ignore[override]
+        cls, kernel_size: int | None, in_channels: int, out_channels: int, **settings: Unpack[ConvSettings]
+    ) -> ConvConfig:
+        """Validate the settings (as :meth:`ConvSpec.create`) and bind them to these channel counts."""
+        return ConvSpec.create(kernel_size, **settings).bind(in_channels, out_channels)
 
     @property
     def span(self) -> int:

@@ -26,14 +26,17 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .arrays import SequenceBatch, as_sequences
-from .config import PADDING_MODES, ConvConfig, Layout, Padding, check_layout
+from .config import PADDING_MODES, ConvConfig, ConvSettings, check_layout
 from .validation import check_choice, check_int
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(eq=False)
@@ -252,23 +255,17 @@ def build_problem(
     y: ArrayLike | None,
     kernel_size: int | None,
     *,
-    stride: int = 1,
-    padding: Padding = "valid",
-    dilation: int = 1,
-    groups: int = 1,
-    use_bias: bool = False,
-    layout: Layout = "nwc",
-    flip: bool = False,
     out_channels: int | None = None,
     nan_policy: Literal["raise", "omit"] = "raise",
-    lags: tuple[int, int] | None = None,
+    **settings: Unpack[ConvSettings],
 ) -> CanonicalProblem:
     """Validate user arrays and configuration and reduce them to a :class:`CanonicalProblem`.
 
-    Without ``y``, ``out_channels`` (default: ``groups``, one filter per group) sizes the problem.
-    ``nan_policy="omit"`` drops the equations (output samples) that are NaN in ``y`` or touch a NaN in ``x``.
+    ``settings`` are those of :class:`~kernel_recovery.model.config.ConvSpec`.  Without ``y``, ``out_channels``
+    (default: ``groups``, one filter per group) sizes the problem.  ``nan_policy="omit"`` drops the equations
+    (output samples) that are NaN in ``y`` or touch a NaN in ``x``.
     """
-    layout_name = check_layout(layout)
+    layout_name = check_layout(settings.get("layout", "nwc"))
     omit = check_choice(nan_policy, "nan_policy", ("raise", "omit")) == "omit"
     xb = as_sequences(x, "x", layout_name, allow_nan=omit)
     yb = None if y is None else as_sequences(y, "y", layout_name, allow_nan=omit)
@@ -279,22 +276,11 @@ def build_problem(
             )
         out_channels = yb.channels
     elif out_channels is None:
-        out_channels = check_int(groups, "groups")
+        out_channels = check_int(settings.get("groups", 1), "groups")
     else:
         out_channels = check_int(out_channels, "out_channels")
-    cfg = ConvConfig.create(
-        kernel_size,
-        xb.channels,
-        out_channels,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        use_bias=use_bias,
-        layout=layout_name,
-        flip=flip,
-        lags=lags,
-    )
+    settings["layout"] = layout_name  # (the caller's settings are a fresh dict: changing it changes nothing of theirs)
+    cfg = ConvConfig.create(kernel_size, xb.channels, out_channels, **settings)
     lengths, out_lengths = _check_lengths(cfg, xb, yb)
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
     if omit:

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..model.arrays import check_array_dtype, check_array_finite, jsonable, unmask
-from ..model.config import ConvConfig, ConvSpec, Layout, Padding
+from ..model.config import ConvConfig, ConvSettings, ConvSpec
 from ..model.design import EXPLICIT_LIMIT, design_rows, n_columns
 from ..model.problem import Block, CanonicalProblem, build_problem, check_gram_memory
 from ..model.result import KernelResult
@@ -33,6 +33,8 @@ from ..solvers import pipeline
 from .checkpoint import STATE_FORMAT, STATE_VERSION, StateReader, pack, read_state, statistics_state, write_state
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ..solvers.lstsq import Regularization
 
 
@@ -194,22 +196,11 @@ class NormalEquations:
         self,
         kernel_size: int | None = None,
         *,
-        stride: int = 1,
-        padding: Padding = "valid",
-        dilation: int = 1,
-        groups: int = 1,
-        use_bias: bool = False,
-        layout: Layout = "nwc",
-        flip: bool = False,
-        lags: tuple[int, int] | None = None,
         forgetting: float | None = None,
         window: int | None = None,
+        **settings: Unpack[ConvSettings],
     ) -> None:
-        spec = ConvSpec.create(
-            kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-            layout=layout, flip=flip, lags=lags,
-        )  # fmt: skip
-        self._start(spec, *check_memory(forgetting, window))
+        self._start(ConvSpec.create(kernel_size, **settings), *check_memory(forgetting, window))
 
     @classmethod
     def from_spec(
