@@ -1,4 +1,4 @@
-"""Validation and the canonical reduction shared by every solver.
+"""The canonical reduction shared by every solver (the settings are judged in config.py, the arrays read in arrays.py).
 
 Any Conv1D configuration (padding, stride, dilation, groups, layout, flip, bias, ragged batches) is
 turned here, in one place, into a :class:`CanonicalProblem`: per group, a *valid, stride-1, undilated*
