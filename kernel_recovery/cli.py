@@ -7,6 +7,8 @@ converge), 2 usage errors (bad arguments or options).  Errors are one line on st
 from __future__ import annotations
 
 import argparse
+import collections
+import difflib
 import importlib.util
 import inspect
 import json
@@ -16,15 +18,18 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, TextIO, overload
 
 import numpy as np
 
 from . import __version__, datasets, solvers
 from .api import analyze, recover_kernel
 from .model.arrays import jsonable
+from .model.config import LAYOUTS, SETTING_DEFAULTS
 from .model.conv import conv1d
 from .model.progress import progress_bar, show_progress
+from .model.validation import check_choice
 from .plotting import plot_kernel, plot_loss, plot_residuals, plot_result, plot_spectrum
 
 if TYPE_CHECKING:
@@ -80,6 +85,136 @@ def _padding(text: str) -> str | tuple[int, int]:
             f"expected valid, same, causal, full, a non-negative int or LEFT,RIGHT, got {text!r}"
         )
     return (parts[0], parts[1])
+
+
+def _integer(text: str) -> int | None:
+    """An integer (its range is judged by the library), or none."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _real(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _reals(text: str) -> float | list[float]:
+    """One number, or one per output channel: ``0.1`` or ``0.1,0.2``."""
+    values = [_real(v) for v in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def _name(text: str) -> str | None:
+    """A string option, passed to the library's validators as given (they are case-insensitive); none is None."""
+    return None if text.strip().lower() in ("none", "null") else text.strip()
+
+
+def _layout(text: str) -> str:
+    """Judged here, not only by the library, because the CSV reader needs it before the library sees the data."""
+    try:
+        return check_choice(text.strip(), "layout", LAYOUTS)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _lags(allow_auto: bool) -> Any:
+    """The type of ``--lags``: FIRST,LAST (FIRST may be negative), or ``auto`` where the command allows it."""
+
+    def lags(text: str) -> tuple[int, int] | str:
+        if allow_auto and text.strip().lower() == "auto":
+            return "auto"
+        try:
+            first, last = (int(v) for v in text.split(","))
+        except ValueError:
+            expected = "FIRST,LAST (integers) or auto" if allow_auto else "FIRST,LAST (integers)"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        return (first, last)
+
+    return lags
+
+
+# ----------------------------------------------------------------------------------------------
+# The options: one per argument of recover_kernel/analyze, one per method option
+# ----------------------------------------------------------------------------------------------
+
+#: Arguments of ``recover_kernel``/``analyze`` without an option, and why (``tests/test_cli.py`` checks that every
+#: other argument has the option of its name, so the command line cannot fall behind the API).
+NO_OPTION: dict[str, str] = {
+    "split_every": "it merges the accumulators of Dask input; the command line reads files into NumPy arrays "
+    "(memory-mapped with --chunk-size), never Dask ones",
+    "warn": "analyze prints the whole report, whose findings the warnings would only repeat",
+}
+
+
+class MethodFlag(NamedTuple):
+    """A method option with a flag of its own (any option is also ``--option NAME=VALUE``)."""
+
+    name: str
+    methods: tuple[str, ...]
+    type: Callable[[str], Any] | None  # None: a --NAME/--no-NAME switch
+    metavar: str | None
+    help: str
+
+
+#: The method options with flags; ``tests/test_cli.py`` checks them against the solvers' signatures.
+METHOD_FLAGS: tuple[MethodFlag, ...] = (
+    MethodFlag("ridge", ("lstsq",), _real, "LAMBDA", "add LAMBDA * ||kernel||^2 to the squared residual"),
+    MethodFlag(
+        "regularization",
+        ("lstsq",),
+        _name,
+        "NAME",
+        "regularization tuned on the data: gcv (ridge by cross-validation), or a kernel prior by marginal "
+        "likelihood: ml, di, tc, dc, ss (short noisy records)",
+    ),
+    MethodFlag(
+        "prior",
+        ("lstsq",),
+        str,
+        "FILE",
+        "a prior covariance shape over the lags in ascending order: a square matrix (.npy, .npz key 'prior', "
+        ".csv, .txt); its scale is tuned on the data",
+    ),
+    MethodFlag("share_hyperparameters", ("lstsq",), None, None, "one set of prior hyperparameters per output"),
+    MethodFlag("loss", ("lstsq", "adam"), _name, "NAME", "mse (default), mae or huber"),
+    MethodFlag("huber_delta", ("lstsq", "adam"), _real, "DELTA", "the Huber threshold in robust noise scales"),
+    MethodFlag("max_iter", ("lstsq", "fft", "adam"), _integer, "N", "the iteration cap"),
+    MethodFlag("tol", ("fft", "adam"), _real, "TOL", "the convergence tolerance"),
+    MethodFlag("learning_rate", ("adam",), _real, "RATE", "the initial step of Adam"),
+    MethodFlag("seed", ("adam",), _integer, "N", "seeds the initial kernel and the minibatches"),
+    MethodFlag("init", ("adam",), _name, "NAME", "glorot_uniform (default), zeros or lstsq"),
+    MethodFlag("batch_size", ("adam",), _integer, "N", "outputs per minibatch (default: all)"),
+    MethodFlag("restarts", ("adam",), _integer, "N", "independent starts, the best kept"),
+    MethodFlag("dtype", ("adam",), _name, "NAME", "float32 (default) or float64"),
+    MethodFlag("precondition", ("adam",), None, None, "whiten the design's columns (default on)"),
+    MethodFlag(
+        "noise_level", ("fft",), _reals, "SIGMA", "noise standard deviation, one or one per output (default: estimated)"
+    ),
+    MethodFlag("wiener", ("fft",), None, None, "Wiener regularization of the deconvolution (default on)"),
+    MethodFlag("segment_length", ("fft",), _integer, "N", "frequencies of the spectral estimate"),
+    MethodFlag("workers", ("fft",), _integer, "N", "threads of the FFTs (-1, the default: all cores)"),
+)
+
+#: Method options without a flag of their own, and why.
+NO_METHOD_FLAG: dict[str, str] = {
+    "optimizer": "an optax.GradientTransformation exists only in Python (--learning-rate tunes the default one)",
+    "progress": "the bar of method adam is --progress/--no-progress, the same flag as for streamed input",
+}
+
+
+def _api_default(name: str) -> Any:
+    """The default of an argument of ``recover_kernel`` or ``analyze`` (a convolution setting: of ``ConvSpec``)."""
+    for func in (recover_kernel, analyze):
+        param = inspect.signature(func).parameters.get(name)
+        if param is not None and param.kind is not inspect.Parameter.VAR_KEYWORD:
+            return param.default
+    return SETTING_DEFAULTS[name]
 
 
 def parse_value(text: str) -> Any:
@@ -143,10 +278,11 @@ def _numeric_row(path: str, delimiter: str | None) -> bool:
     return True
 
 
-def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.ndarray:
+def load_array(path: str, key: str | None, default_key: str, layout: str, *, mmap: bool = False) -> np.ndarray:
     """Read one array from .npy, .npz (``key``) or .csv/.txt (rows are time steps, columns channels).
 
-    Never unpickles.  CSV/text data are ``(length, channels)`` and are transposed for ``layout="ncw"``.
+    Never unpickles.  CSV/text data are ``(length, channels)`` and are transposed for ``layout="ncw"``.  With
+    ``mmap`` a .npy file is memory-mapped (read only), so a streamed fit reads it chunk by chunk.
     """
     suffix = _suffix(path, DATA_SUFFIXES, "input file")
     if not os.path.isfile(path):
@@ -159,7 +295,7 @@ def load_array(path: str, key: str | None, default_key: str, layout: str) -> np.
                 raise InputError(f"could not read {path}: not a {kind} file")
     try:
         if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
                 names = list(npz.files)
@@ -233,6 +369,13 @@ def _need_matplotlib(args: argparse.Namespace) -> None:
         import matplotlib.pyplot  # noqa: F401
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install matplotlib (or 'kernel_recovery[plot]')") from None
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """One line per distinct warning, with how often it came (a tuning loop may repeat one many times)."""
+    counts = collections.Counter(_first_line(str(w.message)) for w in caught)
+    for text, n in counts.items():
+        print(f"{PROG}: warning: {text}" + (f" ({n} times)" if n > 1 else ""), file=sys.stderr)
 
 
 def _progress(quiet: bool) -> bool | None:
@@ -388,10 +531,35 @@ def _conv_settings(args: argparse.Namespace) -> dict[str, Any]:
         "padding": args.padding,
         "dilation": args.dilation,
         "groups": args.groups,
-        "use_bias": args.bias,
+        "use_bias": args.use_bias,
         "layout": args.layout,
         "flip": args.flip,
     }
+
+
+def _data_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments of ``--lags``, ``--nan-policy`` and ``--chunk-size`` (``--progress`` is decided per command)."""
+    if args.kernel_size is None and args.lags is None:
+        raise UsageError("the following arguments are required: -k/--kernel-size (or --lags)")
+    return {"lags": args.lags, "nan_policy": args.nan_policy, "chunk_size": args.chunk_size}
+
+
+def _progress_setting(args: argparse.Namespace) -> bool | None:
+    """``--progress``/``--no-progress``; None (the default) draws bars when stderr is a terminal; never with -q."""
+    return False if args.quiet else args.progress
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method options: ``--option NAME=VALUE`` and the flags of :data:`METHOD_FLAGS` (not both for one name)."""
+    options = parse_options(args.option)
+    for flag in METHOD_FLAGS:
+        value = getattr(args, flag.name)
+        if value is None:
+            continue
+        if flag.name in options:
+            raise UsageError(f"--{flag.name.replace('_', '-')} and --option {flag.name}=... both given")
+        options[flag.name] = value
+    return options
 
 
 @overload
@@ -400,9 +568,10 @@ def _load_xy(args: argparse.Namespace, need_y: Literal[True]) -> tuple[np.ndarra
 def _load_xy(args: argparse.Namespace, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]: ...
 def _load_xy(args: argparse.Namespace, need_y: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """X, and Y from its own file or, when Y is omitted, from X's .npz (key 'y' or --y-key)."""
-    x = load_array(args.x, args.x_key, "x", args.layout)
+    mmap = args.chunk_size is not None  # streamed: .npy files are read chunk by chunk, not loaded
+    x = load_array(args.x, args.x_key, "x", args.layout, mmap=mmap)
     if args.y is not None:
-        return x, load_array(args.y, args.y_key, "y", args.layout)
+        return x, load_array(args.y, args.y_key, "y", args.layout, mmap=mmap)
     key = args.y_key or "y"
     if pathlib.Path(args.x).suffix.lower() == ".npz":
         with np.load(args.x, allow_pickle=False) as npz:
@@ -414,23 +583,31 @@ def _load_xy(args: argparse.Namespace, need_y: bool) -> tuple[np.ndarray, np.nda
 
 
 def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
-    options = parse_options(args.option)
+    options = _method_options(args)
     name, solver = solvers.resolve(args.method)
     try:
         solvers.check_options(name, solver, options)
     except TypeError as exc:
         raise UsageError(str(exc)) from None
-    if "progress" in inspect.signature(solver).parameters and "progress" not in options:
-        options["progress"] = show_progress(_progress(args.quiet)) and importlib.util.find_spec("tqdm") is not None
+    settings = {**_conv_settings(args), **_data_settings(args), "prewhiten": args.prewhiten}
+    settings.update(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+    setting = _progress_setting(args)
+    if args.chunk_size is not None:
+        settings["progress"] = setting  # the streamed pass's bar
+    elif "progress" in inspect.signature(solver).parameters and "progress" not in options:
+        # the method's own bar takes a bool: shown where a terminal would show it and tqdm can draw it
+        auto = show_progress(setting) and importlib.util.find_spec("tqdm") is not None
+        settings["progress"] = True if setting else auto
     if args.output is not None:
         _suffix(args.output, OUTPUT_SUFFIXES, "output file")
     _need_matplotlib(args)
+    if isinstance(options.get("prior"), str):
+        options["prior"] = load_array(options["prior"], None, "prior", "nwc").astype(np.float64)
     x, y = _load_xy(args, need_y=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = recover_kernel(x, y, args.kernel_size, method=name, **_conv_settings(args), **options)
-    for w in caught:
-        print(f"{PROG}: warning: {_first_line(w.message)}", file=sys.stderr)
+        res = recover_kernel(x, y, args.kernel_size, method=name, **settings, **options)
+    _print_warnings(caught)
     written = save_result(res, args.output) if args.output is not None else []
     truth, error = None, None
     if args.true_kernel is not None:
@@ -465,9 +642,13 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
     if args.output is not None:
         _suffix(args.output, (".json",), "output file")
     _need_matplotlib(args)
+    settings = {**_conv_settings(args), **_data_settings(args)}
+    if args.chunk_size is not None:
+        settings["progress"] = _progress_setting(args)
     x, y = _load_xy(args, need_y=False)
-    settings = _conv_settings(args)
-    rep = analyze(x, y, args.kernel_size, out_channels=args.out_channels if y is None else None, warn=False, **settings)
+    rep = analyze(
+        x, y, args.kernel_size, out_channels=args.out_channels, noise_level=args.noise_level, warn=False, **settings
+    )
     summary = rep.to_dict()
     if args.output is not None:
         try:
@@ -499,7 +680,7 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"{suffix} files hold one sequence; use .npy or .npz for --batch {args.batch}")
     rng = np.random.default_rng(args.seed)
     kernel = rng.standard_normal((args.kernel_size, args.in_channels // args.groups, args.out_channels))
-    bias = rng.standard_normal(args.out_channels) if args.bias else None
+    bias = rng.standard_normal(args.out_channels) if args.use_bias else None
     shape = (args.length, args.in_channels) if args.layout == "nwc" else (args.in_channels, args.length)
     x = rng.standard_normal((args.batch, *shape) if args.batch > 1 else shape)
     settings = _conv_settings(args)
@@ -547,37 +728,101 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    #: The parsers of the subcommands, by name (set by :func:`build_parser`).
+    commands: dict[str, _Parser]
+
     def error(self, message: str) -> NoReturn:  # one line, exit code 2 (argparse would print the usage first)
         raise UsageError(f"{message} (see {self.prog} --help)")
 
+    def long_options(self) -> list[str]:
+        """Every ``--name`` this parser takes (argparse has no public list of them)."""
+        return [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, and a misspelled option is answered with the nearest ones (``--strides``: ``--stride``)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            sub = getattr(self, "commands", {}).get(getattr(parsed, "command", None), self)
+            close = [
+                match
+                for word in extra
+                if word.startswith("--")
+                for match in difflib.get_close_matches(word.split("=")[0], sub.long_options(), n=1, cutoff=0.75)
+            ]
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
+
 
 def _add_conv_options(p: argparse.ArgumentParser, kernel_required: bool = True) -> None:
+    """The convolution's settings; their defaults are the API's (``kernel_required``: the API's kernel_size)."""
     g = p.add_argument_group("convolution (as in Keras Conv1D / PyTorch nn.Conv1d)")
     g.add_argument(
         "-k",
         "--kernel-size",
         type=_positive_int,
-        required=kernel_required,
         default=None if kernel_required else 5,
-        help="number of taps" + ("" if kernel_required else " (default 5)"),
+        help="number of taps (required unless --lags is given)" if kernel_required else "number of taps (default 5)",
     )
-    g.add_argument("--stride", type=_positive_int, default=1, help="default 1")
+    g.add_argument("--stride", type=_positive_int, default=_api_default("stride"), help="default %(default)s")
     g.add_argument(
-        "--padding", type=_padding, default="valid", help="valid (default), same, causal, full, an int, or LEFT,RIGHT"
+        "--padding",
+        type=_padding,
+        default=_api_default("padding"),
+        help="valid (default), same, causal, full, an int, or LEFT,RIGHT",
     )
-    g.add_argument("--dilation", type=_positive_int, default=1, help="default 1")
-    g.add_argument("--groups", type=_positive_int, default=1, help="default 1")
-    g.add_argument("--bias", action="store_true", help="the layer has a bias (use_bias=True)")
+    g.add_argument("--dilation", type=_positive_int, default=_api_default("dilation"), help="default %(default)s")
+    g.add_argument("--groups", type=_positive_int, default=_api_default("groups"), help="default %(default)s")
+    g.add_argument(
+        "--use-bias", "--bias", action="store_true", default=_api_default("use_bias"), help="the layer has a bias"
+    )
     g.add_argument(
         "--layout",
-        choices=("nwc", "ncw"),
-        default="nwc",
+        type=_layout,
+        default=_api_default("layout"),
         help="nwc: (batch, length, channels), Keras (default); ncw: (batch, channels, length), PyTorch. "
         ".csv/.txt files are always rows=time steps, columns=channels",
     )
     g.add_argument(
-        "--flip", action="store_true", help="true convolution (scipy.signal.convolve) instead of cross-correlation"
+        "--flip",
+        action="store_true",
+        default=_api_default("flip"),
+        help="true convolution (scipy.signal.convolve) instead of cross-correlation",
     )
+
+
+def _add_data_options(p: argparse.ArgumentParser, auto_lags: bool) -> Any:
+    """The API's arguments about the record: lags, missing samples, streaming."""
+    g = p.add_argument_group("the record")
+    g.add_argument(
+        "--lags",
+        type=_lags(auto_lags),
+        default=_api_default("lags"),
+        metavar="FIRST,LAST" + ("|auto" if auto_lags else ""),
+        help="a measurement with y on x's time axis: the response at lags FIRST..LAST (FIRST may be negative; "
+        "replaces -k and --padding)" + ("; auto: delay and length chosen by BIC" if auto_lags else ""),
+    )
+    g.add_argument(
+        "--nan-policy",
+        type=_name,
+        default=_api_default("nan_policy"),
+        metavar="raise|omit",
+        help="NaN in the data is an error (raise, default), or the equations touching one are dropped (omit)",
+    )
+    g.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=_api_default("chunk_size"),
+        metavar="N",
+        help="stream the record N samples at a time (.npy files are memory-mapped): memory O(N + taps^2)",
+    )
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=_api_default("progress"),
+        help="progress bars (default: when stderr is a terminal; never with --quiet)",
+    )
+    return g
 
 
 def _add_output_options(p: argparse.ArgumentParser, plot_help: str) -> None:
@@ -598,7 +843,7 @@ def _add_inputs(p: argparse.ArgumentParser, y_help: str) -> None:
     p.add_argument("--y-key", help="array name in a .npz Y (default 'y', or its only array)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
         description="Recover the kernel (and bias) of a 1-D convolution from its inputs and outputs.",
@@ -608,15 +853,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="{demo,recover,analyze,simulate}", parser_class=_Parser
     )
-    _add_demo(sub)
-    _add_recover(sub)
-    _add_analyze(sub)
-    _add_simulate(sub)
+    parser.commands = {
+        "demo": _add_demo(sub),
+        "recover": _add_recover(sub),
+        "analyze": _add_analyze(sub),
+        "simulate": _add_simulate(sub),
+    }
     return parser
 
 
-def _add_demo(sub: Any) -> None:
-    d = sub.add_parser(
+def _add_demo(sub: Any) -> _Parser:
+    d: _Parser = sub.add_parser(
         "demo",
         help="solve the built-in examples with every method, print a table, save a figure",
         description="The classic tutorial examples, a noisy multichannel recording and an "
@@ -625,24 +872,62 @@ def _add_demo(sub: Any) -> None:
     d.add_argument("--plot", metavar="FILE", help=f"where to save the PNG figure (default {DEFAULT_DEMO_FIGURE})")
     d.add_argument("--no-plot", action="store_true", help="do not draw the figure")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return d
 
 
-def _add_recover(sub: Any) -> None:
-    r = sub.add_parser(
+def _add_recover(sub: Any) -> _Parser:
+    r: _Parser = sub.add_parser(
         "recover",
         help="recover a kernel from input and output files",
-        description="Recover the kernel from X and Y.  Method options: --option NAME=VALUE.",
+        description="Recover the kernel from X and Y: every argument of kr.recover_kernel is an option, every "
+        "method option too (also as --option NAME=VALUE).",
     )
     _add_inputs(r, "output file (may be omitted when X is a .npz holding both 'x' and 'y')")
     _add_conv_options(r)
-    r.add_argument("-m", "--method", choices=list(solvers.METHODS), default="lstsq", help="default lstsq")
-    r.add_argument(
+    g = _add_data_options(r, auto_lags=True)
+    g.add_argument(
+        "--prewhiten",
+        type=_name,
+        default=_api_default("prewhiten"),
+        metavar="input|noise",
+        help="filter x and y by an AR(10) whitening filter first: input (impulseest's prewhitening) or noise "
+        "(two-step generalized least squares)",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        default=_api_default("checkpoint"),
+        help="with --chunk-size: save the accumulated statistics to this .npz, and resume from it",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=_api_default("checkpoint_every"),
+        metavar="N",
+        help="chunks between checkpoints (default %(default)s)",
+    )
+    m = r.add_argument_group("method (a method option another method does not take is an error)")
+    m.add_argument(
+        "-m",
+        "--method",
+        type=str.lower,
+        choices=list(solvers.METHODS),
+        default=_api_default("method"),
+        help="default %(default)s",
+    )
+    for flag in METHOD_FLAGS:
+        option = "--" + flag.name.replace("_", "-")
+        text = f"{flag.help} [{', '.join(flag.methods)}]"
+        if flag.type is None:
+            m.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            m.add_argument(option, type=flag.type, metavar=flag.metavar, default=None, help=text)
+    m.add_argument(
         "-O",
         "--option",
         action="append",
         metavar="NAME=VALUE",
-        help="a method option, repeatable: e.g. --option ridge=0.1, --option max_iter=500 (numbers, "
-        "true/false and none are parsed)",
+        help="any method option, repeatable: e.g. --option ridge=0.1 (numbers, true/false and none are parsed)",
     )
     r.add_argument(
         "-o", "--output", metavar="FILE", help=".npy (kernel), .npz (kernel, bias, stderr) or .json (everything)"
@@ -653,24 +938,38 @@ def _add_recover(sub: Any) -> None:
         help="the known kernel (.npy, or .npz key 'kernel', as written by simulate), to report the error and draw it",
     )
     _add_output_options(r, "save a PNG of the kernel, residuals and spectrum")
+    return r
 
 
-def _add_analyze(sub: Any) -> None:
-    a = sub.add_parser("analyze", help="say whether the data determine the kernel (before solving)")
+def _add_analyze(sub: Any) -> _Parser:
+    a: _Parser = sub.add_parser(
+        "analyze",
+        help="say whether the data determine the kernel (before solving)",
+        description="Every argument of kr.analyze is an option.",
+    )
     _add_inputs(a, "output file (optional: without it, only X and the settings decide)")
     _add_conv_options(a)
+    _add_data_options(a, auto_lags=False)
     a.add_argument(
         "--out-channels",
         type=_positive_int,
-        default=None,
+        default=_api_default("out_channels"),
         help="number of output channels when Y is not given (default: groups)",
+    )
+    a.add_argument(
+        "--noise-level",
+        type=_reals,
+        default=_api_default("noise_level"),
+        metavar="SIGMA",
+        help="noise standard deviation in Y, one or one per output: the report gives the error to expect",
     )
     a.add_argument("-o", "--output", metavar="FILE", help="write the report as .json")
     _add_output_options(a, "save a PNG of the design's singular values")
+    return a
 
 
-def _add_simulate(sub: Any) -> None:
-    s = sub.add_parser(
+def _add_simulate(sub: Any) -> _Parser:
+    s: _Parser = sub.add_parser(
         "simulate",
         help="write a synthetic x/y pair with a known random kernel",
         description="Write x, y and the kernel: one .npz (keys x, y, kernel, bias), or for "
@@ -686,13 +985,25 @@ def _add_simulate(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--json", action="store_true", help="print a JSON summary")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    return s
+
+
+def _negative_lags(argv: list[str]) -> list[str]:
+    """``--lags -3,40`` as ``--lags=-3,40``: argparse would take ``-3,40`` for an option."""
+    joined: list[str] = []
+    for word in argv:
+        if joined and joined[-1] == "--lags" and word.startswith("-") and word[1:2].isdigit():
+            joined[-1] = f"--lags={word}"
+        else:
+            joined.append(word)
+    return joined
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; return the exit code (0 success, 1 failure, 2 usage error)."""
     out = sys.stdout if out is None else out
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_negative_lags(sys.argv[1:] if argv is None else list(argv)))
         if args.command == "demo":
             return run_demo(out, plot=False if args.no_plot else args.plot, quiet=args.quiet)
         command = {"recover": cmd_recover, "analyze": cmd_analyze, "simulate": cmd_simulate}[args.command]

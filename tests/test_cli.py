@@ -25,8 +25,9 @@ def demo_output(tmp_path_factory):
     """`python -m kernel_recovery demo` with no arguments, run once, with the temp dir pointed at tmp."""
     tmp = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "TMPDIR": str(tmp)}
-    proc = subprocess.run([sys.executable, "-m", "kernel_recovery", "demo"], capture_output=True, text=True,
-                          cwd=tmp, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kernel_recovery", "demo"], capture_output=True, text=True, cwd=tmp, env=env
+    )
     return proc, tmp / "kernel_recovery_demo.png"
 
 
@@ -87,10 +88,24 @@ def run(argv, capsys):
 @pytest.mark.parametrize("layout", ["nwc", "ncw"])
 def test_simulate_then_recover_round_trip(tmp_path, capsys, layout):
     data = tmp_path / "d.npz"
-    settings = ["-k", 4, "--stride", 2, "--dilation", 3, "--padding", "same", "--groups", 2, "--bias",
-                "--layout", layout]
-    code, out, _ = run(["simulate", data, "--in-channels", 4, "--out-channels", 2, "--batch", 3, "--length", 120,
-                        *settings], capsys)
+    settings = [
+        "-k",
+        4,
+        "--stride",
+        2,
+        "--dilation",
+        3,
+        "--padding",
+        "same",
+        "--groups",
+        2,
+        "--bias",
+        "--layout",
+        layout,
+    ]
+    code, out, _ = run(
+        ["simulate", data, "--in-channels", 4, "--out-channels", 2, "--batch", 3, "--length", 120, *settings], capsys
+    )
     assert code == 0 and f"to {data}" in out
     with np.load(data) as npz:
         x, y, kernel, bias = npz["x"], npz["y"], npz["kernel"], npz["bias"]
@@ -114,8 +129,22 @@ def test_recover_csv_written_independently(tmp_path, capsys, rng):
     y = jax_conv1d(x[None], kernel, [0.5], padding=(2, 0))[0]  # causal
     np.savetxt(tmp_path / "x.csv", x, delimiter=",", header="a,b", comments="")
     np.savetxt(tmp_path / "y.txt", y)
-    code, out, _ = run(["recover", tmp_path / "x.csv", tmp_path / "y.txt", "-k", 3, "--padding", "causal",
-                        "--bias", "-o", tmp_path / "k.npy", "-q"], capsys)
+    code, out, _ = run(
+        [
+            "recover",
+            tmp_path / "x.csv",
+            tmp_path / "y.txt",
+            "-k",
+            3,
+            "--padding",
+            "causal",
+            "--bias",
+            "-o",
+            tmp_path / "k.npy",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0 and out == ""
     np.testing.assert_allclose(np.load(tmp_path / "k.npy"), kernel, atol=1e-9)
 
@@ -124,8 +153,22 @@ def test_recover_json_for_scripts(tmp_path, capsys, rng):
     x = rng.standard_normal(100)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.convolve(x, [1.0, -2.0, 0.5], mode="valid"))  # true convolution
-    code, out, _ = run(["recover", tmp_path / "x.npy", tmp_path / "y.npy", "-k", 3, "--flip", "--json",
-                        "-O", "ridge=0", "-o", tmp_path / "k.json"], capsys)
+    code, out, _ = run(
+        [
+            "recover",
+            tmp_path / "x.npy",
+            tmp_path / "y.npy",
+            "-k",
+            3,
+            "--flip",
+            "--json",
+            "-O",
+            "ridge=0",
+            "-o",
+            tmp_path / "k.json",
+        ],
+        capsys,
+    )
     assert code == 0
     summary = json.loads(out)
     assert summary == json.loads((tmp_path / "k.json").read_text())
@@ -138,8 +181,9 @@ def test_method_options_are_parsed_and_passed(tmp_path, capsys, rng):
     x = rng.standard_normal(60)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.correlate(x, [1.0, 2.0], mode="valid") + 0.1 * rng.standard_normal(59))
-    code, out, _ = run(["recover", tmp_path / "x.npy", tmp_path / "y.npy", "-k", 2, "--json",
-                        "--option", "ridge=5"], capsys)
+    code, out, _ = run(
+        ["recover", tmp_path / "x.npy", tmp_path / "y.npy", "-k", 2, "--json", "--option", "ridge=5"], capsys
+    )
     assert code == 0
     summary = json.loads(out)
     assert summary["options"]["ridge"] == 5.0
@@ -152,7 +196,14 @@ def test_method_options_are_parsed_and_passed(tmp_path, capsys, rng):
 
 def test_parse_value():
     assert [parse_value(v) for v in ("1", "-2.5", "1e-3", "TRUE", "false", "none", "mae")] == [
-        1, -2.5, 1e-3, True, False, None, "mae"]
+        1,
+        -2.5,
+        1e-3,
+        True,
+        False,
+        None,
+        "mae",
+    ]
 
 
 def test_underdetermined_warns_on_stderr_and_succeeds(tmp_path, capsys, rng):
@@ -167,8 +218,9 @@ def test_analyze_without_y(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.ones(50))
     report = tmp_path / "r.json"
     figure = tmp_path / "s.png"
-    code, out, _ = run(["analyze", tmp_path / "x.npy", "-k", 4, "--out-channels", 2, "-o", report,
-                        "--plot", figure], capsys)
+    code, out, _ = run(
+        ["analyze", tmp_path / "x.npy", "-k", 4, "--out-channels", 2, "-o", report, "--plot", figure], capsys
+    )
     assert code == 0 and "RANK-DEFICIENT" in out
     summary = json.loads(report.read_text())
     assert summary["rank"] == [1, 1] and summary["condition_number"] == [None, None]  # inf is null in JSON
@@ -207,8 +259,10 @@ def test_pickled_files_are_refused(tmp_path, capsys):
     marker = tmp_path / "pwned"
     np.save(tmp_path / "evil.npy", np.array([Evil(str(marker))], dtype=object), allow_pickle=True)
     np.savez(tmp_path / "evil.npz", x=np.array([Evil(str(marker))], dtype=object), y=np.ones(3))
-    for argv in (["recover", tmp_path / "evil.npy", tmp_path / "evil.npy", "-k", 1],
-                 ["recover", tmp_path / "evil.npz", "-k", 1]):
+    for argv in (
+        ["recover", tmp_path / "evil.npy", tmp_path / "evil.npy", "-k", 1],
+        ["recover", tmp_path / "evil.npz", "-k", 1],
+    ):
         code, _, err = run(argv, capsys)
         assert code == 1 and "allow_pickle" in err and len(err.strip().splitlines()) == 1
     assert not marker.exists()
@@ -276,8 +330,23 @@ def test_a_solver_that_does_not_converge_exits_1(tmp_path, capsys, rng):
     x = rng.standard_normal(100)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.correlate(x, [1.0, 2.0], mode="valid"))
-    code, out, err = run(["recover", tmp_path / "x.npy", tmp_path / "y.npy", "-k", 2, "-m", "adam",
-                          "-O", "max_iter=3", "--json", "-o", tmp_path / "k.npz"], capsys)
+    code, out, err = run(
+        [
+            "recover",
+            tmp_path / "x.npy",
+            tmp_path / "y.npy",
+            "-k",
+            2,
+            "-m",
+            "adam",
+            "-O",
+            "max_iter=3",
+            "--json",
+            "-o",
+            tmp_path / "k.npz",
+        ],
+        capsys,
+    )
     assert code == 1 and json.loads(out)["success"] is False
     assert "did not succeed" in err and (tmp_path / "k.npz").exists()  # the partial answer is still written
 
@@ -290,7 +359,374 @@ def test_help_exits_0(capsys):
 def test_plot_without_matplotlib_fails_before_the_work(tmp_path, capsys, monkeypatch):
     np.savez(tmp_path / "d.npz", x=np.arange(10.0), y=np.arange(9.0))
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    code, _, err = run(["recover", tmp_path / "d.npz", "-k", 2, "-o", tmp_path / "k.npy", "--plot",
-                        tmp_path / "k.png"], capsys)
+    code, _, err = run(
+        ["recover", tmp_path / "d.npz", "-k", 2, "-o", tmp_path / "k.npy", "--plot", tmp_path / "k.png"], capsys
+    )
     assert code == 1 and "--plot needs matplotlib" in err
     assert not (tmp_path / "k.npy").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Every argument of the API is an option (issue 28, item 4)
+# ----------------------------------------------------------------------------------------------
+
+#: Options of the commands that are not arguments of the API function: files, keys, output and reports.
+CLI_ONLY = {
+    "recover": {"help", "x_key", "y_key", "option", "output", "true_kernel", "json", "plot", "quiet"},
+    "analyze": {"help", "x_key", "y_key", "output", "json", "plot", "quiet"},
+}
+
+
+def _dests(command):
+    """{dest: its --long option strings} of a subcommand's parser (positionals: no option strings)."""
+    from kernel_recovery.cli import build_parser
+
+    parser = build_parser().commands[command]
+    return parser, {a.dest: [s for s in a.option_strings if s.startswith("--")] for a in parser._actions}
+
+
+def api_arguments(func):
+    """{name: default} of ``func``'s arguments; a ``**settings: Unpack[ConvSettings]`` stands for the convolution
+    settings (their defaults are ConvSpec's), a ``**options`` for the method options (not listed)."""
+    import inspect
+    import typing
+
+    from kernel_recovery.model.config import SETTING_DEFAULTS, ConvSettings
+
+    arguments = {}
+    for name, p in inspect.signature(func).parameters.items():
+        if p.kind is not p.VAR_KEYWORD:
+            arguments[name] = p.default
+        elif "ConvSettings" in str(p.annotation):
+            arguments.update({n: SETTING_DEFAULTS[n] for n in typing.get_type_hints(ConvSettings)})
+    return arguments
+
+
+@pytest.mark.parametrize("command", ["recover", "analyze"])
+def test_the_options_are_the_arguments_of_the_api(command):
+    """Options == the API's arguments (minus the documented exceptions) + the method flags + the CLI's own."""
+    import kernel_recovery as kr
+    from kernel_recovery.cli import METHOD_FLAGS, NO_OPTION
+
+    arguments = api_arguments({"recover": kr.recover_kernel, "analyze": kr.analyze}[command])
+    params = set(arguments)
+    flags = {f.name for f in METHOD_FLAGS} if command == "recover" else set()
+    parser, dests = _dests(command)
+    assert set(dests) == (params - set(NO_OPTION)) | flags | CLI_ONLY[command]
+    assert set(NO_OPTION) <= set(api_arguments(kr.recover_kernel)) | set(api_arguments(kr.analyze))
+    for name in params - set(NO_OPTION) - {"x", "y"}:  # spelled as the argument, dashes for underscores
+        assert "--" + name.replace("_", "-") in dests[name], name
+    for name in params - set(NO_OPTION) - {"x", "y", "kernel_size"}:  # the defaults are the API's
+        assert parser.get_default(name) == arguments[name], name
+
+
+def test_the_method_flags_are_the_solvers_options():
+    import inspect
+
+    from kernel_recovery import solvers
+    from kernel_recovery.cli import METHOD_FLAGS, NO_METHOD_FLAG
+
+    takes = {}
+    for method in solvers.METHODS:
+        _, solver = solvers.resolve(method)
+        for name, p in inspect.signature(solver).parameters.items():
+            if p.kind is p.KEYWORD_ONLY:
+                takes.setdefault(name, set()).add(method)
+    assert set(takes) == {f.name for f in METHOD_FLAGS} | set(NO_METHOD_FLAG)
+    for flag in METHOD_FLAGS:  # the [methods] of each flag's help are right
+        assert set(flag.methods) == takes[flag.name], flag.name
+
+
+def _lag_data(rng, n=400, noise=0.02):
+    """y[t] = sum_l h[l] x[t - l] on x's time axis, a delay of 4 samples (scipy's lfilter, independent)."""
+    from scipy.signal import lfilter
+
+    x = rng.standard_normal(n)
+    y = lfilter([0, 0, 0, 0, 1.0, 0.6, 0.3, 0.1], [1.0], x) + noise * rng.standard_normal(n)
+    return x, y
+
+
+def _recover_json(tmp_path, capsys, x, y, *options, code=0):
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    got, out, err = run(["recover", tmp_path / "x.npy", tmp_path / "y.npy", "--json", *options], capsys)
+    assert code is None or got == code, err  # None: either (an iterative method may stop at max_iter)
+    return json.loads(out), err
+
+
+def test_lags_auto_needs_no_kernel_size(tmp_path, capsys, rng):
+    import kernel_recovery as kr
+
+    x, y = _lag_data(rng)
+    summary, err = _recover_json(tmp_path, capsys, x, y, "--lags", "AUTO", "--flip")
+    want = kr.recover_kernel(x, y, lags="auto", flip=True)
+    np.testing.assert_allclose(summary["kernel"], want.kernel, rtol=1e-12, atol=1e-14)
+    assert err == ""
+    # the delay of 4 samples and the 4 taps of lfilter's response, found from the data
+    np.testing.assert_allclose(np.ravel(summary["kernel"]), [1.0, 0.6, 0.3, 0.1], atol=0.01)
+
+
+def test_lags_against_least_squares_on_the_lag_matrix(tmp_path, capsys, rng):
+    """--lags -2,5 --flip (a negative first lag without '=') against numpy lstsq on x shifted by each lag."""
+    x, y = _lag_data(rng)
+    n = len(x)
+    shifted = [
+        np.concatenate([np.zeros(lag), x[: n - lag]]) if lag >= 0 else np.concatenate([x[-lag:], np.zeros(-lag)])
+        for lag in range(-2, 6)
+    ]
+    want = np.linalg.lstsq(np.stack(shifted, axis=1), y, rcond=None)[0]
+    for spelling in (["--lags", "-2,5"], ["--lags=-2,5"]):
+        summary, _ = _recover_json(tmp_path, capsys, x, y, *spelling, "--flip")
+        np.testing.assert_allclose(np.ravel(summary["kernel"]), want, atol=1e-10)
+
+
+def _ncw(x, y):
+    return x[None, None], y[None, None]
+
+
+#: (command-line options, the same as recover_kernel's arguments, how the data are changed first)
+PASSED_ON = [
+    (
+        ["-k", 10, "--padding", "CAUSAL", "--prewhiten", "Input"],
+        {"kernel_size": 10, "padding": "causal", "prewhiten": "input"},
+        None,
+    ),
+    (
+        ["-k", 10, "--padding", "causal", "--prewhiten", "noise", "--use-bias"],
+        {"kernel_size": 10, "padding": "causal", "prewhiten": "noise", "use_bias": True},
+        None,
+    ),
+    (
+        ["-k", 10, "--padding", "causal", "--nan-policy", "OMIT"],
+        {"kernel_size": 10, "padding": "causal", "nan_policy": "omit"},
+        "nan",
+    ),
+    (["--lags", "0,11", "--regularization", "TC"], {"lags": (0, 11), "regularization": "tc"}, None),
+    (
+        ["--lags", "0,11", "--regularization", "ss", "--share-hyperparameters"],
+        {"lags": (0, 11), "regularization": "ss", "share_hyperparameters": True},
+        None,
+    ),
+    (["--lags", "0,11", "--ridge", "3"], {"lags": (0, 11), "ridge": 3.0}, None),
+    (["--lags", "0,11", "--prior", "prior.npy"], {"lags": (0, 11), "prior": "prior"}, None),
+    (
+        ["--lags", "0,11", "--loss", "Huber", "--huber-delta", "2", "--max-iter", "50"],
+        {"lags": (0, 11), "loss": "huber", "huber_delta": 2.0, "max_iter": 50},
+        None,
+    ),
+    (
+        ["-k", 8, "--padding", "same", "--stride", 2, "--dilation", 2, "--loss", "mae"],
+        {"kernel_size": 8, "padding": "same", "stride": 2, "dilation": 2, "loss": "mae"},
+        "stride",
+    ),
+    (
+        ["-k", 8, "--padding", "causal", "--layout", "NCW", "--flip"],
+        {"kernel_size": 8, "padding": "causal", "layout": "ncw", "flip": True},
+        "ncw",
+    ),
+    (
+        ["-k", 8, "--padding", "causal", "--chunk-size", 64],
+        {"kernel_size": 8, "padding": "causal", "chunk_size": 64},
+        None,
+    ),
+    (
+        [
+            "-k",
+            8,
+            "--padding",
+            "causal",
+            "-m",
+            "FFT",
+            "--noise-level",
+            "0.02",
+            "--no-wiener",
+            "--segment-length",
+            64,
+            "--workers",
+            1,
+            "--tol",
+            "1e-10",
+            "--max-iter",
+            100,
+        ],
+        {
+            "kernel_size": 8,
+            "padding": "causal",
+            "method": "fft",
+            "noise_level": 0.02,
+            "wiener": False,
+            "segment_length": 64,
+            "workers": 1,
+            "tol": 1e-10,
+            "max_iter": 100,
+        },
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("options,arguments,change", PASSED_ON, ids=[" ".join(map(str, o)) for o, _, _ in PASSED_ON])
+def test_options_reach_recover_kernel(options, arguments, change, tmp_path, capsys, rng):
+    """The printed JSON kernel equals recover_kernel's with the same arguments (string options in any case)."""
+    import warnings
+
+    import kernel_recovery as kr
+
+    x, y = _lag_data(rng)
+    if change == "nan":
+        y[[50, 51, 200]] = np.nan
+    if change == "stride":
+        y = kr.conv1d(x, rng.standard_normal(8), padding="same", stride=2, dilation=2) + 0.01 * rng.standard_normal(200)
+    if change == "ncw":
+        x, y = _ncw(x, y)
+    arguments = dict(arguments)
+    if arguments.get("prior") == "prior":
+        lags = np.arange(12.0)
+        arguments["prior"] = 0.8 ** np.add.outer(lags, lags) / 2 * 0.9 ** np.abs(np.subtract.outer(lags, lags))
+        np.save(tmp_path / "prior.npy", arguments["prior"])
+        options = [tmp_path / "prior.npy" if o == "prior.npy" else o for o in options]
+    summary, err = _recover_json(tmp_path, capsys, x, y, *options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        want = kr.recover_kernel(x, y, **arguments)
+    assert len(err.splitlines()) == len({str(w.message) for w in caught})  # the same warnings, once each
+    np.testing.assert_allclose(summary["kernel"], want.kernel, rtol=1e-10, atol=1e-12)
+    assert summary["method"] == want.method and summary["options"] == json.loads(
+        json.dumps(kr.model.arrays.jsonable(want.options))
+    )
+
+
+def test_adam_options_reach_the_solver(tmp_path, capsys, rng):
+    pytest.importorskip("optax")
+    import kernel_recovery as kr
+
+    x = rng.standard_normal(300)
+    y = np.correlate(x, [1.0, -0.5, 0.25], mode="valid")
+    options = dict(
+        learning_rate=0.01, max_iter=300, seed=3, init="zeros", batch_size=64, restarts=2, dtype="float64", tol=1e-9
+    )
+    flags = [x for k, v in options.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    summary, _ = _recover_json(
+        tmp_path, capsys, x, y, "-k", 3, "-m", "Adam", *flags, "--no-precondition", "--loss", "MSE", code=None
+    )
+    want = kr.recover_kernel(x, y, 3, method="adam", precondition=False, loss="mse", **options)
+    np.testing.assert_allclose(summary["kernel"], want.kernel, rtol=1e-10, atol=1e-12)
+    assert summary["options"]["seed"] == 3 and summary["options"]["init"] == "zeros"
+
+
+def test_analyze_options_reach_analyze(tmp_path, capsys, rng):
+    import kernel_recovery as kr
+
+    x, y = _lag_data(rng)
+    y[7] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    code, out, _ = run(
+        [
+            "analyze",
+            tmp_path / "x.npy",
+            tmp_path / "y.npy",
+            "--lags",
+            "-1,9",
+            "--flip",
+            "--nan-policy",
+            "omit",
+            "--noise-level",
+            "0.02",
+            "--use-bias",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    want = kr.analyze(x, y, lags=(-1, 9), flip=True, nan_policy="omit", noise_level=0.02, use_bias=True, warn=False)
+    assert json.loads(out) == json.loads(json.dumps(want.to_dict()))
+    # y on x's time axis: one equation per sample of y, less the NaN one; 11 lags and the bias
+    assert json.loads(out)["equations"] == [len(x) - 1] and json.loads(out)["unknowns"] == [12]
+
+
+def test_streamed_analyze_and_a_checkpoint(tmp_path, capsys, rng):
+    import kernel_recovery as kr
+
+    x, y = _lag_data(rng)
+    summary, _ = _recover_json(
+        tmp_path,
+        capsys,
+        x,
+        y,
+        "-k",
+        8,
+        "--padding",
+        "causal",
+        "--chunk-size",
+        50,
+        "--checkpoint",
+        tmp_path / "c.npz",
+        "--checkpoint-every",
+        2,
+    )
+    assert (tmp_path / "c.npz").exists() and summary["diagnostics"]["input"] == "memmap"
+    want = kr.recover_kernel(x, y, 8, padding="causal")  # in memory: the same least-squares kernel
+    np.testing.assert_allclose(summary["kernel"], want.kernel, atol=1e-10)
+    code, out, _ = run(
+        ["analyze", tmp_path / "x.npy", "-k", 8, "--padding", "causal", "--chunk-size", 50, "--json"], capsys
+    )
+    assert code == 0 and json.loads(out)["rank"] == [8]
+
+
+NEW_USAGE_ERRORS = [
+    (["recover", "x.npy", "y.npy"], "-k/--kernel-size (or --lags)"),
+    (["analyze", "x.npy", "y.npy", "--lags", "auto"], "expected FIRST,LAST (integers), got 'auto'"),
+    (["recover", "x.npy", "y.npy", "--lags", "3"], "expected FIRST,LAST (integers) or auto, got '3'"),
+    (
+        ["recover", "x.npy", "y.npy", "-k", "2", "--strides", "2"],
+        "unrecognized arguments: --strides 2 (did you mean --stride?)",
+    ),
+    (["recover", "x.npy", "y.npy", "-k", "2", "--kernel_size", "2"], "did you mean --kernel-size?"),
+    (
+        ["recover", "x.npy", "y.npy", "-k", "2", "--layout", "ncx"],
+        "`layout` must be 'nwc' or 'ncw', got 'ncx' (did you mean 'nwc'?)",
+    ),
+    (["recover", "x.npy", "y.npy", "-k", "2", "--ridge", "1", "-O", "ridge=2"], "--ridge and --option ridge"),
+    (["recover", "x.npy", "y.npy", "-k", "2", "--learning-rate", "0.1"], "unexpected option 'learning_rate'"),
+    (["recover", "x.npy", "y.npy", "-k", "2", "--max-iter", "many"], "expected an integer, got 'many'"),
+    (["recover", "x.npy", "y.npy", "-k", "2", "--ridge", "lots"], "expected a number, got 'lots'"),
+]
+
+
+@pytest.mark.parametrize("argv,message", NEW_USAGE_ERRORS, ids=[" ".join(a) for a, _ in NEW_USAGE_ERRORS])
+def test_new_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys, monkeypatch)
+
+
+def test_refused_values_name_the_argument(tmp_path, capsys, rng):
+    """String options go to the library's validators: case-insensitive, wrong ones named with a hint."""
+    x, y = _lag_data(rng)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    for option, message in (
+        (["--regularization", "tcc"], "`regularization` must be 'gcv'"),
+        (["--nan-policy", "skip"], "`nan_policy` must be"),
+        (["--prewhiten", "inptu"], "(did you mean 'input'?)"),
+    ):
+        code, out, err = run(
+            ["recover", tmp_path / "x.npy", tmp_path / "y.npy", "-k", 3, "--padding", "causal", *option], capsys
+        )
+        assert code == 1 and out == "" and err.startswith("kernel-recovery: error:") and message in err
+
+
+def test_a_repeated_warning_is_one_line_with_its_count(capsys):
+    import warnings
+
+    from kernel_recovery.cli import _print_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            warnings.warn("overflow in the tuning")
+        warnings.warn("another one")
+    _print_warnings(caught)
+    assert capsys.readouterr().err.splitlines() == [
+        "kernel-recovery: warning: overflow in the tuning (3 times)",
+        "kernel-recovery: warning: another one",
+    ]
