@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from references import jax_conv1d
+from references import ADAM, METHODS, config_data, conv_configs, jax_conv1d
 
 import kernel_recovery as kr
 from kernel_recovery.cli import main as cli_main
@@ -21,8 +21,6 @@ RNG = np.random.default_rng(7)
 X = RNG.standard_normal(40)
 W = np.array([1.0, -1.0, 0.5])
 Y = kr.conv1d(X, W)
-ADAM = dict(max_iter=400, dtype="float64", init="zeros", tol=0.0)
-METHODS = {"lstsq": {}, "fft": {"wiener": False}, "adam": ADAM}
 FAST_ADAM = dict(max_iter=5)
 
 
@@ -370,40 +368,8 @@ def test_concurrent_analyze_and_accumulators():
 # ------------------------------------------------------------------------------------------------
 
 
-@st.composite
-def configs(draw):
-    groups = draw(st.integers(1, 2))
-    cin = groups * draw(st.integers(1, 2))
-    cout = groups * draw(st.integers(1, 2))
-    k = draw(st.integers(1, 4))
-    stride = draw(st.integers(1, 2))
-    dilation = draw(st.integers(1, 2))
-    padding = draw(st.sampled_from(["valid", "same", "causal", "full", (2, 1)]))
-    use_bias = draw(st.booleans())
-    unknowns = k * cin // groups + use_bias
-    span = (k - 1) * dilation + 1
-    length = span + stride * (4 * unknowns + draw(st.integers(8, 30)))
-    return dict(
-        groups=groups, cin=cin, cout=cout, k=k, stride=stride, dilation=dilation, padding=padding,
-        use_bias=use_bias, batch=draw(st.integers(2, 3)), length=length, layout=draw(st.sampled_from(["nwc", "ncw"])),
-        flip=draw(st.booleans()), seed=draw(st.integers(0, 2**31)),
-    )  # fmt: skip
-
-
-def _data(c):
-    rng = np.random.default_rng(c["seed"])
-    x = rng.standard_normal((c["batch"], c["length"], c["cin"]))
-    w = rng.standard_normal((c["k"], c["cin"] // c["groups"], c["cout"]))
-    b = rng.standard_normal(c["cout"]) if c["use_bias"] else None
-    conf = {key: c[key] for key in ("stride", "padding", "dilation", "groups", "flip")}
-    y = kr.conv1d(x, w, b, **conf)
-    if c["layout"] == "ncw":
-        x, y = x.transpose(0, 2, 1), y.transpose(0, 2, 1)
-    return x, y, w, b, dict(conf, use_bias=c["use_bias"], layout=c["layout"])
-
-
 def _check_round_trip(c, method, opts, atol):
-    x, y, w, b, conf = _data(c)
+    x, y, w, b, conf = config_data(c)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kr.IllConditionedWarning)  # a rare badly conditioned draw
         res = kr.recover_kernel(x, y, c["k"], method=method, **conf, **opts)
@@ -418,19 +384,19 @@ def _check_round_trip(c, method, opts, atol):
 
 
 @settings(max_examples=60, deadline=None)
-@given(configs())
+@given(conv_configs())
 def test_round_trip_lstsq(c):
     _check_round_trip(c, "lstsq", {}, 1e-8)
 
 
 @settings(max_examples=30, deadline=None)
-@given(configs())
+@given(conv_configs())
 def test_round_trip_fft(c):
     _check_round_trip(c, "fft", {"wiener": False}, 1e-7)
 
 
 @settings(max_examples=6, deadline=None)
-@given(configs())
+@given(conv_configs())
 def test_round_trip_adam(c):
     _check_round_trip(c, "adam", dict(ADAM, max_iter=1500), 1e-4)
 
@@ -608,9 +574,9 @@ def test_misconfiguration_never_fires_on_correct_data(method, noise):
 
 
 @settings(max_examples=40, deadline=None)
-@given(configs(), st.sampled_from([0.01, 0.3, 3.0]))
+@given(conv_configs(), st.sampled_from([0.01, 0.3, 3.0]))
 def test_misconfiguration_never_fires_on_noisy_correct_data_any_configuration(c, noise):
-    x, y, _, _, conf = _data(c)
+    x, y, _, _, conf = config_data(c)
     y = y + noise * np.std(y) * np.random.default_rng(c["seed"] + 1).standard_normal(y.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kr.IllConditionedWarning)
