@@ -94,4 +94,5 @@ html_theme_options = {
 html_sidebars = {"auto_examples/*": []}
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+html_js_files = ["wrap-names.js"]  # break opportunities after the dots of long API names
 html_show_sourcelink = False

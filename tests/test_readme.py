@@ -18,7 +18,7 @@ def test_readme_starts_with_the_two_commands():
     text = README.read_text()
     block = re.search(r"```bash\n(.*?)```", text, flags=re.S).group(1).strip().splitlines()
     assert block == [
-        "python -m pip install . && python -m kernel_recovery demo",
+        'python -m pip install ".[plot]" && python -m kernel_recovery demo',
         'python -m pip install ".[test]" && python -m pytest',
     ]
     ci = (README.parent / ".ci" / "run").read_text()
