@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.signal
+from references import METHODS
 
 import kernel_recovery as kr
 from kernel_recovery.model.config import ConvConfig
@@ -36,7 +37,7 @@ RANGES = [(-3, 5), (7, 12), (-9, -2), (0, 4), (-6, 0)]
 
 
 @pytest.mark.parametrize("first, last", RANGES)
-@pytest.mark.parametrize("method", ["lstsq", "fft", "adam"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_noiseless_response_is_recovered_by_every_method(first, last, method):
     rng = np.random.default_rng(abs(first) + 20 * abs(last))
     x = rng.standard_normal((400, 2))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from references import METHODS
 
 import kernel_recovery as kr
 from kernel_recovery.model.design_operator import DesignOperator
@@ -123,7 +124,7 @@ def test_the_report_uses_the_one_rank_rule(rng):
         assert rep.rank_tolerance[0] == pytest.approx(rank_tolerance(s[0], rep.equations[0], 16, source))
 
 
-@pytest.mark.parametrize("method", ["lstsq", "fft", "adam"])
+@pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("length", [300, 60000])
 def test_every_method_sees_the_null_space_the_report_names(method, length, rng):
     # channel 1 = 2 x channel 0: the kernel direction (w0, w1) ~ (2, -1) is invisible; every method returns the
