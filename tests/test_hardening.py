@@ -6,7 +6,6 @@ properties (hypothesis) and the misconfiguration help.
 """
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -315,52 +314,6 @@ def test_large_but_representable_scales_are_exact(method):
     for c in (1e-40, 1e40):
         res = kr.recover_kernel(X * c, Y, 3, method=method)
         np.testing.assert_allclose(res.kernel.ravel() * c, W, rtol=1e-8)
-
-
-# ------------------------------------------------------------------------------------------------
-# Threads
-# ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("method", list(METHODS))
-def test_concurrent_calls_match_serial(method):
-    rng = np.random.default_rng(3)
-    jobs = []
-    for i in range(6):
-        x = rng.standard_normal((2, 60, 2))
-        w = rng.standard_normal((2 + i % 3, 2, 2))
-        jobs.append((x, kr.conv1d(x, w, padding="same") + 0.01 * rng.standard_normal((2, 60, 2)), len(w)))
-    opts = dict(ADAM, max_iter=200) if method == "adam" else METHODS[method]
-
-    def run(job):
-        x, y, k = job
-        return kr.recover_kernel(x, y, k, padding="same", method=method, **opts)
-
-    serial = [run(j) for j in jobs]
-    with ThreadPoolExecutor(4) as pool:
-        parallel = list(pool.map(run, jobs * 2))
-    for i, res in enumerate(parallel):
-        ref = serial[i % len(jobs)]
-        np.testing.assert_allclose(res.kernel, ref.kernel, rtol=1e-10, atol=1e-12)
-        assert res.residual_rms == pytest.approx(ref.residual_rms, rel=1e-10)
-
-
-def test_concurrent_analyze_and_accumulators():
-    rng = np.random.default_rng(4)
-    data = [rng.standard_normal(200) for _ in range(4)]
-
-    def run(x):
-        acc = kr.NormalEquations(4, padding="causal")
-        y = kr.conv1d(x, [1.0, 2.0, 3.0, 4.0], padding="causal")
-        for i in range(0, 200, 37):
-            acc.update(x[i : i + 37], y[i : i + 37])
-        return acc.solve().kernel, kr.analyze(x, y, 4, padding="causal").rank
-
-    serial = [run(x) for x in data]
-    with ThreadPoolExecutor(4) as pool:
-        for (k, r), (k0, r0) in zip(pool.map(run, data), serial):
-            np.testing.assert_allclose(k, k0, rtol=1e-12)
-            np.testing.assert_array_equal(r, r0)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""BLAS thread scoping is safe under threads and Dask; nested parallel code runs serially.
+"""BLAS thread scoping is safe under threads and Dask; nested parallel code runs serially; every method, the
+report and the accumulator give in threads what they give serially.
 
 The BLAS thread count is read back from the libraries themselves through threadpoolctl (an independent view
 of the process-wide setting that ``SerialBLAS`` changes).
@@ -6,10 +7,12 @@ of the process-wide setting that ``SerialBLAS`` changes).
 
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import scipy.linalg  # noqa: F401  (its BLAS loaded up front: the library set stays the same)
+from references import ADAM, METHODS
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import kernel_recovery as kr
@@ -180,3 +183,49 @@ def test_a_users_own_blas_limit_is_kept(blas_count):
             kr.recover_kernel(da.from_array(x, chunks=(5_000, 4)), da.from_array(y, chunks=(5_000, 4)), 8)
         kr.recover_kernel(x, y, 8)
         assert blas_threads() == users
+
+
+# ------------------------------------------------------------------------------------------------
+# Fits, analyses and accumulators run in threads give the serial results
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_concurrent_calls_match_serial(method):
+    rng = np.random.default_rng(3)
+    jobs = []
+    for i in range(6):
+        x = rng.standard_normal((2, 60, 2))
+        w = rng.standard_normal((2 + i % 3, 2, 2))
+        jobs.append((x, kr.conv1d(x, w, padding="same") + 0.01 * rng.standard_normal((2, 60, 2)), len(w)))
+    opts = dict(ADAM, max_iter=200) if method == "adam" else METHODS[method]
+
+    def run(job):
+        x, y, k = job
+        return kr.recover_kernel(x, y, k, padding="same", method=method, **opts)
+
+    serial = [run(j) for j in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(run, jobs * 2))
+    for i, res in enumerate(parallel):
+        ref = serial[i % len(jobs)]
+        np.testing.assert_allclose(res.kernel, ref.kernel, rtol=1e-10, atol=1e-12)
+        assert res.residual_rms == pytest.approx(ref.residual_rms, rel=1e-10)
+
+
+def test_concurrent_analyze_and_accumulators():
+    rng = np.random.default_rng(4)
+    data = [rng.standard_normal(200) for _ in range(4)]
+
+    def run(x):
+        acc = kr.NormalEquations(4, padding="causal")
+        y = kr.conv1d(x, [1.0, 2.0, 3.0, 4.0], padding="causal")
+        for i in range(0, 200, 37):
+            acc.update(x[i : i + 37], y[i : i + 37])
+        return acc.solve().kernel, kr.analyze(x, y, 4, padding="causal").rank
+
+    serial = [run(x) for x in data]
+    with ThreadPoolExecutor(4) as pool:
+        for (k, r), (k0, r0) in zip(pool.map(run, data), serial):
+            np.testing.assert_allclose(k, k0, rtol=1e-12)
+            np.testing.assert_array_equal(r, r0)
