@@ -7,13 +7,14 @@ returns the :class:`matplotlib.figure.Figure`; save it with ``fig.savefig("kerne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .model.arrays import as_sequences
 from .model.config import Layout
+from .model.validation import check_bool, check_choice, check_int, check_real
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
     from .diagnostics.determinacy import DeterminacyReport
     from .diagnostics.frequency import FrequencyResponse
     from .model.result import KernelResult
+    from .tracking import KernelTrack
 
-__all__ = ["plot_bode", "plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum"]
+__all__ = ["plot_bode", "plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum", "plot_track"]
 
 #: z-value of a two-sided 95 % band under a normal approximation.
 Z95 = 1.959963984540054
@@ -73,7 +75,12 @@ def _check_result(result: object, name: str = "result") -> None:
 
 
 def plot_kernel(
-    result: KernelResult, true_kernel: ArrayLike | None = None, *, fig: Any = None, max_panels: int = MAX_PANELS
+    result: KernelResult,
+    true_kernel: ArrayLike | None = None,
+    *,
+    fig: Any = None,
+    max_panels: int = MAX_PANELS,
+    fs: float | None = None,
 ) -> Figure:
     """Plot the recovered kernel, one panel per (input channel, output channel), with 95 % bands.
 
@@ -89,11 +96,19 @@ def plot_kernel(
         Where to draw (a new figure by default).
     max_panels : int
         At most this many panels; further channel pairs are left out and the title says how many.
+    fs : float, optional
+        Sampling rate: the horizontal axis is then the physical lag in seconds.
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig`` (or a new figure), one axes per channel pair.
+        ``fig`` (or a new figure), one axes per channel pair; the legend below the panels, off the data.
+
+    Notes
+    -----
+    The horizontal axis is the kernel index ("tap") for a Conv1D-style fit, and the physical lag
+    ``result.lags`` (``config.tap_lags()``: "lag (samples)") for a fit over ``lags=(first, last)`` or when
+    ``fs`` is given ("lag (s)").
 
     Examples
     --------
@@ -110,13 +125,13 @@ def plot_kernel(
     k_size, c_in, c_out = kernel.shape
     truth = None if true_kernel is None else _true_kernel(true_kernel, kernel.shape)
     cfg = result.config
+    taps, x_label = _kernel_axis(result, fs)
     pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
     shown = pairs[:max_panels]
     cols, rows, width, height = _panel_grid(c_in, c_out, max_panels)
     if fig is None:
         fig = _pyplot().figure(figsize=(width, height), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, squeeze=False)).ravel()
-    taps = np.arange(k_size)
     marker = "o" if k_size <= 48 else None
     widest = Z95 * float(np.max(result.stderr)) if result.stderr is not None and result.stderr.size else 0.0
     for ax, (c, o) in zip(axes, shown):
@@ -140,14 +155,33 @@ def plot_kernel(
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes[-cols:]:
-        ax.set_xlabel("tap", fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(fontsize=8, loc="best")
+        ax.set_xlabel(x_label, fontsize=9)
+        if fs is None:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # below the panels
     title = f"recovered kernel ({result.method}, {result.report.status})"
     if len(shown) < len(pairs):
         title += f": first {len(shown)} of {len(pairs)} channel pairs"
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+def _kernel_axis(result: KernelResult, fs: float | None) -> tuple[np.ndarray, str]:
+    """The horizontal axis of the kernel's panels and its label: taps, or physical lags (in seconds with ``fs``)."""
+    cfg = result.config
+    if fs is not None:
+        fs = check_real(fs, "fs", low=0, low_open=True)
+        return np.asarray(cfg.tap_lags(), dtype=float) / fs, "lag (s)"
+    if cfg.lags is not None:
+        return np.asarray(cfg.tap_lags()), "lag (samples)"
+    return np.arange(result.kernel.shape[0]), "tap"
+
+
+def _ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ..., ``11th``, ``12th``, ``13th``, ``21st``, ..."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _sequences(data: ArrayLike, layout: Layout) -> np.ndarray:
@@ -197,12 +231,12 @@ def plot_residuals(result: KernelResult, x: ArrayLike, y: ArrayLike, *, ax: Any 
     rms = float(np.sqrt(np.mean(res**2))) if res.size else 0.0
     title = f"residuals y - prediction (rms {rms:.3g})"
     if step > 1:
-        title += f", every {step}th sample"
+        title += f", every {_ordinal(step)} sample"
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("output sample", fontsize=9)
     ax.tick_params(labelsize=8)
-    if 1 < res.shape[1] <= 8:
-        ax.legend(fontsize=8, loc="upper right", ncols=min(res.shape[1], 4))
+    if 1 < res.shape[1] <= 8:  # beside the axes: a residual trace fills its axes, any corner would hide some
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 
@@ -349,6 +383,7 @@ def plot_result(
     *,
     true_kernel: ArrayLike | None = None,
     max_panels: int = MAX_PANELS,
+    fs: float | None = None,
 ) -> Figure:
     """One figure: the kernel (with bands and the true kernel), and below it the residuals (when ``x`` and
     ``y`` are given), the loss curve (when there is one) and the design's singular values.
@@ -363,6 +398,8 @@ def plot_result(
         Drawn next to the recovered kernel.
     max_panels : int
         As in :func:`plot_kernel`.
+    fs : float, optional
+        Sampling rate: the kernel is drawn over the physical lag in seconds (see :func:`plot_kernel`).
 
     Returns
     -------
@@ -389,7 +426,7 @@ def plot_result(
     _, _, width, height = _panel_grid(c_in, c_out, max_panels)
     fig = plt.figure(figsize=(max(width, 4.2 * len(lower)), height + 3.2), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[height, 3.2])
-    plot_kernel(result, true_kernel, fig=top, max_panels=max_panels)
+    plot_kernel(result, true_kernel, fig=top, max_panels=max_panels, fs=fs)
     axes = np.atleast_1d(bottom.subplots(1, len(lower)))
     for ax, what in zip(axes, lower):
         if what == "residuals":
@@ -406,8 +443,9 @@ def plot_bode(
     source: KernelResult | FrequencyResponse,
     *,
     n: int | None = None,
-    fs: float = 1.0,
+    fs: float | None = None,
     level: float = 0.95,
+    remove_delay: bool | float = False,
     true_kernel: ArrayLike | None = None,
     true_response: ArrayLike | None = None,
     fig: Any = None,
@@ -420,8 +458,16 @@ def plot_bode(
     source : KernelResult or FrequencyResponse
         A result (its :meth:`~kernel_recovery.KernelResult.frequency_response` with ``n``, ``fs`` and
         ``level`` is drawn) or a response already computed.
-    n, fs, level
-        As in :func:`kernel_recovery.diagnostics.frequency.frequency_response`, for a result.
+    n, level
+        As in :func:`kernel_recovery.diagnostics.frequency.frequency_response`, for a result (``n``: by default
+        scaled to the kernel's longest lag, so a long response is not undersampled).
+    fs : float, optional
+        Sampling rate, for a result: the frequency axis is then in Hz (and the removed delay also in seconds).
+        Without it, frequencies are in cycles per sample.  A response keeps the ``fs`` it was computed with.
+    remove_delay : bool or float
+        Remove a bulk delay ``D`` (in samples) before the phase is unwrapped, i.e. draw the phase of
+        ``H(f) exp(2j pi f D / fs)``: ``True`` estimates ``D`` for each channel pair (see Notes), a number is
+        that delay.  The title says which delay was removed.  The magnitude and the bands do not change.
     true_kernel : array_like, optional
         The kernel that made the data (for a result): its response is drawn dashed for comparison.
     true_response : array_like, optional
@@ -434,13 +480,20 @@ def plot_bode(
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig`` (or a new figure): magnitude above, phase below.
+        ``fig`` (or a new figure): magnitude above, phase below; the legend beside the axes, off the data.
 
     Notes
     -----
     Bands are the pointwise delta-method bands of :class:`~kernel_recovery.diagnostics.frequency.FrequencyResponse`
     (magnitude: ``|H| -+ q se``, drawn in dB; phase: ``phase -+ q se``), shaded where the result has
     standard errors.
+
+    A response delayed by ``D`` samples turns its phase by ``-360 f D / fs`` degrees: ``-180 D`` at the
+    Nyquist frequency, so the unwrapped phase of a room's impulse response runs to tens of thousands of
+    degrees and hides the shape of the rest.  ``remove_delay=True`` takes ``D`` as the lag of the largest
+    ``|kernel|`` coefficient of each channel pair (the direct sound of an impulse response; robust to the noise
+    of the taps around it) for a result, and as the least-squares slope of the unwrapped phase weighted by
+    ``|H|^2`` for a :class:`FrequencyResponse` (which has no kernel).
 
     Examples
     --------
@@ -452,8 +505,18 @@ def plot_bode(
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['magnitude (dB)', 'phase (degrees)']
     >>> import matplotlib.pyplot as plt; plt.close(fig)
+
+    A delay of 300 samples at 8 kHz, removed before the phase is unwrapped:
+
+    >>> h = np.r_[np.zeros(300), 1.0, -0.6, 0.2]  # lags 0 to 302, in the convolution order (flip=True)
+    >>> res = kr.recover_kernel(x, kr.conv1d(x, h, lags=(0, 302), flip=True), lags=(0, 302), flip=True)
+    >>> fig = res.plot(kind="bode", fs=8000, remove_delay=True)
+    >>> fig.axes[1].get_xlabel(), fig.get_suptitle().splitlines()[-1]
+    ('frequency (Hz)', 'delay of 300 samples (37.5 ms) removed: the lag of the peak |kernel|')
+    >>> plt.close(fig)
     """
     fr, title, truth_h = _bode_response(source, n, fs, level, true_kernel, true_response)
+    delays, removed = _bulk_delays(source, fr, remove_delay)
     if fig is None:
         fig = _pyplot().figure(figsize=(6.4, 5.0), layout="constrained")
     ax_mag, ax_ph = fig.subplots(2, 1, sharex=True, squeeze=True)
@@ -465,22 +528,25 @@ def plot_bode(
     for i, (c, o) in enumerate(shown):
         color = f"C{i % 10}"
         label = f"in {c} -> out {o}" if len(pairs) > 1 else "recovered"
-        _bode_pair(ax_mag, ax_ph, fr, (c, o), color, label, floor)
+        phase = _bode_pair(ax_mag, ax_ph, fr, (c, o), float(delays[c, o]), color, label, floor)
         if truth_h is not None:
             true_color = color if len(pairs) > 1 else "C3"
-            _bode_truth(ax_mag, ax_ph, fr, truth_h[:, c, o], (c, o), true_color, "true" if i == 0 else None, floor)
-    unit = "cycles/sample" if fr.fs == 1.0 else f"fs = {fr.fs:g}"
-    ax_ph.set_xlabel(f"frequency ({unit})", fontsize=9)
+            truth = (truth_h[:, c, o], float(delays[c, o]), phase[0])
+            _bode_truth(ax_mag, ax_ph, fr, truth, true_color, "true" if i == 0 else None, floor)
+    hz = fr.fs != 1.0 if fs is None else True
+    ax_ph.set_xlabel(f"frequency ({'Hz' if hz else 'cycles/sample'})", fontsize=9)
     ax_mag.set_ylabel("magnitude (dB)", fontsize=9)
-    ax_ph.set_ylabel("phase (degrees)", fontsize=9)
+    ax_ph.set_ylabel("phase (degrees)" if removed is None else "phase, delay removed (degrees)", fontsize=9)
     for ax in (ax_mag, ax_ph):
         ax.tick_params(labelsize=8)
-    if len(shown) > 1 or truth_h is not None:
-        ax_mag.legend(fontsize=8, loc="best")
+    if len(shown) > 1 or truth_h is not None:  # beside the axes, where it hides no curve
+        ax_mag.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     if fr.band_source != "none":
         title += f", {fr.level:.0%} bands" + (" (taps taken as uncorrelated)" if fr.band_source == "stderr" else "")
     if len(shown) < len(pairs):
         title += f": first {len(shown)} of {len(pairs)} channel pairs"
+    if removed is not None:
+        title += "\n" + _delay_text(delays[tuple(zip(*shown))], fr.fs if hz else None, removed)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -488,7 +554,7 @@ def plot_bode(
 def _bode_response(
     source: KernelResult | FrequencyResponse,
     n: int | None,
-    fs: float,
+    fs: float | None,
     level: float,
     true_kernel: ArrayLike | None,
     true_response: ArrayLike | None,
@@ -498,11 +564,17 @@ def _bode_response(
         if n is not None or true_kernel is not None:
             raise ValueError("`n` and `true_kernel` apply to a KernelResult; give `true_response` with a response.")
         fr = cast("FrequencyResponse", source)
+        if fs is not None and check_real(fs, "fs", low=0, low_open=True) != fr.fs:
+            raise ValueError(
+                f"`fs` (={fs!r}) applies to a KernelResult; this response was computed with fs={fr.fs:g} "
+                "(pass fs to frequency_response instead)."
+            )
         title = "frequency response"
     else:
         _check_result(source, "source")
         result = cast("KernelResult", source)
-        fr = result.frequency_response(n, fs=fs, level=level)
+        rate = 1.0 if fs is None else fs
+        fr = result.frequency_response(n, fs=rate, level=level)
         title = f"frequency response ({result.method})"
         if true_kernel is not None:
             if true_response is not None:
@@ -510,7 +582,7 @@ def _bode_response(
             import dataclasses
 
             true_fit = dataclasses.replace(result, kernel=_true_kernel(true_kernel, result.kernel.shape))
-            true_response = true_fit.frequency_response(freqs=fr.freqs, fs=fs).response
+            true_response = true_fit.frequency_response(freqs=fr.freqs, fs=rate).response
     if true_response is None:
         return fr, title, None
     truth_h = np.asarray(true_response)
@@ -519,12 +591,65 @@ def _bode_response(
     return fr, title, truth_h
 
 
+def _bulk_delays(
+    source: KernelResult | FrequencyResponse, fr: FrequencyResponse, remove_delay: object
+) -> tuple[np.ndarray, str | None]:
+    """The delay to remove from each channel pair ``(in, out)``, in samples, and how it was chosen (None: none)."""
+    shape = fr.response.shape[1:]
+    if isinstance(remove_delay, (bool, np.bool_)):
+        if not check_bool(remove_delay, "remove_delay"):
+            return np.zeros(shape), None
+        if hasattr(source, "kernel"):  # a result: the lag of the largest coefficient of each pair
+            result = cast("KernelResult", source)
+            peak = np.argmax(np.abs(np.asarray(result.kernel)), axis=0)
+            return np.asarray(result.config.tap_lags(), dtype=float)[peak], "the lag of the peak |kernel|"
+        if len(fr.freqs) < 2:
+            raise ValueError("`remove_delay=True` needs a response at 2 frequencies or more; give the delay instead.")
+        phase = np.unwrap(np.angle(fr.response), axis=0)
+        w = np.abs(fr.response) ** 2
+        f = np.broadcast_to((fr.freqs / fr.fs)[:, None, None], phase.shape)
+        f_mean = np.sum(w * f, axis=0) / np.sum(w, axis=0)
+        p_mean = np.sum(w * phase, axis=0) / np.sum(w, axis=0)
+        slope = np.sum(w * (f - f_mean) * (phase - p_mean), axis=0) / np.sum(w * (f - f_mean) ** 2, axis=0)
+        return np.nan_to_num(-slope / (2 * np.pi)), "the |H|^2-weighted slope of the phase"
+    return np.full(shape, check_real(remove_delay, "remove_delay")), "as given"
+
+
+def _delay_text(delays: np.ndarray, fs: float | None, how: str) -> str:
+    """``delay of 300 samples (37.5 ms) removed: ...`` for the title (a range when the pairs differ)."""
+
+    def seconds(d: float) -> str:
+        return "" if fs is None else f" ({d / fs * 1e3:.3g} ms)"
+
+    lo, hi = float(np.min(delays)), float(np.max(delays))
+    if np.isclose(lo, hi):
+        text = f"delay of {lo:.4g} samples{seconds(lo)} removed"
+    else:
+        text = f"delays of {lo:.4g}{seconds(lo)} to {hi:.4g} samples{seconds(hi)} removed"
+    return text if how == "as given" else f"{text}: {how}"
+
+
+def _delayed_phase(response: np.ndarray, freqs: np.ndarray, fs: float, delay: float) -> np.ndarray:
+    """The unwrapped phase in degrees of ``response exp(2j pi f delay / fs)`` (``delay`` in samples)."""
+    if delay:
+        response = response * np.exp(2j * np.pi * (freqs / fs) * delay)
+    return np.degrees(np.unwrap(np.angle(response)))
+
+
 def _bode_pair(
-    ax_mag: Any, ax_ph: Any, fr: FrequencyResponse, pair: tuple[int, int], color: str, label: str, floor: float
-) -> None:
-    """One channel pair's magnitude (dB, zeros at ``floor``) and phase, with their bands where there are some."""
+    ax_mag: Any,
+    ax_ph: Any,
+    fr: FrequencyResponse,
+    pair: tuple[int, int],
+    delay: float,
+    color: str,
+    label: str,
+    floor: float,
+) -> np.ndarray:
+    """One channel pair's magnitude (dB, zeros at ``floor``) and phase (``delay`` removed), with their bands where
+    there are some; returns the phase drawn."""
     c, o = pair
-    phase = np.degrees(fr.phase[:, c, o])
+    phase = _delayed_phase(fr.response[:, c, o], fr.freqs, fr.fs, delay)
     ax_mag.plot(fr.freqs, np.maximum(fr.db[:, c, o], floor), color=color, lw=1.4, label=label)
     ax_ph.plot(fr.freqs, phase, color=color, lw=1.4)
     if fr.lower is not None and fr.upper is not None and fr.phase_stderr is not None:
@@ -532,23 +657,24 @@ def _bode_pair(
         ax_mag.fill_between(fr.freqs, lo, _decibels(fr.upper[:, c, o]), color=color, alpha=0.2, lw=0)
         half = np.degrees(np.minimum(fr.quantile * fr.phase_stderr[:, c, o], np.pi))
         ax_ph.fill_between(fr.freqs, phase - half, phase + half, color=color, alpha=0.2, lw=0)
+    return phase
 
 
 def _bode_truth(
     ax_mag: Any,
     ax_ph: Any,
     fr: FrequencyResponse,
-    truth: np.ndarray,
-    pair: tuple[int, int],
+    truth: tuple[np.ndarray, float, float],
     color: str,
     label: str | None,
     floor: float,
 ) -> None:
-    """The true response of one channel pair, dashed, its phase on the estimate's branch."""
-    c, o = pair
-    t_db = np.maximum(_decibels(np.abs(truth)), floor)
-    t_ph = np.degrees(np.unwrap(np.angle(truth)))
-    t_ph += 360.0 * np.round((np.degrees(fr.phase[0, c, o]) - t_ph[0]) / 360.0)  # the same branch as the estimate
+    """The true response of one channel pair ``(response, delay removed, the estimate's first phase)``, dashed, its
+    phase on the estimate's branch."""
+    response, delay, start = truth
+    t_db = np.maximum(_decibels(np.abs(response)), floor)
+    t_ph = _delayed_phase(response, fr.freqs, fr.fs, delay)
+    t_ph += 360.0 * np.round((start - t_ph[0]) / 360.0)  # the same branch as the estimate
     ax_mag.plot(fr.freqs, t_db, color=color, ls="--", lw=1.0, label=label)
     ax_ph.plot(fr.freqs, t_ph, color=color, ls="--", lw=1.0)
 
@@ -559,31 +685,88 @@ def _decibels(magnitude: np.ndarray) -> np.ndarray:
         return 20.0 * np.log10(magnitude)
 
 
-def plot_track(track: Any, ax: Any = None, *, channel: tuple[int, int] = (0, 0), band: bool = True) -> Any:
-    """The kernel over time of a :class:`~kernel_recovery.tracking.KernelTrack`: one line per tap (input and output
-    channel ``channel``), with +-2 standard errors shaded, and the change times marked."""
-    import matplotlib.pyplot as plt
+def plot_track(
+    track: KernelTrack,
+    ax: Any = None,
+    *,
+    channel: tuple[int, int] = (0, 0),
+    kind: Literal["heatmap", "lines"] = "heatmap",
+    band: bool = True,
+) -> Figure:
+    """The kernel over time of a :class:`~kernel_recovery.tracking.KernelTrack`, for one (input, output) pair.
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 4))
+    Parameters
+    ----------
+    track : KernelTrack
+        From :func:`kernel_recovery.track_kernel`.
+    ax : matplotlib Axes, optional
+        Where to draw (a new figure by default).
+    channel : (int, int)
+        The input channel (within its group) and the output channel drawn.
+    kind : {"heatmap", "lines"}
+        ``"heatmap"``: the coefficients as colours over time (across) and lag (up), with a colour bar centred on 0
+        (NaN where the data of that time do not determine the kernel are left blank); ``"lines"``: one line per
+        tap, with ``+-2`` standard errors shaded (readable up to a dozen taps).
+    band : bool
+        Shade the standard errors (``kind="lines"`` only).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure of ``ax`` (or a new one); the change times found are dashed vertical lines.
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(2000)
+    >>> y = np.r_[kr.conv1d(x[:1000], [1.0, 0.5, 0.25]), kr.conv1d(x[998:], [0.2, 0.5, 1.0])]
+    >>> fig = kr.track_kernel(x, y, 3, window=200, step=50).plot()
+    >>> ax = fig.axes[0]; ax.get_xlabel(), ax.get_ylabel()
+    ('output sample', 'lag (samples)')
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    if not hasattr(track, "kernels") or not hasattr(track, "times"):
+        raise TypeError(f"`track` must be a KernelTrack (from track_kernel), got {type(track).__name__}.")
+    kind = check_choice(kind, "kind", ("heatmap", "lines"))
+    band = check_bool(band, "band")
+    _, k_size, c_in, c_out = track.kernels.shape
+    if not (isinstance(channel, (tuple, list)) and len(channel) == 2):
+        raise TypeError(f"`channel` must be an (input, output) pair of integers, got {channel!r}.")
+    c = check_int(channel[0], "channel[0]", 0, maximum=c_in - 1)
+    o = check_int(channel[1], "channel[1]", 0, maximum=c_out - 1)
+    fig, ax = _axes(ax, figsize=(8.0, 4.0))
+    lags = np.asarray(track.config.tap_lags())
+    coef = track.kernels[:, :, c, o]
+    if kind == "heatmap":
+        order = np.argsort(lags)  # lag upwards whatever order the kernel is stored in
+        grid = np.ma.masked_invalid(coef[:, order].T)  # (lag, time)
+        top = float(np.max(np.abs(grid))) if grid.count() else 1.0
+        mesh = ax.pcolormesh(
+            track.times, lags[order], grid, shading="nearest", cmap="RdBu_r", vmin=-top, vmax=top, rasterized=True
+        )
+        fig.colorbar(mesh, ax=ax, label="coefficient", pad=0.01)
+        ax.set_ylabel("lag (samples)", fontsize=9)
     else:
-        fig = ax.figure
-    c, o = channel
-    for k in range(track.kernels.shape[1]):
-        line = track.kernels[:, k, c, o]
-        (handle,) = ax.plot(track.times, line, lw=1, label=f"tap {k}" if track.kernels.shape[1] <= 10 else None)
-        if band:
-            se = np.nan_to_num(track.stderr[:, k, c, o])
-            ax.fill_between(track.times, line - 2 * se, line + 2 * se, color=handle.get_color(), alpha=0.2, lw=0)
+        for k in range(k_size):
+            (handle,) = ax.plot(track.times, coef[:, k], lw=1, label=f"lag {lags[k]}")
+            if band:
+                se = np.nan_to_num(track.stderr[:, k, c, o])
+                ax.fill_between(
+                    track.times, coef[:, k] - 2 * se, coef[:, k] + 2 * se, color=handle.get_color(), alpha=0.2, lw=0
+                )
+        ax.set_ylabel("coefficient", fontsize=9)
+        if k_size <= 12:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     for t in track.changes:
         ax.axvline(t, color="k", ls="--", lw=1)
-    ax.set_xlabel("output sample")
-    ax.set_ylabel("coefficient")
+    ax.set_xlabel("output sample", fontsize=9)
+    ax.tick_params(labelsize=8)
     memory = track.options
+    pair = f"in {c} -> out {o}, " if c_in * c_out > 1 else ""
     ax.set_title(
-        f"kernel over time (window={memory.get('window')}, forgetting={memory.get('forgetting')}, "
-        f"step={memory.get('step')})"
+        f"kernel over time ({pair}window={memory.get('window')}, forgetting={memory.get('forgetting')}, "
+        f"step={memory.get('step')})",
+        fontsize=10,
     )
-    if track.kernels.shape[1] <= 10:
-        ax.legend(fontsize="small", ncol=2)
     return fig

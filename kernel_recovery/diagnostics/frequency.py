@@ -15,8 +15,29 @@ if TYPE_CHECKING:
 
     from ..model.result import KernelResult
 
-#: Frequencies of :meth:`KernelResult.frequency_response` by default, from 0 to fs / 2 inclusive.
+#: Frequencies of :meth:`KernelResult.frequency_response` by default, from 0 to fs / 2 inclusive: at least this
+#: many, more for long kernels (see :func:`default_frequencies`).
 DEFAULT_FREQUENCIES = 512
+
+
+def default_frequencies(lags: ArrayLike) -> int:
+    """The default number of frequencies for a kernel at physical ``lags``: 512 while ``2 L <= 511``, else
+    ``2**ceil(log2(2 L)) + 1``, ``L`` the largest ``|lag|``.
+
+    Between neighbouring frequencies (``fs / (2 (n - 1))`` apart) the phase of the longest lag then turns by at
+    most a quarter cycle, so its unwrapped phase follows the delay instead of aliasing (512 frequencies would
+    turn a 4000-tap response by two cycles per step), and beyond 512 ``2 (n - 1)`` is a power of two, the length
+    of the FFT that evaluates the response.
+
+    Examples
+    --------
+    >>> default_frequencies([0, 1, 2]), default_frequencies(range(4000)), default_frequencies([-300, 5])
+    (512, 8193, 1025)
+    """
+    longest = int(np.max(np.abs(np.asarray(lags)))) if np.size(lags) else 0
+    if 2 * longest <= DEFAULT_FREQUENCIES - 1:
+        return DEFAULT_FREQUENCIES
+    return (1 << (2 * longest - 1).bit_length()) + 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,12 +154,24 @@ class FrequencyResponse:
         inv = np.linalg.pinv(self.covariance, hermitian=True)
         return np.einsum("...i,...ij,...j->...", d, inv, d) <= radius
 
-    def plot(self, *, fig: Any = None, true_response: ArrayLike | None = None) -> Figure:
-        """A Bode plot (magnitude in dB and phase over frequency, with the bands); see
-        :func:`kernel_recovery.plotting.plot_bode`; needs matplotlib."""
+    def plot(
+        self, *, fig: Any = None, true_response: ArrayLike | None = None, remove_delay: bool | float = False
+    ) -> Figure:
+        """A Bode plot (magnitude in dB and phase over frequency, with the bands; ``remove_delay``: the phase without
+        a bulk delay); see :func:`kernel_recovery.plotting.plot_bode`; needs matplotlib."""
         from ..plotting import plot_bode
 
-        return plot_bode(self, fig=fig, true_response=true_response)
+        return plot_bode(self, fig=fig, true_response=true_response, remove_delay=remove_delay)
+
+    def __repr__(self) -> str:
+        f = self.freqs
+        span = f"{f.min():.4g}..{f.max():.4g}" if f.size else "none"
+        peak = float(np.max(self.db)) if self.response.size else float("nan")
+        band = f"{self.band_source} ({self.level:g})" if self.covariance is not None else "none"
+        return (
+            f"FrequencyResponse(n_freqs={f.size}, freqs={span}, fs={self.fs:g}, pairs={self.response.shape[1:]}, "
+            f"peak_db={peak + 0.0:.3g}, band={band})"
+        )
 
 
 def _db(magnitude: np.ndarray) -> np.ndarray:
@@ -177,7 +210,8 @@ def frequency_response(
     result : KernelResult
         From :func:`kernel_recovery.recover_kernel`.
     n : int, optional
-        Number of frequencies, evenly spaced from 0 to ``fs / 2`` inclusive (default 512).
+        Number of frequencies, evenly spaced from 0 to ``fs / 2`` inclusive (default: 512, more for a kernel
+        longer than 255 lags, see :func:`default_frequencies`).
     freqs : array_like, optional
         The frequencies instead, in the units of ``fs`` (give ``n`` or ``freqs``, not both).
     fs : float
@@ -222,13 +256,67 @@ def frequency_response(
             raise ValueError(f"`freqs` must be a 1-D array of finite numbers, got shape {f.shape}.")
         f = np.atleast_1d(f)
     else:
-        n = DEFAULT_FREQUENCIES if n is None else check_int(n, "n")
+        n = default_frequencies(result.config.tap_lags()) if n is None else check_int(n, "n")
         f = np.linspace(0.0, fs / 2, n)
-    lags = np.asarray(result.config.tap_lags(), dtype=np.float64)
-    phasor = np.exp(-2j * np.pi * np.outer(f / fs, lags))  # (F, K)
     kernel = np.asarray(result.kernel, dtype=np.float64)
-    response = np.einsum("fk,kco->fco", phasor, kernel)
     covs, source = _kernel_covariances(result)
+    if freqs is None and len(f) > 1:  # the regular grid: FFTs, O(K^2 + F log F) instead of O(F K^2)
+        response, cov = _grid_response(result.config.tap_lags(), kernel, covs, 2 * (len(f) - 1))
+    else:
+        response, cov = _direct_response(result.config.tap_lags(), kernel, covs, f / fs)
+    dof = result.diagnostics.get("dof")
+    q = float(student_t.ppf(0.5 + level / 2, dof)) if dof else float(norm.ppf(0.5 + level / 2))
+    return FrequencyResponse(
+        freqs=f, response=response, covariance=cov, level=level, quantile=q, fs=fs, band_source=source
+    )
+
+
+def _grid_response(
+    tap_lags: np.ndarray, kernel: np.ndarray, covs: list[np.ndarray] | None, size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response and its ``(Re, Im)`` covariance at ``f / fs = j / size``, ``j = 0 .. size / 2``, by FFTs.
+
+    ``H_j`` is the DFT of the kernel placed at its lags modulo ``size`` (exact: ``exp(-2j pi j l / size)`` has
+    period ``size`` in ``l``).  For the covariance ``C`` of one channel pair's taps, ``P = a^H C a`` (the sums of
+    ``C`` along its diagonals, at lag differences) and ``Q = a^T C a`` (along its anti-diagonals, at lag sums)
+    give ``Var Re H = (P + Re Q) / 2``, ``Var Im H = (P - Re Q) / 2`` and ``Cov(Re H, Im H) = Im Q / 2``.
+    """
+    lags = np.asarray(tap_lags, dtype=np.int64)
+    k_size, cin, cout = kernel.shape
+    n_f = size // 2 + 1
+    placed = np.zeros((size, cin, cout))
+    np.add.at(placed, lags % size, kernel)
+    response = np.fft.rfft(placed, axis=0)
+    if covs is None:
+        return response, None
+    cov = np.zeros(response.shape + (2, 2))
+    step = int(lags[1] - lags[0]) if k_size > 1 else 0  # the lags are an arithmetic progression
+    offsets = np.arange(-(k_size - 1), k_size)
+    at_difference = (step * offsets) % size  # C[i, i + q] pairs lags differing by step * q
+    at_sum = (2 * lags[0] + step * (k_size - 1 - offsets)) % size  # anti-diagonal o: index sum k_size - 1 - o
+    for o, c_o in enumerate(covs):
+        c4 = c_o.reshape(k_size, cin, k_size, cin)
+        for c in range(cin):
+            block = c4[:, c, :, c]
+            diagonals = np.zeros(size)
+            anti = np.zeros(size)
+            np.add.at(diagonals, at_difference, [np.trace(block, q) for q in offsets])
+            np.add.at(anti, at_sum, [np.trace(block[:, ::-1], q) for q in offsets])
+            p = np.fft.rfft(diagonals).real  # real: the diagonal sums are symmetric in the lag difference
+            qq = np.fft.fft(anti)[:n_f]
+            cov[:, c, o, 0, 0] = (p + qq.real) / 2
+            cov[:, c, o, 1, 1] = (p - qq.real) / 2
+            cov[:, c, o, 0, 1] = cov[:, c, o, 1, 0] = qq.imag / 2
+    return response, cov
+
+
+def _direct_response(
+    tap_lags: np.ndarray, kernel: np.ndarray, covs: list[np.ndarray] | None, f: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response and its ``(Re, Im)`` covariance at any frequencies ``f`` (in cycles per sample), summed."""
+    lags = np.asarray(tap_lags, dtype=np.float64)
+    phasor = np.exp(-2j * np.pi * np.outer(f, lags))  # (F, K)
+    response = np.einsum("fk,kco->fco", phasor, kernel)
     cov = None
     if covs is not None:
         k_size, cin, cout = kernel.shape
@@ -242,8 +330,4 @@ def frequency_response(
                     left = parts[i] @ block
                     for j in range(i, 2):
                         cov[:, c, o, i, j] = cov[:, c, o, j, i] = np.einsum("fk,fk->f", left, parts[j])
-    dof = result.diagnostics.get("dof")
-    q = float(student_t.ppf(0.5 + level / 2, dof)) if dof else float(norm.ppf(0.5 + level / 2))
-    return FrequencyResponse(
-        freqs=f, response=response, covariance=cov, level=level, quantile=q, fs=fs, band_source=source
-    )
+    return response, cov

@@ -177,24 +177,30 @@ class KernelResult:
         *,
         true_kernel: ArrayLike | None = None,
         kind: Literal["result", "bode"] = "result",
+        fs: float | None = None,
+        remove_delay: bool | float = False,
     ) -> Figure:
         """A figure of the kernel (95 % bands where ``stderr`` is known), residuals, loss and spectrum.
 
-        ``kind="result"`` (the default): see :func:`kernel_recovery.plotting.plot_result`.  ``kind="bode"``:
-        the frequency response, magnitude in dB and phase, with 95 % bands (and the true kernel's response),
-        see :func:`kernel_recovery.plotting.plot_bode`; ``x`` and ``y`` are not used there.  Needs matplotlib.
+        ``kind="result"`` (the default): see :func:`kernel_recovery.plotting.plot_result` (with ``fs`` the kernel
+        is drawn over its lag in seconds).  ``kind="bode"``: the frequency response, magnitude in dB and phase,
+        with 95 % bands (and the true kernel's response), over frequency in Hz with ``fs``, the bulk delay removed
+        from the phase with ``remove_delay``, see :func:`kernel_recovery.plotting.plot_bode`; ``x`` and ``y`` are
+        not used there.  Needs matplotlib.
         """
         if kind == "bode":
             if x is not None or y is not None:
                 raise ValueError("`x` and `y` are not used by kind='bode'; leave them out.")
             from ..plotting import plot_bode
 
-            return plot_bode(self, true_kernel=true_kernel)
+            return plot_bode(self, true_kernel=true_kernel, fs=fs, remove_delay=remove_delay)
         if kind != "result":
             raise ValueError(f"`kind` must be 'result' or 'bode', got {kind!r}.")
+        if remove_delay is not False:
+            raise ValueError(f"`remove_delay` (={remove_delay!r}) applies to kind='bode' (the phase).")
         from ..plotting import plot_result
 
-        return plot_result(self, x, y, true_kernel=true_kernel)
+        return plot_result(self, x, y, true_kernel=true_kernel, fs=fs)
 
     def frequency_response(
         self, n: int | None = None, *, freqs: ArrayLike | None = None, fs: float = 1.0, level: float = 0.95
