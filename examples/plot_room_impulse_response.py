@@ -68,7 +68,8 @@ elapsed = time.perf_counter() - t0
 choice = res.diagnostics["lags"]
 first, last = res.lags[0], res.lags[-1]
 print(f"chosen lags {first}..{last} ({len(res.lags)} taps) in {elapsed:.2f} s")
-print(f"true delay {latency}; onset at lag {choice['onset']}, peak at {choice['peak']}")
+print(f"true delay {latency}; res.delay {res.delay} (the first tap above 5 stderr)")
+print(f"the lag search: onset at lag {choice['onset']}, peak at {choice['peak']}")
 print(f"noise {choice['noise_std']:.4f}, residual rms {res.residual_rms:.4f}")
 
 # The true response on the chosen lags (zero outside its support), to compare with
