@@ -80,6 +80,20 @@ class KernelTrack:
     def __len__(self) -> int:
         return len(self.times)
 
+    def __repr__(self) -> str:  # the kernels over time can be millions of numbers: shapes and settings only
+        t = self.times
+        times = f"{int(t[0])}..{int(t[-1])}" if len(t) else "none"
+        settings = ", ".join(
+            f"{k}={self.options[k]:.4g}" if isinstance(self.options[k], float) else f"{k}={self.options[k]!r}"
+            for k in ("window", "forgetting", "step", "memory")
+            if self.options.get(k) is not None
+        )
+        changes = self.changes if len(self.changes) <= 4 else f"({', '.join(map(str, self.changes[:4]))}, ...)"
+        return (
+            f"KernelTrack(n_times={len(t)}, times={times}, kernel_shape={self.kernels.shape[1:]}, "
+            f"{settings + ', ' if settings else ''}changes={changes})"
+        )
+
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Figure:
         """The kernel over time (:func:`kernel_recovery.plotting.plot_track`)."""
         from .plotting import plot_track

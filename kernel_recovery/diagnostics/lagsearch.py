@@ -352,6 +352,14 @@ class LagSelection:
         lines.extend(f"  warning: {w}" for w in self.warnings + ((self.non_causal,) if self.non_causal else ()))
         return "\n".join(lines)
 
+    def __repr__(self) -> str:  # the scores are arrays of every candidate: their counts only
+        warned = len(self.warnings) + int(self.non_causal is not None)
+        return (
+            f"LagSelection(first={self.first}, last={self.last}, length={self.length}, criterion={self.criterion!r}, "
+            f"onset={self.onset}, peak={self.peak}, window={self.window}, noise_std={self.noise_std:.4g}, "
+            f"candidates=({len(self.starts)}, {len(self.ends)}), warnings={warned})"
+        )
+
 
 def _window_fit(
     xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], lo: int, hi: int, use_bias: bool
