@@ -95,6 +95,7 @@ def test_step_band_of_a_regularized_multichannel_fit_uses_each_pairs_block():
             cov = res.covariance[o][np.ix_(idx, idx)]
             np.testing.assert_allclose(step.response[:, c, o], np.cumsum(res.kernel[::-1, c, o]), rtol=1e-12)
             np.testing.assert_allclose(step.stderr[:, c, o], np.sqrt(np.diag(s @ cov @ s.T)), rtol=1e-8)
+    assert "regularization='tc'" in res.summary() and "degrees of freedom" not in res.summary()  # dof = inf
 
 
 def test_step_response_of_a_lag_fit_starts_at_the_earliest_of_0_and_the_first_lag():

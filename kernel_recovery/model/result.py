@@ -475,8 +475,9 @@ class KernelResult:
         rows.append(("residual rms", f"{self.residual_rms:.4g}"))
         noise = np.asarray(d.get("noise_std", np.nan), dtype=float)
         if noise.size and np.all(np.isfinite(noise)):
-            dof = d.get("dof")
-            rows.append(("noise std", _span(noise) + (f" ({dof} degrees of freedom)" if dof else "")))
+            dof = d.get("dof")  # inf for a posterior (regularized) fit: nothing to say
+            finite = isinstance(dof, (int, float)) and 0 < dof < np.inf
+            rows.append(("noise std", _span(noise) + (f" ({dof} degrees of freedom)" if finite else "")))
         if self.stderr is not None and np.any(np.isfinite(self.stderr)):
             rows.append(("stderr", f"max {float(np.nanmax(self.stderr)):.4g}"))
         else:
