@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from references import jax_conv1d
 
+import kernel_recovery as kr
 from kernel_recovery.cli import main, parse_value, run_demo
 
 ROW = re.compile(
@@ -730,3 +731,53 @@ def test_a_repeated_warning_is_one_line_with_its_count(capsys):
         "kernel-recovery: warning: overflow in the tuning (3 times)",
         "kernel-recovery: warning: another one",
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Malformed files and mismatched lengths: one-line errors
+# ------------------------------------------------------------------------------------------------
+
+X = np.random.default_rng(7).standard_normal(40)
+W = np.array([1.0, -1.0, 0.5])
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("trunc.npy", "truncated", "trunc.npy: Failed to read all data"),
+        ("empty.npy", b"", "not a NumPy .npy file"),
+        ("empty.csv", "", "empty.csv holds no data"),
+        ("nan.csv", "1\nnan\n3\n4\n5\n", "`x` contains 1 NaN or Inf value(s), the first at index (1, 0)"),
+        ("complex.npy", np.arange(20.0) + 1j, "`x` must be real, got complex"),
+        ("strings.npy", np.array(["a", "b"] * 10), "does not hold a numeric array (dtype <U1)"),
+        ("bools.npy", np.ones(20, bool), "`x` must be numeric, got dtype bool"),
+        ("four_d.npy", np.ones((2, 2, 2, 5)), "got an array with shape (2, 2, 2, 5)"),
+        ("ragged.csv", "1,2\n3\n", "ragged.csv: the number of columns changed"),
+        ("header.csv", "a,b\n1,2\nx,3\n", "header.csv: could not convert string 'x'"),
+    ],
+)
+def test_malformed_files_give_one_line_errors(name, content, message, tmp_path, capsys):
+    path = tmp_path / name
+    y = tmp_path / "y.npy"
+    np.save(y, np.arange(18.0))
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif content == "truncated":
+        np.save(path, np.arange(20.0))
+        path.write_bytes(path.read_bytes()[:-40])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    for command in ("recover", "analyze"):
+        assert main([command, str(path), str(y), "-k", "3"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("kernel-recovery: error:") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_length_mismatch_names_the_padding_that_fits(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", kr.conv1d(X, W, padding="same"))
+    assert main(["recover", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "-k", "3"]) == 1
+    assert "(padding='same' or padding='causal' would give 40)" in capsys.readouterr().err

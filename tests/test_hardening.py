@@ -1,4 +1,4 @@
-"""Adversarial suite: properties (hypothesis) of every method, files and the CLI."""
+"""Adversarial suite: properties (hypothesis) of every method."""
 
 import warnings
 
@@ -9,12 +9,6 @@ from hypothesis import strategies as st
 from references import ADAM, METHODS, config_data, conv_configs, jax_conv1d
 
 import kernel_recovery as kr
-from kernel_recovery.cli import main as cli_main
-
-RNG = np.random.default_rng(7)
-X = RNG.standard_normal(40)
-W = np.array([1.0, -1.0, 0.5])
-
 
 # ------------------------------------------------------------------------------------------------
 # Properties (hypothesis), every method
@@ -100,50 +94,3 @@ def test_adam_is_deterministic_for_a_seed(seed, batch_size):
     a, b = kr.recover_kernel(x, y, 3, **opts), kr.recover_kernel(x, y, 3, **opts)
     np.testing.assert_array_equal(a.kernel, b.kernel)
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
-
-
-# ------------------------------------------------------------------------------------------------
-# Files and the CLI
-# ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "name, content, message",
-    [
-        ("trunc.npy", "truncated", "trunc.npy: Failed to read all data"),
-        ("empty.npy", b"", "not a NumPy .npy file"),
-        ("empty.csv", "", "empty.csv holds no data"),
-        ("nan.csv", "1\nnan\n3\n4\n5\n", "`x` contains 1 NaN or Inf value(s), the first at index (1, 0)"),
-        ("complex.npy", np.arange(20.0) + 1j, "`x` must be real, got complex"),
-        ("strings.npy", np.array(["a", "b"] * 10), "does not hold a numeric array (dtype <U1)"),
-        ("bools.npy", np.ones(20, bool), "`x` must be numeric, got dtype bool"),
-        ("four_d.npy", np.ones((2, 2, 2, 5)), "got an array with shape (2, 2, 2, 5)"),
-        ("ragged.csv", "1,2\n3\n", "ragged.csv: the number of columns changed"),
-        ("header.csv", "a,b\n1,2\nx,3\n", "header.csv: could not convert string 'x'"),
-    ],
-)
-def test_malformed_files_give_one_line_errors(name, content, message, tmp_path, capsys):
-    path = tmp_path / name
-    y = tmp_path / "y.npy"
-    np.save(y, np.arange(18.0))
-    if isinstance(content, np.ndarray):
-        np.save(path, content)
-    elif content == "truncated":
-        np.save(path, np.arange(20.0))
-        path.write_bytes(path.read_bytes()[:-40])
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
-    for command in ("recover", "analyze"):
-        assert cli_main([command, str(path), str(y), "-k", "3"]) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("kernel-recovery: error:") and message in err, err
-        assert len(err.strip().splitlines()) == 1
-
-
-def test_cli_length_mismatch_names_the_padding_that_fits(tmp_path, capsys):
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", kr.conv1d(X, W, padding="same"))
-    assert cli_main(["recover", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "-k", "3"]) == 1
-    assert "(padding='same' or padding='causal' would give 40)" in capsys.readouterr().err
