@@ -436,3 +436,23 @@ def test_streamed_statistics_without_all_rows_name_proportional_channels(chunk, 
         res = acc.solve()
     assert res.report.cause_codes == ("proportional_channels",) and res.report.rank.tolist() == [4]
     assert np.max(np.abs(kr.conv1d(x, res.kernel) - y)) < 1e-9
+
+
+# --- every tap reads only padding zeros ------------------------------------------------------------
+
+
+def test_all_taps_on_padding_recover_is_undetermined():
+    # x = [3], padding 1 each side, stride 2: outputs read the padded samples 0 and 2, both zeros
+    with pytest.warns(kr.UnderdeterminedWarning, match="untouched"):
+        res = kr.recover_kernel([3.0], [0.0, 0.0], 1, stride=2, padding=1)
+    assert res.report.status in ("rank_deficient", "underdetermined")
+    assert res.report.rank.tolist() == [0]
+    np.testing.assert_array_equal(res.kernel, np.zeros((1, 1, 1)))  # the minimum-norm kernel
+
+
+def test_all_taps_on_padding_analyze_is_undetermined():
+    with pytest.warns(kr.UnderdeterminedWarning, match="untouched"):
+        rep = kr.analyze([3.0], [0.0, 0.0], 1, stride=2, padding=1)
+    assert rep.status in ("rank_deficient", "underdetermined")
+    assert rep.rank.tolist() == [0]
+    assert rep.untouched_taps == (0,)
