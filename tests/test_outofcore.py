@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from references import three_tap_record
 
 import kernel_recovery as kr
 from kernel_recovery.streaming import outofcore
@@ -421,3 +422,27 @@ def test_input_kind():
     assert outofcore.input_kind(da.zeros(3)) == "dask"
     assert outofcore.input_kind(x for x in ()) == "stream"
     assert not outofcore.is_out_of_core(np.zeros(3), np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        (np.array([1.0, "a", 2.0], dtype=object), "dtype object"),
+        ("abc", "real numeric array"),
+        (np.ones(5, dtype=complex), "complex"),
+    ],
+    ids=["object", "str", "complex"],
+)
+def test_stream_type_error_names_the_chunk(bad, what):
+    x, y = three_tap_record(60)
+    pairs = iter([(x[:30], y[:28]), (bad, y[28:])])
+    with pytest.raises(TypeError, match=rf"^chunk 1 of the stream: `x_chunk` .*{what}"):
+        kr.recover_kernel(pairs, None, 3)
+    with pytest.raises(TypeError, match=rf"^chunk 0 of the stream: `y_chunk` .*{what}"):
+        kr.analyze(iter([(x, bad)]), None, 3)
+
+
+def test_stream_value_error_keeps_its_context():
+    x, y = three_tap_record(60)
+    with pytest.raises(ValueError, match=r"^chunk 1 of the stream: `x_chunk` must be 1-D or 2-D"):
+        kr.recover_kernel(iter([(x[:30], y[:28]), (np.zeros((2, 2, 2)), y[28:])]), None, 3)
