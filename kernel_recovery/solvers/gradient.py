@@ -894,6 +894,7 @@ def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
         param = preconditioners(problem, s.precondition)
         u0 = np.einsum("gpq,rgqo->rgpo", param.P_inv, coef0 - param.offset)
         model, data = _formulation(problem, s, param, delta, diagnostics)
+        diagnostics["solver"] = [f"gradient_{diagnostics['formulation']}"] * len(problem.blocks)
         params, final, histories, n_steps, converged = optimize(model, u0.astype(s.dtype), data, **s.loop_options())
     final = np.where(np.isfinite(final), final, np.inf)
     best = int(np.argmin(final))

@@ -134,7 +134,7 @@ def finish(
     success, message = bool(sol.success), sol.message
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
         success, message = False, f"the solver returned non-finite values ({sol.message})"
-    diagnostics = dict(sol.diagnostics)
+    diagnostics = {"solver": [method] * len(problem.blocks), **sol.diagnostics}  # a user's solver: its name
     dof = equations - cfg.unknowns_per_output
     with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom left: nan
         diagnostics["noise_std"] = np.where(dof > 0, np.sqrt(rss_per_output / np.maximum(dof, 1)), np.nan)

@@ -123,21 +123,21 @@ def solve(
     samples, plus ``O(taps log taps)`` per refinement step.
 
     ``options`` records ``noise_level`` (per output channel, given or estimated), ``wiener``,
-    ``segment_length``, ``tol``, ``max_iter`` and ``workers``.  ``diagnostics`` holds
-    ``noise_level_source`` ("given" or "estimated"), ``ridge`` (lambda per output channel),
-    ``out_of_support_energy`` (per output channel, the share of the unconstrained estimate's energy
-    outside the kernel's taps: a large share says ``kernel_size`` is too small), ``edge_iterations``,
-    ``edge_residual`` and ``polish_steps`` (per group), ``singular_frequencies`` and ``frequencies``
-    (per group), ``warnings`` (the texts of the :class:`SpectralWarning` issued) and ``spectra``, the
-    Welch estimates of step 6: ``freqs`` (cycles per canonical sample, ``0 .. 1/2``), ``h1``
-    ``(n_freqs, channels, out_channels)``, ``h2`` ``(n_freqs, 1, out_channels)`` (one input channel only,
-    else None), ``coherence`` ``(n_freqs, out_channels)``, ``unexplained_power`` (per output channel, the
-    share of the output power at frequencies where the input has power that the coherence leaves
-    unexplained), ``nperseg``, ``segments``, ``message`` (about a low coherence, or None) and ``skipped``
-    (why there are no estimates: sequences shorter than a segment; else None).  With ``stride=1`` and
-    ``dilation=1``, ``h1`` and ``h2`` estimate :meth:`KernelResult.frequency_response` at ``freqs``
-    (the physical lags of ``config.tap_lags()``); otherwise they are the responses of the canonical problem
-    (its channels are the stride's polyphase components, its samples every ``dilation``-th).
+    ``segment_length``, ``tol``, ``max_iter`` and ``workers``.  ``diagnostics`` holds ``solver``
+    (``"spectral_pcg"`` per group: conjugate gradients preconditioned by the spectra), ``noise_level_source``
+    ("given" or "estimated"), ``ridge`` (lambda per output channel), ``out_of_support_energy`` (per output
+    channel, the share of the unconstrained estimate's energy outside the kernel's taps: a large share says
+    ``kernel_size`` is too small), ``edge_iterations``, ``edge_residual`` and ``polish_steps`` (per group),
+    ``singular_frequencies`` and ``frequencies`` (per group), ``warnings`` (the texts of the
+    :class:`SpectralWarning` issued) and ``spectra``, the Welch estimates of step 6: ``freqs`` (cycles per
+    canonical sample, ``0 .. 1/2``), ``h1`` ``(n_freqs, channels, out_channels)``, ``h2`` ``(n_freqs, 1,
+    out_channels)`` (one input channel only, else None), ``coherence`` ``(n_freqs, out_channels)``,
+    ``unexplained_power`` (per output channel, the share of the output power at frequencies where the input has
+    power that the coherence leaves unexplained), ``nperseg``, ``segments``, ``message`` (about a low coherence,
+    or None) and ``skipped`` (why there are no estimates: sequences shorter than a segment; else None).  With
+    ``stride=1`` and ``dilation=1``, ``h1`` and ``h2`` estimate :meth:`KernelResult.frequency_response` at
+    ``freqs`` (the physical lags of ``config.tap_lags()``); otherwise they are the responses of the canonical
+    problem (its channels are the stride's polyphase components, its samples every ``dilation``-th).
 
     Examples
     --------
@@ -295,6 +295,7 @@ def _solution(problem: CanonicalProblem, fits: list[_BlockFit], opts: _Options, 
             "workers": opts.workers,
         },
         diagnostics={
+            "solver": ["spectral_pcg"] * len(fits),
             "noise_level_source": "estimated" if opts.noise is None else "given",
             "ridge": per_output["ridge"],
             "out_of_support_energy": per_output["outside"],
