@@ -203,7 +203,7 @@ def recover_kernel(
         if progress is not None:  # the method's own bar
             options["progress"] = progress
     name, solver = solvers.resolve(method)
-    solvers.check_options(name, solver, options)
+    solvers.check_options(name, solver, options, door=recover_kernel)
     if streamed:
         outofcore.check_streamed_options(options)
     choice = None
@@ -352,9 +352,9 @@ def _choose_lags(
 ) -> tuple[Any, Any, LagSelection]:
     """``lags="auto"``: read ``x`` and ``y`` once (as ``SequenceBatch``), choose the lags from them; the
     sequences serve the problem too."""
-    if lags != "auto":
+    if lags.lower() != "auto":  # case-insensitive, as every string option
         raise ValueError(f"`lags` must be a (first, last) pair of integers or 'auto', got {lags!r}.")
-    if kernel_size is not None or padding != "valid":
+    if kernel_size is not None or not (isinstance(padding, str) and padding.lower() == "valid"):
         raise ValueError("`lags='auto'` chooses the alignment: pass neither `kernel_size` nor `padding`.")
     name = check_layout(layout)
     xs, ys = as_sequences(x, "x", name), as_sequences(y, "y", name)

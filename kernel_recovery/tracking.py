@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import solvers
 from .diagnostics import changes
-from .model.config import ConvConfig, ConvSettings, ConvSpec
+from .model.config import SETTING_DEFAULTS, ConvConfig, ConvSettings, ConvSpec
 from .model.design import design_rows, n_columns, unpack_columns
 from .model.problem import Block, CanonicalProblem, build_problem
 from .model.progress import progress_bar
 from .model.spectrum import rank_tolerance
 from .model.statistics import CHUNK_ENTRIES
-from .model.validation import check_int
+from .model.validation import check_choice, check_int, check_real
+from .solvers.priors import REGULARIZATIONS
 from .streaming.accumulator import check_memory
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ class KernelTrack:
         The change test's report.
     config : ConvConfig
     options : dict
-        ``window``, ``forgetting``, ``step``, ``memory`` (equations an estimate effectively averages).
+        ``window``, ``forgetting``, ``step``, ``memory`` (equations an estimate effectively averages), ``ridge``.
     """
 
     times: np.ndarray
@@ -160,6 +162,8 @@ def track_kernel(
     window: int | None = None,
     forgetting: float | None = None,
     step: int | None = None,
+    ridge: float = 0.0,
+    regularization: str | None = None,
     detect_changes: bool = True,
     progress: bool | None = None,
     **settings: Unpack[ConvSettings],
@@ -179,6 +183,16 @@ def track_kernel(
         weighted least squares: the RLS solution).  Not with ``window``; with neither, the estimates grow.
     step : int, optional
         Output samples between estimates (default: a twentieth of the memory, at least the unknowns per output).
+    ridge : float, >= 0
+        Each estimate minimizes its (weighted) squared residual plus ``ridge * ||kernel||^2`` (the bias is not
+        penalized), as ``ridge`` of :func:`recover_kernel`; the standard errors are then the posterior ones,
+        ``kappa sigma^2 (G + ridge I)^-1``.  For short windows of noisy data.
+    regularization : None
+        Not applied per step (a ``ValueError`` says what to do): the tuned regularizations of
+        :func:`recover_kernel` (``"gcv"``, ``"tc"``, ``"dc"``, ``"ss"``, ...) choose their hyperparameters by an
+        optimization per fit, which per estimate would cost more than the whole track.  Tune once on the record
+        and pass the ridge it chose: ``ridge=float(kr.recover_kernel(x, y, ..., regularization="gcv").options
+        ["ridge"][0])``.
     detect_changes : bool
         Run the change test of one kernel over the whole record (``changes``, ``change``).
     progress : bool, optional
@@ -209,6 +223,11 @@ def track_kernel(
     (2004,)
     """
     forgetting, window = check_memory(forgetting, window)
+    ridge = _check_ridge(ridge, regularization)
+    for name in settings:  # a misspelled keyword: the nearest setting or parameter of track_kernel
+        if name not in SETTING_DEFAULTS:
+            hint = solvers.did_you_mean(name, [*SETTING_DEFAULTS, *solvers.parameter_names(track_kernel)])
+            raise TypeError(f"track_kernel() got an unexpected keyword argument {name!r}{hint}.")
     spec = ConvSpec.create(kernel_size, **settings)
     problem = build_problem(x, y, **dataclasses.asdict(spec))
     if len(problem.out_lengths) != 1:
@@ -221,14 +240,16 @@ def track_kernel(
     blocks_out = []
     for block in problem.blocks:
         stats = _step_statistics(block, cfg.use_bias, schedule, bar)
-        coef, se, rank = _estimates(stats, n_columns(block, cfg.use_bias), sum_w, sum_w2)
+        coef, se, rank = _estimates(stats, n_columns(block, cfg.use_bias), sum_w, sum_w2, ridge, cfg.use_bias)
         blocks_out.append((block, coef, se, rank))
     bar.close()
     kernels, kernel_se, bias, bias_se = _user_layout(problem, blocks_out)
     change, change_check = None, "not run (detect_changes=False)"
     if detect_changes:
         change, change_check = changes.detect(problem, [], None)
-    options = {"window": window, "forgetting": forgetting, "step": schedule.step, "memory": float(memory)}
+    options = {
+        "window": window, "forgetting": forgetting, "step": schedule.step, "memory": float(memory), "ridge": ridge
+    }  # fmt: skip
     return KernelTrack(
         times=schedule.ends - 1,
         kernels=kernels,
@@ -242,6 +263,19 @@ def track_kernel(
         config=cfg,
         options=options,
     )
+
+
+def _check_ridge(ridge: object, regularization: object) -> float:
+    """``ridge`` as a float >= 0; any ``regularization`` a ValueError saying why it is not per step and what to do."""
+    if regularization is not None:
+        name = check_choice(regularization, "regularization", REGULARIZATIONS)
+        raise ValueError(
+            f"`regularization`={name!r} is not applied per step: it tunes its hyperparameters by an optimization for "
+            "each fit, which for every estimate of the track would cost far more than the track itself.  Tune it once "
+            f"on the record, e.g. r = kr.recover_kernel(x, y, ..., regularization='gcv'), and pass the ridge it "
+            "chose: track_kernel(..., ridge=float(r.options['ridge'][0]))."
+        )
+    return check_real(ridge, "ridge", low=0.0)
 
 
 @dataclass(frozen=True)
@@ -361,16 +395,30 @@ class _Memory:
 
 
 def _estimates(
-    stats: np.ndarray, pb: int, sum_w: np.ndarray, sum_w2: np.ndarray
+    stats: np.ndarray, pb: int, sum_w: np.ndarray, sum_w2: np.ndarray, ridge: float = 0.0, use_bias: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Coefficients ``(n, P, O)``, their standard errors and the ranks, from the augmented Grams."""
+    """Coefficients ``(n, P, O)``, their standard errors and the ranks, from the augmented Grams.
+
+    With a ``ridge`` the coefficients solve ``(G + ridge D) w = C`` (``D`` the identity on the kernel's columns,
+    zero on the bias), ``diag((G + ridge D)^-1)`` scales the standard errors and the fit uses
+    ``df = trace((G + ridge D)^-1 G) = P - ridge trace(D (G + ridge D)^-1)`` degrees of freedom (as
+    :func:`recover_kernel`'s ridge); the ranks stay those of ``G``.
+    """
     g, c = stats[:, :pb, :pb], stats[:, :pb, pb:]
     yty = np.diagonal(stats[:, pb:, pb:], axis1=1, axis2=2)
     coef, diag, rank = _solve(g, c, sum_w)
+    df = np.full(len(g), float(pb))
+    if ridge > 0:
+        penalty = np.full(pb, ridge)
+        if use_bias:
+            penalty[-1] = 0.0
+        coef, diag, _ = _solve(g + np.diag(penalty), c, sum_w)
+        df = pb - diag @ penalty
     rss = yty - 2 * np.einsum("tpo,tpo->to", coef, c) + np.einsum("tpo,tpo->to", coef, g @ coef)
     kappa = sum_w2 / sum_w
     with np.errstate(invalid="ignore", divide="ignore"):
-        sigma2 = np.clip(rss, 0.0, None) / np.where(sum_w - kappa * pb > 0, sum_w - kappa * pb, np.nan)[:, None]
+        left = sum_w - kappa * df
+        sigma2 = np.clip(rss, 0.0, None) / np.where(left > 0, left, np.nan)[:, None]
         se = np.sqrt(diag[:, :, None] * (kappa[:, None] * sigma2)[:, None, :])
     return coef, se, rank
 

@@ -328,3 +328,77 @@ def test_track_plot():
     x, y = data(rng, 600, 1, 1, 3)
     fig = kr.track_kernel(x, y, 3, window=100, step=20).plot()
     assert fig.axes and fig.axes[0].get_xlabel() == "output sample"
+
+
+def ridge_fit(x, y, kernel_size, weights, ridge, **conv):
+    """argmin sum_t weights[t] ||y_t - A_t w||^2 + ridge ||kernel||^2 (bias free), one output channel, by lstsq on
+    the design stacked over sqrt(ridge) rows (the penalty as extra equations)."""
+    a = explicit_design(x, kernel_size, **conv)[0]
+    n_kernel = kernel_size * x.shape[1]
+    penalty = np.sqrt(ridge) * np.eye(a.shape[1])[:n_kernel]
+    sw = np.sqrt(weights)[:, None]
+    coef = np.linalg.lstsq(np.vstack([a * sw, penalty]), np.concatenate([y[:, 0] * sw[:, 0], np.zeros(n_kernel)]))[0]
+    return coef[:n_kernel].reshape(kernel_size, x.shape[1]), coef[n_kernel:]
+
+
+@pytest.mark.parametrize("conv", [dict(padding="causal"), dict(padding="valid", use_bias=True)])
+@pytest.mark.parametrize("memory", [dict(window=60), dict(forgetting=0.97), {}])
+def test_track_kernel_ridge_is_a_windowed_ridge_solve(conv, memory):
+    rng = np.random.default_rng(21)
+    x, y = data(rng, 600, 2, 1, 4, noise=0.5, **dict(conv))
+    ridge = 3.0
+    track = kr.track_kernel(x, y, 4, step=40, ridge=ridge, **memory, **conv)
+    assert track.options["ridge"] == ridge
+    plain = kr.track_kernel(x, y, 4, step=40, **memory, **conv)
+    np.testing.assert_array_equal(track.rank, plain.rank)  # the ranks are the data's, not the penalty's
+    idx = np.arange(len(y))
+    for j in range(0, len(track), 2):
+        t = track.times[j] + 1
+        if "window" in memory:
+            weights = ((idx < t) & (idx >= t - memory["window"])).astype(float)
+        elif "forgetting" in memory:
+            weights = np.where(idx < t, memory["forgetting"] ** (t - 1.0 - idx), 0.0)
+        else:
+            weights = (idx < t).astype(float)
+        kernel, bias = ridge_fit(x, y, 4, weights, ridge, **conv)
+        np.testing.assert_allclose(track.kernels[j, :, :, 0], kernel, rtol=1e-8, atol=1e-10)
+        if conv.get("use_bias"):
+            np.testing.assert_allclose(track.bias[j], bias, rtol=1e-8, atol=1e-10)
+    # the penalty shrinks: every estimate is shorter than the unpenalized one of the same data
+    shrunk, unpenalized = (np.linalg.norm(t.kernels.reshape(len(t), -1), axis=1) for t in (track, plain))
+    assert np.all(shrunk[np.isfinite(unpenalized)] < unpenalized[np.isfinite(unpenalized)])
+
+
+def test_track_kernel_ridge_stderr_is_recover_kernels_posterior():
+    rng = np.random.default_rng(22)
+    x, y = data(rng, 1000, 1, 1, 5, noise=0.4, padding="causal")
+    track = kr.track_kernel(x, y, 5, step=100, ridge=2.0, padding="causal")  # growing: all equations so far
+    j = int(np.flatnonzero(track.times == 599)[0])
+    res = kr.recover_kernel(x[:600], y[:600], 5, padding="causal", ridge=2.0)
+    np.testing.assert_allclose(track.kernels[j], res.kernel, rtol=1e-9)
+    np.testing.assert_allclose(track.stderr[j], res.stderr, rtol=1e-6)
+
+
+@pytest.mark.parametrize("regularization", ["tc", "GCV", "ss"])
+def test_track_kernel_regularization_says_what_to_do(regularization):
+    x = np.random.default_rng(23).standard_normal(300)
+    match = rf"`regularization`='{regularization.lower()}' is not applied per step.*ridge="
+    with pytest.raises(ValueError, match=match):
+        kr.track_kernel(x, x[2:], 3, regularization=regularization)
+    with pytest.raises(ValueError, match=r"`regularization` must be .* got 'tcc' \(did you mean 'tc'\?\)"):
+        kr.track_kernel(x, x[2:], 3, regularization="tcc")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(ridge=-1.0), ValueError, r"`ridge` must be >= 0"),
+        (dict(ridge="big"), TypeError, r"`ridge` must be a real number"),
+        (dict(rige=1.0), TypeError, r"unexpected keyword argument 'rige' \(did you mean 'ridge'\?\)"),
+        (dict(strides=2), TypeError, r"unexpected keyword argument 'strides' \(did you mean 'stride'\?\)"),
+    ],
+)
+def test_track_kernel_bad_ridge_and_names(kwargs, error, match):
+    x = np.arange(50.0)
+    with pytest.raises(error, match=match):
+        kr.track_kernel(x, x[2:], 3, **kwargs)

@@ -6,10 +6,11 @@ A solver is a function ``solve(problem, *, option=default, ...) -> Solution`` ta
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,10 +52,23 @@ RENAMED: dict[str, dict[str, str]] = {
 }
 
 
-def check_options(name: str, solver: Callable[..., Solution], options: dict[str, Any]) -> None:
+def check_options(
+    name: str, solver: Callable[..., Solution], options: dict[str, Any], *, door: Callable[..., Any] | None = None
+) -> None:
     """Refuse options the solver does not take, as Python does for an unexpected keyword.
 
-    An option that was renamed is named with its new spelling (see :data:`RENAMED`).
+    An option that was renamed is named with its new spelling (see :data:`RENAMED`); any other unknown name is
+    compared (:mod:`difflib`) with the method's options and the parameters of ``door``, the public function whose
+    ``**options`` these are, and the nearest is suggested (``strides`` -> ``stride``, ``rige`` -> ``ridge``).
+
+    Examples
+    --------
+    >>> def solve(problem, *, ridge=0.0): ...
+    >>> def fit(x, y, *, stride=1, **options): ...
+    >>> check_options("mine", solve, {"strides": 2}, door=fit)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: method 'mine' got an unexpected option 'strides' (did you mean 'stride', a parameter of fit?); ...
     """
     for key in options:
         if key in RENAMED.get(name, {}):
@@ -68,4 +82,33 @@ def check_options(name: str, solver: Callable[..., Solution], options: dict[str,
     for key in options:
         if key not in known:
             listed = ", ".join(known) if known else "none"
-            raise TypeError(f"method {name!r} got an unexpected option {key!r}; its options are: {listed}.")
+            hint = did_you_mean(key, known, door)
+            raise TypeError(f"method {name!r} got an unexpected option {key!r}{hint}; its options are: {listed}.")
+
+
+def parameter_names(door: Callable[..., Any]) -> tuple[str, ...]:
+    """The named parameters of a public function (not its ``*args``/``**kwargs``)."""
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return tuple(n for n, p in inspect.signature(door).parameters.items() if p.kind not in skip)
+
+
+def did_you_mean(key: str, options: Iterable[str], door: Callable[..., Any] | None = None) -> str:
+    """`` (did you mean 'ridge'?)``: the nearest of ``options`` and ``door``'s parameters to ``key``, or ``""``.
+
+    A parameter of ``door`` is said to be one (``strides`` is not a method's option but ``stride`` a keyword of
+    the function called).
+
+    Examples
+    --------
+    >>> did_you_mean("rige", ["ridge", "loss"])
+    " (did you mean 'ridge'?)"
+    >>> did_you_mean("zzz", ["ridge", "loss"])
+    ''
+    """
+    own = list(options)
+    params = [p for p in parameter_names(door) if p not in own] if door is not None else []
+    close = difflib.get_close_matches(key, own + params, n=1)
+    if not close:
+        return ""
+    where = f", a parameter of {getattr(door, '__name__', 'the function')}" if close[0] in params else ""
+    return f" (did you mean {close[0]!r}{where}?)"

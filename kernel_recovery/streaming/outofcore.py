@@ -42,7 +42,7 @@ from ..model.problem import CanonicalProblem
 from ..model.progress import progress_bar, show_progress
 from ..model.spectrum import block_spectrum
 from ..model.threads import serial_region
-from ..model.validation import check_bool, check_int
+from ..model.validation import check_bool, check_choice, check_int
 from .accumulator import NormalEquations
 from .checkpoint import write_state
 
@@ -152,7 +152,7 @@ def check_streamable(
             "use method='lstsq', which is exact from the streamed sufficient statistics (the same minimizer as the "
             "squared loss of 'adam' and 'fft'), or load the data into memory."
         )
-    if nan_policy != "raise":
+    if check_choice(nan_policy, "nan_policy", ("raise", "omit")) != "raise":
         raise ValueError(
             f"`nan_policy`={nan_policy!r} needs the data in memory; streamed input must be finite (nan_policy='raise')."
         )
@@ -165,7 +165,8 @@ def check_streamable(
 
 def check_streamed_options(options: dict[str, Any]) -> None:
     """Refuse the robust losses (``loss`` other than ``"mse"``, ``huber_delta``): they reweight every sample."""
-    if options.get("loss", "mse") != "mse" or options.get("huber_delta") is not None:
+    loss = options.get("loss", "mse")
+    if not (isinstance(loss, str) and loss.lower() == "mse") or options.get("huber_delta") is not None:
         raise ValueError(
             f"`loss`={options.get('loss')!r} needs the data in memory (robust losses reweight each sample); streamed "
             "input supports the squared loss (loss='mse') with `ridge` or `regularization`."
