@@ -108,7 +108,7 @@ def did_you_mean(key: str, options: Iterable[str], door: Callable[..., Any] | No
     own = list(options)
     params = [p for p in parameter_names(door) if p not in own] if door is not None else []
     close = difflib.get_close_matches(key, own + params, n=1)
-    if not close:
+    if not close or close[0] == key:  # the door passed one of its own parameters on: no other spelling to offer
         return ""
     where = f", a parameter of {getattr(door, '__name__', 'the function')}" if close[0] in params else ""
     return f" (did you mean {close[0]!r}{where}?)"
