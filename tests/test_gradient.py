@@ -238,3 +238,23 @@ def test_rank_deficient_data_give_the_minimum_norm_kernel(case):
     with pytest.warns(kr.UnderdeterminedWarning):
         res = kr.recover_kernel(x, y, 6, method="adam")
     np.testing.assert_allclose(res.kernel.ravel(), np.linalg.pinv(a) @ y, atol=1e-5)
+
+
+@pytest.mark.parametrize("ax, by", [(0.01, 1.0), (300.0, 1.0), (1.0, 300.0), (1.0, 1e-3), (40.0, 1e-2)])
+def test_the_descent_is_free_of_the_units_of_x_and_y(ax, by):
+    # before: x scaled by 0.01 gave a kernel 8.5% off, y scaled by 300 one 50% off, both success=False
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(200)
+    w = np.array([1.0, -0.5, 0.25])
+    y = np.convolve(x, w[::-1], mode="valid") + 0.01 * rng.standard_normal(198)
+    reference = np.linalg.lstsq(np.lib.stride_tricks.sliding_window_view(x, 3), y, rcond=None)[0]
+    res = kr.recover_kernel(ax * x, by * y, 3, method="adam")
+    assert res.success, res.message
+    np.testing.assert_allclose(res.kernel.ravel() * ax / by, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_an_input_of_zeros_gives_the_zero_kernel():
+    # before: the random initial kernel came back with success=True (no direction is seen, none moved)
+    with pytest.warns(kr.UnderdeterminedWarning):
+        res = kr.recover_kernel(np.zeros(50), np.zeros(48), 3, method="adam")
+    np.testing.assert_array_equal(res.kernel.ravel(), np.zeros(3))

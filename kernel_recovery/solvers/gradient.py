@@ -42,7 +42,7 @@ from numpy.typing import DTypeLike
 
 from ..model.design import EXPLICIT_LIMIT, design_matrix, n_columns, window_rows
 from ..model.operator import block_residuals, residuals
-from ..model.problem import CanonicalProblem, check_gram_memory
+from ..model.problem import Block, CanonicalProblem, check_gram_memory
 from ..model.result import Solution
 from ..model.spectrum import BlockSpectrum, block_spectrum
 from ..model.statistics import block_statistics, column_sums, rss_from_statistics
@@ -73,6 +73,9 @@ FRAME_COLUMNS = 32
 #: converge slowly instead of taking huge steps.  Which directions count as seen is the rank rule's decision
 #: (``block_spectrum(...).tolerance``), not this cap's.
 MAX_GAIN = 1e6
+#: Outputs whose spread about their mean is below this share of their size are constant up to rounding.
+SPREAD_RTOL = 1e-8
+
 #: A fit is a success when its loss is within this fraction of the reference minimum ...
 MINIMUM_RTOL = 1e-2
 #: ... or within the loss of residuals this fraction of the outputs (``1e-10 y'y`` for the squared loss).
@@ -272,7 +275,8 @@ def _end_of_block(lp: _Loop, s: LoopState, carry: tuple, losses: Any, data: Any,
     lr_scale = s.lr_scale
     if lp.default:
         lr_scale, opt_state = _plateau_schedule(lp, s, ran, best, losses, params, opt_state)
-    scale = jnp.maximum(1.0, jax.vmap(lambda p: lp.size(p, data, True))(params))
+    floor = data["floor"] if "floor" in data else 1.0  # (a model of the caller's, e.g. a stack, may have none)
+    scale = jnp.maximum(floor, jax.vmap(lambda p: lp.size(p, data, True))(params))
     done = ran & ((path / jnp.maximum(taken, 1) <= hyper["tol"] * scale) | (best <= 0))
     history = jax.lax.dynamic_update_slice(s.history, losses, (jnp.int32(0), s.step * CHECK_EVERY))
     return LoopState(
@@ -459,17 +463,24 @@ class Parametrization(NamedTuple):
     projection of any exact answer on ``a``.  So ``y - A offset`` has mean zero, ``|coef - offset| <= |coef|``
     (float32 ``u`` loses no precision to the shift), and ``a`` lies in the design's row space (a rank-deficient
     design still gives the minimum-norm answer).  ``means`` (G, C) are the input means the frames subtract
-    with a bias (see :func:`frames_data`).
+    with a bias (see :func:`frames_data`).  ``floor`` is the size of a coefficient that explains the outputs'
+    spread along the design's strongest direction (``|y - mean y| / s_max``): the stopping rule measures steps
+    relative to the largest coefficient, but never to less than this, so it is free of the units of ``x``, ``y``.
     """
 
     P: np.ndarray
     P_inv: np.ndarray
     offset: np.ndarray
     means: np.ndarray
+    floor: float = 1.0
 
 
 def _measure(param: Parametrization, dtype: DTypeLike) -> dict[str, np.ndarray]:
-    return {"C": np.asarray(param.P, dtype), "offset": np.asarray(param.offset, dtype)}
+    return {
+        "C": np.asarray(param.P, dtype),
+        "offset": np.asarray(param.offset, dtype),
+        "floor": np.asarray(param.floor, dtype),
+    }
 
 
 def design_data(problem: CanonicalProblem, dtype: DTypeLike, param: Parametrization) -> dict[str, np.ndarray]:
@@ -548,12 +559,15 @@ def _right_vectors(spec: BlockSpectrum) -> np.ndarray:
 def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
     """The parametrization ``coef = offset + P u`` (see :class:`Parametrization`).
 
-    Whitening takes ``P = V diag(s_max / s)`` from the design's spectrum ``A = U diag(s) V^T`` (cached on the
-    block by :func:`~kernel_recovery.model.spectrum.block_spectrum`, the one the report reads), so the squared loss
-    has the Hessian ``2 s_max^2 I / n`` in ``u``: every direction converges at the same rate, and
-    ``|u| <= |coefficients|``.  Directions the data do not see (at or below the spectrum's rank tolerance) are
-    dropped, so rank-deficient data give a kernel without null-space components, like the minimum-norm least
-    squares.  Without whitening ``P = I`` and there is no offset (the descent is on the kernel, as Keras').
+    Whitening takes ``P = V diag(c / s)`` from the design's spectrum ``A = U diag(s) V^T`` (cached on the
+    block by :func:`~kernel_recovery.model.spectrum.block_spectrum`, the one the report reads) and the outputs'
+    spread ``c = |y - mean y|`` (root mean square over output channels), so ``A P u = c U u``: the squared loss
+    has the Hessian ``2 c^2 I / n`` in ``u``, every direction converges at the same rate, ``|u| <= 1`` at the
+    least-squares answer, and the descent is the same whatever the units of ``x`` and ``y`` (scaling either
+    scales the kernel and leaves ``u`` unchanged).  Directions the data do not see (at or below the spectrum's
+    rank tolerance) are dropped, so rank-deficient data give a kernel without null-space components, like the
+    minimum-norm least squares; an input that is all zeros sees none, and its kernel is zero.  Without
+    whitening ``P = I`` and there is no offset (the descent is on the kernel, as Keras').
     """
     use_bias = problem.config.use_bias
     block0 = problem.blocks[0]
@@ -562,31 +576,56 @@ def preconditioners(problem: CanonicalProblem, whiten: bool) -> Parametrization:
     inverses = ps.copy()
     offsets = np.zeros((g, p, len(block0.out_channels)))
     means = np.zeros((g, block0.channels))
-    if not whiten:
-        return Parametrization(ps, inverses, offsets, means)
+    floors = []
     for i, block in enumerate(problem.blocks):
         spec = block_spectrum(block, use_bias)
         s, v = spec.singular_values, _right_vectors(spec)
         s_max = s.max(initial=0.0)
-        if s_max == 0:
+        spread = _output_spread(block, use_bias)
+        if s_max > 0 and spread > 0:
+            floors.append(spread / s_max)
+        if not whiten:
             continue
+        if s_max == 0:  # the data see no direction: the minimum-norm kernel is zero
+            ps[i], inverses[i] = 0.0, 0.0
+            continue
+        c = spread if spread > 0 else s_max
         # directions the data do not see are frozen (zero columns), so the answer has no component there, as
         # the minimum-norm least-squares kernel; otherwise Adam's normalized steps would wander along them
         seen = s > spec.tolerance
         s = np.maximum(s, s_max / MAX_GAIN)
-        ps[i] = v * np.where(seen, s_max / s, 0.0)
-        inverses[i] = np.where(seen, s / s_max, 0.0)[:, None] * v.T
-        if not block.retains_rows:
-            continue
-        sums = sum((column_sums(x, block.taps) for x in block.xs), np.zeros(block.mask.shape))
-        total = sums.ravel()[block.mask.ravel()]  # A^T 1
-        if use_bias:
-            total = np.append(total, float(block.n_equations))
-            means[i] = np.concatenate(block.xs).mean(axis=0)
-        norm = float(total @ total)
-        if norm > 0:
-            offsets[i] = np.outer(total, sum(y.sum(axis=0) for y in block.outputs) / norm)
-    return Parametrization(ps, inverses, offsets, means)
+        ps[i] = v * np.where(seen, c / s, 0.0)
+        inverses[i] = np.where(seen, s / c, 0.0)[:, None] * v.T
+        if block.retains_rows:
+            offsets[i], means[i] = _mean_offset(block, use_bias)
+    return Parametrization(ps, inverses, offsets, means, max(floors, default=1.0))
+
+
+def _output_spread(block: Block, use_bias: bool) -> float:
+    """``|y - mean y|`` of the block's outputs, root mean square over its output channels; ``|y|`` where the
+    outputs are constant up to rounding (their mean is then the whole signal), or when only statistics are kept."""
+    yty = block_statistics(block, use_bias).yty
+    whole = 0.0 if yty is None else float(np.sqrt(np.mean(yty)))
+    if not block.retains_rows or not block.outputs:
+        return whole
+    ys = np.concatenate(block.outputs)
+    spread = float(np.sqrt(((ys - ys.mean(axis=0)) ** 2).sum(axis=0).mean()))
+    return spread if spread > SPREAD_RTOL * whole else whole
+
+
+def _mean_offset(block: Block, use_bias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The shortest coefficient shift that takes the outputs' mean out of the data, and the input means (bias)."""
+    sums = sum((column_sums(x, block.taps) for x in block.xs), np.zeros(block.mask.shape))
+    total = sums.ravel()[block.mask.ravel()]  # A^T 1
+    means = np.zeros(block.channels)
+    if use_bias:
+        total = np.append(total, float(block.n_equations))
+        means = np.concatenate(block.xs).mean(axis=0)
+    norm = float(total @ total)
+    offset = np.zeros((len(total), len(block.out_channels)))
+    if norm > 0:
+        offset = np.outer(total, sum(y.sum(axis=0) for y in block.outputs) / norm)
+    return offset, means
 
 
 def statistics_data(problem: CanonicalProblem, dtype: DTypeLike, param: Parametrization) -> dict[str, np.ndarray]:
@@ -620,8 +659,13 @@ def glorot_limit(kernel_size: int, fan_in_channels: int, fan_out_channels: int) 
     return float(np.sqrt(6.0 / (kernel_size * (fan_in_channels + fan_out_channels))))
 
 
-def _initial_coefficients(problem: CanonicalProblem, init: str, restarts: int, seed: int) -> np.ndarray:
-    """``(restarts, G, P, O)`` starting points; restarts after the first add a glorot draw to zeros/lstsq."""
+def _initial_coefficients(
+    problem: CanonicalProblem, init: str, restarts: int, seed: int, scale: float = 1.0
+) -> np.ndarray:
+    """``(restarts, G, P, O)`` starting points; restarts after the first add a glorot draw to zeros/lstsq.
+
+    The glorot draws are multiplied by ``scale`` (whitened descent: the size of a typical coefficient, so that
+    the start is the same whatever the units of ``x`` and ``y``)."""
     cfg = problem.config
     use_bias = cfg.use_bias
     block0 = problem.blocks[0]
@@ -629,7 +673,7 @@ def _initial_coefficients(problem: CanonicalProblem, init: str, restarts: int, s
     limit = glorot_limit(cfg.kernel_size, cfg.in_per_group, cfg.out_channels)
     rng = np.random.default_rng(seed)
     draws = np.zeros((restarts, g, p, o))
-    draws[:, :, :n_free] = rng.uniform(-limit, limit, size=(restarts, g, n_free, o))
+    draws[:, :, :n_free] = scale * rng.uniform(-limit, limit, size=(restarts, g, n_free, o))
     if init == "glorot_uniform":
         return draws
     base = np.zeros((g, p, o))
@@ -786,7 +830,9 @@ def solve(
         Seeds the initial kernel and the minibatch draws.
     init : {"glorot_uniform", "zeros", "lstsq"}
         Keras' glorot-uniform kernel (zero bias), zeros, or the least-squares solution (a good start
-        for ``loss="mae"``).
+        for ``loss="mae"``).  With ``precondition=True`` the first two start from the shift that explains the
+        outputs' mean, and the glorot draw is in units of a typical coefficient (``|y - mean y| / s_max``), so
+        the descent does not depend on the units of ``x`` and ``y``.
     optimizer : optax.GradientTransformation, optional
         Replaces Adam and its schedule; its updates are applied as they are.
     batch_size : int, optional
@@ -877,10 +923,19 @@ class _Settings(NamedTuple):
         return {"steps": self.max_iter, **{name: getattr(self, name) for name in names}}
 
 
+def _initial_u(problem: CanonicalProblem, s: _Settings, param: Parametrization) -> np.ndarray:
+    """The starting ``u`` of every restart.  Whitened, a zero or glorot start is taken from the offset (the mean
+    of the outputs already explained, so the start is as far from the answer as the outputs' spread, whatever
+    their mean) with draws in units of a typical coefficient; a least-squares start is that kernel exactly."""
+    scale = param.floor if s.precondition else 1.0
+    coef0 = _initial_coefficients(problem, s.init, s.restarts, s.seed, scale)
+    shift = param.offset if (s.init == "lstsq" or not s.precondition) else 0.0
+    return np.einsum("gpq,rgqo->rgpo", param.P_inv, coef0 - shift)
+
+
 def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
     """The body of :func:`solve`: start, parametrize, formulate, run the compiled loop, check the minimum."""
     check_gram_memory(problem.config, len(problem.blocks))  # the preconditioner's eigendecomposition needs the Gram
-    coef0 = _initial_coefficients(problem, s.init, s.restarts, s.seed)
     diagnostics: dict[str, Any] = {}
     delta = 1.0
     if s.loss == "huber":  # the threshold in the outputs' units: huber_delta x a robust scale of the lstsq residual
@@ -892,7 +947,7 @@ def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
             for block in problem.blocks:
                 block_statistics(block, problem.config.use_bias)
         param = preconditioners(problem, s.precondition)
-        u0 = np.einsum("gpq,rgqo->rgpo", param.P_inv, coef0 - param.offset)
+        u0 = _initial_u(problem, s, param)
         model, data = _formulation(problem, s, param, delta, diagnostics)
         diagnostics["solver"] = [f"gradient_{diagnostics['formulation']}"] * len(problem.blocks)
         params, final, histories, n_steps, converged = optimize(model, u0.astype(s.dtype), data, **s.loop_options())
