@@ -63,3 +63,12 @@ def test_bad_prewhiten_is_named():
         kr.recover_kernel(x, x[:98], 3, prewhiten="white")
     with pytest.raises(ValueError, match="needs the data in memory"):
         kr.recover_kernel(iter([(x, x[:98])]), None, 3, prewhiten="noise")
+
+
+@pytest.mark.parametrize("how", ["input", "noise"])
+def test_a_record_too_short_for_the_filter_is_a_clear_error(how):
+    # before: numpy's "window shape cannot be larger than input array shape", naming no argument
+    x = np.random.default_rng(0).standard_normal(12)
+    y = kr.conv1d(x, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"`prewhiten`=.*AR\(10\).*10 equations: none would be left"):
+        kr.recover_kernel(x, y, 3, prewhiten=how)

@@ -82,6 +82,13 @@ def prewhiten(problem: CanonicalProblem, how: str, *, order: int = PREWHITEN_ORD
             filt = filt / gain
         filters.append(filt)
         blocks.append(filtered_block(block, filt))
+        if not blocks[-1].n_equations:
+            longest = max(len(y) for y in block.outputs)
+            raise ValueError(
+                f"`prewhiten`={how!r} drops the first {order} equations of every sequence (they read the AR({order}) "
+                f"filter's start-up), and the longest sequence has {longest} equations: none would be left. Record "
+                f"at least {order + 1} output samples per sequence, or fit without prewhitening."
+            )
     dropped = int(problem.n_equations - sum(b.n_equations for b in blocks) // max(len(blocks), 1))
     info = {"method": how, "order": order, "filters": filters, "equations_dropped": dropped}
     return dataclasses.replace(problem, blocks=blocks), info
