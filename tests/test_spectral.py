@@ -334,3 +334,22 @@ def test_given_segment_length_is_used(rng):
     assert res.options["segment_length"] == 19 and res.options["workers"] == 1
     assert res.diagnostics["frequencies"] == [10]
     assert rel(res.kernel.ravel(), w) < 1e-10
+
+
+def test_the_underdetermined_warning_says_which_kernel_fft_returns():
+    # before: "The returned kernel is the minimum-norm one that fits the data", and fft returned another one
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(6)
+    y = np.correlate(x, rng.standard_normal(4), mode="valid")
+    with pytest.warns(
+        kr.UnderdeterminedWarning,
+        match=r"method='fft' returns a least-squares kernel .* not "
+        r"necessarily the minimum-norm one",
+    ) as record:
+        res = kr.recover_kernel(x, y, 4, method="fft", wiener=False)
+    assert "set ridge>0 with method='lstsq'" in str(record[0].message)
+    a = np.lib.stride_tricks.sliding_window_view(x, 4)
+    np.testing.assert_allclose(a @ res.kernel.ravel(), y, atol=1e-9)  # it fits the data, as it says
+    with pytest.warns(kr.UnderdeterminedWarning, match="The returned kernel is the minimum-norm one"):
+        exact = kr.recover_kernel(x, y, 4)
+    np.testing.assert_allclose(exact.kernel.ravel(), np.linalg.pinv(a) @ y, atol=1e-9)

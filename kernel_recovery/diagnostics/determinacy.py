@@ -352,10 +352,14 @@ class DeterminacyReport:
             )
         return out
 
-    def warn(self, stacklevel: int = 2) -> None:
-        """Issue :class:`UnderdeterminedWarning` or :class:`IllConditionedWarning` when they apply."""
+    def warn(self, stacklevel: int = 2, *, method: str | None = None) -> None:
+        """Issue :class:`UnderdeterminedWarning` or :class:`IllConditionedWarning` when they apply.
+
+        ``method``: the method that will solve (its name says which kernel comes back when the data leave some
+        directions undetermined); None for the report alone.
+        """
         if not self.ok:
-            text = self.summary_line()
+            text = self.summary_line(method)
             warnings.warn(text, UnderdeterminedWarning, stacklevel=stacklevel + 1)
         elif np.max(self.condition_number) > ILL_CONDITIONED:
             warnings.warn(
@@ -366,17 +370,32 @@ class DeterminacyReport:
                 stacklevel=stacklevel + 1,
             )
 
-    def summary_line(self) -> str:
+    def summary_line(self, method: str | None = None) -> str:
+        """The report in one sentence, ending with which kernel ``method`` returns where the data leave some
+        directions undetermined."""
         cfg = self.config
+        ridge = "set ridge>0" if method in (None, "lstsq") else "set ridge>0 with method='lstsq'"
         eq, unk, rank = int(self.equations.min()), int(self.unknowns.max()), int(self.rank.min())
         if self.status == "underdetermined":
             text = (
                 f"underdetermined: each output channel has {eq} equations for {unk} unknowns; give at least "
                 f"{unk - eq} more output sample(s) per channel (a longer record or more sequences)"
-                f"{', fewer taps (kernel_size)' if cfg.kernel_size > 1 else ''}, or set ridge>0."
+                f"{', fewer taps (kernel_size)' if cfg.kernel_size > 1 else ''}, or {ridge}."
             )
         else:
             text = f"rank-deficient: the design has rank {rank} for {unk} unknowns."
         if self.causes:
             text += " " + " ".join(self.causes)
-        return text + " The returned kernel is the minimum-norm one that fits the data."
+        return text + " " + _which_kernel(method)
+
+
+def _which_kernel(method: str | None) -> str:
+    """Which kernel comes back from ``method`` where the data leave some directions undetermined."""
+    if method in (None, "lstsq", "adam"):  # adam freezes the directions the data do not see
+        return "The returned kernel is the minimum-norm one that fits the data."
+    if method == "fft":
+        return (
+            "method='fft' returns a least-squares kernel that fits the data, not necessarily the minimum-norm one "
+            "(method='lstsq' returns that)."
+        )
+    return "The kernel is the custom method's; method='lstsq' returns the minimum-norm one that fits the data."

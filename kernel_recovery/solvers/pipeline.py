@@ -123,7 +123,7 @@ def _run(problem, method, options, *, warn, stacklevel, report):
     if report is None:
         report = report_for(problem)
     if warn:
-        report.warn(stacklevel=stacklevel + 1)
+        report.warn(stacklevel=stacklevel + 1, method=name if name in solvers.METHODS else "custom")
     sol = solver(problem, **options)
     return finish(problem, name, sol, report, stacklevel=stacklevel + 1)
 
