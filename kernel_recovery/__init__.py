@@ -17,7 +17,7 @@ from .exceptions import (
 )
 from .model.conv import conv1d
 from .model.problem import CanonicalProblem
-from .model.result import KernelResult, Solution
+from .model.result import KernelResult, Solution, StepResponse
 from .planning import plan
 from .selection import KernelSizeSelection, select_kernel_size, select_lags
 from .stack import StackResult, recover_stack
@@ -59,6 +59,7 @@ __all__ = [
     "Solution",
     "SpectralWarning",
     "StackResult",
+    "StepResponse",
     "UnderdeterminedWarning",
     "__version__",
     "analyze",

@@ -98,7 +98,9 @@ def recover_kernel(
         Accumulators merged per node of the tree reduction of Dask input (default 8).
     progress : bool, optional
         Show a progress bar: the streamed pass's (tqdm, or Dask's on the local scheduler; default: when stderr is
-        a terminal), or for in-memory input the method's (``method="adam"``).
+        a terminal), or for in-memory input the method's, given to a method whose signature names ``progress``
+        (``"lstsq"``: the tuning of ``regularization``/``prior``, by default shown only from 300 coefficients per
+        group on; ``"adam"``: the descent); a method without one (``"fft"``) draws none.
     checkpoint : path, optional
         For arrays read chunk by chunk and for streams: every ``checkpoint_every`` chunks the accumulator and the
         position are written to this ``.npz`` (no pickles, atomically).  A run that finds the file resumes from
@@ -196,13 +198,15 @@ def recover_kernel(
     streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
     if y is None and outofcore.input_kind(x) != "stream":
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
+    if progress is not None:  # judged here, whether or not a bar will be drawn
+        progress = check_bool(progress, "progress")
     if streamed:
         outofcore.check_streamable(prewhiten=prewhiten, method=method, nan_policy=nan_policy, lags=lags)
     else:
         _refuse_streaming(split_every=split_every, checkpoint=checkpoint)
-        if progress is not None:  # the method's own bar
-            options["progress"] = progress
     name, solver = solvers.resolve(method)
+    if not streamed and progress is not None and _takes_progress(solver):  # the method's own bar
+        options["progress"] = progress
     solvers.check_options(name, solver, options, door=recover_kernel)
     if streamed:
         outofcore.check_streamed_options(options)
@@ -335,6 +339,15 @@ def _canonical_problem(
         return outofcore.read_problem(x, y, spec, out_channels=out_channels, **streaming)
     settings: dict[str, Any] = dataclasses.asdict(spec)
     return build_problem(x, y, **settings, out_channels=out_channels, nan_policy=nan_policy)
+
+
+def _takes_progress(solver: Callable[..., Solution]) -> bool:
+    """Whether a method names a ``progress`` option (a ``**options`` catch-all does not count: it may pass its
+    options on to code that knows no ``progress``)."""
+    try:
+        return "progress" in solvers.parameter_names(solver)
+    except (TypeError, ValueError):  # a callable without a signature
+        return False
 
 
 def _refuse_streaming(**given: object) -> None:

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 
 import kernel_recovery as kr
@@ -319,3 +320,65 @@ def test_bad_options(rng, options, match):
     x = rng.standard_normal(30)
     with pytest.raises(ValueError, match=match):
         kr.recover_kernel(x, kr.conv1d(x, [1.0, 2.0]), 2, **options)
+
+
+# -- progress, the case of string options, the step response's type --------------------------------
+
+
+@pytest.mark.parametrize("method", ["lstsq", "fft", "LSTSQ"])
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_is_taken_by_every_in_memory_method(rng, method, progress):
+    """Was a TypeError for lstsq ("unexpected option 'progress'"): progress reaches a method only if it names it."""
+    x = rng.standard_normal(60)
+    y = kr.conv1d(x, [0.5, -1.0, 2.0])
+    res = kr.recover_kernel(x, y, 3, method=method, progress=progress)
+    ref = np.linalg.lstsq(im2col(x[:, None], 3), y, rcond=None)[0]
+    np.testing.assert_allclose(res.kernel.ravel(), ref, atol=1e-9)
+    assert "progress" not in res.options  # a display choice, not an option of the fit
+
+
+def test_progress_reaches_only_methods_that_name_it(rng):
+    x = rng.standard_normal(40)
+    y = kr.conv1d(x, [1.0, 2.0])
+    seen = {}
+
+    def with_bar(problem, *, progress=None):
+        seen["named"] = progress
+        return lstsq.solve(problem)
+
+    def catch_all(problem, **options):
+        seen["catch_all"] = options
+        return lstsq.solve(problem)
+
+    kr.recover_kernel(x, y, 2, method=with_bar, progress=True)
+    kr.recover_kernel(x, y, 2, method=catch_all, progress=True)
+    assert seen == {"named": True, "catch_all": {}}
+    with pytest.raises(TypeError, match="`progress` must be True or False, got 'yes'"):
+        kr.recover_kernel(x, y, 2, method="fft", progress="yes")
+
+
+def test_plot_kind_is_case_insensitive(rng):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    x = rng.standard_normal(100)
+    res = kr.recover_kernel(x, kr.conv1d(x, [1.0, -0.5]) + 0.01 * rng.standard_normal(99), 2)
+    lower, upper = res.plot(kind="bode"), res.plot(kind="BODE")
+    for a, b in zip(lower.axes, upper.axes, strict=True):
+        assert a.get_ylabel() == b.get_ylabel()
+        for la, lb in zip(a.get_lines(), b.get_lines(), strict=True):
+            np.testing.assert_array_equal(la.get_ydata(), lb.get_ydata())
+    assert len(res.plot(kind="Result").axes) == len(res.plot().axes)
+    with pytest.raises(ValueError, match=r"`kind` must be 'result' or 'bode', got 'bod' \(did you mean 'bode'\?\)"):
+        res.plot(kind="bod")
+    plt.close("all")
+
+
+def test_step_response_type_is_public(rng):
+    x = rng.standard_normal(80)
+    res = kr.recover_kernel(x, kr.conv1d(x, [1.0, 0.5, 0.25], padding="causal"), 3, padding="causal")
+    step = res.step_response()
+    assert type(step) is kr.StepResponse and "StepResponse" in kr.__all__
+    # a causal cross-correlation's kernel [1, 0.5, 0.25] is the impulse response h = [0.25, 0.5, 1] over lags 0..2
+    ref = scipy.signal.lfilter([0.25, 0.5, 1.0], [1.0], np.ones(3))
+    np.testing.assert_allclose(step.response.ravel()[:3], ref, atol=1e-12)

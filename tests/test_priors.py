@@ -1,5 +1,9 @@
 """Kernel priors (solvers/priors.py): factors, evidence, tuning, posterior bands, per-input hyperparameters."""
 
+import io
+import json
+import sys
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -308,3 +312,112 @@ def test_ss_tuning_escapes_the_no_signal_plateau(seed):
     res = kr.recover_kernel(x, y, taps, flip=True, regularization="ss", use_bias=False)
     tuned = -2 * float(np.ravel(res.diagnostics["log_evidence"])[0]) - n * (np.log(2 * np.pi) + 1)
     assert tuned <= best + 1e-6 * abs(best)
+
+
+# -- one equation and a bias: nothing to tune (issue 26) -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gcv", "ml", "tc", "dc", "ss", "di", "prior"])
+def test_one_equation_with_a_bias_gives_the_prior_mean(kind):
+    """The bias takes the only equation: no data are left for the kernel or the noise (this was a
+    ZeroDivisionError).  The answer is the prior mean, zero, with the bias fitting the equation, not a success."""
+    x, y = np.arange(3.0), np.array([1.0])
+    option = dict(prior=np.eye(3)) if kind == "prior" else dict(regularization=kind)
+    with pytest.warns(kr.UnderdeterminedWarning):
+        res = kr.recover_kernel(x, y, 3, use_bias=True, **option)
+    np.testing.assert_array_equal(res.kernel, np.zeros((3, 1, 1)))
+    np.testing.assert_array_equal(res.bias, y)  # the one equation, 0 * x + b = y, fitted exactly
+    np.testing.assert_array_equal(np.ravel(res.predict(x)), y)
+    assert not res.success
+    assert "could not be tuned" in res.message and "at least 2 output samples" in res.message
+    assert res.stderr is None and res.covariance is None  # the noise variance is unknown: no band
+    tuned = ("ridge",) if kind == "gcv" else ("ridge", "prior_scale", "noise_variance")
+    for key in tuned:  # the same keys as a tuned fit, every value unknown
+        assert np.all(np.isnan(res.options[key])), key
+    if kind not in ("gcv", "ml", "prior"):
+        assert np.all(np.isnan(res.options["decay"]))
+    assert ("correlation" in res.options) == (kind == "dc")
+    text = res.to_json()  # strict JSON: the unknown values are null, not NaN
+    assert "NaN" not in text and json.loads(text)["options"]["noise_variance" if kind != "gcv" else "ridge"] in (
+        [None],
+        [[None]],
+    )
+
+
+@pytest.mark.parametrize("kind", ["ml", "tc", "dc", "ss", "di"])
+def test_two_output_channels_one_equation_with_a_bias(kind):
+    x, y = np.arange(4.0), np.array([[1.0, -2.0]])
+    with pytest.warns(kr.UnderdeterminedWarning):
+        res = kr.recover_kernel(x, y, 4, use_bias=True, regularization=kind)
+    np.testing.assert_array_equal(res.bias, y[0])
+    np.testing.assert_array_equal(res.kernel, np.zeros((4, 1, 2)))
+    assert res.options["noise_variance"].shape == (2,) and res.options["prior_scale"].shape == (2, 1)
+
+
+@pytest.mark.parametrize("kind", ["ml", "tc", "dc", "ss", "di"])
+def test_one_equation_left_after_the_bias_is_tuned(kind):
+    # the boundary: two equations with a bias leave one for the evidence, which is then tuned as usual
+    x, y = np.arange(4.0), np.array([1.0, 2.5])
+    with pytest.warns(kr.UnderdeterminedWarning):
+        res = kr.recover_kernel(x, y, 3, use_bias=True, regularization=kind)
+    assert res.success and np.all(np.isfinite(res.kernel)) and np.all(np.isfinite(res.options["noise_variance"]))
+    np.testing.assert_allclose(np.ravel(res.predict(x)), y, atol=1e-2 * np.ptp(y))
+
+
+# -- the tuning's progress bar ----------------------------------------------------------------------
+
+
+class _Counter:
+    """A stand-in bar that counts its updates (the evidence evaluations) and records how it was made."""
+
+    made: list = []
+
+    def __init__(self, progress, iterable=None, *, worth_showing=True, **kwargs):
+        self.progress, self.worth_showing, self.kwargs, self.n = progress, worth_showing, kwargs, 0
+        _Counter.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix_str(self, text):
+        self.postfix = text
+
+
+@pytest.mark.parametrize("kind", ["tc", "ss"])
+def test_progress_counts_every_evidence_evaluation(rng, monkeypatch, kind):
+    monkeypatch.setattr(priors, "progress_bar", _Counter)
+    _Counter.made = []
+    x = rng.standard_normal(300)
+    y = kr.conv1d(x, 0.8 ** np.arange(12)[:, None, None] * np.ones((12, 1, 2)))
+    y = y + 0.1 * rng.standard_normal(y.shape)
+    res = kr.recover_kernel(x, y, 12, regularization=kind, progress=True)
+    (bar,) = _Counter.made
+    assert bar.progress is True and bar.kwargs["desc"] == f"regularization={kind!r}"
+    assert bar.n == int(np.sum(res.diagnostics["n_evaluations"])) > 0  # both output channels' evaluations
+    assert bar.postfix == "output channel 2 of 2"
+    assert not bar.worth_showing  # 12 coefficients: the default would draw nothing
+    monkeypatch.setattr(priors, "PROGRESS_FROM", 12)
+    kr.recover_kernel(x, y, 12, regularization=kind)
+    assert _Counter.made[-1].progress is None and _Counter.made[-1].worth_showing
+
+
+def test_progress_bar_on_stderr_and_the_same_fit(rng, monkeypatch):
+    pytest.importorskip("tqdm")
+    x = rng.standard_normal(200)
+    y = kr.conv1d(x, 0.7 ** np.arange(8)) + 0.1 * rng.standard_normal(193)
+    quiet = kr.recover_kernel(x, y, 8, regularization="tc")
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    shown = kr.recover_kernel(x, y, 8, regularization="tc", progress=True)
+    assert "regularization='tc'" in stream.getvalue() and "evaluation" in stream.getvalue()
+    np.testing.assert_array_equal(shown.kernel, quiet.kernel)  # a display choice: the same numbers
+    assert shown.options.keys() == quiet.options.keys()  # and not recorded
+    monkeypatch.setattr(sys, "stderr", stream := io.StringIO())
+    kr.recover_kernel(x, y, 8, regularization="tc", progress=False)
+    assert stream.getvalue() == ""

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 from .arrays import as_sequences, jsonable
 from .config import ConvConfig
 from .conv import conv1d
-from .validation import check_int, check_real
+from .validation import check_choice, check_int, check_real
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
     from matplotlib.figure import Figure
@@ -517,14 +517,13 @@ class KernelResult:
         from the phase with ``remove_delay``, see :func:`kernel_recovery.plotting.plot_bode`; ``x`` and ``y`` are
         not used there.  Needs matplotlib.
         """
+        kind = check_choice(kind, "kind", ("result", "bode"))  # case-insensitive, as every string option
         if kind == "bode":
             if x is not None or y is not None:
                 raise ValueError("`x` and `y` are not used by kind='bode'; leave them out.")
             from ..plotting import plot_bode
 
             return plot_bode(self, true_kernel=true_kernel, fs=fs, remove_delay=remove_delay)
-        if kind != "result":
-            raise ValueError(f"`kind` must be 'result' or 'bode', got {kind!r}.")
         if remove_delay is not False:
             raise ValueError(f"`remove_delay` (={remove_delay!r}) applies to kind='bode' (the phase).")
         from ..plotting import plot_result

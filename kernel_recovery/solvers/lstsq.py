@@ -61,6 +61,7 @@ def solve(
     loss: Loss = "mse",
     huber_delta: float | None = None,
     max_iter: int | None = None,
+    progress: bool | None = None,
 ) -> Solution:
     """Least squares per output channel: exact, optionally regularized or robust.
 
@@ -98,6 +99,12 @@ def solve(
         The iteration cap of the iterative paths: conjugate gradients of long single-input kernels (default
         2000 steps) and IRLS sweeps of the robust losses (default 200).  Reaching it is not a success
         (``success=False``); ``n_iterations`` says how many were taken.
+    progress : bool, optional
+        A progress bar (tqdm, the ``progress`` extra) over the evidence evaluations of the ``regularization`` or
+        ``prior`` tuning, the part that takes seconds (each evaluation factors a ``P x P`` matrix; ``P >= 1000``
+        takes seconds).  None (default): shown when stderr is a terminal and a group has at least
+        ``priors.PROGRESS_FROM`` (300) coefficients; True: always (an ImportError names the extra without tqdm);
+        False: never.  A display choice, not recorded in ``options``.
 
     Notes
     -----
@@ -129,8 +136,10 @@ def solve(
         raise ValueError(f"`loss`={loss!r} cannot be combined with `ridge` or `regularization`.")
     if huber_delta is not None and loss != "huber":
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss!r}.")
+    if progress is not None:
+        progress = check_bool(progress, "progress")
     delta = HUBER_DELTA if huber_delta is None else huber_delta
-    return solve_blocks(problem, Options(ridge, regularization, prior, share, loss, delta, max_iter))
+    return solve_blocks(problem, Options(ridge, regularization, prior, share, loss, delta, max_iter, progress))
 
 
 class Options(NamedTuple):
@@ -143,6 +152,7 @@ class Options(NamedTuple):
     loss: Loss = "mse"
     huber_delta: float = HUBER_DELTA
     max_iter: int | None = None
+    progress: bool | None = None  # the tuning's bar (not recorded)
 
 
 def solve_blocks(problem: CanonicalProblem, opts: Options) -> Solution:
@@ -161,7 +171,9 @@ def solve_blocks(problem: CanonicalProblem, opts: Options) -> Solution:
             continue
         if tuned:
             kind = regularization if regularization is not None else "custom"
-            coef, info, cov = priors.regularized(problem, block, kind, prior=prior, share=opts.share_hyperparameters)
+            coef, info, cov = priors.regularized(
+                problem, block, kind, prior=prior, share=opts.share_hyperparameters, progress=opts.progress
+            )
             out.add(block, coef, info, None, None, cov)
             continue
         path = solve_path(block, use_bias, LONG_KERNEL)
@@ -267,6 +279,9 @@ class _Collector:
         capped = [i["solver"] for i in self.infos if not i.get("converged", True)]
         if capped:
             message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
+        untuned = [i["untuned"] for i in self.infos if "untuned" in i]  # (see priors.regularized)
+        if untuned:
+            message = f"{message}, but {untuned[0]}"
         hyper: dict[str, np.ndarray] = {}
         for key in ("ridge", "prior_scale", "decay", "correlation", "noise_variance", "huber_delta"):
             if any(key in i for i in self.infos):
@@ -290,7 +305,7 @@ class _Collector:
             bias_stderr=self.bias_err if full and self.use_bias else None,
             options=options,
             diagnostics=diagnostics,
-            success=not capped,
+            success=not capped and not untuned,
             n_iterations=max(iterations) if iterations else None,
             rss=self.rss,
             covariance=cast("list[np.ndarray]", covariance),

@@ -50,6 +50,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..model.problem import Block, CanonicalProblem
+from ..model.progress import NoBar, progress_bar
 from ..model.spectrum import rank_tolerance
 from ..model.statistics import block_statistics
 
@@ -81,6 +82,9 @@ SCALE_SCAN_STEP = np.log(10.0)
 DENSE_BELOW = 256
 #: Posterior covariances are kept (``Solution.covariance``) when a block's ``O_b * P^2`` is at most this.
 COVARIANCE_LIMIT = 1 << 23
+#: With ``progress=None`` the tuning shows a bar (on a terminal) from this many coefficients per block on: there
+#: each evidence evaluation factors a ``P x P`` matrix and the tuning takes about a second or more.
+PROGRESS_FROM = 300
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,8 +380,9 @@ def check_prior(prior: object) -> None:
 class _Evidence:
     """``-2 log p(y)`` (noise profiled) of one output channel as a function of the packed hyperparameters."""
 
-    def __init__(self, kernels, groups, g, c, yy, n, share):
+    def __init__(self, kernels, groups, g, c, yy, n, share, bar: Any = None):
         self.kernels, self.groups, self.g, self.c, self.yy, self.n = kernels, groups, g, c, yy, n
+        self.bar = NoBar() if bar is None else bar  # counts the evaluations (see regularized's progress)
         self.share = share
         self.n_in = len(kernels)
         self.per = 1 + kernels[0].n_shape
@@ -453,6 +458,7 @@ class _Evidence:
         import scipy.linalg
 
         self.evaluations += 1
+        self.bar.update()
         s = np.exp(logs)
         m = _whitened(cmat, s)
         try:
@@ -738,8 +744,10 @@ def tune_output(
     n: int,
     share: bool,
     custom: np.ndarray | None,
+    bar: Any = None,
 ) -> dict[str, Any]:
-    """Tune one output channel's prior and return its posterior (mean, covariance over sigma^2, hyperparameters)."""
+    """Tune one output channel's prior and return its posterior (mean, covariance over sigma^2, hyperparameters);
+    ``bar`` (a progress bar) is advanced once per evidence evaluation."""
     inputs = np.unique(chan)
     groups, kernels = [], []
     for ch in inputs:
@@ -751,7 +759,7 @@ def tune_output(
             order = rank[cols]
             factor = _custom_factor(custom[np.ix_(order, order)])
         kernels.append(_Kernel("custom" if custom is not None else kind, u[cols], factor))
-    ev = _Evidence(kernels, groups, g, c, yy, n, share)
+    ev = _Evidence(kernels, groups, g, c, yy, n, share, bar)
     k0 = kernels[0]
     blocks = 1 if share else len(kernels)
     starts = []
@@ -831,10 +839,21 @@ def regularized(
     *,
     prior: PriorArg | None = None,
     share: bool = False,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
-    """Tuned regularized estimate of one block: coefficients ``(P, O)``, info, posterior covariances ``(O, P, P)``."""
+    """Tuned regularized estimate of one block: coefficients ``(P, O)``, info, posterior covariances ``(O, P, P)``.
+
+    ``progress``: a bar over the evidence evaluations (None: on a terminal, from ``PROGRESS_FROM`` coefficients).
+
+    With no equation left for the noise once the bias is fitted (``use_bias=True`` and one equation per output
+    channel), the data say nothing about the kernel or the noise, so nothing can be tuned: the kernel is the prior
+    mean (zero), the bias fits the equation, the hyperparameters, the noise variance and the covariance are unknown
+    (NaN, None), and ``info["untuned"]`` says why (the solution is then not a success).
+    """
     use_bias = problem.config.use_bias
     g, c, yy, n, bias_parts = centered(block, use_bias)
+    if n < 1:
+        return _untuned(problem, block, kind, prior, c.shape[1], bias_parts)
     n_out = c.shape[1]
     info: dict[str, Any] = {"solver": "prior" if prior is not None else kind}
     p = len(g)
@@ -848,12 +867,16 @@ def regularized(
         custom = None if prior is None else user_prior(prior, problem.config.tap_lags())
         w = np.zeros_like(c)
         fits = []
-        for o in range(n_out):
-            fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom)
-            w[:, o] = fit["mean"]
-            cov[o] = fit["cov"]
-            sigma2[o] = fit["sigma2"]
-            fits.append(fit)
+        desc = "prior" if prior is not None else f"regularization={kind!r}"
+        with progress_bar(progress, worth_showing=p >= PROGRESS_FROM, desc=desc, unit="evaluation") as bar:
+            for o in range(n_out):
+                if n_out > 1:
+                    bar.set_postfix_str(f"output channel {o + 1} of {n_out}")
+                fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom, bar)
+                w[:, o] = fit["mean"]
+                cov[o] = fit["cov"]
+                sigma2[o] = fit["sigma2"]
+                fits.append(fit)
         info["noise_variance"] = sigma2
         info["prior_scale"] = np.stack([f["prior_scale"] for f in fits])
         info["ridge"] = sigma2[:, None] / info["prior_scale"]
@@ -870,6 +893,39 @@ def regularized(
     w, cov_full = with_bias(w, cov, sigma2, bias_parts)
     info["n_rows"] = block_statistics(block, use_bias).n_rows
     return w, info, cov_full
+
+
+def _untuned(
+    problem: CanonicalProblem, block: Block, kind: str, prior: PriorArg | None, n_out: int, bias_parts
+) -> tuple[np.ndarray, dict[str, Any], None]:
+    """The answer of :func:`regularized` when the bias leaves no equation: the prior mean (zero) and the bias that
+    fits, every tuned value NaN (the same keys as a tuned fit), no covariance."""
+    n_rows = block_statistics(block, problem.config.use_bias).n_rows
+    w, _ = with_bias(np.zeros((block.n_free, n_out)), None, np.full(n_out, np.nan), bias_parts)
+    info: dict[str, Any] = {
+        "solver": "prior" if prior is not None else kind,
+        "n_rows": n_rows,
+        "untuned": (
+            f"the regularization could not be tuned: each output channel has {n_rows} equation, taken by the bias, "
+            "leaving none to tell the kernel or the noise; the kernel is the prior mean (zero) and the bias fits the "
+            "equation, without standard errors: give at least 2 output samples per output channel"
+        ),
+    }
+    nan = np.full(n_out, np.nan)
+    if kind == "gcv" and prior is None:
+        info["ridge"] = nan
+        return w, info, None
+    n_in = len(np.unique(column_layout(problem, block)[1]))
+    info["noise_variance"] = nan
+    info["prior_scale"] = np.full((n_out, n_in), np.nan)
+    info["ridge"] = np.full((n_out, n_in), np.nan)
+    if prior is None and kind != "ml":
+        info["decay"] = np.full((n_out, n_in), np.nan)
+    if prior is None and kind == "dc":
+        info["correlation"] = np.full((n_out, n_in), np.nan)
+    info["log_evidence"] = nan
+    info["n_evaluations"] = np.zeros(n_out, dtype=int)
+    return w, info, None
 
 
 def _gcv(g: np.ndarray, c: np.ndarray, yy: np.ndarray, n: int):
