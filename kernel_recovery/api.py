@@ -117,7 +117,10 @@ def recover_kernel(
         ``"tc"`` (tuned/correlated), ``"dc"`` (diagonal/correlated) and ``"ss"`` (stable spline) the Gaussian
         kernel priors of regularized FIR identification (MATLAB impulseest's), their hyperparameters by
         marginal likelihood.  The priors decay along the lag: the choice for short, noisy records of a decaying
-        response.  Not with ``ridge``.  Passed through ``**options``.
+        response.  Not with ``ridge``.  With ``use_bias=True`` and one equation per output channel the bias takes
+        it and nothing is left to tune on: the kernel is then the prior mean (zero), the bias fits the equation, the
+        tuned values are NaN, there are no standard errors, and ``success`` is False with a message saying so.
+        Passed through ``**options``.
     **options
         Options of the method (``method="lstsq"``: ``ridge``, ``regularization`` (both above), ``prior``,
         ``share_hyperparameters``, ``loss``, ``huber_delta``, ``max_iter``; ``method="fft"``: ``noise_level``,

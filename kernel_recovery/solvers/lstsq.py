@@ -80,7 +80,10 @@ def solve(
         (per input-output pair) unless ``share_hyperparameters=True``: ``options["prior_scale"]``,
         ``options["decay"]``, ``options["correlation"]`` and ``options["ridge"]`` (noise variance over prior
         scale) are ``(out_channels, in_channels // groups)``, ``options["noise_variance"]`` ``(out_channels,)``;
-        ``diagnostics["log_evidence"]`` and ``diagnostics["n_evaluations"]`` are per output channel.
+        ``diagnostics["log_evidence"]`` and ``diagnostics["n_evaluations"]`` are per output channel.  With a bias
+        and one equation per output channel (none left for the noise once the bias is fitted) nothing can be
+        tuned: the kernel is the prior mean (zero), the bias fits the equation, the tuned values are NaN, there is
+        no covariance, and the solution is not a success (its message says how many samples are needed).
     prior : array or callable, optional
         A user's prior covariance shape for each input channel's kernel: a ``(kernel_size, kernel_size)`` matrix
         over the lags in ascending order (``np.sort(config.tap_lags())``), or a callable given those lags
