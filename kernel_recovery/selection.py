@@ -11,6 +11,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import solvers
 from .api import recover_kernel
 from .diagnostics.lagsearch import LagSelection, choose_lags_for
 from .diagnostics.nested import information_criterion, prefix_fit
@@ -19,10 +20,10 @@ from .model.arrays import as_sequences
 from .model.config import SETTING_DEFAULTS, ConvConfig, ConvSpec, Layout, PaddingMode
 from .model.design import design_rows, n_columns
 from .model.problem import Block, CanonicalProblem, build_problem
-from .model.progress import progress_bar
+from .model.progress import progress_bar, show_progress
 from .model.result import KernelResult
 from .model.statistics import block_statistics
-from .model.validation import check_choice, check_int
+from .model.validation import check_bool, check_choice, check_int
 
 CRITERIA = ("aic", "bic", "cv")
 #: From this many candidates on, AIC/BIC with exact least squares score every size from one factorization.
@@ -85,6 +86,16 @@ class KernelSizeSelection:
             "notes": list(self.notes),
         }
 
+    def __repr__(self) -> str:  # the scores, rss and counts are arrays over every candidate: their range only
+        c = self.candidates
+        span = f"{c[0]}..{c[-1]}" if len(c) > 1 else f"{c[0]}"
+        shown = span if c[-1] - c[0] == len(c) - 1 else f"{len(c)} sizes in {span}"
+        finite = int(np.isfinite(self.scores).sum())
+        return (
+            f"KernelSizeSelection(kernel_size={self.kernel_size}, criterion={self.criterion!r}, candidates={shown}, "
+            f"scored={finite}/{len(c)}, n_samples={self.n_samples}, status={self.result.report.status!r})"
+        )
+
     def __str__(self) -> str:
         name = {"aic": "AIC", "bic": "BIC", "cv": "CV mean squared error"}[self.criterion]
         lines = [
@@ -120,6 +131,7 @@ def select_kernel_size(
     criterion: Literal["aic", "bic", "cv"] = "aic",
     folds: int = 5,
     method: str | Callable = "lstsq",
+    progress: bool | None = None,
     **options: Any,
 ) -> KernelSizeSelection:
     """Choose ``kernel_size`` among ``candidates`` by an information criterion or cross-validation.
@@ -139,6 +151,12 @@ def select_kernel_size(
     method, **options
         The method (and its options) used to fit each candidate, as in :func:`recover_kernel`; the
         cross-validation fits are exact least squares.
+    progress : bool, optional
+        A progress bar (tqdm, the ``progress`` extra) over the candidates' fits.  None (default): shown when
+        stderr is a terminal and more than one candidate is fitted (not when AIC/BIC of exact least squares score
+        every size from one factorization); True: always; False: never, nor the bars of the fits themselves.
+        The fits (each candidate's and the final one) get ``progress`` as :func:`recover_kernel` does, except
+        that under a shown bar of the candidates they draw theirs only when asked (``True``).
     stride, padding, dilation, groups, use_bias, layout, flip
         The configuration, as in :func:`conv1d`.
 
@@ -186,12 +204,14 @@ def select_kernel_size(
         xs_for = {k: (list(xs), spec.padding) for k in cands}
     else:
         xs_for = _trimmed_inputs(xs, ys, cands, spec, notes)
+    if progress is not None:
+        progress = check_bool(progress, "progress")
     nested = None
-    if len(cands) >= NESTED_FROM and criterion_name != "cv" and method == "lstsq" and not options:
+    if len(cands) >= NESTED_FROM and criterion_name != "cv" and _is_lstsq(method) and not options:
         nested = _nested_rss(xs_for, ys, spec)
     table = _score(
         cands, xs_for, ys, spec, xs[0].shape[1], criterion=criterion_name, folds=folds, nested=nested, method=method,
-        options=options,
+        options=options, progress=progress,
     )  # fmt: skip
     if not np.isfinite(table.scores).any():
         raise ValueError(
@@ -200,7 +220,9 @@ def select_kernel_size(
         )
     best = cands[int(np.argmin(table.scores))]
     xs_best, pad_best = xs_for[best]
-    result = recover_kernel(xs_best, ys, method=method, **_candidate(spec, best, pad_best), **options)
+    result = recover_kernel(
+        xs_best, ys, method=method, progress=progress, **_candidate(spec, best, pad_best), **options
+    )
     return KernelSizeSelection(
         kernel_size=best,
         criterion=criterion_name,
@@ -213,6 +235,11 @@ def select_kernel_size(
         result=result,
         notes=tuple(notes),
     )
+
+
+def _is_lstsq(method: str | Callable) -> bool:
+    """Whether ``method`` names the built-in least squares, in any case ("LSTSQ" too; a callable never does)."""
+    return isinstance(method, str) and solvers.resolve(method)[0] == "lstsq"
 
 
 def _read_pairs(x: ArrayLike, y: ArrayLike, layout: Layout) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -239,12 +266,13 @@ def _fit(
     spec: ConvSpec,
     method: str | Callable,
     options: dict[str, Any],
+    progress: bool | None = None,
 ) -> tuple[float, int, str, bool]:
     """RSS, number of coefficients, status and whether the report is ok, of candidate ``k`` fitted by ``method``."""
     with warnings.catch_warnings():
         for category in (UnderdeterminedWarning, IllConditionedWarning, KernelSizeWarning):
             warnings.simplefilter("ignore", category)
-        res = recover_kernel(xs, ys, method=method, **_candidate(spec, k, padding), **options)
+        res = recover_kernel(xs, ys, method=method, progress=progress, **_candidate(spec, k, padding), **options)
     r = res.residual_rms**2 * sum(v.size for v in ys)
     kp = res.kernel.size + (res.bias.size if res.bias is not None else 0)
     return r, kp, res.report.status, res.report.ok
@@ -269,13 +297,17 @@ def _score(
     nested: dict[int, tuple[float, str]] | None,
     method: str | Callable,
     options: dict[str, Any],
+    progress: bool | None = None,
 ) -> _Scores:
     """Each candidate's criterion (``inf`` where it cannot be fitted), RSS, coefficients and status."""
     yty = sum(float(np.sum(v**2)) for v in ys)
     n_samples = sum(v.size for v in ys)
     scores, rss, n_params, status = [], [], [], []
     fits = nested is None and len(cands) > 1  # (a bar only when each candidate is a fit)
-    for k in progress_bar(None, cands, worth_showing=fits, desc="select_kernel_size", unit="fit"):
+    bar = progress_bar(progress, cands, worth_showing=fits, desc="select_kernel_size", unit="fit")
+    # under a shown bar a fit draws its own only when asked (True); False silences every bar
+    inner = False if progress is None and fits and show_progress(None) else progress
+    for k in bar:
         if k not in xs_for:
             scores.append(np.inf)
             rss.append(np.nan)
@@ -288,7 +320,7 @@ def _score(
             kp = _n_params(k, in_channels, ys[0].shape[1], spec.groups, spec.use_bias)
             ok = st in ("overdetermined", "determined")
         else:
-            r, kp, st, ok = _fit(xs_k, ys, k, pad_k, spec, method, options)
+            r, kp, st, ok = _fit(xs_k, ys, k, pad_k, spec, method, options, inner)
         rss.append(r)
         n_params.append(kp)
         status.append(st)
@@ -467,6 +499,7 @@ def select_lags(
     use_bias: bool = False,
     layout: Layout = "nwc",
     flip: bool = True,
+    progress: bool | None = None,
     **options: Any,
 ) -> LagSelection:
     """Choose the lags ``(first, last)`` of a response from the data, then fit it there.
@@ -491,6 +524,10 @@ def select_lags(
         The method of the final fit, as in :func:`recover_kernel`.
     use_bias, layout, flip
         As in :func:`recover_kernel`; ``flip=True`` (the default here) gives ``kernel[i]`` at lag ``first + i``.
+    progress : bool, optional
+        The final fit's progress bar, as in :func:`recover_kernel` (``method="lstsq"``: the tuning of a
+        ``regularization``, by default on a terminal from 300 taps on).  The lag search itself is one pass of
+        nested scans, without a bar (0.6 s for 200 000 samples with the default ``max_length``).
 
     Returns
     -------
@@ -521,7 +558,8 @@ def select_lags(
         x, y, layout=layout, use_bias=use_bias, max_length=max_length, max_delay=max_delay, criterion=criterion
     )
     result = recover_kernel(
-        x, y, lags=choice.lags, method=method, use_bias=use_bias, layout=layout, flip=flip, **options
-    )
+        x, y, lags=choice.lags, method=method, use_bias=use_bias, layout=layout, flip=flip, progress=progress,
+        **options,
+    )  # fmt: skip
     result.diagnostics["lags"] = choice.to_dict()
     return dataclasses.replace(choice, result=result)

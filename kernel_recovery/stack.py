@@ -77,6 +77,16 @@ class StackResult:
     options: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # the kernels, loss history and restart losses are arrays: shapes and numbers only
+        sizes = tuple(int(k.shape[0]) for k in self.kernels)
+        shown = str(sizes) if len(sizes) <= 6 else f"({', '.join(map(str, sizes[:6]))}, ...)"
+        comp = "none" if self.composite_kernel is None else str(tuple(self.composite_kernel.shape))
+        return (
+            f"StackResult(layers={len(self.kernels)}, kernel_sizes={shown}, activation={self.activation!r}, "
+            f"composite_kernel={comp}, residual_rms={self.residual_rms:.4g}, success={self.success}, "
+            f"n_iterations={self.n_iterations})"
+        )
+
     def predict(self, x: ArrayLike) -> np.ndarray | list[np.ndarray]:
         """The stack's output for ``x`` (NumPy, float64), in the form and layout of ``x``."""
         xb = as_sequences(x, "x", self.layout)

@@ -46,6 +46,10 @@ def test_the_gallery_has_its_examples():
         "plot_long_impulse_response.py",
         "plot_streaming.py",
         "plot_export.py",
+        "plot_room_impulse_response.py",
+        "plot_regularized_short_record.py",
+        "plot_tracking.py",
+        "plot_estimator_grid_search.py",
     } <= set(SCRIPTS)
     assert all(name.startswith("plot_") for name in SCRIPTS)  # sphinx-gallery runs plot_* only
 

@@ -1,6 +1,8 @@
 """select_kernel_size: criteria against explicit least squares, cross-validation against brute force."""
 
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -118,3 +120,81 @@ def test_bad_input(kwargs, err, match, rng):
     args.update(kwargs)
     with pytest.raises(err, match=match):
         kr.select_kernel_size(x, kr.conv1d(x, [1.0, 2.0], padding="same"), padding="same", **args)
+
+
+# -- progress, the method's case, the repr ----------------------------------------------------------
+
+
+def test_progress_keyword(causal_data, monkeypatch):
+    pytest.importorskip("tqdm")
+    x, y = causal_data
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    quiet = kr.select_kernel_size(x, y, [2, 4, 6], padding="causal", progress=False)
+    assert stream.getvalue() == ""
+    shown = kr.select_kernel_size(x, y, [2, 4, 6], padding="causal", progress=True)
+    assert "select_kernel_size" in stream.getvalue()  # the bar over the candidates' fits
+    np.testing.assert_array_equal(shown.scores, quiet.scores)
+    with pytest.raises(TypeError, match="`progress` must be True or False"):
+        kr.select_kernel_size(x, y, [2, 4], padding="causal", progress=1)
+
+
+def test_progress_reaches_the_fits(causal_data, monkeypatch):
+    # a regularized fit takes progress (this was "method 'lstsq' got an unexpected option 'progress'")
+    from kernel_recovery.solvers import priors
+
+    asked = []
+    real = priors.progress_bar
+    monkeypatch.setattr(priors, "progress_bar", lambda progress, *a, **k: asked.append(progress) or real(False))
+    x, y = causal_data
+    kr.select_kernel_size(x, y, [3, 4], padding="causal", regularization="tc", progress=False)
+    assert asked == [False, False, False]  # two candidates, then the chosen size's fit
+    asked.clear()
+    rng = np.random.default_rng(1)
+    xl = rng.standard_normal(3000)
+    yl = np.concatenate([np.zeros(20), np.convolve(xl, 0.7 ** np.arange(6))[: 3000 - 20]])
+    sel = kr.select_lags(xl, yl + 0.01 * rng.standard_normal(3000), regularization="tc", progress=False)
+    assert asked == [False] and sel.lags[0] == 20
+
+
+def test_method_name_in_any_case_takes_the_nested_path(causal_data, monkeypatch):
+    from kernel_recovery import selection
+
+    calls = []
+    real = selection._nested_rss
+    monkeypatch.setattr(selection, "_nested_rss", lambda *a: calls.append(1) or real(*a))
+    x, y = causal_data
+    upper = kr.select_kernel_size(x, y, range(1, 13), padding="causal", method="LSTSQ")
+    assert calls == [1]
+    lower = kr.select_kernel_size(x, y, range(1, 13), padding="causal", method="lstsq")
+    np.testing.assert_allclose(upper.scores, lower.scores, rtol=1e-12)
+    design = causal_design(x, 4)[:, ::-1]  # columns in the kernel's (cross-correlation) order
+    rss4 = np.sum((y - design @ np.linalg.lstsq(design, y, rcond=None)[0]) ** 2)
+    np.testing.assert_allclose(upper.rss[3], rss4, rtol=1e-9)
+
+
+def test_repr_is_one_short_line(causal_data):
+    x, y = causal_data
+    sel = kr.select_kernel_size(x, y, range(1, 40), padding="causal")
+    text = repr(sel)
+    assert len(text) < 250 and "[" not in text and "\n" not in text
+    assert text.startswith(f"KernelSizeSelection(kernel_size={sel.kernel_size}, criterion='aic', candidates=1..39")
+    assert "candidates=3 sizes in 2..8" in repr(kr.select_kernel_size(x, y, [2, 5, 8], padding="causal"))
+
+
+def test_under_a_shown_bar_the_fits_draw_none_by_default(causal_data, monkeypatch):
+    pytest.importorskip("tqdm")
+    from kernel_recovery.solvers import priors
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    asked = []
+    real = priors.progress_bar
+    monkeypatch.setattr(priors, "progress_bar", lambda progress, *a, **k: asked.append(progress) or real(False))
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    x, y = causal_data
+    kr.select_kernel_size(x, y, [3, 4], padding="causal", regularization="tc")
+    assert "select_kernel_size" in sys.stderr.getvalue()
+    assert asked == [False, False, None]  # the candidates' fits under the bar, then the final fit's default

@@ -113,3 +113,14 @@ def test_bad_arguments_raise(layers, kwargs, error, match):
     y = np.arange(7.0)
     with pytest.raises(error, match=match):
         kr.recover_stack(x, y, layers, **kwargs)
+
+
+def test_repr_is_one_short_line(rng):
+    x = rng.standard_normal(60)
+    y = kr.conv1d(kr.conv1d(x, [1.0, 0.5]), [0.5, -1.0])
+    layers = [dict(kernel_size=2, out_channels=1), dict(kernel_size=2, out_channels=1)]
+    fit = kr.recover_stack(x, y, layers, max_iter=50)
+    text = repr(fit)
+    assert len(text) < 250 and "[" not in text and "\n" not in text and "array" not in text
+    assert text.startswith("StackResult(layers=2, kernel_sizes=(2, 2), activation=None, composite_kernel=(3, 1, 1), ")
+    assert f"n_iterations={fit.n_iterations})" in text
