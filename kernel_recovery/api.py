@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -81,7 +83,9 @@ def recover_kernel(
         ``kernel_size`` and ``padding`` (stride and dilation stay 1); with ``flip=True`` ``kernel[i]`` is the
         response at lag ``first + i``, otherwise the order is reversed (``result.lags`` pairs them).
         ``"auto"`` chooses the delay and the length from the data by BIC (see :func:`select_lags`, which also
-        takes ``max_length``, ``max_delay`` and ``criterion``); the choice is in ``diagnostics["lags"]``.
+        takes ``max_length``, ``max_delay`` and ``criterion``); the fit's own lag scan then re-checks the choice,
+        and where it finds the response beyond the chosen lags the fit is made again, once, at the lags that
+        cover it.  The choice (and any extension, ``"extended"``) is in ``diagnostics["lags"]``.
     prewhiten : {None, "input", "noise"}
         Filter ``x`` and ``y`` by one AR(10) prediction-error filter before solving (the kernel is unchanged: a
         common filter commutes with the convolution; the first 10 equations are dropped).  ``"input"`` whitens
@@ -225,15 +229,54 @@ def recover_kernel(
         chunk_size=chunk_size, split_every=split_every, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
     )  # fmt: skip
-    problem = _canonical_problem(x, y, spec, streamed, nan_policy=nan_policy, streaming=streaming)
-    problem, whitened = (problem, None) if prewhiten is None else pipeline.prewhiten(problem, prewhiten)
-    result = pipeline.run(problem, method, options, stacklevel=2)
+    fit = functools.partial(
+        _fit, x, y, streamed=streamed, nan_policy=nan_policy, streaming=streaming, prewhiten=prewhiten, method=method,
+        options=options,
+    )  # fmt: skip
+    result = fit(spec, stacklevel=3) if choice is None else _fit_chosen_lags(fit, spec, choice)
     if streamed:
         result.diagnostics["input"] = outofcore.input_kind(x) or outofcore.input_kind(y)
+    return result
+
+
+def _fit(
+    x: Any,
+    y: Any,
+    spec: ConvSpec,
+    *,
+    streamed: bool,
+    nan_policy: Literal["raise", "omit"],
+    streaming: dict[str, Any],
+    prewhiten: str | None,
+    method: str | Callable[..., Solution],
+    options: dict[str, Any],
+    stacklevel: int,
+) -> KernelResult:
+    """One fit of the caller's data with the settings ``spec`` (warnings at the caller's line: ``stacklevel``)."""
+    problem = _canonical_problem(x, y, spec, streamed, nan_policy=nan_policy, streaming=streaming)
+    problem, whitened = (problem, None) if prewhiten is None else pipeline.prewhiten(problem, prewhiten)
+    result = pipeline.run(problem, method, dict(options), stacklevel=stacklevel)
     if whitened is not None:
         result.diagnostics["prewhiten"] = whitened
-    if choice is not None:
-        result.diagnostics["lags"] = choice.to_dict()
+    return result
+
+
+def _fit_chosen_lags(fit: Callable[..., KernelResult], spec: ConvSpec, choice: LagSelection) -> KernelResult:
+    """``lags="auto"``: the fit at the chosen lags, re-checked by its own lag scan.  Where the scan finds the
+    response beyond them, the fit is made again once at the lags that cover it (the first fit's warnings are then
+    dropped), so the choice and the check agree; ``diagnostics["lags"]`` records the choice and any extension."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(spec, stacklevel=4)
+    wider = result.diagnostics.get("suggested_lags")
+    extended = None
+    if wider is not None and tuple(wider) != spec.lags:
+        extended = {"from": list(choice.lags), "to": list(wider), "why": "the lag scan of the fit at the chosen lags"}
+        result = fit(spec.replace(lags=tuple(wider)), stacklevel=4)
+    else:
+        for w in caught:  # the one fit's warnings, told at the caller's line
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    result.diagnostics["lags"] = {**choice.to_dict(), "extended": extended}
     return result
 
 

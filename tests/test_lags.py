@@ -241,3 +241,32 @@ def test_auto_lags_on_a_non_causal_response_warn():
     with pytest.warns(kr.NonCausalWarning, match="feedback from y to x"):
         res = kr.recover_kernel(x, y, lags="auto", flip=True)
     assert res.config.lags[0] <= -4
+
+
+def test_auto_lags_agree_with_the_fits_own_lag_scan():
+    # before: lags="auto" chose (150, 331), then its own fit warned "Use lags=(150, 400)", and following that advice
+    # lowered the error; now the choice is re-checked by the fit's lag scan and extended once
+    rng = np.random.default_rng(3)
+    h = np.zeros(600)
+    h[150:] = rng.standard_normal(450) * np.exp(-np.arange(450) / 90.0)
+    x = rng.standard_normal(4000)
+    y0 = np.convolve(x, h)[:4000]
+    y = y0 + rng.standard_normal(4000) * y0.std() / np.sqrt(10)
+
+    def error(res):
+        full = np.zeros(900)
+        first, last = res.config.lags
+        full[first : last + 1] = res.kernel.ravel()
+        return np.linalg.norm(full[:600] - h) / np.linalg.norm(h)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = kr.recover_kernel(x, y, lags="auto", flip=True)
+    assert not [w for w in caught if "Use lags" in str(w.message)]
+    extended = res.diagnostics["lags"]["extended"]
+    assert extended["from"][0] == extended["to"][0] == 150 and extended["to"][1] > extended["from"][1]
+    assert tuple(extended["to"]) == res.config.lags
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = kr.recover_kernel(x, y, lags=tuple(extended["from"]), flip=True)
+    assert error(res) < 0.9 * error(first)

@@ -157,10 +157,15 @@ def lag_scan(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check | None
     name = "lag_scan"
     if not fit.retained or not fit.report.ok or ("kernel_size" in fit.earlier and fit.earlier["kernel_size"].flagged):
         return None
-    too_short, longer_fit, skipped = support.lag_scan(problem, sol)
+    too_short, longer_fit, skipped, lags = support.lag_scan(problem, sol)
     if too_short is not None:
         found = Check(
-            name, "flagged", message=too_short, warning=KernelSizeWarning, values={"relative_residual": longer_fit}
+            name,
+            "flagged",
+            message=too_short,
+            warning=KernelSizeWarning,
+            diagnostics={} if lags is None else {"suggested_lags": lags},
+            values={"relative_residual": longer_fit},
         )
         return one_explanation(found, fit.earlier)
     return Check(name, "skipped", skipped) if skipped else Check(name, "passed")

@@ -315,11 +315,14 @@ def _scan_rows(block: Block) -> Block:
     return Block(xs, ys, block.taps, block.mask, block.out_channels)
 
 
-def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, float, str | None]:
+def lag_scan(
+    problem: CanonicalProblem, sol: Solution
+) -> tuple[str | None, float, str | None, tuple[int, int] | None]:
     """Why the residual says the response reaches beyond the kernel, whatever its size (None when it does not).
 
-    Returns the message (or None), the relative residual rms once the flagged lags are explained, and why no
-    block could be scanned (None when one was), as :func:`kernel_size_check` does.
+    Returns the message (or None), the relative residual rms once the flagged lags are explained, why no block
+    could be scanned (None when one was), as :func:`kernel_size_check` does, and for a lag fit the lags that would
+    cover the response (:func:`covering_lags`; None otherwise).
 
     The residual ``r`` of output ``o`` is cross-correlated (FFT) with every canonical input channel at offsets
     ``j`` outside the kernel, ``c(j) = sum_t r[t] x[t + j]``.  A residual that is white noise independent of
@@ -334,14 +337,14 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
     """
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
-        return None, np.inf, "the solver did not converge"
+        return None, np.inf, "the solver did not converge", None
     found: list[tuple[int, float, np.ndarray]] = []  # (output, share, offsets) per flagged output channel
     rss_after = yty_flagged = 0.0
     scanned, skipped = False, None
     biases: Sequence[np.ndarray | None] = sol.biases if sol.biases is not None else [None] * len(problem.blocks)
     for whole, w, b in zip(problem.blocks, sol.kernels, biases):
         if not whole.retains_rows or whole.ys is None:
-            return None, np.inf, "the rows are not retained"
+            return None, np.inf, "the rows are not retained", None
         flags = _scan_block(_scan_rows(whole), w, None if b is None or not cfg.use_bias else b, len(problem.blocks))
         if flags is None:
             skipped = "too few equations to scan"
@@ -352,9 +355,26 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
             rss_after += rss * (1 - share)
             yty_flagged += yty
     if not found:
-        return None, np.inf, None if scanned else skipped
+        return None, np.inf, None if scanned else skipped, None
     relative = float(np.sqrt(rss_after / yty_flagged)) if yty_flagged > 0 else 0.0
-    return _lag_scan_message(problem, found), relative, None
+    return _lag_scan_message(problem, found), relative, None, covering_lags(problem, found)
+
+
+def covering_lags(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> tuple[int, int] | None:
+    """For a lag fit, the lags ``(first, last)`` that cover its kernel and where the lag scan found the response
+    (None for a Conv1D fit, which names a kernel size instead)."""
+    cfg = problem.config
+    if cfg.lags is None:
+        return None
+    lo, hi = _flagged_taps(problem, found)
+    first, last = cfg.lags  # correlation index j is lag last - j
+    return (min(first, last - hi), max(last, last - lo))
+
+
+def _flagged_taps(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> tuple[int, int]:
+    """The first and last flagged correlation-order indices of the user kernel (canonical index x stride)."""
+    s, _ = problem.tap_layout()
+    return min(int(f[2].min()) for f in found) * s, max(int(f[2].max()) for f in found) * s + s - 1
 
 
 def _scan_block(
@@ -435,15 +455,13 @@ def _whitened_correlations(
 def _lag_scan_message(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> str:
     """The sentence of a lag-scan flag: where the response lies beyond the kernel, and the setting that covers it."""
     cfg = problem.config
-    s, _ = problem.tap_layout()
-    lo = min(int(f[2].min()) for f in found) * s  # correlation-order indices of the user kernel (canonical x s)
-    hi = max(int(f[2].max()) for f in found) * s + s - 1
+    lo, hi = _flagged_taps(problem, found)
     k = cfg.kernel_size
     chans = ", ".join(str(f[0]) for f in sorted(found))
     share = max(f[1] for f in found)
-    if cfg.lags is not None:  # correlation index j is lag last - j
+    new = covering_lags(problem, found)
+    if cfg.lags is not None and new is not None:  # correlation index j is lag last - j
         first, last = cfg.lags
-        new = (min(first, last - hi), max(last, last - lo))
         where, fix = f"at lags {last - hi}..{last - lo}", f"Use lags={new} (kr.select_lags chooses them)"
         if new[0] < 0 <= first:
             fix += "; a response at negative lags means feedback from y to x or a misaligned input"

@@ -202,8 +202,17 @@ class ConvSpec:
         return ConvConfig(in_channels=in_channels, out_channels=out_channels, **dataclasses.asdict(self.spec))
 
     def replace(self, **changes: Any) -> ConvSpec:
-        """The settings with some changed, validated again (channel counts, on a :class:`ConvConfig`, dropped)."""
-        return ConvSpec.create(**{**dataclasses.asdict(self.spec), **changes})
+        """The settings with some changed, validated again (channel counts, on a :class:`ConvConfig`, dropped).
+
+        New ``lags`` bring their own alignment: ``kernel_size`` and ``padding`` follow them unless given too.
+        """
+        settings = {**dataclasses.asdict(self.spec), **changes}
+        if changes.get("lags") is not None:
+            if "kernel_size" not in changes:
+                settings["kernel_size"] = None
+            if "padding" not in changes:
+                settings["padding"] = "valid"
+        return ConvSpec.create(**settings)
 
     @property
     def spec(self) -> ConvSpec:
