@@ -132,8 +132,8 @@ def recover_kernel(
         ``learning_rate``, ``max_iter``, ``tol``, ``seed``, ``init``, ``optimizer``, ``batch_size``, ``restarts``,
         ``dtype``, ``huber_delta``, ``precondition``, ``progress``); one name means one thing in every method
         (``max_iter`` the iteration cap, ``huber_delta`` in units of a robust noise scale), see the options table
-        of the user guide.  An option the method does not take is a ``TypeError``; a renamed one names its new
-        spelling.
+        of the user guide.  An option the method does not take is a ``TypeError`` that names the nearest
+        known one.
 
     Returns
     -------

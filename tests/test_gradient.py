@@ -157,7 +157,7 @@ def test_options_are_recorded_and_step_limit_reported(rng):
         (dict(max_iter=0), ValueError, r"`max_iter` must be >= 1, got 0"),
         (dict(max_iter=-5), ValueError, r"`max_iter` must be .*got -5"),
         (dict(max_iter=2.5), TypeError, r"`max_iter` must be an integer"),
-        (dict(steps=10), TypeError, r"has no option 'steps': the iteration cap is `max_iter`"),
+        (dict(steps=10), TypeError, r"unexpected option 'steps'; its options are: .*max_iter"),
         (dict(learning_rate=0.0), ValueError, r"`learning_rate` must be > 0 and finite, got 0.0"),
         (dict(learning_rate=-1e-3), ValueError, r"`learning_rate` must be .*got -0.001"),
         (dict(tol=-1.0), ValueError, r"`tol` must be .*>= 0"),

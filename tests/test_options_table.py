@@ -4,8 +4,6 @@ import inspect
 import pathlib
 import re
 
-import pytest
-
 from kernel_recovery import solvers
 
 TABLE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "guide" / "options.rst"
@@ -30,14 +28,3 @@ def _signature_rows() -> list[tuple[str, str, str]]:
 
 def test_options_table_matches_the_signatures():
     assert sorted(_table_rows()) == sorted(_signature_rows())
-
-
-@pytest.mark.parametrize("method, old", [(m, o) for m, renamed in solvers.RENAMED.items() for o in renamed])
-def test_renamed_options_name_the_new_one(method, old):
-    import numpy as np
-
-    import kernel_recovery as kr
-
-    x = np.arange(10.0)
-    with pytest.raises(TypeError, match=rf"method '{method}' has no option '{old}': "):
-        kr.recover_kernel(x, x[1:] + x[:-1], 2, method=method, **{old: 1})

@@ -45,21 +45,14 @@ def _option_names(solver: Callable[..., Solution]) -> tuple[str, ...] | None:
     return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-#: Options that were renamed (the old name now means nothing, or something else): method -> old -> hint.
-RENAMED: dict[str, dict[str, str]] = {
-    "fft": {"regularization": "the Wiener choice is `wiener=True` (default) or `wiener=False`"},
-    "adam": {"steps": "the iteration cap is `max_iter`, as for every method"},
-}
-
-
 def check_options(
     name: str, solver: Callable[..., Solution], options: dict[str, Any], *, door: Callable[..., Any] | None = None
 ) -> None:
     """Refuse options the solver does not take, as Python does for an unexpected keyword.
 
-    An option that was renamed is named with its new spelling (see :data:`RENAMED`); any other unknown name is
-    compared (:mod:`difflib`) with the method's options and the parameters of ``door``, the public function whose
-    ``**options`` these are, and the nearest is suggested (``strides`` -> ``stride``, ``rige`` -> ``ridge``).
+    An unknown name is compared (:mod:`difflib`) with the method's options and the parameters of ``door``, the
+    public function whose ``**options`` these are, and the nearest is suggested (``strides`` -> ``stride``,
+    ``rige`` -> ``ridge``).
 
     Examples
     --------
@@ -70,9 +63,6 @@ def check_options(
     ...
     TypeError: method 'mine' got an unexpected option 'strides' (did you mean 'stride', a parameter of fit?); ...
     """
-    for key in options:
-        if key in RENAMED.get(name, {}):
-            raise TypeError(f"method {name!r} has no option {key!r}: {RENAMED[name][key]}.")
     try:
         known = _option_names(solver)
     except TypeError:  # an unhashable callable object
