@@ -9,7 +9,9 @@ Paths, chosen per block (group) and recorded in ``diagnostics["solver"]``:
   the block is solved by a chunked Householder QR of ``[A | Y]`` instead (``"orthogonal"``);
 * ``"toeplitz_cg"``: single-input blocks with at least ``LONG_KERNEL`` taps; preconditioned conjugate
   gradients on the Gram written as Toeplitz minus two edge terms, every product by FFT, so time is
-  ``O(N log K + iterations * K log K)`` and memory ``O(chunk + K)``;
+  ``O(N log K + iterations * K log K)`` and memory ``O(chunk + K)``; standard errors from the Gram's
+  displacement structure (``O(K)`` after ``2 r + 1`` more solves, ``r = 4`` for one record) and the covariance
+  in ``O(K^2)``;
 * ``"gcv"``, ``"ml"``, ``"tc"``, ``"dc"``, ``"ss"``, ``"di"``, ``"prior"``: automatically regularized estimates
   from the statistics, with their posterior covariance (see :mod:`.priors`);
 * ``"lp"`` / ``"irls"``: robust losses.
@@ -28,7 +30,16 @@ from ..model.result import Solution
 from ..model.spectrum import block_spectrum, rank_tolerance
 from ..model.statistics import Statistics, block_statistics, rss_from_statistics
 from ..model.threads import SerialBLAS
-from ..model.toeplitz import LONG_KERNEL, ToeplitzGram, pcg, solve_path
+from ..model.toeplitz import (
+    LONG_KERNEL,
+    ToeplitzGram,
+    inverse_accurate,
+    inverse_diagonal,
+    inverse_generators,
+    inverse_matrix,
+    pcg,
+    solve_path,
+)
 from ..model.validation import check_bool, check_choice, check_int, check_real
 from . import priors
 from .priors import REGULARIZATIONS, PriorArg, Regularization
@@ -43,6 +54,11 @@ LP_LIMIT = 1 << 21
 
 #: Default iteration caps: conjugate gradients of long single-input kernels, IRLS sweeps of the robust losses.
 CG_MAX_ITER = 2000
+#: The Toeplitz CG path keeps its covariance (``O_b * P^2`` entries) up to this many entries: it costs ``O(r P^2)``
+#: there (displacement structure), so memory alone bounds it (128 MiB: one output channel with 4096 taps).
+TOEPLITZ_COVARIANCE_LIMIT = 1 << 24
+#: Where the displacement inverse fails its check, the exact Gram is inverted (``O(P^3)``) up to this many columns.
+TOEPLITZ_DENSE_LIMIT = 4096
 #: The Huber threshold, in units of a robust noise scale, when ``huber_delta`` is None.
 HUBER_DELTA = 1.345
 IRLS_MAX_ITER = 200
@@ -117,7 +133,11 @@ def solve(
     standard deviations of the Gaussian prior they imply (``ridge``: ``w ~ N(0, sigma^2 / ridge I)``), with
     ``diagnostics["dof"] = inf`` so that :func:`confidence_interval` gives the normal-quantile credible band.
     ``Solution.covariance`` holds the full covariance per block (the posterior one, or ``sigma^2 (A^T A)^-1``)
-    where it is at most ``priors.COVARIANCE_LIMIT`` entries and the path forms the Gram (not ``"toeplitz_cg"``).
+    where it is at most ``priors.COVARIANCE_LIMIT`` entries.  On the ``"toeplitz_cg"`` path the inverse comes from
+    the Gram's displacement structure (a few more CG solves, then ``O(P)`` for the standard errors and ``O(P^2)``
+    for the covariance; never the ``O(P^3)`` factorization), so the covariance is kept up to
+    ``TOEPLITZ_COVARIANCE_LIMIT`` entries (one output with 4096 taps) and the standard errors always; a solve
+    stopped at ``max_iter`` has neither.
     """
     ridge = check_real(ridge, "ridge", low=0.0)
     if regularization is not None:
@@ -181,8 +201,12 @@ def solve_blocks(problem: CanonicalProblem, opts: Options) -> Solution:
             continue
         path = solve_path(block, use_bias, LONG_KERNEL)
         if path == "toeplitz_cg":
-            coef, info, rss = _toeplitz_cg(block, use_bias, ridge, max_iter=max_iter or CG_MAX_ITER)
-            out.add(block, coef, info, rss, None)
+            coef, info, rss, unit = _toeplitz_cg(block, use_bias, ridge, max_iter=max_iter or CG_MAX_ITER)
+            inv_diag, inv = unit
+            if ridge > 0:
+                out.add(block, coef, info, rss, None, _toeplitz_ridge_covariance(block, use_bias, ridge, rss, unit))
+            else:
+                out.add(block, coef, info, rss, inv_diag, inv)
             continue
         if path == "explicit":
             coef, info, rss = _explicit(block, use_bias, ridge)
@@ -457,7 +481,11 @@ def _orthogonal(block: Block, use_bias: bool):
 
 
 def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13, max_iter: int = 2000):
-    """Kernel (and bias) by PCG on the Toeplitz Gram; ``(coef, info, rss)``, rss None where rounding dominates."""
+    """Kernel (and bias) by PCG on the Toeplitz Gram; ``(coef, info, rss, (inverse diagonal, inverse))``.
+
+    The RSS comes from the sums, or from a pass over the data where rounding would dominate those; the inverse of
+    the Gram over the design's columns (see :func:`_toeplitz_inverse`) from the displacement structure.
+    """
     op = ToeplitzGram(block, use_bias, ridge)
     rhs = op.cross - (np.outer(op.sums, op.ysum) / op.n_rows if use_bias else 0.0)
     coefs, iters = [], []
@@ -480,7 +508,84 @@ def _toeplitz_cg(block: Block, use_bias: bool, ridge: float, tol: float = 1e-13,
         coefs.append(w)
         iters.append(it)
     info = {"solver": "toeplitz_cg", "iterations": max(iters), "n_rows": op.n_rows, "converged": converged}
-    return np.stack(coefs, axis=1), info, None if np.isnan(rss).any() else rss
+    coef = np.stack(coefs, axis=1)
+    if np.isnan(rss).any():  # rounding dominates the sums (a near-exact fit): the residual from the data
+        rss = sum((np.einsum("ij,ij->j", r, r) for r in block_residuals(block, use_bias, coef)), np.zeros(len(rss)))
+    if not converged:  # not the least-squares estimate: its residual would give wrong standard errors
+        return coef, info, rss, (None, None)
+    return coef, info, rss, _toeplitz_inverse(block, use_bias, op, tol, max_iter)
+
+
+def _toeplitz_inverse(
+    block: Block, use_bias: bool, op: ToeplitzGram, tol: float, max_iter: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``diag(M^{-1})`` and ``M^{-1}`` (None above ``TOEPLITZ_COVARIANCE_LIMIT``) for ``M = A^T A + ridge D``.
+
+    From the displacement generators of the bias-eliminated Gram ``G = M_kk - s s^T / n``
+    (:func:`~kernel_recovery.model.toeplitz.inverse_generators`: ``2 r + 1`` CG solves, then ``O(r K)`` for the
+    diagonal and ``O(r K^2)`` for the matrix); the bias by the Schur complement (``-G^{-1} s / n`` against the
+    kernel, ``1 / n + s^T G^{-1} s / n^2`` itself).  Where a solve does not converge or the recursion disagrees
+    with a direct solve, the inverse of the exact Gram from the statistics (``O(K^3)``) instead, when at most
+    ``TOEPLITZ_DENSE_LIMIT`` columns; (None, None) when that is not affordable or the Gram is singular.
+    """
+
+    def solve(b: np.ndarray) -> np.ndarray | None:
+        x, it = pcg(op, b, tol, max_iter)
+        return x if it < max_iter else None
+
+    p = n_columns(block, use_bias)
+    keep = len(block.out_channels) * p * p <= TOEPLITZ_COVARIANCE_LIMIT
+    gen = inverse_generators(op, solve)
+    diag = None if gen is None else inverse_diagonal(gen)
+    if gen is None or diag is None or not inverse_accurate(gen, diag):
+        return _dense_inverse(block, use_bias, op.ridge, keep)
+    inv = inverse_matrix(gen) if keep else None
+    if not use_bias:
+        return diag, inv
+    assert gen.c_sums is not None  # solved with a bias
+    n = op.n_rows
+    bias_var = 1.0 / n + (op.sums @ gen.c_sums) / n**2
+    diag = np.concatenate([diag, [bias_var]])
+    if inv is not None:
+        cross = -gen.c_sums / n
+        inv = np.block([[inv, cross[:, None]], [cross[None, :], np.array([[bias_var]])]])
+    return diag, inv
+
+
+def _dense_inverse(
+    block: Block, use_bias: bool, ridge: float, keep: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The fallback of :func:`_toeplitz_inverse`: invert the exact Gram from the statistics."""
+    p = n_columns(block, use_bias)
+    if p > TOEPLITZ_DENSE_LIMIT:
+        return None, None
+    gram = block_statistics(block, use_bias).gram + np.diag(ridge * _penalty(block, use_bias))
+    try:
+        inv = np.linalg.inv(gram)
+    except np.linalg.LinAlgError:
+        return None, None
+    diag = np.diag(inv).copy()
+    if not np.isfinite(inv).all() or (diag <= 0).any():
+        return None, None
+    return diag, inv if keep else None
+
+
+def _toeplitz_ridge_covariance(
+    block: Block,
+    use_bias: bool,
+    ridge: float,
+    rss: np.ndarray | None,
+    unit: tuple[np.ndarray | None, np.ndarray | None],
+) -> np.ndarray | None:
+    """The ridge posterior ``sigma^2 (A^T A + ridge D)^{-1}``, ``sigma^2 = RSS / (n - df)`` with
+    ``df = P - ridge * trace of the kernel part of the inverse`` (as :func:`priors.ridge_covariance`)."""
+    inv_diag, inv = unit
+    if rss is None or inv_diag is None or inv is None:
+        return None
+    n_kernel = n_columns(block, use_bias) - int(use_bias)
+    df = len(inv_diag) - ridge * float(np.sum(inv_diag[:n_kernel]))
+    sigma2 = np.clip(rss, 0.0, None) / max(block.n_equations - df, 1e-12)
+    return sigma2[:, None, None] * inv[None]
 
 
 # ----------------------------------------------------------------------------------------------
