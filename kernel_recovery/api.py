@@ -167,6 +167,11 @@ def recover_kernel(
     ChangeWarning
         When one kernel does not explain the whole record: the system changed during it (the change test's
         times are in ``diagnostics["change"]``; see :func:`track_kernel`).
+    ModelMisfitWarning
+        When ``y`` is not a linear convolution of ``x``: clipped, saturated or rectified outputs, a nonlinearity
+        (RESET), a missing bias with ``use_bias=False``, or a coloured residual (the standard errors assume white
+        noise: ``prewhiten="noise"``); p-values in ``diagnostics["specification"]``.  ``success`` stays True (the
+        solver solved; the model does not fit): see :mod:`kernel_recovery.diagnostics.checks`.
 
     Notes
     -----

@@ -1,5 +1,6 @@
 """Warnings of kernel_recovery (subclasses of ``UserWarning``, as SciPy's ``OptimizeWarning``)."""
 
+
 class UnderdeterminedWarning(UserWarning):
     """The data do not determine the kernel: too few equations, or a rank-deficient design."""
 
@@ -26,3 +27,12 @@ class SpectralWarning(IllConditionedWarning):
 
 class ChangeWarning(UserWarning):
     """One kernel does not explain the whole record: the system changed during it (see ``track_kernel``)."""
+
+
+class ModelMisfitWarning(UserWarning):
+    """The fitted convolution does not describe ``y``: the post-fit specification tests found a nonlinearity, a
+    clipped or rectified output, a missing bias or a coloured residual (``diagnostics["specification"]``).
+
+    The kernel is then the best linear fit, not the system (or its standard errors do not hold); the warning says
+    what to do.  ``success`` stays True: the solver solved the problem it was given.
+    """

@@ -86,7 +86,7 @@ def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, gram: np.ndarray, sigm
 WHITEN_ORDER = 8
 
 
-def _whitened(block: Block, use_bias: bool) -> Block:
+def _whitened(block: Block, use_bias: bool, coef: np.ndarray | None = None) -> Block:
     """The block with ``x`` and ``y`` filtered by the AR prediction-error filter of its least-squares residual.
 
     Filtering commutes with the convolution (``y_f[t] = sum_j w_j x_f[t + j]`` for ``x_f``, ``y_f`` filtered along
@@ -94,8 +94,9 @@ def _whitened(block: Block, use_bias: bool) -> Block:
     The first ``WHITEN_ORDER`` equations, which read the filter's start-up, are dropped.  A bias stays a constant
     column (scaled by the filter's sum).
     """
-    stats = block_statistics(block, use_bias)
-    coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
+    if coef is None:  # (the least-squares fit; ``coef``: a given fit's, where the Gram costs too much)
+        stats = block_statistics(block, use_bias)
+        coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
     x, y = block.xs[0], block.outputs[0]
     n = min(len(y), 1 << 16)  # a contiguous stretch of the residual is enough to fit the noise model
     a = window_rows(x, block.taps, slice(0, n))[:, block.mask.ravel()]
@@ -151,10 +152,74 @@ def _peak_score(block: Block, use_bias: bool, m: int, interleave: int) -> tuple[
     return float(lm_fine[k, o]), int(ranks_fine[k]), n_tests, int(times[fine[k] - 1]) + 1
 
 
+#: Random directions of the projected score test (the statistic is chi^2 with this many degrees of freedom).
+PROJECTION = 32
+#: Sampled rows formed at a time by the projected test (bounds its memory to ``CHUNK_ROWS x P``).
+CHUNK_ROWS = 512
+
+
+def _peak_score_projected(
+    block: Block, use_bias: bool, m: int, interleave: int, coef: np.ndarray
+) -> tuple[float, int, int, int]:
+    """As :func:`_peak_score`, for any number of unknowns: the score projected on ``d`` random directions.
+
+    With ``Z = A D`` (``D`` a seeded Gaussian ``P x d``, ``d = min(P, PROJECTION)``) the score ``D' S_k`` of the
+    sampled rows before a split has covariance ``sigma^2 (Z_k'Z_k - Z_k'A_k G^-1 A_k'Z_k)``.  ``Z_k'Z_k`` is measured;
+    the second term is taken as if the design were ``Z`` (``f Z_k'Z_k (Z'Z)^-1 Z_k'Z_k``, ``f`` the sampled share of
+    the equations), exact for an input whose statistics do not change over the record, so
+    ``LM_k = S_k'D C_k^+ D'S_k / sigma^2 ~ chi^2(d)`` with ``C_k`` that covariance.  Cost:
+    ``O(SAMPLE_ROWS P d)`` for ``Z`` and ``O(SAMPLE_ROWS d^2)`` for the scores: no ``P x P`` factorization.  The
+    residual is the fit's kernel (``coef``) with the bias refitted on the sample.
+    """
+    p = n_columns(block, use_bias)
+    d = min(p, PROJECTION)
+    proj = np.random.default_rng(0).standard_normal((p, d))
+    times = np.unique(np.linspace(0, m - 1, min(m, SAMPLE_ROWS)).round().astype(np.int64))
+    z = np.empty((len(times), d))
+    r = np.empty((len(times), coef.shape[1]))
+    for start in range(0, len(times), CHUNK_ROWS):
+        a, y = _rows(block, use_bias, times[start : start + CHUNK_ROWS], interleave)
+        z[start : start + len(a)] = a @ proj
+        r[start : start + len(a)] = y - a[:, : block.n_free] @ coef[: block.n_free]
+    if use_bias:  # refitted on the sample: a prewhitening scales the bias by its filter's gain
+        r -= r.mean(axis=0)
+    n_s = len(times)
+    sigma2 = np.maximum(np.einsum("ij,ij->j", r, r) / max(n_s - p * n_s / m, 1.0), np.finfo(float).tiny)
+    vinv = np.linalg.pinv(z.T @ z, hermitian=True)
+    frac = n_s / m
+    scores = np.cumsum(z[:, :, None] * r[:, None, :], axis=0)  # (n_s, d, O): the score up to each sampled row
+
+    def lm(splits: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(splits), r.shape[1]))
+        mk, done = np.zeros((d, d)), 0
+        for i, k in enumerate(splits):  # Z_k'Z_k measured (running sums), the projection term as if A were Z
+            mk, done = mk + z[done:k].T @ z[done:k], k
+            cov = mk - frac * mk @ vinv @ mk
+            s = scores[k - 1]
+            out[i] = np.einsum("do,do->o", s, np.linalg.pinv((cov + cov.T) / 2, hermitian=True) @ s) / sigma2
+        return out
+
+    coarse = np.unique(np.linspace(0, n_s, SPLITS + 1).round().astype(int)[1:-1])
+    values = lm(coarse)
+    j, _ = np.unravel_index(np.argmax(values), values.shape)
+    lo = coarse[j - 1] if j > 0 else 1
+    hi = coarse[j + 1] if j + 1 < len(coarse) else n_s - 1
+    fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
+    fine = fine[(fine > 0) & (fine < n_s)]
+    values_fine = lm(fine)
+    k, o = np.unravel_index(np.argmax(values_fine), values_fine.shape)
+    n_tests = (len(coarse) + len(fine)) * values.shape[1]
+    return float(values_fine[k, o]), d, n_tests, int(times[fine[k] - 1]) + 1
+
+
 def find_change(
-    problem: CanonicalProblem, *, alpha: float = ALPHA, whiten: bool = False
+    problem: CanonicalProblem, *, alpha: float = ALPHA, whiten: bool = False, coefs: list[np.ndarray] | None = None
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """The break test of :func:`detect`: ``(report or None, why it did not run or None)``."""
+    """The break test of :func:`detect`: ``(report or None, why it did not run or None)``.
+
+    ``coefs`` (per block, the fit's coefficients over the design's columns ``(P, O)``) allow the projected test
+    (:func:`_peak_score_projected`) where the exact one would cost too much; without them such a block is skipped.
+    """
     from scipy.special import chdtrc, chdtri  # chi^2 survival function and its inverse (scipy.stats: slow import)
 
     cfg = problem.config
@@ -166,20 +231,24 @@ def find_change(
     best: tuple[float, int, float, int] | None = None  # (statistic, time, threshold, tests)
     tests, worst_p = 0, 1.0
     shift = 0  # equations dropped at the start by the prewhitening
-    for block in problem.blocks:
+    for index, block in enumerate(problem.blocks):
         p = n_columns(block, cfg.use_bias)
-        if p > MAX_UNKNOWNS:
-            return None, f"{p} unknowns per output (more than {MAX_UNKNOWNS})"
         cost = 2 * min(m, SAMPLE_ROWS) * p * p + 8 * SPLITS * p**3
-        if cost > max(WORK_SHARE * statistics_flops(block), FREE_FLOPS):
+        exact = p <= MAX_UNKNOWNS and cost <= max(WORK_SHARE * statistics_flops(block), FREE_FLOPS)
+        if not exact and coefs is None:
             return None, f"it would cost more than {WORK_SHARE:.0%} of the fit ({p} unknowns per output)"
         if whiten:
-            block, shift = _whitened(block, cfg.use_bias), WHITEN_ORDER
+            block = _whitened(block, cfg.use_bias, None if exact or coefs is None else coefs[index])
+            shift = WHITEN_ORDER
             m = block.n_equations
         n_sample = min(m, SAMPLE_ROWS)
         if n_sample < MIN_ROWS_PER_UNKNOWN * p or n_sample < 4 * SPLITS:
             return None, f"{m} equations are too few to split for {p} unknowns"
-        stat, rank, n_tests, time = _peak_score(block, cfg.use_bias, m, interleave)
+        if exact:
+            stat, rank, n_tests, time = _peak_score(block, cfg.use_bias, m, interleave)
+        else:
+            assert coefs is not None
+            stat, rank, n_tests, time = _peak_score_projected(block, cfg.use_bias, m, interleave, coefs[index])
         tests += n_tests
         if rank == 0:
             continue
