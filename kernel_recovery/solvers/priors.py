@@ -17,8 +17,16 @@ Ljung, Automatica 2012; Pillonetto and De Nicolao, Automatica 2010) on the lags 
 * a user's matrix (``prior=``), scaled by ``lambda_c``.
 
 ``u`` is the physical lag of each coefficient (:meth:`ConvConfig.tap_lags`, whatever ``flip``, padding, stride or
-dilation), shifted to start at zero (``u = lag - min(lag)``; with negative lags, a two-sided window, ``u = |lag|``
-so the prior decays away from lag 0 on both sides).
+dilation), shifted to start at zero (``u = lag - min(lag)``; with negative lags, ``u = |lag|``).
+
+A two-sided window (lags on both sides of 0) is two one-sided responses: the causal part ``h(l), l >= 0`` and the
+anticausal part ``h(-m), m >= 1``, independent a priori (zero prior covariance between opposite sides) and sharing
+the input's hyperparameters, each with the kernel above on its own ``u = |lag|``, so each decays from lag 0
+outwards.  For TC, DC and SS the prior is thus block diagonal, ``P = blockdiag(P(u_causal), P(u_anticausal))``
+(DI and ML have no covariance between lags, so nothing changes for them).  One kernel over ``|lag|`` would tie
+``h(-l)`` to ``h(l)`` (for TC ``P_ij = alpha^l`` at ``u_i = u_j = l``: the two coefficients perfectly correlated) and
+return a symmetric response for a causal system; a one-sided prior over ``lag - min(lag)`` would make the
+response decay from the window's first (most negative) lag instead of from lag 0.
 
 Every prior is used through an exact factor ``lambda_c P(theta_c) = T_c diag(s_c)^2 T_c^T`` written so that as
 much as possible is fixed (``T`` is the all-ones triangle for TC, the identity for ML/DI; for DC an AR(1)
@@ -98,6 +106,12 @@ def prior_lags(problem: CanonicalProblem) -> np.ndarray:
     return lags - lags.min() if lags.min() >= 0 else np.abs(lags)
 
 
+def prior_sides(problem: CanonicalProblem) -> np.ndarray:
+    """Per kernel index, 1 on the anticausal side of a two-sided window (a lag < 0 while others are >= 0), else 0."""
+    lags = problem.config.tap_lags()
+    return ((lags < 0) & (lags.max() >= 0)).astype(float)
+
+
 def coefficient_map(problem: CanonicalProblem, block: Block, per_kernel_index: np.ndarray) -> np.ndarray:
     """A value per kernel index ``(kernel_size,)`` (and per input channel ``(kernel_size, in/groups)``) carried onto
     the block's free design columns by the problem's own reduction (:meth:`CanonicalProblem.to_canonical`)."""
@@ -117,6 +131,11 @@ def column_layout(problem: CanonicalProblem, block: Block) -> tuple[np.ndarray, 
     chan = coefficient_map(problem, block, np.broadcast_to(np.arange(cfg.in_per_group), cfg.kernel_shape[:2]))
     rank = coefficient_map(problem, block, np.argsort(np.argsort(cfg.tap_lags(), kind="stable"), kind="stable"))
     return u, np.rint(chan).astype(int), np.rint(rank).astype(int)
+
+
+def column_sides(problem: CanonicalProblem, block: Block) -> np.ndarray:
+    """The free columns' side of lag 0 (:func:`prior_sides`): 1 for the anticausal part of a two-sided window."""
+    return np.rint(coefficient_map(problem, block, prior_sides(problem))).astype(int)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,6 +248,37 @@ class _StateSpace:
         return (out * _col(self.sd, v))[::-1]
 
 
+@dataclass(frozen=True)
+class _Sides:
+    """The block-diagonal factor ``blockdiag(T_causal, T_anticausal)`` of a two-sided window: the first ``split``
+    coefficients are the causal side, the rest the anticausal side, each with its own one-sided factor (any of
+    :func:`_apply`'s kinds), so the prior covariance between opposite sides of lag 0 is zero."""
+
+    split: int
+    causal: Any
+    anticausal: Any
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        k = self.split
+        return np.concatenate([_apply(self.causal, v[:k]), _apply(self.anticausal, v[k:])])
+
+    def apply_t(self, v: np.ndarray) -> np.ndarray:
+        k = self.split
+        return np.concatenate([_left_t(self.causal, v[:k]), _left_t(self.anticausal, v[k:])])
+
+    def dense_small(self) -> _Sides:
+        """The sides' small SS factors as matrices (see :meth:`_Evidence.transformed`)."""
+        return _Sides(self.split, _dense_small(self.causal), _dense_small(self.anticausal))
+
+
+def _dense_small(t):
+    """``t`` with an SS factor of fewer than ``DENSE_BELOW`` coefficients made a matrix: a Python loop per row costs
+    more than two small GEMMs."""
+    if isinstance(t, _StateSpace) and len(t.sd) < DENSE_BELOW:
+        return t.dense()
+    return t.dense_small() if isinstance(t, _Sides) else t
+
+
 def _col(values: np.ndarray, like: np.ndarray) -> np.ndarray:
     """``values`` shaped to scale the rows of ``like``."""
     return values.reshape((-1,) + (1,) * (like.ndim - 1))
@@ -245,8 +295,9 @@ class _Kernel:
     """
 
     kind: str
-    u: np.ndarray  # sorted ascending
+    u: np.ndarray  # sorted ascending (two-sided: the causal side's, then the anticausal side's)
     custom: np.ndarray | None = None  # the user's matrix in the order of u
+    split: int = 0  # two-sided (TC, DC, SS): the first `split` coefficients are the causal side (see _Sides)
 
     @property
     def n_shape(self) -> int:
@@ -260,23 +311,34 @@ class _Kernel:
             return np.array([shape[0]])
         return np.zeros(0)
 
-    def transform(self, tau: np.ndarray) -> np.ndarray | str | _Recursion | _StateSpace | None:
+    def sides(self) -> list[np.ndarray]:
+        """The lags of each one-sided part (one part unless two-sided)."""
+        return [self.u[: self.split], self.u[self.split :]] if self.split else [self.u]
+
+    def transform(self, tau: np.ndarray) -> np.ndarray | str | _Recursion | _StateSpace | _Sides | None:
         """``T`` (None: identity; "cumsum": the upper all-ones triangle, applied as cumulative sums)."""
-        u = self.u
         if self.kind in ("ml", "di"):
             return None
-        if self.kind == "tc":
-            return "cumsum"
         if self.kind == "custom":
             assert self.custom is not None
             return self.custom
+        parts = [self._side_transform(tau, u) for u in self.sides()]
+        return parts[0] if len(parts) == 1 else _Sides(self.split, parts[0], parts[1])
+
+    def _side_transform(self, tau: np.ndarray, u: np.ndarray) -> str | _Recursion | _StateSpace:
+        if self.kind == "tc":
+            return "cumsum"
         if self.kind == "dc":
             return _Recursion(np.power(float(tau[0]), np.diff(u)))
         return _StateSpace.create(u, _sigmoid_rate(tau[0]))  # SS
 
     def log_s(self, log_q: float, shape: np.ndarray) -> np.ndarray:
-        u = self.u
-        base = np.full(self.width(), 0.5 * log_q)
+        if self.split:
+            return np.concatenate([self._side_log_s(u, len(u), log_q, shape) for u in self.sides()])
+        return self._side_log_s(self.u, self.width(), log_q, shape)
+
+    def _side_log_s(self, u: np.ndarray, width: int, log_q: float, shape: np.ndarray) -> np.ndarray:
+        base = np.full(width, 0.5 * log_q)
         if self.kind == "di":
             return base - 0.5 * _sigmoid_rate(shape[0]) * u
         if self.kind == "tc":  # d_k = alpha^{u_k} - alpha^{u_{k+1}}, then alpha^{u_K}
@@ -311,8 +373,12 @@ class _Kernel:
     def width(self) -> int:
         return self.custom.shape[1] if self.kind == "custom" and self.custom is not None else len(self.u)
 
+    def span(self) -> float:
+        """The lag span the decay is measured over (at least 1)."""
+        return max(float(self.u.max() - self.u.min()) if self.split else float(self.u[-1] - self.u[0]), 1.0)
+
     def starts(self) -> list[np.ndarray]:
-        span = max(float(self.u[-1] - self.u[0]), 1.0)
+        span = self.span()
         if self.kind in ("ml", "custom"):
             return [np.zeros(0)]
         rates = [np.log(np.log(1 / f) / span) for f in _DECAY_STARTS]
@@ -323,7 +389,7 @@ class _Kernel:
         return [np.array([r]) for r in rates]
 
     def bounds(self) -> list[tuple[float, float]]:
-        span = max(float(self.u[-1] - self.u[0]), 1.0)
+        span = self.span()
         out = [(np.log(1e-4 / span), np.log(50.0))] if self.n_shape else []
         if self.kind == "dc":
             out.append((-3.0, 3.0))
@@ -411,10 +477,7 @@ class _Evidence:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        ts = [k.transform(taus[0 if self.share else i]) for i, k in enumerate(self.kernels)]
-        # a Python loop per row costs more than two small GEMMs: small SS factors are made dense
-        small = [isinstance(t, _StateSpace) and w < DENSE_BELOW for t, w in zip(ts, self.widths)]
-        ts = [t.dense() if d else t for t, d in zip(ts, small)]
+        ts = [_dense_small(k.transform(taus[0 if self.share else i])) for i, k in enumerate(self.kernels)]
         g, c = self.g, self.c
         gt = np.empty((len(g), self.offsets[-1]))
         for i, (grp, t) in enumerate(zip(self.groups, ts)):
@@ -492,7 +555,8 @@ class _Evidence:
             tp, tm = theta.copy(), theta.copy()
             tp[j] += step
             tm[j] -= step
-            d = (self.log_s(tp) - self.log_s(tm)) / (2 * step)
+            with np.errstate(invalid="ignore"):  # -inf - -inf where lags repeat
+                d = (self.log_s(tp) - self.log_s(tm)) / (2 * step)
             grad[j] = g_logs @ np.where(np.isfinite(d), d, 0.0)  # coefficients with s = 0 (repeated lags) drop out
         for b, tau in enumerate(taus):
             if not len(tau):
@@ -573,7 +637,7 @@ def _right(a: np.ndarray, t) -> np.ndarray:
         return a.copy()
     if isinstance(t, str):  # upper all-ones: column k sums columns <= k
         return np.cumsum(a, axis=1)
-    if isinstance(t, (_Recursion, _StateSpace)):
+    if isinstance(t, (_Recursion, _StateSpace, _Sides)):
         return t.apply_t(a.T).T
     return a @ t
 
@@ -584,7 +648,7 @@ def _left_t(t, a: np.ndarray) -> np.ndarray:
         return a.copy()
     if isinstance(t, str):
         return np.cumsum(a, axis=0)
-    if isinstance(t, (_Recursion, _StateSpace)):
+    if isinstance(t, (_Recursion, _StateSpace, _Sides)):
         return t.apply_t(a)
     return t.T @ a
 
@@ -595,7 +659,7 @@ def _apply(t, a: np.ndarray) -> np.ndarray:
         return a
     if isinstance(t, str):  # row i sums rows >= i
         return np.cumsum(a[::-1], axis=0)[::-1]
-    if isinstance(t, (_Recursion, _StateSpace)):
+    if isinstance(t, (_Recursion, _StateSpace, _Sides)):
         return t.apply(a)
     return t @ a
 
@@ -745,20 +809,27 @@ def tune_output(
     share: bool,
     custom: np.ndarray | None,
     bar: Any = None,
+    side: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Tune one output channel's prior and return its posterior (mean, covariance over sigma^2, hyperparameters);
-    ``bar`` (a progress bar) is advanced once per evidence evaluation."""
+    ``bar`` (a progress bar) is advanced once per evidence evaluation; ``side`` (:func:`column_sides`) marks the
+    anticausal columns of a two-sided window."""
     inputs = np.unique(chan)
     groups, kernels = [], []
     for ch in inputs:
         cols = np.flatnonzero(chan == ch)
-        cols = cols[np.argsort(u[cols], kind="stable")]
+        split = 0
+        if custom is None and kind in ("tc", "dc", "ss") and side is not None and 0 < side[cols].sum() < len(cols):
+            cols = cols[np.lexsort((u[cols], side[cols]))]  # the causal side, then the anticausal side
+            split = int(np.sum(side[cols] == 0))
+        else:
+            cols = cols[np.argsort(u[cols], kind="stable")]
         groups.append(cols)
         factor = None
         if custom is not None:
             order = rank[cols]
             factor = _custom_factor(custom[np.ix_(order, order)])
-        kernels.append(_Kernel("custom" if custom is not None else kind, u[cols], factor))
+        kernels.append(_Kernel("custom" if custom is not None else kind, u[cols], factor, split))
     ev = _Evidence(kernels, groups, g, c, yy, n, share, bar)
     k0 = kernels[0]
     blocks = 1 if share else len(kernels)
@@ -864,6 +935,7 @@ def regularized(
         info["ridge"] = lams
     else:
         u, chan, rank = column_layout(problem, block)
+        side = column_sides(problem, block)
         custom = None if prior is None else user_prior(prior, problem.config.tap_lags())
         w = np.zeros_like(c)
         fits = []
@@ -872,7 +944,7 @@ def regularized(
             for o in range(n_out):
                 if n_out > 1:
                     bar.set_postfix_str(f"output channel {o + 1} of {n_out}")
-                fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom, bar)
+                fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom, bar, side)
                 w[:, o] = fit["mean"]
                 cov[o] = fit["cov"]
                 sigma2[o] = fit["sigma2"]
