@@ -1,0 +1,100 @@
+"""A seeded subset of the random campaign (benchmarks/campaign.py): recover_kernel over random configurations, each
+against an explicit-design least-squares reference; every outcome must be ``ok``.
+
+The reference's own forward model is checked first against ``jax.lax.conv_general_dilated`` and
+``scipy.signal.convolve``, so the campaign judges the package by a model that is right.
+"""
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+import scipy.signal
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("campaign_bench", BENCH / "campaign.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["campaign_bench"] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+campaign = _load()
+
+#: Seeds whose failure is rooted in a module outside this campaign's fixes; each names its root.
+KNOWN: dict[int, str] = {
+    864: "adam: groups=2 with a NaN omitted in one group (solvers/gradient.py)",
+    1185: "adam: groups=2 with a NaN omitted in one group (solvers/gradient.py)",
+    73: "adam: groups=3 with a NaN omitted in one group (solvers/gradient.py)",
+    1002: "fft: nan_policy='omit' LinAlgError (solvers/spectral.py)",
+    1038: "fft: nan_policy='omit' LinAlgError (solvers/spectral.py)",
+    1009: "fft wiener=False on a constant input: fitted outputs off by 4e32 (solvers/spectral.py)",
+    1035: "fft wiener=False with a NaN omitted: fitted outputs off (solvers/spectral.py)",
+    828: "fft on a short batch with lags: not the least-squares kernel (solvers/spectral.py)",
+    906: "fft with a NaN omitted: not the least-squares kernel (solvers/spectral.py)",
+    139: "Dask with lags and small chunks: a ValueError where the in-memory call works (streaming/outofcore.py)",
+    678: "Dask with lags and small chunks: a ValueError where the in-memory call works (streaming/outofcore.py)",
+    334: "stderr None for every channel when one channel has no degrees of freedom left",
+}
+
+#: Every 7th configuration of the benchmark's first 2,000, and the reproducers of each class it found.
+SEEDS = sorted(set(range(0, 2000, 7)) | set(KNOWN))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_reference_forward_matches_jax(seed):
+    jax = pytest.importorskip("jax")
+    cfg = campaign.draw(seed)
+    if cfg.lags is not None:
+        pytest.skip("lags: checked against scipy.signal.convolve below")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cfg.lengths[0], cfg.cin))
+    w = rng.standard_normal((cfg.kernel_size, cfg.cin // cfg.groups, cfg.cout))
+    want = campaign.forward(cfg, [x], w, None)[0]
+    left, right = campaign.pads(cfg, x.shape[0])
+    kern = w[::-1] if cfg.flip else w
+    with jax.enable_x64(True):
+        got = jax.lax.conv_general_dilated(
+            x[None],
+            kern,
+            window_strides=(cfg.stride,),
+            padding=[(left, right)],
+            rhs_dilation=(cfg.dilation,),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            feature_group_count=cfg.groups,
+        )
+    np.testing.assert_allclose(want, np.asarray(got)[0], atol=1e-10)
+
+
+@pytest.mark.parametrize("first,last", [(-3, 1), (0, 4), (2, 5), (-2, -1)])
+@pytest.mark.parametrize("flip", [False, True])
+def test_reference_lags_match_scipy(first, last, flip):
+    rng = np.random.default_rng(abs(first * 10 + last))
+    cfg = campaign.draw(0)
+    cfg.lags, cfg.kernel_size, cfg.stride, cfg.dilation = (first, last), last - first + 1, 1, 1
+    cfg.cin = cfg.cout = cfg.groups = 1
+    cfg.flip = flip
+    x = rng.standard_normal((30, 1))
+    h = rng.standard_normal(last - first + 1)  # h[i]: the response at lag first + i
+    w = (h if flip else h[::-1])[:, None, None]
+    full = scipy.signal.convolve(x[:, 0], h)  # full[n] = sum_i h[i] x[n - i]: lag first + i sits at n + first
+    want = np.array([full[t - first] if 0 <= t - first < full.size else 0.0 for t in range(30)])
+    np.testing.assert_allclose(campaign.forward(cfg, [x], w, None)[0][:, 0], want, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_campaign(seed):
+    cfg, outcome = campaign.run_one(seed)
+    if seed in KNOWN:
+        assert outcome.cls != "ok", f"seed {seed} passes now: remove it from KNOWN ({KNOWN[seed]})"
+        pytest.xfail(f"{KNOWN[seed]}: {outcome.cls}: {outcome.detail}")
+    assert outcome.cls == "ok", f"{outcome.cls}: {outcome.detail}\n{cfg.call()}"
