@@ -232,13 +232,18 @@ def negative_lags(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
 
 
 def _specification_gate(name: str, sol: Solution, fit: Fit) -> Check | None:
-    """Why a specification test does not run here (a record), or None when it does."""
+    """Why a specification test does not run here (a record, with ``diagnostics["specification"]`` None: every
+    result has the key, as ``"whiteness"``), or None when it does."""
+    none = {"specification": None}
     if not fit.retained:
-        return Check(name, "skipped", NOT_RETAINED)
+        return Check(name, "skipped", NOT_RETAINED, diagnostics=none)
+    if not sol.success:  # the residual of an unfinished solve is not the model's
+        return Check(name, "skipped", "the solver did not converge", diagnostics=none)
     if fit.relative_residual <= changes.FIT_GATE:
-        return Check(name, "not needed", f"residual {fit.relative_residual:.2g} of y's rms <= {changes.FIT_GATE}")
+        reason = f"residual {fit.relative_residual:.2g} of y's rms <= {changes.FIT_GATE}"
+        return Check(name, "not needed", reason, diagnostics=none)
     if sol.options.get("loss", "mse") != "mse":
-        return Check(name, "skipped", f"the robust loss {sol.options['loss']!r} expects outliers")
+        return Check(name, "skipped", f"the robust loss {sol.options['loss']!r} expects outliers", diagnostics=none)
     return None
 
 
@@ -393,8 +398,8 @@ def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     if status == "passed" or worst >= WHITENESS_WARN:
         return Check(name, status, message=found["message"], diagnostics={"whiteness": found})
     told = [n for n in (*EXPLAIN_RESIDUAL, *SPECIFICATION) if n in fit.earlier and fit.earlier[n].flagged]
-    if told:  # one explanation: the misfit already warned leaves structure in the residual
-        reason = f"not warned: the {told[0]} check explains it"
+    if told or not sol.success:  # one explanation: the misfit already warned (or an unfinished solve) leaves it
+        reason = f"not warned: the {told[0]} check explains it" if told else "not warned: the solver did not converge"
         return Check(name, status, reason, message=found["message"], diagnostics={"whiteness": found})
     message = (
         f"{found['message']} recover_kernel(..., prewhiten='noise') does this (two-step least squares with an "
