@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..model.problem import Block, CanonicalProblem, check_feasible
-from ..model.spectrum import APPROXIMATE_ABOVE, BlockSpectrum, report_spectrum
+from ..model.spectrum import EXACT_ALWAYS, BlockSpectrum, report_spectrum
 from ..model.threads import SerialBLAS
 from .causes import diagnose
 from .determinacy import DeterminacyReport, check_noise_level
@@ -205,12 +205,16 @@ def _estimated_block(problem: CanonicalProblem, block: Block, spec: BlockSpectru
     tally.nulls.append(np.zeros((0, cfg.kernel_size, cin)))
     tally.null_bias.append(np.zeros(0))
     if r < p:
+        how = (
+            f"about {r} of the {p} directions (estimated from the cross-spectra"
+            if spec.counted_rank is None
+            else f"{r} of the {p} directions (counted from the Gram's eigenvalues; the spectrum is estimated"
+        )
         tally.diagnosis.append(
             (
                 "unexcited",
-                f"the inputs' spectrum excites about {r} of the {p} directions (estimated from the cross-spectra "
-                f"because the design has more than {APPROXIMATE_ABOVE} columns): too few distinct frequencies for "
-                f"kernel_size={cfg.kernel_size}.",
+                f"the inputs' spectrum excites {how} because the design has more than {EXACT_ALWAYS} columns): too "
+                f"few distinct frequencies for kernel_size={cfg.kernel_size}.",
                 "drive the inputs with a broadband signal (white noise, a chirp), or reduce kernel_size.",
             )
         )
