@@ -30,6 +30,7 @@ JAX and optax are imported here only; this module is loaded when ``method="adam"
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
@@ -890,7 +891,39 @@ def solve(
         precondition,
         progress,
     )
-    return _descend(problem, settings)
+    return _descend_blocks(problem, settings)
+
+
+def _descend_blocks(problem: CanonicalProblem, s: _Settings) -> Solution:
+    """:func:`_descend`, block by block where the blocks differ in shape.
+
+    The compiled loop stacks the blocks, so they must have the same output channels and equations; with
+    ``nan_policy="omit"`` they need not (a NaN of one group's input drops that group's equations only, and output
+    channels missing different samples get blocks of their own).  Each block is then its own descent (the loss,
+    its convergence test and the Huber threshold per block) and the solutions are joined: the kernels and biases
+    in block order, success if every block succeeded, the loss history the equation-weighted mean of the blocks'
+    (each held at its last value once it stopped)."""
+    blocks = problem.blocks
+    if len({(len(b.out_channels), b.n_equations) for b in blocks}) <= 1:
+        return _descend(problem, s)
+    parts = [_descend(dataclasses.replace(problem, blocks=[b]), s) for b in blocks]
+    weights = np.array([b.n_equations * len(b.out_channels) for b in blocks], dtype=np.float64)
+    steps = max(len(p.loss_history) for p in parts if p.loss_history is not None)
+    histories = np.stack([np.pad(p.loss_history, (0, steps - len(p.loss_history)), mode="edge") for p in parts])
+    failed = [p.message for p in parts if not p.success]
+    diagnostics: dict[str, Any] = {"solver": [name for p in parts for name in p.diagnostics["solver"]]}
+    for key in ("formulation", "final_loss", "restart", "restart_losses"):
+        diagnostics[key] = [p.diagnostics[key] for p in parts]
+    return Solution(
+        kernels=[k for p in parts for k in p.kernels],
+        biases=None if parts[0].biases is None else [b for p in parts for b in p.biases or []],
+        success=not failed,
+        message=failed[0] if failed else parts[0].message,
+        n_iterations=max(int(p.n_iterations or 0) for p in parts),
+        loss_history=weights @ histories / max(weights.sum(), 1.0),
+        options=parts[0].options,
+        diagnostics=diagnostics,
+    )
 
 
 class _Settings(NamedTuple):
