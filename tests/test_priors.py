@@ -474,3 +474,62 @@ def test_progress_bar_on_stderr_and_the_same_fit(rng, monkeypatch):
     monkeypatch.setattr(sys, "stderr", stream := io.StringIO())
     kr.recover_kernel(x, y, 8, regularization="tc", progress=False)
     assert stream.getvalue() == ""
+
+
+# -- GCV: the reported ridge minimizes its own criterion (issue 26) --------------------------------
+
+
+def gcv_case(case):
+    """Records on which the GCV criterion's minimum lay outside the old search (lambda in 1e-14..1e2 times the Gram's
+    largest eigenvalue) or under the rounding noise of its residual."""
+    if case == "no signal":  # the criterion falls all the way to lambda -> inf (the zero kernel)
+        rng = np.random.default_rng(0)
+        taps, n, bias = 8, 21, False
+        x = rng.standard_normal(n + taps - 1)
+        y = 100.0 * rng.standard_normal(n)
+    else:  # fewer equations than taps, with a bias: the residual y'y - sum(...) is all rounding as lambda -> 0
+        rng = np.random.default_rng(3)
+        taps, n, bias = 9, 4, True
+        x = 30.0 * rng.standard_normal(n + taps - 1)
+        y = kr.conv1d(x, rng.standard_normal(taps)) + 100.0 * rng.standard_normal(n)
+    return x, y, taps, bias
+
+
+@pytest.mark.parametrize("case", ["no signal", "fewer equations than taps"])
+def test_gcv_lambda_minimizes_its_criterion(case):
+    """``V(lambda) = n |y - H y|^2 / (n - tr H)^2`` with the hat matrix ``H`` of the explicit design (its columns
+    centred and one degree of freedom for the bias where there is one), from the design's own SVD, on a grid of
+    30 decades: the reported ridge is at its minimum (the old search stopped at 100 d_max and below 1e-14 d_max, and
+    read the residual off ``y'y`` minus a sum that cancelled)."""
+    x, y, taps, bias = gcv_case(case)
+    if bias:
+        with pytest.warns(kr.UnderdeterminedWarning):
+            res = kr.recover_kernel(x, y, taps, use_bias=bias, regularization="gcv")
+    else:
+        res = kr.recover_kernel(x, y, taps, use_bias=bias, regularization="gcv")
+    lam = float(res.options["ridge"][0])
+    a = np.lib.stride_tricks.sliding_window_view(x, taps)  # flip=False: y[t] = sum_k w[k] x[t + k]
+    yc = y - y.mean() if bias else y
+    ac = a - a.mean(axis=0) if bias else a
+    n = len(y)
+    u, sv, _ = np.linalg.svd(ac, full_matrices=False)
+    rank = int(np.sum(sv > sv[0] * max(ac.shape) * np.finfo(float).eps))
+    u, sv = u[:, :rank], sv[:rank]
+    uy = u.T @ yc
+    # the part of y off the design's range; none but rounding where the design spans every equation
+    rest = 0.0 if rank == n - bias else float(np.sum((yc - u @ uy) ** 2))
+
+    def criterion(lam_):  # lambda / (s^2 + lambda) = 1 - s^2 / (s^2 + lambda), written without the subtraction
+        shrink = lam_ / (sv**2 + lam_)
+        return n * (rest + np.sum((shrink * uy) ** 2)) / (n - bias - rank + np.sum(shrink)) ** 2
+
+    mid = sv[0] ** 2
+    hat = np.ones((n, n)) / n * bias + ac @ np.linalg.solve(ac.T @ ac + mid * np.eye(taps), ac.T)
+    explicit = n * np.sum((y - hat @ y) ** 2) / (n - np.trace(hat)) ** 2  # the n x n formula, where it is accurate
+    assert criterion(mid) == pytest.approx(explicit, rel=1e-9)
+    grid = mid * np.logspace(-20, 10, 301)
+    best = min(criterion(g) for g in grid)
+    assert criterion(lam) <= best * (1 + 1e-6) + 1e-12 * (yc @ yc)
+    if 1e-8 * mid < lam < 1e8 * mid:  # the kernel is that ridge's
+        gram = ac.T @ ac + lam * np.eye(taps)
+        np.testing.assert_allclose(res.kernel.ravel(), np.linalg.solve(gram, ac.T @ yc), rtol=1e-7, atol=1e-12)

@@ -1000,34 +1000,73 @@ def _untuned(
     return w, info, None
 
 
+#: GCV's grid over ``log lambda``: points per decade (then a bounded scalar search between the best point's neighbours).
+GCV_PER_DECADE = 8
+
+
 def _gcv(g: np.ndarray, c: np.ndarray, yy: np.ndarray, n: int):
+    """Ridge by generalized cross-validation, per output: ``lambda`` minimizing
+    ``V(lambda) = n RSS(lambda) / (n - df(lambda))^2`` over the whole range where it changes the answer.
+
+    In the eigenbasis of ``G = A^T A = V diag(d) V^T`` (directions with ``d`` under the one rank rule, ``"gram"``, are
+    unresolved: ``d = 0``, ``z = 0``), with ``e_k = z_k / sqrt(d_k)`` (``z = V^T A^T y``) the data's coordinates along
+    the resolved directions and ``r`` their number::
+
+        RSS(lambda) = RSS_0 + sum_k e_k^2 (lambda / (d_k + lambda))^2
+        n - df(lambda) = (n - r) + sum_k lambda / (d_k + lambda)
+
+    with ``RSS_0 = y^T y - sum_k e_k^2`` the least-squares residual (exactly 0 where ``r = n``: the fit interpolates).
+    Written so, no term cancels: ``y^T y - sum_k z_k^2 (d_k + 2 lambda) / (d_k + lambda)^2`` loses every digit where
+    the residual is small next to ``y^T y`` (low noise, or ``n <= P``), and the minimum found on that rounding noise
+    was not the criterion's.  ``lambda`` is searched from ``eps d_min`` (below it the ridge changes no digit of the
+    least-squares kernel) to ``d_max / eps`` (above it the kernel is zero to double precision), so a criterion that
+    falls all the way to either end (no noise; no signal) is minimized at that end, not at an arbitrary bound.
+    """
     from scipy.optimize import minimize_scalar
 
     d, v = np.linalg.eigh(g)
     d = np.clip(d, 0.0, None)
     z = v.T @ c
-    scale = max(d.max(), 1e-300)
-    n_out = c.shape[1]
+    p, n_out = len(g), c.shape[1]
     lams, w = np.zeros(n_out), np.zeros_like(c)
-    cov = np.zeros((n_out, len(g), len(g)))
+    cov = np.zeros((n_out, p, p))
     sigma2 = np.zeros(n_out)
+    if d.max(initial=0.0) <= 0:  # no resolved direction: the kernel is zero for every lambda
+        kept = np.zeros(p, dtype=bool)
+    else:
+        kept = np.sqrt(d) > rank_tolerance(np.sqrt(d.max()), n, p, "gram")
+    d = np.where(kept, d, 0.0)
+    z[~kept] = 0.0
+    rank, dk = int(kept.sum()), d[kept]
+    if rank:
+        lo, hi = np.log(EPS * dk.min()), np.log(dk.max() / EPS)
+    else:
+        lo, hi = 0.0, 0.0
+    grid = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / np.log(10.0) * GCV_PER_DECADE)), 1) + 1)
     for o in range(n_out):
+        e2 = z[kept, o] ** 2 / dk
+        rss0 = 0.0 if rank >= n else max(float(yy[o]) - float(np.sum(e2)), 0.0)
 
-        def gcv(loglam, o=o):
-            lam = np.exp(loglam)
-            rss = yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2)
-            df = np.sum(d / (d + lam))
-            return max(rss, 0.0) / max(n - df, 1e-12) ** 2
+        def parts(loglam, e2=e2, rss0=rss0):
+            lam = np.exp(np.asarray(loglam, dtype=float))[..., None]
+            shrink = lam / (dk + lam)  # 1 - d_k / (d_k + lambda), without the subtraction
+            return rss0 + np.sum(e2 * shrink**2, axis=-1), (n - rank) + np.sum(shrink, axis=-1)
 
-        grid = np.log(scale) + np.log(10.0) * np.linspace(-14, 2, 65)
-        i = int(np.argmin([gcv(lg) for lg in grid]))
-        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-        lg = float(minimize_scalar(gcv, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}).x)
+        def gcv(loglam):
+            rss, dof = parts(loglam)
+            return n * rss / np.maximum(dof, 1e-300) ** 2
+
+        values = gcv(grid)
+        i = int(np.argmin(values))
+        lg = float(grid[i])
+        if rank and 0 < i < len(grid) - 1:
+            found = minimize_scalar(gcv, bounds=(grid[i - 1], grid[i + 1]), method="bounded", options={"xatol": 1e-6})
+            if found.fun < values[i]:
+                lg = float(found.x)
         lams[o] = lam = np.exp(lg)
         w[:, o] = v @ (z[:, o] / (d + lam))
-        rss = max(yy[o] - np.sum(z[:, o] ** 2 * (d + 2 * lam) / (d + lam) ** 2), 0.0)
-        df = np.sum(d / (d + lam))
-        sigma2[o] = rss / max(n - df, 1e-12)
+        rss, dof = parts(lg)
+        sigma2[o] = float(rss) / max(float(dof), 1e-12)
         cov[o] = sigma2[o] * (v / (d + lam)) @ v.T
     return w, cov, sigma2, lams
 
