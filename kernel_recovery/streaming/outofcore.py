@@ -538,6 +538,8 @@ def _dask_leaves(valid: ConvSpec, cfg: ConvConfig, x3, y3, batch_chunks, out_chu
             t1 = t0 + m
             lo, hi = t0 * s - left, (t1 - 1) * s + span - left  # unpadded input range of these outputs
             a, z = max(lo, 0), min(hi, length)
+            if z <= a:  # every input these outputs read is outside the record (lags past either end): zeros
+                a = z = lo
             first = int(np.searchsorted(x_starts, a, side="right") - 1)
             last = int(np.searchsorted(x_starts, z, side="left"))
             blocks = [x_blocks[bi, k, 0] for k in range(first, last)] if z > a else []
