@@ -33,8 +33,6 @@ campaign = _load()
 
 #: Seeds whose failure is rooted in a module outside this campaign's fixes; each names its root.
 KNOWN: dict[int, str] = {
-    1002: "fft: nan_policy='omit' LinAlgError (solvers/spectral.py)",
-    1038: "fft: nan_policy='omit' LinAlgError (solvers/spectral.py)",
     1009: "fft wiener=False on a constant input: fitted outputs off by 4e32 (solvers/spectral.py)",
     1035: "fft wiener=False with a NaN omitted: fitted outputs off (solvers/spectral.py)",
     828: "fft on a short batch with lags: not the least-squares kernel (solvers/spectral.py)",
@@ -152,3 +150,21 @@ def test_dask_with_lags_past_the_record_and_small_chunks(lags, chunks):
         warnings.simplefilter("ignore", kr.NonCausalWarning)  # negative lags in the response: true here
         res = kr.recover_kernel(da.from_array(x, chunks=chunks), da.from_array(y, chunks=chunks), lags=lags, flip=True)
     np.testing.assert_allclose(res.kernel.ravel(), want, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["lstsq", "fft", "adam"])
+def test_nan_in_an_input_sample_no_output_reads(method):
+    """stride=3, kernel_size=2: input samples 2, 5, 8, ... are read by no output, so a NaN there drops no equation;
+    it reached the solvers ('array must not contain infs or NaNs', fft 'Eigenvalues did not converge')."""
+    import kernel_recovery as kr
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(60)
+    y = np.asarray(kr.conv1d(x, [0.5, -1.5], stride=3)) + 0.01 * rng.standard_normal(20)
+    x[8] = np.nan
+    a = np.stack([x[3 * t : 3 * t + 2] for t in range(20)])  # the explicit design: rows read x[3t], x[3t + 1]
+    want = np.linalg.lstsq(a, y, rcond=None)[0]
+    options = {"max_iter": 3000} if method == "adam" else {"wiener": False} if method == "fft" else {}
+    res = kr.recover_kernel(x, y, 2, stride=3, method=method, nan_policy="omit", **options)
+    assert res.success
+    np.testing.assert_allclose(res.kernel.ravel(), want, atol=1e-5 if method == "adam" else 1e-9)

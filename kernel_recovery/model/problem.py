@@ -376,8 +376,8 @@ def _omit_missing(block: Block) -> list[Block]:
             x = np.where(np.isnan(x), 0.0, x)  # no remaining equation reads these
         missing.append(miss)
         xs.append(x)
-    if not any(m.any() for m in missing):
-        return [block]
+    if not any(m.any() for m in missing):  # no equation reads a NaN (those of x, zeroed above, are never read)
+        return [block] if all(x is y for x, y in zip(xs, block.xs)) else [dataclasses.replace(block, xs=xs, cache={})]
     same = all((m == m[:, :1]).all() for m in missing)
     groups = [np.arange(n_out)] if same else [np.array([o]) for o in range(n_out)]
     ys = block.ys
