@@ -594,8 +594,12 @@ def _least_squares(block, stats, w0, ridge, tol, max_iter, polish):
         steps += 1
         rhs = cross[: stats.taps] - ridge * w
         # each correction only needs to shrink the error, not to reach tol
-        delta, its2, _, _ = _refine(stats, np.zeros_like(w), ridge, max(tol, POLISH_INNER_TOL), max_iter, rhs)
+        delta, its2, rel, _ = _refine(stats, np.zeros_like(w), ridge, max(tol, POLISH_INNER_TOL), max_iter, rhs)
         its += its2
+        if not (rel < 1.0 and np.all(np.isfinite(delta))):
+            # no progress: the residual's correlation is rounding noise in directions the data barely see (a
+            # singular Gram); conjugate gradients on it diverge (|kernel| 1e88 on a constant input with lags)
+            break
         w = w + delta
         if np.all(np.linalg.norm(delta, axis=(0, 1)) <= POLISH_TOL * np.linalg.norm(w, axis=(0, 1))):
             break
