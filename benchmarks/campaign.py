@@ -467,7 +467,11 @@ def ridge_reference(cfg: Config, ref: Reference, ridges: np.ndarray) -> Referenc
         kernel[:, :, o] = sol[: cfg.kernel_size * (cfg.cin // cfg.groups)].reshape(kernel.shape[:2])
         if cfg.use_bias:
             bias[o] = sol[-1]
-    full = [True] * cfg.cout  # a positive ridge makes every system full rank
+    # a ridge makes the system full rank where it is not negligible against the design's scale
+    full = [
+        f or bool(r > 1e3 * np.finfo(float).eps * float(np.sum(a * a)))
+        for f, r, a in zip(ref.full_rank, ridges, ref.design)
+    ]
     return dataclasses.replace(ref, kernel=kernel, bias=bias, full_rank=full)
 
 

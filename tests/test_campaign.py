@@ -33,9 +33,7 @@ campaign = _load()
 
 #: Seeds whose failure is rooted in a module outside this campaign's fixes; each names its root.
 KNOWN: dict[int, str] = {
-    828: "fft on a short batch with lags: not the least-squares kernel (solvers/spectral.py)",
-    906: "fft with a NaN omitted: not the least-squares kernel (solvers/spectral.py)",
-    334: "stderr None for every channel when one channel has no degrees of freedom left",
+    334: "stderr None for every channel when one block has no degrees of freedom left (solvers/lstsq.py: all or none)",
 }
 
 #: Every 7th configuration of the benchmark's first 2,000, and the reproducers of each class it found.
