@@ -908,8 +908,9 @@ def _descend_blocks(problem: CanonicalProblem, s: _Settings) -> Solution:
         return _descend(problem, s)
     parts = [_descend(dataclasses.replace(problem, blocks=[b]), s) for b in blocks]
     weights = np.array([b.n_equations * len(b.out_channels) for b in blocks], dtype=np.float64)
-    steps = max(len(p.loss_history) for p in parts if p.loss_history is not None)
-    histories = np.stack([np.pad(p.loss_history, (0, steps - len(p.loss_history)), mode="edge") for p in parts])
+    losses = [np.zeros(1) if p.loss_history is None else np.asarray(p.loss_history) for p in parts]
+    steps = max(len(h) for h in losses)
+    histories = np.stack([np.pad(h, (0, steps - len(h)), mode="edge") for h in losses])
     failed = [p.message for p in parts if not p.success]
     diagnostics: dict[str, Any] = {"solver": [name for p in parts for name in p.diagnostics["solver"]]}
     for key in ("formulation", "final_loss", "restart", "restart_losses"):
