@@ -115,13 +115,15 @@ def test_h1_in_physical_lags_with_a_lag_range():
     np.testing.assert_allclose(sp["h1"][1:], res.frequency_response(freqs=sp["freqs"]).response[1:], atol=0.02)
 
 
-def test_low_coherence_is_reported_in_words_without_a_warning():
-    """A nonlinearity (no linear filter explains y) leaves the coherence near 0: said in the diagnostics only."""
+def test_low_coherence_is_reported_in_words_and_the_nonlinearity_warned():
+    """A nonlinearity (no linear filter explains y) leaves the coherence near 0: said in the spectra's words; the
+    RESET test of the post-fit checks warns (issue 26: a quadratic nonlinearity was warned in 2 of 5 draws)."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal(8000)
     lin = kr.conv1d(x, [1.0, 0.5, 0.25])
     y = lin + 0.8 * (lin**2 - np.mean(lin**2))  # an even nonlinearity: uncorrelated with x
-    res = kr.recover_kernel(x, y, 3, method="fft")  # filterwarnings=error: no warning
+    with pytest.warns(kr.ModelMisfitWarning, match="RESET"):
+        res = kr.recover_kernel(x, y, 3, method="fft")
     sp = res.diagnostics["spectra"]
     assert 0.4 < sp["unexplained_power"][0] < 0.9  # the quadratic part: about 60 % of y's power
     assert "nonlinearity" in sp["message"] and "noise" in sp["message"]

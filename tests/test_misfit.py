@@ -61,6 +61,9 @@ def test_misconfiguration_is_named_with_the_setting_that_fits(method, truth, giv
     if warns:
         with pytest.warns(kr.KernelSizeWarning):
             res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
+    elif bias is not None and method != "adam":  # a missing bias is also warned (issue 26: the message alone was not)
+        with pytest.warns(kr.ModelMisfitWarning, match="use_bias=True"):
+            res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
     else:
         res = kr.recover_kernel(x, y, 5, method=method, **given, **opts)
     found = res.diagnostics["misconfiguration"]

@@ -55,11 +55,14 @@ def explicit_lstsq(x, y, kernel_size, *, use_bias=False, layout="nwc", **conv):
     return kernel, (bias if use_bias else None)
 
 
-def make_data(rng, batch, length, cin, cout, kernel_size, *, layout="nwc", noise=0.01, dtype=np.float64, **conv):
+def make_data(
+    rng, batch, length, cin, cout, kernel_size, *, layout="nwc", noise=0.01, dtype=np.float64, bias=False, **conv
+):
+    # (bias only when asked: a fit without one on data with one is now warned, ModelMisfitWarning, as it should be)
     groups = conv.get("groups", 1)
     x = rng.standard_normal((batch, length, cin)).astype(dtype)
     w = rng.standard_normal((kernel_size, cin // groups, cout))
-    b = rng.standard_normal(cout)
+    b = rng.standard_normal(cout) if bias else None
     y = kr.conv1d(x.astype(np.float64), w, b, **conv)
     y = (y + noise * rng.standard_normal(y.shape)).astype(dtype)
     if layout == "ncw":

@@ -92,5 +92,7 @@ def test_coloured_residual_points_to_prewhiten_noise():
     rng, x, w, z = _record(n=8000, seed=5)
     noise = lfilter([1.0], [1.0, -0.9], rng.standard_normal(len(z)))
     y = z + 0.3 * z.std() * noise / noise.std()
-    with pytest.warns(kr.ModelMisfitWarning, match="prewhiten='noise'"):
-        kr.recover_kernel(x, y, 16)
+    res = kr.recover_kernel(x, y, 16)  # coloured noise is not a misfit of the kernel: told, not warned
+    assert res.diagnostics["checks"]["whiteness"] == "flagged"
+    assert "prewhiten" in res.diagnostics["whiteness"]["message"]
+    assert "standard errors" in res.diagnostics["whiteness"]["message"]

@@ -315,9 +315,7 @@ def _scan_rows(block: Block) -> Block:
     return Block(xs, ys, block.taps, block.mask, block.out_channels)
 
 
-def lag_scan(
-    problem: CanonicalProblem, sol: Solution
-) -> tuple[str | None, float, str | None, tuple[int, int] | None]:
+def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, float, str | None, tuple[int, int] | None]:
     """Why the residual says the response reaches beyond the kernel, whatever its size (None when it does not).
 
     Returns the message (or None), the relative residual rms once the flagged lags are explained, why no block

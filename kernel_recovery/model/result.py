@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -447,7 +448,8 @@ class KernelResult:
           noise std     0.09416 (495 degrees of freedom)
           stderr        max 0.004162
           delay         0 samples (first lag with |h| > 5 stderr)
-          checks        passed: misconfiguration, kernel_size, lag_scan, whiteness, change; not needed: negative_lags
+          checks        passed: misconfiguration, kernel_size, lag_scan, saturation, missing_bias, nonlinearity,
+                    whiteness, change; not needed: negative_lags
         """
         r, d = self.report, self.diagnostics
         method = self.method
@@ -490,7 +492,10 @@ class KernelResult:
         )
         rows.append(("delay", "none: no tap stands out" if delay is None else f"{delay} samples ({rule})"))
         rows.extend(_check_rows(d.get("checks")))
-        return "\n".join(["KernelResult summary"] + [f"  {name:<13} {text}" for name, text in rows])
+        lines = ["KernelResult summary"]
+        for name, text in rows:  # long rows (the checks) wrap under their text, so every line fits 120 columns
+            lines += textwrap.wrap(text, 120, initial_indent=f"  {name:<13} ", subsequent_indent=" " * 16) or [name]
+        return "\n".join(lines)
 
     def confidence_interval(self, level: float = 0.95, *, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Student-t intervals ``estimate -+ t * stderr`` for the kernel (or bias); needs :attr:`stderr`.
