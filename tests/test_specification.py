@@ -96,3 +96,12 @@ def test_coloured_residual_points_to_prewhiten_noise():
     assert res.diagnostics["checks"]["whiteness"] == "flagged"
     assert "prewhiten" in res.diagnostics["whiteness"]["message"]
     assert "standard errors" in res.diagnostics["whiteness"]["message"]
+
+
+def test_an_all_zero_output_channel_is_not_called_clipped():
+    # before: ModelMisfitWarning "y of output channel 1 equals 0 in 100% of its samples ... clipped" (the answer is 0)
+    rng, x, w, z = _record(seed=7)
+    y = np.stack([z + 0.05 * z.std() * rng.standard_normal(len(z)), np.zeros(len(z))], axis=1)
+    res = kr.recover_kernel(x, y, 16)
+    np.testing.assert_array_equal(res.kernel[..., 1], 0.0)
+    assert res.diagnostics["checks"]["saturation"] == "checked"

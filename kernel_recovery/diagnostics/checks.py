@@ -303,7 +303,7 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
             for j, o in enumerate(block.out_channels):
                 columns[o].append(y[:, j])
     found = [specification.saturation_test(np.concatenate(c)) if c else None for c in columns]
-    tests = sum(f["tests"] for f in found if f is not None)
+    tests = max(1, sum(f["tests"] for f in found if f is not None))
     p = np.array([np.nan if f is None else min(1.0, f["p_value"] * tests) for f in found])
     entry = {
         "p_value": p,

@@ -128,6 +128,8 @@ def saturation_test(y: np.ndarray) -> dict[str, Any]:
 
     y = y[:ROWS] if len(y) > ROWS else y
     values, counts = np.unique(y, return_counts=True)
+    if len(values) < 3:  # a constant (or two-valued) output: no continuous part to compare a limit's mass with
+        return {"value": float("nan"), "count": 0, "share": 0.0, "mode": 0, "p_value": 1.0, "tests": 0}
     candidates = {0: counts[0], len(values) - 1: counts[-1]}
     zero = np.searchsorted(values, 0.0)
     if zero < len(values) and values[zero] == 0.0:
