@@ -245,6 +245,7 @@ class _Collector:
         self.biases: list[np.ndarray] = []  # filled only with a bias
         self.stderr: list[np.ndarray] = []
         self.bias_err: list[np.ndarray] = []
+        self.unknown: list[int] = []  # blocks without standard errors (no degrees of freedom left, ...)
         self.infos: list[dict[str, Any]] = []
         self.sigma2: list[np.ndarray] = []
         self.dof: list[int] = []
@@ -286,6 +287,8 @@ class _Collector:
         else:
             self.sigma2.append(np.full(coef.shape[1], np.nan))
             self.covariance.append(None)
+            self.unknown.append(len(self.stderr))  # NaN for this block if others have theirs
+            self._stderr(block, np.full((p, coef.shape[1]), np.nan))
 
     def _stderr(self, block: Block, se: np.ndarray) -> None:
         ks, bs = unpack_columns(block, se, self.use_bias)
@@ -295,7 +298,8 @@ class _Collector:
 
     def solution(self, message: str, options: dict[str, Any], bayesian: bool = False) -> Solution:
         blocks = self.problem.blocks
-        full = len(self.stderr) == len(blocks)
+        # a block without standard errors gives NaN ones (unknown), unless no block has any: then there are none
+        full = len(self.stderr) == len(blocks) and len(self.unknown) < len(blocks)
         diagnostics: dict[str, Any] = {"solver": [i["solver"] for i in self.infos]}
         for key in ("gram_condition", "design_condition", "refinement_steps", "iterations"):
             if any(key in i for i in self.infos):
