@@ -209,7 +209,10 @@ def _peak_score_projected(
     lo = coarse[j - 1] if j > 0 else 1
     hi = coarse[j + 1] if j + 1 < len(coarse) else n_s - 1
     fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
-    fine = fine[(fine > 0) & (fine < n_s)]
+    # half a coarse step at least on each side: near an end the covariance of the score vanishes, and the
+    # approximation of its projection term with it (a spurious break in the last samples, p=0)
+    edge = max(coarse[0] // 2, 1)
+    fine = fine[(fine >= edge) & (fine <= n_s - edge)]
     values_fine = lm(fine)
     k, o = np.unravel_index(np.argmax(values_fine), values_fine.shape)
     n_tests = (len(coarse) + len(fine)) * values.shape[1]
