@@ -224,8 +224,9 @@ class KernelEstimator(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array_like, shape (n_samples, n_features)
-        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+        X, y : array_like
+            Inputs ``(n_samples, n_features)`` and outputs ``(n_samples,)`` or ``(n_samples, n_outputs)``, as for
+            :meth:`score`.
 
         Returns
         -------

@@ -285,6 +285,45 @@ def _told(name: str, message: str, p: float, diagnostics: dict[str, Any], explai
     return Check(name, "flagged", message=message, warning=ModelMisfitWarning, diagnostics=diagnostics)
 
 
+def _per_channel(
+    problem: CanonicalProblem,
+    sol: Solution,
+    fit: Fit,
+    name: str,
+    test: Callable[[list, list], tuple[float, float]],
+    value_key: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, dict[str, Any]] | Check:
+    """``test(fitted, resid) -> (value, p)`` per output channel on the first rows of its blocks.
+
+    Returns the values, the p-values (Bonferroni over the channels tested; NaN where too few rows), the flagged
+    channels, the most significant of them and the diagnostics entry; or the record when none ran or none is flagged.
+    """
+    gate = _specification_gate(name, sol, fit)
+    if gate is not None:
+        return gate
+    rows = _channel_rows(problem, sol)
+    if rows is None:
+        return Check(name, "skipped", "the solution is not finite")
+    n_out = problem.config.out_channels
+    value, p = np.full(n_out, np.nan), np.full(n_out, np.nan)
+    for o, (fitted, resid) in rows.items():
+        if sum(len(e) for e in resid) >= specification.MIN_ROWS:
+            value[o], p[o] = test(fitted, resid)
+    tested = np.isfinite(p)
+    if not tested.any():
+        return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
+    p = np.where(tested, np.minimum(1.0, p * tested.sum()), np.nan)
+    diagnostics = _specification(fit, name, {value_key: value, "p_value": p, "alpha": specification.ALPHA})
+    hit = np.flatnonzero(tested & (p < specification.ALPHA))
+    if not len(hit):
+        return Check(name, "passed", diagnostics=diagnostics)
+    return value, p, hit, int(hit[np.argmin(p[hit])]), diagnostics
+
+
+def _residual_of(channels: np.ndarray) -> str:
+    return f"the residual of output channel(s) {', '.join(map(str, channels))}"
+
+
 def _p_text(p: float) -> str:
     return f"p={p:.1e}" if p >= 1e-300 else "p<1e-300"
 
@@ -336,29 +375,13 @@ def missing_bias(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     name = "missing_bias"
     if problem.config.use_bias:
         return Check(name, "not needed", "use_bias=True")
-    gate = _specification_gate(name, sol, fit)
-    if gate is not None:
-        return gate
-    rows = _channel_rows(problem, sol)
-    if rows is None:
-        return Check(name, "skipped", "the solution is not finite")
-    n_out = problem.config.out_channels
-    mean, p = np.full(n_out, np.nan), np.full(n_out, np.nan)
-    for o, (_, resid) in rows.items():
-        if sum(len(e) for e in resid) >= specification.MIN_ROWS:
-            mean[o], _, p[o] = specification.bias_test(resid)
-    tested = np.isfinite(p)
-    if not tested.any():
-        return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
-    p = np.where(tested, np.minimum(1.0, p * tested.sum()), np.nan)
-    diagnostics = _specification(fit, name, {"p_value": p, "mean": mean, "alpha": specification.ALPHA})
-    hit = np.flatnonzero(tested & (p < specification.ALPHA))
-    if not len(hit):
-        return Check(name, "passed", diagnostics=diagnostics)
-    o = int(hit[np.argmin(p[hit])])
+    found = _per_channel(problem, sol, fit, name, lambda fitted, resid: specification.bias_test(resid)[::2], "mean")
+    if isinstance(found, Check):
+        return found
+    mean, p, hit, o, diagnostics = found
     message = (
-        f"the residual of output channel(s) {', '.join(map(str, hit))} has a nonzero mean ({mean[o]:.3g} on channel "
-        f"{o}, {_p_text(float(p[o]))}) with use_bias=False: y has an offset the model lacks. Fit with use_bias=True."
+        f"{_residual_of(hit)} has a nonzero mean ({mean[o]:.3g} on channel {o}, {_p_text(float(p[o]))}) with "
+        "use_bias=False: y has an offset the model lacks. Fit with use_bias=True."
     )
     return _told(name, message, float(p[o]), diagnostics, "")  # warned even beside the misconfiguration's message
 
@@ -367,30 +390,13 @@ def nonlinearity(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     """Does the residual depend on powers of the fitted values (RESET, :func:`.specification.reset_test`)?  Warned,
     unless the saturation check already told the cause."""
     name = "nonlinearity"
-    gate = _specification_gate(name, sol, fit)
-    if gate is not None:
-        return gate
-    rows = _channel_rows(problem, sol)
-    if rows is None:
-        return Check(name, "skipped", "the solution is not finite")
-    n_out = problem.config.out_channels
-    stat, p = np.full(n_out, np.nan), np.full(n_out, np.nan)
-    for o, (fitted, resid) in rows.items():
-        if sum(len(e) for e in resid) >= specification.MIN_ROWS:
-            stat[o], p[o] = specification.reset_test(fitted, resid)
-    tested = np.isfinite(p)
-    if not tested.any():
-        return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
-    p = np.where(tested, np.minimum(1.0, p * tested.sum()), np.nan)
-    entry = {"statistic": stat, "p_value": p, "alpha": specification.ALPHA}
-    diagnostics = _specification(fit, name, entry)
-    hit = np.flatnonzero(tested & (p < specification.ALPHA))
-    if not len(hit):
-        return Check(name, "passed", diagnostics=diagnostics)
-    o = int(hit[np.argmin(p[hit])])
+    found = _per_channel(problem, sol, fit, name, specification.reset_test, "statistic")
+    if isinstance(found, Check):
+        return found
+    _, p, hit, o, diagnostics = found
     message = (
-        f"the residual of output channel(s) {', '.join(map(str, hit))} depends on the squares and cubes of the "
-        f"fitted values (RESET test, {_p_text(float(p[o]))}): y is not a linear function of x (saturation, "
+        f"{_residual_of(hit)} depends on the squares and cubes of the fitted values (RESET test, "
+        f"{_p_text(float(p[o]))}): y is not a linear function of x (saturation, "
         "rectification, a quadratic term), and the kernel is the best linear fit, not the system. Model the "
         "nonlinearity, or set the samples where it acts to NaN in y and fit with nan_policy='omit'."
     )
