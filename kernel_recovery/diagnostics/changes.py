@@ -38,6 +38,9 @@ SAMPLE_ROWS = 8192
 #: approximation (measured on healthy fits, L=1e5, K=128: Bonferroni p < 1e-3 in 1 of 40, 25x the nominal
 #: rate), so it asks for 100x stronger evidence; its reported p-value is scaled to match (p / PROJECTED_LEVEL).
 PROJECTED_LEVEL = 1e-2
+#: Rows the projected test samples: its cost is ``O(rows P d)``, so that it stays a small share of a large fit
+#: (128 rows per projected direction: the chi-square(d) score has ample degrees of freedom for its covariance).
+PROJECTED_ROWS = 4096
 #: Blocks with more unknowns than this are not checked (``SPLITS`` pseudo-inverses of ``P x P`` each).
 MAX_UNKNOWNS = 256
 #: Fewer sampled equations per unknown than this: not checked (too few to split).
@@ -178,7 +181,7 @@ def _peak_score_projected(
     p = n_columns(block, use_bias)
     d = min(p, PROJECTION)
     proj = np.random.default_rng(0).standard_normal((p, d))
-    times = np.unique(np.linspace(0, m - 1, min(m, SAMPLE_ROWS)).round().astype(np.int64))
+    times = np.unique(np.linspace(0, m - 1, min(m, PROJECTED_ROWS)).round().astype(np.int64))
     z = np.empty((len(times), d))
     r = np.empty((len(times), coef.shape[1]))
     for start in range(0, len(times), CHUNK_ROWS):
@@ -194,14 +197,14 @@ def _peak_score_projected(
     scores = np.cumsum(z[:, :, None] * r[:, None, :], axis=0)  # (n_s, d, O): the score up to each sampled row
 
     def lm(splits: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(splits), r.shape[1]))
-        mk, done = np.zeros((d, d)), 0
-        for i, k in enumerate(splits):  # Z_k'Z_k measured (running sums), the projection term as if A were Z
-            mk, done = mk + z[done:k].T @ z[done:k], k
-            cov = mk - frac * mk @ vinv @ mk
-            s = scores[k - 1]
-            out[i] = np.einsum("do,do->o", s, np.linalg.pinv((cov + cov.T) / 2, hermitian=True) @ s) / sigma2
-        return out
+        # Z_k'Z_k measured (running sums over the stretches between splits), the projection term as if A were Z;
+        # every split's d x d system in one batched pseudo-inverse
+        edges = np.concatenate([[0], splits])
+        mk = np.cumsum([z[a:b].T @ z[a:b] for a, b in zip(edges[:-1], edges[1:])], axis=0)
+        cov = mk - frac * mk @ vinv @ mk
+        s = scores[splits - 1]  # (splits, d, O)
+        solved = np.linalg.pinv((cov + cov.transpose(0, 2, 1)) / 2, hermitian=True) @ s
+        return np.einsum("kdo,kdo->ko", s, solved) / sigma2
 
     coarse = np.unique(np.linspace(0, n_s, SPLITS + 1).round().astype(int)[1:-1])
     values = lm(coarse)

@@ -42,7 +42,7 @@ ALPHA = 1e-3
 #: The smallest share of samples at one value that the saturation test calls a misfit (a material one).
 MIN_SHARE = 0.01
 #: Residual rows per block the tests read at most (the first equations of its sequences, in order).
-ROWS = 1 << 15
+ROWS = 1 << 13
 #: Fewest rows for the tests.
 MIN_ROWS = 50
 
