@@ -412,31 +412,10 @@ def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     found, skipped = whiteness_check(problem, sol)
     if found is None:
         return Check(name, "skipped", skipped or "", diagnostics={"whiteness": None})
+    # told, not warned: coloured noise is common in measurements and is not a misfit of the kernel (it is unbiased);
+    # it is the standard errors that it affects, and the entry's message says so and points to prewhiten='noise'
     status: Status = "flagged" if found["message"] else "passed"
-    tested = np.isfinite(found["p_value"])
-    worst = float(np.min(found["p_value"][tested])) * int(tested.sum())
-    if status == "passed" or worst >= WHITENESS_WARN:
-        return Check(name, status, message=found["message"], diagnostics={"whiteness": found})
-    told = [n for n in (*EXPLAIN_RESIDUAL, *SPECIFICATION) if n in fit.earlier and fit.earlier[n].flagged]
-    if told or not sol.success:  # one explanation: the misfit already warned (or an unfinished solve) leaves it
-        reason = f"not warned: the {told[0]} check explains it" if told else "not warned: the solver did not converge"
-        return Check(name, status, reason, message=found["message"], diagnostics={"whiteness": found})
-    message = (
-        f"{found['message']} recover_kernel(..., prewhiten='noise') does this (two-step least squares with an "
-        f"AR({PREWHITEN_ORDER}) noise model: efficient kernel, standard errors that hold)."
-    )
-    return Check(name, status, message=message, warning=ModelMisfitWarning, diagnostics={"whiteness": found})
-
-
-#: Checks whose flag explains a coloured residual (the whiteness flag is then not warned).
-SPECIFICATION = ("saturation", "missing_bias", "nonlinearity")
-#: A whiteness flag is warned (ModelMisfitWarning) when its p-value (Bonferroni over the output channels) is below
-#: this; otherwise it is told in ``diagnostics["whiteness"]`` only.  Zero: never warned.  Coloured noise is common
-#: in measurements and is not a misfit of the kernel (it is unbiased): it is the standard errors that it affects,
-#: and the entry's message says so and points to ``prewhiten='noise'``.
-WHITENESS_WARN = 0.0
-#: The order of ``prewhiten``'s AR filter (solvers.pipeline.PREWHITEN_ORDER; named here, one layer below).
-PREWHITEN_ORDER = 10
+    return Check(name, status, message=found["message"], diagnostics={"whiteness": found})
 
 
 #: Checks whose flag explains the residual (the change test is then not run on it).
@@ -471,13 +450,7 @@ def change(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     found, skipped = changes.find_change(problem, whiten=whiten, coefs=coefs)
     if found is None:
         return Check(name, "skipped", skipped, diagnostics=none) if skipped else Check(name, "passed", diagnostics=none)
-    told = fit.earlier.get("whiteness")
-    revises: tuple[Check, ...] = ()
-    if told is not None and told.warning is not None:  # one explanation: a change leaves a coloured residual
-        revises = (dataclasses.replace(told, warning=None, reason="not warned: the change check explains it"),)
-    return Check(
-        name, "flagged", message=found["message"], warning=ChangeWarning, diagnostics={"change": found}, revises=revises
-    )
+    return Check(name, "flagged", message=found["message"], warning=ChangeWarning, diagnostics={"change": found})
 
 
 def _coefficients(problem: CanonicalProblem, sol: Solution, b: int) -> np.ndarray:
