@@ -218,3 +218,48 @@ def test_confidence_interval_method_is_the_t_interval(rng):
     half = t.ppf(0.95, 298 - 3) * res.stderr
     np.testing.assert_allclose(lo, res.kernel - half)
     np.testing.assert_allclose(hi, res.kernel + half)
+
+
+@pytest.mark.parametrize("method", ["lstsq", "fft", "adam"])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)])
+def test_ragged_batch_with_a_sequence_too_short_for_any_output(method, stride, dilation, rng):
+    # campaign seed 3311: a ragged list whose third sequence is shorter than the receptive field gives it no
+    # output (an empty y, as Keras and PyTorch give); it contributes no equations, the others are fitted
+    k = 2
+    lengths = (23, 31, dilation * (k - 1))  # the last one sample shorter than the receptive field
+    xs = [rng.standard_normal((n, 2)) for n in lengths]
+    w_true = rng.standard_normal((k, 1, 4))
+    conf = dict(stride=stride, dilation=dilation, groups=2, flip=True)
+    ys = kr.conv1d(xs, w_true, rng.standard_normal(4), **conf)
+    assert [y.shape for y in ys][2] == (0, 4)  # conv1d's output for the short sequence
+    ys = [y + 0.1 * rng.standard_normal(y.shape) for y in ys]
+    # the reference: explicit lstsq per output channel over the two long sequences (flip: the taps reversed)
+    ref = np.zeros((k, 1, 4))
+    for o in range(4):
+        g = o // 2
+        a = np.vstack([explicit_design(x[:, g], k, stride=stride, dilation=dilation, bias=True) for x in xs[:2]])
+        coef = np.linalg.lstsq(a, np.concatenate([y[:, o] for y in ys[:2]]), rcond=None)[0]
+        ref[:, 0, o] = coef[:k][::-1]
+    opts = {"wiener": False} if method == "fft" else {}  # (fft's Wiener ridge is not least squares)
+    res = kr.recover_kernel(xs, ys, k, use_bias=True, method=method, **conf, **opts)
+    dropped = kr.recover_kernel(xs[:2], ys[:2], k, use_bias=True, method=method, **conf, **opts)
+    np.testing.assert_array_equal(res.kernel, dropped.kernel)
+    np.testing.assert_array_equal(res.bias, dropped.bias)
+    if method != "adam":  # (adam: a few hundred iterations, its own tests bound its loss)
+        np.testing.assert_allclose(res.kernel, ref, rtol=1e-9, atol=1e-10)
+    n_eq = sum(len(explicit_design(x[:, 0], k, stride=stride, dilation=dilation)) for x in xs[:2])
+    np.testing.assert_array_equal(res.report.equations, [n_eq] * 4)
+    np.testing.assert_array_equal(kr.analyze(xs, ys, k, use_bias=True, **conf).equations, [n_eq] * 4)
+    assert [p.shape for p in res.predict(xs)] == [y.shape for y in ys]
+
+
+def test_ragged_batch_lengths_judged_together():
+    x = [np.ones(6), np.ones(1)]
+    with pytest.raises(ValueError, match=r"every sequence of `x` is too short for one output: the longest has 2"):
+        kr.recover_kernel([np.ones(2), np.ones(1)], [np.ones(0), np.ones(0)], 3)
+    with pytest.raises(ValueError, match=r"every sequence of `x` is too short"):
+        kr.conv1d([np.ones(2), np.ones(1)], np.ones(3))
+    with pytest.raises(ValueError, match=r"`y` \(sequence 1\) has 1 samples but 1 input samples .* give 0 outputs"):
+        kr.recover_kernel(x, [np.ones(4), np.ones(1)], 3)
+    with pytest.raises(ValueError, match=r"`x\[1\]` is empty \(length 0, 1 channels\)"):
+        kr.recover_kernel([np.ones(6), np.ones(0)], [np.ones(4), np.ones(0)], 3)

@@ -191,7 +191,9 @@ def as_sequences(
                     raise ValueError(
                         f"each sequence in `{name}` must be 1-D or 2-D, got {name}[{i}] with shape {arr.shape}."
                     )
-                arrays.append(_sequence_2d(arr, f"{name}[{i}]", layout, check_finite, allow_nan))
+                # a sequence of a ragged batch may be empty (the outputs of one too short for any); the lengths
+                # are judged against the configuration with the whole batch (problem._check_lengths)
+                arrays.append(_sequence_2d(arr, f"{name}[{i}]", layout, check_finite, allow_nan, allow_empty=True))
             channels = {a.shape[1] for a in arrays}
             if len(channels) > 1:
                 raise ValueError(
@@ -214,12 +216,14 @@ def as_sequences(
     )
 
 
-def _sequence_2d(arr: np.ndarray, name: str, layout: str, check_finite: bool, allow_nan: bool = False) -> np.ndarray:
+def _sequence_2d(
+    arr: np.ndarray, name: str, layout: str, check_finite: bool, allow_nan: bool = False, *, allow_empty: bool = False
+) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[:, None]
     elif layout == "ncw":
         arr = arr.T
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
+    if (arr.shape[0] == 0 and not allow_empty) or arr.shape[1] == 0:
         raise ValueError(f"`{name}` is empty (length {arr.shape[0]}, {arr.shape[1]} channels).")
     out = np.asarray(arr, dtype=np.float64).view()
     out.flags.writeable = False  # the solvers read user data, never write it

@@ -293,22 +293,32 @@ def _check_lengths(
     cfg: ConvConfig, xb: SequenceBatch, yb: SequenceBatch | None
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The input and output length of each sequence; a ValueError where ``x`` is too short or ``y`` has
-    another length than the configuration gives."""
+    another length than the configuration gives.
+
+    A sequence of a batch too short for one output gives none (its ``y`` is empty, as Keras and PyTorch give an
+    empty output): it contributes no equations.  Only a batch where every sequence is too short is refused.
+    """
     lengths = tuple(len(a) for a in xb.arrays)
-    out_lengths = tuple(cfg.output_length(n) for n in lengths)
-    for i, (n, m) in enumerate(zip(lengths, out_lengths)):
-        where = "" if len(lengths) == 1 else f" (sequence {i})"
-        if m < 1:
-            raise ValueError(
-                f"`x`{where} has {n} samples, too short for kernel_size={cfg.kernel_size}, dilation={cfg.dilation}"
-                f" with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples.{_layout_hint(xb, cfg)}"
-            )
-        if yb is not None and len(yb.arrays[i]) != m:
-            raise ValueError(
-                f"`y`{where} has {len(yb.arrays[i])} samples but {n} input samples with {cfg.describe()} give "
-                f"{m} outputs{length_hint(cfg, n, len(yb.arrays[i]))}; check `padding`, `stride`, `dilation`, "
-                f"`kernel_size` and `layout`.{_layout_hint(xb, cfg)}"
-            )
+    out_lengths = tuple(max(cfg.output_length(n), 0) for n in lengths)
+    for i, n in enumerate(lengths):
+        if n == 0:  # (only a ragged list lets an empty sequence through: it has no samples to pad)
+            raise ValueError(f"`x[{i}]` is empty (length 0, {xb.channels} channels).")
+    if not any(out_lengths):
+        which = "`x`" if len(lengths) == 1 else "every sequence of `x` is too short for one output: the longest"
+        raise ValueError(
+            f"{which} has {max(lengths)} samples, too short for kernel_size={cfg.kernel_size}, dilation="
+            f"{cfg.dilation} with padding={cfg.padding!r}: a receptive field spans {cfg.span} samples."
+            f"{_layout_hint(xb, cfg)}"
+        )
+    if yb is not None:
+        for i, (n, m) in enumerate(zip(lengths, out_lengths)):
+            if len(yb.arrays[i]) != m:
+                where = "" if len(lengths) == 1 else f" (sequence {i})"
+                raise ValueError(
+                    f"`y`{where} has {len(yb.arrays[i])} samples but {n} input samples with {cfg.describe()} give "
+                    f"{m} outputs{length_hint(cfg, n, len(yb.arrays[i]))}; check `padding`, `stride`, `dilation`, "
+                    f"`kernel_size` and `layout`.{_layout_hint(xb, cfg)}"
+                )
     return lengths, out_lengths
 
 
