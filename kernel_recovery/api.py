@@ -51,6 +51,7 @@ def recover_kernel(
     progress: bool | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = outofcore.DEFAULT_CHECKPOINT_EVERY,
+    checks: Literal["budget", "all", "cheap", "none"] = "budget",
     **options: Any,
 ) -> KernelResult:
     """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
@@ -112,6 +113,11 @@ def recover_kernel(
         stream must be restarted from its beginning, and its first chunks are skipped.  The file is kept.
     checkpoint_every : int
         Chunks between checkpoints.
+    checks : {"budget", "all", "cheap", "none"}
+        The post-fit checks (misfit, change, kernel size, whiteness ...): ``"budget"`` runs every check on bounded
+        samples of rows (a small share of a large fit); ``"all"`` on larger samples whatever the cost (more power
+        for weak effects in long records); ``"cheap"`` leaves out the refit, the lag scan and the change test;
+        ``"none"`` runs none.  ``diagnostics["checks"]`` records the level and what each check did.
     ridge : float, optional
         ``method="lstsq"``: add ``ridge * ||kernel||^2`` to the squared residual (the bias is not penalized;
         default 0).  Passed through ``**options``.
@@ -236,7 +242,7 @@ def recover_kernel(
     )  # fmt: skip
     fit = functools.partial(
         _fit, x, y, streamed=streamed, nan_policy=nan_policy, streaming=streaming, prewhiten=prewhiten, method=method,
-        options=options,
+        options=options, checks=checks,
     )  # fmt: skip
     result = fit(spec, stacklevel=3) if choice is None else _fit_chosen_lags(fit, spec, choice)
     if streamed:
@@ -256,11 +262,12 @@ def _fit(
     method: str | Callable[..., Solution],
     options: dict[str, Any],
     stacklevel: int,
+    checks: str = "budget",
 ) -> KernelResult:
     """One fit of the caller's data with the settings ``spec`` (warnings at the caller's line: ``stacklevel``)."""
     problem = _canonical_problem(x, y, spec, streamed, nan_policy=nan_policy, streaming=streaming)
     problem, whitened = (problem, None) if prewhiten is None else pipeline.prewhiten(problem, prewhiten)
-    result = pipeline.run(problem, method, dict(options), stacklevel=stacklevel)
+    result = pipeline.run(problem, method, dict(options), stacklevel=stacklevel, checks=checks)
     if whitened is not None:
         result.diagnostics["prewhiten"] = whitened
     return result

@@ -47,9 +47,15 @@ def test_abrupt_change_is_found_near_its_time(cut):
 def test_recover_kernel_warns_and_records_the_change():
     rng = np.random.default_rng(1)
     x, y = _record(rng, 20000, 8, cut=8000)
-    with pytest.warns(kr.ChangeWarning, match="changed near output sample 8"):
+    with pytest.warns(kr.ChangeWarning, match="changed near output sample"):
         result = kr.recover_kernel(x, y, 8, padding="causal")
     assert result.diagnostics["checks"]["change"] == "flagged"
+    assert abs(result.diagnostics["change"]["times"][0] - 8000) < 20000 / 100  # within 1% of the record
+    assert result.diagnostics["checks"]["level"] == "budget"
+    # checks="all" samples more rows (8192 of 20000): the time to the refinement's resolution (record / SPLITS^2)
+    with pytest.warns(kr.ChangeWarning, match="changed near output sample"):
+        full = kr.recover_kernel(x, y, 8, padding="causal", checks="all")
+    assert abs(full.diagnostics["change"]["times"][0] - 8000) <= 20000 / changes.SPLITS**2
     fixed = kr.recover_kernel(*_record(rng, 20000, 8), 8, padding="causal")
     assert fixed.diagnostics["change"] is None and fixed.diagnostics["checks"]["change"] == "checked"
 

@@ -107,7 +107,32 @@ def test_run_checks_gives_one_record_per_check_in_order(rng):
     assert [r.name for r in records] == [f.__name__ for f in checks.CHECKS]
     assert all(r.status in ("passed", "flagged", "skipped", "not needed") and r.seconds >= 0 for r in records)
     # the result's lines are the records' (its relative residual is the result's, not 0.1: the gates differ)
-    assert {r.name for r in records} | {"residual"} == set(res.diagnostics["checks"])
+    assert {r.name for r in records} | {"residual", "level"} == set(res.diagnostics["checks"])
+
+
+def test_levels_choose_which_checks_run_and_the_result_records_it(rng):
+    x = rng.standard_normal(3000)
+    y = np.clip(kr.conv1d(x, [1.0, -0.5, 0.25]) + 0.01 * rng.standard_normal(2998), -0.8, 0.8)  # a clipped sensor
+    names = [f.__name__ for f in checks.CHECKS]
+    with pytest.warns(kr.ModelMisfitWarning, match="clipped"):
+        budget = kr.recover_kernel(x, y, 3)
+    with pytest.warns(kr.ModelMisfitWarning, match="clipped"):
+        cheap = kr.recover_kernel(x, y, 3, checks="cheap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is checked, so nothing is warned
+        none = kr.recover_kernel(x, y, 3, checks="none")
+    assert budget.diagnostics["checks"]["level"] == "budget" and budget.diagnostics["checks"]["saturation"] == "flagged"
+    assert cheap.diagnostics["checks"]["saturation"] == "flagged"
+    assert [cheap.diagnostics["checks"][n] for n in checks.COSTLY] == ["skipped: not run (checks='cheap')"] * 3
+    assert none.diagnostics["checks"] == {
+        "level": "none", "residual": none.diagnostics["checks"]["residual"],
+        **{n: "skipped: not run (checks='none')" for n in names},
+    }  # fmt: skip
+    # the keys the checks fill are there whatever ran; the fit itself is the same at every level
+    assert none.diagnostics["specification"] is None and none.diagnostics["change"] is None
+    np.testing.assert_array_equal(none.kernel, budget.kernel)
+    with pytest.raises(ValueError, match="`checks` must be 'budget', 'all', 'cheap' or 'none', got 'some'"):
+        kr.recover_kernel(x, y, 3, checks="some")
 
 
 def test_a_subset_of_checks_runs_alone(rng):

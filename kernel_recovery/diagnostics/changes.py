@@ -57,35 +57,78 @@ def _rows(block: Block, use_bias: bool, times: np.ndarray, interleave: int) -> t
     p = n_columns(block, use_bias)
     ys = block.outputs
     a = np.empty((len(times), p))
+    if use_bias:
+        a[:, -1] = 1.0
+    if interleave == 1:  # one time axis: the rows are the times (evenly spaced ones are cut as a strided view)
+        step = int(times[1] - times[0]) if len(times) > 1 else 1
+        evenly = len(times) > 1 and times[-1] == times[0] + step * (len(times) - 1) and np.all(np.diff(times) == step)
+        index = slice(int(times[0]), int(times[-1]) + 1, step) if evenly else times
+        rows = window_rows(block.xs[0], block.taps, index)
+        a[:, : block.n_free] = rows if block.mask.all() else rows[:, block.mask.ravel()]
+        return a, ys[0][index]
     y = np.empty((len(times), ys[0].shape[1]))
     for r in range(min(interleave, len(block.xs))):
         pick = times % interleave == r
         rows = times[pick] // interleave
-        cut = window_rows(block.xs[r], block.taps, rows)[:, block.mask.ravel()]
-        a[pick, : block.n_free] = cut
-        if use_bias:
-            a[pick, -1] = 1.0
+        a[pick, : block.n_free] = window_rows(block.xs[r], block.taps, rows)[:, block.mask.ravel()]
         y[pick] = ys[r][rows]
     return a, y
 
 
+def _sample_times(m: int, n: int) -> np.ndarray:
+    """At most ``n`` output samples evenly spaced over ``0..m-1`` (every one when ``m <= n``)."""
+    return np.arange(0, m, -(-m // n), dtype=np.int64)
+
+
+def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol2: float):
+    """``s_k' cov_k^-1 s_k`` ``(splits, O)`` by one batched Cholesky of the ``candidates``' covariances, and which
+    splits it does not settle (True: not a candidate, a failed factorization, or an eigenvalue that may lie below
+    ``tol2`` times the largest: ``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``)."""
+    out = np.zeros((len(cov), s.shape[2]))
+    slow = np.ones(len(cov), dtype=bool)
+    try:
+        inv = np.linalg.inv(np.linalg.cholesky(cov[candidates]))  # lower-triangular L^-1 per split
+    except np.linalg.LinAlgError:
+        return out, slow
+    if np.all(np.isfinite(inv)):
+        trace = np.trace(cov[candidates], axis1=1, axis2=2)
+        slow[candidates] = ~(1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(trace, 0.0))
+        out[candidates] = np.sum((inv @ s[candidates]) ** 2, axis=1)
+    return out, slow
+
+
 def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, gram: np.ndarray, sigma2: np.ndarray):
     """``LM`` ``(len(splits), O)`` at each split (the sampled rows before it; ``splits`` ascending), and the rank of
-    each score's covariance."""
+    each score's covariance.
+
+    The Grams and scores of the stretches between splits are summed cumulatively, and every split's covariance is
+    factored in one batched Cholesky (no Python loop over the splits).  Where the factor proves every eigenvalue
+    above the rank tolerance (``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``), the covariance
+    has full rank and ``LM = ||L^-1 S||^2``; the other splits (or all, where a factorization fails) take the
+    eigendecomposition and drop the unresolved directions, as the rank rule says.
+    """
     ginv = np.linalg.pinv(gram, hermitian=True)
-    out = np.zeros((len(splits), r.shape[1]))
-    ranks = np.zeros(len(splits), dtype=int)
-    gk, s, done = np.zeros(gram.shape), np.zeros((gram.shape[0], r.shape[1])), 0
-    for i, k in enumerate(splits):  # running sums over the rows between splits
-        gk = gk + a[done:k].T @ a[done:k]
-        s = s + a[done:k].T @ r[done:k]
-        done = k
-        cov = gk - gk @ ginv @ gk
-        lam, v = np.linalg.eigh((cov + cov.T) / 2)
-        keep = lam > rank_tolerance(math.sqrt(max(lam.max(), 0.0)), k, len(lam), "gram") ** 2
-        ranks[i] = int(keep.sum())
-        z = v[:, keep].T @ s
-        out[i] = np.sum(z**2 / lam[keep, None], axis=0) / sigma2
+    edges = np.concatenate([[0], splits])
+    gk = np.cumsum([a[i:j].T @ a[i:j] for i, j in zip(edges[:-1], edges[1:])], axis=0)  # (splits, P, P)
+    s = np.cumsum([a[i:j].T @ r[i:j] for i, j in zip(edges[:-1], edges[1:])], axis=0)  # (splits, P, O)
+    cov = gk - gk @ ginv @ gk
+    cov = (cov + cov.transpose(0, 2, 1)) / 2
+    n_splits, p = cov.shape[:2]
+    # the one rank rule on each covariance (its 'gram' tolerance is linear in the largest singular value)
+    tol2 = rank_tolerance(1.0, 1, p, "gram") ** 2
+    ranks = np.full(n_splits, p)
+    fast = splits >= 2 * p  # (a split after fewer rows than unknowns is rank-deficient: the eigendecomposition)
+    out, slow = _full_rank_forms(cov, s, fast, tol2)
+    out = out / sigma2
+    ranks = np.full(n_splits, p)
+    if slow.any():
+        lam, v = np.linalg.eigh(cov[slow])
+        keep = lam > tol2 * np.maximum(lam.max(axis=1), 0.0)[:, None]
+        z = v.transpose(0, 2, 1) @ s[slow]  # the score in each covariance's eigenbasis
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(keep[:, :, None], z**2 / np.where(keep, lam, 1.0)[:, :, None], 0.0)
+        out[slow] = terms.sum(axis=1) / sigma2
+        ranks[slow] = keep.sum(axis=1)
     return out, ranks
 
 
@@ -129,14 +172,16 @@ def _not_testable(problem: CanonicalProblem, whiten: bool) -> str | None:
     return None
 
 
-def _peak_score(block: Block, use_bias: bool, m: int, interleave: int) -> tuple[float, int, int, int]:
+def _peak_score(
+    block: Block, use_bias: bool, m: int, interleave: int, sample_rows: int = SAMPLE_ROWS
+) -> tuple[float, int, int, int]:
     """The largest ``LM`` over the splits of one block, its rank, the tests made and the output sample after it.
 
     The splits are ``SPLITS`` evenly spaced times over a sample of the ``m`` equations, then ``SPLITS`` more between
     the neighbours of the coarse peak.
     """
     p = n_columns(block, use_bias)
-    times = np.unique(np.linspace(0, m - 1, min(m, SAMPLE_ROWS)).round().astype(np.int64))
+    times = _sample_times(m, sample_rows)
     a, y = _rows(block, use_bias, times, interleave)
     stats = block_statistics(block, use_bias)
     # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
@@ -181,7 +226,7 @@ def _peak_score_projected(
     p = n_columns(block, use_bias)
     d = min(p, PROJECTION)
     proj = np.random.default_rng(0).standard_normal((p, d))
-    times = np.unique(np.linspace(0, m - 1, min(m, PROJECTED_ROWS)).round().astype(np.int64))
+    times = _sample_times(m, PROJECTED_ROWS)
     z = np.empty((len(times), d))
     r = np.empty((len(times), coef.shape[1]))
     for start in range(0, len(times), CHUNK_ROWS):
@@ -203,8 +248,11 @@ def _peak_score_projected(
         mk = np.cumsum([z[a:b].T @ z[a:b] for a, b in zip(edges[:-1], edges[1:])], axis=0)
         cov = mk - frac * mk @ vinv @ mk
         s = scores[splits - 1]  # (splits, d, O)
-        solved = np.linalg.pinv((cov + cov.transpose(0, 2, 1)) / 2, hermitian=True) @ s
-        return np.einsum("kdo,kdo->ko", s, solved) / sigma2
+        cov = (cov + cov.transpose(0, 2, 1)) / 2
+        out, slow = _full_rank_forms(cov, s, splits >= 2 * d, np.finfo(float).eps * d)
+        if slow.any():  # (the pseudo-inverse's own cut: eps times the dimension, relative to the largest)
+            out[slow] = np.einsum("kdo,kdo->ko", s[slow], np.linalg.pinv(cov[slow], hermitian=True) @ s[slow])
+        return out / sigma2
 
     coarse = np.unique(np.linspace(0, n_s, SPLITS + 1).round().astype(int)[1:-1])
     values = lm(coarse)
@@ -223,12 +271,18 @@ def _peak_score_projected(
 
 
 def find_change(
-    problem: CanonicalProblem, *, alpha: float = ALPHA, whiten: bool = False, coefs: list[np.ndarray] | None = None
+    problem: CanonicalProblem,
+    *,
+    alpha: float = ALPHA,
+    whiten: bool = False,
+    coefs: list[np.ndarray] | None = None,
+    sample_rows: int = SAMPLE_ROWS,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The break test of :func:`detect`: ``(report or None, why it did not run or None)``.
 
     ``coefs`` (per block, the fit's coefficients over the design's columns ``(P, O)``) allow the projected test
     (:func:`_peak_score_projected`) where the exact one would cost too much; without them such a block is skipped.
+    ``sample_rows``: the equations the exact test samples at most.
     """
     from scipy.special import chdtrc, chdtri  # chi^2 survival function and its inverse (scipy.stats: slow import)
 
@@ -243,7 +297,7 @@ def find_change(
     shift = 0  # equations dropped at the start by the prewhitening
     for index, block in enumerate(problem.blocks):
         p = n_columns(block, cfg.use_bias)
-        cost = 2 * min(m, SAMPLE_ROWS) * p * p + 8 * SPLITS * p**3
+        cost = 2 * min(m, sample_rows) * p * p + 8 * SPLITS * p**3
         exact = p <= MAX_UNKNOWNS and cost <= max(WORK_SHARE * statistics_flops(block), FREE_FLOPS)
         if not exact and coefs is None:
             return None, f"it would cost more than {WORK_SHARE:.0%} of the fit ({p} unknowns per output)"
@@ -251,11 +305,11 @@ def find_change(
             block = _whitened(block, cfg.use_bias, None if exact or coefs is None else coefs[index])
             shift = WHITEN_ORDER
             m = block.n_equations
-        n_sample = min(m, SAMPLE_ROWS)
+        n_sample = min(m, sample_rows)
         if n_sample < MIN_ROWS_PER_UNKNOWN * p or n_sample < 4 * SPLITS:
             return None, f"{m} equations are too few to split for {p} unknowns"
         if exact:
-            stat, rank, n_tests, time = _peak_score(block, cfg.use_bias, m, interleave)
+            stat, rank, n_tests, time = _peak_score(block, cfg.use_bias, m, interleave, sample_rows)
         else:
             assert coefs is not None
             stat, rank, n_tests, time = _peak_score_projected(block, cfg.use_bias, m, interleave, coefs[index])

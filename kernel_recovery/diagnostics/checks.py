@@ -20,6 +20,15 @@ check and the change test ask whether one linear convolution describes ``y``.  E
 (:class:`~kernel_recovery.exceptions.ModelMisfitWarning`, a change :class:`~kernel_recovery.exceptions.ChangeWarning`)
 that says what is wrong and what to do.  A coloured residual is warned only where no other flag explains it.
 
+How much they cost is the caller's choice (``recover_kernel(..., checks=...)``, :data:`LEVELS`): ``"budget"`` (the
+default) runs every check on bounded samples of rows (:data:`BUDGET`), so that together they cost a small share of
+a large fit and stay in the milliseconds for a small one, with the power of the misfit tests kept
+(``benchmarks/misfit.py``); ``"all"`` runs them on the larger samples of each module's constants (more power for
+weak effects in long records, whatever the cost); ``"cheap"`` runs only those that read the residual of a bounded
+sample or the fit's own numbers, not the refits and scans (``kernel_size``, ``lag_scan``, ``change``); ``"none"``
+runs none.  ``diagnostics["checks"]`` lists every check with what happened to it (``skipped: not run
+(checks='none')`` for one the level left out) and ``diagnostics["checks"]["level"]`` the level.
+
 ``success`` never turns False for a misfit: it says that the solver solved the problem it was given (the least-squares
 kernel of a clipped record is that record's least-squares kernel).  Whether that problem describes the data is the
 checks' verdict, told by the warnings and kept in ``diagnostics["checks"]``; a caller who wants a failure turns
@@ -39,7 +48,7 @@ from ..exceptions import ChangeWarning, KernelSizeWarning, ModelMisfitWarning, N
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
 from . import changes, misfit, specification, support
-from .whiteness import whiteness_check
+from .whiteness import WHITENESS_ROWS, whiteness_check
 
 if TYPE_CHECKING:
     from .determinacy import DeterminacyReport
@@ -118,6 +127,10 @@ class Fit:
         Whether every block keeps its rows (False for streamed statistics).
     earlier : dict
         The records of the checks that ran before, by name (as revised by :func:`one_explanation`).
+    level : {"budget", "all", "cheap", "none"}
+        How much the checks may cost (:data:`LEVELS`).
+    shared : dict
+        What one check computed that another reads (the residual rows of the specification tests).
     """
 
     kernel: np.ndarray
@@ -126,6 +139,33 @@ class Fit:
     report: DeterminacyReport
     retained: bool
     earlier: Mapping[str, Check] = dataclasses.field(default_factory=dict)
+    level: str = "budget"
+    shared: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    def rows(self, name: str, full: int) -> int:
+        """The sample size of ``name`` (a key of :data:`BUDGET`) at this level: ``full`` unless budgeted."""
+        return full if self.level == "all" else min(full, BUDGET[name])
+
+
+#: ``checks=`` of :func:`kernel_recovery.recover_kernel`: how much the post-fit checks may cost.
+LEVELS = ("budget", "all", "cheap", "none")
+
+#: The samples of the budgeted checks (``checks="budget"``, the default; ``"all"`` uses each module's own constant,
+#: the larger one).  Each is at least the misfit bank's record (4000 samples), so that its power is kept there, and
+#: bounds the check's cost on long records: the change test ``O(rows P^2)`` (at most ``changes.SAMPLE_ROWS``), the
+#: lag scan an FFT over its rows and offsets (at most ``support.SCAN_PAIR_ROWS``, ``SCAN_MIN``), the specification
+#: tests and the whiteness check one forward pass and ``O(rows)`` sums (at most ``specification.ROWS``,
+#: ``whiteness.WHITENESS_ROWS``).
+BUDGET = {
+    "change": 4096,
+    "scan_pairs": 1 << 13,
+    "scan_rows": 1 << 12,
+    "scan_reach": 1024,
+    "specification": 4096,
+    "whiteness": 4096,
+}
+#: The checks that ``checks="cheap"`` leaves out (each refits, scans or factors beyond the fit's own numbers).
+COSTLY = ("kernel_size", "lag_scan", "change")
 
 
 NOT_RETAINED = "the rows are not retained (streamed statistics only)"
@@ -169,7 +209,13 @@ def lag_scan(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check | None
     name = "lag_scan"
     if not fit.retained or not fit.report.ok or ("kernel_size" in fit.earlier and fit.earlier["kernel_size"].flagged):
         return None
-    too_short, longer_fit, skipped, lags = support.lag_scan(problem, sol)
+    too_short, longer_fit, skipped, lags = support.lag_scan(
+        problem,
+        sol,
+        pair_rows=fit.rows("scan_pairs", support.SCAN_PAIR_ROWS),
+        min_rows=fit.rows("scan_rows", support.SCAN_MIN_ROWS),
+        min_reach=fit.rows("scan_reach", support.SCAN_MIN),
+    )
     if too_short is not None:
         found = Check(
             name,
@@ -255,11 +301,18 @@ def _specification(fit: Fit, name: str, entry: Mapping[str, Any]) -> dict[str, A
     return {"specification": {**so_far, name: dict(entry)}}
 
 
-def _channel_rows(problem: CanonicalProblem, sol: Solution) -> dict[int, tuple[list, list]] | None:
-    """Per output channel, the fitted values and residuals (1-D, per sequence) of the first rows of its blocks."""
+def _channel_rows(problem: CanonicalProblem, sol: Solution, fit: Fit) -> dict[int, tuple[list, list]] | None:
+    """Per output channel, the fitted values and residuals (1-D, per sequence) of the first rows of its blocks
+    (computed once for the specification tests: kept in ``fit.shared``)."""
+    if "channel_rows" not in fit.shared:
+        fit.shared["channel_rows"] = _compute_channel_rows(problem, sol, fit.rows("specification", specification.ROWS))
+    return fit.shared["channel_rows"]
+
+
+def _compute_channel_rows(problem: CanonicalProblem, sol: Solution, n_rows: int) -> dict[int, tuple[list, list]] | None:
     out: dict[int, tuple[list, list]] = {}
     for b, block in enumerate(problem.blocks):
-        rows = specification.residual_rows(problem, sol, b)
+        rows = specification.residual_rows(problem, sol, b, n_rows)
         if rows is None:
             return None
         for j, o in enumerate(block.out_channels):
@@ -301,7 +354,7 @@ def _per_channel(
     gate = _specification_gate(name, sol, fit)
     if gate is not None:
         return gate
-    rows = _channel_rows(problem, sol)
+    rows = _channel_rows(problem, sol, fit)
     if rows is None:
         return Check(name, "skipped", "the solution is not finite")
     n_out = problem.config.out_channels
@@ -409,7 +462,7 @@ def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     name = "whiteness"
     if not fit.retained:
         return Check(name, "skipped", NOT_RETAINED, diagnostics={"whiteness": None})
-    found, skipped = whiteness_check(problem, sol)
+    found, skipped = whiteness_check(problem, sol, fit.rows("whiteness", WHITENESS_ROWS))
     if found is None:
         return Check(name, "skipped", skipped or "", diagnostics={"whiteness": None})
     # told, not warned: coloured noise is common in measurements and is not a misfit of the kernel (it is unbiased);
@@ -447,7 +500,8 @@ def change(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
         np.any(np.asarray(sol.options.get("ridge") or 0.0) > 0)
     )
     coefs = None if penalized else [_coefficients(problem, sol, b) for b in range(len(problem.blocks))]
-    found, skipped = changes.find_change(problem, whiten=whiten, coefs=coefs)
+    rows = fit.rows("change", changes.SAMPLE_ROWS)
+    found, skipped = changes.find_change(problem, whiten=whiten, coefs=coefs, sample_rows=rows)
     if found is None:
         return Check(name, "skipped", skipped, diagnostics=none) if skipped else Check(name, "passed", diagnostics=none)
     return Check(name, "flagged", message=found["message"], warning=ChangeWarning, diagnostics={"change": found})
@@ -479,14 +533,32 @@ CHECKS: tuple[CheckFunction, ...] = (
 )
 
 
+#: The diagnostics entries of a check the level leaves out (every result has the keys, whatever ran).
+_ENTRIES: dict[str, dict[str, Any]] = {
+    "misconfiguration": {"misconfiguration": None},
+    "saturation": {"specification": None},
+    "missing_bias": {"specification": None},
+    "nonlinearity": {"specification": None},
+    "whiteness": {"whiteness": None},
+    "change": {"change": None},
+}
+
+
 def run_checks(
     problem: CanonicalProblem, sol: Solution, fit: Fit, checks: Sequence[CheckFunction] = CHECKS
 ) -> list[Check]:
-    """Run ``checks`` in order; the records, in that order (a record revised by a later check in its place)."""
+    """Run ``checks`` in order at ``fit.level``; the records, in that order (a record revised by a later check in its
+    place; a check the level leaves out is ``skipped: not run (checks=...)``)."""
     records: dict[str, Check] = {}
+    fit = dataclasses.replace(fit, earlier=records)  # the checks read the records so far (they do not keep them)
     for check in checks:
+        name = check.__name__
+        if fit.level == "none" or (fit.level == "cheap" and name in COSTLY):
+            reason = f"not run (checks={fit.level!r})"
+            records[name] = Check(name, "skipped", reason, diagnostics=_ENTRIES.get(name, {}))
+            continue
         start = time.perf_counter()
-        record = check(problem, sol, dataclasses.replace(fit, earlier=dict(records)))
+        record = check(problem, sol, fit)
         if record is None:
             continue
         for revised in record.revises:

@@ -63,8 +63,10 @@ def _lags(n: int) -> int:
     return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
 
 
-def residual_rows(problem: CanonicalProblem, sol: Solution, block_index: int) -> tuple[list, list] | None:
-    """Fitted values and residuals ``(n_i, O)`` of the first :data:`ROWS` equations of a block, per sequence."""
+def residual_rows(
+    problem: CanonicalProblem, sol: Solution, block_index: int, rows: int = ROWS
+) -> tuple[list, list] | None:
+    """Fitted values and residuals ``(n_i, O)`` of the first ``rows`` equations of a block, per sequence."""
     block = problem.blocks[block_index]
     if not block.retains_rows or block.ys is None:
         return None
@@ -72,7 +74,7 @@ def residual_rows(problem: CanonicalProblem, sol: Solution, block_index: int) ->
     bias = sol.biases[block_index] if problem.config.use_bias and sol.biases is not None else None
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
         return None
-    xs, ys, left = [], [], ROWS
+    xs, ys, left = [], [], rows
     for x, y in zip(block.xs, block.ys):
         take = min(len(y), left)
         if take > 0:

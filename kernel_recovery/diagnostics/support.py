@@ -300,9 +300,9 @@ def _energy(power: np.ndarray, n: int) -> np.ndarray:
     return np.tensordot(weights, power, axes=(0, 0)) / n
 
 
-def _scan_rows(block: Block) -> Block:
+def _scan_rows(block: Block, pair_rows: int = SCAN_PAIR_ROWS, min_rows: int = SCAN_MIN_ROWS) -> Block:
     """The block restricted to at most its scan budget of equations, taken from the middle of each subsequence."""
-    budget = max(SCAN_PAIR_ROWS // (block.channels * len(block.out_channels)), SCAN_MIN_ROWS)
+    budget = max(pair_rows // (block.channels * len(block.out_channels)), min_rows)
     xs, ys = [], []
     for x, y in zip(block.xs, block.outputs):
         take = min(len(y), budget)
@@ -315,7 +315,14 @@ def _scan_rows(block: Block) -> Block:
     return Block(xs, ys, block.taps, block.mask, block.out_channels)
 
 
-def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, float, str | None, tuple[int, int] | None]:
+def lag_scan(
+    problem: CanonicalProblem,
+    sol: Solution,
+    *,
+    pair_rows: int = SCAN_PAIR_ROWS,
+    min_rows: int = SCAN_MIN_ROWS,
+    min_reach: int = SCAN_MIN,
+) -> tuple[str | None, float, str | None, tuple[int, int] | None]:
     """Why the residual says the response reaches beyond the kernel, whatever its size (None when it does not).
 
     Returns the message (or None), the relative residual rms once the flagged lags are explained, why no block
@@ -331,7 +338,8 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
     flagged above the larger of the chi-square threshold and a robust empirical one (median + MAD over the
     bands searched, since coloured data widen the null), Bonferroni at ``SCAN_ALPHA``.  Flagged bands must
     explain at least ``SCAN_EFFECT`` of the residual (their excess ``sum (z^2 - 1)`` over the equations, exact
-    for a white input).  At most ``SCAN_PAIR_ROWS / pairs`` equations per block are scanned.
+    for a white input).  At most ``pair_rows / pairs`` (at least ``min_rows``) equations per block are scanned, at
+    offsets up to ``max(SCAN_TAPS * taps, min_reach)`` beyond each end.
     """
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
@@ -343,7 +351,8 @@ def lag_scan(problem: CanonicalProblem, sol: Solution) -> tuple[str | None, floa
     for whole, w, b in zip(problem.blocks, sol.kernels, biases):
         if not whole.retains_rows or whole.ys is None:
             return None, np.inf, "the rows are not retained", None
-        flags = _scan_block(_scan_rows(whole), w, None if b is None or not cfg.use_bias else b, len(problem.blocks))
+        bias = None if b is None or not cfg.use_bias else b
+        flags = _scan_block(_scan_rows(whole, pair_rows, min_rows), w, bias, len(problem.blocks), min_reach)
         if flags is None:
             skipped = "too few equations to scan"
             continue
@@ -376,17 +385,16 @@ def _flagged_taps(problem: CanonicalProblem, found: list[tuple[int, float, np.nd
 
 
 def _scan_block(
-    block: Block, w: np.ndarray, b: np.ndarray | None, n_blocks: int
+    block: Block, w: np.ndarray, b: np.ndarray | None, n_blocks: int, min_reach: int = SCAN_MIN
 ) -> list[tuple[int, float, np.ndarray, float, float]] | None:
     """The flagged output channels of one block: ``(output, share, offsets of the flagged bands' ends, rss, y'y)``.
 
     None when the block has too few equations to scan.
     """
-    from scipy.special import ndtri
-    from scipy.stats import chi2
+    from scipy.special import chdtri, ndtri  # (not scipy.stats: a slow import)
 
     lengths = [len(x) for x in block.xs]
-    reach = min(max(SCAN_TAPS * block.taps, SCAN_MIN), min(lengths) // 4)
+    reach = min(max(SCAN_TAPS * block.taps, min_reach), min(lengths) // 4)
     if reach < 1 or block.n_equations < 64:
         return None
     resid = [y - f for y, f in zip(block.outputs, forward(block, w, b))]
@@ -411,7 +419,7 @@ def _scan_block(
         # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null)
         centre = float(np.median(t))
         spread = 1.4826 * float(np.median(np.abs(t - centre)))
-        cut = np.maximum(chi2.isf(SCAN_ALPHA / tests, sizes), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
+        cut = np.maximum(chdtri(sizes, SCAN_ALPHA / tests), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
         hit = t > cut
         share = min(float(np.sum((t - sizes)[hit])) / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
         if not hit.any() or share < SCAN_EFFECT:

@@ -58,10 +58,12 @@ def ljung_box(residuals: Sequence[np.ndarray], lags: int) -> np.ndarray:
     return n * (n + 2) * q
 
 
-def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness | None, str | None]:
+def whiteness_check(
+    problem: CanonicalProblem, sol: Solution, max_rows: int = WHITENESS_ROWS
+) -> tuple[Whiteness | None, str | None]:
     """A Ljung-Box test of the residual's whiteness, per output channel, or why it could not run.
 
-    The residual ``y - A w`` of the solution is computed on at most ``WHITENESS_ROWS`` rows of each block
+    The residual ``y - A w`` of the solution is computed on at most ``max_rows`` rows of each block
     (one forward pass over those rows); its autocorrelation at lags ``1 .. h`` (``h = min(10, n // 5)``)
     gives :func:`ljung_box`'s ``Q``, with p-values from the chi-square law with ``h`` degrees of freedom.
     A p-value below ``WHITENESS_ALPHA`` (over all output channels, Bonferroni) says the residual is not
@@ -97,7 +99,7 @@ def whiteness_check(problem: CanonicalProblem, sol: Solution) -> tuple[Whiteness
         bias = sol.biases[b] if cfg.use_bias and sol.biases is not None else None
         if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
             return None, "the solution is not finite"
-        xs, ys = _first_rows(block, WHITENESS_ROWS)
+        xs, ys = _first_rows(block, max_rows)
         n = sum(len(y) for y in ys)
         h = min(WHITENESS_LAGS, n // 5)
         if n < WHITENESS_MIN_ROWS or h < 1:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import solvers
-from ..diagnostics import checks
+from ..diagnostics import checks as postfit
 from ..diagnostics.analysis import report_for
 from ..diagnostics.determinacy import DeterminacyReport
 from ..model.operator import block_residuals, forward
@@ -102,17 +102,19 @@ def run(
     warn: bool = True,
     stacklevel: int = 2,
     report: DeterminacyReport | None = None,
+    checks: str = "budget",
 ) -> KernelResult:
-    """Report, solve and finish ``problem`` with ``method`` (a registered name or a callable solver).
+    """Report, solve and finish ``problem`` with ``method`` (a registered name or a callable solver); ``checks`` is
+    the level of the post-fit checks (:data:`kernel_recovery.diagnostics.checks.LEVELS`).
 
     The whole call runs with serial BLAS (one scope, so the many small factorizations inside do not each pay
     for switching threadpools; the long passes over the data use their own Python threads or FFT workers).
     """
     with SerialBLAS():
-        return _run(problem, method, options, warn=warn, stacklevel=stacklevel + 1, report=report)
+        return _run(problem, method, options, warn=warn, stacklevel=stacklevel + 1, report=report, checks=checks)
 
 
-def _run(problem, method, options, *, warn, stacklevel, report):
+def _run(problem, method, options, *, warn, stacklevel, report, checks):
     name, solver = solvers.resolve(method)
     solvers.check_options(name, solver, options)
     check_feasible(problem)  # Grams that cannot fit in memory, values whose squares overflow: refused first
@@ -125,11 +127,17 @@ def _run(problem, method, options, *, warn, stacklevel, report):
     if warn:
         report.warn(stacklevel=stacklevel + 1, method=name if name in solvers.METHODS else "custom")
     sol = solver(problem, **options)
-    return finish(problem, name, sol, report, stacklevel=stacklevel + 1)
+    return finish(problem, name, sol, report, stacklevel=stacklevel + 1, checks=checks)
 
 
 def finish(
-    problem: CanonicalProblem, method: str, sol: Solution, report: DeterminacyReport, *, stacklevel: int = 2
+    problem: CanonicalProblem,
+    method: str,
+    sol: Solution,
+    report: DeterminacyReport,
+    *,
+    stacklevel: int = 2,
+    checks: str = "budget",
 ) -> KernelResult:
     """Build the :class:`KernelResult` of a solver's :class:`Solution` (the one place results are made)."""
     cfg = problem.config
@@ -148,15 +156,16 @@ def finish(
     retained = all(block.retains_rows for block in problem.blocks)
     stderr = None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr)
     relative = residual_rms / np.sqrt(yty / count) if yty > 0 and count else 0.0
-    fit = checks.Fit(kernel=kernel, stderr=stderr, relative_residual=relative, report=report, retained=retained)
-    records = checks.run_checks(problem, sol, fit)
+    level = check_choice(checks, "checks", postfit.LEVELS)
+    fit = postfit.Fit(kernel, stderr, relative, report, retained, level=level)
+    records = postfit.run_checks(problem, sol, fit)
     for record in records:  # what the checks found, told as each says (the order of CHECKS)
         diagnostics.update(record.diagnostics)
         if record.flagged and record.message is not None and record.in_message:
             message = f"{message}; {record.message}"
         elif record.flagged and record.message is not None and record.warning is not None:
             warnings.warn(record.message, record.warning, stacklevel=stacklevel + 1)
-    diagnostics["checks"] = {"residual": source, **{record.name: record.line for record in records}}
+    diagnostics["checks"] = {"level": level, "residual": source, **{record.name: record.line for record in records}}
     diagnostics["streamed"] = not retained or problem.inputs is None
     diagnostics["input"] = "arrays" if problem.inputs is not None else "statistics"  # out-of-core: its reader
     return KernelResult(
