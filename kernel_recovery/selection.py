@@ -14,7 +14,14 @@ from numpy.typing import ArrayLike
 from . import solvers
 from .api import recover_kernel
 from .diagnostics.lagsearch import LagSelection, choose_lags_for
-from .diagnostics.nested import information_criterion, prefix_fit
+from .diagnostics.nested import (
+    STRUCTURED_FROM,
+    NestedRSS,
+    PrefixFit,
+    convolution_prefix_fit,
+    information_criterion,
+    prefix_fit,
+)
 from .exceptions import IllConditionedWarning, KernelSizeWarning, UnderdeterminedWarning
 from .model.arrays import as_sequences
 from .model.config import SETTING_DEFAULTS, ConvConfig, ConvSpec, Layout, PaddingMode
@@ -329,10 +336,13 @@ def _score(
         elif criterion == "cv":
             scores.append(_cv_score(build_problem(xs_k, ys, **_candidate(spec, k, pad_k)), folds))
         else:
-            scores.append(float(information_criterion(r, kp, n_samples, criterion, EXACT_FIT * yty)))
-    return _Scores(
-        np.array(scores, dtype=float), np.array(rss, dtype=float), np.array(n_params, dtype=np.int64), tuple(status)
-    )
+            scores.append(np.nan)  # scored below, all at once
+    score = np.array(scores, dtype=float)
+    rss_a, k_a = np.array(rss, dtype=float), np.array(n_params, dtype=np.int64)
+    todo = np.isnan(score)
+    if criterion != "cv":
+        score[todo] = information_criterion(rss_a[todo], k_a[todo], n_samples, criterion, EXACT_FIT * yty)
+    return _Scores(score, rss_a, k_a, tuple(status))
 
 
 def _nested_rss(
@@ -346,7 +356,9 @@ def _nested_rss(
     (``"causal"`` and the trimmed inputs with ``flip``: the last ``k``; ``"same"``: the ones around its centre;
     otherwise the first ``k``), each longer run holding the shorter: in the order the taps join, one
     factorization of the largest Gram gives every candidate's fit
-    (:func:`~kernel_recovery.diagnostics.nested.prefix_fit`).
+    (:func:`~kernel_recovery.diagnostics.nested.prefix_fit`); a long single-input block whose taps join in order
+    (or in reverse) is factored from its displacement structure in ``O(T^2)``, without the Gram
+    (:func:`~kernel_recovery.diagnostics.nested.convolution_prefix_fit`).
     """
     if spec.stride != 1 or spec.dilation != 1 or not xs_for:
         return None
@@ -361,19 +373,23 @@ def _nested_rss(
             return big - k
         return 0
 
-    order: list[int] = []
-    for k in range(1, big + 1):
-        new = sorted(set(range(offset(k), offset(k) + k)) - set(order))
-        if len(new) != 1:
+    order = [offset(1)]
+    for k in range(2, big + 1):  # the run of k taps holds the run of k - 1 and one tap more, at either end
+        step = offset(k - 1) - offset(k)
+        if step not in (0, 1):
             return None
-        order.extend(new)
+        order.append(offset(k) if step else offset(k) + k - 1)
     problem = build_problem(xs_big, ys, **_candidate(spec, big, pad_big))
     use_bias = spec.use_bias
-    fits = []
+    fits: list[tuple[Block, int, PrefixFit | NestedRSS]] = []
     for block in problem.blocks:
         if block.n_free != block.taps * block.channels:
             return None
         c = block.channels
+        structured = _structured_fit(block, order, use_bias)
+        if structured is not None:
+            fits.append((block, c, structured))
+            continue
         cols = ([block.n_free] if use_bias else []) + [t * c + ch for t in order for ch in range(c)]
         st = block_statistics(block, use_bias)
         assert st.cross is not None and st.yty is not None  # the blocks hold y
@@ -394,6 +410,24 @@ def _nested_rss(
             total += float(fit.rss[p]) if fit.rank >= p else np.nan
         out[k] = (max(total, 0.0) if np.isfinite(total) else np.nan, worst)
     return out
+
+
+def _structured_fit(block: Block, order: list[int], use_bias: bool) -> NestedRSS | None:
+    """Every prefix of a long single-input block in ``O(T^2)`` (None: factor its Gram instead).
+
+    The taps join in canonical order (``0, 1, ..``) or reversed; reversed, the design is that of the
+    time-reversed sequences (row ``t`` of one is row ``m - 1 - t`` of the other, its taps reversed).
+    """
+    taps = block.taps
+    if block.channels != 1 or taps < STRUCTURED_FROM or block.ys is None:
+        return None
+    if order == list(range(taps)):
+        xs, ys = list(block.xs), list(block.ys)
+    elif order == list(range(taps - 1, -1, -1)):
+        xs, ys = [x[::-1] for x in block.xs], [y[::-1] for y in block.ys]
+    else:
+        return None
+    return convolution_prefix_fit(xs, ys, taps, use_bias)
 
 
 def _n_params(k: int, cin: int, cout: int, groups: int, use_bias: bool) -> int:

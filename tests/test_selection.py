@@ -198,3 +198,102 @@ def test_under_a_shown_bar_the_fits_draw_none_by_default(causal_data, monkeypatc
     kr.select_kernel_size(x, y, [3, 4], padding="causal", regularization="tc")
     assert "select_kernel_size" in sys.stderr.getvalue()
     assert asked == [False, False, None]  # the candidates' fits under the bar, then the final fit's default
+
+
+# -- long candidates: every prefix from the convolution's structure, against explicit least squares -------------
+
+
+def prefix_rss_reference(xs, ys, taps, use_bias):
+    """RSS of the fit on the first k columns (bias first), k = 0..taps(+1), by numpy.linalg.lstsq on the explicit
+    design of the sequences stacked."""
+    a = np.concatenate([np.lib.stride_tricks.sliding_window_view(x, taps) for x in xs])
+    if use_bias:
+        a = np.concatenate([np.ones((len(a), 1)), a], axis=1)
+    y = np.concatenate(ys)
+    out = [float(np.sum(y**2))]
+    for k in range(1, a.shape[1] + 1):
+        coef = np.linalg.lstsq(a[:, :k], y, rcond=None)[0]
+        out.append(float(np.sum((y - a[:, :k] @ coef) ** 2)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("sequences", [1, 3])
+@pytest.mark.parametrize("outputs", [1, 2])
+@pytest.mark.parametrize("use_bias", [False, True])
+@pytest.mark.parametrize("pole", [0.0, 0.95])
+def test_structured_prefix_scan_against_explicit_least_squares(sequences, outputs, use_bias, pole):
+    import scipy.signal
+
+    from kernel_recovery.diagnostics.nested import convolution_prefix_fit
+
+    rng = np.random.default_rng(sequences + 10 * outputs)
+    taps = 24
+    xs = [scipy.signal.lfilter([1.0], [1.0, -pole], rng.standard_normal(n)) + 0.5 for n in (160, 131, 97)[:sequences]]
+    w = rng.standard_normal((taps, outputs)) * 0.8 ** np.arange(taps)[:, None]
+    ys = [
+        np.lib.stride_tricks.sliding_window_view(x, taps) @ w
+        + 0.3
+        + 0.05 * rng.standard_normal((len(x) - taps + 1, outputs))
+        for x in xs
+    ]
+    fit = convolution_prefix_fit(xs, ys, taps, use_bias)
+    ref = prefix_rss_reference(xs, ys, taps, use_bias)
+    assert fit is not None and fit.rank == taps + use_bias
+    np.testing.assert_allclose(fit.rss, ref, rtol=1e-8, atol=1e-12 * ref[0])
+
+
+def test_structured_prefix_scan_leaves_a_deficient_design_to_the_cholesky_path():
+    from kernel_recovery.diagnostics.nested import convolution_prefix_fit
+
+    x = np.sin(0.3 * np.arange(400))  # excites 2 directions of 40 taps
+    y = np.lib.stride_tricks.sliding_window_view(x, 40) @ np.ones(40)
+    assert convolution_prefix_fit([x], [y[:, None]], 40) is None
+
+
+def brute_force_choice(x, y, candidates, criterion, padding, flip, use_bias):
+    """The criterion of each candidate from numpy.linalg.lstsq on its explicit design, and the argmin."""
+    m = len(y)
+    scores = []
+    for k in candidates:
+        if padding == "causal":
+            xk = np.concatenate([np.zeros(k - 1), x])
+        else:  # valid: y's length fixes the receptive field, the first (or, flipped, last) m + k - 1 samples
+            xk = x[len(x) - (m + k - 1) :] if flip else x[: m + k - 1]
+        a = np.lib.stride_tricks.sliding_window_view(xk, k)
+        if use_bias:
+            a = np.concatenate([a, np.ones((m, 1))], axis=1)
+        rss = float(np.sum((y - a @ np.linalg.lstsq(a, y, rcond=None)[0]) ** 2))
+        p = a.shape[1]
+        scores.append(m * np.log(rss / m) + (2 * p if criterion == "aic" else p * np.log(m)))
+    return candidates[int(np.argmin(scores))], np.array(scores)
+
+
+@pytest.mark.parametrize(
+    "padding, flip, use_bias, criterion",
+    [("valid", False, False, "aic"), ("valid", True, True, "bic"), ("causal", False, False, "bic"),
+     ("causal", True, True, "aic")],
+)  # fmt: skip
+def test_long_candidates_choose_as_a_loop_of_explicit_fits(padding, flip, use_bias, criterion, monkeypatch):
+    from kernel_recovery import selection
+
+    used = []
+    real = selection.convolution_prefix_fit
+    monkeypatch.setattr(selection, "convolution_prefix_fit", lambda *a: used.append(a[2]) or real(*a))
+    monkeypatch.setattr(selection, "STRUCTURED_FROM", 16)  # the structured scan from 16 taps (a cost threshold)
+    rng = np.random.default_rng(7)
+    taps = 37
+    w = rng.standard_normal(taps) * 0.9 ** np.arange(taps)
+    x = rng.standard_normal(400)
+    y = (
+        kr.conv1d(x, w, padding=padding, flip=flip)
+        + 0.3 * use_bias
+        + 0.05 * rng.standard_normal(len(x) if padding == "causal" else len(x) - taps + 1)
+    )
+    if padding == "valid":
+        y = y[: len(x) - 50 + 1]  # the largest candidate's length (a shorter kernel reads fewer samples)
+    candidates = list(range(20, 51))
+    sel = kr.select_kernel_size(x, y, candidates, criterion=criterion, padding=padding, flip=flip, use_bias=use_bias)
+    best, scores = brute_force_choice(x, y, candidates, criterion, padding, flip, use_bias)
+    assert used == [50]  # one structured scan, of the largest candidate
+    assert sel.kernel_size == best
+    np.testing.assert_allclose(sel.scores, scores, rtol=1e-9)
