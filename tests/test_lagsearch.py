@@ -126,18 +126,59 @@ def test_toeplitz_window_scan_is_close_to_the_exact_scans_on_a_long_record(rng, 
 
 
 @pytest.mark.parametrize("use_bias", [False, True])
-def test_choose_lags_on_a_long_window_matches_the_exact_scans(rng, monkeypatch, use_bias):
+def test_choose_lags_on_a_long_window_equals_the_cholesky_scans(rng, monkeypatch, use_bias):
     n, first, taps = 30000, 300, 700
     x = scipy.signal.lfilter([1.0], [1.0, -0.7], rng.standard_normal(n)) + (2.0 if use_bias else 0.0)
     h = rng.standard_normal(taps) * np.exp(-np.arange(taps) / 120.0)
     y = delayed(x, h, first) + 0.01 * rng.standard_normal(n) + (3.0 if use_bias else 0.0)
+    used = []
+    real = lagsearch.convolution_prefix_fit
+    monkeypatch.setattr(lagsearch, "convolution_prefix_fit", lambda *a: used.append(a[2]) or real(*a))
     fast = lagsearch.choose_lags([x[:, None]], [y[:, None]], use_bias=use_bias)
-    assert fast.window[1] - fast.window[0] + 1 > lagsearch.SMALL_WINDOW  # the Levinson path
+    assert used == [fast.window[1] - fast.window[0] + 1] * 2  # the structured scans: starts, then ends
+    monkeypatch.setattr(lagsearch, "STRUCTURED_FROM", 10**9)
     monkeypatch.setattr(lagsearch, "SMALL_WINDOW", 10**9)
-    exact = lagsearch.choose_lags([x[:, None]], [y[:, None]], use_bias=use_bias)
+    exact = lagsearch.choose_lags([x[:, None]], [y[:, None]], use_bias=use_bias)  # one Cholesky factorization
     assert fast.window == exact.window and fast.first == exact.first == first
-    assert abs(fast.last - exact.last) <= 2 and abs(fast.end_of_response - exact.end_of_response) <= 2
-    np.testing.assert_allclose(fast.noise_std, exact.noise_std, rtol=1e-6)
+    assert (fast.last, fast.end_of_response, fast.start_of_response) == (
+        exact.last,
+        exact.end_of_response,
+        exact.start_of_response,
+    )
+    # scores agree to rounding: RSS is y'y less the explained part (here 1e-5 of y'y), so both scans carry
+    # ~1e-8 of it; in the criterion's units (a lag costs 2 to log n) that is 1e-3 at most
+    np.testing.assert_allclose(fast.end_scores, exact.end_scores, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(fast.start_scores, exact.start_scores, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(fast.noise_std, exact.noise_std, rtol=1e-8)
+
+
+@pytest.mark.parametrize("use_bias, criterion", [(False, "bic"), (True, "aic")])
+def test_structured_lag_scans_choose_as_a_loop_of_explicit_fits(rng, monkeypatch, use_bias, criterion):
+    monkeypatch.setattr(lagsearch, "STRUCTURED_FROM", 16)  # the structured scans from 16 lags (a cost threshold)
+    n, first = 700, 12
+    x = rng.standard_normal(n) + 1.5 * use_bias
+    h = rng.standard_normal(20) * 0.85 ** np.arange(20)
+    y = delayed(x, h, first) + 0.02 * rng.standard_normal(n) + 0.7 * use_bias
+    choice = lagsearch.choose_lags([x[:, None]], [y[:, None]], use_bias=use_bias, criterion=criterion)
+    lo, hi = choice.window
+    assert hi - lo + 1 >= 16
+    a = lag_design(x[:, None], lo, hi)  # columns: lags lo..hi
+    if use_bias:
+        a = np.concatenate([np.ones((n, 1)), a], axis=1)
+    b = int(use_bias)
+
+    def score(cols):
+        rss = lstsq_rss(a[:, list(range(b)) + cols], y)
+        k = len(cols) + b
+        return n * np.log(rss / n) + (2 * k if criterion == "aic" else k * np.log(n))
+
+    ends = [score(list(range(b, b + e - lo + 1))) for e in choice.ends]
+    starts = [score(list(range(b + s - lo, a.shape[1]))) for s in choice.starts]
+    np.testing.assert_allclose(choice.end_scores, ends, rtol=1e-9)
+    np.testing.assert_allclose(choice.start_scores, starts, rtol=1e-9)
+    best_first = int(choice.starts[np.argmin(starts)])
+    assert choice.first == best_first == first
+    assert choice.last == max(int(choice.ends[np.argmin(ends)]), best_first)
 
 
 def test_information_criterion_is_select_kernel_size_formula():

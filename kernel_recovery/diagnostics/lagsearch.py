@@ -19,8 +19,14 @@ Three steps, none of which tries every lag:
    factorization.  AIC or BIC on these residuals (noise variance profiled) choose the end and the start.  A
    pivot at or below :func:`~kernel_recovery.model.spectrum.rank_tolerance` stops the scan there.
 
-   With one input channel and more than ``SMALL_WINDOW`` lags the ``O(T^3)`` factorization is replaced by an
-   ``O(T^2)`` one: the window's exact fit ``h`` (Toeplitz CG by FFT) and, by Pythagoras,
+   With one input channel and at least ``STRUCTURED_FROM`` lags, both scans are exact and ``O(T^2)``, without
+   the Gram: the design of a window is a convolution, whose Gram is Toeplitz up to the rows entering and
+   leaving at the record's ends, and a generalized Schur algorithm factors it from those generators
+   (:func:`~kernel_recovery.diagnostics.nested.convolution_prefix_fit`), once with the lags ascending (the ends)
+   and once descending (the starts).  Where that scan declines (a window the input does not resolve, an
+   ill-conditioned one, many sequences) and the window holds more than ``SMALL_WINDOW`` lags, the
+   ``O(T^3)`` factorization is replaced by an approximate ``O(T^2)`` one: the window's exact fit ``h``
+   (Toeplitz CG by FFT) and, by Pythagoras,
    ``RSS(S) = RSS + min_{w on S} (h - w)' G (h - w)`` with the Toeplitz matrix of the input's autocorrelation
    standing in for the Gram ``G``, solved for every prefix and every suffix by one Levinson recursion
    (:func:`toeplitz_window_scan`).  The full window's residual is exact; the differences are off by the
@@ -47,7 +53,15 @@ from ..model.statistics import column_sums, gram_from_lags, lagged_correlations
 from ..model.threads import fft_workers
 from ..model.validation import check_choice, check_int
 from ..model.whitening import whitening_filters
-from .nested import PrefixFit, dropped_rss, information_criterion, prefix_fit, toeplitz_window_scan
+from .nested import (
+    STRUCTURED_FROM,
+    PrefixFit,
+    convolution_prefix_fit,
+    dropped_rss,
+    information_criterion,
+    prefix_fit,
+    toeplitz_window_scan,
+)
 
 if TYPE_CHECKING:
     from ..model.result import KernelResult
@@ -478,8 +492,8 @@ def choose_lags(
     See the module docstring.  Cost: FFT correlations over the ``n + max_delay`` lags and, per round, a fit of
     the window (``T`` lags, ``P = T C`` columns); then the Gram of the final window and one Cholesky
     factorization, ``O(P^3 / 3)``, plus ``O(P^2 q)`` for ``q`` start candidates, or, with one input channel and
-    ``T > SMALL_WINDOW``, one Levinson recursion, ``O(T^2 O)`` in ``T`` numpy steps; no lag is fitted on its
-    own.
+    ``T >= STRUCTURED_FROM``, two generalized Schur scans, ``O(T^2 (O + 4))`` each in ``T`` steps of BLAS level-1
+    calls; no lag is fitted on its own.
 
     Examples
     --------
@@ -498,9 +512,10 @@ def choose_lags(
     seed = _seed(xs, ys, max_length, max_delay)
     notes = [seed.note]
     lo, hi, sig_lo, fitted = _window(xs, ys, seed, max_length, use_bias, notes)
-    if xs[0].shape[1] == 1 and hi - lo + 1 > SMALL_WINDOW:
+    scan = _structured_window_scan(xs, ys, lo, hi, use_bias) if xs[0].shape[1] == 1 else None
+    if scan is None and xs[0].shape[1] == 1 and hi - lo + 1 > SMALL_WINDOW:
         scan = _levinson_window_scan(xs, ys, lo, hi, use_bias, fitted, notes)
-    else:
+    elif scan is None:
         scan = _cholesky_window_scan(xs, ys, lo, hi, use_bias, notes)
     hi = scan.hi
     scores = _scores(scan, xs[0].shape[1], ys[0].shape[1], use_bias, name, min(hi, max(sig_lo, lo) + seed.margin))
@@ -690,6 +705,32 @@ def _levinson_window_scan(
             break
         hi = _unresolved(lo, hi, scan.rank, notes)
     return _WindowScan(lo, hi, scan.end_rss, n_rows, suffix_rss=scan.start_rss[::-1][:-1])
+
+
+def _structured_window_scan(
+    xs: list[np.ndarray], ys: list[np.ndarray], lo: int, hi: int, use_bias: bool
+) -> _WindowScan | None:
+    """One input channel, from ``STRUCTURED_FROM`` lags: every end and every start exactly, in ``O(T^2)`` each.
+
+    On the canonical axis (:func:`_shifted`) tap ``j`` is lag ``hi - j``, so the fits on ``s..hi`` are the prefixes
+    of the canonical taps, and the fits on ``lo..e`` those of the time-reversed sequences (row ``t`` of one is row
+    ``n - 1 - t`` of the other, its taps reversed); both from the convolution's structure
+    (:func:`~kernel_recovery.diagnostics.nested.convolution_prefix_fit`).  None where that scan declines (a
+    deficient or ill-conditioned window, many sequences): the Levinson or Cholesky scan then.
+    """
+    taps = hi - lo + 1
+    if taps < STRUCTURED_FROM:
+        return None
+    shifted = [_shifted(x, lo, hi) for x in xs]
+    b = int(use_bias)
+    starts = convolution_prefix_fit(shifted, list(ys), taps, use_bias)
+    if starts is None:
+        return None
+    ends = convolution_prefix_fit([x[::-1] for x in shifted], [y[::-1] for y in ys], taps, use_bias)
+    if ends is None:
+        return None
+    n_rows = sum(len(y) for y in ys)
+    return _WindowScan(lo, hi, ends.rss[b:], n_rows, suffix_rss=starts.rss[b:][::-1][:-1])
 
 
 def _cholesky_window_scan(
