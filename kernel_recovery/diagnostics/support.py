@@ -391,12 +391,12 @@ def _scan_block(
 
     None when the block has too few equations to scan.
     """
-    from scipy.special import chdtri, ndtri  # (not scipy.stats: a slow import)
-
     lengths = [len(x) for x in block.xs]
     reach = min(max(SCAN_TAPS * block.taps, min_reach), min(lengths) // 4)
     if reach < 1 or block.n_equations < 64:
         return None
+    from scipy.special import chdtri, ndtri  # (imported once a scan runs; not scipy.stats: a slower import)
+
     resid = [y - f for y, f in zip(block.outputs, forward(block, w, b))]
     # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
     # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)

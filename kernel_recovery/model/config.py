@@ -193,20 +193,24 @@ class ConvSpec:
             lags=lags,
         )
 
+    def settings(self) -> dict[str, Any]:
+        """The fields by name (a shallow ``dataclasses.asdict``: the fields are scalars and tuples, so no deep copy)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
     def bind(self, in_channels: int, out_channels: int) -> ConvConfig:
         """The configuration of data with these channel counts (each divisible by ``groups``)."""
         if in_channels % self.groups:
             raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={self.groups}).")
         if out_channels % self.groups:
             raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={self.groups}).")
-        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **dataclasses.asdict(self.spec))
+        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **self.spec.settings())
 
     def replace(self, **changes: Any) -> ConvSpec:
         """The settings with some changed, validated again (channel counts, on a :class:`ConvConfig`, dropped).
 
         New ``lags`` bring their own alignment: ``kernel_size`` and ``padding`` follow them unless given too.
         """
-        settings = {**dataclasses.asdict(self.spec), **changes}
+        settings = {**self.spec.settings(), **changes}
         if changes.get("lags") is not None:
             if "kernel_size" not in changes:
                 settings["kernel_size"] = None
