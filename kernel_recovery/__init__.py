@@ -17,6 +17,7 @@ from .exceptions import (
     UnderdeterminedWarning,
 )
 from .model.conv import conv1d
+from .model.grid import conv
 from .model.problem import CanonicalProblem
 from .model.result import KernelResult, Solution, StepResponse
 from .planning import plan
@@ -65,6 +66,7 @@ __all__ = [
     "UnderdeterminedWarning",
     "__version__",
     "analyze",
+    "conv",
     "conv1d",
     "plan",
     "recover_kernel",

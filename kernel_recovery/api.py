@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from numpy.typing import ArrayLike
 
-from . import solvers
+from . import grids, solvers
 from .diagnostics import lagsearch
 from .diagnostics.analysis import report_for
 from .diagnostics.determinacy import DeterminacyReport
 from .model.arrays import as_sequences
-from .model.config import ConvSettings, ConvSpec, Layout, Padding, check_layout
+from .model.config import ConvSettings, ConvSpec, Layout, Padding, check_layout, check_setting_names
+from .model.grid import GridSpec
 from .model.problem import CanonicalProblem, build_problem
 from .model.result import KernelResult
 from .model.validation import check_bool
@@ -213,6 +214,18 @@ def recover_kernel(
     >>> kr.recover_kernel(pairs, None, 3).kernel.ravel().round(12)
     array([ 0.5, -1. ,  2. ])
     """
+    if grids.is_grid(x, y, kernel_size):  # N-D kernels, complex signals
+        grids.refuse_sequence_options(
+            lags=lags, nan_policy=nan_policy, prewhiten=prewhiten, chunk_size=chunk_size, split_every=split_every,
+            checkpoint=checkpoint, progress=progress,
+        )  # fmt: skip
+        grid_spec = GridSpec.create(
+            kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
+            layout=layout, flip=flip,
+        )  # fmt: skip
+        if y is None:
+            raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
+        return grids.recover(x, y, grid_spec, method=method, options=options, door=recover_kernel)
     streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
     if y is None and outofcore.input_kind(x) != "stream":
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
@@ -365,6 +378,17 @@ def analyze(
     >>> rep.rank.tolist(), rep.excitation_order.tolist(), rep.cause_codes
     ([2], [2], ('few_frequencies',))
     """
+    if grids.is_grid(x, y, kernel_size):  # N-D kernels, complex signals
+        grids.refuse_sequence_options(
+            lags=settings.get("lags"), nan_policy=nan_policy, chunk_size=chunk_size, split_every=split_every,
+            progress=progress,
+        )  # fmt: skip
+        check_setting_names(settings)
+        grid_spec = GridSpec.create(kernel_size, **{k: v for k, v in settings.items() if k != "lags"})
+        report = grids.analyze(x, y, grid_spec, out_channels=out_channels, noise_level=noise_level)
+        if check_bool(warn, "warn"):
+            report.warn(stacklevel=2)
+        return report
     streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
     if streamed:
         outofcore.check_streamable(nan_policy=nan_policy, lags=settings.get("lags"))

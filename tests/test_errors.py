@@ -88,7 +88,6 @@ def test_empty_arrays():
 @pytest.mark.parametrize(
     "x, match",
     [
-        (X.astype(complex), r"`x` must be real, got complex"),
         (np.array(["a", "b", "c"]), r"`x` must be a real numeric array, got dtype <U1"),
         (np.array([True, False, True]), r"`x` must be numeric, got dtype bool"),
         (np.array([1, "a", None], dtype=object), r"`x` must be a numeric array, got dtype object"),
@@ -97,6 +96,17 @@ def test_empty_arrays():
 def test_bad_dtypes(x, match):
     with pytest.raises(TypeError, match=match):
         kr.recover_kernel(x, Y[: max(len(x) - 2, 1)], 3)
+
+
+def test_complex_sequences_take_the_grid_path_and_sequence_options_are_refused():
+    """Complex x (once an error) is solved as a complex 1-D problem; keywords of real sequences are refused."""
+    xc = X.astype(complex) * (1 + 1j)
+    res = kr.recover_kernel(xc, kr.conv(xc, np.array([1.0, 2.0, 3.0])[:, None, None]), 3)
+    np.testing.assert_allclose(res.kernel.ravel(), [1.0, 2.0, 3.0], atol=1e-10)
+    with pytest.raises(ValueError, match=r"`lags` \(=\(0, 2\)\) applies to 1-D real sequences"):
+        kr.recover_kernel(xc, xc, lags=(0, 2))
+    with pytest.raises(ValueError, match=r"`nan_policy` \(='omit'\)"):
+        kr.recover_kernel(xc, xc[:-2], 3, nan_policy="omit")
 
 
 def test_y_required():

@@ -244,7 +244,10 @@ class DeterminacyReport:
 
     def __str__(self) -> str:
         cfg = self.config
-        head = "Determinacy of a Conv1D kernel" if self.source == "data" else "Planned determinacy of a Conv1D kernel"
+        layer = f"Conv{getattr(cfg, 'ndim', 1)}D"  # a grid configuration (2-D, 3-D kernels) has ndim
+        head = (
+            f"Determinacy of a {layer} kernel" if self.source == "data" else f"Planned determinacy of a {layer} kernel"
+        )
         lines = [f"{head} ({cfg.describe()}): {self.status.upper().replace('_', '-')}"]
         if self.source == "plan":
             n_seq = len(self.lengths)
@@ -304,7 +307,7 @@ class DeterminacyReport:
         if self.excitation_order is not None and self.joint_excitation_order is not None:
             parts = []
             for c, r in enumerate(self.excitation_order):
-                parts.append(f"{c}: {r}" + ("" if r >= cfg.kernel_size else " (too low)"))
+                parts.append(f"{c}: {r}" + ("" if r >= np.prod(cfg.kernel_size) else " (too low)"))
             joint = ", ".join(str(int(j)) for j in self.joint_excitation_order)
             lines.append(
                 f"  excitation order (capped at kernel_size={cfg.kernel_size}): input channel "
@@ -380,7 +383,7 @@ class DeterminacyReport:
             text = (
                 f"underdetermined: each output channel has {eq} equations for {unk} unknowns; give at least "
                 f"{unk - eq} more output sample(s) per channel (a longer record or more sequences)"
-                f"{', fewer taps (kernel_size)' if cfg.kernel_size > 1 else ''}, or {ridge}."
+                f"{', fewer taps (kernel_size)' if np.prod(cfg.kernel_size) > 1 else ''}, or {ridge}."
             )
         else:
             text = f"rank-deficient: the design has rank {rank} for {unk} unknowns."
