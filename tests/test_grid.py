@@ -152,3 +152,19 @@ def test_grid_errors_name_the_argument():
         kr.recover_kernel(x, x[:7, :7], (2, 2), layout="nhcw")
     with pytest.raises(ValueError, match="too small for kernel_size"):
         kr.conv(np.zeros((2, 2)), np.ones((3, 3, 1, 1)))
+
+
+def test_result_predicts_scores_and_summarizes_an_image_kernel():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 30, 30, 2))
+    w = rng.standard_normal((3, 3, 2, 1))
+    y = kr.conv(x, w, [0.5], padding="same") + 0.01 * rng.standard_normal((2, 30, 30, 1))
+    res = kr.recover_kernel(x, y, (3, 3), padding="same", use_bias=True)
+    np.testing.assert_allclose(res.predict(x), kr.conv(x, res.kernel, res.bias, padding="same"))
+    fresh = rng.standard_normal((1, 20, 20, 2))
+    y_fresh = kr.conv(fresh, w, [0.5], padding="same")
+    r2 = 1 - np.sum((y_fresh - res.predict(fresh)) ** 2) / np.sum((y_fresh - y_fresh.mean()) ** 2)
+    np.testing.assert_allclose(res.score(fresh, y_fresh), [r2])
+    text = res.summary()
+    assert "kernel_size=(3, 3)" in text and "delay" not in text and res.delay is None
+    assert res.to_dict()["config"]["kernel_size"] == [3, 3]

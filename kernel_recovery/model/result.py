@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 from .arrays import as_sequences, jsonable
 from .config import ConvConfig
 from .conv import conv1d
+from .grid import GridConfig, conv, read_grid
 from .validation import check_choice, check_int, check_real
 
 if TYPE_CHECKING:  # the report is computed above this layer; results only hold one
@@ -230,8 +231,14 @@ class KernelResult:
     covariance: list[np.ndarray] | None = None
 
     def predict(self, x: ArrayLike) -> np.ndarray | list[np.ndarray]:
-        """``conv1d(x, kernel, bias)`` with the configuration the kernel was recovered under."""
+        """``conv1d(x, kernel, bias)`` with the configuration the kernel was recovered under (``conv`` for N-D
+        kernels and complex signals)."""
         c = self.config
+        if isinstance(c, GridConfig):
+            return conv(
+                x, self.kernel, self.bias, stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups,
+                layout=c.layout, flip=c.flip,
+            )  # fmt: skip
         return conv1d(
             x, self.kernel, self.bias, stride=c.stride, padding="valid" if c.lags else c.padding,
             dilation=c.dilation, groups=c.groups, layout=c.layout, flip=c.flip, lags=c.lags,
@@ -252,6 +259,8 @@ class KernelResult:
         the fit's first lag (``lags="auto"`` records its chosen window in ``diagnostics["lags"]``, whose first
         lag may sit a few taps before the onset).
         """
+        if getattr(self.config, "ndim", 1) > 1:  # an image's or a volume's kernel has no time axis
+            return None
         onsets = self.onsets()
         return None if np.all(np.isnan(onsets)) else int(np.nanmin(onsets))
 
@@ -413,8 +422,15 @@ class KernelResult:
     def _fresh_sums(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Per output channel: ``sum (y - predict(x))^2`` and ``sum (y - mean y)^2`` over all samples."""
         layout = self.config.layout
-        predicted = as_sequences(self.predict(x), "predict(x)", layout).arrays
-        observed = as_sequences(y, "y", layout).arrays
+        if isinstance(self.config, GridConfig):
+            ndim, last = self.config.ndim, self.config.channels_last
+            predicted = tuple(
+                a.reshape(-1, a.shape[-1]) for a in read_grid(self.predict(x), "predict(x)", ndim, last).arrays
+            )
+            observed = tuple(a.reshape(-1, a.shape[-1]) for a in read_grid(y, "y", ndim, last).arrays)
+        else:
+            predicted = as_sequences(self.predict(x), "predict(x)", layout).arrays
+            observed = as_sequences(y, "y", layout).arrays
         if len(observed) != len(predicted) or any(a.shape != b.shape for a, b in zip(observed, predicted)):
             want = ", ".join(str(p.shape) for p in predicted[:3]) + (", ..." if len(predicted) > 3 else "")
             got = ", ".join(str(a.shape) for a in observed[:3]) + (", ..." if len(observed) > 3 else "")
@@ -423,8 +439,8 @@ class KernelResult:
                 f"got {len(observed)} of [{got}]."
             )
         obs, pred = np.concatenate(observed), np.concatenate(predicted)
-        rss = np.sum((obs - pred) ** 2, axis=0)
-        tss = np.sum((obs - obs.mean(axis=0)) ** 2, axis=0)
+        rss = np.sum(np.abs(obs - pred) ** 2, axis=0)
+        tss = np.sum(np.abs(obs - obs.mean(axis=0)) ** 2, axis=0)
         return rss, tss
 
     def summary(self) -> str:
@@ -490,7 +506,8 @@ class KernelResult:
             if self.stderr is not None and np.all(np.isfinite(self.stderr))
             else f"first lag with |h| >= {DELAY_FRACTION:g} max |h|"
         )
-        rows.append(("delay", "none: no tap stands out" if delay is None else f"{delay} samples ({rule})"))
+        if getattr(self.config, "ndim", 1) == 1:
+            rows.append(("delay", "none: no tap stands out" if delay is None else f"{delay} samples ({rule})"))
         rows.extend(_check_rows(d.get("checks")))
         lines = ["KernelResult summary"]
         for name, text in rows:  # long rows (the checks) wrap under their text, so every line fits 120 columns
