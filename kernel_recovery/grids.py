@@ -10,6 +10,7 @@ or three entries or when ``x`` or ``y`` is complex (:func:`is_grid`); the result
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from numpy.typing import ArrayLike
 from . import solvers
 from .diagnostics.determinacy import DeterminacyReport
 from .diagnostics.grid import grid_report
+from .diagnostics.grid_checks import run_grid_checks
 from .model.grid import (
     GridConfig,
     GridProblem,
@@ -104,7 +106,7 @@ def recover(
     report = grid_report(problem)
     report.warn(stacklevel=stacklevel + 1, method=name if name in solvers.METHODS else "custom")
     sol = solver(problem, **options)
-    return finish(problem, name, sol, report)
+    return finish(problem, name, sol, report, stacklevel=stacklevel + 1)
 
 
 def analyze(
@@ -115,7 +117,9 @@ def analyze(
     return grid_report(problem, noise_level=noise_level)
 
 
-def finish(problem: GridProblem, method: str, sol: GridSolution, report: DeterminacyReport) -> KernelResult:
+def finish(
+    problem: GridProblem, method: str, sol: GridSolution, report: DeterminacyReport, *, stacklevel: int = 2
+) -> KernelResult:
     """The :class:`KernelResult` of a grid solution: kernel, bias, residual, noise, standard errors, covariance."""
     cfg = problem.config
     kernel, bias = columns_to_kernel(cfg, sol.coefs)
@@ -131,6 +135,10 @@ def finish(problem: GridProblem, method: str, sol: GridSolution, report: Determi
     if sol.unit_covariance is not None and np.all(np.isfinite(noise_var)):
         stderr, bias_stderr, covariance = _uncertainty(cfg, sol.unit_covariance, noise_var)
     success, message = bool(sol.success), sol.message
+    checks = run_grid_checks(problem, sol.coefs)
+    for check in checks:
+        if check.warning is not None and check.message is not None:
+            warnings.warn(check.message, check.warning, stacklevel=stacklevel + 1)
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
         success, message = False, f"the solver returned non-finite values ({sol.message})"
     diagnostics = {
@@ -140,7 +148,8 @@ def finish(problem: GridProblem, method: str, sol: GridSolution, report: Determi
         "dof": float(dof.min()) if len(dof) else 0.0,
         "relative_residual": float(np.sqrt(rss.sum() / yty)) if yty > 0 else 0.0,
         "complex": problem.is_complex,
-        "checks": {"residual": "data", "specification": "not run: the grid path has no post-fit checks yet"},
+        "checks": {"residual": "data", **{c.name: c.line for c in checks}},
+        "specification": {c.name: c.entry for c in checks if c.entry},
         "streamed": False,
         "input": "arrays",
     }

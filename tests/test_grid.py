@@ -168,3 +168,35 @@ def test_result_predicts_scores_and_summarizes_an_image_kernel():
     text = res.summary()
     assert "kernel_size=(3, 3)" in text and "delay" not in text and res.delay is None
     assert res.to_dict()["config"]["kernel_size"] == [3, 3]
+
+
+@pytest.mark.parametrize(
+    "defect, check",
+    [("relu", "saturation"), ("quadratic", "nonlinearity"), ("offset", "missing_bias")],
+)
+def test_grid_misfits_are_warned_by_the_check_that_explains_them(defect, check):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 40, 40, 2))
+    y = kr.conv(x, rng.standard_normal((3, 3, 2, 2)))
+    y = y + 0.1 * rng.standard_normal(y.shape)
+    y = {"relu": np.maximum(y, 0), "quadratic": y + 0.3 * y**2, "offset": y + 3.0}[defect]
+    with pytest.warns(kr.ModelMisfitWarning) as caught:
+        res = kr.recover_kernel(x, y, (3, 3))
+    assert res.diagnostics["checks"][check] == "flagged"
+    assert len(caught) == (2 if defect == "quadratic" else 1)  # y + y^2 also has an offset; a clipped y only its cause
+    assert res.diagnostics["specification"][check]["p_value"].min() < 1e-8
+
+
+def test_healthy_grid_fits_raise_no_misfit_alarm():
+    rng = np.random.default_rng(10)
+    for _ in range(20):  # white and smooth (correlated) images, with and without a bias
+        x = rng.standard_normal((1, 48, 48, 1))
+        if rng.integers(2):
+            x = scipy.signal.convolve(x, np.ones((1, 3, 3, 1)) / 9, mode="same")
+        use_bias = bool(rng.integers(2))
+        y = kr.conv(x, rng.standard_normal((4, 4, 1, 1)), [0.7] if use_bias else None)
+        y = y + 0.05 * rng.standard_normal(y.shape)
+        res = kr.recover_kernel(x, y, (4, 4), use_bias=use_bias)  # filterwarnings=error: any warning fails
+        assert all(
+            line in ("passed", "not needed: the fit has a bias", "data") for line in res.diagnostics["checks"].values()
+        )
