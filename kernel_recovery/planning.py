@@ -12,6 +12,7 @@ from .diagnostics.determinacy import DeterminacyReport, check_noise_level
 from .diagnostics.geometry import data_needed, shape_causes, untouched_taps, user_taps
 from .exceptions import UnderdeterminedWarning
 from .model.config import ConvConfig, ConvSettings, ConvSpec
+from .model.grid import GridConfig, GridSpec
 from .model.validation import check_int, check_real
 
 if TYPE_CHECKING:
@@ -32,9 +33,9 @@ def _lengths(lengths: int | Sequence[int], batch: int | None) -> tuple[int, ...]
 
 
 def plan(
-    kernel_size: int,
+    kernel_size: int | tuple[int, ...],
     *,
-    lengths: int | Sequence[int],
+    lengths: int | Sequence[int] | Sequence[Sequence[int]],
     in_channels: int = 1,
     out_channels: int | None = None,
     batch: int | None = None,
@@ -47,10 +48,11 @@ def plan(
 
     Parameters
     ----------
-    kernel_size : int
-        Number of taps.
+    kernel_size : int or tuple of int
+        Number of taps; a tuple of 2 or 3 entries plans an N-D kernel (Conv2D/Conv3D, see :func:`conv`).
     lengths : int or sequence of int
-        Input length of each sequence; an int with ``batch`` means ``batch`` sequences of that length.
+        Input length of each sequence; an int with ``batch`` means ``batch`` sequences of that length.  For an N-D
+        kernel: the spatial shape of the input ``(H, W)`` (``batch`` items of it), or a list of shapes.
     in_channels, out_channels : int
         Channels of ``x`` and ``y`` (``out_channels`` defaults to ``groups``).
     batch : int, optional
@@ -91,8 +93,18 @@ def plan(
     >>> kr.plan(8, lengths=1000, noise_level=0.1).expected_error.round(4).tolist()
     [0.009]
     """
-    n_seq = _lengths(lengths, batch)
     input_std = check_real(input_std, "input_std", low=0, low_open=True)
+    if isinstance(kernel_size, (tuple, list)) and len(kernel_size) >= 2:  # an N-D kernel: lengths are shapes
+        settings_nd = {k: v for k, v in settings.items() if k != "lags"}
+        spec_nd = GridSpec.create(kernel_size, **settings_nd)  # type: ignore[arg-type]
+        n_out = spec_nd.groups if out_channels is None else check_int(out_channels, "out_channels")
+        cfg_nd = spec_nd.bind(check_int(in_channels, "in_channels"), n_out)
+        report = _grid_plan(cfg_nd, _shapes(lengths, batch, cfg_nd.ndim), input_std, noise_level)
+        if warn and not report.ok:
+            warnings.warn(f"the planned experiment does not determine the kernel: {' '.join(report.causes)}",
+                          UnderdeterminedWarning, stacklevel=2)  # fmt: skip
+        return report
+    n_seq = _lengths(lengths, batch)
     spec = ConvSpec.create(kernel_size, **settings)
     n_out = spec.groups if out_channels is None else check_int(out_channels, "out_channels")
     cfg = spec.bind(check_int(in_channels, "in_channels"), n_out)
@@ -215,3 +227,91 @@ def _untouched_directions(cfg: ConvConfig, taps: list[int]) -> np.ndarray:
             v[k, c] = 1.0
             null.append(v)
     return np.array(null).reshape(len(null), cfg.kernel_size, cin)
+
+
+def _shapes(lengths: object, batch: int | None, ndim: int) -> tuple[tuple[int, ...], ...]:
+    """The spatial shape of each planned N-D item: one shape (``batch`` times) or a list of shapes."""
+    if isinstance(lengths, (tuple, list)) and len(lengths) == ndim and all(np.ndim(v) == 0 for v in lengths):
+        shape = tuple(check_int(v, "lengths") for v in lengths)
+        return (shape,) * (1 if batch is None else check_int(batch, "batch"))
+    if isinstance(lengths, (tuple, list)) and lengths and all(np.ndim(v) == 1 and len(v) == ndim for v in lengths):
+        shapes = tuple(tuple(check_int(v, "lengths") for v in item) for item in lengths)
+        if batch is not None and check_int(batch, "batch") != len(shapes):
+            raise ValueError(f"`batch` (={batch}) must equal the number of shapes given ({len(shapes)}), or be None.")
+        return shapes
+    raise ValueError(
+        f"`lengths` must be a spatial shape of {ndim} ints or a list of them for a {ndim}-D kernel, got {lengths!r}."
+    )
+
+
+def _grid_plan(
+    cfg: GridConfig, shapes: tuple[tuple[int, ...], ...], input_std: float, noise_level: object
+) -> DeterminacyReport:
+    """The plan of an N-D experiment on white noise: counts, the taps padding leaves unseen, the expected accuracy."""
+    outs = [cfg.output_shape(s) for s in shapes]
+    for s, o in zip(shapes, outs):
+        if min(o) < 1:
+            raise ValueError(
+                f"`lengths` {s} is too small for kernel_size={cfg.kernel_size} (span {cfg.span}): no output."
+            )
+    n_eq = int(sum(np.prod(o) for o in outs))
+    reached = np.ones(cfg.kernel_size, dtype=bool)  # a tap is seen if some output reads a real sample through it
+    for axis, (k, d, st) in enumerate(zip(cfg.kernel_size, cfg.dilation, cfg.stride)):
+        seen = np.zeros(k, dtype=bool)
+        for s, o in zip(shapes, outs):
+            before = cfg.pads(s)[axis][0]
+            pos = np.arange(o[axis])[:, None] * st + np.arange(k)[None] * d - before
+            seen |= np.any((pos >= 0) & (pos < s[axis]), axis=0)
+        shape = [1] * cfg.ndim
+        shape[axis] = k
+        reached &= seen.reshape(shape)
+    p, cin = cfg.unknowns_per_output, cfg.in_per_group
+    r = min(n_eq, int(reached.sum()) * cin + int(cfg.use_bias))
+    spare = n_eq - p - 1
+    var_tap = 1.0 / input_std**2 / spare if r == p and spare > 0 else np.inf
+    var_bias = 1.0 / spare if r == p and spare > 0 else np.inf
+    gain = float(np.sqrt(cfg.taps * cin * var_tap + (var_bias if cfg.use_bias else 0.0)))
+    cond = (1 + np.sqrt(p / n_eq)) / (1 - np.sqrt(p / n_eq)) if r == p and n_eq > p else (np.inf if r < p else np.nan)
+    status = _status(n_eq, r, p)
+    spare_seen = n_eq - r - 1  # the coefficients that are seen are determined even when others are not
+    kernel_gain = np.full(cfg.kernel_shape, np.sqrt(1.0 / input_std**2 / spare_seen) if spare_seen > 0 else np.inf)
+    kernel_gain[~reached] = np.inf
+    null = []
+    for k in np.argwhere(~reached):
+        for c in range(cin):
+            v = np.zeros(cfg.kernel_size + (cin,))
+            v[tuple(k) + (c,)] = 1.0
+            null.append(v)
+    null_space = np.array(null) if null else np.zeros((0,) + cfg.kernel_size + (cin,))
+    causes, advice, codes = (), (), ()
+    if status == "underdetermined":
+        causes = (f"the planned items give {n_eq} equations per output channel for {p} unknowns.",)
+        advice, codes = ("plan larger or more items (batch), or a smaller kernel_size.",), ("too_short",)
+    elif status == "rank_deficient":
+        causes = (f"padding and stride leave {int((~reached).sum())} kernel position(s) reading only padding zeros.",)
+        advice, codes = ("use less padding or a smaller kernel_size.",), ("untouched_taps",)
+    n_out = cfg.out_channels
+    noise = check_noise_level(noise_level, n_out)  # type: ignore[arg-type]
+    return DeterminacyReport(
+        config=cfg,  # type: ignore[arg-type]  # a GridConfig reads as a ConvConfig here
+        equations=np.full(n_out, n_eq, dtype=np.int64),
+        unknowns=np.full(n_out, p, dtype=np.int64),
+        rank=np.full(n_out, r, dtype=np.int64),
+        condition_number=np.full(n_out, cond),
+        status=status,
+        channel_status=(status,) * n_out,
+        error_per_unit_noise=np.full(n_out, gain),
+        singular_values=[np.zeros(0) for _ in range(cfg.groups)],
+        null_space=[null_space.copy() for _ in range(cfg.groups)],
+        null_space_bias=[np.zeros(len(null_space)) for _ in range(cfg.groups)] if cfg.use_bias else None,
+        causes=causes,
+        advice=advice,
+        exact_rank=False,
+        cause_codes=codes,
+        kernel_error_per_unit_noise=kernel_gain,
+        bias_error_per_unit_noise=np.full(n_out, np.sqrt(var_bias)) if cfg.use_bias else None,
+        noise_level=noise,
+        expected_error=None if noise is None else noise * gain,
+        lengths=tuple(int(np.prod(s)) for s in shapes),
+        source="plan",
+    )

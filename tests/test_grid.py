@@ -200,3 +200,24 @@ def test_healthy_grid_fits_raise_no_misfit_alarm():
         assert all(
             line in ("passed", "not needed: the fit has a bias", "data") for line in res.diagnostics["checks"].values()
         )
+
+
+def test_plan_of_an_image_kernel_agrees_with_analyze_on_white_noise():
+    rng = np.random.default_rng(11)
+    planned = kr.plan((5, 5), lengths=(64, 64), batch=2, in_channels=2, use_bias=True, noise_level=0.1)
+    seen = kr.analyze(rng.standard_normal((2, 64, 64, 2)), None, (5, 5), use_bias=True, noise_level=0.1)
+    assert planned.status == seen.status == "overdetermined"
+    assert planned.equations.tolist() == seen.equations.tolist() and planned.unknowns.tolist() == seen.unknowns.tolist()
+    np.testing.assert_allclose(planned.expected_error, seen.expected_error, rtol=0.05)
+
+
+def test_plan_finds_the_taps_that_padding_and_stride_leave_unseen():
+    settings = dict(stride=3, padding=1)
+    planned = kr.plan((3, 3), lengths=(3, 3), batch=20, **settings)
+    with pytest.warns(kr.UnderdeterminedWarning):
+        seen = kr.analyze(np.random.default_rng(12).standard_normal((20, 3, 3, 1)), None, (3, 3), **settings)
+    assert planned.status == seen.status == "rank_deficient"
+    assert planned.rank.tolist() == seen.rank.tolist() == [4]
+    unseen = np.isinf(planned.kernel_error_per_unit_noise[..., 0, 0])
+    np.testing.assert_array_equal(unseen, np.isinf(seen.kernel_error_per_unit_noise[..., 0, 0]))
+    assert unseen[0].all() and unseen[:, 0].all() and unseen.sum() == 5
