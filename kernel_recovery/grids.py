@@ -99,6 +99,12 @@ def recover(
 ) -> KernelResult:
     """Fit a grid problem: the report, the solver, and the result (the grid counterpart of ``pipeline.run``)."""
     name, solver = resolve(method)
+    for prior in ("regularization", "prior", "share_hyperparameters"):
+        if prior in options:
+            raise ValueError(
+                f"`{prior}` (the decaying impulse-response priors) applies to real 1-D sequences; for N-D kernels and "
+                "complex signals use ridge=... (or, for real N-D kernels, smoothness=... and constraints=...)."
+            )
     solvers.check_options(name, cast(Any, solver), options, door=door)
     problem = build_grid_problem(x, y, spec)
     if problem.is_complex and name == "adam":

@@ -221,3 +221,14 @@ def test_plan_finds_the_taps_that_padding_and_stride_leave_unseen():
     unseen = np.isinf(planned.kernel_error_per_unit_noise[..., 0, 0])
     np.testing.assert_array_equal(unseen, np.isinf(seen.kernel_error_per_unit_noise[..., 0, 0]))
     assert unseen[0].all() and unseen[:, 0].all() and unseen.sum() == 5
+
+
+def test_methods_and_options_that_do_not_take_complex_signals_say_so():
+    s, y, _ = _explicit_complex(np.random.default_rng(13), n=256)
+    with pytest.raises(ValueError, match="method='adam' does not take complex signals"):
+        kr.recover_kernel(s, y, 16, method="adam")
+    with pytest.raises(ValueError, match="`regularization` .* applies to real 1-D sequences"):
+        kr.recover_kernel(s, y, 16, regularization="tc")
+    res = kr.recover_kernel(s, y, 16, ridge=1.0)  # ridge takes them
+    a = np.lib.stride_tricks.sliding_window_view(s, 16)
+    np.testing.assert_allclose(res.kernel.ravel(), np.linalg.solve(a.conj().T @ a + np.eye(16), a.conj().T @ y))
