@@ -82,4 +82,6 @@ def solve_lstsq(problem: GridProblem, *, ridge: float = 0.0) -> GridSolution:
 #: Grid method name -> solver (fft and adam register theirs in their own modules, imported lazily).
 GRID_METHODS: dict[str, str] = {
     "lstsq": "kernel_recovery.solvers.grid:solve_lstsq",
+    "fft": "kernel_recovery.solvers.grid_spectral:solve",
+    "adam": "kernel_recovery.solvers.grid_gradient:solve",
 }
