@@ -253,3 +253,123 @@ def test_different_paddings_are_still_refused(first, second, stride, kernel_size
     b = kr.NormalEquations(kernel_size, padding=second, stride=stride)
     with pytest.raises(ValueError, match="different configurations"):
         a.merge(b)
+
+
+# -- long single-input kernels: the rows kept, solved as recover_kernel solves them -------------------------------
+
+
+@pytest.fixture
+def long_from_48(monkeypatch):
+    """'Long' from 48 taps for the accumulator and the solver alike (a cost threshold: the tests stay small)."""
+    monkeypatch.setattr(accumulator, "LONG_KERNEL", 48)
+    monkeypatch.setattr(lstsq, "LONG_KERNEL", 48)
+    return 48
+
+
+def long_record(rng, k, groups, padding, use_bias, n=400):
+    x = rng.standard_normal((n, groups))
+    w = rng.standard_normal((k, 1, groups)) * 0.9 ** np.arange(k)[:, None, None]
+    y = kr.conv1d(x, w, [0.5] * groups if use_bias else None, padding=padding, groups=groups)
+    return x, y + 0.05 * rng.standard_normal(y.shape)
+
+
+def assert_explicit_lstsq(res, x, y, k, groups, padding, use_bias):
+    design = brute_design(x, k, 1, use_bias=use_bias, padding=padding, groups=groups)
+    for o in range(groups):
+        coef = np.linalg.lstsq(design[:, o, :], y[:, o], rcond=None)[0]
+        np.testing.assert_allclose(res.kernel[:, :, o].ravel(), coef[:k], rtol=1e-8, atol=1e-10)
+        if use_bias:
+            np.testing.assert_allclose(res.bias[o], coef[-1], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "padding, groups, use_bias", [("valid", 1, False), ("causal", 1, True), ("same", 2, False), ((3, 60), 2, True)]
+)
+def test_long_kernel_solves_its_rows_as_recover_kernel(rng, long_from_48, padding, groups, use_bias):
+    k = 60
+    x, y = long_record(rng, k, groups, padding, use_bias)
+    acc = kr.NormalEquations(k, padding=padding, groups=groups, use_bias=use_bias)
+    feed(acc, x, y, rng, 7)
+    res = acc.solve()
+    whole = kr.recover_kernel(x, y, k, padding=padding, groups=groups, use_bias=use_bias)
+    assert res.diagnostics["solver"] == whole.diagnostics["solver"] == ["toeplitz_cg"] * groups
+    np.testing.assert_allclose(res.kernel, whole.kernel, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.stderr, whole.stderr, rtol=1e-8)
+    assert_explicit_lstsq(res, x, y, k, groups, padding, use_bias)
+    assert_canonical_statistics(acc, x, y, k, padding=padding, groups=groups, use_bias=use_bias)
+
+
+def assert_canonical_statistics(acc, x, y, k, **conv):
+    """The accumulator's statistics against the explicit canonical design of each group."""
+    problem = kr.model.problem.build_problem(x, y, k, **conv)
+    for st, block in zip(acc.statistics(), problem.blocks):
+        a = np.concatenate([model_design.design_rows(block, xb, conv["use_bias"]) for xb in block.xs])
+        yb = np.concatenate(block.ys)
+        np.testing.assert_allclose(st.gram, a.T @ a, rtol=1e-11, atol=1e-10)
+        np.testing.assert_allclose(st.cross, a.T @ yb, rtol=1e-11, atol=1e-10)
+        np.testing.assert_allclose(st.yty, np.sum(yb**2, axis=0), rtol=1e-12)
+        assert st.n_rows == len(yb)
+
+
+def test_long_kernel_rows_that_outgrow_their_room_become_statistics(rng, long_from_48):
+    k = 60  # room: 60 * 61 floats of statistics; 10000 samples of x and y outgrow it (and the explicit limit)
+    x, y = long_record(rng, k, 1, "valid", False, n=5000)
+    acc = kr.NormalEquations(k)
+    feed(acc, x, y, rng, 6)
+    res = acc.solve()
+    assert res.diagnostics["solver"] == ["normal_equations"]  # the rows went once they outgrew the room
+    assert_explicit_lstsq(res, x, y, k, 1, "valid", False)
+    assert_canonical_statistics(acc, x, y, k, padding="valid", groups=1, use_bias=False)
+
+
+@pytest.mark.parametrize("explicit_limit", [None, 64])
+def test_long_kernel_statistics_solve_and_checkpoint_mid_stream_keep_the_rows(
+    rng, long_from_48, tmp_path, monkeypatch, explicit_limit
+):
+    if explicit_limit is not None:  # the checkpoint then holds the statistics alone (no rows)
+        for module in (accumulator, model_design, spectrum, toeplitz, lstsq):
+            monkeypatch.setattr(module, "EXPLICIT_LIMIT", explicit_limit)
+    k = 60
+    x, y = long_record(rng, k, 1, "causal", True)
+    acc = kr.NormalEquations(k, padding="causal", use_bias=True)
+    acc.update(x[:150], y[:120])
+    acc.statistics()  # (computed from the kept rows, not accumulated)
+    acc.solve()
+    acc.save(tmp_path / "acc.npz")
+    again = kr.NormalEquations.load(tmp_path / "acc.npz")
+    for a in (acc, again):
+        a.update(x[150:], y[120:])
+    whole = kr.recover_kernel(x, y, k, padding="causal", use_bias=True)
+    res = acc.solve()
+    assert res.diagnostics["solver"] == ["toeplitz_cg"]
+    np.testing.assert_allclose(res.kernel, whole.kernel, rtol=1e-10, atol=1e-12)
+    loaded = again.solve()  # a checkpoint holds statistics (and rows only as few as the general rule keeps)
+    assert loaded.diagnostics["solver"] == ["toeplitz_cg" if explicit_limit is None else "normal_equations"]
+    np.testing.assert_allclose(loaded.kernel, whole.kernel, rtol=1e-8, atol=1e-10)
+    assert_explicit_lstsq(loaded, x, y, k, 1, "causal", True)
+
+
+def test_long_kernel_sequences_and_merge(rng, long_from_48):
+    k = 60
+    records = [long_record(rng, k, 1, "valid", False, n=n) for n in (300, 240, 410)]
+    xs, ys = [r[0] for r in records], [r[1] for r in records]
+    whole = kr.recover_kernel(xs, ys, k)
+    one = kr.NormalEquations(k)
+    for x, y in zip(xs, ys):
+        feed(one, x, y, rng, 3)
+        one.end_sequence()
+    a, b = kr.NormalEquations(k), kr.NormalEquations(k)
+    feed(a, xs[0], ys[0], rng, 4)
+    b.update(xs[1], ys[1])
+    b.end_sequence()
+    feed(b, xs[2], ys[2], rng, 2)  # left open: merge treats it as ended
+    before = b.solve()
+    merged = a.merge(b)
+    assert one.solve().diagnostics["solver"] == ["toeplitz_cg"]
+    for res in (one.solve(), merged.solve()):
+        np.testing.assert_allclose(res.kernel, whole.kernel, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(res.residual_rms, whole.residual_rms, rtol=1e-8)
+    np.testing.assert_allclose(b.solve().kernel, before.kernel, rtol=0, atol=0)  # `other` is left as it was
+    design = np.concatenate([brute_design(x, k, 1, use_bias=False)[:, 0, :] for x in xs])
+    coef = np.linalg.lstsq(design, np.concatenate(ys)[:, 0], rcond=None)[0]
+    np.testing.assert_allclose(merged.solve().kernel.ravel(), coef, rtol=1e-8, atol=1e-10)

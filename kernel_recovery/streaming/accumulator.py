@@ -28,6 +28,7 @@ from ..model.problem import Block, CanonicalProblem, build_problem, check_gram_m
 from ..model.result import KernelResult
 from ..model.spectrum import BlockSpectrum, rank_tolerance
 from ..model.statistics import CHUNK_ENTRIES, Statistics, add_statistics, block_statistics
+from ..model.toeplitz import LONG_KERNEL
 from ..model.validation import check_int, check_real
 from ..solvers import pipeline
 from .checkpoint import STATE_FORMAT, STATE_VERSION, StateReader, pack, read_state, statistics_state, write_state
@@ -163,6 +164,13 @@ class NormalEquations:
     ``O(chunk + (kernel_size * in_channels)^2)``, except with ``padding="same"`` and ``stride > 1``, where the
     left padding depends on the sequence's length, so the sequence is held until it ends.
 
+    Long single-input kernels (every group one input channel, at least ``LONG_KERNEL`` taps, stride and
+    dilation 1, no memory) keep their data instead of their statistics while the data take no more room than
+    the statistics would (``P (P + O)`` floats per group, ``P`` coefficients, ``O`` outputs): :meth:`solve` then
+    solves those rows as :func:`recover_kernel` does (Toeplitz CG by FFT, ``O(N log K)``, instead of
+    ``O(K^2)`` per chunk to accumulate the Gram and ``O(K^3)`` to factor it).  Once the data outgrow that room,
+    their statistics are accumulated from the rows kept so far and from every later chunk, as for any kernel.
+
     With ``forgetting``, a stretch of ``n`` equations updates ``G <- forgetting^n G + A^T W A`` (and likewise
     ``A^T W Y``, ``Y^T W Y`` and the weights' sum), where ``W`` weighs the stretch's row ``s`` by
     ``forgetting^(n - 1 - s)``; the weighted rows are multiplied explicitly (the weights break the Toeplitz
@@ -218,6 +226,9 @@ class NormalEquations:
         self._stats: list[Statistics | None] = []
         self._kept: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # retained canonical rows per block
         self._kept_rows = 0
+        self._joins: list[bool] = []  # per kept stretch: it continues the previous one (same sequence, next rows)
+        self._kept_floats = 0  # floats of kept inputs and outputs (of the largest group), for the long-kernel room
+        self._rows_first = False  # a long single-input kernel: rows kept, statistics deferred (see the class notes)
         self._lengths: list[int] = []
         self._out_lengths: list[int] = []
         self._open = False
@@ -259,6 +270,7 @@ class NormalEquations:
             self._ybuf = np.zeros((0, cfg.out_channels))
             self._y_seen = 0
             self._y_done = 0
+            self._continues = False  # whether the next stretch continues a kept one of this sequence
         self._n_in += len(x)
         self._y_seen += len(y)
         if self._skip:
@@ -276,6 +288,15 @@ class NormalEquations:
         self.config = cfg
         self._stats = [None] * cfg.groups
         self._kept = [([], []) for _ in range(cfg.groups)]
+        self._joins = []
+        self._rows_first = (
+            self._forgetting is None
+            and self._window is None
+            and cfg.stride == 1
+            and cfg.dilation == 1
+            and cfg.in_per_group == 1
+            and cfg.kernel_size >= LONG_KERNEL
+        )
         return cfg
 
     def end_sequence(self) -> None:
@@ -304,6 +325,7 @@ class NormalEquations:
         self._lengths.append(length)
         self._out_lengths.append(out)
         self._open = False
+        self._continues = False
         del self._xbuf, self._ybuf
 
     @property
@@ -341,9 +363,13 @@ class NormalEquations:
                 self._stats[g] = add_statistics(_scaled(self._stats[g], decay), new)
             self._weight_sq = decay**2 * self._weight_sq + float(weights @ weights)
             self._count += ready
+        elif self._deferring():
+            self._keep_rows(problem, ready)
         else:
             p = problem.blocks[0].n_free + int(cfg.use_bias)
             keep = (self._kept_rows + ready) * p <= EXPLICIT_LIMIT
+            if keep:
+                self._joins.append(False)
             for g, block in enumerate(problem.blocks):
                 self._stats[g] = add_statistics(self._stats[g], block_statistics(block, cfg.use_bias))
                 if keep:
@@ -358,6 +384,73 @@ class NormalEquations:
         self._xbuf = self._xbuf[ready * s :]
         self._ybuf = self._ybuf[ready:]
         self._y_done += ready
+
+    # -- long single-input kernels: rows first ----------------------------------------------------
+
+    def _deferring(self) -> bool:
+        """Whether the statistics are deferred: rows first, nothing accumulated yet, every equation kept."""
+        return self._rows_first and self._stats[0] is None and self._kept_rows == self._count
+
+    def _room(self) -> int:
+        """Floats the statistics of the largest group take: the room the kept rows may fill instead."""
+        cfg = self._cfg
+        p = cfg.unknowns_per_output
+        return p * (p + cfg.out_per_group)
+
+    def _keep_rows(self, problem: CanonicalProblem, ready: int) -> None:
+        """Keep a stretch's rows (one input per group: stride and dilation 1), their statistics deferred; once
+        the kept rows outgrow the statistics' room, accumulate those and go on as for any kernel."""
+        for g, block in enumerate(problem.blocks):
+            assert block.ys is not None and len(block.xs) == 1  # built from outputs; stride and dilation 1
+            self._kept[g][0].append(np.array(block.xs[0]))
+            self._kept[g][1].append(np.array(block.ys[0]))
+        self._joins.append(self._continues)
+        self._continues = True
+        self._kept_rows += ready
+        self._count += ready
+        block = problem.blocks[0]
+        self._kept_floats += block.xs[0].size + block.outputs[0].size
+        if self._kept_floats > self._room():
+            self._settle()
+
+    def _settle(self) -> None:
+        """Accumulate the deferred statistics; keep the rows only where the general rule would have kept them."""
+        if not self._deferring():
+            return
+        self._stats = self._deferred_statistics()
+        if self._kept_rows * self._cfg.unknowns_per_output > EXPLICIT_LIMIT:
+            self._kept = [([], []) for _ in self._kept]
+            self._joins, self._kept_rows = [], 0
+        self._kept_floats = 0
+
+    def _joined(self, g: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Group ``g``'s kept rows with the stretches of one sequence joined (a stretch starts where the rows of
+        the previous one end: its first ``taps - 1`` inputs are the previous one's last)."""
+        xs, ys = self._kept[g]
+        taps = self._cfg.kernel_size
+        out_x: list[list[np.ndarray]] = []
+        out_y: list[list[np.ndarray]] = []
+        for x, y, joins in zip(xs, ys, self._joins):
+            if joins and out_x:
+                out_x[-1][-1] = out_x[-1][-1][: len(out_x[-1][-1]) - taps + 1]
+                out_x[-1].append(x)
+                out_y[-1].append(y)
+            else:
+                out_x.append([x])
+                out_y.append([y])
+        return [np.concatenate(p) for p in out_x], [np.concatenate(p) for p in out_y]
+
+    def _deferred_statistics(self) -> list[Statistics | None]:
+        """The statistics of the kept rows (those deferred), per group; ``self._stats`` when none are deferred."""
+        if not (self._deferring() and self._count):
+            return list(self._stats)
+        cfg = self._cfg
+        template = self._segment(np.zeros((cfg.span, cfg.in_channels)), np.zeros((1, cfg.out_channels)))
+        stats: list[Statistics | None] = []
+        for g, tb in enumerate(template.blocks):
+            xs, ys = self._joined(g)
+            stats.append(block_statistics(Block(xs, ys, tb.taps, tb.mask.copy(), tb.out_channels), cfg.use_bias))
+        return stats
 
     def _segment(self, seg_x: np.ndarray, seg_y: np.ndarray) -> CanonicalProblem:
         """A complete stretch of equations as a valid problem on its (padded) inputs."""
@@ -438,10 +531,13 @@ class NormalEquations:
         other = other._closed()
         if other.config is None:
             return self
+        their_stats = other._deferred_statistics()  # (computed: `other` is left as it was)
+        self._settle()
         if self.config is None:
             self.config = dataclasses.replace(other.config, padding=self._spec.padding)  # self's own spelling
             self._stats = [None] * other.config.groups
             self._kept = [([], []) for _ in range(other.config.groups)]
+            self._joins = []
         elif (self.config.in_channels, self.config.out_channels) != (
             other.config.in_channels,
             other.config.out_channels,
@@ -455,7 +551,7 @@ class NormalEquations:
         keep = self._all_kept() and other._all_kept() and (self._kept_rows + other._kept_rows) * p <= EXPLICIT_LIMIT
         decay = 1.0 if self._forgetting is None else self._forgetting**other._count  # their equations come later
         for g in range(self.config.groups):
-            theirs = other._stats[g]
+            theirs = their_stats[g]
             if theirs is not None:
                 self._stats[g] = add_statistics(_scaled(self._stats[g], decay), theirs)
             if keep:
@@ -463,6 +559,7 @@ class NormalEquations:
                 self._kept[g][1].extend(other._kept[g][1])
         if keep:
             self._kept_rows += other._kept_rows
+            self._joins += other._joins
         self._weight_sq = decay**2 * self._weight_sq + other._weight_sq
         self._count += other._count
         self._lengths += other._lengths
@@ -520,7 +617,7 @@ class NormalEquations:
     def statistics(self) -> list[Statistics]:
         """Per group: the accumulated :class:`~kernel_recovery.statistics.Statistics` (open sequence ended)."""
         done = self._closed()
-        stats = [s for s in done._stats if s is not None]
+        stats = [s for s in done._deferred_statistics() if s is not None]
         if not stats or len(stats) < len(done._stats):  # the groups are accumulated together: all or none
             raise ValueError("no data yet: call update(x_chunk, y_chunk) first.")
         return stats
@@ -528,16 +625,29 @@ class NormalEquations:
     def problem(self) -> CanonicalProblem:
         """The canonical problem the statistics describe (statistics cached on its blocks)."""
         done = self._closed()
-        stats = done.statistics()
         cfg = done._cfg
         template = done._segment(np.zeros((cfg.span, cfg.in_channels)), np.zeros((1, cfg.out_channels)))
+        if done._deferring() and done._count:  # every row kept: the problem of the rows, as recover_kernel's
+            blocks: list[Block] = []
+            for g, tb in enumerate(template.blocks):
+                xs, ys = done._joined(g)
+                blocks.append(_StreamedBlock(xs, ys, tb.taps, tb.mask.copy(), tb.out_channels, n_rows=done._count))
+            return dataclasses.replace(
+                template,
+                config=cfg,
+                blocks=blocks,
+                lengths=tuple(done._lengths),
+                out_lengths=tuple(done._out_lengths),
+                inputs=None,
+            )
+        stats = done.statistics()
         kept, lengths, out_lengths = done._kept, tuple(done._lengths), tuple(done._out_lengths)
         if done._window is not None:
             kept, lengths, out_lengths = done._window_rows()
         n_rows = [st.n_rows for st in stats]
         if done._forgetting is not None:  # the effective number of equations (dof, noise level)
             n_rows = [max(int(round(n)), 1) for n in n_rows]
-        blocks: list[Block] = []
+        blocks = []
         for g, tb in enumerate(template.blocks):
             xs, ys = kept[g]
             blk = _StreamedBlock(list(xs), list(ys), tb.taps, tb.mask.copy(), tb.out_channels, n_rows=n_rows[g])
@@ -581,8 +691,9 @@ class NormalEquations:
         -------
         KernelResult
             Built by the same pipeline as :func:`recover_kernel` (same fields and diagnostics keys).  While every
-            row is retained (small problems) the explicit-design path is used, exactly as in
-            :func:`recover_kernel`; otherwise the normal equations, without data-based refinement
+            row is retained (small problems, and long single-input kernels while their data take no more room
+            than their statistics) the rows are solved as in :func:`recover_kernel` (the explicit design, or
+            Toeplitz CG for long kernels); otherwise the normal equations, without data-based refinement
             (``diagnostics["solver"]`` says which), and the post-fit checks that need the rows are skipped
             (``diagnostics["checks"]`` says why).
         """
@@ -622,11 +733,16 @@ class NormalEquations:
         if self.config is None:
             return state
         cfg = self.config
-        state["has_stats"] = self._stats[0] is not None
-        for g, st in enumerate(self._stats):
+        stats = self._deferred_statistics()  # deferred rows are saved as their statistics
+        kept = self._kept
+        if self._deferring() and self._kept_rows * cfg.unknowns_per_output > EXPLICIT_LIMIT:
+            kept = [([], []) for _ in kept]
+            state["kept_rows"] = 0
+        state["has_stats"] = stats[0] is not None
+        for g, st in enumerate(stats):
             if st is not None:
                 state.update(statistics_state(f"stats{g}_", st))
-            kx, ky = self._kept[g]
+            kx, ky = kept[g]
             state[f"kept{g}_x"], state[f"kept{g}_x_len"] = pack(kx, self._canonical_channels())
             state[f"kept{g}_y"], state[f"kept{g}_y_len"] = pack(ky, cfg.out_per_group)
         if self._open:
@@ -692,6 +808,7 @@ class NormalEquations:
                 st.stretches(f"kept{g}_x", acc._canonical_channels()),
                 st.stretches(f"kept{g}_y", cfg.out_per_group),
             )
+        acc._joins = [False] * len(acc._kept[0][0])
         if acc._open:
             acc._restore_open(st)
         if acc._window is not None:
@@ -724,6 +841,7 @@ class NormalEquations:
         self._xbuf = st.array("open_xbuf", (None, cfg.in_channels))
         self._ybuf = st.array("open_ybuf", (None, cfg.out_channels))
         self._skip = st.integer("open_skip")
+        self._continues = False
 
     def _restore_window(self, st: StateReader) -> None:
         """A checkpoint's window: its stretches of equations, with their statistics per group."""
