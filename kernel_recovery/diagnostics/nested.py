@@ -474,7 +474,7 @@ def convolution_prefix_fit(
     """
     import scipy.fft
 
-    if len(xs) > STRUCTURED_SEQUENCES or taps < 2:
+    if len(xs) > STRUCTURED_SEQUENCES or taps < 2 or any(len(x) < taps for x in xs):
         return None
     xs = [np.asarray(x, dtype=float).reshape(len(x), 1) for x in xs]
     ys = [np.asarray(y, dtype=float).reshape(len(y), -1) for y in ys]
