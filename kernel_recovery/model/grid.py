@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 from .arrays import _from_library, unmask
+from .grid_gram import fft_gram_cost, im2col_gram_cost, lagged_gram
 from .validation import check_bool, check_choice, check_int
 
 #: Grid padding modes ("causal" only for one spatial dimension, as in Keras).
@@ -440,26 +441,62 @@ def group_targets(problem: GridProblem, item: int, group: int, start: int = 0, s
 
 @dataclass(frozen=True)
 class GridStatistics:
-    """One group's sums over its design: ``gram = A^H A`` (P, P), ``cross = A^H Y`` (P, O_g), ``yty`` (O_g,)."""
+    """One group's sums over its design: ``gram = A^H A`` (P, P), ``cross = A^H Y`` (P, O_g), ``yty`` (O_g,).
+
+    ``path``: how they were computed, ``"im2col"`` (row chunks) or ``"fft"`` (lagged correlations).
+    """
 
     gram: np.ndarray
     cross: np.ndarray | None
     yty: np.ndarray | None
     n_rows: int
+    path: str = "im2col"
 
 
-def grid_statistics(problem: GridProblem, group: int) -> GridStatistics:
-    """``A^H A``, ``A^H Y``, ``Y^H Y`` of one group, summed over row chunks (cached on the problem).
+def grid_statistics(problem: GridProblem, group: int, path: str = "auto") -> GridStatistics:
+    """``A^H A``, ``A^H Y``, ``Y^H Y`` of one group (cached on the problem), exact on either path.
 
-    Cost: ``rows x P^2`` multiply-adds (one GEMM per chunk); memory ``O(CHUNK_ENTRIES + P^2)``.
+    Parameters
+    ----------
+    problem : GridProblem
+    group : int
+    path : {"auto", "im2col", "fft"}
+        ``"im2col"``: sums over row chunks of the design, ``rows x P^2`` multiply-adds (one GEMM per chunk),
+        memory ``O(CHUNK_ENTRIES + P^2)``; any stride and dilation.  ``"fft"``: lagged correlations with exact
+        edges (:func:`~kernel_recovery.model.grid_gram.lagged_gram`), ``O((C^2 + C O) L log L)`` plus thin edge
+        strips and ``2^N P^2`` to assemble; stride 1 only.  ``"auto"`` (the default) takes the cheaper by the cost
+        model of :mod:`~kernel_recovery.model.grid_gram` (im2col wherever a stride exceeds 1); the choice is
+        recorded in the result's ``path``.
+
+    Returns
+    -------
+    GridStatistics
     """
-    key = ("statistics", group)
+    path = check_choice(path, "path", ("auto", "im2col", "fft"))
+    key = ("statistics", group) if path == "auto" else ("statistics", group, path)
     if key in problem.cache:
         return problem.cache[key]
-    p, per = problem.n_columns, problem.config.out_per_group
+    cfg = problem.config
+    if path == "auto":
+        path = _statistics_path(problem)
+    if path == "fft" and any(s != 1 for s in cfg.stride):
+        raise ValueError(f"`path`='fft' needs stride 1 along every axis, got stride={cfg.stride}.")
+    p, per = problem.n_columns, cfg.out_per_group
     gram: np.ndarray = np.zeros((p, p), dtype=problem.kind)
     cross: np.ndarray | None = None if problem.ys is None else np.zeros((p, per), dtype=problem.kind)
     yty: np.ndarray | None = None if problem.ys is None else np.zeros(per)
+    if path == "fft":
+        c0 = group * cfg.in_per_group
+        for i, x in enumerate(problem.xs):
+            y = None if problem.ys is None else problem.ys[i][..., group * per : (group + 1) * per]
+            g, c = lagged_gram(x[..., c0 : c0 + cfg.in_per_group], cfg.kernel_size, cfg.dilation, y, cfg.use_bias)
+            gram += g
+            if cross is not None and yty is not None and c is not None and y is not None:
+                cross += c
+                yty += np.einsum("ij,ij->j", y.reshape(-1, per).conj(), y.reshape(-1, per)).real
+        stats = GridStatistics((gram + gram.conj().T) / 2, cross, yty, problem.n_equations, "fft")
+        problem.cache[key] = stats
+        return stats
     for i in range(len(problem.xs)):
         for start, stop in row_chunks(problem, i):
             a = design_rows(problem, i, group, start, stop)
@@ -469,9 +506,24 @@ def grid_statistics(problem: GridProblem, group: int) -> GridStatistics:
                 cross += a.conj().T @ t
                 yty += np.einsum("ij,ij->j", t.conj(), t).real
     gram = (gram + gram.conj().T) / 2  # exactly Hermitian
-    stats = GridStatistics(gram, cross, yty, problem.n_equations)
+    stats = GridStatistics(gram, cross, yty, problem.n_equations, "im2col")
     problem.cache[key] = stats
     return stats
+
+
+def _statistics_path(problem: GridProblem) -> str:
+    """The cheaper way to :func:`grid_statistics` by the cost model (im2col wherever a stride exceeds 1)."""
+    cfg = problem.config
+    if any(s != 1 for s in cfg.stride):
+        return "im2col"
+    outs = cfg.out_per_group if problem.ys is not None else 0
+    fft = sum(
+        fft_gram_cost(x.shape[:-1], cfg.kernel_size, cfg.dilation, cfg.in_per_group, outs, problem.is_complex)
+        for x in problem.xs
+    )
+    rows = problem.n_equations
+    im2col = im2col_gram_cost(rows, problem.n_columns, outs, problem.is_complex)
+    return "fft" if fft < im2col else "im2col"
 
 
 def kernel_columns(cfg: GridConfig, kernel: np.ndarray, group: int) -> np.ndarray:
