@@ -478,7 +478,7 @@ def grid_statistics(problem: GridProblem, group: int, path: str = "auto") -> Gri
         return problem.cache[key]
     cfg = problem.config
     if path == "auto":
-        path = _statistics_path(problem)
+        path = statistics_path(problem)
     if path == "fft" and any(s != 1 for s in cfg.stride):
         raise ValueError(f"`path`='fft' needs stride 1 along every axis, got stride={cfg.stride}.")
     p, per = problem.n_columns, cfg.out_per_group
@@ -511,8 +511,9 @@ def grid_statistics(problem: GridProblem, group: int, path: str = "auto") -> Gri
     return stats
 
 
-def _statistics_path(problem: GridProblem) -> str:
-    """The cheaper way to :func:`grid_statistics` by the cost model (im2col wherever a stride exceeds 1)."""
+def statistics_path(problem: GridProblem) -> str:
+    """The path ``"auto"`` takes in :func:`grid_statistics`: ``"im2col"`` or ``"fft"``, the cheaper by the cost
+    model of :mod:`~kernel_recovery.model.grid_gram` (``"im2col"`` wherever a stride exceeds 1)."""
     cfg = problem.config
     if any(s != 1 for s in cfg.stride):
         return "im2col"

@@ -125,13 +125,15 @@ def _strip_sums(arr: np.ndarray, k: int, d: int, s: int, tail: bool) -> np.ndarr
     m = np.arange(-(k - 1), k)[None, :]
     q = p + m * d
     valid = (q >= 0) & (q < s)
+    arr = np.ascontiguousarray(arr)  # the gather below then copies whole blocks of ``rest``
     diag = arr[p, np.clip(q, 0, s - 1)]  # (s, 2K - 1, *rest)
     diag *= valid.reshape(valid.shape + (1,) * (diag.ndim - 2))
     run = np.zeros((s + 1,) + diag.shape[1:], dtype=arr.dtype)
-    if tail:
-        run[:s] = np.cumsum(diag[::-1], axis=0)[::-1]
-    else:
-        np.cumsum(diag, axis=0, out=run[1:])
+    for i in range(s):  # whole contiguous planes per step (np.cumsum along axis 0 strides through memory)
+        if tail:
+            np.add(run[s - i], diag[s - 1 - i], out=run[s - 1 - i])
+        else:
+            np.add(run[i], diag[i], out=run[i + 1])
     k1 = np.arange(k)[:, None]
     k2 = np.arange(k)[None, :]
     return run[k1 * d, k2 - k1 + k - 1]
