@@ -238,3 +238,18 @@ def test_unconstrained_path_is_unchanged():
     res = kr.recover_kernel(x, y, (5, 4))
     np.testing.assert_allclose(res.kernel.ravel(), np.linalg.lstsq(a, y.ravel(), rcond=None)[0], atol=1e-10)
     assert "constraints" not in res.options and "smoothness" not in res.options
+
+
+def test_outputs_of_one_group_with_different_active_sets_have_no_shared_covariance():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((16, 16))
+    w = np.zeros((3, 3, 1, 2))
+    w[1, :, 0, 0] = 1 / 3  # a horizontal and a vertical line: different supports
+    w[:, 1, 0, 1] = 1 / 3
+    y = kr.conv(x, w) + 0.05 * rng.standard_normal((14, 14, 2))
+    res = kr.recover_kernel(x, y, (3, 3), constraints=BOTH)
+    assert res.stderr is None
+    assert res.diagnostics["covariance"].startswith("none: the output channels of a group")
+    for o in range(2):  # each output is still its own PSF fit
+        a = sliding_window_view(x, (3, 3)).reshape(-1, 9)
+        _kkt(a, y[..., o].ravel(), res.kernel[..., 0, o].ravel(), True, 1e-9)

@@ -236,9 +236,9 @@ def _unit_covariance(
     if constraints:
         note = CONDITIONAL_NOTE
     elif weights is not None:
-        note = "the sandwich M^-1 A^T A M^-1 of the penalized estimate, M = A^T A + lambda L^T L (its bias ignored)"
+        note = "the sandwich M^-1 A^T A M^-1 of the penalized estimate, M = A^T A + lambda L^T L (0 on the bias)"
     else:
-        note = "(A^T A + ridge I)^-1 A^T A (A^T A + ridge I)^-1"
+        note = "the sandwich M^-1 A^T A M^-1 of the penalized estimate, M = A^T A + ridge I (0 on the bias)"
     if not same:
         note = (
             "none: the output channels of a group have different active sets or smoothness weights, and a result "
