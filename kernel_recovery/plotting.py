@@ -1,5 +1,8 @@
 """Pictures of a recovery: the kernel with confidence bands, residuals, the loss curve, the singular-value spectrum.
 
+N-D kernels (Conv2D/Conv3D, image blurs) are drawn as images (:func:`plot_kernel_image`: 3-D kernels slice by
+slice, complex ones as magnitude and phase); a complex 1-D kernel as its real and imaginary parts.
+
 matplotlib is an optional dependency (``pip install "kernel_recovery[plot]"``), imported only when a
 function here is called.  Every function draws into the axes (or figure) it is given, or a new figure, and
 returns the :class:`matplotlib.figure.Figure`; save it with ``fig.savefig("kernel.png")``.
@@ -14,6 +17,7 @@ from numpy.typing import ArrayLike
 
 from .model.arrays import as_sequences
 from .model.config import Layout
+from .model.grid import GridConfig, read_grid
 from .model.validation import check_bool, check_choice, check_int, check_real
 
 if TYPE_CHECKING:
@@ -24,7 +28,16 @@ if TYPE_CHECKING:
     from .model.result import KernelResult
     from .tracking import KernelTrack
 
-__all__ = ["plot_bode", "plot_kernel", "plot_loss", "plot_residuals", "plot_result", "plot_spectrum", "plot_track"]
+__all__ = [
+    "plot_bode",
+    "plot_kernel",
+    "plot_kernel_image",
+    "plot_loss",
+    "plot_residuals",
+    "plot_result",
+    "plot_spectrum",
+    "plot_track",
+]
 
 #: z-value of a two-sided 95 % band under a normal approximation.
 Z95 = 1.959963984540054
@@ -32,6 +45,8 @@ Z95 = 1.959963984540054
 MAX_PANELS = 16
 #: Residual traces longer than this are thinned for drawing (every k-th sample, stated in the title).
 MAX_POINTS = 20_000
+#: A 3-D kernel is drawn as at most this many slices along its first axis (evenly spaced, the title says which).
+MAX_SLICES = 8
 
 
 def _pyplot():
@@ -54,8 +69,9 @@ def _axes(ax, figsize=(6.0, 3.6)):
 
 def _true_kernel(true_kernel: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     """The kernel that made the data, as floats of the recovered kernel's ``shape`` (1-D: one channel)."""
-    truth = np.asarray(true_kernel, dtype=float)
-    if truth.ndim == 1:
+    truth = np.asarray(true_kernel)
+    truth = truth.astype(np.complex128 if np.iscomplexobj(truth) else float)
+    if truth.ndim == 1 and len(shape) == 3:
         truth = truth[:, None, None]
     if truth.shape != shape:
         raise ValueError(f"`true_kernel` must have the kernel's shape {shape}, got {truth.shape}.")
@@ -121,9 +137,21 @@ def plot_kernel(
     >>> import matplotlib.pyplot as plt; plt.close(fig)
     """
     _check_result(result)
+    if isinstance(result.config, GridConfig) and result.config.ndim >= 2:
+        if fs is not None:
+            raise ValueError(
+                f"`fs` (={fs!r}) applies to 1-D kernels (a lag axis); this kernel is {result.config.ndim}-D."
+            )
+        return plot_kernel_image(result, true_kernel, fig=fig, max_panels=max_panels)
     kernel = np.asarray(result.kernel)
     k_size, c_in, c_out = kernel.shape
     truth = None if true_kernel is None else _true_kernel(true_kernel, kernel.shape)
+    # complex (circular noise): the real and imaginary parts each have std stderr / sqrt(2)
+    is_complex = np.iscomplexobj(kernel)
+    parts = (
+        [("real", np.real, "C0", "-"), ("imaginary", np.imag, "C1", "--")] if is_complex else [("", np.real, "C0", "-")]
+    )
+    scale = 1 / np.sqrt(2) if is_complex else 1.0
     cfg = result.config
     taps, x_label = _kernel_axis(result, fs)
     pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
@@ -133,21 +161,36 @@ def plot_kernel(
         fig = _pyplot().figure(figsize=(width, height), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, squeeze=False)).ravel()
     marker = "o" if k_size <= 48 else None
-    widest = Z95 * float(np.max(result.stderr)) if result.stderr is not None and result.stderr.size else 0.0
+    widest = Z95 * scale * float(np.max(result.stderr)) if result.stderr is not None and result.stderr.size else 0.0
     for ax, (c, o) in zip(axes, shown):
         group = o // cfg.out_per_group
-        k = kernel[:, c, o]
         ax.axhline(0.0, color="0.75", lw=0.8)
-        if result.stderr is not None:
-            band = Z95 * np.asarray(result.stderr)[:, c, o]
-            ax.fill_between(
-                taps, k - band, k + band, color="C0", alpha=0.25, lw=0, label=f"95% band (widest ±{widest:.2g})"
-            )
-        ax.plot(taps, k, color="C0", marker=marker, ms=4, lw=1.5, label="recovered")
-        if truth is not None:
-            ax.plot(
-                taps, truth[:, c, o], color="C3", marker="x" if marker else None, ms=6, lw=1.0, ls="--", label="true"
-            )
+        for name, part, color, ls in parts:
+            k = part(kernel[:, c, o])
+            suffix = f" ({name})" if name else ""
+            if result.stderr is not None:
+                band = Z95 * scale * np.asarray(result.stderr)[:, c, o]
+                ax.fill_between(
+                    taps,
+                    k - band,
+                    k + band,
+                    color=color,
+                    alpha=0.25,
+                    lw=0,
+                    label=f"95% band{suffix} (widest ±{widest:.2g})",
+                )
+            ax.plot(taps, k, color=color, marker=marker, ms=4, lw=1.5, ls=ls, label=f"recovered{suffix}")
+            if truth is not None:
+                ax.plot(
+                    taps,
+                    part(truth[:, c, o]),
+                    color="C3" if not name or name == "real" else "C2",
+                    marker="x" if marker else None,
+                    ms=6,
+                    lw=1.0,
+                    ls=":" if is_complex else "--",
+                    label=f"true{suffix}",
+                )
         ax.set_title(f"in {group * c_in + c} -> out {o}", fontsize=9)
         ax.tick_params(labelsize=8)
     for ax in axes[len(shown) :]:
@@ -159,7 +202,7 @@ def plot_kernel(
         if fs is None:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # below the panels
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 3))  # below the panels
     title = f"recovered kernel ({result.method}, {result.report.status})"
     if len(shown) < len(pairs):
         title += f": first {len(shown)} of {len(pairs)} channel pairs"
@@ -167,9 +210,155 @@ def plot_kernel(
     return fig
 
 
+def _image_views(result: KernelResult, truth: np.ndarray | None) -> list[tuple[str, np.ndarray, str, float, float]]:
+    """What :func:`plot_kernel_image` draws: ``(title, values (*k, C_g, O), colormap, vmin, vmax)`` per view."""
+    kernel = np.asarray(result.kernel)
+    views = []
+
+    def symmetric(title: str, a: np.ndarray) -> None:
+        top = float(np.nanmax(np.abs(a))) if a.size and np.any(np.isfinite(a)) else 1.0
+        views.append((title, a, "RdBu_r", -(top or 1.0), top or 1.0))
+
+    def positive(title: str, a: np.ndarray, cmap: str = "viridis", low: bool = False) -> None:
+        if not np.any(np.isfinite(a)):
+            return
+        top = float(np.nanmax(a)) or 1.0
+        bottom = float(np.nanmin(a)) if low else 0.0  # standard errors: their own range, to show where they grow
+        views.append((title, a, cmap, bottom if bottom < top else 0.0, top))
+
+    if np.iscomplexobj(kernel):
+        positive("|kernel|", np.abs(kernel))
+        views.append(("phase (rad)", np.angle(kernel), "twilight", -np.pi, np.pi))
+        if truth is not None:
+            positive("|true|", np.abs(truth))
+        if result.stderr is not None:
+            positive("stderr (|.|; each part /√2)", np.asarray(result.stderr, dtype=float), "magma", low=True)
+    else:
+        symmetric("kernel", kernel)
+        if truth is not None:
+            top = views[0][4]
+            views.append(("true", truth.real, "RdBu_r", -top, top))  # the kernel's colour scale
+        if result.stderr is not None:
+            positive("stderr", np.asarray(result.stderr, dtype=float), "magma", low=True)
+    return views
+
+
+def plot_kernel_image(
+    result: KernelResult,
+    true_kernel: ArrayLike | None = None,
+    *,
+    fig: Any = None,
+    max_panels: int = MAX_PANELS,
+) -> Figure:
+    """Plot an N-D kernel (Conv2D/Conv3D, an image blur) as images, one row per (input, output) channel pair.
+
+    Parameters
+    ----------
+    result : KernelResult
+        From :func:`kernel_recovery.recover_kernel` with a 2-D or 3-D ``kernel_size``.
+    true_kernel : array_like, optional
+        The kernel that made the data, of the kernel's shape ``(*kernel_size, in_channels // groups,
+        out_channels)``, drawn beside it on the same colour scale.
+    fig : Figure or SubFigure, optional
+        Where to draw (a new figure by default).
+    max_panels : int
+        At most this many channel pairs; the title says how many were left out.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One column per view and one row per channel pair (2-D kernels); 3-D kernels one row per (pair, view) and
+        one column per slice along the first kernel axis (at most ``MAX_SLICES``, evenly spaced).  The views:
+        the kernel (a diverging map centred on 0), the true kernel, and the standard errors when
+        ``result.stderr`` is set; a complex kernel shows its magnitude and phase instead (each of its real and
+        imaginary parts has standard deviation ``stderr / sqrt(2)`` under circular noise).  One colour bar per
+        view, shared by its panels.  Row index ``k1`` runs down, ``k2`` across, as in the kernel array.
+
+    Examples
+    --------
+    >>> import numpy as np, kernel_recovery as kr
+    >>> from kernel_recovery.plotting import plot_kernel_image
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((32, 32))
+    >>> w = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])[:, :, None, None]  # a Sobel filter
+    >>> res = kr.recover_kernel(x, kr.conv(x, w) + 0.01 * rng.standard_normal((30, 30)), (3, 3))
+    >>> fig = plot_kernel_image(res, true_kernel=w)
+    >>> [ax.get_title() for ax in fig.axes[:3]]
+    ['kernel', 'true', 'stderr']
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    _check_result(result)
+    cfg = result.config
+    if not isinstance(cfg, GridConfig) or cfg.ndim < 2:
+        raise ValueError("plot_kernel_image draws 2-D and 3-D kernels; plot a 1-D kernel with plot_kernel.")
+    max_panels = check_int(max_panels, "max_panels")
+    kernel = np.asarray(result.kernel)
+    truth = None if true_kernel is None else _true_kernel(true_kernel, kernel.shape)
+    views = _image_views(result, truth)
+    c_in, c_out = kernel.shape[-2:]
+    pairs = [(c, o) for o in range(c_out) for c in range(c_in)]
+    shown = pairs[:max_panels]
+    if cfg.ndim == 2:
+        slices = [None]
+        rows, cols = len(shown), len(views)
+    else:
+        n0 = kernel.shape[0]
+        slices = sorted({int(round(v)) for v in np.linspace(0, n0 - 1, min(n0, MAX_SLICES))})
+        rows, cols = len(shown) * len(views), len(slices)
+    if fig is None:
+        width = min(2.4 * cols + 1.2, 16.0)
+        fig = _pyplot().figure(figsize=(width, min(2.2 * rows + 0.8, 14.0)), layout="constrained")
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    from matplotlib.ticker import MaxNLocator
+
+    bars: dict[tuple[int, int], tuple[Any, list[Any], str]] = {}  # one colour bar per column (2-D), per row (3-D)
+    for p, (c, o) in enumerate(shown):
+        group = o // cfg.out_per_group
+        pair = f"in {group * c_in + c} -> out {o}"
+        for v, (title, values, cmap, vmin, vmax) in enumerate(views):
+            for j, sl in enumerate(slices):
+                ax = axes[p, v] if sl is None else axes[p * len(views) + v, j]
+                img = values[..., c, o] if sl is None else values[sl, ..., c, o]
+                image = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+                key = (-1, v) if sl is None else (p, v)
+                bars.setdefault(key, (image, [], title))[1].append(ax)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+                if sl is None:
+                    ax.set_title(title if p == 0 else "", fontsize=9)
+                    if v == 0 and len(pairs) > 1:
+                        ax.set_ylabel(pair, fontsize=8)
+                else:
+                    ax.set_title(f"{title}, k1={sl}", fontsize=8)
+                    if j == 0:
+                        ax.set_ylabel(pair if len(pairs) > 1 else "k2", fontsize=8)
+                ax.tick_params(labelsize=7)
+    for image, bar_axes, title in bars.values():
+        if cfg.ndim == 2:
+            bar = fig.colorbar(image, ax=bar_axes, location="bottom", shrink=0.8, aspect=25, label=title)
+        else:
+            bar = fig.colorbar(image, ax=bar_axes, shrink=0.9, pad=0.02)
+        bar.locator = MaxNLocator(4)
+        bar.update_ticks()
+        bar.ax.tick_params(labelsize=7)
+    shape = "x".join(str(k) for k in cfg.kernel_size)
+    heading = f"recovered {shape} kernel ({result.method}, {result.report.status})"
+    if len(shown) < len(pairs):
+        heading += f": first {len(shown)} of {len(pairs)} channel pairs"
+    if cfg.ndim == 3 and len(slices) < kernel.shape[0]:
+        heading += f"; {len(slices)} of {kernel.shape[0]} slices along k1"
+    fig.suptitle(heading, fontsize=11)
+    return fig
+
+
 def _kernel_axis(result: KernelResult, fs: float | None) -> tuple[np.ndarray, str]:
     """The horizontal axis of the kernel's panels and its label: taps, or physical lags (in seconds with ``fs``)."""
     cfg = result.config
+    if isinstance(cfg, GridConfig):  # a 1-D complex kernel: taps dilation apart
+        lags = np.arange(result.kernel.shape[0]) * cfg.dilation[0]
+        if fs is not None:
+            return lags / check_real(fs, "fs", low=0, low_open=True), "lag (s)"
+        return np.arange(result.kernel.shape[0]), "tap"
     if fs is not None:
         fs = check_real(fs, "fs", low=0, low_open=True)
         return np.asarray(cfg.tap_lags(), dtype=float) / fs, "lag (s)"
@@ -214,9 +403,17 @@ def plot_residuals(result: KernelResult, x: ArrayLike, y: ArrayLike, *, ax: Any 
     >>> import matplotlib.pyplot as plt; plt.close(fig)
     """
     _check_result(result)
-    layout = result.config.layout
-    y_arr = _sequences(y, layout)
-    pred = _sequences(result.predict(x), layout)
+    cfg = result.config
+    if isinstance(cfg, GridConfig):  # every output sample of every item, row-major, channels last
+
+        def flat(a: Any, name: str) -> np.ndarray:
+            arrays = read_grid(a, name, cfg.ndim, cfg.channels_last).arrays
+            return np.concatenate([v.reshape(-1, v.shape[-1]) for v in arrays])
+
+        y_arr, pred = flat(y, "y"), flat(result.predict(x), "prediction")
+    else:
+        y_arr = _sequences(y, cfg.layout)
+        pred = _sequences(result.predict(x), cfg.layout)
     if pred.shape != y_arr.shape:
         raise ValueError(
             f"`y` has {y_arr.shape} output samples x channels, but the kernel predicts {pred.shape} from `x`."
@@ -226,16 +423,24 @@ def plot_residuals(result: KernelResult, x: ArrayLike, y: ArrayLike, *, ax: Any 
     step = max(1, -(-len(res) // MAX_POINTS))
     t = np.arange(0, len(res), step)
     for o in range(res.shape[1]):
-        ax.plot(t, res[::step, o], lw=0.8, alpha=0.8, label=f"out {o}")
+        if np.iscomplexobj(res):
+            ax.plot(t, res[::step, o].real, lw=0.8, alpha=0.8, label=f"out {o} (real)")
+            ax.plot(t, res[::step, o].imag, lw=0.8, alpha=0.8, ls="--", label=f"out {o} (imaginary)")
+        else:
+            ax.plot(t, res[::step, o], lw=0.8, alpha=0.8, label=f"out {o}")
     ax.axhline(0.0, color="0.3", lw=0.8)
-    rms = float(np.sqrt(np.mean(res**2))) if res.size else 0.0
+    rms = float(np.sqrt(np.mean(np.abs(res) ** 2))) if res.size else 0.0
     title = f"residuals y - prediction (rms {rms:.3g})"
     if step > 1:
         title += f", every {_ordinal(step)} sample"
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("output sample", fontsize=9)
+    ax.set_xlabel(
+        "output sample" + (" (row-major)" if isinstance(cfg, GridConfig) and cfg.ndim > 1 else ""), fontsize=9
+    )
     ax.tick_params(labelsize=8)
-    if 1 < res.shape[1] <= 8:  # beside the axes: a residual trace fills its axes, any corner would hide some
+    if (
+        1 < res.shape[1] * (2 if np.iscomplexobj(res) else 1) <= 8
+    ):  # beside the axes: a residual trace fills its axes, any corner would hide some
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
@@ -422,8 +627,13 @@ def plot_result(
         lower.insert(0, "loss")
     if x is not None:
         lower.insert(0, "residuals")
-    c_in, c_out = result.kernel.shape[1:]
+    c_in, c_out = result.kernel.shape[-2:]
     _, _, width, height = _panel_grid(c_in, c_out, max_panels)
+    cfg = result.config
+    if isinstance(cfg, GridConfig) and cfg.ndim >= 2:  # images: a row per channel pair (and view, in 3-D)
+        n_views = 2 + (result.stderr is not None) + (true_kernel is not None)
+        rows = min(c_in * c_out, max_panels) * (n_views if cfg.ndim == 3 else 1)
+        width, height = 12.0, min(2.2 * rows + 0.8, 12.0)
     fig = plt.figure(figsize=(max(width, 4.2 * len(lower)), height + 3.2), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[height, 3.2])
     plot_kernel(result, true_kernel, fig=top, max_panels=max_panels, fs=fs)

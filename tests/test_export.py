@@ -34,8 +34,17 @@ def _torch_forward(torch, layer, x, padding, span):
 
 def _torch_layer(torch, k, cin, cout, stride, padding, dilation, groups, bias):
     torch_padding = padding if isinstance(padding, int) or padding == "same" else 0
-    return torch.nn.Conv1d(cin, cout, k, stride=stride, padding=torch_padding, dilation=dilation, groups=groups,
-                           bias=bias, dtype=torch.float64)
+    return torch.nn.Conv1d(
+        cin,
+        cout,
+        k,
+        stride=stride,
+        padding=torch_padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+        dtype=torch.float64,
+    )
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -52,8 +61,18 @@ def test_torch_layer_reproduced(config, flip):
     x = torch.randn(3, cin, 80, generator=gen, dtype=torch.float64)
     with torch.no_grad():
         y = _torch_forward(torch, layer, x, padding, span)
-    res = kr.recover_kernel(x.numpy(), y.numpy(), k, stride=stride, padding=padding, dilation=dilation,
-                            groups=groups, use_bias=bias, layout="ncw", flip=flip)
+    res = kr.recover_kernel(
+        x.numpy(),
+        y.numpy(),
+        k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=bias,
+        layout="ncw",
+        flip=flip,
+    )
     assert res.report.ok
     state = res.to_torch(dtype=torch.float64)
     assert set(state) == ({"weight", "bias"} if bias else {"weight"})
@@ -106,7 +125,13 @@ def test_keras_layer_reproduced(keras, config, flip):
 
     def layer(seed):
         return keras.layers.Conv1D(
-            cout, k, strides=strides, padding=padding, dilation_rate=dilation, groups=groups, use_bias=bias,
+            cout,
+            k,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation,
+            groups=groups,
+            use_bias=bias,
             kernel_initializer=keras.initializers.RandomNormal(seed=seed),
             bias_initializer=keras.initializers.RandomNormal(seed=seed + 1),
         )
@@ -118,8 +143,9 @@ def test_keras_layer_reproduced(keras, config, flip):
     original = layer(7)
     x = rng.standard_normal((3, 90, cin)).astype("float32")
     y = np.asarray(original(x))
-    res = kr.recover_kernel(x, y, k, stride=strides, padding=padding, dilation=dilation, groups=groups,
-                            use_bias=bias, flip=flip)
+    res = kr.recover_kernel(
+        x, y, k, stride=strides, padding=padding, dilation=dilation, groups=groups, use_bias=bias, flip=flip
+    )
     assert res.report.ok
     weights = res.to_keras()
     assert [w.shape for w in weights] == [w.shape for w in weights_of(original)]
@@ -167,8 +193,9 @@ def test_scipy_convolve_reproduces_the_outputs(config, flip, rng):
     pads = _pads(padding, len(x), k, stride, dilation)
     # the data come from jax (cross-correlation): with flip=True the same data mean the reversed kernel
     y = jax_conv1d(x[None], kernel, b, stride=stride, padding=pads, dilation=dilation, groups=groups)[0]
-    res = kr.recover_kernel(x, y, k, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                            use_bias=bias, flip=flip)
+    res = kr.recover_kernel(
+        x, y, k, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=bias, flip=flip
+    )
     h = res.to_scipy()
     np.testing.assert_array_equal(h, to_scipy(res))
     span = (k - 1) * dilation + 1
@@ -277,8 +304,15 @@ def test_keras_conv_nd_recovered_and_reproduced(keras, config):
 
     def layer(seed):
         return layer_type(
-            cout, k, strides=stride, padding=padding, dilation_rate=dilation, groups=groups, use_bias=bias,
-            data_format=layout, dtype="float64",
+            cout,
+            k,
+            strides=stride,
+            padding=padding,
+            dilation_rate=dilation,
+            groups=groups,
+            use_bias=bias,
+            data_format=layout,
+            dtype="float64",
             kernel_initializer=keras.initializers.RandomNormal(seed=seed),
             bias_initializer=keras.initializers.RandomNormal(seed=seed + 1),
         )
@@ -287,8 +321,18 @@ def test_keras_conv_nd_recovered_and_reproduced(keras, config):
         original = layer(7)
         y = np.asarray(original(x))
         w_true = [np.asarray(v.value) for v in original.weights]
-        res = kr.recover_kernel(x, y, k, method="lstsq", stride=stride, padding=padding, dilation=dilation,
-                                groups=groups, use_bias=bias, layout=layout)
+        res = kr.recover_kernel(
+            x,
+            y,
+            k,
+            method="lstsq",
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            use_bias=bias,
+            layout=layout,
+        )
         assert res.report.ok
         assert res.kernel.shape == w_true[0].shape
         assert _relative(res.kernel, w_true[0]) < 1e-8
@@ -310,8 +354,9 @@ TORCH_GRID_CONFIGS = _grid_configs(2029, 10, keras_rules=False)
 def _torch_nd(torch, nd, cin, cout, k, stride, dilation, padding, groups, bias, dtype, seed):
     torch.manual_seed(seed)
     layer_type = torch.nn.Conv2d if nd == 2 else torch.nn.Conv3d
-    layer = layer_type(cin, cout, k, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias,
-                       dtype=dtype)
+    layer = layer_type(
+        cin, cout, k, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias, dtype=dtype
+    )
     if bias:
         torch.nn.init.normal_(layer.bias)
     return layer
@@ -335,8 +380,18 @@ def test_torch_conv_nd_recovered_and_reproduced(config):
     xs, ys = x.numpy(), y
     if layout == "channels_last":  # the same data, channels moved last
         xs, ys = np.moveaxis(xs, 1, -1), np.moveaxis(ys, 1, -1)
-    res = kr.recover_kernel(xs, ys, k, method="lstsq", stride=stride, padding=padding, dilation=dilation,
-                            groups=groups, use_bias=bias, layout=layout)
+    res = kr.recover_kernel(
+        xs,
+        ys,
+        k,
+        method="lstsq",
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        use_bias=bias,
+        layout=layout,
+    )
     assert res.report.ok
     weight = layer.weight.detach().numpy()
     np.testing.assert_array_equal(res.kernel.shape, weight.transpose(*range(2, nd + 2), 1, 0).shape)
@@ -362,8 +417,18 @@ def test_torch_complex_conv2d_is_bilinear(flip):
     x = torch.randn(2, 2, 11, 10, generator=gen, dtype=torch.complex128)
     with torch.no_grad():
         y = layer(x).numpy()
-    res = kr.recover_kernel(x.numpy(), y, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2), groups=2,
-                            use_bias=True, layout="nchw", flip=flip)
+    res = kr.recover_kernel(
+        x.numpy(),
+        y,
+        (3, 2),
+        stride=(2, 1),
+        padding=1,
+        dilation=(1, 2),
+        groups=2,
+        use_bias=True,
+        layout="nchw",
+        flip=flip,
+    )
     weight = layer.weight.detach().numpy().transpose(2, 3, 1, 0)
     expected = weight[::-1, ::-1] if flip else weight
     assert np.iscomplexobj(res.kernel) and _relative(res.kernel, expected) < 1e-8
@@ -429,8 +494,9 @@ def test_scipy_convolve_reproduces_nd_and_complex_outputs(config, flip, rng):
     b = draw(cout) if bias else None
     x = draw(*shape, cin)
     y = kr.conv(x, kernel, b, stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip)
-    res = kr.recover_kernel(x, y, k, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                            use_bias=bias, flip=flip)
+    res = kr.recover_kernel(
+        x, y, k, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=bias, flip=flip
+    )
     h = res.to_scipy()
     np.testing.assert_array_equal(h, to_scipy(res))
     assert np.iscomplexobj(h) == is_complex
