@@ -153,14 +153,14 @@ LEVELS = ("budget", "all", "cheap", "none")
 #: The samples of the budgeted checks (``checks="budget"``, the default; ``"all"`` uses each module's own constant,
 #: the larger one).  Each is at least the misfit bank's record (4000 samples), so that its power is kept there, and
 #: bounds the check's cost on long records: the change test ``O(rows P^2)`` (at most ``changes.SAMPLE_ROWS``), the
-#: lag scan an FFT over its rows and offsets (at most ``support.SCAN_PAIR_ROWS``, ``SCAN_MIN``), the specification
-#: tests and the whiteness check one forward pass and ``O(rows)`` sums (at most ``specification.ROWS``,
-#: ``whiteness.WHITENESS_ROWS``).
+#: specification tests and the whiteness check one forward pass and ``O(rows)`` sums (at most
+#: ``specification.ROWS``, ``whiteness.WHITENESS_ROWS``).  The lag scan keeps its own samples (``support.SCAN_*``):
+#: on fewer rows it misses weak tails (a room response's decay beyond the kernel, tests/test_lags.py).
 BUDGET = {
     "change": 4096,
-    "scan_pairs": 1 << 13,
-    "scan_rows": 1 << 12,
-    "scan_reach": 1024,
+    "scan_pairs": support.SCAN_PAIR_ROWS,
+    "scan_rows": support.SCAN_MIN_ROWS,
+    "scan_reach": support.SCAN_MIN,
     "specification": 4096,
     "whiteness": 4096,
 }

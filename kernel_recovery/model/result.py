@@ -691,7 +691,7 @@ def _check_rows(checks: object) -> list[tuple[str, str]]:
         return [("checks", "none ran")]
     groups: dict[str, list[str]] = {"passed": [], "flagged": [], "skipped": [], "not needed": []}
     for name, line in checks.items():
-        if name == "residual":  # where the residual came from, not a check
+        if name in ("residual", "level"):  # where the residual came from, how much the checks cost: not checks
             continue
         text = str(line)
         if text.startswith("flagged"):
