@@ -118,19 +118,26 @@ def test_fft_through_recover_kernel_gives_the_user_kernel():
     assert res.stderr is not None and np.all(res.stderr > 0)
 
 
-def test_fft_picks_the_fft_operator_for_a_large_kernel_and_matches_lstsq():
+def test_fft_picks_the_fft_operator_for_a_large_strided_kernel_and_matches_lstsq():
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((96, 96))
-    w = rng.standard_normal((13, 13, 1, 1))
-    y = kr.conv(x, w) + 0.01 * rng.standard_normal((84, 84))
-    spec = GridSpec.create((13, 13), use_bias=True)
+    x = rng.standard_normal((200, 200))
+    w = rng.standard_normal((21, 21, 1, 1))
+    y = kr.conv(x, w, stride=2)
+    y = y + 0.01 * rng.standard_normal(y.shape)
+    spec = GridSpec.create((21, 21), stride=2, use_bias=True)
     sol = grid_spectral.solve(build_grid_problem(x, y, spec))
+    # a strided design's Gram is im2col sums of rows x P^2: 30 FFT steps are cheaper
     assert sol.diagnostics["operator"] == ["fft"], sol.diagnostics["operator_reason"]
     assert sol.success and sol.unit_covariance is None
     _, ref = _explicit_lstsq(x, y, spec)
     assert _relative(sol.coefs, [ref[0][2]]) < 1e-9
     # the spectral estimate was a start, the refinement did the rest
     assert sol.diagnostics["start_residual"][0] > 1e-6 > sol.diagnostics["residual"][0]
+    # a small stride-1 kernel has a cheap (FFT lagged-correlation) Gram, which auto then forms
+    y1 = kr.conv(x, w[:7, :7])
+    sol1 = grid_spectral.solve(build_grid_problem(x, y1, GridSpec.create((7, 7))))
+    assert sol1.diagnostics["operator"] == ["gram"], sol1.diagnostics["operator_reason"]
+    assert sol1.unit_covariance is not None
 
 
 def _deficient(seed=4):

@@ -42,7 +42,9 @@ from numpy.typing import ArrayLike
 
 from ..diagnostics.determinacy import check_noise_level
 from ..model.grid import GridProblem, grid_statistics
+from ..model.grid_gram import FFT_SECONDS, GEMM_SECONDS, fft_gram_cost, im2col_gram_cost
 from ..model.grid_spectrum import grid_spectrum
+from ..model.threads import SerialBLAS
 from ..model.validation import check_bool, check_choice, check_int, check_real
 from .grid import GridSolution
 
@@ -413,18 +415,30 @@ class _GroupFit:
 
 
 def _choose(problem: GridProblem, g: int, grp: _Group, operator: str) -> tuple[bool, str]:
-    """``(use the Gram, why)``: asked for, already formed, or the cheaper by the cost model."""
+    """``(use the Gram, why)``: asked for, already formed, or the cheaper by the cost model.
+
+    The Gram costs what :func:`~kernel_recovery.model.grid.grid_statistics` will spend (the cheaper of its im2col
+    sums and, with stride 1, its FFT lagged correlations: the models of :mod:`~kernel_recovery.model.grid_gram`)
+    plus its eigendecomposition; the FFT path ``EXPECTED_STEPS`` steps of two correlations each way.
+    """
     if operator != "auto":
         return operator == "gram", f"operator={operator!r}"
     if ("statistics", g) in problem.cache or ("spectrum", g) in problem.cache:
         return True, "the Gram (or the design's factorization) was already formed"
-    c, o = problem.config.in_per_group, problem.config.out_per_group
-    gram = problem.n_equations * float(problem.n_columns) ** 2 * (4.0 if problem.is_complex else 1.0)
-    per_step = sum(math.prod(s) * math.log2(max(math.prod(s), 2)) for s in grp.sizes) * (2 * c * o + 2 * o)
-    fft = EXPECTED_STEPS * per_step * (5.0 if problem.is_complex else 2.5)
+    cfg = problem.config
+    c, o, p = cfg.in_per_group, cfg.out_per_group, problem.n_columns
+    gram = im2col_gram_cost(problem.n_equations, p, o, problem.is_complex)
+    if all(s == 1 for s in cfg.stride):
+        by_fft = sum(
+            fft_gram_cost(x.shape[:-1], cfg.kernel_size, cfg.dilation, c, o, problem.is_complex) for x in problem.xs
+        )
+        gram = min(gram, by_fft)
+    gram += 10.0 * p**3 * GEMM_SECONDS  # its eigendecomposition (the minimum norm, the covariance)
+    units = sum(math.prod(s) * math.log2(max(math.prod(s), 2)) for s in grp.sizes) * (2 * c * o + 2 * o)
+    fft = EXPECTED_STEPS * units * (1.0 if problem.is_complex else 0.5) * FFT_SECONDS
     if gram <= fft:
-        return True, f"forming the Gram ({gram:.3g} flops) costs less than {EXPECTED_STEPS} FFT steps ({fft:.3g})"
-    return False, f"{EXPECTED_STEPS} FFT steps ({fft:.3g} flops) cost less than forming the Gram ({gram:.3g})"
+        return True, f"forming the Gram (~{gram:.3g} s) costs less than {EXPECTED_STEPS} FFT steps (~{fft:.3g} s)"
+    return False, f"{EXPECTED_STEPS} FFT steps (~{fft:.3g} s) cost less than forming the Gram (~{gram:.3g} s)"
 
 
 def _fit_group(
@@ -470,7 +484,8 @@ def _fit_group(
         coefs = np.concatenate([coefs, (grp.y_mean - pred_mean)[None]])
     covariance, rank, minimum_norm = None, None, False
     if use_gram:
-        spec = grid_spectrum(problem, g)
+        with SerialBLAS():  # small LAPACK calls slow down many-fold on shared cores with BLAS threads
+            spec = grid_spectrum(problem, g)
         rank = spec.rank
         if not np.any(lam > 0):
             v = spec.vectors[:, :rank]
