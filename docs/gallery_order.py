@@ -13,6 +13,9 @@ EXAMPLE_ORDER = [
     "plot_estimator_grid_search.py",
     "plot_streaming.py",
     "plot_export.py",
+    "plot_keras_conv2d.py",
+    "plot_image_blur.py",
+    "plot_complex_channel.py",
     "plot_custom_solver.py",
 ]
 
