@@ -42,18 +42,21 @@ from .threads import fft_workers
 
 #: Entries of one product block (strip pairs x frequencies) before its inverse FFT: 32 MiB of complex128.
 BLOCK_ENTRIES = 1 << 21
-#: Cost model weights, in seconds per unit (rough rates of a 2-core machine; the choice only matters where both
-#: paths are fast): one multiply-add of the im2col GEMM (real; complex costs 4), one ``n log2 n`` unit of an FFT,
-#: one entry copied or assembled, and the fixed cost of one FFT product block (Python and call overhead).
-GEMM_SECONDS = 1.0 / 5.0e9
+#: Cost model weights, in seconds per unit (rates of one core, from ``benchmarks/grid_gram.py --serial``; the choice
+#: only matters near the crossover, where both paths are fast): one multiply-add of the im2col GEMM (real, a
+#: symmetric rank-k update; complex costs 4), one ``n log2 n`` unit of a complex FFT (real: half), one entry copied
+#: or assembled, and the fixed cost of one FFT product block (Python and call overhead).
+GEMM_SECONDS = 1.0 / 1.2e10
 FFT_SECONDS = 1.0 / 4.0e8
-ENTRY_SECONDS = 1.0 / 2.0e8
+ENTRY_SECONDS = 1.0 / 3.0e8
 CALL_SECONDS = 1.0e-4
+#: An inverse transform kept at a few lags (:func:`_inverse_lags`) costs about this much of a forward one.
+INVERSE_SHARE = 0.5
 
 
 def _fft_sizes(shape: Sequence[int], span: Sequence[int]) -> tuple[int, ...]:
     """FFT lengths without wrap-around for lags ``|delta_i| <= s_i``: ``L_i >= N_i + s_i``."""
-    return tuple(scipy.fft.next_fast_len(n + s) for n, s in zip(shape, span))
+    return tuple(scipy.fft.next_fast_len(n + s, real=True) for n, s in zip(shape, span))
 
 
 def _forward(a: np.ndarray, axes: Sequence[int], sizes: Sequence[int], real: bool) -> np.ndarray:
@@ -62,17 +65,24 @@ def _forward(a: np.ndarray, axes: Sequence[int], sizes: Sequence[int], real: boo
     return scipy.fft.fftn(a, s=sizes, axes=axes, workers=fft_workers())
 
 
-def _inverse(a: np.ndarray, axes: Sequence[int], sizes: Sequence[int], real: bool) -> np.ndarray:
-    if real:
-        return scipy.fft.irfftn(a, s=sizes, axes=axes, workers=fft_workers())
-    return scipy.fft.ifftn(a, s=sizes, axes=axes, workers=fft_workers())
+def _inverse_lags(
+    a: np.ndarray, first_axis: int, sizes: Sequence[int], lag_index: Sequence[np.ndarray], real: bool
+) -> np.ndarray:
+    """The inverse FFT of ``a`` along axes ``first_axis + j`` (lengths ``sizes[j]``) at the lags ``lag_index[j]`` only.
 
-
-def _take_lags(r: np.ndarray, first_axis: int, lag_index: Sequence[np.ndarray]) -> np.ndarray:
-    """Keep the lags ``lag_index[j]`` (indices modulo the FFT length) of axes ``first_axis + j``."""
-    for j, idx in enumerate(lag_index):
-        r = np.take(r, idx, axis=first_axis + j)
-    return r
+    One axis at a time, keeping only the wanted lags before the next: the later axes transform a few planes, not
+    all (a full 2-D inverse costs twice this when the lags are few).  With ``real`` the last axis is the half
+    spectrum of :func:`scipy.fft.rfftn`.
+    """
+    last = len(sizes) - 1
+    for j, (n, idx) in enumerate(zip(sizes, lag_index)):
+        ax = first_axis + j
+        if real and j == last:
+            a = scipy.fft.irfft(a, n=n, axis=ax, workers=fft_workers())
+        else:
+            a = scipy.fft.ifft(a, n=n, axis=ax, workers=fft_workers())
+        a = np.take(a, idx, axis=ax)
+    return a
 
 
 def _pair_correlations(
@@ -102,13 +112,12 @@ def _pair_correlations(
         spec = _forward(xr, tuple(range(1, 1 + nrest)), sizes, real)  # (R, *F, C)
     freqs = math.prod(spec.shape[1:-1])
     step = max(1, BLOCK_ENTRIES // max(1, r_count * freqs))
-    axes = tuple(range(2, 2 + nrest))
     for c1 in range(c):
         for c2 in range(c1, c):
             right = spec[None, ..., c2]
             for p0 in range(0, r_count, step):
                 prod = spec[p0 : p0 + step, None, ..., c1].conj() * right
-                out[p0 : p0 + step, ..., c1, c2] = _take_lags(_inverse(prod, axes, sizes, real), 2, lag_index)
+                out[p0 : p0 + step, ..., c1, c2] = _inverse_lags(prod, 2, sizes, lag_index, real)
             if c2 > c1:
                 flipped = out[(slice(None), slice(None)) + (slice(None, None, -1),) * nrest + (c1, c2)]
                 out[..., c2, c1] = np.swapaxes(flipped, 0, 1).conj()
@@ -297,8 +306,7 @@ def valid_correlation(
     c, o = x.shape[-1], y.shape[-1]
     out = np.empty(tuple(kernel_size) + (c, o), dtype=np.float64 if real else np.complex128)
     for ci in range(c):
-        r = _inverse(xf[..., ci, None].conj() * yf, axes, sizes, real)
-        out[..., ci, :] = _take_lags(r, 0, lag_index)
+        out[..., ci, :] = _inverse_lags(xf[..., ci, None].conj() * yf, 0, sizes, lag_index, real)
     return out.reshape(-1, o)
 
 
@@ -320,13 +328,15 @@ def fft_gram_cost(
     sizes = _fft_sizes(shape, s)
     scale = 1.0 if is_complex else 0.5
     pairs = channels * (channels + 1) / 2
-    units = (channels + outputs + pairs + channels * outputs) * _fft_units(math.prod(sizes)) * scale
+    transforms = channels + outputs + INVERSE_SHARE * (pairs + channels * outputs)
+    units = transforms * _fft_units(math.prod(sizes)) * scale
     calls = pairs + channels * outputs
     for count in range(1, ndim + 1):
         for axes in itertools.combinations([i for i in range(ndim) if s[i] > 0], count):
             width = math.prod(s[i] for i in axes)
             rest = math.prod(sizes[j] for j in range(ndim) if j not in axes)
-            units += 2**count * (width * channels + width**2 * pairs) * _fft_units(rest) * scale
+            transforms = width * channels + INVERSE_SHARE * width**2 * pairs
+            units += 2**count * transforms * _fft_units(rest) * scale
             calls += 2**count * pairs * (1 + width**2 * rest // BLOCK_ENTRIES)
     p = math.prod(kernel_size) * channels
     return units * FFT_SECONDS + 2**ndim * p * p * ENTRY_SECONDS + calls * CALL_SECONDS
