@@ -216,6 +216,7 @@ def recover_kernel(
     """
     if grids.is_grid(x, y, kernel_size):  # N-D kernels, complex signals
         grids.refuse_sequence_options(
+            x, y,
             lags=lags, nan_policy=nan_policy, prewhiten=prewhiten, chunk_size=chunk_size, split_every=split_every,
             checkpoint=checkpoint, progress=progress,
         )  # fmt: skip
@@ -225,7 +226,7 @@ def recover_kernel(
         )  # fmt: skip
         if y is None:
             raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
-        return grids.recover(x, y, grid_spec, method=method, options=options, door=recover_kernel)
+        return grids.recover(x, y, grid_spec, method=method, options=options, door=recover_kernel, checks=checks)
     streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
     if y is None and outofcore.input_kind(x) != "stream":
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
@@ -380,6 +381,7 @@ def analyze(
     """
     if grids.is_grid(x, y, kernel_size):  # N-D kernels, complex signals
         grids.refuse_sequence_options(
+            x, y,
             lags=settings.get("lags"), nan_policy=nan_policy, chunk_size=chunk_size, split_every=split_every,
             progress=progress,
         )  # fmt: skip

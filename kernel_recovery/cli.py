@@ -326,6 +326,10 @@ def load_array(path: str, key: str | None, default_key: str, layout: str, *, mma
         raise InputError(f"could not read {path}: {_first_line(exc)}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{path} does not hold a numeric array (dtype {arr.dtype})")
+    if np.iscomplexobj(arr):  # the command line fits 1-D real records; complex signals go through the Python API
+        raise InputError(
+            f"`{default_key}` must be real, got complex ({path}); fit complex signals with kr.recover_kernel in Python"
+        )
     return arr
 
 
@@ -590,7 +594,7 @@ def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
     except TypeError as exc:
         raise UsageError(str(exc)) from None
     settings = {**_conv_settings(args), **_data_settings(args), "prewhiten": args.prewhiten}
-    settings.update(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+    settings.update(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, checks=args.checks)
     setting = _progress_setting(args)
     if args.chunk_size is not None:
         settings["progress"] = setting  # the streamed pass's bar
@@ -905,6 +909,13 @@ def _add_recover(sub: Any) -> _Parser:
         default=_api_default("checkpoint_every"),
         metavar="N",
         help="chunks between checkpoints (default %(default)s)",
+    )
+    g.add_argument(
+        "--checks",
+        choices=("budget", "all", "cheap", "none"),
+        default=_api_default("checks"),
+        help="post-fit checks: every check on bounded samples (budget, the default), on all rows, the cheap ones, or "
+        "none (default %(default)s)",
     )
     m = r.add_argument_group("method (a method option another method does not take is an error)")
     m.add_argument(

@@ -32,7 +32,9 @@ from .model.grid import (
     row_chunks,
 )
 from .model.result import KernelResult
+from .model.validation import check_choice
 from .solvers.grid import GRID_METHODS, GridSolution
+from .streaming import outofcore
 
 #: Keywords of the sequence path that grid problems do not take, with what they mean there.
 SEQUENCE_ONLY = {
@@ -44,6 +46,10 @@ SEQUENCE_ONLY = {
     "checkpoint": None,
     "progress": None,
 }
+
+
+#: The levels of ``recover_kernel(checks=...)``: the grid path's checks are cheap, so every level but "none" runs them.
+CHECK_LEVELS = ("budget", "all", "cheap", "none")
 
 
 def is_grid(x: object, y: object, kernel_size: object) -> bool:
@@ -62,10 +68,18 @@ def _is_complex(a: object) -> bool:
     return isinstance(a, complex)
 
 
-def refuse_sequence_options(**given: object) -> None:
-    """Keywords of the sequence path given to a grid problem: a ``ValueError`` naming them."""
+def refuse_sequence_options(x: object, y: object, **given: object) -> None:
+    """Out-of-core ``x``/``y`` (a ``TypeError``) and keywords of the sequence path (a ``ValueError`` naming them)
+    given to a grid problem."""
+    if outofcore.is_out_of_core(x, y):
+        raise TypeError(
+            "complex and N-D inputs are solved in memory: `x`/`y` are out-of-core arrays (Dask, memory-mapped, "
+            "zarr); pass NumPy arrays (the streamed path takes real 1-D sequences)."
+        )
     for name, value in given.items():
         default = SEQUENCE_ONLY[name]
+        if name == "progress" and value is False:  # no bar asked for: nothing to refuse
+            continue
         if not (value is default or (isinstance(value, str) and value == default)):
             raise ValueError(
                 f"`{name}` (={value!r}) applies to 1-D real sequences; N-D kernels and complex signals take "
@@ -95,9 +109,11 @@ def recover(
     method: str | Callable[..., Any],
     options: dict[str, Any],
     door: Callable[..., Any],
+    checks: str = "budget",
     stacklevel: int = 3,
 ) -> KernelResult:
     """Fit a grid problem: the report, the solver, and the result (the grid counterpart of ``pipeline.run``)."""
+    checks = check_choice(checks, "checks", CHECK_LEVELS)
     name, solver = resolve(method)
     for prior in ("regularization", "prior", "share_hyperparameters"):
         if prior in options:
@@ -112,7 +128,7 @@ def recover(
     report = grid_report(problem)
     report.warn(stacklevel=stacklevel + 1, method=name if name in solvers.METHODS else "custom")
     sol = solver(problem, **options)
-    return finish(problem, name, sol, report, stacklevel=stacklevel + 1)
+    return finish(problem, name, sol, report, checks=checks, stacklevel=stacklevel + 1)
 
 
 def analyze(
@@ -124,7 +140,13 @@ def analyze(
 
 
 def finish(
-    problem: GridProblem, method: str, sol: GridSolution, report: DeterminacyReport, *, stacklevel: int = 2
+    problem: GridProblem,
+    method: str,
+    sol: GridSolution,
+    report: DeterminacyReport,
+    *,
+    checks: str = "budget",
+    stacklevel: int = 2,
 ) -> KernelResult:
     """The :class:`KernelResult` of a grid solution: kernel, bias, residual, noise, standard errors, covariance."""
     cfg = problem.config
@@ -141,8 +163,8 @@ def finish(
     if sol.unit_covariance is not None and np.all(np.isfinite(noise_var)):
         stderr, bias_stderr, covariance = _uncertainty(cfg, sol.unit_covariance, noise_var)
     success, message = bool(sol.success), sol.message
-    checks = run_grid_checks(problem, sol.coefs)
-    for check in checks:
+    records = run_grid_checks(problem, sol.coefs) if checks != "none" else []
+    for check in records:
         if check.warning is not None and check.message is not None:
             warnings.warn(check.message, check.warning, stacklevel=stacklevel + 1)
     if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
@@ -154,8 +176,8 @@ def finish(
         "dof": float(dof.min()) if len(dof) else 0.0,
         "relative_residual": float(np.sqrt(rss.sum() / yty)) if yty > 0 else 0.0,
         "complex": problem.is_complex,
-        "checks": {"residual": "data", **{c.name: c.line for c in checks}},
-        "specification": {c.name: c.entry for c in checks if c.entry},
+        "checks": {"level": checks, "residual": "data", **{c.name: c.line for c in records}},
+        "specification": {c.name: c.entry for c in records if c.entry},
         "streamed": False,
         "input": "arrays",
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def plan(
     input_std = check_real(input_std, "input_std", low=0, low_open=True)
     if isinstance(kernel_size, (tuple, list)) and len(kernel_size) >= 2:  # an N-D kernel: lengths are shapes
         settings_nd = {k: v for k, v in settings.items() if k != "lags"}
-        spec_nd = GridSpec.create(kernel_size, **settings_nd)  # type: ignore[arg-type]
+        spec_nd = GridSpec.create(kernel_size, **settings_nd)
         n_out = spec_nd.groups if out_channels is None else check_int(out_channels, "out_channels")
         cfg_nd = spec_nd.bind(check_int(in_channels, "in_channels"), n_out)
         report = _grid_plan(cfg_nd, _shapes(lengths, batch, cfg_nd.ndim), input_std, noise_level)
@@ -104,8 +104,8 @@ def plan(
             warnings.warn(f"the planned experiment does not determine the kernel: {' '.join(report.causes)}",
                           UnderdeterminedWarning, stacklevel=2)  # fmt: skip
         return report
-    n_seq = _lengths(lengths, batch)
-    spec = ConvSpec.create(kernel_size, **settings)
+    n_seq = _lengths(cast("int | Sequence[int]", lengths), batch)
+    spec = ConvSpec.create(cast(int, kernel_size), **settings)
     n_out = spec.groups if out_channels is None else check_int(out_channels, "out_channels")
     cfg = spec.bind(check_int(in_channels, "in_channels"), n_out)
     noise = check_noise_level(noise_level, cfg.out_channels)
@@ -277,13 +277,15 @@ def _grid_plan(
     kernel_gain = np.full(cfg.kernel_shape, np.sqrt(1.0 / input_std**2 / spare_seen) if spare_seen > 0 else np.inf)
     kernel_gain[~reached] = np.inf
     null = []
-    for k in np.argwhere(~reached):
+    for where in np.argwhere(~reached):
         for c in range(cin):
             v = np.zeros(cfg.kernel_size + (cin,))
-            v[tuple(k) + (c,)] = 1.0
+            v[tuple(where) + (c,)] = 1.0
             null.append(v)
     null_space = np.array(null) if null else np.zeros((0,) + cfg.kernel_size + (cin,))
-    causes, advice, codes = (), (), ()
+    causes: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
     if status == "underdetermined":
         causes = (f"the planned items give {n_eq} equations per output channel for {p} unknowns.",)
         advice, codes = ("plan larger or more items (batch), or a smaller kernel_size.",), ("too_short",)

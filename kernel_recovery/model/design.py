@@ -35,6 +35,12 @@ def window_rows(x: np.ndarray, width: int, index: slice | np.ndarray = slice(Non
     return windows.transpose(0, 2, 1).reshape(len(windows), -1)
 
 
+def grid_windows(x: np.ndarray, span: tuple[int, ...]) -> np.ndarray:
+    """The N-D windows of ``x`` ``(*spatial, C)``, a view ``(*positions, C, *span)``: the grid design's rows
+    (:func:`kernel_recovery.model.grid.design_rows`) are cut from these, as sequence rows by :func:`window_rows`."""
+    return sliding_window_view(x, span, axis=tuple(range(len(span))))
+
+
 def design_rows(block: Block, x: np.ndarray, use_bias: bool, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Rows ``start:stop`` of one subsequence's design matrix, ``(rows, P)``."""
     rows = window_rows(x, block.taps, slice(start, stop))[:, block.mask.ravel()]

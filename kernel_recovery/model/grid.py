@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 from .arrays import _from_library, unmask
+from .design import grid_windows
 from .grid_gram import fft_gram_cost, im2col_gram_cost, lagged_gram
 from .validation import check_bool, check_choice, check_int
 
@@ -410,7 +410,7 @@ def design_rows(problem: GridProblem, item: int, group: int, start: int = 0, sto
     out = problem.out_shapes[item]
     stop = out[0] if stop is None else min(stop, out[0])
     first = slice(start * cfg.stride[0], (stop - 1) * cfg.stride[0] + cfg.span[0])
-    windows = sliding_window_view(xp[first], cfg.span, axis=tuple(range(n)))  # (*pos, C, *span)
+    windows = grid_windows(xp[first], cfg.span)  # (*pos, C, *span)
     pos = tuple(slice(None, None, s) for s in cfg.stride)
     taps = tuple(slice(None, None, d) for d in cfg.dilation)
     windows = windows[pos + (slice(None),) + taps]  # (*out, C, *K)
