@@ -3,6 +3,7 @@
 import io
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -366,6 +367,66 @@ def test_ss_tuning_escapes_the_no_signal_plateau(seed):
     assert res.diagnostics["checks"]["whiteness"] == "flagged"
     tuned = -2 * float(np.ravel(res.diagnostics["log_evidence"])[0]) - n * (np.log(2 * np.pi) + 1)
     assert tuned <= best + 1e-6 * abs(best)
+
+
+def small_random_record(seed):
+    """P in 2..12 taps, n in 2..3P+4 equations (n <= P for some seeds), a decaying, oscillating or white response,
+    noise 0.01 to 2: a small record whose evidence can be flat or have several basins."""
+    rng = np.random.default_rng(seed)
+    p = int(rng.integers(2, 13))
+    n = int(rng.integers(2, 3 * p + 5))
+    x = rng.standard_normal(n + p - 1)
+    lag = np.arange(p)
+    h = [0.7**lag, rng.standard_normal(p) * 0.9**lag, np.cos(lag) * 0.8**lag, rng.standard_normal(p)][seed % 4]
+    a = np.lib.stride_tricks.sliding_window_view(x, p)[:, ::-1]
+    noise = [0.01, 0.1, 0.5, 2.0][int(rng.integers(4))]
+    return x, a @ h + noise * rng.standard_normal(n), a
+
+
+def explicit_evidence_minimum(kind, a, y, scale_bounds, rate_bounds):
+    """The minimum of ``-2 log p = y' S^-1 y + log det(2 pi S)``, ``S = sigma^2 I + lambda A P A'`` (the explicit
+    ``n x n`` marginal likelihood) on a dense grid of the hyperparameters within the tuning's bounds: 121 decay
+    rates ``kappa`` (``alpha = exp(-kappa)``, log-spaced), 25 correlations for DC, 400 values of ``log q``
+    (``q = lambda / sigma^2``); ``sigma^2`` at its exact optimum ``y'(I + q A P A')^-1 y / n``.  For each shape the
+    eigendecomposition of the ``n x n`` matrix ``A P A'`` gives every ``q``."""
+    n, lag = len(y), np.arange(a.shape[1], dtype=float)
+    lqs = np.linspace(*scale_bounds, 400)[:, None]
+    rhos = np.tanh(np.linspace(-3.0, 3.0, 25)) if kind == "dc" else [0.0]
+    best = np.inf
+    for rate in np.linspace(*rate_bounds, 121):
+        for rho in rhos:
+            mu, vec = np.linalg.eigh(a @ explicit_kernel(kind, lag, np.exp(-np.exp(rate)), rho) @ a.T)
+            d = np.exp(lqs) * np.clip(mu, 0.0, None)
+            r = np.sum((vec.T @ y) ** 2 / (1 + d), axis=1)
+            f = n * np.log(2 * np.pi * r / n) + n + np.sum(np.log1p(d), axis=1)
+            best = min(best, float(f.min()))
+    return best
+
+
+@pytest.mark.parametrize("seed", [3, 7, 13, 32, 53, 71, 85, 111, 184])
+@pytest.mark.parametrize("kind", ["di", "tc", "dc", "ss"])
+def test_tuning_reaches_the_explicit_evidence_minimum(monkeypatch, kind, seed):
+    """Issue 26: the evidence optimizer stopped short of its own maximum.  With n <= P the scale stalled on the flat
+    plateau of interpolating fits (q -> inf) and ``-2 log p`` itself lost its digits there (``log det M`` of the
+    P x P form off by 0.5 at log q = 33: DC seed 3); the best decay lay outside every start or in a narrow basin
+    between them (TC seed 7, n = 26 > P = 12: 4.05 worse; DI seed 3: 0.13).  The tuned value is the explicit n x n
+    one at the reported hyperparameters, and not above the minimum of a dense grid of the explicit n x n evidence
+    within the tuning's bounds (di-3, tc-3, tc-7, tc-32, tc-53 and dc-3, 13, 71, 111 failed before)."""
+    x, y, a = small_random_record(seed)
+    bounds = []
+    tune = priors._tune
+    monkeypatch.setattr(priors, "_tune", lambda ev, st, b, *rest: bounds.append(b) or tune(ev, st, b, *rest))
+    with warnings.catch_warnings():  # (n <= P: the report says the record is short)
+        warnings.simplefilter("ignore", kr.UnderdeterminedWarning)
+        res = kr.recover_kernel(x, y, a.shape[1], flip=True, regularization=kind, use_bias=False)
+    tuned = -2 * float(res.diagnostics["log_evidence"][0])
+    opts = res.options
+    rho = opts["correlation"][0, 0] if kind == "dc" else 0.0
+    p_mat = explicit_kernel(kind, np.arange(a.shape[1], dtype=float), opts["decay"][0, 0], rho)
+    s = opts["noise_variance"][0] * np.eye(len(y)) + opts["prior_scale"][0, 0] * a @ p_mat @ a.T
+    assert tuned == pytest.approx(y @ np.linalg.solve(s, y) + np.linalg.slogdet(2 * np.pi * s)[1], rel=1e-8)
+    grid = explicit_evidence_minimum(kind, a, y, bounds[0][0], bounds[0][1])
+    assert tuned <= grid + 1e-6 * max(1.0, abs(grid))
 
 
 # -- one equation and a bias: nothing to tune (issue 26) -----------------------------------------

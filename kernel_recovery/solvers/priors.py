@@ -45,8 +45,11 @@ reaches 1e14 for SS on rough responses at high SNR).  Its gradient in ``log s`` 
 ``rho sqrt(alpha)``, SS's decay) are differentiated by one finite difference each, ``log s`` held fixed, with a step
 sized by ``r``'s rounding estimate.  L-BFGS-B runs on transformed hyperparameters (``log lambda``,
 ``log(-log alpha)``, ``atanh rho``) from the best of a few scale-free starts, each with its scale profiled, from a
-scan over ``log q`` where the profile ended on the no-signal plateau (a signal basin can lie far above it).  The
-posterior mean is ``T S M^{-1} h`` and the posterior covariance ``sigma^2 T S M^{-1} S T^T``.
+scan over ``log q`` where the profile ended on the no-signal plateau (a signal basin can lie far above it); blocks
+of at most ``SCAN_BELOW`` coefficients then check the optimum against a grid over the shape with every scale
+(one eigendecomposition per shape) and restart from its better minima.  With ``n <= P`` equations (and the rows in
+hand) the evidence is evaluated in its ``n x n`` form ``N = I + A Q A^T / sigma^2``, which keeps its digits where
+the fit interpolates.  The posterior mean is ``T S M^{-1} h`` and the posterior covariance ``sigma^2 T S M^{-1} S T^T``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..model.design import EXPLICIT_LIMIT, design_matrix
 from ..model.problem import Block, CanonicalProblem
 from ..model.progress import NoBar, progress_bar
 from ..model.spectrum import rank_tolerance
@@ -88,6 +92,18 @@ START_ABOVE = np.log(1e4)
 SCALE_SCAN_STEP = np.log(10.0)
 #: SS factors of fewer coefficients are applied as dense matrices (GEMMs), larger ones by their recursion.
 DENSE_BELOW = 256
+#: Blocks of at most this many coefficients also scan the evidence over a grid of shapes (decays, and DC's
+#: correlations), each with its scale profiled exactly from one eigendecomposition (:func:`_scan_shapes`), and
+#: restart a local search from the grid's best point: the best decay can lie outside every start, and with
+#: ``n <= P`` the scale can stall on the flat plateau of interpolating fits (``q -> inf``) above a better basin.
+SCAN_BELOW = 100
+#: That grid's steps: in ``log kappa`` (the decay rate), in ``atanh rho`` (DC) and in ``log q``.
+SCAN_DECAY_STEP = 0.5
+SCAN_CORRELATION_STEP = 1.0
+SCAN_SCALE_STEP = 0.25
+#: Local searches restart from at most this many of the grid's local minima, those within this of the found optimum.
+SCAN_RESTARTS = 3
+SCAN_SLACK = 1.0
 #: Posterior covariances are kept (``Solution.covariance``) when a block's ``O_b * P^2`` is at most this.
 COVARIANCE_LIMIT = 1 << 23
 #: With ``progress=None`` the tuning shows a bar (on a terminal) from this many coefficients per block on: there
@@ -446,8 +462,12 @@ def check_prior(prior: object) -> None:
 class _Evidence:
     """``-2 log p(y)`` (noise profiled) of one output channel as a function of the packed hyperparameters."""
 
-    def __init__(self, kernels, groups, g, c, yy, n, share, bar: Any = None):
+    def __init__(self, kernels, groups, g, c, yy, n, share, bar: Any = None, rows=None):
         self.kernels, self.groups, self.g, self.c, self.yy, self.n = kernels, groups, g, c, yy, n
+        #: ``(A, y)``: the design's free columns and this channel's outputs (both centred where the bias is profiled
+        #: out), where the evidence is evaluated in its ``n x n`` form (:meth:`_dual`); None: from the statistics
+        self.rows = rows
+        self._dual_cache: dict[tuple, np.ndarray] = {}
         self.bar = NoBar() if bar is None else bar  # counts the evaluations (see regularized's progress)
         self.share = share
         self.n_in = len(kernels)
@@ -505,7 +525,7 @@ class _Evidence:
         taus = self.taus(theta)
         cmat, bvec, ts = self.transformed(taus)
         logs = self.log_s(theta)
-        out = self._at(cmat, bvec, ts, logs, want_grad)
+        out = self._at(cmat, bvec, ts, logs, want_grad, self.design_t(taus))
         noise = self.noise  # the finite differences below evaluate elsewhere
         if not want_grad:
             self._last = (key, out, None, noise)
@@ -516,13 +536,72 @@ class _Evidence:
         self._last = (key, f, grad, noise)
         return f, grad.copy()
 
-    def _at(self, cmat: np.ndarray, bvec: np.ndarray, ts: list, logs: np.ndarray, want_grad: bool):
-        """``-2 log p`` (and its gradient in ``log s``) at ``T`` (through ``C, b``, the ``T``'s) and ``log s``."""
+    def design_t(self, taus: list[np.ndarray]) -> np.ndarray | None:
+        """``A T`` (``n x P``) with :attr:`rows`, cached on ``taus``; None without rows."""
+        if self.rows is None:
+            return None
+        key = tuple(float(v) for t in taus for v in t)
+        hit = self._dual_cache.get(key)
+        if hit is None:
+            _, _, ts = self.transformed(taus)
+            a = self.rows[0]
+            hit = np.empty((len(a), self.offsets[-1]))
+            for i, (grp, t) in enumerate(zip(self.groups, ts)):
+                hit[:, self.offsets[i] : self.offsets[i + 1]] = _right(a[:, grp], t)
+            if len(self._dual_cache) > 8:
+                self._dual_cache.clear()
+            self._dual_cache[key] = hit
+        return hit
+
+    def _dual(self, at: np.ndarray, s: np.ndarray):
+        """The ``n x n`` form, for ``n <= P``: ``B = A T S``, ``N = I + B B^T = L L^T`` (``det N = det M``),
+        ``v = N^{-1} y`` (one refinement step), ``z = B^T v = M^{-1} h``, ``r = v'v + z'z`` (``= y'N^{-1}y``, an upper
+        bound at a rounded ``v``) and the refinement's ``e'e``.  In ``P`` dimensions ``M`` has ``P - n`` unit
+        eigenvalues beside ones of order ``q``: where ``q`` is large its rounding moves them (``log det M`` off by 0.5
+        at ``log q = 33``) and ``y'y - ...`` loses every digit, while ``N``'s eigenvalues are ``1 + q mu``, each to
+        its own precision.  None where ``N`` is not positive definite in floating point."""
+        import scipy.linalg
+
+        y = self.rows[1]
+        b = at * s[None, :]
+        nmat = b @ b.T
+        nmat.flat[:: len(nmat) + 1] += 1.0
+        try:
+            low = scipy.linalg.cholesky(nmat, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        v = scipy.linalg.cho_solve((low, True), y, check_finite=False)
+        e = scipy.linalg.solve_triangular(low, y - nmat @ v, lower=True, check_finite=False)
+        v += scipy.linalg.solve_triangular(low, e, lower=True, trans="T", check_finite=False)
+        z = b.T @ v
+        r = float(v @ v + z @ z) + 1e-300 * max(self.yy, 1e-300)
+        return b, low, z, r, float(e @ e)
+
+    def _at(
+        self, cmat: np.ndarray, bvec: np.ndarray, ts: list, logs: np.ndarray, want_grad: bool, at: np.ndarray | None
+    ):
+        """``-2 log p`` (and its gradient in ``log s``) at ``T`` (through ``C, b``, the ``T``'s; ``at``, ``A T``, for
+        the ``n x n`` form) and ``log s``."""
         import scipy.linalg
 
         self.evaluations += 1
         self.bar.update()
         s = np.exp(logs)
+        if at is not None:
+            dual = self._dual(at, s)
+            if dual is None:
+                return (np.inf, None) if want_grad else np.inf
+            b, low, z, r, err = dual
+            n = self.n
+            self.noise = n * (err + 4 * EPS * np.sqrt(r * self.yy)) / r  # (no y'y - ... cancellation)
+            f = n * np.log(r / n) + 2.0 * np.sum(np.log(np.diag(low)))
+            if not want_grad:
+                return f
+            lb = scipy.linalg.solve_triangular(low, b, lower=True, check_finite=False)
+            seen = np.einsum("ij,ij->j", lb, lb)  # 1 - (M^{-1})_kk
+            csz = at.T @ (b @ z)
+            g_logs = (n / r) * (-2 * s * bvec * z + 2 * s * z * csz) + 2 * seen
+            return f, g_logs
         m = _whitened(cmat, s)
         try:
             r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
@@ -569,7 +648,7 @@ class _Evidence:
                 moved = [t.copy() for t in taus]
                 moved[b][m] += h
                 cmat, bvec, ts = self.transformed(moved)
-                df_dtau[m] = (self._at(cmat, bvec, ts, logs, False) - f0) / h
+                df_dtau[m] = (self._at(cmat, bvec, ts, logs, False, self.design_t(moved)) - f0) / h
             shape = theta[sl]
             for j in range(len(shape)):
                 sp, sm = shape.copy(), shape.copy()
@@ -599,8 +678,18 @@ class _Evidence:
         """Posterior mean (in the sorted order), its covariance over the noise variance, ``r``, ``-2 log p``."""
         import scipy.linalg
 
-        cmat, bvec, ts = self.transformed(self.taus(theta))
+        taus = self.taus(theta)
+        cmat, bvec, ts = self.transformed(taus)
         s = np.exp(self.log_s(theta))
+        at = self.design_t(taus)
+        if at is not None:
+            dual = self._dual(at, s)
+            if dual is not None:
+                b, low, z, r, _ = dual
+                factor = self.coefficients(np.diag(s), ts)  # F = T S in the columns' order
+                lfb = scipy.linalg.solve_triangular(low, b @ factor.T, lower=True, check_finite=False)
+                cov = factor @ factor.T - lfb.T @ lfb  # F M^{-1} F^T = F F^T - F B^T N^{-1} B F^T
+                return self.coefficients(s * z, ts), cov, r, 2.0 * np.sum(np.log(np.diag(low)))
         m = _whitened(cmat, s)
         r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
         z, _ = _refined_solve(r_up, m, s * bvec)
@@ -701,7 +790,98 @@ def _tune(ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[floa
         )
         if res.fun < best_f:
             best_f, best_theta = float(res.fun), np.asarray(res.x)
+    p = len(ev.g)
+    if p <= SCAN_BELOW or ev.n <= p:  # (large blocks: the scale only, at the found shape, where n <= P)
+        best_theta, best_f = _rescan(ev, best_theta, best_f, bounds, shapes=p <= SCAN_BELOW, large=large)
     return best_theta, best_f
+
+
+def _rescan(
+    ev: _Evidence, theta: np.ndarray, f: float, bounds: list[tuple[float, float]], shapes: bool, large: bool
+) -> tuple[np.ndarray, float]:
+    """The local searches' optimum ``(theta, f)`` checked against the grid of :func:`_scan_shapes` (``shapes``: of
+    every shape, else of ``theta``'s shape only): a local search from each of the grid's best local minima (up to
+    ``SCAN_RESTARTS``, within ``SCAN_SLACK`` of ``f``, away from ``theta``) replaces it where it ends lower by more
+    than the evidence's rounding; where the local searches already found the optimum the result is theirs."""
+    from scipy.optimize import minimize
+
+    ftol = max(LARGE_FTOL, ev.noise) / max(abs(f), 1.0) if large else FTOL
+    tol = max(1e-9 * abs(f), 4 * ev.noise)
+    here = np.concatenate([[np.mean(theta[:: ev.per])], theta[1 : ev.per]])
+    for f_grid, start in _scan_shapes(ev, theta, bounds, every_shape=shapes):
+        if f_grid > f + SCAN_SLACK:
+            break
+        there = np.concatenate([[np.mean(start[:: ev.per])], start[1 : ev.per]])
+        if abs(there[0] - here[0]) <= 1.0 and np.all(np.abs(there[1:] - here[1:]) <= SCAN_DECAY_STEP):
+            continue  # the basin the local searches ended in
+        res = minimize(
+            lambda th: ev.value(th, want_grad=True),
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": ftol, "gtol": 1e-2 if large else 1e-6, "maxfun": MAX_EVALUATIONS},
+        )
+        if res.fun < f - tol:
+            theta, f = np.asarray(res.x), float(res.fun)
+    return theta, f
+
+
+def _scan_shapes(
+    ev: _Evidence, theta: np.ndarray, bounds: list[tuple[float, float]], every_shape: bool = True
+) -> list[tuple[float, np.ndarray]]:
+    """The local minima of ``-2 log p`` on a grid over the shape (every input given the same one) and the common
+    scale, within the bounds, best first (at most ``SCAN_RESTARTS``), as ``(value, theta)``.
+
+    At a fixed shape, with ``K = S_1 C S_1`` at ``q = 1``, ``K = V diag(l) V^T`` and ``beta = V^T S_1 b``, the profile
+    in ``q`` is explicit, ``r(q) = y'y - sum q beta_k^2 / (1 + q l_k)`` and ``log det M = sum log(1 + q l_k)``: one
+    eigendecomposition per shape gives every scale.  ``r`` is summed as ``r_0 + sum beta_k^2 / (l_k (1 + q l_k))``
+    with ``r_0 = y'y - sum beta_k^2 / l_k`` (the residual as ``q -> inf``, at least 0), over the directions the rank
+    rule resolves: no cancellation as ``q`` grows (where ``n <= P``, ``r -> 0`` and ``y'y - ...`` would be rounding
+    noise, a spurious minimum).  A shape's value is its best scale's; the minima are over the shapes."""
+    idx = np.arange(0, len(theta), ev.per)
+    k0 = ev.kernels[0]
+    axes = [theta[1 : ev.per, None]]
+    if every_shape and k0.n_shape:
+        lo, hi = bounds[1]
+        axes = [np.arange(lo, hi + SCAN_DECAY_STEP / 2, SCAN_DECAY_STEP)]
+        if k0.n_shape == 2:
+            lo, hi = bounds[2]
+            axes.append(np.arange(lo, hi + SCAN_CORRELATION_STEP / 2, SCAN_CORRELATION_STEP))
+    elif not k0.n_shape:
+        axes = []
+    lqs = np.arange(bounds[0][0], bounds[0][1] + SCAN_SCALE_STEP / 2, SCAN_SCALE_STEP)
+    q = np.exp(lqs)[:, None]
+    floor = 1e-300 * max(ev.yy, 1e-300)  # (as in _Evidence.residual)
+    shape_grid = tuple(len(a) for a in axes)
+    values = np.full(shape_grid, np.inf)
+    points = np.empty(shape_grid, dtype=object)
+    for pos in np.ndindex(shape_grid):
+        th = theta.copy()
+        for i in idx:
+            th[i + 1 : i + ev.per] = [a[j] for a, j in zip(axes, pos)]
+        th[idx] = 0.0
+        cmat, bvec, _ = ev.transformed(ev.taus(th))
+        s1 = np.exp(ev.log_s(th))
+        lam, vec = np.linalg.eigh(cmat * s1[:, None] * s1[None, :])
+        if not np.all(np.isfinite(lam)) or lam[-1] <= 0:
+            continue
+        keep = np.sqrt(np.clip(lam, 0.0, None)) > rank_tolerance(np.sqrt(lam[-1]), ev.n, len(lam), "gram")
+        lam, beta2 = lam[keep], (vec[:, keep].T @ (s1 * bvec)) ** 2
+        r0 = max(ev.yy - float(np.sum(beta2 / lam)), 0.0)
+        r = r0 + np.sum(beta2 / (lam * (1 + q * lam)), axis=1) + floor
+        f = ev.n * np.log(r / ev.n) + np.sum(np.log1p(q * lam), axis=1)
+        i = int(np.argmin(f))
+        values[pos] = f[i]
+        th[idx] = lqs[i]
+        points[pos] = th
+    minima = []
+    for pos in np.ndindex(shape_grid):
+        around = tuple(slice(max(j - 1, 0), j + 2) for j in pos)
+        if np.isfinite(values[pos]) and values[pos] <= values[around].min():
+            minima.append((float(values[pos]), points[pos]))
+    minima.sort(key=lambda fp: fp[0])
+    return minima[:SCAN_RESTARTS]
 
 
 def _energy(g: np.ndarray, c: np.ndarray, yy: float, n: int) -> float:
@@ -810,10 +990,12 @@ def tune_output(
     custom: np.ndarray | None,
     bar: Any = None,
     side: np.ndarray | None = None,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Tune one output channel's prior and return its posterior (mean, covariance over sigma^2, hyperparameters);
     ``bar`` (a progress bar) is advanced once per evidence evaluation; ``side`` (:func:`column_sides`) marks the
-    anticausal columns of a two-sided window."""
+    anticausal columns of a two-sided window; ``rows`` (:meth:`_Evidence.residual`) the design and this channel's
+    outputs."""
     inputs = np.unique(chan)
     groups, kernels = [], []
     for ch in inputs:
@@ -830,7 +1012,7 @@ def tune_output(
             order = rank[cols]
             factor = _custom_factor(custom[np.ix_(order, order)])
         kernels.append(_Kernel("custom" if custom is not None else kind, u[cols], factor, split))
-    ev = _Evidence(kernels, groups, g, c, yy, n, share, bar)
+    ev = _Evidence(kernels, groups, g, c, yy, n, share, bar, rows)
     k0 = kernels[0]
     blocks = 1 if share else len(kernels)
     starts = []
@@ -939,12 +1121,19 @@ def regularized(
         custom = None if prior is None else user_prior(prior, problem.config.tap_lags())
         w = np.zeros_like(c)
         fits = []
+        # n <= P: the fit can interpolate, r -> 0 as the scale grows, and the residual is read from the rows
+        explicit = block.retains_rows and block.ys is not None and n <= p and block.n_equations * p <= EXPLICIT_LIMIT
+        a = design_matrix(block, False) if explicit else None
+        ys = np.concatenate(block.ys) if explicit and block.ys is not None else None
+        if a is not None and ys is not None and use_bias:  # the bias profiled out: centred rows
+            a, ys = a - a.mean(axis=0), ys - ys.mean(axis=0)
         desc = "prior" if prior is not None else f"regularization={kind!r}"
         with progress_bar(progress, worth_showing=p >= PROGRESS_FROM, desc=desc, unit="evaluation") as bar:
             for o in range(n_out):
                 if n_out > 1:
                     bar.set_postfix_str(f"output channel {o + 1} of {n_out}")
-                fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom, bar, side)
+                rows = None if a is None or ys is None else (a, ys[:, o])
+                fit = tune_output(kind, u, chan, rank, g, c[:, o], float(yy[o]), n, share, custom, bar, side, rows)
                 w[:, o] = fit["mean"]
                 cov[o] = fit["cov"]
                 sigma2[o] = fit["sigma2"]
