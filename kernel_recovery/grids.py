@@ -176,6 +176,8 @@ def finish(
         "dof": float(dof.min()) if len(dof) else 0.0,
         "relative_residual": float(np.sqrt(rss.sum() / yty)) if yty > 0 else 0.0,
         "complex": problem.is_complex,
+        # how A^H A was summed, per group (the cost model's choice; None where the explicit design was factorized)
+        "statistics_path": [getattr(problem.cache.get(("statistics", g)), "path", None) for g in range(cfg.groups)],
         "checks": {"level": checks, "residual": "data", **{c.name: c.line for c in records}},
         "specification": {c.name: c.entry for c in records if c.entry},
         "streamed": False,
@@ -200,12 +202,28 @@ def finish(
     )
 
 
+#: The residual sum of squares is read off the statistics (``y'y - 2 Re w'A'y + w'A'Aw``) when a bound on its rounding
+#: error is below this share of it (as the sequence path does); otherwise one pass over the design recomputes it.
+RSS_RELATIVE_ERROR = 1e-6
+
+
 def _residual_sums(problem: GridProblem, coefs: list[np.ndarray]) -> np.ndarray:
-    """Per output channel ``sum |y - A w|^2``, by one pass over the design's row chunks."""
+    """Per output channel ``sum |y - A w|^2``: from the statistics the fit formed (cached on the problem) where they
+    are accurate, else by one pass over the design's row chunks."""
     cfg = problem.config
     rss = np.zeros(cfg.out_channels)
     per = cfg.out_per_group
     for g, coef in enumerate(coefs):
+        stats = problem.cache.get(("statistics", g))
+        if stats is not None and stats.cross is not None and stats.yty is not None:
+            fitted = np.einsum("ij,ij->j", coef.conj(), stats.gram @ coef).real
+            cross = np.einsum("ij,ij->j", coef.conj(), stats.cross).real
+            from_stats = stats.yty - 2 * cross + fitted
+            eps = np.finfo(np.float64).eps
+            bound = 8 * eps * max(np.log2(max(stats.n_rows, 2)), 1.0) * (stats.yty + 2 * np.abs(cross) + np.abs(fitted))
+            if np.all(bound <= RSS_RELATIVE_ERROR * np.abs(from_stats)):
+                rss[g * per : (g + 1) * per] = np.clip(from_stats, 0.0, None)
+                continue
         for i in range(len(problem.xs)):
             for start, stop in row_chunks(problem, i):
                 r = group_targets(problem, i, g, start, stop) - design_rows(problem, i, g, start, stop) @ coef
