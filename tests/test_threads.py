@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import kernel_recovery as kr
 from kernel_recovery.model import statistics
-from kernel_recovery.model.threads import SerialBLAS, fft_workers, serial_region, workers
+from kernel_recovery.model.threads import SerialBLAS, fft_workers, serial_region, tiny_problem, workers
 
 
 def blas_threads() -> list[int]:
@@ -105,6 +105,41 @@ def test_overlapping_scopes_from_many_threads_restore_the_count(blas_count):
     assert len(inside) == n_threads * rounds
     assert all(counts == [1] * len(blas_count) for counts in inside)
     assert blas_threads() == blas_count
+
+
+def test_tiny_problem_scopes_leave_the_count_alone(blas_count):
+    """Inside tiny_problem (a fit far below BLAS's threading sizes) SerialBLAS switches nothing; outside it, and
+    with tiny=False, it serialises as before; scopes nest either way."""
+    with tiny_problem():
+        with SerialBLAS():
+            assert blas_threads() == blas_count
+    with tiny_problem(False), SerialBLAS():
+        assert all(n == 1 for n in blas_threads())
+    with SerialBLAS():
+        with tiny_problem(), SerialBLAS():  # an outer serial scope stays serial
+            assert all(n == 1 for n in blas_threads())
+        assert all(n == 1 for n in blas_threads())
+
+
+def test_serial_blas_switches_nothing_when_already_serial(blas_count, monkeypatch):
+    """With every BLAS already at one thread, a scope does not call threadpoolctl's limit at all."""
+    from threadpoolctl import ThreadpoolController
+
+    calls: list[dict] = []
+    original = ThreadpoolController.limit
+
+    def counted(self, **kw):
+        calls.append(kw)
+        return original(self, **kw)
+
+    monkeypatch.setattr(ThreadpoolController, "limit", counted)
+    with threadpool_limits(limits=1, user_api="blas"):
+        with SerialBLAS():
+            assert all(n == 1 for n in blas_threads())
+    assert calls == []
+    with SerialBLAS():
+        assert all(n == 1 for n in blas_threads())
+    assert calls == [{"limits": 1}]
 
 
 def test_serial_blas_restores_after_an_exception(blas_count):

@@ -81,8 +81,9 @@ class BlockSpectrum:
         """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
         if len(columns) == 0:
             return 0
-        p = len(self.singular_values)
-        missing = np.setdiff1d(np.arange(p), columns)
+        kept = np.zeros(len(self.singular_values), dtype=bool)
+        kept[columns] = True
+        missing = np.flatnonzero(~kept)  # (a mask, not setdiff1d: this runs a few times per fit)
         if len(missing) == 0:
             return self.rank
         if len(missing) == 1:  # dropping column j lowers the rank iff no invisible direction involves j
@@ -90,6 +91,17 @@ class BlockSpectrum:
             return self.rank - int(not np.sqrt(np.sum(null**2)) > 1e-8)
         s = np.linalg.svd(self.coordinates[:, columns], compute_uv=False)
         return int((s > self.tolerance).sum())
+
+
+def explicit_design(block: Block, use_bias: bool) -> np.ndarray:
+    """:func:`~kernel_recovery.model.design.design_matrix`, cached on the block: the report's SVD and the explicit
+    least-squares solve read the same small design (at most ``EXPLICIT_LIMIT`` entries).  Read-only."""
+    key = ("design", use_bias)
+    if key not in block.cache:
+        a = design_matrix(block, use_bias)
+        a.flags.writeable = False
+        block.cache[key] = a
+    return block.cache[key]
 
 
 def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
@@ -101,7 +113,7 @@ def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
     n = block.n_equations
     if n * p <= EXPLICIT_LIMIT:
         with SerialBLAS():
-            _, s, vt = np.linalg.svd(design_matrix(block, use_bias), full_matrices=n < p)
+            _, s, vt = np.linalg.svd(explicit_design(block, use_bias), full_matrices=n < p)
         s = np.concatenate([s, np.zeros(p - len(s))])
         spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True)
     else:

@@ -26,6 +26,12 @@ _limiter = None  # threadpoolctl's record of the counts to restore, held while _
 _controller = None
 _modules_seen = -1  # len(sys.modules) when _controller was built: new imports may load new BLAS libraries
 _in_serial_region = contextvars.ContextVar("kernel_recovery_serial_region", default=False)
+_tiny = contextvars.ContextVar("kernel_recovery_tiny_problem", default=False)
+
+#: A problem whose design has at most this many entries (rows x columns, all blocks) is *tiny*: its BLAS and
+#: LAPACK calls are far below the sizes at which OpenBLAS starts threads, so :class:`SerialBLAS` leaves the
+#: thread count alone inside :func:`tiny_problem` (switching it costs more than such a fit).
+TINY_DESIGN = 1 << 14
 
 
 def _blas_controller():
@@ -66,10 +72,14 @@ class SerialBLAS:
 
     def __enter__(self) -> SerialBLAS:
         global _depth, _limiter
+        if _tiny.get():  # BLAS runs such calls on one thread anyway
+            return self
         with _lock:
             if _depth == 0:
                 controller = _blas_controller()
-                if controller.lib_controllers:  # no BLAS found: leave threading alone
+                # no BLAS found, or every BLAS already serial (a one-thread build, *_NUM_THREADS=1): nothing to
+                # switch, so a small call does not pay threadpoolctl's save and restore (~15 us) each time
+                if any(lib.get_num_threads() != 1 for lib in controller.lib_controllers):
                     _limiter = controller.limit(limits=1)
                     _release_control()
             _depth += 1
@@ -77,6 +87,8 @@ class SerialBLAS:
 
     def __exit__(self, *exc: object) -> Literal[False]:
         global _depth, _limiter
+        if _tiny.get():  # (set on entry too: the scopes of tiny_problem nest with these)
+            return False
         with _lock:
             _depth -= 1
             if _depth == 0 and _limiter is not None:
@@ -106,6 +118,20 @@ def serial_region() -> Iterator[None]:
             yield
     finally:
         _in_serial_region.reset(token)
+
+
+@contextlib.contextmanager
+def tiny_problem(tiny: bool = True) -> Iterator[None]:
+    """Mark the work of one tiny problem (see :data:`TINY_DESIGN`): :class:`SerialBLAS` scopes opened in it, in this
+    thread, do not switch the BLAS thread count.  ``tiny=False`` marks nothing (so callers need not branch)."""
+    if not tiny:
+        yield
+        return
+    token = _tiny.set(True)
+    try:
+        yield
+    finally:
+        _tiny.reset(token)
 
 
 def _usable_cores() -> int:

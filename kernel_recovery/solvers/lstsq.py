@@ -27,7 +27,7 @@ from ..model.design import CHUNK_ROWS, EXPLICIT_LIMIT, design_matrix, design_row
 from ..model.operator import adjoint, block_residuals
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
-from ..model.spectrum import block_spectrum, rank_tolerance
+from ..model.spectrum import block_spectrum, explicit_design, rank_tolerance
 from ..model.statistics import Statistics, block_statistics, rss_from_statistics
 from ..model.threads import SerialBLAS
 from ..model.toeplitz import (
@@ -380,7 +380,7 @@ def _explicit(block: Block, use_bias: bool, ridge: float):
 
 
 def _explicit_solve(block: Block, use_bias: bool, ridge: float):
-    a = design_matrix(block, use_bias)
+    a = explicit_design(block, use_bias)  # (the report's SVD read the same design)
     y = np.concatenate(block.outputs)
     if ridge > 0:
         p = a.shape[1]

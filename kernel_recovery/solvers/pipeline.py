@@ -27,7 +27,7 @@ from ..model.operator import block_residuals, forward
 from ..model.problem import CanonicalProblem, check_feasible
 from ..model.result import KernelResult, Solution
 from ..model.statistics import block_statistics, rss_from_statistics
-from ..model.threads import SerialBLAS
+from ..model.threads import TINY_DESIGN, SerialBLAS, tiny_problem
 from ..model.toeplitz import solve_path
 from ..model.validation import check_choice
 from ..model.whitening import filtered_block, whitening_filters
@@ -110,8 +110,17 @@ def run(
     The whole call runs with serial BLAS (one scope, so the many small factorizations inside do not each pay
     for switching threadpools; the long passes over the data use their own Python threads or FFT workers).
     """
-    with SerialBLAS():
+    with tiny_problem(_is_tiny(problem)), SerialBLAS():
         return _run(problem, method, options, warn=warn, stacklevel=stacklevel + 1, report=report, checks=checks)
+
+
+def _is_tiny(problem: CanonicalProblem) -> bool:
+    """Whether every BLAS call of this fit is far too small for BLAS threads (:data:`TINY_DESIGN`)."""
+    columns = problem.config.unknowns_per_output
+    return (
+        all(block.retains_rows for block in problem.blocks)
+        and problem.n_equations * columns * len(problem.blocks) <= TINY_DESIGN
+    )
 
 
 def _run(problem, method, options, *, warn, stacklevel, report, checks):
