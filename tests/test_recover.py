@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -263,3 +264,30 @@ def test_ragged_batch_lengths_judged_together():
         kr.recover_kernel(x, [np.ones(4), np.ones(1)], 3)
     with pytest.raises(ValueError, match=r"`x\[1\]` is empty \(length 0, 1 channels\)"):
         kr.recover_kernel([np.ones(6), np.ones(0)], [np.ones(4), np.ones(0)], 3)
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_analyze_null_space_has_one_entry_per_group_when_omit_splits_a_group(use_bias, rng):
+    # issue 26: nan_policy='omit' with NaN at different samples of two output channels of one group gives each its
+    # own block (their designs differ); the report listed a null space per block (4 entries for groups=2). One per
+    # group: the directions no output channel of the group sees, against scipy's null space of the explicit design
+    # with every channel's rows (the union of the equations left)
+    k, n = 5, 8
+    x = rng.standard_normal((n, 2))
+    y = kr.conv1d(x, rng.standard_normal((k, 1, 4)), groups=2)
+    y[0, 0] = np.nan  # group 0: channel 0 loses output 0, channel 1 output 2
+    y[2, 1] = np.nan
+    with pytest.warns(kr.UnderdeterminedWarning):
+        report = kr.analyze(x, y, k, groups=2, use_bias=use_bias, nan_policy="omit")
+    assert len(report.null_space) == 2 and (not use_bias or len(report.null_space_bias) == 2)
+    for g in range(2):
+        a = explicit_design(x[:, g], k, bias=use_bias)  # rows: outputs 0..3
+        if g == 0:
+            a = np.vstack([a[[1, 2, 3]], a[[0, 1, 3]]])  # each channel's remaining rows
+        ref = scipy.linalg.null_space(a)
+        got = report.null_space[g].reshape(len(report.null_space[g]), -1)
+        if use_bias:
+            got = np.column_stack([got, report.null_space_bias[g]])
+        assert got.shape[0] == ref.shape[1]
+        np.testing.assert_allclose(got @ got.T, np.eye(len(got)), atol=1e-10)  # orthonormal
+        np.testing.assert_allclose(got.T @ got @ ref, ref, atol=1e-10)  # the same span

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..model.problem import Block, CanonicalProblem, check_feasible
-from ..model.spectrum import EXACT_ALWAYS, BlockSpectrum, report_spectrum
+from ..model.spectrum import EXACT_ALWAYS, BlockSpectrum, rank_tolerance, report_spectrum
 from ..model.threads import SerialBLAS
 from .causes import diagnose
 from .determinacy import DeterminacyReport, check_noise_level
@@ -44,8 +44,9 @@ class _Tally:
     statuses: list[str]
     svals: list[np.ndarray] = field(default_factory=list)
     tols: list[float] = field(default_factory=list)
-    nulls: list[np.ndarray] = field(default_factory=list)
-    null_bias: list[np.ndarray] = field(default_factory=list)
+    #: per group, the null-space basis (free coefficients, then the bias) of each of its blocks: a group is split
+    #: into blocks where nan_policy='omit' drops different equations for its output channels
+    free_nulls: dict[int, list[np.ndarray]] = field(default_factory=dict)
     diagnosis: list[tuple[str, str, str]] = field(default_factory=list)
     exact: bool = True
 
@@ -109,6 +110,7 @@ def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> Det
     order = ("underdetermined", "rank_deficient", "determined", "overdetermined")
     status = next(s for s in order if s in tally.statuses)
     codes, causes, advice = _causes_and_advice(tally.diagnosis, status)
+    nulls, null_bias = _group_null_spaces(problem, tally)
     min_length, min_sequences = data_needed(cfg, problem.lengths)
     return DeterminacyReport(
         config=cfg,
@@ -120,8 +122,8 @@ def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> Det
         channel_status=tuple(tally.statuses),
         error_per_unit_noise=tally.gain,
         singular_values=tally.svals,
-        null_space=tally.nulls,
-        null_space_bias=tally.null_bias if cfg.use_bias else None,
+        null_space=nulls,
+        null_space_bias=null_bias if cfg.use_bias else None,
         causes=causes,
         advice=advice,
         exact_rank=tally.exact,
@@ -139,6 +141,30 @@ def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> Det
         rank_tolerance=tuple(tally.tols),
         source="data",
     )
+
+
+def _group_null_spaces(problem: CanonicalProblem, tally: _Tally) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One null space per group, ``(n_null, kernel_size, in_channels // groups)``, and its bias components: the
+    directions no output channel of the group sees (adding one leaves every output unchanged).  Where the group was
+    split into blocks (different equations dropped per output channel), that is the intersection of the blocks' null
+    spaces: the null space of the stacked projections onto their complements, under the one rank rule."""
+    cfg = problem.config
+    nulls, null_bias = [], []
+    for grp in range(cfg.groups):
+        bases = tally.free_nulls.get(grp, [])
+        basis = bases[0] if bases else np.zeros((0, 0))
+        if len(bases) > 1 and all(b.shape[1] for b in bases):
+            p = bases[0].shape[0]
+            stacked = np.vstack([np.eye(p) - b @ b.T for b in bases])
+            _, sv, vt = np.linalg.svd(stacked)
+            keep = sv > rank_tolerance(sv[0], len(stacked), p, "gram")
+            basis = vt[int(keep.sum()) :].T
+        elif len(bases) > 1:
+            basis = np.zeros((bases[0].shape[0], 0))
+        mapped = [problem.free_to_kernel(v) for v in basis.T]
+        nulls.append(np.array([k for k, _ in mapped]).reshape(len(mapped), cfg.kernel_size, cfg.in_per_group))
+        null_bias.append(np.array([b for _, b in mapped]))
+    return nulls, null_bias
 
 
 def _causes_and_advice(
@@ -169,9 +195,7 @@ def _exact_block(
     grp = int(block.out_channels[0]) // cfg.out_per_group
     s, r, p = spec.singular_values, spec.rank, len(spec.singular_values)
     assert spec.right_vectors is not None  # the exact spectra have them
-    mapped = [problem.free_to_kernel(v) for v in spec.right_vectors[:, r:].T]
-    tally.nulls.append(np.array([k for k, _ in mapped]).reshape(len(mapped), cfg.kernel_size, cfg.in_per_group))
-    tally.null_bias.append(np.array([b for _, b in mapped]))
+    tally.free_nulls.setdefault(grp, []).append(spec.right_vectors[:, r:])
     # per-coefficient spread: finite only for coefficients with no component in the null space
     v_range, v_null = spec.right_vectors[:, :r], spec.right_vectors[:, r:]
     var = np.einsum("ij,j->i", v_range**2, 1.0 / s[:r] ** 2)
@@ -202,8 +226,7 @@ def _estimated_block(problem: CanonicalProblem, block: Block, spec: BlockSpectru
         raise RuntimeError("a spectrum without right vectors must give `channel_orders`.")
     orders = np.minimum(spec.channel_orders.reshape(-1, cin).sum(axis=0), cfg.kernel_size)
     tally.add_excitation(grp, orders, min(cfg.kernel_size, r // max(cin, 1)))
-    tally.nulls.append(np.zeros((0, cfg.kernel_size, cin)))
-    tally.null_bias.append(np.zeros(0))
+    tally.free_nulls.setdefault(grp, []).append(np.zeros((p, 0)))
     if r < p:
         how = (
             f"about {r} of the {p} directions (estimated from the cross-spectra"
