@@ -84,12 +84,19 @@ def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol
     """``s_k' cov_k^-1 s_k`` ``(splits, O)`` by one batched Cholesky of the ``candidates``' covariances, and which
     splits it does not settle (True: not a candidate, a failed factorization, or an eigenvalue that may lie below
     ``tol2`` times the largest: ``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``)."""
+    from scipy.linalg.lapack import dtrtri
+
     out = np.zeros((len(cov), s.shape[2]))
     slow = np.ones(len(cov), dtype=bool)
     try:
-        inv = np.linalg.inv(np.linalg.cholesky(cov[candidates]))  # lower-triangular L^-1 per split
+        factors = np.linalg.cholesky(cov[candidates])
     except np.linalg.LinAlgError:
         return out, slow
+    inv = np.empty_like(factors)  # lower-triangular L^-1 per split (a triangular inverse: a third of inv's LU)
+    for k, factor in enumerate(factors):
+        inv[k], info = dtrtri(factor, lower=1)
+        if info != 0:
+            return out, slow
     if np.all(np.isfinite(inv)):
         trace = np.trace(cov[candidates], axis1=1, axis2=2)
         slow[candidates] = ~(1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(trace, 0.0))
@@ -97,9 +104,22 @@ def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol
     return out, slow
 
 
-def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, gram: np.ndarray, sigma2: np.ndarray):
+def _running_sums(a: np.ndarray, b: np.ndarray, splits: np.ndarray) -> np.ndarray:
+    """``a[:k].T @ b[:k]`` for each split ``k`` (ascending), ``(len(splits), a.shape[1], b.shape[1])``: the products
+    of the stretches between splits, summed in order into one preallocated array (no list of arrays to convert;
+    a zero-padded batched product was slower: numpy's stacked matmul of small matrices)."""
+    out = np.empty((len(splits), a.shape[1], b.shape[1]))
+    start = 0
+    for k, stop in enumerate(splits):
+        stretch = a[start:stop].T @ b[start:stop]
+        out[k] = stretch if k == 0 else out[k - 1] + stretch
+        start = stop
+    return out
+
+
+def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, ginv: np.ndarray, sigma2: np.ndarray):
     """``LM`` ``(len(splits), O)`` at each split (the sampled rows before it; ``splits`` ascending), and the rank of
-    each score's covariance.
+    each score's covariance (``ginv``: the pseudo-inverse of the whole Gram ``G``).
 
     The Grams and scores of the stretches between splits are summed cumulatively, and every split's covariance is
     factored in one batched Cholesky (no Python loop over the splits).  Where the factor proves every eigenvalue
@@ -107,10 +127,8 @@ def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, gram: np.ndarray, sigm
     has full rank and ``LM = ||L^-1 S||^2``; the other splits (or all, where a factorization fails) take the
     eigendecomposition and drop the unresolved directions, as the rank rule says.
     """
-    ginv = np.linalg.pinv(gram, hermitian=True)
-    edges = np.concatenate([[0], splits])
-    gk = np.cumsum([a[i:j].T @ a[i:j] for i, j in zip(edges[:-1], edges[1:])], axis=0)  # (splits, P, P)
-    s = np.cumsum([a[i:j].T @ r[i:j] for i, j in zip(edges[:-1], edges[1:])], axis=0)  # (splits, P, O)
+    gk = _running_sums(a, a, splits)  # (splits, P, P)
+    s = _running_sums(a, r, splits)  # (splits, P, O)
     cov = gk - gk @ ginv @ gk
     cov = (cov + cov.transpose(0, 2, 1)) / 2
     n_splits, p = cov.shape[:2]
@@ -186,19 +204,20 @@ def _peak_score(
     stats = block_statistics(block, use_bias)
     # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
     # residual is correlated with the rows)
-    coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
+    ginv = np.linalg.pinv(stats.gram, hermitian=True)  # (once: the fit and both passes of splits read it)
+    coef = ginv @ stats.cross
     r = y - a @ coef
     dof = block.n_equations - p
     rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
     sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
     coarse = np.unique(np.linspace(0, len(times), SPLITS + 1).round().astype(int)[1:-1])
-    lm, _ = _lm(a, r, coarse, stats.gram, sigma2)
+    lm, _ = _lm(a, r, coarse, ginv, sigma2)
     j, _ = np.unravel_index(np.argmax(lm), lm.shape)
     lo = coarse[j - 1] if j > 0 else 1
     hi = coarse[j + 1] if j + 1 < len(coarse) else len(times) - 1
     fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
     fine = fine[(fine > 0) & (fine < len(times))]
-    lm_fine, ranks_fine = _lm(a, r, fine, stats.gram, sigma2)
+    lm_fine, ranks_fine = _lm(a, r, fine, ginv, sigma2)
     k, o = np.unravel_index(np.argmax(lm_fine), lm_fine.shape)
     n_tests = (len(coarse) + len(fine)) * lm.shape[1]
     return float(lm_fine[k, o]), int(ranks_fine[k]), n_tests, int(times[fine[k] - 1]) + 1
@@ -244,8 +263,7 @@ def _peak_score_projected(
     def lm(splits: np.ndarray) -> np.ndarray:
         # Z_k'Z_k measured (running sums over the stretches between splits), the projection term as if A were Z;
         # every split's d x d system in one batched pseudo-inverse
-        edges = np.concatenate([[0], splits])
-        mk = np.cumsum([z[a:b].T @ z[a:b] for a, b in zip(edges[:-1], edges[1:])], axis=0)
+        mk = _running_sums(z, z, splits)
         cov = mk - frac * mk @ vinv @ mk
         s = scores[splits - 1]  # (splits, d, O)
         cov = (cov + cov.transpose(0, 2, 1)) / 2
