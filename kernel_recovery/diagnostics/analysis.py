@@ -8,11 +8,13 @@ eigenproblems.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..model.config import ConvConfig
 from ..model.problem import Block, CanonicalProblem, check_feasible
 from ..model.spectrum import EXACT_ALWAYS, BlockSpectrum, rank_tolerance, report_spectrum
 from ..model.threads import SerialBLAS
@@ -92,10 +94,19 @@ class _Tally:
         self.joint[grp] = min(self.joint[grp], joint)
 
 
+@functools.lru_cache(maxsize=256)
+def _geometry(cfg: ConvConfig, lengths: tuple[int, ...]) -> tuple[np.ndarray, tuple[int | None, int | None]]:
+    """The untouched taps (read-only) and :func:`.geometry.data_needed` of a configuration and sequence lengths:
+    what the shapes alone decide, cached (fits repeated on records of one shape do not redo their searches)."""
+    untouched = untouched_taps(cfg, lengths)
+    untouched.flags.writeable = False
+    return untouched, data_needed(cfg, lengths)
+
+
 def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> DeterminacyReport:
     cfg = problem.config
     noise = check_noise_level(noise_level, cfg.out_channels)
-    geometry = untouched_taps(cfg, problem.lengths)
+    geometry, (min_length, min_sequences) = _geometry(cfg, tuple(problem.lengths))
     tally = _Tally.start(problem)
     for block in problem.blocks:
         spec = report_spectrum(block, cfg.use_bias)
@@ -111,7 +122,6 @@ def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> Det
     status = next(s for s in order if s in tally.statuses)
     codes, causes, advice = _causes_and_advice(tally.diagnosis, status)
     nulls, null_bias = _group_null_spaces(problem, tally)
-    min_length, min_sequences = data_needed(cfg, problem.lengths)
     return DeterminacyReport(
         config=cfg,
         equations=tally.equations,

@@ -78,9 +78,11 @@ class BlockSpectrum:
         return self.singular_values[:, None] * self.vectors.T
 
     def column_rank(self, columns: np.ndarray) -> int:
-        """Numerical rank of the design restricted to ``columns``, with the design's own tolerance."""
+        """Numerical rank of the design restricted to ``columns`` (distinct), with the design's own tolerance."""
         if len(columns) == 0:
             return 0
+        if self.counted_rank is None and self.rank == len(self.singular_values):
+            return len(columns)  # every subset of a full-rank design's columns has full rank (the usual fit)
         kept = np.zeros(len(self.singular_values), dtype=bool)
         kept[columns] = True
         missing = np.flatnonzero(~kept)  # (a mask, not setdiff1d: this runs a few times per fit)

@@ -200,6 +200,13 @@ def _user_covariance(problem: CanonicalProblem, covariance: list[np.ndarray]) ->
     """Per-block covariances over the design's columns as one per output channel over ``(kernel[:, :, o], bias)``."""
     cfg = problem.config
     n_kernel = cfg.kernel_size * cfg.in_per_group
+    if not cfg.flip and problem.tap_layout()[0] == 1 and all(block.mask.all() for block in problem.blocks):
+        # the canonical columns are the user's (no polyphase split, no reversal): each covariance as it is
+        out_direct: list[np.ndarray] = [np.empty(0)] * cfg.out_channels
+        for block, cov in zip(problem.blocks, covariance):
+            for o, c in zip(block.out_channels, cov):
+                out_direct[o] = np.array(c, dtype=float)
+        return out_direct
     index = np.broadcast_to(np.arange(n_kernel, dtype=float).reshape(cfg.kernel_shape[:2] + (1,)), cfg.kernel_shape)
     out: list[np.ndarray] = [np.empty(0)] * cfg.out_channels
     for block, canon, cov in zip(problem.blocks, problem.to_canonical(index.copy()), covariance):
