@@ -1,6 +1,5 @@
 """kernel_recovery: recover the kernel (and bias) of a 1-D convolution from its inputs and outputs."""
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .api import analyze, recover_kernel
@@ -29,6 +28,8 @@ from .tracking import KernelTrack, track_kernel
 if TYPE_CHECKING:
     from .estimator import KernelEstimator
 
+    __version__: str
+
 
 def __getattr__(name: str) -> Any:
     # scikit-learn is optional: kr.KernelEstimator imports it on first use, `import kernel_recovery` never does
@@ -36,13 +37,21 @@ def __getattr__(name: str) -> Any:
         from .estimator import KernelEstimator
 
         return KernelEstimator
+    if name == "__version__":  # read on first use: importlib.metadata's import and lookup cost ~20-50 ms
+        return _version()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-try:
-    __version__ = version("kernel_recovery")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("kernel_recovery")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        found = "0+unknown"
+    globals()["__version__"] = found  # (later reads find the attribute itself)
+    return found
+
 
 __all__ = [
     "CanonicalProblem",
