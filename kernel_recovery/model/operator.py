@@ -11,12 +11,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .design import unpack_columns
+from .design import unpack_columns, window_rows
 from .problem import Block, CanonicalProblem
 from .statistics import lagged_correlations
 
 #: Above this many multiply-adds per output sample (taps x channels x outputs), Block.forward uses FFTs.
 DIRECT_FORWARD_MAX = 64
+#: The direct forward model multiplies design rows cut in chunks of at most this many entries (bounded memory).
+DIRECT_CHUNK_ENTRIES = 1 << 16
 
 
 def _correlate_fft(x: np.ndarray, kernel: np.ndarray, m: int) -> np.ndarray:
@@ -44,9 +46,13 @@ def forward(block: Block, kernel: np.ndarray, bias: np.ndarray | None = None) ->
     for x in block.xs:
         m = len(x) - block.taps + 1
         if block.taps * kernel.shape[1] * kernel.shape[2] <= DIRECT_FORWARD_MAX or m < 4 * block.taps:
-            out = np.zeros((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
-            for j in range(block.taps):
-                out += x[j : j + m] @ kernel[j]
+            # design rows times the kernel, one GEMM per chunk of rows (a loop of one product per tap was ~5x
+            # slower: each tap's (m, C) @ (C, O) product is a pass over the rows)
+            weights = kernel.reshape(-1, kernel.shape[2])
+            out = np.empty((m, kernel.shape[2]), dtype=np.result_type(x, kernel))
+            step = max(1, DIRECT_CHUNK_ENTRIES // max(len(weights), 1))
+            for start in range(0, m, step):
+                out[start : start + step] = window_rows(x, block.taps, slice(start, start + step)) @ weights
         else:
             out = _correlate_fft(x, kernel, m)
         if bias is not None:
