@@ -160,3 +160,29 @@ def test_post_fit_warnings_point_at_the_callers_line(rng):
     with pytest.warns(kr.KernelSizeWarning) as rec:
         acc.solve()
     assert rec[0].filename == __file__
+
+
+@pytest.mark.parametrize(
+    "stride, flip, use_bias", [(1, False, True), (1, False, False), (2, False, True), (1, True, True)]
+)
+def test_covariance_is_sigma2_times_the_explicit_inverse_gram(stride, flip, use_bias):
+    """Per output channel, ``covariance[o]`` over ``(kernel[:, :, o].ravel(), bias)`` equals ``sigma_o^2 (A'A)^-1``
+    of the explicit design in the user's kernel order (whichever way the columns were reduced: stride 1 takes them
+    as they are, stride 2 splits them into phases, flip reverses them)."""
+    rng = np.random.default_rng(3)
+    k, cin = 4, 2
+    x = rng.standard_normal((60, cin))
+    y = kr.conv1d(x, rng.standard_normal((k, cin, 2)), stride=stride, flip=flip)
+    y = y + 0.1 * rng.standard_normal(y.shape)
+    res = kr.recover_kernel(x, y, k, stride=stride, flip=flip, use_bias=use_bias)
+    windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)[::stride][: len(y)]  # (t, cin, k)
+    if flip:
+        windows = windows[:, :, ::-1]
+    a = windows.transpose(0, 2, 1).reshape(len(y), k * cin)  # row-major (tap, channel), as kernel[:, :, o]
+    if use_bias:
+        a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    inverse = np.linalg.inv(a.T @ a)
+    for o in range(2):
+        coef = np.linalg.lstsq(a, y[:, o], rcond=None)[0]
+        sigma2 = np.sum((y[:, o] - a @ coef) ** 2) / (len(a) - a.shape[1])
+        np.testing.assert_allclose(res.covariance[o], sigma2 * inverse, rtol=1e-8, atol=1e-14)
