@@ -233,3 +233,15 @@ def test_methods_and_options_that_do_not_take_complex_signals_say_so():
     res = kr.recover_kernel(s, y, 16, ridge=1.0)  # ridge takes them
     a = np.lib.stride_tricks.sliding_window_view(s, 16)
     np.testing.assert_allclose(res.kernel.ravel(), np.linalg.solve(a.conj().T @ a + np.eye(16), a.conj().T @ y))
+
+
+def test_excitation_orders_are_the_ranks_of_each_channels_columns():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1, 30, 30, 3))
+    x[..., 1] = 2.0  # a constant channel excites one direction
+    x[..., 2] = np.sin(0.7 * np.arange(30))[None, :, None]  # a row pattern: constant down each column
+    rep = kr.analyze(x, None, (3, 3), use_bias=True, warn=False)
+    a = np.lib.stride_tricks.sliding_window_view(x[0], (3, 3), axis=(0, 1)).transpose(0, 1, 3, 4, 2).reshape(-1, 27)
+    want = [np.linalg.matrix_rank(a[:, c::3]) for c in range(3)]
+    assert rep.excitation_order.tolist() == want == [9, 1, 2]  # a sinusoid's shifts span two directions
+    assert rep.joint_excitation_order.tolist() == [min(np.linalg.matrix_rank(a), 9)]  # capped at the kernel's positions

@@ -60,12 +60,12 @@ def grid_report(problem: GridProblem, *, noise_level: ArrayLike | None = None) -
         singular.append(s.copy())
         tolerances.append(spec.tolerance)
         coords = s[:, None] * spec.vectors.conj().T  # diag(s) V^H: columns with the design's singular values
+        joint[g] = _column_rank(coords, np.arange(n_kernel), spec.tolerance, r, spec.exact)
         for c in range(cfg.in_per_group):
-            cols = coords[:, c : n_kernel : cfg.in_per_group]
-            sv = np.linalg.svd(cols, compute_uv=False)
-            orders[g * cfg.in_per_group + c] = int((sv > spec.tolerance).sum())
-        sv = np.linalg.svd(coords[:, :n_kernel], compute_uv=False)
-        joint[g] = int((sv > spec.tolerance).sum())
+            cols = np.arange(c, n_kernel, cfg.in_per_group)
+            orders[g * cfg.in_per_group + c] = (
+                joint[g] if cfg.in_per_group == 1 else _column_rank(coords, cols, spec.tolerance, r, spec.exact)
+            )
     status = tuple(_status(int(e), int(u), int(r)) for e, u, r in zip(equations, unknowns, rank))
     causes, codes, advice = _causes(problem, equations, unknowns, rank)
     noise = check_noise_level(noise_level, n_out)
@@ -94,6 +94,19 @@ def grid_report(problem: GridProblem, *, noise_level: ArrayLike | None = None) -
         lengths=tuple(int(np.prod(s)) for s in problem.shapes),
         rank_tolerance=tuple(tolerances),
     )
+
+
+def _column_rank(coords: np.ndarray, cols: np.ndarray, tol: float, rank: int, exact: bool) -> int:
+    """The rank of the design's columns ``cols`` (``coords = diag(s) V^H`` has their singular values) under the
+    spectrum's own rule: their singular values above ``tol`` (an explicit design's SVD), or their Gram's eigenvalues
+    above ``tol^2`` (a Gram's spectrum, whose tolerance is far above the Gram's rounding); the whole design's rank
+    when they are all its columns."""
+    if len(cols) == coords.shape[1]:
+        return rank
+    sub = coords[:, cols]
+    if exact:
+        return int((np.linalg.svd(sub, compute_uv=False) > tol).sum())
+    return int((np.linalg.eigvalsh(sub.conj().T @ sub) > tol**2).sum())
 
 
 def _status(equations: int, unknowns: int, rank: int) -> str:
