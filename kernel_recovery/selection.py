@@ -206,6 +206,15 @@ def select_kernel_size(
     spec = ConvSpec.create(cands[-1], **settings)
     xs, ys = _read_pairs(x, y, spec.layout)
     notes: list[str] = []
+    if any(len(v) == 0 for v in ys):  # sequences too short for one output: no equations, nothing to score
+        kept = [i for i, v in enumerate(ys) if len(v)]
+        if not kept:
+            raise ValueError("every sequence of `y` is empty (too short for one output): no equations to score.")
+        notes.append(
+            f"sequence(s) {[i for i in range(len(ys)) if i not in kept]} of y are empty (too short for one output) and "
+            "were left out: they give no equations."
+        )
+        xs, ys = [xs[i] for i in kept], [ys[i] for i in kept]
     xs_for: dict[int, tuple[list[np.ndarray], PaddingMode | tuple[int, int]]]
     if spec.padding in ("same", "causal"):
         xs_for = {k: (list(xs), spec.padding) for k in cands}

@@ -297,3 +297,19 @@ def test_long_candidates_choose_as_a_loop_of_explicit_fits(padding, flip, use_bi
     assert used == [50]  # one structured scan, of the largest candidate
     assert sel.kernel_size == best
     np.testing.assert_allclose(sel.scores, scores, rtol=1e-9)
+
+
+def test_sequences_too_short_for_one_output_are_left_out_of_the_selection():
+    """A ragged batch may hold a sequence whose y is empty (too short for one output): it gives no equations, so the
+    selection equals the one without it (it used to crash once candidates outgrew that sequence)."""
+    rng = np.random.default_rng(0)
+    w = np.array([1.0, -0.5, 0.25])
+    xs = [rng.standard_normal(n) for n in (200, 150, 2)]
+    ys = [kr.conv1d(x, w) + 0.01 * rng.standard_normal(len(x) - 2) for x in xs[:2]] + [np.zeros(0)]
+    sel = kr.select_kernel_size(xs, ys, [1, 2, 3, 4, 5, 6])
+    ref = kr.select_kernel_size(xs[:2], ys[:2], [1, 2, 3, 4, 5, 6])
+    assert sel.kernel_size == ref.kernel_size == 3
+    np.testing.assert_allclose(sel.scores, ref.scores)
+    assert any("were left out" in n for n in sel.notes)
+    with pytest.raises(ValueError, match="every sequence of `y` is empty"):
+        kr.select_kernel_size([xs[2]], [np.zeros(0)], [1, 2])
