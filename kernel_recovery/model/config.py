@@ -228,8 +228,25 @@ class ConvSpec:
 SETTING_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ConvSpec) if f.name != "kernel_size"}
 
 
+class GroupedChannels:
+    """The channel counts per group of a bound configuration (sequences' :class:`ConvConfig` and grids'
+    :class:`~kernel_recovery.model.grid.GridConfig`)."""
+
+    in_channels: int
+    out_channels: int
+    groups: int
+
+    @property
+    def in_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+
 @dataclass(frozen=True)
-class ConvConfig(ConvSpec):
+class ConvConfig(GroupedChannels, ConvSpec):
     """A validated Conv1D configuration: a :class:`ConvSpec` bound to the channel counts of its data.
 
     Kernel layout ``(kernel_size, in_channels // groups, out_channels)``.
@@ -274,14 +291,6 @@ class ConvConfig(ConvSpec):
         """
         left, right = self.pads(length)
         return (length + left + right - self.span) // self.stride + 1
-
-    @property
-    def in_per_group(self) -> int:
-        return self.in_channels // self.groups
-
-    @property
-    def out_per_group(self) -> int:
-        return self.out_channels // self.groups
 
     @property
     def kernel_shape(self) -> tuple[int, int, int]:

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .arrays import _from_library, unmask
+from .config import GroupedChannels
 from .design import grid_windows
 from .grid_gram import fft_gram_cost, im2col_gram_cost, lagged_gram
 from .validation import check_bool, check_choice, check_int
@@ -186,21 +187,13 @@ class GridSpec:
 
 
 @dataclass(frozen=True)
-class GridConfig(GridSpec):
+class GridConfig(GroupedChannels, GridSpec):
     """A :class:`GridSpec` bound to channel counts; the kernel is ``kernel_size + (in_channels // groups,
     out_channels)`` (the Keras layout), the attributes those of :class:`~kernel_recovery.model.config.ConvConfig`."""
 
     in_channels: int = dataclasses.field(default=1, kw_only=True)
     out_channels: int = dataclasses.field(default=1, kw_only=True)
     lags: None = None  # (no lag ranges on grids; kept so code reading a config's lags reads None)
-
-    @property
-    def in_per_group(self) -> int:
-        return self.in_channels // self.groups
-
-    @property
-    def out_per_group(self) -> int:
-        return self.out_channels // self.groups
 
     @property
     def kernel_shape(self) -> tuple[int, ...]:
