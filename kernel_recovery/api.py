@@ -55,7 +55,10 @@ def recover_kernel(
     checks: Literal["budget", "all", "cheap", "none"] = "budget",
     **options: Any,
 ) -> KernelResult:
-    """Recover the kernel (and bias) of a 1-D convolution from its inputs ``x`` and outputs ``y``.
+    """Recover the kernel (and bias) of a convolution from its inputs ``x`` and outputs ``y``.
+
+    A 1-D convolution (Keras ``Conv1D``) by default; a 2-D or 3-D one (``Conv2D``/``Conv3D``, an image blur) when
+    ``kernel_size`` has two or three entries, and complex signals of any dimension (see the grid path in Notes).
 
     Parameters
     ----------
@@ -65,8 +68,11 @@ def recover_kernel(
         of arrays a batch of sequences of different lengths.
     y : array_like or list of array_like
         Outputs, in the same layout; their lengths must match the configuration (see :func:`conv1d`).
-    kernel_size : int, optional
-        Number of taps (required unless ``lags`` is given).
+    kernel_size : int or tuple of int, optional
+        Number of taps (required unless ``lags`` is given); ``(kh, kw)`` or ``(kd, kh, kw)`` for an N-D kernel, whose
+        ``x`` and ``y`` are then ``(batch, *spatial, channels)`` (``layout="nhwc"``, the default channels-last) or
+        ``(batch, channels, *spatial)`` (``"nchw"``), and whose ``stride``, ``dilation`` and ``padding`` may be given
+        per axis, as in :func:`conv`.
     method : {"lstsq", "fft", "adam"} or callable
         The strategy (see Notes).  A callable ``solve(problem, **options) -> Solution`` is used as a custom
         method.
@@ -188,6 +194,16 @@ def recover_kernel(
     solves the same normal equations exactly, edges included.  ``"adam"`` runs gradient descent (JAX + optax,
     the whole loop compiled) on a chosen loss ("mse", "mae" or "huber"); it fills ``loss_history`` and
     ``n_iterations``.
+
+    The grid path: N-D kernels and complex ``x`` or ``y`` (a radio channel from a training sequence) are reduced to
+    one explicit design per group, summed into the normal equations by FFT lagged correlations with exact edges or
+    by blocked im2col (a cost model picks; ``diagnostics["statistics_path"]``); the result and report are the same
+    types, the kernel ``(*kernel_size, in_channels // groups, out_channels)``.  Complex data keep the bilinear
+    convolution and solve ``A^H A w = A^H y``; ``stderr`` is the standard deviation of a tap's complex error under
+    circular noise.  ``"lstsq"`` takes ``ridge``, ``constraints`` (``"nonnegative"``, ``"sum_to_one"`` or both: a
+    PSF, real data) and ``smoothness`` (``"auto"`` or a weight: a Laplacian prior); ``"fft"`` takes
+    ``noise_level``, ``wiener``, ``tol``, ``max_iter``, ``operator``, ``workers``; ``"adam"`` real data only.
+    ``lags``, ``nan_policy="omit"``, ``prewhiten``, the 1-D priors and streaming are for real 1-D sequences.
 
     Streamed input (Dask, memory-mapped, zarr/h5py arrays, an iterator of ``(x_chunk, y_chunk)`` pairs of one
     sequence with ``y=None``, or arrays given a ``chunk_size``) is reduced in one pass to the sufficient
@@ -320,7 +336,8 @@ def analyze(
     progress: bool | None = None,
     **settings: Unpack[ConvSettings],
 ) -> DeterminacyReport:
-    """Say whether ``x`` (and ``y``) determine a Conv1D kernel, before or without solving.
+    """Say whether ``x`` (and ``y``) determine a convolution's kernel (Conv1D; Conv2D/Conv3D with a tuple
+    ``kernel_size``; complex signals), before or without solving.
 
     Parameters
     ----------
