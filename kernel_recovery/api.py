@@ -231,18 +231,15 @@ def recover_kernel(
     array([ 0.5, -1. ,  2. ])
     """
     if grids.is_grid(x, y, kernel_size):  # N-D kernels, complex signals
-        grids.refuse_sequence_options(
-            x, y,
+        sequence_only = dict(
             lags=lags, nan_policy=nan_policy, prewhiten=prewhiten, chunk_size=chunk_size, split_every=split_every,
             checkpoint=checkpoint, progress=progress,
         )  # fmt: skip
-        grid_spec = GridSpec.create(
-            kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-            layout=layout, flip=flip,
+        settings = dict(
+            stride=stride, padding=padding, dilation=dilation, groups=groups, use_bias=use_bias, layout=layout,
+            flip=flip,
         )  # fmt: skip
-        if y is None:
-            raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
-        return grids.recover(x, y, grid_spec, method=method, options=options, door=recover_kernel, checks=checks)
+        return _recover_grid(x, y, kernel_size, settings, sequence_only, method, options, checks)
     streamed = outofcore.is_out_of_core(x, y) or chunk_size is not None
     if y is None and outofcore.input_kind(x) != "stream":
         raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
@@ -278,6 +275,26 @@ def recover_kernel(
     if streamed:
         result.diagnostics["input"] = outofcore.input_kind(x) or outofcore.input_kind(y)
     return result
+
+
+def _recover_grid(
+    x: Any,
+    y: Any,
+    kernel_size: object,
+    settings: dict[str, Any],
+    sequence_only: dict[str, Any],
+    method: str | Callable[..., Any],
+    options: dict[str, Any],
+    checks: str,
+) -> KernelResult:
+    """``recover_kernel`` of an N-D kernel or complex signals: the grid path (:mod:`kernel_recovery.grids`)."""
+    grids.refuse_sequence_options(x, y, **sequence_only)
+    grid_spec = GridSpec.create(kernel_size, **settings)
+    if y is None:
+        raise TypeError("`y` is required by recover_kernel; use kr.analyze(x, None, ...) to analyze x alone.")
+    return grids.recover(
+        x, y, grid_spec, method=method, options=options, door=recover_kernel, checks=checks, stacklevel=3
+    )
 
 
 def _fit(
@@ -404,7 +421,7 @@ def analyze(
         )  # fmt: skip
         check_setting_names(settings)
         grid_spec = GridSpec.create(kernel_size, **{k: v for k, v in settings.items() if k != "lags"})
-        report = grids.analyze(x, y, grid_spec, out_channels=out_channels, noise_level=noise_level)
+        report = grids.report(x, y, grid_spec, out_channels=out_channels, noise_level=noise_level)
         if check_bool(warn, "warn"):
             report.warn(stacklevel=2)
         return report

@@ -131,7 +131,7 @@ def recover(
     return finish(problem, name, sol, report, checks=checks, stacklevel=stacklevel + 1)
 
 
-def analyze(
+def report(
     x: ArrayLike, y: ArrayLike | None, spec: GridSpec, *, out_channels: int | None, noise_level: Any
 ) -> DeterminacyReport:
     """The determinacy report of a grid problem."""

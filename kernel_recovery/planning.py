@@ -244,6 +244,22 @@ def _shapes(lengths: object, batch: int | None, ndim: int) -> tuple[tuple[int, .
     )
 
 
+def _reached_taps(cfg: GridConfig, shapes: tuple[tuple[int, ...], ...], outs: list[tuple[int, ...]]) -> np.ndarray:
+    """``kernel_size`` booleans: a kernel position is seen if some output reads a real (not padding) sample through it
+    (per axis, then their product)."""
+    reached = np.ones(cfg.kernel_size, dtype=bool)
+    for axis, (k, d, st) in enumerate(zip(cfg.kernel_size, cfg.dilation, cfg.stride)):
+        seen = np.zeros(k, dtype=bool)
+        for s, o in zip(shapes, outs):
+            before = cfg.pads(s)[axis][0]
+            pos = np.arange(o[axis])[:, None] * st + np.arange(k)[None] * d - before
+            seen |= np.any((pos >= 0) & (pos < s[axis]), axis=0)
+        shape = [1] * cfg.ndim
+        shape[axis] = k
+        reached &= seen.reshape(shape)
+    return reached
+
+
 def _grid_plan(
     cfg: GridConfig, shapes: tuple[tuple[int, ...], ...], input_std: float, noise_level: object
 ) -> DeterminacyReport:
@@ -255,16 +271,7 @@ def _grid_plan(
                 f"`lengths` {s} is too small for kernel_size={cfg.kernel_size} (span {cfg.span}): no output."
             )
     n_eq = int(sum(np.prod(o) for o in outs))
-    reached = np.ones(cfg.kernel_size, dtype=bool)  # a tap is seen if some output reads a real sample through it
-    for axis, (k, d, st) in enumerate(zip(cfg.kernel_size, cfg.dilation, cfg.stride)):
-        seen = np.zeros(k, dtype=bool)
-        for s, o in zip(shapes, outs):
-            before = cfg.pads(s)[axis][0]
-            pos = np.arange(o[axis])[:, None] * st + np.arange(k)[None] * d - before
-            seen |= np.any((pos >= 0) & (pos < s[axis]), axis=0)
-        shape = [1] * cfg.ndim
-        shape[axis] = k
-        reached &= seen.reshape(shape)
+    reached = _reached_taps(cfg, shapes, outs)
     p, cin = cfg.unknowns_per_output, cfg.in_per_group
     r = min(n_eq, int(reached.sum()) * cin + int(cfg.use_bias))
     spare = n_eq - p - 1
@@ -276,13 +283,10 @@ def _grid_plan(
     spare_seen = n_eq - r - 1  # the coefficients that are seen are determined even when others are not
     kernel_gain = np.full(cfg.kernel_shape, np.sqrt(1.0 / input_std**2 / spare_seen) if spare_seen > 0 else np.inf)
     kernel_gain[~reached] = np.inf
-    null = []
-    for where in np.argwhere(~reached):
-        for c in range(cin):
-            v = np.zeros(cfg.kernel_size + (cin,))
-            v[tuple(where) + (c,)] = 1.0
-            null.append(v)
-    null_space = np.array(null) if null else np.zeros((0,) + cfg.kernel_size + (cin,))
+    unseen = [tuple(where) + (c,) for where in np.argwhere(~reached) for c in range(cin)]
+    null_space = np.zeros((len(unseen),) + cfg.kernel_size + (cin,))  # a unit kernel per unseen coefficient
+    for i, index in enumerate(unseen):
+        null_space[(i,) + index] = 1.0
     causes: tuple[str, ...] = ()
     advice: tuple[str, ...] = ()
     codes: tuple[str, ...] = ()

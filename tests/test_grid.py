@@ -245,3 +245,16 @@ def test_excitation_orders_are_the_ranks_of_each_channels_columns():
     want = [np.linalg.matrix_rank(a[:, c::3]) for c in range(3)]
     assert rep.excitation_order.tolist() == want == [9, 1, 2]  # a sinusoid's shifts span two directions
     assert rep.joint_excitation_order.tolist() == [min(np.linalg.matrix_rank(a), 9)]  # capped at the kernel's positions
+
+
+def test_grid_warnings_point_at_the_callers_line():
+    x = np.ones((20, 20))
+    with pytest.warns(kr.UnderdeterminedWarning) as caught:
+        kr.recover_kernel(x, kr.conv(x, np.ones((2, 2, 1, 1))), (2, 2))
+    assert caught[0].filename == __file__
+    rng = np.random.default_rng(15)
+    xx = rng.standard_normal((1, 40, 40, 1))
+    yy = kr.conv(xx, rng.standard_normal((3, 3, 1, 1)))
+    with pytest.warns(kr.ModelMisfitWarning) as caught:
+        kr.recover_kernel(xx, np.maximum(yy + 0.1 * rng.standard_normal(yy.shape), 0), (3, 3))
+    assert caught[0].filename == __file__

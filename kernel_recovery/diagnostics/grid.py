@@ -8,6 +8,8 @@ of its columns, capped at the number of kernel positions).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -20,52 +22,12 @@ def grid_report(problem: GridProblem, *, noise_level: ArrayLike | None = None) -
     """How well the data determine the kernel of a grid problem, per output channel."""
     cfg = problem.config
     n_out, per = cfg.out_channels, cfg.out_per_group
-    p = cfg.unknowns_per_output
-    n_kernel = cfg.taps * cfg.in_per_group
+    groups = [_group_entries(problem, g) for g in range(cfg.groups)]
+    per_output = [groups[o // per] for o in range(n_out)]
     equations = np.full(n_out, problem.n_equations, dtype=np.int64)
-    unknowns = np.full(n_out, p, dtype=np.int64)
-    rank = np.zeros(n_out, dtype=np.int64)
-    cond = np.zeros(n_out)
-    err = np.zeros(n_out)
-    kernel_err = np.zeros(cfg.kernel_shape)
-    bias_err = np.zeros(n_out) if cfg.use_bias else None
-    singular, null, null_bias, tolerances = [], [], [], []
-    orders = np.zeros(cfg.in_channels, dtype=np.int64)
-    joint = np.zeros(cfg.groups, dtype=np.int64)
-    exact = True
-    for g in range(cfg.groups):
-        spec = grid_spectrum(problem, g)
-        exact = exact and spec.exact
-        out = slice(g * per, (g + 1) * per)
-        r, s = spec.rank, spec.singular_values
-        rank[out] = r
-        cond[out] = s[0] / s[-1] if r == p and s[-1] > 0 else np.inf
-        inverse = spec.pseudo_inverse_gram()
-        diag = np.sqrt(np.clip(np.real(np.diag(inverse)), 0.0, None))
-        nulls = spec.vectors[:, r:]
-        touched = np.any(np.abs(nulls) > 1e-8, axis=1) if nulls.size else np.zeros(p, dtype=bool)
-        diag = np.where(touched, np.inf, diag)
-        err[out] = np.sqrt(np.sum(diag**2)) if r == p else np.inf
-        kern = diag[:n_kernel].reshape(cfg.kernel_size + (cfg.in_per_group,))
-        if cfg.flip:
-            kern = kern[tuple(slice(None, None, -1) for _ in range(cfg.ndim))]
-        kernel_err[..., out] = kern[..., None]
-        if bias_err is not None:
-            bias_err[out] = diag[-1]
-        directions = nulls[:n_kernel].T.reshape((-1,) + cfg.kernel_size + (cfg.in_per_group,))
-        if cfg.flip:
-            directions = directions[(slice(None),) + tuple(slice(None, None, -1) for _ in range(cfg.ndim))]
-        null.append(np.ascontiguousarray(directions))
-        null_bias.append(nulls[n_kernel:].T.ravel() if cfg.use_bias else np.zeros(0))
-        singular.append(s.copy())
-        tolerances.append(spec.tolerance)
-        coords = s[:, None] * spec.vectors.conj().T  # diag(s) V^H: columns with the design's singular values
-        joint[g] = _column_rank(coords, np.arange(n_kernel), spec.tolerance, r, spec.exact)
-        for c in range(cfg.in_per_group):
-            cols = np.arange(c, n_kernel, cfg.in_per_group)
-            orders[g * cfg.in_per_group + c] = (
-                joint[g] if cfg.in_per_group == 1 else _column_rank(coords, cols, spec.tolerance, r, spec.exact)
-            )
+    unknowns = np.full(n_out, cfg.unknowns_per_output, dtype=np.int64)
+    rank = np.array([e["rank"] for e in per_output], dtype=np.int64)
+    err = np.array([e["error"] for e in per_output])
     status = tuple(_status(int(e), int(u), int(r)) for e, u, r in zip(equations, unknowns, rank))
     causes, codes, advice = _causes(problem, equations, unknowns, rank)
     noise = check_noise_level(noise_level, n_out)
@@ -74,26 +36,62 @@ def grid_report(problem: GridProblem, *, noise_level: ArrayLike | None = None) -
         equations=equations,
         unknowns=unknowns,
         rank=rank,
-        condition_number=cond,
+        condition_number=np.array([e["condition"] for e in per_output]),
         status=_worst(status),
         channel_status=status,
         error_per_unit_noise=err,
-        singular_values=singular,
-        null_space=null,
-        null_space_bias=null_bias if cfg.use_bias else None,
+        singular_values=[e["singular_values"] for e in groups],
+        null_space=[e["null_space"] for e in groups],
+        null_space_bias=[e["null_space_bias"] for e in groups] if cfg.use_bias else None,
         causes=causes,
         advice=advice,
-        exact_rank=exact,
+        exact_rank=all(e["exact"] for e in groups),
         cause_codes=codes,
-        excitation_order=np.minimum(orders, cfg.taps),
-        joint_excitation_order=np.minimum(joint, cfg.taps),
-        kernel_error_per_unit_noise=kernel_err,
-        bias_error_per_unit_noise=bias_err,
+        excitation_order=np.minimum(np.concatenate([e["orders"] for e in groups]), cfg.taps),
+        joint_excitation_order=np.minimum(np.array([e["joint"] for e in groups], dtype=np.int64), cfg.taps),
+        kernel_error_per_unit_noise=np.stack([e["kernel_error"] for e in per_output], axis=-1),
+        bias_error_per_unit_noise=np.array([e["bias_error"] for e in per_output]) if cfg.use_bias else None,
         noise_level=noise,
         expected_error=None if noise is None else noise * err,
         lengths=tuple(int(np.prod(s)) for s in problem.shapes),
-        rank_tolerance=tuple(tolerances),
+        rank_tolerance=tuple(e["tolerance"] for e in groups),
     )
+
+
+def _group_entries(problem: GridProblem, g: int) -> dict[str, Any]:
+    """One group's entries of the report, from the factorization its solver shares."""
+    cfg = problem.config
+    p, n_kernel = cfg.unknowns_per_output, cfg.taps * cfg.in_per_group
+    flip = (slice(None, None, -1),) * cfg.ndim if cfg.flip else ()
+    spec = grid_spectrum(problem, g)
+    r, s = spec.rank, spec.singular_values
+    diag = np.sqrt(np.clip(np.real(np.diag(spec.pseudo_inverse_gram())), 0.0, None))
+    nulls = spec.vectors[:, r:]
+    touched = np.any(np.abs(nulls) > 1e-8, axis=1) if nulls.size else np.zeros(p, dtype=bool)
+    diag = np.where(touched, np.inf, diag)  # coefficients a null direction moves are not determined
+    directions = nulls[:n_kernel].T.reshape((-1,) + cfg.kernel_size + (cfg.in_per_group,))
+    coords = s[:, None] * spec.vectors.conj().T  # diag(s) V^H: columns with the design's singular values
+    joint = _column_rank(coords, np.arange(n_kernel), spec.tolerance, r, spec.exact)
+    orders = [
+        joint
+        if cfg.in_per_group == 1
+        else _column_rank(coords, np.arange(c, n_kernel, cfg.in_per_group), spec.tolerance, r, spec.exact)
+        for c in range(cfg.in_per_group)
+    ]
+    return {
+        "rank": r,
+        "condition": s[0] / s[-1] if r == p and s[-1] > 0 else np.inf,
+        "error": np.sqrt(np.sum(diag**2)) if r == p else np.inf,
+        "kernel_error": diag[:n_kernel].reshape(cfg.kernel_size + (cfg.in_per_group,))[flip],
+        "bias_error": diag[-1] if cfg.use_bias else None,
+        "null_space": np.ascontiguousarray(directions[(slice(None),) + flip]),
+        "null_space_bias": nulls[n_kernel:].T.ravel() if cfg.use_bias else np.zeros(0),
+        "singular_values": s.copy(),
+        "tolerance": spec.tolerance,
+        "orders": np.array(orders, dtype=np.int64),
+        "joint": joint,
+        "exact": spec.exact,
+    }
 
 
 def _column_rank(coords: np.ndarray, cols: np.ndarray, tol: float, rank: int, exact: bool) -> int:
