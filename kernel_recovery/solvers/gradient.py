@@ -857,41 +857,80 @@ def solve(
     progress : bool
         Show a tqdm bar, updated between compiled blocks of steps.
     """
+    o = check_descent_options(
+        loss=loss, learning_rate=learning_rate, max_iter=max_iter, tol=tol, seed=seed, init=init, optimizer=optimizer,
+        restarts=restarts, dtype=dtype, huber_delta=huber_delta, precondition=precondition,
+    )  # fmt: skip
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1)
+    progress = check_bool(progress, "progress")
+    settings = _Settings(
+        o.loss,
+        o.learning_rate,
+        o.max_iter,
+        o.tol,
+        o.seed,
+        o.init,
+        o.optimizer,
+        batch_size,
+        o.restarts,
+        o.dtype,
+        o.huber_delta,
+        o.precondition,
+        progress,
+    )
+    return _descend_blocks(problem, settings)
+
+
+class DescentOptions(NamedTuple):
+    """The options every Adam descent takes (sequences and grids), judged (``huber_delta`` in robust scales)."""
+
+    loss: Literal["mae", "mse", "huber"]
+    learning_rate: float | None
+    max_iter: int
+    tol: float
+    seed: int
+    init: Literal["glorot_uniform", "zeros", "lstsq"]
+    optimizer: optax.GradientTransformation | None
+    restarts: int
+    dtype: str
+    huber_delta: float
+    precondition: bool
+
+
+def check_descent_options(
+    *,
+    loss: object,
+    learning_rate: float | None,
+    max_iter: object,
+    tol: object,
+    seed: object,
+    init: object,
+    optimizer: optax.GradientTransformation | None,
+    restarts: object,
+    dtype: str,
+    huber_delta: object,
+    precondition: object,
+) -> DescentOptions:
+    """The one place the descent options of ``method="adam"`` are judged, for sequences and grids alike."""
     loss_name = check_choice(loss, "loss", LOSSES)
     init_name = check_choice(init, "init", INITS)
     # from the least-squares answer the first steps should be small: Adam's first step has size ~learning_rate
-    optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init_name == "lstsq" else 5e-2)
+    opt, rate = check_optimizer(optimizer, learning_rate, 1e-3 if init_name == "lstsq" else 5e-2)
     steps = check_int(max_iter, "max_iter", 1)
-    tol = check_real(tol, "tol", low=0.0)
-    seed = check_int(seed, "seed", 0)
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", 1)
-    restarts = check_int(restarts, "restarts", 1)
-    dtype = check_dtype(dtype)
+    tolerance = check_real(tol, "tol", low=0.0)
+    start = check_int(seed, "seed", 0)
+    starts = check_int(restarts, "restarts", 1)
+    precision = check_dtype(dtype)
     relative_delta = HUBER_DELTA
     if huber_delta is not None:
         relative_delta = check_real(huber_delta, "huber_delta", low=0.0, low_open=True)
     if huber_delta is not None and loss_name != "huber":
         raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
-    progress = check_bool(progress, "progress")
-    precondition = check_bool(precondition, "precondition")
-
-    settings = _Settings(
-        loss_name,
-        learning_rate,
-        steps,
-        tol,
-        seed,
-        init_name,
-        optimizer,
-        batch_size,
-        restarts,
-        dtype,
-        relative_delta,
-        precondition,
-        progress,
-    )
-    return _descend_blocks(problem, settings)
+    return DescentOptions(
+        loss_name, rate, steps, tolerance, start, init_name, opt, starts, precision, relative_delta,
+        check_bool(precondition, "precondition"),
+    )  # fmt: skip
 
 
 def _descend_blocks(problem: CanonicalProblem, s: _Settings) -> Solution:

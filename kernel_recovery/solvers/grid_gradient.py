@@ -38,23 +38,18 @@ from ..model.design import EXPLICIT_LIMIT
 from ..model.grid import GridProblem, design_rows, group_targets, row_chunks
 from ..model.grid_spectrum import grid_spectrum
 from ..model.threads import SerialBLAS
-from ..model.validation import check_bool, check_choice, check_int, check_real
 from .gradient import (
-    INITS,
-    LOSSES,
     MAX_GAIN,
     MINIMUM_FLOOR,
     MINIMUM_RTOL,
     Model,
-    check_dtype,
-    check_optimizer,
+    check_descent_options,
     coefficient_size,
     elementwise_loss,
     end_message,
     optimize,
 )
 from .grid import GridSolution, solve_lstsq
-from .lstsq import HUBER_DELTA
 
 #: IRLS sweeps of the robust references on designs of at most ``EXPLICIT_LIMIT`` entries (to convergence) ...
 REFERENCE_SWEEPS = 200
@@ -124,20 +119,13 @@ def solve(
         raise ValueError("method='adam' does not take complex signals; use method='lstsq' or 'fft'.")
     if problem.ys is None:
         raise ValueError("method='adam' needs the outputs `y`: the problem was built without them.")
-    loss_name = check_choice(loss, "loss", LOSSES)
-    init_name = check_choice(init, "init", INITS)
-    optimizer, learning_rate = check_optimizer(optimizer, learning_rate, 1e-3 if init_name == "lstsq" else 5e-2)
-    steps = check_int(max_iter, "max_iter", 1)
-    tol = check_real(tol, "tol", low=0.0)
-    seed = check_int(seed, "seed", 0)
-    restarts = check_int(restarts, "restarts", 1)
-    dtype = check_dtype(dtype)
-    relative_delta = HUBER_DELTA
-    if huber_delta is not None:
-        if loss_name != "huber":
-            raise ValueError(f"`huber_delta` applies to loss='huber' only, got loss={loss_name!r}.")
-        relative_delta = check_real(huber_delta, "huber_delta", low=0.0, low_open=True)
-    precondition = check_bool(precondition, "precondition")
+    o = check_descent_options(
+        loss=loss, learning_rate=learning_rate, max_iter=max_iter, tol=tol, seed=seed, init=init, optimizer=optimizer,
+        restarts=restarts, dtype=dtype, huber_delta=huber_delta, precondition=precondition,
+    )  # fmt: skip
+    loss_name, init_name, optimizer, learning_rate, steps, tol = (o.loss, o.init, o.optimizer, o.learning_rate,
+                                                                  o.max_iter, o.tol)  # fmt: skip
+    seed, restarts, dtype, relative_delta, precondition = o.seed, o.restarts, o.dtype, o.huber_delta, o.precondition
     options = {
         "loss": loss_name,
         "learning_rate": learning_rate,
