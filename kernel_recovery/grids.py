@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from . import solvers
 from .diagnostics.determinacy import DeterminacyReport
 from .diagnostics.grid import grid_report
-from .diagnostics.grid_checks import run_grid_checks
+from .diagnostics.grid_checks import kernel_size_check, run_grid_checks
 from .model.grid import (
     GridConfig,
     GridProblem,
@@ -164,6 +164,8 @@ def finish(
         stderr, bias_stderr, covariance = _uncertainty(cfg, sol.unit_covariance, noise_var)
     success, message = bool(sol.success), sol.message
     records = run_grid_checks(problem, sol.coefs) if checks != "none" else []
+    if checks in ("budget", "all"):  # the refit with a wider kernel ("cheap" leaves it out, as on sequences)
+        records.append(kernel_size_check(problem))
     for check in records:
         if check.warning is not None and check.message is not None:
             warnings.warn(check.message, check.warning, stacklevel=stacklevel + 1)

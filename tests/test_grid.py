@@ -258,3 +258,18 @@ def test_grid_warnings_point_at_the_callers_line():
     with pytest.warns(kr.ModelMisfitWarning) as caught:
         kr.recover_kernel(xx, np.maximum(yy + 0.1 * rng.standard_normal(yy.shape), 0), (3, 3))
     assert caught[0].filename == __file__
+
+
+def test_a_kernel_too_small_for_the_blur_is_warned():
+    """A 3x3 kernel fitted to a 7x7 Gaussian blur: the fit is overdetermined and well conditioned, but a wider kernel
+    over the same outputs explains y far better (F-test), so the fit says so; the right size is not warned."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((120, 120))
+    g = scipy.signal.windows.gaussian(7, 1.5)
+    k = np.outer(g, g) / np.outer(g, g).sum()
+    y = kr.conv(x, k[..., None, None], padding="same", flip=True) + 0.01 * rng.standard_normal((120, 120))
+    with pytest.warns(kr.KernelSizeWarning, match=r"larger than kernel_size=\(3, 3\): a \(5, 5\) kernel"):
+        res = kr.recover_kernel(x, y, (3, 3), padding="same", flip=True)
+    assert res.diagnostics["checks"]["kernel_size"] == "flagged"
+    res = kr.recover_kernel(x, y, (7, 7), padding="same", flip=True)  # filterwarnings=error: no warning
+    assert res.diagnostics["checks"]["kernel_size"] == "passed"

@@ -10,13 +10,14 @@ most ``ROWS`` rows per group.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import ModelMisfitWarning
-from ..model.grid import GridProblem, design_rows, group_targets, row_chunks
+from ..exceptions import KernelSizeWarning, ModelMisfitWarning
+from ..model.grid import GridProblem, design_rows, grid_statistics, group_targets, row_chunks
 from . import specification
 from .checks import SPECIFICATION_WARN
 
@@ -135,3 +136,74 @@ def _flagged(name: str, p: np.ndarray, values: dict[str, Any], text: str) -> Gri
     if worst >= SPECIFICATION_WARN:
         return GridCheck(name, f"flagged, not warned: p >= {SPECIFICATION_WARN:g}", entry, message)
     return GridCheck(name, "flagged", entry, message, ModelMisfitWarning)
+
+
+#: The kernel-size check refits with this many more kernel positions on each side of every axis.
+WIDER = 1
+#: ... and says so when the wider kernel leaves at most this share of the residual (a material gain) ...
+MATERIAL_GAIN = 0.99
+
+
+def kernel_size_check(problem: GridProblem) -> GridCheck:
+    """Does a kernel ``2 * WIDER`` larger along every axis, over the same outputs (the padding widened with it), explain
+    ``y`` better?  Both least-squares fits from the statistics (the FFT Gram of the wider design where it is cheap);
+    an F-test of the nested models per output channel, warned (:class:`KernelSizeWarning`) below
+    ``checks.SPECIFICATION_WARN`` (Bonferroni over channels) when the wider kernel also removes more than 1 % of the
+    residual.  Independent of the method's own solution (constraints and priors included)."""
+    name = "kernel_size"
+    cfg = problem.config
+    if problem.ys is None:
+        return GridCheck(name, "skipped: no outputs")
+    grow = tuple(WIDER * d for d in cfg.dilation)
+    wider_cfg = dataclasses.replace(cfg, kernel_size=tuple(k + 2 * WIDER for k in cfg.kernel_size))
+    wider = dataclasses.replace(
+        problem, config=wider_cfg, xs=tuple(np.pad(x, tuple((g, g) for g in grow) + ((0, 0),)) for x in problem.xs),
+        cache={},
+    )  # fmt: skip
+    n = problem.n_equations
+    q = wider.n_columns - problem.n_columns
+    dof = n - wider.n_columns
+    if dof <= 0:
+        return GridCheck(
+            name, f"skipped: {n} equations leave no degrees of freedom for a kernel {wider_cfg.kernel_size}"
+        )
+    rss, rss_wider = [], []
+    for g in range(cfg.groups):
+        rss.append(_least_squares_rss(grid_statistics(problem, g)))
+        rss_wider.append(_least_squares_rss(grid_statistics(wider, g)))
+    small, large = np.concatenate(rss), np.concatenate(rss_wider)
+    scale = np.concatenate([grid_statistics(problem, g).yty for g in range(cfg.groups)])
+    if np.all(small <= EXACT_FIT**2 * scale):
+        return GridCheck(name, f"passed: the fit explains y to {EXACT_FIT:g}")
+    from scipy.special import fdtrc
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = ((small - large) / q) / np.maximum(large / dof, np.finfo(float).tiny)
+    p = np.minimum(1.0, fdtrc(q, dof, np.maximum(f, 0.0)) * len(small))
+    entry = {
+        "p_value": p,
+        "wider_kernel_size": wider_cfg.kernel_size,
+        "residual_share": large / np.maximum(small, 1e-300),
+    }
+    hit = np.flatnonzero((p < SPECIFICATION_WARN) & (large < MATERIAL_GAIN * small))
+    if not len(hit):
+        return GridCheck(name, "passed", entry)
+    o = int(hit[np.argmin(large[hit] / small[hit])])
+    message = (
+        f"the residual says the kernel is larger than kernel_size={cfg.kernel_size}: a {wider_cfg.kernel_size} kernel "
+        f"over the same outputs leaves {large[o] / small[o]:.1%} of output channel {o}'s residual (F-test p="
+        f"{max(float(p[o]), 1e-300):.1e}); fit a larger kernel_size."
+    )
+    return GridCheck(name, "flagged", entry, message, KernelSizeWarning)
+
+
+def _least_squares_rss(stats: Any) -> np.ndarray:
+    """Per output channel the least-squares residual sum of squares from ``A^H A``, ``A^H Y``, ``Y^H Y``."""
+    import scipy.linalg
+
+    gram, cross = stats.gram, stats.cross
+    try:  # a Cholesky solve (P^3 / 3); a singular Gram takes the minimum-norm least squares
+        w = scipy.linalg.solve(gram, cross, assume_a="pos", check_finite=False)
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        w = np.linalg.lstsq(gram, cross, rcond=None)[0]
+    return np.clip(stats.yty - np.einsum("ij,ij->j", cross.conj(), w).real, 0.0, None)
