@@ -5,8 +5,10 @@ import warnings
 import numpy as np
 import pytest
 from scipy.signal import lfilter
+from scipy.stats import binom, chi2
 
 import kernel_recovery as kr
+from kernel_recovery.diagnostics import specification
 
 
 def _record(n=4000, k=16, seed=0):
@@ -105,3 +107,91 @@ def test_an_all_zero_output_channel_is_not_called_clipped():
     res = kr.recover_kernel(x, y, 16)
     np.testing.assert_array_equal(res.kernel[..., 1], 0.0)
     assert res.diagnostics["checks"]["saturation"] == "checked"
+
+
+# the statistics against explicit references (the textbook loops: a lstsq regression, Newey-West lag by lag, pinv)
+
+
+def _newey_west_by_hand(u: list[np.ndarray], lags: int) -> np.ndarray:
+    """``G_0 + sum_k (1 - k/(lags+1)) (G_k + G_k')`` lag by lag, within each sequence of ``(n_i, q)`` terms."""
+    omega = sum(v.T @ v for v in u)
+    for k in range(1, lags + 1):
+        g = sum(v[k:].T @ v[:-k] for v in u if len(v) > k)
+        if isinstance(g, np.ndarray):
+            omega = omega + (1 - k / (lags + 1)) * (g + g.T)
+    return omega
+
+
+def _reset_by_hand(fitted: list[np.ndarray], resid: list[np.ndarray]) -> float:
+    f = np.concatenate(fitted)
+    g = [(fi - f.mean()) / f.std() for fi in fitted]
+    z = [np.stack([np.ones_like(gi), gi, gi**2, gi**3], axis=1) for gi in g]
+    allz = np.concatenate(z)
+    coef = np.linalg.lstsq(allz[:, :2], allz[:, 2:], rcond=None)[0]
+    u = [(zi[:, 2:] - zi[:, :2] @ coef) * e[:, None] for zi, e in zip(z, resid)]
+    s = sum(v.sum(axis=0) for v in u)
+    lags = max(1, min(int(np.ceil(len(f) ** (1 / 3))), len(f) // 5))
+    return float(s @ np.linalg.pinv(_newey_west_by_hand(u, lags)) @ s)
+
+
+@pytest.mark.parametrize("lengths", [(4000,), (300, 2, 1500, 40)])
+def test_newey_west_matches_the_lag_by_lag_sum(lengths):
+    rng = np.random.default_rng(10)
+    u = [rng.standard_normal((m, 3)) + [0.0, 1.0, -2.0] for m in lengths]
+    np.testing.assert_allclose(specification.newey_west(u, 7), _newey_west_by_hand(u, 7), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("lengths", [(3000,), (700, 3, 2000)])
+@pytest.mark.parametrize("quadratic", [0.0, 0.2])
+def test_reset_matches_the_explicit_regression(lengths, quadratic):
+    rng = np.random.default_rng(11)
+    fitted = [rng.standard_normal(m) * 2 + 1 for m in lengths]
+    resid = [0.1 * rng.standard_normal(m) + quadratic * (f - 1) ** 2 for m, f in zip(lengths, fitted)]
+    stat, p = specification.reset_test(fitted, resid)
+    ref = _reset_by_hand(fitted, resid)
+    assert stat == pytest.approx(ref, rel=1e-9)
+    assert p == pytest.approx(chi2.sf(ref, 2), rel=1e-8, abs=1e-300)
+    assert (p < 1e-8) == (quadratic > 0)
+
+
+@pytest.mark.parametrize("lengths", [(3000,), (700, 3, 2000)])
+def test_bias_statistic_matches_the_explicit_sums(lengths):
+    rng = np.random.default_rng(12)
+    resid = [0.05 + rng.standard_normal(m) for m in lengths]
+    mean, stat, p = specification.bias_test(resid)
+    e = np.concatenate(resid)
+    lags = max(1, min(int(np.ceil(len(e) ** (1 / 3))), len(e) // 5))
+    omega = _newey_west_by_hand([r[:, None] for r in resid], lags)[0, 0]
+    assert mean == pytest.approx(e.mean(), rel=1e-12)
+    assert stat == pytest.approx(e.sum() ** 2 / omega, rel=1e-10)
+    assert p == pytest.approx(chi2.sf(e.sum() ** 2 / omega, 1), rel=1e-8)
+
+
+def _saturation_by_hand(y: np.ndarray) -> tuple[float, float, int]:
+    """The smallest binomial p-value over min, max and 0 against the mode of the other values (via numpy.unique)."""
+    values, counts = np.unique(y, return_counts=True)
+    idx = {0, len(values) - 1} | ({int(np.flatnonzero(values == 0)[0])} if (values == 0).any() else set())
+    others = np.delete(counts, sorted(idx))
+    mode = others.max()
+    ps = [binom.sf(counts[i] - 1, counts[i] + mode, 0.5) if counts[i] > mode else 1.0 for i in idx]
+    return min(ps), float(counts[sorted(idx)].max() / len(y)), len(idx)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda z: z,  # continuous: every candidate once (the path without a sort)
+        lambda z: np.concatenate([[0.0], z]),  # one exact zero inside: still once
+        lambda z: np.clip(z, -1.0, 1.5),  # clipped both sides
+        lambda z: np.maximum(z, 0.0),  # rectified
+        lambda z: np.round(z * 4) / 4,  # quantized: the limits rarer than the mode
+    ],
+)
+def test_saturation_matches_the_counts(make):
+    y = make(np.random.default_rng(13).standard_normal(3000))
+    found = specification.saturation_test(y)
+    p, share, tests = _saturation_by_hand(y)
+    assert found["p_value"] == pytest.approx(p, rel=1e-10, abs=1e-300)
+    assert found["tests"] == tests
+    if p < 1:
+        assert found["share"] == pytest.approx(share)

@@ -301,25 +301,21 @@ def _specification(fit: Fit, name: str, entry: Mapping[str, Any]) -> dict[str, A
     return {"specification": {**so_far, name: dict(entry)}}
 
 
-def _channel_rows(problem: CanonicalProblem, sol: Solution, fit: Fit) -> dict[int, tuple[list, list]] | None:
-    """Per output channel, the fitted values and residuals (1-D, per sequence) of the first rows of its blocks
-    (computed once for the specification tests: kept in ``fit.shared``)."""
-    if "channel_rows" not in fit.shared:
-        fit.shared["channel_rows"] = _compute_channel_rows(problem, sol, fit.rows("specification", specification.ROWS))
-    return fit.shared["channel_rows"]
-
-
-def _compute_channel_rows(problem: CanonicalProblem, sol: Solution, n_rows: int) -> dict[int, tuple[list, list]] | None:
-    out: dict[int, tuple[list, list]] = {}
-    for b, block in enumerate(problem.blocks):
-        rows = specification.residual_rows(problem, sol, b, n_rows)
-        if rows is None:
-            return None
-        for j, o in enumerate(block.out_channels):
-            fitted, resid = out.setdefault(int(o), ([], []))
-            fitted.extend(f[:, j] for f in rows[0])
-            resid.extend(e[:, j] for e in rows[1])
-    return out
+def _block_rows(problem: CanonicalProblem, sol: Solution, fit: Fit) -> list[specification.Rows] | None:
+    """Per block, the outputs, fitted values and residuals of its first rows (:func:`.specification.block_rows`):
+    one forward pass for the specification tests and the whiteness check, kept in ``fit.shared`` (each reads the
+    first rows of its own sample size)."""
+    if "rows" not in fit.shared:
+        count = max(fit.rows("specification", specification.ROWS), fit.rows("whiteness", WHITENESS_ROWS))
+        found: list[specification.Rows] | None = []
+        for b in range(len(problem.blocks)):
+            rows = specification.block_rows(problem, sol, b, count)
+            if rows is None:
+                found = None
+                break
+            found.append(rows)  # type: ignore[union-attr]
+        fit.shared["rows"] = found
+    return fit.shared["rows"]
 
 
 #: A flagged specification test (missing bias, nonlinearity) is warned when its p-value is below this; between it
@@ -343,10 +339,11 @@ def _per_channel(
     sol: Solution,
     fit: Fit,
     name: str,
-    test: Callable[[list, list], tuple[float, float]],
+    test: Callable[[np.ndarray, np.ndarray, tuple[int, ...]], tuple[float, float]],
     value_key: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, dict[str, Any]] | Check:
-    """``test(fitted, resid) -> (value, p)`` per output channel on the first rows of its blocks.
+    """``test(fitted, resid, lengths) -> (value, p)`` per output channel on the first rows of its block (1-D fitted
+    values and residuals, the sequences of ``lengths`` concatenated).
 
     Returns the values, the p-values (Bonferroni over the channels tested; NaN where too few rows), the flagged
     channels, the most significant of them and the diagnostics entry; or the record when none ran or none is flagged.
@@ -354,14 +351,17 @@ def _per_channel(
     gate = _specification_gate(name, sol, fit)
     if gate is not None:
         return gate
-    rows = _channel_rows(problem, sol, fit)
-    if rows is None:
+    blocks = _block_rows(problem, sol, fit)
+    if blocks is None:
         return Check(name, "skipped", "the solution is not finite")
     n_out = problem.config.out_channels
     value, p = np.full(n_out, np.nan), np.full(n_out, np.nan)
-    for o, (fitted, resid) in rows.items():
-        if sum(len(e) for e in resid) >= specification.MIN_ROWS:
-            value[o], p[o] = test(fitted, resid)
+    count = fit.rows("specification", specification.ROWS)
+    for rows in blocks:
+        rows = rows.head(count)
+        if rows.n >= specification.MIN_ROWS:
+            for j, o in enumerate(rows.out_channels):
+                value[o], p[o] = test(rows.fitted[j], rows.resid[j], rows.lengths)
     tested = np.isfinite(p)
     if not tested.any():
         return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
@@ -389,12 +389,17 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     if gate is not None:
         return gate
     n_out = problem.config.out_channels
-    columns: list[list[np.ndarray]] = [[] for _ in range(n_out)]
+    found: list[dict[str, Any] | None] = [None] * n_out
     for block in problem.blocks:
+        ys, left = [], specification.ROWS  # the test reads the first ROWS samples of each channel
         for y in block.outputs:
+            if left > 0:
+                ys.append(y[:left])
+                left -= len(ys[-1])
+        if ys:
+            first = ys[0] if len(ys) == 1 else np.concatenate(ys)
             for j, o in enumerate(block.out_channels):
-                columns[o].append(y[:, j])
-    found = [specification.saturation_test(np.concatenate(c)) if c else None for c in columns]
+                found[o] = specification.saturation_test(first[:, j])
     tests = max(1, sum(f["tests"] for f in found if f is not None))
     p = np.array([np.nan if f is None else min(1.0, f["p_value"] * tests) for f in found])
     entry = {
@@ -428,7 +433,7 @@ def missing_bias(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     name = "missing_bias"
     if problem.config.use_bias:
         return Check(name, "not needed", "use_bias=True")
-    found = _per_channel(problem, sol, fit, name, lambda fitted, resid: specification.bias_test(resid)[::2], "mean")
+    found = _per_channel(problem, sol, fit, name, _bias, "mean")
     if isinstance(found, Check):
         return found
     mean, p, hit, o, diagnostics = found
@@ -439,11 +444,17 @@ def missing_bias(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     return _told(name, message, float(p[o]), diagnostics, "")  # warned even beside the misconfiguration's message
 
 
+def _bias(fitted: np.ndarray, resid: np.ndarray, lengths: tuple[int, ...]) -> tuple[float, float]:
+    """The residual's mean and the bias test's p-value (:func:`.specification.bias_statistic`)."""
+    mean, _, p = specification.bias_statistic(resid, lengths)
+    return mean, p
+
+
 def nonlinearity(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     """Does the residual depend on powers of the fitted values (RESET, :func:`.specification.reset_test`)?  Warned,
     unless the saturation check already told the cause."""
     name = "nonlinearity"
-    found = _per_channel(problem, sol, fit, name, specification.reset_test, "statistic")
+    found = _per_channel(problem, sol, fit, name, specification.reset_statistic, "statistic")
     if isinstance(found, Check):
         return found
     _, p, hit, o, diagnostics = found
@@ -462,7 +473,9 @@ def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     name = "whiteness"
     if not fit.retained:
         return Check(name, "skipped", NOT_RETAINED, diagnostics={"whiteness": None})
-    found, skipped = whiteness_check(problem, sol, fit.rows("whiteness", WHITENESS_ROWS))
+    found, skipped = whiteness_check(
+        problem, sol, fit.rows("whiteness", WHITENESS_ROWS), _block_rows(problem, sol, fit)
+    )
     if found is None:
         return Check(name, "skipped", skipped or "", diagnostics={"whiteness": None})
     # told, not warned: coloured noise is common in measurements and is not a misfit of the kernel (it is unbiased);

@@ -11,7 +11,8 @@ stated false-alarm rate (measured by ``benchmarks/misfit.py``):
     is no more frequent than the mode".  Flagged when ``p`` (Bonferroni over values and channels) is below
     :data:`ALPHA` and the value holds at least :data:`MIN_SHARE` of the samples.  False alarms: none for continuous
     outputs (ties have probability 0); for quantized outputs only where a limit is more frequent than every interior
-    value, which a unimodal quantized law does not give.  Cost: a sort of at most :data:`ROWS` samples per channel.
+    value, which a unimodal quantized law does not give.  Cost: a min, a max and three counts of at most :data:`ROWS`
+    samples per channel; a sort only where a limit (or 0) occurs more than once.
 :func:`reset_test`
     Ramsey's RESET: does the residual depend on powers 2 and 3 of the fitted values?  ``z = [f^2, f^3]`` (``f``
     standardized) is regressed on ``[1, f]`` and the score ``s = z~' e`` is tested with a heteroskedasticity and
@@ -23,12 +24,18 @@ stated false-alarm rate (measured by ``benchmarks/misfit.py``):
     variance; conservative for the same reason.
 
 The tests read the first :data:`ROWS` equations of each block (contiguous, so that the Newey-West lags are time
-lags): one forward pass over those rows, ``O(ROWS x taps)``, and ``O(ROWS x NW_LAGS)`` for the covariance.
+lags): :func:`block_rows`, one forward pass over those rows (``O(ROWS x taps)``; one ``numpy.convolve`` for a
+single-channel block), shared with the whiteness check.  Each test is then a few ``O(ROWS)`` passes: the
+regression of RESET is a 2 x 2 system from four sums (its columns are standardized), and the Newey-West covariance
+is read off the lagged products of the score terms, one ``numpy.correlate`` per pair of terms (``O(ROWS x
+NW_LAGS)`` in one call, not a Python loop over the lags).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -47,32 +54,54 @@ ROWS = 1 << 13
 MIN_ROWS = 50
 
 
-def newey_west(u: list[np.ndarray], lags: int) -> np.ndarray:
-    """The long-run covariance ``Omega = G_0 + sum_k (1 - k/(lags+1)) (G_k + G_k')`` of score terms ``u`` (a list of
-    ``(n_i, q)`` sequences; products never cross sequences), ``G_k = sum_t u_t u_{t-k}'``."""
-    omega = sum(v.T @ v for v in u)
-    for k in range(1, lags + 1):
-        g = sum(v[k:].T @ v[:-k] for v in u if len(v) > k)
-        if isinstance(g, np.ndarray):
-            omega = omega + (1 - k / (lags + 1)) * (g + g.T)
-    return np.asarray(omega)
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """The first equations of one block, in order over its sequences (what the specification tests and the
+    whiteness check read).
+
+    Attributes
+    ----------
+    out_channels : ndarray of int
+        The user's output channels of the block.
+    y, fitted, resid : ndarray, shape (O, n)
+        The outputs, the fitted values ``A w (+ b)`` and the residual ``y - fitted``, one contiguous row per output
+        channel (the sequences' rows concatenated).
+    lengths : tuple of int
+        The rows of each sequence, in order (lagged products never cross from one to the next).
+    """
+
+    out_channels: np.ndarray
+    y: np.ndarray
+    fitted: np.ndarray
+    resid: np.ndarray
+    lengths: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[1]
+
+    def head(self, count: int) -> Rows:
+        """The first ``count`` rows (all of them when there are fewer)."""
+        if count >= self.n:
+            return self
+        lengths, left = [], count
+        for m in self.lengths:
+            if left <= 0:
+                break
+            lengths.append(min(m, left))
+            left -= m
+        return Rows(self.out_channels, self.y[:, :count], self.fitted[:, :count], self.resid[:, :count], tuple(lengths))
 
 
-def _lags(n: int) -> int:
-    """Newey-West lags: ``ceil(n^(1/3))``, at most ``n // 5``."""
-    return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
-
-
-def residual_rows(
-    problem: CanonicalProblem, sol: Solution, block_index: int, rows: int = ROWS
-) -> tuple[list, list] | None:
-    """Fitted values and residuals ``(n_i, O)`` of the first ``rows`` equations of a block, per sequence."""
+def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows: int = ROWS) -> Rows | None:
+    """Outputs, fitted values and residuals of the first ``rows`` equations of a block (:class:`Rows`); None where
+    the block does not retain its rows or the solution is not finite."""
     block = problem.blocks[block_index]
     if not block.retains_rows or block.ys is None:
         return None
     kernel = sol.kernels[block_index]
     bias = sol.biases[block_index] if problem.config.use_bias and sol.biases is not None else None
-    if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+    if not np.isfinite(kernel).all() or (bias is not None and not np.isfinite(bias).all()):
         return None
     xs, ys, left = [], [], rows
     for x, y in zip(block.xs, block.ys):
@@ -81,8 +110,69 @@ def residual_rows(
             xs.append(x[: take + block.taps - 1])
             ys.append(y[:take])
             left -= take
-    fitted = forward(Block(xs, None, block.taps, block.mask, block.out_channels), kernel, bias)
-    return fitted, [y - f for y, f in zip(ys, fitted)]
+    lengths = tuple(len(y) for y in ys)
+    if kernel.shape[1] == 1 and kernel.shape[2] == 1 and block.mask.all():
+        # one input and one output channel: the fitted values are one correlation per sequence (a GEMM over the
+        # design rows cut for it was 4-5x slower at 4096 rows)
+        w = kernel[::-1, 0, 0]
+        fitted = np.concatenate([np.convolve(x[:, 0], w, mode="valid") for x in xs]) if xs else np.zeros(0)
+        if bias is not None:
+            fitted += bias[0]
+        y_all = (ys[0][:, 0] if len(ys) == 1 else np.concatenate([y[:, 0] for y in ys]))[None]
+        fitted = fitted[None]
+    else:
+        parts = forward(Block(xs, None, block.taps, block.mask, block.out_channels), kernel, bias)
+        fitted = np.ascontiguousarray(np.concatenate(parts).T)
+        y_all = np.ascontiguousarray(np.concatenate(ys).T)
+    return Rows(block.out_channels, y_all, fitted, y_all - fitted, lengths)
+
+
+def _segments(v: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
+    """``v`` cut into its sequences."""
+    if len(lengths) == 1:
+        return [v]
+    bounds = np.cumsum((0, *lengths))
+    return [v[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def lagged_products(v: np.ndarray, w: np.ndarray, lengths: Sequence[int], lags: int, both: bool = False) -> np.ndarray:
+    """``sum_t v_{t+k} w_t`` for ``k = 0 .. lags`` (``-lags .. lags`` with ``both``), summed over the sequences
+    (products never cross from one to the next): one ``numpy.correlate`` per sequence."""
+    pad = np.zeros(lags)
+    out = np.zeros(2 * lags + 1 if both else lags + 1)
+    for a, b in zip(_segments(v, lengths), _segments(w, lengths)):
+        padded = np.concatenate([pad, a, pad] if both else [a, pad])
+        out += np.correlate(padded, b, mode="valid")
+    return out
+
+
+def _bartlett(lags: int) -> np.ndarray:
+    """The Newey-West weights ``1 - |k| / (lags + 1)`` for ``k = -lags .. lags``."""
+    return 1.0 - np.abs(np.arange(-lags, lags + 1)) / (lags + 1)
+
+
+def long_run(u: Sequence[np.ndarray], lengths: Sequence[int], lags: int) -> np.ndarray:
+    """The long-run covariance ``Omega = G_0 + sum_k (1 - k/(lags+1)) (G_k + G_k')`` of score terms ``u`` (``q``
+    series over the same rows), ``G_k = sum_t u_t u_{t-k}'`` within each sequence."""
+    q = len(u)
+    weights = _bartlett(lags)
+    omega = np.empty((q, q))
+    for i in range(q):
+        for j in range(i, q):
+            omega[i, j] = omega[j, i] = lagged_products(u[i], u[j], lengths, lags, both=True) @ weights
+    return omega
+
+
+def newey_west(u: list[np.ndarray], lags: int) -> np.ndarray:
+    """:func:`long_run` of score terms given as a list of ``(n_i, q)`` sequences."""
+    lengths = [len(v) for v in u]
+    stacked = np.concatenate(u)
+    return long_run([np.ascontiguousarray(c) for c in stacked.T], lengths, lags)
+
+
+def _lags(n: int) -> int:
+    """Newey-West lags: ``ceil(n^(1/3))``, at most ``n // 5``."""
+    return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
 
 
 def _chi2_sf(df: int, stat: float) -> float:
@@ -91,44 +181,80 @@ def _chi2_sf(df: int, stat: float) -> float:
     return float(chdtrc(df, stat))
 
 
-def reset_test(fitted: list[np.ndarray], resid: list[np.ndarray]) -> tuple[float, float]:
-    """RESET's statistic and p-value for one output channel (1-D sequences of fitted values and residuals)."""
-    f = np.concatenate(fitted)
-    scale = f.std()
+def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float]:
+    """RESET's statistic and p-value for one output channel: fitted values ``f`` and residuals ``e`` (1-D, the
+    sequences of ``lengths`` concatenated)."""
+    n = len(f)
+    mean = f.mean()
+    g = f - mean
+    scale = math.sqrt(float(g @ g) / n)
     if not scale > 0:
         return 0.0, 1.0
-    mean = f.mean()
-    u, z_all = [], []
-    for fi in fitted:
-        g = (fi - mean) / scale
-        z_all.append(np.stack([np.ones_like(g), g, g**2, g**3], axis=1))
-    z = np.concatenate(z_all)
-    base, powers = z[:, :2], z[:, 2:]
-    coef, *_ = np.linalg.lstsq(base, powers, rcond=None)
-    for zi, e in zip(z_all, resid):
-        u.append((zi[:, 2:] - zi[:, :2] @ coef) * e[:, None])
-    s = sum(v.sum(axis=0) for v in u)
-    omega = newey_west(u, _lags(len(f)))
-    stat = float(s @ np.linalg.pinv(omega, hermitian=True) @ s)
+    g /= scale
+    g2 = g * g
+    g3 = g2 * g
+    # [g^2, g^3] regressed on [1, g]: the normal equations from sums (g is standardized: a 2 x 2 system far from
+    # singular)
+    s1, s2, s3, s4 = float(g.sum()), float(g @ g), float(g @ g2), float(g2 @ g2)
+    det = n * s2 - s1 * s1
+    a2, b2 = (s2 * s2 - s1 * s3) / det, (n * s3 - s1 * s2) / det
+    a3, b3 = (s2 * s3 - s1 * s4) / det, (n * s4 - s1 * s3) / det
+    u1 = (g2 - a2 - b2 * g) * e
+    u2 = (g3 - a3 - b3 * g) * e
+    s = np.array([u1.sum(), u2.sum()])
+    omega = long_run([u1, u2], lengths, _lags(n))
+    o11, o12, o22 = omega[0, 0], omega[0, 1], omega[1, 1]
+    det = o11 * o22 - o12 * o12
+    if det > 1e-10 * o11 * o22:
+        stat = float((o22 * s[0] ** 2 - 2 * o12 * s[0] * s[1] + o11 * s[1] ** 2) / det)
+    else:  # (near) singular: the pseudo-inverse, as before
+        stat = float(s @ np.linalg.pinv(omega, hermitian=True) @ s)
     return stat, _chi2_sf(2, stat)
 
 
-def bias_test(resid: list[np.ndarray]) -> tuple[float, float, float]:
-    """The residual's mean, the statistic ``(sum e)^2 / Omega`` and its p-value for one output channel."""
-    u = [e[:, None] for e in resid]
-    n = sum(len(e) for e in resid)
-    total = float(sum(e.sum() for e in resid))
-    omega = float(newey_west(u, _lags(n))[0, 0])
+def bias_statistic(e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float, float]:
+    """The residual's mean, the statistic ``(sum e)^2 / Omega`` and its p-value for one output channel (``e`` 1-D,
+    the sequences of ``lengths`` concatenated)."""
+    n = len(e)
+    total = float(e.sum())
+    lags = _lags(n)
+    omega = float(lagged_products(e, e, lengths, lags) @ (2 * _bartlett(lags)[lags:] - np.eye(1, lags + 1)[0]))
     stat = total**2 / omega if omega > 0 else 0.0
     return total / max(n, 1), stat, _chi2_sf(1, stat)
 
 
+def _joined(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), [len(p) for p in parts]
+
+
+def reset_test(fitted: Sequence[np.ndarray], resid: Sequence[np.ndarray]) -> tuple[float, float]:
+    """RESET's statistic and p-value for one output channel (1-D sequences of fitted values and residuals)."""
+    f, lengths = _joined(fitted)
+    return reset_statistic(np.asarray(f, dtype=np.float64), _joined(resid)[0], lengths)
+
+
+def bias_test(resid: Sequence[np.ndarray]) -> tuple[float, float, float]:
+    """The residual's mean, the statistic ``(sum e)^2 / Omega`` and its p-value for one output channel."""
+    e, lengths = _joined(resid)
+    return bias_statistic(e, lengths)
+
+
 def saturation_test(y: np.ndarray) -> dict[str, Any]:
     """The value of ``y`` (1-D) with the most excess mass among ``max(y)``, ``min(y)`` and 0: its ``value``,
-    ``count``, ``share`` of the samples, ``mode`` (the largest count at another value) and ``p_value``."""
+    ``count``, ``share`` of the samples, ``mode`` (the largest count at another value; None where no candidate
+    occurs more than once: the p-value is then 1 whatever the mode, and the sort that counts it is saved) and
+    ``p_value``."""
+    y = y[:ROWS] if len(y) > ROWS else y
+    n = len(y)
+    if n >= 3:
+        lo, hi = y.min(), y.max()
+        if lo < hi and np.count_nonzero(y == lo) == 1 and np.count_nonzero(y == hi) == 1:
+            zeros = np.count_nonzero(y == 0.0) if lo < 0.0 < hi else 0
+            if zeros <= 1:  # every candidate occurs once: no excess mass anywhere (the common, continuous case)
+                tests = 3 if zeros else 2
+                return {"value": float(lo), "count": 1, "share": 1 / n, "mode": None, "p_value": 1.0, "tests": tests}
     from scipy.special import bdtrc
 
-    y = y[:ROWS] if len(y) > ROWS else y
     values, counts = np.unique(y, return_counts=True)
     if len(values) < 3:  # a constant (or two-valued) output: no continuous part to compare a limit's mass with
         return {"value": float("nan"), "count": 0, "share": 0.0, "mode": 0, "p_value": 1.0, "tests": 0}

@@ -7,9 +7,9 @@ from typing import TypedDict
 
 import numpy as np
 
-from ..model.operator import forward
-from ..model.problem import Block, CanonicalProblem
+from ..model.problem import CanonicalProblem
 from ..model.result import Solution
+from .specification import Rows, block_rows, lagged_products
 
 #: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
 WHITENESS_ROWS = 1 << 14
@@ -42,32 +42,39 @@ def ljung_box(residuals: Sequence[np.ndarray], lags: int) -> np.ndarray:
     the number of products at lag ``k``; for one sequence ``n_k = n - k``, the textbook statistic (as
     statsmodels' ``acorr_ljungbox``).  Under white noise ``Q`` is about chi-square with ``h`` degrees of freedom.
     """
-    n = sum(len(e) for e in residuals)
-    n_out = residuals[0].shape[1]
-    mean = sum(e.sum(axis=0) for e in residuals) / max(n, 1)
-    centred = [e - mean for e in residuals]
-    denom = sum(np.einsum("to,to->o", e, e) for e in centred)
-    q = np.zeros(n_out)
-    for k in range(1, lags + 1):
-        pairs = sum(max(len(e) - k, 0) for e in centred)
-        if pairs == 0:
-            break
-        num = sum(np.einsum("to,to->o", e[k:], e[:-k]) for e in centred if len(e) > k)
-        r = np.divide(num, denom, out=np.zeros(n_out), where=denom > 0)
-        q += r**2 / pairs
-    return n * (n + 2) * q
+    lengths = [len(e) for e in residuals]
+    stacked = np.concatenate(residuals)
+    return np.array([ljung_box_statistic(np.ascontiguousarray(c), lengths, lags) for c in stacked.T])
+
+
+def ljung_box_statistic(e: np.ndarray, lengths: Sequence[int], lags: int) -> float:
+    """:func:`ljung_box`'s ``Q`` of one output channel's residual ``e`` (1-D, the sequences of ``lengths``
+    concatenated): the lagged products of the centred residual in one ``numpy.correlate`` per sequence."""
+    n = len(e)
+    centred = e - e.mean()
+    gamma = lagged_products(centred, centred, lengths, lags)
+    if not gamma[0] > 0:
+        return 0.0
+    k = np.arange(1, lags + 1)
+    pairs = np.maximum(np.asarray(lengths)[:, None] - k, 0).sum(axis=0) if len(lengths) > 1 else n - k
+    r2 = (gamma[1:] / gamma[0]) ** 2
+    return float(n * (n + 2) * np.sum(np.divide(r2, pairs, out=np.zeros(lags), where=pairs > 0)))
 
 
 def whiteness_check(
-    problem: CanonicalProblem, sol: Solution, max_rows: int = WHITENESS_ROWS
+    problem: CanonicalProblem,
+    sol: Solution,
+    max_rows: int = WHITENESS_ROWS,
+    rows: Sequence[Rows | None] | None = None,
 ) -> tuple[Whiteness | None, str | None]:
     """A Ljung-Box test of the residual's whiteness, per output channel, or why it could not run.
 
     The residual ``y - A w`` of the solution is computed on at most ``max_rows`` rows of each block
-    (one forward pass over those rows); its autocorrelation at lags ``1 .. h`` (``h = min(10, n // 5)``)
-    gives :func:`ljung_box`'s ``Q``, with p-values from the chi-square law with ``h`` degrees of freedom.
-    A p-value below ``WHITENESS_ALPHA`` (over all output channels, Bonferroni) says the residual is not
-    white: the noise is coloured, or the model leaves structure in ``y``.  The standard errors, the
+    (one forward pass over those rows, :func:`.specification.block_rows`, or the first ``max_rows`` of ``rows``
+    where the caller has them: the specification tests read the same); its autocorrelation at lags ``1 .. h``
+    (``h = min(10, n // 5)``) gives :func:`ljung_box`'s ``Q``, with p-values from the chi-square law with ``h``
+    degrees of freedom.  A p-value below ``WHITENESS_ALPHA`` (over all output channels, Bonferroni) says the
+    residual is not white: the noise is coloured, or the model leaves structure in ``y``.  The standard errors, the
     intervals and the report's expected errors assume white noise; the message says so.
 
     Returns
@@ -89,36 +96,33 @@ def whiteness_check(
     cfg = problem.config
     stat = np.full(cfg.out_channels, np.nan)
     pval = np.full(cfg.out_channels, np.nan)
-    rows = 0
+    n_rows = 0
     lags = 0
     reason = "the residual is at rounding level (noiseless data)"
     for b, block in enumerate(problem.blocks):
         if not block.retains_rows or block.ys is None:
             return None, "the rows are not retained (streamed statistics only)"
-        kernel = sol.kernels[b]
-        bias = sol.biases[b] if cfg.use_bias and sol.biases is not None else None
-        if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+        sample = rows[b] if rows is not None else block_rows(problem, sol, b, max_rows)
+        if sample is None:
             return None, "the solution is not finite"
-        xs, ys = _first_rows(block, max_rows)
-        n = sum(len(y) for y in ys)
+        sample = sample.head(max_rows)
+        n = sample.n
         h = min(WHITENESS_LAGS, n // 5)
         if n < WHITENESS_MIN_ROWS or h < 1:
             reason = f"too few residuals ({n} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
             continue
-        sub = Block(xs, None, block.taps, block.mask, block.out_channels)
-        resid = [y - f for y, f in zip(ys, forward(sub, kernel, bias))]
-        e2 = sum(np.einsum("to,to->o", e, e) for e in resid)
-        y2 = sum(np.einsum("to,to->o", y, y) for y in ys)
-        live = e2 > WHITENESS_ROUNDING**2 * y2
-        if not np.any(live):
+        e2 = np.einsum("on,on->o", sample.resid, sample.resid)
+        y2 = np.einsum("on,on->o", sample.y, sample.y)
+        live = np.flatnonzero(e2 > WHITENESS_ROUNDING**2 * y2)
+        if not len(live):
             continue
-        q = ljung_box([e[:, live] for e in resid], h)
+        q = np.array([ljung_box_statistic(sample.resid[j], sample.lengths, h) for j in live])
         from scipy.special import chdtrc  # imported here: scipy.special costs ~0.2 s
 
         chans = block.out_channels[live]
         stat[chans] = q
         pval[chans] = chdtrc(h, q)
-        rows, lags = max(rows, n), max(lags, h)
+        n_rows, lags = max(n_rows, n), max(lags, h)
     tested = np.isfinite(pval)
     if not np.any(tested):
         return None, reason
@@ -128,23 +132,11 @@ def whiteness_check(
         "statistic": stat,
         "p_value": pval,
         "lags": int(lags),
-        "rows": int(rows),
+        "rows": int(n_rows),
         "alpha": WHITENESS_ALPHA,
         "message": message,
     }
     return entry, None
-
-
-def _first_rows(block: Block, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The inputs and outputs of a block's first ``count`` equations (in order over its sequences)."""
-    xs, ys, left = [], [], count
-    for x, y in zip(block.xs, block.ys or ()):
-        take = min(len(y), left)
-        if take > 0:
-            xs.append(x[: take + block.taps - 1])
-            ys.append(y[:take])
-            left -= take
-    return xs, ys
 
 
 def _whiteness_message(flagged: np.ndarray, pval: np.ndarray, lags: int) -> str:

@@ -1,0 +1,111 @@
+"""Cost of the specification tests and the whiteness check (issue 27), side by side in one process.
+
+For L = 1e3 / 1e4 / 1e5 single-channel lstsq fits (K = 8 / 32 / 128, white input, 1% noise) it times, interleaved and
+best of ``--repeat``:
+
+- ``none``: ``recover_kernel(x, y, K, checks="none")``, the call without post-fit checks;
+- ``four``: :func:`kernel_recovery.diagnostics.checks.run_checks` over ``saturation, missing_bias, nonlinearity,
+  whiteness`` on that fit's problem and solution (a fresh ``Fit`` each time: the shared residual rows are recomputed),
+  the runner's own overhead included;
+- each of the four alone (its record's ``seconds`` in that run).
+
+``--against REV`` loads the package of git revision ``REV`` (``git archive``) beside the working tree's and times both
+in the same loop, so that the ratios compare like with like on a shared machine.  The goal of the issue: the four
+together at most ~10% of the ``none`` call.
+
+    python benchmarks/spec_checks.py [--against HEAD] [--repeat 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import io
+import pathlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+
+NAMES = ("saturation", "missing_bias", "nonlinearity", "whiteness")
+SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
+
+
+def load(rev: str | None):
+    """The package of the working tree (``rev`` None) or of revision ``rev``, imported under another name."""
+    if rev is None:
+        return importlib.import_module("kernel_recovery")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    data = subprocess.run(["git", "archive", rev, "kernel_recovery"], cwd=root, capture_output=True, check=True).stdout
+    where = pathlib.Path(tempfile.mkdtemp(prefix="kr_rev_"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(where, filter="data")
+    (where / "kernel_recovery").rename(where / "kr_rev")  # the package imports itself relatively only
+    sys.path.insert(0, str(where))
+    return importlib.import_module("kr_rev")
+
+
+def capture(pkg, x, y, k):
+    """The problem, solution and Fit that one budgeted call hands to run_checks."""
+    checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
+    seen: dict[str, object] = {}
+    original = checks.run_checks
+
+    def spy(problem, sol, fit, *args):
+        seen.update(problem=problem, sol=sol, fit=fit)
+        return original(problem, sol, fit, *args)
+
+    setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
+    try:
+        pkg.recover_kernel(x, y, k)
+    finally:
+        setattr(checks, "run_checks", original)  # noqa: B010
+    four = tuple(getattr(checks, n) for n in NAMES)
+    return checks, seen["problem"], seen["sol"], seen["fit"], four
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", default=None, help="a git revision to time beside the working tree")
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args()
+    pkgs = {"tree": load(None)}
+    if args.against:
+        pkgs[args.against] = load(args.against)
+    rng = np.random.default_rng(0)
+    print(f"| L | K | package | none ms | four ms | four / none | {' | '.join(NAMES)} (ms) |")
+    print("|---|---|---|---|---|---|" + "---|" * len(NAMES))
+    for n, k in SIZES:
+        x = rng.standard_normal(n)
+        w = rng.standard_normal(k)
+        y = np.convolve(x, w[::-1], mode="valid")
+        y = y + 0.01 * y.std() * rng.standard_normal(len(y))
+        setups = {name: capture(pkg, x, y, k) for name, pkg in pkgs.items()}
+        best = {name: {"none": np.inf, "four": np.inf, **{c: np.inf for c in NAMES}} for name in pkgs}
+        for _ in range(args.repeat):
+            for name, pkg in pkgs.items():  # interleaved: the machine's drift hits both alike
+                checks, problem, sol, fit, four = setups[name]
+                start = time.perf_counter()
+                pkg.recover_kernel(x, y, k, checks="none")
+                best[name]["none"] = min(best[name]["none"], time.perf_counter() - start)
+                fresh = dataclasses.replace(fit, shared={})
+                start = time.perf_counter()
+                records = checks.run_checks(problem, sol, fresh, four)
+                best[name]["four"] = min(best[name]["four"], time.perf_counter() - start)
+                for record in records:
+                    best[name][record.name] = min(best[name][record.name], record.seconds)
+        for name in pkgs:
+            b = best[name]
+            each = " | ".join(f"{1e3 * b[c]:.3f}" for c in NAMES)
+            print(
+                f"| {n} | {k} | {name} | {1e3 * b['none']:.3f} | {1e3 * b['four']:.3f} | {b['four'] / b['none']:.3f} "
+                f"| {each} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
