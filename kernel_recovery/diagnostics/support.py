@@ -8,6 +8,7 @@ their standard errors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..model.result import Solution
 from ..model.spectrum import rank_tolerance
 from ..model.statistics import statistics_flops
 from ..model.threads import SerialBLAS
-from ..model.whitening import whitening_filters
+from ..model.whitening import autocorrelations, prediction_filters
 
 # ----------------------------------------------------------------------------------------------
 # Is the kernel longer than kernel_size? (an F-test with a few more taps)
@@ -283,21 +284,12 @@ SCAN_MIN_ROWS = 1 << 13
 SCAN_ORDER = 16
 
 
-def _fir(filters: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Each column of ``v`` ``(n, k)`` filtered by its own FIR filter (``filters[:, k]``), the full output."""
-    out = np.zeros((len(v) + len(filters) - 1, v.shape[1]))
-    for lag, taps in enumerate(filters):
-        out[lag : lag + len(v)] += taps * v
-    return out
-
-
-def _energy(power: np.ndarray, n: int) -> np.ndarray:
-    """``sum x^2`` from ``|rfft(x, n)|^2`` along axis 0 (Parseval; the bins other than 0 and n/2 count twice)."""
-    weights = np.full(len(power), 2.0)
-    weights[0] = 1.0
-    if n % 2 == 0:
-        weights[-1] = 1.0
-    return np.tensordot(weights, power, axes=(0, 0)) / n
+def _fir_energy(filters: np.ndarray, acf: np.ndarray) -> np.ndarray:
+    """``sum_t (f * v)[t]^2`` of the full FIR outputs, per column, from the autocorrelations of ``v`` at lags up to
+    the filters' order (:func:`~kernel_recovery.model.whitening.autocorrelations`): ``f^T Toeplitz(acf) f``."""
+    lags = np.arange(len(filters))
+    toeplitz = acf[np.abs(lags[:, None] - lags[None, :])]  # (taps, taps, columns)
+    return np.einsum("ik,ijk,jk->k", filters, toeplitz, filters)
 
 
 def _scan_rows(block: Block, pair_rows: int = SCAN_PAIR_ROWS, min_rows: int = SCAN_MIN_ROWS) -> Block:
@@ -352,7 +344,8 @@ def lag_scan(
         if not whole.retains_rows or whole.ys is None:
             return None, np.inf, "the rows are not retained", None
         bias = None if b is None or not cfg.use_bias else b
-        flags = _scan_block(_scan_rows(whole, pair_rows, min_rows), w, bias, len(problem.blocks), min_reach)
+        with SerialBLAS():  # its dot products (numpy.correlate) start OpenBLAS threads, which wait on shared cores
+            flags = _scan_block(_scan_rows(whole, pair_rows, min_rows), w, bias, len(problem.blocks), min_reach)
         if flags is None:
             skipped = "too few equations to scan"
             continue
@@ -384,6 +377,43 @@ def _flagged_taps(problem: CanonicalProblem, found: list[tuple[int, float, np.nd
     return min(int(f[2].min()) for f in found) * s, max(int(f[2].max()) for f in found) * s + s - 1
 
 
+@functools.lru_cache(maxsize=64)
+def _scan_layout(taps: int, channels: int, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The offsets scanned (from ``SCAN_ORDER`` beyond each end of the kernel, ``reach`` each side), and the first
+    and last index into them and the number of N(0, 1) terms of each band (read-only: cached)."""
+    # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
+    # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)
+    g = SCAN_ORDER
+    offsets = np.concatenate([np.arange(-reach - g, -g), np.arange(taps + g, taps + g + reach)])
+    starts = np.concatenate([np.arange(0, reach, SCAN_BAND), reach + np.arange(0, reach, SCAN_BAND)])
+    ends = np.append(starts[1:], 2 * reach) - 1
+    sizes = (ends + 1 - starts) * channels
+    for a in (offsets, starts, ends, sizes):
+        a.flags.writeable = False
+    return offsets, starts, ends, sizes
+
+
+def _median(a: np.ndarray) -> np.ndarray:
+    """``numpy.median(a, axis=0)`` for finite ``a`` (one partition: the median's checks and copies cost more than the
+    bands)."""
+    k = len(a)
+    part = np.partition(a, [(k - 1) // 2, k // 2], axis=0)
+    return 0.5 * (part[(k - 1) // 2] + part[k // 2])
+
+
+def _chi2_cut(sizes: np.ndarray, alpha: float) -> np.ndarray:
+    """The upper ``alpha`` quantile of chi-square with ``sizes`` degrees of freedom (one ``chdtri`` per distinct
+    size: the bands have two sizes at most)."""
+    from scipy.special import chdtri
+
+    full = sizes[0]
+    cut = np.full(len(sizes), chdtri(full, alpha))
+    odd = sizes != full
+    if odd.any():
+        cut[odd] = chdtri(sizes[odd], alpha)
+    return cut
+
+
 def _scan_block(
     block: Block, w: np.ndarray, b: np.ndarray | None, n_blocks: int, min_reach: int = SCAN_MIN
 ) -> list[tuple[int, float, np.ndarray, float, float]] | None:
@@ -395,38 +425,60 @@ def _scan_block(
     reach = min(max(SCAN_TAPS * block.taps, min_reach), min(lengths) // 4)
     if reach < 1 or block.n_equations < 64:
         return None
-    from scipy.special import chdtri, ndtri  # (imported once a scan runs; not scipy.stats: a slower import)
+    from scipy.special import ndtri  # (imported once a scan runs; not scipy.stats: a slower import)
 
-    resid = [y - f for y, f in zip(block.outputs, forward(block, w, b))]
-    # offsets from SCAN_ORDER beyond each end: whitening the residual spreads the in-support fitting error
-    # over the filter's length (the refit with CHECK_EXTRA more taps covers the nearest ones)
-    g = SCAN_ORDER
-    offsets = np.concatenate([np.arange(-reach - g, -g), np.arange(block.taps + g, block.taps + g + reach)])
+    resid = _residuals(block, w, b)
+    offsets, starts, ends, sizes = _scan_layout(block.taps, block.channels, reach)
     corr, sxx, srr, rss = _whitened_correlations(block, resid, offsets, reach)
-    yty = np.sum([np.sum(y**2, axis=0) for y in block.outputs], axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
     z2 = np.where(np.isfinite(z), z, 0.0) ** 2
-    starts = np.concatenate([np.arange(0, reach, SCAN_BAND), reach + np.arange(0, reach, SCAN_BAND)])
-    sizes = np.diff(np.append(starts, 2 * reach)) * block.channels  # N(0, 1) terms per band
     bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
     tests = bands.size * n_blocks
+    # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null), per output
+    centre = _median(bands)
+    spread = 1.4826 * _median(np.abs(bands - centre))
+    cut = np.maximum(_chi2_cut(sizes, SCAN_ALPHA / tests)[:, None], centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
+    hit = bands > cut
+    excess = np.sum(np.where(hit, bands - sizes[:, None], 0.0), axis=0)
+    shares = np.minimum(excess / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
+    found = np.flatnonzero(hit.any(axis=0) & (shares >= SCAN_EFFECT))
+    if not len(found):
+        return []
+    yty = np.sum([np.sum(y**2, axis=0) for y in block.outputs], axis=0)
     flags = []
-    for j, o in enumerate(block.out_channels):
-        if rss[j] <= 1e-12 * yty[j]:
+    for j in found:
+        if rss[j] <= 1e-12 * yty[j]:  # an exact fit: what is left is rounding
             continue
-        t = bands[:, j]
-        # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null)
-        centre = float(np.median(t))
-        spread = 1.4826 * float(np.median(np.abs(t - centre)))
-        cut = np.maximum(chdtri(sizes, SCAN_ALPHA / tests), centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
-        hit = t > cut
-        share = min(float(np.sum((t - sizes)[hit])) / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
-        if not hit.any() or share < SCAN_EFFECT:
-            continue
-        ends = np.append(starts[1:], 2 * reach) - 1
-        flags.append((int(o), share, np.concatenate([offsets[starts[hit]], offsets[ends[hit]]]), rss[j], float(yty[j])))
+        h = hit[:, j]
+        edges = np.concatenate([offsets[starts[h]], offsets[ends[h]]])
+        flags.append((int(block.out_channels[j]), float(shares[j]), edges, rss[j], float(yty[j])))
     return flags
+
+
+#: Residuals of at most this many taps x channels x outputs are one ``numpy.correlate`` per (channel, output) pair
+#: (a pass in C); longer kernels, the forward model (design rows or FFT blocks).
+DIRECT_RESIDUAL = 64
+
+
+def _residuals(block: Block, w: np.ndarray, b: np.ndarray | None) -> list[np.ndarray]:
+    """``y - forward(block, w, b)`` per subsequence (:func:`~kernel_recovery.model.operator.forward`), the same to
+    rounding; short kernels by ``numpy.correlate`` (cutting design rows costs more than the products)."""
+    outs = len(block.out_channels)
+    if block.taps * block.channels * outs > DIRECT_RESIDUAL:
+        return [y - f for y, f in zip(block.outputs, forward(block, w, b))]
+    kernel = np.where(block.mask[:, :, None], w, 0.0)
+    resid = []
+    for x, y in zip(block.xs, block.outputs):
+        r = np.array(y, dtype=float)
+        for c in range(block.channels):
+            col = np.ascontiguousarray(x[:, c], dtype=float)
+            for o in range(outs):
+                r[:, o] -= np.correlate(col, kernel[:, c, o], "valid")  # [t] = sum_j x[t + j] w[j]
+        if b is not None:
+            r -= b
+        resid.append(r)
+    return resid
 
 
 def _whitened_correlations(
@@ -436,25 +488,45 @@ def _whitened_correlations(
     their energies ``sum x^2`` (scaled to the residual's length) and ``sum r^2``, and the raw residual's ``rss``.
 
     Prewhitened (AR prediction errors of x and of r): the standardized correlations are then N(0, 1) and
-    uncorrelated across offsets under the null, whatever the colour of the input and of the noise.
+    uncorrelated across offsets under the null, whatever the colour of the input and of the noise.  The AR fits and
+    the energies come from one set of autocorrelations (the energy of a filtered sequence is that of the filter's
+    autocorrelation against the sequence's); the correlations from one FFT of the filtered input and residual
+    together, of the least length that holds the offsets ``-(reach + g) .. taps + g + reach`` without wrapping.
     """
     import scipy.fft
 
     g = SCAN_ORDER
-    corr = np.zeros((len(offsets), block.channels, len(block.out_channels)))
-    sxx = np.zeros(block.channels)
-    rss = np.zeros(len(block.out_channels))
-    wx, wr = whitening_filters(block.xs, SCAN_ORDER), whitening_filters(resid, SCAN_ORDER)
-    srr = np.zeros(len(block.out_channels))
+    c, o = block.channels, len(block.out_channels)
+    acf_x = [autocorrelations([x], g) for x in block.xs]
+    acf_r = [autocorrelations([r], g) for r in resid]
+    acfs = [np.concatenate([a, b], axis=1) for a, b in zip(acf_x, acf_r)]  # per sequence (lags, c + o)
+    filters = prediction_filters(sum(acfs))  # both AR fits in one solve
+    wx, wr = filters[:, :c], filters[:, c:]
+    energy = np.zeros(c + o)
+    for a, x, r in zip(acfs, block.xs, resid):
+        e = _fir_energy(filters, a)
+        e[:c] *= len(r) / len(x)  # (the input's energy scaled to the residual's length)
+        energy += e
+    sxx, srr = energy[:c], energy[c:]
+    rss = sum(acfs)[0, c:]
+    # whitening x by wx and r by wr is one filter on their correlation c: the whitened one at offset j is
+    # sum_d h[d] c(j + d), d = -g .. g, h[d] = sum_a wx[a] wr[a + d]; so c is taken g further on each side
+    lo, hi = int(offsets.min()) - g, int(offsets.max()) + g + 1
+    span = np.arange(lo, hi)
+    raw = np.zeros((c, o, hi - lo))
     for x, r in zip(block.xs, resid):
-        n = scipy.fft.next_fast_len(len(x) + len(r) + reach + g + SCAN_ORDER)
-        fx = scipy.fft.rfft(_fir(wx, x), n, axis=0)  # (f, channels): the prediction errors' spectra
-        fr = scipy.fft.rfft(_fir(wr, r), n, axis=0)  # (f, outputs)
-        full = scipy.fft.irfft(fx[:, :, None] * np.conj(fr[:, None, :]), n, axis=0)  # [j] = sum_t r[t] x[t + j]
-        corr += full[offsets % n]
-        sxx += _energy(np.abs(fx) ** 2, n) * len(r) / len(x)
-        srr += _energy(np.abs(fr) ** 2, n)
-        rss += np.sum(r**2, axis=0)
+        n = scipy.fft.next_fast_len(len(x) + reach + 2 * g, real=True)  # the least length that does not wrap
+        both = np.zeros((c + o, n))
+        both[:c, : len(x)] = x.T
+        both[c:, : len(r)] = r.T
+        spectra = scipy.fft.rfft(both, axis=1)  # (one call for the input and the residual)
+        full = scipy.fft.irfft(spectra[:c, None] * np.conj(spectra[None, c:]), n, axis=2)  # [j] = sum_t r[t] x[t + j]
+        raw += full[:, :, span % n]
+    corr = np.empty((len(offsets), c, o))
+    for i in range(c):
+        for k in range(o):
+            h = np.correlate(wr[:, k], wx[:, i], "full")  # [d + g]
+            corr[:, i, k] = np.correlate(raw[i, k], h, "valid")[offsets - lo - g]
     return corr, sxx, srr, rss
 
 

@@ -13,27 +13,67 @@ def whitening_filters(xs: Sequence[np.ndarray], order: int) -> np.ndarray:
     """Per channel, the prediction-error filter ``[1, -a_1, ..., -a_p]`` ``(order + 1, channels)`` of a Yule-Walker
     AR(``order``) fit to the sequences ``xs`` (each ``(length, channels)``; their autocorrelations are pooled).
 
-    Filtering a channel by it (``scipy.signal.lfilter(f, 1, x)``) leaves its innovations: nearly white.
+    Filtering a channel by it (``scipy.signal.lfilter(f, 1, x)``) leaves its innovations: nearly white.  The same as
+    ``prediction_filters(autocorrelations(xs, order))``.
     """
-    import scipy.linalg
+    return prediction_filters(autocorrelations(xs, order))
 
+
+def autocorrelations(xs: Sequence[np.ndarray], order: int) -> np.ndarray:
+    """``acf[k, c] = sum_t x[t + k, c] x[t, c]`` for lags ``k <= order``, summed over the sequences ``xs`` (each
+    ``(length, channels)``): ``(order + 1, channels)``, every product of the record (no window, no edge dropped).
+
+    Few channels: one ``numpy.correlate`` per channel (a single pass in C); many: one vectorized sum per lag.
+    """
     channels = xs[0].shape[1]
     acf = np.zeros((order + 1, channels))
     for x in xs:
-        for k in range(min(order + 1, len(x))):
-            acf[k] += np.sum(x[k:] * x[: len(x) - k], axis=0)
+        n = len(x)
+        k = min(order + 1, n)
+        if k == 0:
+            continue
+        if channels <= k:
+            padded = np.zeros(n + k - 1)
+            for c in range(channels):
+                col = np.ascontiguousarray(x[:, c], dtype=float)
+                padded[:n] = col
+                acf[:k, c] += np.correlate(padded, col, "valid")  # [i] = sum_t x[t + i] x[t] (zeros past the end)
+        else:
+            for lag in range(k):
+                acf[lag] += np.sum(x[lag:] * x[: n - lag], axis=0)
+    return acf
+
+
+def prediction_filters(acf: np.ndarray) -> np.ndarray:
+    """The prediction-error filters ``(order + 1, channels)`` of the Yule-Walker equations with autocorrelations
+    ``acf`` ``(order + 1, channels)`` (:func:`autocorrelations`): ``[1, 0, ..., 0]`` where a channel is zero or its
+    equations are singular.
+
+    The Toeplitz systems of all channels are solved in one batched ``numpy.linalg.solve`` (one call, not one
+    Levinson recursion per channel: the same solution to rounding), their diagonal raised by a relative 1e-6 (a
+    little white noise: sinusoidal inputs keep a stable filter).
+    """
+    order, channels = len(acf) - 1, acf.shape[1]
     filters = np.zeros((order + 1, channels))
     filters[0] = 1.0
-    for c in range(channels):
-        if acf[0, c] > 0 and order > 0:
-            col = acf[:order, c].copy()
-            col[0] *= 1 + 1e-6  # a little white noise: sinusoidal inputs keep a stable filter
+    live = np.flatnonzero(acf[0] > 0)
+    if order == 0 or not len(live):
+        return filters
+    lags = np.arange(order)
+    mats = acf[np.abs(lags[:, None] - lags[None, :])][:, :, live].transpose(2, 0, 1)  # (live, order, order)
+    mats[:, lags, lags] *= 1 + 1e-6
+    rhs = acf[1:, live].T[:, :, None]
+    try:
+        coef = np.linalg.solve(mats, rhs)[:, :, 0]
+    except np.linalg.LinAlgError:  # a singular channel: solve them one by one and leave it unfiltered
+        coef = np.full((len(live), order), np.nan)
+        for i in range(len(live)):
             try:
-                a = scipy.linalg.solve_toeplitz(col, acf[1:, c])
+                coef[i] = np.linalg.solve(mats[i], rhs[i, :, 0])
             except np.linalg.LinAlgError:
                 continue
-            if np.all(np.isfinite(a)):
-                filters[1:, c] = -a
+    good = np.all(np.isfinite(coef), axis=1)
+    filters[1:, live[good]] = -coef[good].T
     return filters
 
 
