@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from .problem import Block
 from .threads import SerialBLAS, fft_workers
@@ -234,18 +234,34 @@ def _lagged_gemm(x, taps, y, offsets=None):
     r = np.zeros((taps, c, c))
     q = None if y is None else np.zeros((taps, c, o))
     for d in range(k + 1):
-        md = mx[d].reshape(b, c, b, c).transpose(1, 3, 0, 2)
-        nd = None if y is None else my[d].reshape(b, c, b, o).transpose(1, 3, 0, 2)
-        for lag in range(max(0, (d - 1) * b + 1), min(taps, (d + 1) * b)):
-            r[lag] += np.trace(md, offset=lag - d * b, axis1=2, axis2=3)
-            if nd is not None and q is not None:
-                q[lag] += np.trace(nd, offset=d * b - lag, axis1=2, axis2=3)
+        lags = np.arange(max(0, (d - 1) * b + 1), min(taps, (d + 1) * b))
+        md = _diagonal_sums(mx[d].reshape(b, c, b, c).transpose(1, 3, 0, 2))  # [.., o + b - 1]: offset o
+        r[lags] += md[:, :, lags - d * b + b - 1].transpose(2, 0, 1)
+        if q is not None:
+            nd = _diagonal_sums(my[d].reshape(b, c, b, o).transpose(1, 3, 0, 2))
+            q[lags] += nd[:, :, d * b - lags + b - 1].transpose(2, 0, 1)
     if nb * b < m:  # the rows after the last full block
         r_tail, q_tail = _lagged_direct(x, taps, y, nb * b, m)
         r += r_tail
         if q is not None:
             q += q_tail
     return r, q
+
+
+def _diagonal_sums(m: np.ndarray) -> np.ndarray:
+    """``D[..., o + b - 1] = trace(m, offset=o)`` over the last two axes ``(b, b)``, every offset at once: each
+    matrix is copied into a ``(b, 2 b)`` buffer whose rows, read with one extra element of stride, hold the
+    diagonals as columns (the lower ones from the transpose)."""
+    b = m.shape[-1]
+    lead = m.shape[:-2]
+    out = np.empty(lead + (2 * b - 1,))
+    for half, part in ((slice(b - 1, None), m), (slice(b - 1, None, -1), np.swapaxes(m, -1, -2))):
+        buf = np.zeros(lead + (b, 2 * b))
+        buf[..., :b] = part
+        skew = as_strided(buf, lead + (b, b), buf.strides[:-2] + (buf.strides[-2] + buf.strides[-1], buf.strides[-1]))
+        sums = skew.sum(axis=-2)  # [..., o] = sum_p part[p, p + o]
+        out[..., half] = sums
+    return out
 
 
 def _lagged_fft(x, taps, y):
