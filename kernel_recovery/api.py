@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import warnings
@@ -18,7 +17,7 @@ from .diagnostics.determinacy import DeterminacyReport
 from .model.arrays import as_sequences
 from .model.config import ConvSettings, ConvSpec, Layout, Padding, check_layout, check_setting_names
 from .model.grid import GridSpec
-from .model.problem import CanonicalProblem, build_problem
+from .model.problem import CanonicalProblem, problem_for_spec
 from .model.result import KernelResult
 from .model.validation import check_bool
 from .solvers import pipeline
@@ -455,8 +454,7 @@ def _canonical_problem(
     """The canonical problem of the caller's data: one streamed pass, or the in-memory reduction."""
     if streamed:
         return outofcore.read_problem(x, y, spec, out_channels=out_channels, **streaming)
-    settings: dict[str, Any] = dataclasses.asdict(spec)
-    return build_problem(x, y, **settings, out_channels=out_channels, nan_policy=nan_policy)
+    return problem_for_spec(x, y, spec, out_channels=out_channels, nan_policy=nan_policy)
 
 
 def _takes_progress(solver: Callable[..., Solution]) -> bool:

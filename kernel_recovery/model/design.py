@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from .problem import Block
 from .threads import SerialBLAS
@@ -31,8 +31,11 @@ def window_rows(x: np.ndarray, width: int, index: slice | np.ndarray = slice(Non
 
     ``index`` (a slice or an integer array) picks the rows.  This is the only place design rows are cut.
     """
-    windows = sliding_window_view(x, width, axis=0)[index]  # (rows, C, width)
-    return windows.transpose(0, 2, 1).reshape(len(windows), -1)
+    n, c = x.shape
+    rows = max(n - width + 1, 0)
+    # (rows, width, C) windows as a read-only view (sliding_window_view's checks cost more than a small design)
+    windows = as_strided(x, (rows, width, c), (x.strides[0], x.strides[0], x.strides[1]), writeable=False)[index]
+    return windows.reshape(len(windows), width * c)
 
 
 def grid_windows(x: np.ndarray, span: tuple[int, ...]) -> np.ndarray:

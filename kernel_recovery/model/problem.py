@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .arrays import SequenceBatch, as_sequences
-from .config import PADDING_MODES, ConvConfig, ConvSettings, check_layout
+from .config import PADDING_MODES, ConvConfig, ConvSettings, ConvSpec
 from .validation import check_choice, check_int
 
 if TYPE_CHECKING:
@@ -265,7 +265,20 @@ def build_problem(
     (default: ``groups``, one filter per group) sizes the problem.  ``nan_policy="omit"`` drops the equations
     (output samples) that are NaN in ``y`` or touch a NaN in ``x``.
     """
-    layout_name = check_layout(settings.get("layout", "nwc"))
+    spec = ConvSpec.create(kernel_size, **settings)
+    return problem_for_spec(x, y, spec, out_channels=out_channels, nan_policy=nan_policy)
+
+
+def problem_for_spec(
+    x: ArrayLike,
+    y: ArrayLike | None,
+    spec: ConvSpec,
+    *,
+    out_channels: int | None = None,
+    nan_policy: Literal["raise", "omit"] = "raise",
+) -> CanonicalProblem:
+    """:func:`build_problem` with settings already validated (a door's :class:`ConvSpec`: judged once)."""
+    layout_name = spec.layout
     omit = check_choice(nan_policy, "nan_policy", ("raise", "omit")) == "omit"
     xb = as_sequences(x, "x", layout_name, allow_nan=omit)
     yb = None if y is None else as_sequences(y, "y", layout_name, allow_nan=omit)
@@ -276,11 +289,10 @@ def build_problem(
             )
         out_channels = yb.channels
     elif out_channels is None:
-        out_channels = check_int(settings.get("groups", 1), "groups")
+        out_channels = spec.groups
     else:
         out_channels = check_int(out_channels, "out_channels")
-    settings["layout"] = layout_name  # (the caller's settings are a fresh dict: changing it changes nothing of theirs)
-    cfg = ConvConfig.create(kernel_size, xb.channels, out_channels, **settings)
+    cfg = spec.bind(xb.channels, out_channels)
     lengths, out_lengths = _check_lengths(cfg, xb, yb)
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
     if omit:
