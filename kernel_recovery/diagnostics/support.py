@@ -500,7 +500,8 @@ def _whitened_correlations(
     acf_x = [autocorrelations([x], g) for x in block.xs]
     acf_r = [autocorrelations([r], g) for r in resid]
     acfs = [np.concatenate([a, b], axis=1) for a, b in zip(acf_x, acf_r)]  # per sequence (lags, c + o)
-    filters = prediction_filters(sum(acfs))  # both AR fits in one solve
+    pooled = np.sum(acfs, axis=0)
+    filters = prediction_filters(pooled)  # both AR fits in one solve
     wx, wr = filters[:, :c], filters[:, c:]
     energy = np.zeros(c + o)
     for a, x, r in zip(acfs, block.xs, resid):
@@ -508,7 +509,7 @@ def _whitened_correlations(
         e[:c] *= len(r) / len(x)  # (the input's energy scaled to the residual's length)
         energy += e
     sxx, srr = energy[:c], energy[c:]
-    rss = sum(acfs)[0, c:]
+    rss = pooled[0, c:]
     # whitening x by wx and r by wr is one filter on their correlation c: the whitened one at offset j is
     # sum_d h[d] c(j + d), d = -g .. g, h[d] = sum_a wx[a] wr[a + d]; so c is taken g further on each side
     lo, hi = int(offsets.min()) - g, int(offsets.max()) + g + 1
