@@ -11,12 +11,13 @@ in words (:func:`canonical_spectra`), not warned: noise lowers it as much as a n
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
+from numpy.lib.stride_tricks import sliding_window_view
 
-from ..model.design import window_rows
 from ..model.problem import CanonicalProblem
 
 #: Welch segments are at least this many times the kernel's taps long (and at least ``WELCH_MIN`` samples).
@@ -103,34 +104,59 @@ def welch_transfer(
 def _periodogram_sums(
     xs: list[np.ndarray], ys: list[np.ndarray], nperseg: int, workers: int | None
 ) -> tuple[np.ndarray, int]:
-    """``(sum over segments of conj(Z) Z^T per frequency, segments)`` of ``z = (x, y)``: ``(F, C + O, C + O)``."""
+    """``(sum over segments of conj(Z) Z^T per frequency, segments)`` of ``z = (x, y)``: ``(F, C + O, C + O)``.
+
+    Sequences of one length are transformed together.  The mean is removed after the transform, by linearity:
+    ``DFT((z - mean) win) = DFT(z win) - mean DFT(win)``, and the periodic Hann window's DFT is nonzero only at
+    bins 0 and 1 (``n/2``, ``-n/4``), so removing it costs two bins, not a pass over the segments; the segments'
+    means come from sums over half segments (each record's mean removed first, so that an offset does not cost
+    accuracy).
+    """
     win = hann(nperseg)
+    win_f = sfft.rfft(win)
+    bins = np.flatnonzero(np.abs(win_f) > 1e-9 * nperseg)  # 0 and 1 (a few more only for tiny segments)
     step = nperseg - nperseg // 2
+    piece = math.gcd(step, nperseg)  # the segments tile pieces of this many samples (half a segment)
     n_ch, n_out = xs[0].shape[1], ys[0].shape[1]
     n_f = nperseg // 2 + 1
     count = 0
     n_all = n_ch + n_out
     total = np.zeros((n_f, n_all, n_all), dtype=complex)  # E[conj(Z) Z^T] of z = (x, y)
-    for x, y in zip(xs, ys):
-        if len(x) < nperseg:
-            continue
-        z = np.concatenate([x, y], axis=1)  # (m, C + O)
-        n_seg = (len(z) - nperseg) // step + 1
-        batch = max(WELCH_BATCH // (nperseg * n_all), 1)  # segments per pass: bounded memory
-        for start in range(0, n_seg, batch):
-            rows = window_rows(z, nperseg, slice(start * step, min(start + batch, n_seg) * step, step))
-            part = rows.reshape(len(rows), nperseg, n_all).transpose(2, 0, 1)  # (C + O, S, nperseg)
-            part = (part - part.mean(axis=2, keepdims=True)) * win
-            spec = sfft.rfft(part, axis=2, workers=workers)  # (C + O, S, F)
-            if n_all <= 4:  # a few channel pairs: reductions over the segments, no transposed copy
+    by_length: dict[int, list[int]] = {}
+    for i, x in enumerate(xs):
+        if len(x) >= nperseg:
+            by_length.setdefault(len(x), []).append(i)
+    for m, idx in by_length.items():
+        z = np.stack([np.concatenate([xs[i].T, ys[i].T]) for i in idx])  # (B, C + O, m): channels contiguous
+        z -= z.mean(axis=2, keepdims=True)
+        n_seg = (m - nperseg) // step + 1
+        n_pieces = ((n_seg - 1) * step + nperseg) // piece
+        sums = z[:, :, : n_pieces * piece].reshape(len(idx), n_all, n_pieces, piece).sum(axis=3)
+        running = np.concatenate([np.zeros((len(idx), n_all, 1)), np.cumsum(sums, axis=2)], axis=2)
+        # bounded memory: whole sequences per pass, or a run of one sequence's segments
+        seqs = max(WELCH_BATCH // (n_seg * nperseg * n_all), 1)
+        run = n_seg if seqs > 1 else max(WELCH_BATCH // (nperseg * n_all), 1)
+        for b0 in range(0, len(idx), seqs):
+            for first in range(0, n_seg, run):
+                starts = np.arange(first, min(first + run, n_seg)) * step
+                segs = sliding_window_view(z[b0 : b0 + seqs], nperseg, axis=2)[:, :, starts]  # (B, C+O, S, n)
+                first_piece = starts // piece
+                part = running[b0 : b0 + seqs]
+                means = (part[:, :, first_piece + nperseg // piece] - part[:, :, first_piece]) / nperseg
+                spec = []  # per channel, (B S, F)
                 for i in range(n_all):
-                    conj = spec[i].conj()
-                    for j in range(i, n_all):
-                        total[:, i, j] += np.einsum("sf,sf->f", conj, spec[j])
-            else:
-                spec = np.ascontiguousarray(spec.transpose(2, 0, 1))  # (F, C + O, S)
-                total += np.matmul(spec.conj(), spec.transpose(0, 2, 1))
-        count += n_seg
+                    channel = sfft.rfft(segs[:, i] * win, axis=2, workers=workers)
+                    channel[:, :, bins] -= means[:, i, :, None] * win_f[bins]
+                    spec.append(channel.reshape(-1, n_f))
+                if n_all <= 4:  # a few channel pairs: reductions over the segments, no transposed copy
+                    for i in range(n_all):
+                        conj = spec[i].conj()
+                        for j in range(i, n_all):
+                            total[:, i, j] += np.einsum("sf,sf->f", conj, spec[j])
+                else:
+                    stacked = np.stack(spec, axis=2).transpose(1, 2, 0)  # (F, C + O, S)
+                    total += np.matmul(stacked.conj(), stacked.transpose(0, 2, 1))
+        count += n_seg * len(idx)
     if n_all <= 4:  # only the upper triangle was summed: the rest by Hermitian symmetry
         lower = np.tril_indices(n_all, -1)
         total[:, lower[0], lower[1]] = total[:, lower[1], lower[0]].conj()
