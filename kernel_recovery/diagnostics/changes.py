@@ -8,11 +8,14 @@ split ``k``, ``S_k = A_k^T r_k``, has under a fixed kernel and white noise the e
     LM_k = S_k^T (G_k - G_k G^-1 G_k)^+ S_k / sigma^2  ~  chi^2(rank)
 
 at every split.  Where the kernel changes at ``tau``, ``S_tau = G_tau (w_before - w_fit)`` grows with the record and
-``LM`` peaks there.  The splits are ``SPLITS`` evenly spaced times, then ``SPLITS`` more between the neighbours of
-the peak (the change time to ``~n / SPLITS^2``); the threshold is ``chi2.isf(alpha / tests, rank)`` over all tests
-(splits x outputs), so the false-alarm rate under a fixed kernel is at most ``alpha`` (the splits are correlated:
-in practice well below).  The rows are a uniform sample of at most ``SAMPLE_ROWS`` equations (the covariance above
-holds for any subset, with the whole ``G``), so the check costs ``O(SAMPLE_ROWS P^2 + SPLITS P^3)``.
+``LM`` peaks there.  The splits are ``SPLITS - 1`` evenly spaced times, then ``SPLITS`` more between the neighbours
+of the peak (the change time to ``~n / SPLITS^2``), each with at least ``2 P`` rows on either side (Andrews'
+trimming: nearer an end the covariance is rank-deficient and tells little); the threshold is
+``chi2.isf(alpha / tests, rank)`` over all tests (splits x outputs), so the false-alarm rate under a fixed kernel
+is at most ``alpha`` (the splits are correlated: in practice well below).  The rows are a uniform sample of at
+most ``SAMPLE_ROWS`` equations (the covariance above holds for any subset, with the whole ``G``); the Grams and
+scores of the stretches between splits are one batched product, and ``G^-1`` is the fit's own factorization, so
+the check costs ``O(SAMPLE_ROWS P^2 + SPLITS P^3)``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from ..model.design import n_columns, window_rows
 from ..model.problem import Block, CanonicalProblem
-from ..model.spectrum import rank_tolerance
+from ..model.spectrum import block_spectrum, rank_tolerance
 from ..model.statistics import block_statistics, statistics_flops
 from ..model.whitening import filtered_block, whitening_filters
 
@@ -80,6 +83,35 @@ def _sample_times(m: int, n: int) -> np.ndarray:
     return np.arange(0, m, -(-m // n), dtype=np.int64)
 
 
+def _sampled_rows(block: Block, use_bias: bool, m: int, interleave: int, sample_rows: int):
+    """The sampled output samples, their design rows and outputs: the fit's cached explicit design where it holds
+    every equation in time order (small problems), else rows cut by :func:`_rows`."""
+    times = _sample_times(m, sample_rows)
+    design = block.cache.get(("design", use_bias))
+    if design is not None and len(times) == m == len(design) and interleave == 1 and len(block.xs) == 1:
+        return times, design, block.outputs[0]
+    a, y = _rows(block, use_bias, times, interleave)
+    return times, a, y
+
+
+def _least_squares(block: Block, use_bias: bool, a: np.ndarray, y: np.ndarray, every_row: bool):
+    """``(H, coef)``: the whole Gram's pseudo-inverse ``G^+ = H H'`` and the least-squares coefficients, from the
+    fit's factorization (:func:`~kernel_recovery.model.spectrum.block_spectrum`, cached on the block: ``H = V s^-1``
+    over the singular values above the rank rule's tolerance).  ``A'Y`` is ``a'y`` when the rows ``a`` are every
+    equation, else the fit's statistics."""
+    cross = a.T @ y if every_row else block_statistics(block, use_bias).cross  # (first: the spectrum reads its Gram)
+    spec = block_spectrum(block, use_bias)
+    if spec.right_vectors is None:  # (a spectral estimate: the Gram's own eigendecomposition)
+        lam, v = np.linalg.eigh(block_statistics(block, use_bias).gram)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        keep = s > rank_tolerance(s.max(), block.n_equations, len(s), "gram")
+        half = v[:, keep] / s[keep]
+    else:
+        keep = spec.singular_values > spec.tolerance
+        half = spec.right_vectors[:, keep] / spec.singular_values[keep]
+    return half, half @ (half.T @ cross)
+
+
 def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol2: float):
     """``s_k' cov_k^-1 s_k`` ``(splits, O)`` by one batched Cholesky of the ``candidates``' covariances, and which
     splits it does not settle (True: not a candidate, a failed factorization, or an eigenvalue that may lie below
@@ -88,8 +120,11 @@ def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol
 
     out = np.zeros((len(cov), s.shape[2]))
     slow = np.ones(len(cov), dtype=bool)
+    if not candidates.any():
+        return out, slow
+    chosen = cov[candidates]
     try:
-        factors = np.linalg.cholesky(cov[candidates])
+        factors = np.linalg.cholesky(chosen)
     except np.linalg.LinAlgError:
         return out, slow
     inv = np.empty_like(factors)  # lower-triangular L^-1 per split (a triangular inverse: a third of inv's LU)
@@ -98,43 +133,50 @@ def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol
         if info != 0:
             return out, slow
     if np.all(np.isfinite(inv)):
-        trace = np.trace(cov[candidates], axis1=1, axis2=2)
+        trace = np.einsum("kii->k", chosen)
         slow[candidates] = ~(1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(trace, 0.0))
         out[candidates] = np.sum((inv @ s[candidates]) ** 2, axis=1)
     return out, slow
 
 
-def _running_sums(a: np.ndarray, b: np.ndarray, splits: np.ndarray) -> np.ndarray:
-    """``a[:k].T @ b[:k]`` for each split ``k`` (ascending), ``(len(splits), a.shape[1], b.shape[1])``: the products
-    of the stretches between splits, summed in order into one preallocated array (no list of arrays to convert;
-    a zero-padded batched product was slower: numpy's stacked matmul of small matrices)."""
-    out = np.empty((len(splits), a.shape[1], b.shape[1]))
-    start = 0
-    for k, stop in enumerate(splits):
-        stretch = a[start:stop].T @ b[start:stop]
-        out[k] = stretch if k == 0 else out[k - 1] + stretch
-        start = stop
+def _stretch_sums(a: np.ndarray, b: np.ndarray, start: int, step: int, count: int, base: np.ndarray | None):
+    """``a[:k].T @ b[:k]`` at ``k = start + step * i`` for ``i = 1..count``, ``(count, a.shape[1], b.shape[1])``,
+    given ``base = a[:start].T @ b[:start]`` (None: zero).  The stretches between splits have one length, so their
+    products are one batched matmul of reshaped views (no copies, no Python loop over the splits), summed in order.
+    """
+    stop = start + step * count
+    parts = np.matmul(
+        a[start:stop].reshape(count, step, a.shape[1]).transpose(0, 2, 1), b[start:stop].reshape(count, step, -1)
+    )
+    out = np.cumsum(parts, axis=0)
+    if base is not None:
+        out += base
     return out
 
 
-def _lm(a: np.ndarray, r: np.ndarray, splits: np.ndarray, ginv: np.ndarray, sigma2: np.ndarray):
-    """``LM`` ``(len(splits), O)`` at each split (the sampled rows before it; ``splits`` ascending), and the rank of
-    each score's covariance (``ginv``: the pseudo-inverse of the whole Gram ``G``).
+def _equal_splits(lo: int, hi: int, n: int) -> tuple[int, int]:
+    """``(step, count)`` of at most ``SPLITS`` splits ``lo + step * i`` (``i = 1..count``) spread over ``lo..hi``,
+    all before the last of the ``n`` rows."""
+    step = max((hi - lo) // SPLITS, 1)
+    return step, min(SPLITS, (n - 1 - lo) // step)
 
-    The Grams and scores of the stretches between splits are summed cumulatively, and every split's covariance is
-    factored in one batched Cholesky (no Python loop over the splits).  Where the factor proves every eigenvalue
-    above the rank tolerance (``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``), the covariance
-    has full rank and ``LM = ||L^-1 S||^2``; the other splits (or all, where a factorization fails) take the
-    eigendecomposition and drop the unresolved directions, as the rank rule says.
+
+def _lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray, half: np.ndarray, sigma2: np.ndarray):
+    """``LM`` ``(len(splits), O)`` at each split from the Grams ``gk`` and scores ``s`` of the rows before it, and
+    the rank of each score's covariance (``half``: ``G^+ = half half'``, the whole Gram's pseudo-inverse).
+
+    Every split's covariance ``G_k - G_k G^+ G_k`` is factored in one batched Cholesky (no Python loop over the
+    splits but the triangular inverses).  Where the factor proves every eigenvalue above the rank tolerance
+    (``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``), the covariance has full rank and
+    ``LM = ||L^-1 S||^2``; the other splits (or all, where a factorization fails) take the eigendecomposition and
+    drop the unresolved directions, as the rank rule says.
     """
-    gk = _running_sums(a, a, splits)  # (splits, P, P)
-    s = _running_sums(a, r, splits)  # (splits, P, O)
-    cov = gk - gk @ ginv @ gk
+    n_splits, p = gk.shape[:2]
+    gh = (gk.reshape(-1, p) @ half).reshape(n_splits, p, -1)  # G_k V s^-1: one GEMM for every split
+    cov = gk - gh @ gh.transpose(0, 2, 1)
     cov = (cov + cov.transpose(0, 2, 1)) / 2
-    n_splits, p = cov.shape[:2]
     # the one rank rule on each covariance (its 'gram' tolerance is linear in the largest singular value)
     tol2 = rank_tolerance(1.0, 1, p, "gram") ** 2
-    ranks = np.full(n_splits, p)
     fast = splits >= 2 * p  # (a split after fewer rows than unknowns is rank-deficient: the eigendecomposition)
     out, slow = _full_rank_forms(cov, s, fast, tol2)
     out = out / sigma2
@@ -190,43 +232,64 @@ def _not_testable(problem: CanonicalProblem, whiten: bool) -> str | None:
     return None
 
 
+def _scan(a: np.ndarray, r: np.ndarray, lm, edge: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The two passes of splits over the rows ``a`` (time order) with residuals ``r``: ``SPLITS - 1`` evenly
+    spaced splits, then ``SPLITS`` evenly spaced between the coarse peak's neighbours, each at least ``edge`` rows
+    from either end.  ``lm(gk, s, splits)`` scores the splits from the Grams and scores of the rows before each.
+    Returns the fine pass's values ``(splits, O)`` and splits, and the tests made."""
+    n = len(a)
+    ar = np.concatenate([a, r], axis=1)  # the Gram and the score of a stretch in one product
+    q = a.shape[1]
+    step = n // SPLITS
+    sums = _stretch_sums(a, ar, 0, step, SPLITS - 1, None)
+    splits = step * np.arange(1, SPLITS)
+    inside = np.flatnonzero((splits >= edge) & (splits <= n - edge))
+    values = lm(sums[inside, :, :q], sums[inside, :, q:], splits[inside])
+    j = int(inside[np.unravel_index(np.argmax(values), values.shape)[0]])
+    lo = int(splits[j - 1]) if j > 0 else 0
+    hi = int(splits[j + 1]) if j + 1 < len(splits) else n
+    fine_step, count = _equal_splits(lo, hi, n)
+    fine_sums = _stretch_sums(a, ar, lo, fine_step, count, sums[j - 1] if j > 0 else None)
+    fine = lo + fine_step * np.arange(1, count + 1)
+    kept = (fine >= edge) & (fine <= n - edge)
+    fine, fine_sums = fine[kept], fine_sums[kept]
+    values_fine = lm(fine_sums[:, :, :q], fine_sums[:, :, q:], fine)
+    return values_fine, fine, (len(inside) + len(fine)) * int(values.shape[1])
+
+
 def _peak_score(
     block: Block, use_bias: bool, m: int, interleave: int, sample_rows: int = SAMPLE_ROWS
 ) -> tuple[float, int, int, int]:
     """The largest ``LM`` over the splits of one block, its rank, the tests made and the output sample after it.
 
-    The splits are ``SPLITS`` evenly spaced times over a sample of the ``m`` equations, then ``SPLITS`` more between
-    the neighbours of the coarse peak.
+    The splits are ``SPLITS - 1`` evenly spaced times over a sample of the ``m`` equations, then ``SPLITS`` more
+    between the neighbours of the coarse peak.
     """
     p = n_columns(block, use_bias)
-    times = _sample_times(m, sample_rows)
-    a, y = _rows(block, use_bias, times, interleave)
-    stats = block_statistics(block, use_bias)
+    times, a, y = _sampled_rows(block, use_bias, m, interleave, sample_rows)
     # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
-    # residual is correlated with the rows)
-    ginv = np.linalg.pinv(stats.gram, hermitian=True)  # (once: the fit and both passes of splits read it)
-    coef = ginv @ stats.cross
+    # residual is correlated with the rows), from the fit's factorization
+    half, coef = _least_squares(block, use_bias, a, y, len(times) == m)
     r = y - a @ coef
     dof = block.n_equations - p
     rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
     sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
-    coarse = np.unique(np.linspace(0, len(times), SPLITS + 1).round().astype(int)[1:-1])
-    lm, _ = _lm(a, r, coarse, ginv, sigma2)
-    j, _ = np.unravel_index(np.argmax(lm), lm.shape)
-    lo = coarse[j - 1] if j > 0 else 1
-    hi = coarse[j + 1] if j + 1 < len(coarse) else len(times) - 1
-    fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
-    fine = fine[(fine > 0) & (fine < len(times))]
-    lm_fine, ranks_fine = _lm(a, r, fine, ginv, sigma2)
-    k, o = np.unravel_index(np.argmax(lm_fine), lm_fine.shape)
-    n_tests = (len(coarse) + len(fine)) * lm.shape[1]
-    return float(lm_fine[k, o]), int(ranks_fine[k]), n_tests, int(times[fine[k] - 1]) + 1
+    ranks: list[np.ndarray] = []
+
+    def lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray) -> np.ndarray:
+        values, rank = _lm(gk, s, splits, half, sigma2)
+        ranks.append(rank)
+        return values
+
+    values, fine, n_tests = _scan(a, r, lm, edge=min(2 * p, len(a) // 4))
+    k, o = np.unravel_index(np.argmax(values), values.shape)
+    return float(values[k, o]), int(ranks[-1][k]), n_tests, int(times[fine[k] - 1]) + 1
 
 
 #: Random directions of the projected score test (the statistic is chi^2 with this many degrees of freedom).
 PROJECTION = 32
-#: Sampled rows formed at a time by the projected test (bounds its memory to ``CHUNK_ROWS x P``).
-CHUNK_ROWS = 512
+#: Design entries formed at a time by the projected test (bounds its memory: 8 MiB).
+CHUNK_ENTRIES = 1 << 20
 
 
 def _peak_score_projected(
@@ -244,48 +307,42 @@ def _peak_score_projected(
     """
     p = n_columns(block, use_bias)
     d = min(p, PROJECTION)
-    proj = np.random.default_rng(0).standard_normal((p, d))
+    # Z and the fitted kernel's output in one product per chunk: [D | coef] (the bias row zero: refitted below)
+    proj = np.zeros((p, d + coef.shape[1]))
+    proj[:, :d] = np.random.default_rng(0).standard_normal((p, d))
+    proj[: block.n_free, d:] = coef[: block.n_free]
     times = _sample_times(m, PROJECTED_ROWS)
-    z = np.empty((len(times), d))
-    r = np.empty((len(times), coef.shape[1]))
-    for start in range(0, len(times), CHUNK_ROWS):
-        a, y = _rows(block, use_bias, times[start : start + CHUNK_ROWS], interleave)
-        z[start : start + len(a)] = a @ proj
-        r[start : start + len(a)] = y - a[:, : block.n_free] @ coef[: block.n_free]
+    zr = np.empty((len(times), d + coef.shape[1]))  # [Z | r]
+    chunk = max(CHUNK_ENTRIES // p, 1)
+    for start in range(0, len(times), chunk):
+        a, y = _rows(block, use_bias, times[start : start + chunk], interleave)
+        part = zr[start : start + len(a)]
+        np.matmul(a, proj, out=part)
+        part[:, d:] = y - part[:, d:]
+    z, r = zr[:, :d], zr[:, d:]
     if use_bias:  # refitted on the sample: a prewhitening scales the bias by its filter's gain
         r -= r.mean(axis=0)
     n_s = len(times)
     sigma2 = np.maximum(np.einsum("ij,ij->j", r, r) / max(n_s - p * n_s / m, 1.0), np.finfo(float).tiny)
-    vinv = np.linalg.pinv(z.T @ z, hermitian=True)
-    frac = n_s / m
-    scores = np.cumsum(z[:, :, None] * r[:, None, :], axis=0)  # (n_s, d, O): the score up to each sampled row
+    lam, v = np.linalg.eigh(z.T @ z)  # (Z'Z)^+ = vh vh', cut as numpy's pinv cuts (1e-15 of the largest)
+    keep = lam > 1e-15 * max(lam.max(), 0.0)
+    vh = v[:, keep] / np.sqrt(lam[keep]) * math.sqrt(n_s / m)  # the sampled share f folded in: f (Z'Z)^+
 
-    def lm(splits: np.ndarray) -> np.ndarray:
-        # Z_k'Z_k measured (running sums over the stretches between splits), the projection term as if A were Z;
-        # every split's d x d system in one batched pseudo-inverse
-        mk = _running_sums(z, z, splits)
-        cov = mk - frac * mk @ vinv @ mk
-        s = scores[splits - 1]  # (splits, d, O)
+    def lm(mk: np.ndarray, s: np.ndarray, splits: np.ndarray) -> np.ndarray:
+        # Z_k'Z_k measured (sums over the stretches before each split), the projection term as if A were Z
+        mh = (mk.reshape(-1, d) @ vh).reshape(len(mk), d, -1)
+        cov = mk - mh @ mh.transpose(0, 2, 1)
         cov = (cov + cov.transpose(0, 2, 1)) / 2
         out, slow = _full_rank_forms(cov, s, splits >= 2 * d, np.finfo(float).eps * d)
         if slow.any():  # (the pseudo-inverse's own cut: eps times the dimension, relative to the largest)
             out[slow] = np.einsum("kdo,kdo->ko", s[slow], np.linalg.pinv(cov[slow], hermitian=True) @ s[slow])
         return out / sigma2
 
-    coarse = np.unique(np.linspace(0, n_s, SPLITS + 1).round().astype(int)[1:-1])
-    values = lm(coarse)
-    j, _ = np.unravel_index(np.argmax(values), values.shape)
-    lo = coarse[j - 1] if j > 0 else 1
-    hi = coarse[j + 1] if j + 1 < len(coarse) else n_s - 1
-    fine = np.unique(np.linspace(lo, hi, SPLITS).round().astype(int))
     # half a coarse step at least on each side: near an end the covariance of the score vanishes, and the
     # approximation of its projection term with it (a spurious break in the last samples, p=0)
-    edge = max(coarse[0] // 2, 1)
-    fine = fine[(fine >= edge) & (fine <= n_s - edge)]
-    values_fine = lm(fine)
-    k, o = np.unravel_index(np.argmax(values_fine), values_fine.shape)
-    n_tests = (len(coarse) + len(fine)) * values.shape[1]
-    return float(values_fine[k, o]), d, n_tests, int(times[fine[k] - 1]) + 1
+    values, fine, n_tests = _scan(z, r, lm, edge=min(max((n_s // SPLITS) // 2, 2 * d), n_s // 4))
+    k, o = np.unravel_index(np.argmax(values), values.shape)
+    return float(values[k, o]), d, n_tests, int(times[fine[k] - 1]) + 1
 
 
 def find_change(
