@@ -192,6 +192,60 @@ def test_multichannel_single_long_record(rng):
     assert res.diagnostics["singular_frequencies"] == [0]
 
 
+def test_records_cut_in_overlap_save_segments_give_least_squares(rng, monkeypatch):
+    # the statistics and residuals are summed over short segments of each record: small segments here, so that
+    # records of several lengths (one segment or many, sequences of one length together) are cut, with a bias
+    from kernel_recovery.solvers import spectral
+
+    monkeypatch.setattr(spectral, "SEGMENT_MIN", 48)
+    monkeypatch.setattr(spectral, "SEGMENT_FACTOR", 1)
+    monkeypatch.setattr(spectral, "SEGMENT_CHUNK", 3000)  # several chunks per length group too
+    cut = []
+    real = spectral._Segments
+
+    def segments(*args):
+        cut.append(args[2].shape[0])
+        return real(*args)
+
+    monkeypatch.setattr(spectral, "_Segments", segments)
+    k, cin, cout = 5, 2, 2
+    x = [rng.standard_normal((n, cin)) + 3.0 for n in (700, 700, 333, 40)]
+    w = rng.standard_normal((k, cin, cout))
+    y = [kr.conv1d(v, w, np.array([0.5, -1.0])) + 0.1 * rng.standard_normal((len(v) - k + 1, cout)) for v in x]
+    ref, ref_bias = reference_lstsq(x, y, w.shape, cout, True)
+    res = kr.recover_kernel(x, y, k, use_bias=True, method="fft", wiener=False, checks="none")
+    assert len(cut) > 3 and sum(cut) > 30  # several chunks, 15 segments of each 700-sample record
+    assert rel(res.kernel, ref) < 1e-9
+    np.testing.assert_allclose(res.bias, ref_bias, rtol=1e-9)
+    rss = sum(np.sum((v - kr.conv1d(u, ref, ref_bias)) ** 2, axis=0) for u, v in zip(x, y))
+    dof = sum(len(v) for v in y) - k * cin - 1
+    np.testing.assert_allclose(res.options["noise_level"], np.sqrt(rss / dof), rtol=1e-8)
+
+
+def test_welch_pools_sequences_as_scipy_averages_their_segments(rng):
+    # sequences of one length are transformed together, the mean removed after the transform: against scipy's
+    # csd per sequence (mean removed per segment), weighted by its segments, with a large offset on the input
+    from kernel_recovery.solvers import welch
+
+    nperseg = 64
+    xs = [rng.standard_normal((n, 1)) + 1e6 for n in (1000, 1000, 1000, 700, 50)]
+    ys = [np.convolve(x[:, 0], [1.0, -0.5, 0.25], "same")[:, None] + rng.standard_normal((len(x), 1)) for x in xs]
+    got = welch.welch_transfer(xs, ys, nperseg)
+    sums = {"xx": 0.0, "xy": 0.0, "yy": 0.0}
+    segments = 0
+    for x, y in zip(xs[:-1], ys[:-1]):  # the last is shorter than a segment: left out
+        count = (len(x) - nperseg) // (nperseg // 2) + 1
+        for key, (a, b) in {"xx": (x, x), "xy": (x, y), "yy": (y, y)}.items():
+            f, s = scipy.signal.csd(a[:, 0], b[:, 0], window="hann", nperseg=nperseg, detrend="constant")
+            sums[key] = sums[key] + count * s
+        segments += count
+    assert got["segments"] == segments
+    np.testing.assert_allclose(got["freqs"], f, atol=1e-15)
+    np.testing.assert_allclose(got["h1"][:, 0, 0], sums["xy"] / sums["xx"].real, rtol=1e-9)
+    coherence = np.abs(sums["xy"]) ** 2 / (sums["xx"].real * sums["yy"].real)
+    np.testing.assert_allclose(got["coherence"][:, 0], coherence, rtol=1e-9)
+
+
 # ----------------------------------------------------------------------------------------------
 # Regularization and the noise level
 # ----------------------------------------------------------------------------------------------
