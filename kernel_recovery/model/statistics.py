@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from .design import window_rows
 from .problem import Block
 from .threads import SerialBLAS, fft_workers
 from .threads import workers as _workers
@@ -179,8 +180,14 @@ def lagged_correlations(
 def _lagged_direct(x, taps, y, start, stop):
     """Reference-speed sums over rows ``start:stop`` (used for short stretches and tiny kernels)."""
     c = x.shape[1]
-    r = np.empty((taps, c, c))
     rows = stop - start
+    if rows * taps * c <= CHUNK_ENTRIES:  # small: every lag from the explicit rows, two products
+        a = window_rows(x[start : stop + taps - 1], taps)  # a[t, l C + j] = x[start + t + l, j]
+        r = _product_sum(a[:, :c], a).reshape(c, taps, c).transpose(1, 0, 2)
+        if y is None:
+            return np.ascontiguousarray(r), None
+        return np.ascontiguousarray(r), _product_sum(a, np.ascontiguousarray(y[start:stop])).reshape(taps, c, -1)
+    r = np.empty((taps, c, c))
     x = np.ascontiguousarray(x[start : stop + taps - 1])  # so its row slices reshape into blocks without copies
     for lag in range(taps):
         r[lag] = _product_sum(x[:rows], x[lag : rows + lag])
