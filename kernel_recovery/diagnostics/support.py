@@ -54,13 +54,14 @@ def check_row_budget(block: Block) -> int:
     return int(min(budget, CHECK_FLOPS / cols**2, share))
 
 
-def _check_rows(block: Block, e: int, use_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Extended rows (taps -e .. taps+e-1, all channels), restricted column mask and y, on a subsample."""
+def _check_rows(block: Block, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Extended rows (taps -e .. taps+e-1, all channels; no bias column), restricted column mask (over those
+    columns) and y, on a subsample of evenly spaced chunks (each subsequence's rows cut in one gather)."""
     if block.ys is None:
         return None
     width = block.taps + 2 * e
-    spans = [(i, len(x) - block.taps + 1 - 2 * e) for i, x in enumerate(block.xs)]
-    usable = sum(max(n, 0) for _, n in spans)
+    spans = [len(x) - block.taps + 1 - 2 * e for x in block.xs]
+    usable = sum(max(n, 0) for n in spans)
     if usable <= 0:
         return None
     budget = check_row_budget(block)
@@ -68,32 +69,34 @@ def _check_rows(block: Block, e: int, use_bias: bool) -> tuple[np.ndarray, np.nd
     take = min(usable, budget)
     starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
     intervals: list[list[int]] = []  # the chunks [s0, s0 + per_chunk), merged where they overlap
-    for s0 in starts:
-        lo, hi = int(s0), int(min(s0 + per_chunk, usable))
+    for s0 in starts.tolist():
+        lo, hi = s0, min(s0 + per_chunk, usable)
         if intervals and lo <= intervals[-1][1]:
             intervals[-1][1] = max(intervals[-1][1], hi)
         else:
             intervals.append([lo, hi])
+    bounds = np.array(intervals)
     rows, ys = [], []
     offset = 0
-    for i, n in spans:
+    for x, y, n in zip(block.xs, block.ys, spans):
         if n <= 0:
             continue
-        for lo, hi in intervals:  # row t (= index + e) of subsequence i reads taps t-e .. t+taps+e-1
-            lo, hi = max(lo, offset) - offset, min(hi, offset + n) - offset
-            if lo < hi:
-                rows.append(window_rows(block.xs[i], width, slice(lo, hi)))
-                ys.append(block.ys[i][lo + e : hi + e])
+        lo, hi = np.clip(bounds[:, 0] - offset, 0, n), np.clip(bounds[:, 1] - offset, 0, n)
+        lengths = hi - lo
+        cut = np.flatnonzero(lengths)
+        if len(cut) == 1:  # one stretch (all rows of a short record): a slice
+            first, last = int(lo[cut[0]]), int(hi[cut[0]])
+            rows.append(window_rows(x, width, slice(first, last)))
+            ys.append(y[first + e : last + e])
+        elif len(cut):  # row t (= index + e) of the subsequence reads taps t-e .. t+taps+e-1
+            index = np.arange(lengths.sum()) + np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
+            rows.append(window_rows(x, width, index))
+            ys.append(y[index + e])
         offset += n
-    a = np.concatenate(rows)
-    if use_bias:
-        a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
     inner = np.zeros((width, block.channels), dtype=bool)
     inner[e : e + block.taps] = block.mask
-    keep = inner.ravel()
-    if use_bias:
-        keep = np.append(keep, True)
-    return a, keep, np.concatenate(ys)
+    a, y = (rows[0], ys[0]) if len(rows) == 1 else (np.concatenate(rows), np.concatenate(ys))
+    return a, inner.ravel(), y
 
 
 def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
@@ -113,11 +116,37 @@ def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.nd
             return scipy.linalg.cho_solve(factor, cross), p
     except np.linalg.LinAlgError:
         pass
+    return _pinv_solve(gram, cross, n_rows)
+
+
+def _pinv_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
+    """Least squares from ``A^T A`` and ``A^T y`` by an eigendecomposition (rank-deficient Grams)."""
+    p = len(gram)
     lam, v = np.linalg.eigh(gram)
     s = np.sqrt(np.clip(lam, 0.0, None))
     keep = s > rank_tolerance(s.max(), n_rows, p, "gram")
     coef = v[:, keep] @ ((v[:, keep].T @ cross) / lam[keep, None])
     return coef, int(keep.sum())
+
+
+def _nested_solve(gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Least squares on all columns and on the first ``inner`` ones from one Cholesky factor (the leading block of
+    the factor is the factor of the leading block), where both Grams are clearly positive definite (the rule of
+    :func:`_gram_solve`); None otherwise."""
+    import scipy.linalg
+
+    p = len(gram)
+    try:
+        factor, lower = scipy.linalg.cho_factor(gram, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    d = np.abs(np.diag(factor))  # ~ the design's singular values, in scale
+    if inner == 0 or d.min() <= 10 * rank_tolerance(d.max(), n_rows, p, "gram"):
+        return None
+    if d[:inner].min() <= 10 * rank_tolerance(d[:inner].max(), n_rows, inner, "gram"):
+        return None
+    coef = scipy.linalg.cho_solve((factor, lower), cross, check_finite=False)
+    return coef, scipy.linalg.cho_solve((factor[:inner, :inner], lower), cross[:inner], check_finite=False)
 
 
 def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.ndarray] | None:
@@ -127,21 +156,42 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
     fit explains), ``p`` (the F-test's p-value), ``hit`` (flagged: p below ``CHECK_ALPHA / n_out`` and share at least
     ``CHECK_EFFECT``) and ``ext``, the longer fit's taps ``(taps + 2 e, channels, outputs)``.  None when the rows or
     the ranks leave no test.
+
+    Both fits come from one Gram and one Cholesky factor: the columns are ordered restricted first (then the bias,
+    then the extra taps), so the restricted fit is the leading block; the bias enters the Gram through the column
+    sums instead of a column of ones.
     """
-    got = _check_rows(block, e, use_bias)
+    got = _check_rows(block, e)
     if got is None:
         return None
     a, keep, y = got
     n = len(a)
+    inner, outer = np.flatnonzero(keep), np.flatnonzero(~keep)
     with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
         gram, cross = a.T @ a, a.T @ y
-        coef_e, rank_e = _gram_solve(gram, cross, n)
-        coef_r, rank_r = _gram_solve(gram[np.ix_(keep, keep)], cross[keep], n)
+        if use_bias:  # (the bias column after the restricted taps)
+            sums = a.sum(axis=0)
+            gram = np.block([[gram, sums[:, None]], [sums[None, :], np.full((1, 1), float(n))]])
+            cross = np.concatenate([cross, y.sum(axis=0)[None]])
+            inner = np.append(inner, a.shape[1])
+        order = np.concatenate([inner, outer])
+        both = _nested_solve(gram[np.ix_(order, order)], cross[order], len(inner), n)
+        coef_e, coef_r = np.empty_like(cross), np.zeros_like(cross)
+        if both is not None:
+            coef_e[order], coef_r[inner] = both
+            rank_e, rank_r = len(gram), len(inner)
+        else:  # rank-deficient: each by a pseudo-inverse, in the columns' own order
+            coef_e, rank_e = _gram_solve(gram, cross, n)
+            coef_r[inner], rank_r = _gram_solve(gram[np.ix_(inner, inner)], cross[inner], n)
     q, dof = rank_e - rank_r, n - rank_e
     if q <= 0 or dof <= 10:
         return None
-    rss_e = np.sum((y - a @ coef_e) ** 2, axis=0)
-    rss_r = np.sum((y - a[:, keep] @ coef_r) ** 2, axis=0)
+    taps = a.shape[1]
+    resid_e, resid_r = y - a @ coef_e[:taps], y - a @ coef_r[:taps]
+    if use_bias:
+        resid_e -= coef_e[taps]
+        resid_r -= coef_r[taps]
+    rss_e, rss_r = np.sum(resid_e**2, axis=0), np.sum(resid_r**2, axis=0)
     yty = np.sum(y**2, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
