@@ -4,13 +4,14 @@ The convolution theorem turns the canonical correlation ``y = A w`` into one sma
 frequency.  Dividing spectra is exact only for circular data, so this solver uses the spectra in two
 roles, and solves the *same* least-squares problem as ``method="lstsq"``:
 
-1. **Statistics in one pass, O(N log N).**  One real FFT per sequence and channel (fast lengths from
-   :func:`scipy.fft.next_fast_len`) gives the correlation lags ``R(d) = sum_s x[s] x[s+d]^T``,
-   ``|d| < taps``, and the cross-correlation ``r(j) = sum_t x[t+j] y[t]^T``.  The normal matrix of the
-   valid data is *exactly* ``A^T A = Toeplitz(R) - E^T E``: the Toeplitz part is the Gram of the
-   "full" correlation, and ``E`` holds the ``2 (taps - 1)`` rows per sequence that valid data do not
-   see (the unseen edge outputs).  Both parts are applied by FFTs of length about ``2 taps``, so after
-   the pass over the data no step costs more than ``O(taps log taps)``, whatever the record length.
+1. **Statistics in one pass, O(N log taps).**  Short real FFTs over overlap-save segments of each record
+   (about four lag windows long, products summed in the frequency domain) give the correlation lags
+   ``R(d) = sum_s x[s] x[s+d]^T``, ``|d| < taps``, and the cross-correlation ``r(j) = sum_t x[t+j] y[t]^T``
+   over the lag window of step 2.  The normal matrix of the valid data is *exactly* ``A^T A = Toeplitz(R) -
+   E^T E``: the Toeplitz part is the Gram of the "full" correlation, and ``E`` holds the ``2 (taps - 1)`` rows
+   per sequence that valid data do not see (the unseen edge outputs).  Both parts are applied by FFTs of length
+   about ``2 taps``, so after the pass over the data no step costs more than ``O(taps log taps)``, whatever
+   the record length.
 2. **Per-frequency least squares (Welch).**  The cross-spectral matrices ``S(f)`` (``C x C`` per
    frequency, ``C`` input channels) are accumulated over the batch and over every shift of a
    rectangular segment of ``taps`` samples (Welch with maximal overlap, computed exactly from the
@@ -120,8 +121,8 @@ def solve(
     See the module docstring: one FFT pass over the data, the per-frequency least-squares estimate
     (Welch cross-spectral matrices), then preconditioned conjugate gradients on the exact normal
     equations ``(A^T A + lambda I) w = A^T y`` with ``A^T A = Toeplitz(R) - E^T E`` applied by short
-    FFTs, polished with residuals from one more pass over the data.  Time: ``O(N log N)`` for ``N``
-    samples, plus ``O(taps log taps)`` per refinement step.
+    FFTs, polished with residuals from one more pass over the data.  Time: ``O(N log taps)`` for ``N``
+    samples (FFTs over segments of a few lag windows), plus ``O(taps log taps)`` per refinement step.
 
     ``options`` records ``noise_level`` (per output channel, given or estimated), ``wiener``,
     ``segment_length``, ``tol``, ``max_iter`` and ``workers``.  ``diagnostics`` holds ``solver``
