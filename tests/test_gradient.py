@@ -190,6 +190,24 @@ def test_compiled_loop_is_reused_and_progress_gives_the_same_iterates(rng):
     np.testing.assert_array_equal(shown.loss_history, first.loss_history)
 
 
+def test_a_compiler_option_xla_refuses_is_left_out(rng, monkeypatch):
+    """An XLA without one of the small loops' extra options compiles without it, to the same iterates as a loop
+    compiled without any extra options."""
+    x = rng.standard_normal(30)
+    y = np.convolve(x, [2.0, -1.0, 0.5], mode="valid")
+    monkeypatch.setattr(gradient, "SMALL_OPTIONS", {})
+    gradient.compiled_loop.cache_clear()
+    plain = kr.recover_kernel(x, y, 3, method="adam", loss="mae", max_iter=100, tol=0.0)
+    monkeypatch.setattr(gradient, "SMALL_OPTIONS", {"xla_cpu_no_such_option_for_this_test": 1})
+    monkeypatch.setattr(gradient, "_refused_options", set())
+    gradient.compiled_loop.cache_clear()
+    refused = kr.recover_kernel(x, y, 3, method="adam", loss="mae", max_iter=100, tol=0.0)
+    assert gradient._refused_options == {"xla_cpu_no_such_option_for_this_test"}
+    np.testing.assert_array_equal(refused.kernel, plain.kernel)
+    np.testing.assert_array_equal(refused.loss_history, plain.loss_history)
+    gradient.compiled_loop.cache_clear()
+
+
 def test_float64_is_scoped(rng):
     x = rng.standard_normal(40)
     y = np.convolve(x, [2.0, 1.0], mode="valid")  # correlation with [1, 2]

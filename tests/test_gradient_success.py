@@ -203,3 +203,20 @@ def test_rank_deficient_data_with_a_bias_keep_the_minimum_norm_answer():
         res = kr.recover_kernel(x, y, 3, method="adam", use_bias=True)
     assert res.success, res.message
     np.testing.assert_allclose(np.append(res.kernel.ravel(), res.bias), np.linalg.pinv(a) @ y, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_fit_within_the_floor_needs_no_reference_and_others_get_one(loss, rng, monkeypatch):
+    # every minimum is >= 0: a loss at most that of residuals 1e-5 y passes the success test whatever the reference
+    # minimum, so the reference (an LP for "mae") is not solved; above the floor it is
+    calls = []
+    reference = gradient._reference
+    monkeypatch.setattr(gradient, "_reference", lambda *args: calls.append(args) or reference(*args))
+    x = rng.standard_normal(60)
+    y = kr.conv1d(x, [1.0, -0.5, 2.0])
+    exact = kr.recover_kernel(x, y, 3, method="adam", loss=loss, dtype="float64", tol=1e-10, max_iter=4000)
+    assert exact.success, exact.message
+    assert calls == []
+    noisy = kr.recover_kernel(x, y + 0.1 * rng.standard_normal(len(y)), 3, method="adam", loss=loss, tol=1e-5)
+    assert noisy.success, noisy.message
+    assert len(calls) == 1
