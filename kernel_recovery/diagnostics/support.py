@@ -477,9 +477,8 @@ def _scan_block(
         return None
     from scipy.special import ndtri  # (imported once a scan runs; not scipy.stats: a slower import)
 
-    resid = _residuals(block, w, b)
     offsets, starts, ends, sizes = _scan_layout(block.taps, block.channels, reach)
-    corr, sxx, srr, rss = _whitened_correlations(block, resid, offsets, reach)
+    corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
     z2 = np.where(np.isfinite(z), z, 0.0) ** 2
@@ -507,78 +506,98 @@ def _scan_block(
 
 
 #: Residuals of at most this many taps x channels x outputs are one ``numpy.correlate`` per (channel, output) pair
-#: (a pass in C); longer kernels, the forward model (design rows or FFT blocks).
+#: (a pass in C); longer kernels of at most ``FFT_RESIDUAL_PAIRS`` (channel, output) pairs are applied in the scan's own
+#: FFT (its transform of x is needed anyway); the rest, by the forward model (design rows or FFT blocks).
 DIRECT_RESIDUAL = 64
+FFT_RESIDUAL_PAIRS = 4
 
 
-def _residuals(block: Block, w: np.ndarray, b: np.ndarray | None) -> list[np.ndarray]:
-    """``y - forward(block, w, b)`` per subsequence (:func:`~kernel_recovery.model.operator.forward`), the same to
-    rounding; short kernels by ``numpy.correlate`` (cutting design rows costs more than the products)."""
-    outs = len(block.out_channels)
-    if block.taps * block.channels * outs > DIRECT_RESIDUAL:
-        return [y - f for y, f in zip(block.outputs, forward(block, w, b))]
-    kernel = np.where(block.mask[:, :, None], w, 0.0)
-    resid = []
-    for x, y in zip(block.xs, block.outputs):
-        r = np.array(y, dtype=float)
-        for c in range(block.channels):
-            col = np.ascontiguousarray(x[:, c], dtype=float)
-            for o in range(outs):
-                r[:, o] -= np.correlate(col, kernel[:, c, o], "valid")  # [t] = sum_j x[t + j] w[j]
-        if b is not None:
-            r -= b
-        resid.append(r)
-    return resid
-
-
-def _whitened_correlations(
-    block: Block, resid: list[np.ndarray], offsets: np.ndarray, reach: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``sum_t r[t] x[t + j]`` at ``offsets`` ``(offsets, channels, outputs)`` of the prewhitened input and residual,
-    their energies ``sum x^2`` (scaled to the residual's length) and ``sum r^2``, and the raw residual's ``rss``.
-
-    Prewhitened (AR prediction errors of x and of r): the standardized correlations are then N(0, 1) and
-    uncorrelated across offsets under the null, whatever the colour of the input and of the noise.  The AR fits and
-    the energies come from one set of autocorrelations (the energy of a filtered sequence is that of the filter's
-    autocorrelation against the sequence's); the correlations from one FFT of the filtered input and residual
-    together, of the least length that holds the offsets ``-(reach + g) .. taps + g + reach`` without wrapping.
+def _scan_spectra(
+    block: Block, w: np.ndarray, b: np.ndarray | None, reach: int
+) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """Per subsequence: the residual ``r = y - forward(block, w, b)`` (:func:`~kernel_recovery.model.operator.forward`,
+    the same to rounding), the length ``n`` of the scan's FFT (the least that holds the offsets of
+    :func:`_whitened_correlations` without wrapping) and the spectra ``rfft([x, r], n)`` ``(channels + outputs, f)``.
     """
     import scipy.fft
 
     g = SCAN_ORDER
     c, o = block.channels, len(block.out_channels)
-    acf_x = [autocorrelations([x], g) for x in block.xs]
-    acf_r = [autocorrelations([r], g) for r in resid]
-    acfs = [np.concatenate([a, b], axis=1) for a, b in zip(acf_x, acf_r)]  # per sequence (lags, c + o)
-    pooled = np.sum(acfs, axis=0)
-    filters = prediction_filters(pooled)  # both AR fits in one solve
-    wx, wr = filters[:, :c], filters[:, c:]
-    energy = np.zeros(c + o)
-    for a, x, r in zip(acfs, block.xs, resid):
-        e = _fir_energy(filters, a)
-        e[:c] *= len(r) / len(x)  # (the input's energy scaled to the residual's length)
-        energy += e
-    sxx, srr = energy[:c], energy[c:]
-    rss = pooled[0, c:]
-    # whitening x by wx and r by wr is one filter on their correlation c: the whitened one at offset j is
-    # sum_d h[d] c(j + d), d = -g .. g, h[d] = sum_a wx[a] wr[a + d]; so c is taken g further on each side
-    lo, hi = int(offsets.min()) - g, int(offsets.max()) + g + 1
-    span = np.arange(lo, hi)
-    raw = np.zeros((c, o, hi - lo))
-    for x, r in zip(block.xs, resid):
-        n = scipy.fft.next_fast_len(len(x) + reach + 2 * g, real=True)  # the least length that does not wrap
+    kernel = np.where(block.mask[:, :, None], w, 0.0)
+    direct = block.taps * c * o <= DIRECT_RESIDUAL
+    in_fft = not direct and c * o <= FFT_RESIDUAL_PAIRS
+    predictions = None if direct or in_fft else forward(block, w, b)
+    out = []
+    for i, (x, y) in enumerate(zip(block.xs, block.outputs)):
+        n = scipy.fft.next_fast_len(len(x) + reach + 2 * g, real=True)
+        if in_fft:  # f[t] = sum_j x[t + j] w[j] = irfft(X conj(W))[t]: no wrap for t < len(y), since n > len(x) + taps
+            fx = scipy.fft.rfft(x.T, n, axis=1)  # (c, f)
+            fw = scipy.fft.rfft(kernel.transpose(1, 2, 0), n, axis=2)  # (c, o, f)
+            f = scipy.fft.irfft(np.sum(fx[:, None] * np.conj(fw), axis=0), n, axis=1)[:, : len(y)]
+            r = y - f.T
+            if b is not None:
+                r -= b
+            out.append((r, n, np.concatenate([fx, scipy.fft.rfft(r.T, n, axis=1)])))
+            continue
+        if predictions is not None:
+            r = y - predictions[i]
+        else:
+            r = np.array(y, dtype=float)
+            for ch in range(c):
+                col = np.ascontiguousarray(x[:, ch], dtype=float)
+                for k in range(o):
+                    r[:, k] -= np.correlate(col, kernel[:, ch, k], "valid")  # [t] = sum_j x[t + j] w[j]
+            if b is not None:
+                r -= b
         both = np.zeros((c + o, n))
         both[:c, : len(x)] = x.T
         both[c:, : len(r)] = r.T
-        spectra = scipy.fft.rfft(both, axis=1)  # (one call for the input and the residual)
-        full = scipy.fft.irfft(spectra[:c, None] * np.conj(spectra[None, c:]), n, axis=2)  # [j] = sum_t r[t] x[t + j]
+        out.append((r, n, scipy.fft.rfft(both, axis=1)))  # (one call for the input and the residual)
+    return out
+
+
+def _whitened_correlations(
+    block: Block, spectra: list[tuple[np.ndarray, int, np.ndarray]], offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``sum_t r[t] x[t + j]`` at ``offsets`` ``(offsets, channels, outputs)`` of the prewhitened input and residual,
+    their energies ``sum x^2`` (scaled to the residual's length) and ``sum r^2``, and the raw residual's ``rss``,
+    from the residuals and spectra of :func:`_scan_spectra`.
+
+    Prewhitened (AR prediction errors of x and of r): the standardized correlations are then N(0, 1) and
+    uncorrelated across offsets under the null, whatever the colour of the input and of the noise.  The AR fits and
+    the energies come from one set of autocorrelations (the energy of a filtered sequence is that of the filter's
+    autocorrelation against the sequence's); whitening x by ``wx`` and r by ``wr`` is one filter on their raw
+    correlation ``c``: the whitened one at offset ``j`` is ``sum_d h[d] c(j + d)``, ``d = -g .. g``,
+    ``h[d] = sum_a wx[a] wr[a + d]``, so ``c`` (one inverse FFT) is taken ``g`` further on each side.
+    """
+    import scipy.fft
+
+    g = SCAN_ORDER
+    c, o = block.channels, len(block.out_channels)
+    acfs = [
+        np.concatenate([autocorrelations([x], g), autocorrelations([r], g)], axis=1)
+        for x, (r, _, _) in zip(block.xs, spectra)
+    ]
+    pooled = np.sum(acfs, axis=0)  # (lags, c + o)
+    filters = prediction_filters(pooled)  # both AR fits in one solve
+    wx, wr = filters[:, :c], filters[:, c:]
+    energy = np.zeros(c + o)
+    for a, x, (r, _, _) in zip(acfs, block.xs, spectra):
+        e = _fir_energy(filters, a)
+        e[:c] *= len(r) / len(x)  # (the input's energy scaled to the residual's length)
+        energy += e
+    lo, hi = int(offsets.min()) - g, int(offsets.max()) + g + 1
+    span = np.arange(lo, hi)
+    raw = np.zeros((c, o, hi - lo))
+    for _, n, both in spectra:
+        full = scipy.fft.irfft(both[:c, None] * np.conj(both[None, c:]), n, axis=2)  # [j] = sum_t r[t] x[t + j]
         raw += full[:, :, span % n]
     corr = np.empty((len(offsets), c, o))
     for i in range(c):
         for k in range(o):
             h = np.correlate(wr[:, k], wx[:, i], "full")  # [d + g]
             corr[:, i, k] = np.correlate(raw[i, k], h, "valid")[offsets - lo - g]
-    return corr, sxx, srr, rss
+    return corr, energy[:c], energy[c:], pooled[0, c:]
 
 
 def _lag_scan_message(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> str:
