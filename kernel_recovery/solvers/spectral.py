@@ -497,13 +497,14 @@ def _add_length_group(acc: _Sums, block: Block, n: int, idx: list[int], window: 
         b, j = rows_b[c0 : c0 + per_chunk], rows_s[c0 : c0 + per_chunk]
         sf = sfft.rfft(spans[b, j], size, axis=2, workers=workers)  # (S, C, F)
         if n_seg == 1:  # the span is the whole record, shifted: its own autocorrelation holds R(d) at l = d
-            hf = sf
-        else:
+            hf = sf.conj()
+        else:  # (transforms used only conjugated are conjugated in place: no copy)
             hf = sfft.rfft(heads[b, j].transpose(0, 2, 1), size, axis=2, workers=workers)
+            np.conjugate(hf, out=hf)
         out = np.ascontiguousarray(outs[b, j].transpose(0, 2, 1))  # (S, O, length)
         yf = sfft.rfft(out, size, axis=2, workers=workers)
-        lags_f += np.einsum("scf,sdf->fcd", hf.conj(), sf)
-        cross_f += np.einsum("scf,sof->fco", sf, yf.conj())
+        lags_f += np.einsum("scf,sdf->fcd", hf, sf)
+        cross_f += np.einsum("scf,sof->fco", sf, np.conjugate(yf, out=yf))
         acc.transforms.append(_Segments(length, size, sf, out, valid[j]))
     at = 0 if n_seg == 1 else before
     positive = sfft.irfft(lags_f, size, axis=0, workers=workers)[at : at + taps]  # R(d), d >= 0
@@ -732,7 +733,7 @@ def _residual_pass(block: Block, stats: _Spectra, w: np.ndarray) -> tuple[np.nda
         resid *= (np.arange(seg.length) < seg.valid[:, None])[:, None, :]  # no outputs past the record's end
         rss += np.einsum("sot,sot->o", resid, resid)
         rf = sfft.rfft(resid, seg.size, axis=2, workers=workers)
-        sums[seg.size] += np.einsum("scf,sof->fco", seg.spans, rf.conj())
+        sums[seg.size] += np.einsum("scf,sof->fco", seg.spans, np.conjugate(rf, out=rf))
     for size, total in sums.items():
         cross += np.roll(sfft.irfft(total, size, axis=0, workers=workers)[:window], -before, axis=0)
     return rss, cross
