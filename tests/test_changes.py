@@ -72,3 +72,39 @@ def test_exact_fits_and_streamed_problems_are_not_checked():
     noisy = [kr.conv1d(p, [1.0, 2.0]) + 0.1 * rng.standard_normal(len(p) - 1) for p in parts]
     batch = kr.recover_kernel(parts, noisy, 2)
     assert batch.diagnostics["checks"]["change"].startswith("skipped: several sequences")
+
+
+def test_statistic_is_the_score_test_at_the_reported_split():
+    # the explicit design (sliding windows of x), numpy's least squares and pseudo-inverses: LM at the split
+    rng = np.random.default_rng(3)
+    n, k = 3000, 4
+    x = rng.standard_normal(n + k - 1)
+    a = np.lib.stride_tricks.sliding_window_view(x, k)
+    w1, w2 = rng.standard_normal(k), rng.standard_normal(k)
+    y = np.where(np.arange(n) < 1700, a @ w1, a @ w2) + 0.5 * rng.standard_normal(n)
+    problem = build_problem(x, y, k)
+    sol = lstsq.solve(problem)
+    report, status = changes.detect(problem, sol.kernels, sol.biases)
+    assert status == "flagged"
+    split = report["times"][0]  # every row is sampled: the output sample after the split is the rows before it
+    r = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
+    gk = a[:split].T @ a[:split]
+    score = a[:split].T @ r[:split]
+    cov = gk - gk @ np.linalg.inv(a.T @ a) @ gk
+    lm = score @ np.linalg.pinv(cov) @ score / (r @ r / (n - k))
+    np.testing.assert_allclose(report["statistic"], lm, rtol=1e-8)
+    assert abs(split - 1700) < n / changes.SPLITS
+
+
+def test_candidates_hold_the_largest_score_of_each_pass(monkeypatch):
+    # the proxy picks the splits whose exact LM is computed: with every split computed the answer is the same
+    rng = np.random.default_rng(4)
+    x, y = _record(rng, 6000, 8, cut=2500, scale=0.15)
+    problem = build_problem(x, y, 8, padding="causal")
+    sol = lstsq.solve(problem)
+    chosen, _ = changes.detect(problem, sol.kernels, sol.biases)
+    monkeypatch.setattr(changes, "CANDIDATES", 2 * changes.SPLITS)
+    every, _ = changes.detect(problem, sol.kernels, sol.biases)
+    assert chosen is not None and every is not None
+    assert chosen["statistic"] == pytest.approx(every["statistic"], rel=1e-12)
+    assert chosen["times"] == every["times"]
