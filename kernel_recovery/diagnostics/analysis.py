@@ -209,14 +209,17 @@ def _exact_block(
     # per-coefficient spread: finite only for coefficients with no component in the null space
     v_range, v_null = spec.right_vectors[:, :r], spec.right_vectors[:, r:]
     var = np.einsum("ij,j->i", v_range**2, 1.0 / s[:r] ** 2)
-    if r < p:
-        var[np.sqrt(np.sum(v_null**2, axis=1)) > 1e-8] = np.inf
+    if r == p:  # every coefficient seen; every subset of the columns has full rank: each channel excited at every tap
+        k_var, b_var = problem.free_to_kernel(var)
+        tally.coef_gain[:, :, block.out_channels] = np.sqrt(k_var)[:, :, None]
+        if tally.bias_gain is not None and b_var is not None:
+            tally.bias_gain[block.out_channels] = np.sqrt(b_var)
+        return
+    var[np.sqrt(np.sum(v_null**2, axis=1)) > 1e-8] = np.inf
     k_var, b_var = problem.free_to_kernel(np.where(np.isfinite(var), var, -1.0))
     tally.coef_gain[:, :, block.out_channels] = np.where(k_var < 0, np.inf, np.sqrt(np.abs(k_var)))[:, :, None]
     if tally.bias_gain is not None and b_var is not None:
         tally.bias_gain[block.out_channels] = np.inf if b_var < 0 else np.sqrt(b_var)
-    if r == p:  # every subset of a full-rank design's columns has full rank: each channel excited at every tap
-        return
     cols = tap_columns(problem, block)
     ranks_c = [spec.column_rank(cols[:, c]) for c in range(cfg.in_per_group)]
     tally.add_excitation(grp, ranks_c, _joint_order(spec, cols))

@@ -57,6 +57,8 @@ def design_matrix(block: Block, use_bias: bool) -> np.ndarray:
     size = block.n_equations * n_columns(block, use_bias)
     if size > EXPLICIT_LIMIT:
         raise MemoryError(f"the explicit design would hold {size} entries; use the streamed statistics instead.")
+    if len(block.xs) == 1:
+        return design_rows(block, block.xs[0], use_bias)
     return np.concatenate([design_rows(block, x, use_bias) for x in block.xs])
 
 

@@ -141,6 +141,9 @@ class CanonicalProblem:
         cfg = self.config
         s, taps = self.tap_layout()
         dtype = np.result_type(*kernels)
+        if len(self.blocks) == 1 and s == 1 and len(self.blocks[0].out_channels) == cfg.out_channels:
+            k = kernels[0][: cfg.kernel_size]  # one block of every output (in order: groups=1): the kernel itself
+            return np.array(k[::-1] if cfg.flip else k, dtype=dtype)
         full = np.zeros((taps, s * cfg.in_per_group, cfg.out_channels), dtype=dtype)
         for b, w in zip(self.blocks, kernels):
             full[:, :, b.out_channels] = w
