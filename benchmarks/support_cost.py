@@ -1,0 +1,111 @@
+"""Cost of the kernel-size check and the lag scan (issue 27), side by side in one process.
+
+For L = 1e3 / 1e4 / 1e5 single-channel lstsq fits (K = 8 / 32 / 128, white input, 1% noise) it times, interleaved and
+best of ``--repeat``:
+
+- ``none``: ``recover_kernel(x, y, K, checks="none")``, the call without post-fit checks;
+- ``kernel_size`` and ``lag_scan``: the two checks of :mod:`kernel_recovery.diagnostics.checks` on that fit's
+  problem and solution at the default level (``checks="budget"``), with serial BLAS as inside a fit.
+
+``--against REV`` loads the package of git revision ``REV`` (``git archive``) beside the working tree's and times both
+in the same loop, so that the ratios compare like with like on a shared machine.  The goal of the issue: each of the
+two at most ~10% of the ``none`` call.
+
+    python benchmarks/support_cost.py [--against f2fe9c7~1] [--repeat 100] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import pathlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+
+NAMES = ("kernel_size", "lag_scan")
+SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
+
+
+def load(rev: str | None):
+    """The package of the working tree (``rev`` None) or of revision ``rev``, imported under another name."""
+    if rev is None:
+        return importlib.import_module("kernel_recovery")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    data = subprocess.run(["git", "archive", rev, "kernel_recovery"], cwd=root, capture_output=True, check=True).stdout
+    where = pathlib.Path(tempfile.mkdtemp(prefix="kr_rev_"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(where, filter="data")
+    name = "kr_rev_" + "".join(ch if ch.isalnum() else "_" for ch in rev)
+    (where / "kernel_recovery").rename(where / name)  # the package imports itself relatively only
+    sys.path.insert(0, str(where))
+    return importlib.import_module(name)
+
+
+def capture(pkg, x, y, k):
+    """The checks module, and the problem, solution and Fit that one budgeted call hands to run_checks."""
+    checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
+    seen: dict[str, object] = {}
+    original = checks.run_checks
+
+    def spy(problem, sol, fit, *args):
+        seen.update(problem=problem, sol=sol, fit=fit)
+        return original(problem, sol, fit, *args)
+
+    setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
+    try:
+        pkg.recover_kernel(x, y, k)
+    finally:
+        setattr(checks, "run_checks", original)  # noqa: B010
+    return checks, seen["problem"], seen["sol"], seen["fit"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", default=None, help="a git revision to time beside the working tree")
+    parser.add_argument("--repeat", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="the two smaller sizes, 5 repeats")
+    args = parser.parse_args()
+    sizes, repeat = (SIZES[:2], 5) if args.quick else (SIZES, args.repeat)
+    pkgs = {"tree": load(None)}
+    if args.against:
+        pkgs[args.against] = load(args.against)
+    rng = np.random.default_rng(0)
+    times, shares = " | ".join(f"{c} ms" for c in NAMES), " | ".join(f"{c} / none" for c in NAMES)
+    print(f"| L | K | package | none ms | {times} | {shares} |")
+    print("|---|---|---|---|" + "---|" * (2 * len(NAMES)))
+    for n, k in sizes:
+        x = rng.standard_normal(n)
+        w = rng.standard_normal(k)
+        y = np.convolve(x, w[::-1], mode="valid")
+        y = y + 0.01 * y.std() * rng.standard_normal(len(y))
+        setups = {name: capture(pkg, x, y, k) for name, pkg in pkgs.items()}
+        serial = {
+            name: importlib.import_module(pkg.__name__ + ".model.threads").SerialBLAS for name, pkg in pkgs.items()
+        }
+        best = {name: dict.fromkeys(("none", *NAMES), np.inf) for name in pkgs}
+        for _ in range(repeat):
+            for name, pkg in pkgs.items():  # interleaved: the machine's drift hits both alike
+                checks, problem, sol, fit = setups[name]
+                start = time.perf_counter()
+                pkg.recover_kernel(x, y, k, checks="none")
+                best[name]["none"] = min(best[name]["none"], time.perf_counter() - start)
+                with serial[name]():
+                    for check in NAMES:
+                        start = time.perf_counter()
+                        getattr(checks, check)(problem, sol, fit)
+                        best[name][check] = min(best[name][check], time.perf_counter() - start)
+        for name in pkgs:
+            b = best[name]
+            each = " | ".join(f"{1e3 * b[c]:.3f}" for c in NAMES)
+            share = " | ".join(f"{b[c] / b['none']:.3f}" for c in NAMES)
+            print(f"| {n} | {k} | {name} | {1e3 * b['none']:.3f} | {each} | {share} |")
+
+
+if __name__ == "__main__":
+    main()
