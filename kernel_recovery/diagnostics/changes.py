@@ -259,17 +259,19 @@ def _top(values: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.argpartition(values, -count)[-count:])
 
 
-def _scan(a: np.ndarray, r: np.ndarray, lm, edge: int, proxy) -> tuple[np.ndarray, np.ndarray, int]:
+def _scan(a: np.ndarray, r: np.ndarray, edge: int, prepare) -> tuple[np.ndarray, np.ndarray, int]:
     """The two passes of splits over the rows ``a`` (time order) with residuals ``r``: ``SPLITS - 1`` evenly
     spaced splits, then ``SPLITS`` evenly spaced between the coarse peak's neighbours, each at least ``edge`` rows
-    from either end.  ``lm(gk, s, splits)`` scores splits from the Grams and scores of the rows before each;
-    ``proxy(s, splits)`` ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each pass.
+    from either end.  ``prepare(total)`` (``total``: ``a'[a | r]`` over every row) returns ``(lm, proxy)``:
+    ``lm(gk, s, splits)`` scores splits from the Grams and scores of the rows before each, ``proxy(s, splits)``
+    ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each pass.
     Returns the fine pass's values ``(candidates, O)`` and splits, and the tests made (every split)."""
     n = len(a)
     ar = np.concatenate([a, r], axis=1)  # the Gram and the score of a stretch in one product
     q = a.shape[1]
     step = n // SPLITS
     sums = _stretch_sums(a, ar, 0, step, SPLITS - 1, None)
+    lm, proxy = prepare(sums[-1] + a[step * (SPLITS - 1) :].T @ ar[step * (SPLITS - 1) :])
     splits = step * np.arange(1, SPLITS)
     inside = np.flatnonzero((splits >= edge) & (splits <= n - edge))
     chosen = inside[_top(proxy(sums[inside, :, q:], splits[inside]), CANDIDATES)]
@@ -315,7 +317,7 @@ def _peak_score(
     def proxy(s: np.ndarray, splits: np.ndarray) -> np.ndarray:
         return _proxy(s, splits, len(times), half, frac, sigma2)
 
-    values, fine, n_tests = _scan(a, r, lm, min(2 * p, len(a) // 4), proxy)
+    values, fine, n_tests = _scan(a, r, min(2 * p, len(a) // 4), lambda total: (lm, proxy))
     k, o = np.unravel_index(np.argmax(values), values.shape)
     return float(values[k, o]), int(ranks[-1][k]), n_tests, int(times[fine[k] - 1]) + 1
 
@@ -359,26 +361,31 @@ def _peak_score_projected(
         r -= r.mean(axis=0)
     n_s = len(times)
     sigma2 = np.maximum(np.einsum("ij,ij->j", r, r) / max(n_s - p * n_s / m, 1.0), np.finfo(float).tiny)
-    lam, v = np.linalg.eigh(z.T @ z)  # (Z'Z)^+ = vh vh', cut as numpy's pinv cuts (1e-15 of the largest)
-    keep = lam > 1e-15 * max(lam.max(), 0.0)
-    vh = v[:, keep] / np.sqrt(lam[keep]) * math.sqrt(n_s / m)  # the sampled share f folded in: f (Z'Z)^+
 
-    def lm(mk: np.ndarray, s: np.ndarray, splits: np.ndarray) -> np.ndarray:
-        # Z_k'Z_k measured (sums over the stretches before each split), the projection term as if A were Z
-        mh = (mk.reshape(-1, d) @ vh).reshape(len(mk), d, -1)
-        cov = mk - mh @ mh.transpose(0, 2, 1)
-        cov = (cov + cov.transpose(0, 2, 1)) / 2
-        out, slow = _full_rank_forms(cov, s, splits >= 2 * d, np.finfo(float).eps * d)
-        if slow.any():  # (the pseudo-inverse's own cut: eps times the dimension, relative to the largest)
-            out[slow] = np.einsum("kdo,kdo->ko", s[slow], np.linalg.pinv(cov[slow], hermitian=True) @ s[slow])
-        return out / sigma2
+    def prepare(total: np.ndarray):
+        # (Z'Z)^+ = vh vh', cut as numpy's pinv cuts (1e-15 of the largest), the sampled share f folded in
+        lam, v = np.linalg.eigh(total[:, :d])
+        keep = lam > 1e-15 * max(lam.max(), 0.0)
+        vh = v[:, keep] / np.sqrt(lam[keep]) * math.sqrt(n_s / m)
+
+        def lm(mk: np.ndarray, s: np.ndarray, splits: np.ndarray) -> np.ndarray:
+            # Z_k'Z_k measured (sums over the stretches before each split), the projection term as if A were Z
+            mh = (mk.reshape(-1, d) @ vh).reshape(len(mk), d, -1)
+            cov = mk - mh @ mh.transpose(0, 2, 1)
+            cov = (cov + cov.transpose(0, 2, 1)) / 2
+            out, slow = _full_rank_forms(cov, s, splits >= 2 * d, np.finfo(float).eps * d)
+            if slow.any():  # (the pseudo-inverse's own cut: eps times the dimension, relative to the largest)
+                out[slow] = np.einsum("kdo,kdo->ko", s[slow], np.linalg.pinv(cov[slow], hermitian=True) @ s[slow])
+            return out / sigma2
+
+        def proxy(s: np.ndarray, splits: np.ndarray) -> np.ndarray:
+            return _proxy(s, splits, n_s, vh, n_s / m, sigma2)
+
+        return lm, proxy
 
     # half a coarse step at least on each side: near an end the covariance of the score vanishes, and the
     # approximation of its projection term with it (a spurious break in the last samples, p=0)
-    def proxy(s: np.ndarray, splits: np.ndarray) -> np.ndarray:
-        return _proxy(s, splits, n_s, vh, n_s / m, sigma2)
-
-    values, fine, n_tests = _scan(z, r, lm, min(max((n_s // SPLITS) // 2, 2 * d), n_s // 4), proxy)
+    values, fine, n_tests = _scan(z, r, min(max((n_s // SPLITS) // 2, 2 * d), n_s // 4), prepare)
     k, o = np.unravel_index(np.argmax(values), values.shape)
     return float(values[k, o]), d, n_tests, int(times[fine[k] - 1]) + 1
 
