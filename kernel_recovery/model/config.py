@@ -203,7 +203,8 @@ class ConvSpec:
             raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={self.groups}).")
         if out_channels % self.groups:
             raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={self.groups}).")
-        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **self.spec.settings())
+        settings = {name: getattr(self, name) for name in _SPEC_FIELDS}  # (without a ConvConfig's channel counts)
+        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **settings)
 
     def replace(self, **changes: Any) -> ConvSpec:
         """The settings with some changed, validated again (channel counts, on a :class:`ConvConfig`, dropped).
@@ -223,6 +224,8 @@ class ConvSpec:
         """The settings alone (on a :class:`ConvConfig`: without its channel counts)."""
         return ConvSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ConvSpec)})
 
+
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ConvSpec))
 
 #: Each setting's default: the fields of :class:`ConvSpec` (the one place they are written).
 SETTING_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ConvSpec) if f.name != "kernel_size"}

@@ -239,7 +239,7 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
     if outputs:  # (the report reads only x's statistics)
         checked.append(("y", [y for b in problem.blocks if ("feasible", "y") not in b.cache for y in b.ys or ()]))
     for name, arrays in checked:
-        big = max((max(float(np.max(a)), -float(np.min(a))) for a in arrays if a.size), default=0.0)
+        big = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
         if big > VALUE_RANGE or 0.0 < big < 1.0 / VALUE_RANGE:
             scales = "the kernel scales by the inverse factor" if name == "x" else "the kernel scales with it"
             raise ValueError(

@@ -217,7 +217,9 @@ def solve_blocks(problem: CanonicalProblem, opts: Options) -> Solution:
             cov = priors.ridge_covariance(block, use_bias, ridge, coef) if small else None
             out.add(block, coef, info, rss, None, cov)
         else:
-            out.add(block, coef, info, rss, _inverse_diagonal(block, use_bias), _ols_unit_covariance(block, use_bias))
+            unit = _ols_unit_covariance(block, use_bias)
+            inv_diag = _inverse_diagonal(block, use_bias) if unit is None else np.diagonal(unit).copy()
+            out.add(block, coef, info, rss, inv_diag, unit)
     if prior is not None:
         message = "solved with a user's prior covariance (prior=)"
     elif regularization is not None:
@@ -280,7 +282,7 @@ class _Collector:
             self.covariance.append(cov)
             self.sigma2.append(np.full(coef.shape[1], np.nan))
         elif rss is not None and inv_diag is not None and dof > 0:
-            sigma2 = np.clip(rss, 0.0, None) / dof
+            sigma2 = np.maximum(rss, 0.0) / dof
             self.sigma2.append(sigma2)
             self._stderr(block, np.sqrt(np.outer(inv_diag, sigma2)))
             self.covariance.append(None if cov is None else sigma2[:, None, None] * cov[None])

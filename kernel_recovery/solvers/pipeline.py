@@ -153,10 +153,10 @@ def finish(
     kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
     bias = problem.from_canonical_bias(sol.biases) if cfg.use_bias and sol.biases is not None else None
     rss_per_output, equations, yty, source = _residual_sums(problem, sol)
-    rss, count = float(np.sum(rss_per_output)), int(np.sum(equations))
+    rss, count = float(rss_per_output.sum()), int(equations.sum())
     residual_rms = float(np.sqrt(rss / count)) if count else 0.0
     success, message = bool(sol.success), sol.message
-    if not np.all(np.isfinite(kernel)) or (bias is not None and not np.all(np.isfinite(bias))):
+    if not np.isfinite(kernel).all() or (bias is not None and not np.isfinite(bias).all()):
         success, message = False, f"the solver returned non-finite values ({sol.message})"
     diagnostics = {"solver": [method] * len(problem.blocks), **sol.diagnostics}  # a user's solver: its name
     dof = equations - cfg.unknowns_per_output
@@ -250,9 +250,9 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
             rss = sum(np.einsum("ij,ij->j", r, r) for r in block_residuals(block, use_bias, coef))
             src = "data"
         sources.add(src)
-        rss_out[block.out_channels] += np.clip(rss, 0.0, None)  # (nan_policy="omit" may split a channel's rows)
+        rss_out[block.out_channels] += np.maximum(rss, 0.0)  # (nan_policy="omit" may split a channel's rows)
         equations[block.out_channels] += block.n_equations
-        yty_total += float(np.sum(yty))
+        yty_total += float(yty.sum())
     return rss_out, equations, yty_total, "+".join(sorted(sources))
 
 
