@@ -67,29 +67,29 @@ def _check_rows(block: Block, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     budget = check_row_budget(block)
     per_chunk = max(budget // 8, 1)
     take = min(usable, budget)
-    starts = np.linspace(0, usable - min(per_chunk, take), max(take // per_chunk, 1)).astype(int)
+    # evenly spaced chunk starts, as numpy.linspace(0, last, count).astype(int) (in Python: a few integers)
+    count, last = max(take // per_chunk, 1), usable - min(per_chunk, take)
+    step = last / (count - 1) if count > 1 else 0.0
+    starts = [int(i * step) for i in range(count - 1)] + [last] if count > 1 else [0]
     intervals: list[list[int]] = []  # the chunks [s0, s0 + per_chunk), merged where they overlap
-    for s0 in starts.tolist():
+    for s0 in starts:
         lo, hi = s0, min(s0 + per_chunk, usable)
         if intervals and lo <= intervals[-1][1]:
             intervals[-1][1] = max(intervals[-1][1], hi)
         else:
             intervals.append([lo, hi])
-    bounds = np.array(intervals)
     rows, ys = [], []
     offset = 0
     for x, y, n in zip(block.xs, block.ys, spans):
         if n <= 0:
             continue
-        lo, hi = np.clip(bounds[:, 0] - offset, 0, n), np.clip(bounds[:, 1] - offset, 0, n)
-        lengths = hi - lo
-        cut = np.flatnonzero(lengths)
+        cut = [(max(lo - offset, 0), min(hi - offset, n)) for lo, hi in intervals if lo - offset < n and hi > offset]
         if len(cut) == 1:  # one stretch (all rows of a short record): a slice
-            first, last = int(lo[cut[0]]), int(hi[cut[0]])
-            rows.append(window_rows(x, width, slice(first, last)))
-            ys.append(y[first + e : last + e])
-        elif len(cut):  # row t (= index + e) of the subsequence reads taps t-e .. t+taps+e-1
-            index = np.arange(lengths.sum()) + np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
+            first, stop = cut[0]
+            rows.append(window_rows(x, width, slice(first, stop)))
+            ys.append(y[first + e : stop + e])
+        elif cut:  # row t (= index + e) of the subsequence reads taps t-e .. t+taps+e-1
+            index = np.concatenate([np.arange(lo, hi) for lo, hi in cut])
             rows.append(window_rows(x, width, index))
             ys.append(y[index + e])
         offset += n
@@ -132,21 +132,22 @@ def _pinv_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.nd
 def _nested_solve(gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Least squares on all columns and on the first ``inner`` ones from one Cholesky factor (the leading block of
     the factor is the factor of the leading block), where both Grams are clearly positive definite (the rule of
-    :func:`_gram_solve`); None otherwise."""
-    import scipy.linalg
+    :func:`_gram_solve`); None otherwise.  LAPACK's ``potrf``/``potrs`` are called directly (``cho_factor`` and
+    ``cho_solve`` call them too, behind checks that cost more than these small solves)."""
+    from scipy.linalg.lapack import dpotrf, dpotrs
 
     p = len(gram)
-    try:
-        factor, lower = scipy.linalg.cho_factor(gram, check_finite=False)
-    except np.linalg.LinAlgError:
+    factor, info = dpotrf(gram, lower=False, clean=False)
+    if info != 0 or inner == 0:
         return None
     d = np.abs(np.diag(factor))  # ~ the design's singular values, in scale
-    if inner == 0 or d.min() <= 10 * rank_tolerance(d.max(), n_rows, p, "gram"):
+    if d.min() <= 10 * rank_tolerance(d.max(), n_rows, p, "gram"):
         return None
     if d[:inner].min() <= 10 * rank_tolerance(d[:inner].max(), n_rows, inner, "gram"):
         return None
-    coef = scipy.linalg.cho_solve((factor, lower), cross, check_finite=False)
-    return coef, scipy.linalg.cho_solve((factor[:inner, :inner], lower), cross[:inner], check_finite=False)
+    coef, _ = dpotrs(factor, cross, lower=False)
+    coef_in, _ = dpotrs(factor[:inner, :inner], cross[:inner], lower=False)
+    return coef, coef_in
 
 
 def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.ndarray] | None:
