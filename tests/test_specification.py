@@ -4,11 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 from scipy.stats import binom, chi2
 
 import kernel_recovery as kr
 from kernel_recovery.diagnostics import specification
+from kernel_recovery.model.problem import build_problem
+from kernel_recovery.solvers import lstsq
 
 
 def _record(n=4000, k=16, seed=0):
@@ -195,3 +198,43 @@ def test_saturation_matches_the_counts(make):
     assert found["tests"] == tests
     if p < 1:
         assert found["share"] == pytest.approx(share)
+
+
+@pytest.mark.parametrize(
+    "x_shape, settings",
+    [
+        ((3000,), {}),  # one channel: the np.convolve path
+        ((3000,), {"use_bias": True}),
+        ((3000, 4), {"groups": 2, "out_channels": 4}),  # two blocks, two outputs each: the forward pass
+        (None, {}),  # a list of sequences, cut at the first 2000 equations across them
+    ],
+)
+def test_block_rows_are_the_residual_of_the_first_equations(x_shape, settings):
+    """The rows the specification tests and the whiteness check read: y minus the explicit design rows (numpy
+    windows) times the solution's kernel, the first ``rows`` equations in order over the sequences."""
+    rng = np.random.default_rng(14)
+    k = 5
+    x_in: list[np.ndarray] | np.ndarray
+    y_in: list[np.ndarray] | np.ndarray
+    if x_shape is None:
+        x_in = [rng.standard_normal(m) for m in (700, 1500, 900)]
+        y_in = [rng.standard_normal(len(x) - k + 1) for x in x_in]
+    else:
+        x_in = rng.standard_normal(x_shape)
+        y_in = rng.standard_normal((x_shape[0] - k + 1, settings.get("out_channels", 1)))
+    problem = build_problem(x_in, y_in, k, **settings)
+    sol = lstsq.solve(problem)
+    for b, block in enumerate(problem.blocks):
+        rows = specification.block_rows(problem, sol, b, 2000)
+        assert rows is not None and block.ys is not None
+        fitted = [np.einsum("mck,kco->mo", sliding_window_view(x, k, axis=0), sol.kernels[b]) for x in block.xs]
+        if sol.biases is not None:
+            fitted = [f + sol.biases[b] for f in fitted]
+        ref_y = np.concatenate(block.ys)[:2000]
+        ref_e = ref_y - np.concatenate(fitted)[:2000]
+        np.testing.assert_allclose(rows.resid, ref_e.T, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(rows.y, ref_y.T)
+        assert sum(rows.lengths) == rows.n == 2000
+        head = rows.head(800)
+        np.testing.assert_array_equal(head.resid, rows.resid[:, :800])
+        assert sum(head.lengths) == 800 and head.lengths[0] == min(800, rows.lengths[0])

@@ -161,3 +161,25 @@ def test_batch_of_sequences_and_json():
     white = res.diagnostics["whiteness"]
     assert white["rows"] == 299 + 499 + 399
     assert res.to_dict()["diagnostics"]["whiteness"]["lags"] == 10
+
+
+def test_shared_rows_give_the_same_test():
+    """The check on the rows the specification tests computed (``rows``) is the check on its own forward pass."""
+    from kernel_recovery.diagnostics import specification
+    from kernel_recovery.model.problem import build_problem
+    from kernel_recovery.solvers import lstsq
+
+    rng = np.random.default_rng(10)
+    xs = [rng.standard_normal(n) for n in (600, 3000, 900)]
+    ys = [kr.conv1d(x, [1.0, 0.5]) + 0.1 * _ar1(rng, len(x) - 1, 0.3) for x in xs]
+    problem = build_problem(xs, ys, 2)
+    sol = lstsq.solve(problem)
+    own, _ = whiteness.whiteness_check(problem, sol, 2000)
+    shared = [specification.block_rows(problem, sol, 0, 4096)]  # more rows than the check reads: it takes the first
+    given, _ = whiteness.whiteness_check(problem, sol, 2000, shared)
+    assert own is not None and given is not None and own["rows"] == given["rows"] == 2000
+    np.testing.assert_array_equal(own["statistic"], given["statistic"])
+    # the statistic of those 2000 rows by hand (pooled over the first two sequences and 701 rows of the second)
+    e = np.concatenate([y - kr.conv1d(x, sol.kernels[0]) for x, y in zip(xs, ys)])[:2000, None]
+    parts = [e[:599], e[599:]]
+    np.testing.assert_allclose(given["statistic"], whiteness.ljung_box(parts, 10), rtol=1e-10)

@@ -38,6 +38,7 @@ checks' verdict, told by the warnings and kept in ``diagnostics["checks"]``; a c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -354,23 +355,24 @@ def _per_channel(
     blocks = _block_rows(problem, sol, fit)
     if blocks is None:
         return Check(name, "skipped", "the solution is not finite")
-    n_out = problem.config.out_channels
-    value, p = np.full(n_out, np.nan), np.full(n_out, np.nan)
     count = fit.rows("specification", specification.ROWS)
+    found: dict[int, tuple[float, float]] = {}  # output channel: (value, p); the arrays are made once, below
     for rows in blocks:
         rows = rows.head(count)
         if rows.n >= specification.MIN_ROWS:
-            for j, o in enumerate(rows.out_channels):
-                value[o], p[o] = test(rows.fitted[j], rows.resid[j], rows.lengths)
-    tested = np.isfinite(p)
-    if not tested.any():
+            for j, o in enumerate(rows.out_channels.tolist()):
+                found[o] = test(rows.fitted[j], rows.resid[j], rows.lengths)
+    if not found:
         return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
-    p = np.where(tested, np.minimum(1.0, p * tested.sum()), np.nan)
+    value, p = np.full((2, problem.config.out_channels), np.nan)
+    tests = len(found)
+    for o, (v, q) in found.items():
+        value[o], p[o] = v, min(1.0, q * tests)
     diagnostics = _specification(fit, name, {value_key: value, "p_value": p, "alpha": specification.ALPHA})
-    hit = np.flatnonzero(tested & (p < specification.ALPHA))
-    if not len(hit):
+    hit = sorted(o for o in found if p[o] < specification.ALPHA)
+    if not hit:
         return Check(name, "passed", diagnostics=diagnostics)
-    return value, p, hit, int(hit[np.argmin(p[hit])]), diagnostics
+    return value, p, np.array(hit), min(hit, key=lambda o: p[o]), diagnostics
 
 
 def _residual_of(channels: np.ndarray) -> str:
@@ -557,18 +559,28 @@ _ENTRIES: dict[str, dict[str, Any]] = {
 }
 
 
+@functools.cache
+def _not_run(name: str, level: str) -> Check:
+    """The record of a check that ``level`` leaves out (made once: records are frozen, and building nine of them was
+    a tenth of run_checks' cost at checks='none')."""
+    return Check(name, "skipped", f"not run (checks={level!r})", diagnostics=_ENTRIES.get(name, {}))
+
+
 def run_checks(
     problem: CanonicalProblem, sol: Solution, fit: Fit, checks: Sequence[CheckFunction] = CHECKS
 ) -> list[Check]:
     """Run ``checks`` in order at ``fit.level``; the records, in that order (a record revised by a later check in its
     place; a check the level leaves out is ``skipped: not run (checks=...)``)."""
     records: dict[str, Check] = {}
-    fit = dataclasses.replace(fit, earlier=records)  # the checks read the records so far (they do not keep them)
+    # the checks read the records so far (they do not keep them): a copy of ``fit`` that holds them (a shallow copy
+    # of its fields, as dataclasses.replace makes, without re-running the frozen __init__: a tenth of a toy's checks)
+    fit_copy = object.__new__(Fit)
+    fit_copy.__dict__.update(fit.__dict__, earlier=records)
+    fit = fit_copy
     for check in checks:
         name = check.__name__
         if fit.level == "none" or (fit.level == "cheap" and name in COSTLY):
-            reason = f"not run (checks={fit.level!r})"
-            records[name] = Check(name, "skipped", reason, diagnostics=_ENTRIES.get(name, {}))
+            records[name] = _not_run(name, fit.level)
             continue
         start = time.perf_counter()
         record = check(problem, sol, fit)

@@ -34,6 +34,7 @@ NW_LAGS)`` in one call, not a Python loop over the lags).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -139,27 +140,36 @@ def lagged_products(v: np.ndarray, w: np.ndarray, lengths: Sequence[int], lags: 
     """``sum_t v_{t+k} w_t`` for ``k = 0 .. lags`` (``-lags .. lags`` with ``both``), summed over the sequences
     (products never cross from one to the next): one ``numpy.correlate`` per sequence."""
     pad = np.zeros(lags)
+    if len(lengths) == 1:
+        return np.correlate(np.concatenate((pad, v, pad) if both else (v, pad)), w, mode="valid")
     out = np.zeros(2 * lags + 1 if both else lags + 1)
     for a, b in zip(_segments(v, lengths), _segments(w, lengths)):
-        padded = np.concatenate([pad, a, pad] if both else [a, pad])
-        out += np.correlate(padded, b, mode="valid")
+        out += np.correlate(np.concatenate((pad, a, pad) if both else (a, pad)), b, mode="valid")
     return out
 
 
-def _bartlett(lags: int) -> np.ndarray:
-    """The Newey-West weights ``1 - |k| / (lags + 1)`` for ``k = -lags .. lags``."""
-    return 1.0 - np.abs(np.arange(-lags, lags + 1)) / (lags + 1)
+@functools.lru_cache(maxsize=64)
+def _bartlett(lags: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Newey-West weights of the lagged products: of ``sum_t u_{t+k} u_t`` for ``k = 0 .. lags`` (``1``, then
+    ``2 (1 - k / (lags + 1))``: a lag and its mirror) and of ``sum_t v_{t+k} w_t`` for ``k = -lags .. lags``
+    (``1 - |k| / (lags + 1)``).  Read-only."""
+    both = 1.0 - np.abs(np.arange(-lags, lags + 1)) / (lags + 1)
+    one = 2 * both[lags:]
+    one[0] = 1.0
+    both.flags.writeable = one.flags.writeable = False
+    return one, both
 
 
 def long_run(u: Sequence[np.ndarray], lengths: Sequence[int], lags: int) -> np.ndarray:
     """The long-run covariance ``Omega = G_0 + sum_k (1 - k/(lags+1)) (G_k + G_k')`` of score terms ``u`` (``q``
     series over the same rows), ``G_k = sum_t u_t u_{t-k}'`` within each sequence."""
     q = len(u)
-    weights = _bartlett(lags)
+    one, both = _bartlett(lags)
     omega = np.empty((q, q))
     for i in range(q):
-        for j in range(i, q):
-            omega[i, j] = omega[j, i] = lagged_products(u[i], u[j], lengths, lags, both=True) @ weights
+        omega[i, i] = lagged_products(u[i], u[i], lengths, lags) @ one
+        for j in range(i + 1, q):
+            omega[i, j] = omega[j, i] = lagged_products(u[i], u[j], lengths, lags, both=True) @ both
     return omega
 
 
@@ -175,40 +185,57 @@ def _lags(n: int) -> int:
     return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
 
 
-def _chi2_sf(df: int, stat: float) -> float:
-    from scipy.special import chdtrc  # scipy.special costs ~0.2 s to import
+@functools.cache
+def special() -> Any:
+    """``scipy.special``, imported on first use (~0.2 s), then held: a ``from scipy.special import chdtrc`` in the
+    function cost 3 us a call, as much as a test's sums on 1000 rows."""
+    import scipy.special
 
-    return float(chdtrc(df, stat))
+    return scipy.special
+
+
+def _chi2_sf(df: int, stat: float) -> float:
+    return float(special().chdtrc(df, stat))
 
 
 def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float]:
     """RESET's statistic and p-value for one output channel: fitted values ``f`` and residuals ``e`` (1-D, the
     sequences of ``lengths`` concatenated)."""
     n = len(f)
-    mean = f.mean()
-    g = f - mean
-    scale = math.sqrt(float(g @ g) / n)
-    if not scale > 0:
+    g = f - float(f.sum()) / n
+    ss = float(g @ g)
+    if not ss > 0:
         return 0.0, 1.0
-    g /= scale
+    g *= math.sqrt(n / ss)  # standardized (population scale): sum g = 0 and sum g^2 = n to rounding
     g2 = g * g
-    g3 = g2 * g
-    # [g^2, g^3] regressed on [1, g]: the normal equations from sums (g is standardized: a 2 x 2 system far from
-    # singular)
-    s1, s2, s3, s4 = float(g.sum()), float(g @ g), float(g @ g2), float(g2 @ g2)
-    det = n * s2 - s1 * s1
-    a2, b2 = (s2 * s2 - s1 * s3) / det, (n * s3 - s1 * s2) / det
-    a3, b3 = (s2 * s3 - s1 * s4) / det, (n * s4 - s1 * s3) / det
-    u1 = (g2 - a2 - b2 * g) * e
-    u2 = (g3 - a3 - b3 * g) * e
-    s = np.array([u1.sum(), u2.sum()])
-    omega = long_run([u1, u2], lengths, _lags(n))
-    o11, o12, o22 = omega[0, 0], omega[0, 1], omega[1, 1]
+    # [g^2, g^3] regressed on [1, g]: with sum g = 0 and sum g^2 = n the normal equations are diagonal, and
+    # z~ = [g^2 - 1 - b2 g, g^3 - a3 - b3 g] with b2 = a3 = sum g^3 / n, b3 = sum g^4 / n (equal to the least-squares
+    # coefficients to rounding)
+    a3 = float(g @ g2) / n
+    b3 = float(g2 @ g2) / n
+    u1 = g - a3  # g^2 - 1 - b2 g = g (g - b2) - 1, and g^3 - a3 - b3 g = g (g^2 - b3) - a3: each in place
+    u1 *= g
+    u1 -= 1.0
+    u1 *= e
+    u2 = g2 - b3
+    u2 *= g
+    u2 -= a3
+    u2 *= e
+    t1, t2 = float(u1.sum()), float(u2.sum())
+    # Omega from three weighted autocovariance sums (the cross term from that of u1 + u2: one one-sided correlation
+    # instead of a two-sided one)
+    lags = _lags(n)
+    weights = _bartlett(lags)[0]
+    o11 = float(lagged_products(u1, u1, lengths, lags) @ weights)
+    o22 = float(lagged_products(u2, u2, lengths, lags) @ weights)
+    u1 += u2
+    o12 = (float(lagged_products(u1, u1, lengths, lags) @ weights) - o11 - o22) / 2
     det = o11 * o22 - o12 * o12
     if det > 1e-10 * o11 * o22:
-        stat = float((o22 * s[0] ** 2 - 2 * o12 * s[0] * s[1] + o11 * s[1] ** 2) / det)
+        stat = (o22 * t1 * t1 - 2 * o12 * t1 * t2 + o11 * t2 * t2) / det
     else:  # (near) singular: the pseudo-inverse, as before
-        stat = float(s @ np.linalg.pinv(omega, hermitian=True) @ s)
+        s = np.array([t1, t2])
+        stat = float(s @ np.linalg.pinv(np.array([[o11, o12], [o12, o22]]), hermitian=True) @ s)
     return stat, _chi2_sf(2, stat)
 
 
@@ -218,7 +245,7 @@ def bias_statistic(e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float,
     n = len(e)
     total = float(e.sum())
     lags = _lags(n)
-    omega = float(lagged_products(e, e, lengths, lags) @ (2 * _bartlett(lags)[lags:] - np.eye(1, lags + 1)[0]))
+    omega = float(lagged_products(e, e, lengths, lags) @ _bartlett(lags)[0])
     stat = total**2 / omega if omega > 0 else 0.0
     return total / max(n, 1), stat, _chi2_sf(1, stat)
 
@@ -253,8 +280,6 @@ def saturation_test(y: np.ndarray) -> dict[str, Any]:
             if zeros <= 1:  # every candidate occurs once: no excess mass anywhere (the common, continuous case)
                 tests = 3 if zeros else 2
                 return {"value": float(lo), "count": 1, "share": 1 / n, "mode": None, "p_value": 1.0, "tests": tests}
-    from scipy.special import bdtrc
-
     values, counts = np.unique(y, return_counts=True)
     if len(values) < 3:  # a constant (or two-valued) output: no continuous part to compare a limit's mass with
         return {"value": float("nan"), "count": 0, "share": 0.0, "mode": 0, "p_value": 1.0, "tests": 0}
@@ -266,7 +291,7 @@ def saturation_test(y: np.ndarray) -> dict[str, Any]:
     for i, count in candidates.items():
         others = np.delete(counts, list(candidates))
         mode = int(others.max()) if len(others) else 1
-        p = float(bdtrc(int(count) - 1, int(count) + mode, 0.5)) if count > mode else 1.0
+        p = float(special().bdtrc(int(count) - 1, int(count) + mode, 0.5)) if count > mode else 1.0
         if p < best["p_value"] or (best["count"] == 0 and count > 0):
             best = {"value": float(values[i]), "count": int(count), "share": count / len(y), "mode": mode, "p_value": p}
     best["tests"] = len(candidates)

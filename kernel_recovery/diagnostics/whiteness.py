@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TypedDict
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
-from .specification import Rows, block_rows, lagged_products
+from .specification import Rows, block_rows, lagged_products, special
 
 #: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
 WHITENESS_ROWS = 1 << 14
@@ -51,14 +52,22 @@ def ljung_box_statistic(e: np.ndarray, lengths: Sequence[int], lags: int) -> flo
     """:func:`ljung_box`'s ``Q`` of one output channel's residual ``e`` (1-D, the sequences of ``lengths``
     concatenated): the lagged products of the centred residual in one ``numpy.correlate`` per sequence."""
     n = len(e)
-    centred = e - e.mean()
+    centred = e - float(e.sum()) / n
     gamma = lagged_products(centred, centred, lengths, lags)
     if not gamma[0] > 0:
         return 0.0
-    k = np.arange(1, lags + 1)
-    pairs = np.maximum(np.asarray(lengths)[:, None] - k, 0).sum(axis=0) if len(lengths) > 1 else n - k
-    r2 = (gamma[1:] / gamma[0]) ** 2
-    return float(n * (n + 2) * np.sum(np.divide(r2, pairs, out=np.zeros(lags), where=pairs > 0)))
+    r = gamma[1:] / gamma[0]
+    return float(n * (n + 2) * ((r * r) @ _inverse_pairs(tuple(lengths), lags)))
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_pairs(lengths: tuple[int, ...], lags: int) -> np.ndarray:
+    """``1 / n_k`` for ``k = 1 .. lags``: the products at lag ``k`` within the sequences (0 where there are none).
+    Read-only."""
+    pairs = np.maximum(np.asarray(lengths)[:, None] - np.arange(1, lags + 1), 0).sum(axis=0)
+    inverse = np.divide(1.0, pairs, out=np.zeros(lags), where=pairs > 0)
+    inverse.flags.writeable = False
+    return inverse
 
 
 def whiteness_check(
@@ -93,9 +102,7 @@ def whiteness_check(
     at ``WHITENESS_ALPHA`` it would still fire on one white record in a thousand, and a coloured noise does
     not bias the least-squares kernel, only its standard errors.
     """
-    cfg = problem.config
-    stat = np.full(cfg.out_channels, np.nan)
-    pval = np.full(cfg.out_channels, np.nan)
+    found: dict[int, tuple[float, int]] = {}  # output channel: (Q, its lags)
     n_rows = 0
     lags = 0
     reason = "the residual is at rounding level (noiseless data)"
@@ -111,22 +118,22 @@ def whiteness_check(
         if n < WHITENESS_MIN_ROWS or h < 1:
             reason = f"too few residuals ({n} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
             continue
-        e2 = np.einsum("on,on->o", sample.resid, sample.resid)
-        y2 = np.einsum("on,on->o", sample.y, sample.y)
-        live = np.flatnonzero(e2 > WHITENESS_ROUNDING**2 * y2)
-        if not len(live):
-            continue
-        q = np.array([ljung_box_statistic(sample.resid[j], sample.lengths, h) for j in live])
-        from scipy.special import chdtrc  # imported here: scipy.special costs ~0.2 s
-
-        chans = block.out_channels[live]
-        stat[chans] = q
-        pval[chans] = chdtrc(h, q)
-        n_rows, lags = max(n_rows, n), max(lags, h)
-    tested = np.isfinite(pval)
-    if not np.any(tested):
+        tested = False
+        for j, o in enumerate(block.out_channels.tolist()):
+            e, y = sample.resid[j], sample.y[j]
+            if float(e @ e) > WHITENESS_ROUNDING**2 * float(y @ y):  # else at rounding level: skipped
+                found[o] = ljung_box_statistic(e, sample.lengths, h), h
+                tested = True
+        if tested:
+            n_rows, lags = max(n_rows, n), max(lags, h)
+    if not found:
         return None, reason
-    flagged = np.flatnonzero(tested & (pval * tested.sum() < WHITENESS_ALPHA))
+    stat, pval = np.full((2, problem.config.out_channels), np.nan)
+    chans = list(found)
+    q, h = np.array(list(found.values())).T
+    stat[chans] = q
+    pval[chans] = special().chdtrc(h, q)
+    flagged = np.array(sorted(o for o in chans if pval[o] * len(chans) < WHITENESS_ALPHA), dtype=int)
     message = _whiteness_message(flagged, pval, lags) if len(flagged) else None
     entry: Whiteness = {
         "statistic": stat,
