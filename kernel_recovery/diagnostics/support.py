@@ -452,17 +452,20 @@ def _median(a: np.ndarray) -> np.ndarray:
     return 0.5 * (part[(k - 1) // 2] + part[k // 2])
 
 
-def _chi2_cut(sizes: np.ndarray, alpha: float) -> np.ndarray:
-    """The upper ``alpha`` quantile of chi-square with ``sizes`` degrees of freedom (one ``chdtri`` per distinct
-    size: the bands have two sizes at most)."""
-    from scipy.special import chdtri
+@functools.lru_cache(maxsize=64)
+def _band_cuts(taps: int, channels: int, reach: int, tests: int) -> tuple[np.ndarray, float]:
+    """Per band of :func:`_scan_layout`, the upper ``SCAN_ALPHA / tests`` quantile of chi-square with its number of
+    terms (read-only: cached; one ``chdtri`` per distinct size, two at most), and the normal one."""
+    from scipy.special import chdtri, ndtri  # (imported once a scan runs; not scipy.stats: a slower import)
 
-    full = sizes[0]
-    cut = np.full(len(sizes), chdtri(full, alpha))
-    odd = sizes != full
+    sizes = _scan_layout(taps, channels, reach)[3]
+    alpha = SCAN_ALPHA / tests
+    cut = np.full(len(sizes), chdtri(sizes[0], alpha))
+    odd = sizes != sizes[0]
     if odd.any():
         cut[odd] = chdtri(sizes[odd], alpha)
-    return cut
+    cut.flags.writeable = False
+    return cut, float(-ndtri(alpha))
 
 
 def _scan_block(
@@ -474,24 +477,24 @@ def _scan_block(
     """
     lengths = [len(x) for x in block.xs]
     reach = min(max(SCAN_TAPS * block.taps, min_reach), min(lengths) // 4)
-    if reach < 1 or block.n_equations < 64:
+    m = block.n_equations
+    if reach < 1 or m < 64:
         return None
-    from scipy.special import ndtri  # (imported once a scan runs; not scipy.stats: a slower import)
-
     offsets, starts, ends, sizes = _scan_layout(block.taps, block.channels, reach)
     corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = corr / np.sqrt(np.outer(sxx, srr / block.n_equations))[None]
+        z = corr / np.sqrt(np.outer(sxx, srr / m))[None]
     z2 = np.where(np.isfinite(z), z, 0.0) ** 2
     bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
     tests = bands.size * n_blocks
     # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null), per output
     centre = _median(bands)
     spread = 1.4826 * _median(np.abs(bands - centre))
-    cut = np.maximum(_chi2_cut(sizes, SCAN_ALPHA / tests)[:, None], centre + float(-ndtri(SCAN_ALPHA / tests)) * spread)
+    chi2, normal = _band_cuts(block.taps, block.channels, reach, tests)
+    cut = np.maximum(chi2[:, None], centre + normal * spread)
     hit = bands > cut
     excess = np.sum(np.where(hit, bands - sizes[:, None], 0.0), axis=0)
-    shares = np.minimum(excess / block.n_equations, 1.0)  # sum c^2 / sum x^2 over rss
+    shares = np.minimum(excess / m, 1.0)  # sum c^2 / sum x^2 over rss
     found = np.flatnonzero(hit.any(axis=0) & (shares >= SCAN_EFFECT))
     if not len(found):
         return []

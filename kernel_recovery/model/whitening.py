@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,9 +60,9 @@ def prediction_filters(acf: np.ndarray) -> np.ndarray:
     live = np.flatnonzero(acf[0] > 0)
     if order == 0 or not len(live):
         return filters
-    lags = np.arange(order)
-    mats = acf[np.abs(lags[:, None] - lags[None, :])][:, :, live].transpose(2, 0, 1)  # (live, order, order)
-    mats[:, lags, lags] *= 1 + 1e-6
+    mats = acf[_toeplitz_index(order)][:, :, live].transpose(2, 0, 1)  # (live, order, order)
+    diagonal = np.arange(order)
+    mats[:, diagonal, diagonal] *= 1 + 1e-6
     rhs = acf[1:, live].T[:, :, None]
     try:
         coef = np.linalg.solve(mats, rhs)[:, :, 0]
@@ -75,6 +76,15 @@ def prediction_filters(acf: np.ndarray) -> np.ndarray:
     good = np.all(np.isfinite(coef), axis=1)
     filters[1:, live[good]] = -coef[good].T
     return filters
+
+
+@functools.lru_cache(maxsize=8)
+def _toeplitz_index(order: int) -> np.ndarray:
+    """``|i - j|`` for ``i, j < order``: the lag of each entry of a symmetric Toeplitz matrix (read-only: cached)."""
+    lags = np.arange(order)
+    index = np.abs(lags[:, None] - lags[None, :])
+    index.flags.writeable = False
+    return index
 
 
 def filtered_block(block: Block, filt: np.ndarray) -> Block:
