@@ -240,13 +240,14 @@ def _lagged_gemm(x, taps, y, offsets=None):
     # sum the block products along diagonals: mx[d][p, q] pairs x_{ib+p} with x_{(i+d)b+q}, lag d*b + q - p
     r = np.zeros((taps, c, c))
     q = None if y is None else np.zeros((taps, c, o))
+    # every block product's diagonal sums at once: [d, a, e, o + b - 1] (e: x's channels, then y's), offset o
+    pairs = [np.concatenate([mx[d].reshape(b, c, b, c), my[d].reshape(b, c, b, o)], axis=3) for d in range(k + 1)]
+    sums = _diagonal_sums(np.stack(pairs).transpose(0, 2, 4, 1, 3))
     for d in range(k + 1):
         lags = np.arange(max(0, (d - 1) * b + 1), min(taps, (d + 1) * b))
-        md = _diagonal_sums(mx[d].reshape(b, c, b, c).transpose(1, 3, 0, 2))  # [.., o + b - 1]: offset o
-        r[lags] += md[:, :, lags - d * b + b - 1].transpose(2, 0, 1)
+        r[lags] += sums[d][:, :c][:, :, lags - d * b + b - 1].transpose(2, 0, 1)
         if q is not None:
-            nd = _diagonal_sums(my[d].reshape(b, c, b, o).transpose(1, 3, 0, 2))
-            q[lags] += nd[:, :, d * b - lags + b - 1].transpose(2, 0, 1)
+            q[lags] += sums[d][:, c:][:, :, d * b - lags + b - 1].transpose(2, 0, 1)
     if nb * b < m:  # the rows after the last full block
         r_tail, q_tail = _lagged_direct(x, taps, y, nb * b, m)
         r += r_tail
@@ -257,18 +258,15 @@ def _lagged_gemm(x, taps, y, offsets=None):
 
 def _diagonal_sums(m: np.ndarray) -> np.ndarray:
     """``D[..., o + b - 1] = trace(m, offset=o)`` over the last two axes ``(b, b)``, every offset at once: each
-    matrix is copied into a ``(b, 2 b)`` buffer whose rows, read with one extra element of stride, hold the
-    diagonals as columns (the lower ones from the transpose)."""
+    matrix is copied into columns ``b - 1 .. 2 b - 2`` of a zero ``(b, 3 b - 2)`` buffer whose rows, read with one
+    more element of stride, hold the diagonals as columns."""
     b = m.shape[-1]
     lead = m.shape[:-2]
-    out = np.empty(lead + (2 * b - 1,))
-    for half, part in ((slice(b - 1, None), m), (slice(b - 1, None, -1), np.swapaxes(m, -1, -2))):
-        buf = np.zeros(lead + (b, 2 * b))
-        buf[..., :b] = part
-        skew = as_strided(buf, lead + (b, b), buf.strides[:-2] + (buf.strides[-2] + buf.strides[-1], buf.strides[-1]))
-        sums = skew.sum(axis=-2)  # [..., o] = sum_p part[p, p + o]
-        out[..., half] = sums
-    return out
+    buf = np.zeros(lead + (b, 3 * b - 2))
+    buf[..., b - 1 : 2 * b - 1] = m
+    row, col = buf.strides[-2:]
+    skew = as_strided(buf, lead + (b, 2 * b - 1), buf.strides[:-2] + (row + col, col), writeable=False)
+    return skew.sum(axis=-2)  # [..., k] = sum_p m[p, p + k - (b - 1)]
 
 
 def _lagged_fft(x, taps, y):
