@@ -217,7 +217,8 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
     On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
     compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
     at least 1% of the residual with p < 1e-6 (over all channels).  Fits exact to 1e-6 (relative rms) are
-    left alone.  The cost is that of a least-squares fit of at most ``CHECK_ROWS`` rows.
+    left alone.  The cost is that of one Gram of at most ``CHECK_ROWS`` rows (:func:`check_row_budget`) and one Cholesky
+    factor, whose leading block gives the fit at ``kernel_size`` (:func:`_f_test`).
     """
     cfg = problem.config
     e = CHECK_EXTRA
@@ -383,6 +384,11 @@ def lag_scan(
     explain at least ``SCAN_EFFECT`` of the residual (their excess ``sum (z^2 - 1)`` over the equations, exact
     for a white input).  At most ``pair_rows / pairs`` (at least ``min_rows``) equations per block are scanned, at
     offsets up to ``max(SCAN_TAPS * taps, min_reach)`` beyond each end.
+
+    Cost: per subsequence one real FFT of the input and the residual together and one inverse, of the least length
+    that holds the offsets (``len(x) + reach + 2 SCAN_ORDER``); the residual by ``numpy.correlate`` for short
+    kernels, in that same FFT for long ones (:func:`_scan_spectra`); the prewhitening as one filter on the raw
+    correlation and the energies from the autocorrelations (:func:`_whitened_correlations`), no filtering pass.
     """
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
