@@ -56,13 +56,16 @@ WORK_SHARE = 0.25
 FREE_FLOPS = 3e7
 
 
-def _rows(block: Block, use_bias: bool, times: np.ndarray, interleave: int) -> tuple[np.ndarray, np.ndarray]:
-    """Design rows and outputs of the output samples ``times`` (in time order) of a one-sequence block."""
+def _rows(
+    block: Block, use_bias: bool, times: np.ndarray, interleave: int, spare: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Design rows and outputs of the output samples ``times`` (in time order) of a one-sequence block; the rows
+    have ``spare`` more (unset) columns at the end (room for the residuals: one buffer, no concatenation)."""
     p = n_columns(block, use_bias)
     ys = block.outputs
-    a = np.empty((len(times), p))
+    a = np.empty((len(times), p + spare))
     if use_bias:
-        a[:, -1] = 1.0
+        a[:, p - 1] = 1.0
     if interleave == 1:  # one time axis: the rows are the times (evenly spaced ones are cut as a strided view)
         step = int(times[1] - times[0]) if len(times) > 1 else 1
         evenly = len(times) > 1 and times[-1] == times[0] + step * (len(times) - 1) and np.all(np.diff(times) == step)
@@ -85,13 +88,15 @@ def _sample_times(m: int, n: int) -> np.ndarray:
 
 
 def _sampled_rows(block: Block, use_bias: bool, m: int, interleave: int, sample_rows: int):
-    """The sampled output samples, their design rows and outputs: the fit's cached explicit design where it holds
-    every equation in time order (small problems), else rows cut by :func:`_rows`."""
+    """The sampled output samples, their design rows (with ``O`` spare columns, see :func:`_rows`) and outputs:
+    the fit's cached explicit design where it holds every equation in time order (small problems), else rows cut
+    by :func:`_rows`."""
     times = _sample_times(m, sample_rows)
     design = block.cache.get(("design", use_bias))
+    y = block.outputs[0]
     if design is not None and len(times) == m == len(design) and interleave == 1 and len(block.xs) == 1:
-        return times, design, block.outputs[0]
-    a, y = _rows(block, use_bias, times, interleave)
+        return times, np.concatenate([design, np.empty_like(y)], axis=1), y
+    a, y = _rows(block, use_bias, times, interleave, y.shape[1])
     return times, a, y
 
 
@@ -259,16 +264,14 @@ def _top(values: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.argpartition(values, -count)[-count:])
 
 
-def _scan(a: np.ndarray, r: np.ndarray, edge: int, prepare) -> tuple[np.ndarray, np.ndarray, int]:
-    """The two passes of splits over the rows ``a`` (time order) with residuals ``r``: ``SPLITS - 1`` evenly
-    spaced splits, then ``SPLITS`` evenly spaced between the coarse peak's neighbours, each at least ``edge`` rows
-    from either end.  ``prepare(total)`` (``total``: ``a'[a | r]`` over every row) returns ``(lm, proxy)``:
-    ``lm(gk, s, splits)`` scores splits from the Grams and scores of the rows before each, ``proxy(s, splits)``
-    ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each pass.
+def _scan(ar: np.ndarray, q: int, edge: int, prepare) -> tuple[np.ndarray, np.ndarray, int]:
+    """The two passes of splits over the rows ``a = ar[:, :q]`` (time order) with residuals ``r = ar[:, q:]``:
+    ``SPLITS - 1`` evenly spaced splits, then ``SPLITS`` evenly spaced between the coarse peak's neighbours, each at
+    least ``edge`` rows from either end.  ``prepare(total)`` (``total``: ``a'[a | r]`` over every row) returns
+    ``(lm, proxy)``: ``lm(gk, s, splits)`` scores splits from the Grams and scores of the rows before each,
+    ``proxy(s, splits)`` ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each pass.
     Returns the fine pass's values ``(candidates, O)`` and splits, and the tests made (every split)."""
-    n = len(a)
-    ar = np.concatenate([a, r], axis=1)  # the Gram and the score of a stretch in one product
-    q = a.shape[1]
+    n, a = len(ar), ar[:, :q]  # (a stretch's Gram and score: one product with ar)
     step = n // SPLITS
     sums = _stretch_sums(a, ar, 0, step, SPLITS - 1, None)
     lm, proxy = prepare(sums[-1] + a[step * (SPLITS - 1) :].T @ ar[step * (SPLITS - 1) :])
@@ -297,11 +300,12 @@ def _peak_score(
     between the neighbours of the coarse peak.
     """
     p = n_columns(block, use_bias)
-    times, a, y = _sampled_rows(block, use_bias, m, interleave, sample_rows)
+    times, ar, y = _sampled_rows(block, use_bias, m, interleave, sample_rows)
+    a, r = ar[:, :p], ar[:, p:]  # the rows and, in the same buffer, their residuals
     # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
     # residual is correlated with the rows), from the fit's factorization
     half, coef = _least_squares(block, use_bias, a, y, len(times) == m)
-    r = y - a @ coef
+    np.subtract(y, a @ coef, out=r)
     dof = block.n_equations - p
     rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
     sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
@@ -317,7 +321,7 @@ def _peak_score(
     def proxy(s: np.ndarray, splits: np.ndarray) -> np.ndarray:
         return _proxy(s, splits, len(times), half, frac, sigma2)
 
-    values, fine, n_tests = _scan(a, r, min(2 * p, len(a) // 4), lambda total: (lm, proxy))
+    values, fine, n_tests = _scan(ar, p, min(2 * p, len(a) // 4), lambda total: (lm, proxy))
     k, o = np.unravel_index(np.argmax(values), values.shape)
     return float(values[k, o]), int(ranks[-1][k]), n_tests, int(times[fine[k] - 1]) + 1
 
@@ -356,7 +360,7 @@ def _peak_score_projected(
         part = zr[start : start + len(a)]
         np.matmul(a, proj, out=part)
         part[:, d:] = y - part[:, d:]  # (the bias row of proj is zero: refitted below)
-    z, r = zr[:, :d], zr[:, d:]
+    r = zr[:, d:]
     if use_bias:  # refitted on the sample: a prewhitening scales the bias by its filter's gain
         r -= r.mean(axis=0)
     n_s = len(times)
@@ -385,7 +389,7 @@ def _peak_score_projected(
 
     # half a coarse step at least on each side: near an end the covariance of the score vanishes, and the
     # approximation of its projection term with it (a spurious break in the last samples, p=0)
-    values, fine, n_tests = _scan(z, r, min(max((n_s // SPLITS) // 2, 2 * d), n_s // 4), prepare)
+    values, fine, n_tests = _scan(zr, d, min(max((n_s // SPLITS) // 2, 2 * d), n_s // 4), prepare)
     k, o = np.unravel_index(np.argmax(values), values.shape)
     return float(values[k, o]), d, n_tests, int(times[fine[k] - 1]) + 1
 
