@@ -478,6 +478,12 @@ class _Evidence:
         self.evaluations = 0
         self.noise = 0.0  # the rounding error of the last -2 log p (see _refined_solve)
         self._last: tuple[bytes, float, np.ndarray | None, float] | None = None
+        #: ``(theta's bytes, through T, (f, grad, hess))`` of the last :meth:`derivatives`
+        self._last_derivatives: tuple[bytes, bool, tuple[float, np.ndarray, np.ndarray]] | None = None
+        self._base: tuple = ()  # (its part through log s, where it last factored M)
+        #: ``(theta's bytes, R^T, z, r, B's lower triangle)`` where :meth:`derivatives` last factored and inverted M
+        self._factored: tuple[bytes, np.ndarray, np.ndarray, float, np.ndarray] | None = None
+        self._inverse = np.zeros((0, 0))
         scale = np.trace(g) / max(len(g), 1)
         self.log_q_ref = float(-np.log(scale)) if scale > 0 else 0.0
 
@@ -602,18 +608,11 @@ class _Evidence:
             csz = at.T @ (b @ z)
             g_logs = (n / r) * (-2 * s * bvec * z + 2 * s * z * csz) + 2 * seen
             return f, g_logs
-        m = _whitened(cmat, s)
-        try:
-            r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
-        except np.linalg.LinAlgError:
+        primal = self._primal(cmat, bvec, ts, s)
+        if primal is None:
             return (np.inf, None) if want_grad else np.inf
-        h = s * bvec
-        z, err = _refined_solve(r_up, m, h)
-        r = self.residual(z, s, ts)
+        f, r_up, z, r = primal
         n = self.n
-        self.noise = n * (err + 4 * EPS * self.yy) / r  # the solve's error, then the rounding of y'y - 2c'w + w'Gw
-        logdet = 2.0 * np.sum(np.log(np.diag(r_up)))
-        f = n * np.log(r / n) + logdet
         if not want_grad:
             return f
         rinv = scipy.linalg.lapack.dtrtri(r_up, lower=0)[0]
@@ -622,6 +621,191 @@ class _Evidence:
         # d f / d log s_k = s_k d f / d s_k
         g_logs = (n / r) * (-2 * s * bvec * z + 2 * s * z * csz) + 2 * (1 - minv_diag)
         return f, g_logs
+
+    def _primal(self, cmat: np.ndarray, bvec: np.ndarray, ts: list, s: np.ndarray, lower: bool = False):
+        """``(f, R, z, r)`` of the ``P x P`` form at ``T`` (through ``C, b``, the ``T``'s) and ``s``: ``M = R^T R``,
+        ``z = M^{-1} h`` (refined), ``r`` (:meth:`residual`), ``f = -2 log p``; None where ``M`` is not positive
+        definite in floating point.  ``lower``: ``R^T`` instead of ``R``, factored in Fortran order straight from
+        ``M``'s memory (no copy into LAPACK's order; a quarter faster at ``P = 2000``).  Sets :attr:`noise`."""
+        import scipy.linalg
+
+        m = _whitened(cmat, s)
+        if lower:
+            r_up, info = scipy.linalg.lapack.dpotrf(m.T, lower=1, clean=1)  # (M's upper triangle, as R would)
+            if info != 0:
+                return None
+        else:
+            try:
+                r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
+            except np.linalg.LinAlgError:
+                return None
+        z, err = _refined_solve(r_up, m, s * bvec, lower)
+        r = self.residual(z, s, ts)
+        n = self.n
+        self.noise = n * (err + 4 * EPS * self.yy) / r  # the solve's error, then the rounding of y'y - 2c'w + w'Gw
+        return n * np.log(r / n) + 2.0 * np.sum(np.log(np.diag(r_up))), r_up, z, r
+
+    def _in_log_s(self, r_up: np.ndarray, z: np.ndarray, r: float, jac: np.ndarray | None = None):
+        """The gradient of ``-2 log p`` in ``log s`` (``T`` fixed) and, given ``jac = d log s / d theta`` ``(P, k)``,
+        its Hessian in ``log s`` projected on ``jac`` (``jac^T H jac``, ``k x k``), from ``R^T`` (``M = R^T R``, the
+        lower factor in Fortran order), ``z`` and ``r``.
+
+        With ``K = S C S``, ``M = I + K``, ``B = M^{-1}``: ``h = S b`` gives ``h - K z = z``, so
+        ``d r / d log s_k = -2 z_k^2`` and ``d z_k / d log s_j = z_j (2B - I)_kj``; ``d log det M / d log s_k =
+        2 (1 - B_kk)`` and ``d B_kk / d log s_j = -2 B_kj (I - B)_jk``.  Hence, with ``f = n log r + log det M``,
+        ``grad = (n / r) g_r + 2 (1 - diag B)``, ``g_r = -2 z^2``, and
+        ``H = (n / r) (4 diag(z^2) - 8 (z z^T) o B) - (n / r^2) g_r g_r^T + 4 diag(B) - 4 B o B`` (``o``: entrywise):
+        one inverse from the factor (``dpotri``), one entrywise square and two ``P x P x k`` products."""
+        import scipy.linalg
+
+        inv = scipy.linalg.lapack.dpotri(r_up, lower=1, overwrite_c=0)[0]
+        d = np.diag(inv).copy()
+        n = self.n
+        g_r = -2.0 * z * z
+        grad = (n / r) * g_r + 2.0 * (1.0 - d)
+        if jac is None:
+            return grad, None
+        zj = z[:, None] * jac
+        bzj = scipy.linalg.blas.dsymm(1.0, inv, zj, lower=1)
+        bbj = scipy.linalg.blas.dsymm(1.0, np.square(inv), jac, lower=1)  # (B o B) jac
+        self._inverse = inv  # (the lower triangle of B, for the posterior at this point)
+        jr = jac.T @ g_r
+        return grad, (
+            (n / r) * (4.0 * (zj.T @ zj) - 8.0 * (zj.T @ bzj))
+            - (n / r**2) * np.outer(jr, jr)
+            + 4.0 * ((jac * d[:, None]).T @ jac)
+            - 4.0 * (jac.T @ bbj)
+        )
+
+    def _log_s_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``d log s / d theta`` ``(P, k)`` and ``d^2 log s / d theta^2`` ``(k, k, P)``, by central differences
+        (``log s`` is a smooth closed form in ``theta``; coefficients with ``s = 0``, repeated lags, drop out)."""
+        step = 1e-4
+        k = len(theta)
+
+        def at(*moves: tuple[int, float]) -> np.ndarray:
+            th = theta.copy()
+            for i, d in moves:
+                th[i] += d
+            return self.log_s(th)
+
+        base = self.log_s(theta)
+        plus = [at((i, step)) for i in range(k)]
+        minus = [at((i, -step)) for i in range(k)]
+        curv = np.zeros((k, k, len(base)))
+        with np.errstate(invalid="ignore"):  # -inf - -inf where lags repeat
+            jac = np.stack([(p - m) / (2 * step) for p, m in zip(plus, minus)], axis=1)
+            for i in range(k):
+                curv[i, i] = (plus[i] - 2 * base + minus[i]) / step**2
+                for j in range(i):
+                    curv[i, j] = curv[j, i] = (
+                        at((i, step), (j, step))
+                        - at((i, step), (j, -step))
+                        - at((i, -step), (j, step))
+                        + at((i, -step), (j, -step))
+                    ) / (4 * step**2)
+        return np.where(np.isfinite(jac), jac, 0.0), np.where(np.isfinite(curv), curv, 0.0)
+
+    def derivatives(self, theta: np.ndarray, below: float = np.inf, through_t: bool = True):
+        """``(f, grad, hess)`` of ``-2 log p`` in ``theta`` in the ``P x P`` form (the statistics; not :attr:`rows`):
+        through ``log s`` analytically (:meth:`_in_log_s`), through ``T`` (DC's correlation, SS's decay: one value
+        ``tau``) by central differences of ``f`` and a forward difference of the gradient in ``log s`` (two more
+        factorizations; ``through_t=False`` leaves them out, for steps in the scales alone).  ``(f, None, None)``
+        where ``f`` is not below ``below`` (one factorization, no more)."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        taus = self.taus(theta)
+        hit = self._last_derivatives
+        if hit is not None and hit[0] == key and (hit[1] or not through_t or not any(len(t) for t in taus)):
+            return hit[2]
+        s = np.exp(self.log_s(theta))
+        if self._factored is not None and self._factored[0] == key:  # the part through log s, computed here
+            _, f, g_ell, jac, grad, hess, noise = self._base
+            grad, hess = grad.copy(), hess.copy()
+        else:
+            self.evaluations += 1
+            self.bar.update()
+            primal = self._primal(*self.transformed(taus), s, lower=True)
+            if primal is None:
+                return np.inf, None, None
+            f, r_up, z, r = primal
+            if not f < below:
+                return f, None, None
+            noise = self.noise
+            jac, curv = self._log_s_jacobian(theta)
+            g_ell, hess = self._in_log_s(r_up, z, r, jac)
+            self._factored = (key, r_up, z, r, self._inverse)
+            grad = jac.T @ g_ell
+            hess += curv @ g_ell
+            self._base = (key, f, g_ell, jac, grad.copy(), hess.copy(), noise)
+        # steps in T (absolute: DC's rho sqrt(alpha) is in (-1, 1), SS's log kappa a logarithm) whose second
+        # differences rise above f's rounding (noise / step^2 under |f| noise / (noise / |f|)^{1/2}, cf. _chain)
+        step = float(np.clip((noise / max(abs(f), 1.0)) ** 0.25, 1e-3, 0.05))
+        moves = [(blk, m, step) for blk, tau in enumerate(taus) for m in range(len(tau))] if through_t else []
+        plus, vs = [], []
+        for blk, m, step in moves:
+            values, g_moved = [], g_ell
+            for sign in (1.0, -1.0):
+                at = self._moved_primal(taus, [(blk, m, sign * step)], s)
+                if at is None:
+                    return f, grad, hess  # (the step's edge: no curvature in T from here)
+                values.append(at[0])
+                if sign > 0:
+                    g_moved = self._in_log_s(at[1], at[2], at[3])[0]
+            d1 = (values[0] - values[1]) / (2 * step)
+            d2 = (values[0] - 2 * f + values[1]) / step**2
+            cross = jac.T @ ((g_moved - g_ell) / step)
+            v, v2 = self._tau_derivatives(theta, blk, m)
+            grad += d1 * v
+            hess += d2 * np.outer(v, v) + np.outer(cross, v) + np.outer(v, cross) + d1 * v2
+            plus.append(values[0])
+            vs.append(v)
+        for i in range(len(moves)):  # between two T values (one per input, unshared)
+            for j in range(i):
+                at = self._moved_primal(taus, [moves[i], moves[j]], s)
+                if at is None:
+                    continue
+                mixed = (at[0] - plus[i] - plus[j] + f) / (moves[i][2] * moves[j][2])
+                hess += mixed * (np.outer(vs[i], vs[j]) + np.outer(vs[j], vs[i]))
+        self.noise = noise
+        self._last_derivatives = (key, bool(moves), (f, grad, hess))
+        return f, grad, hess
+
+    def _moved_primal(self, taus: list[np.ndarray], moves: list[tuple[int, int, float]], s: np.ndarray):
+        """:meth:`_primal` with ``T``'s values moved (``(block, index, step)``), ``s`` held (one evaluation)."""
+        moved = [t.copy() for t in taus]
+        for blk, m, step in moves:
+            moved[blk][m] += step
+        self.evaluations += 1
+        self.bar.update()
+        return self._primal(*self.transformed(moved), s, lower=True)
+
+    def _tau_derivatives(self, theta: np.ndarray, blk: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient and Hessian in ``theta`` of block ``blk``'s ``tau[m]`` (central differences)."""
+        step = 1e-4
+        sl = slice(blk * self.per + 1, (blk + 1) * self.per)
+        kern = self.kernels[blk]
+        shape = theta[sl]
+
+        def tau(*moves: tuple[int, float]) -> float:
+            sh = shape.copy()
+            for i, d in moves:
+                sh[i] += d
+            return float(kern.tau(sh)[m])
+
+        k = len(shape)
+        v, v2 = np.zeros(len(theta)), np.zeros((len(theta), len(theta)))
+        base = tau()
+        for i in range(k):
+            v[sl.start + i] = (tau((i, step)) - tau((i, -step))) / (2 * step)
+            v2[sl.start + i, sl.start + i] = (tau((i, step)) - 2 * base + tau((i, -step))) / step**2
+            for j in range(i):
+                v2[sl.start + i, sl.start + j] = v2[sl.start + j, sl.start + i] = (
+                    tau((i, step), (j, step))
+                    - tau((i, step), (j, -step))
+                    - tau((i, -step), (j, step))
+                    + tau((i, -step), (j, -step))
+                ) / (4 * step**2)
+        return v, v2
 
     def _chain(self, theta, taus, logs, f0: float, g_logs: np.ndarray) -> np.ndarray:
         """The gradient in ``theta``: through ``log s`` analytically, through ``T`` by one forward difference of
@@ -690,6 +874,18 @@ class _Evidence:
                 lfb = scipy.linalg.solve_triangular(low, b @ factor.T, lower=True, check_finite=False)
                 cov = factor @ factor.T - lfb.T @ lfb  # F M^{-1} F^T = F F^T - F B^T N^{-1} B F^T
                 return self.coefficients(s * z, ts), cov, r, 2.0 * np.sum(np.log(np.diag(low)))
+        hit = self._factored
+        if hit is not None and hit[0] == np.asarray(theta, dtype=float).tobytes():
+            # the inverse the last Newton step computed here: F B F^T (F = T S) by applying T, O(P^2) for TC and DC
+            _, r_up, z, r, inv = hit
+            sbs = np.tril(inv)
+            sbs += np.tril(inv, -1).T
+            sbs *= s[:, None]
+            sbs *= s[None, :]
+            half = self.coefficients(sbs, ts)  # F B S, rows in the columns' order
+            cov = self.coefficients(np.ascontiguousarray(half.T), ts)
+            cov = (cov + cov.T) / 2
+            return self.coefficients(s * z, ts), cov, r, 2.0 * np.sum(np.log(np.diag(r_up)))
         m = _whitened(cmat, s)
         r_up = scipy.linalg.cholesky(m, lower=False, check_finite=False)
         z, _ = _refined_solve(r_up, m, s * bvec)
@@ -701,14 +897,15 @@ class _Evidence:
         return mean, x @ x.T, r, logdet
 
 
-def _refined_solve(r_up: np.ndarray, m: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, float]:
+def _refined_solve(r_up: np.ndarray, m: np.ndarray, h: np.ndarray, lower: bool = False) -> tuple[np.ndarray, float]:
     """``z = M^{-1} h`` from ``M = R^T R`` with one step of iterative refinement, and ``e'e``, ``e = R^{-T}(h - M z)``:
-    ``r(z) - r(z*) = (z - z*)' M (z - z*)`` of the unrefined solution, the size of ``r``'s rounding error."""
+    ``r(z) - r(z*) = (z - z*)' M (z - z*)`` of the unrefined solution, the size of ``r``'s rounding error.
+    ``lower``: ``r_up`` holds ``R^T``."""
     import scipy.linalg
 
-    z = scipy.linalg.cho_solve((r_up, False), h, check_finite=False)
-    e = scipy.linalg.solve_triangular(r_up, h - m @ z, trans="T", check_finite=False)
-    z += scipy.linalg.solve_triangular(r_up, e, check_finite=False)
+    z = scipy.linalg.cho_solve((r_up, lower), h, check_finite=False)
+    e = scipy.linalg.solve_triangular(r_up, h - m @ z, trans="N" if lower else "T", lower=lower, check_finite=False)
+    z += scipy.linalg.solve_triangular(r_up, e, trans="T" if lower else "N", lower=lower, check_finite=False)
     return z, float(e @ e)
 
 
@@ -763,6 +960,8 @@ def _tune(ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[floa
 
     if large:  # each evaluation is a P^3 factorization: one start (the middle decay), a short scale profile
         theta_starts = [theta_starts[len(theta_starts) // 2]]
+        if ev.rows is None:
+            return _tune_newton(ev, theta_starts[0], bounds)
     theta_starts = [_profile_scales(ev, t, bounds, 6 if large else 20) for t in theta_starts]
     # a profile that slid onto the no-signal plateau (to the scale's lower bound) is restarted from the best scale of
     # a scan: the signal's basin can lie far above the moment-matched scale (SS on slow oscillating responses)
@@ -794,6 +993,122 @@ def _tune(ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[floa
     if p <= SCAN_BELOW or ev.n <= p:  # (large blocks: the scale only, at the found shape, where n <= P)
         best_theta, best_f = _rescan(ev, best_theta, best_f, bounds, shapes=p <= SCAN_BELOW, large=large)
     return best_theta, best_f
+
+
+def _tune_newton(ev: _Evidence, theta: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[np.ndarray, float]:
+    """Large blocks (from the statistics): Newton's method with the evidence's exact Hessian
+    (:meth:`_Evidence.derivatives`), first on the scales at the start's shape, then on everything.  Each step costs
+    a factorization and an inverse of ``M`` (two more per value ``T`` depends on), and a few steps reach the
+    optimum where L-BFGS-B, learning the curvature from gradients along the ridge between the scale and the decay,
+    took 20 to 50 evaluations.  A scale profile that ends on the no-signal plateau is restarted from the best scale
+    of a scan, as in :func:`_tune`; where ``n <= P`` the scale is then checked against its grid (:func:`_rescan`)."""
+    theta = _walk_scale(ev, theta, bounds[0])
+    if np.any(theta[:: ev.per] <= bounds[0][0] + 1.0):
+        theta = _walk_scale(ev, _scan_scale(ev, theta, bounds[0]), bounds[0])
+    ftol = LARGE_FTOL
+    theta, f = _newton(ev, theta, bounds, ftol, noisy=True)
+    if ev.n <= len(ev.g):
+        theta, f = _rescan(ev, theta, f, bounds, shapes=False, large=True)
+    return theta, f
+
+
+def _walk_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) -> np.ndarray:
+    """A start for Newton's method: the scales (all inputs' ``log q`` moved together) walked from ``theta`` in steps
+    of ``SCALE_SCAN_STEP`` downhill until ``-2 log p`` rises, then the vertex of the parabola through the last three
+    values.  Values alone (one factorization each, no inverse): the start need not be the profile's exact minimum,
+    the search over everything moves the scales again."""
+    idx = np.arange(0, len(theta), ev.per)
+    lo, hi = bound
+
+    def at(shift: float) -> np.ndarray:
+        th = theta.copy()
+        th[idx] = np.clip(theta[idx] + shift, lo, hi)
+        return th
+
+    def value(shift: float) -> float:
+        return float(ev.value(at(shift)))
+
+    xs, fs = [0.0, -SCALE_SCAN_STEP], [value(0.0), value(-SCALE_SCAN_STEP)]
+    direction = -1.0
+    if not fs[1] < fs[0]:
+        xs, fs = [xs[1], xs[0]], [fs[1], fs[0]]  # (uphill below: walk up, the last three stay in order)
+        direction = 1.0
+    span = float(np.max(theta[idx]) - lo) if direction < 0 else float(hi - np.min(theta[idx]))
+    while fs[-1] < fs[-2] and abs(xs[-1]) < span:
+        xs.append(xs[-1] + direction * SCALE_SCAN_STEP)
+        fs.append(value(xs[-1]))
+    if not fs[-1] < fs[-2] and len(xs) >= 3 and np.all(np.isfinite(fs[-3:])):
+        (x0, x1, x2), (f0, f1, f2) = xs[-3:], fs[-3:]
+        den = (x1 - x0) * (f1 - f2) - (x1 - x2) * (f1 - f0)
+        best = x1 - 0.5 * ((x1 - x0) ** 2 * (f1 - f2) - (x1 - x2) ** 2 * (f1 - f0)) / den if den else x1
+        return at(float(np.clip(best, min(x0, x2), max(x0, x2))))
+    return at(xs[int(np.argmin(fs))])
+
+
+#: Newton's steps move each unconstrained hyperparameter by at most this (``log q`` down: ``NEWTON_MAX_STEP``, up:
+#: ``NEWTON_MAX_RISE``): far from the optimum the evidence is nearly linear in ``log q`` (its curvature there says
+#: little about the distance to the minimum), and below it lies the no-signal plateau.
+NEWTON_MAX_STEP = float(np.log(10.0))
+NEWTON_MAX_RISE = float(np.log(1e3))
+#: ... and each shape hyperparameter (``log kappa``, ``atanh rho``) by at most this: away from the optimum the
+#: curvature in the shape can be small or negative, and a long step there lands far up the evidence's wall.
+NEWTON_MAX_SHAPE_STEP = 0.5
+#: The first search, over the scales alone at the start's shape, stops at this predicted change of ``-2 log p``.
+SCALE_FTOL = 1.0
+NEWTON_MAX_ITER = 50
+
+
+def _newton(
+    ev: _Evidence,
+    theta: np.ndarray,
+    bounds: list[tuple[float, float]],
+    ftol: float,
+    free: np.ndarray | None = None,
+    noisy: bool = False,
+) -> tuple[np.ndarray, float]:
+    """Minimize ``-2 log p`` over the ``free`` hyperparameters (all by default) within the bounds by Newton steps on
+    the exact Hessian (its eigenvalues taken in absolute value, floored: a saddle is left downhill), capped at
+    :data:`NEWTON_MAX_STEP`, shortened until ``f`` decreases; stops where the predicted decrease is under ``ftol``
+    (an absolute change of ``-2 log p``) or a step gains less than it."""
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    theta = np.clip(np.asarray(theta, dtype=float), lo, hi)
+    through_t = free is None or bool(np.any(free[[i for i in range(len(theta)) if i % ev.per]]))
+    f, g, h = ev.derivatives(theta, through_t=through_t)
+    if g is None or h is None:
+        return theta, f
+    for _ in range(NEWTON_MAX_ITER):
+        move = np.ones(len(theta), dtype=bool) if free is None else free.copy()
+        move &= ~(((theta <= lo) & (g > 0)) | ((theta >= hi) & (g < 0)))  # held at a bound
+        if not move.any():
+            break
+        lam, vec = np.linalg.eigh(h[np.ix_(move, move)])
+        lam = np.maximum(np.abs(lam), 1e-8 * max(float(np.abs(lam).max()), 1e-300))
+        d = -vec @ ((vec.T @ g[move]) / lam)
+        if -0.5 * float(g[move] @ d) <= (max(ftol, ev.noise) if noisy else ftol):
+            break
+        step = np.zeros(len(theta))
+        step[move] = d
+        cap = np.full(len(theta), NEWTON_MAX_SHAPE_STEP)
+        cap[:: ev.per] = np.where(step[:: ev.per] > 0, NEWTON_MAX_RISE, NEWTON_MAX_STEP)
+        step *= min(1.0, float(np.min(cap / np.maximum(np.abs(step), 1e-300))))
+        slope = float(g @ step)  # < 0
+        for _ in range(8):
+            trial = np.clip(theta + step, lo, hi)
+            ft, gt, ht = ev.derivatives(trial, below=f, through_t=through_t)
+            if gt is not None and ht is not None:
+                break
+            # shorter: to the minimum of the parabola through f, the slope and ft along the step, kept in [0.1, 0.5]
+            rise = ft - f - slope
+            step *= float(np.clip(-slope / (2 * rise), 0.1, 0.5)) if np.isfinite(rise) and rise > 0 else 0.1
+            slope = float(g @ step)
+        else:
+            break
+        gain = f - ft
+        theta, f, g, h = trial, ft, gt, ht
+        if gain <= (max(ftol, ev.noise) if noisy else ftol):
+            break
+    return theta, f
 
 
 def _rescan(
