@@ -257,7 +257,7 @@ def _proxy(s: np.ndarray, splits: np.ndarray, n: int, w: np.ndarray, frac: float
     times the whole Gram (``tau = k / n``, ``f`` the sampled share of the equations; ``G^+ = w w'`` up to a
     constant): ``O(P)`` per split, no factorization; the largest over the outputs, ``(splits,)``."""
     tau = splits / n
-    forms = np.einsum("kpo,kpo->ko", s, np.einsum("pq,kpo->kqo", w @ w.T, s))
+    forms = np.square(w.T @ s).sum(axis=1)  # s' G^+ s = ||w' s||^2 per split and output
     return (forms / sigma2).max(axis=1) / (tau * (1.0 - frac * tau))
 
 
