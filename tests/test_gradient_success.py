@@ -159,6 +159,10 @@ def test_design_frames_and_statistics_give_the_explicit_loss(loss, rng):
         got = [float(gradient._frames_model(6, True, loss, 1.0, 0)[1](u, frames))]
         design = gradient.design_data(problem, "float64", param)
         got.append(float(gradient._design_model(loss, 1.0, 0)[1](u, design)))
+        padded = gradient.design_data(problem, "float64", param, padded=True)  # zero rows (136 -> 160)
+        assert padded["A"].shape[1] > design["A"].shape[1]
+        u_padded = np.pad(u, ((0, 0), (0, padded["A"].shape[2] - u.shape[1]), (0, 0)))
+        got.append(float(gradient._design_model(loss, 1.0, 0)[1](u_padded, padded)))
         if loss == "mse":
             stats = gradient.statistics_data(problem, "float64", param)
             got.append(float(gradient._statistics_model(6, True)[1](u, stats)))

@@ -475,8 +475,8 @@ def _design_model(loss: str, delta: float, batch_rows: int) -> tuple[Callable[..
     """Loss on the explicit, whitened design ``A P`` (G, N, P) against ``Y`` (G, N, O): small problems."""
     elementwise = elementwise_loss(loss, delta)
 
-    def full_loss(u, data):
-        return jnp.mean(elementwise(data["Y"] - jnp.einsum("gnp,gpo->gno", data["A"], u)))
+    def full_loss(u, data):  # the mean over the true equations: padded rows and columns are zeros (see bucket)
+        return jnp.sum(elementwise(data["Y"] - jnp.einsum("gnp,gpo->gno", data["A"], u))) / data["count"]
 
     def batch_loss(u, data, key):
         if not batch_rows:
@@ -516,15 +516,39 @@ def _measure(param: Parametrization, dtype: DTypeLike) -> dict[str, np.ndarray]:
     }
 
 
-def design_data(problem: CanonicalProblem, dtype: DTypeLike, param: Parametrization) -> dict[str, np.ndarray]:
-    """The whitened design ``A P`` and ``y - A offset``, formed in float64 and then cast."""
+def bucket(n: int) -> int:
+    """``n`` rounded up to one of 8 sizes per octave (exact up to 8; at most 25% more): the shapes a compiled
+    loop is made for, so that problems of nearby sizes share one compilation."""
+    step = 1 << max(0, (n - 1).bit_length() - 3)
+    return -(-n // step) * step
+
+
+def design_data(
+    problem: CanonicalProblem, dtype: DTypeLike, param: Parametrization, padded: bool = False
+) -> dict[str, np.ndarray]:
+    """The whitened design ``A P`` and ``y - A offset``, formed in float64 and then cast; ``count`` equations.
+
+    ``padded``: the equations and the coefficients padded with zeros to their :func:`bucket` (``A``, ``Y``,
+    ``C``, ``offset``).  A zero row adds nothing to the loss, a zero column gets a zero gradient (its Adam step
+    is zero, so its coefficient stays at the zero it starts from) and changes no coefficient, so the descent
+    is the same as on the unpadded data, up to float32 rounding of the sums."""
     use_bias = problem.config.use_bias
     a, y = [], []
     for block, pm, off in zip(problem.blocks, param.P, param.offset):
         rows = explicit_design(block, use_bias)  # the design the spectrum was computed from (cached on the block)
         a.append(rows @ pm)
         y.append(np.concatenate(block.outputs) - rows @ off)
-    return {"A": np.asarray(np.stack(a), dtype), "Y": np.asarray(np.stack(y), dtype), **_measure(param, dtype)}
+    data = {"A": np.stack(a), "Y": np.stack(y), "C": param.P, "offset": param.offset}
+    g, n, p = data["A"].shape
+    count = float(g * n * data["Y"].shape[2])
+    if padded:
+        extra_rows, extra_columns = bucket(n) - n, bucket(p) - p
+        data["A"] = np.pad(data["A"], ((0, 0), (0, extra_rows), (0, extra_columns)))
+        data["Y"] = np.pad(data["Y"], ((0, 0), (0, extra_rows), (0, 0)))
+        data["C"] = np.pad(data["C"], ((0, 0), (0, extra_columns), (0, extra_columns)))
+        data["offset"] = np.pad(data["offset"], ((0, 0), (0, extra_columns), (0, 0)))
+    out = {name: np.asarray(value, dtype) for name, value in data.items()}
+    return {**out, "floor": np.asarray(param.floor, dtype), "count": np.asarray(count, dtype)}
 
 
 def frame_length(n_equations: int, out_per_block: int) -> int:
@@ -1056,6 +1080,8 @@ def _descend(problem: CanonicalProblem, s: _Settings) -> Solution:
         param = preconditioners(problem, s.precondition)
         u0 = _initial_u(problem, s, param)
         model, data = _formulation(problem, s, param, delta, diagnostics)
+        if "A" in data:  # the design's coefficients padded to their bucket: start the padding at zero
+            u0 = np.pad(u0, ((0, 0), (0, 0), (0, data["A"].shape[2] - u0.shape[2]), (0, 0)))
         diagnostics["solver"] = [f"gradient_{diagnostics['formulation']}"] * len(problem.blocks)
         params, final, histories, n_steps, converged = optimize(model, u0.astype(s.dtype), data, **s.loop_options())
     final = np.where(np.isfinite(final), final, np.inf)
@@ -1096,8 +1122,8 @@ def _formulation(
         # gains little here (toys: ~0.2 ms of 1.3 ms warm) for ~1.5x the compile time
         return Model(_statistics_model, (n_free, use_bias)), statistics_data(problem, s.dtype, param)
     if n_eq * n_columns(block0, use_bias) * len(problem.blocks) <= DESIGN_LIMIT:
-        data = design_data(problem, s.dtype, param)
         batch_rows = 0 if batch_size is None or batch_size >= n_eq else batch_size
+        data = design_data(problem, s.dtype, param, padded=not batch_rows)  # minibatches draw from the true rows
         diagnostics.update(formulation="design", batch_rows=batch_rows)
         return Model(_design_model, (s.loss, delta, batch_rows), batch_rows > 0, SMALL_LEVEL), data
     b = frame_length(n_eq, o)
@@ -1116,6 +1142,7 @@ def _unpack(
     use_bias = problem.config.use_bias
     block0 = problem.blocks[0]
     n_free, o = block0.n_free, len(block0.out_channels)
+    u = u[:, : param.P.shape[2]]  # without the padding (see design_data)
     coef = param.offset + np.einsum("gpq,gqo->gpo", param.P, u.astype(np.float64))
     kernels, biases = [], []
     for i, block in enumerate(problem.blocks):
