@@ -190,24 +190,29 @@ def test_compiled_loop_is_reused_and_progress_gives_the_same_iterates(rng):
     np.testing.assert_array_equal(shown.loss_history, first.loss_history)
 
 
-def test_nearby_sizes_share_one_compiled_loop_and_the_padding_changes_nothing(rng, monkeypatch):
-    # 92 and 96 equations of 9 taps: one bucket (96 rows, 10 columns), so one compilation
+@pytest.mark.parametrize("formulation", ["design", "frames"])
+def test_nearby_sizes_share_one_compiled_loop_and_the_padding_changes_nothing(formulation, rng, monkeypatch):
+    # 280 and 300 equations of 9 taps: one bucket (320 rows and 10 columns; 9 and 10 frames of 32 -> 10), so one
+    # compilation
+    if formulation == "frames":
+        monkeypatch.setattr(gradient, "DESIGN_LIMIT", 0)
     traces = []
     run_loop = gradient._run_loop
     monkeypatch.setattr(gradient, "_run_loop", lambda *args: traces.append(1) or run_loop(*args))
     w = rng.standard_normal(9)
     fits, traced = {}, []
-    for n in (100, 104):
+    for n in (288, 308):
         x = rng.standard_normal(n)
         fits[n] = (x, kr.recover_kernel(x, np.convolve(x, w[::-1], mode="valid"), 9, method="adam", loss="mae"))
         traced.append(len(traces))
+        assert fits[n][1].diagnostics["formulation"] == formulation
     assert traced[1] == traced[0]  # the second size ran the loop compiled for the first
     for _, res in fits.values():
         assert res.success, res.message
         np.testing.assert_allclose(res.kernel.ravel(), w, atol=1e-4)
     # the same descent without padding: the same iterates up to float32 rounding of the sums
     monkeypatch.setattr(gradient, "bucket", lambda n: n)
-    x, padded = fits[100]
+    x, padded = fits[288]
     plain = kr.recover_kernel(x, np.convolve(x, w[::-1], mode="valid"), 9, method="adam", loss="mae")
     np.testing.assert_allclose(plain.kernel, padded.kernel, rtol=0, atol=1e-5)
     np.testing.assert_allclose(plain.loss_history[:50], padded.loss_history[:50], rtol=1e-5)

@@ -157,6 +157,12 @@ def test_design_frames_and_statistics_give_the_explicit_loss(loss, rng):
     with jax.enable_x64(True):
         frames = gradient.frames_data(problem, 8, "float64", param)
         got = [float(gradient._frames_model(6, True, loss, 1.0, 0)[1](u, frames))]
+        more = {  # three zero-weighted frames more, as the shape buckets add
+            "X": np.pad(frames["X"], ((0, 0), (0, 3), (0, 0))),
+            "Y": np.pad(frames["Y"], ((0, 0), (0, 3), (0, 0))),
+            "W": np.pad(frames["W"], ((0, 3), (0, 0))),
+        }
+        got.append(float(gradient._frames_model(6, True, loss, 1.0, 0)[1](u, {**frames, **more})))
         design = gradient.design_data(problem, "float64", param)
         got.append(float(gradient._design_model(loss, 1.0, 0)[1](u, design)))
         padded = gradient.design_data(problem, "float64", param, padded=True)  # zero rows (136 -> 160)

@@ -1131,6 +1131,13 @@ def _formulation(
     frames = int(data["X"].shape[1])
     batch_frames = 0 if batch_size is None else -(-batch_size // b)
     batch_frames = 0 if batch_frames >= frames else batch_frames
+    if not batch_frames:  # zero-weighted frames up to the bucket (minibatches draw from the true frames)
+        extra = bucket(frames) - frames
+        data.update(
+            X=np.pad(data["X"], ((0, 0), (0, extra), (0, 0))),
+            Y=np.pad(data["Y"], ((0, 0), (0, extra), (0, 0))),
+            W=np.pad(data["W"], ((0, extra), (0, 0))),
+        )
     diagnostics.update(formulation="frames", frame_length=b, frames=frames, batch_frames=batch_frames)
     return Model(_frames_model, (n_free, use_bias, s.loss, delta, batch_frames), batch_frames > 0, SMALL_LEVEL), data
 
