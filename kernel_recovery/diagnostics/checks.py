@@ -308,14 +308,8 @@ def _block_rows(problem: CanonicalProblem, sol: Solution, fit: Fit) -> list[spec
     first rows of its own sample size)."""
     if "rows" not in fit.shared:
         count = max(fit.rows("specification", specification.ROWS), fit.rows("whiteness", WHITENESS_ROWS))
-        found: list[specification.Rows] | None = []
-        for b in range(len(problem.blocks)):
-            rows = specification.block_rows(problem, sol, b, count)
-            if rows is None:
-                found = None
-                break
-            found.append(rows)  # type: ignore[union-attr]
-        fit.shared["rows"] = found
+        found = [specification.block_rows(problem, sol, b, count) for b in range(len(problem.blocks))]
+        fit.shared["rows"] = None if any(rows is None for rows in found) else found
     return fit.shared["rows"]
 
 
@@ -431,7 +425,7 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
 
 
 def missing_bias(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
-    """With ``use_bias=False``: is the residual's mean nonzero (:func:`.specification.bias_test`)?  Warned."""
+    """With ``use_bias=False``: is the residual's mean nonzero (:func:`.specification.bias_statistic`)?  Warned."""
     name = "missing_bias"
     if problem.config.use_bias:
         return Check(name, "not needed", "use_bias=True")
@@ -453,7 +447,7 @@ def _bias(fitted: np.ndarray, resid: np.ndarray, lengths: tuple[int, ...]) -> tu
 
 
 def nonlinearity(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
-    """Does the residual depend on powers of the fitted values (RESET, :func:`.specification.reset_test`)?  Warned,
+    """Does the residual depend on powers of the fitted values (RESET, :func:`.specification.reset_statistic`)?  Warned,
     unless the saturation check already told the cause."""
     name = "nonlinearity"
     found = _per_channel(problem, sol, fit, name, specification.reset_statistic, "statistic")

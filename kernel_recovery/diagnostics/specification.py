@@ -208,6 +208,8 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     """RESET's statistic and p-value for one output channel: fitted values ``f`` and residuals ``e`` (1-D, the
     sequences of ``lengths`` concatenated)."""
     n = len(f)
+    if n == 0:
+        return 0.0, 1.0
     g = f - float(f.sum()) / n
     ss = float(g @ g)
     if not ss > 0:
@@ -249,11 +251,13 @@ def bias_statistic(e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float,
     """The residual's mean, the statistic ``(sum e)^2 / Omega`` and its p-value for one output channel (``e`` 1-D,
     the sequences of ``lengths`` concatenated)."""
     n = len(e)
+    if n == 0:
+        return 0.0, 0.0, 1.0
     total = float(e.sum())
     lags = _lags(n)
     omega = float(lagged_products(e, e, lengths, lags) @ _bartlett(lags)[0])
     stat = total**2 / omega if omega > 0 else 0.0
-    return total / max(n, 1), stat, _chi2_sf(1, stat)
+    return total / n, stat, _chi2_sf(1, stat)
 
 
 def _joined(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:

@@ -52,6 +52,8 @@ def ljung_box_statistic(e: np.ndarray, lengths: Sequence[int], lags: int) -> flo
     """:func:`ljung_box`'s ``Q`` of one output channel's residual ``e`` (1-D, the sequences of ``lengths``
     concatenated): the lagged products of the centred residual in one ``numpy.correlate`` per sequence."""
     n = len(e)
+    if n == 0:
+        return 0.0
     centred = e - float(e.sum()) / n
     gamma = lagged_products(centred, centred, lengths, lags)
     if not gamma[0] > 0:
