@@ -658,13 +658,14 @@ class _Evidence:
         one inverse from the factor (``dpotri``), one entrywise square and two ``P x P x k`` products."""
         import scipy.linalg
 
-        inv = scipy.linalg.lapack.dpotri(r_up, lower=1, overwrite_c=0)[0]
-        d = np.diag(inv).copy()
         n = self.n
         g_r = -2.0 * z * z
+        if jac is None:  # diag B = the column norms of R^{-T}: a triangular inverse, not all of B
+            low_inv = scipy.linalg.lapack.dtrtri(r_up, lower=1)[0]
+            return (n / r) * g_r + 2.0 * (1.0 - np.einsum("ij,ij->j", low_inv, low_inv)), None
+        inv = scipy.linalg.lapack.dpotri(r_up, lower=1, overwrite_c=0)[0]
+        d = np.diag(inv).copy()
         grad = (n / r) * g_r + 2.0 * (1.0 - d)
-        if jac is None:
-            return grad, None
         zj = z[:, None] * jac
         bzj = scipy.linalg.blas.dsymm(1.0, inv, zj, lower=1)
         bbj = scipy.linalg.blas.dsymm(1.0, np.square(inv), jac, lower=1)  # (B o B) jac
@@ -960,7 +961,7 @@ def _tune(ev: _Evidence, theta_starts: list[np.ndarray], bounds: list[tuple[floa
 
     if large:  # each evaluation is a P^3 factorization: one start (the middle decay), a short scale profile
         theta_starts = [theta_starts[len(theta_starts) // 2]]
-        if ev.rows is None:
+        if ev.rows is None and NEWTON_SEARCH:
             return _tune_newton(ev, theta_starts[0], bounds)
     theta_starts = [_profile_scales(ev, t, bounds, 6 if large else 20) for t in theta_starts]
     # a profile that slid onto the no-signal plateau (to the scale's lower bound) is restarted from the best scale of
@@ -1013,10 +1014,10 @@ def _tune_newton(ev: _Evidence, theta: np.ndarray, bounds: list[tuple[float, flo
 
 
 def _walk_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) -> np.ndarray:
-    """A start for Newton's method: the scales (all inputs' ``log q`` moved together) walked from ``theta`` in steps
-    of ``SCALE_SCAN_STEP`` downhill until ``-2 log p`` rises, then the vertex of the parabola through the last three
-    values.  Values alone (one factorization each, no inverse): the start need not be the profile's exact minimum,
-    the search over everything moves the scales again."""
+    """A start for Newton's method: the scales (all inputs' ``log q`` moved together) walked from ``theta`` downhill,
+    first by ``SCALE_SCAN_STEP``, each step 1.5 times the last, until ``-2 log p`` rises, then the vertex of the
+    parabola through the last three values.  Values alone (one factorization each, no inverse): the start need not
+    be the profile's exact minimum, the search over everything moves the scales again."""
     idx = np.arange(0, len(theta), ev.per)
     lo, hi = bound
 
@@ -1034,8 +1035,10 @@ def _walk_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) ->
         xs, fs = [xs[1], xs[0]], [fs[1], fs[0]]  # (uphill below: walk up, the last three stay in order)
         direction = 1.0
     span = float(np.max(theta[idx]) - lo) if direction < 0 else float(hi - np.min(theta[idx]))
+    step = SCALE_SCAN_STEP
     while fs[-1] < fs[-2] and abs(xs[-1]) < span:
-        xs.append(xs[-1] + direction * SCALE_SCAN_STEP)
+        step *= 1.5  # (the minimum can lie decades away: a walk of equal steps took up to 8 values)
+        xs.append(xs[-1] + direction * step)
         fs.append(value(xs[-1]))
     if not fs[-1] < fs[-2] and len(xs) >= 3 and np.all(np.isfinite(fs[-3:])):
         (x0, x1, x2), (f0, f1, f2) = xs[-3:], fs[-3:]
@@ -1045,6 +1048,9 @@ def _walk_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) ->
     return at(xs[int(np.argmin(fs))])
 
 
+#: Large blocks (over ``SINGLE_START_ABOVE`` coefficients, from the statistics) search by Newton's method
+#: (:func:`_tune_newton`); False: by L-BFGS-B as smaller blocks do (kept for benchmarks/tuning_search.py's comparison).
+NEWTON_SEARCH = True
 #: Newton's steps move each unconstrained hyperparameter by at most this (``log q`` down: ``NEWTON_MAX_STEP``, up:
 #: ``NEWTON_MAX_RISE``): far from the optimum the evidence is nearly linear in ``log q`` (its curvature there says
 #: little about the distance to the minimum), and below it lies the no-signal plateau.

@@ -1,0 +1,105 @@
+"""The evidence search of large regularized fits (issue 27): Newton's method on the exact Hessian against the L-BFGS-B
+search it replaced, in one process, each against one K x K Cholesky factorization measured between them.
+
+everyday.py's tuning row (a slowly decaying response, ``flip=True``, noise 0.1, 12 K samples) and two more systems
+(a faster oscillating decay; the same at noise 1e-2), for ``regularization`` tc, dc and ss.  Per fit: the time over
+the median of the Cholesky timings taken around it (best of 3 each), the evidence evaluations (one factorization of
+``M`` each: Newton's with a derivative also invert it), and ``-2 log p`` of Newton's optimum minus L-BFGS-B's (< 0:
+Newton's is better).  One BLAS thread (``*_NUM_THREADS=1`` set before numpy is imported).
+
+    python benchmarks/tuning_search.py                 # K=2000 (about 5 minutes)
+    python benchmarks/tuning_search.py --k 1000 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.linalg  # noqa: E402
+from harness import markdown_table, write_result  # noqa: E402
+
+import kernel_recovery as kr  # noqa: E402
+from kernel_recovery.solvers import priors  # noqa: E402
+
+SYSTEMS = {  # name: (impulse response of lag k, noise)
+    "slow decay (everyday.py), noise 0.1": (lambda k, rng: 0.995 ** np.arange(k) * rng.standard_normal(k), 0.1),
+    "oscillating decay, noise 0.1": (lambda k, rng: 0.99 ** np.arange(k) * np.cos(0.3 * np.arange(k)), 0.1),
+    "oscillating decay, noise 0.01": (lambda k, rng: 0.99 ** np.arange(k) * np.cos(0.3 * np.arange(k)), 0.01),
+}
+
+
+def cholesky_time(spd: np.ndarray) -> float:
+    best = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        scipy.linalg.cho_factor(spd)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def fit(x, y, k, kind, newton: bool):
+    priors.NEWTON_SEARCH = newton
+    try:
+        t0 = time.perf_counter()
+        res = kr.recover_kernel(x, y, k, flip=True, regularization=kind, progress=False)
+        return time.perf_counter() - t0, res
+    finally:
+        priors.NEWTON_SEARCH = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=2000, help="kernel size (12 K samples)")
+    parser.add_argument("--quick", action="store_true", help="the first system only")
+    args = parser.parse_args()
+    k = args.k
+    rows = []
+    systems = list(SYSTEMS.items())[:1] if args.quick else list(SYSTEMS.items())
+    for name, (response, noise) in systems:
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal(12 * k)
+        y = kr.conv1d(x, response(k, rng), flip=True) + noise * rng.standard_normal(11 * k + 1)
+        spd = scipy.linalg.toeplitz(np.correlate(x, x[: 11 * k + 1], "valid")[:k]) + np.eye(k)
+        for kind in ("tc", "dc", "ss"):
+            out = {}
+            for newton in (False, True):
+                before = cholesky_time(spd)
+                seconds, res = fit(x, y, k, kind, newton)
+                chol = float(np.median([before, cholesky_time(spd)]))
+                out[newton] = (
+                    seconds / chol,
+                    int(res.diagnostics["n_evaluations"][0]),
+                    -2 * float(res.diagnostics["log_evidence"][0]),
+                    seconds,
+                )
+            (old_r, old_e, old_f, old_s), (new_r, new_e, new_f, new_s) = out[False], out[True]
+            row = {
+                "system": name,
+                "kind": kind,
+                "L-BFGS-B": f"{old_r:.0f}x ({old_s:.2f} s)",
+                "Newton": f"{new_r:.0f}x ({new_s:.2f} s)",
+                "evaluations": f"{old_e} -> {new_e}",
+                "-2 log p, Newton - L-BFGS-B": f"{new_f - old_f:+.3g}",
+            }
+            print(row, flush=True)
+            rows.append(row)
+    cols = ["system", "kind", "L-BFGS-B", "Newton", "evaluations", "-2 log p, Newton - L-BFGS-B"]
+    body = (
+        f"K={k}, {12 * k} samples, flip=True; times in K x K Cholesky factorizations measured around each fit "
+        "(best of 3 before and after, their median), one BLAS thread. Shared machine: ratios within a row "
+        "are comparable, absolute times drift.\n\n" + markdown_table(rows, cols)
+    )
+    write_result(
+        f"tuning_search_k{k}", "Evidence search of large regularized fits: Newton vs L-BFGS-B", body, args.quick
+    )
+
+
+if __name__ == "__main__":
+    main()
