@@ -168,6 +168,34 @@ def _stretch_sums(a: np.ndarray, b: np.ndarray, start: int, step: int, count: in
     return out
 
 
+def _scores(a: np.ndarray, r: np.ndarray, start: int, step: int, count: int, base: np.ndarray | None) -> np.ndarray:
+    """``a[:k].T @ r[:k]`` at ``k = start + step * i`` for ``i = 1..count``, ``(count, a.shape[1], r.shape[1])``,
+    given ``base = a[:start].T @ r[:start]`` (None: zero): the scores alone, ``O(rows P)``, for the proxy of the
+    fine pass (whose stretches are a few rows: a batched matmul of such small products was the slowest step)."""
+    stop = start + step * count
+    rows, res = a[start:stop], r[start:stop]
+    if res.shape[1] == 1:  # one output: elementwise products summed per stretch
+        parts = (rows * res).reshape(count, step, a.shape[1]).sum(axis=1)[:, :, None]
+    else:
+        parts = np.matmul(rows.reshape(count, step, -1).transpose(0, 2, 1), res.reshape(count, step, -1))
+    out = np.cumsum(parts, axis=0)
+    if base is not None:
+        out += base
+    return out
+
+
+def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | None) -> np.ndarray:
+    """``a[:k].T @ a[:k]`` at the ascending ``points`` (all above ``start``), given ``base = a[:start].T @
+    a[:start]`` (None: zero), ``(len(points), P, P)``: one BLAS product per stretch between points."""
+    out = np.empty((len(points), a.shape[1], a.shape[1]))
+    total = np.zeros(out.shape[1:]) if base is None else base
+    for i, stop in enumerate(points):
+        total = total + a[start:stop].T @ a[start:stop]
+        out[i] = total
+        start = int(stop)
+    return out
+
+
 def _equal_splits(lo: int, hi: int, n: int) -> tuple[int, int]:
     """``(step, count)`` of at most ``SPLITS`` splits ``lo + step * i`` (``i = 1..count``) spread over ``lo..hi``,
     all before the last of the ``n`` rows."""
@@ -287,11 +315,14 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare) -> tuple[np.ndarray, np.nd
     lo = int(splits[j - 1]) if j > 0 else 0
     hi = int(splits[j + 1]) if j + 1 < len(splits) else n
     fine_step, count = _equal_splits(lo, hi, n)
-    fine_sums = _stretch_sums(a, ar, lo, fine_step, count, sums[j - 1] if j > 0 else None)
+    # the fine pass: scores at every split (for the proxy), Grams only at the candidates
+    base = sums[j - 1] if j > 0 else None
+    fine_scores = _scores(a, ar[:, q:], lo, fine_step, count, None if base is None else base[:, q:])
     fine = lo + fine_step * np.arange(1, count + 1)
     kept = np.flatnonzero((fine >= edge) & (fine <= n - edge))
-    best = kept[_top(proxy(fine_sums[kept, :, q:], fine[kept]), CANDIDATES)]
-    values_fine = lm(fine_sums[best, :, :q], fine_sums[best, :, q:], fine[best])
+    best = kept[_top(proxy(fine_scores[kept], fine[kept]), CANDIDATES)]
+    grams = _grams(a, fine[best], lo, None if base is None else base[:, :q])
+    values_fine = lm(grams, fine_scores[best], fine[best])
     return values_fine, fine[best], (len(inside) + len(kept)) * int(values.shape[1])
 
 
