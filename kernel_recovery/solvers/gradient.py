@@ -2,7 +2,9 @@
 
 The whole optimization (every step, the learning-rate schedule and the stopping rule) runs inside one
 compiled function (``lax.while_loop`` over blocks of ``lax.scan`` steps), compiled once per shape and
-static setting and reused by later calls.  Three formulations of the canonical problem:
+static setting and reused by later calls; the design and frames formulations pad their equations (frames) and
+coefficients with zeros up to a shape bucket (:func:`bucket`: 8 sizes per octave), so that nearby problem sizes
+share one compilation.  Three formulations of the canonical problem:
 
 * ``"statistics"`` (squared loss, full batch): the loss ``||A w - y||^2 / n`` is rewritten once, in
   float64, as ``||R w - z||^2 / n + const`` with ``R^T R = A^T A`` and ``R^T z = A^T y`` (from the
