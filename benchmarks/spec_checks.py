@@ -13,7 +13,7 @@ best of ``--repeat``:
 in the same loop, so that the ratios compare like with like on a shared machine.  The goal of the issue: the four
 together at most ~10% of the ``none`` call.
 
-    python benchmarks/spec_checks.py [--against HEAD] [--repeat 200]
+    python benchmarks/spec_checks.py [--against HEAD] [--repeat 200] [--quick]
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", default=None, help="a git revision to time beside the working tree")
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="3 repeats (a smoke run: the script does not rot)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 3
     pkgs = {"tree": load(None)}
     if args.against:
         pkgs[args.against] = load(args.against)
