@@ -104,25 +104,33 @@ def _sampled_rows(block: Block, use_bias: bool, m: int, interleave: int, sample_
     return times, a, y
 
 
-def _least_squares(block: Block, use_bias: bool, a: np.ndarray, y: np.ndarray, every_row: bool):
+def _least_squares(block: Block, use_bias: bool, a: np.ndarray | None, y: np.ndarray | None, every_row: bool):
     """``(H, coef)``: the whole Gram's pseudo-inverse ``G^+ = H H'`` and the least-squares coefficients.
 
     From the fit's factorization where the block holds it (:func:`~kernel_recovery.model.spectrum.block_spectrum`,
     cached by the report: ``H = V s^-1`` over the singular values above the rank rule's tolerance), else (a
-    prewhitened block) from the eigendecomposition of its statistics' Gram with the rule's ``"gram"`` tolerance.
-    ``A'Y`` is ``a'y`` when the rows ``a`` are every equation, else the statistics'.
+    prewhitened block) from the eigendecomposition of its Gram with the rule's ``"gram"`` tolerance.  ``A'A`` and
+    ``A'Y`` are products of the rows ``a`` (outputs ``y``) when they are every equation (``every_row``; with
+    ``a=None``: the fit's cached explicit design, where it holds every equation), else the block's statistics.
     """
+    if a is None:  # (the cached explicit design: every equation of a one-sequence block, in time order)
+        a = block.cache.get(("design", use_bias))
+        every_row = a is not None and len(block.xs) == 1 and len(a) == block.n_equations
+        y = block.outputs[0] if every_row else None
+    if every_row:
+        assert a is not None and y is not None
+        cross = a.T @ y
+    else:
+        cross = block_statistics(block, use_bias).cross
     spec = block.cache.get(("spectrum", use_bias))
     if spec is not None and spec.right_vectors is not None:
         keep = spec.singular_values > spec.tolerance
         half = spec.right_vectors[:, keep] / spec.singular_values[keep]
-        cross = a.T @ y if every_row else block_statistics(block, use_bias).cross
     else:
-        stats = block_statistics(block, use_bias)
-        lam, v = np.linalg.eigh(stats.gram)
+        lam, v = np.linalg.eigh(a.T @ a if every_row and a is not None else block_statistics(block, use_bias).gram)
         s = np.sqrt(np.clip(lam, 0.0, None))
         keep = s > rank_tolerance(s.max(), block.n_equations, len(s), "gram")
-        half, cross = v[:, keep] / s[keep], stats.cross
+        half = v[:, keep] / s[keep]
     return half, half @ (half.T @ cross)
 
 
@@ -247,8 +255,7 @@ def _whitened(block: Block, use_bias: bool, coef: np.ndarray | None = None) -> B
     column (scaled by the filter's sum).
     """
     if coef is None:  # (the least-squares fit; ``coef``: a given fit's, where the Gram costs too much)
-        stats = block_statistics(block, use_bias)
-        coef = np.linalg.pinv(stats.gram, hermitian=True) @ stats.cross
+        coef = _least_squares(block, use_bias, None, None, False)[1]
     x, y = block.xs[0], block.outputs[0]
     n = min(len(y), 1 << 16)  # a contiguous stretch of the residual is enough to fit the noise model
     # (the forward model: FFTs for long kernels, where cutting the n design rows cost ~10x the fit's statistics)
