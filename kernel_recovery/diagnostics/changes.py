@@ -137,28 +137,33 @@ def _least_squares(block: Block, use_bias: bool, a: np.ndarray | None, y: np.nda
 def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol2: float):
     """``s_k' cov_k^-1 s_k`` ``(splits, O)`` by one batched Cholesky of the ``candidates``' covariances, and which
     splits it does not settle (True: not a candidate, a failed factorization, or an eigenvalue that may lie below
-    ``tol2`` times the largest: ``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``)."""
+    ``tol2`` times the largest: ``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``; a non-finite
+    inverse fails that test too)."""
     from scipy.linalg.lapack import dtrtri
 
     out = np.zeros((len(cov), s.shape[2]))
-    slow = np.ones(len(cov), dtype=bool)
+    unsettled = np.ones(len(cov), dtype=bool)
     if not candidates.any():
-        return out, slow
-    chosen = cov[candidates]
+        return out, unsettled
+    every = bool(candidates.all())
+    chosen = cov if every else cov[candidates]
     try:
         factors = np.linalg.cholesky(chosen)
     except np.linalg.LinAlgError:
-        return out, slow
+        return out, unsettled
     inv = np.empty_like(factors)  # lower-triangular L^-1 per split (a triangular inverse: a third of inv's LU)
     for k, factor in enumerate(factors):
         inv[k], info = dtrtri(factor, lower=1)
         if info != 0:
-            return out, slow
-    if np.all(np.isfinite(inv)):
-        trace = np.einsum("kii->k", chosen)
-        slow[candidates] = ~(1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(trace, 0.0))
-        out[candidates] = np.sum((inv @ s[candidates]) ** 2, axis=1)
-    return out, slow
+            return out, unsettled
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        proven = 1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(np.einsum("kii->k", chosen), 0.0)
+        forms = np.square(inv @ (s if every else s[candidates])).sum(axis=1)
+    if every:
+        return np.where(proven[:, None], forms, 0.0), ~proven
+    unsettled[candidates] = ~proven
+    out[candidates] = np.where(proven[:, None], forms, 0.0)
+    return out, unsettled
 
 
 def _stretch_sums(a: np.ndarray, b: np.ndarray, start: int, step: int, count: int, base: np.ndarray | None):
