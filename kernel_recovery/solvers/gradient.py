@@ -729,7 +729,7 @@ def glorot_limit(kernel_size: int, fan_in_channels: int, fan_out_channels: int) 
 
 
 @functools.lru_cache(maxsize=32)
-def _glorot_draws(seed: int, limit: float, shape: tuple[int, ...]) -> np.ndarray:
+def glorot_draws(seed: int, limit: float, shape: tuple[int, ...]) -> np.ndarray:
     """``uniform(-limit, limit, shape)`` of the generator seeded with ``seed`` (read-only): the same for every fit
     of one seed and shape, so repeated fits do not seed a generator again (~12 us of a toy fit)."""
     draws = np.random.default_rng(seed).uniform(-limit, limit, size=shape)
@@ -750,7 +750,7 @@ def _initial_coefficients(
     g, p, o, n_free = len(problem.blocks), n_columns(block0, use_bias), len(block0.out_channels), block0.n_free
     limit = glorot_limit(cfg.kernel_size, cfg.in_per_group, cfg.out_channels)
     draws = np.zeros((restarts, g, p, o))
-    draws[:, :, :n_free] = scale * _glorot_draws(seed, limit, (restarts, g, n_free, o))
+    draws[:, :, :n_free] = scale * glorot_draws(seed, limit, (restarts, g, n_free, o))
     if init == "glorot_uniform":
         return draws
     base = np.zeros((g, p, o))

@@ -47,6 +47,8 @@ from .gradient import (
     coefficient_size,
     elementwise_loss,
     end_message,
+    glorot_draws,
+    glorot_limit,
     optimize,
 )
 from .grid import GridSolution, solve_lstsq
@@ -286,12 +288,9 @@ def _initial_coefficients(problem: GridProblem, init: str, restarts: int, seed: 
     """``(restarts, G, P, O_g)`` starting coefficients; restarts after the first add a glorot draw to zeros/lstsq."""
     cfg = problem.config
     n_kernel = cfg.taps * cfg.in_per_group
-    limit = float(np.sqrt(6.0 / (cfg.taps * (cfg.in_per_group + cfg.out_channels))))
-    rng = np.random.default_rng(seed)
+    limit = glorot_limit(cfg.taps, cfg.in_per_group, cfg.out_channels)
     draws = np.zeros((restarts, cfg.groups, problem.n_columns, cfg.out_per_group))
-    draws[:, :, :n_kernel] = scale * rng.uniform(
-        -limit, limit, size=(restarts, cfg.groups, n_kernel, cfg.out_per_group)
-    )
+    draws[:, :, :n_kernel] = scale * glorot_draws(seed, limit, (restarts, cfg.groups, n_kernel, cfg.out_per_group))
     if init == "glorot_uniform":
         return draws
     base = np.zeros(draws.shape[1:])
