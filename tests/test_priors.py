@@ -331,14 +331,17 @@ def test_rounding_estimate_matches_the_evidence_noise(rng, kind, theta):
         assert ev.noise < 1e-2
 
 
-def test_large_ss_tuning_reaches_the_best_evidence_on_a_grid(rng):
+@pytest.mark.parametrize("kind", ["ss", "tc"])
+def test_large_tuning_reaches_the_best_evidence_on_a_grid(rng, kind):
+    """450 coefficients: Newton's search (:func:`priors._tune_newton`), against the best of the evidence profiled over
+    the scale on a grid of decays."""
     from scipy.optimize import minimize_scalar
 
-    ev, x, y = rough_high_snr_evidence(rng, "ss")
-    res = kr.recover_kernel(x, y, 450, flip=True, regularization="ss")
+    ev, x, y = rough_high_snr_evidence(rng, kind)
+    res = kr.recover_kernel(x, y, 450, flip=True, regularization=kind)
     tuned = -2 * float(np.ravel(res.diagnostics["log_evidence"])[0]) - ev.n * (np.log(2 * np.pi) + 1)
     best = np.inf
-    for decay in np.linspace(0.98, 0.9995, 16):
+    for decay in np.linspace(0.98, 0.9995, 16) if kind == "ss" else np.linspace(0.98, 0.9999, 24):
         lk = np.log(-np.log(decay))
         best = min(
             best,
