@@ -337,7 +337,9 @@ def large(k: int, length: int, repeat: int) -> str:
     spd = scipy.linalg.toeplitz(np.correlate(x, x[: length - k + 1], "valid")[:k]) + np.eye(k)
     for label, op in (("one K x K Cholesky (an exact evidence value)", lambda: scipy.linalg.cho_factor(spd)),
                       ("Cholesky + triangular inverse (value and gradient)",
-                       lambda: scipy.linalg.lapack.dtrtri(scipy.linalg.cho_factor(spd)[0], lower=0))):
+                       lambda: scipy.linalg.lapack.dtrtri(scipy.linalg.cho_factor(spd)[0], lower=0)),
+                      ("Cholesky + inverse (value, gradient and Hessian: one Newton step)",
+                       lambda: scipy.linalg.lapack.dpotri(scipy.linalg.lapack.dpotrf(spd, lower=1)[0], lower=1))):
         best = np.inf
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -376,7 +378,11 @@ def main() -> None:
     parser.add_argument("--systems", type=int, default=30, help="systems per bank and record (full mode)")
     parser.add_argument("--miso-systems", type=int, default=10, help="systems in the MISO comparison (full mode)")
     parser.add_argument("--band-systems", type=int, default=10, help="systems in the direct band check (full mode)")
+    parser.add_argument("--cost", action="store_true", help="only the tuning cost table at K=1000, printed (no file)")
     args = parser.parse_args()
+    if args.cost:
+        print(large(1000, 10000, 3)[0])
+        return
     banks = {"D1": (0.0, 0.95), "D2": (0.9, 0.99)}
     threads = ", ".join(f"{v}={os.environ[v]}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
                         if v in os.environ) or "default BLAS threads"
