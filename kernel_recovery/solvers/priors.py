@@ -494,6 +494,8 @@ class _Evidence:
         #: ``(theta's bytes, R^T, z, r, B's lower triangle)`` where :meth:`derivatives` last factored and inverted M
         self._factored: tuple[bytes, np.ndarray, np.ndarray, float, np.ndarray] | None = None
         self._inverse = np.zeros((0, 0))
+        #: values (no gradient) factor ``M`` in Fortran order (:meth:`_primal`'s ``lower``), as Newton's search does
+        self.fortran = False
         scale = np.trace(g) / max(len(g), 1)
         self.log_q_ref = float(-np.log(scale)) if scale > 0 else 0.0
 
@@ -618,7 +620,7 @@ class _Evidence:
             csz = at.T @ (b @ z)
             g_logs = (n / r) * (-2 * s * bvec * z + 2 * s * z * csz) + 2 * seen
             return f, g_logs
-        primal = self._primal(cmat, bvec, ts, s)
+        primal = self._primal(cmat, bvec, ts, s, lower=self.fortran and not want_grad)
         if primal is None:
             return (np.inf, None) if want_grad else np.inf
         f, r_up, z, r = primal
@@ -1013,6 +1015,7 @@ def _tune_newton(ev: _Evidence, theta: np.ndarray, bounds: list[tuple[float, flo
     optimum where L-BFGS-B, learning the curvature from gradients along the ridge between the scale and the decay,
     took 20 to 50 evaluations.  A scale profile that ends on the no-signal plateau is restarted from the best scale
     of a scan, as in :func:`_tune`; where ``n <= P`` the scale is then checked against its grid (:func:`_rescan`)."""
+    ev.fortran = True
     theta = _walk_scale(ev, theta, bounds[0])
     if np.any(theta[:: ev.per] <= bounds[0][0] + 1.0):
         theta = _walk_scale(ev, _scan_scale(ev, theta, bounds[0]), bounds[0])
