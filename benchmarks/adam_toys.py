@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per toy and setting")
     parser.add_argument("--repeat", type=int, default=30, help="warm calls per process")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="one process and 3 warm calls per toy and setting")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.repeat = 1, 3
     if args.child:
         toy, setting = json.loads(args.child)
         print("ROW " + json.dumps(child(toy, setting, args.repeat)), flush=True)
