@@ -485,6 +485,7 @@ class _Evidence:
         self.widths = [k.width() for k in kernels]
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)])
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (G, c) in the order of the groups
         self.evaluations = 0
         self.noise = 0.0  # the rounding error of the last -2 log p (see _refined_solve)
         self._last: tuple[bytes, float, np.ndarray | None, float] | None = None
@@ -516,15 +517,21 @@ class _Evidence:
         if hit is not None:
             return hit
         ts = [_dense_small(k.transform(taus[0 if self.share else i])) for i, k in enumerate(self.kernels)]
-        g, c = self.g, self.c
+        if self._sorted is None:  # G and c in the groups' order, once (a P x P gather costs about a Cholesky)
+            order = np.concatenate(self.groups)
+            self._sorted = (self.g[np.ix_(order, order)], self.c[order])
+        g, c = self._sorted
         gt = np.empty((len(g), self.offsets[-1]))
-        for i, (grp, t) in enumerate(zip(self.groups, ts)):
-            gt[:, self.offsets[i] : self.offsets[i + 1]] = _right(g[:, grp], t)
+        ends = np.cumsum([len(grp) for grp in self.groups])
+        rows = [slice(end - len(grp), end) for end, grp in zip(ends, self.groups)]  # (a custom T can be narrower)
+        cuts = [slice(self.offsets[i], self.offsets[i + 1]) for i in range(len(ts))]
+        for row, cut, t in zip(rows, cuts, ts):
+            gt[:, cut] = _right(g[:, row], t)
         cmat = np.empty((self.offsets[-1], self.offsets[-1]))
         bvec = np.empty(self.offsets[-1])
-        for i, (grp, t) in enumerate(zip(self.groups, ts)):
-            cmat[self.offsets[i] : self.offsets[i + 1]] = _left_t(t, gt[grp])
-            bvec[self.offsets[i] : self.offsets[i + 1]] = _left_t(t, c[grp, None])[:, 0]
+        for row, cut, t in zip(rows, cuts, ts):
+            cmat[cut] = _left_t(t, gt[row])
+            bvec[cut] = _left_t(t, c[row, None])[:, 0]
         cmat = (cmat + cmat.T) / 2
         if len(self._cache) > 8:
             self._cache.clear()
