@@ -64,7 +64,9 @@ def test_chunked_equals_explicit_lstsq(rng, padding, stride, dilation, groups, u
 @pytest.mark.parametrize("padding,stride,dilation", [("same", 2, 1), ("valid", 3, 2), ("causal", 1, 3), ((1, 4), 2, 2)])
 def test_chunking_invariance_on_the_statistics_path(rng, monkeypatch, padding, stride, dilation):
     for module in (accumulator, model_design, spectrum, toeplitz, lstsq):
-        monkeypatch.setattr(module, "EXPLICIT_LIMIT", 64)
+        for name in ("EXPLICIT_LIMIT", "SVD_LIMIT"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, 64)
     monkeypatch.setattr(statistics, "CHUNK_ENTRIES", 40)  # many GEMM chunks per sequence
     conv = dict(stride=stride, padding=padding, dilation=dilation, groups=1)
     x = rng.standard_normal((700, 2))
@@ -328,7 +330,9 @@ def test_long_kernel_statistics_solve_and_checkpoint_mid_stream_keep_the_rows(
 ):
     if explicit_limit is not None:  # the checkpoint then holds the statistics alone (no rows)
         for module in (accumulator, model_design, spectrum, toeplitz, lstsq):
-            monkeypatch.setattr(module, "EXPLICIT_LIMIT", explicit_limit)
+            for name in ("EXPLICIT_LIMIT", "SVD_LIMIT"):
+                if hasattr(module, name):
+                    monkeypatch.setattr(module, name, explicit_limit)
     k = 60
     x, y = long_record(rng, k, 1, "causal", True)
     acc = kr.NormalEquations(k, padding="causal", use_bias=True)

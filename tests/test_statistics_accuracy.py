@@ -56,9 +56,11 @@ def test_issue_case_gram_and_cross_match_exact_sums():
     assert relative_error(stats.yty, exact_products(yy, yy)[0]) < STATISTICS_RTOL
 
 
-def test_issue_case_explicit_path_recovers_to_rounding():
-    x, w, y = issue_case(20000)
-    assert toeplitz.solve_path(build_problem(x, y, 2, padding="same").blocks[0], False) == "explicit"
+@pytest.mark.parametrize("length", [2000, 20000])
+def test_issue_case_recovers_to_rounding_on_both_sides_of_the_svd_limit(length):
+    x, w, y = issue_case(length)
+    path = toeplitz.solve_path(build_problem(x, y, 2, padding="same").blocks[0], False)
+    assert path == ("explicit" if length * 4 <= design.SVD_LIMIT else "normal_equations")
     res = kr.recover_kernel(x, y, 2, padding="same")
     assert np.abs(res.kernel - w).max() <= 1e-12 * np.abs(w).max()
 

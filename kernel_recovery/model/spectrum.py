@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from .design import EXPLICIT_LIMIT, design_matrix, design_r_factor, n_columns
+from .design import SVD_LIMIT, design_matrix, design_r_factor, n_columns
 from .problem import Block
 from .statistics import block_gram, statistics_flops
 from .threads import SerialBLAS, fft_workers
@@ -97,7 +97,7 @@ class BlockSpectrum:
 
 def explicit_design(block: Block, use_bias: bool) -> np.ndarray:
     """:func:`~kernel_recovery.model.design.design_matrix`, cached on the block: the report's SVD and the explicit
-    least-squares solve read the same small design (at most ``EXPLICIT_LIMIT`` entries).  Read-only."""
+    least-squares solve read the same small design (at most ``SVD_LIMIT`` entries).  Read-only."""
     key = ("design", use_bias)
     if key not in block.cache:
         a = design_matrix(block, use_bias)
@@ -113,7 +113,7 @@ def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
         return block.cache[key]
     p = n_columns(block, use_bias)
     n = block.n_equations
-    if n * p <= EXPLICIT_LIMIT:
+    if n * p <= SVD_LIMIT:
         with SerialBLAS():
             _, s, vt = np.linalg.svd(explicit_design(block, use_bias), full_matrices=n < p)
         s = np.concatenate([s, np.zeros(p - len(s))])

@@ -9,7 +9,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from .design import EXPLICIT_LIMIT, n_columns
+from .design import SVD_LIMIT, n_columns
 from .problem import Block
 from .spectrum import exact_spectrum_affordable
 from .statistics import block_lags, column_sums
@@ -23,7 +23,7 @@ def solve_path(
 ) -> Literal["explicit", "normal_equations", "toeplitz_cg"]:
     """How a block's least squares is computed (every entry point agrees; recorded in ``diagnostics["solver"]``).
 
-    ``"explicit"``: designs of at most ``EXPLICIT_LIMIT`` entries, SVD of the rows; ``"toeplitz_cg"``: one input
+    ``"explicit"``: designs of at most ``SVD_LIMIT`` entries, SVD of the rows; ``"toeplitz_cg"``: one input
     channel and either at least ``LONG_KERNEL`` taps or a Gram too costly to factor exactly (see
     :func:`exact_spectrum_affordable`: the report then uses the spectral estimate too), CG on the Toeplitz Gram
     by FFT, ``O(N log K + iterations K log K)``; ``"normal_equations"``: the streamed statistics otherwise (and
@@ -34,7 +34,7 @@ def solve_path(
     long_kernel = LONG_KERNEL if long_kernel is None else long_kernel
     if block.channels == 1 and (block.taps >= long_kernel or not exact_spectrum_affordable(block, use_bias)):
         return "toeplitz_cg"
-    if block.n_equations * n_columns(block, use_bias) <= EXPLICIT_LIMIT:
+    if block.n_equations * n_columns(block, use_bias) <= SVD_LIMIT:
         return "explicit"
     return "normal_equations"
 

@@ -377,7 +377,7 @@ def _penalty(block: Block, use_bias: bool) -> np.ndarray:
 
 
 def _explicit(block: Block, use_bias: bool, ridge: float):
-    with SerialBLAS():  # a design of at most EXPLICIT_LIMIT entries: OpenBLAS threads only slow it down
+    with SerialBLAS():  # a design of at most SVD_LIMIT entries: OpenBLAS threads only slow it down
         return _explicit_solve(block, use_bias, ridge)
 
 
