@@ -220,7 +220,7 @@ def track_kernel(
     >>> track.times[[0, -1]].tolist(), track.kernels[-1].ravel().round(6).tolist()
     ([249, 3999], [1.0, -0.5])
     >>> track.changes  # the change, at sample 2000
-    (2004,)
+    (2001,)
     """
     forgetting, window = check_memory(forgetting, window)
     ridge = _check_ridge(ridge, regularization)
