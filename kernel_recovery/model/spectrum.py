@@ -6,6 +6,7 @@ when the Gram cannot resolve the rank), or, for the report of very wide designs,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,8 +59,10 @@ class BlockSpectrum:
     exact: bool  # from an SVD of the explicit design (True) or eigenvalues of the Gram (False)
     channel_orders: np.ndarray | None = None  # spectral estimate only: excited directions per canonical channel
     counted_rank: int | None = None  # an estimate's rank counted exactly from the Gram (see :func:`gram_rank`)
+    #: ``U`` of the explicit design's thin SVD ``(n, min(n, P))``: the explicit least squares reads it (None otherwise)
+    left_vectors: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def rank(self) -> int:
         if self.counted_rank is not None:
             return self.counted_rank
@@ -115,9 +118,9 @@ def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
     n = block.n_equations
     if n * p <= SVD_LIMIT:
         with SerialBLAS():
-            _, s, vt = np.linalg.svd(explicit_design(block, use_bias), full_matrices=n < p)
+            u, s, vt = np.linalg.svd(explicit_design(block, use_bias), full_matrices=n < p)
         s = np.concatenate([s, np.zeros(p - len(s))])
-        spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True)
+        spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True, left_vectors=u)
     else:
         with SerialBLAS():
             lam, v = np.linalg.eigh(block_gram(block, use_bias))

@@ -388,8 +388,13 @@ def _explicit_solve(block: Block, use_bias: bool, ridge: float):
         p = a.shape[1]
         a_aug = np.concatenate([a, np.diag(np.sqrt(ridge * _penalty(block, use_bias)))])
         coef = np.linalg.lstsq(a_aug, np.concatenate([y, np.zeros((p, y.shape[1]))]), rcond=None)[0]
-    else:
-        coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    else:  # minimum norm, from the report's SVD of the same design (its rank rule is lstsq's rcond=None)
+        spec = block_spectrum(block, use_bias)
+        k, u = spec.rank, spec.left_vectors
+        if u is None:  # (a spectrum not from this design's SVD)
+            coef = np.linalg.lstsq(a, y, rcond=None)[0]
+        else:
+            coef = spec.vectors[:, :k] @ ((u[:, :k].T @ y) / spec.singular_values[:k, None])
     r = y - a @ coef
     return coef, {"solver": "svd"}, np.einsum("ij,ij->j", r, r)
 
