@@ -49,7 +49,7 @@ from ..exceptions import ChangeWarning, KernelSizeWarning, ModelMisfitWarning, N
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
 from . import changes, misfit, specification, support
-from .whiteness import WHITENESS_ROWS, whiteness_check
+from .whiteness import WHITENESS_MIN_ROWS, WHITENESS_ROWS, whiteness_check
 
 if TYPE_CHECKING:
     from .determinacy import DeterminacyReport
@@ -268,7 +268,7 @@ def one_explanation(found: Check, earlier: Mapping[str, Check]) -> Check:
 def negative_lags(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     """Is the kernel significant at negative physical lags (:func:`.support.negative_lag_check`)?  Warned."""
     name = "negative_lags"
-    if not (problem.config.tap_lags() < 0).any():
+    if problem.config.lags is None or problem.config.lags[0] >= 0:  # (the least of tap_lags() is lags[0], or 0)
         return Check(name, "not needed", "no negative lags")
     if fit.stderr is None:
         return Check(name, "skipped", "the method gives no standard errors")
@@ -469,9 +469,9 @@ def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     name = "whiteness"
     if not fit.retained:
         return Check(name, "skipped", NOT_RETAINED, diagnostics={"whiteness": None})
-    found, skipped = whiteness_check(
-        problem, sol, fit.rows("whiteness", WHITENESS_ROWS), _block_rows(problem, sol, fit)
-    )
+    testable = any(block.n_equations >= WHITENESS_MIN_ROWS for block in problem.blocks)  # (else no forward pass)
+    rows = _block_rows(problem, sol, fit) if testable else None
+    found, skipped = whiteness_check(problem, sol, fit.rows("whiteness", WHITENESS_ROWS), rows)
     if found is None:
         return Check(name, "skipped", skipped or "", diagnostics={"whiteness": None})
     # told, not warned: coloured noise is common in measurements and is not a misfit of the kernel (it is unbiased);

@@ -344,6 +344,10 @@ def _fir_energy(filters: np.ndarray, acf: np.ndarray) -> np.ndarray:
     return np.einsum("ik,ijk,jk->k", filters, toeplitz, filters)
 
 
+#: A block with fewer equations is not scanned (too few for the bands' statistics).
+SCAN_MIN_EQUATIONS = 64
+
+
 def _scan_rows(block: Block, pair_rows: int = SCAN_PAIR_ROWS, min_rows: int = SCAN_MIN_ROWS) -> Block:
     """The block restricted to at most its scan budget of equations, taken from the middle of each subsequence."""
     budget = max(pair_rows // (block.channels * len(block.out_channels)), min_rows)
@@ -401,8 +405,11 @@ def lag_scan(
         if not whole.retains_rows or whole.ys is None:
             return None, np.inf, "the rows are not retained", None
         bias = None if b is None or not cfg.use_bias else b
-        with SerialBLAS():  # its dot products (numpy.correlate) start OpenBLAS threads, which wait on shared cores
-            flags = _scan_block(_scan_rows(whole, pair_rows, min_rows), w, bias, len(problem.blocks), min_reach)
+        if whole.n_equations < SCAN_MIN_EQUATIONS:  # (as _scan_block would find on its rows: none cut)
+            flags = None
+        else:
+            with SerialBLAS():  # its dot products (numpy.correlate) start OpenBLAS threads, which wait on shared cores
+                flags = _scan_block(_scan_rows(whole, pair_rows, min_rows), w, bias, len(problem.blocks), min_reach)
         if flags is None:
             skipped = "too few equations to scan"
             continue
@@ -484,7 +491,7 @@ def _scan_block(
     lengths = [len(x) for x in block.xs]
     reach = min(max(SCAN_TAPS * block.taps, min_reach), min(lengths) // 4)
     m = block.n_equations
-    if reach < 1 or m < 64:
+    if reach < 1 or m < SCAN_MIN_EQUATIONS:
         return None
     offsets, starts, ends, sizes = _scan_layout(block.taps, block.channels, reach)
     corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
