@@ -176,7 +176,11 @@ def as_sequences(
         ragged = any(hasattr(item, "__array__") and np.ndim(item) >= 1 for item in data)
         if not ragged:
             try:
-                np.asarray(data, dtype=float) if data else None
+                numbers = np.asarray(data)
+                if numbers.dtype.kind in "biuf":  # read once: the array below is this one
+                    data = numbers
+                elif data:
+                    np.asarray(data, dtype=float)
             except (ValueError, TypeError):
                 ragged = True
         if ragged:
