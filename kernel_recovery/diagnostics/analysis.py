@@ -95,18 +95,21 @@ class _Tally:
 
 
 @functools.lru_cache(maxsize=256)
-def _geometry(cfg: ConvConfig, lengths: tuple[int, ...]) -> tuple[np.ndarray, tuple[int | None, int | None]]:
-    """The untouched taps (read-only) and :func:`.geometry.data_needed` of a configuration and sequence lengths:
-    what the shapes alone decide, cached (fits repeated on records of one shape do not redo their searches)."""
+def _geometry(
+    cfg: ConvConfig, lengths: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[int, ...], tuple[int | None, int | None]]:
+    """The untouched taps (read-only mask, and as the user's tap indices) and :func:`.geometry.data_needed` of a
+    configuration and sequence lengths: what the shapes alone decide, cached (fits repeated on records of one shape
+    do not redo their searches)."""
     untouched = untouched_taps(cfg, lengths)
     untouched.flags.writeable = False
-    return untouched, data_needed(cfg, lengths)
+    return untouched, tuple(user_taps(cfg, np.flatnonzero(untouched))), data_needed(cfg, lengths)
 
 
 def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> DeterminacyReport:
     cfg = problem.config
     noise = check_noise_level(noise_level, cfg.out_channels)
-    geometry, (min_length, min_sequences) = _geometry(cfg, tuple(problem.lengths))
+    geometry, untouched, (min_length, min_sequences) = _geometry(cfg, tuple(problem.lengths))
     tally = _Tally.start(problem)
     for block in problem.blocks:
         spec = report_spectrum(block, cfg.use_bias)
@@ -144,7 +147,7 @@ def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> Det
         bias_error_per_unit_noise=tally.bias_gain,
         noise_level=noise,
         expected_error=None if noise is None else noise * tally.gain,
-        untouched_taps=tuple(user_taps(cfg, np.flatnonzero(geometry))),
+        untouched_taps=untouched,
         min_length=min_length,
         min_sequences=min_sequences,
         lengths=tuple(problem.lengths),
