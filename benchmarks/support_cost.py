@@ -4,12 +4,14 @@ For L = 1e3 / 1e4 / 1e5 single-channel lstsq fits (K = 8 / 32 / 128, white input
 best of ``--repeat``:
 
 - ``none``: ``recover_kernel(x, y, K, checks="none")``, the call without post-fit checks;
-- ``kernel_size`` and ``lag_scan``: the two checks of :mod:`kernel_recovery.diagnostics.checks` on that fit's
-  problem and solution at the default level (``checks="budget"``), with serial BLAS as inside a fit.
+- ``kernel_size`` and ``lag_scan``: :func:`kernel_recovery.diagnostics.support.kernel_size_check` and
+  :func:`~kernel_recovery.diagnostics.support.lag_scan` on that fit's problem and solution (their default samples,
+  those of ``checks="budget"``), with serial BLAS as inside a fit.
 
-``--against REV`` loads the package of git revision ``REV`` (``git archive``) beside the working tree's and times both
-in the same loop, so that the ratios compare like with like on a shared machine.  The goal of the issue: each of the
-two at most ~10% of the ``none`` call.
+``--against REV`` loads ``diagnostics/support.py`` of git revision ``REV`` (the package at ``REV``, ``git archive``)
+and times its two functions on the same problems and solutions in the same loop, so that the ratios compare like with
+like on a shared machine (only the module is taken from ``REV``: the fit is the working tree's).  The goal of the
+issue: each of the two at most ~10% of the ``none`` call.
 
     python benchmarks/support_cost.py [--against f2fe9c7~1] [--repeat 100] [--quick]
 """
@@ -48,13 +50,13 @@ def load(rev: str | None):
 
 
 def capture(pkg, x, y, k):
-    """The checks module, and the problem, solution and Fit that one budgeted call hands to run_checks."""
+    """The problem and solution that one budgeted call hands to run_checks."""
     checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
     seen: dict[str, object] = {}
     original = checks.run_checks
 
     def spy(problem, sol, fit, *args):
-        seen.update(problem=problem, sol=sol, fit=fit)
+        seen.update(problem=problem, sol=sol)
         return original(problem, sol, fit, *args)
 
     setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
@@ -62,49 +64,50 @@ def capture(pkg, x, y, k):
         pkg.recover_kernel(x, y, k)
     finally:
         setattr(checks, "run_checks", original)  # noqa: B010
-    return checks, seen["problem"], seen["sol"], seen["fit"]
+    return seen["problem"], seen["sol"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--against", default=None, help="a git revision to time beside the working tree")
+    parser.add_argument("--against", default=None, help="a git revision whose support module is timed beside")
     parser.add_argument("--repeat", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="the two smaller sizes, 5 repeats")
     args = parser.parse_args()
     sizes, repeat = (SIZES[:2], 5) if args.quick else (SIZES, args.repeat)
-    pkgs = {"tree": load(None)}
+    pkg = load(None)
+    serial = importlib.import_module(pkg.__name__ + ".model.threads").SerialBLAS
+    modules = {"tree": importlib.import_module(pkg.__name__ + ".diagnostics.support")}
     if args.against:
-        pkgs[args.against] = load(args.against)
+        modules[args.against] = importlib.import_module(load(args.against).__name__ + ".diagnostics.support")
     rng = np.random.default_rng(0)
     times, shares = " | ".join(f"{c} ms" for c in NAMES), " | ".join(f"{c} / none" for c in NAMES)
-    print(f"| L | K | package | none ms | {times} | {shares} |")
+    print(f"| L | K | support.py | none ms | {times} | {shares} |")
     print("|---|---|---|---|" + "---|" * (2 * len(NAMES)))
     for n, k in sizes:
         x = rng.standard_normal(n)
         w = rng.standard_normal(k)
         y = np.convolve(x, w[::-1], mode="valid")
         y = y + 0.01 * y.std() * rng.standard_normal(len(y))
-        setups = {name: capture(pkg, x, y, k) for name, pkg in pkgs.items()}
-        serial = {
-            name: importlib.import_module(pkg.__name__ + ".model.threads").SerialBLAS for name, pkg in pkgs.items()
-        }
-        best = {name: dict.fromkeys(("none", *NAMES), np.inf) for name in pkgs}
+        problem, sol = capture(pkg, x, y, k)
+        none = np.inf
+        best = {name: dict.fromkeys(NAMES, np.inf) for name in modules}
         for _ in range(repeat):
-            for name, pkg in pkgs.items():  # interleaved: the machine's drift hits both alike
-                checks, problem, sol, fit = setups[name]
-                start = time.perf_counter()
-                pkg.recover_kernel(x, y, k, checks="none")
-                best[name]["none"] = min(best[name]["none"], time.perf_counter() - start)
-                with serial[name]():
-                    for check in NAMES:
-                        start = time.perf_counter()
-                        getattr(checks, check)(problem, sol, fit)
-                        best[name][check] = min(best[name][check], time.perf_counter() - start)
-        for name in pkgs:
+            start = time.perf_counter()
+            pkg.recover_kernel(x, y, k, checks="none")
+            none = min(none, time.perf_counter() - start)
+            for name, support in modules.items():  # interleaved: the machine's drift hits both alike
+                with serial():
+                    start = time.perf_counter()
+                    support.kernel_size_check(problem)
+                    best[name]["kernel_size"] = min(best[name]["kernel_size"], time.perf_counter() - start)
+                    start = time.perf_counter()
+                    support.lag_scan(problem, sol)
+                    best[name]["lag_scan"] = min(best[name]["lag_scan"], time.perf_counter() - start)
+        for name in modules:
             b = best[name]
             each = " | ".join(f"{1e3 * b[c]:.3f}" for c in NAMES)
-            share = " | ".join(f"{b[c] / b['none']:.3f}" for c in NAMES)
-            print(f"| {n} | {k} | {name} | {1e3 * b['none']:.3f} | {each} | {share} |")
+            share = " | ".join(f"{b[c] / none:.3f}" for c in NAMES)
+            print(f"| {n} | {k} | {name} | {1e3 * none:.3f} | {each} | {share} |")
 
 
 if __name__ == "__main__":
