@@ -108,3 +108,49 @@ def test_candidates_hold_the_largest_score_of_each_pass(monkeypatch):
     assert chosen is not None and every is not None
     assert chosen["statistic"] == pytest.approx(every["statistic"], rel=1e-12)
     assert chosen["times"] == every["times"]
+
+
+@pytest.mark.parametrize(
+    "step, taps, channels, bias", [(1, 8, 1, False), (3, 32, 1, True), (2, 5, 3, True), (9, 4, 2, True)]
+)
+def test_toeplitz_grams_are_the_products_of_the_rows(step, taps, channels, bias):
+    # windows of one sequence every `step` samples (with a column of ones): the Grams of the first k rows, from
+    # the products of their first `lead` columns, against the explicit products
+    rng = np.random.default_rng(step + taps)
+    x = rng.standard_normal((900, channels))
+    a = np.lib.stride_tricks.sliding_window_view(x, (taps, channels))[::step, 0].reshape(-1, taps * channels)
+    if bias:
+        a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    window, lead = taps * channels, min(step, taps) * channels
+    points = np.array([taps, 40, 41, len(a) - taps])
+    first = np.stack([a[:k, :lead].T @ a[:k] for k in points])
+    head = changes._window_products(a[: -(-window // lead) - 1], lead)
+    got = changes._toeplitz_grams(a, window, lead, first, points, head)
+    want = np.stack([a[:k].T @ a[:k] for k in points])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_statistic_on_sampled_rows_is_the_score_test_at_the_reported_split():
+    # every second row sampled (12000 > SAMPLE_ROWS): the Grams from the windows' first products; the reference is
+    # the explicit sampled design, numpy's least squares over every row and the whole Gram
+    rng = np.random.default_rng(5)
+    n, k, cut = 12000, 32, 7000
+    x = rng.standard_normal(n + k - 1)
+    a = np.lib.stride_tricks.sliding_window_view(x, k)
+    w1 = rng.standard_normal(k)
+    w2 = w1 + 0.05 * rng.standard_normal(k)
+    y = np.where(np.arange(n) < cut, a @ w1, a @ w2) + 0.5 * rng.standard_normal(n)
+    problem = build_problem(x, y, k)
+    report, why = changes.find_change(problem)
+    assert why is None and report is not None
+    step = -(-n // changes.SAMPLE_ROWS)
+    assert step == 2 and len(a) * k * (k - step) >= changes.TOEPLITZ_SAVING  # (the Toeplitz Grams are used)
+    r = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
+    sample, rs = a[::step], r[::step]
+    split = (report["times"][0] - 1) // step + 1  # sampled rows before the split
+    gk = sample[:split].T @ sample[:split]
+    score = sample[:split].T @ rs[:split]
+    cov = gk - gk @ np.linalg.inv(a.T @ a) @ gk
+    sigma2 = rs @ rs * (n / len(sample)) / (n - k)
+    np.testing.assert_allclose(report["statistic"], score @ np.linalg.pinv(cov) @ score / sigma2, rtol=1e-8)
+    assert abs(report["times"][0] - cut) < n / changes.SPLITS

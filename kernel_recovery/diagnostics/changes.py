@@ -14,7 +14,12 @@ trimming: nearer an end the covariance is rank-deficient and tells little); the 
 ``chi2.isf(alpha / tests, rank)`` over all tests (splits x outputs), so the false-alarm rate under a fixed kernel
 is at most ``alpha`` (the splits are correlated: in practice well below).  The rows are a uniform sample of at
 most ``SAMPLE_ROWS`` equations (the covariance above holds for any subset, with the whole ``G``); the Grams and
-scores of the stretches between splits are one batched product, and ``G^-1`` is the fit's own factorization.  The
+scores of the stretches between splits are one batched product, and ``G^-1`` is the fit's own factorization.  Where
+the rows are windows of one sequence (one input record, no mask), each sampled every ``h`` samples, the Gram of
+the rows before a split is block Toeplitz up to edge terms: the product sums only the first ``h C`` columns
+against the rows (``O(rows h C P)`` instead of ``O(rows P^2)``), and the Grams at the chosen splits are built
+from those sums and the few rows after the split (:func:`_toeplitz_grams`: the same products, added in another
+order).  The
 exact ``LM`` is computed at the ``CANDIDATES`` splits of each pass that a proxy ranks highest (the score's
 stationary covariance ``tau (1 - tau) G``: no factorization), every split still counted in the correction (the
 reported statistic is one of the ``LM_k``, so the false-alarm bound holds), so the check costs
@@ -64,10 +69,11 @@ def _rows(
     block: Block, use_bias: bool, times: np.ndarray, interleave: int, spare: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Design rows and outputs of the output samples ``times`` (in time order) of a one-sequence block; the rows
-    have ``spare`` more (unset) columns at the end (room for the residuals: one buffer, no concatenation)."""
+    follow ``spare`` (unset) columns (room for the residuals: one buffer, no concatenation)."""
     p = n_columns(block, use_bias)
     ys = block.outputs
-    a = np.empty((len(times), p + spare))
+    buf = np.empty((len(times), spare + p))
+    a = buf[:, spare:]
     if use_bias:
         a[:, p - 1] = 1.0
     if interleave == 1:  # one time axis: the rows are the times (evenly spaced ones are cut as a strided view)
@@ -76,14 +82,14 @@ def _rows(
         index = slice(int(times[0]), int(times[-1]) + 1, step) if evenly else times
         rows = window_rows(block.xs[0], block.taps, index)
         a[:, : block.n_free] = rows if block.mask.all() else rows[:, block.mask.ravel()]
-        return a, ys[0][index]
+        return buf, ys[0][index]
     y = np.empty((len(times), ys[0].shape[1]))
     for r in range(min(interleave, len(block.xs))):
         pick = times % interleave == r
         rows = times[pick] // interleave
         a[pick, : block.n_free] = window_rows(block.xs[r], block.taps, rows)[:, block.mask.ravel()]
         y[pick] = ys[r][rows]
-    return a, y
+    return buf, y
 
 
 def _sample_times(m: int, n: int) -> np.ndarray:
@@ -92,14 +98,14 @@ def _sample_times(m: int, n: int) -> np.ndarray:
 
 
 def _sampled_rows(block: Block, use_bias: bool, m: int, interleave: int, sample_rows: int):
-    """The sampled output samples, their design rows (with ``O`` spare columns, see :func:`_rows`) and outputs:
+    """The sampled output samples, their design rows (after ``O`` spare columns, see :func:`_rows`) and outputs:
     the fit's cached explicit design where it holds every equation in time order (small problems), else rows cut
     by :func:`_rows`."""
     times = _sample_times(m, sample_rows)
     design = block.cache.get(("design", use_bias))
     y = block.outputs[0]
     if design is not None and len(times) == m == len(design) and interleave == 1 and len(block.xs) == 1:
-        return times, np.concatenate([design, np.empty_like(y)], axis=1), y
+        return times, np.concatenate([np.empty_like(y), design], axis=1), y
     a, y = _rows(block, use_bias, times, interleave, y.shape[1])
     return times, a, y
 
@@ -197,16 +203,59 @@ def _scores(a: np.ndarray, r: np.ndarray, start: int, step: int, count: int, bas
     return out
 
 
-def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | None) -> np.ndarray:
-    """``a[:k].T @ a[:k]`` at the ascending ``points`` (all above ``start``), given ``base = a[:start].T @
-    a[:start]`` (None: zero), ``(len(points), P, P)``: one BLAS product per stretch between points."""
-    out = np.empty((len(points), a.shape[1], a.shape[1]))
+def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | None, lead: int) -> np.ndarray:
+    """``a[:k, :lead].T @ a[:k]`` at the ascending ``points`` (all above ``start``), given ``base`` the same over
+    ``a[:start]`` (None: zero), ``(len(points), lead, P)``: one BLAS product per stretch between points."""
+    out = np.empty((len(points), lead, a.shape[1]))
     total = np.zeros(out.shape[1:]) if base is None else base
     for i, stop in enumerate(points):
-        total = total + a[start:stop].T @ a[start:stop]
+        total = total + a[start:stop, :lead].T @ a[start:stop]
         out[i] = total
         start = int(stop)
     return out
+
+
+def _window_products(rows: np.ndarray, lead: int) -> np.ndarray:
+    """``[..., q] = rows[..., :q, :lead].T @ rows[..., :q, :]`` for ``q = 0 .. len``: the running products of the
+    first rows, ``(..., len + 1, lead, P)``."""
+    out = np.zeros(rows.shape[:-2] + (rows.shape[-2] + 1, lead, rows.shape[-1]))
+    np.cumsum(rows[..., :lead, None] * rows[..., None, :], axis=-3, out=out[..., 1:, :, :])
+    return out
+
+
+def _toeplitz_grams(
+    a: np.ndarray, window: int, lead: int, first: np.ndarray, points: np.ndarray, head: np.ndarray
+) -> np.ndarray:
+    """``a[:k].T @ a[:k]`` at ``points`` ``(len(points), P, P)`` from their first ``lead`` rows ``first`` (the
+    same products over ``a[:k, :lead]``), for rows whose first ``window`` columns are windows of one sequence that
+    advance ``lead`` columns a row (``a[i + 1, j] = a[i, j + lead]``), then at most a column of ones; ``head``:
+    :func:`_window_products` of the first ``ceil(window / lead) - 1`` rows.
+
+    Row ``q lead + f`` of the Gram is row ``f`` of the products over the rows ``q .. k + q - 1`` (the windows
+    shifted by ``q`` rows): ``F_{k+q} - F_q`` with ``F_v = a[:v, :lead].T @ a[:v]``, and ``F_{k+q}`` is ``F_k``
+    plus the next ``q`` rows' products (the edge terms of :func:`kernel_recovery.model.statistics.gram_from_lags`),
+    so the Gram costs ``O(P^2)`` per point instead of ``O(k P^2)``.  Each block row is written with its transpose
+    (the block column) as two strided views of one buffer, whose spare rows and columns take the entries past the
+    window.
+    """
+    n_points, p = len(points), a.shape[1]
+    nq = len(head)  # block rows of ``lead`` Gram rows
+    # [s, q, f, :] = row q lead + f of the Gram, from column q lead on (and the bias column)
+    edges = _window_products(a[points[:, None] + np.arange(nq - 1)], lead)
+    edges += first[:, None] - head
+    width = window + nq * lead
+    buf = np.empty((n_points, width, width))
+    size, (outer, row, col) = buf.itemsize, buf.strides
+    shape, diagonal = (n_points, nq, lead, window), lead * (width + 1) * size
+    blocks = edges[..., :window]
+    np.lib.stride_tricks.as_strided(buf, shape, (outer, diagonal, row, col))[...] = blocks
+    np.lib.stride_tricks.as_strided(buf, shape, (outer, diagonal, col, row))[...] = blocks
+    if p > window:  # the column of ones: the rows' sums, and the count
+        sums = edges[..., p - 1].reshape(n_points, -1)[:, :window]
+        buf[:, :window, window] = sums
+        buf[:, window, :window] = sums
+        buf[:, window, window] = points
+    return buf[:, :p, :p]
 
 
 def _equal_splits(lo: int, hi: int, n: int) -> tuple[int, int]:
@@ -247,6 +296,9 @@ def _lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray, half: np.ndarray, sig
     return out, ranks
 
 
+#: The Grams are built from the products of the rows' first columns (:func:`_toeplitz_grams`) where that saves at
+#: least this many multiply-adds (below, the full products cost less than the assembly's few dozen small steps).
+TOEPLITZ_SAVING = 1e6
 #: Order of the autoregressive noise model that prewhitens the test when the residual is coloured.
 WHITEN_ORDER = 8
 
@@ -308,33 +360,52 @@ def _top(values: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.argpartition(values, -count)[-count:])
 
 
-def _scan(ar: np.ndarray, q: int, edge: int, prepare) -> tuple[np.ndarray, np.ndarray, int]:
-    """The two passes of splits over the rows ``a = ar[:, :q]`` (time order) with residuals ``r = ar[:, q:]``:
+def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] | None = None):
+    """The two passes of splits over the rows ``a = ar[:, -q:]`` (time order) with residuals ``r = ar[:, :-q]``:
     ``SPLITS - 1`` evenly spaced splits, then ``SPLITS`` evenly spaced between the coarse peak's neighbours, each at
-    least ``edge`` rows from either end.  ``prepare(total)`` (``total``: ``a'[a | r]`` over every row) returns
-    ``(lm, proxy)``: ``lm(gk, s, splits)`` scores splits from the Grams and scores of the rows before each,
-    ``proxy(s, splits)`` ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each pass.
-    Returns the fine pass's values ``(candidates, O)`` and splits, and the tests made (every split)."""
-    n, a = len(ar), ar[:, :q]  # (a stretch's Gram and score: one product with ar)
+    least ``edge`` rows from either end.  ``prepare(total)`` (``total``: ``a'[r | a]`` over every row; None with
+    ``toeplitz``) returns ``(lm, proxy)``: ``lm(gk, s, splits)`` scores splits from the Grams and scores of the
+    rows before each, ``proxy(s, splits)`` ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each
+    pass.  ``toeplitz = (window, lead)``: the rows are windows of one sequence (see :func:`_toeplitz_grams`), so
+    only ``[r | a[:, :lead]]'a`` is summed over the rows (one product: the scores and the Grams' first rows) and the
+    Grams at the chosen splits are built from it.  Returns the fine pass's values ``(candidates, O)`` and splits,
+    and the tests made (every split)."""
+    n, o = len(ar), ar.shape[1] - q
+    r, a = ar[:, :o], ar[:, o:]
     step = n // SPLITS
-    sums = _stretch_sums(a, ar, 0, step, SPLITS - 1, None)
-    lm, proxy = prepare(sums[-1] + a[step * (SPLITS - 1) :].T @ ar[step * (SPLITS - 1) :])
     splits = step * np.arange(1, SPLITS)
+    if toeplitz is None:  # (a stretch's Gram and score: one product with ar)
+        lead = q
+        sums = _stretch_sums(a, ar, 0, step, SPLITS - 1, None)
+        scores, firsts = sums[:, :, :o], sums[:, :, o:]
+        lm, proxy = prepare(sums[-1] + a[step * (SPLITS - 1) :].T @ ar[step * (SPLITS - 1) :])
+
+        def grams(first: np.ndarray, points: np.ndarray) -> np.ndarray:
+            return first
+    else:
+        window, lead = toeplitz
+        sums = _stretch_sums(ar[:, : o + lead], a, 0, step, SPLITS - 1, None)
+        scores, firsts = sums[:, :o].transpose(0, 2, 1), sums[:, o:]
+        lm, proxy = prepare(None)
+        head = _window_products(a[: -(-window // lead) - 1], lead)
+
+        def grams(first: np.ndarray, points: np.ndarray) -> np.ndarray:
+            return _toeplitz_grams(a, window, lead, first, points, head)
+
     inside = np.flatnonzero((splits >= edge) & (splits <= n - edge))
-    chosen = inside[_top(proxy(sums[inside, :, q:], splits[inside]), CANDIDATES)]
-    values = lm(sums[chosen, :, :q], sums[chosen, :, q:], splits[chosen])
+    chosen = inside[_top(proxy(scores[inside], splits[inside]), CANDIDATES)]
+    values = lm(grams(firsts[chosen], splits[chosen]), scores[chosen], splits[chosen])
     j = int(chosen[np.unravel_index(np.argmax(values), values.shape)[0]])
     lo = int(splits[j - 1]) if j > 0 else 0
     hi = int(splits[j + 1]) if j + 1 < len(splits) else n
     fine_step, count = _equal_splits(lo, hi, n)
     # the fine pass: scores at every split (for the proxy), Grams only at the candidates
-    base = sums[j - 1] if j > 0 else None
-    fine_scores = _scores(a, ar[:, q:], lo, fine_step, count, None if base is None else base[:, q:])
+    fine_scores = _scores(a, r, lo, fine_step, count, scores[j - 1] if j > 0 else None)
     fine = lo + fine_step * np.arange(1, count + 1)
     kept = np.flatnonzero((fine >= edge) & (fine <= n - edge))
     best = kept[_top(proxy(fine_scores[kept], fine[kept]), CANDIDATES)]
-    grams = _grams(a, fine[best], lo, None if base is None else base[:, :q])
-    values_fine = lm(grams, fine_scores[best], fine[best])
+    first = _grams(a, fine[best], lo, firsts[j - 1] if j > 0 else None, lead)
+    values_fine = lm(grams(first, fine[best]), fine_scores[best], fine[best])
     return values_fine, fine[best], (len(inside) + len(kept)) * int(values.shape[1])
 
 
@@ -348,7 +419,7 @@ def _peak_score(
     """
     p = n_columns(block, use_bias)
     times, ar, y = _sampled_rows(block, use_bias, m, interleave, sample_rows)
-    a, r = ar[:, :p], ar[:, p:]  # the rows and, in the same buffer, their residuals
+    r, a = ar[:, :-p], ar[:, -p:]  # the residuals and, in the same buffer, the rows
     # the least-squares fit (whatever the method's: the null is "one kernel", and a regularized fit's
     # residual is correlated with the rows), from the fit's factorization
     half, coef = _least_squares(block, use_bias, a, y, len(times) == m)
@@ -368,7 +439,14 @@ def _peak_score(
     def proxy(s: np.ndarray, splits: np.ndarray) -> np.ndarray:
         return _proxy(s, splits, len(times), half, frac, sigma2)
 
-    values, fine, n_tests = _scan(ar, p, min(2 * p, len(a) // 4), lambda total: (lm, proxy))
+    edge = min(2 * p, len(a) // 4)
+    # rows of one sequence's windows, sampled every ``step`` samples: the Grams from their first columns' products
+    step = int(times[1] - times[0]) if len(times) > 1 else 1
+    window, lead = block.n_free, min(step * block.channels, block.n_free)
+    plain = interleave == 1 and len(block.xs) == 1 and bool(block.mask.all()) and -(-window // lead) <= edge
+    plain = plain and len(a) * p * (p - lead) >= TOEPLITZ_SAVING
+    toeplitz = (window, lead) if plain else None
+    values, fine, n_tests = _scan(ar, p, edge, lambda total: (lm, proxy), toeplitz)
     k, o = np.unravel_index(np.argmax(values), values.shape)
     return float(values[k, o]), int(ranks[-1][k]), n_tests, int(times[fine[k] - 1]) + 1
 
@@ -396,18 +474,19 @@ def _peak_score_projected(
     """
     p = n_columns(block, use_bias)
     d = min(p, PROJECTION)
-    proj = np.zeros((p, d + coef.shape[1]))  # [D | coef]: Z and the fitted output in one product per chunk
-    proj[:, :d] = np.random.default_rng(0).standard_normal((p, d))
-    proj[: block.n_free, d:] = coef[: block.n_free]
+    o = coef.shape[1]
+    proj = np.zeros((p, o + d))  # [coef | D]: the fitted output and Z in one product per chunk
+    proj[:, o:] = np.random.default_rng(0).standard_normal((p, d))
+    proj[: block.n_free, :o] = coef[: block.n_free]
     times = _sample_times(m, PROJECTED_ROWS)
-    zr = np.empty((len(times), d + coef.shape[1]))
+    zr = np.empty((len(times), o + d))
     chunk = max(CHUNK_ENTRIES // p, 1)
     for start in range(0, len(times), chunk):
         a, y = _rows(block, use_bias, times[start : start + chunk], interleave)
         part = zr[start : start + len(a)]
         np.matmul(a, proj, out=part)
-        part[:, d:] = y - part[:, d:]  # (the bias row of proj is zero: refitted below)
-    r = zr[:, d:]
+        part[:, :o] = y - part[:, :o]  # (the bias row of proj is zero: refitted below)
+    r = zr[:, :o]
     if use_bias:  # refitted on the sample: a prewhitening scales the bias by its filter's gain
         r -= r.mean(axis=0)
     n_s = len(times)
@@ -415,7 +494,7 @@ def _peak_score_projected(
 
     def prepare(total: np.ndarray):
         # (Z'Z)^+ = vh vh', cut as numpy's pinv cuts (1e-15 of the largest), the sampled share f folded in
-        lam, v = np.linalg.eigh(total[:, :d])
+        lam, v = np.linalg.eigh(total[:, o:])
         keep = lam > 1e-15 * max(lam.max(), 0.0)
         vh = v[:, keep] / np.sqrt(lam[keep]) * math.sqrt(n_s / m)
 
