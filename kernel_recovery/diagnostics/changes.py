@@ -228,10 +228,11 @@ def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | Non
 
 def _window_products(rows: np.ndarray, lead: int) -> np.ndarray:
     """``[..., q] = rows[..., :q, :lead].T @ rows[..., :q, :]`` for ``q = 0 .. len``: the running products of the
-    first rows, ``(..., len + 1, lead, P)``."""
-    out = np.zeros(rows.shape[:-2] + (rows.shape[-2] + 1, lead, rows.shape[-1]))
-    np.cumsum(rows[..., :lead, None] * rows[..., None, :], axis=-3, out=out[..., 1:, :, :])
-    return out
+    first rows, ``(..., len + 1, lead, P)`` (summed by a product with a triangle of ones: numpy's cumsum along an
+    inner axis costs ~5 ns an entry)."""
+    n, p = rows.shape[-2:]
+    products = (rows[..., :lead, None] * rows[..., None, :]).reshape(rows.shape[:-2] + (n, lead * p))
+    return (np.tri(n + 1, n, -1) @ products).reshape(rows.shape[:-2] + (n + 1, lead, p))
 
 
 def _toeplitz_grams(
