@@ -288,6 +288,44 @@ def test_evidence_hessian_matches_differences_of_the_value(rng, kind, share):
     assert ev.derivatives(theta + h, below=-np.inf)[1] is None  # not below: one factorization, no derivatives
 
 
+@pytest.mark.parametrize("dense_below", [0, 10_000])  # SS's factor by its recursion, or as a matrix
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("kind", ["dc", "ss"])
+def test_slope_through_t_matches_differences_of_the_explicit_evidence(rng, monkeypatch, kind, share, dense_below):
+    """The analytic slope of ``-2 log p`` in the value ``T`` depends on (DC's ``rho sqrt(alpha)``, SS's decay), ``log
+    s`` held (:meth:`priors._Evidence._through_t`), against central differences of the evidence evaluated densely
+    (``M = I + S T^T G T S`` from the factor's matrix, ``numpy.linalg.slogdet`` and ``solve``)."""
+    monkeypatch.setattr(priors, "DENSE_BELOW", dense_below)
+    ev, g, c, _, groups = two_input_evidence(rng, kind, share, taps=10, n=80)
+    one = [0.5, np.log(0.3)] + ([0.4] if kind == "dc" else [])
+    theta = np.array(one if share else one + [x + 0.2 for x in one])
+    ev.derivatives(theta, through_t=False)  # factors M and inverts it at theta
+    _, _, z, r, inv = ev._factored
+    s = np.exp(ev.log_s(theta))
+    taus = ev.taus(theta)
+    order = np.concatenate(groups)
+
+    def explicit(moved):
+        blocks = [
+            priors._apply(k.transform(moved[0 if share else i]), np.eye(k.width())) for i, k in enumerate(ev.kernels)
+        ]
+        t_all = scipy.linalg.block_diag(*blocks)
+        m = np.eye(len(s)) + (s[:, None] * (t_all.T @ g[np.ix_(order, order)] @ t_all)) * s[None, :]
+        h_vec = s * (t_all.T @ c[order])
+        return ev.n * np.log((ev.yy - h_vec @ np.linalg.solve(m, h_vec)) / ev.n) + np.linalg.slogdet(m)[1]
+
+    for blk in range(1 if share else 2):
+        slope = ev._through_t(taus, blk, 0, s, z, r, inv)
+        step = 1e-4
+        ends = []
+        for sign in (1.0, -1.0):
+            moved = [t.copy() for t in taus]
+            moved[blk][0] += sign * step
+            ends.append(explicit(moved))
+        assert slope == pytest.approx((ends[0] - ends[1]) / (2 * step), rel=1e-5, abs=1e-6)
+        assert abs(slope) > 1e-3  # (not a flat direction: the check can fail)
+
+
 @pytest.mark.parametrize("dense_below", [0, 10_000])
 @pytest.mark.parametrize("kind", ["ml", "tc", "dc", "ss", "di"])
 def test_posterior_matches_the_explicit_bayes_formula(rng, monkeypatch, kind, dense_below):
@@ -317,6 +355,24 @@ def rough_high_snr_evidence(rng, kind, taps=450, n=4000):
     u, _, _ = priors.column_layout(problem, problem.blocks[0])
     order = np.argsort(u)
     return priors._Evidence([priors._Kernel(kind, u[order])], [order], g, c[:, 0], float(yy[0]), n_rows, False), x, y
+
+
+@pytest.mark.parametrize("kind, theta", [("ss", (25.0, 0.997)), ("dc", (20.0, 0.997, 1.0))])
+def test_slope_through_t_keeps_its_digits_where_m_is_ill_conditioned(rng, kind, theta):
+    """Where ``M``'s condition number is near 1e13 (SS on a rough response at high SNR), ``tr(B dM)`` summed entry by
+    entry lost every digit (off by 1e4 at P = 600); the slope in ``T`` in whitened form agrees with central
+    differences of the refined evidence to their own error (its rounding over the step, and the step squared)."""
+    ev, _, _ = rough_high_snr_evidence(rng, kind)
+    th = np.array([theta[0], np.log(-np.log(theta[1]))] + list(theta[2:]))
+    ev.derivatives(th, through_t=False)
+    _, _, z, r, inv = ev._factored
+    s = np.exp(ev.log_s(th))
+    taus = ev.taus(th)
+    slope = ev._through_t(taus, 0, 0, s, z, r, inv)
+    step = 1e-3
+    ends = [ev._moved_primal(taus, [(0, 0, sign * step)], s)[0] for sign in (1.0, -1.0)]
+    assert slope == pytest.approx((ends[0] - ends[1]) / (2 * step), rel=1e-4, abs=2 * ev.noise / step + 1e-6)
+    assert abs(slope) > 1e-3
 
 
 @pytest.mark.parametrize("kind, theta", [("ss", (25.0, 0.997)), ("tc", (10.0, 0.99))])

@@ -262,6 +262,19 @@ class _StateSpace:
             out[j] = f
         return (out * _col(self.scale, v))[::-1]
 
+    def solve(self, v: np.ndarray) -> np.ndarray:
+        """``T^{-1} v``: the innovations of the values :meth:`apply` would give (``f`` is known at every time, so
+        the velocity's estimate ``w`` is the only state to run)."""
+        out = v[::-1] / _col(self.scale, v)
+        e = np.empty_like(out)
+        w = np.zeros(out.shape[1:])
+        prev = np.zeros(out.shape[1:])
+        for j in range(len(out)):
+            e[j] = out[j] - self.ff[j] * prev - self.fw[j] * w
+            w = self.ww[j] * w + self.gain[j] * e[j]
+            prev = out[j]
+        return (e / _col(self.sd, v))[::-1]
+
     def apply_t(self, v: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(v[::-1] * _col(self.scale, v))
         out = np.empty_like(x)
@@ -538,6 +551,62 @@ class _Evidence:
         self._cache[key] = (cmat, bvec, ts)
         return cmat, bvec, ts
 
+    def _through_t(
+        self, taus: list[np.ndarray], blk: int, m: int, s: np.ndarray, z: np.ndarray, r: float, inv: np.ndarray
+    ) -> float | None:
+        """``d f / d tau`` (block ``blk``'s ``tau[m]``, ``log s`` held) analytically at a factored point (``z = M^{-1}
+        h``, ``r`` and the lower triangle ``inv`` of ``B = M^{-1}``), no factorization; None where ``T`` or ``S`` is
+        singular (repeated lags, an underflowed scale).
+
+        With ``T' = dT / dtau = T N`` and ``Ntilde = S^{-1} N S`` (per input; block diagonal), ``K = S C S = M - I``
+        moves by ``dK = Ntilde^T K + K Ntilde`` and ``h = S T^T c`` by ``Ntilde^T h``; as ``h - K z = z`` and
+        ``K B = I - B``, ``dr = -2 z^T Ntilde z`` and ``d log det M = tr(B dK) = 2 tr(Ntilde (I - B))``.  In this
+        form nothing cancels (``tr(B dK)`` summed entry by entry would lose every digit where ``M`` is
+        ill-conditioned: ``B``'s rounding times ``K``'s large entries).  ``T' S`` is the central difference of the
+        structured factors applied to ``S`` (``T`` is smooth in ``tau``), ``T^{-1}`` their inverse recursion
+        (:func:`_solve`): three ``O(P)``-per-vector passes over a ``P x P`` matrix."""
+        tau = float(taus[blk][m])
+        h = 1e-6 * max(abs(tau), 1.0)
+        dr, dlogdet = 0.0, 0.0
+        for i, kern in enumerate(self.kernels):
+            if not self.share and i != blk:
+                continue  # (its T does not move)
+            cut = slice(self.offsets[i], self.offsets[i + 1])
+            si = s[cut]
+            if not np.all(si > 0):
+                return None
+            t0 = self.transformed(taus)[2][i]
+            with np.errstate(all="ignore"):
+                if isinstance(t0, _Recursion) and kern.kind == "dc":
+                    # DC: gains a_k = tau^{du_k}, T' = L diag(a') Z L (Z: the shift down), so N = diag(a') Z L
+                    du = np.diff(kern.u)
+                    slope = np.where(du > 0, du * np.power(tau, du - 1), 0.0)
+                    ls = _apply(t0, np.diag(si))
+                    nt = np.zeros_like(ls)
+                    nt[1:] = ls[:-1] * slope[:, None]
+                    nt /= si[:, None]
+                    lower = True  # strictly: tr(Ntilde) = 0
+                else:
+                    moved = []
+                    for sign in (1.0, -1.0):
+                        t2 = [t.copy() for t in taus]
+                        t2[blk][m] += sign * h
+                        moved.append(_dense_small(kern.transform(t2[0 if self.share else i])))
+                    ts = np.diag(si)
+                    nt = _solve(t0, (_apply(moved[0], ts) - _apply(moved[1], ts)) / (2 * h)) / si[:, None]
+                    lower = False
+            if not np.all(np.isfinite(nt)):
+                return None
+            zi = z[cut]
+            dr += -2.0 * float(zi @ (nt @ zi))
+            if lower:  # (B's lower triangle is all it meets)
+                dlogdet -= 2.0 * float(np.einsum("ij,ij->", nt, np.tril(inv[cut, cut])))
+                continue
+            bi = np.tril(inv[cut, cut])
+            bi += np.tril(inv[cut, cut], -1).T
+            dlogdet += 2.0 * (float(np.trace(nt)) - float(np.einsum("ij,ji->", nt, bi)))
+        return (self.n / r) * dr + dlogdet
+
     def log_s(self, theta: np.ndarray) -> np.ndarray:
         ps = self.params(theta)
         return np.concatenate([k.log_s(p[0], p[1:]) for k, p in zip(self.kernels, ps)])
@@ -762,12 +831,54 @@ class _Evidence:
         step = float(np.clip((noise / max(abs(f), 1.0)) ** 0.25, 1e-3, 0.05))
         moves = [(blk, m, step) for blk, tau in enumerate(taus) for m in range(len(tau))] if through_t else []
         plus, vs = [], []
+        if moves and not ANALYTIC_T:
+            return self._central_in_t(theta, taus, moves, s, f, jac, g_ell, grad, hess, noise, key)
+        slopes: list[float] = []
+        if moves:
+            assert self._factored is not None
+            _, _, z0, r0, inv0 = self._factored
+            found = [self._through_t(taus, blk, m, s, z0, r0, inv0) for blk, m, _ in moves]
+            if any(d is None for d in found):
+                return self._central_in_t(theta, taus, moves, s, f, jac, g_ell, grad, hess, noise, key)
+            slopes = [float(d) for d in found if d is not None]
+        tangents = [self._tau_derivatives(theta, blk, m) for blk, m, _ in moves]
+        for d1, (v, v2) in zip(slopes, tangents):
+            grad += d1 * v
+            hess += d1 * v2
+        for (blk, m, step), d1, (v, _) in zip(moves, slopes, tangents):
+            # the slope in T is analytic; its curvature and its cross terms with log s from one step up (one
+            # factorization): d2 from f there against the tangent, the cross terms from the gradient in log s there
+            at = self._moved_primal(taus, [(blk, m, step)], s)
+            if at is None:
+                return f, grad, hess  # (the step's edge: no curvature in T from here)
+            g_moved = self._in_log_s(at[1], at[2], at[3])[0]
+            d2 = 2.0 * (at[0] - f - step * d1) / step**2
+            cross = jac.T @ ((g_moved - g_ell) / step)
+            hess += d2 * np.outer(v, v) + np.outer(cross, v) + np.outer(v, cross)
+            plus.append(at[0])
+            vs.append(v)
+        for i in range(len(moves)):  # between two T values (one per input, unshared)
+            for j in range(i):
+                at = self._moved_primal(taus, [moves[i], moves[j]], s)
+                if at is None:
+                    continue
+                mixed = (at[0] - plus[i] - plus[j] + f) / (moves[i][2] * moves[j][2])
+                hess += mixed * (np.outer(vs[i], vs[j]) + np.outer(vs[j], vs[i]))
+        self.noise = noise
+        self._last_derivatives = (key, bool(moves), (f, grad, hess))
+        return f, grad, hess
+
+    def _central_in_t(self, theta, taus, moves, s, f, jac, g_ell, grad, hess, noise, key):
+        """The part of :meth:`derivatives` through ``T`` by central differences of ``f`` (two factorizations per
+        value ``T`` depends on, and the gradient in ``log s`` one step up): the search before the analytic slope
+        (``ANALYTIC_T = False``, kept for benchmarks/tuning_search.py's comparison)."""
+        plus, vs = [], []
         for blk, m, step in moves:
             values, g_moved = [], g_ell
             for sign in (1.0, -1.0):
                 at = self._moved_primal(taus, [(blk, m, sign * step)], s)
                 if at is None:
-                    return f, grad, hess  # (the step's edge: no curvature in T from here)
+                    return f, grad, hess
                 values.append(at[0])
                 if sign > 0:
                     g_moved = self._in_log_s(at[1], at[2], at[3])[0]
@@ -779,7 +890,7 @@ class _Evidence:
             hess += d2 * np.outer(v, v) + np.outer(cross, v) + np.outer(v, cross) + d1 * v2
             plus.append(values[0])
             vs.append(v)
-        for i in range(len(moves)):  # between two T values (one per input, unshared)
+        for i in range(len(moves)):
             for j in range(i):
                 at = self._moved_primal(taus, [moves[i], moves[j]], s)
                 if at is None:
@@ -959,6 +1070,23 @@ def _left_t(t, a: np.ndarray) -> np.ndarray:
     return t.T @ a
 
 
+def _solve(t, a: np.ndarray) -> np.ndarray:
+    """``T^{-1} @ a`` for the factors whose ``T`` moves with the shape (DC's recursion, SS's state space, as matrices
+    where small, and two-sided pairs of them): the inverse recursions, ``O(P)`` per vector."""
+    if isinstance(t, _Recursion):  # (L v)_i = v_i + a_i (L v)_{i-1}: v_i = y_i - a_i y_{i-1}
+        out = np.array(a, dtype=float)
+        out[1:] -= _col(t.gains, a[1:]) * a[:-1]
+        return out
+    if isinstance(t, _StateSpace):
+        return t.solve(a)
+    if isinstance(t, _Sides):
+        k = t.split
+        return np.concatenate([_solve(t.causal, a[:k]), _solve(t.anticausal, a[k:])])
+    if isinstance(t, np.ndarray):
+        return np.linalg.solve(t, a)
+    raise TypeError(f"no inverse recursion for a factor of type {type(t).__name__}")
+
+
 def _apply(t, a: np.ndarray) -> np.ndarray:
     """``T @ a``."""
     if t is None:
@@ -1071,6 +1199,10 @@ def _walk_scale(ev: _Evidence, theta: np.ndarray, bound: tuple[float, float]) ->
 #: Large blocks (over ``SINGLE_START_ABOVE`` coefficients, from the statistics) search by Newton's method
 #: (:func:`_tune_newton`); False: by L-BFGS-B as smaller blocks do (kept for benchmarks/tuning_search.py's comparison).
 NEWTON_SEARCH = True
+#: Newton's derivatives through ``T`` (DC's correlation, SS's decay): the slope analytic and the curvature from one
+#: step up (:meth:`_Evidence._through_t`, one factorization per value ``T`` depends on); False: central differences of
+#: the value (two), as before (kept for benchmarks/tuning_search.py's comparison).
+ANALYTIC_T = True
 #: Newton's steps move each unconstrained hyperparameter by at most this (``log q`` down: ``NEWTON_MAX_STEP``, up:
 #: ``NEWTON_MAX_RISE``): far from the optimum the evidence is nearly linear in ``log q`` (its curvature there says
 #: little about the distance to the minimum), and below it lies the no-signal plateau.
