@@ -477,8 +477,8 @@ def _peak_score(
     # rows of one sequence's windows, sampled every ``step`` samples: the Grams from their first columns' products
     step = int(times[1] - times[0]) if len(times) > 1 else 1
     window, lead = block.n_free, min(step * block.channels, block.n_free)
-    plain = interleave == 1 and len(block.xs) == 1 and bool(block.mask.all()) and -(-window // lead) <= edge
-    plain = plain and len(a) * p * (p - lead) >= TOEPLITZ_SAVING
+    plain = len(a) * p * (p - lead) >= TOEPLITZ_SAVING and interleave == 1 and len(block.xs) == 1
+    plain = plain and -(-window // lead) <= edge and bool(block.mask.all())
     toeplitz = (window, lead) if plain else None
     values, fine, n_tests = _scan(ar, p, edge, lambda total: (lm, proxy), toeplitz)
     k, o = np.unravel_index(np.argmax(values), values.shape)
