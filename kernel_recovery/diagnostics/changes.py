@@ -14,16 +14,20 @@ trimming: nearer an end the covariance is rank-deficient and tells little); the 
 ``chi2.isf(alpha / tests, rank)`` over all tests (splits x outputs), so the false-alarm rate under a fixed kernel
 is at most ``alpha`` (the splits are correlated: in practice well below).  The rows are a uniform sample of at
 most ``SAMPLE_ROWS`` equations (the covariance above holds for any subset, with the whole ``G``); the Grams and
-scores of the stretches between splits are one batched product, and ``G^-1`` is the fit's own factorization.  Where
-the rows are windows of one sequence (one input record, no mask), each sampled every ``h`` samples, the Gram of
-the rows before a split is block Toeplitz up to edge terms: the product sums only the first ``h C`` columns
-against the rows (``O(rows h C P)`` instead of ``O(rows P^2)``), and the Grams at the chosen splits are built
-from those sums and the few rows after the split (:func:`_toeplitz_grams`: the same products, added in another
-order).  The
+scores of the stretches between splits are one batched product, and ``G^-1`` is the fit's own factorization.  The
 exact ``LM`` is computed at the ``CANDIDATES`` splits of each pass that a proxy ranks highest (the score's
 stationary covariance ``tau (1 - tau) G``: no factorization), every split still counted in the correction (the
 reported statistic is one of the ``LM_k``, so the false-alarm bound holds), so the check costs
 ``O(SAMPLE_ROWS P^2 + SPLITS P^2 + CANDIDATES P^3)``.
+
+Where the rows are windows of one sequence (one input record of ``C`` channels, no mask) sampled every ``h``
+samples, the Gram of the rows before a split is block Toeplitz up to edge terms, so the product sums only the
+scores and the first ``h C`` columns against the rows (``O(rows h C P) = O(n C P)`` instead of ``O(rows P^2)``),
+and the Grams at the chosen splits are built from those sums and the few rows after each split
+(:func:`_toeplitz_grams`: the same products, added in another order, so the same statistic to rounding).  Above
+``MAX_UNKNOWNS``, or where the exact test's factorizations cost more than ``WORK_SHARE`` of the fit, the score is
+projected on ``PROJECTION`` seeded directions (:func:`_peak_score_projected`), whose cost is the
+``PROJECTED_ROWS x P x PROJECTION`` product that forms them.
 """
 
 from __future__ import annotations
