@@ -599,8 +599,8 @@ class _Evidence:
                 return None
             zi = z[cut]
             dr += -2.0 * float(zi @ (nt @ zi))
-            if lower:  # (B's lower triangle is all it meets)
-                dlogdet -= 2.0 * float(np.einsum("ij,ij->", nt, np.tril(inv[cut, cut])))
+            if lower:  # (strictly lower: B's lower triangle, the part `inv` holds, is all it meets)
+                dlogdet -= 2.0 * float(np.einsum("ij,ij->", nt, inv[cut, cut]))
                 continue
             bi = np.tril(inv[cut, cut])
             bi += np.tril(inv[cut, cut], -1).T
