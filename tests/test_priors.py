@@ -357,6 +357,37 @@ def rough_high_snr_evidence(rng, kind, taps=450, n=4000):
     return priors._Evidence([priors._Kernel(kind, u[order])], [order], g, c[:, 0], float(yy[0]), n_rows, False), x, y
 
 
+@pytest.mark.parametrize("kind", ["dc", "ss"])
+def test_slope_through_t_of_a_two_sided_window(rng, kind):
+    """Two sides of lag 0 (:class:`priors._Sides`, each its own factor): the slope in ``T`` against central
+    differences of the evidence evaluated densely from the explicit block-diagonal prior (:func:`two_sided_kernel`)."""
+    lags = np.arange(-3, 6)
+    n = 60
+    a = rng.standard_normal((n, len(lags)))
+    y = a @ (0.7 ** np.abs(lags) * rng.standard_normal(len(lags))) + 0.3 * rng.standard_normal(n)
+    order = np.concatenate([np.flatnonzero(lags >= 0), np.flatnonzero(lags < 0)[::-1]])  # causal, then |lag| up
+    u = np.abs(lags[order]).astype(float)
+    kern = priors._Kernel(kind, u, split=int(np.sum(lags >= 0)))
+    ev = priors._Evidence([kern], [order], a.T @ a, a.T @ y, float(y @ y), n, False)
+    theta = np.array([0.5, np.log(0.3)] + ([0.4] if kind == "dc" else []))
+    ev.derivatives(theta, through_t=False)
+    _, _, z, r, inv = ev._factored
+    s = np.exp(ev.log_s(theta))
+    taus = ev.taus(theta)
+
+    def explicit(tau):  # -2 log p at log s held: the shape moved so that only T's value moves
+        t = priors._apply(kern.transform(tau), np.eye(len(u)))
+        m = np.eye(len(u)) + s[:, None] * (t.T @ (a.T @ a)[np.ix_(order, order)] @ t) * s[None, :]
+        h_vec = s * (t.T @ (a.T @ y)[order])
+        return n * np.log((y @ y - h_vec @ np.linalg.solve(m, h_vec)) / n) + np.linalg.slogdet(m)[1]
+
+    slope = ev._through_t(taus, 0, 0, s, z, r, inv)
+    step = 1e-5
+    reference = (explicit(taus[0] + step) - explicit(taus[0] - step)) / (2 * step)
+    assert slope == pytest.approx(reference, rel=1e-5, abs=1e-6)
+    assert abs(slope) > 1e-3
+
+
 @pytest.mark.parametrize("kind, theta", [("ss", (25.0, 0.997)), ("dc", (20.0, 0.997, 1.0))])
 def test_slope_through_t_keeps_its_digits_where_m_is_ill_conditioned(rng, kind, theta):
     """Where ``M``'s condition number is near 1e13 (SS on a rough response at high SNR), ``tr(B dM)`` summed entry by

@@ -594,17 +594,15 @@ class _Evidence:
                         moved.append(_dense_small(kern.transform(t2[0 if self.share else i])))
                     ts = np.diag(si)
                     nt = _solve(t0, (_apply(moved[0], ts) - _apply(moved[1], ts)) / (2 * h)) / si[:, None]
-                    lower = False
+                    lower = kern.kind == "dc"  # (DC's recursions are lower triangles, SS's factors upper ones)
             if not np.all(np.isfinite(nt)):
                 return None
             zi = z[cut]
             dr += -2.0 * float(zi @ (nt @ zi))
-            if lower:  # (strictly lower: B's lower triangle, the part `inv` holds, is all it meets)
-                dlogdet -= 2.0 * float(np.einsum("ij,ij->", nt, inv[cut, cut]))
-                continue
-            bi = np.tril(inv[cut, cut])
-            bi += np.tril(inv[cut, cut], -1).T
-            dlogdet += 2.0 * (float(np.trace(nt)) - float(np.einsum("ij,ji->", nt, bi)))
+            # Ntilde is triangular (exact zeros off its triangle), so B's lower triangle, the part `inv` holds, is all
+            # tr(Ntilde B) meets: read as is (lower) or transposed (upper), no copy
+            met = np.einsum("ij,ij->", nt, inv[cut, cut]) if lower else np.einsum("ij,ji->", nt, inv[cut, cut])
+            dlogdet += 2.0 * (float(np.trace(nt)) - float(met))
         return (self.n / r) * dr + dlogdet
 
     def log_s(self, theta: np.ndarray) -> np.ndarray:
@@ -1082,8 +1080,10 @@ def _solve(t, a: np.ndarray) -> np.ndarray:
     if isinstance(t, _Sides):
         k = t.split
         return np.concatenate([_solve(t.causal, a[:k]), _solve(t.anticausal, a[k:])])
-    if isinstance(t, np.ndarray):
-        return np.linalg.solve(t, a)
+    if isinstance(t, np.ndarray):  # (a small SS factor as its matrix: an upper triangle)
+        import scipy.linalg
+
+        return scipy.linalg.solve_triangular(t, a, lower=not np.any(np.triu(t, 1)), check_finite=False)
     raise TypeError(f"no inverse recursion for a factor of type {type(t).__name__}")
 
 
