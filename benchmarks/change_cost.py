@@ -83,7 +83,9 @@ def measure(repeat: int, against: str | None = None) -> list[dict]:
             problem, kwargs = _captured_call(x, y, k)
             if problem is None:
                 continue
-            none, change, before = [], [], []
+            none: list[float] = []
+            change: list[float] = []
+            before: list[float] = []
             tests = [(changes, change)] + ([] if old is None else [(old, before)])
             for i in range(repeat):
                 t0 = time.perf_counter()
