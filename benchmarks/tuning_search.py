@@ -1,13 +1,17 @@
-"""The evidence search of large regularized fits (issue 27): Newton's method on the exact Hessian against the L-BFGS-B
-search it replaced, in one process, each against one K x K Cholesky factorization measured between them.
+"""The evidence search of large regularized fits (issue 27): Newton's method with the slope through ``T`` analytic
+(DC's correlation, SS's decay: ``priors.ANALYTIC_T``, one factorization per step for the curvature there) against
+Newton's method with central differences through ``T`` (two) and, with ``--lbfgs``, the L-BFGS-B search both
+replaced, in one process, each against one K x K Cholesky factorization measured between them.
 
 everyday.py's tuning row (a slowly decaying response, ``flip=True``, noise 0.1, 12 K samples) and two more systems
 (a faster oscillating decay; the same at noise 1e-2), for ``regularization`` tc, dc and ss.  Per fit: the time over
 the median of the Cholesky timings taken around it (best of 3 each), the evidence evaluations (one factorization of
-``M`` each: Newton's with a derivative also invert it), and ``-2 log p`` of Newton's optimum minus L-BFGS-B's (< 0:
-Newton's is better).  One BLAS thread (``*_NUM_THREADS=1`` set before numpy is imported).
+``M`` each: Newton's with a derivative also invert it), and ``-2 log p`` of the analytic search's optimum minus the
+differences' (and L-BFGS-B's) (< 0: the analytic one's is better).  One BLAS thread (``*_NUM_THREADS=1`` set before
+numpy is imported).
 
-    python benchmarks/tuning_search.py                 # K=2000 (about 5 minutes)
+    python benchmarks/tuning_search.py                 # K=2000, dc and ss (about 3 minutes)
+    python benchmarks/tuning_search.py --lbfgs --kinds tc,dc,ss   # and the L-BFGS-B search (about 8 minutes)
     python benchmarks/tuning_search.py --k 1000 --quick
 """
 
@@ -44,22 +48,33 @@ def cholesky_time(spd: np.ndarray) -> float:
     return best
 
 
-def fit(x, y, k, kind, newton: bool):
-    priors.NEWTON_SEARCH = newton
+SEARCHES = {  # column: (NEWTON_SEARCH, ANALYTIC_T)
+    "L-BFGS-B": (False, True),
+    "Newton, differences in T": (True, False),
+    "Newton, analytic in T": (True, True),
+}
+
+
+def fit(x, y, k, kind, search: str):
+    priors.NEWTON_SEARCH, priors.ANALYTIC_T = SEARCHES[search]
     try:
         t0 = time.perf_counter()
         res = kr.recover_kernel(x, y, k, flip=True, regularization=kind, progress=False)
         return time.perf_counter() - t0, res
     finally:
-        priors.NEWTON_SEARCH = True
+        priors.NEWTON_SEARCH, priors.ANALYTIC_T = True, True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=2000, help="kernel size (12 K samples)")
     parser.add_argument("--quick", action="store_true", help="the first system only")
+    parser.add_argument("--lbfgs", action="store_true", help="also the L-BFGS-B search")
+    parser.add_argument("--kinds", default="dc,ss", help="regularizations, comma-separated (default dc,ss)")
     args = parser.parse_args()
     k = args.k
+    searches = list(SEARCHES) if args.lbfgs else list(SEARCHES)[1:]
+    new = searches[-1]
     rows = []
     systems = list(SYSTEMS.items())[:1] if args.quick else list(SYSTEMS.items())
     for name, (response, noise) in systems:
@@ -67,30 +82,30 @@ def main() -> None:
         x = rng.standard_normal(12 * k)
         y = kr.conv1d(x, response(k, rng), flip=True) + noise * rng.standard_normal(11 * k + 1)
         spd = scipy.linalg.toeplitz(np.correlate(x, x[: 11 * k + 1], "valid")[:k]) + np.eye(k)
-        for kind in ("tc", "dc", "ss"):
+        for kind in args.kinds.split(","):
             out = {}
-            for newton in (False, True):
+            for search in searches:
                 before = cholesky_time(spd)
-                seconds, res = fit(x, y, k, kind, newton)
+                seconds, res = fit(x, y, k, kind, search)
                 chol = float(np.median([before, cholesky_time(spd)]))
-                out[newton] = (
+                out[search] = (
                     seconds / chol,
                     int(res.diagnostics["n_evaluations"][0]),
                     -2 * float(res.diagnostics["log_evidence"][0]),
                     seconds,
                 )
-            (old_r, old_e, old_f, old_s), (new_r, new_e, new_f, new_s) = out[False], out[True]
-            row = {
-                "system": name,
-                "kind": kind,
-                "L-BFGS-B": f"{old_r:.0f}x ({old_s:.2f} s)",
-                "Newton": f"{new_r:.0f}x ({new_s:.2f} s)",
-                "evaluations": f"{old_e} -> {new_e}",
-                "-2 log p, Newton - L-BFGS-B": f"{new_f - old_f:+.3g}",
-            }
+            row = {"system": name, "kind": kind}
+            for search in searches:
+                ratio, _, _, seconds = out[search]
+                row[search] = f"{ratio:.0f}x ({seconds:.2f} s)"
+            row["evaluations"] = " -> ".join(str(out[search][1]) for search in searches)
+            for search in searches[:-1]:
+                row[f"-2 log p, analytic - {search.split(',')[0] if search == 'L-BFGS-B' else 'differences'}"] = (
+                    f"{out[new][2] - out[search][2]:+.3g}"
+                )
             print(row, flush=True)
             rows.append(row)
-    cols = ["system", "kind", "L-BFGS-B", "Newton", "evaluations", "-2 log p, Newton - L-BFGS-B"]
+    cols = list(rows[0])
     body = (
         f"K={k}, {12 * k} samples, flip=True; times in K x K Cholesky factorizations measured around each fit "
         "(best of 3 before and after, their median), one BLAS thread. Shared machine: ratios within a row "

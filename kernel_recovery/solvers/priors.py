@@ -53,12 +53,17 @@ the fit interpolates.  The posterior mean is ``T S M^{-1} h`` and the posterior 
 
 Large blocks (over ``SINGLE_START_ABOVE`` coefficients, from the statistics), where every evaluation is a ``P^3``
 factorization, search by Newton's method instead (:func:`_tune_newton`): the Hessian in ``log s`` is analytic from
-``B = M^{-1}`` (``dpotri``, about two Cholesky factorizations more; :meth:`_Evidence._in_log_s`), through ``T`` by
-central differences, and a handful of steps from a start whose scale is walked downhill by values alone reaches the
-optimum where L-BFGS-B, learning the strong coupling between the scale and the decay from gradients, took 20-50
-evaluations.  (A structured evidence, one eigendecomposition of ``S C S`` per shape with the scale profiled in
-``O(P)``, as :func:`_scan_shapes` does for small blocks, costs 15-20 Choleskys per shape with one BLAS thread, its
-tridiagonalization alone 5: more than a Newton step.)
+``B = M^{-1}`` (``dpotri``, about two Cholesky factorizations more; :meth:`_Evidence._in_log_s`); through ``T``
+the slope is analytic too, in whitened form (``T' = T N``, ``Ntilde = S^{-1} N S``: ``dr = -2 z' Ntilde z``,
+``d log det M = 2 tr(Ntilde (I - B))``, a few ``O(P)``-per-vector passes and no factorization;
+:meth:`_Evidence._through_t`), its curvature and cross terms from one step up (one factorization), and a handful of
+steps from a start whose scale is walked downhill by values alone reaches the optimum where L-BFGS-B, learning the
+strong coupling between the scale and the decay from gradients, took 20-50 evaluations.  (A structured evidence,
+one eigendecomposition of ``S C S`` per shape with the scale profiled in ``O(P)``, as :func:`_scan_shapes` does for
+small blocks, costs 15-20 Choleskys per shape with one BLAS thread, its tridiagonalization alone 5: more than a
+Newton step.  The curvature through ``T`` in the same whitened form, ``2 tr((dNtilde + Ntilde^2) E) - 2 tr(E Ntilde
+E Ntilde) + 2 tr(Ntilde^T E Ntilde B)`` with ``E = I - B`` for ``log det M``, would replace that one factorization by
+a few more passes: not yet done.)
 """
 
 from __future__ import annotations
@@ -796,9 +801,11 @@ class _Evidence:
     def derivatives(self, theta: np.ndarray, below: float = np.inf, through_t: bool = True):
         """``(f, grad, hess)`` of ``-2 log p`` in ``theta`` in the ``P x P`` form (the statistics; not :attr:`rows`):
         through ``log s`` analytically (:meth:`_in_log_s`), through ``T`` (DC's correlation, SS's decay: one value
-        ``tau``) by central differences of ``f`` and a forward difference of the gradient in ``log s`` (two more
-        factorizations; ``through_t=False`` leaves them out, for steps in the scales alone).  ``(f, None, None)``
-        where ``f`` is not below ``below`` (one factorization, no more)."""
+        ``tau``) with the slope analytic (:meth:`_through_t`) and the curvature from ``f`` one step up against that
+        slope, the cross terms from the gradient in ``log s`` there (one more factorization; with ``ANALYTIC_T =
+        False``, or where the slope's form does not apply, central differences of ``f``: two;
+        ``through_t=False`` leaves them out, for steps in the scales alone).  ``(f, None, None)`` where ``f`` is not
+        below ``below`` (one factorization, no more)."""
         key = np.asarray(theta, dtype=float).tobytes()
         taus = self.taus(theta)
         hit = self._last_derivatives
