@@ -5,6 +5,7 @@ import pytest
 
 import kernel_recovery as kr
 from kernel_recovery.diagnostics import changes
+from kernel_recovery.model import statistics
 from kernel_recovery.model.problem import build_problem
 from kernel_recovery.solvers import lstsq
 
@@ -124,8 +125,8 @@ def test_toeplitz_grams_are_the_products_of_the_rows(step, taps, channels, bias)
     window, lead = taps * channels, min(step, taps) * channels
     points = np.array([taps, 40, 41, len(a) - taps])
     first = np.stack([a[:k, :lead].T @ a[:k] for k in points])
-    head = changes._window_products(a[: -(-window // lead) - 1], lead)
-    got = changes._toeplitz_grams(a, window, lead, first, points, head)
+    head = statistics.window_products(a[: -(-window // lead) - 1], lead)
+    got = statistics.window_grams(a, window, lead, first, points, head)
     want = np.stack([a[:k].T @ a[:k] for k in points])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
 

@@ -24,7 +24,7 @@ Where the rows are windows of one sequence (one input record of ``C`` channels, 
 samples, the Gram of the rows before a split is block Toeplitz up to edge terms, so the product sums only the
 scores and the first ``h C`` columns against the rows (``O(rows h C P) = O(n C P)`` instead of ``O(rows P^2)``),
 and the Grams at the chosen splits are built from those sums and the few rows after each split
-(:func:`_toeplitz_grams`: the same products, added in another order, so the same statistic to rounding).  Above
+(:func:`.window_grams`: the same products, added in another order, so the same statistic to rounding).  Above
 ``MAX_UNKNOWNS``, or where the exact test's factorizations cost more than ``WORK_SHARE`` of the fit, the score is
 projected on ``PROJECTION`` seeded directions (:func:`_peak_score_projected`), whose cost is the
 ``PROJECTED_ROWS x P x PROJECTION`` product that forms them.
@@ -42,7 +42,7 @@ from ..model.design import n_columns, window_rows
 from ..model.operator import block_residuals
 from ..model.problem import Block, CanonicalProblem
 from ..model.spectrum import rank_tolerance
-from ..model.statistics import block_statistics, statistics_flops
+from ..model.statistics import block_statistics, statistics_flops, window_grams, window_products
 from ..model.whitening import filtered_block, whitening_filters
 
 #: The false-alarm rate of the check in :func:`kernel_recovery.recover_kernel` (per call, under a fixed kernel).
@@ -252,50 +252,6 @@ def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | Non
     return out
 
 
-def _window_products(rows: np.ndarray, lead: int) -> np.ndarray:
-    """``[..., q] = rows[..., :q, :lead].T @ rows[..., :q, :]`` for ``q = 0 .. len``: the running products of the
-    first rows, ``(..., len + 1, lead, P)`` (summed by a product with a triangle of ones: numpy's cumsum along an
-    inner axis costs ~5 ns an entry)."""
-    n, p = rows.shape[-2:]
-    products = (rows[..., :lead, None] * rows[..., None, :]).reshape(rows.shape[:-2] + (n, lead * p))
-    return (np.tri(n + 1, n, -1) @ products).reshape(rows.shape[:-2] + (n + 1, lead, p))
-
-
-def _toeplitz_grams(
-    a: np.ndarray, window: int, lead: int, first: np.ndarray, points: np.ndarray, head: np.ndarray
-) -> np.ndarray:
-    """``a[:k].T @ a[:k]`` at ``points`` ``(len(points), P, P)`` from their first ``lead`` rows ``first`` (the
-    same products over ``a[:k, :lead]``), for rows whose first ``window`` columns are windows of one sequence that
-    advance ``lead`` columns a row (``a[i + 1, j] = a[i, j + lead]``), then at most a column of ones; ``head``:
-    :func:`_window_products` of the first ``ceil(window / lead) - 1`` rows.
-
-    Row ``q lead + f`` of the Gram is row ``f`` of the products over the rows ``q .. k + q - 1`` (the windows
-    shifted by ``q`` rows): ``F_{k+q} - F_q`` with ``F_v = a[:v, :lead].T @ a[:v]``, and ``F_{k+q}`` is ``F_k``
-    plus the next ``q`` rows' products (the edge terms of :func:`kernel_recovery.model.statistics.gram_from_lags`),
-    so the Gram costs ``O(P^2)`` per point instead of ``O(k P^2)``.  Each block row is written with its transpose
-    (the block column) as two strided views of one buffer, whose spare rows and columns take the entries past the
-    window.
-    """
-    n_points, p = len(points), a.shape[1]
-    nq = len(head)  # block rows of ``lead`` Gram rows
-    # [s, q, f, :] = row q lead + f of the Gram, from column q lead on (and the bias column)
-    edges = _window_products(a[points[:, None] + np.arange(nq - 1)], lead)
-    edges += first[:, None] - head
-    width = window + nq * lead
-    buf = np.empty((n_points, width, width))
-    size, (outer, row, col) = buf.itemsize, buf.strides
-    shape, diagonal = (n_points, nq, lead, window), lead * (width + 1) * size
-    blocks = edges[..., :window]
-    np.lib.stride_tricks.as_strided(buf, shape, (outer, diagonal, row, col))[...] = blocks
-    np.lib.stride_tricks.as_strided(buf, shape, (outer, diagonal, col, row))[...] = blocks
-    if p > window:  # the column of ones: the rows' sums, and the count
-        sums = edges[..., p - 1].reshape(n_points, -1)[:, :window]
-        buf[:, :window, window] = sums
-        buf[:, window, :window] = sums
-        buf[:, window, window] = points
-    return buf[:, :p, :p]
-
-
 def _equal_splits(lo: int, hi: int, n: int) -> tuple[int, int]:
     """``(step, count)`` of at most ``SPLITS`` splits ``lo + step * i`` (``i = 1..count``) spread over ``lo..hi``,
     all before the last of the ``n`` rows."""
@@ -334,7 +290,7 @@ def _lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray, half: np.ndarray, sig
     return out, ranks
 
 
-#: The Grams are built from the products of the rows' first columns (:func:`_toeplitz_grams`) where that saves at
+#: The Grams are built from the products of the rows' first columns (:func:`.window_grams`) where that saves at
 #: least this many multiply-adds (below, the full products cost less than the assembly's few dozen small steps).
 TOEPLITZ_SAVING = 1e6
 #: Order of the autoregressive noise model that prewhitens the test when the residual is coloured.
@@ -404,7 +360,7 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] 
     least ``edge`` rows from either end.  ``prepare(total)`` (``total``: ``a'[r | a]`` over every row; None with
     ``toeplitz``) returns ``(lm, proxy)``: ``lm(gk, s, splits)`` scores splits from the Grams and scores of the
     rows before each, ``proxy(s, splits)`` ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each
-    pass.  ``toeplitz = (window, lead)``: the rows are windows of one sequence (see :func:`_toeplitz_grams`), so
+    pass.  ``toeplitz = (window, lead)``: the rows are windows of one sequence (see :func:`.window_grams`), so
     only ``[r | a[:, :lead]]'a`` is summed over the rows (one product: the scores and the Grams' first rows) and the
     Grams at the chosen splits are built from it.  Returns the fine pass's values ``(candidates, O)`` and splits,
     and the tests made (every split)."""
@@ -425,10 +381,10 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] 
         sums = _stretch_sums(ar[:, : o + lead], a, 0, step, SPLITS - 1, None)
         scores, firsts = sums[:, :o].transpose(0, 2, 1), sums[:, o:]
         lm, proxy = prepare(None)
-        head = _window_products(a[: -(-window // lead) - 1], lead)
+        head = window_products(a[: -(-window // lead) - 1], lead)
 
         def grams(first: np.ndarray, points: np.ndarray) -> np.ndarray:
-            return _toeplitz_grams(a, window, lead, first, points, head)
+            return window_grams(a, window, lead, first, points, head)
 
     inside = np.flatnonzero((splits >= edge) & (splits <= n - edge))
     chosen = inside[_top(proxy(scores[inside], splits[inside]), CANDIDATES)]

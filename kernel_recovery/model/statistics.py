@@ -475,3 +475,47 @@ def block_lags(block: Block, outputs: bool = False) -> list[tuple[np.ndarray, np
         method = "fft" if block.channels == 1 and block.taps >= 64 else None
         block.cache[key] = [lagged_correlations(x, block.taps, y, method=method) for x, y in zip(block.xs, ys)]
     return block.cache[key]
+
+
+def window_products(rows: np.ndarray, lead: int) -> np.ndarray:
+    """``[..., q] = rows[..., :q, :lead].T @ rows[..., :q, :]`` for ``q = 0 .. len``: the running products of the
+    first rows, ``(..., len + 1, lead, P)`` (summed by a product with a triangle of ones: numpy's cumsum along an
+    inner axis costs ~5 ns an entry)."""
+    n, p = rows.shape[-2:]
+    products = (rows[..., :lead, None] * rows[..., None, :]).reshape(rows.shape[:-2] + (n, lead * p))
+    return (np.tri(n + 1, n, -1) @ products).reshape(rows.shape[:-2] + (n + 1, lead, p))
+
+
+def window_grams(
+    a: np.ndarray, window: int, lead: int, first: np.ndarray, points: np.ndarray, head: np.ndarray
+) -> np.ndarray:
+    """``a[:k].T @ a[:k]`` at ``points`` ``(len(points), P, P)`` from their first ``lead`` rows ``first`` (the
+    same products over ``a[:k, :lead]``), for rows whose first ``window`` columns are windows of one sequence that
+    advance ``lead`` columns a row (``a[i + 1, j] = a[i, j + lead]``), then at most a column of ones; ``head``:
+    :func:`window_products` of the first ``ceil(window / lead) - 1`` rows.
+
+    Row ``q lead + f`` of the Gram is row ``f`` of the products over the rows ``q .. k + q - 1`` (the windows
+    shifted by ``q`` rows): ``F_{k+q} - F_q`` with ``F_v = a[:v, :lead].T @ a[:v]``, and ``F_{k+q}`` is ``F_k``
+    plus the next ``q`` rows' products (the edge terms of :func:`gram_from_lags`),
+    so the Gram costs ``O(P^2)`` per point instead of ``O(k P^2)``.  Each block row is written with its transpose
+    (the block column) as two strided views of one buffer, whose spare rows and columns take the entries past the
+    window.
+    """
+    n_points, p = len(points), a.shape[1]
+    nq = len(head)  # block rows of ``lead`` Gram rows
+    # [s, q, f, :] = row q lead + f of the Gram, from column q lead on (and the bias column)
+    edges = window_products(a[points[:, None] + np.arange(nq - 1)], lead)
+    edges += first[:, None] - head
+    width = window + nq * lead
+    buf = np.empty((n_points, width, width))
+    size, (outer, row, col) = buf.itemsize, buf.strides
+    shape, diagonal = (n_points, nq, lead, window), lead * (width + 1) * size
+    blocks = edges[..., :window]
+    as_strided(buf, shape, (outer, diagonal, row, col))[...] = blocks
+    as_strided(buf, shape, (outer, diagonal, col, row))[...] = blocks
+    if p > window:  # the column of ones: the rows' sums, and the count
+        sums = edges[..., p - 1].reshape(n_points, -1)[:, :window]
+        buf[:, :window, window] = sums
+        buf[:, window, :window] = sums
+        buf[:, window, window] = points
+    return buf[:, :p, :p]
