@@ -580,20 +580,27 @@ def find_change(
             best = (stat, time + shift, threshold, rank)
     if best is None:
         return None, None
-    stat, time, threshold, rank = best
+    return _change_report(best, worst_p, alpha, tests, m + shift, whiten), None
+
+
+def _change_report(
+    best: tuple[float, int, float, int], p_value: float, alpha: float, tests: int, length: int, whiten: bool
+) -> dict[str, Any]:
+    """The report of :func:`find_change`'s strongest break ``best`` ``(statistic, time, threshold, rank)``."""
+    stat, time, threshold, _ = best
     return {
         "times": (time,),
         "statistic": stat,
         "threshold": threshold,
-        "p_value": worst_p,
+        "p_value": p_value,
         "alpha": alpha,
         "splits": tests,
         "message": (
-            f"the system changed near output sample {time} of {m + shift} (score test for a break, p={worst_p:.2g}"
+            f"the system changed near output sample {time} of {length} (score test for a break, p={p_value:.2g}"
             f"{', noise prewhitened' if whiten else ''}): one "
             "kernel does not explain the whole record; use track_kernel or split the record there."
         ),
-    }, None
+    }
 
 
 def detect(

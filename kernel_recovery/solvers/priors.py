@@ -862,13 +862,7 @@ class _Evidence:
             hess += d2 * np.outer(v, v) + np.outer(cross, v) + np.outer(v, cross)
             plus.append(at[0])
             vs.append(v)
-        for i in range(len(moves)):  # between two T values (one per input, unshared)
-            for j in range(i):
-                at = self._moved_primal(taus, [moves[i], moves[j]], s)
-                if at is None:
-                    continue
-                mixed = (at[0] - plus[i] - plus[j] + f) / (moves[i][2] * moves[j][2])
-                hess += mixed * (np.outer(vs[i], vs[j]) + np.outer(vs[j], vs[i]))
+        self._mixed_in_t(taus, moves, s, f, plus, vs, hess)
         self.noise = noise
         self._last_derivatives = (key, bool(moves), (f, grad, hess))
         return f, grad, hess
@@ -895,6 +889,14 @@ class _Evidence:
             hess += d2 * np.outer(v, v) + np.outer(cross, v) + np.outer(v, cross) + d1 * v2
             plus.append(values[0])
             vs.append(v)
+        self._mixed_in_t(taus, moves, s, f, plus, vs, hess)
+        self.noise = noise
+        self._last_derivatives = (key, bool(moves), (f, grad, hess))
+        return f, grad, hess
+
+    def _mixed_in_t(self, taus, moves, s, f, plus, vs, hess) -> None:
+        """Add to ``hess`` the cross terms between two values of ``T`` (one per input, unshared): one evaluation
+        per pair, both moved, against ``plus`` (``f`` with each moved alone) and their tangents ``vs``."""
         for i in range(len(moves)):
             for j in range(i):
                 at = self._moved_primal(taus, [moves[i], moves[j]], s)
@@ -902,9 +904,6 @@ class _Evidence:
                     continue
                 mixed = (at[0] - plus[i] - plus[j] + f) / (moves[i][2] * moves[j][2])
                 hess += mixed * (np.outer(vs[i], vs[j]) + np.outer(vs[j], vs[i]))
-        self.noise = noise
-        self._last_derivatives = (key, bool(moves), (f, grad, hess))
-        return f, grad, hess
 
     def _moved_primal(self, taus: list[np.ndarray], moves: list[tuple[int, int, float]], s: np.ndarray):
         """:meth:`_primal` with ``T``'s values moved (``(block, index, step)``), ``s`` held (one evaluation)."""
