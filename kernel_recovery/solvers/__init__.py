@@ -32,8 +32,14 @@ def resolve(method: str | Callable[..., Solution]) -> tuple[str, Callable[..., S
         names = ", ".join(repr(m) for m in METHODS)
         raise ValueError(f"`method` must be one of {names} or a callable solver, got {method!r}.")
     name = method.lower()
-    module, func = METHODS[name].split(":")
-    return name, getattr(importlib.import_module(module), func)
+    return name, _load(METHODS[name])
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str) -> Callable[..., Solution]:
+    """The solver at ``"module:function"``, imported on first use (then held: import_module costs microseconds)."""
+    module, func = path.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 @functools.lru_cache(maxsize=64)
