@@ -233,7 +233,6 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
         stats = block.cache.get(key)
         if stats is None and not block.retains_rows:
             stats = block_statistics(block, use_bias)
-        coef = _columns(block, sol, i, use_bias)
         yty = stats.yty if stats is not None and stats.yty is not None else None
         if yty is None:
             if block.ys is None:
@@ -243,10 +242,12 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
         if sol.rss is not None and sol.rss[i] is not None:  # computed from the data by the solver
             rss, src = np.asarray(sol.rss[i], dtype=float), "solver"
         elif stats is not None and stats.cross is not None:
+            coef = _columns(block, sol, i, use_bias)
             rss, src = rss_from_statistics(stats, coef), "statistics"
             if block.retains_rows and np.any(_rounding_bound(stats, coef) > RSS_RELATIVE_ERROR * np.abs(rss)):
                 rss = None  # too small to read off sums of squares: recompute from the data
         if rss is None:
+            coef = _columns(block, sol, i, use_bias)
             rss = sum(np.einsum("ij,ij->j", r, r) for r in block_residuals(block, use_bias, coef))
             src = "data"
         sources.add(src)
