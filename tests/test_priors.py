@@ -288,6 +288,38 @@ def test_evidence_hessian_matches_differences_of_the_value(rng, kind, share):
     assert ev.derivatives(theta + h, below=-np.inf)[1] is None  # not below: one factorization, no derivatives
 
 
+@pytest.mark.parametrize("block", [0, 1, 4, 7, 24, 200])  # 0: one time at a time; 200: one block
+@pytest.mark.parametrize(("lags", "kappa"), [("regular", 0.02), ("dilated", 0.3), ("irregular", 0.05)])
+def test_ss_factor_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, kappa):
+    """SS's factor applied over blocks of ``SS_BLOCK`` times (the state carried between them): ``T v``, ``T^T v``
+    and ``T^{-1} v``, also on upper triangles with their zeros skipped, against the closed-form matrix
+    (:meth:`priors._StateSpace.dense`, itself against the prior in test_factors_reproduce_the_kernels) and
+    ``numpy.linalg.solve``."""
+    monkeypatch.setattr(priors, "SS_BLOCK", block)
+    u = {
+        "regular": np.arange(60.0),
+        "dilated": np.arange(0.0, 120.0, 2.0),
+        "irregular": np.sort(rng.choice(200, 60, replace=False)).astype(float),
+    }[lags]
+    t = priors._StateSpace.create(u, kappa)
+    dense = t.dense()
+    assert np.all(dense == np.triu(dense))  # (an upper triangle: what upper=True relies on)
+    v = rng.standard_normal((len(u), 5))
+    tri = np.triu(rng.standard_normal((len(u), len(u))))
+    scale = np.abs(dense).max()
+    np.testing.assert_allclose(t.apply(v), dense @ v, atol=1e-13 * scale * 10)
+    np.testing.assert_allclose(t.apply(v[:, 0]), dense @ v[:, 0], atol=1e-13 * scale * 10)
+    np.testing.assert_allclose(t.apply_t(v), dense.T @ v, atol=1e-13 * scale * 10)
+    np.testing.assert_allclose(t.apply_t(v[:, 0]), dense.T @ v[:, 0], atol=1e-13 * scale * 10)
+    inv = np.linalg.solve(dense, v)
+    np.testing.assert_allclose(t.solve(v), inv, rtol=1e-9, atol=1e-9 * np.abs(inv).max())
+    if block:
+        np.testing.assert_allclose(t.apply(tri, upper=True), dense @ tri, atol=1e-13 * scale * 10)
+        inv_tri = np.linalg.solve(dense, tri)
+        np.testing.assert_allclose(t.solve(tri, upper=True), inv_tri, rtol=1e-9, atol=1e-9 * np.abs(inv_tri).max())
+        assert np.all(t.solve(tri, upper=True) == np.triu(t.solve(tri, upper=True)))
+
+
 @pytest.mark.parametrize("dense_below", [0, 10_000])  # SS's factor by its recursion, or as a matrix
 @pytest.mark.parametrize("share", [False, True])
 @pytest.mark.parametrize("kind", ["dc", "ss"])
@@ -296,6 +328,7 @@ def test_slope_through_t_matches_differences_of_the_explicit_evidence(rng, monke
     s`` held (:meth:`priors._Evidence._through_t`), against central differences of the evidence evaluated densely
     (``M = I + S T^T G T S`` from the factor's matrix, ``numpy.linalg.slogdet`` and ``solve``)."""
     monkeypatch.setattr(priors, "DENSE_BELOW", dense_below)
+    monkeypatch.setattr(priors, "SS_BLOCK", 3)  # (the recursion over several blocks)
     ev, g, c, _, groups = two_input_evidence(rng, kind, share, taps=10, n=80)
     one = [0.5, np.log(0.3)] + ([0.4] if kind == "dc" else [])
     theta = np.array(one if share else one + [x + 0.2 for x in one])
