@@ -291,8 +291,8 @@ def test_evidence_hessian_matches_differences_of_the_value(rng, kind, share):
 @pytest.mark.parametrize("block", [0, 1, 4, 7, 24, 200])  # 0: one time at a time; 200: one block
 @pytest.mark.parametrize(("lags", "kappa"), [("regular", 0.02), ("dilated", 0.3), ("irregular", 0.05)])
 def test_ss_factor_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, kappa):
-    """SS's factor applied over blocks of ``SS_BLOCK`` times (the state carried between them): ``T v``, ``T^T v``
-    and ``T^{-1} v``, also on upper triangles with their zeros skipped, against the closed-form matrix
+    """SS's factor applied over blocks of ``SS_BLOCK`` times (the state carried between them): ``T v``, ``T^T v``,
+    ``v^T T`` and ``T^{-1} v``, also on upper triangles with their zeros skipped, against the closed-form matrix
     (:meth:`priors._StateSpace.dense`, itself against the prior in test_factors_reproduce_the_kernels) and
     ``numpy.linalg.solve``."""
     monkeypatch.setattr(priors, "SS_BLOCK", block)
@@ -311,6 +311,7 @@ def test_ss_factor_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, k
     np.testing.assert_allclose(t.apply(v[:, 0]), dense @ v[:, 0], atol=1e-13 * scale * 10)
     np.testing.assert_allclose(t.apply_t(v), dense.T @ v, atol=1e-13 * scale * 10)
     np.testing.assert_allclose(t.apply_t(v[:, 0]), dense.T @ v[:, 0], atol=1e-13 * scale * 10)
+    np.testing.assert_allclose(t.right(v.T), v.T @ dense, atol=1e-13 * scale * 10)
     inv = np.linalg.solve(dense, v)
     np.testing.assert_allclose(t.solve(v), inv, rtol=1e-9, atol=1e-9 * np.abs(inv).max())
     if block:

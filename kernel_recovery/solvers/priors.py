@@ -263,88 +263,81 @@ class _StateSpace:
 
     @cached_property
     def _blocks(self) -> list[tuple]:
-        """Per block of ``SS_BLOCK`` times (in increasing time), ``T``'s diagonal block and how the block meets the
-        state ``x = (f, w)`` (scaled coordinates) of the time before it, all in closed form (a move from ``t_k`` to
-        ``t_i`` over ``d = log t_k - log t_i <= 0``: ``c^{3/2} = e^{3d/2}``, ``(1 - c) c^{1/2} = -expm1(d) e^{d/2}``):
-        ``(rows, unit, local, into, read, carry, unit_into, out_w)``, with, for the block's values ``v`` (``T`` in
-        time order), ``(T v)_rows = local v + into x`` and the state after it ``x' = read v + carry x``; ``unit``,
-        ``unit_into`` and ``out_w`` (the velocity's row of ``read``) the same in scaled coordinates, for the
-        innovations ``sd e`` (``local = diag(scale) unit diag(sd)``).  A product of the one-step moves is the move over
-        their span, so this is the recursion summed in another order (nearer the closed form :meth:`dense`: the
-        steps' roundings compound, 1e-14 relative at ``P = 2000``, against 1e-16)."""
+        """Per block of ``SS_BLOCK`` times, ``T``'s diagonal block and how the block meets the state ``x = (f, w)``
+        (scaled coordinates) of the time before it, all in closed form (a move from ``t_k`` to ``t_i`` over ``d = log
+        t_k - log t_i <= 0``: ``c^{3/2} = e^{3d/2}``, ``(1 - c) c^{1/2} = -expm1(d) e^{d/2}``), in increasing time
+        (from the last coefficient up) and in the coefficients' order within each:
+        ``(rows, local, into, read, carry, inverse, unit_into, out_w)`` with, for the block's values ``v``,
+        ``(T v)_rows = local v + into x`` and the state after it ``x' = read v + carry x``; ``inverse`` (of the unit
+        triangle ``diag(scale)^{-1} local diag(sd)^{-1}``: its inverse recursion, bounded), ``unit_into`` and
+        ``out_w`` (the velocity's row of ``read``) the same for the innovations ``sd e``.  A product of the one-step
+        moves is the move over their span, so this is the recursion summed in another order (nearer the closed form
+        :meth:`dense`: the steps' roundings compound, 1e-14 relative at ``P = 2000``, against 1e-16)."""
+        import scipy.linalg
+
         lt = self.log_t
         size = len(lt)
         scale = self.scale
         out = []
         for a in range(0, size, max(SS_BLOCK, 1)):
-            rows = slice(a, min(a + SS_BLOCK, size))
-            t, sd = lt[rows], self.sd[rows]
+            times = slice(a, min(a + SS_BLOCK, size))
+            t, sd = lt[times], self.sd[times]
             d = np.minimum(t[None, :] - t[:, None], 0.0)
-            unit = np.tril(np.exp(1.5 * d) - self.gain[None, rows] * np.expm1(d) * np.exp(0.5 * d))
-            out_w = np.exp(0.5 * (t - t[-1])) * self.gain[rows]
+            unit = np.tril(np.exp(1.5 * d) - self.gain[None, times] * np.expm1(d) * np.exp(0.5 * d))
+            out_w = np.exp(0.5 * (t - t[-1])) * self.gain[times]
             if a == 0:  # (the first time starts from nothing)
                 into, carry = np.zeros((len(t), 2)), np.zeros((2, 2))
             else:
                 dp = lt[a - 1] - t
                 into = np.stack([np.exp(1.5 * dp), -np.expm1(dp) * np.exp(0.5 * dp)], axis=1)
                 carry = np.array([[into[-1, 0], into[-1, 1]], [0.0, np.exp(0.5 * dp[-1])]])
+            inverse = scipy.linalg.solve_triangular(unit, np.eye(len(t)), lower=True, unit_diagonal=True)
+            local = unit * scale[times, None] * sd[None, :]
             read = np.stack([unit[-1] * sd, out_w * sd])
-            local = unit * scale[rows, None] * sd[None, :]
-            out.append((rows, unit, local, into * scale[rows, None], read, carry, into, out_w))
+            flip = [  # (the coefficients' order: time decreases along the rows)
+                np.ascontiguousarray(m)
+                for m in (local[::-1, ::-1], (into * scale[times, None])[::-1], read[:, ::-1], inverse[::-1, ::-1])
+            ]
+            rows = slice(size - times.stop, size - a)
+            out.append((rows, *flip[:3], carry, flip[3], np.ascontiguousarray(into[::-1]), out_w[::-1].copy()))
         return out
-
-    @cached_property
-    def _inverses(self) -> list[np.ndarray]:
-        """The inverses of :attr:`_blocks`' unit triangles (their inverse recursions, bounded: a GEMM per block)."""
-        import scipy.linalg
-
-        eye = np.eye(max(SS_BLOCK, 1))
-        return [
-            scipy.linalg.solve_triangular(b[1], eye[: len(b[1]), : len(b[1])], lower=True, unit_diagonal=True)
-            for b in self._blocks
-        ]
 
     def apply(self, v: np.ndarray, upper: bool = False) -> np.ndarray:
         """``T v``: blocks of ``SS_BLOCK`` rows (a small GEMM each, the state carried between them).  ``upper``:
-        ``v`` is an upper triangle (as ``T``: so is ``T v``), whose zeros are skipped."""
+        ``v`` is a square upper triangle (as ``T``: so is ``T v``), whose zeros are skipped."""
         if SS_BLOCK <= 0:
             return self._apply_steps(v)
         flat = v.reshape(len(v), -1)
         width = flat.shape[1]
-        res = np.zeros_like(flat, dtype=float)
-        vr, out = flat[::-1], res[::-1]  # (time order: the last lag first)
+        res = np.zeros_like(flat, dtype=float) if upper else np.empty_like(flat, dtype=float)
         x = np.zeros((2, width))
-        for rows, _, local, into, read, carry, _, _ in self._blocks:
-            cols = slice(width - rows.stop, width) if upper else slice(0, width)
-            vb = vr[rows, cols]
+        for rows, local, into, read, carry, *_ in self._blocks:
+            cols = slice(rows.start, width) if upper else slice(0, width)
+            vb = flat[rows, cols]
             blk = local @ vb
-            if rows.start:
-                blk += into @ x[:, cols]
-            out[rows, cols] = blk
+            blk += into @ x[:, cols]
+            res[rows, cols] = blk
             x[:, cols] = read @ vb + carry @ x[:, cols]
         return res.reshape(v.shape)
 
     def solve(self, v: np.ndarray, upper: bool = False) -> np.ndarray:
-        """``T^{-1} v``: per block, the unit lower triangle of :attr:`_blocks` solved after the state's part is
-        taken off (``f`` is known at every time, so the velocity ``w`` is the only state to carry).  ``upper`` as
-        in :meth:`apply`."""
+        """``T^{-1} v``: per block, the inverse of its unit triangle applied after the state's part is taken off
+        (``f`` is known at every time, so the velocity ``w`` is the only state to carry).  ``upper`` as in
+        :meth:`apply`."""
         if SS_BLOCK <= 0:
             return self._solve_steps(v)
         flat = v.reshape(len(v), -1)
         width = flat.shape[1]
-        y = (flat / self.scale[::-1, None])[::-1]
+        y = flat / self.scale[::-1, None]
         e = np.zeros_like(y)
         x = np.zeros((2, width))
-        for (rows, _, _, _, _, carry, into, out_w), inverse in zip(self._blocks, self._inverses):
-            cols = slice(width - rows.stop, width) if upper else slice(0, width)
-            rhs = y[rows, cols]
-            if rows.start:
-                rhs = rhs - into @ x[:, cols]
-            eb = inverse @ rhs
+        for rows, _, _, _, carry, inverse, into, out_w in self._blocks:
+            cols = slice(rows.start, width) if upper else slice(0, width)
+            eb = inverse @ (y[rows, cols] - into @ x[:, cols])
             e[rows, cols] = eb
-            x[0, cols] = y[rows.stop - 1, cols]
+            x[0, cols] = y[rows.start, cols]
             x[1, cols] = out_w @ eb + carry[1, 1] * x[1, cols]
-        return (e / self.sd[:, None])[::-1].reshape(v.shape)
+        return (e / self.sd[::-1, None]).reshape(v.shape)
 
     def apply_t(self, v: np.ndarray) -> np.ndarray:
         """``T^T v``: the blocks of :meth:`apply` transposed, last to first, with the adjoint state (what the times
@@ -353,15 +346,28 @@ class _StateSpace:
             return self._apply_t_steps(v)
         flat = v.reshape(len(v), -1)
         res = np.empty_like(flat, dtype=float)
-        vr, out = flat[::-1], res[::-1]
         lam = np.zeros((2, flat.shape[1]))
-        for rows, _, local, into, read, carry, _, _ in reversed(self._blocks):
-            vb = vr[rows]
+        for rows, local, into, read, carry, *_ in reversed(self._blocks):
+            vb = flat[rows]
             blk = local.T @ vb
             blk += read.T @ lam
-            out[rows] = blk
+            res[rows] = blk
             lam = into.T @ vb + carry.T @ lam
         return res.reshape(v.shape)
+
+    def right(self, a: np.ndarray) -> np.ndarray:
+        """``a T`` (``a`` a matrix): :meth:`apply_t` on the rows of ``a``, over blocks of its columns."""
+        if SS_BLOCK <= 0:
+            return self._apply_t_steps(a.T).T
+        res = np.empty_like(a, dtype=float)
+        lam = np.zeros((len(a), 2))
+        for cols, local, into, read, carry, *_ in reversed(self._blocks):
+            ab = a[:, cols]
+            blk = ab @ local
+            blk += lam @ read
+            res[:, cols] = blk
+            lam = ab @ into + lam @ carry
+        return res
 
     def _apply_steps(self, v: np.ndarray) -> np.ndarray:
         """``T v``, one time at a time (``SS_BLOCK = 0``)."""
@@ -1170,7 +1176,9 @@ def _right(a: np.ndarray, t) -> np.ndarray:
         return a.copy()
     if isinstance(t, str):  # upper all-ones: column k sums columns <= k
         return np.cumsum(a, axis=1)
-    if isinstance(t, (_Recursion, _StateSpace, _Sides)):
+    if isinstance(t, _StateSpace):
+        return t.right(a)
+    if isinstance(t, (_Recursion, _Sides)):
         return t.apply_t(a.T).T
     return a @ t
 
