@@ -1,18 +1,21 @@
 """The evidence search of large regularized fits (issue 27): Newton's method with the slope through ``T`` analytic
 (DC's correlation, SS's decay: ``priors.ANALYTIC_T``, one factorization per step for the curvature there) against
-Newton's method with central differences through ``T`` (two) and, with ``--lbfgs``, the L-BFGS-B search both
+Newton's method with central differences through ``T`` (two) (or, with ``--steps``, with SS's factor run one time
+at a time, ``priors.SS_BLOCK = 0``, instead of over blocks) and, with ``--lbfgs``, the L-BFGS-B search both
 replaced, in one process, each against one K x K Cholesky factorization measured between them.
 
 everyday.py's tuning row (a slowly decaying response, ``flip=True``, noise 0.1, 12 K samples) and two more systems
 (a faster oscillating decay; the same at noise 1e-2), for ``regularization`` tc, dc and ss.  Per fit: the time over
 the median of the Cholesky timings taken around it (best of 3 each), the evidence evaluations (one factorization of
-``M`` each: Newton's with a derivative also invert it), and ``-2 log p`` of the analytic search's optimum minus the
-differences' (and L-BFGS-B's) (< 0: the analytic one's is better).  One BLAS thread (``*_NUM_THREADS=1`` set before
-numpy is imported).
+``M`` each: Newton's with a derivative also invert it), ``-2 log p`` of the analytic search's optimum minus the
+differences' (and L-BFGS-B's) (< 0: the analytic one's is better), and the difference of the hyperparameters
+Newton's search returned (``log q``, ``log kappa``, DC's ``atanh rho``; nan: L-BFGS-B's are not recorded).  One BLAS
+thread (``*_NUM_THREADS=1`` set before numpy is imported).
 
     python benchmarks/tuning_search.py                 # K=2000, dc and ss (about 3 minutes)
     python benchmarks/tuning_search.py --lbfgs --kinds tc,dc,ss   # and the L-BFGS-B search (about 8 minutes)
     python benchmarks/tuning_search.py --k 1000 --quick
+    python benchmarks/tuning_search.py --steps --kinds ss   # SS's factor by blocks against one time at a time
 """
 
 from __future__ import annotations
@@ -48,21 +51,37 @@ def cholesky_time(spd: np.ndarray) -> float:
     return best
 
 
-SEARCHES = {  # column: (NEWTON_SEARCH, ANALYTIC_T)
-    "L-BFGS-B": (False, True),
-    "Newton, differences in T": (True, False),
-    "Newton, analytic in T": (True, True),
+BLOCK = priors.SS_BLOCK
+SEARCHES = {  # column: (NEWTON_SEARCH, ANALYTIC_T, SS_BLOCK)
+    "L-BFGS-B": (False, True, BLOCK),
+    "Newton, differences in T": (True, False, BLOCK),
+    "Newton, SS step by step": (True, True, 0),
+    "Newton, analytic in T": (True, True, BLOCK),
 }
 
 
+TUNED: list[np.ndarray] = []  # the hyperparameters Newton's search returned (log q, then the shape), per fit
+_NEWTON = priors._tune_newton
+
+
+def _recorded_newton(ev, theta, bounds):
+    out = _NEWTON(ev, theta, bounds)
+    TUNED.append(np.array(out[0]))
+    return out
+
+
+priors._tune_newton = _recorded_newton
+
+
 def fit(x, y, k, kind, search: str):
-    priors.NEWTON_SEARCH, priors.ANALYTIC_T = SEARCHES[search]
+    priors.NEWTON_SEARCH, priors.ANALYTIC_T, priors.SS_BLOCK = SEARCHES[search]
+    TUNED.clear()
     try:
         t0 = time.perf_counter()
         res = kr.recover_kernel(x, y, k, flip=True, regularization=kind, progress=False)
         return time.perf_counter() - t0, res
     finally:
-        priors.NEWTON_SEARCH, priors.ANALYTIC_T = True, True
+        priors.NEWTON_SEARCH, priors.ANALYTIC_T, priors.SS_BLOCK = True, True, BLOCK
 
 
 def main() -> None:
@@ -70,10 +89,16 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=2000, help="kernel size (12 K samples)")
     parser.add_argument("--quick", action="store_true", help="the first system only")
     parser.add_argument("--lbfgs", action="store_true", help="also the L-BFGS-B search")
+    parser.add_argument(
+        "--steps",
+        action="store_true",
+        help="against SS's factor run one time at a time (SS_BLOCK=0) instead of central differences in T",
+    )
     parser.add_argument("--kinds", default="dc,ss", help="regularizations, comma-separated (default dc,ss)")
     args = parser.parse_args()
     k = args.k
-    searches = list(SEARCHES) if args.lbfgs else list(SEARCHES)[1:]
+    searches = [s for s in SEARCHES if (args.lbfgs or s != "L-BFGS-B")]
+    searches.remove("Newton, differences in T" if args.steps else "Newton, SS step by step")
     new = searches[-1]
     rows = []
     systems = list(SYSTEMS.items())[:1] if args.quick else list(SYSTEMS.items())
@@ -93,15 +118,18 @@ def main() -> None:
                     int(res.diagnostics["n_evaluations"][0]),
                     -2 * float(res.diagnostics["log_evidence"][0]),
                     seconds,
+                    TUNED[-1] if TUNED else np.full(1, np.nan),
                 )
             row = {"system": name, "kind": kind}
             for search in searches:
-                ratio, _, _, seconds = out[search]
+                ratio, _, _, seconds, _ = out[search]
                 row[search] = f"{ratio:.0f}x ({seconds:.2f} s)"
             row["evaluations"] = " -> ".join(str(out[search][1]) for search in searches)
             for search in searches[:-1]:
-                row[f"-2 log p, analytic - {search.split(',')[0] if search == 'L-BFGS-B' else 'differences'}"] = (
-                    f"{out[new][2] - out[search][2]:+.3g}"
+                other = {"L-BFGS-B": "L-BFGS-B", "Newton, SS step by step": "step by step"}.get(search, "differences")
+                row[f"-2 log p, analytic - {other}"] = f"{out[new][2] - out[search][2]:+.3g}"
+                row[f"tuned (log q, shape), analytic - {other}"] = ", ".join(
+                    f"{v:+.2g}" for v in out[new][4] - out[search][4]
                 )
             print(row, flush=True)
             rows.append(row)
@@ -111,9 +139,13 @@ def main() -> None:
         "(best of 3 before and after, their median), one BLAS thread. Shared machine: ratios within a row "
         "are comparable, absolute times drift.\n\n" + markdown_table(rows, cols)
     )
-    write_result(
-        f"tuning_search_k{k}", "Evidence search of large regularized fits: Newton vs L-BFGS-B", body, args.quick
-    )
+    if args.steps:  # (its own file: the searches' comparison stays in tuning_search_k<K>.md)
+        title = "Evidence search of large regularized fits: SS's factor by blocks vs one time at a time"
+        write_result(f"tuning_search_k{k}_steps", title, body, args.quick)
+    else:
+        write_result(
+            f"tuning_search_k{k}", "Evidence search of large regularized fits: Newton vs L-BFGS-B", body, args.quick
+        )
 
 
 if __name__ == "__main__":
