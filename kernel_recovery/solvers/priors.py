@@ -302,50 +302,56 @@ class _StateSpace:
             out.append((rows, *flip[:3], carry, flip[3], np.ascontiguousarray(into[::-1]), out_w[::-1].copy()))
         return out
 
-    def apply(self, v: np.ndarray, upper: bool = False) -> np.ndarray:
+    def apply(self, v: np.ndarray, upper: bool = False, out: np.ndarray | None = None) -> np.ndarray:
         """``T v``: blocks of ``SS_BLOCK`` rows (a small GEMM each, the state carried between them).  ``upper``:
-        ``v`` is a square upper triangle (as ``T``: so is ``T v``), whose zeros are skipped."""
+        ``v`` is a square upper triangle (as ``T``: so is ``T v``), whose zeros are skipped.  ``out`` (of ``v``'s
+        shape; may be ``v``): where ``T v`` is written (a new ``P x P`` array costs a Cholesky's time on some
+        machines: page faults)."""
         if SS_BLOCK <= 0:
             return self._apply_steps(v)
         flat = v.reshape(len(v), -1)
         width = flat.shape[1]
-        res = np.zeros_like(flat, dtype=float) if upper else np.empty_like(flat, dtype=float)
+        if out is None:
+            out = np.zeros(v.shape) if upper else np.empty(v.shape)
+        res = out.reshape(flat.shape)
         x = np.zeros((2, width))
         for rows, local, into, read, carry, *_ in self._blocks:
             cols = slice(rows.start, width) if upper else slice(0, width)
             vb = flat[rows, cols]
             blk = local @ vb
             blk += into @ x[:, cols]
+            x[:, cols] = read @ vb + carry @ x[:, cols]  # (before res is written: it may be v)
             res[rows, cols] = blk
-            x[:, cols] = read @ vb + carry @ x[:, cols]
-        return res.reshape(v.shape)
+        return out
 
-    def solve(self, v: np.ndarray, upper: bool = False) -> np.ndarray:
+    def solve(self, v: np.ndarray, upper: bool = False, out: np.ndarray | None = None) -> np.ndarray:
         """``T^{-1} v``: per block, the inverse of its unit triangle applied after the state's part is taken off
-        (``f`` is known at every time, so the velocity ``w`` is the only state to carry).  ``upper`` as in
-        :meth:`apply`."""
+        (``f`` is known at every time, so the velocity ``w`` is the only state to carry).  ``upper`` and ``out`` as
+        in :meth:`apply`."""
         if SS_BLOCK <= 0:
             return self._solve_steps(v)
-        flat = v.reshape(len(v), -1)
-        width = flat.shape[1]
-        y = flat / self.scale[::-1, None]
-        e = np.zeros_like(y)
+        if out is None:
+            out = np.empty(v.shape)
+        y = np.divide(v, _col(self.scale[::-1], v), out=out).reshape(len(v), -1)  # (then e, in place, block by block)
+        width = y.shape[1]
         x = np.zeros((2, width))
         for rows, _, _, _, carry, inverse, into, out_w in self._blocks:
             cols = slice(rows.start, width) if upper else slice(0, width)
             eb = inverse @ (y[rows, cols] - into @ x[:, cols])
-            e[rows, cols] = eb
             x[0, cols] = y[rows.start, cols]
             x[1, cols] = out_w @ eb + carry[1, 1] * x[1, cols]
-        return (e / self.sd[::-1, None]).reshape(v.shape)
+            y[rows, cols] = eb
+        return np.divide(out, _col(self.sd[::-1], out), out=out)
 
-    def apply_t(self, v: np.ndarray) -> np.ndarray:
+    def apply_t(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``T^T v``: the blocks of :meth:`apply` transposed, last to first, with the adjoint state (what the times
-        after a block read from the state before them)."""
+        after a block read from the state before them).  ``out`` (not ``v``) as in :meth:`apply`."""
         if SS_BLOCK <= 0:
             return self._apply_t_steps(v)
         flat = v.reshape(len(v), -1)
-        res = np.empty_like(flat, dtype=float)
+        if out is None:
+            out = np.empty(v.shape)
+        res = out.reshape(flat.shape)
         lam = np.zeros((2, flat.shape[1]))
         for rows, local, into, read, carry, *_ in reversed(self._blocks):
             vb = flat[rows]
@@ -353,13 +359,14 @@ class _StateSpace:
             blk += read.T @ lam
             res[rows] = blk
             lam = into.T @ vb + carry.T @ lam
-        return res.reshape(v.shape)
+        return out
 
-    def right(self, a: np.ndarray) -> np.ndarray:
-        """``a T`` (``a`` a matrix): :meth:`apply_t` on the rows of ``a``, over blocks of its columns."""
+    def right(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``a T`` (``a`` a matrix): :meth:`apply_t` on the rows of ``a``, over blocks of its columns.  ``out`` (not
+        ``a``) as in :meth:`apply`."""
         if SS_BLOCK <= 0:
             return self._apply_t_steps(a.T).T
-        res = np.empty_like(a, dtype=float)
+        res = np.empty(a.shape) if out is None else out
         lam = np.zeros((len(a), 2))
         for cols, local, into, read, carry, *_ in reversed(self._blocks):
             ab = a[:, cols]
@@ -657,14 +664,22 @@ class _Evidence:
         ends = np.cumsum([len(grp) for grp in self.groups])
         rows = [slice(end - len(grp), end) for end, grp in zip(ends, self.groups)]  # (a custom T can be narrower)
         cuts = [slice(self.offsets[i], self.offsets[i + 1]) for i in range(len(ts))]
-        for row, cut, t in zip(rows, cuts, ts):
-            gt[:, cut] = _right(g[:, row], t)
+        blocked = [isinstance(t, _StateSpace) and SS_BLOCK > 0 for t in ts]  # (written in place: see apply's out)
+        for row, cut, t, inplace in zip(rows, cuts, ts, blocked):
+            if inplace:
+                t.right(g[:, row], out=gt[:, cut])
+            else:
+                gt[:, cut] = _right(g[:, row], t)
         cmat = np.empty((self.offsets[-1], self.offsets[-1]))
         bvec = np.empty(self.offsets[-1])
-        for row, cut, t in zip(rows, cuts, ts):
-            cmat[cut] = _left_t(t, gt[row])
+        for row, cut, t, inplace in zip(rows, cuts, ts, blocked):
+            if inplace:
+                t.apply_t(gt[row], out=cmat[cut])
+            else:
+                cmat[cut] = _left_t(t, gt[row])
             bvec[cut] = _left_t(t, c[row, None])[:, 0]
-        cmat = (cmat + cmat.T) / 2
+        cmat += cmat.T  # (numpy copies the overlapping transpose first)
+        cmat *= 0.5
         if len(self._cache) > 8:
             self._cache.clear()
         self._cache[key] = (cmat, bvec, ts)
@@ -713,8 +728,11 @@ class _Evidence:
                         moved.append(_dense_small(kern.transform(t2[0 if self.share else i])))
                     ts = np.diag(si)
                     if isinstance(t0, _StateSpace) and SS_BLOCK > 0:  # (upper triangles: their zeros skipped)
-                        dt = moved[0].apply(ts, upper=True) - moved[1].apply(ts, upper=True)
-                        nt = t0.solve(dt / (2 * h), upper=True) / si[:, None]
+                        nt = moved[0].apply(ts, upper=True)
+                        nt -= moved[1].apply(ts, upper=True, out=ts)  # (in place: no new P x P arrays)
+                        nt /= 2 * h
+                        nt = t0.solve(nt, upper=True, out=nt)
+                        nt /= si[:, None]
                     else:
                         nt = _solve(t0, (_apply(moved[0], ts) - _apply(moved[1], ts)) / (2 * h)) / si[:, None]
                     lower = kern.kind == "dc"  # (DC's recursions are lower triangles, SS's factors upper ones)
