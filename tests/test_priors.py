@@ -288,6 +288,14 @@ def test_evidence_hessian_matches_differences_of_the_value(rng, kind, share):
     assert ev.derivatives(theta + h, below=-np.inf)[1] is None  # not below: one factorization, no derivatives
 
 
+@pytest.mark.parametrize("n", [1, 5, 256, 300])
+def test_symmetrize_in_bands_is_the_average_with_the_transpose(rng, n):
+    a = rng.standard_normal((n, n))
+    expected = (a + a.T) / 2
+    priors._symmetrize(a, rows=7 if n == 300 else 256)
+    np.testing.assert_array_equal(a, expected)
+
+
 @pytest.mark.parametrize("block", [0, 1, 4, 7, 24, 200])  # 0: one time at a time; 200: one block
 @pytest.mark.parametrize(("lags", "kappa"), [("regular", 0.02), ("dilated", 0.3), ("irregular", 0.05)])
 def test_ss_factor_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, kappa):

@@ -625,6 +625,7 @@ class _Evidence:
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)])
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (G, c) in the order of the groups
+        self._work = np.zeros((0, 0))  # G T, rebuilt by transformed
         self.evaluations = 0
         self.noise = 0.0  # the rounding error of the last -2 log p (see _refined_solve)
         self._last: tuple[bytes, float, np.ndarray | None, float] | None = None
@@ -660,7 +661,9 @@ class _Evidence:
             order = np.concatenate(self.groups)
             self._sorted = (self.g[np.ix_(order, order)], self.c[order])
         g, c = self._sorted
-        gt = np.empty((len(g), self.offsets[-1]))
+        if self._work.shape != (len(g), self.offsets[-1]):  # (G T's memory, kept: see apply's out)
+            self._work = np.empty((len(g), self.offsets[-1]))
+        gt = self._work
         ends = np.cumsum([len(grp) for grp in self.groups])
         rows = [slice(end - len(grp), end) for end, grp in zip(ends, self.groups)]  # (a custom T can be narrower)
         cuts = [slice(self.offsets[i], self.offsets[i + 1]) for i in range(len(ts))]
@@ -678,8 +681,7 @@ class _Evidence:
             else:
                 cmat[cut] = _left_t(t, gt[row])
             bvec[cut] = _left_t(t, c[row, None])[:, 0]
-        cmat += cmat.T  # (numpy copies the overlapping transpose first)
-        cmat *= 0.5
+        _symmetrize(cmat)
         if len(self._cache) > 8:
             self._cache.clear()
         self._cache[key] = (cmat, bvec, ts)
@@ -1178,6 +1180,18 @@ def _refined_solve(r_up: np.ndarray, m: np.ndarray, h: np.ndarray, lower: bool =
     e = scipy.linalg.solve_triangular(r_up, h - m @ z, trans="N" if lower else "T", lower=lower, check_finite=False)
     z += scipy.linalg.solve_triangular(r_up, e, trans="T" if lower else "N", lower=lower, check_finite=False)
     return z, float(e @ e)
+
+
+def _symmetrize(a: np.ndarray, rows: int = 256) -> None:
+    """``a = (a + a^T) / 2`` in place, a band of rows at a time (no ``P x P`` temporary: see
+    :meth:`_StateSpace.apply`'s ``out``); each pair of entries read before either is written."""
+    n = len(a)
+    for lo in range(0, n, rows):
+        hi = min(lo + rows, n)
+        band = a[lo:hi, :hi] + a[:hi, lo:hi].T
+        band *= 0.5
+        a[lo:hi, :hi] = band
+        a[:hi, lo:hi] = band.T
 
 
 def _whitened(cmat: np.ndarray, s: np.ndarray) -> np.ndarray:
