@@ -267,40 +267,55 @@ class _StateSpace:
         (scaled coordinates) of the time before it, all in closed form (a move from ``t_k`` to ``t_i`` over ``d = log
         t_k - log t_i <= 0``: ``c^{3/2} = e^{3d/2}``, ``(1 - c) c^{1/2} = -expm1(d) e^{d/2}``), in increasing time
         (from the last coefficient up) and in the coefficients' order within each:
-        ``(rows, local, into, read, carry, inverse, unit_into, out_w)`` with, for the block's values ``v``,
-        ``(T v)_rows = local v + into x`` and the state after it ``x' = read v + carry x``; ``inverse`` (of the unit
-        triangle ``diag(scale)^{-1} local diag(sd)^{-1}``: its inverse recursion, bounded), ``unit_into`` and
-        ``out_w`` (the velocity's row of ``read``) the same for the innovations ``sd e``.  A product of the one-step
-        moves is the move over their span, so this is the recursion summed in another order (nearer the closed form
-        :meth:`dense`: the steps' roundings compound, 1e-14 relative at ``P = 2000``, against 1e-16)."""
+        ``(rows, local, into, read, carry, unit, unit_into, out_w)`` with, for the block's values ``v``,
+        ``(T v)_rows = local v + into x`` and the state after it ``x' = read v + carry x``; ``unit`` (the triangle
+        ``diag(scale)^{-1} local diag(sd)^{-1}``, unit diagonal), ``unit_into`` and ``out_w`` (the velocity's row of
+        ``read``) the same for the innovations ``sd e``; all blocks at once (the last one padded).  A product of the
+        one-step moves is the move over their span, so this is the recursion summed in another order (nearer the
+        closed form :meth:`dense`: the steps' roundings compound, 1e-14 relative at ``P = 2000``, against 1e-16)."""
+        lt, size = self.log_t, len(self.log_t)
+        width = max(SS_BLOCK, 1)
+        count = -(-size // width)
+        pad = count * width - size  # (the last block padded with its last time: no entry of a real one moves)
+        t = np.concatenate([lt, np.full(pad, lt[-1])]).reshape(count, width)
+        gain = np.concatenate([self.gain, np.zeros(pad)]).reshape(count, width)
+        sd = np.concatenate([self.sd, np.zeros(pad)]).reshape(count, width)
+        scale = np.concatenate([self.scale, np.zeros(pad)]).reshape(count, width)
+        d = np.minimum(t[:, None, :] - t[:, :, None], 0.0)
+        unit = np.tril(np.exp(1.5 * d) - gain[:, None, :] * np.expm1(d) * np.exp(0.5 * d))
+        out_w = np.exp(0.5 * (t - t[:, -1:])) * gain
+        dp = np.concatenate([np.full((1, width), -np.inf), t[:-1, -1:] - t[1:]])  # (the first starts from nothing)
+        into = np.stack([np.exp(1.5 * dp), -np.expm1(dp) * np.exp(0.5 * dp)], axis=2)
+        into[0] = 0.0
+        local = unit * scale[:, :, None] * sd[:, None, :]
+        out = []
+        for i in range(count):
+            m = min(width, size - i * width)  # (the coefficients' order: time decreases along the rows)
+            carry = np.array([[into[i, m - 1, 0], into[i, m - 1, 1]], [0.0, np.exp(0.5 * dp[i, m - 1])]])
+            read = np.stack([unit[i, m - 1, :m] * sd[i, :m], out_w[i, :m] * sd[i, :m]])
+            out.append(
+                (
+                    slice(size - i * width - m, size - i * width),
+                    np.ascontiguousarray(local[i, m - 1 :: -1, m - 1 :: -1]),
+                    into[i, m - 1 :: -1] * scale[i, m - 1 :: -1, None],
+                    np.ascontiguousarray(read[:, ::-1]),
+                    carry,
+                    np.ascontiguousarray(unit[i, m - 1 :: -1, m - 1 :: -1]),
+                    np.ascontiguousarray(into[i, m - 1 :: -1]),
+                    out_w[i, m - 1 :: -1].copy(),
+                )
+            )
+        return out
+
+    @cached_property
+    def _inverses(self) -> list[np.ndarray]:
+        """The inverses of :attr:`_blocks`' unit triangles (their inverse recursions, bounded), for :meth:`solve`."""
         import scipy.linalg
 
-        lt = self.log_t
-        size = len(lt)
-        scale = self.scale
-        out = []
-        for a in range(0, size, max(SS_BLOCK, 1)):
-            times = slice(a, min(a + SS_BLOCK, size))
-            t, sd = lt[times], self.sd[times]
-            d = np.minimum(t[None, :] - t[:, None], 0.0)
-            unit = np.tril(np.exp(1.5 * d) - self.gain[None, times] * np.expm1(d) * np.exp(0.5 * d))
-            out_w = np.exp(0.5 * (t - t[-1])) * self.gain[times]
-            if a == 0:  # (the first time starts from nothing)
-                into, carry = np.zeros((len(t), 2)), np.zeros((2, 2))
-            else:
-                dp = lt[a - 1] - t
-                into = np.stack([np.exp(1.5 * dp), -np.expm1(dp) * np.exp(0.5 * dp)], axis=1)
-                carry = np.array([[into[-1, 0], into[-1, 1]], [0.0, np.exp(0.5 * dp[-1])]])
-            inverse = scipy.linalg.solve_triangular(unit, np.eye(len(t)), lower=True, unit_diagonal=True)
-            local = unit * scale[times, None] * sd[None, :]
-            read = np.stack([unit[-1] * sd, out_w * sd])
-            flip = [  # (the coefficients' order: time decreases along the rows)
-                np.ascontiguousarray(m)
-                for m in (local[::-1, ::-1], (into * scale[times, None])[::-1], read[:, ::-1], inverse[::-1, ::-1])
-            ]
-            rows = slice(size - times.stop, size - a)
-            out.append((rows, *flip[:3], carry, flip[3], np.ascontiguousarray(into[::-1]), out_w[::-1].copy()))
-        return out
+        return [
+            scipy.linalg.solve_triangular(b[5], np.eye(len(b[5])), lower=False, unit_diagonal=True, check_finite=False)
+            for b in self._blocks
+        ]
 
     def apply(self, v: np.ndarray, upper: bool = False, out: np.ndarray | None = None) -> np.ndarray:
         """``T v``: blocks of ``SS_BLOCK`` rows (a small GEMM each, the state carried between them).  ``upper``:
@@ -335,7 +350,7 @@ class _StateSpace:
         y = np.divide(v, _col(self.scale[::-1], v), out=out).reshape(len(v), -1)  # (then e, in place, block by block)
         width = y.shape[1]
         x = np.zeros((2, width))
-        for rows, _, _, _, carry, inverse, into, out_w in self._blocks:
+        for (rows, _, _, _, carry, _, into, out_w), inverse in zip(self._blocks, self._inverses):
             cols = slice(rows.start, width) if upper else slice(0, width)
             eb = inverse @ (y[rows, cols] - into @ x[:, cols])
             x[0, cols] = y[rows.start, cols]
