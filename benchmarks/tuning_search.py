@@ -139,6 +139,11 @@ def main() -> None:
         "(best of 3 before and after, their median), one BLAS thread. Shared machine: ratios within a row "
         "are comparable, absolute times drift.\n\n" + markdown_table(rows, cols)
     )
+    if args.steps:
+        body = (
+            f"'Newton, analytic in T' runs SS's factor over blocks of priors.SS_BLOCK={BLOCK} coefficients, "
+            "'Newton, SS step by step' one coefficient at a time (SS_BLOCK=0), the same search otherwise. " + body
+        )
     if args.steps:  # (its own file: the searches' comparison stays in tuning_search_k<K>.md)
         title = "Evidence search of large regularized fits: SS's factor by blocks vs one time at a time"
         write_result(f"tuning_search_k{k}_steps", title, body, args.quick)
