@@ -49,6 +49,7 @@ THREADS = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_
 SLOW_S = 2.0  # a warm-up call this slow counts as a sample, and the call is not batched
 BUDGET_S = 20.0  # stop repeating a callable once its samples add up to this much
 BATCH_S = 0.01  # calls faster than this are timed in batches lasting about this long
+TOY_REPEAT = 20  # batches of the toy rows (sub-millisecond calls: 5 batches drifted by +-10 % between runs)
 NOISE = 0.01
 TOYS = [  # the tutorial's seed examples (as in adam_speed.py): x, y, kernel_size
     ([0.0, 3, 4, 5], [6.0, 11, 14], 2),
@@ -117,7 +118,7 @@ def row_toy(toy: int) -> None:
         a = np.lib.stride_tricks.sliding_window_view(x2, k, axis=0).reshape(len(y), -1)  # (M, Cin * K)
         return np.linalg.lstsq(a, y, rcond=None)[0]
 
-    res, ref = pair(lambda: kr.recover_kernel(x, y, k), numpy_lstsq)
+    res, ref = pair(lambda: kr.recover_kernel(x, y, k), numpy_lstsq, repeat=TOY_REPEAT)
     ours = res.kernel.transpose(1, 0, 2).reshape(ref.shape)  # (K, Cin, Cout) -> NumPy's (Cin * K, Cout)
     emit(note=f"max rel. diff to NumPy {relative(ours, ref):.0e}")
 
@@ -520,7 +521,8 @@ def header(args: argparse.Namespace, timeout: float, total: float, load0: tuple,
         "**Shared machine**: other engineers ran tests on the same 2 cores during this run (load average "
         f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end), so the figures are indicative. "
         "Every row runs in a fresh process on one BLAS thread (threadpoolctl and `*_NUM_THREADS=1`); times are "
-        "the best of up to 5 calls, measured and baseline interleaved (calls under 10 ms timed in batches; a call "
+        f"the best of up to 5 calls ({TOY_REPEAT} for the toys), measured and baseline interleaved (calls under 10 ms "
+        "timed in batches; a call "
         f"over {SLOW_S:.0f} s counts its warm-up). A row running past {timeout:.0f} s is stopped. {sizes}"
         "NumPy normal equations: `A = sliding_window_view(x, K).copy(); np.linalg.solve(A.T @ A, A.T @ y)`; "
         "the toys' baseline builds the explicit design the same way and calls `np.linalg.lstsq`. "
