@@ -1,8 +1,9 @@
 """The evidence search of large regularized fits (issue 27): Newton's method with the slope through ``T`` analytic
 (DC's correlation, SS's decay: ``priors.ANALYTIC_T``, one factorization per step for the curvature there) against
-Newton's method with central differences through ``T`` (two) (or, with ``--steps``, with SS's factor run one time
-at a time, ``priors.SS_BLOCK = 0``, instead of over blocks) and, with ``--lbfgs``, the L-BFGS-B search both
-replaced, in one process, each against one K x K Cholesky factorization measured between them.
+Newton's method with central differences through ``T`` (two) (or, with ``--steps``, with SS's factor and DC's
+recursion run one coefficient at a time, ``priors.SS_BLOCK = 0`` and ``priors.DC_BLOCK = 0``, instead of over
+blocks) and, with ``--lbfgs``, the L-BFGS-B search both replaced, in one process, each against one K x K Cholesky
+factorization measured between them.
 
 everyday.py's tuning row (a slowly decaying response, ``flip=True``, noise 0.1, 12 K samples) and two more systems
 (a faster oscillating decay; the same at noise 1e-2), for ``regularization`` tc, dc and ss.  Per fit: the time over
@@ -15,7 +16,7 @@ thread (``*_NUM_THREADS=1`` set before numpy is imported).
     python benchmarks/tuning_search.py                 # K=2000, dc and ss (about 3 minutes)
     python benchmarks/tuning_search.py --lbfgs --kinds tc,dc,ss   # and the L-BFGS-B search (about 8 minutes)
     python benchmarks/tuning_search.py --k 1000 --quick
-    python benchmarks/tuning_search.py --steps --kinds ss   # SS's factor by blocks against one time at a time
+    python benchmarks/tuning_search.py --steps --kinds ss,dc   # SS's and DC's factors by blocks vs step by step
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ def cholesky_time(spd: np.ndarray) -> float:
     return best
 
 
-BLOCK = priors.SS_BLOCK
-SEARCHES = {  # column: (NEWTON_SEARCH, ANALYTIC_T, SS_BLOCK)
-    "L-BFGS-B": (False, True, BLOCK),
-    "Newton, differences in T": (True, False, BLOCK),
-    "Newton, SS step by step": (True, True, 0),
-    "Newton, analytic in T": (True, True, BLOCK),
+BLOCK, DC = priors.SS_BLOCK, priors.DC_BLOCK
+SEARCHES = {  # column: (NEWTON_SEARCH, ANALYTIC_T, SS_BLOCK, DC_BLOCK)
+    "L-BFGS-B": (False, True, BLOCK, DC),
+    "Newton, differences in T": (True, False, BLOCK, DC),
+    "Newton, step by step": (True, True, 0, 0),
+    "Newton, analytic in T": (True, True, BLOCK, DC),
 }
 
 
@@ -74,14 +75,14 @@ priors._tune_newton = _recorded_newton
 
 
 def fit(x, y, k, kind, search: str):
-    priors.NEWTON_SEARCH, priors.ANALYTIC_T, priors.SS_BLOCK = SEARCHES[search]
+    priors.NEWTON_SEARCH, priors.ANALYTIC_T, priors.SS_BLOCK, priors.DC_BLOCK = SEARCHES[search]
     TUNED.clear()
     try:
         t0 = time.perf_counter()
         res = kr.recover_kernel(x, y, k, flip=True, regularization=kind, progress=False)
         return time.perf_counter() - t0, res
     finally:
-        priors.NEWTON_SEARCH, priors.ANALYTIC_T, priors.SS_BLOCK = True, True, BLOCK
+        priors.NEWTON_SEARCH, priors.ANALYTIC_T, priors.SS_BLOCK, priors.DC_BLOCK = True, True, BLOCK, DC
 
 
 def main() -> None:
@@ -92,13 +93,14 @@ def main() -> None:
     parser.add_argument(
         "--steps",
         action="store_true",
-        help="against SS's factor run one time at a time (SS_BLOCK=0) instead of central differences in T",
+        help="against SS's factor and DC's recursion run one coefficient at a time (SS_BLOCK=0, DC_BLOCK=0) "
+        "instead of central differences in T",
     )
     parser.add_argument("--kinds", default="dc,ss", help="regularizations, comma-separated (default dc,ss)")
     args = parser.parse_args()
     k = args.k
     searches = [s for s in SEARCHES if (args.lbfgs or s != "L-BFGS-B")]
-    searches.remove("Newton, differences in T" if args.steps else "Newton, SS step by step")
+    searches.remove("Newton, differences in T" if args.steps else "Newton, step by step")
     new = searches[-1]
     rows = []
     systems = list(SYSTEMS.items())[:1] if args.quick else list(SYSTEMS.items())
@@ -126,7 +128,7 @@ def main() -> None:
                 row[search] = f"{ratio:.0f}x ({seconds:.2f} s)"
             row["evaluations"] = " -> ".join(str(out[search][1]) for search in searches)
             for search in searches[:-1]:
-                other = {"L-BFGS-B": "L-BFGS-B", "Newton, SS step by step": "step by step"}.get(search, "differences")
+                other = {"L-BFGS-B": "L-BFGS-B", "Newton, step by step": "step by step"}.get(search, "differences")
                 row[f"-2 log p, analytic - {other}"] = f"{out[new][2] - out[search][2]:+.3g}"
                 row[f"tuned (log q, shape), analytic - {other}"] = ", ".join(
                     f"{v:+.2g}" for v in out[new][4] - out[search][4]
@@ -141,11 +143,13 @@ def main() -> None:
     )
     if args.steps:
         body = (
-            f"'Newton, analytic in T' runs SS's factor over blocks of priors.SS_BLOCK={BLOCK} coefficients, "
-            "'Newton, SS step by step' one coefficient at a time (SS_BLOCK=0), the same search otherwise. " + body
+            f"'Newton, analytic in T' runs SS's factor over blocks of priors.SS_BLOCK={BLOCK} coefficients and DC's "
+            f"recursion over blocks of priors.DC_BLOCK={DC}, 'Newton, step by step' both one coefficient at a time "
+            "(SS_BLOCK=0, DC_BLOCK=0: DC's recursion by scipy.signal.lfilter where its gains are equal, else a "
+            "Python loop), the same search otherwise. " + body
         )
     if args.steps:  # (its own file: the searches' comparison stays in tuning_search_k<K>.md)
-        title = "Evidence search of large regularized fits: SS's factor by blocks vs one time at a time"
+        title = "Evidence search of large regularized fits: SS's factor and DC's recursion by blocks vs step by step"
         write_result(f"tuning_search_k{k}_steps", title, body, args.quick)
     else:
         write_result(

@@ -329,6 +329,66 @@ def test_ss_factor_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, k
         assert np.all(t.solve(tri, upper=True) == np.triu(t.solve(tri, upper=True)))
 
 
+@pytest.mark.parametrize("block", [0, 1, 3, 8, 200])  # 0: one coefficient at a time; 200: one block
+@pytest.mark.parametrize("lags", ["regular", "dilated", "irregular", "repeated", "one", "two"])
+@pytest.mark.parametrize("tau", [0.97, -0.6, 0.0])
+def test_dc_recursion_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, tau):
+    """DC's recursion applied over blocks of ``DC_BLOCK`` coefficients (the row before or after carried): ``L v``,
+    ``L^T v``, ``a L``, written anew, into another array and in place, and the inverse recursion (:func:`_solve`),
+    against the matrix built from its definition ``L_ij = prod_{i >= k > j} a_k`` (gains ``tau^{du}``: equal,
+    unequal, 1 where lags repeat, 0 for ``tau = 0``) and ``numpy.linalg.solve``."""
+    monkeypatch.setattr(priors, "DC_BLOCK", block)
+    u = {
+        "regular": np.arange(50.0),
+        "dilated": np.arange(0.0, 100.0, 2.0),
+        "irregular": np.sort(rng.choice(150, 50, replace=False)).astype(float),
+        "repeated": np.repeat(np.arange(25.0), 2),
+        "one": np.zeros(1),
+        "two": np.array([0.0, 3.0]),
+    }[lags]
+    gains = np.power(tau, np.diff(u))
+    size = len(u)
+    dense = np.array([[np.prod(gains[j:i]) if i >= j else 0.0 for j in range(size)] for i in range(size)])
+    t = priors._Recursion(gains)
+    v = rng.standard_normal((size, 5))
+    a = rng.standard_normal((4, size))
+    np.testing.assert_allclose(t.apply(v), dense @ v, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(t.apply(v[:, 0]), dense @ v[:, 0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(t.apply_t(v), dense.T @ v, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(t.apply_t(v[:, 0]), dense.T @ v[:, 0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(t.right(a), a @ dense, rtol=1e-13, atol=1e-13)
+    for method, operand, expected in [("apply", v, dense @ v), ("apply_t", v, dense.T @ v), ("right", a, a @ dense)]:
+        into = np.full(operand.shape, np.nan)
+        assert getattr(t, method)(operand, out=into) is into
+        np.testing.assert_allclose(into, expected, rtol=1e-13, atol=1e-13)
+        same = operand.copy()
+        assert getattr(t, method)(same, out=same) is same
+        np.testing.assert_allclose(same, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(priors._solve(t, v), np.linalg.solve(dense, v), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(v, v.copy())  # (an operand not given as out is left as it was)
+    kept = v.copy()
+    t.apply(v), t.apply_t(v)
+    np.testing.assert_array_equal(v, kept)
+
+
+@pytest.mark.parametrize("noise", [0.1, 0.01])
+def test_dc_tuning_by_blocks_matches_step_by_step(rng, monkeypatch, noise):
+    """A DC-regularized fit with the recursion over blocks (several of them: ``DC_BLOCK = 3``) reaches the optimum
+    of the one with the recursion one coefficient at a time (``DC_BLOCK = 0``) up to rounding."""
+    k = 60
+    x = rng.standard_normal(8 * k)
+    y = kr.conv1d(x, 0.95 ** np.arange(k) * np.cos(0.3 * np.arange(k)), flip=True)
+    y = y + noise * rng.standard_normal(len(y))
+    fits = {}
+    for block in (0, 3):
+        monkeypatch.setattr(priors, "DC_BLOCK", block)
+        fits[block] = kr.recover_kernel(x, y, k, flip=True, regularization="dc", progress=False)
+    np.testing.assert_allclose(fits[3].kernel, fits[0].kernel, rtol=1e-7, atol=1e-9 * np.abs(fits[0].kernel).max())
+    np.testing.assert_allclose(
+        fits[3].diagnostics["log_evidence"], fits[0].diagnostics["log_evidence"], rtol=1e-9, atol=1e-6
+    )
+
+
 @pytest.mark.parametrize("dense_below", [0, 10_000])  # SS's factor by its recursion, or as a matrix
 @pytest.mark.parametrize("share", [False, True])
 @pytest.mark.parametrize("kind", ["dc", "ss"])

@@ -111,6 +111,8 @@ DENSE_BELOW = 256
 #: Larger SS factors run their recursion over blocks of this many coefficients (a small GEMM each, the state carried
 #: between blocks); 0: one coefficient at a time.
 SS_BLOCK = 24
+#: DC's recursion likewise runs over blocks of this many coefficients (a small GEMM each); 0: one at a time.
+DC_BLOCK = 8
 #: Blocks of at most this many coefficients also scan the evidence over a grid of shapes (decays, and DC's
 #: correlations), each with its scale profiled exactly from one eigendecomposition (:func:`_scan_shapes`), and
 #: restart a local search from the grid's best point: the best decay can lie outside every start, and with
@@ -185,15 +187,67 @@ def _sigmoid_rate(t: float) -> float:
 @dataclass(frozen=True)
 class _Recursion:
     """The lower-triangular ``L`` with ``L_ij = prod_{i >= k > j} a_k`` (an AR(1) filter with step gains ``a``):
-    ``(L v)_i = v_i + a_i (L v)_{i-1}``.  Applying ``L`` or ``L^T`` costs ``O(P)`` per vector."""
+    ``(L v)_i = v_i + a_i (L v)_{i-1}``.  Applying ``L`` or ``L^T`` costs ``O(P)`` per vector: over blocks of
+    ``DC_BLOCK`` rows, each a small GEMM with ``L``'s own entries (its products of gains, the row carried from the
+    block before as one more column), or (``DC_BLOCK = 0``) one row at a time."""
 
     gains: np.ndarray  # a_1 .. a_{P-1}
 
-    def apply(self, v: np.ndarray) -> np.ndarray:
-        return self._run(v, self.gains)
+    def apply(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``L v``; ``out`` (of ``v``'s shape; may be ``v``): where it is written (a new ``P x P`` array costs about
+        a Cholesky's time on some machines: page faults)."""
+        if DC_BLOCK <= 0:
+            return _copy_into(self._run(v, self.gains), out)
+        res = _start(v, out)
+        flat = res.reshape(len(res), -1)
+        for lo, hi, blk in self._blocks:  # rows lo..hi-1 from rows lo-1..hi-1 (lo - 1 final): L[lo:hi, lo-1:hi]
+            if lo == 0:
+                flat[:hi] = blk[1 : hi + 1, 1 : hi + 1] @ flat[:hi]
+            else:
+                flat[lo:hi] = blk[1 : hi - lo + 1, : hi - lo + 1] @ flat[lo - 1 : hi]
+        return res
 
-    def apply_t(self, v: np.ndarray) -> np.ndarray:
-        return self._run(v[::-1], self.gains[::-1])[::-1]
+    def apply_t(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``L^T v``: :meth:`apply`'s blocks transposed, last to first (the row after each carried).  ``out`` as in
+        :meth:`apply`."""
+        if DC_BLOCK <= 0:
+            return _copy_into(self._run(v[::-1], self.gains[::-1])[::-1], out)
+        res = _start(v, out)
+        flat = res.reshape(len(res), -1)
+        for lo, hi, blk in reversed(self._blocks):  # rows lo..hi-1 from rows lo..hi (hi final): L[lo:hi+1, lo:hi]^T
+            m = min(hi + 1, len(flat)) - lo
+            flat[lo:hi] = blk[1 : m + 1, 1 : hi - lo + 1].T @ flat[lo : lo + m]
+        return res
+
+    def right(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``a L`` (``a`` a matrix): :meth:`apply_t` on its rows, over blocks of its columns.  ``out`` as in
+        :meth:`apply`."""
+        if DC_BLOCK <= 0:
+            return _copy_into(self._run(a.T[::-1], self.gains[::-1])[::-1].T, out)
+        res = _start(a, out)
+        for lo, hi, blk in reversed(self._blocks):
+            m = min(hi + 1, res.shape[1]) - lo
+            res[:, lo:hi] = res[:, lo : lo + m] @ blk[1 : m + 1, 1 : hi - lo + 1]
+        return res
+
+    @cached_property
+    def _blocks(self) -> list[tuple[int, int, np.ndarray]]:
+        """Per block of rows ``lo..hi-1`` (``DC_BLOCK`` of them), ``L[lo-1:hi+1, lo-1:hi+1]`` (rows and columns
+        outside ``L`` left zero), all blocks' built at once: row ``i`` is row ``i - 1`` times ``a_i``, then 1 on the
+        diagonal (the recursion's own products, in its order)."""
+        size, width = len(self.gains) + 1, max(DC_BLOCK, 1)
+        count = -(-size // width)
+        gains = np.zeros(count * width + 2)  # gains[i + 1] = a_i (a_0 = 0, and 0 past the end)
+        gains[2 : size + 1] = self.gains
+        first = np.arange(count) * width  # row lo - 1 is the block's row 0
+        g = gains[first[:, None] + np.arange(width + 2)]
+        blk = np.zeros((count, width + 2, width + 2))
+        for i in range(width + 2):
+            if i:
+                blk[:, i, :i] = blk[:, i - 1, :i] * g[:, i, None]
+            blk[:, i, i] = 1.0
+        blk[0, 0] = 0.0  # (row -1 does not exist)
+        return [(lo, min(lo + width, size), blk[i]) for i, lo in enumerate(range(0, size, width))]
 
     @staticmethod
     def _run(v: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -208,6 +262,22 @@ class _Recursion:
             if a:
                 out[i] += a * out[i - 1]
         return out
+
+
+def _start(a: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``out`` (a new array if None) holding ``a``, for a recursion run in place."""
+    if out is None:
+        return np.array(a, dtype=float)
+    if out is not a:
+        out[...] = a
+    return out
+
+
+def _copy_into(a: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return a
+    out[...] = a
+    return out
 
 
 @dataclass(frozen=True)
@@ -682,7 +752,9 @@ class _Evidence:
         ends = np.cumsum([len(grp) for grp in self.groups])
         rows = [slice(end - len(grp), end) for end, grp in zip(ends, self.groups)]  # (a custom T can be narrower)
         cuts = [slice(self.offsets[i], self.offsets[i + 1]) for i in range(len(ts))]
-        blocked = [isinstance(t, _StateSpace) and SS_BLOCK > 0 for t in ts]  # (written in place: see apply's out)
+        blocked = [  # (written in place: see apply's out)
+            (isinstance(t, _StateSpace) and SS_BLOCK > 0) or isinstance(t, _Recursion) for t in ts
+        ]
         for row, cut, t, inplace in zip(rows, cuts, ts, blocked):
             if inplace:
                 t.right(g[:, row], out=gt[:, cut])
@@ -1223,9 +1295,9 @@ def _right(a: np.ndarray, t) -> np.ndarray:
         return a.copy()
     if isinstance(t, str):  # upper all-ones: column k sums columns <= k
         return np.cumsum(a, axis=1)
-    if isinstance(t, _StateSpace):
+    if isinstance(t, (_StateSpace, _Recursion)):
         return t.right(a)
-    if isinstance(t, (_Recursion, _Sides)):
+    if isinstance(t, _Sides):
         return t.apply_t(a.T).T
     return a @ t
 
