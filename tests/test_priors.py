@@ -333,10 +333,11 @@ def test_ss_factor_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, k
 @pytest.mark.parametrize("lags", ["regular", "dilated", "irregular", "repeated", "one", "two"])
 @pytest.mark.parametrize("tau", [0.97, -0.6, 0.0])
 def test_dc_recursion_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags, tau):
-    """DC's recursion applied over blocks of ``DC_BLOCK`` coefficients (the row before or after carried): ``L v``,
-    ``L^T v``, ``a L``, written anew, into another array and in place, and the inverse recursion (:func:`_solve`),
-    against the matrix built from its definition ``L_ij = prod_{i >= k > j} a_k`` (gains ``tau^{du}``: equal,
-    unequal, 1 where lags repeat, 0 for ``tau = 0``) and ``numpy.linalg.solve``."""
+    """DC's recursion applied over blocks of ``DC_BLOCK`` coefficients (the row before or after carried): ``L v``
+    (also on lower triangles, their zeros skipped), ``L^T v``, ``a L``, written anew, into another array and in
+    place, and the inverse recursion (:func:`_solve`), against the matrix built from its definition ``L_ij =
+    prod_{i >= k > j} a_k`` (gains ``tau^{du}``: equal, unequal, 1 where lags repeat, 0 for ``tau = 0``) and
+    ``numpy.linalg.solve``."""
     monkeypatch.setattr(priors, "DC_BLOCK", block)
     u = {
         "regular": np.arange(50.0),
@@ -364,6 +365,10 @@ def test_dc_recursion_by_blocks_matches_its_matrix(rng, monkeypatch, block, lags
         same = operand.copy()
         assert getattr(t, method)(same, out=same) is same
         np.testing.assert_allclose(same, expected, rtol=1e-13, atol=1e-13)
+    tri = np.tril(rng.standard_normal((size, size)))
+    np.testing.assert_allclose(t.apply(tri, lower=True), dense @ tri, rtol=1e-13, atol=1e-13)
+    wide = np.tril(rng.standard_normal((size, size + 1)))  # (a lower trapezoid: one more zero column)
+    np.testing.assert_allclose(t.apply(wide.copy(), lower=True), dense @ wide, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(priors._solve(t, v), np.linalg.solve(dense, v), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(v, v.copy())  # (an operand not given as out is left as it was)
     kept = v.copy()
@@ -397,7 +402,8 @@ def test_slope_through_t_matches_differences_of_the_explicit_evidence(rng, monke
     s`` held (:meth:`priors._Evidence._through_t`), against central differences of the evidence evaluated densely
     (``M = I + S T^T G T S`` from the factor's matrix, ``numpy.linalg.slogdet`` and ``solve``)."""
     monkeypatch.setattr(priors, "DENSE_BELOW", dense_below)
-    monkeypatch.setattr(priors, "SS_BLOCK", 3)  # (the recursion over several blocks)
+    monkeypatch.setattr(priors, "SS_BLOCK", 3)  # (the recursions over several blocks)
+    monkeypatch.setattr(priors, "DC_BLOCK", 3)
     ev, g, c, _, groups = two_input_evidence(rng, kind, share, taps=10, n=80)
     one = [0.5, np.log(0.3)] + ([0.4] if kind == "dc" else [])
     theta = np.array(one if share else one + [x + 0.2 for x in one])

@@ -193,18 +193,20 @@ class _Recursion:
 
     gains: np.ndarray  # a_1 .. a_{P-1}
 
-    def apply(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def apply(self, v: np.ndarray, out: np.ndarray | None = None, lower: bool = False) -> np.ndarray:
         """``L v``; ``out`` (of ``v``'s shape; may be ``v``): where it is written (a new ``P x P`` array costs about
-        a Cholesky's time on some machines: page faults)."""
+        a Cholesky's time on some machines: page faults).  ``lower``: ``v`` is lower triangular (``v_ij = 0`` for
+        ``j > i``; so is ``L v``), its zeros skipped."""
         if DC_BLOCK <= 0:
             return _copy_into(self._run(v, self.gains), out)
         res = _start(v, out)
         flat = res.reshape(len(res), -1)
         for lo, hi, blk in self._blocks:  # rows lo..hi-1 from rows lo-1..hi-1 (lo - 1 final): L[lo:hi, lo-1:hi]
+            cols = slice(0, hi) if lower else slice(None)
             if lo == 0:
-                flat[:hi] = blk[1 : hi + 1, 1 : hi + 1] @ flat[:hi]
+                flat[:hi, cols] = blk[1 : hi + 1, 1 : hi + 1] @ flat[:hi, cols]
             else:
-                flat[lo:hi] = blk[1 : hi - lo + 1, : hi - lo + 1] @ flat[lo - 1 : hi]
+                flat[lo:hi, cols] = blk[1 : hi - lo + 1, : hi - lo + 1] @ flat[lo - 1 : hi, cols]
         return res
 
     def apply_t(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -804,9 +806,11 @@ class _Evidence:
                     # DC: gains a_k = tau^{du_k}, T' = L diag(a') Z L (Z: the shift down), so N = diag(a') Z L
                     du = np.diff(kern.u)
                     slope = np.where(du > 0, du * np.power(tau, du - 1), 0.0)
-                    ls = _apply(t0, np.diag(si))
-                    nt = np.zeros_like(ls)
-                    nt[1:] = ls[:-1] * slope[:, None]
+                    nt = np.zeros((len(si), len(si)))  # (rows 1.. hold (L S)'s first P - 1: L's own, in place)
+                    nt[np.arange(1, len(si)), np.arange(len(si) - 1)] = si[:-1]
+                    if len(si) > 1:
+                        _Recursion(t0.gains[:-1]).apply(nt[1:], out=nt[1:], lower=True)
+                    nt[1:] *= slope[:, None]
                     nt /= si[:, None]
                     lower = True  # strictly: tr(Ntilde) = 0
                 else:
