@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import importlib
+import io
 import os
 import pathlib
 import platform
 import resource
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from importlib import metadata
 
@@ -88,3 +94,19 @@ def write_result(name: str, title: str, body: str, quick: bool) -> pathlib.Path:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def package_at(rev: str | None):
+    """The package of the working tree (``rev`` None) or of git revision ``rev`` (``git archive``), imported under
+    another name, so that a benchmark times both in one process."""
+    if rev is None:
+        return importlib.import_module("kernel_recovery")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    data = subprocess.run(["git", "archive", rev, "kernel_recovery"], cwd=root, capture_output=True, check=True).stdout
+    where = pathlib.Path(tempfile.mkdtemp(prefix="kr_rev_"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(where, filter="data")
+    name = "kr_rev_" + "".join(ch if ch.isalnum() else "_" for ch in rev)
+    (where / "kernel_recovery").rename(where / name)  # the package imports itself relatively only
+    sys.path.insert(0, str(where))
+    return importlib.import_module(name)

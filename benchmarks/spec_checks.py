@@ -21,32 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import io
-import pathlib
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 
 import numpy as np
+from harness import package_at
 
 NAMES = ("saturation", "missing_bias", "nonlinearity", "whiteness")
 SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
-
-
-def load(rev: str | None):
-    """The package of the working tree (``rev`` None) or of revision ``rev``, imported under another name."""
-    if rev is None:
-        return importlib.import_module("kernel_recovery")
-    root = pathlib.Path(__file__).resolve().parents[1]
-    data = subprocess.run(["git", "archive", rev, "kernel_recovery"], cwd=root, capture_output=True, check=True).stdout
-    where = pathlib.Path(tempfile.mkdtemp(prefix="kr_rev_"))
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(where, filter="data")
-    (where / "kernel_recovery").rename(where / "kr_rev")  # the package imports itself relatively only
-    sys.path.insert(0, str(where))
-    return importlib.import_module("kr_rev")
 
 
 def capture(pkg, x, y, k):
@@ -76,9 +57,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeat = 3
-    pkgs = {"tree": load(None)}
+    pkgs = {"tree": package_at(None)}
     if args.against:
-        pkgs[args.against] = load(args.against)
+        pkgs[args.against] = package_at(args.against)
     rng = np.random.default_rng(0)
     print(f"| L | K | package | none ms | four ms | four / none | {' | '.join(NAMES)} (ms) |")
     print("|---|---|---|---|---|---|" + "---|" * len(NAMES))

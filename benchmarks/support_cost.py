@@ -20,33 +20,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
-import pathlib
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 
 import numpy as np
+from harness import package_at
 
 NAMES = ("kernel_size", "lag_scan")
 SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
-
-
-def load(rev: str | None):
-    """The package of the working tree (``rev`` None) or of revision ``rev``, imported under another name."""
-    if rev is None:
-        return importlib.import_module("kernel_recovery")
-    root = pathlib.Path(__file__).resolve().parents[1]
-    data = subprocess.run(["git", "archive", rev, "kernel_recovery"], cwd=root, capture_output=True, check=True).stdout
-    where = pathlib.Path(tempfile.mkdtemp(prefix="kr_rev_"))
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(where, filter="data")
-    name = "kr_rev_" + "".join(ch if ch.isalnum() else "_" for ch in rev)
-    (where / "kernel_recovery").rename(where / name)  # the package imports itself relatively only
-    sys.path.insert(0, str(where))
-    return importlib.import_module(name)
 
 
 def capture(pkg, x, y, k):
@@ -74,11 +54,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the two smaller sizes, 5 repeats")
     args = parser.parse_args()
     sizes, repeat = (SIZES[:2], 5) if args.quick else (SIZES, args.repeat)
-    pkg = load(None)
+    pkg = package_at(None)
     serial = importlib.import_module(pkg.__name__ + ".model.threads").SerialBLAS
     modules = {"tree": importlib.import_module(pkg.__name__ + ".diagnostics.support")}
     if args.against:
-        modules[args.against] = importlib.import_module(load(args.against).__name__ + ".diagnostics.support")
+        modules[args.against] = importlib.import_module(package_at(args.against).__name__ + ".diagnostics.support")
     rng = np.random.default_rng(0)
     times, shares = " | ".join(f"{c} ms" for c in NAMES), " | ".join(f"{c} / none" for c in NAMES)
     print(f"| L | K | support.py | none ms | {times} | {shares} |")
