@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 Status = Literal["passed", "flagged", "skipped", "not needed"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Check:
     """What one post-fit check found.
 
@@ -96,6 +96,34 @@ class Check:
     values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     revises: tuple[Check, ...] = ()
     seconds: float = 0.0
+
+    def __init__(
+        self,
+        name: str,
+        status: Status,
+        reason: str = "",
+        message: str | None = None,
+        warning: type[Warning] | None = None,
+        in_message: bool = False,
+        diagnostics: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+        revises: tuple[Check, ...] = (),
+        seconds: float = 0.0,
+    ) -> None:
+        # the fields in one update of the instance's dict: the frozen dataclass's own __init__ sets them one
+        # object.__setattr__ at a time (twice the cost, and a fit makes a dozen records)
+        self.__dict__.update(
+            name=name,
+            status=status,
+            reason=reason,
+            message=message,
+            warning=warning,
+            in_message=in_message,
+            diagnostics={} if diagnostics is None else diagnostics,
+            values={} if values is None else values,
+            revises=revises,
+            seconds=seconds,
+        )
 
     @property
     def line(self) -> str:
@@ -297,9 +325,16 @@ def _specification_gate(name: str, sol: Solution, fit: Fit) -> Check | None:
 def _specification(fit: Fit, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """``diagnostics["specification"]``: the entries of the specification tests so far, with ``name``'s."""
     so_far: dict[str, Any] = {}
-    for record in fit.earlier.values():
-        so_far.update(record.diagnostics.get("specification") or {})
-    return {"specification": {**so_far, name: dict(entry)}}
+    for earlier in SPECIFICATION:  # (the records that carry one: a look-up each, not a pass over every record)
+        record = fit.earlier.get(earlier)
+        if record is not None:
+            so_far.update(record.diagnostics.get("specification") or {})
+    so_far[name] = dict(entry)
+    return {"specification": so_far}
+
+
+#: The checks whose entries are in ``diagnostics["specification"]``, in the order they run.
+SPECIFICATION = ("saturation", "missing_bias", "nonlinearity")
 
 
 def _block_rows(problem: CanonicalProblem, sol: Solution, fit: Fit) -> list[specification.Rows] | None:
@@ -360,10 +395,13 @@ def _per_channel(
         return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
     value, p = np.full((2, problem.config.out_channels), np.nan)
     tests = len(found)
+    hit = []
     for o, (v, q) in found.items():
         value[o], p[o] = v, min(1.0, q * tests)
+        if q * tests < specification.ALPHA:
+            hit.append(o)
     diagnostics = _specification(fit, name, {value_key: value, "p_value": p, "alpha": specification.ALPHA})
-    hit = sorted(o for o in found if p[o] < specification.ALPHA)
+    hit.sort()
     if not hit:
         return Check(name, "passed", diagnostics=diagnostics)
     return value, p, np.array(hit), min(hit, key=lambda o: p[o]), diagnostics
@@ -386,18 +424,25 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
         return gate
     n_out = problem.config.out_channels
     found: list[dict[str, Any] | None] = [None] * n_out
+    rows = specification.ROWS  # the test reads the first ROWS samples of each channel
     for block in problem.blocks:
-        ys, left = [], specification.ROWS  # the test reads the first ROWS samples of each channel
-        for y in block.outputs:
-            if left > 0:
-                ys.append(y[:left])
-                left -= len(ys[-1])
-        if ys:
-            first = ys[0] if len(ys) == 1 else np.concatenate(ys)
-            for j, o in enumerate(block.out_channels):
-                found[o] = specification.saturation_test(first[:, j])
+        outputs = block.outputs
+        if not outputs:
+            continue
+        if len(outputs) == 1 or len(outputs[0]) >= rows:  # (the first sequence holds them: no copy)
+            first = outputs[0][:rows]
+        else:
+            ys, left = [], rows
+            for y in outputs:
+                if left > 0:
+                    ys.append(y[:left])
+                    left -= len(ys[-1])
+            first = np.concatenate(ys)
+        for j, o in enumerate(block.out_channels.tolist()):
+            found[o] = specification.saturation_test(first[:, j])
     tests = max(1, sum(f["tests"] for f in found if f is not None))
-    p = np.array([np.nan if f is None else min(1.0, f["p_value"] * tests) for f in found])
+    p_list = [np.nan if f is None else min(1.0, f["p_value"] * tests) for f in found]
+    p = np.array(p_list)
     entry = {
         "p_value": p,
         "value": [None if f is None else f["value"] for f in found],
@@ -408,7 +453,7 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     hit = [
         o
         for o, f in enumerate(found)
-        if f is not None and p[o] < specification.ALPHA and f["share"] >= specification.MIN_SHARE
+        if f is not None and p_list[o] < specification.ALPHA and f["share"] >= specification.MIN_SHARE
     ]
     if not hit:
         return Check(name, "passed", diagnostics=diagnostics)
@@ -571,12 +616,15 @@ def run_checks(
     fit_copy = object.__new__(Fit)
     fit_copy.__dict__.update(fit.__dict__, earlier=records)
     fit = fit_copy
+    level = fit.level
+    left_out = None if level == "none" else COSTLY if level == "cheap" else ()
+    clock = time.perf_counter
     for check in checks:
         name = check.__name__
-        if fit.level == "none" or (fit.level == "cheap" and name in COSTLY):
-            records[name] = _not_run(name, fit.level)
+        if left_out is None or name in left_out:
+            records[name] = _not_run(name, level)
             continue
-        start = time.perf_counter()
+        start = clock()
         record = check(problem, sol, fit)
         if record is None:
             continue
@@ -584,6 +632,6 @@ def run_checks(
             records[revised.name] = revised
         # the record is the check's own, made by this call: its cost is set in place (a dataclasses.replace per
         # check was a tenth of a toy fit's checks)
-        object.__setattr__(record, "seconds", time.perf_counter() - start)
+        record.__dict__["seconds"] = clock() - start
         records[record.name] = record
     return list(records.values())

@@ -200,10 +200,6 @@ def special() -> Any:
     return scipy.special
 
 
-def _chi2_sf(df: int, stat: float) -> float:
-    return float(special().chdtrc(df, stat))
-
-
 def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float]:
     """RESET's statistic and p-value for one output channel: fitted values ``f`` and residuals ``e`` (1-D, the
     sequences of ``lengths`` concatenated)."""
@@ -244,7 +240,7 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     else:  # (near) singular: the pseudo-inverse, as before
         s = np.array([t1, t2])
         stat = float(s @ np.linalg.pinv(np.array([[o11, o12], [o12, o22]]), hermitian=True) @ s)
-    return stat, _chi2_sf(2, stat)
+    return stat, math.exp(-stat / 2)  # the chi-square law with 2 degrees of freedom (scipy's chdtrc to rounding)
 
 
 def bias_statistic(e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float, float]:
@@ -257,7 +253,7 @@ def bias_statistic(e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float,
     lags = _lags(n)
     omega = float(lagged_products(e, e, lengths, lags) @ _bartlett(lags)[0])
     stat = total**2 / omega if omega > 0 else 0.0
-    return total / n, stat, _chi2_sf(1, stat)
+    return total / n, stat, math.erfc(math.sqrt(stat / 2))  # chi-square with 1 degree of freedom (3x chdtrc's speed)
 
 
 def _joined(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:

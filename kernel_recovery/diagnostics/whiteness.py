@@ -54,8 +54,13 @@ def ljung_box_statistic(e: np.ndarray, lengths: Sequence[int], lags: int) -> flo
     n = len(e)
     if n == 0:
         return 0.0
-    centred = e - float(e.sum()) / n
-    gamma = lagged_products(centred, centred, lengths, lags)
+    if len(lengths) == 1:  # the centred residual written into its padded copy: one array, not three
+        padded = np.zeros(n + lags)
+        centred = np.subtract(e, float(e.sum()) / n, out=padded[:n])
+        gamma = np.correlate(padded, centred, mode="valid")
+    else:
+        centred = e - float(e.sum()) / n
+        gamma = lagged_products(centred, centred, lengths, lags)
     if not gamma[0] > 0:
         return 0.0
     r = gamma[1:] / gamma[0]
@@ -134,12 +139,14 @@ def whiteness_check(
     if not found:
         return None, reason
     stat, pval = np.full((2, problem.config.out_channels), np.nan)
-    chans = list(found)
-    q, h = np.array(list(found.values())).T
-    stat[chans] = q
-    pval[chans] = special().chdtrc(h, q)
-    flagged = np.array(sorted(o for o in chans if pval[o] * len(chans) < WHITENESS_ALPHA), dtype=int)
-    message = _whiteness_message(flagged, pval, lags) if len(flagged) else None
+    chdtrc, tests = special().chdtrc, len(found)
+    flagged = []
+    for o, (q, h) in found.items():  # (a channel or two: scalars, not the arrays' fancy indexing)
+        stat[o] = q
+        pval[o] = p = float(chdtrc(h, q))
+        if p * tests < WHITENESS_ALPHA:
+            flagged.append(o)
+    message = _whiteness_message(np.array(sorted(flagged), dtype=int), pval, lags) if flagged else None
     entry: Whiteness = {
         "statistic": stat,
         "p_value": pval,
