@@ -69,6 +69,9 @@ MIN_ROWS_PER_UNKNOWN = 16
 WORK_SHARE = 0.25
 FREE_FLOPS = 3e7
 
+_TINY = float(np.finfo(float).tiny)
+_EPS = float(np.finfo(float).eps)
+
 
 def _rows(
     block: Block, use_bias: bool, times: np.ndarray, interleave: int, spare: int = 0
@@ -136,8 +139,12 @@ def _least_squares(block: Block, use_bias: bool, a: np.ndarray | None, y: np.nda
         cross = block_statistics(block, use_bias).cross
     spec = block.cache.get(("spectrum", use_bias))
     if spec is not None and spec.right_vectors is not None:
-        keep = spec.singular_values > spec.tolerance
-        half = spec.right_vectors[:, keep] / spec.singular_values[keep]
+        values = spec.singular_values  # (descending: the smallest above the tolerance keeps every direction)
+        if values[-1] > spec.tolerance:
+            half = spec.right_vectors / values
+        else:
+            keep = values > spec.tolerance
+            half = spec.right_vectors[:, keep] / values[keep]
     else:
         gram = a.T @ a if every_row and a is not None else block_statistics(block, use_bias).gram
         # L^-T where the Cholesky factor proves every singular value above the rule's tolerance (linear in the
@@ -152,44 +159,54 @@ def _least_squares(block: Block, use_bias: bool, a: np.ndarray | None, y: np.nda
     return half, half @ (half.T @ cross)
 
 
-def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray, tol2: float):
-    """``s_k' cov_k^-1 s_k`` ``(splits, O)`` by one batched Cholesky of the ``candidates``' covariances, and which
-    splits it does not settle (True: not a candidate, a failed factorization, or an eigenvalue that may lie below
-    ``tol2`` times the largest: ``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``; a non-finite
-    inverse fails that test too)."""
-    from scipy.linalg.lapack import dtrtri
+def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray | None, tol2: float):
+    """``s_k' cov_k^-1 s_k`` ``(splits, O)`` from the Cholesky factors of the ``candidates``' covariances (None:
+    every split), and which splits it does not settle (True: not a candidate, a failed factorization, or an
+    eigenvalue that may lie below ``tol2`` times the largest: ``lambda_min >= 1 / ||L^-1||_F^2`` against
+    ``lambda_max <= trace``; a non-finite inverse fails that test too).  ``cov`` is symmetric: each split's is
+    factored through its transpose (Fortran order, no copy) by LAPACK, and the factor inverted as a triangle
+    (a third of inv's LU), a few microseconds each where numpy's batched wrappers cost more."""
+    from scipy.linalg.lapack import dpotrf, dtrtri
 
-    out = np.zeros((len(cov), s.shape[2]))
-    unsettled = np.ones(len(cov), dtype=bool)
-    if not candidates.any():
-        return out, unsettled
-    every = bool(candidates.all())
+    every = candidates is None
     chosen = cov if every else cov[candidates]
-    try:
-        factors = np.linalg.cholesky(chosen)
-    except np.linalg.LinAlgError:
-        return out, unsettled
-    inv = np.empty_like(factors)  # lower-triangular L^-1 per split (a triangular inverse: a third of inv's LU)
-    for k, factor in enumerate(factors):
-        inv[k], info = dtrtri(factor, lower=1)
-        if info != 0:
-            return out, unsettled
+    inv = np.empty_like(chosen)  # lower-triangular L^-1 per split
+    for k in range(len(chosen)):
+        factor, info = dpotrf(chosen[k].T, lower=1, clean=1)
+        if info == 0:
+            inv[k], info = dtrtri(factor, lower=1)
+        if info != 0:  # (as a failed batched factorization: every split to the eigendecomposition)
+            return np.zeros((len(cov), s.shape[2])), np.ones(len(cov), dtype=bool)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         proven = 1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(np.einsum("kii->k", chosen), 0.0)
         forms = np.square(inv @ (s if every else s[candidates])).sum(axis=1)
     if every:
-        return np.where(proven[:, None], forms, 0.0), ~proven
+        unsettled = ~proven
+        if unsettled.any():
+            forms[unsettled] = 0.0
+        return forms, unsettled
+    out = np.zeros((len(cov), s.shape[2]))
+    unsettled = np.ones(len(cov), dtype=bool)
     unsettled[candidates] = ~proven
     out[candidates] = np.where(proven[:, None], forms, 0.0)
     return out, unsettled
 
 
+@functools.lru_cache(maxsize=8)
+def _lower_ones(n: int) -> np.ndarray:
+    """The ``n x n`` lower triangle of ones (diagonal included; read-only): running sums as one product."""
+    out = np.tri(n)
+    out.flags.writeable = False
+    return out
+
+
 def _accumulate(parts: np.ndarray, base: np.ndarray | None) -> np.ndarray:
-    """``base + np.cumsum(parts, axis=0)`` (``base`` None: zero), the same sums in the same order: numpy's cumsum
-    along a leading axis runs ~3 ns an entry (98 us for 32 splits of a 32 x 33 product), so large slices are added
-    one after another in place (a Python step each)."""
+    """``base + np.cumsum(parts, axis=0)`` (``base`` None: zero), the same sums to rounding: small slices by one
+    product with a triangle of ones (numpy's cumsum along a leading axis runs ~3-4 ns an entry: 8 us for 31 splits
+    of an 8 x 9 product, the product 4 us), large slices added one after another in place (a Python step each)."""
+    count = len(parts)
     if parts[0].size < 512:
-        out = np.cumsum(parts, axis=0)
+        out = (_lower_ones(count) @ parts.reshape(count, -1)).reshape(parts.shape)
         if base is not None:
             out += base
         return out
@@ -230,19 +247,32 @@ def _stretch_sums(a: np.ndarray, b: np.ndarray, start: int, step: int, count: in
 def _scores(a: np.ndarray, r: np.ndarray, start: int, step: int, count: int, base: np.ndarray | None) -> np.ndarray:
     """``a[:k].T @ r[:k]`` at ``k = start + step * i`` for ``i = 1..count``, ``(count, a.shape[1], r.shape[1])``,
     given ``base = a[:start].T @ r[:start]`` (None: zero): the scores alone, ``O(rows P)``, for the proxy of the
-    fine pass (whose stretches are a few rows: a batched matmul of such small products was the slowest step)."""
+    fine pass (whose stretches are a few rows: a batched matmul of their Grams was the slowest step; the residuals'
+    ``O x step`` products with them cost less than elementwise products summed per stretch: 4 against 7 us)."""
     stop = start + step * count
     rows, res = a[start:stop], r[start:stop]
-    if res.shape[1] == 1:  # one output: elementwise products summed per stretch
-        parts = (rows * res).reshape(count, step, a.shape[1]).sum(axis=1)[:, :, None]
-    else:
-        parts = np.matmul(rows.reshape(count, step, -1).transpose(0, 2, 1), res.reshape(count, step, -1))
-    return _accumulate(parts, base)
+    parts = np.matmul(res.reshape(count, step, -1).transpose(0, 2, 1), rows.reshape(count, step, -1))
+    return _accumulate(parts, None if base is None else base.T).transpose(0, 2, 1)
+
+
+#: The Grams at the fine pass's points are one masked product over the stretch before the last of them (its rows
+#: weighted by 0/1 per point: ``points x rows x lead x P`` multiply-adds) where that is at most this many.
+MASKED_GRAM_WORK = 1 << 18
 
 
 def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | None, lead: int) -> np.ndarray:
     """``a[:k, :lead].T @ a[:k]`` at the ascending ``points`` (all above ``start``), given ``base`` the same over
-    ``a[:start]`` (None: zero), ``(len(points), lead, P)``: one BLAS product per stretch between points."""
+    ``a[:start]`` (None: zero), ``(len(points), lead, P)``: one masked product for a short stretch (a few numpy
+    calls instead of a Python step per point), else one BLAS product per stretch between points."""
+    stop = int(points[-1])
+    if len(points) * (stop - start) * lead * a.shape[1] <= MASKED_GRAM_WORK:
+        rows = a[start:stop]
+        mask = np.arange(start, stop) < points[:, None]  # (points, rows): the rows before each point
+        # one 2-D GEMM: the rows' first ``lead`` columns, masked per point, against the rows
+        out = ((mask[:, None, :] * rows[:, :lead].T).reshape(-1, stop - start) @ rows).reshape(len(points), lead, -1)
+        if base is not None:
+            out += base
+        return out
     out = np.empty((len(points), lead, a.shape[1]))
     total = np.zeros(out.shape[1:]) if base is None else base
     for i, stop in enumerate(points):
@@ -259,25 +289,26 @@ def _equal_splits(lo: int, hi: int, n: int) -> tuple[int, int]:
     return step, min(SPLITS, (n - 1 - lo) // step)
 
 
-def _lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray, half: np.ndarray, sigma2: np.ndarray):
-    """``LM`` ``(len(splits), O)`` at each split from the Grams ``gk`` and scores ``s`` of the rows before it, and
-    the rank of each score's covariance (``half``: ``G^+ = half half'``, the whole Gram's pseudo-inverse).
+def _lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray, half: np.ndarray, sigma2: np.ndarray, tol2: float):
+    """``LM`` ``(len(splits), O)`` at each of the ascending ``splits`` from the Grams ``gk`` and scores ``s`` of the
+    rows before it, and the rank of each score's covariance (``half``: ``G^+ = half half'``, the whole Gram's
+    pseudo-inverse; ``tol2``: the square of the rank rule's ``'gram'`` tolerance relative to the largest singular
+    value, :func:`~kernel_recovery.model.spectrum.rank_tolerance`).
 
-    Every split's covariance ``G_k - G_k G^+ G_k`` is factored in one batched Cholesky (no Python loop over the
-    splits but the triangular inverses).  Where the factor proves every eigenvalue above the rank tolerance
-    (``lambda_min >= 1 / ||L^-1||_F^2`` against ``lambda_max <= trace``), the covariance has full rank and
-    ``LM = ||L^-1 S||^2``; the other splits (or all, where a factorization fails) take the eigendecomposition and
-    drop the unresolved directions, as the rank rule says.
+    Every split's covariance ``G_k - G_k G^+ G_k`` is factored by Cholesky (:func:`_full_rank_forms`).  Where the
+    factor proves every eigenvalue above the rank tolerance (``lambda_min >= 1 / ||L^-1||_F^2`` against
+    ``lambda_max <= trace``), the covariance has full rank and ``LM = ||L^-1 S||^2``; the other splits (or all,
+    where a factorization fails) take the eigendecomposition and drop the unresolved directions, as the rank rule
+    says.
     """
     n_splits, p = gk.shape[:2]
     gh = (gk.reshape(-1, p) @ half).reshape(n_splits, p, -1)  # G_k V s^-1: one GEMM for every split
     cov = gk - gh @ gh.transpose(0, 2, 1)
     cov = (cov + cov.transpose(0, 2, 1)) / 2
-    # the one rank rule on each covariance (its 'gram' tolerance is linear in the largest singular value)
-    tol2 = rank_tolerance(1.0, 1, p, "gram") ** 2
-    fast = splits >= 2 * p  # (a split after fewer rows than unknowns is rank-deficient: the eigendecomposition)
+    # (a split after fewer rows than unknowns is rank-deficient: the eigendecomposition)
+    fast = None if splits[0] >= 2 * p else splits >= 2 * p
     out, slow = _full_rank_forms(cov, s, fast, tol2)
-    out = out / sigma2
+    out /= sigma2
     ranks = np.full(n_splits, p)
     if slow.any():
         lam, v = np.linalg.eigh(cov[slow])
@@ -343,6 +374,9 @@ def _proxy(s: np.ndarray, splits: np.ndarray, n: int, w: np.ndarray, frac: float
     times the whole Gram (``tau = k / n``, ``f`` the sampled share of the equations; ``G^+ = w w'`` up to a
     constant): ``O(P)`` per split, no factorization; the largest over the outputs, ``(splits,)``."""
     tau = splits / n
+    if s.shape[2] == 1:  # (one output: one product, no largest to take)
+        z = s[:, :, 0] @ w
+        return np.einsum("kr,kr->k", z, z) / (sigma2[0] * tau * (1.0 - frac * tau))
     forms = np.square(w.T @ s).sum(axis=1)  # s' G^+ s = ||w' s||^2 per split and output
     return (forms / sigma2).max(axis=1) / (tau * (1.0 - frac * tau))
 
@@ -354,16 +388,23 @@ def _top(values: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.argpartition(values, -count)[-count:])
 
 
+def _inside(first: int, step: int, count: int, edge: int, n: int) -> tuple[int, int]:
+    """``(i0, i1)``: the splits ``first + step * i`` (``i = 1..count``) at least ``edge`` from either end of ``n``
+    rows are those of ``i0 < i <= i1`` (a slice of the evenly spaced splits: no mask)."""
+    i0 = min(max(-(-(edge - first) // step) - 1, 0), count)
+    return i0, max(min((n - edge - first) // step, count), i0)
+
+
 def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] | None = None):
     """The two passes of splits over the rows ``a = ar[:, -q:]`` (time order) with residuals ``r = ar[:, :-q]``:
     ``SPLITS - 1`` evenly spaced splits, then ``SPLITS`` evenly spaced between the coarse peak's neighbours, each at
-    least ``edge`` rows from either end.  ``prepare(total)`` (``total``: ``a'[r | a]`` over every row; None with
-    ``toeplitz``) returns ``(lm, proxy)``: ``lm(gk, s, splits)`` scores splits from the Grams and scores of the
-    rows before each, ``proxy(s, splits)`` ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each
-    pass.  ``toeplitz = (window, lead)``: the rows are windows of one sequence (see :func:`.window_grams`), so
-    only ``[r | a[:, :lead]]'a`` is summed over the rows (one product: the scores and the Grams' first rows) and the
-    Grams at the chosen splits are built from it.  Returns the fine pass's values ``(candidates, O)`` and splits,
-    and the tests made (every split)."""
+    least ``edge`` rows from either end.  ``prepare(total)`` (``total``: ``a'[r | a]`` over every row) returns
+    ``(lm, proxy)``; ``prepare`` is that pair itself where they need no total (the exact test).  ``lm(gk, s,
+    splits)`` scores the ascending splits from the Grams and scores of the rows before each, ``proxy(s, splits)``
+    ranks them cheaply, and ``lm`` runs on the ``CANDIDATES`` best of each pass.  ``toeplitz = (window, lead)``:
+    the rows are windows of one sequence (see :func:`.window_grams`), so only ``[r | a[:, :lead]]'a`` is summed
+    over the rows (one product: the scores and the Grams' first rows) and the Grams at the chosen splits are built
+    from it.  Returns the fine pass's values ``(candidates, O)`` and splits, and the tests made (every split)."""
     n, o = len(ar), ar.shape[1] - q
     r, a = ar[:, :o], ar[:, o:]
     step = n // SPLITS
@@ -372,7 +413,8 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] 
         lead = q
         sums = _stretch_sums(a, ar, 0, step, SPLITS - 1, None)
         scores, firsts = sums[:, :, :o], sums[:, :, o:]
-        lm, proxy = prepare(sums[-1] + a[step * (SPLITS - 1) :].T @ ar[step * (SPLITS - 1) :])
+        if callable(prepare):  # (the total only where it is used: the projected test's Z'Z)
+            prepare = prepare(sums[-1] + a[step * (SPLITS - 1) :].T @ ar[step * (SPLITS - 1) :])
 
         def grams(first: np.ndarray, points: np.ndarray) -> np.ndarray:
             return first
@@ -380,27 +422,30 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] 
         window, lead = toeplitz
         sums = _stretch_sums(ar[:, : o + lead], a, 0, step, SPLITS - 1, None)
         scores, firsts = sums[:, :o].transpose(0, 2, 1), sums[:, o:]
-        lm, proxy = prepare(None)
+        if callable(prepare):
+            prepare = prepare(None)
         head = window_products(a[: -(-window // lead) - 1], lead)
 
         def grams(first: np.ndarray, points: np.ndarray) -> np.ndarray:
             return window_grams(a, window, lead, first, points, head)
 
-    inside = np.flatnonzero((splits >= edge) & (splits <= n - edge))
-    chosen = inside[_top(proxy(scores[inside], splits[inside]), CANDIDATES)]
+    lm, proxy = prepare
+    i0, i1 = _inside(0, step, SPLITS - 1, edge, n)
+    chosen = i0 + _top(proxy(scores[i0:i1], splits[i0:i1]), CANDIDATES)
     values = lm(grams(firsts[chosen], splits[chosen]), scores[chosen], splits[chosen])
-    j = int(chosen[np.unravel_index(np.argmax(values), values.shape)[0]])
+    j = int(chosen[int(np.argmax(values)) // values.shape[1]])
     lo = int(splits[j - 1]) if j > 0 else 0
     hi = int(splits[j + 1]) if j + 1 < len(splits) else n
     fine_step, count = _equal_splits(lo, hi, n)
     # the fine pass: scores at every split (for the proxy), Grams only at the candidates
-    fine_scores = _scores(a, r, lo, fine_step, count, scores[j - 1] if j > 0 else None)
-    fine = lo + fine_step * np.arange(1, count + 1)
-    kept = np.flatnonzero((fine >= edge) & (fine <= n - edge))
-    best = kept[_top(proxy(fine_scores[kept], fine[kept]), CANDIDATES)]
-    first = _grams(a, fine[best], lo, firsts[j - 1] if j > 0 else None, lead)
-    values_fine = lm(grams(first, fine[best]), fine_scores[best], fine[best])
-    return values_fine, fine[best], (len(inside) + len(kept)) * int(values.shape[1])
+    k0, k1 = _inside(lo, fine_step, count, edge, n)
+    fine_scores = _scores(a, r, lo, fine_step, count, scores[j - 1] if j > 0 else None)[k0:k1]
+    fine = lo + fine_step * np.arange(k0 + 1, k1 + 1)
+    best = _top(proxy(fine_scores, fine), CANDIDATES)
+    points = fine[best]
+    first = _grams(a, points, lo, firsts[j - 1] if j > 0 else None, lead)
+    values_fine = lm(grams(first, points), fine_scores[best], points)
+    return values_fine, points, (i1 - i0 + k1 - k0) * int(values.shape[1])
 
 
 def _peak_score(
@@ -420,11 +465,13 @@ def _peak_score(
     np.subtract(y, a @ coef, out=r)
     dof = block.n_equations - p
     rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
-    sigma2 = np.maximum(rss / max(dof, 1), np.finfo(float).tiny)
+    sigma2 = np.maximum(rss / max(dof, 1), _TINY)
     ranks: list[np.ndarray] = []
+    # the one rank rule on each covariance (its 'gram' tolerance is linear in the largest singular value)
+    tol2 = rank_tolerance(1.0, 1, p, "gram") ** 2
 
     def lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray) -> np.ndarray:
-        values, rank = _lm(gk, s, splits, half, sigma2)
+        values, rank = _lm(gk, s, splits, half, sigma2, tol2)
         ranks.append(rank)
         return values
 
@@ -440,8 +487,8 @@ def _peak_score(
     plain = len(a) * p * (p - lead) >= TOEPLITZ_SAVING and interleave == 1 and len(block.xs) == 1
     plain = plain and -(-window // lead) <= edge and bool(block.mask.all())
     toeplitz = (window, lead) if plain else None
-    values, fine, n_tests = _scan(ar, p, edge, lambda total: (lm, proxy), toeplitz)
-    k, o = np.unravel_index(np.argmax(values), values.shape)
+    values, fine, n_tests = _scan(ar, p, edge, (lm, proxy), toeplitz)
+    k, o = divmod(int(np.argmax(values)), values.shape[1])
     return float(values[k, o]), int(ranks[-1][k]), n_tests, int(times[fine[k] - 1]) + 1
 
 
@@ -492,7 +539,7 @@ def _peak_score_projected(
     if use_bias:  # refitted on the sample: a prewhitening scales the bias by its filter's gain
         r -= r.mean(axis=0)
     n_s = len(times)
-    sigma2 = np.maximum(np.einsum("ij,ij->j", r, r) / max(n_s - p * n_s / m, 1.0), np.finfo(float).tiny)
+    sigma2 = np.maximum(np.einsum("ij,ij->j", r, r) / max(n_s - p * n_s / m, 1.0), _TINY)
 
     def prepare(total: np.ndarray):
         # (Z'Z)^+ = vh vh', cut as numpy's pinv cuts (1e-15 of the largest), the sampled share f folded in: L^-T
@@ -509,7 +556,7 @@ def _peak_score_projected(
             mh = (mk.reshape(-1, d) @ vh).reshape(len(mk), d, -1)
             cov = mk - mh @ mh.transpose(0, 2, 1)
             cov = (cov + cov.transpose(0, 2, 1)) / 2
-            out, slow = _full_rank_forms(cov, s, splits >= 2 * d, np.finfo(float).eps * d)
+            out, slow = _full_rank_forms(cov, s, None if splits[0] >= 2 * d else splits >= 2 * d, _EPS * d)
             if slow.any():  # (the pseudo-inverse's own cut: eps times the dimension, relative to the largest)
                 out[slow] = np.einsum("kdo,kdo->ko", s[slow], np.linalg.pinv(cov[slow], hermitian=True) @ s[slow])
             return out / sigma2
@@ -522,7 +569,7 @@ def _peak_score_projected(
     # half a coarse step at least on each side: near an end the covariance of the score vanishes, and the
     # approximation of its projection term with it (a spurious break in the last samples, p=0)
     values, fine, n_tests = _scan(zr, d, min(max((n_s // SPLITS) // 2, 2 * d), n_s // 4), prepare)
-    k, o = np.unravel_index(np.argmax(values), values.shape)
+    k, o = divmod(int(np.argmax(values)), values.shape[1])
     return float(values[k, o]), d, n_tests, int(times[fine[k] - 1]) + 1
 
 
