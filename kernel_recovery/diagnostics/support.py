@@ -54,12 +54,12 @@ def check_row_budget(block: Block) -> int:
     return int(min(budget, CHECK_FLOPS / cols**2, share))
 
 
-def _check_rows(block: Block, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Extended rows (taps -e .. taps+e-1, all channels; no bias column), restricted column mask (over those
-    columns) and y, on a subsample of evenly spaced chunks (each subsequence's rows cut in one gather)."""
+def _row_stretches(block: Block, e: int) -> list[list[tuple[int, int]]] | None:
+    """Per subsequence, the stretches ``[first, stop)`` of extended rows (taps -e .. taps+e-1) the check samples:
+    evenly spaced chunks over all subsequences' rows together, merged where they overlap (None without outputs or
+    rows)."""
     if block.ys is None:
         return None
-    width = block.taps + 2 * e
     spans = [len(x) - block.taps + 1 - 2 * e for x in block.xs]
     usable = sum(max(n, 0) for n in spans)
     if usable <= 0:
@@ -78,12 +78,24 @@ def _check_rows(block: Block, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
             intervals[-1][1] = max(intervals[-1][1], hi)
         else:
             intervals.append([lo, hi])
-    rows, ys = [], []
+    out: list[list[tuple[int, int]]] = []
     offset = 0
-    for x, y, n in zip(block.xs, block.ys, spans):
+    for n in spans:
         if n <= 0:
+            out.append([])
             continue
-        cut = [(max(lo - offset, 0), min(hi - offset, n)) for lo, hi in intervals if lo - offset < n and hi > offset]
+        cut = [(max(lo - offset, 0), min(hi - offset, n)) for lo, hi in intervals if lo < offset + n and hi > offset]
+        out.append(cut)
+        offset += n
+    return out
+
+
+def _cut_rows(block: Block, e: int, stretches: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:
+    """The extended rows of :func:`_row_stretches` and their outputs (each subsequence's rows cut in one gather)."""
+    assert block.ys is not None  # (checked by _row_stretches)
+    width = block.taps + 2 * e
+    rows, ys = [], []
+    for x, y, cut in zip(block.xs, block.ys, stretches):
         if len(cut) == 1:  # one stretch (all rows of a short record): a slice
             first, stop = cut[0]
             rows.append(window_rows(x, width, slice(first, stop)))
@@ -92,11 +104,87 @@ def _check_rows(block: Block, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
             index = np.concatenate([np.arange(lo, hi) for lo, hi in cut])
             rows.append(window_rows(x, width, index))
             ys.append(y[index + e])
-        offset += n
-    inner = np.zeros((width, block.channels), dtype=bool)
-    inner[e : e + block.taps] = block.mask
-    a, y = (rows[0], ys[0]) if len(rows) == 1 else (np.concatenate(rows), np.concatenate(ys))
-    return a, inner.ravel(), y
+    return (rows[0], ys[0]) if len(rows) == 1 else (np.concatenate(rows), np.concatenate(ys))
+
+
+def _check_rows(block: Block, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Extended rows (taps -e .. taps+e-1, all channels; no bias column), restricted column mask (over those
+    columns) and y, on a subsample of evenly spaced chunks (:func:`_row_stretches`, :func:`_cut_rows`)."""
+    stretches = _row_stretches(block, e)
+    if stretches is None:
+        return None
+    a, y = _cut_rows(block, e, stretches)
+    return a, _columns(block.taps, block.channels, e, block.mask.tobytes(), False)[0], y
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(
+    taps: int, channels: int, e: int, mask: bytes, use_bias: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The check's columns for a block layout (read-only: cached): the restricted mask over the extended taps, the
+    restricted columns (the bias last, after the taps' columns), the order restricted first then the rest, and the
+    flat index of the Gram in that order."""
+    width = taps + 2 * e
+    grid = np.zeros((width, channels), dtype=bool)
+    grid[e : e + taps] = np.frombuffer(mask, dtype=bool).reshape(taps, channels)
+    keep = grid.ravel()
+    inner, outer = np.flatnonzero(keep), np.flatnonzero(~keep)
+    if use_bias:
+        inner = np.append(inner, width * channels)
+    order = np.concatenate([inner, outer])
+    flat = (order[:, None] * (width * channels + int(use_bias)) + order[None, :]).ravel()
+    for a in (keep, inner, order, flat):
+        a.flags.writeable = False
+    return keep, inner, order, flat
+
+
+#: The Gram of the sampled rows is built from its Toeplitz structure (:func:`_stretch_gram`) once the product
+#: ``A^T A`` would cost more than this many multiply-adds (rows x columns^2).
+STRUCTURED_GRAM = 1 << 18
+
+
+def _stretch_gram(block: Block, e: int, stretches: list[list[tuple[int, int]]], a: np.ndarray) -> np.ndarray:
+    """``A^T A`` of the rows :func:`_cut_rows` cut, from their shift structure: ``O(rows W C^2 + chunks (W C)^2)``
+    instead of ``O(rows (W C)^2)`` (``W`` extended taps, ``C`` channels).
+
+    Over a stretch of rows ``[lo, hi)`` the Gram's block ``(i, j)``, ``j >= i``, is ``G0[j - i]`` (the first tap
+    against each tap, ``sum_t x[t] x[t + l]^T``) plus ``sum_{s < i} D[s, s + j - i]``, where
+    ``D[s, s'] = x[hi + s] x[hi + s']^T - x[lo + s] x[lo + s']^T`` (moving every row one tap on drops row ``lo`` and
+    adds row ``hi``): the first block row is one product with the rows, the ``D`` of all stretches one product of
+    their ``W - 1``-tap windows at the stretch ends, and the sums over ``s`` one cumulative sum along ``D``'s diagonals.
+    """
+    c, width = block.channels, block.taps + 2 * e
+    g0 = (a[:, :c].T @ a).reshape(c, width, c).transpose(1, 0, 2)  # [l, ci, cj] = sum_t x[t, ci] x[t + l, cj]
+    w1 = (width - 1) * c
+    flat = np.zeros(w1 * w1 + 1)  # D, then a zero (where s + l runs past the window)
+    d = flat[:-1].reshape(w1, w1)
+    for x, cut in zip(block.xs, stretches):
+        if cut:
+            ends = np.array(cut).T
+            heads, tails = window_rows(x, width - 1, ends[0]), window_rows(x, width - 1, ends[1])
+            d += tails.T @ tails - heads.T @ heads
+    index, gather = _stretch_index(width, c)
+    sums = np.cumsum(flat[index], axis=0)  # [s, l] = sum_{s' <= s} D[s', s' + l]
+    blocks = np.empty((width, width, c, c))  # [i, l] = G0[l] + sum_{s < i} D[s, s + l]
+    blocks[:] = g0
+    blocks[1:, : width - 1] += sums
+    return blocks.ravel()[gather]
+
+
+@functools.lru_cache(maxsize=16)
+def _stretch_index(width: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """For :func:`_stretch_gram` (read-only: cached): the flat index of ``D[s, s + l]`` ``(W - 1, W - 1, C, C)`` (the
+    zero past the end where ``s + l > W - 2``), and of the Gram's entries in ``[i, l, ci, cj]`` ``(W C, W C)``."""
+    w1 = width - 1
+    s, lag, ci, cj = np.meshgrid(np.arange(w1), np.arange(w1), np.arange(c), np.arange(c), indexing="ij")
+    index = np.where(s + lag < w1, (s * c + ci) * (w1 * c) + (s + lag) * c + cj, w1 * c * w1 * c)
+    i, ci, j, cj = np.meshgrid(np.arange(width), np.arange(c), np.arange(width), np.arange(c), indexing="ij")
+    lo, hi = np.minimum(i, j), np.maximum(i, j)  # the block (j, i) is the block (i, j) transposed
+    c_lo, c_hi = np.where(i <= j, ci, cj), np.where(i <= j, cj, ci)
+    gather = (((lo * width + hi - lo) * c + c_lo) * c + c_hi).reshape(width * c, width * c)
+    for v in (index, gather):
+        v.flags.writeable = False
+    return index, gather
 
 
 def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
@@ -140,10 +228,10 @@ def _nested_solve(gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int) 
     factor, info = dpotrf(gram, lower=False, clean=False)
     if info != 0 or inner == 0:
         return None
-    d = np.abs(np.diag(factor))  # ~ the design's singular values, in scale
-    if d.min() <= 10 * rank_tolerance(d.max(), n_rows, p, "gram"):
+    d = np.abs(factor.diagonal()).tolist()  # ~ the design's singular values, in scale (a few: Python's min/max)
+    if min(d) <= 10 * rank_tolerance(max(d), n_rows, p, "gram"):
         return None
-    if d[:inner].min() <= 10 * rank_tolerance(d[:inner].max(), n_rows, inner, "gram"):
+    if min(d[:inner]) <= 10 * rank_tolerance(max(d[:inner]), n_rows, inner, "gram"):
         return None
     coef, _ = dpotrs(factor, cross, lower=False)
     coef_in, _ = dpotrs(factor[:inner, :inner], cross[:inner], lower=False)
@@ -160,34 +248,37 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
 
     Both fits come from one Gram and one Cholesky factor: the columns are ordered restricted first (then the bias,
     then the extra taps), so the restricted fit is the leading block; the bias enters the Gram through the column
-    sums instead of a column of ones.
+    sums instead of a column of ones.  Wide rows' Gram comes from its shift structure (:func:`_stretch_gram`).
     """
-    got = _check_rows(block, e)
-    if got is None:
+    stretches = _row_stretches(block, e)
+    if stretches is None:
         return None
-    a, keep, y = got
-    n = len(a)
-    inner, outer = np.flatnonzero(keep), np.flatnonzero(~keep)
+    a, y = _cut_rows(block, e, stretches)
+    n, taps = a.shape
+    _, inner, order, flat = _columns(block.taps, block.channels, e, block.mask.tobytes(), use_bias)
+    p = taps + int(use_bias)
     with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
-        gram, cross = a.T @ a, a.T @ y
-        if use_bias:  # (the bias column after the restricted taps)
+        gram = _stretch_gram(block, e, stretches, a) if n * taps * taps > STRUCTURED_GRAM else a.T @ a
+        cross = a.T @ y
+        if use_bias:  # (the bias column after the taps' columns)
             sums = a.sum(axis=0)
-            gram = np.block([[gram, sums[:, None]], [sums[None, :], np.full((1, 1), float(n))]])
+            bordered = np.empty((p, p))
+            bordered[:taps, :taps] = gram
+            bordered[taps, :taps] = bordered[:taps, taps] = sums
+            bordered[taps, taps] = n
+            gram = bordered
             cross = np.concatenate([cross, y.sum(axis=0)[None]])
-            inner = np.append(inner, a.shape[1])
-        order = np.concatenate([inner, outer])
-        both = _nested_solve(gram[np.ix_(order, order)], cross[order], len(inner), n)
+        both = _nested_solve(gram.take(flat).reshape(p, p), cross[order], len(inner), n)
         coef_e, coef_r = np.empty_like(cross), np.zeros_like(cross)
         if both is not None:
             coef_e[order], coef_r[inner] = both
-            rank_e, rank_r = len(gram), len(inner)
+            rank_e, rank_r = p, len(inner)
         else:  # rank-deficient: each by a pseudo-inverse, in the columns' own order
             coef_e, rank_e = _gram_solve(gram, cross, n)
             coef_r[inner], rank_r = _gram_solve(gram[np.ix_(inner, inner)], cross[inner], n)
     q, dof = rank_e - rank_r, n - rank_e
     if q <= 0 or dof <= 10:
         return None
-    taps = a.shape[1]
     resid_e, resid_r = y - a @ coef_e[:taps], y - a @ coef_r[:taps]
     if use_bias:
         resid_e -= coef_e[taps]
@@ -199,12 +290,12 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
     f_stat = np.where(rss_e > 0, f_stat, np.inf)
     from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
 
-    p = fdtrc(q, dof, np.maximum(f_stat, 0.0))
+    p_value = fdtrc(q, dof, np.maximum(f_stat, 0.0))
     share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
-    hit = (rss_r > 1e-12 * yty) & (p < CHECK_ALPHA / n_out) & (share >= CHECK_EFFECT)
+    hit = (rss_r > 1e-12 * yty) & (p_value < CHECK_ALPHA / n_out) & (share >= CHECK_EFFECT)
     width = block.taps + 2 * e
     ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
-    return {"rss": rss_e, "yty": yty, "share": share, "p": p, "hit": hit, "ext": ext}
+    return {"rss": rss_e, "yty": yty, "share": share, "p": p_value, "hit": hit, "ext": ext}
 
 
 def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str | None]:
@@ -339,9 +430,17 @@ SCAN_ORDER = 16
 def _fir_energy(filters: np.ndarray, acf: np.ndarray) -> np.ndarray:
     """``sum_t (f * v)[t]^2`` of the full FIR outputs, per column, from the autocorrelations of ``v`` at lags up to
     the filters' order (:func:`~kernel_recovery.model.whitening.autocorrelations`): ``f^T Toeplitz(acf) f``."""
-    lags = np.arange(len(filters))
-    toeplitz = acf[np.abs(lags[:, None] - lags[None, :])]  # (taps, taps, columns)
-    return np.einsum("ik,ijk,jk->k", filters, toeplitz, filters)
+    toeplitz = acf.T[:, _lag_index(len(filters))]  # (columns, taps, taps)
+    return np.einsum("ki,kij,kj->k", filters.T, toeplitz, filters.T)
+
+
+@functools.lru_cache(maxsize=8)
+def _lag_index(taps: int) -> np.ndarray:
+    """``|i - j|`` for ``i, j < taps`` (read-only: cached)."""
+    lags = np.arange(taps)
+    index = np.abs(lags[:, None] - lags[None, :])
+    index.flags.writeable = False
+    return index
 
 
 #: A block with fewer equations is not scanned (too few for the bands' statistics).
@@ -488,24 +587,25 @@ def _scan_block(
 
     None when the block has too few equations to scan.
     """
-    lengths = [len(x) for x in block.xs]
-    reach = min(max(SCAN_TAPS * block.taps, min_reach), min(lengths) // 4)
+    reach = min(max(SCAN_TAPS * block.taps, min_reach), min(len(x) for x in block.xs) // 4)
     m = block.n_equations
     if reach < 1 or m < SCAN_MIN_EQUATIONS:
         return None
     offsets, starts, ends, sizes = _scan_layout(block.taps, block.channels, reach)
     corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = corr / np.sqrt(np.outer(sxx, srr / m))[None]
-    z2 = np.where(np.isfinite(z), z, 0.0) ** 2
-    bands = np.add.reduceat(z2.sum(axis=1), starts, axis=0)  # (bands, outputs)
+    # sum z^2 over each band, z = c / sqrt(sxx srr / m): the squares summed per (channel, output), then scaled
+    # (a zero energy has zero correlations: its terms count 0)
+    den = np.outer(sxx, srr)
+    scale = m / np.where(den > 0, den, np.inf)  # (channels, outputs)
+    bands = np.einsum("bco,co->bo", np.add.reduceat(corr * corr, starts, axis=0), scale)  # (bands, outputs)
     tests = bands.size * n_blocks
     # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null), per output
     centre = _median(bands)
     spread = 1.4826 * _median(np.abs(bands - centre))
     chi2, normal = _band_cuts(block.taps, block.channels, reach, tests)
-    cut = np.maximum(chi2[:, None], centre + normal * spread)
-    hit = bands > cut
+    hit = bands > np.maximum(chi2[:, None], centre + normal * spread)
+    if not hit.any():
+        return []
     excess = np.sum(np.where(hit, bands - sizes[:, None], 0.0), axis=0)
     shares = np.minimum(excess / m, 1.0)  # sum c^2 / sum x^2 over rss
     found = np.flatnonzero(hit.any(axis=0) & (shares >= SCAN_EFFECT))
@@ -531,54 +631,63 @@ FFT_RESIDUAL_PAIRS = 4
 
 def _scan_spectra(
     block: Block, w: np.ndarray, b: np.ndarray | None, reach: int
-) -> list[tuple[np.ndarray, int, np.ndarray]]:
-    """Per subsequence: the residual ``r = y - forward(block, w, b)`` (:func:`~kernel_recovery.model.operator.forward`,
-    the same to rounding), the length ``n`` of the scan's FFT (the least that holds the offsets of
-    :func:`_whitened_correlations` without wrapping) and the spectra ``rfft([x, r], n)`` ``(channels + outputs, f)``.
+) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Per subsequence: the residual's length, the length ``n`` of the scan's FFT (the least that holds the offsets
+    of :func:`_whitened_correlations` without wrapping), the spectra ``rfft([x, r], n)`` ``(channels + outputs, f)``
+    of the input and the residual ``r = y - forward(block, w, b)``
+    (:func:`~kernel_recovery.model.operator.forward`, the same to rounding), and their autocorrelations
+    ``(SCAN_ORDER + 1, channels + outputs)`` (:func:`~kernel_recovery.model.whitening.autocorrelations`).
+
+    Short kernels' residuals are written straight into the zero-padded array transformed (one ``numpy.correlate``
+    per (channel, output) pair), whose rows then give the autocorrelations (one ``numpy.correlate`` each, no copy).
     """
     import scipy.fft
 
     g = SCAN_ORDER
     c, o = block.channels, len(block.out_channels)
-    kernel = np.where(block.mask[:, :, None], w, 0.0)
+    kernel = w if block.mask.all() else np.where(block.mask[:, :, None], w, 0.0)
     direct = block.taps * c * o <= DIRECT_RESIDUAL
     in_fft = not direct and c * o <= FFT_RESIDUAL_PAIRS
     predictions = None if direct or in_fft else forward(block, w, b)
     out = []
     for i, (x, y) in enumerate(zip(block.xs, block.outputs)):
         n = scipy.fft.next_fast_len(len(x) + reach + 2 * g, real=True)
+        m = len(y)
         if in_fft:  # f[t] = sum_j x[t + j] w[j] = irfft(X conj(W))[t]: no wrap for t < len(y), since n > len(x) + taps
             fx = scipy.fft.rfft(x.T, n, axis=1)  # (c, f)
             fw = scipy.fft.rfft(kernel.transpose(1, 2, 0), n, axis=2)  # (c, o, f)
-            f = scipy.fft.irfft(np.sum(fx[:, None] * np.conj(fw), axis=0), n, axis=1)[:, : len(y)]
+            f = scipy.fft.irfft(np.sum(fx[:, None] * np.conj(fw), axis=0), n, axis=1)[:, :m]
             r = y - f.T
             if b is not None:
                 r -= b
-            out.append((r, n, np.concatenate([fx, scipy.fft.rfft(r.T, n, axis=1)])))
+            acf = np.concatenate([autocorrelations([x], g), autocorrelations([r], g)], axis=1)
+            out.append((m, n, np.concatenate([fx, scipy.fft.rfft(r.T, n, axis=1)]), acf))
             continue
-        if predictions is not None:
-            r = y - predictions[i]
-        else:
-            r = np.array(y, dtype=float)
-            for ch in range(c):
-                col = np.ascontiguousarray(x[:, ch], dtype=float)
-                for k in range(o):
-                    r[:, k] -= np.correlate(col, kernel[:, ch, k], "valid")  # [t] = sum_j x[t + j] w[j]
-            if b is not None:
-                r -= b
-        both = np.zeros((c + o, n))
+        both = np.zeros((c + o, n))  # [x; r], zero-padded
         both[:c, : len(x)] = x.T
-        both[c:, : len(r)] = r.T
-        out.append((r, n, scipy.fft.rfft(both, axis=1)))  # (one call for the input and the residual)
+        r = both[c:, :m]
+        r[:] = y.T if predictions is None else (y - predictions[i]).T
+        if predictions is None:
+            for ch in range(c):
+                col = both[ch, : len(x)]
+                for k in range(o):
+                    r[k] -= np.correlate(col, kernel[:, ch, k], "valid")  # [t] = sum_j x[t + j] w[j]
+            if b is not None:
+                r -= b[:, None]
+        acf = np.empty((g + 1, c + o))
+        for row in range(c + o):  # [lag] = sum_t v[t + lag] v[t] (the padding's zeros past the end)
+            length = len(x) if row < c else m
+            acf[:, row] = np.correlate(both[row, : length + g], both[row, :length], "valid")
+        out.append((m, n, scipy.fft.rfft(both, axis=1), acf))  # (one call for the input and the residual)
     return out
 
 
 def _whitened_correlations(
-    block: Block, spectra: list[tuple[np.ndarray, int, np.ndarray]], offsets: np.ndarray
+    block: Block, spectra: list[tuple[int, int, np.ndarray, np.ndarray]], offsets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``sum_t r[t] x[t + j]`` at ``offsets`` ``(offsets, channels, outputs)`` of the prewhitened input and residual,
     their energies ``sum x^2`` (scaled to the residual's length) and ``sum r^2``, and the raw residual's ``rss``,
-    from the residuals and spectra of :func:`_scan_spectra`.
+    from the spectra and autocorrelations of :func:`_scan_spectra`.
 
     Prewhitened (AR prediction errors of x and of r): the standardized correlations are then N(0, 1) and
     uncorrelated across offsets under the null, whatever the colour of the input and of the noise.  The AR fits and
@@ -591,29 +700,26 @@ def _whitened_correlations(
 
     g = SCAN_ORDER
     c, o = block.channels, len(block.out_channels)
-    acfs = [
-        np.concatenate([autocorrelations([x], g), autocorrelations([r], g)], axis=1)
-        for x, (r, _, _) in zip(block.xs, spectra)
-    ]
-    pooled = np.sum(acfs, axis=0)  # (lags, c + o)
+    pooled = spectra[0][3] if len(spectra) == 1 else np.sum([s[3] for s in spectra], axis=0)  # (lags, c + o)
     filters = prediction_filters(pooled)  # both AR fits in one solve
     wx, wr = filters[:, :c], filters[:, c:]
     energy = np.zeros(c + o)
-    for a, x, (r, _, _) in zip(acfs, block.xs, spectra):
+    for (m, _, _, a), x in zip(spectra, block.xs):
         e = _fir_energy(filters, a)
-        e[:c] *= len(r) / len(x)  # (the input's energy scaled to the residual's length)
+        e[:c] *= m / len(x)  # (the input's energy scaled to the residual's length)
         energy += e
-    lo, hi = int(offsets.min()) - g, int(offsets.max()) + g + 1
-    span = np.arange(lo, hi)
+    lo, hi = int(offsets[0]) - g, int(offsets[-1]) + g + 1  # (offsets ascend: lo < 0 < hi, hi - lo <= n)
     raw = np.zeros((c, o, hi - lo))
-    for _, n, both in spectra:
+    for _, n, both, _ in spectra:
         full = scipy.fft.irfft(both[:c, None] * np.conj(both[None, c:]), n, axis=2)  # [j] = sum_t r[t] x[t + j]
-        raw += full[:, :, span % n]
+        raw[:, :, :-lo] += full[:, :, n + lo :]
+        raw[:, :, -lo:] += full[:, :, :hi]
     corr = np.empty((len(offsets), c, o))
+    index = offsets - lo - g
     for i in range(c):
         for k in range(o):
             h = np.correlate(wr[:, k], wx[:, i], "full")  # [d + g]
-            corr[:, i, k] = np.correlate(raw[i, k], h, "valid")[offsets - lo - g]
+            corr[:, i, k] = np.correlate(raw[i, k], h, "valid")[index]
     return corr, energy[:c], energy[c:], pooled[0, c:]
 
 

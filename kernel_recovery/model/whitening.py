@@ -57,32 +57,45 @@ def prediction_filters(acf: np.ndarray) -> np.ndarray:
     order, channels = len(acf) - 1, acf.shape[1]
     filters = np.zeros((order + 1, channels))
     filters[0] = 1.0
-    live = np.flatnonzero(acf[0] > 0)
-    if order == 0 or not len(live):
+    if order == 0:
         return filters
-    mats = acf[_toeplitz_index(order)][:, :, live].transpose(2, 0, 1)  # (live, order, order)
-    diagonal = np.arange(order)
-    mats[:, diagonal, diagonal] *= 1 + 1e-6
-    rhs = acf[1:, live].T[:, :, None]
+    live = acf[0] > 0
+    every = bool(live.all())
+    if not every and not live.any():
+        return filters
+    # (live, order + 2): the lags, then the loaded lag 0; one gather builds every Toeplitz matrix, loaded diagonal
+    # included (a little white noise: the same product as scaling the diagonal afterwards)
+    ext = np.empty((channels, order + 2))
+    ext[:, : order + 1] = acf.T
+    ext[:, order + 1] = ext[:, 0] * (1 + 1e-6)
+    if not every:
+        ext = ext[live]
+    mats = ext[:, _toeplitz_index(order)]  # (live, order, order)
+    rhs = ext[:, 1 : order + 1, None]
     try:
         coef = np.linalg.solve(mats, rhs)[:, :, 0]
     except np.linalg.LinAlgError:  # a singular channel: solve them one by one and leave it unfiltered
-        coef = np.full((len(live), order), np.nan)
-        for i in range(len(live)):
+        coef = np.full((len(mats), order), np.nan)
+        for i in range(len(mats)):
             try:
                 coef[i] = np.linalg.solve(mats[i], rhs[i, :, 0])
             except np.linalg.LinAlgError:
                 continue
-    good = np.all(np.isfinite(coef), axis=1)
-    filters[1:, live[good]] = -coef[good].T
+    if every and np.isfinite(coef).all():
+        filters[1:] = -coef.T
+    else:
+        good = np.isfinite(coef).all(axis=1)
+        filters[1:, np.flatnonzero(live)[good]] = -coef[good].T
     return filters
 
 
 @functools.lru_cache(maxsize=8)
 def _toeplitz_index(order: int) -> np.ndarray:
-    """``|i - j|`` for ``i, j < order``: the lag of each entry of a symmetric Toeplitz matrix (read-only: cached)."""
+    """``|i - j|`` for ``i, j < order``, the lag of each entry of a symmetric Toeplitz matrix, with ``order + 1``
+    (the loaded lag 0 of :func:`prediction_filters`) on the diagonal (read-only: cached)."""
     lags = np.arange(order)
     index = np.abs(lags[:, None] - lags[None, :])
+    index[lags, lags] = order + 1
     index.flags.writeable = False
     return index
 
