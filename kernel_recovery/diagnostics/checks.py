@@ -440,7 +440,11 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
             first = np.concatenate(ys)
         for j, o in enumerate(block.out_channels.tolist()):
             found[o] = specification.saturation_test(first[:, j])
-    tests = max(1, sum(f["tests"] for f in found if f is not None))
+    tests = 0
+    for f in found:
+        if f is not None:
+            tests += f["tests"]
+    tests = max(1, tests)
     p_list = [np.nan if f is None else min(1.0, f["p_value"] * tests) for f in found]
     p = np.array(p_list)
     entry = {
@@ -514,8 +518,11 @@ def whiteness(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     name = "whiteness"
     if not fit.retained:
         return Check(name, "skipped", NOT_RETAINED, diagnostics={"whiteness": None})
-    testable = any(block.n_equations >= WHITENESS_MIN_ROWS for block in problem.blocks)  # (else no forward pass)
-    rows = _block_rows(problem, sol, fit) if testable else None
+    if "rows" in fit.shared:  # the specification tests made them
+        rows = fit.shared["rows"]
+    else:
+        testable = any(block.n_equations >= WHITENESS_MIN_ROWS for block in problem.blocks)  # (else no forward pass)
+        rows = _block_rows(problem, sol, fit) if testable else None
     found, skipped = whiteness_check(problem, sol, fit.rows("whiteness", WHITENESS_ROWS), rows)
     if found is None:
         return Check(name, "skipped", skipped or "", diagnostics={"whiteness": None})

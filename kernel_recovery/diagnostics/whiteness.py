@@ -116,12 +116,15 @@ def whiteness_check(
     for b, block in enumerate(problem.blocks):
         if not block.retains_rows or block.ys is None:
             return None, "the rows are not retained (streamed statistics only)"
-        if block.n_equations < WHITENESS_MIN_ROWS:  # (its sample holds every row: too few, without a forward pass)
-            reason = f"too few residuals ({block.n_equations} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
-            continue
-        sample = rows[b] if rows is not None else block_rows(problem, sol, b, max_rows)
-        if sample is None:
-            return None, "the solution is not finite"
+        sample = rows[b] if rows is not None else None
+        if sample is None:  # (with the caller's sample, a block of too few rows is told below: the same sentence)
+            equations = block.n_equations
+            if equations < WHITENESS_MIN_ROWS:  # (its sample holds every row: too few, without a forward pass)
+                reason = f"too few residuals ({equations} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
+                continue
+            sample = block_rows(problem, sol, b, max_rows)
+            if sample is None:
+                return None, "the solution is not finite"
         sample = sample.head(max_rows)
         n = sample.n
         h = min(WHITENESS_LAGS, n // 5)
