@@ -1,12 +1,13 @@
 """The post-fit checks as typed records: the lines they give, the one-explanation rule, the registry's order."""
 
+import dataclasses
 import warnings
 
 import numpy as np
 import pytest
 
 import kernel_recovery as kr
-from kernel_recovery.diagnostics import checks
+from kernel_recovery.diagnostics import checks, specification, whiteness
 from kernel_recovery.diagnostics.checks import Check
 from kernel_recovery.exceptions import KernelSizeWarning
 from kernel_recovery.model.problem import build_problem
@@ -156,3 +157,39 @@ def test_results_carry_the_records_lines_and_tell_each_flag_once(rng):
     assert [type(w.message) for w in caught] == [KernelSizeWarning]
     assert res.diagnostics["checks"]["kernel_size"] == "flagged"
     assert res.diagnostics["checks"]["change"] == "skipped: another check explains the residual"
+
+
+def test_records_are_frozen_and_own_their_entries():
+    a, b = Check("a", "passed"), Check("b", "skipped", "why")
+    assert a.diagnostics == {} and a.values == {} and a.diagnostics is not b.diagnostics
+    assert (a.reason, a.message, a.warning, a.in_message, a.revises, a.seconds) == ("", None, None, False, (), 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.status = "flagged"  # type: ignore[misc]
+    moved = dataclasses.replace(b, status="flagged", message="m", diagnostics={"x": 1})
+    expected = ("b", "flagged", "why", "m", None, False, {"x": 1}, {}, (), 0.0)
+    assert tuple(getattr(moved, f.name) for f in dataclasses.fields(Check)) == expected
+    assert moved == Check("b", "flagged", "why", message="m", diagnostics={"x": 1}) and moved != b
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.05, 0.3, 1.0, 3.0])
+def test_p_values_of_the_bias_and_reset_tests_are_the_chi_square_laws(rng, scale):
+    # the tests give their p-values in closed form (chi2(1): erfc(sqrt(x / 2)), chi2(2): exp(-x / 2)); scipy's law is
+    # the reference, from p near 1 to p near the smallest double
+    from scipy.stats import chi2
+
+    f = rng.standard_normal(2000)
+    e = 0.1 * rng.standard_normal(2000) + scale * (0.1 + 0.3 * f**2)
+    _, stat, p = specification.bias_statistic(e, (2000,))
+    assert p == pytest.approx(chi2.sf(stat, 1), rel=1e-12, abs=1e-300)
+    stat, p = specification.reset_statistic(f, e, (1200, 800))
+    assert p == pytest.approx(chi2.sf(stat, 2), rel=1e-12, abs=1e-300)
+    assert (p < 1e-8) == (scale >= 0.3)
+
+
+def test_a_block_of_too_few_rows_is_told_alike_with_or_without_the_shared_rows(rng):
+    x = rng.standard_normal(45)
+    problem = build_problem(x, kr.conv1d(x, [1.0, -0.5]) + 0.1 * rng.standard_normal(44), 2)
+    sol = lstsq.solve(problem)
+    shared = [specification.block_rows(problem, sol, 0, 4096)]
+    alone, given = whiteness.whiteness_check(problem, sol), whiteness.whiteness_check(problem, sol, rows=shared)
+    assert alone == given == (None, "too few residuals (44 per output channel, at least 50 needed)")
