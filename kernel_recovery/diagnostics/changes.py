@@ -138,7 +138,14 @@ def _least_squares(block: Block, use_bias: bool, a: np.ndarray | None, y: np.nda
     else:
         cross = block_statistics(block, use_bias).cross
     spec = block.cache.get(("spectrum", use_bias))
-    if spec is not None and spec.right_vectors is not None:
+    # a spectrum that holds its Gram and not V (a fit through the normal equations: V would be an eigendecomposition
+    # computed on demand, ~40x the cost): L^-T where the Cholesky factor proves every eigenvalue above the rule's
+    # "gram" tolerance, which every rank rule then keeps (so the same G^+ as V s^-1)
+    held = getattr(spec, "gram", None)
+    found = None if held is None else _inverse_factor(held, rank_tolerance(1.0, 1, len(held), "gram") ** 2)
+    if found is not None:
+        half = found
+    elif spec is not None and spec.right_vectors is not None:
         values = spec.singular_values  # (descending: the smallest above the tolerance keeps every direction)
         if values[-1] > spec.tolerance:
             half = spec.right_vectors / values
@@ -177,8 +184,8 @@ def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray | No
             inv[k], info = dtrtri(factor, lower=1)
         if info != 0:  # (as a failed batched factorization: every split to the eigendecomposition)
             return np.zeros((len(cov), s.shape[2])), np.ones(len(cov), dtype=bool)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        proven = 1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.maximum(np.einsum("kii->k", chosen), 0.0)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # (factored: the traces are positive)
+        proven = 1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.einsum("kii->k", chosen)
         forms = np.square(inv @ (s if every else s[candidates])).sum(axis=1)
     if every:
         unsettled = ~proven
@@ -463,8 +470,9 @@ def _peak_score(
     # residual is correlated with the rows), from the fit's factorization
     half, coef = _least_squares(block, use_bias, a, y, len(times) == m)
     np.subtract(y, a @ coef, out=r)
-    dof = block.n_equations - p
-    rss = np.einsum("ij,ij->j", r, r) * (block.n_equations / len(times))  # the sample's estimate of the rss
+    equations = block.n_equations
+    rss = np.einsum("ij,ij->j", r, r) * (equations / len(times))  # the sample's estimate of the rss
+    dof = equations - p
     sigma2 = np.maximum(rss / max(dof, 1), _TINY)
     ranks: list[np.ndarray] = []
     # the one rank rule on each covariance (its 'gram' tolerance is linear in the largest singular value)
