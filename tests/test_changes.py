@@ -155,3 +155,99 @@ def test_statistic_on_sampled_rows_is_the_score_test_at_the_reported_split():
     sigma2 = rs @ rs * (n / len(sample)) / (n - k)
     np.testing.assert_allclose(report["statistic"], score @ np.linalg.pinv(cov) @ score / sigma2, rtol=1e-8)
     assert abs(report["times"][0] - cut) < n / changes.SPLITS
+
+
+@pytest.mark.parametrize("shape", [(31, 8, 9), (5, 1, 3), (31, 32, 33), (3, 24, 25)])
+@pytest.mark.parametrize("with_base", [False, True])
+def test_running_sums_are_the_cumulative_sums(shape, with_base):
+    # small slices by a product with a triangle of ones, large ones added in place: numpy's cumsum as reference
+    rng = np.random.default_rng(sum(shape))
+    parts = rng.standard_normal(shape)
+    base = rng.standard_normal(shape[1:]) if with_base else None
+    want = np.cumsum(parts, axis=0) + (0.0 if base is None else base)
+    got = changes._accumulate(parts.copy(), base)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("lead, base", [(3, False), (8, True), (1, True)])
+def test_fine_grams_are_the_products_of_the_rows_before_each_point(masked, lead, base, monkeypatch):
+    # one masked product (short stretches) or a product per stretch: against the explicit products of the rows
+    monkeypatch.setattr(changes, "MASKED_GRAM_WORK", 1 << 40 if masked else 0)
+    rng = np.random.default_rng(lead)
+    a = rng.standard_normal((300, 8))
+    start, points = 100, np.array([101, 130, 131, 250])
+    before = a[:start, :lead].T @ a[:start] if base else None
+    got = changes._grams(a, points, start, before, lead)
+    first = 0 if base else start
+    want = np.stack([a[first:k, :lead].T @ a[first:k] for k in points])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_fine_scores_are_the_products_with_the_residuals(outputs):
+    rng = np.random.default_rng(outputs)
+    a, r = rng.standard_normal((200, 6)), rng.standard_normal((200, outputs))
+    start, step, count = 37, 5, 30
+    got = changes._scores(a, r, start, step, count, a[:start].T @ r[:start])
+    want = np.stack([a[: start + step * i].T @ r[: start + step * i] for i in range(1, count + 1)])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_full_rank_forms_against_the_inverse_and_unsettled_splits():
+    # s' C^-1 s (numpy's inverse) where the factor proves the rank full; a nearly singular covariance, a
+    # non-candidate and (any factorization failing, as numpy's batched one would) every split go to the caller's
+    # eigendecomposition
+    rng = np.random.default_rng(6)
+    p, o = 6, 2
+    cov = np.stack([(lambda m: m.T @ m)(rng.standard_normal((3 * p, p))) for _ in range(4)])
+    tol2 = 1e-12
+    cov[2] += (1e-3 * tol2 * np.trace(cov[2]) - np.linalg.eigvalsh(cov[2])[0]) * np.eye(p)  # (below the rule)
+    s = rng.standard_normal((4, p, o))
+    want = np.einsum("kpo,kpq,kqo->ko", s, np.linalg.inv(cov), s)
+    got, unsettled = changes._full_rank_forms(cov, s, None, tol2)
+    assert list(unsettled) == [False, False, True, False] and np.all(got[2] == 0)
+    np.testing.assert_allclose(got[[0, 1, 3]], want[[0, 1, 3]], rtol=1e-10)
+    some, unsettled = changes._full_rank_forms(cov, s, np.array([True, False, True, True]), tol2)
+    assert list(unsettled) == [False, True, True, False]
+    np.testing.assert_allclose(some[[0, 3]], want[[0, 3]], rtol=1e-10)
+    none, unsettled = changes._full_rank_forms(cov, s, np.zeros(4, dtype=bool), tol2)
+    assert unsettled.all() and np.all(none == 0)
+    cov[1] -= 2 * np.linalg.eigvalsh(cov[1])[0] * np.eye(p)  # (indefinite: its factorization fails)
+    failed, unsettled = changes._full_rank_forms(cov, s, None, tol2)
+    assert unsettled.all() and np.all(failed == 0)
+
+
+def test_splits_inside_the_trimming_are_the_masked_ones():
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        first, step, count = int(rng.integers(0, 400)), int(rng.integers(1, 40)), int(rng.integers(1, 33))
+        n, edge = int(rng.integers(first + 1, 2000)), int(rng.integers(0, 300))
+        splits = first + step * np.arange(1, count + 1)
+        i0, i1 = changes._inside(first, step, count, edge, n)
+        assert list(np.arange(i0, i1)) == list(np.flatnonzero((splits >= edge) & (splits <= n - edge)))
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_least_squares_from_a_held_gram_is_numpys(use_bias):
+    # a spectrum that holds its Gram (and would compute V on demand): G^+ = H H' from the Gram's Cholesky, and the
+    # coefficients, against numpy's least squares on the explicit design
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(500)
+    y = np.convolve(x, [1.0, -0.5, 0.25], mode="valid") + 0.1 * rng.standard_normal(498) + 2.0 * use_bias
+    problem = build_problem(x, y, 3, use_bias=use_bias)
+    block = problem.blocks[0]
+    a = np.lib.stride_tricks.sliding_window_view(x, 3)
+    a = np.concatenate([a, np.ones((len(a), 1))], axis=1) if use_bias else a
+
+    class Held:  # (asking for V would fail the test)
+        gram = a.T @ a
+
+        @property
+        def right_vectors(self):
+            raise AssertionError("V asked for")
+
+    block.cache[("spectrum", use_bias)] = Held()
+    half, coef = changes._least_squares(block, use_bias, a, y[:, None], True)
+    np.testing.assert_allclose(half @ half.T, np.linalg.inv(a.T @ a), rtol=1e-10)
+    np.testing.assert_allclose(coef[:, 0], np.linalg.lstsq(a, y, rcond=None)[0], rtol=1e-10)
