@@ -174,13 +174,15 @@ def _stretch_gram(block: Block, e: int, stretches: list[list[tuple[int, int]]], 
 @functools.lru_cache(maxsize=16)
 def _stretch_index(width: int, c: int) -> tuple[np.ndarray, np.ndarray]:
     """For :func:`_stretch_gram` (read-only: cached): the flat index of ``D[s, s + l]`` ``(W - 1, W - 1, C, C)`` (the
-    zero past the end where ``s + l > W - 2``), and of the Gram's entries in ``[i, l, ci, cj]`` ``(W C, W C)``."""
+    zero past the end where ``s + l > W - 2``), and of the Gram's entries in ``[i, l, ci, cj]`` ``(W C, W C)`` (each
+    entry below the diagonal the one above it)."""
     w1 = width - 1
     s, lag, ci, cj = np.meshgrid(np.arange(w1), np.arange(w1), np.arange(c), np.arange(c), indexing="ij")
     index = np.where(s + lag < w1, (s * c + ci) * (w1 * c) + (s + lag) * c + cj, w1 * c * w1 * c)
     i, ci, j, cj = np.meshgrid(np.arange(width), np.arange(c), np.arange(width), np.arange(c), indexing="ij")
-    lo, hi = np.minimum(i, j), np.maximum(i, j)  # the block (j, i) is the block (i, j) transposed
-    c_lo, c_hi = np.where(i <= j, ci, cj), np.where(i <= j, cj, ci)
+    upper = (i < j) | ((i == j) & (ci <= cj))  # the entries below the diagonal read those above: exactly symmetric
+    lo, hi = np.where(upper, i, j), np.where(upper, j, i)
+    c_lo, c_hi = np.where(upper, ci, cj), np.where(upper, cj, ci)
     gather = (((lo * width + hi - lo) * c + c_lo) * c + c_hi).reshape(width * c, width * c)
     for v in (index, gather):
         v.flags.writeable = False
@@ -254,6 +256,7 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
     if stretches is None:
         return None
     a, y = _cut_rows(block, e, stretches)
+    a = np.ascontiguousarray(a)  # (a slice's rows are a strided view: BLAS would copy it for each product)
     n, taps = a.shape
     _, inner, order, flat = _columns(block.taps, block.channels, e, block.mask.tobytes(), use_bias)
     p = taps + int(use_bias)
@@ -283,15 +286,17 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
     if use_bias:
         resid_e -= coef_e[taps]
         resid_r -= coef_r[taps]
-    rss_e, rss_r = np.sum(resid_e**2, axis=0), np.sum(resid_r**2, axis=0)
-    yty = np.sum(y**2, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f_stat = ((rss_r - rss_e) / q) / (rss_e / dof)
-    f_stat = np.where(rss_e > 0, f_stat, np.inf)
+    rss_e, rss_r, yty = (resid_e * resid_e).sum(axis=0), (resid_r * resid_r).sum(axis=0), (y * y).sum(axis=0)
+    gain = rss_r - rss_e
+    if (rss_e > 0).all():  # (the usual case: no division by zero to guard)
+        f_stat = (gain / q) / (rss_e / dof)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_stat = np.where(rss_e > 0, (gain / q) / (rss_e / dof), np.inf)
     from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
 
     p_value = fdtrc(q, dof, np.maximum(f_stat, 0.0))
-    share = np.where(rss_r > 0, (rss_r - rss_e) / np.where(rss_r > 0, rss_r, 1.0), 0.0)
+    share = gain / rss_r if (rss_r > 0).all() else np.where(rss_r > 0, gain / np.where(rss_r > 0, rss_r, 1.0), 0.0)
     hit = (rss_r > 1e-12 * yty) & (p_value < CHECK_ALPHA / n_out) & (share >= CHECK_EFFECT)
     width = block.taps + 2 * e
     ext = coef_e[: width * block.channels].reshape(width, block.channels, -1)
@@ -431,7 +436,8 @@ def _fir_energy(filters: np.ndarray, acf: np.ndarray) -> np.ndarray:
     """``sum_t (f * v)[t]^2`` of the full FIR outputs, per column, from the autocorrelations of ``v`` at lags up to
     the filters' order (:func:`~kernel_recovery.model.whitening.autocorrelations`): ``f^T Toeplitz(acf) f``."""
     toeplitz = acf.T[:, _lag_index(len(filters))]  # (columns, taps, taps)
-    return np.einsum("ki,kij,kj->k", filters.T, toeplitz, filters.T)
+    f = filters.T[:, None, :]
+    return (f @ toeplitz @ f.transpose(0, 2, 1)).ravel()
 
 
 @functools.lru_cache(maxsize=8)
@@ -595,8 +601,8 @@ def _scan_block(
     corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
     # sum z^2 over each band, z = c / sqrt(sxx srr / m): the squares summed per (channel, output), then scaled
     # (a zero energy has zero correlations: its terms count 0)
-    den = np.outer(sxx, srr)
-    scale = m / np.where(den > 0, den, np.inf)  # (channels, outputs)
+    den = sxx[:, None] * srr[None, :]
+    scale = m / den if (den > 0).all() else m / np.where(den > 0, den, np.inf)  # (channels, outputs)
     bands = np.einsum("bco,co->bo", np.add.reduceat(corr * corr, starts, axis=0), scale)  # (bands, outputs)
     tests = bands.size * n_blocks
     # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null), per output
@@ -703,17 +709,18 @@ def _whitened_correlations(
     pooled = spectra[0][3] if len(spectra) == 1 else np.sum([s[3] for s in spectra], axis=0)  # (lags, c + o)
     filters = prediction_filters(pooled)  # both AR fits in one solve
     wx, wr = filters[:, :c], filters[:, c:]
-    energy = np.zeros(c + o)
+    energies = []
     for (m, _, _, a), x in zip(spectra, block.xs):
         e = _fir_energy(filters, a)
         e[:c] *= m / len(x)  # (the input's energy scaled to the residual's length)
-        energy += e
+        energies.append(e)
+    energy = energies[0] if len(energies) == 1 else np.sum(energies, axis=0)
     lo, hi = int(offsets[0]) - g, int(offsets[-1]) + g + 1  # (offsets ascend: lo < 0 < hi, hi - lo <= n)
-    raw = np.zeros((c, o, hi - lo))
+    raws = []
     for _, n, both, _ in spectra:
         full = scipy.fft.irfft(both[:c, None] * np.conj(both[None, c:]), n, axis=2)  # [j] = sum_t r[t] x[t + j]
-        raw[:, :, :-lo] += full[:, :, n + lo :]
-        raw[:, :, -lo:] += full[:, :, :hi]
+        raws.append(np.concatenate([full[:, :, n + lo :], full[:, :, :hi]], axis=2))
+    raw = raws[0] if len(raws) == 1 else np.sum(raws, axis=0)
     corr = np.empty((len(offsets), c, o))
     index = offsets - lo - g
     for i in range(c):
