@@ -160,33 +160,36 @@ def _stretch_gram(block: Block, e: int, stretches: list[list[tuple[int, int]]], 
     d = flat[:-1].reshape(w1, w1)
     for x, cut in zip(block.xs, stretches):
         if cut:
-            ends = np.array(cut).T
-            heads, tails = window_rows(x, width - 1, ends[0]), window_rows(x, width - 1, ends[1])
-            d += tails.T @ tails - heads.T @ heads
-    index, gather = _stretch_index(width, c)
-    sums = np.cumsum(flat[index], axis=0)  # [s, l] = sum_{s' <= s} D[s', s' + l]
+            ends = window_rows(x, width - 1, np.ravel(cut))  # the windows at lo and hi of each stretch, in turn
+            signed = ends.copy()
+            signed[::2] *= -1.0
+            d += signed.T @ ends  # sum over the stretches of x[hi + s] x[hi + s']^T - x[lo + s] x[lo + s']^T
+    index, gather, lower = _stretch_index(width, c)
+    sums = lower @ flat[index]  # [s, (l, ci, cj)] = sum_{s' <= s} D[s', s' + l]
     blocks = np.empty((width, width, c, c))  # [i, l] = G0[l] + sum_{s < i} D[s, s + l]
     blocks[:] = g0
-    blocks[1:, : width - 1] += sums
+    blocks[1:, : width - 1] += sums.reshape(width - 1, width - 1, c, c)
     return blocks.ravel()[gather]
 
 
 @functools.lru_cache(maxsize=16)
-def _stretch_index(width: int, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """For :func:`_stretch_gram` (read-only: cached): the flat index of ``D[s, s + l]`` ``(W - 1, W - 1, C, C)`` (the
-    zero past the end where ``s + l > W - 2``), and of the Gram's entries in ``[i, l, ci, cj]`` ``(W C, W C)`` (each
-    entry below the diagonal the one above it)."""
+def _stretch_index(width: int, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For :func:`_stretch_gram` (read-only: cached): the flat index of ``D[s, s + l]`` ``(W - 1, (W - 1) C C)`` (the
+    zero past the end where ``s + l > W - 2``), of the Gram's entries in ``[i, l, ci, cj]`` ``(W C, W C)`` (each
+    entry below the diagonal the one above it), and the lower triangle of ones ``(W - 1, W - 1)``."""
     w1 = width - 1
     s, lag, ci, cj = np.meshgrid(np.arange(w1), np.arange(w1), np.arange(c), np.arange(c), indexing="ij")
     index = np.where(s + lag < w1, (s * c + ci) * (w1 * c) + (s + lag) * c + cj, w1 * c * w1 * c)
+    index = index.reshape(w1, w1 * c * c)
     i, ci, j, cj = np.meshgrid(np.arange(width), np.arange(c), np.arange(width), np.arange(c), indexing="ij")
     upper = (i < j) | ((i == j) & (ci <= cj))  # the entries below the diagonal read those above: exactly symmetric
     lo, hi = np.where(upper, i, j), np.where(upper, j, i)
     c_lo, c_hi = np.where(upper, ci, cj), np.where(upper, cj, ci)
     gather = (((lo * width + hi - lo) * c + c_lo) * c + c_hi).reshape(width * c, width * c)
-    for v in (index, gather):
+    lower = np.tril(np.ones((w1, w1)))  # a cumulative sum over s as one product
+    for v in (index, gather, lower):
         v.flags.writeable = False
-    return index, gather
+    return index, gather, lower
 
 
 def _gram_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
