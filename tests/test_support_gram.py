@@ -108,3 +108,22 @@ def test_prediction_filters_are_levinsons(rng, silent):
     for c in range(channels):
         want = np.eye(order + 1)[0] if c in silent else yule_walker(acf[:, c], order)
         np.testing.assert_allclose(got[:, c], want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_f_test_near_the_rank_rule_uses_the_product_gram(rng, monkeypatch, use_bias):
+    # a nearly sinusoidal input: the Gram's weak directions sit near the rank rule, where the fits (a pseudo-inverse)
+    # follow the Gram's rounding, so the check makes them from A^T A itself, whatever the layout
+    taps, n = 14, 20000
+    x = np.sin(0.05 * np.arange(n))[:, None] + 1e-6 * rng.standard_normal((n, 1))
+    w = rng.standard_normal(taps)
+    y = np.correlate(x[:, 0], w, "valid")[:, None]
+    y = y + 0.01 * y.std() * rng.standard_normal(y.shape)
+    block = Block([x], [y], taps, np.ones((taps, 1), dtype=bool), np.arange(1))
+    e = support.CHECK_EXTRA
+    monkeypatch.setattr(support, "STRUCTURED_GRAM", 0)
+    shifted = support._f_test(block, e, use_bias, 1)
+    monkeypatch.setattr(support, "STRUCTURED_GRAM", np.inf)
+    plain = support._f_test(block, e, use_bias, 1)
+    for key in ("rss", "share", "p", "ext", "hit"):
+        np.testing.assert_array_equal(shifted[key], plain[key])

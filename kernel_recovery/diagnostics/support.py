@@ -139,8 +139,25 @@ def _columns(
 
 
 #: The Gram of the sampled rows is built from its Toeplitz structure (:func:`_stretch_gram`) once the product
-#: ``A^T A`` would cost more than this many multiply-adds (rows x columns^2).
+#: ``A^T A`` would cost more than this many multiply-adds (rows x columns^2), and kept where its Cholesky pivots clear
+#: the rank rule by ``STRUCTURED_MARGIN`` times its tolerance (10 times for the product): nearer the rule, the fits
+#: (a pseudo-inverse, or a factor of a nearly singular Gram) follow the Gram's rounding, so they are made from
+#: ``A^T A`` itself, as before.
 STRUCTURED_GRAM = 1 << 18
+STRUCTURED_MARGIN = 1e3
+
+
+def _bordered(gram: np.ndarray, sums: np.ndarray | None, n: int) -> np.ndarray:
+    """The Gram with the bias column's entries (the column sums and the row count) after the taps' (``sums`` None:
+    no bias)."""
+    if sums is None:
+        return gram
+    p = len(gram) + 1
+    out = np.empty((p, p))
+    out[:-1, :-1] = gram
+    out[-1, :-1] = out[:-1, -1] = sums
+    out[-1, -1] = n
+    return out
 
 
 def _stretch_gram(block: Block, e: int, stretches: list[list[tuple[int, int]]], a: np.ndarray) -> np.ndarray:
@@ -222,11 +239,14 @@ def _pinv_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.nd
     return coef, int(keep.sum())
 
 
-def _nested_solve(gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _nested_solve(
+    gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int, margin: float = 10.0
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Least squares on all columns and on the first ``inner`` ones from one Cholesky factor (the leading block of
     the factor is the factor of the leading block), where both Grams are clearly positive definite (the rule of
-    :func:`_gram_solve`); None otherwise.  LAPACK's ``potrf``/``potrs`` are called directly (``cho_factor`` and
-    ``cho_solve`` call them too, behind checks that cost more than these small solves)."""
+    :func:`_gram_solve`: every pivot above ``margin`` times the rank tolerance); None otherwise.  LAPACK's
+    ``potrf``/``potrs`` are called directly (``cho_factor`` and ``cho_solve`` call them too, behind checks that cost
+    more than these small solves)."""
     from scipy.linalg.lapack import dpotrf, dpotrs
 
     p = len(gram)
@@ -234,9 +254,9 @@ def _nested_solve(gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int) 
     if info != 0 or inner == 0:
         return None
     d = np.abs(factor.diagonal()).tolist()  # ~ the design's singular values, in scale (a few: Python's min/max)
-    if min(d) <= 10 * rank_tolerance(max(d), n_rows, p, "gram"):
+    if min(d) <= margin * rank_tolerance(max(d), n_rows, p, "gram"):
         return None
-    if min(d[:inner]) <= 10 * rank_tolerance(max(d[:inner]), n_rows, inner, "gram"):
+    if min(d[:inner]) <= margin * rank_tolerance(max(d[:inner]), n_rows, inner, "gram"):
         return None
     coef, _ = dpotrs(factor, cross, lower=False)
     coef_in, _ = dpotrs(factor[:inner, :inner], cross[:inner], lower=False)
@@ -264,17 +284,18 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
     _, inner, order, flat = _columns(block.taps, block.channels, e, block.mask.tobytes(), use_bias)
     p = taps + int(use_bias)
     with SerialBLAS():  # small BLAS/LAPACK calls: OpenBLAS threads only slow them down on shared cores
-        gram = _stretch_gram(block, e, stretches, a) if n * taps * taps > STRUCTURED_GRAM else a.T @ a
+        structured = n * taps * taps > STRUCTURED_GRAM
+        sums = a.sum(axis=0) if use_bias else None
+        gram = _bordered(_stretch_gram(block, e, stretches, a) if structured else a.T @ a, sums, n)
         cross = a.T @ y
         if use_bias:  # (the bias column after the taps' columns)
-            sums = a.sum(axis=0)
-            bordered = np.empty((p, p))
-            bordered[:taps, :taps] = gram
-            bordered[taps, :taps] = bordered[:taps, taps] = sums
-            bordered[taps, taps] = n
-            gram = bordered
             cross = np.concatenate([cross, y.sum(axis=0)[None]])
-        both = _nested_solve(gram.take(flat).reshape(p, p), cross[order], len(inner), n)
+        both = _nested_solve(gram.take(flat).reshape(p, p), cross[order], len(inner), n, STRUCTURED_MARGIN)
+        if both is None and structured:  # near the rank rule the fits follow the Gram's rounding: A^T A itself
+            gram = _bordered(a.T @ a, sums, n)
+            structured = False
+        if not structured:
+            both = _nested_solve(gram.take(flat).reshape(p, p), cross[order], len(inner), n)
         coef_e, coef_r = np.empty_like(cross), np.zeros_like(cross)
         if both is not None:
             coef_e[order], coef_r[inner] = both
@@ -316,8 +337,9 @@ def kernel_size_check(problem: CanonicalProblem) -> tuple[str | None, float, str
     On at most ``CHECK_ROWS`` rows, fits the kernel with ``CHECK_EXTRA`` extra canonical taps on each side and
     compares with the fit at ``kernel_size`` by an F-test per output channel; speaks when the longer fit explains
     at least 1% of the residual with p < 1e-6 (over all channels).  Fits exact to 1e-6 (relative rms) are
-    left alone.  The cost is that of one Gram of at most ``CHECK_ROWS`` rows (:func:`check_row_budget`) and one Cholesky
-    factor, whose leading block gives the fit at ``kernel_size`` (:func:`_f_test`).
+    left alone.  The cost is that of one Gram of at most ``CHECK_ROWS`` rows (:func:`check_row_budget`; for wide rows
+    built from its shift structure, :func:`_stretch_gram`) and one Cholesky factor, whose leading block gives the fit
+    at ``kernel_size`` (:func:`_f_test`).
     """
     cfg = problem.config
     e = CHECK_EXTRA
@@ -499,8 +521,9 @@ def lag_scan(
 
     Cost: per subsequence one real FFT of the input and the residual together and one inverse, of the least length
     that holds the offsets (``len(x) + reach + 2 SCAN_ORDER``); the residual by ``numpy.correlate`` for short
-    kernels, in that same FFT for long ones (:func:`_scan_spectra`); the prewhitening as one filter on the raw
-    correlation and the energies from the autocorrelations (:func:`_whitened_correlations`), no filtering pass.
+    kernels (written into the padded array transformed, whose rows give the autocorrelations), in that same FFT for
+    long ones (:func:`_scan_spectra`); the prewhitening as one filter on the raw correlation and the energies from the
+    autocorrelations (:func:`_whitened_correlations`), no filtering pass.
     """
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
