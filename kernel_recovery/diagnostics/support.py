@@ -239,8 +239,12 @@ def _pinv_solve(gram: np.ndarray, cross: np.ndarray, n_rows: int) -> tuple[np.nd
     return coef, int(keep.sum())
 
 
+#: A Gram is clearly positive definite where its Cholesky pivots exceed this many times the rank tolerance.
+RANK_MARGIN = 10.0
+
+
 def _nested_solve(
-    gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int, margin: float = 10.0
+    gram: np.ndarray, cross: np.ndarray, inner: int, n_rows: int, margin: float = RANK_MARGIN
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Least squares on all columns and on the first ``inner`` ones from one Cholesky factor (the leading block of
     the factor is the factor of the leading block), where both Grams are clearly positive definite (the rule of
@@ -290,11 +294,11 @@ def _f_test(block: Block, e: int, use_bias: bool, n_out: int) -> dict[str, np.nd
         cross = a.T @ y
         if use_bias:  # (the bias column after the taps' columns)
             cross = np.concatenate([cross, y.sum(axis=0)[None]])
-        both = _nested_solve(gram.take(flat).reshape(p, p), cross[order], len(inner), n, STRUCTURED_MARGIN)
+        both = _nested_solve(
+            gram.take(flat).reshape(p, p), cross[order], len(inner), n, STRUCTURED_MARGIN if structured else RANK_MARGIN
+        )
         if both is None and structured:  # near the rank rule the fits follow the Gram's rounding: A^T A itself
             gram = _bordered(a.T @ a, sums, n)
-            structured = False
-        if not structured:
             both = _nested_solve(gram.take(flat).reshape(p, p), cross[order], len(inner), n)
         coef_e, coef_r = np.empty_like(cross), np.zeros_like(cross)
         if both is not None:
