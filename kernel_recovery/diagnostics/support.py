@@ -634,11 +634,12 @@ def _scan_block(
     den = sxx[:, None] * srr[None, :]
     scale = m / den if (den > 0).all() else m / np.where(den > 0, den, np.inf)  # (channels, outputs)
     bands = np.einsum("bco,co->bo", np.add.reduceat(corr * corr, starts, axis=0), scale)  # (bands, outputs)
-    tests = bands.size * n_blocks
+    chi2, normal = _band_cuts(block.taps, block.channels, reach, bands.size * n_blocks)
+    if not (bands > chi2[:, None]).any():  # (below the chi-square threshold, below the larger one too)
+        return []
     # the larger of the chi-square threshold and a robust empirical one (coloured data widen the null), per output
     centre = _median(bands)
     spread = 1.4826 * _median(np.abs(bands - centre))
-    chi2, normal = _band_cuts(block.taps, block.channels, reach, tests)
     hit = bands > np.maximum(chi2[:, None], centre + normal * spread)
     if not hit.any():
         return []
