@@ -628,7 +628,10 @@ def _scan_block(
     if reach < 1 or m < SCAN_MIN_EQUATIONS:
         return None
     offsets, starts, ends, sizes = _scan_layout(block.taps, block.channels, reach)
-    corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
+    if _one_pair(block):
+        corr, sxx, srr, rss = _pair_correlations(block, w, b, reach, offsets)
+    else:
+        corr, sxx, srr, rss = _whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)
     # sum z^2 over each band, z = c / sqrt(sxx srr / m): the squares summed per (channel, output), then scaled
     # (a zero energy has zero correlations: its terms count 0)
     den = sxx[:, None] * srr[None, :]
@@ -759,6 +762,52 @@ def _whitened_correlations(
             h = np.correlate(wr[:, k], wx[:, i], "full")  # [d + g]
             corr[:, i, k] = np.correlate(raw[i, k], h, "valid")[index]
     return corr, energy[:c], energy[c:], pooled[0, c:]
+
+
+def _one_pair(block: Block) -> bool:
+    """Whether a block is the everyday fit's: one input channel, one output, one subsequence and a kernel short
+    enough for a direct residual (:func:`_pair_correlations`)."""
+    return (
+        len(block.xs) == 1
+        and block.mask.shape[1] == 1
+        and len(block.out_channels) == 1
+        and block.taps <= DIRECT_RESIDUAL
+    )
+
+
+def _pair_correlations(
+    block: Block, w: np.ndarray, b: np.ndarray | None, reach: int, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_whitened_correlations(block, _scan_spectra(block, w, b, reach), offsets)`` for a block of one input
+    channel, one output and one subsequence with a short kernel (:func:`_one_pair`): the same operations on 1-D
+    arrays, without the loops over channel pairs and subsequences (the same numbers, bit for bit)."""
+    import scipy.fft
+
+    g = SCAN_ORDER
+    x, y = block.xs[0][:, 0], block.outputs[0][:, 0]
+    lx, m = len(x), len(y)
+    n = scipy.fft.next_fast_len(lx + reach + 2 * g, real=True)
+    kernel = w[:, 0, 0] if block.mask.all() else np.where(block.mask[:, 0], w[:, 0, 0], 0.0)
+    both = np.zeros((2, n))  # [x; r], zero-padded
+    both[0, :lx] = x
+    r = both[1, :m]
+    r[:] = y
+    r -= np.correlate(both[0, :lx], kernel, "valid")  # [t] = sum_j x[t + j] w[j]
+    if b is not None:
+        r -= b[0]
+    acf = np.empty((g + 1, 2))  # [lag] = sum_t v[t + lag] v[t] (the padding's zeros past the end)
+    acf[:, 0] = np.correlate(both[0, : lx + g], both[0, :lx], "valid")
+    acf[:, 1] = np.correlate(both[1, : m + g], r, "valid")
+    spectra = scipy.fft.rfft(both, axis=1)
+    filters = prediction_filters(acf)
+    energy = _fir_energy(filters, acf)
+    energy[0] *= m / lx  # (the input's energy scaled to the residual's length)
+    lo, hi = int(offsets[0]) - g, int(offsets[-1]) + g + 1
+    full = scipy.fft.irfft(spectra[0] * np.conj(spectra[1]), n)  # [j] = sum_t r[t] x[t + j]
+    raw = np.concatenate([full[n + lo :], full[:hi]])
+    h = np.correlate(filters[:, 1], filters[:, 0], "full")  # [d + g]
+    corr = np.correlate(raw, h, "valid")[offsets - lo - g]
+    return corr[:, None, None], energy[:1], energy[1:], acf[0, 1:]
 
 
 def _lag_scan_message(problem: CanonicalProblem, found: list[tuple[int, float, np.ndarray]]) -> str:
