@@ -109,4 +109,7 @@ def package_at(rev: str | None):
     name = "kr_rev_" + "".join(ch if ch.isalnum() else "_" for ch in rev)
     (where / "kernel_recovery").rename(where / name)  # the package imports itself relatively only
     sys.path.insert(0, str(where))
-    return importlib.import_module(name)
+    package = importlib.import_module(name)
+    registry = importlib.import_module(name + ".solvers").METHODS  # the solvers by absolute name: the revision's own
+    registry.update({k: v.replace("kernel_recovery.", name + ".", 1) for k, v in registry.items()})
+    return package

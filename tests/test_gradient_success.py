@@ -193,7 +193,8 @@ def test_whitening_reads_the_cached_spectrum(n, loss, monkeypatch):
     x = np.random.default_rng(2).standard_normal(n) + 50.0
     y = np.convolve(x, KERNEL[::-1], mode="valid") + BIAS
     problem = build_problem(x, y, 4, use_bias=True)
-    block_spectrum(problem.blocks[0], True)  # the report's factorization, cached on the block
+    spec = block_spectrum(problem.blocks[0], True)  # the report's factorization, cached on the block
+    assert spec.right_vectors is not None  # (the Gram path computes V when first asked, then holds it)
     calls = []
     for name in ("eigh", "svd", "eigvalsh"):
         original = getattr(np.linalg, name)

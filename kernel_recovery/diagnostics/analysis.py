@@ -117,7 +117,7 @@ def _report_for(problem: CanonicalProblem, noise_level: ArrayLike | None) -> Det
         tally.svals.append(spec.singular_values)
         tally.tols.append(float(spec.tolerance))
         tally.add_counts(block, spec)
-        if spec.right_vectors is None:
+        if not spec.has_vectors:
             _estimated_block(problem, block, spec, tally)
         else:
             _exact_block(problem, block, spec, tally, geometry)
@@ -207,18 +207,18 @@ def _exact_block(
     cfg = problem.config
     grp = int(block.out_channels[0]) // cfg.out_per_group
     s, r, p = spec.singular_values, spec.rank, len(spec.singular_values)
-    assert spec.right_vectors is not None  # the exact spectra have them
-    tally.free_nulls.setdefault(grp, []).append(spec.right_vectors[:, r:])
-    # per-coefficient spread: finite only for coefficients with no component in the null space
-    v_range, v_null = spec.right_vectors[:, :r], spec.right_vectors[:, r:]
-    var = np.einsum("ij,j->i", v_range**2, 1.0 / s[:r] ** 2)
     if r == p:  # every coefficient seen; every subset of the columns has full rank: each channel excited at every tap
-        k_var, b_var = problem.free_to_kernel(var)
+        tally.free_nulls.setdefault(grp, []).append(np.zeros((p, 0)))
+        k_var, b_var = problem.free_to_kernel(spec.inverse_diagonal())
         tally.coef_gain[:, :, block.out_channels] = np.sqrt(k_var)[:, :, None]
         if tally.bias_gain is not None and b_var is not None:
             tally.bias_gain[block.out_channels] = np.sqrt(b_var)
         return
-    var[np.sqrt(np.sum(v_null**2, axis=1)) > 1e-8] = np.inf
+    v = spec.vectors
+    tally.free_nulls.setdefault(grp, []).append(v[:, r:])
+    # per-coefficient spread: finite only for coefficients with no component in the null space
+    var = np.einsum("ij,j->i", v[:, :r] ** 2, 1.0 / s[:r] ** 2)
+    var[np.sqrt(np.sum(v[:, r:] ** 2, axis=1)) > 1e-8] = np.inf
     k_var, b_var = problem.free_to_kernel(np.where(np.isfinite(var), var, -1.0))
     tally.coef_gain[:, :, block.out_channels] = np.where(k_var < 0, np.inf, np.sqrt(np.abs(k_var)))[:, :, None]
     if tally.bias_gain is not None and b_var is not None:

@@ -54,13 +54,16 @@ def rank_tolerance(largest: float, n_rows: int, n_cols: int, source: SpectrumSou
 @dataclass(frozen=True)
 class BlockSpectrum:
     singular_values: np.ndarray  # descending
-    right_vectors: np.ndarray | None  # (P, P), columns; None for the spectral estimate of large designs
+    stored_vectors: np.ndarray | None  # (P, P), columns; None for the spectral estimate, or until asked (``gram``)
     tolerance: float
     exact: bool  # from an SVD of the explicit design (True) or eigenvalues of the Gram (False)
     channel_orders: np.ndarray | None = None  # spectral estimate only: excited directions per canonical channel
     counted_rank: int | None = None  # an estimate's rank counted exactly from the Gram (see :func:`gram_rank`)
     #: ``U`` of the explicit design's thin SVD ``(n, min(n, P))``: the explicit least squares reads it (None otherwise)
     left_vectors: np.ndarray | None = None
+    #: A well-conditioned full-rank Gram whose eigenvalues alone were computed: ``V`` comes from it when asked (the
+    #: fit itself solves through :attr:`cholesky`, half the cost of the eigenvectors)
+    gram: np.ndarray | None = None
 
     @functools.cached_property
     def rank(self) -> int:
@@ -69,11 +72,59 @@ class BlockSpectrum:
         return int((self.singular_values > self.tolerance).sum())
 
     @property
+    def has_vectors(self) -> bool:
+        """Whether :attr:`right_vectors` exists (stored, or computed on demand from the Gram): not for estimates."""
+        return self.stored_vectors is not None or self.gram is not None
+
+    @functools.cached_property
+    def right_vectors(self) -> np.ndarray | None:
+        """``V`` (P, P), columns in the order of :attr:`singular_values`; None for the spectral estimate."""
+        if self.stored_vectors is not None or self.gram is None:
+            return self.stored_vectors
+        with SerialBLAS():
+            return np.linalg.eigh(self.gram)[1][:, ::-1]
+
+    @property
     def vectors(self) -> np.ndarray:
         """``V`` (P, P); a ValueError for the spectral estimate, which has none."""
         if self.right_vectors is None:
             raise ValueError("the spectral estimate of a large design has no singular vectors.")
         return self.right_vectors
+
+    @functools.cached_property
+    def cholesky(self) -> np.ndarray | None:
+        """The upper Cholesky factor of :attr:`gram` (None without one): where the fit solves the normal equations."""
+        if self.gram is None:
+            return None
+        from scipy.linalg.lapack import dpotrf
+
+        c, info = dpotrf(self.gram, lower=False, clean=True)
+        return c if info == 0 else None
+
+    @functools.cached_property
+    def _inverse(self) -> np.ndarray:
+        c = self.cholesky
+        if c is not None:
+            from scipy.linalg.lapack import dpotri
+
+            inv, _ = dpotri(c, lower=False)
+            inv = np.triu(inv) + np.triu(inv, 1).T
+        else:
+            v = self.vectors
+            inv = (v / self.singular_values**2) @ v.T
+        inv.flags.writeable = False
+        return inv
+
+    def inverse(self) -> np.ndarray:
+        """``(A^T A)^{-1}`` of a full-rank design (a new array): from the Cholesky factor, else from ``V`` and the
+        singular values."""
+        return self._inverse.copy()
+
+    def inverse_diagonal(self) -> np.ndarray:
+        """``diag((A^T A)^{-1})`` of a full-rank design (the one inverse the fit's covariance also reads)."""
+        if self.cholesky is not None:
+            return np.diag(self._inverse).copy()
+        return np.einsum("ij,j->i", self.vectors**2, 1.0 / self.singular_values**2)
 
     @property
     def coordinates(self) -> np.ndarray:
@@ -122,12 +173,17 @@ def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
         s = np.concatenate([s, np.zeros(p - len(s))])
         spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True, left_vectors=u)
     else:
+        gram = block_gram(block, use_bias)
         with SerialBLAS():
-            lam, v = np.linalg.eigh(block_gram(block, use_bias))
-        lam, v = lam[::-1], v[:, ::-1]
-        s = np.sqrt(np.clip(lam, 0.0, None))
-        spec = BlockSpectrum(s, v, rank_tolerance(s[0], n, p, "gram"), False)
+            s = np.sqrt(np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None))
+        spec = BlockSpectrum(s, None, rank_tolerance(s[0], n, p, "gram"), False, gram=gram)
         unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
+        if unresolved:  # deficient or ill-conditioned: values and vectors of one eigendecomposition, as the rule reads
+            with SerialBLAS():
+                lam, v = np.linalg.eigh(gram)
+            s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+            spec = BlockSpectrum(s, v[:, ::-1], rank_tolerance(s[0], n, p, "gram"), False)
+            unresolved = spec.rank < p or s[0] > 1e6 * s[-1]
         covered = bool(block.xs) and sum(len(x) - block.taps + 1 for x in block.xs) == n  # streamed: rows kept?
         if unresolved and covered and n * p * p <= QR_BUDGET:
             # the Gram cannot tell ill-conditioned from deficient here: ask the design itself, via its R factor

@@ -414,10 +414,18 @@ def _normal_equations(block: Block, use_bias: bool, ridge: float, data: bool):
     s_keep = spec.singular_values[keep]
     cond = float((s_keep[0] / s_keep[-1]) ** 2) if len(s_keep) else np.inf
     info["gram_condition"] = cond if keep.all() else np.inf
-    v = spec.vectors[:, keep]
+    factor = spec.cholesky if keep.all() else None
+    if factor is not None:
+        from scipy.linalg.lapack import dpotrs
 
-    def apply_inverse(rhs: np.ndarray) -> np.ndarray:
-        return v @ ((v.T @ rhs) / s_keep[:, None] ** 2)
+        def apply_inverse(rhs: np.ndarray) -> np.ndarray:
+            return dpotrs(factor, rhs, lower=False)[0]
+
+    else:
+        v = spec.vectors[:, keep]
+
+        def apply_inverse(rhs: np.ndarray) -> np.ndarray:
+            return v @ ((v.T @ rhs) / s_keep[:, None] ** 2)
 
     coef = apply_inverse(cross)
     if not data or (cond <= REFINE_ABOVE and (keep.all() or spec.exact)):
@@ -449,8 +457,7 @@ def _ols_unit_covariance(block: Block, use_bias: bool) -> np.ndarray | None:
     p = len(spec.singular_values)
     if spec.rank < p or len(block.out_channels) * p * p > priors.COVARIANCE_LIMIT:
         return None
-    v = spec.vectors
-    return (v / spec.singular_values**2) @ v.T
+    return spec.inverse()
 
 
 def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
@@ -458,7 +465,7 @@ def _inverse_diagonal(block: Block, use_bias: bool) -> np.ndarray | None:
     spec = block_spectrum(block, use_bias)
     if spec.rank < len(spec.singular_values):
         return None
-    return np.einsum("ij,j->i", spec.vectors**2, 1.0 / spec.singular_values**2)
+    return spec.inverse_diagonal()
 
 
 def _orthogonal(block: Block, use_bias: bool):
