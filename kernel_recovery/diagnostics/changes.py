@@ -28,6 +28,12 @@ and the Grams at the chosen splits are built from those sums and the few rows af
 ``MAX_UNKNOWNS``, or where the exact test's factorizations cost more than ``WORK_SHARE`` of the fit, the score is
 projected on ``PROJECTION`` seeded directions (:func:`_peak_score_projected`), whose cost is the
 ``PROJECTED_ROWS x P x PROJECTION`` product that forms them.
+
+At everyday sizes the flops are few and the cost is the calls (L=1e3, K=8: ~0.13 ms, about a hundred numpy calls
+and 16 LAPACK ones; L=1e4, K=32: ~0.37 ms, of which the passes over the sampled rows ~0.08 ms, the eight exact
+factorizations with their products ~0.1 ms and the two Toeplitz Gram assemblies ~0.05 ms): each pass's steps are
+batched over its splits, and the two passes' exact statistics are two calls only because the second pass's
+splits depend on the first's.
 """
 
 from __future__ import annotations
