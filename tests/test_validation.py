@@ -339,3 +339,50 @@ def test_adam_never_claims_success_far_from_the_minimum(sx, sy):
     assert not (res.success and wrong)
     if not res.success and "least-squares minimum" in res.message:
         assert "rescale x and y" in res.message
+
+
+@pytest.mark.parametrize(
+    "good, bad, exc, match",
+    [
+        ({"stride": 1}, {"stride": True}, TypeError, r"`stride` must be an integer, got True"),
+        ({"use_bias": True}, {"use_bias": 1}, TypeError, r"`use_bias` must be True or False, got 1"),
+        ({"padding": (1, 1)}, {"padding": (True, 1)}, TypeError, r"`padding` entries must be integers"),
+        ({"lags": (0, 2)}, {"lags": (0.0, 2)}, TypeError, r"`lags` must be a \(first, last\) pair of integers"),
+        ({"padding": "valid"}, {"padding": "vald"}, ValueError, r"`padding` must be one of .*got 'vald'"),
+    ],
+)
+def test_settings_judged_once_are_still_judged_by_type(good, bad, exc, match):
+    """A door's settings are judged once per process (a cache of plain values): a value equal to one already
+    judged but of another type (``True == 1``, ``0.0 == 0``) is judged again, and refused, by every door."""
+    from kernel_recovery.model.config import ConvSpec
+
+    kernel_size = None if "lags" in good else 3
+    first = ConvSpec.create(kernel_size, **good)
+    assert ConvSpec.create(kernel_size, **good) == first  # (read from the cache)
+    with pytest.raises(exc, match=match):
+        ConvSpec.create(kernel_size, **bad)
+    x = np.arange(8.0)
+    with pytest.raises(exc, match=match):
+        kr.analyze(x, None, kernel_size, warn=False, **bad)
+
+
+def test_everyday_arrays_reach_the_solver_as_read_only_views():
+    """A float64 ndarray is read without a copy (a read-only view of the caller's memory); other dtypes, lists and
+    ndarray subclasses are converted (the caller's array is never made read-only or written)."""
+    from kernel_recovery.model.problem import build_problem
+
+    x = np.random.default_rng(0).standard_normal((40, 2))
+    y = kr.conv1d(x, np.ones((3, 2, 1)))
+    problem = build_problem(x, y, 3)
+    (bx,), (by,) = problem.blocks[0].xs, problem.blocks[0].ys
+    assert np.shares_memory(bx, x) and np.shares_memory(by, y)
+    assert not bx.flags.writeable and x.flags.writeable and y.flags.writeable
+    np.testing.assert_array_equal(bx, x)
+
+    class Subclass(np.ndarray):
+        pass
+
+    for other in (x.astype(np.float32), x.tolist(), x.view(Subclass)):
+        xs = build_problem(other, y, 3).blocks[0].xs[0]
+        assert type(xs) is np.ndarray and xs.dtype == np.float64 and not xs.flags.writeable
+        np.testing.assert_array_equal(xs, np.asarray(other, dtype=np.float64))

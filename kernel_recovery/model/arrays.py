@@ -43,9 +43,10 @@ def check_array_dtype(a: np.ndarray, name: str) -> None:
 
 
 def check_array_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(a)):  # one pass, no temporaries: NaN and Inf propagate through a sum
-            return
+    # the common case in two method calls, no temporaries: NaN propagates through min and max, and an Inf is one of
+    # them (neither can overflow, so no errstate is needed; the element-wise test below decides the rest)
+    if not a.size or (math.isfinite(a.min()) and math.isfinite(a.max())):
+        return
     bad = np.isinf(a) if allow_nan else ~np.isfinite(a)
     if bad.any():
         where = tuple(np.argwhere(bad)[0].tolist())
@@ -204,6 +205,10 @@ def as_sequences(
                     f"all sequences in `{name}` must have the same number of channels, got {sorted(channels)}."
                 )
             return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes), tuple(ndims))
+    if type(data) is np.ndarray and data.dtype.kind in "fiu" and 0 < data.ndim < 3:
+        # the common case (a plain real ndarray, one sequence): what _to_float_array would give back as it is
+        form: Literal["1d", "2d"] = "1d" if data.ndim == 1 else "2d"
+        return SequenceBatch((_sequence_2d(data, name, layout, check_finite, allow_nan),), form, data.dtype)
     arr = _to_float_array(data, name, allow_nan)
     if arr.ndim == 3:
         if arr.shape[0] == 0:

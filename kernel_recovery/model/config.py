@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -173,6 +174,17 @@ class ConvSpec:
         Settings not given take the defaults of the fields above; a name that is not a setting is a
         ``TypeError`` that suggests the nearest one (``strides`` -> ``stride``).
         """
+        key = _settings_key(cls, kernel_size, settings)
+        spec = _CREATED.get(key) if key is not None else None
+        if spec is None:
+            spec = cls._judge(kernel_size, settings)
+            if key is not None and len(_CREATED) < _CACHE_SIZE:
+                _CREATED[key] = spec
+        return spec
+
+    @classmethod
+    def _judge(cls, kernel_size: int | None, settings: Mapping[str, Any]) -> ConvSpec:
+        """:meth:`create` without its cache: each setting judged."""
         check_setting_names(settings)
         given = {**SETTING_DEFAULTS, **settings}
         stride, padding, dilation, groups = given["stride"], given["padding"], given["dilation"], given["groups"]
@@ -203,8 +215,9 @@ class ConvSpec:
             raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={self.groups}).")
         if out_channels % self.groups:
             raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={self.groups}).")
-        settings = {name: getattr(self, name) for name in _SPEC_FIELDS}  # (without a ConvConfig's channel counts)
-        return ConvConfig(in_channels=in_channels, out_channels=out_channels, **settings)
+        if type(in_channels) is int and type(out_channels) is int:  # (a pure function of hashable values: cached)
+            return _bound(self, in_channels, out_channels)
+        return _bound.__wrapped__(self, in_channels, out_channels)
 
     def replace(self, **changes: Any) -> ConvSpec:
         """The settings with some changed, validated again (channel counts, on a :class:`ConvConfig`, dropped).
@@ -226,6 +239,33 @@ class ConvSpec:
 
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ConvSpec))
+
+#: Specs already judged, by the exact arguments of :meth:`ConvSpec.create` (values and their types: ``True`` is not
+#: ``1``): a door's settings are judged once per process, not once per call.  Arguments of other types (NumPy
+#: integers, lists) are judged every time.
+_CREATED: dict[tuple[Any, ...], ConvSpec] = {}
+_CACHE_SIZE = 1024
+_PLAIN_TYPES = frozenset((int, str, bool, type(None), tuple))
+
+
+def _settings_key(cls: type, kernel_size: object, settings: Mapping[str, object]) -> tuple[Any, ...] | None:
+    """The cache key of :meth:`ConvSpec.create`'s arguments, or None where they are not plain Python values."""
+    types = tuple(map(type, settings.values()))
+    if type(kernel_size) not in (int, type(None)) or not _PLAIN_TYPES.issuperset(types):
+        return None
+    if tuple in types:  # padding and lags pairs: plain integers only
+        for value in settings.values():
+            if type(value) is tuple and not all(type(v) is int for v in value):
+                return None
+    return (cls, kernel_size, type(kernel_size), tuple(settings.items()), types)
+
+
+@functools.lru_cache(maxsize=256)
+def _bound(spec: ConvSpec, in_channels: int, out_channels: int) -> ConvConfig:
+    """:meth:`ConvSpec.bind` after its checks."""
+    settings = {name: getattr(spec, name) for name in _SPEC_FIELDS}  # (without a ConvConfig's channel counts)
+    return ConvConfig(in_channels=in_channels, out_channels=out_channels, **settings)
+
 
 #: Each setting's default: the fields of :class:`ConvSpec` (the one place they are written).
 SETTING_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ConvSpec) if f.name != "kernel_size"}

@@ -23,6 +23,7 @@ the reduction costs one copy of the data.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,7 +240,7 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
     if outputs:  # (the report reads only x's statistics)
         checked.append(("y", [y for b in problem.blocks if ("feasible", "y") not in b.cache for y in b.ys or ()]))
     for name, arrays in checked:
-        big = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+        big = max((_magnitude(a) for a in arrays if a.size), default=0.0)
         if big > VALUE_RANGE or 0.0 < big < 1.0 / VALUE_RANGE:
             scales = "the kernel scales by the inverse factor" if name == "x" else "the kernel scales with it"
             raise ValueError(
@@ -251,6 +252,11 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
         block.cache[("feasible", "x")] = True
         if outputs:
             block.cache[("feasible", "y")] = True
+
+
+def _magnitude(a: np.ndarray) -> float:
+    """``max(abs(a))`` of a non-empty array, from its extremes (two reductions, no temporary; NaN propagates)."""
+    return max(-float(a.min()), float(a.max()))
 
 
 def build_problem(
@@ -424,12 +430,28 @@ def _omit_missing(block: Block) -> list[Block]:
     return parts
 
 
+@functools.lru_cache(maxsize=64)
+def _tap_mask(taps: int, s: int, cin: int, kernel_size: int) -> np.ndarray:
+    """The free coefficients of a block, ``(taps, s * cin)``: kernel tap ``j * s + q`` exists (read-only: copied per
+    block)."""
+    mask = (np.arange(taps * s) < kernel_size).reshape(taps, s, 1).repeat(cin, axis=2).reshape(taps, s * cin)
+    mask.flags.writeable = False
+    return mask
+
+
 def _reduce(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray] | None) -> list[Block]:
     g = math.gcd(cfg.stride, cfg.dilation)
     s, d_sub = cfg.stride // g, cfg.dilation // g
     taps = -(-cfg.kernel_size // s)
     cin = cfg.in_per_group
-    mask = (np.arange(taps * s) < cfg.kernel_size).reshape(taps, s, 1).repeat(cin, axis=2).reshape(taps, s * cin)
+    mask = _tap_mask(taps, s, cin, cfg.kernel_size)
+    if cfg.groups == 1 and cfg.stride == 1 and cfg.dilation == 1 and cfg.padding == "valid":
+        # the everyday configuration: the canonical problem is the data (views of every sequence long enough for
+        # one output, as the general loop below cuts them)
+        k = cfg.kernel_size
+        views = [x[:] for x in xs if len(x) >= k]
+        out_views = None if ys is None else [y[:] for x, y in zip(xs, ys) if len(x) >= k]
+        return [Block(views, out_views, taps, mask.copy(), np.arange(cfg.out_channels))]
     blocks = []
     for grp in range(cfg.groups):
         bx: list[np.ndarray] = []

@@ -97,8 +97,8 @@ def input_kind(data: object) -> Literal["dask", "memmap", "lazy", "stream"] | No
     >>> input_kind(np.zeros(3)), input_kind(iter([])), input_kind([np.zeros(3)])
     (None, 'stream', None)
     """
-    if data is None or isinstance(data, (str, bytes, numbers.Number)):
-        return None
+    if data is None or type(data) is np.ndarray or isinstance(data, (str, bytes, numbers.Number)):
+        return None  # (a plain ndarray, not a memmap: the everyday input, told apart first)
     root = _root_module(data)
     if root == "dask" and hasattr(data, "chunks") and hasattr(data, "dask"):
         return "dask"
