@@ -21,6 +21,7 @@ is ``O(chunk + (T C)^2)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -483,7 +484,15 @@ def window_products(rows: np.ndarray, lead: int) -> np.ndarray:
     inner axis costs ~5 ns an entry)."""
     n, p = rows.shape[-2:]
     products = (rows[..., :lead, None] * rows[..., None, :]).reshape(rows.shape[:-2] + (n, lead * p))
-    return (np.tri(n + 1, n, -1) @ products).reshape(rows.shape[:-2] + (n + 1, lead, p))
+    return (_strict_lower_ones(n) @ products).reshape(rows.shape[:-2] + (n + 1, lead, p))
+
+
+@functools.lru_cache(maxsize=64)
+def _strict_lower_ones(n: int) -> np.ndarray:
+    """``np.tri(n + 1, n, -1)``, read-only: row ``q`` sums the first ``q`` of ``n`` rows."""
+    tri = np.tri(n + 1, n, -1)
+    tri.flags.writeable = False
+    return tri
 
 
 def window_grams(
@@ -511,8 +520,9 @@ def window_grams(
     size, (outer, row, col) = buf.itemsize, buf.strides
     shape, diagonal = (n_points, nq, lead, window), lead * (width + 1) * size
     blocks = edges[..., :window]
-    as_strided(buf, shape, (outer, diagonal, row, col))[...] = blocks
-    as_strided(buf, shape, (outer, diagonal, col, row))[...] = blocks
+    # (ndarray views on buf's memory: as_strided's wrapper costs ~5 us a call)
+    np.ndarray(shape, buf.dtype, buf, 0, (outer, diagonal, row, col))[...] = blocks
+    np.ndarray(shape, buf.dtype, buf, 0, (outer, diagonal, col, row))[...] = blocks
     if p > window:  # the column of ones: the rows' sums, and the count
         sums = edges[..., p - 1].reshape(n_points, -1)[:, :window]
         buf[:, :window, window] = sums
