@@ -23,6 +23,9 @@ class SequenceBatch:
     form: Literal["1d", "2d", "3d", "list"]
     dtype: np.dtype  # the caller's dtype, before conversion to float64
     item_ndims: tuple[int, ...] = ()  # for a list: the ndim of each sequence
+    #: ``max(abs(a))`` of each array where it was checked finite and is not empty (else None), from the finite test's
+    #: own reductions: the problem's range check reads it instead of reading the data again.
+    magnitudes: tuple[float | None, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def channels(self) -> int:
@@ -42,11 +45,31 @@ def check_array_dtype(a: np.ndarray, name: str) -> None:
         raise TypeError(f"`{name}` must be a real numeric array, got dtype {a.dtype}.")
 
 
+def finite_magnitude(a: np.ndarray) -> float | None:
+    """``max(abs(a))`` of a non-empty array whose values are all finite, else None.
+
+    Two reductions, no temporaries: NaN propagates through min and max, and an Inf is one of them (neither can
+    overflow, so no errstate is needed).
+    """
+    if not a.size:
+        return None
+    low, high = float(_MIN(a, None)), float(_MAX(a, None))
+    if math.isfinite(low) and math.isfinite(high):
+        return max(-low, high)
+    return None
+
+
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # (what ndarray.min/max call, without their Python wrappers)
+
+
 def check_array_finite(a: np.ndarray, name: str, allow_nan: bool = False) -> None:
-    # the common case in two method calls, no temporaries: NaN propagates through min and max, and an Inf is one of
-    # them (neither can overflow, so no errstate is needed; the element-wise test below decides the rest)
-    if not a.size or (math.isfinite(a.min()) and math.isfinite(a.max())):
-        return
+    if a.dtype.kind in "fiu":
+        if not a.size or finite_magnitude(a) is not None:  # the common case; the element-wise test decides the rest
+            return
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(a)):  # one pass, no temporaries: NaN and Inf propagate through a sum
+                return
     bad = np.isinf(a) if allow_nan else ~np.isfinite(a)
     if bad.any():
         where = tuple(np.argwhere(bad)[0].tolist())
@@ -187,7 +210,7 @@ def as_sequences(
         if ragged:
             if not len(data):
                 raise ValueError(f"`{name}` is an empty list: give at least one sequence.")
-            arrays, dtypes, ndims = [], [], []
+            arrays, dtypes, ndims, magnitudes = [], [], [], []
             for i, item in enumerate(data):
                 arr = _to_float_array(item, f"{name}[{i}]", allow_nan)
                 dtypes.append(arr.dtype)
@@ -198,27 +221,29 @@ def as_sequences(
                     )
                 # a sequence of a ragged batch may be empty (the outputs of one too short for any); the lengths
                 # are judged against the configuration with the whole batch (problem._check_lengths)
-                arrays.append(_sequence_2d(arr, f"{name}[{i}]", layout, check_finite, allow_nan, allow_empty=True))
+                seq, magnitude = _sequence_2d(arr, f"{name}[{i}]", layout, check_finite, allow_nan, allow_empty=True)
+                arrays.append(seq)
+                magnitudes.append(magnitude)
             channels = {a.shape[1] for a in arrays}
             if len(channels) > 1:
                 raise ValueError(
                     f"all sequences in `{name}` must have the same number of channels, got {sorted(channels)}."
                 )
-            return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes), tuple(ndims))
+            return SequenceBatch(tuple(arrays), "list", np.result_type(*dtypes), tuple(ndims), tuple(magnitudes))
     if type(data) is np.ndarray and data.dtype.kind in "fiu" and 0 < data.ndim < 3:
         # the common case (a plain real ndarray, one sequence): what _to_float_array would give back as it is
         form: Literal["1d", "2d"] = "1d" if data.ndim == 1 else "2d"
-        return SequenceBatch((_sequence_2d(data, name, layout, check_finite, allow_nan),), form, data.dtype)
+        seq, magnitude = _sequence_2d(data, name, layout, check_finite, allow_nan)
+        return SequenceBatch((seq,), form, data.dtype, (), (magnitude,))
     arr = _to_float_array(data, name, allow_nan)
     if arr.ndim == 3:
         if arr.shape[0] == 0:
             raise ValueError(f"`{name}` has an empty batch (shape {arr.shape}).")
-        seqs = tuple(_sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite, allow_nan) for i in range(arr.shape[0]))
-        return SequenceBatch(seqs, "3d", arr.dtype)
+        read = [_sequence_2d(arr[i], f"{name}[{i}]", layout, check_finite, allow_nan) for i in range(arr.shape[0])]
+        return SequenceBatch(tuple(s for s, _ in read), "3d", arr.dtype, (), tuple(m for _, m in read))
     if arr.ndim in (1, 2):
-        return SequenceBatch(
-            (_sequence_2d(arr, name, layout, check_finite, allow_nan),), "1d" if arr.ndim == 1 else "2d", arr.dtype
-        )
+        seq, magnitude = _sequence_2d(arr, name, layout, check_finite, allow_nan)
+        return SequenceBatch((seq,), "1d" if arr.ndim == 1 else "2d", arr.dtype, (), (magnitude,))
     raise ValueError(
         f"`{name}` must be 1-D (length,), 2-D (one sequence) or 3-D (batch), or a list of sequences; "
         f"got an array with shape {arr.shape}."
@@ -227,7 +252,8 @@ def as_sequences(
 
 def _sequence_2d(
     arr: np.ndarray, name: str, layout: str, check_finite: bool, allow_nan: bool = False, *, allow_empty: bool = False
-) -> np.ndarray:
+) -> tuple[np.ndarray, float | None]:
+    """One sequence as a read-only float64 ``(length, channels)`` array, and its :func:`finite_magnitude`."""
     if arr.ndim == 1:
         arr = arr[:, None]
     elif layout == "ncw":
@@ -236,9 +262,12 @@ def _sequence_2d(
         raise ValueError(f"`{name}` is empty (length {arr.shape[0]}, {arr.shape[1]} channels).")
     out = np.asarray(arr, dtype=np.float64).view()
     out.flags.writeable = False  # the solvers read user data, never write it
+    magnitude = None
     if check_finite:
-        check_array_finite(out, name, allow_nan)
-    return out
+        magnitude = finite_magnitude(out)
+        if magnitude is None:
+            check_array_finite(out, name, allow_nan)
+    return out, magnitude
 
 
 def restore_form(

@@ -67,7 +67,10 @@ class Block:
 
     @property
     def n_equations(self) -> int:
-        return sum(len(x) - self.taps + 1 for x in self.xs)
+        xs = self.xs
+        if len(xs) == 1:  # (asked many times a fit; most blocks hold one sequence)
+            return len(xs[0]) - self.taps + 1
+        return sum(len(x) - self.taps + 1 for x in xs)
 
     @property
     def outputs(self) -> list[np.ndarray]:
@@ -165,10 +168,11 @@ class CanonicalProblem:
         cfg = self.config
         s, taps = self.tap_layout()
         mask = self.blocks[0].mask
+        n_free = self.blocks[0].n_free
         canon = np.zeros(mask.shape)
-        canon[mask] = vector[: mask.sum()]
+        canon[mask] = vector[:n_free]
         k = canon.reshape(taps * s, cfg.in_per_group)[: cfg.kernel_size]
-        bias = float(vector[mask.sum()]) if cfg.use_bias else None
+        bias = float(vector[n_free]) if cfg.use_bias else None
         return np.ascontiguousarray(k[::-1] if cfg.flip else k), bias
 
     # -- output maps --------------------------------------------------------------------------
@@ -236,11 +240,13 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
     """
     if any(b.channels > 1 for b in problem.blocks):
         check_gram_memory(problem.config, len(problem.blocks))
-    checked = [("x", [x for b in problem.blocks if ("feasible", "x") not in b.cache for x in b.xs])]
+    checked = [("x", [m for b in problem.blocks if ("feasible", "x") not in b.cache for m in _magnitudes(b, "x")])]
     if outputs:  # (the report reads only x's statistics)
-        checked.append(("y", [y for b in problem.blocks if ("feasible", "y") not in b.cache for y in b.ys or ()]))
+        checked.append(
+            ("y", [m for b in problem.blocks if ("feasible", "y") not in b.cache for m in _magnitudes(b, "y")])
+        )
     for name, arrays in checked:
-        big = max((_magnitude(a) for a in arrays if a.size), default=0.0)
+        big = max(arrays, default=0.0)
         if big > VALUE_RANGE or 0.0 < big < 1.0 / VALUE_RANGE:
             scales = "the kernel scales by the inverse factor" if name == "x" else "the kernel scales with it"
             raise ValueError(
@@ -257,6 +263,27 @@ def check_feasible(problem: CanonicalProblem, *, outputs: bool = True) -> None:
 def _magnitude(a: np.ndarray) -> float:
     """``max(abs(a))`` of a non-empty array, from its extremes (two reductions, no temporary; NaN propagates)."""
     return max(-float(a.min()), float(a.max()))
+
+
+def _magnitudes(block: Block, name: Literal["x", "y"]) -> list[float]:
+    """``max(abs(a))`` of each non-empty array of a block's inputs (``"x"``) or outputs (``"y"``), or the largest of
+    them as :func:`problem_for_spec` noted it when the block's arrays are the caller's sequences as read."""
+    arrays = block.xs if name == "x" else block.ys or []
+    noted = block.cache.get(("magnitude", name))
+    if noted is not None and noted[0] is arrays and noted[1] == len(arrays):  # (the same, unchanged list)
+        return [noted[2]]
+    return [_magnitude(a) for a in arrays if a.size]
+
+
+def _note_magnitudes(block: Block, xb: SequenceBatch, yb: SequenceBatch | None, kernel_size: int) -> None:
+    """Note, for :func:`check_feasible`, the largest magnitude of the everyday block's arrays (the sequences at least
+    ``kernel_size`` long, :func:`_reduce`), which reading them found (:attr:`SequenceBatch.magnitudes`)."""
+    for name, batch, arrays in (("x", xb, block.xs), ("y", yb, block.ys)):
+        if batch is None or arrays is None or len(batch.magnitudes) != len(batch.arrays):
+            continue
+        kept = [m for x, m in zip(xb.arrays, batch.magnitudes) if len(x) >= kernel_size]
+        if kept and None not in kept and len(kept) == len(arrays):
+            block.cache[("magnitude", name)] = (arrays, len(arrays), max(m for m in kept if m is not None))
 
 
 def build_problem(
@@ -306,6 +333,8 @@ def problem_for_spec(
     blocks = _reduce(cfg, xb.arrays, None if yb is None else yb.arrays)
     if omit:
         blocks = _omit_missing_equations(blocks)
+    elif _is_everyday(cfg):
+        _note_magnitudes(blocks[0], xb, yb, cfg.kernel_size)
     inputs = (xb.arrays, None if yb is None else yb.arrays)
     return CanonicalProblem(cfg, blocks, lengths, out_lengths, xb.form, xb.item_ndims, xb.dtype, inputs)
 
@@ -430,6 +459,11 @@ def _omit_missing(block: Block) -> list[Block]:
     return parts
 
 
+def _is_everyday(cfg: ConvConfig) -> bool:
+    """Whether the canonical problem is the data as read: one group, stride 1, no dilation, valid padding."""
+    return cfg.groups == 1 and cfg.stride == 1 and cfg.dilation == 1 and cfg.padding == "valid"
+
+
 @functools.lru_cache(maxsize=64)
 def _tap_mask(taps: int, s: int, cin: int, kernel_size: int) -> np.ndarray:
     """The free coefficients of a block, ``(taps, s * cin)``: kernel tap ``j * s + q`` exists (read-only: copied per
@@ -445,7 +479,7 @@ def _reduce(cfg: ConvConfig, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray] 
     taps = -(-cfg.kernel_size // s)
     cin = cfg.in_per_group
     mask = _tap_mask(taps, s, cin, cfg.kernel_size)
-    if cfg.groups == 1 and cfg.stride == 1 and cfg.dilation == 1 and cfg.padding == "valid":
+    if _is_everyday(cfg):
         # the everyday configuration: the canonical problem is the data (views of every sequence long enough for
         # one output, as the general loop below cuts them)
         k = cfg.kernel_size
