@@ -246,7 +246,7 @@ def recover_kernel(
         progress = check_bool(progress, "progress")
     if streamed:
         outofcore.check_streamable(prewhiten=prewhiten, method=method, nan_policy=nan_policy, lags=lags)
-    else:
+    elif split_every is not None or checkpoint is not None:  # (the everyday call passes neither)
         _refuse_streaming(split_every=split_every, checkpoint=checkpoint)
     name, solver = solvers.resolve(method)
     if not streamed and progress is not None and _takes_progress(solver):  # the method's own bar

@@ -278,12 +278,15 @@ def _magnitudes(block: Block, name: Literal["x", "y"]) -> list[float]:
 def _note_magnitudes(block: Block, xb: SequenceBatch, yb: SequenceBatch | None, kernel_size: int) -> None:
     """Note, for :func:`check_feasible`, the largest magnitude of the everyday block's arrays (the sequences at least
     ``kernel_size`` long, :func:`_reduce`), which reading them found (:attr:`SequenceBatch.magnitudes`)."""
+    kept = range(1) if len(xb.arrays) == 1 else [i for i, x in enumerate(xb.arrays) if len(x) >= kernel_size]
+    if len(kept) != len(block.xs):
+        return
     for name, batch, arrays in (("x", xb, block.xs), ("y", yb, block.ys)):
         if batch is None or arrays is None or len(batch.magnitudes) != len(batch.arrays):
             continue
-        kept = [m for x, m in zip(xb.arrays, batch.magnitudes) if len(x) >= kernel_size]
-        if kept and None not in kept and len(kept) == len(arrays):
-            block.cache[("magnitude", name)] = (arrays, len(arrays), max(m for m in kept if m is not None))
+        found = [batch.magnitudes[i] for i in kept]
+        if found and None not in found:
+            block.cache[("magnitude", name)] = (arrays, len(arrays), max(m for m in found if m is not None))
 
 
 def build_problem(
@@ -315,7 +318,7 @@ def problem_for_spec(
 ) -> CanonicalProblem:
     """:func:`build_problem` with settings already validated (a door's :class:`ConvSpec`: judged once)."""
     layout_name = spec.layout
-    omit = check_choice(nan_policy, "nan_policy", ("raise", "omit")) == "omit"
+    omit = nan_policy != "raise" and check_choice(nan_policy, "nan_policy", ("raise", "omit")) == "omit"
     xb = as_sequences(x, "x", layout_name, allow_nan=omit)
     yb = None if y is None else as_sequences(y, "y", layout_name, allow_nan=omit)
     if yb is not None:
@@ -348,8 +351,14 @@ def _check_lengths(
     A sequence of a batch too short for one output gives none (its ``y`` is empty, as Keras and PyTorch give an
     empty output): it contributes no equations.  Only a batch where every sequence is too short is refused.
     """
-    lengths = tuple(len(a) for a in xb.arrays)
-    out_lengths = tuple(max(cfg.output_length(n), 0) for n in lengths)
+    lengths: tuple[int, ...]
+    out_lengths: tuple[int, ...]
+    if len(xb.arrays) == 1:  # (one sequence: the everyday call, without the generators)
+        lengths = (len(xb.arrays[0]),)
+        out_lengths = (max(cfg.output_length(lengths[0]), 0),)
+    else:
+        lengths = tuple(len(a) for a in xb.arrays)
+        out_lengths = tuple(max(cfg.output_length(n), 0) for n in lengths)
     for i, n in enumerate(lengths):
         if n == 0:  # (only a ragged list lets an empty sequence through: it has no samples to pad)
             raise ValueError(f"`x[{i}]` is empty (length 0, {xb.channels} channels).")
