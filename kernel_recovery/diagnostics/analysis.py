@@ -71,19 +71,19 @@ class _Tally:
     def add_counts(self, block: Block, spec: BlockSpectrum) -> None:
         """The group's equations, rank, condition number, error gain and status (every output channel of it)."""
         s, r, p, n_eq = spec.singular_values, spec.rank, len(spec.singular_values), block.n_equations
-        oc = block.out_channels
+        oc = _channels(block, len(self.statuses))
         full = r == p and p
         self.equations[oc] = n_eq
         self.rank[oc] = r
         self.cond[oc] = s[0] / s[-1] if full else np.inf
-        self.gain[oc] = np.sqrt(np.sum(1.0 / s**2)) if full else np.inf
+        self.gain[oc] = np.sqrt(np.add.reduce(1.0 / s**2)) if full else np.inf  # (np.sum's own reduction)
         if n_eq < p:
             st = "underdetermined"
         elif r < p:
             st = "rank_deficient"
         else:
             st = "determined" if n_eq == p else "overdetermined"
-        for o in oc:
+        for o in block.out_channels.tolist():
             self.statuses[o] = st
 
     def add_excitation(self, grp: int, orders: ArrayLike, joint: int) -> None:
@@ -92,6 +92,13 @@ class _Tally:
         chans = slice(grp * cin, (grp + 1) * cin)
         self.excitation[chans] = np.minimum(self.excitation[chans], orders)
         self.joint[grp] = min(self.joint[grp], joint)
+
+
+def _channels(block: Block, n_out: int) -> np.ndarray | slice:
+    """The block's output channels as an index: a slice where they are every channel (one block: the usual fit),
+    which writes the same entries as the index array without fancy indexing's cost."""
+    oc = block.out_channels
+    return slice(None) if len(oc) == n_out else oc
 
 
 @functools.lru_cache(maxsize=256)
@@ -174,6 +181,10 @@ def _group_null_spaces(problem: CanonicalProblem, tally: _Tally) -> tuple[list[n
             basis = vt[int(keep.sum()) :].T
         elif len(bases) > 1:
             basis = np.zeros((bases[0].shape[0], 0))
+        if not basis.shape[1]:  # every direction seen (the usual fit): empty arrays, as the general lines give
+            nulls.append(np.zeros((0, cfg.kernel_size, cfg.in_per_group)))
+            null_bias.append(np.zeros(0))
+            continue
         mapped = [problem.free_to_kernel(v) for v in basis.T]
         nulls.append(np.array([k for k, _ in mapped]).reshape(len(mapped), cfg.kernel_size, cfg.in_per_group))
         null_bias.append(np.array([b for _, b in mapped]))
@@ -210,9 +221,10 @@ def _exact_block(
     if r == p:  # every coefficient seen; every subset of the columns has full rank: each channel excited at every tap
         tally.free_nulls.setdefault(grp, []).append(np.zeros((p, 0)))
         k_var, b_var = problem.free_to_kernel(spec.inverse_diagonal())
-        tally.coef_gain[:, :, block.out_channels] = np.sqrt(k_var)[:, :, None]
+        oc = _channels(block, cfg.out_channels)
+        tally.coef_gain[:, :, oc] = np.sqrt(k_var)[:, :, None]
         if tally.bias_gain is not None and b_var is not None:
-            tally.bias_gain[block.out_channels] = np.sqrt(b_var)
+            tally.bias_gain[oc] = np.sqrt(b_var)
         return
     v = spec.vectors
     tally.free_nulls.setdefault(grp, []).append(v[:, r:])

@@ -68,9 +68,13 @@ def design_matrix(block: Block, use_bias: bool) -> np.ndarray:
 
 def unpack_columns(block: Block, coef: np.ndarray, use_bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Split coefficients over the design's columns, ``(P, ...)``, into a canonical kernel and a bias."""
+    mask = block.mask
     n_free = block.n_free
+    if n_free == mask.size:  # every tap free (the usual fit): the kernel is the first rows, as a new array
+        kernel = coef[:n_free].reshape(mask.shape + coef.shape[1:]).copy()
+        return kernel, (coef[n_free] if use_bias else None)
     kernel = np.zeros((block.taps * block.channels,) + coef.shape[1:], dtype=coef.dtype)
-    kernel[block.mask.ravel()] = coef[:n_free]
+    kernel[mask.ravel()] = coef[:n_free]
     kernel = kernel.reshape((block.taps, block.channels) + coef.shape[1:])
     return kernel, (coef[n_free] if use_bias else None)
 

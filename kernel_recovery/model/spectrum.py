@@ -6,9 +6,9 @@ when the Gram cannot resolve the rank), or, for the report of very wide designs,
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -23,6 +23,11 @@ QR_BUDGET = 4e9
 #: Designs with more columns than this are analyzed from a spectral (Welch/Szego) estimate in the report.
 APPROXIMATE_ABOVE = 1024
 
+
+_T = TypeVar("_T")
+
+#: Machine epsilon of float64 (an ``np.float64``, as ``np.finfo`` gives it: read once, not per call).
+_EPS = np.finfo(np.float64).eps
 
 #: Where the singular values come from, for :func:`rank_tolerance`.
 SpectrumSource = Literal["design", "gram", "estimate"]
@@ -41,7 +46,7 @@ def rank_tolerance(largest: float, n_rows: int, n_cols: int, source: SpectrumSou
 
     Every method and the analyzer decide rank with this function.
     """
-    eps = np.finfo(np.float64).eps
+    eps = _EPS
     if source == "design":
         return float(largest) * max(n_rows, n_cols) * eps
     if source == "gram":
@@ -49,6 +54,30 @@ def rank_tolerance(largest: float, n_rows: int, n_cols: int, source: SpectrumSou
     if source == "estimate":
         return float(largest) * 1e-6
     raise ValueError(f"`source` must be 'design', 'gram' or 'estimate', got {source!r}.")
+
+
+class _cached(Generic[_T]):
+    """``functools.cached_property`` without its lock (Python 3.11 takes one on every first read, ~1 us, four times
+    a fit): the value is computed once and kept in the instance's ``__dict__``, which later reads find first.  Two
+    threads reading it first at once both compute the same value."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _cached[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> _T | _cached[_T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -65,7 +94,7 @@ class BlockSpectrum:
     #: fit itself solves through :attr:`cholesky`, half the cost of the eigenvectors)
     gram: np.ndarray | None = None
 
-    @functools.cached_property
+    @_cached
     def rank(self) -> int:
         if self.counted_rank is not None:
             return self.counted_rank
@@ -76,7 +105,7 @@ class BlockSpectrum:
         """Whether :attr:`right_vectors` exists (stored, or computed on demand from the Gram): not for estimates."""
         return self.stored_vectors is not None or self.gram is not None
 
-    @functools.cached_property
+    @_cached
     def right_vectors(self) -> np.ndarray | None:
         """``V`` (P, P), columns in the order of :attr:`singular_values`; None for the spectral estimate."""
         if self.stored_vectors is not None or self.gram is None:
@@ -91,7 +120,7 @@ class BlockSpectrum:
             raise ValueError("the spectral estimate of a large design has no singular vectors.")
         return self.right_vectors
 
-    @functools.cached_property
+    @_cached
     def cholesky(self) -> np.ndarray | None:
         """The upper Cholesky factor of :attr:`gram` (None without one): where the fit solves the normal equations."""
         if self.gram is None:
@@ -101,7 +130,7 @@ class BlockSpectrum:
         c, info = dpotrf(self.gram, lower=False, clean=True)
         return c if info == 0 else None
 
-    @functools.cached_property
+    @_cached
     def _inverse(self) -> np.ndarray:
         c = self.cholesky
         if c is not None:
@@ -170,7 +199,8 @@ def block_spectrum(block: Block, use_bias: bool) -> BlockSpectrum:
     if n * p <= SVD_LIMIT:
         with SerialBLAS():
             u, s, vt = np.linalg.svd(explicit_design(block, use_bias), full_matrices=n < p)
-        s = np.concatenate([s, np.zeros(p - len(s))])
+        if len(s) < p:  # (a wide design: its missing singular values are zeros)
+            s = np.concatenate([s, np.zeros(p - len(s))])
         spec = BlockSpectrum(s, vt.T, rank_tolerance(s[0] if len(s) else 0.0, n, p), True, left_vectors=u)
     else:
         gram = block_gram(block, use_bias)
@@ -207,6 +237,8 @@ def exact_spectrum_affordable(block: Block, use_bias: bool) -> bool:
     where it costs no more than the pass over the data (:func:`statistics_flops`): otherwise their least squares
     takes Toeplitz CG, which never forms the factorization.
     """
+    if block.mask.size + 1 <= min(EXACT_ALWAYS, APPROXIMATE_ABOVE):  # at most that many columns (without counting)
+        return True
     p = n_columns(block, use_bias)
     if p <= min(EXACT_ALWAYS, APPROXIMATE_ABOVE):
         return True

@@ -284,7 +284,7 @@ class _Collector:
         elif rss is not None and inv_diag is not None and dof > 0:
             sigma2 = np.maximum(rss, 0.0) / dof
             self.sigma2.append(sigma2)
-            self._stderr(block, np.sqrt(np.outer(inv_diag, sigma2)))
+            self._stderr(block, np.sqrt(inv_diag.ravel()[:, None] * sigma2.ravel()[None, :]))  # (np.outer's product)
             self.covariance.append(None if cov is None else sigma2[:, None, None] * cov[None])
         else:
             self.sigma2.append(np.full(coef.shape[1], np.nan))
@@ -303,13 +303,14 @@ class _Collector:
         # a block without standard errors gives NaN ones (unknown), unless no block has any: then there are none
         full = len(self.stderr) == len(blocks) and len(self.unknown) < len(blocks)
         diagnostics: dict[str, Any] = {"solver": [i["solver"] for i in self.infos]}
+        present = set().union(*self.infos)  # every key some block's info has (one pass, not one per key)
         for key in ("gram_condition", "design_condition", "refinement_steps", "iterations"):
-            if any(key in i for i in self.infos):
+            if key in present:
                 diagnostics[key] = [i.get(key) for i in self.infos]
         # a posterior band is a normal-quantile one: dof = inf makes confidence_interval's t quantile the normal
         diagnostics["dof"] = float("inf") if bayesian and full else int(min(self.dof))
-        iterations = [i["iterations"] for i in self.infos if "iterations" in i]
-        capped = [i["solver"] for i in self.infos if not i.get("converged", True)]
+        iterations = [i["iterations"] for i in self.infos if "iterations" in i] if "iterations" in present else []
+        capped = [i["solver"] for i in self.infos if not i.get("converged", True)] if "converged" in present else []
         if capped:
             message = f"{message}, but {capped[0]} stopped at its iteration cap before converging"
         untuned = [i["untuned"] for i in self.infos if "untuned" in i]  # (see priors.regularized)
@@ -317,10 +318,10 @@ class _Collector:
             message = f"{message}, but {untuned[0]}"
         hyper: dict[str, np.ndarray] = {}
         for key in ("ridge", "prior_scale", "decay", "correlation", "noise_variance", "huber_delta"):
-            if any(key in i for i in self.infos):
+            if key in present:
                 hyper[key] = self._per_output([i.get(key) for i in self.infos])
         for key in ("log_evidence", "n_evaluations"):
-            if any(key in i for i in self.infos):
+            if key in present:
                 diagnostics[key] = self._per_output([i.get(key) for i in self.infos])
         options = dict(options)
         if "huber_delta" in hyper:  # the thresholds in the outputs' units (huber_delta x the robust scale)

@@ -153,15 +153,18 @@ def finish(
     kernel = problem.from_canonical(sol.kernels).astype(np.float64, copy=False)
     bias = problem.from_canonical_bias(sol.biases) if cfg.use_bias and sol.biases is not None else None
     rss_per_output, equations, yty, source = _residual_sums(problem, sol)
-    rss, count = float(rss_per_output.sum()), int(equations.sum())
+    rss, count = float(np.add.reduce(rss_per_output, axis=None)), int(np.add.reduce(equations, axis=None))
     residual_rms = float(np.sqrt(rss / count)) if count else 0.0
     success, message = bool(sol.success), sol.message
     if not np.isfinite(kernel).all() or (bias is not None and not np.isfinite(bias).all()):
         success, message = False, f"the solver returned non-finite values ({sol.message})"
     diagnostics = {"solver": [method] * len(problem.blocks), **sol.diagnostics}  # a user's solver: its name
     dof = equations - cfg.unknowns_per_output
-    with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom left: nan
-        diagnostics["noise_std"] = np.where(dof > 0, np.sqrt(rss_per_output / np.maximum(dof, 1)), np.nan)
+    if dof.min() > 0:  # (the usual fit: the lines below give these values, without their scope and where)
+        diagnostics["noise_std"] = np.sqrt(rss_per_output / dof)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom left: nan
+            diagnostics["noise_std"] = np.where(dof > 0, np.sqrt(rss_per_output / np.maximum(dof, 1)), np.nan)
     retained = all(block.retains_rows for block in problem.blocks)
     stderr = None if sol.kernel_stderr is None else problem.from_canonical(sol.kernel_stderr)
     relative = residual_rms / np.sqrt(yty / count) if yty > 0 and count else 0.0
@@ -200,7 +203,7 @@ def _user_covariance(problem: CanonicalProblem, covariance: list[np.ndarray]) ->
     """Per-block covariances over the design's columns as one per output channel over ``(kernel[:, :, o], bias)``."""
     cfg = problem.config
     n_kernel = cfg.kernel_size * cfg.in_per_group
-    if not cfg.flip and problem.tap_layout()[0] == 1 and all(block.mask.all() for block in problem.blocks):
+    if not cfg.flip and problem.tap_layout()[0] == 1 and all(b.n_free == b.mask.size for b in problem.blocks):
         # the canonical columns are the user's (no polyphase split, no reversal): each covariance as it is
         out_direct: list[np.ndarray] = [np.empty(0)] * cfg.out_channels
         for block, cov in zip(problem.blocks, covariance):
@@ -224,8 +227,9 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
     """Per output channel the RSS and the equations, then ``y'y`` and the source: from the solver or the
     statistics, a pass over the data where those would not be accurate."""
     use_bias = problem.config.use_bias
-    rss_out = np.zeros(problem.config.out_channels)
-    equations = np.zeros(problem.config.out_channels, dtype=np.int64)
+    n_out = problem.config.out_channels
+    rss_out = np.zeros(n_out)
+    equations = np.zeros(n_out, dtype=np.int64)
     yty_total = 0.0
     sources = set()
     for i, block in enumerate(problem.blocks):
@@ -237,7 +241,8 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
         if yty is None:
             if block.ys is None:
                 raise ValueError("the residual needs the outputs `y`: this problem was built without them.")
-            yty = sum(np.einsum("ij,ij->j", y, y) for y in block.ys)
+            ys = block.ys
+            yty = np.einsum("ij,ij->j", ys[0], ys[0]) if len(ys) == 1 else sum(np.einsum("ij,ij->j", y, y) for y in ys)
         rss = None
         if sol.rss is not None and sol.rss[i] is not None:  # computed from the data by the solver
             rss, src = np.asarray(sol.rss[i], dtype=float), "solver"
@@ -251,9 +256,11 @@ def _residual_sums(problem: CanonicalProblem, sol: Solution) -> tuple[np.ndarray
             rss = sum(np.einsum("ij,ij->j", r, r) for r in block_residuals(block, use_bias, coef))
             src = "data"
         sources.add(src)
-        rss_out[block.out_channels] += np.maximum(rss, 0.0)  # (nan_policy="omit" may split a channel's rows)
-        equations[block.out_channels] += block.n_equations
-        yty_total += float(yty.sum())
+        # (nan_policy="omit" may split a channel's rows); a slice where the block has every channel (the usual fit)
+        oc = slice(None) if len(block.out_channels) == n_out else block.out_channels
+        rss_out[oc] += np.maximum(rss, 0.0)
+        equations[oc] += block.n_equations
+        yty_total += float(np.add.reduce(yty, axis=None))  # (ndarray.sum's reduction, without its wrapper)
     return rss_out, equations, yty_total, "+".join(sorted(sources))
 
 
