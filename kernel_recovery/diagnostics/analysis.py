@@ -56,15 +56,16 @@ class _Tally:
     def start(cls, problem: CanonicalProblem) -> _Tally:
         cfg = problem.config
         n_out = cfg.out_channels
+        equations, excitation, joint = (a.copy() for a in _tally_start(cfg, problem.n_equations))
         return cls(
-            equations=np.full(n_out, problem.n_equations, dtype=np.int64),
+            equations=equations,
             rank=np.zeros(n_out, dtype=np.int64),
             cond=np.zeros(n_out),
             gain=np.zeros(n_out),
             coef_gain=np.zeros(cfg.kernel_shape),
             bias_gain=np.zeros(n_out) if cfg.use_bias else None,
-            excitation=np.full(cfg.in_channels, cfg.kernel_size, dtype=np.int64),
-            joint=np.full(cfg.groups, cfg.kernel_size, dtype=np.int64),
+            excitation=excitation,
+            joint=joint,
             statuses=[""] * n_out,
         )
 
@@ -92,6 +93,20 @@ class _Tally:
         chans = slice(grp * cin, (grp + 1) * cin)
         self.excitation[chans] = np.minimum(self.excitation[chans], orders)
         self.joint[grp] = min(self.joint[grp], joint)
+
+
+@functools.lru_cache(maxsize=64)
+def _tally_start(cfg: ConvConfig, n_equations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tally's filled starting arrays (equations, excitation and joint orders) of a configuration, read-only:
+    each fit copies them (a copy costs less than ``np.full``)."""
+    arrays = (
+        np.full(cfg.out_channels, n_equations, dtype=np.int64),
+        np.full(cfg.in_channels, cfg.kernel_size, dtype=np.int64),
+        np.full(cfg.groups, cfg.kernel_size, dtype=np.int64),
+    )
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def _channels(block: Block, n_out: int) -> np.ndarray | slice:

@@ -165,6 +165,16 @@ def solve(
     return solve_blocks(problem, Options(ridge, regularization, prior, share, loss, delta, max_iter, progress))
 
 
+def cached_solve_path(block: Block, use_bias: bool, long_kernel: int) -> str:
+    """:func:`~kernel_recovery.model.toeplitz.solve_path`, kept on the block (the pipeline asks it first, then the
+    solver; keyed by ``long_kernel`` too, which tests lower)."""
+    key = ("solve_path", use_bias, long_kernel)
+    path = block.cache.get(key)
+    if path is None:
+        path = block.cache[key] = solve_path(block, use_bias, long_kernel)
+    return path
+
+
 class Options(NamedTuple):
     """The options of :func:`solve`, validated (``huber_delta`` given its default)."""
 
@@ -199,7 +209,7 @@ def solve_blocks(problem: CanonicalProblem, opts: Options) -> Solution:
             )
             out.add(block, coef, info, None, None, cov)
             continue
-        path = solve_path(block, use_bias, LONG_KERNEL)
+        path = cached_solve_path(block, use_bias, LONG_KERNEL)
         if path == "toeplitz_cg":
             coef, info, rss, unit = _toeplitz_cg(block, use_bias, ridge, max_iter=max_iter or CG_MAX_ITER)
             inv_diag, inv = unit

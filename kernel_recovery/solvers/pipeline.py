@@ -23,14 +23,15 @@ from .. import solvers
 from ..diagnostics import checks as postfit
 from ..diagnostics.analysis import report_for
 from ..diagnostics.determinacy import DeterminacyReport
+from ..model import toeplitz
 from ..model.operator import block_residuals, forward
 from ..model.problem import CanonicalProblem, check_feasible
 from ..model.result import KernelResult, Solution
 from ..model.statistics import block_statistics, rss_from_statistics
 from ..model.threads import TINY_DESIGN, SerialBLAS, tiny_problem
-from ..model.toeplitz import solve_path
 from ..model.validation import check_choice
 from ..model.whitening import filtered_block, whitening_filters
+from .lstsq import cached_solve_path
 
 #: The residual sum of squares is read off the statistics (``y'y - 2 w'A'y + w'A'Aw``) when a bound on its rounding
 #: error is below this share of it (``residual_rms`` then has ~7 correct digits); otherwise a pass over the data
@@ -129,7 +130,8 @@ def _run(problem, method, options, *, warn, stacklevel, report, checks):
     check_feasible(problem)  # Grams that cannot fit in memory, values whose squares overflow: refused first
     if name in STATISTICS_METHODS:  # one pass computes A'A and A'Y together, for the report and the solver
         for block in problem.blocks:
-            if block.ys is not None and solve_path(block, problem.config.use_bias) == "normal_equations":
+            path = cached_solve_path(block, problem.config.use_bias, toeplitz.LONG_KERNEL)
+            if block.ys is not None and path == "normal_equations":
                 block_statistics(block, problem.config.use_bias)
     if report is None:
         report = report_for(problem)
@@ -172,11 +174,13 @@ def finish(
     fit = postfit.Fit(kernel, stderr, relative, report, retained, level=level)
     records = postfit.run_checks(problem, sol, fit)
     for record in records:  # what the checks found, told as each says (the order of CHECKS)
-        diagnostics.update(record.diagnostics)
-        if record.flagged and record.message is not None and record.in_message:
-            message = f"{message}; {record.message}"
-        elif record.flagged and record.message is not None and record.warning is not None:
-            warnings.warn(record.message, record.warning, stacklevel=stacklevel + 1)
+        if record.diagnostics:
+            diagnostics.update(record.diagnostics)
+        if record.flagged and record.message is not None:
+            if record.in_message:
+                message = f"{message}; {record.message}"
+            elif record.warning is not None:
+                warnings.warn(record.message, record.warning, stacklevel=stacklevel + 1)
     diagnostics["checks"] = {"level": level, "residual": source, **{record.name: record.line for record in records}}
     diagnostics["streamed"] = not retained or problem.inputs is None
     diagnostics["input"] = "arrays" if problem.inputs is not None else "statistics"  # out-of-core: its reader
