@@ -186,3 +186,46 @@ def test_covariance_is_sigma2_times_the_explicit_inverse_gram(stride, flip, use_
         coef = np.linalg.lstsq(a, y[:, o], rcond=None)[0]
         sigma2 = np.sum((y[:, o] - a @ coef) ** 2) / (len(a) - a.shape[1])
         np.testing.assert_allclose(res.covariance[o], sigma2 * inverse, rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize(("groups", "n_in", "n_out"), [(1, 1, 2), (1, 2, 1), (2, 2, 2), (2, 2, 4)])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_per_channel_fields_match_explicit_least_squares(groups, n_in, n_out, use_bias, rng):
+    """Every output channel's noise_std, coefficient error gains, rank and equations, whether a block holds every
+    output channel (one group) or some of them (groups): against numpy.linalg.lstsq on the explicit design."""
+    k, length = 4, 60
+    x = rng.standard_normal((length, n_in))
+    y = rng.standard_normal((length - k + 1, n_out))  # any outputs: the fit's algebra is checked, not a model
+    result = kr.recover_kernel(x, y, k, groups=groups, use_bias=use_bias, checks="none")
+    cin = n_in // groups
+    for o in range(n_out):
+        g = o // (n_out // groups)
+        xs = x[:, g * cin : (g + 1) * cin]
+        # row t: x[t + j, c] for tap j, channel c (cross-correlation, tap-major as the kernel (k, cin, out))
+        a = np.stack([xs[j : j + length - k + 1] for j in range(k)], axis=1).reshape(length - k + 1, k * cin)
+        if use_bias:
+            a = np.hstack([a, np.ones((len(a), 1))])
+        coef, rss, rank, _ = np.linalg.lstsq(a, y[:, o], rcond=None)
+        assert rank == a.shape[1]
+        np.testing.assert_allclose(result.kernel[:, :, o].ravel(), coef[: k * cin], rtol=1e-10, atol=1e-12)
+        dof = len(a) - a.shape[1]
+        np.testing.assert_allclose(result.diagnostics["noise_std"][o], np.sqrt(rss[0] / dof), rtol=1e-9)
+        gains = np.sqrt(np.diag(np.linalg.inv(a.T @ a)))
+        np.testing.assert_allclose(
+            result.report.kernel_error_per_unit_noise[:, :, o].ravel(), gains[: k * cin], rtol=1e-9
+        )
+        if use_bias:
+            np.testing.assert_allclose(result.report.bias_error_per_unit_noise[o], gains[-1], rtol=1e-9)
+            np.testing.assert_allclose(result.bias[o], coef[-1], rtol=1e-10, atol=1e-12)
+        assert result.report.rank[o] == a.shape[1]
+        assert result.report.equations[o] == len(a)
+        np.testing.assert_allclose(result.report.error_per_unit_noise[o], np.sqrt(np.sum(gains**2)), rtol=1e-9)
+
+
+def test_solve_path_follows_a_lowered_long_kernel_threshold(rng, monkeypatch):
+    """The solve path kept on a block is keyed by the threshold: a fit after lowering it takes the CG path."""
+    x = rng.standard_normal(3000)
+    y = np.convolve(x, rng.standard_normal(24)[::-1], mode="valid")
+    assert kr.recover_kernel(x, y, 24, checks="none").diagnostics["solver"] == ["normal_equations"]
+    monkeypatch.setattr(lstsq, "LONG_KERNEL", 16)
+    assert kr.recover_kernel(x, y, 24, checks="none").diagnostics["solver"] == ["toeplitz_cg"]
