@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import time
 
 import numpy as np
-from harness import package_at
+from harness import checks_inputs, package_at
 
 COSTLY = ("kernel_size", "lag_scan", "change")
 SMALL = ("saturation", "missing_bias", "nonlinearity", "whiteness")
@@ -32,20 +31,7 @@ SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
 
 def capture(pkg, x, y, k):
     """The checks module and the problem, solution and Fit that one budgeted call hands to run_checks."""
-    checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
-    seen: dict[str, object] = {}
-    original = checks.run_checks
-
-    def spy(problem, sol, fit, *args):
-        seen.update(problem=problem, sol=sol, fit=fit)
-        return original(problem, sol, fit, *args)
-
-    setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
-    try:
-        pkg.recover_kernel(x, y, k)
-    finally:
-        setattr(checks, "run_checks", original)  # noqa: B010
-    return checks, seen["problem"], seen["sol"], seen["fit"]
+    return checks_inputs(pkg, x, y, k)
 
 
 def main() -> None:

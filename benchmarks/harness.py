@@ -113,3 +113,22 @@ def package_at(rev: str | None):
     registry = importlib.import_module(name + ".solvers").METHODS  # the solvers by absolute name: the revision's own
     registry.update({k: v.replace("kernel_recovery.", name + ".", 1) for k, v in registry.items()})
     return package
+
+
+def checks_inputs(pkg, x, y, kernel_size):
+    """``(checks module, problem, solution, Fit)``: what one default ``pkg.recover_kernel(x, y, kernel_size)`` hands
+    to its post-fit checks (``diagnostics.checks.run_checks``), for benchmarks that time checks alone."""
+    checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
+    seen: dict[str, object] = {}
+    original = checks.run_checks
+
+    def spy(problem, sol, fit, *args):
+        seen.update(problem=problem, sol=sol, fit=fit)
+        return original(problem, sol, fit, *args)
+
+    setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
+    try:
+        pkg.recover_kernel(x, y, kernel_size)
+    finally:
+        setattr(checks, "run_checks", original)  # noqa: B010
+    return checks, seen["problem"], seen["sol"], seen["fit"]

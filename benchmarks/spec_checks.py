@@ -20,33 +20,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import time
 
 import numpy as np
-from harness import package_at
+from harness import checks_inputs, package_at
 
 NAMES = ("saturation", "missing_bias", "nonlinearity", "whiteness")
 SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
 
 
 def capture(pkg, x, y, k):
-    """The problem, solution and Fit that one budgeted call hands to run_checks."""
-    checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
-    seen: dict[str, object] = {}
-    original = checks.run_checks
-
-    def spy(problem, sol, fit, *args):
-        seen.update(problem=problem, sol=sol, fit=fit)
-        return original(problem, sol, fit, *args)
-
-    setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
-    try:
-        pkg.recover_kernel(x, y, k)
-    finally:
-        setattr(checks, "run_checks", original)  # noqa: B010
-    four = tuple(getattr(checks, n) for n in NAMES)
-    return checks, seen["problem"], seen["sol"], seen["fit"], four
+    """The problem, solution and Fit that one budgeted call hands to run_checks, and the four checks."""
+    checks, problem, sol, fit = checks_inputs(pkg, x, y, k)
+    return checks, problem, sol, fit, tuple(getattr(checks, n) for n in NAMES)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import importlib
 import time
 
 import numpy as np
-from harness import package_at, write_result
+from harness import checks_inputs, package_at, write_result
 
 NAMES = ("kernel_size", "lag_scan")
 SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
@@ -32,20 +32,7 @@ SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
 
 def capture(pkg, x, y, k):
     """The problem and solution that one budgeted call hands to run_checks."""
-    checks = importlib.import_module(pkg.__name__ + ".diagnostics.checks")
-    seen: dict[str, object] = {}
-    original = checks.run_checks
-
-    def spy(problem, sol, fit, *args):
-        seen.update(problem=problem, sol=sol)
-        return original(problem, sol, fit, *args)
-
-    setattr(checks, "run_checks", spy)  # noqa: B010 (a module imported by name)
-    try:
-        pkg.recover_kernel(x, y, k)
-    finally:
-        setattr(checks, "run_checks", original)  # noqa: B010
-    return seen["problem"], seen["sol"]
+    return checks_inputs(pkg, x, y, k)[1:3]
 
 
 def main() -> None:
