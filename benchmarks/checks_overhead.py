@@ -29,11 +29,6 @@ SMALL = ("saturation", "missing_bias", "nonlinearity", "whiteness")
 SIZES = ((1000, 8), (10_000, 32), (100_000, 128))
 
 
-def capture(pkg, x, y, k):
-    """The checks module and the problem, solution and Fit that one budgeted call hands to run_checks."""
-    return checks_inputs(pkg, x, y, k)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", default=None, help="a git revision to time beside the working tree")
@@ -53,7 +48,7 @@ def main() -> None:
         w = rng.standard_normal(k)
         y = np.convolve(x, w[::-1], mode="valid")
         y = y + 0.01 * y.std() * rng.standard_normal(len(y))
-        setups = {name: capture(pkg, x, y, k) for name, pkg in pkgs.items()}
+        setups = {name: checks_inputs(pkg, x, y, k) for name, pkg in pkgs.items()}
         best = {name: {"none": np.inf, "rest": np.inf, "small": np.inf} for name in pkgs}
         for _ in range(args.repeat):
             for name, pkg in pkgs.items():  # interleaved: the machine's drift hits both alike
