@@ -5,7 +5,10 @@ thread through ``threadpoolctl`` and the ``*_NUM_THREADS`` variables), and print
 
 * the toys (the tutorial's three seed examples) against ``np.linalg.lstsq`` on the explicit design (<= 20x);
 * L=1e3/K=8, L=1e4/K=32, L=1e5/K=128 (one channel) against two lines of NumPy normal equations on the explicit
-  design, ``A = sliding_window_view(x, K).copy(); np.linalg.solve(A.T @ A, A.T @ y)`` (<= 5x, 1.5x, 0.5x);
+  design, ``A = sliding_window_view(x, K).copy(); np.linalg.solve(A.T @ A, A.T @ y)`` (<= 5x, 1.5x, 0.5x), each
+  followed by its parts against the same baseline (no target): ``checks="none"`` and ``"cheap"``, the lag scan's
+  one cross-correlation in NumPy (two ``rfft`` and an ``irfft`` over the rows and offsets it scans), and a NumPy
+  sketch of the default call's core (those two lines, the Gram's eigenvalues, the residual and that correlation);
 * the first call in a fresh process (``import kernel_recovery`` + a toy fit) against a fresh
   ``import numpy, scipy.linalg`` (process wall times, best of 5: <= 0.35 s more);
 * ``method="adam"`` on the toys, 1000 steps of MAE: warm (<= 1 ms) and cold (the first fit in a fresh process
@@ -134,17 +137,63 @@ def make(length: int, k: int, c: int = 1, seed: int = 0):
 
 
 def row_normal(length: int, k: int) -> None:
+    import scipy.fft
+
     import kernel_recovery as kr
+    from kernel_recovery.diagnostics.support import SCAN_MIN, SCAN_PAIR_ROWS, SCAN_TAPS
 
     x, y = make(length, k)
     x1, y1 = x[:, 0], y[:, 0]
+    swv = np.lib.stride_tricks.sliding_window_view
+    # the lag scan's rows (one input-output pair: its whole budget) and offsets beyond each end of the kernel
+    # (support.lag_scan: at most a quarter of the input it scans)
+    rows = min(len(y1), SCAN_PAIR_ROWS)
+    n_fft = scipy.fft.next_fast_len(rows + k - 1 + 2 * min(max(SCAN_TAPS * k, SCAN_MIN), (rows + k - 1) // 4))
 
     def numpy_normal_equations():
-        a = np.lib.stride_tricks.sliding_window_view(x1, k).copy()
+        a = swv(x1, k).copy()
         return np.linalg.solve(a.T @ a, a.T @ y1)
 
-    res, ref = pair(lambda: kr.recover_kernel(x1, y1, k), numpy_normal_equations)
+    r0 = y1 - swv(x1, k) @ numpy_normal_equations()
+
+    def scan_correlation(r=r0):
+        head, tail = (len(r) - rows) // 2, (len(r) - rows) // 2 + rows  # (the middle rows, as the scan cuts them)
+        fx = scipy.fft.rfft(x1[head : tail + k - 1], n_fft)
+        return scipy.fft.irfft(fx * np.conj(scipy.fft.rfft(r[head:tail], n_fft)), n_fft)
+
+    def numpy_sketch():
+        # the core of the default call in NumPy's two lines and a few more: the fit with its rank and conditioning
+        # (eigenvalues of the Gram) and its residual, and the one statistic of the lag scan (the residual's
+        # cross-correlation with x at every offset it searches); none of the other eight checks
+        a = swv(x1, k).copy()
+        g = a.T @ a
+        w = np.linalg.solve(g, a.T @ y1)
+        r = y1 - a @ w
+        return w, np.linalg.eigvalsh(g), r @ r, scan_correlation(r)
+
+    times = best(
+        {
+            "measured": lambda: kr.recover_kernel(x1, y1, k),
+            "baseline": numpy_normal_equations,
+            "cheap": lambda: kr.recover_kernel(x1, y1, k, checks="cheap"),
+            "none": lambda: kr.recover_kernel(x1, y1, k, checks="none"),
+            "scan": scan_correlation,
+            "sketch": numpy_sketch,
+        }
+    )
+    emit(**{name: t for name, (t, _) in times.items()})
+    res, ref = times["measured"][1], times["baseline"][1]
     emit(note=f"path {res.diagnostics.get('solver')}; max rel. diff to NumPy {relative(res.kernel, ref):.0e}")
+
+
+#: The parts of a ``normal`` row, printed under it against the same baseline (no target: they show where the
+#: default call's time goes).
+NORMAL_PARTS = {
+    "none": 'checks="none" (the fit alone)',
+    "cheap": 'checks="cheap" (no refit, scan or change test)',
+    "scan": "the lag scan's cross-correlation alone (NumPy: two rfft and an irfft over its offsets)",
+    "sketch": "NumPy sketch of the default call's core (fit, rank, residual, the scan's correlation; no other check)",
+}
 
 
 def row_adam(toy: int) -> None:
@@ -408,7 +457,7 @@ def verdict(fig: dict, m: float, b: float, quick: bool) -> tuple[str, str, str]:
     if kind == "absolute":
         return "-", f"<= {fmt_time(target)}", "met" if m <= target else "not met"
     if kind == "info":
-        return "-", "-", "-"
+        return (f"{rounded(m / b):g}x" if b else "-"), "-", "-"
     r = rounded(m / b)  # "regress": against the ratio of the last full run
     prev = None if quick else previous_ratio(fig["label"])
     if prev is None:
@@ -434,7 +483,9 @@ def table_row(fig: dict, got: dict, quick: bool) -> dict:
     else:
         row["measured"] = fmt_time(m / per) + unit
         row["ratio"], row["target"], row["met"] = (
-            verdict(fig, m, b, quick) if b is not None else verdict(dict(fig, kind="absolute"), m, m, quick)
+            verdict(fig, m, b, quick)
+            if b is not None or fig["kind"] == "info"
+            else verdict(dict(fig, kind="absolute"), m, m, quick)
         )
     return row
 
@@ -455,8 +506,7 @@ def adam_rows(quick: bool, timeout: float) -> list[dict]:
     if shapes:
         fig = {"label": "adam: first fit of a new shape in a warm process", "size": "toy", "kind": "info",
                "target": None}  # fmt: skip
-        rows.append(table_row(fig, {"measured": min(shapes), "baseline": min(shapes), "note": "no target"}, quick))
-        rows[-1]["baseline"] = "-"
+        rows.append(table_row(fig, {"measured": min(shapes), "note": "no target"}, quick))
     return rows
 
 
@@ -491,7 +541,13 @@ def main(argv: list[str] | None = None) -> int:
         elif fig["row"] == "fresh":
             new = [table_row(fig, fresh_process(2 if quick else 5), quick)]
         else:
-            new = [table_row(fig, run_row(fig["row"], fig["args"], timeout), quick)]
+            got = run_row(fig["row"], fig["args"], timeout)
+            new = [table_row(fig, got, quick)]
+            if fig["row"] == "normal":  # where the time goes: the parts against the same baseline
+                size = fig["size"]
+                for part, what in NORMAL_PARTS.items():
+                    info = {"label": f"{size}: {what}", "size": size, "kind": "info", "target": None}
+                    new.append(table_row(info, {"measured": got.get(part), "baseline": got.get("baseline")}, quick))
         print(*new, sep="\n", flush=True)
         rows += new
     total, load1 = time.perf_counter() - start, os.getloadavg()
