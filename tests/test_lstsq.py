@@ -31,14 +31,19 @@ def streamed(monkeypatch):
 # -- exact statistics ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["direct", "gemm", "fft"])
+@pytest.mark.parametrize("method", ["direct", "gemm", "fft", "correlate"])
 @pytest.mark.parametrize(
     "n,c,o,taps", [(50, 1, 1, 1), (200, 1, 2, 2), (300, 3, 2, 5), (500, 2, 3, 40), (97, 4, 4, 32), (700, 1, 1, 300)]
 )
 def test_lagged_correlations_and_gram_against_im2col(rng, monkeypatch, method, n, c, o, taps):
     monkeypatch.setattr(statistics, "CHUNK_ENTRIES", 64)  # chunk boundaries inside the data
+    monkeypatch.setattr(statistics, "CORRELATE_ROWS", 64)
     x = rng.standard_normal((n, c))
     y = rng.standard_normal((n - taps + 1, o))
+    if method == "correlate" and c > 1:
+        with pytest.raises(ValueError, match=f"one input channel; x has {c}"):
+            statistics.lagged_correlations(x, taps, y, method=method)
+        return
     a = im2col(x, taps)
     r, q = statistics.lagged_correlations(x, taps, y, method=method)
     gram = statistics.gram_from_lags(x, taps, r)
