@@ -25,9 +25,9 @@ thread through ``threadpoolctl`` and the ``*_NUM_THREADS`` variables), and print
   (``2 L K Cin (Cin + Cout)``): no regression, i.e. a ratio at most 1.25x that of the last full run's results file.
   (The other large figure, L=1e5/K=128 against NumPy normal equations, is the row above.)
 
-Times are the best of up to 5 calls (calls under 10 ms are timed in batches), peers interleaved; a call over 2 s
-counts its warm-up as a sample.  A row that runs past ``--timeout`` seconds is stopped and reported as
-"timed out after N s" (its baseline, measured first, is kept).
+Times are the best of up to 5 calls (20 for the toys and the L <= 1e4 rows; calls under 10 ms are timed in
+batches), peers interleaved; a call over 2 s counts its warm-up as a sample.  A row that runs past ``--timeout``
+seconds is stopped and reported as "timed out after N s" (its baseline, measured first, is kept).
 
     python benchmarks/everyday.py                      # full run (4-10 minutes), writes results/everyday.md
     python benchmarks/everyday.py --quick              # small sizes, about a minute
@@ -179,7 +179,8 @@ def row_normal(length: int, k: int) -> None:
             "none": lambda: kr.recover_kernel(x1, y1, k, checks="none"),
             "scan": scan_correlation,
             "sketch": numpy_sketch,
-        }
+        },
+        TOY_REPEAT if length <= 10_000 else 5,  # (sub-millisecond calls drift: more batches, as for the toys)
     )
     emit(**{name: t for name, (t, _) in times.items()})
     res, ref = times["measured"][1], times["baseline"][1]
@@ -577,7 +578,8 @@ def header(args: argparse.Namespace, timeout: float, total: float, load0: tuple,
         "**Shared machine**: other engineers ran tests on the same 2 cores during this run (load average "
         f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end), so the figures are indicative. "
         "Every row runs in a fresh process on one BLAS thread (threadpoolctl and `*_NUM_THREADS=1`); times are "
-        f"the best of up to 5 calls ({TOY_REPEAT} for the toys), measured and baseline interleaved (calls under 10 ms "
+        f"the best of up to 5 calls ({TOY_REPEAT} for the toys and the L <= 1e4 rows), measured and baseline "
+        "interleaved (calls under 10 ms "
         "timed in batches; a call "
         f"over {SLOW_S:.0f} s counts its warm-up). A row running past {timeout:.0f} s is stopped. {sizes}"
         "NumPy normal equations: `A = sliding_window_view(x, K).copy(); np.linalg.solve(A.T @ A, A.T @ y)`; "
