@@ -82,8 +82,9 @@ _EPS = float(np.finfo(float).eps)
 def _rows(
     block: Block, use_bias: bool, times: np.ndarray, interleave: int, spare: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Design rows and outputs of the output samples ``times`` (in time order) of a one-sequence block; the rows
-    follow ``spare`` (unset) columns (room for the residuals: one buffer, no concatenation)."""
+    """Design rows and outputs of the output samples ``times`` (in time order; with one time axis, evenly spaced:
+    a slice of :func:`_sample_times`) of a one-sequence block; the rows follow ``spare`` (unset) columns (room for
+    the residuals: one buffer, no concatenation)."""
     p = n_columns(block, use_bias)
     ys = block.outputs
     buf = np.empty((len(times), spare + p))
@@ -92,7 +93,7 @@ def _rows(
         a[:, p - 1] = 1.0
     if interleave == 1:  # one time axis: the rows are the times (evenly spaced ones are cut as a strided view)
         step = int(times[1] - times[0]) if len(times) > 1 else 1
-        evenly = len(times) > 1 and times[-1] == times[0] + step * (len(times) - 1) and np.all(np.diff(times) == step)
+        evenly = len(times) > 1 and times[-1] == times[0] + step * (len(times) - 1)  # (a slice of _sample_times)
         index = slice(int(times[0]), int(times[-1]) + 1, step) if evenly else times
         rows = window_rows(block.xs[0], block.taps, index)
         a[:, : block.n_free] = rows if block.mask.all() else rows[:, block.mask.ravel()]
@@ -182,17 +183,19 @@ def _full_rank_forms(cov: np.ndarray, s: np.ndarray, candidates: np.ndarray | No
     from scipy.linalg.lapack import dpotrf, dtrtri
 
     every = candidates is None
-    chosen = cov if every else cov[candidates]
-    inv = np.empty_like(chosen)  # lower-triangular L^-1 per split
-    for k in range(len(chosen)):
-        factor, info = dpotrf(chosen[k].T, lower=1, clean=1)
+    inv = cov.copy() if every else cov[candidates]  # (a fresh array: each split factored and inverted in place)
+    traces = np.einsum("kii->k", inv)
+    for k in range(len(inv)):
+        # (the transpose of a C-ordered split is a Fortran-ordered view: LAPACK writes L, then L^-1, into it, so
+        # that inv[k] holds L^-T without a copy)
+        factor, info = dpotrf(inv[k].T, lower=1, clean=1, overwrite_a=1)
         if info == 0:
-            inv[k], info = dtrtri(factor, lower=1)
+            _, info = dtrtri(factor, lower=1, overwrite_c=1)
         if info != 0:  # (as a failed batched factorization: every split to the eigendecomposition)
             return np.zeros((len(cov), s.shape[2])), np.ones(len(cov), dtype=bool)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # (factored: the traces are positive)
-        proven = 1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * np.einsum("kii->k", chosen)
-        forms = np.square(inv @ (s if every else s[candidates])).sum(axis=1)
+        proven = 1.0 / np.einsum("kij,kij->k", inv, inv) > tol2 * traces
+        forms = np.square(inv.transpose(0, 2, 1) @ (s if every else s[candidates])).sum(axis=1)
     if every:
         unsettled = ~proven
         if unsettled.any():
@@ -316,8 +319,9 @@ def _lm(gk: np.ndarray, s: np.ndarray, splits: np.ndarray, half: np.ndarray, sig
     """
     n_splits, p = gk.shape[:2]
     gh = (gk.reshape(-1, p) @ half).reshape(n_splits, p, -1)  # G_k V s^-1: one GEMM for every split
+    # (not symmetrized: the factorizations read one triangle, the eigendecomposition the other, each of which is
+    # the covariance to rounding)
     cov = gk - gh @ gh.transpose(0, 2, 1)
-    cov = (cov + cov.transpose(0, 2, 1)) / 2
     # (a split after fewer rows than unknowns is rank-deficient: the eigendecomposition)
     fast = None if splits[0] >= 2 * p else splits >= 2 * p
     out, slow = _full_rank_forms(cov, s, fast, tol2)
@@ -568,8 +572,7 @@ def _peak_score_projected(
         def lm(mk: np.ndarray, s: np.ndarray, splits: np.ndarray) -> np.ndarray:
             # Z_k'Z_k measured (sums over the stretches before each split), the projection term as if A were Z
             mh = (mk.reshape(-1, d) @ vh).reshape(len(mk), d, -1)
-            cov = mk - mh @ mh.transpose(0, 2, 1)
-            cov = (cov + cov.transpose(0, 2, 1)) / 2
+            cov = mk - mh @ mh.transpose(0, 2, 1)  # (as in _lm, not symmetrized)
             out, slow = _full_rank_forms(cov, s, None if splits[0] >= 2 * d else splits >= 2 * d, _EPS * d)
             if slow.any():  # (the pseudo-inverse's own cut: eps times the dimension, relative to the largest)
                 out[slow] = np.einsum("kdo,kdo->ko", s[slow], np.linalg.pinv(cov[slow], hermitian=True) @ s[slow])
