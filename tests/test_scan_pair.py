@@ -104,3 +104,17 @@ def test_blocked_correlation_is_numpys(rng, taps, n):
     np.testing.assert_array_equal(
         np.flatnonzero(support._correlate(spike, w)), np.flatnonzero(np.correlate(spike, w, "valid"))
     )
+
+
+@pytest.mark.parametrize("least", [1, 7, 100, 1282, 12532, 20011, 37023, 100000, 131073])
+def test_scan_length_holds_the_offsets_and_is_five_smooth(least):
+    import scipy.fft
+
+    n = support._scan_length(least)
+    first = scipy.fft.next_fast_len(least, real=True)
+    assert least <= n <= 1.25 * first
+    m = n
+    for p in (2, 3, 5):
+        while m % p == 0:
+            m //= p
+    assert m == 1
