@@ -35,7 +35,7 @@ SIZES = [(1000, 8), (10000, 32), (100000, 128)]
 
 def _record(n: int, k: int, coloured: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     x = rng.standard_normal(n + k - 1)
-    z = kr.conv1d(x, rng.standard_normal(k)).ravel()
+    z = np.asarray(kr.conv1d(x, rng.standard_normal(k))).ravel()
     e = rng.standard_normal(len(z))
     if coloured:
         from scipy.signal import lfilter

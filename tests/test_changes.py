@@ -205,12 +205,19 @@ def test_full_rank_forms_against_the_inverse_and_unsettled_splits():
     cov[2] += (1e-3 * tol2 * np.trace(cov[2]) - np.linalg.eigvalsh(cov[2])[0]) * np.eye(p)  # (below the rule)
     s = rng.standard_normal((4, p, o))
     want = np.einsum("kpo,kpq,kqo->ko", s, np.linalg.inv(cov), s)
+    before = cov.copy()
     got, unsettled = changes._full_rank_forms(cov, s, None, tol2)
     assert list(unsettled) == [False, False, True, False] and np.all(got[2] == 0)
     np.testing.assert_allclose(got[[0, 1, 3]], want[[0, 1, 3]], rtol=1e-10)
     some, unsettled = changes._full_rank_forms(cov, s, np.array([True, False, True, True]), tol2)
     assert list(unsettled) == [False, True, True, False]
     np.testing.assert_allclose(some[[0, 3]], want[[0, 3]], rtol=1e-10)
+    assert np.array_equal(cov, before)  # (factored and inverted in a copy, not in the caller's covariances)
+    # one triangle is read (the upper one of each C-ordered split): the other may hold the covariance's rounding
+    lower = np.tril(rng.standard_normal((4, p, p)), -1)
+    skewed, unsettled = changes._full_rank_forms(cov + 1e-3 * lower, s, None, tol2)
+    assert list(unsettled) == [False, False, True, False]
+    np.testing.assert_array_equal(skewed, got)
     none, unsettled = changes._full_rank_forms(cov, s, np.zeros(4, dtype=bool), tol2)
     assert unsettled.all() and np.all(none == 0)
     cov[1] -= 2 * np.linalg.eigvalsh(cov[1])[0] * np.eye(p)  # (indefinite: its factorization fails)

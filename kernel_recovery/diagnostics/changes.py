@@ -33,7 +33,13 @@ At everyday sizes the flops are few and the cost is the calls (L=1e3, K=8: ~0.13
 and 16 LAPACK ones; L=1e4, K=32: ~0.37 ms, of which the passes over the sampled rows ~0.08 ms, the eight exact
 factorizations with their products ~0.1 ms and the two Toeplitz Gram assemblies ~0.05 ms): each pass's steps are
 batched over its splits, and the two passes' exact statistics are two calls only because the second pass's
-splits depend on the first's.
+splits depend on the first's.  The projected test at L=1e5, K=128 (~1.2 ms) is flops: the product that forms
+``[r | Z]`` (4000 x 128 x 33, ~0.63 ms) and the coarse pass's stretch products (31 x 32 x 132 x 33, ~0.2 ms) run
+at a core's peak (~50 GFLOP/s).  An exact ``Z`` takes ``P`` multiply-adds an entry (the sampled windows overlap,
+but no window's product with ``D`` is another's: only FFTs of the polyphase components share work, and their
+per-frequency ``h x d`` contractions cost more than the GEMM here), and the Grams at the candidates alone cost
+more than the stretch products (the total Gram, which ranks them, is needed first), so ~0.85 ms is this test's
+floor at these constants.
 """
 
 from __future__ import annotations
@@ -546,12 +552,12 @@ def _peak_score_projected(
     proj[:, o:] = _directions(p, d)
     proj[: block.n_free, :o] = coef[: block.n_free]
     times = _sample_times(m, PROJECTED_ROWS)
-    zr = np.empty((len(times), o + d))
+    zr = np.empty((o + d, len(times))).T  # (Fortran order: [coef | D]' A' is the faster product, ~6% at K=128)
     chunk = max(CHUNK_ENTRIES // p, 1)
     for start in range(0, len(times), chunk):
         a, y = _rows(block, use_bias, times[start : start + chunk], interleave)
         part = zr[start : start + len(a)]
-        np.matmul(a, proj, out=part)
+        np.matmul(proj.T, a.T, out=part.T)
         part[:, :o] = y - part[:, :o]  # (the bias row of proj is zero: refitted below)
     r = zr[:, :o]
     if use_bias:  # refitted on the sample: a prewhitening scales the bias by its filter's gain
