@@ -49,7 +49,7 @@ from ..exceptions import ChangeWarning, KernelSizeWarning, ModelMisfitWarning, N
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
 from . import changes, misfit, specification, support
-from .whiteness import WHITENESS_MIN_ROWS, WHITENESS_ROWS, whiteness_check
+from .whiteness import WHITENESS_LAGS, WHITENESS_MIN_ROWS, WHITENESS_ROWS, whiteness_check
 
 if TYPE_CHECKING:
     from .determinacy import DeterminacyReport
@@ -369,11 +369,11 @@ def _per_channel(
     sol: Solution,
     fit: Fit,
     name: str,
-    test: Callable[[np.ndarray, np.ndarray, tuple[int, ...]], tuple[float, float]],
+    test: Callable[[specification.Rows, int], tuple[float, float]],
     value_key: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, dict[str, Any]] | Check:
-    """``test(fitted, resid, lengths) -> (value, p)`` per output channel on the first rows of its block (1-D fitted
-    values and residuals, the sequences of ``lengths`` concatenated).
+    """``test(rows, j) -> (value, p)`` per output channel on the first rows of its block (:class:`.specification.Rows`;
+    ``j`` the channel's row there).
 
     Returns the values, the p-values (Bonferroni over the channels tested; NaN where too few rows), the flagged
     channels, the most significant of them and the diagnostics entry; or the record when none ran or none is flagged.
@@ -387,13 +387,14 @@ def _per_channel(
     count = fit.rows("specification", specification.ROWS)
     found: dict[int, tuple[float, float]] = {}  # output channel: (value, p); the arrays are made once, below
     for rows in blocks:
-        rows = rows.head(count)
-        if rows.n >= specification.MIN_ROWS:
+        if rows.y.shape[1] > count:
+            rows = rows.head(count)
+        if rows.y.shape[1] >= specification.MIN_ROWS:
             for j, o in enumerate(rows.out_channels.tolist()):
-                found[o] = test(rows.fitted[j], rows.resid[j], rows.lengths)
+                found[o] = test(rows, j)
     if not found:
         return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
-    value, p = np.full((2, problem.config.out_channels), np.nan)
+    value, p = _nan_rows(problem.config.out_channels)
     tests = len(found)
     hit = []
     for o, (v, q) in found.items():
@@ -405,6 +406,18 @@ def _per_channel(
     if not hit:
         return Check(name, "passed", diagnostics=diagnostics)
     return value, p, np.array(hit), min(hit, key=lambda o: p[o]), diagnostics
+
+
+@functools.cache
+def _nan_template(count: int) -> np.ndarray:
+    template = np.full((2, count), np.nan)
+    template.flags.writeable = False
+    return template
+
+
+def _nan_rows(count: int) -> np.ndarray:
+    """``np.full((2, count), np.nan)``, copied from a template (half the cost: two of them a fit)."""
+    return _nan_template(count).copy()
 
 
 def _residual_of(channels: np.ndarray) -> str:
@@ -489,17 +502,34 @@ def missing_bias(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     return _told(name, message, float(p[o]), diagnostics, "")  # warned even beside the misconfiguration's message
 
 
-def _bias(fitted: np.ndarray, resid: np.ndarray, lengths: tuple[int, ...]) -> tuple[float, float]:
-    """The residual's mean and the bias test's p-value (:func:`.specification.bias_statistic`)."""
-    mean, _, p = specification.bias_statistic(resid, lengths)
+def _bias(rows: specification.Rows, j: int) -> tuple[float, float]:
+    """The residual's mean and the bias test's p-value (:func:`.specification.bias_statistic`), from the centred
+    residual's lagged products, kept on ``rows`` for the whiteness check (the same rows where its sample size is the
+    specification tests')."""
+    e, lengths = rows.resid[j], rows.lengths
+    products = rows.products.get(j)
+    if products is None:
+        products = rows.products[j] = specification.centred_products(e, lengths, _shared_lags(len(e)))
+    mean, _, p = specification.bias_statistic(e, lengths, products)
     return mean, p
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_lags(n: int) -> int:
+    """The lags of the residual's products that the bias test and the whiteness check read on ``n`` rows."""
+    return max(specification.nw_lags(n), min(WHITENESS_LAGS, n // 5))
+
+
+def _reset(rows: specification.Rows, j: int) -> tuple[float, float]:
+    """RESET's statistic and p-value (:func:`.specification.reset_statistic`)."""
+    return specification.reset_statistic(rows.fitted[j], rows.resid[j], rows.lengths)
 
 
 def nonlinearity(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
     """Does the residual depend on powers of the fitted values (RESET, :func:`.specification.reset_statistic`)?  Warned,
     unless the saturation check already told the cause."""
     name = "nonlinearity"
-    found = _per_channel(problem, sol, fit, name, specification.reset_statistic, "statistic")
+    found = _per_channel(problem, sol, fit, name, _reset, "statistic")
     if isinstance(found, Check):
         return found
     _, p, hit, o, diagnostics = found

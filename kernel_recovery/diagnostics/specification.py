@@ -55,7 +55,7 @@ ROWS = 1 << 13
 MIN_ROWS = 50
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Rows:
     """The first equations of one block, in order over its sequences (what the specification tests and the
     whiteness check read).
@@ -69,6 +69,10 @@ class Rows:
         channel (the sequences' rows concatenated).
     lengths : tuple of int
         The rows of each sequence, in order (lagged products never cross from one to the next).
+    products : dict
+        Per output channel (its row), the residual's sum and centred lagged products (:func:`centred_products`),
+        computed by the first test that needs them and read by the others on the same rows (the bias test and the
+        whiteness check).
     """
 
     out_channels: np.ndarray
@@ -76,6 +80,27 @@ class Rows:
     fitted: np.ndarray
     resid: np.ndarray
     lengths: tuple[int, ...]
+    products: dict[int, tuple[float, np.ndarray]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __init__(
+        self,
+        out_channels: np.ndarray,
+        y: np.ndarray,
+        fitted: np.ndarray,
+        resid: np.ndarray,
+        lengths: tuple[int, ...],
+        products: dict[int, tuple[float, np.ndarray]] | None = None,
+    ) -> None:
+        # the fields in one update of the instance's dict (the frozen dataclass's own __init__ sets them one
+        # object.__setattr__ at a time: twice the cost)
+        self.__dict__.update(
+            out_channels=out_channels,
+            y=y,
+            fitted=fitted,
+            resid=resid,
+            lengths=lengths,
+            products={} if products is None else products,
+        )
 
     @property
     def n(self) -> int:
@@ -104,6 +129,15 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
     bias = sol.biases[block_index] if problem.config.use_bias and sol.biases is not None else None
     if not np.isfinite(kernel).all() or (bias is not None and not np.isfinite(bias).all()):
         return None
+    if len(block.xs) == 1 and kernel.shape[1] == 1 and kernel.shape[2] == 1 and len(block.ys[0]) and block.mask.all():
+        # one sequence, one input and one output channel (the everyday fit): its first rows' fitted values are one
+        # correlation (a GEMM over the design rows cut for it was 4-5x slower at 4096 rows)
+        y = block.ys[0][:rows, 0]
+        take = len(y)
+        fitted = _correlate(block.xs[0][: take + block.taps - 1, 0], kernel[:, 0, 0])
+        if bias is not None:
+            fitted += bias[0]
+        return Rows(block.out_channels, y[None], fitted[None], (y - fitted)[None], (take,))
     xs, ys, left = [], [], rows
     for x, y in zip(block.xs, block.ys):
         take = min(len(y), left)
@@ -118,11 +152,11 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
     if kernel.shape[1] == 1 and kernel.shape[2] == 1 and block.mask.all():
         # one input and one output channel: the fitted values are one correlation per sequence (a GEMM over the
         # design rows cut for it was 4-5x slower at 4096 rows)
-        w = kernel[::-1, 0, 0]
+        w = kernel[:, 0, 0]
         if len(xs) == 1:
-            fitted = np.convolve(xs[0][:, 0], w, mode="valid")
+            fitted = _correlate(xs[0][:, 0], w)
         else:
-            fitted = np.concatenate([np.convolve(x[:, 0], w, mode="valid") for x in xs])
+            fitted = np.concatenate([_correlate(x[:, 0], w) for x in xs])
         if bias is not None:
             fitted += bias[0]
         y_all = (ys[0][:, 0] if len(ys) == 1 else np.concatenate([y[:, 0] for y in ys]))[None]
@@ -132,6 +166,30 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
         fitted = np.ascontiguousarray(np.concatenate(parts).T)
         y_all = np.ascontiguousarray(np.concatenate(ys).T)
     return Rows(block.out_channels, y_all, fitted, y_all - fitted, lengths)
+
+
+#: ``numpy.correlate`` with at most this many taps runs its own vector loop; from 12 taps on it calls one BLAS dot
+#: per output, 4-5x slower per tap (numpy 2.4, measured: 4096 outputs, 11 taps 7 us, 12 taps 32 us, 16 taps 23 us).
+SHORT_TAPS = 11
+#: Kernels of at most this many taps are correlated in pieces of at most ``SHORT_TAPS`` taps, the pieces' outputs
+#: added (32 taps: three pieces, 21 vs 27 us at 4096 outputs; beyond, the BLAS dots are as fast).
+PIECED_TAPS = 3 * SHORT_TAPS
+
+
+def _correlate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sum_k x[t + k] w[k]`` for ``t = 0 .. len(x) - len(w)`` (``numpy.correlate(x, w, "valid")``; for
+    ``SHORT_TAPS < len(w) <= PIECED_TAPS`` the sum of the correlations of pieces of ``w``, equal to rounding)."""
+    taps = len(w)
+    if taps <= SHORT_TAPS or taps > PIECED_TAPS:
+        return np.correlate(x, w, mode="valid")
+    n = len(x) - taps + 1
+    pieces = -(-taps // SHORT_TAPS)
+    step = -(-taps // pieces)  # (equal pieces: 32 taps as 11 + 11 + 10)
+    out = np.correlate(x[: n + step - 1], w[:step], mode="valid")
+    for a in range(step, taps, step):
+        part = w[a : a + step]
+        out += np.correlate(x[a : a + n + len(part) - 1], part, mode="valid")
+    return out
 
 
 def _segments(v: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
@@ -186,7 +244,7 @@ def newey_west(u: list[np.ndarray], lags: int) -> np.ndarray:
     return long_run([np.ascontiguousarray(c) for c in stacked.T], lengths, lags)
 
 
-def _lags(n: int) -> int:
+def nw_lags(n: int) -> int:
     """Newey-West lags: ``ceil(n^(1/3))``, at most ``n // 5``."""
     return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
 
@@ -206,8 +264,9 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     n = len(f)
     if n == 0:
         return 0.0, 1.0
-    g = f - float(f.sum()) / n
-    ss = float(g @ g)
+    add = np.add.reduce
+    g = f - float(add(f)) / n
+    ss = float(g.dot(g))  # (ndarray.dot: the same BLAS dot as @, without matmul's dispatch)
     if not ss > 0:
         return 0.0, 1.0
     g *= math.sqrt(n / ss)  # standardized (population scale): sum g = 0 and sum g^2 = n to rounding
@@ -215,25 +274,32 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     # [g^2, g^3] regressed on [1, g]: with sum g = 0 and sum g^2 = n the normal equations are diagonal, and
     # z~ = [g^2 - 1 - b2 g, g^3 - a3 - b3 g] with b2 = a3 = sum g^3 / n, b3 = sum g^4 / n (equal to the least-squares
     # coefficients to rounding)
-    a3 = float(g @ g2) / n
-    b3 = float(g2 @ g2) / n
-    u1 = g - a3  # g^2 - 1 - b2 g = g (g - b2) - 1, and g^3 - a3 - b3 g = g (g^2 - b3) - a3: each in place
+    a3 = float(g.dot(g2)) / n
+    b3 = float(g2.dot(g2)) / n
+    lags = nw_lags(n)
+    single = len(lengths) == 1
+    # u1, u2 and u1 + u2 written into the rows of one zero-padded array (one sequence: each row's lagged products are
+    # then one numpy.correlate of the row against its first n entries, with no padded copies)
+    padded = np.zeros((3, n + lags)) if single else np.empty((3, n))
+    u1, u2, u12 = padded[0, :n], padded[1, :n], padded[2, :n]
+    np.subtract(g, a3, out=u1)  # g^2 - 1 - b2 g = g (g - b2) - 1, and g^3 - a3 - b3 g = g (g^2 - b3) - a3: in place
     u1 *= g
     u1 -= 1.0
     u1 *= e
-    u2 = g2 - b3
+    np.subtract(g2, b3, out=u2)
     u2 *= g
     u2 -= a3
     u2 *= e
-    t1, t2 = float(u1.sum()), float(u2.sum())
+    t1, t2 = float(add(u1)), float(add(u2))
+    np.add(u1, u2, out=u12)
     # Omega from three weighted autocovariance sums (the cross term from that of u1 + u2: one one-sided correlation
     # instead of a two-sided one)
-    lags = _lags(n)
     weights = _bartlett(lags)[0]
-    o11 = float(lagged_products(u1, u1, lengths, lags) @ weights)
-    o22 = float(lagged_products(u2, u2, lengths, lags) @ weights)
-    u1 += u2
-    o12 = (float(lagged_products(u1, u1, lengths, lags) @ weights) - o11 - o22) / 2
+    if single:
+        o11, o22, o = (float(np.correlate(row, row[:n], mode="valid").dot(weights)) for row in padded)
+    else:
+        o11, o22, o = (float(lagged_products(row, row, lengths, lags).dot(weights)) for row in padded)
+    o12 = (o - o11 - o22) / 2
     det = o11 * o22 - o12 * o12
     if det > 1e-10 * o11 * o22:
         stat = (o22 * t1 * t1 - 2 * o12 * t1 * t2 + o11 * t2 * t2) / det
@@ -243,17 +309,86 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     return stat, math.exp(-stat / 2)  # the chi-square law with 2 degrees of freedom (scipy's chdtrc to rounding)
 
 
-def bias_statistic(e: np.ndarray, lengths: Sequence[int]) -> tuple[float, float, float]:
+def bias_statistic(
+    e: np.ndarray, lengths: Sequence[int], products: tuple[float, np.ndarray] | None = None
+) -> tuple[float, float, float]:
     """The residual's mean, the statistic ``(sum e)^2 / Omega`` and its p-value for one output channel (``e`` 1-D,
-    the sequences of ``lengths`` concatenated)."""
+    the sequences of ``lengths`` concatenated).  ``products``: ``e``'s :func:`centred_products` over at least
+    :func:`nw_lags` lags, where the caller has them (``Omega``'s lagged products are then read off them)."""
     n = len(e)
     if n == 0:
         return 0.0, 0.0, 1.0
-    total = float(e.sum())
-    lags = _lags(n)
-    omega = float(lagged_products(e, e, lengths, lags) @ _bartlett(lags)[0])
+    lags = nw_lags(n)
+    if products is None or len(products[1]) <= lags:
+        total = float(np.add.reduce(e))
+        omega = float(lagged_products(e, e, lengths, lags) @ _bartlett(lags)[0])
+    elif len(lengths) == 1:
+        # sum_k w_k S_k with S_k = gamma_k + m (P_k + Q_k) - (n - k) m^2 (:func:`_uncentred`), where
+        # sum_k w_k (P_k + Q_k) = 2 W sum e - e[:lags] . r - e[-lags:] . r[::-1], r_t = sum_{k > t} w_k: one dot
+        # of e with r at both ends (the weights zero-padded to the products given)
+        total, gamma = products
+        m = total / n
+        weights, edge, sum_w, sum_wn = _bias_weights(n, lags, len(gamma))
+        omega = float(gamma.dot(weights)) + m * (2 * sum_w * total - float(e.dot(edge))) - m * m * sum_wn
+    else:
+        total = products[0]
+        omega = float(_uncentred(e, lengths, total / n, products[1][: lags + 1]) @ _bartlett(lags)[0])
     stat = total**2 / omega if omega > 0 else 0.0
     return total / n, stat, math.erfc(math.sqrt(stat / 2))  # chi-square with 1 degree of freedom (3x chdtrc's speed)
+
+
+@functools.lru_cache(maxsize=16)
+def _bias_weights(n: int, lags: int, size: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """For :func:`bias_statistic` on one sequence of ``n`` rows: the Newey-West weights ``w_k`` (``k = 0 .. lags``,
+    zero-padded to ``size``), ``r_t = sum_{k > t} w_k`` at both ends of ``n`` rows (``r_t`` at ``t`` and at
+    ``n - 1 - t``, ``t < lags``; zero between), ``sum_k w_k`` and ``sum_k w_k (n - k)``.  Read-only."""
+    weights = _bartlett(lags)[0]
+    reach = np.cumsum(weights[::-1])[::-1][1:]
+    edge = np.zeros(n)
+    edge[:lags] = reach
+    edge[n - lags :] += reach[::-1]
+    padded = np.zeros(size)
+    padded[: lags + 1] = weights
+    edge.flags.writeable = padded.flags.writeable = False
+    return padded, edge, float(weights.sum()), float(weights.dot(n - np.arange(lags + 1)))
+
+
+def centred_products(e: np.ndarray, lengths: Sequence[int], lags: int) -> tuple[float, np.ndarray]:
+    """``sum e`` and the lagged products of the centred residual, ``sum_t (e_{t+k} - m) (e_t - m)`` for ``k = 0 ..
+    lags`` within each sequence (``m`` the mean over all of them): one ``numpy.correlate`` per sequence."""
+    n = len(e)
+    total = float(np.add.reduce(e))
+    if len(lengths) == 1:  # the centred residual written into its padded copy: one array, not three
+        padded = np.zeros(n + lags)
+        centred = np.subtract(e, total / n, out=padded[:n])
+        return total, np.correlate(padded, centred, mode="valid")
+    centred = e - total / n
+    return total, lagged_products(centred, centred, lengths, lags)
+
+
+def _uncentred(e: np.ndarray, lengths: Sequence[int], m: float, gamma: np.ndarray) -> np.ndarray:
+    """``sum_t e_{t+k} e_t`` (``k = 0 .. len(gamma) - 1``, within each sequence) from the centred products ``gamma``
+    of :func:`centred_products`: ``gamma_k + m (P_k + Q_k) - N_k m^2``, where ``P_k`` sums each sequence's terms
+    from its ``k``-th, ``Q_k`` its terms to its ``k``-th from the end and ``N_k`` counts the products (the first and
+    last ``k`` terms' sums: ``O(lags)`` work; equal to the direct sums to rounding, whatever the mean)."""
+    lags = len(gamma) - 1
+    p_q = np.zeros(lags + 1)
+    counts = np.zeros(lags + 1)
+    start = 0
+    for length in lengths:
+        seq = e[start : start + length]
+        start += length
+        total = float(np.add.reduce(seq))
+        head = np.zeros(lags + 1)  # sum of the first k terms, then of the last k (k = 0 .. lags, at most length)
+        tail = np.zeros(lags + 1)
+        reach = min(lags, length)
+        np.cumsum(seq[:reach], out=head[1 : reach + 1])
+        np.cumsum(seq[length - reach :][::-1], out=tail[1 : reach + 1])
+        head[reach + 1 :] = total
+        tail[reach + 1 :] = total
+        p_q += (total - head) + (total - tail)
+        counts += np.maximum(length - np.arange(lags + 1), 0)
+    return gamma + m * p_q - counts * (m * m)
 
 
 def _joined(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:

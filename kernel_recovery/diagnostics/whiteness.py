@@ -10,7 +10,7 @@ import numpy as np
 
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
-from .specification import Rows, block_rows, lagged_products, special
+from .specification import Rows, block_rows, centred_products, special
 
 #: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
 WHITENESS_ROWS = 1 << 14
@@ -54,17 +54,16 @@ def ljung_box_statistic(e: np.ndarray, lengths: Sequence[int], lags: int) -> flo
     n = len(e)
     if n == 0:
         return 0.0
-    if len(lengths) == 1:  # the centred residual written into its padded copy: one array, not three
-        padded = np.zeros(n + lags)
-        centred = np.subtract(e, float(e.sum()) / n, out=padded[:n])
-        gamma = np.correlate(padded, centred, mode="valid")
-    else:
-        centred = e - float(e.sum()) / n
-        gamma = lagged_products(centred, centred, lengths, lags)
+    return ljung_box_of(centred_products(e, lengths, lags)[1], n, lengths, lags)
+
+
+def ljung_box_of(gamma: np.ndarray, n: int, lengths: Sequence[int], lags: int) -> float:
+    """:func:`ljung_box_statistic` from the centred residual's lagged products ``gamma`` (at least ``lags + 1``,
+    :func:`.specification.centred_products`) of ``n`` rows in sequences of ``lengths``."""
     if not gamma[0] > 0:
         return 0.0
-    r = gamma[1:] / gamma[0]
-    return float(n * (n + 2) * ((r * r) @ _inverse_pairs(tuple(lengths), lags)))
+    r = gamma[1 : lags + 1] / gamma[0]
+    return float(n * (n + 2) * (r * r).dot(_inverse_pairs(tuple(lengths), lags)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,8 +133,11 @@ def whiteness_check(
         tested = False
         for j, o in enumerate(block.out_channels.tolist()):
             e, y = sample.resid[j], sample.y[j]
-            if float(e @ e) > WHITENESS_ROUNDING**2 * float(y @ y):  # else at rounding level: skipped
-                found[o] = ljung_box_statistic(e, sample.lengths, h), h
+            if float(e.dot(e)) > WHITENESS_ROUNDING**2 * float(y.dot(y)):  # else at rounding level: skipped
+                products = sample.products.get(j)  # (the bias test's, on these rows)
+                if products is None or len(products[1]) <= h:
+                    products = centred_products(e, sample.lengths, h)
+                found[o] = ljung_box_of(products[1], n, sample.lengths, h), h
                 tested = True
         if tested:
             n_rows, lags = max(n_rows, n), max(lags, h)
