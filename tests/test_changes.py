@@ -184,6 +184,19 @@ def test_fine_grams_are_the_products_of_the_rows_before_each_point(masked, lead,
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
 
 
+@pytest.mark.parametrize(
+    "points", [[101, 130, 131, 250], [60, 90, 150, 151], [150, 160, 170, 299], [10, 20, 30, 40], [150, 150, 151, 152]]
+)
+def test_grams_near_the_coarse_peak_are_the_products_of_the_rows_before_each_point(points):
+    # points on either side of the centre (or at it): against the explicit products of the rows before each
+    rng = np.random.default_rng(len(points))
+    a = rng.standard_normal((300, 7))
+    center, points = 150, np.array(points)
+    got = changes._grams_near(a, points, center, a[:center].T @ a[:center])
+    want = np.stack([a[:k].T @ a[:k] for k in points])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("outputs", [1, 3])
 def test_fine_scores_are_the_products_with_the_residuals(outputs):
     rng = np.random.default_rng(outputs)

@@ -24,7 +24,8 @@ Where the rows are windows of one sequence (one input record of ``C`` channels, 
 samples, the Gram of the rows before a split is block Toeplitz up to edge terms, so the product sums only the
 scores and the first ``h C`` columns against the rows (``O(rows h C P) = O(n C P)`` instead of ``O(rows P^2)``),
 and the Grams at the chosen splits are built from those sums and the few rows after each split
-(:func:`.window_grams`: the same products, added in another order, so the same statistic to rounding).  Above
+(:func:`.window_grams`: the same products, added in another order, so the same statistic to rounding; the
+fine pass's from the coarse peak's Gram and the few rows between, :func:`_grams_near`).  Above
 ``MAX_UNKNOWNS``, or where the exact test's factorizations cost more than ``WORK_SHARE`` of the fit, the score is
 projected on ``PROJECTION`` seeded directions (:func:`_peak_score_projected`), whose cost is the
 ``PROJECTED_ROWS x P x PROJECTION`` product that forms them.
@@ -304,6 +305,29 @@ def _grams(a: np.ndarray, points: np.ndarray, start: int, base: np.ndarray | Non
     return out
 
 
+def _grams_near(a: np.ndarray, points: np.ndarray, center: int, base: np.ndarray) -> np.ndarray:
+    """``a[:k].T @ a[:k]`` at the ascending ``points``, ``(len(points), P, P)``, given ``base`` the same at
+    ``center``: the rows between each point and the next one nearer ``center`` added or removed, one symmetric
+    product each.  For the fine pass, whose points lie within a coarse step of the coarse peak (a few hundred rows:
+    four products cost less than a Toeplitz assembly, :func:`.window_grams`, and the masked product of
+    :func:`_grams`); the difference is at most a coarse step of rows, so there is little to cancel."""
+    out = np.empty((len(points),) + base.shape)
+    below = int(np.searchsorted(points, center))  # points[:below] < center <= points[below:]
+    total, stop = base, center
+    for i in range(below - 1, -1, -1):
+        start = int(points[i])
+        total = total - a[start:stop].T @ a[start:stop]
+        out[i] = total
+        stop = start
+    total, start = base, center
+    for i in range(below, len(points)):
+        stop = int(points[i])
+        total = total + a[start:stop].T @ a[start:stop]
+        out[i] = total
+        start = stop
+    return out
+
+
 def _equal_splits(lo: int, hi: int, n: int) -> tuple[int, int]:
     """``(step, count)`` of at most ``SPLITS`` splits ``lo + step * i`` (``i = 1..count``) spread over ``lo..hi``,
     all before the last of the ``n`` rows."""
@@ -455,8 +479,10 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] 
     lm, proxy = prepare
     i0, i1 = _inside(0, step, SPLITS - 1, edge, n)
     chosen = i0 + _top(proxy(scores[i0:i1], splits[i0:i1]), CANDIDATES)
-    values = lm(grams(firsts[chosen], splits[chosen]), scores[chosen], splits[chosen])
-    j = int(chosen[int(np.argmax(values)) // values.shape[1]])
+    coarse = grams(firsts[chosen], splits[chosen])
+    values = lm(coarse, scores[chosen], splits[chosen])
+    peak = int(np.argmax(values)) // values.shape[1]
+    j = int(chosen[peak])
     lo = int(splits[j - 1]) if j > 0 else 0
     hi = int(splits[j + 1]) if j + 1 < len(splits) else n
     fine_step, count = _equal_splits(lo, hi, n)
@@ -466,8 +492,11 @@ def _scan(ar: np.ndarray, q: int, edge: int, prepare, toeplitz: tuple[int, int] 
     fine = lo + fine_step * np.arange(k0 + 1, k1 + 1)
     best = _top(proxy(fine_scores, fine), CANDIDATES)
     points = fine[best]
-    first = _grams(a, points, lo, firsts[j - 1] if j > 0 else None, lead)
-    values_fine = lm(grams(first, points), fine_scores[best], points)
+    if toeplitz is None:
+        fine_grams = _grams(a, points, lo, firsts[j - 1] if j > 0 else None, lead)
+    else:  # (from the coarse peak's Gram: the few rows between)
+        fine_grams = _grams_near(a, points, int(splits[j]), coarse[peak])
+    values_fine = lm(fine_grams, fine_scores[best], points)
     return values_fine, points, (i1 - i0 + k1 - k0) * int(values.shape[1])
 
 
