@@ -322,14 +322,18 @@ def _specification_gate(name: str, sol: Solution, fit: Fit) -> Check | None:
     return None
 
 
-def _specification(fit: Fit, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """``diagnostics["specification"]``: the entries of the specification tests so far, with ``name``'s."""
+def _specification(fit: Fit, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """``diagnostics["specification"]``: the entries of the specification tests so far, with ``name``'s (``entry``,
+    the caller's own dict)."""
     so_far: dict[str, Any] = {}
-    for earlier in SPECIFICATION:  # (the records that carry one: a look-up each, not a pass over every record)
-        record = fit.earlier.get(earlier)
+    earlier = fit.earlier
+    for before in SPECIFICATION:  # (the records that carry one: a look-up each, not a pass over every record)
+        record = earlier.get(before)
         if record is not None:
-            so_far.update(record.diagnostics.get("specification") or {})
-    so_far[name] = dict(entry)
+            found = record.diagnostics.get("specification")
+            if found:
+                so_far.update(found)
+    so_far[name] = entry
     return {"specification": so_far}
 
 
@@ -394,30 +398,20 @@ def _per_channel(
                 found[o] = test(rows, j)
     if not found:
         return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
-    value, p = _nan_rows(problem.config.out_channels)
+    value, p = specification.nan_rows(problem.config.out_channels)
     tests = len(found)
     hit = []
     for o, (v, q) in found.items():
-        value[o], p[o] = v, min(1.0, q * tests)
-        if q * tests < specification.ALPHA:
+        q *= tests
+        value[o], p[o] = v, min(1.0, q)
+        if q < specification.ALPHA:
             hit.append(o)
     diagnostics = _specification(fit, name, {value_key: value, "p_value": p, "alpha": specification.ALPHA})
-    hit.sort()
+    if len(hit) > 1:
+        hit.sort()
     if not hit:
         return Check(name, "passed", diagnostics=diagnostics)
     return value, p, np.array(hit), min(hit, key=lambda o: p[o]), diagnostics
-
-
-@functools.cache
-def _nan_template(count: int) -> np.ndarray:
-    template = np.full((2, count), np.nan)
-    template.flags.writeable = False
-    return template
-
-
-def _nan_rows(count: int) -> np.ndarray:
-    """``np.full((2, count), np.nan)``, copied from a template (half the cost: two of them a fit)."""
-    return _nan_template(count).copy()
 
 
 def _residual_of(channels: np.ndarray) -> str:
@@ -458,20 +452,25 @@ def saturation(problem: CanonicalProblem, sol: Solution, fit: Fit) -> Check:
         if f is not None:
             tests += f["tests"]
     tests = max(1, tests)
-    p_list = [np.nan if f is None else min(1.0, f["p_value"] * tests) for f in found]
+    p_list: list[float] = []
+    values: list[float | None] = []
+    shares: list[float] = []
+    hit = []
+    for o, f in enumerate(found):  # (one pass: the entry's lists and the flagged channels)
+        if f is None:
+            p_list.append(np.nan)
+            values.append(None)
+            shares.append(np.nan)
+            continue
+        q = min(1.0, f["p_value"] * tests)
+        p_list.append(q)
+        values.append(f["value"])
+        shares.append(f["share"])
+        if q < specification.ALPHA and f["share"] >= specification.MIN_SHARE:
+            hit.append(o)
     p = np.array(p_list)
-    entry = {
-        "p_value": p,
-        "value": [None if f is None else f["value"] for f in found],
-        "share": np.array([np.nan if f is None else f["share"] for f in found]),
-        "alpha": specification.ALPHA,
-    }
+    entry = {"p_value": p, "value": values, "share": np.array(shares), "alpha": specification.ALPHA}
     diagnostics = _specification(fit, name, entry)
-    hit = [
-        o
-        for o, f in enumerate(found)
-        if f is not None and p_list[o] < specification.ALPHA and f["share"] >= specification.MIN_SHARE
-    ]
     if not hit:
         return Check(name, "passed", diagnostics=diagnostics)
     o = max(hit, key=lambda c: found[c]["share"])  # type: ignore[index]

@@ -24,7 +24,7 @@ stated false-alarm rate (measured by ``benchmarks/misfit.py``):
     variance; conservative for the same reason.
 
 The tests read the first :data:`ROWS` equations of each block (contiguous, so that the Newey-West lags are time
-lags): :func:`block_rows`, one forward pass over those rows (``O(ROWS x taps)``; one ``numpy.convolve`` for a
+lags): :func:`block_rows`, one forward pass over those rows (``O(ROWS x taps)``; one correlation for a
 single-channel block), shared with the whiteness check.  Each test is then a few ``O(ROWS)`` passes: the
 regression of RESET is a 2 x 2 system from four sums (its columns are standardized), and the Newey-West covariance
 is read off the lagged products of the score terms, one ``numpy.correlate`` per pair of terms (``O(ROWS x
@@ -172,7 +172,9 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
 #: per output, 4-5x slower per tap (numpy 2.4, measured: 4096 outputs, 11 taps 7 us, 12 taps 32 us, 16 taps 23 us).
 SHORT_TAPS = 11
 #: Kernels of at most this many taps are correlated in pieces of at most ``SHORT_TAPS`` taps, the pieces' outputs
-#: added (32 taps: three pieces, 21 vs 27 us at 4096 outputs; beyond, the BLAS dots are as fast).
+#: added (4096 outputs: 16 taps 23 -> 11 us, 32 taps 26 -> 22 us; beyond, as fast as the BLAS dots).  (The lag scan's
+#: blocked products, ``support._correlate``, are faster from 32 taps, but the layers keep the specification tests
+#: from importing the support module.)
 PIECED_TAPS = 3 * SHORT_TAPS
 
 
@@ -247,6 +249,18 @@ def newey_west(u: list[np.ndarray], lags: int) -> np.ndarray:
 def nw_lags(n: int) -> int:
     """Newey-West lags: ``ceil(n^(1/3))``, at most ``n // 5``."""
     return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
+
+
+@functools.cache
+def _nan_template(count: int) -> np.ndarray:
+    template = np.full((2, count), np.nan)
+    template.flags.writeable = False
+    return template
+
+
+def nan_rows(count: int) -> np.ndarray:
+    """``np.full((2, count), np.nan)``, copied from a template (half the cost; the checks make three a fit)."""
+    return _nan_template(count).copy()
 
 
 @functools.cache
@@ -415,7 +429,7 @@ def saturation_test(y: np.ndarray) -> dict[str, Any]:
     y = y[:ROWS] if len(y) > ROWS else y
     n = len(y)
     if n >= 3:
-        lo, hi = y.min(), y.max()
+        lo, hi = float(np.minimum.reduce(y)), float(np.maximum.reduce(y))  # (y.min()'s own reduction, unwrapped)
         if lo < hi and np.count_nonzero(y == lo) == 1 and np.count_nonzero(y == hi) == 1:
             zeros = np.count_nonzero(y == 0.0) if lo < 0.0 < hi else 0
             if zeros <= 1:  # every candidate occurs once: no excess mass anywhere (the common, continuous case)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
-from .specification import Rows, block_rows, centred_products, special
+from .specification import Rows, block_rows, centred_products, nan_rows, special
 
 #: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
 WHITENESS_ROWS = 1 << 14
@@ -124,26 +124,28 @@ def whiteness_check(
             sample = block_rows(problem, sol, b, max_rows)
             if sample is None:
                 return None, "the solution is not finite"
-        sample = sample.head(max_rows)
-        n = sample.n
+        n = sample.y.shape[1]
+        if n > max_rows:
+            sample, n = sample.head(max_rows), max_rows
         h = min(WHITENESS_LAGS, n // 5)
         if n < WHITENESS_MIN_ROWS or h < 1:
             reason = f"too few residuals ({n} per output channel, at least {WHITENESS_MIN_ROWS} needed)"
             continue
         tested = False
+        resid, ys, products, lengths = sample.resid, sample.y, sample.products, sample.lengths
         for j, o in enumerate(block.out_channels.tolist()):
-            e, y = sample.resid[j], sample.y[j]
+            e, y = resid[j], ys[j]
             if float(e.dot(e)) > WHITENESS_ROUNDING**2 * float(y.dot(y)):  # else at rounding level: skipped
-                products = sample.products.get(j)  # (the bias test's, on these rows)
-                if products is None or len(products[1]) <= h:
-                    products = centred_products(e, sample.lengths, h)
-                found[o] = ljung_box_of(products[1], n, sample.lengths, h), h
+                gamma = products[j][1] if j in products else None  # (the bias test's, on these rows)
+                if gamma is None or len(gamma) <= h:
+                    gamma = centred_products(e, lengths, h)[1]
+                found[o] = ljung_box_of(gamma, n, lengths, h), h
                 tested = True
         if tested:
             n_rows, lags = max(n_rows, n), max(lags, h)
     if not found:
         return None, reason
-    stat, pval = np.full((2, problem.config.out_channels), np.nan)
+    stat, pval = nan_rows(problem.config.out_channels)
     chdtrc, tests = special().chdtrc, len(found)
     flagged = []
     for o, (q, h) in found.items():  # (a channel or two: scalars, not the arrays' fancy indexing)
