@@ -537,11 +537,12 @@ def lag_scan(
     for a white input).  At most ``pair_rows / pairs`` (at least ``min_rows``) equations per block are scanned, at
     offsets up to ``max(SCAN_TAPS * taps, min_reach)`` beyond each end.
 
-    Cost: per subsequence one real FFT of the input and the residual together and one inverse, of the least length
-    that holds the offsets (``len(x) + reach + 2 SCAN_ORDER``); the residual by ``numpy.correlate`` for short
-    kernels (written into the padded array transformed, whose rows give the autocorrelations), in that same FFT for
-    long ones (:func:`_scan_spectra`); the prewhitening as one filter on the raw correlation and the energies from the
-    autocorrelations (:func:`_whitened_correlations`), no filtering pass.
+    Cost: per subsequence one real FFT of the input and the residual together and one inverse, of a fast length
+    that holds the offsets (at least ``len(x) + reach + 2 SCAN_ORDER``: :func:`_scan_length`); the residual as
+    blocked products (:func:`_correlate`) for short kernels and the everyday single pair up to ``PAIR_TAPS`` taps
+    (written into the padded array transformed, whose rows give the autocorrelations), in that same FFT for long ones
+    (:func:`_scan_spectra`); the prewhitening as one filter on the raw correlation and the energies from the
+    autocorrelations (:func:`_whitened_correlations`, :func:`_pair_correlations`), no filtering pass.
     """
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
@@ -557,7 +558,7 @@ def lag_scan(
         if whole.n_equations < SCAN_MIN_EQUATIONS:  # (as _scan_block would find on its rows: none cut)
             flags = None
         else:
-            with SerialBLAS():  # its dot products (numpy.correlate) start OpenBLAS threads, which wait on shared cores
+            with SerialBLAS():  # its dot products and small GEMMs start OpenBLAS threads, which wait on shared cores
                 flags = _scan_block(_scan_rows(whole, pair_rows, min_rows), w, bias, len(problem.blocks), min_reach)
         if flags is None:
             skipped = "too few equations to scan"
@@ -676,9 +677,9 @@ def _scan_block(
     return flags
 
 
-#: Residuals of at most this many taps x channels x outputs are one ``numpy.correlate`` per (channel, output) pair
-#: (a pass in C); longer kernels of at most ``FFT_RESIDUAL_PAIRS`` (channel, output) pairs are applied in the scan's own
-#: FFT (its transform of x is needed anyway); the rest, by the forward model (design rows or FFT blocks).
+#: Residuals of at most this many taps x channels x outputs are one :func:`_correlate` per (channel, output) pair
+#: (blocked products); longer kernels of at most ``FFT_RESIDUAL_PAIRS`` (channel, output) pairs are applied in the
+#: scan's own FFT (its transform of x is needed anyway); the rest, by the forward model (design rows or FFT blocks).
 DIRECT_RESIDUAL = 64
 FFT_RESIDUAL_PAIRS = 4
 #: ``numpy.correlate`` with at most this many taps runs its own vector loop; longer kernels over at least
@@ -694,22 +695,27 @@ PAIR_TAPS = 128
 BATCHED_FFT = 1 << 14
 
 
-def _correlate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``numpy.correlate(x, w, "valid")``, ``[t] = sum_j x[t + j] w[j]`` (1-D), equal to rounding: kernels longer than
-    ``SHORT_TAPS`` over at least ``BLOCKED_ROWS`` outputs as blocked products, the outputs in rows of ``B``,
+def _correlate(x: np.ndarray, w: np.ndarray, m: int | None = None) -> np.ndarray:
+    """``numpy.correlate(x, w, "valid")[:m]``, ``[t] = sum_j x[t + j] w[j]`` (1-D), equal to rounding: kernels longer
+    than ``SHORT_TAPS`` over at least ``BLOCKED_ROWS`` outputs as blocked products, the outputs in rows of ``B``,
     ``out[q] = sum_u X[q + u] @ T[u]`` (``X`` the input cut in rows of ``B``, ``T[u]`` the ``B x B`` Toeplitz pieces
-    of ``w``: :func:`_toeplitz_pieces`).  10,000 outputs of 32 taps: ~31 us against ~62 us."""
+    of ``w``: :func:`_toeplitz_pieces`).  10,000 outputs of 32 taps: ~31 us against ~62 us.  ``x`` may run past the
+    ``m + len(w) - 1`` samples the outputs read (a caller's zero padding: then it is cut in rows without a copy)."""
     taps = len(w)
-    m = len(x) - taps + 1
+    m = len(x) - taps + 1 if m is None else m
     if taps <= SHORT_TAPS or m < BLOCKED_ROWS:
-        return np.correlate(x, w, "valid")
+        return np.correlate(x[: m + taps - 1], w, "valid")
     b = 16 if taps <= 32 else 32
     index, pieces = _toeplitz_pieces(taps, b)
     t = np.append(w, 0.0)[index]  # (pieces b, b): T[u][v, s] = w[u b + v - s] (0 outside the kernel)
     q = -(-m // b)
-    padded = np.zeros((q + pieces - 1) * b)  # (holds x: q b >= m, (pieces - 1) b >= taps - 1)
-    padded[: len(x)] = x
-    rows = padded.reshape(-1, b)
+    size = (q + pieces - 1) * b  # (holds the samples read: q b >= m, (pieces - 1) b >= taps - 1)
+    if len(x) >= size and x.flags.c_contiguous:
+        rows = x[:size].reshape(-1, b)  # (the samples past m + taps - 1 reach only the outputs past m)
+    else:
+        padded = np.zeros(size)
+        padded[: m + taps - 1] = x[: m + taps - 1]
+        rows = padded.reshape(-1, b)
     out = rows[:q] @ t[:b]
     for u in range(1, pieces):
         out += rows[u : q + u] @ t[u * b : (u + 1) * b]
@@ -777,8 +783,10 @@ def _irfft_rows(a: np.ndarray, n: int) -> np.ndarray:
 def _filtered_offsets(before: np.ndarray, after: np.ndarray, h: np.ndarray) -> np.ndarray:
     """``sum_d h[d + g] c(j + d)`` at the scan's offsets (:func:`_scan_layout`; ``g = SCAN_ORDER``) from the raw
     correlation ``c`` at ``-reach - 2g .. -1`` (``before``) and ``taps .. taps + reach + 2g - 1`` (``after``): one
-    :func:`_correlate` each (none over the entries between)."""
-    return np.concatenate([_correlate(before, h), _correlate(after, h)])
+    :func:`_correlate` over the two (none over the entries between)."""
+    span, taps = len(before), len(h)
+    corr = _correlate(np.concatenate([before, after]), h)  # (one call: the outputs across the seam dropped)
+    return np.concatenate([corr[: span - taps + 1], corr[span:]])
 
 
 def _scan_spectra(
@@ -790,7 +798,7 @@ def _scan_spectra(
     (:func:`~kernel_recovery.model.operator.forward`, the same to rounding), and their autocorrelations
     ``(SCAN_ORDER + 1, channels + outputs)`` (:func:`~kernel_recovery.model.whitening.autocorrelations`).
 
-    Short kernels' residuals are written straight into the zero-padded array transformed (one ``numpy.correlate``
+    Short kernels' residuals are written straight into the zero-padded array transformed (one :func:`_correlate`
     per (channel, output) pair), whose rows then give the autocorrelations (one ``numpy.correlate`` each, no copy).
     """
     import scipy.fft
@@ -821,9 +829,8 @@ def _scan_spectra(
         r[:] = y.T if predictions is None else (y - predictions[i]).T
         if predictions is None:
             for ch in range(c):
-                col = both[ch, : len(x)]
-                for k in range(o):
-                    r[k] -= _correlate(col, np.ascontiguousarray(kernel[:, ch, k]))  # [t] = sum_j x[t + j] w[j]
+                for k in range(o):  # [t] = sum_j x[t + j] w[j] (the padding's zeros past x: no copy)
+                    r[k] -= _correlate(both[ch], np.ascontiguousarray(kernel[:, ch, k]), m)
             if b is not None:
                 r -= b[:, None]
         acf = np.empty((g + 1, c + o))
@@ -899,7 +906,7 @@ def _pair_correlations(
     both[0, :lx] = x
     r = both[1, :m]
     r[:] = y
-    r -= _correlate(both[0, :lx], kernel)  # [t] = sum_j x[t + j] w[j]
+    r -= _correlate(both[0], kernel, m)  # [t] = sum_j x[t + j] w[j] (the padding's zeros past x: no copy)
     if b is not None:
         r -= b[0]
     acf = np.empty((g + 1, 2))  # [lag] = sum_t v[t + lag] v[t] (the padding's zeros past the end)
