@@ -7,7 +7,7 @@ messages differ.  Records: lengths 100..1e5 (log-uniform), K 2..128, noise 0 / 1
 1-2 input channels and 1-2 outputs, and misfits (a changed kernel half-way, a longer kernel, a delay, a quadratic
 term, a missing bias).
 
-    python change_equal.py [--count N] [--against REV]
+    python change_equal.py [--count N] [--against REV] [--quick]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 from change_cost import _revision
+from harness import markdown_table
 
 import kernel_recovery as kr
 from kernel_recovery.diagnostics import changes
@@ -105,7 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=120)
     parser.add_argument("--against", default="HEAD")
+    parser.add_argument("--quick", action="store_true", help="20 records")
     args = parser.parse_args()
+    if args.quick:
+        args.count = 20
     old = _revision(args.against)
     rng = np.random.default_rng(27)
     worst = {"statistic": 0.0, "p_value": 0.0, "threshold": 0.0}
@@ -142,12 +146,16 @@ def main() -> None:
                 differ += 1
                 print(f"{i}: {label} alpha={alpha}: DIFFERS\n  new {new_scores} {new_report} {new_why}")
                 print(f"  old {old_scores} {old_report} {old_why}")
-    print(
-        f"{args.count} records, {compared} peak statistics compared, {flagged} flagged at the default alpha; "
-        f"{differ} differ in ranks/tests/times/flags/messages; largest relative differences: "
-        + ", ".join(f"{key} {value:.1e}" for key, value in worst.items())
-    )
-    print("tests compared:", dict(kinds))
+    rows = [
+        {"": "records", "value": str(args.count)},
+        {"": "peak statistics compared (2 alphas)", "value": str(compared)},
+        {"": "by test", "value": ", ".join(f"{name} {count}" for name, count in sorted(kinds.items()))},
+        {"": "flagged at the default alpha", "value": str(flagged)},
+        {"": "differing ranks, tests, times, flags or messages", "value": str(differ)},
+    ]
+    rows += [{"": f"largest relative difference: {key}", "value": f"{value:.1e}"} for key, value in worst.items()]
+    print(f"\nThe working tree's change test against {args.against}'s\n")
+    print(markdown_table(rows, ["", "value"]))
 
 
 if __name__ == "__main__":
