@@ -1,7 +1,9 @@
-"""The kernel-size check's row sample: the stretches it plans and the rows it cuts.
+"""The kernel-size check's row sample (the stretches it plans and the rows it cuts) and its F statistics.
 
 :func:`kernel_recovery.diagnostics.support._cut_rows` cuts each stretch of a C-contiguous record as a slice of one
 view of its windows (a gather by index otherwise); both must give the rows written out one by one.
+:func:`~kernel_recovery.diagnostics.support._f_statistics` takes one output on Python floats: the same numbers, bit
+for bit, as the arrays of several, and as scipy's F distribution.
 """
 
 import numpy as np
@@ -49,3 +51,35 @@ def test_stretch_plan_is_cached_per_layout_and_read_only(rng):
     again = support._row_stretches(block_of(rng, [20000], 16, 1, False), 2)
     assert first is again  # (one plan per layout: a tuple, which no caller can change)
     assert isinstance(first, tuple) and all(isinstance(cut, tuple) for cut in first)
+
+
+CASES = [  # rss of the longer fit, of the restricted one, y'y
+    (1.2, 1.25, 1000.0),  # a healthy fit: nothing explained
+    (1.0, 3.0, 1000.0),  # a longer kernel
+    (0.0, 2.0, 10.0),  # the longer fit exact: F infinite
+    (0.0, 0.0, 10.0),  # both exact
+    (1e-20, 2e-20, 1.0),  # exact to rounding: never flagged
+    (5.0, 5.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("rss_e, rss_r, yty", CASES)
+@pytest.mark.parametrize("q, dof, n_out", [(4, 1500, 1), (2, 11, 3)])
+def test_f_statistics_of_one_output_are_those_of_several(rss_e, rss_r, yty, q, dof, n_out):
+    import scipy.stats
+
+    one = support._f_statistics(np.array([rss_e]), np.array([rss_r]), np.array([yty]), q, dof, n_out)
+    other = (0.5, 0.7, 2.0)  # a second output, so that the arrays' path runs
+    two = support._f_statistics(*(np.array(v) for v in zip((rss_e, rss_r, yty), other)), q, dof, n_out)
+    for got, want in zip(one, two):
+        assert got.shape == (1,) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want[:1])
+    share, p, hit = one
+    if rss_e > 0:
+        f = ((rss_r - rss_e) / q) / (rss_e / dof)
+        np.testing.assert_allclose(p[0], scipy.stats.f.sf(max(f, 0.0), q, dof), rtol=1e-10)
+    else:
+        assert p[0] == 0.0
+    want_share = (rss_r - rss_e) / rss_r if rss_r > 0 else 0.0
+    assert share[0] == want_share
+    assert hit[0] == (rss_r > 1e-12 * yty and p[0] < support.CHECK_ALPHA / n_out and want_share >= support.CHECK_EFFECT)
