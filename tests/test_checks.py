@@ -193,3 +193,28 @@ def test_a_block_of_too_few_rows_is_told_alike_with_or_without_the_shared_rows(r
     shared = [specification.block_rows(problem, sol, 0, 4096)]
     alone, given = whiteness.whiteness_check(problem, sol), whiteness.whiteness_check(problem, sol, rows=shared)
     assert alone == given == (None, "too few residuals (44 per output channel, at least 50 needed)")
+
+
+@pytest.mark.parametrize("offset, colour", [(0.0, 0.0), (0.0, 0.8), (5.0, 0.0)])
+def test_whiteness_reading_the_bias_tests_products_is_the_ljung_box_statistic(rng, offset, colour):
+    # with use_bias=False the bias test computes the residual's centred lagged products and the whiteness check reads
+    # them: its Q is the textbook Ljung-Box statistic of the first 4096 residuals (the budget's rows), by hand
+    from scipy.stats import chi2
+
+    x = rng.standard_normal(6000)
+    noise = rng.standard_normal(6000 - 7)
+    noise[1:] += colour * noise[:-1]
+    y = kr.conv1d(x, rng.standard_normal(8)) + offset + 0.1 * noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the offset is warned: a missing bias)
+        res = kr.recover_kernel(x, y, 8)
+    assert res.diagnostics["checks"]["missing_bias"] != "not needed: use_bias=True"
+    e = (y - kr.conv1d(x, res.kernel.ravel()))[:4096]
+    e = e - e.mean()
+    n, h = len(e), 10
+    r = np.array([e[k:] @ e[: n - k] for k in range(1, h + 1)]) / (e @ e)
+    q = n * (n + 2) * np.sum(r**2 / (n - np.arange(1, h + 1)))
+    white = res.diagnostics["whiteness"]
+    assert white["rows"] == 4096 and white["lags"] == h
+    assert white["statistic"][0] == pytest.approx(q, rel=1e-9)
+    assert white["p_value"][0] == pytest.approx(chi2.sf(q, h), rel=1e-8, abs=1e-300)

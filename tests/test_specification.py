@@ -238,3 +238,51 @@ def test_block_rows_are_the_residual_of_the_first_equations(x_shape, settings):
         head = rows.head(800)
         np.testing.assert_array_equal(head.resid, rows.resid[:, :800])
         assert sum(head.lengths) == 800 and head.lengths[0] == min(800, rows.lengths[0])
+
+
+@pytest.mark.parametrize("taps", [1, 11, 12, 16, 23, 32, 33, 34, 40])
+def test_sampled_correlation_in_pieces_is_numpy_correlate(taps):
+    """The forward pass of the sampled rows: kernels of 12..33 taps correlated in pieces of at most 11 taps."""
+    rng = np.random.default_rng(15)
+    x, w = rng.standard_normal(3000 + taps - 1), rng.standard_normal(taps)
+    ref = np.correlate(x, w, mode="valid")
+    np.testing.assert_allclose(specification._correlate(x, w), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("k", [12, 16, 32, 40])
+def test_block_rows_of_a_long_single_channel_kernel_are_its_residual(k):
+    """One channel, one record: the fitted values of the first rows (pieces of the kernel, or numpy's loop beyond
+    33 taps) against the explicit design rows times the kernel."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal(6000)
+    y = rng.standard_normal(6000 - k + 1)
+    problem = build_problem(x, y, k)
+    sol = lstsq.solve(problem)
+    rows = specification.block_rows(problem, sol, 0, 4096)
+    assert rows is not None and rows.lengths == (4096,)
+    ref_e = y[:4096] - sliding_window_view(x, k)[:4096] @ sol.kernels[0][:, 0, 0]
+    np.testing.assert_allclose(rows.resid[0], ref_e, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(rows.y[0], y[:4096])
+
+
+@pytest.mark.parametrize("lengths", [(3000,), (700, 3, 2000), (60,)])
+@pytest.mark.parametrize("offset", [0.0, 0.05, 10.0])
+def test_bias_statistic_from_the_centred_products_matches_the_explicit_sums(lengths, offset):
+    """The bias test reading the centred residual's products (shared with the whiteness check): the same Newey-West
+    variance of the uncentred residual, whatever its mean."""
+    rng = np.random.default_rng(17)
+    resid = [offset + rng.standard_normal(m) for m in lengths]
+    e = np.concatenate(resid)
+    lags = max(1, min(int(np.ceil(len(e) ** (1 / 3))), len(e) // 5))
+    for extra in (0, 5):  # products over exactly the test's lags, or more (the whiteness check's)
+        products = specification.centred_products(e, lengths, lags + extra)
+        centred = [r - e.mean() for r in resid]
+        gamma = [sum(float(c[k:] @ c[: len(c) - k]) for c in centred if len(c) > k) for k in range(lags + extra + 1)]
+        assert products[0] == pytest.approx(e.sum(), rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(products[1], gamma, rtol=1e-12, atol=1e-10)
+        mean, stat, p = specification.bias_statistic(e, lengths, products)
+        omega = _newey_west_by_hand([r[:, None] for r in resid], lags)[0, 0]
+        assert mean == pytest.approx(e.mean(), rel=1e-12)
+        assert stat == pytest.approx(e.sum() ** 2 / omega, rel=1e-10)
+        assert p == pytest.approx(chi2.sf(e.sum() ** 2 / omega, 1), rel=1e-8, abs=1e-300)
+        assert (mean, stat, p) == pytest.approx(specification.bias_statistic(e, lengths), rel=1e-12, abs=1e-300)
