@@ -123,3 +123,20 @@ def test_scan_length_holds_the_offsets_and_is_five_smooth(least):
         while m % p == 0:
             m //= p
     assert m == 1
+
+
+@pytest.mark.parametrize("n", [1000, support.BATCHED_FFT, support.BATCHED_FFT + 1, 20480])
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_row_transforms_are_scipys(rng, n, rows):
+    import scipy.fft
+
+    a = rng.standard_normal((rows, n - 7))
+    spectra = support._rfft_rows(a, n)
+    want = scipy.fft.rfft(a, n, axis=1)
+    assert spectra.shape == want.shape
+    np.testing.assert_allclose(spectra, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    cross = spectra[:, None] * np.conj(spectra[None, :])  # (rows, rows, f): the general path's product
+    back = support._irfft_rows(cross, n)
+    want = scipy.fft.irfft(cross, n, axis=-1)
+    assert back.shape == want.shape == (rows, rows, n)
+    np.testing.assert_allclose(back, want, rtol=0, atol=1e-12 * np.abs(want).max())
