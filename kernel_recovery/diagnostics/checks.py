@@ -327,29 +327,37 @@ def _specification(fit: Fit, name: str, entry: dict[str, Any]) -> dict[str, Any]
     the caller's own dict)."""
     so_far: dict[str, Any] = {}
     earlier = fit.earlier
-    for before in SPECIFICATION:  # (the records that carry one: a look-up each, not a pass over every record)
+    for before in _LATEST_FIRST:  # (each entry holds those before it: the latest one's copy holds them all)
         record = earlier.get(before)
         if record is not None:
             found = record.diagnostics.get("specification")
             if found:
                 so_far.update(found)
+                break
     so_far[name] = entry
     return {"specification": so_far}
 
 
 #: The checks whose entries are in ``diagnostics["specification"]``, in the order they run.
 SPECIFICATION = ("saturation", "missing_bias", "nonlinearity")
+_LATEST_FIRST = SPECIFICATION[::-1]
 
 
 def _block_rows(problem: CanonicalProblem, sol: Solution, fit: Fit) -> list[specification.Rows] | None:
     """Per block, the outputs, fitted values and residuals of its first rows (:func:`.specification.block_rows`):
     one forward pass for the specification tests and the whiteness check, kept in ``fit.shared`` (each reads the
     first rows of its own sample size)."""
-    if "rows" not in fit.shared:
+    shared = fit.shared
+    if "rows" not in shared:
         count = max(fit.rows("specification", specification.ROWS), fit.rows("whiteness", WHITENESS_ROWS))
-        found = [specification.block_rows(problem, sol, b, count) for b in range(len(problem.blocks))]
-        fit.shared["rows"] = None if any(rows is None for rows in found) else found
-    return fit.shared["rows"]
+        found: list[specification.Rows] = []
+        for b in range(len(problem.blocks)):
+            rows = specification.block_rows(problem, sol, b, count)
+            if rows is None:  # (a block without its rows, or a non-finite solution: no test reads any)
+                break
+            found.append(rows)
+        shared["rows"] = found if len(found) == len(problem.blocks) else None
+    return shared["rows"]
 
 
 #: A flagged specification test (missing bias, nonlinearity) is warned when its p-value is below this; between it
