@@ -296,6 +296,7 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     # then one numpy.correlate of the row against its first n entries, with no padded copies)
     padded = np.zeros((3, n + lags)) if single else np.empty((3, n))
     u1, u2, u12 = padded[0, :n], padded[1, :n], padded[2, :n]
+    u = padded[:2, :n]
     np.subtract(g, a3, out=u1)  # g^2 - 1 - b2 g = g (g - b2) - 1, and g^3 - a3 - b3 g = g (g^2 - b3) - a3: in place
     u1 *= g
     u1 -= 1.0
@@ -304,7 +305,7 @@ def reset_statistic(f: np.ndarray, e: np.ndarray, lengths: Sequence[int]) -> tup
     u2 *= g
     u2 -= a3
     u2 *= e
-    t1, t2 = float(add(u1)), float(add(u2))
+    t1, t2 = add(u, axis=1).tolist()  # (each row's own pairwise sum, as add.reduce of the row)
     np.add(u1, u2, out=u12)
     # Omega from three weighted autocovariance sums (the cross term from that of u1 + u2: one one-sided correlation
     # instead of a two-sided one)
