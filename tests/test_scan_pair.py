@@ -13,6 +13,7 @@ import pytest
 import scipy.signal
 
 from kernel_recovery.diagnostics import support
+from kernel_recovery.model.operator import correlate_valid
 from kernel_recovery.model.problem import Block
 
 
@@ -94,20 +95,20 @@ def test_blocks_that_are_not_one_pair_take_the_general_path(rng):
 @pytest.mark.parametrize("n", [30, 2047, 2100, 5000, 12345])
 def test_blocked_correlation_is_numpys(rng, taps, n):
     x, w = rng.standard_normal(n + taps - 1), rng.standard_normal(taps)
-    got = support._correlate(x, w)
+    got = correlate_valid(x, w)
     want = np.correlate(x, w, "valid")
     assert got.shape == want.shape == (n,)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * np.sqrt(taps) * np.abs(want).max())
     # a caller's zero padding past the samples read (cut in rows without a copy) changes nothing but rounding
     padded = np.concatenate([x, np.zeros(64)])
     np.testing.assert_allclose(
-        support._correlate(padded, w, n), want, rtol=0, atol=1e-13 * np.sqrt(taps) * np.abs(want).max()
+        correlate_valid(padded, w, n), want, rtol=0, atol=1e-13 * np.sqrt(taps) * np.abs(want).max()
     )
     # each output is its own window's product: a spike in x moves only the outputs that read it
     spike = np.zeros_like(x)
     spike[n // 2] = 1.0
     np.testing.assert_array_equal(
-        np.flatnonzero(support._correlate(spike, w)), np.flatnonzero(np.correlate(spike, w, "valid"))
+        np.flatnonzero(correlate_valid(spike, w)), np.flatnonzero(np.correlate(spike, w, "valid"))
     )
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.operator import forward
+from ..model.operator import correlate_valid, forward
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
 
@@ -134,7 +134,7 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
         # correlation (a GEMM over the design rows cut for it was 4-5x slower at 4096 rows)
         y = block.ys[0][:rows, 0]
         take = len(y)
-        fitted = _correlate(block.xs[0][: take + block.taps - 1, 0], kernel[:, 0, 0])
+        fitted = correlate_valid(block.xs[0][: take + block.taps - 1, 0], kernel[:, 0, 0])
         if bias is not None:
             fitted += bias[0]
         return Rows(block.out_channels, y[None], fitted[None], (y - fitted)[None], (take,))
@@ -154,9 +154,9 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
         # design rows cut for it was 4-5x slower at 4096 rows)
         w = kernel[:, 0, 0]
         if len(xs) == 1:
-            fitted = _correlate(xs[0][:, 0], w)
+            fitted = correlate_valid(xs[0][:, 0], w)
         else:
-            fitted = np.concatenate([_correlate(x[:, 0], w) for x in xs])
+            fitted = np.concatenate([correlate_valid(x[:, 0], w) for x in xs])
         if bias is not None:
             fitted += bias[0]
         y_all = (ys[0][:, 0] if len(ys) == 1 else np.concatenate([y[:, 0] for y in ys]))[None]
@@ -166,32 +166,6 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
         fitted = np.ascontiguousarray(np.concatenate(parts).T)
         y_all = np.ascontiguousarray(np.concatenate(ys).T)
     return Rows(block.out_channels, y_all, fitted, y_all - fitted, lengths)
-
-
-#: ``numpy.correlate`` with at most this many taps runs its own vector loop; from 12 taps on it calls one BLAS dot
-#: per output, 4-5x slower per tap (numpy 2.4, measured: 4096 outputs, 11 taps 7 us, 12 taps 32 us, 16 taps 23 us).
-SHORT_TAPS = 11
-#: Kernels of at most this many taps are correlated in pieces of at most ``SHORT_TAPS`` taps, the pieces' outputs
-#: added (4096 outputs: 16 taps 23 -> 11 us, 32 taps 26 -> 22 us; beyond, as fast as the BLAS dots).  (The lag scan's
-#: blocked products, ``support._correlate``, are faster from 32 taps, but the layers keep the specification tests
-#: from importing the support module.)
-PIECED_TAPS = 3 * SHORT_TAPS
-
-
-def _correlate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``sum_k x[t + k] w[k]`` for ``t = 0 .. len(x) - len(w)`` (``numpy.correlate(x, w, "valid")``; for
-    ``SHORT_TAPS < len(w) <= PIECED_TAPS`` the sum of the correlations of pieces of ``w``, equal to rounding)."""
-    taps = len(w)
-    if taps <= SHORT_TAPS or taps > PIECED_TAPS:
-        return np.correlate(x, w, mode="valid")
-    n = len(x) - taps + 1
-    pieces = -(-taps // SHORT_TAPS)
-    step = -(-taps // pieces)  # (equal pieces: 32 taps as 11 + 11 + 10)
-    out = np.correlate(x[: n + step - 1], w[:step], mode="valid")
-    for a in range(step, taps, step):
-        part = w[a : a + step]
-        out += np.correlate(x[a : a + n + len(part) - 1], part, mode="valid")
-    return out
 
 
 def _segments(v: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:

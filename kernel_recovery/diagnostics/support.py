@@ -15,7 +15,7 @@ import numpy as np
 
 from ..model.config import ConvConfig
 from ..model.design import window_rows
-from ..model.operator import forward
+from ..model.operator import correlate_valid, forward
 from ..model.problem import Block, CanonicalProblem
 from ..model.result import Solution
 from ..model.spectrum import rank_tolerance
@@ -568,11 +568,12 @@ def lag_scan(
     offsets up to ``max(SCAN_TAPS * taps, min_reach)`` beyond each end.
 
     Cost: per subsequence one real FFT of the input and the residual together and one inverse, of a fast length
-    that holds the offsets (at least ``len(x) + reach + 2 SCAN_ORDER``: :func:`_scan_length`); the residual as
-    blocked products (:func:`_correlate`) for short kernels and the everyday single pair up to ``PAIR_TAPS`` taps
-    (written into the padded array transformed, whose rows give the autocorrelations), in that same FFT for long ones
-    (:func:`_scan_spectra`); the prewhitening as one filter on the raw correlation and the energies from the
-    autocorrelations (:func:`_whitened_correlations`, :func:`_pair_correlations`), no filtering pass.
+    that holds the offsets (at least ``len(x) + reach + 2 SCAN_ORDER``: :func:`_scan_length`); the residual by
+    :func:`~kernel_recovery.model.operator.correlate_valid` (blocked products) for short kernels and the everyday
+    single pair up to ``PAIR_TAPS`` taps (written into the padded array transformed, whose rows give the
+    autocorrelations), in that same FFT for long ones (:func:`_scan_spectra`); the prewhitening as one filter on the
+    raw correlation and the energies from the autocorrelations (:func:`_whitened_correlations`,
+    :func:`_pair_correlations`), no filtering pass.
     """
     cfg = problem.config
     if not sol.success:  # an unconverged kernel leaves correlation inside the support, which spreads out
@@ -707,60 +708,19 @@ def _scan_block(
     return flags
 
 
-#: Residuals of at most this many taps x channels x outputs are one :func:`_correlate` per (channel, output) pair
-#: (blocked products); longer kernels of at most ``FFT_RESIDUAL_PAIRS`` (channel, output) pairs are applied in the
-#: scan's own FFT (its transform of x is needed anyway); the rest, by the forward model (design rows or FFT blocks).
+#: Residuals of at most this many taps x channels x outputs are one
+#: :func:`~kernel_recovery.model.operator.correlate_valid` per (channel, output) pair (blocked products); longer
+#: kernels of at most ``FFT_RESIDUAL_PAIRS`` (channel, output) pairs are applied in the scan's own FFT (its
+#: transform of x is needed anyway); the rest, by the forward model (design rows or FFT blocks).
 DIRECT_RESIDUAL = 64
 FFT_RESIDUAL_PAIRS = 4
-#: ``numpy.correlate`` with at most this many taps runs its own vector loop; longer kernels over at least
-#: ``BLOCKED_ROWS`` outputs are correlated as blocked matrix products (:func:`_correlate`; numpy's loop calls one BLAS
-#: dot per output).  Single-pair kernels of at most ``PAIR_TAPS`` taps take :func:`_pair_correlations` (their
-#: residual by :func:`_correlate`: at 32,768 rows and 128 taps ~0.23 ms, against ~0.35 ms for the two transforms of
-#: the FFT residual).
-SHORT_TAPS = 11
-BLOCKED_ROWS = 2048
+#: Single-pair kernels of at most ``PAIR_TAPS`` taps take :func:`_pair_correlations` (their residual by
+#: :func:`~kernel_recovery.model.operator.correlate_valid`: at 32,768 rows and 128 taps ~0.23 ms, against ~0.35 ms
+#: for the two transforms of the FFT residual).
 PAIR_TAPS = 128
 #: Arrays of at most this many samples per row are transformed in one call (pocketfft runs two rows as one vector,
 #: ~1.15x the time of one); longer rows one at a time (there the vectorized rows leave the cache: 3-4x the time).
 BATCHED_FFT = 1 << 14
-
-
-def _correlate(x: np.ndarray, w: np.ndarray, m: int | None = None) -> np.ndarray:
-    """``numpy.correlate(x, w, "valid")[:m]``, ``[t] = sum_j x[t + j] w[j]`` (1-D), equal to rounding: kernels longer
-    than ``SHORT_TAPS`` over at least ``BLOCKED_ROWS`` outputs as blocked products, the outputs in rows of ``B``,
-    ``out[q] = sum_u X[q + u] @ T[u]`` (``X`` the input cut in rows of ``B``, ``T[u]`` the ``B x B`` Toeplitz pieces
-    of ``w``: :func:`_toeplitz_pieces`).  10,000 outputs of 32 taps: ~31 us against ~62 us.  ``x`` may run past the
-    ``m + len(w) - 1`` samples the outputs read (a caller's zero padding: then it is cut in rows without a copy)."""
-    taps = len(w)
-    m = len(x) - taps + 1 if m is None else m
-    if taps <= SHORT_TAPS or m < BLOCKED_ROWS:
-        return np.correlate(x[: m + taps - 1], w, "valid")
-    b = 16 if taps <= 32 else 32
-    index, pieces = _toeplitz_pieces(taps, b)
-    t = np.append(w, 0.0)[index]  # (pieces b, b): T[u][v, s] = w[u b + v - s] (0 outside the kernel)
-    q = -(-m // b)
-    size = (q + pieces - 1) * b  # (holds the samples read: q b >= m, (pieces - 1) b >= taps - 1)
-    if len(x) >= size and x.flags.c_contiguous:
-        rows = x[:size].reshape(-1, b)  # (the samples past m + taps - 1 reach only the outputs past m)
-    else:
-        padded = np.zeros(size)
-        padded[: m + taps - 1] = x[: m + taps - 1]
-        rows = padded.reshape(-1, b)
-    out = rows[:q] @ t[:b]
-    for u in range(1, pieces):
-        out += rows[u : q + u] @ t[u * b : (u + 1) * b]
-    return out.ravel()[:m]
-
-
-@functools.lru_cache(maxsize=16)
-def _toeplitz_pieces(taps: int, b: int) -> tuple[np.ndarray, int]:
-    """For :func:`_correlate` (read-only: cached): the index into ``[w, 0]`` of the stacked pieces ``T[u][v, s] =
-    w[u b + v - s]`` ``(pieces b, b)`` (``taps``, the zero, outside the kernel), and the number of pieces."""
-    pieces = -(-(taps - 1) // b) + 1
-    d = np.arange(pieces * b)[:, None] - np.arange(b)[None, :]
-    index = np.where((d >= 0) & (d < taps), d, taps)
-    index.flags.writeable = False
-    return index, pieces
 
 
 @functools.lru_cache(maxsize=256)
@@ -813,9 +773,9 @@ def _irfft_rows(a: np.ndarray, n: int) -> np.ndarray:
 def _filtered_offsets(before: np.ndarray, after: np.ndarray, h: np.ndarray) -> np.ndarray:
     """``sum_d h[d + g] c(j + d)`` at the scan's offsets (:func:`_scan_layout`; ``g = SCAN_ORDER``) from the raw
     correlation ``c`` at ``-reach - 2g .. -1`` (``before``) and ``taps .. taps + reach + 2g - 1`` (``after``): one
-    :func:`_correlate` over the two (none over the entries between)."""
+    :func:`~kernel_recovery.model.operator.correlate_valid` over the two (none over the entries between)."""
     span, taps = len(before), len(h)
-    corr = _correlate(np.concatenate([before, after]), h)  # (one call: the outputs across the seam dropped)
+    corr = correlate_valid(np.concatenate([before, after]), h)  # (one call: the outputs across the seam dropped)
     return np.concatenate([corr[: span - taps + 1], corr[span:]])
 
 
@@ -828,8 +788,9 @@ def _scan_spectra(
     (:func:`~kernel_recovery.model.operator.forward`, the same to rounding), and their autocorrelations
     ``(SCAN_ORDER + 1, channels + outputs)`` (:func:`~kernel_recovery.model.whitening.autocorrelations`).
 
-    Short kernels' residuals are written straight into the zero-padded array transformed (one :func:`_correlate`
-    per (channel, output) pair), whose rows then give the autocorrelations (one ``numpy.correlate`` each, no copy).
+    Short kernels' residuals are written straight into the zero-padded array transformed (one
+    :func:`~kernel_recovery.model.operator.correlate_valid` per (channel, output) pair), whose rows then give the
+    autocorrelations (one ``numpy.correlate`` each, no copy).
     """
     import scipy.fft
 
@@ -860,7 +821,7 @@ def _scan_spectra(
         if predictions is None:
             for ch in range(c):
                 for k in range(o):  # [t] = sum_j x[t + j] w[j] (the padding's zeros past x: no copy)
-                    r[k] -= _correlate(both[ch], np.ascontiguousarray(kernel[:, ch, k]), m)
+                    r[k] -= correlate_valid(both[ch], np.ascontiguousarray(kernel[:, ch, k]), m)
             if b is not None:
                 r -= b[:, None]
         acf = np.empty((g + 1, c + o))
@@ -936,7 +897,7 @@ def _pair_correlations(
     both[0, :lx] = x
     r = both[1, :m]
     r[:] = y
-    r -= _correlate(both[0], kernel, m)  # [t] = sum_j x[t + j] w[j] (the padding's zeros past x: no copy)
+    r -= correlate_valid(both[0], kernel, m)  # [t] = sum_j x[t + j] w[j] (the padding's zeros past x: no copy)
     if b is not None:
         r -= b[0]
     acf = np.empty((g + 1, 2))  # [lag] = sum_t v[t + lag] v[t] (the padding's zeros past the end)
