@@ -389,3 +389,30 @@ def test_step_response_type_is_public(rng):
     # a causal cross-correlation's kernel [1, 0.5, 0.25] is the impulse response h = [0.25, 0.5, 1] over lags 0..2
     ref = scipy.signal.lfilter([0.25, 0.5, 1.0], [1.0], np.ones(3))
     np.testing.assert_allclose(step.response.ravel()[:3], ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,taps,c", [(600, 4, 1), (1000, 8, 1), (300, 3, 2), (40, 4, 1)])
+@pytest.mark.parametrize("deficient", [False, True])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_explicit_design_by_qr_or_svd_against_numpy_lstsq(rng, n, taps, c, deficient, use_bias):
+    """Tall explicit designs take the SVD of their R factor (Q kept as reflectors), short ones numpy's SVD of the
+    rows: both give numpy.linalg.lstsq's minimum-norm solution on the explicit design and its singular values."""
+    x = rng.standard_normal((n, c))
+    if deficient:  # a period shorter than the kernel: only `period` directions per channel are excited
+        x = np.tile(rng.standard_normal((taps - 1, c)), (n // (taps - 1) + 1, 1))[:n]
+    y = rng.standard_normal((n - taps + 1, 2))
+    block = build_problem(x, y, taps, use_bias=use_bias).blocks[0]
+    a = im2col(x, taps)
+    if use_bias:
+        a = np.c_[a, np.ones(len(a))]
+    spec = spectrum.block_spectrum(block, use_bias)
+    explicit = a.size <= design.SVD_LIMIT  # (larger designs: the Gram's spectrum, and lstsq on the rows)
+    tall = explicit and len(a) >= spectrum.QR_FIRST_ROWS * a.shape[1] and a.size >= spectrum.QR_FIRST_ENTRIES
+    assert (spec.householder is not None) == tall
+    s_ref = np.linalg.svd(a, compute_uv=False)
+    np.testing.assert_allclose(spec.singular_values[: len(s_ref)], s_ref, rtol=0, atol=1e-12 * s_ref[0])
+    coef, info, rss = lstsq._explicit_solve(block, use_bias, 0.0)
+    ref, *_ = np.linalg.lstsq(a, y, rcond=None)
+    np.testing.assert_allclose(coef, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+    np.testing.assert_allclose(rss, ((y - a @ ref) ** 2).sum(axis=0), rtol=1e-10)
+    assert info == {"solver": "svd"}

@@ -401,11 +401,11 @@ def _explicit_solve(block: Block, use_bias: bool, ridge: float):
         coef = np.linalg.lstsq(a_aug, np.concatenate([y, np.zeros((p, y.shape[1]))]), rcond=None)[0]
     else:  # minimum norm, from the report's SVD of the same design (its rank rule is lstsq's rcond=None)
         spec = block_spectrum(block, use_bias)
-        k, u = spec.rank, spec.left_vectors
-        if u is None:  # (a spectrum not from this design's SVD)
+        k, uty = spec.rank, spec.left_products(y)
+        if uty is None:  # (a spectrum not from this design's SVD)
             coef = np.linalg.lstsq(a, y, rcond=None)[0]
         else:
-            coef = spec.vectors[:, :k] @ ((u[:, :k].T @ y) / spec.singular_values[:k, None])
+            coef = spec.vectors[:, :k] @ (uty[:k] / spec.singular_values[:k, None])
     r = y - a @ coef
     return coef, {"solver": "svd"}, np.einsum("ij,ij->j", r, r)
 
