@@ -16,8 +16,6 @@ def test_every_script_is_listed():
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_benchmark_quick_mode_runs(script):
-    proc = subprocess.run(
-        [sys.executable, script, "--quick"], cwd=BENCH, capture_output=True, text=True, timeout=900
-    )
+    proc = subprocess.run([sys.executable, script, "--quick"], cwd=BENCH, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "|" in proc.stdout  # printed a markdown table

@@ -2,8 +2,8 @@
 
 :func:`kernel_recovery.diagnostics.support._cut_rows` cuts each stretch of a C-contiguous record as a slice of one
 view of its windows (a gather by index otherwise); both must give the rows written out one by one.
-:func:`~kernel_recovery.diagnostics.support._f_statistics` takes one output on Python floats: the same numbers, bit
-for bit, as the arrays of several, and as scipy's F distribution.
+:func:`~kernel_recovery.diagnostics.support._f_statistics`: one output's the same as in the arrays of several, and
+as scipy's F distribution.
 """
 
 import numpy as np

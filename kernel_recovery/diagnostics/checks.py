@@ -406,7 +406,7 @@ def _per_channel(
                 found[o] = test(rows, j)
     if not found:
         return Check(name, "skipped", f"fewer than {specification.MIN_ROWS} residuals per output channel")
-    value, p = specification.nan_rows(problem.config.out_channels)
+    value, p = np.full((2, problem.config.out_channels), np.nan)
     tests = len(found)
     hit = []
     for o, (v, q) in found.items():

@@ -55,7 +55,7 @@ ROWS = 1 << 13
 MIN_ROWS = 50
 
 
-@dataclasses.dataclass(frozen=True, init=False)
+@dataclasses.dataclass(frozen=True)
 class Rows:
     """The first equations of one block, in order over its sequences (what the specification tests and the
     whiteness check read).
@@ -81,26 +81,6 @@ class Rows:
     resid: np.ndarray
     lengths: tuple[int, ...]
     products: dict[int, tuple[float, np.ndarray]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
-
-    def __init__(
-        self,
-        out_channels: np.ndarray,
-        y: np.ndarray,
-        fitted: np.ndarray,
-        resid: np.ndarray,
-        lengths: tuple[int, ...],
-        products: dict[int, tuple[float, np.ndarray]] | None = None,
-    ) -> None:
-        # the fields in one update of the instance's dict (the frozen dataclass's own __init__ sets them one
-        # object.__setattr__ at a time: twice the cost)
-        self.__dict__.update(
-            out_channels=out_channels,
-            y=y,
-            fitted=fitted,
-            resid=resid,
-            lengths=lengths,
-            products={} if products is None else products,
-        )
 
     @property
     def n(self) -> int:
@@ -129,15 +109,6 @@ def block_rows(problem: CanonicalProblem, sol: Solution, block_index: int, rows:
     bias = sol.biases[block_index] if problem.config.use_bias and sol.biases is not None else None
     if not np.isfinite(kernel).all() or (bias is not None and not np.isfinite(bias).all()):
         return None
-    if len(block.xs) == 1 and kernel.shape[1] == 1 and kernel.shape[2] == 1 and len(block.ys[0]) and block.mask.all():
-        # one sequence, one input and one output channel (the everyday fit): its first rows' fitted values are one
-        # correlation (a GEMM over the design rows cut for it was 4-5x slower at 4096 rows)
-        y = block.ys[0][:rows, 0]
-        take = len(y)
-        fitted = correlate_valid(block.xs[0][: take + block.taps - 1, 0], kernel[:, 0, 0])
-        if bias is not None:
-            fitted += bias[0]
-        return Rows(block.out_channels, y[None], fitted[None], (y - fitted)[None], (take,))
     xs, ys, left = [], [], rows
     for x, y in zip(block.xs, block.ys):
         take = min(len(y), left)
@@ -223,18 +194,6 @@ def newey_west(u: list[np.ndarray], lags: int) -> np.ndarray:
 def nw_lags(n: int) -> int:
     """Newey-West lags: ``ceil(n^(1/3))``, at most ``n // 5``."""
     return max(1, min(math.ceil(n ** (1 / 3)), n // 5))
-
-
-@functools.cache
-def _nan_template(count: int) -> np.ndarray:
-    template = np.full((2, count), np.nan)
-    template.flags.writeable = False
-    return template
-
-
-def nan_rows(count: int) -> np.ndarray:
-    """``np.full((2, count), np.nan)``, copied from a template (half the cost; the checks make three a fit)."""
-    return _nan_template(count).copy()
 
 
 @functools.cache

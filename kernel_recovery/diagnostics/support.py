@@ -350,19 +350,9 @@ def _f_statistics(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per output, from the longer and the restricted fits' rss: the share of the residual the longer fit explains,
     the F-test's p-value (``q`` extra columns, ``dof`` residual degrees of freedom) and the flag (p below
-    ``CHECK_ALPHA / n_out``, share at least ``CHECK_EFFECT``, the restricted fit not exact).  One output (the
-    everyday fit) on Python floats: the same IEEE operations in the same order, without a dozen numpy calls on
-    one-element arrays."""
+    ``CHECK_ALPHA / n_out``, share at least ``CHECK_EFFECT``, the restricted fit not exact)."""
     from scipy.special import fdtrc  # imported here: scipy.special costs ~0.2 s, tiny problems never get here
 
-    if len(rss_e) == 1:
-        e, r, yy = float(rss_e[0]), float(rss_r[0]), float(yty[0])
-        gain = r - e
-        f_stat = (gain / q) / (e / dof) if e > 0 else np.inf
-        p = fdtrc(q, dof, max(f_stat, 0.0))
-        share = gain / r if r > 0 else 0.0
-        flag = r > 1e-12 * yy and p < CHECK_ALPHA / n_out and share >= CHECK_EFFECT
-        return np.array([share]), np.array([p], dtype=float), np.array([flag])
     gain = rss_r - rss_e
     if (rss_e > 0).all():  # (the usual case: no division by zero to guard)
         f_stats = (gain / q) / (rss_e / dof)
@@ -903,10 +893,7 @@ def _pair_correlations(
     acf = np.empty((g + 1, 2))  # [lag] = sum_t v[t + lag] v[t] (the padding's zeros past the end)
     acf[:, 0] = np.correlate(both[0, : lx + g], both[0, :lx], "valid")
     acf[:, 1] = np.correlate(both[1, : m + g], r, "valid")
-    if n <= BATCHED_FFT:
-        fx, fr = scipy.fft.rfft(both, axis=1)  # (one call: pocketfft runs the two rows as one vector)
-    else:
-        fx, fr = scipy.fft.rfft(both[0]), scipy.fft.rfft(both[1])
+    fx, fr = _rfft_rows(both)
     filters = prediction_filters(acf)
     energy = _fir_energy(filters, acf)
     energy[0] *= m / lx  # (the input's energy scaled to the residual's length)

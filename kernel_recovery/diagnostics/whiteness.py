@@ -10,7 +10,7 @@ import numpy as np
 
 from ..model.problem import CanonicalProblem
 from ..model.result import Solution
-from .specification import Rows, block_rows, centred_products, nan_rows, special
+from .specification import Rows, block_rows, centred_products, special
 
 #: Residual rows per block the whiteness check uses at most (the first rows of the sequences, in order).
 WHITENESS_ROWS = 1 << 14
@@ -145,7 +145,7 @@ def whiteness_check(
             n_rows, lags = max(n_rows, n), max(lags, h)
     if not found:
         return None, reason
-    stat, pval = nan_rows(problem.config.out_channels)
+    stat, pval = np.full((2, problem.config.out_channels), np.nan)
     chdtrc, tests = special().chdtrc, len(found)
     flagged = []
     for o, (q, h) in found.items():  # (a channel or two: scalars, not the arrays' fancy indexing)
